@@ -1,0 +1,168 @@
+"""Plain, frozen descriptions of a problem: what it needs, how it is judged.
+
+Verticals build these; ``ml_core`` reads them. Nothing here imports the project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Protocol
+
+
+class TaskType(str, Enum):
+    BINARY_CLASSIFICATION = "binary_classification"
+    TEXT_CLASSIFICATION = "text_classification"
+    FORECASTING = "forecasting"
+    RANKING = "ranking"
+    SEQUENCE_PREDICTION = "sequence_prediction"
+    SEQUENCE_REGRESSION = "sequence_regression"
+
+
+class ColumnRole(str, Enum):
+    TARGET = "target"
+    ID = "id"
+    TIME = "time"
+    GROUP = "group"
+    TEXT = "text"
+    FEATURE = "feature"
+    SENSITIVE = "sensitive"
+    EXCLUDE = "exclude"
+
+
+@dataclass(frozen=True)
+class RoleHint:
+    """Names that suggest a column plays ``role``; matched case- and punctuation-insensitively."""
+
+    role: ColumnRole
+    names: tuple[str, ...]
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Banding:
+    """How a numeric sensitive attribute is cut into groups: right-open intervals.
+
+    ``edges=(25, 35, 50)`` gives groups ``<25``, ``25-34``, ``35-49``, ``50+``.
+    """
+
+    column_hint: str
+    edges: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    enabled: bool = True
+    target_epsilon: float = 3.0
+    # None: min(1e-5, 1 / (10 * n_train)), decided once n is known.
+    delta: float | None = None
+    max_grad_norm: float = 1.0
+    accountant: str = "prv"
+
+
+@dataclass(frozen=True)
+class FairnessPolicy:
+    """Thresholds a model must meet for every sensitive attribute."""
+
+    min_disparate_impact_ratio: float = 0.8  # the four-fifths rule
+    max_demographic_parity_difference: float = 0.1
+    max_equalized_odds_difference: float = 0.15
+    min_group_size: int = 20  # smaller groups are reported but not judged
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    hidden_sizes: tuple[int, ...] = (64, 32)
+    patience: int = 5
+    seed: int = 0
+    test_fraction: float = 0.2
+    val_fraction: float = 0.15
+    device: str = "auto"  # "auto" picks CUDA when present, else CPU
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """What each column of an uploaded table is for, as the analyst confirmed it."""
+
+    target: str
+    features: tuple[str, ...] = ()
+    sensitive: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    id: str | None = None
+    positive_label: str | None = None  # None: the minority class of the target
+
+    def to_dict(self) -> dict:
+        return {
+            "target": self.target,
+            "features": list(self.features),
+            "sensitive": list(self.sensitive),
+            "exclude": list(self.exclude),
+            "id": self.id,
+            "positive_label": self.positive_label,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ColumnMapping:
+        return cls(
+            target=data["target"],
+            features=tuple(data.get("features") or ()),
+            sensitive=tuple(data.get("sensitive") or ()),
+            exclude=tuple(data.get("exclude") or ()),
+            id=data.get("id"),
+            positive_label=data.get("positive_label"),
+        )
+
+
+@dataclass(frozen=True)
+class ProblemSpec:
+    """Everything the platform and the model core need to know about one problem."""
+
+    key: str
+    name: str
+    description: str
+    task_type: TaskType
+    hints: tuple[RoleHint, ...]
+    sensitive_hints: tuple[str, ...] = ()
+    banding: tuple[Banding, ...] = ()
+    metrics: tuple[str, ...] = ("roc_auc", "pr_auc", "accuracy", "f1", "brier", "ks")
+    primary_metric: str = "roc_auc"
+    baseline: str = "logistic_regression"
+    model_family: str = "tabular_mlp"
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    fairness: FairnessPolicy = field(default_factory=FairnessPolicy)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    retrain_cron: str = "0 3 * * 1"  # Mondays 03:00
+    min_rows: int = 50
+
+    def with_privacy(self, **changes: object) -> ProblemSpec:
+        return replace(self, privacy=replace(self.privacy, **changes))
+
+    def banding_for(self, column: str) -> Banding | None:
+        norm = normalise_name(column)
+        for band in self.banding:
+            if normalise_name(band.column_hint) == norm or normalise_name(band.column_hint) in norm:
+                return band
+        return None
+
+
+class ProgressSink(Protocol):
+    """Where long work reports how far it is. The platform persists it; tests record it."""
+
+    def __call__(
+        self, *, stage: str, epoch: int, total_epochs: int, loss: float | None,
+        val_metric: float | None, epsilon: float | None,
+    ) -> None: ...
+
+
+class StopCheck(Protocol):
+    """Returns True when the caller wants training to stop (cancelled)."""
+
+    def __call__(self) -> bool: ...
+
+
+def normalise_name(name: str) -> str:
+    """Lower-case a column name and drop everything but letters and digits."""
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())

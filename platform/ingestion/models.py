@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from accounts.models import Organisation
+
+
+class Dataset(models.Model):
+    """A named stream of uploads for one problem, in one organisation."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="datasets")
+    vertical = models.CharField(max_length=64)
+    problem = models.CharField(max_length=64)
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetVersion(models.Model):
+    """One immutable upload: the stored bytes, how they were read, and what validation said.
+
+    A version is ``pending`` until the analyst confirms the column mapping, then
+    ``validated`` (trainable) or ``rejected`` (kept with its error report, never trainable).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Awaiting mapping"
+        VALIDATED = "validated", "Validated"
+        REJECTED = "rejected", "Rejected"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    original_filename = models.CharField(max_length=255)
+    stored_path = models.CharField(max_length=500, blank=True)  # relative to TESSERA_UPLOAD_DIR
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    read_options = models.JSONField(default=dict)  # delimiter, encoding, header, as detected or forced
+    columns = models.JSONField(default=list)
+    mapping = models.JSONField(default=dict)  # ml_core.spec.ColumnMapping.to_dict()
+    suggested_mapping = models.JSONField(default=dict)
+    profile = models.JSONField(default=dict)
+    errors = models.JSONField(default=list)  # [{code, message, column, rows}]
+    warnings = models.JSONField(default=list)
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    validated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="unique_version_number")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.name} v{self.number}"
+
+    @property
+    def organisation(self) -> Organisation:
+        return self.dataset.organisation
+
+    @property
+    def trainable(self) -> bool:
+        return self.status == self.Status.VALIDATED
