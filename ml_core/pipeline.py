@@ -1,31 +1,56 @@
-"""The one entry point the platform calls: ``run_training``. (Interface; implemented by the ml_core work.)"""
+"""The one entry point the platform calls: ``run_training``.
+
+Steps: encode and split -> logistic-regression baseline -> private MLP (and, for a private
+run, a non-private twin on the same split and seed, so the cost of privacy is visible) ->
+test metrics -> predictions with banded sensitive groups -> fairness audit of both models
+-> save the artifact. Progress stages, in order: ``preparing``, ``baseline``, ``training``,
+``training_twin`` (private runs only), ``auditing``, ``saving``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
-from ml_core.spec import ColumnMapping, PrivacyConfig, ProblemSpec, ProgressSink, StopCheck, TrainConfig
+from ml_core import fairness
+from ml_core.artifacts import library_versions, save_model, schema_fingerprint
+from ml_core.data import EncodedSplit, encode_and_split, feature_columns
+from ml_core.metrics import (
+    DEFAULT_THRESHOLD,
+    binary_metrics,
+    logistic_regression_baseline,
+)
+from ml_core.spec import (
+    ColumnMapping,
+    PrivacyConfig,
+    ProblemSpec,
+    ProgressSink,
+    StopCheck,
+    TaskType,
+    TrainConfig,
+)
+from ml_core.trainer import TrainedModel, TrainingCancelled, predict_scores, train_model
 
-
-class TrainingCancelled(Exception):
-    """Raised when ``should_stop`` returned True; carries the privacy spent so far."""
-
-    def __init__(self, privacy: dict | None = None) -> None:
-        super().__init__("training cancelled")
-        self.privacy = privacy or {}
+__all__ = ["TrainingCancelled", "TrainingResult", "run_training"]
 
 
 @dataclass(frozen=True)
 class TrainingResult:
     """JSON-serialisable outcome of one run (``predictions`` aside, which is a DataFrame)."""
 
-    metrics: dict  # private (or only) model on the held-out test split: roc_auc, pr_auc, accuracy, f1, brier, ks
+    # private (or only) model on the held-out test split: roc_auc, pr_auc, accuracy, f1, brier, ks
+    metrics: dict
     baseline: dict  # {"name": "logistic_regression", "metrics": {...}}
-    nonprivate_metrics: dict | None  # the non-private twin on the same split; None for a non-private run
-    privacy: dict  # enabled, epsilon, delta, noise_multiplier, sample_rate, steps, accountant, target_epsilon, max_grad_norm
+    # the non-private twin on the same split; None for a non-private run
+    nonprivate_metrics: dict | None
+    # enabled, epsilon, delta, noise_multiplier, sample_rate, steps, planned_steps, accountant,
+    # target_epsilon, max_grad_norm, poisson_sampling
+    privacy: dict
     fairness: dict  # attribute -> {by_group, disparities, checks, passed}
     nonprivate_fairness: dict | None
     fairness_passed: bool
@@ -36,11 +61,69 @@ class TrainingResult:
     artifact_path: str
     artifact_sha256: str
     versions: dict  # torch, opacus, sklearn, python
-    predictions: pd.DataFrame = field(repr=False, compare=False)  # row_id, y_true, y_score, y_pred, <sensitive banded>
+    # row_id, y_true, y_score, y_pred, then one banded column per sensitive attribute
+    predictions: pd.DataFrame = field(repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        """Everything but the predictions, JSON-ready."""
-        raise NotImplementedError
+        """Everything but the predictions, JSON-ready (plain floats, NaN as None)."""
+        return {
+            item.name: json_ready(getattr(self, item.name))
+            for item in fields(self)
+            if item.name != "predictions"
+        }
+
+
+def json_ready(value: object) -> object:
+    """Plain Python containers and scalars; NaN and infinities become None."""
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return [json_ready(item) for item in value.tolist()]
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def _report_stage(progress: ProgressSink | None, stage: str, total_epochs: int) -> None:
+    if progress is not None:
+        progress(stage=stage, epoch=0, total_epochs=total_epochs, loss=None, val_metric=None,
+                 epsilon=None)
+
+
+def _predictions(
+    *, split: EncodedSplit, scores: np.ndarray, threshold: float, groups: pd.DataFrame
+) -> pd.DataFrame:
+    """One row per test row: original row id, truth, score, decision, banded groups."""
+    table = pd.DataFrame({
+        "row_id": split.ids_test,
+        "y_true": split.y_test.astype(int),
+        "y_score": scores.astype(float),
+        "y_pred": (scores >= threshold).astype(int),
+    })
+    for column in groups.columns:
+        # A sensitive column named like a fixed one must not overwrite it.
+        name = column if column not in table.columns else f"sensitive_{column}"
+        table[name] = groups[column].to_numpy()
+    return table
+
+
+def _audit(
+    *, split: EncodedSplit, scores: np.ndarray, groups: pd.DataFrame, threshold: float,
+    spec: ProblemSpec,
+) -> dict:
+    return fairness.audit(
+        y_true=split.y_test, y_pred=(scores >= threshold).astype(int), sensitive=groups,
+        policy=spec.fairness,
+    )
 
 
 def run_training(
@@ -54,5 +137,110 @@ def run_training(
     progress: ProgressSink | None = None,
     should_stop: StopCheck | None = None,
 ) -> TrainingResult:
-    """Train, evaluate, audit and save one model for ``spec`` on ``frame``."""
-    raise NotImplementedError
+    """Train, evaluate, audit and save one model for ``spec`` on ``frame``.
+
+    ``privacy`` and ``train`` default to the spec's. Seeded by ``train.seed``: two runs
+    with the same inputs give identical results on the same (CPU) device. The artifact is
+    written into ``artifact_dir``. Prediction ``row_id`` values are ``frame``'s index
+    (positions when that index has duplicates). Raises :class:`TrainingCancelled` (with the privacy
+    spent so far) when ``should_stop()`` returns True.
+    """
+    if spec.task_type is not TaskType.BINARY_CLASSIFICATION:
+        raise NotImplementedError(f"task type {spec.task_type.value} is not supported yet")
+    privacy = privacy if privacy is not None else spec.privacy
+    train = train if train is not None else spec.train
+    threshold = DEFAULT_THRESHOLD
+    cpu = torch.device("cpu")
+    if not frame.index.is_unique:
+        # Row ids must name one row each; fall back to positions (the file's row order).
+        frame = frame.reset_index(drop=True)
+
+    _report_stage(progress, "preparing", train.epochs)
+    split = encode_and_split(frame, mapping, train)
+
+    _report_stage(progress, "baseline", train.epochs)
+    baseline_scores = logistic_regression_baseline(
+        x_train=split.x_train, y_train=split.y_train, x_test=split.x_test, seed=train.seed
+    )
+    baseline = {"name": spec.baseline if spec.baseline else "logistic_regression",
+                "metrics": binary_metrics(split.y_test, baseline_scores, threshold=threshold)}
+
+    main: TrainedModel = train_model(
+        split=split, train=train, privacy=privacy, primary_metric=spec.primary_metric,
+        stage="training", progress=progress, should_stop=should_stop,
+    )
+    twin: TrainedModel | None = None
+    if privacy.enabled:
+        try:
+            twin = train_model(
+                split=split, train=train, privacy=None, primary_metric=spec.primary_metric,
+                stage="training_twin", progress=progress, should_stop=should_stop,
+            )
+        except TrainingCancelled as cancelled:
+            # The private model was already trained: its whole privacy cost was spent.
+            raise TrainingCancelled(privacy=main.privacy) from cancelled
+
+    _report_stage(progress, "auditing", train.epochs)
+    scores = predict_scores(main.model, split.x_test, device=cpu)
+    # Banded on the test rows only, by position (aligned with split.y_test).
+    groups = fairness.sensitive_frame(frame.loc[split.ids_test], mapping, spec)
+    groups = groups.reset_index(drop=True)
+    predictions = _predictions(split=split, scores=scores, threshold=threshold, groups=groups)
+    fairness_report = _audit(split=split, scores=scores, groups=groups, threshold=threshold,
+                             spec=spec)
+    twin_metrics = twin_fairness = None
+    if twin is not None:
+        twin_scores = predict_scores(twin.model, split.x_test, device=cpu)
+        twin_metrics = binary_metrics(split.y_test, twin_scores, threshold=threshold)
+        twin_fairness = _audit(split=split, scores=twin_scores, groups=groups,
+                               threshold=threshold, spec=spec)
+
+    _report_stage(progress, "saving", train.epochs)
+    versions = library_versions()
+    used_columns = feature_columns(frame, mapping)
+    saved = save_model(
+        model=main.model,
+        encoder=split.encoder,
+        directory=Path(artifact_dir),
+        metadata=json_ready({
+            "spec_key": spec.key,
+            "task_type": spec.task_type.value,
+            "mapping": mapping.to_dict(),
+            "feature_columns": list(used_columns),
+            "schema_fingerprint": schema_fingerprint(frame, used_columns),
+            "positive_label": split.positive_label,
+            "threshold": threshold,
+            "seed": train.seed,
+            "train_config": {
+                "epochs": train.epochs, "batch_size": train.batch_size,
+                "learning_rate": train.learning_rate, "hidden_sizes": list(train.hidden_sizes),
+                "patience": train.patience, "test_fraction": train.test_fraction,
+                "val_fraction": train.val_fraction,
+            },
+            "privacy": main.privacy,
+            "epsilon": main.privacy.get("epsilon"),
+            "delta": main.privacy.get("delta"),
+            "split": split.summary(),
+            "best_epoch": main.best_epoch,
+            "device": main.device,
+            "versions": versions,
+        }),
+    )
+
+    return TrainingResult(
+        metrics=binary_metrics(split.y_test, scores, threshold=threshold),
+        baseline=baseline,
+        nonprivate_metrics=twin_metrics,
+        privacy=main.privacy,
+        fairness=fairness_report,
+        nonprivate_fairness=twin_fairness,
+        fairness_passed=fairness.passed(fairness_report),
+        split=split.summary(),
+        history=main.history,
+        device=main.device,
+        seed=train.seed,
+        artifact_path=saved.path,
+        artifact_sha256=saved.sha256,
+        versions=versions,
+        predictions=predictions,
+    )

@@ -6,4 +6,6 @@ def membership(request):
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {"membership": None}
-    return {"membership": Membership.objects.select_related("organisation").filter(user=user).first()}
+    return {
+        "membership": Membership.objects.select_related("organisation").filter(user=user).first()
+    }

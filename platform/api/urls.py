@@ -1,1 +1,37 @@
-urlpatterns: list = []
+"""REST API v1, at /api/v1/. Token or session authentication; the schema and docs are public."""
+
+from django.urls import URLPattern, URLResolver, include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.routers import DefaultRouter
+
+from api import views
+
+router = DefaultRouter()
+router.register("verticals", views.VerticalViewSet, basename="vertical")
+router.register("datasets", views.DatasetViewSet, basename="dataset")
+router.register("dataset-versions", views.DatasetVersionViewSet, basename="dataset-version")
+router.register("runs", views.RunViewSet, basename="run")
+router.register("models", views.ModelVersionViewSet, basename="model-version")
+
+app_name = "api"
+
+urlpatterns = [
+    path("auth/token/", obtain_auth_token, name="token"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("", include(router.urls)),
+]
+
+
+def _api_handles_its_own_auth(patterns) -> None:
+    """LoginRequiredMiddleware would redirect token-authenticated requests to the login page
+    (it only sees the session); DRF authenticates and answers 401/403 itself."""
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            _api_handles_its_own_auth(pattern.url_patterns)
+        elif isinstance(pattern, URLPattern):
+            pattern.callback.login_required = False
+
+
+_api_handles_its_own_auth(urlpatterns)

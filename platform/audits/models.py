@@ -10,7 +10,9 @@ from training.models import ModelVersion, TrainingRun
 class FairnessReport(models.Model):
     """The bias report of one run: per sensitive attribute, groups, disparities, verdict."""
 
-    run = models.OneToOneField(TrainingRun, on_delete=models.CASCADE, related_name="fairness_report")
+    run = models.OneToOneField(
+        TrainingRun, on_delete=models.CASCADE, related_name="fairness_report"
+    )
     passed = models.BooleanField()
     report = models.JSONField(default=dict)  # attribute -> {by_group, disparities, checks, passed}
     nonprivate_report = models.JSONField(default=dict)  # the same for the non-private twin
@@ -23,8 +25,12 @@ class Review(models.Model):
         APPROVE = "approve", "Approve"
         REJECT = "reject", "Reject"
 
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="reviews")
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="reviews"
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     decision = models.CharField(max_length=10, choices=Decision.choices)
     comment = models.TextField()
     created_at = models.DateTimeField(auto_now_add=True)
@@ -48,7 +54,9 @@ class AuditLogQuerySet(models.QuerySet):
 class AuditLogEntry(models.Model):
     """Who did what to which object, when. Rows are only ever inserted."""
 
-    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="audit_log")
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.PROTECT, related_name="audit_log"
+    )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )

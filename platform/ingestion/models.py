@@ -9,11 +9,15 @@ from accounts.models import Organisation
 class Dataset(models.Model):
     """A named stream of uploads for one problem, in one organisation."""
 
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="datasets")
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="datasets"
+    )
     vertical = models.CharField(max_length=64)
     problem = models.CharField(max_length=64)
     name = models.CharField(max_length=200)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -42,20 +46,26 @@ class DatasetVersion(models.Model):
     sha256 = models.CharField(max_length=64)
     size_bytes = models.BigIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    read_options = models.JSONField(default=dict)  # delimiter, encoding, header, as detected or forced
+    read_options = models.JSONField(
+        default=dict
+    )  # delimiter, encoding, header, as detected or forced
     columns = models.JSONField(default=list)
     mapping = models.JSONField(default=dict)  # ml_core.spec.ColumnMapping.to_dict()
     suggested_mapping = models.JSONField(default=dict)
     profile = models.JSONField(default=dict)
     errors = models.JSONField(default=list)  # [{code, message, column, rows}]
     warnings = models.JSONField(default=list)
-    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     validated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="unique_version_number")]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "number"], name="unique_version_number")
+        ]
 
     def __str__(self) -> str:
         return f"{self.dataset.name} v{self.number}"

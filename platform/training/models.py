@@ -22,10 +22,14 @@ class TrainingRun(models.Model):
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="runs")
-    dataset_version = models.ForeignKey(DatasetVersion, on_delete=models.PROTECT, related_name="runs")
+    dataset_version = models.ForeignKey(
+        DatasetVersion, on_delete=models.PROTECT, related_name="runs"
+    )
     vertical = models.CharField(max_length=64)
     problem = models.CharField(max_length=64)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
     config = models.JSONField(default=dict)  # train config overrides, seed
     privacy_requested = models.JSONField(default=dict)  # enabled, target_epsilon, delta
     cancel_requested = models.BooleanField(default=False)
@@ -46,7 +50,9 @@ class TrainingRun(models.Model):
     artifact_path = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
     task_id = models.CharField(max_length=64, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -78,11 +84,15 @@ class ModelVersion(models.Model):
         APPROVED = "approved", "Approved"
         REJECTED = "rejected", "Rejected"
 
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="model_versions")
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="model_versions"
+    )
     run = models.OneToOneField(TrainingRun, on_delete=models.PROTECT, related_name="model_version")
     vertical = models.CharField(max_length=64)
     problem = models.CharField(max_length=64)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING_REVIEW, db_index=True)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.PENDING_REVIEW, db_index=True
+    )
     artifact_sha256 = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)

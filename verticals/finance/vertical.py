@@ -1,4 +1,86 @@
-"""Placeholder; replaced by the finance vertical's real definition."""
-from verticals.base import Vertical
+"""The finance vertical: credit default risk on tabular application data."""
 
-VERTICAL = Vertical(key="finance", name="Finance", description="", problems=())
+from __future__ import annotations
+
+from ml_core.spec import (
+    Banding,
+    ColumnMapping,
+    ColumnRole,
+    FairnessPolicy,
+    PrivacyConfig,
+    ProblemSpec,
+    RoleHint,
+    TaskType,
+    TrainConfig,
+)
+from verticals.base import Problem, Vertical
+from verticals.finance.demo_data import credit_applications
+from verticals.finance.guide import CREDIT_RISK_GUIDE
+
+# Files without a header (german.data) get column_1..column_N: no hint can name their
+# target without guessing, so the analyst picks it explicitly at upload.
+TARGET_NAMES = (
+    "default", "defaulted", "is_default", "default_flag", "bad", "bad_loan", "credit_risk",
+    "risk", "loan_status", "target", "label", "class", "y",
+)
+ID_NAMES = ("applicant_id", "customer_id", "loan_id", "application_id", "client_id", "id")
+SENSITIVE_NAMES = (
+    "sex", "gender", "personal_status", "personal_status_and_sex", "marital_status", "age",
+    "foreign_worker", "nationality", "race", "ethnicity",
+)
+
+CREDIT_RISK = ProblemSpec(
+    key="credit_risk",
+    name="Credit default risk",
+    description=(
+        "Probability that an applicant defaults, learnt from past applications and their "
+        "outcomes; audited for disparities by sex, age and nationality."
+    ),
+    task_type=TaskType.BINARY_CLASSIFICATION,
+    hints=(
+        RoleHint(role=ColumnRole.TARGET, names=TARGET_NAMES, required=True),
+        RoleHint(role=ColumnRole.ID, names=ID_NAMES),
+    ),
+    sensitive_hints=SENSITIVE_NAMES,
+    banding=(Banding(column_hint="age", edges=(25, 35, 50, 65)),),
+    metrics=("roc_auc", "pr_auc", "accuracy", "f1", "brier", "ks"),
+    primary_metric="roc_auc",
+    baseline="logistic_regression",
+    model_family="tabular_mlp",
+    privacy=PrivacyConfig(target_epsilon=3.0),
+    fairness=FairnessPolicy(
+        min_disparate_impact_ratio=0.8,
+        max_demographic_parity_difference=0.1,
+        max_equalized_odds_difference=0.15,
+        min_group_size=20,
+    ),
+    # Sized for 1k-100k applications: a small MLP, early stopping on validation AUC.
+    train=TrainConfig(
+        epochs=30, batch_size=64, learning_rate=1e-3, hidden_sizes=(64, 32), patience=5,
+    ),
+    # Monthly, 02:00 on the 1st: portfolios drift slowly and outcomes arrive monthly.
+    retrain_cron="0 2 1 * *",
+)
+
+# Marital status is a protected characteristic in credit decisions (e.g. ECOA): it is
+# excluded from the features; the demo audits sex, age and foreign-worker status.
+SAMPLE_MAPPING = ColumnMapping(
+    target="default",
+    sensitive=("sex", "age", "foreign_worker"),
+    exclude=("personal_status",),
+    id="applicant_id",
+)
+
+VERTICAL = Vertical(
+    key="finance",
+    name="Finance",
+    description="Credit risk for lenders: default prediction with privacy and fairness audits.",
+    problems=(
+        Problem(
+            spec=CREDIT_RISK,
+            sample_data=credit_applications,
+            sample_mapping=SAMPLE_MAPPING,
+            guide=CREDIT_RISK_GUIDE,
+        ),
+    ),
+)

@@ -1,0 +1,79 @@
+# Tessera: the README's two commands are `make demo` and `make test`.
+# Both set themselves up (virtual environment, dependencies, database) and are idempotent:
+# a second run installs nothing.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+MANAGE := $(PY) $(CURDIR)/manage.py
+PYTEST_ARGS ?=
+PORT ?= 8000
+VAR_DIR := $(if $(TESSERA_VAR_DIR),$(TESSERA_VAR_DIR),$(CURDIR)/var)
+
+# torch is installed first and pinned, so that no other requirement pulls another build.
+# CPU machines take the CPU build (from the machine's wheel folder or PyPI); where
+# `nvidia-smi` answers, the CUDA build comes from the PyTorch index. Override either with
+# TORCH_SPEC / TORCH_INDEX_URL, e.g. TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126.
+TORCH_SPEC ?= torch==2.13.0
+HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+TORCH_INDEX_URL ?= $(if $(HAVE_GPU),https://download.pytorch.org/whl/cu128,)
+
+# The stamp names what was installed: a changed pyproject.toml or torch choice reinstalls.
+INSTALL_KEY := $(shell { cat pyproject.toml; echo "$(TORCH_SPEC) $(TORCH_INDEX_URL)"; } | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(INSTALL_KEY)
+
+.PHONY: help venv install var migrate collectstatic demo test lint ci
+
+help:
+	@echo "make demo   set up and run the demo (web on http://127.0.0.1:$(PORT)/, worker, beat)"
+	@echo "make test   set up and run the whole test suite (PYTEST_ARGS=... passes options)"
+	@echo "make lint   ruff and import-linter"
+	@echo "make ci     what CI runs: the suite on SQLite, then on PostgreSQL and Redis"
+
+venv: $(PY)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "Tessera needs Python 3.11 or newer as '$(PYTHON)' (set PYTHON=...)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml | $(PY)
+	@echo "==> installing $(TORCH_SPEC)$(if $(TORCH_INDEX_URL), from $(TORCH_INDEX_URL))"
+	@TORCH_SPEC='$(TORCH_SPEC)' TORCH_INDEX_URL='$(TORCH_INDEX_URL)' scripts/install_torch.sh $(PY)
+	@echo "==> installing Tessera's dependencies (pyproject.toml, with dev extras)"
+	$(PIP) install --quiet -r <($(PY) scripts/pyproject_requirements.py --extra dev)
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# SQLite cannot create the folder its database file lives in.
+var:
+	@mkdir -p $(VAR_DIR)
+
+migrate: install var
+	$(MANAGE) migrate --noinput
+
+collectstatic: install
+	$(MANAGE) collectstatic --noinput --verbosity 0
+
+demo: migrate collectstatic
+	$(MANAGE) demo_setup
+	$(PY) scripts/run_demo.py --port $(PORT)
+
+# pytest's exit code 5 means "no tests collected": a suite that ran nothing must not pass.
+test: install var
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5); failing" >&2; exit 1; fi; \
+	exit $$rc
+
+lint: install
+	$(VENV)/bin/ruff check .
+	PYTHONPATH=$(CURDIR):$(CURDIR)/platform $(VENV)/bin/lint-imports
+
+ci:
+	.ci/run

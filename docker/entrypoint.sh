@@ -1,0 +1,63 @@
+#!/bin/sh
+# The image's roles. docker/compose.yml runs one per service:
+#   migrate      apply database migrations, then exit
+#   web          gunicorn on :8000
+#   worker-cpu   Celery worker for $TESSERA_CPU_WORKER_QUEUES (default: "default")
+#   worker-gpu   Celery worker for "training": solo pool, one task at a time, so CUDA is
+#                initialised once in the worker's own process, never in a forked child
+#   beat         Celery beat on the database scheduler (run exactly one)
+#   healthcheck  exit 0 when this container's role answers
+#   manage ...   any manage.py command;  anything else runs as given
+set -eu
+
+celery_app="celery -A config.celery_app"
+
+case "${1:-web}" in
+    migrate)
+        exec python manage.py migrate --noinput
+        ;;
+    web)
+        exec gunicorn config.wsgi:application \
+            --bind 0.0.0.0:8000 \
+            --workers "${GUNICORN_WORKERS:-3}" \
+            --timeout "${GUNICORN_TIMEOUT:-120}" \
+            --access-logfile - \
+            --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-*}"
+        ;;
+    worker-cpu)
+        exec $celery_app worker -n "worker-cpu@%h" -Q "${TESSERA_CPU_WORKER_QUEUES:-default}" \
+            --concurrency "${CELERY_CPU_CONCURRENCY:-2}" -l "${LOG_LEVEL:-INFO}"
+        ;;
+    worker-gpu)
+        exec $celery_app worker -n "worker-gpu@%h" -Q training -P solo --concurrency 1 \
+            -l "${LOG_LEVEL:-INFO}"
+        ;;
+    beat)
+        exec $celery_app beat -l "${LOG_LEVEL:-INFO}" \
+            --scheduler django_celery_beat.schedulers:DatabaseScheduler \
+            --pidfile /tmp/celerybeat.pid
+        ;;
+    healthcheck)
+        case "${2:-web}" in
+            web)
+                # The login page needs no session; the headers satisfy ALLOWED_HOSTS and
+                # the HTTPS redirect, as the reverse proxy would.
+                exec python -c 'import urllib.request as u; u.urlopen(u.Request("http://127.0.0.1:8000/login/", headers={"Host": "localhost", "X-Forwarded-Proto": "https"}), timeout=5)'
+                ;;
+            worker-cpu|worker-gpu)
+                exec $celery_app inspect ping --timeout 10 -d "$2@$(hostname)"
+                ;;
+            *)
+                echo "healthcheck: unknown role $2" >&2
+                exit 2
+                ;;
+        esac
+        ;;
+    manage)
+        shift
+        exec python manage.py "$@"
+        ;;
+    *)
+        exec "$@"
+        ;;
+esac

@@ -1,0 +1,303 @@
+"""DataFrame -> model-ready arrays for tabular binary classification.
+
+Everything learnt from data (medians, scales, category levels) is fitted on the training
+rows only, after the split, so nothing of the validation or test rows leaks into the model.
+
+Default features: every column except the target, the id, the excluded columns *and the
+sensitive ones*. Protected attributes are not fed to the model unless the analyst lists them
+in ``mapping.features`` explicitly. Leaving them out ("fairness through unawareness") does
+not make a model fair, because other columns can stand in for them; that is why every model
+is audited per group afterwards. It does keep the platform from using them by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from ml_core.spec import ColumnMapping, TrainConfig
+
+MISSING_LEVEL = "missing"
+OTHER_LEVEL = "other"
+# A category level seen fewer times than this in the training rows goes to "other":
+# a one-hot column for a handful of rows mostly memorises those rows.
+MIN_LEVEL_COUNT = 5
+
+
+def label_text(value: object) -> str:
+    """A target value as text, so that ``2``, ``2.0`` and ``"2"`` name the same class."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)).lower()
+    return str(value).strip()
+
+
+def feature_columns(frame: pd.DataFrame, mapping: ColumnMapping) -> tuple[str, ...]:
+    """The columns fed to the model: ``mapping.features`` when given, else all but the
+    target, id, excluded and sensitive columns (see the module docstring for why)."""
+    if mapping.features:
+        return tuple(mapping.features)
+    skipped = {mapping.target, *mapping.exclude, *mapping.sensitive}
+    if mapping.id:
+        skipped.add(mapping.id)
+    return tuple(str(column) for column in frame.columns if column not in skipped)
+
+
+def positive_label(target: pd.Series, mapping: ColumnMapping) -> str:
+    """``mapping.positive_label`` when set, else the minority class of ``target``.
+
+    A tie goes to the label that sorts last (``1`` over ``0``, ``yes`` over ``no``).
+    """
+    if mapping.positive_label is not None:
+        return label_text(mapping.positive_label)
+    counts = target.dropna().map(label_text).value_counts()
+    if counts.empty:
+        raise ValueError(f"target column {mapping.target!r} has no values")
+    smallest = counts.min()
+    return sorted(label for label, count in counts.items() if count == smallest)[-1]
+
+
+def encode_target(target: pd.Series, positive: str) -> np.ndarray:
+    """1 where the label is ``positive``, else 0 (missing values must be dropped before)."""
+    labels = target.map(label_text)
+    classes = set(labels)
+    if len(classes) > 2:
+        raise ValueError(f"target is not binary: {len(classes)} classes {sorted(classes)[:5]}")
+    if positive not in classes:
+        raise ValueError(f"positive label {positive!r} is not a value of the target")
+    return (labels == positive).to_numpy(dtype=np.int64)
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+
+
+def _as_float(series: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series):
+        series = series.astype("Float64")
+    return pd.to_numeric(series, errors="coerce").astype("float64")
+
+
+def _as_level(series: pd.Series) -> pd.Series:
+    return series.astype("object").map(lambda v: MISSING_LEVEL if pd.isna(v) else label_text(v))
+
+
+@dataclass(frozen=True)
+class TabularEncoder:
+    """A fitted, picklable and JSON-able feature encoder.
+
+    Numeric columns: median imputation, a missing-value indicator (for columns that had
+    gaps in the training rows) and standardisation. Categorical columns: one-hot over the
+    levels seen at least ``MIN_LEVEL_COUNT`` times in training, plus an ``other`` bucket for
+    rare and unseen levels.
+    """
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    medians: Mapping[str, float]
+    means: Mapping[str, float]
+    scales: Mapping[str, float]
+    with_missing_indicator: tuple[str, ...]
+    levels: Mapping[str, tuple[str, ...]]
+    feature_names: tuple[str, ...] = field(default=())
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, columns: tuple[str, ...]) -> TabularEncoder:
+        """Learn imputation values, scales and category levels from ``frame`` (training rows)."""
+        numeric, categorical = [], []
+        medians, means, scales, levels = {}, {}, {}, {}
+        with_indicator = []
+        for column in columns:
+            series = frame[column]
+            if _is_numeric(series):
+                values = _as_float(series)
+                median = float(values.median()) if values.notna().any() else 0.0
+                filled = values.fillna(median)
+                std = float(filled.std(ddof=0))
+                numeric.append(column)
+                medians[column] = median
+                means[column] = float(filled.mean())
+                # A constant column keeps scale 1: dividing by ~0 would blow up new values.
+                scales[column] = std if std > 1e-12 else 1.0
+                if values.isna().any():
+                    with_indicator.append(column)
+            else:
+                counts = _as_level(series).value_counts()
+                kept = sorted(str(level) for level, n in counts.items() if n >= MIN_LEVEL_COUNT)
+                categorical.append(column)
+                levels[column] = tuple(level for level in kept if level != OTHER_LEVEL)
+        names = list(numeric)
+        names += [f"{column}__missing" for column in with_indicator]
+        for column in categorical:
+            names += [f"{column}={level}" for level in levels[column]]
+            names.append(f"{column}={OTHER_LEVEL}")
+        return cls(
+            numeric=tuple(numeric),
+            categorical=tuple(categorical),
+            medians=medians,
+            means=means,
+            scales=scales,
+            with_missing_indicator=tuple(with_indicator),
+            levels=levels,
+            feature_names=tuple(names),
+        )
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """Encode ``frame`` (any rows with the fitted columns) as a float32 matrix."""
+        missing = [column for column in self.columns if column not in frame.columns]
+        if missing:
+            raise KeyError(f"columns missing from the frame: {missing}")
+        blocks: list[np.ndarray] = []
+        raw = {column: _as_float(frame[column]) for column in self.numeric}
+        for column in self.numeric:
+            values = raw[column].fillna(self.medians[column]).to_numpy(dtype=np.float64)
+            blocks.append(((values - self.means[column]) / self.scales[column])[:, None])
+        for column in self.with_missing_indicator:
+            blocks.append(raw[column].isna().to_numpy(dtype=np.float64)[:, None])
+        for column in self.categorical:
+            kept = self.levels[column]
+            # Unseen and rare levels map to the last column, "other".
+            position = {level: i for i, level in enumerate(kept)}
+            codes = _as_level(frame[column]).map(position).fillna(len(kept))
+            one_hot = np.zeros((len(frame), len(kept) + 1))
+            one_hot[np.arange(len(frame)), codes.to_numpy(dtype=np.int64)] = 1.0
+            blocks.append(one_hot)
+        if not blocks:
+            return np.zeros((len(frame), 0), dtype=np.float32)
+        return np.hstack(blocks).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form, saved with the model artifact (no pickle needed to load it)."""
+        return {
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "medians": dict(self.medians),
+            "means": dict(self.means),
+            "scales": dict(self.scales),
+            "with_missing_indicator": list(self.with_missing_indicator),
+            "levels": {column: list(levels) for column, levels in self.levels.items()},
+            "feature_names": list(self.feature_names),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TabularEncoder:
+        return cls(
+            numeric=tuple(data["numeric"]),
+            categorical=tuple(data["categorical"]),
+            medians=dict(data["medians"]),
+            means=dict(data["means"]),
+            scales=dict(data["scales"]),
+            with_missing_indicator=tuple(data["with_missing_indicator"]),
+            levels={column: tuple(levels) for column, levels in data["levels"].items()},
+            feature_names=tuple(data["feature_names"]),
+        )
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    """Train/validation/test arrays, the original row ids of each part, and the encoder."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    ids_train: np.ndarray  # values of the original frame's index
+    ids_val: np.ndarray
+    ids_test: np.ndarray
+    encoder: TabularEncoder
+    positive_label: str
+    method: str  # "stratified", or "random" when a class is too small to stratify
+    seed: int
+    dropped_missing_target: int = 0
+
+    @property
+    def n_features(self) -> int:
+        return self.x_train.shape[1]
+
+    def summary(self) -> dict:
+        """The split as it goes into the training result."""
+        return {
+            "method": self.method,
+            "train": int(len(self.y_train)),
+            "val": int(len(self.y_val)),
+            "test": int(len(self.y_test)),
+            "seed": int(self.seed),
+            "positive_label": self.positive_label,
+            "n_features": int(self.n_features),
+            "dropped_missing_target": int(self.dropped_missing_target),
+        }
+
+
+def _split_positions(
+    y: np.ndarray, *, test_fraction: float, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    positions = np.arange(len(y))
+    val_share_of_rest = val_fraction / (1.0 - test_fraction)
+    try:
+        rest, test = train_test_split(
+            positions, test_size=test_fraction, random_state=seed, stratify=y
+        )
+        train, val = train_test_split(
+            rest, test_size=val_share_of_rest, random_state=seed, stratify=y[rest]
+        )
+        return train, val, test, "stratified"
+    except ValueError:
+        # A class with too few rows to appear in every part: fall back to a plain split
+        # rather than fail; the result records the method used.
+        rest, test = train_test_split(positions, test_size=test_fraction, random_state=seed)
+        train, val = train_test_split(rest, test_size=val_share_of_rest, random_state=seed)
+        return train, val, test, "random"
+
+
+def encode_and_split(
+    frame: pd.DataFrame, mapping: ColumnMapping, train: TrainConfig
+) -> EncodedSplit:
+    """Split ``frame`` (stratified on the target) and encode it with train-only statistics.
+
+    Rows with no target value are dropped (validation reports them as errors first).
+    """
+    if mapping.target not in frame.columns:
+        raise KeyError(f"target column {mapping.target!r} is not in the frame")
+    columns = feature_columns(frame, mapping)
+    unknown = [column for column in columns if column not in frame.columns]
+    if unknown:
+        raise KeyError(f"feature columns not in the frame: {unknown}")
+    labelled = frame[frame[mapping.target].notna()]
+    positive = positive_label(labelled[mapping.target], mapping)
+    y = encode_target(labelled[mapping.target], positive)
+    train_pos, val_pos, test_pos, method = _split_positions(
+        y, test_fraction=train.test_fraction, val_fraction=train.val_fraction, seed=train.seed
+    )
+    encoder = TabularEncoder.fit(labelled.iloc[train_pos], columns)
+    ids = labelled.index.to_numpy()
+    return EncodedSplit(
+        x_train=encoder.transform(labelled.iloc[train_pos]),
+        y_train=y[train_pos],
+        x_val=encoder.transform(labelled.iloc[val_pos]),
+        y_val=y[val_pos],
+        x_test=encoder.transform(labelled.iloc[test_pos]),
+        y_test=y[test_pos],
+        ids_train=ids[train_pos],
+        ids_val=ids[val_pos],
+        ids_test=ids[test_pos],
+        encoder=encoder,
+        positive_label=positive,
+        method=method,
+        seed=train.seed,
+        dropped_missing_target=int(len(frame) - len(labelled)),
+    )

@@ -1,0 +1,136 @@
+"""A JSON-ready summary of an uploaded table under its mapping, for the dataset page."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+
+from ml_core.data import feature_columns, label_text
+from ml_core.fairness import band
+from ml_core.spec import ColumnMapping, ProblemSpec
+
+HISTOGRAM_BINS = 10
+TOP_VALUES = 10
+# A target with at most this many distinct values is counted per class.
+MAX_BALANCE_CLASSES = 20
+# Day-first or ISO dates, optionally with a time: 05/02/10, 2010-02-05, 5.2.2010 12:00.
+_DATE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
+# Free text (notes, complaints) as opposed to category labels: several words on average.
+TEXT_MIN_MEAN_WORDS = 3.0
+
+
+def _kind(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series):
+        return "categorical"
+    if pd.api.types.is_numeric_dtype(series):
+        return "numeric"
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return "datetime"
+    values = series.dropna().astype(str).str.strip()
+    if values.empty:
+        return "categorical"
+    sample = values.iloc[:1000]
+    if sample.str.match(_DATE).mean() >= 0.9:
+        return "datetime"
+    if sample.str.split().str.len().mean() >= TEXT_MIN_MEAN_WORDS:
+        return "text"
+    return "categorical"
+
+
+def _role(column: str, mapping: ColumnMapping, features: set[str]) -> str:
+    if column == mapping.target:
+        return "target"
+    if column == mapping.id:
+        return "id"
+    if column in mapping.sensitive:
+        return "sensitive"
+    if column in mapping.exclude:
+        return "exclude"
+    return "feature" if column in features else "unused"
+
+
+def _number(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _histogram(series: pd.Series) -> dict:
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return {"bins": [], "counts": []}
+    counts, edges = np.histogram(values, bins=HISTOGRAM_BINS)
+    return {"bins": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def _stats(series: pd.Series) -> dict:
+    values = pd.to_numeric(series, errors="coerce").dropna().astype(float)
+    if values.empty:
+        return {"min": None, "max": None, "mean": None, "std": None}
+    return {
+        "min": _number(values.min()),
+        "max": _number(values.max()),
+        "mean": _number(values.mean()),
+        "std": _number(values.std(ddof=0)),
+    }
+
+
+def _top_values(series: pd.Series) -> list[list]:
+    counts = series.dropna().map(label_text).value_counts()
+    return [[str(value), int(count)] for value, count in counts.iloc[:TOP_VALUES].items()]
+
+
+def _column_profile(series: pd.Series, *, role: str) -> dict:
+    kind = _kind(series)
+    entry = {
+        "name": str(series.name),
+        "dtype": kind,
+        "role": role,
+        "missing_share": float(series.isna().mean()) if len(series) else 0.0,
+        "n_unique": int(series.nunique(dropna=True)),
+    }
+    if kind == "numeric":
+        entry["histogram"] = _histogram(series)
+        entry["stats"] = _stats(series)
+    else:
+        entry["top_values"] = _top_values(series)
+    return entry
+
+
+def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> dict:
+    """Summarise ``frame`` for people: per column its kind, role, missing share, distinct
+    values and a 10-bin histogram (numeric) or its 10 commonest values (otherwise); the
+    target's class counts; and the size of every (banded) group of each sensitive column.
+
+    ``dtype`` is one of ``numeric``, ``categorical``, ``text``, ``datetime``; ``role`` one
+    of ``target``, ``id``, ``sensitive``, ``exclude``, ``feature``, ``unused``. Columns
+    named in the mapping but absent from ``frame`` are skipped (validation reports them).
+    Everything returned is JSON-ready (no NaN).
+    """
+    present = {str(column) for column in frame.columns}
+    features = set(feature_columns(frame, mapping))
+    columns = [
+        _column_profile(frame[column], role=_role(str(column), mapping, features))
+        for column in frame.columns
+    ]
+    target_balance: dict[str, int] = {}
+    if mapping.target in present:
+        counts = frame[mapping.target].dropna().map(label_text).value_counts()
+        if len(counts) <= MAX_BALANCE_CLASSES:
+            target_balance = {str(label): int(n) for label, n in sorted(counts.items())}
+    groups = {}
+    for column in mapping.sensitive:
+        if column not in present:
+            continue
+        counts = band(frame[column], spec.banding_for(column)).value_counts()
+        groups[column] = {str(group): int(n) for group, n in sorted(counts.items())}
+    return {
+        "rows": int(len(frame)),
+        "n_columns": int(frame.shape[1]),
+        "columns": columns,
+        "target_balance": target_balance,
+        "groups": groups,
+    }

@@ -1,0 +1,240 @@
+"""The training loop for the tabular model, in small named steps.
+
+``train_model`` seeds everything, builds the model, optionally wraps it for DP-SGD, then runs
+epochs with early stopping on the validation primary metric, keeping the best weights.
+Every epoch it reports progress and checks for cancellation (also every few batches); a
+cancellation raises :class:`TrainingCancelled` carrying the privacy spent so far.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from ml_core import privacy as dp
+from ml_core.data import EncodedSplit
+from ml_core.metrics import binary_metrics, higher_is_better
+from ml_core.models import TabularMLP
+from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
+
+# Cancellation is also checked every this many batches, so a long epoch stops promptly.
+STOP_CHECK_EVERY_BATCHES = 20
+
+
+class TrainingCancelled(Exception):
+    """Raised when ``should_stop`` returned True; carries the privacy spent so far."""
+
+    def __init__(self, privacy: dict | None = None) -> None:
+        super().__init__("training cancelled")
+        self.privacy = privacy or {}
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The best model of one training, unwrapped from Opacus, in eval mode on the CPU."""
+
+    model: TabularMLP
+    history: list[dict]  # per epoch: epoch, loss, val_metric, epsilon
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    privacy: dict  # privacy.disabled_report() for a non-private model
+    device: str
+    val_metric_name: str
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when available, else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (Opacus' Poisson sampler and noise use torch's RNG)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_loader(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int) -> DataLoader:
+    """A shuffled loader with its own seeded generator (replaced by Poisson sampling under DP)."""
+    dataset = TensorDataset(torch.from_numpy(x), torch.from_numpy(y.astype(np.float32)))
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset, batch_size=min(batch_size, len(dataset)), shuffle=True, generator=generator
+    )
+
+
+def predict_scores(model: nn.Module, x: np.ndarray, *, device: torch.device) -> np.ndarray:
+    """Positive-class probabilities for ``x`` (the model is left in the mode it was in)."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x).to(device))
+        scores = torch.sigmoid(logits).double().cpu().numpy()
+    model.train(was_training)
+    return scores
+
+
+def validation_score(
+    model: nn.Module, split: EncodedSplit, *, metric: str, device: torch.device
+) -> tuple[float, float]:
+    """(reported value, value to maximise) of ``metric`` on the validation rows.
+
+    When the metric is undefined (a validation part with one class), the negative
+    validation log loss is maximised instead, so early stopping still works.
+    """
+    scores = predict_scores(model, split.x_val, device=device)
+    value = binary_metrics(split.y_val, scores).get(metric, math.nan)
+    if math.isnan(value):
+        clipped = np.clip(scores, 1e-7, 1 - 1e-7)
+        log_loss = -np.mean(split.y_val * np.log(clipped) + (1 - split.y_val) * np.log(1 - clipped))
+        return math.nan, float(-log_loss)
+    return float(value), float(value if higher_is_better(metric) else -value)
+
+
+def run_epoch(
+    *, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module, device: torch.device, should_stop: StopCheck | None,
+) -> tuple[float, bool]:
+    """One pass over ``loader``. Returns (mean training loss, cancelled)."""
+    model.train()
+    with warnings.catch_warnings():
+        # Opacus' hooks on a first layer whose input needs no gradient: expected, harmless.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        return _epoch_batches(model=model, loader=loader, optimizer=optimizer,
+                              loss_fn=loss_fn, device=device, should_stop=should_stop)
+
+
+def _epoch_batches(
+    *, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module, device: torch.device, should_stop: StopCheck | None,
+) -> tuple[float, bool]:
+    total, count = 0.0, 0
+    for batch_index, (features, labels) in enumerate(loader):
+        if should_stop is not None and batch_index and batch_index % STOP_CHECK_EVERY_BATCHES == 0:
+            if should_stop():
+                return (total / count if count else math.nan), True
+        features, labels = features.to(device), labels.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        # Poisson sampling can draw an empty batch. It still goes through forward, backward
+        # and step (its loss is NaN but its gradients are empty): Opacus then adds pure noise
+        # and accounts the step, as the DP analysis assumes.
+        loss = loss_fn(model(features), labels)
+        loss.backward()
+        optimizer.step()
+        if len(labels):
+            total += float(loss.detach()) * len(labels)
+            count += len(labels)
+    return (total / count if count else math.nan), False
+
+
+def save_checkpoint(path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    epoch: int, history: list[dict]) -> None:
+    """Per-epoch file checkpoint (for resuming later); written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save(
+        {"model": dp.unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+         "epoch": epoch, "history": history},
+        partial,
+    )
+    partial.replace(path)
+
+
+def train_model(
+    *, split: EncodedSplit, train: TrainConfig, privacy: PrivacyConfig | None,
+    primary_metric: str = "roc_auc", stage: str = "training",
+    progress: ProgressSink | None = None, should_stop: StopCheck | None = None,
+    checkpoint_path: Path | None = None,
+) -> TrainedModel:
+    """Train one MLP on ``split`` (privately when ``privacy`` is given and enabled).
+
+    Seeded by ``train.seed``: the same inputs give the same model on the same device.
+    Raises :class:`TrainingCancelled` when ``should_stop()`` returns True.
+    """
+    device = resolve_device(train.device)
+    seed_everything(train.seed)
+    model: nn.Module = TabularMLP(split.n_features, train.hidden_sizes)
+    private = privacy is not None and privacy.enabled
+    if private:
+        model = dp.prepare_module(model)
+    model = model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
+    loader = make_loader(split.x_train, split.y_train, batch_size=train.batch_size, seed=train.seed)
+    wrapped: dp.PrivateTraining | None = None
+    if private:
+        wrapped = dp.make_private(
+            model=model, optimizer=optimizer, loader=loader, config=privacy, epochs=train.epochs
+        )
+        model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
+    # mean reduction, matching Opacus' loss_reduction="mean" set in privacy.make_private
+    loss_fn = nn.BCEWithLogitsLoss(reduction="mean")
+
+    def privacy_so_far() -> dict:
+        return wrapped.report() if wrapped is not None else dp.disabled_report()
+
+    def cancel() -> TrainingCancelled:
+        return TrainingCancelled(privacy=privacy_so_far())
+
+    history: list[dict] = []
+    best_state = copy.deepcopy(dp.unwrap(model).state_dict())
+    best_key, best_epoch, epochs_without_gain = -math.inf, 0, 0
+    stopped_early = False
+    for epoch in range(1, train.epochs + 1):
+        if should_stop is not None and should_stop():
+            raise cancel()
+        loss, cancelled = run_epoch(
+            model=model, loader=loader, optimizer=optimizer, loss_fn=loss_fn,
+            device=device, should_stop=should_stop,
+        )
+        if cancelled:
+            raise cancel()
+        val_metric, key = validation_score(model, split, metric=primary_metric, device=device)
+        epsilon = wrapped.epsilon() if wrapped is not None else None
+        record = {"epoch": epoch, "loss": _plain(loss), "val_metric": _plain(val_metric),
+                  "epsilon": epsilon}
+        history.append(record)
+        if progress is not None:
+            progress(stage=stage, epoch=epoch, total_epochs=train.epochs, loss=record["loss"],
+                     val_metric=record["val_metric"], epsilon=epsilon)
+        if key > best_key:
+            best_key, best_epoch, epochs_without_gain = key, epoch, 0
+            best_state = copy.deepcopy(dp.unwrap(model).state_dict())
+        else:
+            epochs_without_gain += 1
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, model=model, optimizer=optimizer, epoch=epoch,
+                            history=history)
+        if epochs_without_gain >= train.patience and epoch < train.epochs:
+            stopped_early = True
+            break
+
+    best = TabularMLP(split.n_features, train.hidden_sizes)
+    best.load_state_dict({key: value.cpu() for key, value in best_state.items()})
+    best.eval()
+    return TrainedModel(
+        model=best,
+        history=history,
+        best_epoch=best_epoch,
+        epochs_run=len(history),
+        stopped_early=stopped_early,
+        privacy=privacy_so_far(),
+        device=str(device),
+        val_metric_name=primary_metric,
+    )
+
+
+def _plain(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)

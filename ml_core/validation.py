@@ -1,0 +1,344 @@
+"""Suggesting a column mapping from a problem's hints, and checking a confirmed one.
+
+Uploaded files never match a fixed schema, so :func:`suggest_mapping` pre-fills the
+analyst's mapping form from the problem's name hints and :func:`validate` checks what
+the analyst confirmed. Every issue names the column and, where rows are at fault, the
+1-based data row numbers (row 1 is the first row under the header), so a person can
+find and fix them in the file.
+
+A file without a header (columns ``column_1`` .. ``column_N``) usually matches no hint:
+the suggested target is then ``""``, and the platform must make the analyst choose it;
+:func:`validate` reports ``target_required`` until they do.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ml_core.data import feature_columns, label_text
+from ml_core.fairness import band
+from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec, TaskType, normalise_name
+
+MAX_LISTED_ROWS = 20
+# A hint at least this long also matches inside a longer name ("gender" in "applicant
+# gender"); shorter ones ("age", "sex", "id", "y") only match a whole word of the name,
+# so "age" does not find "average_balance" nor "race" "trace_id".
+MIN_SUBSTRING_HINT = 5
+# A text column is called numeric-with-typos when at least this share of its values are numbers.
+NUMERIC_SHARE = 0.8
+CLASSIFICATION_TASKS = (TaskType.BINARY_CLASSIFICATION, TaskType.TEXT_CLASSIFICATION)
+
+
+@dataclass(frozen=True)
+class ValidationIssue:
+    """One problem found in an uploaded table under a mapping."""
+
+    code: str
+    message: str
+    column: str | None = None
+    rows: tuple[int, ...] = ()  # 1-based data row numbers, at most 20 listed
+    severity: str = "error"  # "error" blocks training; "warning" does not
+
+    def to_dict(self) -> dict:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "column": self.column,
+            "rows": list(self.rows),
+            "severity": self.severity,
+        }
+
+
+# --- suggesting -------------------------------------------------------------------------
+
+def _words(name: str) -> set[str]:
+    """Lower-case words of a column name: 'Product ID' and 'ProductId' -> {'product', 'id'}."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
+    return {word for word in re.split(r"[^a-zA-Z0-9]+", spaced.lower()) if word}
+
+
+def _match_rank(column: str, hints: tuple[str, ...]) -> tuple[int, int] | None:
+    """How well ``column`` matches ``hints``: (0 exact / 1 partial, index of the hint); None."""
+    norm = normalise_name(column)
+    words = _words(column)
+    best = None
+    for index, hint in enumerate(hints):
+        hint_norm = normalise_name(hint)
+        if not hint_norm:
+            continue
+        if hint_norm == norm:
+            rank = (0, index)
+        elif hint_norm in words or (len(hint_norm) >= MIN_SUBSTRING_HINT and hint_norm in norm):
+            rank = (1, index)
+        else:
+            continue
+        if best is None or rank < best:
+            best = rank
+    return best
+
+
+def _best_column(columns: list[str], hints: tuple[str, ...], taken: set[str]) -> str | None:
+    ranked = []
+    for position, column in enumerate(columns):
+        if column in taken:
+            continue
+        rank = _match_rank(column, hints)
+        if rank is not None:
+            ranked.append((rank, position, column))
+    return min(ranked)[2] if ranked else None
+
+
+def _hint_names(spec: ProblemSpec, role: ColumnRole) -> tuple[str, ...]:
+    return tuple(name for hint in spec.hints if hint.role == role for name in hint.names)
+
+
+def _unique_id_like(frame: pd.DataFrame, taken: set[str]) -> str | None:
+    for column in frame.columns:
+        column = str(column)
+        if column in taken:
+            continue
+        named_like_id = "id" in _words(column) or normalise_name(column).endswith("id")
+        if named_like_id and frame[column].notna().all() and frame[column].is_unique:
+            return column
+    return None
+
+
+def suggest_mapping(frame: pd.DataFrame, spec: ProblemSpec) -> ColumnMapping:
+    """Pre-fill a mapping from ``spec``'s hints; the analyst confirms or changes it.
+
+    Exact (normalised) name matches beat partial ones, and earlier hint names beat later
+    ones. The target comes from the TARGET hints (``""`` when nothing matches: the
+    analyst must choose), the id from the ID hints or else a column named like an id
+    whose values are unique, sensitive columns from ``spec.sensitive_hints`` and excluded
+    ones from EXCLUDE hints. No column gets two roles. ``features`` is left empty, which
+    means "every other column".
+    """
+    columns = [str(column) for column in frame.columns]
+    taken: set[str] = set()
+    target = _best_column(columns, _hint_names(spec, ColumnRole.TARGET), taken) or ""
+    if target:
+        taken.add(target)
+    id_column = _best_column(columns, _hint_names(spec, ColumnRole.ID), taken)
+    if id_column is None:
+        id_column = _unique_id_like(frame, taken)
+    if id_column:
+        taken.add(id_column)
+    sensitive = tuple(
+        column for column in columns
+        if column not in taken and _match_rank(column, spec.sensitive_hints) is not None
+    )
+    taken.update(sensitive)
+    exclude_hints = _hint_names(spec, ColumnRole.EXCLUDE)
+    exclude = tuple(
+        column for column in columns
+        if column not in taken and _match_rank(column, exclude_hints) is not None
+    )
+    return ColumnMapping(target=target, sensitive=sensitive, exclude=exclude, id=id_column)
+
+
+# --- validating -------------------------------------------------------------------------
+
+def _row_numbers(mask: pd.Series) -> tuple[int, tuple[int, ...]]:
+    positions = [int(p) + 1 for p in mask.to_numpy().nonzero()[0]]
+    return len(positions), tuple(positions[:MAX_LISTED_ROWS])
+
+
+def _rows_text(count: int, rows: tuple[int, ...]) -> str:
+    noun = "row" if count == 1 else "rows"
+    listed = ", ".join(str(r) for r in rows)
+    more = f" and {count - len(rows)} more" if count > len(rows) else ""
+    return f"{count} {noun}: {listed}{more}"
+
+
+def _mapped_columns(mapping: ColumnMapping) -> list[tuple[str, str]]:
+    named = [("target", mapping.target)] if mapping.target else []
+    if mapping.id:
+        named.append(("id", mapping.id))
+    for role, columns in (
+        ("feature", mapping.features), ("sensitive", mapping.sensitive),
+        ("exclude", mapping.exclude),
+    ):
+        named.extend((role, column) for column in columns)
+    return named
+
+
+def _check_columns(frame: pd.DataFrame, mapping: ColumnMapping) -> list[ValidationIssue]:
+    issues = []
+    present = {str(column) for column in frame.columns}
+    for role, column in _mapped_columns(mapping):
+        if column not in present:
+            code = "missing_target" if role == "target" else "unknown_column"
+            issues.append(ValidationIssue(
+                code=code, column=column,
+                message=f"The {role} column '{column}' is not in the file.",
+            ))
+    target = mapping.target
+    if target:
+        clashes = [
+            role for role, column in _mapped_columns(mapping)
+            if column == target and role != "target"
+        ]
+        for role in clashes:
+            issues.append(ValidationIssue(
+                code="role_conflict", column=target,
+                message=f"Column '{target}' is the target and cannot also be {role}.",
+            ))
+    return issues
+
+
+def _check_target(
+    frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+) -> list[ValidationIssue]:
+    name = mapping.target
+    target = frame[name]
+    issues = []
+    missing = target.isna()
+    if missing.any():
+        count, rows = _row_numbers(missing)
+        issues.append(ValidationIssue(
+            code="missing_target_values", column=name, rows=rows,
+            message=f"Column '{name}' is missing a value in {_rows_text(count, rows)}.",
+        ))
+    if spec.task_type not in CLASSIFICATION_TASKS:
+        return issues
+    counts = target.dropna().map(label_text).value_counts()
+    if len(counts) < 2:
+        only = f" ('{counts.index[0]}')" if len(counts) else ""
+        issues.append(ValidationIssue(
+            code="single_class", column=name,
+            message=f"Column '{name}' has only one class{only}; a model needs at least two.",
+        ))
+    elif spec.task_type == TaskType.BINARY_CLASSIFICATION and len(counts) > 2:
+        shown = ", ".join(f"'{label}'" for label in sorted(counts.index)[:10])
+        issues.append(ValidationIssue(
+            code="target_not_binary", column=name,
+            message=(
+                f"Column '{name}' has {len(counts)} distinct values ({shown}"
+                f"{', ...' if len(counts) > 10 else ''}); this problem needs exactly two."
+            ),
+        ))
+    if mapping.positive_label is not None and label_text(mapping.positive_label) not in counts:
+        issues.append(ValidationIssue(
+            code="positive_label_unknown", column=name,
+            message=(
+                f"The positive label '{mapping.positive_label}' does not occur in column '{name}'."
+            ),
+        ))
+    return issues
+
+
+def _check_numeric_text(frame: pd.DataFrame, column: str) -> ValidationIssue | None:
+    values = frame[column]
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return None
+    text = values.astype("object").where(values.notna())
+    present = text.notna()
+    if not present.any():
+        return None
+    numbers = pd.to_numeric(text.where(present).astype(str).str.strip(), errors="coerce")
+    numeric = numbers.notna() & present
+    share = numeric.sum() / present.sum()
+    if share < NUMERIC_SHARE:
+        return None
+    bad = present & ~numeric
+    count, rows = _row_numbers(bad)
+    examples = ", ".join(f"'{v}'" for v in pd.unique(text[bad])[:3])
+    return ValidationIssue(
+        code="text_in_numeric", column=column, rows=rows,
+        message=(
+            f"Column '{column}' holds numbers but has text ({examples}) in "
+            f"{_rows_text(count, rows)}."
+        ),
+    )
+
+
+def _check_groups(
+    frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+) -> list[ValidationIssue]:
+    issues = []
+    minimum = spec.fairness.min_group_size
+    for column in mapping.sensitive:
+        counts = band(frame[column], spec.banding_for(column)).value_counts()
+        for group, size in sorted(counts.items()):
+            if size < minimum:
+                issues.append(ValidationIssue(
+                    code="small_group", column=column, severity="warning",
+                    message=(
+                        f"Group '{group}' of '{column}' has {size} rows; groups under "
+                        f"{minimum} are reported but not judged"
+                    ),
+                ))
+    return issues
+
+
+def _check_constant(frame: pd.DataFrame, columns: list[str]) -> list[ValidationIssue]:
+    issues = []
+    for column in columns:
+        values = frame[column].dropna()
+        distinct = values.nunique()
+        if distinct > 1:
+            continue
+        what = "no values" if distinct == 0 else f"the same value ('{values.iloc[0]}') in every row"
+        issues.append(ValidationIssue(
+            code="constant_column", column=column, severity="warning",
+            message=f"Column '{column}' has {what}; it carries no information.",
+        ))
+    return issues
+
+
+def validate(
+    frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+) -> list[ValidationIssue]:
+    """Check ``frame`` under ``mapping`` for ``spec``; an empty list means trainable.
+
+    Errors (``severity="error"``) block training: ``target_required``, ``missing_target``,
+    ``unknown_column``, ``role_conflict``, ``too_few_rows``, ``missing_target_values``,
+    ``single_class``, ``target_not_binary``, ``positive_label_unknown``,
+    ``text_in_numeric``. Warnings do not: ``small_group`` (a banded sensitive group
+    below ``spec.fairness.min_group_size``), ``constant_column``, ``id_not_unique``.
+    """
+    issues: list[ValidationIssue] = []
+    if not mapping.target:
+        issues.append(ValidationIssue(
+            code="target_required",
+            message="Choose the target column: the column the model should predict.",
+        ))
+    issues.extend(_check_columns(frame, mapping))
+    if len(frame) < spec.min_rows:
+        issues.append(ValidationIssue(
+            code="too_few_rows",
+            message=(
+                f"The file has {len(frame)} data rows; "
+                f"this problem needs at least {spec.min_rows}."
+            ),
+        ))
+    present = {str(column) for column in frame.columns}
+    if mapping.target in present:
+        issues.extend(_check_target(frame, mapping, spec))
+    features = [c for c in feature_columns(frame, mapping) if c in present and c != mapping.target]
+    for column in features:
+        issue = _check_numeric_text(frame, column)
+        if issue is not None:
+            issues.append(issue)
+    if mapping.id in present and not frame[mapping.id].is_unique:
+        duplicated = frame[mapping.id].duplicated(keep=False)
+        count, rows = _row_numbers(duplicated)
+        issues.append(ValidationIssue(
+            code="id_not_unique", column=mapping.id, rows=rows, severity="warning",
+            message=f"Id column '{mapping.id}' repeats values in {_rows_text(count, rows)}.",
+        ))
+    known_sensitive = ColumnMapping(
+        target=mapping.target, sensitive=tuple(c for c in mapping.sensitive if c in present)
+    )
+    issues.extend(_check_groups(frame, known_sensitive, spec))
+    used = list(dict.fromkeys(features + list(known_sensitive.sensitive)))
+    issues.extend(_check_constant(frame, used))
+    return issues
+
+
+def has_errors(issues: list[ValidationIssue]) -> bool:
+    """True when any issue blocks training."""
+    return any(issue.severity == "error" for issue in issues)

@@ -1,0 +1,81 @@
+"""Organisation scoping: every query a user's request makes goes through here.
+
+A user belongs to exactly one organisation (``Membership``). Objects belong to an
+organisation directly (``organisation`` field) or through a chain of foreign keys
+(a ``DatasetVersion`` through its ``Dataset``); the path is found from the model's fields,
+so this module needs to know no other app's models.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from django.core.exceptions import PermissionDenied
+from django.db import models
+from django.http import Http404
+
+from accounts.models import Membership, Organisation
+
+_MAX_DEPTH = 3
+
+
+def membership_for(user) -> Membership:
+    """The user's membership; PermissionDenied for anonymous users and users without one."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        raise PermissionDenied("sign in first")
+    try:
+        return Membership.objects.select_related("organisation").get(user=user)
+    except Membership.DoesNotExist:
+        raise PermissionDenied("your account belongs to no organisation") from None
+
+
+@cache
+def organisation_path(model: type[models.Model]) -> str:
+    """The lookup from ``model`` to its Organisation, e.g. ``"dataset__organisation"``.
+
+    Breadth-first over forward foreign keys and one-to-one fields, so the shortest path wins.
+    """
+    queue: list[tuple[type[models.Model], str, int]] = [(model, "", 0)]
+    while queue:
+        current, prefix, depth = queue.pop(0)
+        for field in current._meta.get_fields():
+            if not (field.is_relation and (field.many_to_one or field.one_to_one)):
+                continue
+            if field.auto_created and not field.concrete:  # reverse one-to-one
+                continue
+            name = f"{prefix}{field.name}"
+            if field.related_model is Organisation:
+                return name
+            if depth + 1 < _MAX_DEPTH:
+                queue.append((field.related_model, f"{name}__", depth + 1))
+    raise LookupError(f"{model.__name__} has no path to an Organisation")
+
+
+def for_user(queryset: models.QuerySet, user) -> models.QuerySet:
+    """``queryset`` restricted to the user's organisation; empty when the user has none."""
+    try:
+        membership = membership_for(user)
+    except PermissionDenied:
+        return queryset.none()
+    return queryset.filter(**{organisation_path(queryset.model): membership.organisation})
+
+
+def get_scoped_or_404(model_or_queryset, user, **lookup):
+    """Like ``get_object_or_404``, but another organisation's object is simply not found."""
+    queryset = (
+        model_or_queryset
+        if isinstance(model_or_queryset, models.QuerySet)
+        else model_or_queryset._default_manager.all()
+    )
+    try:
+        return for_user(queryset, user).get(**lookup)
+    except (queryset.model.DoesNotExist, ValueError, TypeError):
+        raise Http404(f"no {queryset.model._meta.verbose_name} matches the query") from None
+
+
+def organisation_of(obj: models.Model) -> Organisation:
+    """The organisation an object belongs to, following the same path as ``for_user``."""
+    target = obj
+    for part in organisation_path(type(obj)).split("__"):
+        target = getattr(target, part)
+    return target

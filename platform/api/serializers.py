@@ -1,0 +1,233 @@
+"""API representations. Writes go through the services; these only shape data."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from audits.models import FairnessReport, Review
+from ingestion.models import Dataset, DatasetVersion
+from training.models import ModelVersion, TrainingRun
+
+# --- errors -------------------------------------------------------------------------
+
+
+class IssueSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    column = serializers.CharField(allow_null=True, required=False)
+    rows = serializers.ListField(child=serializers.IntegerField(), required=False)
+    severity = serializers.CharField(required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = IssueSerializer(many=True, required=False)
+    dataset_version = serializers.IntegerField(required=False, allow_null=True)
+
+
+# --- catalogue ----------------------------------------------------------------------
+
+
+class ProblemSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    task_type = serializers.CharField()
+    primary_metric = serializers.CharField()
+    metrics = serializers.ListField(child=serializers.CharField())
+    min_rows = serializers.IntegerField()
+    sensitive_hints = serializers.ListField(child=serializers.CharField())
+    privacy = serializers.DictField()
+    fairness = serializers.DictField()
+    guide = serializers.CharField()
+
+
+class VerticalSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    problems = ProblemSerializer(many=True)
+
+
+# --- datasets -----------------------------------------------------------------------
+
+
+class DatasetVersionSerializer(serializers.ModelSerializer):
+    trainable = serializers.BooleanField(read_only=True)
+    uploaded_by = serializers.CharField(source="uploaded_by.username", read_only=True)
+
+    class Meta:
+        model = DatasetVersion
+        fields = [
+            "id", "dataset", "number", "status", "trainable", "original_filename", "sha256",
+            "size_bytes", "read_options", "columns", "suggested_mapping", "mapping", "profile",
+            "errors", "warnings", "uploaded_by", "created_at", "validated_at",
+        ]
+        read_only_fields = fields
+
+
+class DatasetVersionSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DatasetVersion
+        fields = ["id", "number", "status", "original_filename", "sha256", "size_bytes",
+                  "created_at"]
+        read_only_fields = fields
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    latest_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = ["id", "name", "vertical", "problem", "created_at", "latest_version"]
+        read_only_fields = fields
+
+    @extend_schema_field(DatasetVersionSummarySerializer(allow_null=True))
+    def get_latest_version(self, dataset: Dataset) -> dict | None:
+        versions = sorted(dataset.versions.all(), key=lambda v: v.number)
+        return DatasetVersionSummarySerializer(versions[-1]).data if versions else None
+
+
+class DatasetDetailSerializer(DatasetSerializer):
+    versions = serializers.SerializerMethodField()
+
+    class Meta(DatasetSerializer.Meta):
+        fields = [*DatasetSerializer.Meta.fields, "versions"]
+        read_only_fields = fields
+
+    @extend_schema_field(DatasetVersionSerializer(many=True))
+    def get_versions(self, dataset: Dataset) -> list[dict]:
+        versions = sorted(dataset.versions.all(), key=lambda v: v.number, reverse=True)
+        return DatasetVersionSerializer(versions, many=True).data
+
+
+class UploadSerializer(serializers.Serializer):
+    vertical = serializers.CharField()
+    problem = serializers.CharField()
+    file = serializers.FileField(allow_empty_file=True)
+    name = serializers.CharField(required=False, allow_blank=True, default="")
+    sep = serializers.CharField(
+        required=False, allow_null=True, default=None, trim_whitespace=False,
+        help_text="Delimiter; sniffed when absent.",
+    )
+    header = serializers.BooleanField(
+        required=False, allow_null=True, default=None,
+        help_text="Whether the first row names the columns; detected when absent.",
+    )
+    dataset = serializers.IntegerField(
+        required=False, allow_null=True, default=None,
+        help_text="Add a new version to this existing dataset.",
+    )
+
+
+class MappingSerializer(serializers.Serializer):
+    """A column mapping; fields left out fall back to the version's suggested mapping."""
+
+    target = serializers.CharField(required=False)
+    features = serializers.ListField(child=serializers.CharField(), required=False)
+    sensitive = serializers.ListField(child=serializers.CharField(), required=False)
+    exclude = serializers.ListField(child=serializers.CharField(), required=False)
+    id = serializers.CharField(required=False, allow_null=True)
+    positive_label = serializers.CharField(required=False, allow_null=True)
+
+
+# --- runs ---------------------------------------------------------------------------
+
+
+class PrivacyRequestSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(default=True)
+    target_epsilon = serializers.FloatField(required=False, allow_null=True, min_value=0.01)
+    delta = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1)
+
+
+class RunCreateSerializer(serializers.Serializer):
+    dataset_version = serializers.IntegerField()
+    privacy = PrivacyRequestSerializer(required=False)
+    seed = serializers.IntegerField(default=0, min_value=0)
+    config = serializers.DictField(
+        required=False, default=dict,
+        help_text="Training overrides: epochs, batch_size, learning_rate, hidden_sizes, ...",
+    )
+
+
+class ProgressSerializer(serializers.ModelSerializer):
+    percent = serializers.IntegerField(source="progress_percent", read_only=True)
+
+    class Meta:
+        model = TrainingRun
+        fields = ["stage", "epoch", "total_epochs", "percent", "loss", "val_metric",
+                  "epsilon_spent", "history"]
+        read_only_fields = fields
+
+
+class RunSerializer(serializers.ModelSerializer):
+    progress = ProgressSerializer(source="*", read_only=True)
+    model_version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = TrainingRun
+        fields = [
+            "id", "status", "vertical", "problem", "dataset_version", "privacy_requested",
+            "config", "cancel_requested", "progress", "metrics", "privacy", "fairness", "result",
+            "device", "error", "model_version", "created_at", "started_at", "finished_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_model_version(self, run: TrainingRun) -> int | None:
+        model_version = getattr(run, "model_version", None) if run.pk else None
+        return model_version.pk if model_version else None
+
+
+# --- models and reviews -------------------------------------------------------------
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    reviewer = serializers.CharField(source="reviewer.username", read_only=True)
+
+    class Meta:
+        model = Review
+        fields = ["id", "model_version", "reviewer", "decision", "comment", "created_at"]
+        read_only_fields = fields
+
+
+class ReviewCreateSerializer(serializers.Serializer):
+    decision = serializers.ChoiceField(choices=Review.Decision.choices)
+    comment = serializers.CharField(allow_blank=True, trim_whitespace=True)
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    fairness_passed = serializers.SerializerMethodField()
+    metrics = serializers.JSONField(source="run.metrics", read_only=True)
+    privacy = serializers.JSONField(source="run.privacy", read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "run", "vertical", "problem", "status", "artifact_sha256",
+                  "fairness_passed", "metrics", "privacy", "created_at", "decided_at"]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.BOOL)
+    def get_fairness_passed(self, model_version: ModelVersion) -> bool | None:
+        report = getattr(model_version.run, "fairness_report", None)
+        return report.passed if report else None
+
+
+class FairnessReportSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = FairnessReport
+        fields = ["passed", "report", "nonprivate_report", "policy", "created_at"]
+        read_only_fields = fields
+
+
+class ModelReportSerializer(serializers.Serializer):
+    """Everything a reviewer needs to decide: quality, privacy spent, fairness, history."""
+
+    model_version = ModelVersionSerializer()
+    run = RunSerializer()
+    baseline = serializers.JSONField()
+    nonprivate_metrics = serializers.JSONField()
+    fairness = FairnessReportSerializer(allow_null=True)
+    reviews = ReviewSerializer(many=True)

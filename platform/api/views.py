@@ -1,0 +1,226 @@
+"""REST API v1. Views are thin: scope the query, call a service, shape the answer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from django.core.exceptions import PermissionDenied
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from accounts.scoping import for_user, get_scoped_or_404
+from api import serializers as s
+from api.permissions import CanReview, IsMember
+from audits.services import review_model
+from ingestion.models import Dataset, DatasetVersion
+from ingestion.services import UploadError, confirm_mapping, upload_dataset
+from ml_core.spec import ColumnMapping
+from training.models import ModelVersion, TrainingRun
+from training.services import cancel_run, start_run
+from verticals.registry import verticals
+
+ERROR = OpenApiResponse(s.ErrorSerializer, description="Refused; the body says why.")
+
+
+def _error(detail: str, *, errors: list | None = None, code=status.HTTP_400_BAD_REQUEST, **extra):
+    body = {"detail": detail, **extra}
+    if errors is not None:
+        body["errors"] = errors
+    return Response(body, status=code)
+
+
+class _Scoped:
+    """Every queryset is the requester's organisation's: other ids are simply not found."""
+
+    permission_classes = [IsMember]
+    base_queryset = None
+
+    def get_queryset(self):
+        return for_user(self.base_queryset.all(), self.request.user)
+
+
+class VerticalViewSet(viewsets.ViewSet):
+    permission_classes = [IsMember]
+
+    @extend_schema(responses=s.VerticalSerializer(many=True))
+    def list(self, request):
+        data = [
+            {
+                "key": vertical.key,
+                "name": vertical.name,
+                "description": vertical.description,
+                "problems": [
+                    {
+                        "key": problem.key,
+                        "name": problem.spec.name,
+                        "description": problem.spec.description,
+                        "task_type": problem.spec.task_type.value,
+                        "primary_metric": problem.spec.primary_metric,
+                        "metrics": list(problem.spec.metrics),
+                        "min_rows": problem.spec.min_rows,
+                        "sensitive_hints": list(problem.spec.sensitive_hints),
+                        "privacy": dataclasses.asdict(problem.spec.privacy),
+                        "fairness": dataclasses.asdict(problem.spec.fairness),
+                        "guide": problem.guide,
+                    }
+                    for problem in vertical.problems
+                ],
+            }
+            for vertical in verticals()
+        ]
+        return Response(s.VerticalSerializer(data, many=True).data)
+
+
+class DatasetViewSet(
+    _Scoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    base_queryset = Dataset.objects.prefetch_related("versions")
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return s.DatasetDetailSerializer
+        if self.action == "create":
+            return s.UploadSerializer
+        return s.DatasetSerializer
+
+    @extend_schema(
+        request={"multipart/form-data": s.UploadSerializer},
+        responses={201: s.DatasetVersionSerializer, 400: ERROR},
+        description="Upload a table. A file that cannot be read is kept as a rejected version "
+        "and answered with 400 and its errors.",
+    )
+    def create(self, request):
+        form = s.UploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        dataset = None
+        if data.get("dataset") is not None:
+            dataset = get_scoped_or_404(Dataset, request.user, pk=data["dataset"])
+        try:
+            version = upload_dataset(
+                user=request.user, vertical=data["vertical"], problem=data["problem"],
+                file=data["file"], name=data.get("name") or "", sep=data.get("sep") or None,
+                header=data.get("header"), dataset=dataset,
+            )
+        except UploadError as exc:
+            return _error(exc.message, errors=exc.errors)
+        body = s.DatasetVersionSerializer(version).data
+        if version.status == DatasetVersion.Status.REJECTED:
+            return _error("the file could not be read", errors=version.errors,
+                          dataset_version=version.pk)
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class DatasetVersionViewSet(_Scoped, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    base_queryset = DatasetVersion.objects.select_related("dataset", "uploaded_by")
+    serializer_class = s.DatasetVersionSerializer
+
+    @extend_schema(
+        request=s.MappingSerializer,
+        responses={200: s.DatasetVersionSerializer, 400: ERROR},
+        description="Confirm the column mapping; fields left out take the suggested mapping. "
+        "Validation errors reject the version (400 with the report).",
+    )
+    @action(detail=True, methods=["post"])
+    def mapping(self, request, pk=None):
+        version = self.get_object()
+        form = s.MappingSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        merged = {**(version.suggested_mapping or {}), **form.validated_data}
+        if not merged.get("target"):
+            return _error("choose the target column", errors=[
+                {"code": "missing_target", "message": "choose the target column"}
+            ])
+        try:
+            version = confirm_mapping(
+                version=version, user=request.user, mapping=ColumnMapping.from_dict(merged)
+            )
+        except ValueError as exc:
+            return _error(str(exc))
+        if version.status == DatasetVersion.Status.REJECTED:
+            return _error("the data does not fit the mapping", errors=version.errors,
+                          dataset_version=version.pk)
+        return Response(s.DatasetVersionSerializer(version).data)
+
+
+class RunViewSet(
+    _Scoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    base_queryset = TrainingRun.objects.select_related("model_version")
+
+    def get_serializer_class(self):
+        return s.RunCreateSerializer if self.action == "create" else s.RunSerializer
+
+    @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunSerializer, 400: ERROR})
+    def create(self, request):
+        form = s.RunCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        version = get_scoped_or_404(DatasetVersion, request.user, pk=data["dataset_version"])
+        privacy = data.get("privacy") or {}
+        try:
+            run = start_run(
+                version=version, user=request.user,
+                privacy_enabled=privacy.get("enabled", True),
+                target_epsilon=privacy.get("target_epsilon"), delta=privacy.get("delta"),
+                config={**data.get("config", {}), "seed": data["seed"]},
+            )
+        except (ValueError, TypeError) as exc:
+            return _error(str(exc))
+        return Response(s.RunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: s.RunSerializer, 400: ERROR})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        run = self.get_object()
+        try:
+            run = cancel_run(run=run, user=request.user)
+        except ValueError as exc:
+            return _error(str(exc))
+        return Response(s.RunSerializer(run).data)
+
+
+class ModelVersionViewSet(
+    _Scoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    base_queryset = ModelVersion.objects.select_related("run", "run__fairness_report")
+    serializer_class = s.ModelVersionSerializer
+
+    @extend_schema(responses=s.ModelReportSerializer)
+    @action(detail=True, methods=["get"])
+    def report(self, request, pk=None):
+        model_version = self.get_object()
+        run = model_version.run
+        data = {
+            "model_version": model_version,
+            "run": run,
+            "baseline": run.result.get("baseline"),
+            "nonprivate_metrics": run.result.get("nonprivate_metrics"),
+            "fairness": getattr(run, "fairness_report", None),
+            "reviews": model_version.reviews.select_related("reviewer"),
+        }
+        return Response(s.ModelReportSerializer(data).data)
+
+    @extend_schema(
+        request=s.ReviewCreateSerializer,
+        responses={201: s.ReviewSerializer, 400: ERROR, 403: ERROR},
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsMember, CanReview])
+    def review(self, request, pk=None):
+        model_version = self.get_object()
+        form = s.ReviewCreateSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            review = review_model(
+                model_version=model_version, user=request.user,
+                decision=form.validated_data["decision"], comment=form.validated_data["comment"],
+            )
+        except PermissionDenied:
+            raise
+        except ValueError as exc:
+            return _error(str(exc))
+        return Response(s.ReviewSerializer(review).data, status=status.HTTP_201_CREATED)

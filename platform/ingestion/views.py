@@ -1,0 +1,146 @@
+"""Datasets: list, upload, column mapping and a version's page with its profile."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from accounts import scoping
+from ingestion import services
+from ingestion.forms import MappingForm, UploadForm, roles_from_mapping
+from ingestion.models import Dataset, DatasetVersion
+from training.forms import TrainForm
+from verticals import registry
+
+
+def _problem_or_404(vertical: str, problem: str):
+    try:
+        return registry.get_vertical(vertical), registry.get_problem(vertical, problem)
+    except registry.RegistryError:
+        raise Http404("no such problem") from None
+
+
+def _version_or_404(user, version_id: int) -> DatasetVersion:
+    versions = scoping.for_user(
+        DatasetVersion.objects.select_related("dataset"), user
+    )
+    return get_object_or_404(versions, pk=version_id)
+
+
+# Re-reading a big file only to show sample values would make the page slow.
+SAMPLE_READ_MAX_BYTES = 20 * 1024 * 1024
+SAMPLE_VALUES = 4
+
+
+def _column_rows(version: DatasetVersion) -> list[dict]:
+    """Columns as {name, dtype, samples}; samples and types from the stored file when small."""
+    names = [str(c) for c in version.columns or []]
+    frame = None
+    if version.size_bytes <= SAMPLE_READ_MAX_BYTES:
+        try:
+            frame = services.load_frame(version)
+        except Exception:  # samples are a convenience: the mapping works without them
+            frame = None
+    rows = []
+    for name in names:
+        if frame is not None and name in frame.columns:
+            column = frame[name]
+            samples = [str(v) for v in column.dropna().unique()[:SAMPLE_VALUES]]
+            kind = "numeric" if column.dtype.kind in "biuf" else "text"
+            rows.append({"name": name, "dtype": kind, "samples": samples})
+        else:
+            rows.append({"name": name, "dtype": "", "samples": []})
+    return rows
+
+
+def dataset_list(request):
+    datasets = scoping.for_user(Dataset.objects.all(), request.user).prefetch_related("versions")
+    return render(request, "ingestion/dataset_list.html", {"datasets": datasets})
+
+
+@require_http_methods(["GET", "POST"])
+def upload(request, vertical: str, problem: str):
+    vert, prob = _problem_or_404(vertical, problem)
+    dataset = None
+    if request.GET.get("dataset"):
+        dataset = get_object_or_404(scoping.for_user(Dataset.objects.all(), request.user),
+                                    pk=request.GET["dataset"], vertical=vertical,
+                                    problem=problem)
+    upload_error = None
+    form = UploadForm(request.POST or None, request.FILES or None,
+                      initial={"name": dataset.name if dataset else ""})
+    if request.method == "POST" and form.is_valid():
+        try:
+            version = services.upload_dataset(
+                user=request.user, vertical=vertical, problem=problem,
+                file=form.cleaned_data["file"], name=form.cleaned_data["name"],
+                dataset=dataset, **form.read_options(),
+            )
+        except services.UploadError as exc:
+            upload_error = exc
+        else:
+            if version.status == DatasetVersion.Status.REJECTED:
+                messages.error(request, "The file could not be read; see the error report.")
+                return redirect("dataset_version", version_id=version.pk)
+            return redirect("dataset_mapping", version_id=version.pk)
+    return render(request, "ingestion/upload.html", {
+        "vertical": vert, "problem": prob, "form": form, "dataset": dataset,
+        "upload_error": upload_error,
+    }, status=400 if upload_error else 200)
+
+
+@require_http_methods(["GET", "POST"])
+def mapping(request, version_id: int):
+    version = _version_or_404(request.user, version_id)
+    if version.status != DatasetVersion.Status.PENDING:
+        messages.info(request, "This version's mapping is already confirmed.")
+        return redirect("dataset_version", version_id=version.pk)
+    columns = _column_rows(version)
+    names = [c["name"] for c in columns]
+    initial_roles = roles_from_mapping(names, version.mapping or version.suggested_mapping)
+    suggested = version.mapping or version.suggested_mapping or {}
+    form = MappingForm(request.POST or None, columns=names, initial_roles=initial_roles,
+                       initial={"positive_label": suggested.get("positive_label") or ""})
+    if request.method == "POST" and form.is_valid():
+        try:
+            version = services.confirm_mapping(version=version, user=request.user,
+                                               mapping=form.mapping())
+        except ValueError as exc:
+            messages.error(request, str(exc))
+            return redirect("dataset_version", version_id=version.pk)
+        if version.status == DatasetVersion.Status.VALIDATED:
+            messages.success(request, "Mapping confirmed: the data is valid for training.")
+        else:
+            messages.error(request, "The data did not pass validation; see the errors below.")
+        return redirect("dataset_version", version_id=version.pk)
+    rows = [{**column, "field": field}
+            for column, field in zip(columns, form.role_fields(), strict=True)]
+    return render(request, "ingestion/mapping.html", {
+        "version": version, "dataset": version.dataset, "form": form, "rows": rows,
+    })
+
+
+def version_detail(request, version_id: int):
+    version = _version_or_404(request.user, version_id)
+    dataset = version.dataset
+    try:
+        problem = registry.get_problem(dataset.vertical, dataset.problem)
+    except registry.RegistryError:
+        problem = None
+    train_form = None
+    if version.trainable and problem is not None:
+        spec = problem.spec
+        train_form = TrainForm(initial={
+            "privacy_enabled": spec.privacy.enabled,
+            "target_epsilon": spec.privacy.target_epsilon, "seed": spec.train.seed,
+        })
+    profile = version.profile or {}
+    return render(request, "ingestion/version.html", {
+        "version": version, "dataset": dataset, "problem": problem, "profile": profile,
+        "train_form": train_form,
+        "min_group_size": problem.spec.fairness.min_group_size if problem else None,
+        "runs": version.runs.all()[:10],
+        "other_versions": dataset.versions.exclude(pk=version.pk)[:10],
+    })

@@ -1,0 +1,90 @@
+"""Progress reporting and cancellation checks that a worker writes to / reads from the DB."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from django.conf import settings
+
+from training.models import TrainingRun
+
+
+def _number(value) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class RunProgress:
+    """A ``ml_core.spec.ProgressSink`` that persists to one TrainingRun row.
+
+    Writes at most once per ``interval_s``, except that a new stage or a new epoch always
+    writes, so the page never misses an epoch end. Each new epoch is appended to history.
+    """
+
+    def __init__(self, run_id: int, *, interval_s: float | None = None, clock=time.monotonic):
+        self.run_id = run_id
+        self.interval_s = settings.TESSERA_PROGRESS_INTERVAL_S if interval_s is None else interval_s
+        self.clock = clock
+        self.history: list[dict] = []
+        self.writes = 0
+        self._last_write = -math.inf
+        self._last_key: tuple[str, int] | None = None
+
+    def __call__(
+        self, *, stage: str, epoch: int, total_epochs: int, loss: float | None = None,
+        val_metric: float | None = None, epsilon: float | None = None,
+    ) -> None:
+        key = (str(stage), int(epoch or 0))
+        boundary = key != self._last_key
+        now = self.clock()
+        if not boundary and now - self._last_write < self.interval_s:
+            return
+        fields = {
+            "stage": key[0][:32],
+            "epoch": key[1],
+            "total_epochs": int(total_epochs or 0),
+            "loss": _number(loss),
+            "val_metric": _number(val_metric),
+        }
+        if epsilon is not None:
+            fields["epsilon_spent"] = _number(epsilon)
+        if boundary and key[1] > 0 and (not self.history or self.history[-1]["epoch"] != key[1]):
+            self.history.append(
+                {"epoch": key[1], "loss": fields["loss"], "val_metric": fields["val_metric"],
+                 "epsilon": _number(epsilon)}
+            )
+        elif self.history and self.history[-1]["epoch"] == key[1]:
+            # Later reports within the same epoch carry the epoch's final numbers.
+            self.history[-1].update(
+                loss=fields["loss"], val_metric=fields["val_metric"], epsilon=_number(epsilon)
+            )
+        fields["history"] = list(self.history)
+        TrainingRun.objects.filter(pk=self.run_id).update(**fields)
+        self.writes += 1
+        self._last_write = now
+        self._last_key = key
+
+
+class CancelCheck:
+    """A ``ml_core.spec.StopCheck`` reading ``cancel_requested`` at most every ``interval_s``."""
+
+    def __init__(self, run_id: int, *, interval_s: float = 0.5, clock=time.monotonic):
+        self.run_id = run_id
+        self.interval_s = interval_s
+        self.clock = clock
+        self._last_check = -math.inf
+        self._cancelled = False
+
+    def __call__(self) -> bool:
+        if self._cancelled:
+            return True
+        now = self.clock()
+        if now - self._last_check >= self.interval_s:
+            self._last_check = now
+            self._cancelled = TrainingRun.objects.filter(
+                pk=self.run_id, cancel_requested=True
+            ).exists()
+        return self._cancelled

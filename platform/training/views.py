@@ -1,0 +1,116 @@
+"""Training runs: start, list, a run's live page and progress JSON, cancel."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts import scoping
+from audits.templatetags.tessera_charts import training_curve_svg
+from ingestion.models import DatasetVersion
+from training import services
+from training.forms import TrainForm
+from training.models import TrainingRun
+from verticals import registry
+
+METRIC_LABELS = {
+    "roc_auc": "ROC AUC", "pr_auc": "PR AUC", "accuracy": "Accuracy", "f1": "F1",
+    "brier": "Brier score (lower is better)", "ks": "KS statistic",
+}
+
+
+def _run_or_404(user, run_id: int) -> TrainingRun:
+    runs = scoping.for_user(TrainingRun.objects.select_related("dataset_version__dataset"), user)
+    return get_object_or_404(runs, pk=run_id)
+
+
+def progress_payload(run: TrainingRun) -> dict:
+    """What the run page's script needs to redraw the progress section."""
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "status_label": run.get_status_display(),
+        "terminal": run.is_terminal,
+        "cancel_requested": run.cancel_requested,
+        "stage": run.stage,
+        "epoch": run.epoch,
+        "total_epochs": run.total_epochs,
+        "percent": run.progress_percent,
+        "loss": run.loss,
+        "val_metric": run.val_metric,
+        "epsilon_spent": run.epsilon_spent,
+        "history": run.history,
+        "curve_svg": str(training_curve_svg(run.history or [])),
+    }
+
+
+def _metric_rows(run: TrainingRun) -> list[dict]:
+    result = run.result or {}
+    baseline = (result.get("baseline") or {}).get("metrics") or {}
+    twin = result.get("nonprivate_metrics") or {}
+    names = list(run.metrics) + [n for n in list(baseline) + list(twin) if n not in run.metrics]
+    return [{"name": n, "label": METRIC_LABELS.get(n, n), "model": run.metrics.get(n),
+             "baseline": baseline.get(n), "twin": twin.get(n)} for n in names]
+
+
+def run_list(request):
+    runs = scoping.for_user(TrainingRun.objects.select_related("dataset_version__dataset"),
+                            request.user)
+    return render(request, "training/run_list.html", {"runs": runs[:100]})
+
+
+@require_POST
+def run_start(request, version_id: int):
+    versions = scoping.for_user(DatasetVersion.objects.select_related("dataset"), request.user)
+    version = get_object_or_404(versions, pk=version_id)
+    problem = registry.get_problem(version.dataset.vertical, version.dataset.problem)
+    form = TrainForm(request.POST,
+                     initial={"target_epsilon": problem.spec.privacy.target_epsilon})
+    if not form.is_valid():
+        messages.error(request, "Training was not started: " + "; ".join(
+            f"{form.fields[k].label if k in form.fields else k}: {' '.join(v)}"
+            for k, v in form.errors.items()))
+        return redirect("dataset_version", version_id=version.pk)
+    try:
+        run = services.start_run(version=version, user=request.user, **form.service_kwargs())
+    except ValueError as exc:
+        messages.error(request, f"Training was not started: {exc}")
+        return redirect("dataset_version", version_id=version.pk)
+    messages.success(request, f"Run {run.pk} queued.")
+    return redirect("run_detail", run_id=run.pk)
+
+
+def run_detail(request, run_id: int):
+    run = _run_or_404(request.user, run_id)
+    model_version = getattr(run, "model_version", None) if run.status == "succeeded" else None
+    return render(request, "training/run.html", {
+        "run": run, "version": run.dataset_version, "dataset": run.dataset_version.dataset,
+        "progress": progress_payload(run), "metric_rows": _metric_rows(run),
+        "result": run.result or {}, "privacy": run.privacy or {},
+        "model_version": model_version,
+        "has_report": hasattr(run, "fairness_report") or bool(run.fairness),
+    })
+
+
+@require_GET
+def run_progress(request, run_id: int):
+    run = _run_or_404(request.user, run_id)
+    return JsonResponse(progress_payload(run))
+
+
+@require_POST
+def run_cancel(request, run_id: int):
+    run = _run_or_404(request.user, run_id)
+    if run.is_terminal:
+        messages.info(request, "This run has already finished.")
+    else:
+        try:
+            run = services.cancel_run(run=run, user=request.user)
+        except ValueError as exc:  # it finished between the page load and the click
+            messages.info(request, str(exc))
+        else:
+            messages.success(request, "Run cancelled." if run.is_terminal
+                             else "Cancellation requested: the run stops at its next check.")
+    return redirect("run_detail", run_id=run.pk)

@@ -1,0 +1,270 @@
+"""The contract every registered problem must meet (scikit-learn's check_estimator idea).
+
+Parametrised over ``verticals.registry.all_problems()``, so a new vertical is checked as
+soon as its AppConfig registers it: a well-formed spec, sample data that fit the sample
+mapping and pass validation, a model trained with and without differential privacy that
+beats the naive level and (non-private) stays close to the logistic-regression baseline,
+a fairness audit of every sensitive attribute, and an artifact that reloads to the same
+scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from dp_accounting import dp_event, pld
+from fairlearn.metrics import demographic_parity_difference
+
+from ml_core.spec import PrivacyConfig, ProblemSpec, TaskType
+from verticals.base import Problem, Vertical
+from verticals.registry import all_problems
+
+SLUG = re.compile(r"^[a-z][a-z0-9_]*$")
+SAMPLE_ROWS = 400
+# Training rows: enough that an 20 % test split gives a stable AUC, small enough for CI.
+TRAIN_ROWS = 1000
+TRAIN_EPOCHS = 8
+# The naive model's level per metric (ranking metrics: 0.5 is guessing).
+NAIVE_LEVEL = {"roc_auc": 0.5}
+NAIVE_MARGIN = 0.05
+BASELINE_SLACK = 0.05
+
+PROBLEMS = [pytest.param(v, p, id=f"{v.key}-{p.key}") for v, p in all_problems()]
+
+
+def test_some_problem_is_registered() -> None:
+    # An empty registry would make every parametrised test below vanish silently.
+    assert PROBLEMS, "no vertical registered: is its app in INSTALLED_APPS?"
+
+
+# --- the spec --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("vertical", "problem"), PROBLEMS)
+def test_spec_is_well_formed(vertical: Vertical, problem: Problem) -> None:
+    spec = problem.spec
+    assert SLUG.match(vertical.key) and SLUG.match(spec.key)
+    assert vertical.name and spec.name and spec.description
+    assert isinstance(spec.task_type, TaskType)
+    assert spec.metrics and spec.primary_metric in spec.metrics
+    assert spec.baseline
+    assert any(h.role == "target" and h.names for h in spec.hints)
+    assert spec.privacy.target_epsilon > 0 and spec.privacy.max_grad_norm > 0
+    assert spec.privacy.delta is None or 0 < spec.privacy.delta < 1
+    assert 0 < spec.fairness.min_disparate_impact_ratio <= 1
+    assert 0 <= spec.fairness.max_demographic_parity_difference <= 1
+    assert 0 <= spec.fairness.max_equalized_odds_difference <= 1
+    assert spec.fairness.min_group_size >= 1
+    assert spec.train.epochs > 0 and spec.train.batch_size > 0 and spec.train.learning_rate > 0
+    assert 0 < spec.train.test_fraction + spec.train.val_fraction < 1
+    for banding in spec.banding:
+        assert list(banding.edges) == sorted(banding.edges) and banding.edges
+    assert len(spec.retrain_cron.split()) == 5
+    assert problem.guide.strip(), "analysts need a guide"
+    json.dumps(dataclasses.asdict(spec), default=str)  # plain data only
+
+
+@pytest.mark.parametrize(("vertical", "problem"), PROBLEMS)
+def test_sample_data_fits_the_sample_mapping(vertical: Vertical, problem: Problem) -> None:
+    frame = problem.sample_data(SAMPLE_ROWS, 0)
+    mapping = problem.sample_mapping
+    assert isinstance(frame, pd.DataFrame) and len(frame) == SAMPLE_ROWS
+    named = [mapping.target, *mapping.features, *mapping.sensitive, *mapping.exclude]
+    if mapping.id:
+        named.append(mapping.id)
+        assert frame[mapping.id].is_unique
+    assert set(named) <= set(frame.columns)
+    assert frame[mapping.target].notna().all()
+    if problem.spec.task_type == TaskType.BINARY_CLASSIFICATION:
+        assert frame[mapping.target].nunique() == 2
+    pd.testing.assert_frame_equal(frame, problem.sample_data(SAMPLE_ROWS, 0))
+    assert not frame.equals(problem.sample_data(SAMPLE_ROWS, 1))
+
+
+@pytest.mark.parametrize(("vertical", "problem"), PROBLEMS)
+def test_suggested_mapping_recovers_the_sample_mapping(
+    vertical: Vertical, problem: Problem
+) -> None:
+    from ml_core.validation import suggest_mapping
+
+    suggested = suggest_mapping(problem.sample_data(SAMPLE_ROWS, 0), problem.spec)
+    expected = problem.sample_mapping
+    assert suggested.target == expected.target
+    if expected.id:
+        assert suggested.id == expected.id
+    assert set(expected.sensitive) <= set(suggested.sensitive)
+
+
+@pytest.mark.parametrize(("vertical", "problem"), PROBLEMS)
+def test_sample_data_validates_without_errors(vertical: Vertical, problem: Problem) -> None:
+    from ml_core.validation import validate
+
+    issues = validate(problem.sample_data(SAMPLE_ROWS, 0), problem.sample_mapping, problem.spec)
+    errors = [issue.to_dict() for issue in issues if issue.severity == "error"]
+    assert errors == []
+
+
+# --- training (slow) ------------------------------------------------------------------
+
+
+class Progress:
+    """A ProgressSink that keeps every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict] = []
+
+    def __call__(self, **update: object) -> None:
+        self.calls.append(update)
+
+
+@pytest.fixture(scope="module")
+def train(tmp_path_factory: pytest.TempPathFactory) -> Callable:
+    """Trains each (problem, privacy on/off) once per module; tests share the results."""
+    cache: dict[tuple[str, str, bool], tuple] = {}
+
+    def run(vertical: Vertical, problem: Problem, *, private: bool) -> tuple:
+        key = (vertical.key, problem.key, private)
+        if key not in cache:
+            from ml_core.pipeline import run_training
+
+            spec = problem.spec
+            frame = problem.sample_data(TRAIN_ROWS, 7)
+            progress = Progress()
+            privacy = dataclasses.replace(spec.privacy, enabled=private)
+            result = run_training(
+                frame=frame,
+                mapping=problem.sample_mapping,
+                spec=spec,
+                privacy=privacy,
+                train=dataclasses.replace(spec.train, epochs=TRAIN_EPOCHS),
+                artifact_dir=tmp_path_factory.mktemp(f"{vertical.key}-{problem.key}-{private}"),
+                progress=progress,
+            )
+            cache[key] = (frame, result, progress)
+        return cache[key]
+
+    return run
+
+
+def primary(spec: ProblemSpec, metrics: dict) -> float:
+    value = metrics[spec.primary_metric]
+    assert value is not None and math.isfinite(value), metrics
+    return float(value)
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric not in {"brier", "log_loss", "mae", "rmse", "mse"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("private", [True, False], ids=["private", "nonprivate"])
+@pytest.mark.parametrize(("vertical", "problem"), PROBLEMS)
+def test_trains_and_beats_the_naive_level(
+    vertical: Vertical, problem: Problem, private: bool, train: Callable
+) -> None:
+    _, result, progress = train(vertical, problem, private=private)
+    spec = problem.spec
+    json.dumps(result.to_dict())
+    assert set(spec.metrics) <= set(result.metrics)
+    score = primary(spec, result.metrics)
+    naive = NAIVE_LEVEL.get(spec.primary_metric)
+    if naive is not None:
+        assert score > naive + NAIVE_MARGIN, result.metrics
+    assert result.baseline["name"] == spec.baseline
+    assert progress.calls, "training reported no progress"
+    assert result.history and len(result.history) <= TRAIN_EPOCHS
+    if private:
+        assert result.nonprivate_metrics is not None
+    else:
+        assert result.nonprivate_metrics is None
+        # The non-private model must hold its own against the simple baseline.
+        baseline = primary(spec, result.baseline["metrics"])
+        if higher_is_better(spec.primary_metric):
+            assert score >= baseline - BASELINE_SLACK, (score, baseline)
+        else:
+            assert score <= baseline + BASELINE_SLACK, (score, baseline)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("vertical", "problem"), PROBLEMS)
+def test_private_training_spends_at_most_its_budget(
+    vertical: Vertical, problem: Problem, train: Callable
+) -> None:
+    _, result, _ = train(vertical, problem, private=True)
+    privacy = result.privacy
+    target = problem.spec.privacy.target_epsilon
+    assert privacy["enabled"] is True
+    assert privacy["target_epsilon"] == pytest.approx(target)
+    assert 0 < privacy["epsilon"] <= target * 1.001
+    assert 0 < privacy["delta"] < 1 and privacy["noise_multiplier"] > 0 and privacy["steps"] > 0
+    # Independent accountant: the PLD of the same Poisson-subsampled Gaussian mechanism.
+    event = dp_event.SelfComposedDpEvent(
+        dp_event.PoissonSampledDpEvent(
+            privacy["sample_rate"], dp_event.GaussianDpEvent(privacy["noise_multiplier"])
+        ),
+        privacy["steps"],
+    )
+    accountant = pld.PLDAccountant(value_discretization_interval=1e-3)
+    independent = accountant.compose(event).get_epsilon(privacy["delta"])
+    assert independent == pytest.approx(privacy["epsilon"], rel=0.05, abs=0.05)
+    epsilons = [e["epsilon"] for e in result.history if e.get("epsilon") is not None]
+    assert epsilons == sorted(epsilons)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("private", [True, False], ids=["private", "nonprivate"])
+@pytest.mark.parametrize(("vertical", "problem"), PROBLEMS)
+def test_audits_every_sensitive_attribute(
+    vertical: Vertical, problem: Problem, private: bool, train: Callable
+) -> None:
+    from ml_core.fairness import passed
+
+    _, result, _ = train(vertical, problem, private=private)
+    sensitive = problem.sample_mapping.sensitive
+    assert set(result.fairness) == set(sensitive)
+    assert result.fairness_passed == passed(result.fairness)
+    predictions = result.predictions
+    for attribute in sensitive:
+        report = result.fairness[attribute]
+        assert {"by_group", "disparities", "checks", "passed"} <= set(report)
+        assert sum(g["count"] for g in report["by_group"].values()) == len(predictions)
+        # fairlearn as the reference, on the groups large enough to be judged.
+        judged = predictions[predictions[attribute].isin(report["judged_groups"])]
+        if judged[attribute].nunique() >= 2:
+            reference = demographic_parity_difference(
+                judged["y_true"], judged["y_pred"], sensitive_features=judged[attribute]
+            )
+            computed = report["disparities"]["demographic_parity_difference"]
+            assert computed == pytest.approx(reference, abs=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("vertical", "problem"), PROBLEMS)
+def test_artifact_reloads_to_identical_scores(
+    vertical: Vertical, problem: Problem, train: Callable
+) -> None:
+    from ml_core.artifacts import load_model, predict_proba
+
+    frame, result, _ = train(vertical, problem, private=True)
+    path = Path(result.artifact_path)
+    assert path.exists()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == result.artifact_sha256
+    loaded = load_model(path)
+    predictions = result.predictions
+    rows = frame.loc[predictions["row_id"].to_numpy()]
+    scores = np.asarray(predict_proba(loaded, rows), dtype=float)
+    np.testing.assert_allclose(scores, predictions["y_score"].to_numpy(dtype=float), atol=1e-6)
+
+
+def test_privacy_config_default_is_private() -> None:
+    # The battery trains "private" with the spec's own budget: make sure that means on.
+    assert PrivacyConfig().enabled
