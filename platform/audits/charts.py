@@ -57,6 +57,13 @@ def _fmt(value: float | None, fmt: str) -> str:
     return format(value, fmt)
 
 
+def _num(value: float) -> str:
+    """A bin edge for people: thousands separated, never scientific notation."""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
 def _nice_max(value: float) -> float:
     """A round axis maximum at or above ``value`` (1, 2, 2.5, 5 times a power of ten)."""
     if value <= 0:
@@ -86,6 +93,8 @@ def _axes(parts: list[str], frame: Frame, *, y_max: float, y_label: str, x_label
     x0, x1 = frame.left, frame.width - frame.right
     for tick in (0.0, 0.5, 1.0):
         value = y_max * tick
+        if y_fmt.endswith("0f") and value != int(value):
+            continue  # a count axis has no half rows
         y = frame.y_for(value, y_max)
         parts.append(f'<line class="grid" x1="{x0}" y1="{y}" x2="{x1}" y2="{y}"/>')
         parts.append(
@@ -123,7 +132,10 @@ def _threshold(parts: list[str], frame: Frame, *, value: float, y_max: float, la
     )
 
 
-def _short(label: str, limit: int = 14) -> str:
+def _short(label: str, slot: float) -> str:
+    """The label cut to fit its slot (about 7 px a character); the full name stays in the
+    bar's tooltip and the chart's description."""
+    limit = max(3, int(slot // 7))
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
@@ -175,7 +187,7 @@ def bar_chart(
         )
         parts.append(
             f'<text class="category" x="{round(cx, 2)}" y="{frame.baseline_y + 16}" '
-            f'text-anchor="middle">{escape(_short(label))}</text>'
+            f'text-anchor="middle">{escape(_short(label, slot))}</text>'
         )
     if threshold is not None:
         _threshold(parts, frame, value=threshold, y_max=top, label=threshold_label,
@@ -233,7 +245,7 @@ def grouped_bar_chart(
             )
         parts.append(
             f'<text class="category" x="{round(frame.left + slot * (ci + 0.5), 2)}" '
-            f'y="{frame.baseline_y + 16}" text-anchor="middle">{escape(_short(cat))}</text>'
+            f'y="{frame.baseline_y + 16}" text-anchor="middle">{escape(_short(cat, slot))}</text>'
         )
     legend_x = frame.left
     for si, (name, _) in enumerate(series):
@@ -263,9 +275,9 @@ def histogram(
     top = _nice_max(max(list(counts) + [0]))
     n = len(counts)
     if len(bins) == n + 1:
-        labels = [f"{_fmt(bins[i], '.4g')}–{_fmt(bins[i + 1], '.4g')}" for i in range(n)]
+        labels = [f"{_num(bins[i])}–{_num(bins[i + 1])}" for i in range(n)]
     else:
-        labels = [_fmt(b, ".4g") for b in list(bins)[:n]] + [""] * max(0, n - len(bins))
+        labels = [_num(b) for b in list(bins)[:n]] + [""] * max(0, n - len(bins))
     desc = "; ".join(f"{label}: {count}" for label, count in zip(labels, counts, strict=False))
     _, parts = _open(frame, title=title, desc=desc, css_class="histogram")
     _axes(parts, frame, y_max=top, y_label=y_label, x_label=x_label, y_fmt=".0f")
@@ -287,11 +299,11 @@ def histogram(
         first, last = bins[0], bins[-1]
         parts.append(
             f'<text class="tick" x="{frame.left}" y="{frame.baseline_y + 14}" '
-            f'text-anchor="start">{escape(_fmt(first, ".4g"))}</text>'
+            f'text-anchor="start">{escape(_num(first))}</text>'
         )
         parts.append(
             f'<text class="tick" x="{frame.width - frame.right}" y="{frame.baseline_y + 14}" '
-            f'text-anchor="end">{escape(_fmt(last, ".4g"))}</text>'
+            f'text-anchor="end">{escape(_num(last))}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)

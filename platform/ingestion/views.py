@@ -34,6 +34,29 @@ SAMPLE_READ_MAX_BYTES = 20 * 1024 * 1024
 SAMPLE_VALUES = 4
 
 
+def _sample_text(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _read_option_rows(options: dict) -> list[tuple[str, str]]:
+    """How the file was read, for people: the delimiter shown unambiguously."""
+    names = {"\t": "tab", " ": "spaces", ",": "comma", ";": "semicolon", "|": "pipe"}
+    rows = []
+    for key, value in (options or {}).items():
+        if key == "delimiter":
+            value = names.get(value, repr(value))
+        elif isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, list):
+            if not value:
+                continue
+            value = "; ".join(str(v) for v in value)
+        rows.append((key.replace("_", " "), str(value)))
+    return rows
+
+
 def _column_rows(version: DatasetVersion) -> list[dict]:
     """Columns as {name, dtype, samples}; samples and types from the stored file when small."""
     names = [str(c) for c in version.columns or []]
@@ -47,7 +70,7 @@ def _column_rows(version: DatasetVersion) -> list[dict]:
     for name in names:
         if frame is not None and name in frame.columns:
             column = frame[name]
-            samples = [str(v) for v in column.dropna().unique()[:SAMPLE_VALUES]]
+            samples = [_sample_text(v) for v in column.dropna().unique()[:SAMPLE_VALUES]]
             kind = "numeric" if column.dtype.kind in "biuf" else "text"
             rows.append({"name": name, "dtype": kind, "samples": samples})
         else:
@@ -139,7 +162,7 @@ def version_detail(request, version_id: int):
     profile = version.profile or {}
     return render(request, "ingestion/version.html", {
         "version": version, "dataset": dataset, "problem": problem, "profile": profile,
-        "train_form": train_form,
+        "train_form": train_form, "read_options": _read_option_rows(version.read_options),
         "min_group_size": problem.spec.fairness.min_group_size if problem else None,
         "runs": version.runs.all()[:10],
         "other_versions": dataset.versions.exclude(pk=version.pk)[:10],

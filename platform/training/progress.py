@@ -21,7 +21,8 @@ class RunProgress:
     """A ``ml_core.spec.ProgressSink`` that persists to one TrainingRun row.
 
     Writes at most once per ``interval_s``, except that a new stage or a new epoch always
-    writes, so the page never misses an epoch end. Each new epoch is appended to history.
+    writes, so the page never misses an epoch end. Each new (stage, epoch) is appended to
+    history; at the end the run's history is replaced by the pipeline's own.
     """
 
     def __init__(self, run_id: int, *, interval_s: float | None = None, clock=time.monotonic):
@@ -42,6 +43,13 @@ class RunProgress:
         now = self.clock()
         if not boundary and now - self._last_write < self.interval_s:
             return
+        if key[1] == 0:
+            # A stage report ("preparing", "auditing", ...): keep the last epoch's numbers.
+            TrainingRun.objects.filter(pk=self.run_id).update(
+                stage=key[0][:32], total_epochs=int(total_epochs or 0)
+            )
+            self._wrote(now, key)
+            return
         fields = {
             "stage": key[0][:32],
             "epoch": key[1],
@@ -51,18 +59,21 @@ class RunProgress:
         }
         if epsilon is not None:
             fields["epsilon_spent"] = _number(epsilon)
-        if boundary and key[1] > 0 and (not self.history or self.history[-1]["epoch"] != key[1]):
-            self.history.append(
-                {"epoch": key[1], "loss": fields["loss"], "val_metric": fields["val_metric"],
-                 "epsilon": _number(epsilon)}
-            )
-        elif self.history and self.history[-1]["epoch"] == key[1]:
+        last = self.history[-1] if self.history else None
+        numbers = {"loss": fields["loss"], "val_metric": fields["val_metric"],
+                   "epsilon": _number(epsilon)}
+        if last is not None and (last["stage"], last["epoch"]) == key:
             # Later reports within the same epoch carry the epoch's final numbers.
-            self.history[-1].update(
-                loss=fields["loss"], val_metric=fields["val_metric"], epsilon=_number(epsilon)
-            )
+            last.update(numbers)
+        else:
+            # One entry per (stage, epoch): the private model and its non-private twin
+            # each train their epochs, told apart by stage.
+            self.history.append({"stage": key[0], "epoch": key[1], **numbers})
         fields["history"] = list(self.history)
         TrainingRun.objects.filter(pk=self.run_id).update(**fields)
+        self._wrote(now, key)
+
+    def _wrote(self, now: float, key: tuple[str, int]) -> None:
         self.writes += 1
         self._last_write = now
         self._last_key = key

@@ -153,15 +153,19 @@ def test_progress_is_throttled_but_never_misses_an_epoch(validated_version, anal
     ticks = itertools.count()
     sink = RunProgress(run.pk, interval_s=0.5, clock=lambda: next(ticks) * 0.1)
 
+    sink(stage="preparing", epoch=0, total_epochs=2, loss=None, val_metric=None, epsilon=None)
     for epoch in (1, 2):
         for step in range(10):
-            sink(stage="train", epoch=epoch, total_epochs=2, loss=1.0 / (step + 1),
+            sink(stage="training", epoch=epoch, total_epochs=2, loss=1.0 / (step + 1),
                  val_metric=0.6 + epoch / 10, epsilon=0.5 * epoch)
+    sink(stage="auditing", epoch=0, total_epochs=2, loss=None, val_metric=None, epsilon=None)
 
     run.refresh_from_db()
-    assert sink.writes < 20  # throttled
-    assert [h["epoch"] for h in run.history] == [1, 2]
+    assert sink.writes < 22  # throttled
+    assert [(h["stage"], h["epoch"]) for h in run.history] == [("training", 1), ("training", 2)]
+    assert run.stage == "auditing"
     assert run.epoch == 2 and run.total_epochs == 2 and run.epsilon_spent == 1.0
+    assert run.loss is not None
     assert run.progress_percent == 99  # 100 only once succeeded
 
 

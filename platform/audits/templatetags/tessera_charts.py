@@ -9,6 +9,9 @@ from audits import charts
 
 register = template.Library()
 
+# Profile-table charts carry no legend, so they need less room above the plot.
+PROFILE_FRAME = charts.Frame(width=360, height=170, top=26, bottom=40)
+
 
 def training_curve_svg(history: list[dict]) -> SafeString:
     """Loss and validation metric per epoch; used by the run page and its progress JSON."""
@@ -37,15 +40,17 @@ def column_chart(column: dict) -> SafeString:
     if hist and hist.get("counts"):
         return mark_safe(charts.histogram(  # noqa: S308
             title=f"Distribution of {name}", bins=hist.get("bins", []),
-            counts=hist["counts"], x_label=name, frame=charts.Frame(width=360, height=180),
+            counts=hist["counts"], x_label=name, frame=PROFILE_FRAME,
         ))
     top = column.get("top_values")
+    if top and max(count for _, count in top) <= 1:
+        return mark_safe('<span class="muted">every value is distinct</span>')
     if top:
         return mark_safe(charts.bar_chart(  # noqa: S308
             title=f"Most frequent values of {name}",
             bars=[(str(value), float(count)) for value, count in top[:8]],
             y_label="rows", x_label=name, value_format=".0f",
-            frame=charts.Frame(width=360, height=180),
+            frame=PROFILE_FRAME,
         ))
     return mark_safe("")
 
