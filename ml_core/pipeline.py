@@ -162,7 +162,7 @@ def run_training(
     baseline_scores = logistic_regression_baseline(
         x_train=split.x_train, y_train=split.y_train, x_test=split.x_test, seed=train.seed
     )
-    baseline = {"name": spec.baseline if spec.baseline else "logistic_regression",
+    baseline = {"name": "logistic_regression",
                 "metrics": binary_metrics(split.y_test, baseline_scores, threshold=threshold)}
 
     main: TrainedModel = train_model(

@@ -252,13 +252,15 @@ def test_audits_every_sensitive_attribute(
 def test_artifact_reloads_to_identical_scores(
     vertical: Vertical, problem: Problem, train: Callable
 ) -> None:
-    from ml_core.artifacts import load_model, predict_proba
+    from ml_core.artifacts import WEIGHTS_FILE, load_model, predict_proba
 
     frame, result, _ = train(vertical, problem, private=True)
-    path = Path(result.artifact_path)
-    assert path.exists()
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == result.artifact_sha256
+    path = Path(result.artifact_path)  # a directory: weights, encoder, metadata
+    weights = path / WEIGHTS_FILE
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == result.artifact_sha256
     loaded = load_model(path)
+    model, metadata = loaded
+    assert metadata["epsilon"] == pytest.approx(result.privacy["epsilon"])
     predictions = result.predictions
     rows = frame.loc[predictions["row_id"].to_numpy()]
     scores = np.asarray(predict_proba(loaded, rows), dtype=float)

@@ -97,3 +97,33 @@ def test_same_seed_same_table_other_seed_other_table() -> None:
     assert not credit_applications(50, 5).equals(credit_applications(50, 6))
     with pytest.raises(ValueError):
         credit_applications(0, 1)
+
+
+@pytest.mark.slow
+def test_an_unaware_model_learns_the_planted_gap_through_proxies(tmp_path) -> None:
+    # The model never sees foreign_worker (sensitive columns are not features), yet its
+    # scores separate the groups more with the planted bias than without it.
+    import dataclasses
+
+    from ml_core.pipeline import run_training
+    from verticals.registry import get_problem
+
+    problem = get_problem("finance", "credit_risk")
+    spec = problem.spec
+    gaps = {}
+    for bias in (PLANTED_BIAS_LOG_ODDS, 0.0):
+        result = run_training(
+            frame=credit_applications(2000, 12, planted_bias_log_odds=bias),
+            mapping=problem.sample_mapping,
+            spec=spec,
+            privacy=dataclasses.replace(spec.privacy, enabled=False),
+            train=dataclasses.replace(spec.train, epochs=8),
+            artifact_dir=tmp_path / str(bias),
+        )
+        scores = result.predictions.groupby("foreign_worker")["y_score"].mean()
+        gaps[bias] = scores["yes"] - scores["no"]
+        if bias:
+            rates = result.fairness["foreign_worker"]["by_group"]
+            assert rates["yes"]["selection_rate"] > rates["no"]["selection_rate"]
+    assert gaps[PLANTED_BIAS_LOG_ODDS] > 0.09
+    assert gaps[PLANTED_BIAS_LOG_ODDS] > gaps[0.0] + 0.03

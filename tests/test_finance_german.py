@@ -83,7 +83,7 @@ def test_private_training_on_german_credit(german, tmp_path: Path) -> None:
     summary = result.to_dict()
     json.dumps(summary)
     assert set(spec.metrics) <= set(result.metrics)
-    assert 0.5 <= result.metrics["roc_auc"] <= 1.0
+    assert 0.6 <= result.metrics["roc_auc"] <= 1.0
     assert result.baseline["name"] == "logistic_regression"
     assert result.nonprivate_metrics is not None
     assert result.privacy["enabled"] is True

@@ -20,7 +20,13 @@ CI_SCRIPT = ROOT / ".ci" / "run"
 COMPOSE_FILE = ROOT / "docker" / "compose.yml"
 
 
-def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def make(*args: str, path: str | None = None) -> subprocess.CompletedProcess:
+    # Under `make test`, MAKEFLAGS carries the outer command line (PYTEST_ARGS included)
+    # into every nested make: drop it, or a nested `make test` would rerun the whole suite.
+    env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+    env.pop("PYTEST_ARGS", None)
+    if path is not None:
+        env["PATH"] = path
     return subprocess.run(
         ["make", "--no-print-directory", *args], cwd=ROOT, env=env,
         capture_output=True, text=True, timeout=300,
@@ -52,6 +58,43 @@ def test_make_installs_torch_first_and_never_a_bare_torch():
     assert torch_requirements and all("<" in r for r in torch_requirements), torch_requirements
 
 
+def _fake_tool(path: Path, body: str) -> None:
+    path.write_text(f"#!/usr/bin/env bash\n{body}\n")
+    path.chmod(0o755)
+
+
+def test_make_picks_the_cuda_build_where_nvidia_smi_answers(tmp_path):
+    _fake_tool(tmp_path / "nvidia-smi", "exit 0")
+    env_path = f"{tmp_path}{os.pathsep}{os.environ['PATH']}"
+    result = make("-n", "install", path=env_path)
+    assert result.returncode == 0, result.stderr
+    assert "TORCH_INDEX_URL='https://download.pytorch.org/whl/cu128'" in result.stdout
+    result = make("-n", "install", "TORCH_INDEX_URL=https://example/whl/cu126", path=env_path)
+    assert "TORCH_INDEX_URL='https://example/whl/cu126'" in result.stdout
+
+
+@pytest.mark.parametrize("installed", ["cpu", "cuda"])
+def test_install_torch_replaces_a_cpu_build_when_asked_for_cuda(tmp_path, installed):
+    calls = tmp_path / "calls.log"
+    # A stand-in python: "-c" answers whether torch is a CPU build; pip calls are recorded.
+    cpu_build = "0" if installed == "cpu" else "1"
+    _fake_tool(tmp_path / "python", f"""
+if [[ "$1" == -c ]]; then exit {cpu_build}; fi
+echo "$* FIND_LINKS=${{PIP_FIND_LINKS-unset}}" >> {calls}""")
+    env = {**os.environ, "TORCH_SPEC": "torch==2.13.0",
+           "TORCH_INDEX_URL": "https://download.pytorch.org/whl/cu128"}
+    subprocess.run([str(ROOT / "scripts" / "install_torch.sh"), str(tmp_path / "python")],
+                   env=env, check=True, capture_output=True, text=True)
+    lines = calls.read_text().splitlines()
+    install = ("-m pip install --quiet torch==2.13.0 --index-url "
+               "https://download.pytorch.org/whl/cu128 FIND_LINKS=")
+    if installed == "cpu":
+        assert lines[0].startswith("-m pip uninstall --quiet --yes torch ")
+        assert lines[1:] == [install]
+    else:
+        assert lines == [install]
+
+
 def test_pyproject_requirements_lists_dependencies_and_extras():
     result = subprocess.run(
         [sys.executable, "scripts/pyproject_requirements.py", "--extra", "dev"],
@@ -64,8 +107,7 @@ def test_pyproject_requirements_lists_dependencies_and_extras():
 def test_make_test_fails_when_pytest_collects_nothing():
     if make("-q", "install").returncode != 0:
         pytest.skip("the virtual environment is not installed by `make install`")
-    env = {**os.environ, "PYTEST_ARGS": f"{__file__} -k no_test_has_this_name -p no:cacheprovider"}
-    result = make("test", env=env)
+    result = make("test", f"PYTEST_ARGS={__file__} -k no_test_has_this_name -p no:cacheprovider")
     assert result.returncode != 0
     assert "no tests" in result.stdout + result.stderr
 

@@ -9,10 +9,19 @@ from dataclasses import dataclass
 from audits import charts
 
 _CHECK_NAMES = {
+    "four_fifths_rule": "Disparate impact ratio (four-fifths rule)",
     "demographic_parity_ratio": "Disparate impact ratio (four-fifths rule)",
     "disparate_impact_ratio": "Disparate impact ratio (four-fifths rule)",
     "demographic_parity_difference": "Demographic parity difference",
     "equalized_odds_difference": "Equalised odds difference",
+}
+
+
+_DISPARITY_NAMES = {
+    "demographic_parity_difference": "Demographic parity difference (highest − lowest "
+                                     "selection rate)",
+    "demographic_parity_ratio": "Demographic parity ratio (lowest ÷ highest selection rate)",
+    "equalized_odds_difference": "Equalised odds difference (largest TPR or FPR gap)",
 }
 
 
@@ -23,7 +32,8 @@ class AttributeSection:
     groups: list[dict]  # name, count, selection_rate, tpr, fpr, accuracy, judged
     charts: list[str]  # SVG markup, escaped
     checks: list[dict]  # name, label, value, threshold, passed
-    disparities: dict
+    disparities: list[tuple[str, float | None]]  # (readable name, value)
+    note: str = ""  # e.g. why nothing was judged (too few large groups)
 
 
 def policy_rows(policy: dict) -> list[tuple[str, str]]:
@@ -114,6 +124,8 @@ def attribute_sections(*, report: dict, nonprivate_report: dict | None, policy: 
         ]
         sections.append(AttributeSection(
             name=str(attribute), passed=bool(body.get("passed")), groups=groups,
-            charts=chart_list, checks=checks, disparities=body.get("disparities", {}),
+            charts=chart_list, checks=checks, disparities=[(_DISPARITY_NAMES.get(k, k), v)
+                         for k, v in (body.get("disparities") or {}).items()],
+            note=str(body.get("note") or ""),
         ))
     return sections

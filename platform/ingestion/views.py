@@ -88,9 +88,8 @@ def upload(request, vertical: str, problem: str):
     vert, prob = _problem_or_404(vertical, problem)
     dataset = None
     if request.GET.get("dataset"):
-        dataset = get_object_or_404(scoping.for_user(Dataset.objects.all(), request.user),
-                                    pk=request.GET["dataset"], vertical=vertical,
-                                    problem=problem)
+        dataset = scoping.get_scoped_or_404(Dataset, request.user, pk=request.GET["dataset"],
+                                            vertical=vertical, problem=problem)
     upload_error = None
     form = UploadForm(request.POST or None, request.FILES or None,
                       initial={"name": dataset.name if dataset else ""})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -65,7 +65,10 @@ def run_list(request):
 def run_start(request, version_id: int):
     versions = scoping.for_user(DatasetVersion.objects.select_related("dataset"), request.user)
     version = get_object_or_404(versions, pk=version_id)
-    problem = registry.get_problem(version.dataset.vertical, version.dataset.problem)
+    try:
+        problem = registry.get_problem(version.dataset.vertical, version.dataset.problem)
+    except registry.RegistryError:
+        raise Http404("this dataset's problem is no longer installed") from None
     form = TrainForm(request.POST,
                      initial={"target_epsilon": problem.spec.privacy.target_epsilon})
     if not form.is_valid():

@@ -1,7 +1,8 @@
 """Synthetic tabular data with a planted signal, a problem spec, and shared training runs.
 
-The private run is trained once per session and shared by the pipeline, privacy and
-artifact tests, so the suite stays fast on two cores.
+Everything is offered as fixtures (tests never import this module). The private run is
+trained once per session and shared by the pipeline, privacy and artifact tests, so the
+suite stays fast on two cores.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml_core.data import encode_and_split
 from ml_core.pipeline import run_training
 from ml_core.spec import (
     Banding,
@@ -92,8 +94,19 @@ class ProgressRecorder:
 
 
 @pytest.fixture(scope="session")
+def planted():
+    """The planted-signal frame factory: ``planted(n_rows=600, seed=0)``."""
+    return planted_frame
+
+
+@pytest.fixture(scope="session")
 def frame() -> pd.DataFrame:
     return planted_frame()
+
+
+@pytest.fixture
+def recorder() -> ProgressRecorder:
+    return ProgressRecorder()
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +117,12 @@ def spec() -> ProblemSpec:
 @pytest.fixture(scope="session")
 def mapping() -> ColumnMapping:
     return MAPPING
+
+
+@pytest.fixture(scope="session")
+def split(frame, mapping, spec):
+    """The encoded train/validation/test split of ``frame`` with the spec's seed."""
+    return encode_and_split(frame, mapping, spec.train)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST_TRAIN, MAPPING, planted_frame
 
 from ml_core.data import (
     OTHER_LEVEL,
@@ -20,19 +19,18 @@ from ml_core.data import (
 from ml_core.spec import ColumnMapping, TrainConfig
 
 
-def test_default_features_leave_out_target_id_excluded_and_sensitive(frame):
+def test_default_features_leave_out_target_id_excluded_and_sensitive(frame, mapping):
     mapping = ColumnMapping(target="default", sensitive=("sex", "age"), id="customer_id",
                             exclude=("debt",))
     assert feature_columns(frame, mapping) == ("income", "purpose")
 
 
-def test_sensitive_columns_are_features_only_when_listed(frame):
+def test_sensitive_columns_are_features_only_when_listed(frame, mapping):
     mapping = ColumnMapping(target="default", sensitive=("sex",), features=("income", "sex"))
     assert feature_columns(frame, mapping) == ("income", "sex")
 
 
-def test_split_is_disjoint_covers_all_rows_and_keeps_the_original_index(frame):
-    split = encode_and_split(frame, MAPPING, FAST_TRAIN)
+def test_split_is_disjoint_covers_all_rows_and_keeps_the_original_index(frame, split):
     ids = np.concatenate([split.ids_train, split.ids_val, split.ids_test])
     assert sorted(ids.tolist()) == frame.index.tolist()
     assert (len(split.y_train), len(split.y_val), len(split.y_test)) == (390, 90, 120)
@@ -42,32 +40,29 @@ def test_split_is_disjoint_covers_all_rows_and_keeps_the_original_index(frame):
     np.testing.assert_array_equal(labels, split.y_test)
 
 
-def test_split_is_stratified_and_seeded(frame):
-    split = encode_and_split(frame, MAPPING, FAST_TRAIN)
+def test_split_is_stratified_and_seeded(frame, spec, mapping, split):
     overall = split.y_train.tolist() + split.y_val.tolist() + split.y_test.tolist()
     share = np.mean(overall)
     for part in (split.y_train, split.y_val, split.y_test):
         assert abs(part.mean() - share) < 0.02
-    again = encode_and_split(frame, MAPPING, FAST_TRAIN)
+    again = encode_and_split(frame, mapping, spec.train)
     np.testing.assert_array_equal(split.ids_test, again.ids_test)
-    other = encode_and_split(frame, MAPPING, TrainConfig(seed=FAST_TRAIN.seed + 1))
+    other = encode_and_split(frame, mapping, TrainConfig(seed=spec.train.seed + 1))
     assert set(other.ids_test) != set(split.ids_test)
 
 
-def test_encoder_statistics_come_from_training_rows_only(frame):
-    split = encode_and_split(frame, MAPPING, FAST_TRAIN)
+def test_encoder_statistics_come_from_training_rows_only(frame, spec, mapping, split):
     train_income = frame.loc[split.ids_train, "income"]
     assert split.encoder.medians["income"] == pytest.approx(train_income.median())
     # Changing held-out rows does not change what was learnt.
     poisoned = frame.copy()
     poisoned.loc[split.ids_test, "income"] = 1e9
-    again = encode_and_split(poisoned, MAPPING, FAST_TRAIN)
+    again = encode_and_split(poisoned, mapping, spec.train)
     assert again.encoder.to_dict() == split.encoder.to_dict()
     np.testing.assert_array_equal(again.x_train, split.x_train)
 
 
-def test_numeric_columns_are_imputed_flagged_and_standardised(frame):
-    split = encode_and_split(frame, MAPPING, FAST_TRAIN)
+def test_numeric_columns_are_imputed_flagged_and_standardised(frame, split):
     names = split.encoder.feature_names
     assert "income__missing" in names
     income = split.x_train[:, names.index("income")]
@@ -89,8 +84,7 @@ def test_rare_and_unseen_levels_go_to_other():
     assert encoded.shape == (4, encoder.n_features)
 
 
-def test_encoder_round_trips_through_json_and_pickle(frame):
-    split = encode_and_split(frame, MAPPING, FAST_TRAIN)
+def test_encoder_round_trips_through_json_and_pickle(frame, split):
     for restored in (TabularEncoder.from_dict(split.encoder.to_dict()),
                      pickle.loads(pickle.dumps(split.encoder))):
         np.testing.assert_array_equal(restored.transform(frame), split.encoder.transform(frame))
@@ -105,12 +99,12 @@ def test_positive_label_is_the_minority_class_unless_given():
     assert positive_label(pd.Series(["no", "yes"] * 5), ColumnMapping(target="t")) == "yes"
 
 
-def test_missing_targets_are_dropped_and_non_binary_targets_refused():
-    frame = planted_frame(200)
+def test_missing_targets_are_dropped_and_non_binary_targets_refused(spec, mapping, planted):
+    frame = planted(200)
     frame.loc[frame.index[:3], "default"] = None
-    split = encode_and_split(frame, MAPPING, FAST_TRAIN)
+    split = encode_and_split(frame, mapping, spec.train)
     assert split.summary()["dropped_missing_target"] == 3
     assert split.summary()["train"] + split.summary()["val"] + split.summary()["test"] == 197
     frame["default"] = np.resize(["a", "b", "c"], len(frame))
     with pytest.raises(ValueError, match="not binary"):
-        encode_and_split(frame, MAPPING, FAST_TRAIN)
+        encode_and_split(frame, mapping, spec.train)

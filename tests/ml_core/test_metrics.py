@@ -6,11 +6,9 @@ import math
 
 import numpy as np
 import pytest
-from conftest import FAST_TRAIN, MAPPING
 from scipy.stats import ks_2samp
 from sklearn import metrics as skm
 
-from ml_core.data import encode_and_split
 from ml_core.metrics import binary_metrics, ks_statistic, logistic_regression_baseline
 
 
@@ -50,8 +48,7 @@ def test_single_class_gives_nan_ranking_metrics():
     assert got["accuracy"] == pytest.approx(0.4)  # scores 0.5, 0.75, 1 predict positive
 
 
-def test_logistic_baseline_learns_the_planted_signal(frame):
-    split = encode_and_split(frame, MAPPING, FAST_TRAIN)
+def test_logistic_baseline_learns_the_planted_signal(frame, split):
     scores = logistic_regression_baseline(
         x_train=split.x_train, y_train=split.y_train, x_test=split.x_test, seed=0
     )

@@ -8,13 +8,11 @@ import dataclasses
 import dp_accounting
 import pytest
 import torch
-from conftest import FAST_TRAIN, MAPPING, PRIVACY
 from opacus.accountants import PRVAccountant
 from opacus.data_loader import DPDataLoader
 from opacus.grad_sample import GradSampleModule
 
 from ml_core import privacy as dp
-from ml_core.data import encode_and_split
 from ml_core.models import TabularMLP
 from ml_core.trainer import TrainingCancelled, make_loader, train_model
 
@@ -60,10 +58,10 @@ def test_delta_is_at_most_one_over_ten_n(private_run):
     assert dp.resolve_delta(1e-6, 1000) == 1e-6
 
 
-def test_steps_follow_the_poisson_schedule(private_run):
+def test_steps_follow_the_poisson_schedule(private_run, spec):
     report = private_run[0].privacy
     steps_per_epoch = round(1 / report["sample_rate"])
-    assert report["steps"] == report["planned_steps"] == FAST_TRAIN.epochs * steps_per_epoch
+    assert report["steps"] == report["planned_steps"] == spec.train.epochs * steps_per_epoch
 
 
 @pytest.mark.parametrize(
@@ -93,12 +91,11 @@ def test_history_epsilon_is_non_decreasing_and_ends_at_the_report(private_run):
     assert epsilons[-1] == result.privacy["epsilon"]
 
 
-def test_early_stopping_spends_less_than_the_target(frame):
-    split = encode_and_split(frame, MAPPING, FAST_TRAIN)
+def test_early_stopping_spends_less_than_the_target(frame, spec, split):
     # A learning rate of zero freezes the model, so validation never improves after the
     # first epoch and training stops once patience runs out.
-    frozen = dataclasses.replace(FAST_TRAIN, learning_rate=0.0, patience=1)
-    trained = train_model(split=split, train=frozen, privacy=PRIVACY)
+    frozen = dataclasses.replace(spec.train, learning_rate=0.0, patience=1)
+    trained = train_model(split=split, train=frozen, privacy=spec.privacy)
     assert trained.stopped_early and trained.epochs_run == 2
     report = trained.privacy
     assert report["steps"] < report["planned_steps"]
@@ -106,8 +103,7 @@ def test_early_stopping_spends_less_than_the_target(frame):
     assert report["epsilon"] == pytest.approx(trained.history[-1]["epsilon"])
 
 
-def test_cancel_raises_with_privacy_spent_so_far(frame):
-    split = encode_and_split(frame, MAPPING, FAST_TRAIN)
+def test_cancel_raises_with_privacy_spent_so_far(frame, spec, split):
     calls = []
 
     def stop_on_third_epoch() -> bool:
@@ -115,20 +111,19 @@ def test_cancel_raises_with_privacy_spent_so_far(frame):
         return len(calls) >= 3
 
     with pytest.raises(TrainingCancelled) as caught:
-        train_model(split=split, train=FAST_TRAIN, privacy=PRIVACY,
+        train_model(split=split, train=spec.train, privacy=spec.privacy,
                     should_stop=stop_on_third_epoch)
     spent = caught.value.privacy
     assert spent["enabled"] and spent["steps"] > 0
     assert 0 < spent["epsilon"] < spent["target_epsilon"]
 
 
-def test_opacus_wiring_keeps_poisson_sampling_and_mean_reduction(frame):
-    split = encode_and_split(frame, MAPPING, FAST_TRAIN)
+def test_opacus_wiring_keeps_poisson_sampling_and_mean_reduction(frame, spec, split):
     model = dp.prepare_module(TabularMLP(split.n_features, (8,)))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     loader = make_loader(split.x_train, split.y_train, batch_size=64, seed=0)
     wrapped = dp.make_private(model=model, optimizer=optimizer, loader=loader,
-                              config=PRIVACY, epochs=2)
+                              config=spec.privacy, epochs=2)
     assert isinstance(wrapped.loader, DPDataLoader)
     assert isinstance(wrapped.module, GradSampleModule)
     assert wrapped.module.loss_reduction == "mean"

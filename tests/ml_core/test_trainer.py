@@ -7,10 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import FAST_TRAIN, MAPPING, ProgressRecorder
 from opacus.validators import ModuleValidator
 
-from ml_core.data import encode_and_split
 from ml_core.metrics import binary_metrics
 from ml_core.models import TabularMLP, build_model
 from ml_core.trainer import (
@@ -23,11 +21,6 @@ from ml_core.trainer import (
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module")
-def split(frame):
-    return encode_and_split(frame, MAPPING, FAST_TRAIN)
-
-
 def test_model_is_opacus_compatible_and_rebuildable():
     model = TabularMLP(7, (16, 8))
     assert ModuleValidator.validate(model, strict=False) == []
@@ -37,20 +30,19 @@ def test_model_is_opacus_compatible_and_rebuildable():
     assert [p.shape for p in rebuilt.parameters()] == [p.shape for p in model.parameters()]
 
 
-def test_progress_is_reported_every_epoch(split):
-    recorder = ProgressRecorder()
-    trained = train_model(split=split, train=FAST_TRAIN, privacy=None, progress=recorder,
+def test_progress_is_reported_every_epoch(spec, split, recorder):
+    trained = train_model(split=split, train=spec.train, privacy=None, progress=recorder,
                           stage="training")
     assert [call["epoch"] for call in recorder.calls] == list(range(1, trained.epochs_run + 1))
     assert {call["stage"] for call in recorder.calls} == {"training"}
-    assert all(call["total_epochs"] == FAST_TRAIN.epochs for call in recorder.calls)
+    assert all(call["total_epochs"] == spec.train.epochs for call in recorder.calls)
     assert all(call["epsilon"] is None and call["loss"] > 0 for call in recorder.calls)
     assert trained.privacy["enabled"] is False
 
 
-def test_best_weights_are_kept(split):
+def test_best_weights_are_kept(spec, split):
     # Long enough, with a high learning rate, for the validation AUC to move around.
-    config = dataclasses.replace(FAST_TRAIN, epochs=12, learning_rate=0.1, patience=3)
+    config = dataclasses.replace(spec.train, epochs=12, learning_rate=0.1, patience=3)
     trained = train_model(split=split, train=config, privacy=None)
     metrics = [entry["val_metric"] for entry in trained.history]
     assert trained.history[trained.best_epoch - 1]["val_metric"] == max(metrics)
@@ -60,10 +52,10 @@ def test_best_weights_are_kept(split):
         assert trained.epochs_run - trained.best_epoch == config.patience
 
 
-def test_training_is_seeded(split):
-    first = train_model(split=split, train=FAST_TRAIN, privacy=None)
-    second = train_model(split=split, train=FAST_TRAIN, privacy=None)
-    other = train_model(split=split, train=dataclasses.replace(FAST_TRAIN, seed=99),
+def test_training_is_seeded(spec, split):
+    first = train_model(split=split, train=spec.train, privacy=None)
+    second = train_model(split=split, train=spec.train, privacy=None)
+    other = train_model(split=split, train=dataclasses.replace(spec.train, seed=99),
                         privacy=None)
     for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values(),
                     strict=True):
@@ -72,22 +64,22 @@ def test_training_is_seeded(split):
     assert not torch.equal(first.model.layers[0].weight, other.model.layers[0].weight)
 
 
-def test_checkpoint_is_written_each_epoch(split, tmp_path):
+def test_checkpoint_is_written_each_epoch(spec, split, tmp_path):
     path = tmp_path / "run" / "checkpoint.pt"
-    trained = train_model(split=split, train=FAST_TRAIN, privacy=None, checkpoint_path=path)
+    trained = train_model(split=split, train=spec.train, privacy=None, checkpoint_path=path)
     checkpoint = torch.load(path, weights_only=False)
     assert checkpoint["epoch"] == trained.epochs_run
     assert len(checkpoint["history"]) == trained.epochs_run
     assert not any(key.startswith("_module") for key in checkpoint["model"])
 
 
-def test_cancel_before_training_spends_nothing(split):
+def test_cancel_before_training_spends_nothing(spec, split):
     with pytest.raises(TrainingCancelled) as caught:
-        train_model(split=split, train=FAST_TRAIN, privacy=None, should_stop=lambda: True)
+        train_model(split=split, train=spec.train, privacy=None, should_stop=lambda: True)
     assert caught.value.privacy["steps"] == 0
 
 
-def test_cancel_is_checked_within_an_epoch(split, monkeypatch):
+def test_cancel_is_checked_within_an_epoch(spec, split, monkeypatch):
     monkeypatch.setattr("ml_core.trainer.STOP_CHECK_EVERY_BATCHES", 2)
     calls = []
 
@@ -96,7 +88,7 @@ def test_cancel_is_checked_within_an_epoch(split, monkeypatch):
         return len(calls) >= 2  # the first check is before epoch 1, the second mid-epoch
 
     with pytest.raises(TrainingCancelled):
-        train_model(split=split, train=FAST_TRAIN, privacy=None,
+        train_model(split=split, train=spec.train, privacy=None,
                     should_stop=stop_inside_first_epoch)
     assert len(calls) == 2
 
@@ -107,7 +99,7 @@ def test_device_choice():
     assert resolve_device("cpu").type == "cpu"
 
 
-def test_scores_are_probabilities(split):
-    trained = train_model(split=split, train=FAST_TRAIN, privacy=None)
+def test_scores_are_probabilities(spec, split):
+    trained = train_model(split=split, train=spec.train, privacy=None)
     scores = predict_scores(trained.model, split.x_test, device=CPU)
     assert scores.dtype == np.float64 and ((scores > 0) & (scores < 1)).all()

@@ -35,6 +35,7 @@ def test_other_organisations_ids_are_not_found(client, request, persona, other_o
         data = {"decision": "approve", "comment": "x", "target_epsilon": "1", "seed": "0"}
         response = client.post(url, data) if method == "post" else client.get(url)
         assert response.status_code == 404, (method, url)
+        assert b"Not found" in response.content
     other_org_run.refresh_from_db()
     assert other_org_run.model_version.status == ModelVersion.Status.PENDING_REVIEW
     assert TrainingRun.objects.count() == 1

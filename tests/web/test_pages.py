@@ -256,14 +256,34 @@ def test_mapping_form_needs_one_target(client, analyst):
 
 def test_unreadable_upload_shows_the_error_report(client, analyst):
     client.force_login(analyst)
-    upload = io.BytesIO(b"")
-    upload.name = "empty.csv"
+    upload = io.BytesIO(b"\x00\x01\x02\xff" * 64)
+    upload.name = "scan.pdf"
     response = client.post(reverse("dataset_upload", args=["finance", "credit_risk"]),
-                           {"file": upload}, follow=True)
-    # Either the form refuses an empty file, or the service keeps a rejected version.
-    html = response.content.decode()
-    assert response.status_code in (200, 400)
-    assert "error" in html.lower()
+                           {"file": upload})
+    version = DatasetVersion.objects.get(original_filename="scan.pdf")
+    assert version.status == DatasetVersion.Status.REJECTED
+    assert response["Location"] == reverse("dataset_version", args=[version.pk])
+    html = client.get(response["Location"]).content.decode()
+    assert "binary" in html and "Not trainable" in html and "Train a model" not in html
+
+
+def test_upload_refused_by_the_service_shows_its_report(client, analyst, settings):
+    settings.TESSERA_MAX_UPLOAD_BYTES = 10
+    client.force_login(analyst)
+    upload = io.BytesIO(b"a,b\n1,2\n3,4\n")
+    upload.name = "big.csv"
+    response = client.post(reverse("dataset_upload", args=["finance", "credit_risk"]),
+                           {"file": upload})
+    assert response.status_code == 400
+    assert "The upload was rejected" in response.content.decode()
+    assert not DatasetVersion.objects.exists()
+
+
+def test_bad_dataset_parameter_is_not_found(client, analyst):
+    client.force_login(analyst)
+    url = reverse("dataset_upload", args=["finance", "credit_risk"])
+    assert client.get(url + "?dataset=abc").status_code == 404
+    assert client.get(url + "?dataset=999").status_code == 404
 
 
 def test_rejected_version_shows_errors_with_columns_and_rows(client, analyst, org_a):
@@ -301,6 +321,16 @@ def test_real_run_renders(client, analyst, validated_version):
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     client.force_login(analyst)
-    for url in (reverse("run_detail", args=[run.pk]), reverse("run_report", args=[run.pk]),
-                reverse("review_detail", args=[run.model_version.pk])):
-        assert client.get(url).status_code == 200, url
+    html = client.get(reverse("run_detail", args=[run.pk])).content.decode()
+    baseline = run.result["baseline"]["metrics"]
+    for text in (f"{run.metrics['roc_auc']:.3f}", f"{baseline['roc_auc']:.3f}",
+                 f"{run.privacy['epsilon']:.3f}", f"{run.privacy['noise_multiplier']:.4f}",
+                 run.privacy["accountant"]):
+        assert text in html, text
+    report = client.get(reverse("run_report", args=[run.pk])).content.decode()
+    for attribute in run.fairness:
+        assert f"Sensitive attribute: {attribute}" in report
+    assert report.count('class="threshold"') >= 2 * len(run.fairness)
+    assert "four_fifths_rule" not in report  # checks get readable names
+    review = client.get(reverse("review_detail", args=[run.model_version.pk]))
+    assert review.status_code == 200

@@ -28,6 +28,7 @@ def test_analyst_post_approve_is_forbidden(client, analyst, succeeded_run):
     response = client.post(reverse("review_detail", args=[model_version.pk]),
                            {"decision": "approve", "comment": "looks fine"})
     assert response.status_code == 403
+    assert b"Not allowed" in response.content
     model_version.refresh_from_db()
     assert model_version.status == ModelVersion.Status.PENDING_REVIEW
     assert not Review.objects.exists()

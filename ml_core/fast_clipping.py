@@ -1,0 +1,469 @@
+"""Book-keeping DP-SGD: Opacus' clipping semantics at close to the cost of a plain step.
+
+Opacus' default ("hooks") mode materialises one gradient per sample and parameter, which
+costs tens of times a non-private step on a small MLP. For a ``Linear`` layer the
+per-sample gradient of sample ``i`` is ``g_i^T a_i`` (output gradients times inputs), so
+its norm follows from ``a`` and ``g`` alone, and the *clipped sum* over samples is one
+matmul ``(c * g)^T a`` (Bu et al., "Differentially private optimization on large model at
+small cost", 2023). This module:
+
+* replaces each trainable ``nn.Linear``'s forward (on the instance, reversibly) by an
+  autograd function whose backward computes only the input gradient and records ``(a, g)``;
+  autograd therefore never computes the unclipped weight gradient it would throw away;
+* computes per-sample norms with the ghost-norm identity (``||g_i||^2 ||a_i||^2`` for 2-D
+  inputs, the Gram form ``<a_i a_i^T, g_i g_i^T>`` for sequences, or per-sample gradients
+  when those are cheaper), clips with Opacus' exact formula and sums with one matmul;
+* leaves everything else to Opacus: :class:`BookkeepingDPOptimizer` *is* a
+  :class:`opacus.optimizers.DPOptimizer`, so the noise (``noise_multiplier *
+  max_grad_norm``), the division by the expected batch size, the Poisson loader
+  (:class:`opacus.data_loader.DPDataLoader`) and the accountant hook are Opacus' own code.
+  The same noise multiplier, sample rate and steps give the same epsilon.
+
+Models with any trainable parameter outside a plain ``nn.Linear`` fall back to Opacus'
+hooks mode; :class:`FastPathDecision` says which path was taken and why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from opacus import PrivacyEngine
+from opacus.accountants.utils import get_noise_multiplier
+from opacus.data_loader import DPDataLoader
+from opacus.optimizers import DPOptimizer
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+logger = logging.getLogger(__name__)
+
+# Opacus' clip factor: (max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
+# (opacus/optimizers/optimizer.py, DPOptimizer.clip_and_accumulate).
+CLIP_EPSILON = 1e-6
+
+
+@dataclass(frozen=True)
+class FastPathDecision:
+    """Which private path a model gets, and why (for the run's log)."""
+
+    fast_path: bool
+    reason: str
+    layers: tuple[str, ...] = ()  # the Linear layers clipped on the fast path
+
+    def to_dict(self) -> dict:
+        return {"fast_path": self.fast_path, "reason": self.reason, "layers": list(self.layers)}
+
+
+def _is_plain_linear(module: nn.Module) -> bool:
+    # A subclass that overrides forward computes something we cannot see from (a, g).
+    return isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward
+
+
+def fast_path_support(
+    module: nn.Module, *, params: Iterable[nn.Parameter] | None = None
+) -> FastPathDecision:
+    """Whether every trainable parameter of ``module`` (or of ``params``, a subset) can be
+    clipped on the book-keeping path, i.e. is the weight or bias of a plain ``nn.Linear``."""
+    wanted = None if params is None else {id(p) for p in params}
+    owners: dict[int, tuple[str, nn.Module]] = {}
+    for name, sub in module.named_modules():
+        for param in sub.parameters(recurse=False):
+            owners.setdefault(id(param), (name, sub))
+    fast_layers: list[str] = []
+    for name, param in module.named_parameters():
+        if not param.requires_grad or (wanted is not None and id(param) not in wanted):
+            continue
+        owner_name, owner = owners[id(param)]
+        if not _is_plain_linear(owner):
+            return FastPathDecision(
+                fast_path=False,
+                reason=(f"{type(owner).__name__} {owner_name or '(root)'!r} (parameter {name!r}) "
+                        "has no book-keeping path; using Opacus' per-sample hooks"),
+            )
+        if owner_name not in fast_layers:
+            fast_layers.append(owner_name)
+    if not fast_layers:
+        return FastPathDecision(
+            fast_path=False, reason="no trainable Linear layer; using Opacus' hooks"
+        )
+    return FastPathDecision(
+        fast_path=True,
+        reason=f"book-keeping clipping over {len(fast_layers)} Linear layers",
+        layers=tuple(fast_layers),
+    )
+
+
+class _Record(NamedTuple):
+    forward_id: int
+    activations: torch.Tensor  # (B, in) or (B, T, in), batch first
+    backprops: torch.Tensor  # (B, out) or (B, T, out): d loss / d output, as the loss reduced it
+
+
+class _LinearCapture(torch.autograd.Function):
+    """``F.linear`` whose backward returns only the input gradient and records ``(a, g)``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, layer_state):  # noqa: ANN001 - autograd signature
+        ctx.save_for_backward(x, weight)
+        ctx.layer_state = layer_state
+        ctx.forward_id = layer_state.owner.forward_id
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_output):  # noqa: ANN001
+        x, weight = ctx.saved_tensors
+        ctx.layer_state.record(forward_id=ctx.forward_id, activations=x, backprops=grad_output)
+        grad_input = grad_output.matmul(weight) if ctx.needs_input_grad[0] else None
+        # No weight or bias gradient: the optimiser builds the clipped sum from the record.
+        return grad_input, None, None, None
+
+
+class _LayerState:
+    """What one Linear layer recorded since the optimiser's last step."""
+
+    def __init__(self, *, owner: BookkeepingModule, layer: nn.Linear, name: str) -> None:
+        self.owner = owner
+        self.layer = layer
+        self.name = name
+        self.records: list[_Record] = []
+
+    def record(
+        self, *, forward_id: int, activations: torch.Tensor, backprops: torch.Tensor
+    ) -> None:
+        if not self.owner.batch_first and activations.dim() > 2:
+            activations, backprops = activations.movedim(1, 0), backprops.movedim(1, 0)
+        self.records.append(_Record(forward_id, activations.detach(), backprops.detach()))
+
+
+def _captured_forward(state: _LayerState):
+    layer = state.layer
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if not (layer.training and torch.is_grad_enabled()):
+            # Like Opacus: nothing is recorded in eval mode or without gradients.
+            return F.linear(x, layer.weight, layer.bias)
+        return _LinearCapture.apply(x, layer.weight, layer.bias, state)
+
+    return forward
+
+
+class BookkeepingModule(nn.Module):
+    """Wraps ``module`` (kept as ``_module``, like Opacus' ``GradSampleModule``) so that its
+    Linear layers record activations and output gradients instead of computing gradients.
+
+    Use with :class:`BookkeepingDPOptimizer`, which turns the records into clipped sums.
+    One backward pass per optimiser step (Poisson sampling forbids accumulating batches).
+    """
+
+    def __init__(self, module: nn.Module, *, batch_first: bool = True,
+                 loss_reduction: str = "mean") -> None:
+        super().__init__()
+        if loss_reduction not in ("mean", "sum"):
+            raise ValueError(f"unexpected loss_reduction: {loss_reduction!r}")
+        decision = fast_path_support(module)
+        if not decision.fast_path:
+            raise ValueError(decision.reason)
+        self._module = module
+        self.batch_first = batch_first
+        self.loss_reduction = loss_reduction
+        self.forward_id = 0
+        self._states: list[_LayerState] = []
+        for name, sub in module.named_modules():
+            trainable = any(p.requires_grad for p in sub.parameters(recurse=False))
+            if _is_plain_linear(sub) and trainable:
+                state = _LayerState(owner=self, layer=sub, name=name)
+                # An instance attribute shadows the class's forward; cleanup() deletes it.
+                sub.forward = _captured_forward(state)
+                self._states.append(state)
+
+    def forward(self, *args, **kwargs):
+        self.forward_id += 1
+        return self._module(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("_module"), name)
+
+    @property
+    def layer_states(self) -> Sequence[_LayerState]:
+        return tuple(self._states)
+
+    def clear_records(self) -> None:
+        for state in self._states:
+            state.records.clear()
+
+    def cleanup(self) -> None:
+        """Restore the wrapped module's Linear layers to their own forward."""
+        self.clear_records()
+        for state in self._states:
+            state.layer.__dict__.pop("forward", None)
+        self._states = []
+
+    def clipped_sum(
+        self, *, max_grad_norm: float, params: Iterable[nn.Parameter] | None = None
+    ) -> tuple[dict[nn.Parameter, torch.Tensor], torch.Tensor]:
+        """The clipped sum of per-sample gradients, per parameter, and the per-sample norms.
+
+        Same semantics as ``DPOptimizer.clip_and_accumulate`` over per-sample gradients
+        from ``GradSampleModule(loss_reduction=...)``: with a mean-reduced loss the recorded
+        output gradients carry a ``1/B`` factor, which is undone here (Opacus multiplies its
+        backprops by the batch size). Parameters without records get zeros.
+        """
+        wanted = None if params is None else {id(p) for p in params}
+        layers = [_stack_records(state, wanted) for state in self._states]
+        layers = [layer for layer in layers if layer is not None]
+        forward_ids = {fid for layer in layers for fid in layer.forward_ids}
+        if len(forward_ids) > 1:
+            raise RuntimeError(
+                "more than one backward pass between optimiser steps: accumulating batches is "
+                "not supported with Poisson sampling; call optimizer.step() after each backward"
+            )
+        batch = next((layer.a.shape[0] for layer in layers), 0)
+        device = next((layer.a.device for layer in layers), None)
+        scale = float(batch) if self.loss_reduction == "mean" else 1.0
+        sq_norms = torch.zeros(batch, device=device, dtype=torch.float32)
+        for layer in layers:
+            sq_norms += layer.sq_norms().to(torch.float32)
+        norms = sq_norms.sqrt() * scale
+        clip = (max_grad_norm / (norms + CLIP_EPSILON)).clamp(max=1.0)
+        sums: dict[nn.Parameter, torch.Tensor] = {}
+        for layer in layers:
+            sums.update(layer.clipped_sum(clip * scale))
+        for state in self._states:
+            for param in (state.layer.weight, state.layer.bias):
+                if param is not None and param.requires_grad and param not in sums:
+                    if wanted is None or id(param) in wanted:
+                        sums[param] = torch.zeros_like(param)
+        return sums, norms
+
+
+@dataclass
+class _StackedLayer:
+    a: torch.Tensor  # (B, in) or (B, T, in)
+    g: torch.Tensor  # (B, out) or (B, T, out)
+    weight: nn.Parameter | None
+    bias: nn.Parameter | None
+    forward_ids: frozenset[int]
+
+    def sq_norms(self) -> torch.Tensor:
+        """Squared per-sample gradient norm of this layer's (wanted) parameters, shape (B,)."""
+        a, g = self.a, self.g
+        total = torch.zeros(a.shape[0], device=a.device, dtype=torch.float32)
+        if self.weight is not None:
+            if a.dim() == 2:
+                total += g.pow(2).sum(1) * a.pow(2).sum(1)
+            else:
+                total += _sequence_weight_sq_norms(a, g)
+        if self.bias is not None:
+            bias_grad = g if g.dim() == 2 else g.sum(1)
+            total += bias_grad.pow(2).sum(1)
+        return total
+
+    def clipped_sum(self, factor: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+        """``sum_i factor_i * grad_i`` for weight and bias: one matmul for the weight."""
+        a, g = self.a, self.g
+        out: dict[nn.Parameter, torch.Tensor] = {}
+        factor = factor.to(g.dtype)
+        if self.weight is not None:
+            if a.dim() == 2:
+                # Scale the narrower of the two operands.
+                if g.shape[1] <= a.shape[1]:
+                    weight_sum = (g * factor[:, None]).t().mm(a)
+                else:
+                    weight_sum = g.t().mm(a * factor[:, None])
+            else:
+                scaled = g * factor[:, None, None]
+                weight_sum = scaled.reshape(-1, g.shape[-1]).t().mm(a.reshape(-1, a.shape[-1]))
+            out[self.weight] = weight_sum.to(self.weight.dtype)
+        if self.bias is not None:
+            bias_grad = g if g.dim() == 2 else g.sum(1)
+            out[self.bias] = factor.matmul(bias_grad).to(self.bias.dtype)
+        return out
+
+
+def _sequence_weight_sq_norms(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Squared Frobenius norm of ``g_i^T a_i`` for (B, T, in) / (B, T, out) inputs.
+
+    Ghost form ``<a_i a_i^T, g_i g_i^T>`` costs ``T^2 (in + out)`` per sample; the
+    per-sample gradient costs ``T in out``: take the cheaper.
+    """
+    t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
+    if t * (d_in + d_out) <= d_in * d_out:
+        gram_a = torch.bmm(a, a.transpose(1, 2))
+        gram_g = torch.bmm(g, g.transpose(1, 2))
+        return (gram_a * gram_g).sum((1, 2))
+    per_sample = torch.bmm(g.transpose(1, 2), a)
+    return per_sample.pow(2).sum((1, 2))
+
+
+def _stack_records(state: _LayerState, wanted: set[int] | None) -> _StackedLayer | None:
+    layer = state.layer
+    weight = layer.weight if layer.weight.requires_grad else None
+    bias = layer.bias if layer.bias is not None and layer.bias.requires_grad else None
+    if wanted is not None:
+        weight = weight if weight is not None and id(weight) in wanted else None
+        bias = bias if bias is not None and id(bias) in wanted else None
+    if not state.records or (weight is None and bias is None):
+        return None
+    records = state.records
+    if len(records) == 1 and records[0].activations.dim() == 2:
+        a, g = records[0].activations, records[0].backprops
+    else:
+        # A layer used several times in one forward pass: its per-sample gradient is the sum
+        # over uses, which is exactly a longer "sequence" (B, T1 + T2 + ..., d).
+        def as_sequence(t: torch.Tensor) -> torch.Tensor:
+            return t.reshape(t.shape[0], -1, t.shape[-1])
+
+        a = torch.cat([as_sequence(r.activations) for r in records], dim=1)
+        g = torch.cat([as_sequence(r.backprops) for r in records], dim=1)
+    return _StackedLayer(a=a, g=g, weight=weight, bias=bias,
+                         forward_ids=frozenset(r.forward_id for r in records))
+
+
+class BookkeepingDPOptimizer(DPOptimizer):
+    """Opacus' ``DPOptimizer`` whose clipping step reads the book-keeping records.
+
+    Noise, scaling by the expected batch size, step skipping and the accountant hook are
+    inherited unchanged from Opacus.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, *, module: BookkeepingModule,
+                 noise_multiplier: float, max_grad_norm: float,
+                 expected_batch_size: int | None, loss_reduction: str = "mean",
+                 generator: torch.Generator | None = None, secure_mode: bool = False) -> None:
+        if loss_reduction != module.loss_reduction:
+            raise ValueError("the optimiser's and the module's loss_reduction differ")
+        super().__init__(
+            optimizer, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+            expected_batch_size=expected_batch_size, loss_reduction=loss_reduction,
+            generator=generator, secure_mode=secure_mode,
+        )
+        self.module = module
+        self.last_per_sample_norms: torch.Tensor | None = None
+
+    @property
+    def accumulated_iterations(self) -> int:
+        # One Poisson batch per step (more than one backward raises in clipped_sum).
+        return 1
+
+    def clip_and_accumulate(self) -> None:
+        sums, norms = self.module.clipped_sum(max_grad_norm=self.max_grad_norm, params=self.params)
+        self.last_per_sample_norms = norms
+        for p in self.params:
+            grad = sums[p] if p in sums else torch.zeros_like(p)
+            if p.summed_grad is not None:  # the previous step was skipped
+                p.summed_grad += grad
+            else:
+                p.summed_grad = grad
+        self.module.clear_records()
+
+    def pre_step(self, closure=None) -> bool:  # noqa: ANN001 - Opacus' signature
+        if not self.params:
+            return True
+        self.clip_and_accumulate()
+        if self._check_skip_next_step():
+            self._is_last_step_skipped = True
+            return False
+        self.add_noise()
+        self.scale_grad()
+        if self.step_hook:
+            self.step_hook(self)
+        self._is_last_step_skipped = False
+        return True
+
+    def zero_grad(self, set_to_none: bool = False) -> None:
+        self.module.clear_records()
+        super().zero_grad(set_to_none)
+
+
+class FastPrivate(NamedTuple):
+    """What :func:`make_private_fast` returns; unpacks like ``make_private``'s triple + 1."""
+
+    module: nn.Module
+    optimizer: DPOptimizer
+    data_loader: DataLoader
+    decision: FastPathDecision
+
+
+def make_private_fast(
+    engine: PrivacyEngine, *, module: nn.Module, optimizer: torch.optim.Optimizer,
+    data_loader: DataLoader, noise_multiplier: float, max_grad_norm: float,
+    poisson_sampling: bool = True, loss_reduction: str = "mean", batch_first: bool = True,
+    noise_generator: torch.Generator | None = None, fallback_mode: str = "hooks",
+) -> FastPrivate:
+    """``engine.make_private(...)`` on the book-keeping path when the model allows it.
+
+    Same arguments and semantics as Opacus' ``PrivacyEngine.make_private`` (flat clipping):
+    the loader is Opacus' ``DPDataLoader`` (Poisson sampling), the optimiser a
+    ``DPOptimizer`` with Opacus' noise and scaling, and ``engine.accountant`` records every
+    step. When some trainable layer is not a plain ``nn.Linear`` (or ``max_grad_norm`` is a
+    per-layer list), this calls ``engine.make_private(grad_sample_mode=fallback_mode)`` and
+    says so in ``decision`` and in the log.
+    """
+    decision = fast_path_support(
+        module, params=[p for group in optimizer.param_groups for p in group["params"]]
+    )
+    if decision.fast_path and not isinstance(max_grad_norm, (int, float)):
+        decision = FastPathDecision(
+            fast_path=False, reason="per-layer max_grad_norm; using Opacus' hooks"
+        )
+    if not decision.fast_path:
+        logger.warning("DP-SGD fast path off: %s", decision.reason)
+        wrapped, dp_optimizer, dp_loader = engine.make_private(
+            module=module, optimizer=optimizer, data_loader=data_loader,
+            noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
+            poisson_sampling=poisson_sampling, loss_reduction=loss_reduction,
+            batch_first=batch_first, noise_generator=noise_generator,
+            grad_sample_mode=fallback_mode,
+        )
+        return FastPrivate(wrapped, dp_optimizer, dp_loader, decision)
+
+    model_params = set(module.parameters())
+    if any(p not in model_params for g in optimizer.param_groups for p in g["params"]):
+        raise ValueError("Module parameters are different than optimizer Parameters")
+    if noise_generator is not None and engine.secure_mode:
+        raise ValueError("Passing seed is prohibited in secure mode")
+    if engine.dataset is None:
+        engine.dataset = data_loader.dataset
+    if poisson_sampling:
+        data_loader = DPDataLoader.from_data_loader(
+            data_loader, generator=engine.secure_rng, batch_first=batch_first
+        )
+    wrapped = BookkeepingModule(module, batch_first=batch_first, loss_reduction=loss_reduction)
+    sample_rate = 1 / len(data_loader)
+    # Opacus' definition (PrivacyEngine.make_private): the mean loss is divided by this.
+    expected_batch_size = int(len(data_loader.dataset) * sample_rate)
+    generator = engine.secure_rng if engine.secure_mode else noise_generator
+    dp_optimizer = BookkeepingDPOptimizer(
+        optimizer, module=wrapped, noise_multiplier=noise_multiplier,
+        max_grad_norm=float(max_grad_norm), expected_batch_size=expected_batch_size,
+        loss_reduction=loss_reduction, generator=generator, secure_mode=engine.secure_mode,
+    )
+    dp_optimizer.attach_step_hook(engine.accountant.get_optimizer_hook_fn(sample_rate=sample_rate))
+    logger.info("DP-SGD fast path on: %s", decision.reason)
+    return FastPrivate(wrapped, dp_optimizer, data_loader, decision)
+
+
+def make_private_fast_with_epsilon(
+    engine: PrivacyEngine, *, module: nn.Module, optimizer: torch.optim.Optimizer,
+    data_loader: DataLoader, target_epsilon: float, target_delta: float, epochs: int,
+    max_grad_norm: float, epsilon_tolerance: float = 0.01, **kwargs,
+) -> FastPrivate:
+    """Like Opacus' ``make_private_with_epsilon``: the noise multiplier comes from Opacus'
+    ``get_noise_multiplier`` with the engine's accountant, then :func:`make_private_fast`."""
+    sample_rate = 1 / len(data_loader)
+    noise_multiplier = get_noise_multiplier(
+        target_epsilon=target_epsilon, target_delta=target_delta, sample_rate=sample_rate,
+        epochs=epochs, accountant=engine.accountant.mechanism(),
+        epsilon_tolerance=epsilon_tolerance,
+    )
+    return make_private_fast(
+        engine, module=module, optimizer=optimizer, data_loader=data_loader,
+        noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm, **kwargs,
+    )
