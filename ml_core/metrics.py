@@ -11,6 +11,7 @@ from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
     f1_score,
+    precision_recall_curve,
     roc_auc_score,
     roc_curve,
 )
@@ -39,6 +40,22 @@ def ks_statistic(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(np.max(np.abs(tpr - fpr)))
 
 
+def choose_threshold(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """The decision threshold that maximises F1 on ``y_true`` (the validation split).
+
+    A fixed 0.5 is wrong for rare positives and for DP-trained models, whose scores are
+    often shrunk towards the base rate: every decision would be negative and the fairness
+    audit would compare groups on nothing. Falls back to 0.5 with a single class.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    if len(np.unique(y_true)) < 2:
+        return DEFAULT_THRESHOLD
+    precision, recall, thresholds = precision_recall_curve(y_true, np.asarray(y_score, float))
+    # precision/recall have one more entry than thresholds (the recall-0 end point).
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    return float(thresholds[int(np.argmax(f1))])
+
+
 def binary_metrics(
     y_true: np.ndarray, y_score: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD
 ) -> dict[str, float]:
@@ -61,9 +78,10 @@ def binary_metrics(
 
 
 def logistic_regression_baseline(
-    *, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int
-) -> np.ndarray:
-    """Fit scikit-learn's logistic regression on the encoded training rows; test scores."""
+    *, x_train: np.ndarray, y_train: np.ndarray, x_eval: tuple[np.ndarray, ...], seed: int
+) -> tuple[np.ndarray, ...]:
+    """Fit scikit-learn's logistic regression on the encoded training rows; the
+    positive-class scores of each array in ``x_eval`` (e.g. validation and test)."""
     model = LogisticRegression(max_iter=1000, random_state=seed)
     model.fit(x_train, y_train)
-    return model.predict_proba(x_test)[:, 1]
+    return tuple(model.predict_proba(x)[:, 1] for x in x_eval)

@@ -21,7 +21,7 @@ from ml_core import fairness
 from ml_core.artifacts import library_versions, save_model, schema_fingerprint
 from ml_core.data import EncodedSplit, encode_and_split, feature_columns
 from ml_core.metrics import (
-    DEFAULT_THRESHOLD,
+    choose_threshold,
     binary_metrics,
     logistic_regression_baseline,
 )
@@ -149,7 +149,6 @@ def run_training(
         raise NotImplementedError(f"task type {spec.task_type.value} is not supported yet")
     privacy = privacy if privacy is not None else spec.privacy
     train = train if train is not None else spec.train
-    threshold = DEFAULT_THRESHOLD
     cpu = torch.device("cpu")
     if not frame.index.is_unique:
         # Row ids must name one row each; fall back to positions (the file's row order).
@@ -159,11 +158,14 @@ def run_training(
     split = encode_and_split(frame, mapping, train)
 
     _report_stage(progress, "baseline", train.epochs)
-    baseline_scores = logistic_regression_baseline(
-        x_train=split.x_train, y_train=split.y_train, x_test=split.x_test, seed=train.seed
+    baseline_val, baseline_scores = logistic_regression_baseline(
+        x_train=split.x_train, y_train=split.y_train, x_eval=(split.x_val, split.x_test),
+        seed=train.seed,
     )
-    baseline = {"name": "logistic_regression",
-                "metrics": binary_metrics(split.y_test, baseline_scores, threshold=threshold)}
+    baseline_threshold = choose_threshold(split.y_val, baseline_val)
+    baseline = {"name": "logistic_regression", "threshold": baseline_threshold,
+                "metrics": binary_metrics(split.y_test, baseline_scores,
+                                          threshold=baseline_threshold)}
 
     main: TrainedModel = train_model(
         split=split, train=train, privacy=privacy, primary_metric=spec.primary_metric,
@@ -181,6 +183,8 @@ def run_training(
             raise TrainingCancelled(privacy=main.privacy) from cancelled
 
     _report_stage(progress, "auditing", train.epochs)
+    # Each model decides at its own threshold, chosen on the validation split (never test).
+    threshold = choose_threshold(split.y_val, predict_scores(main.model, split.x_val, device=cpu))
     scores = predict_scores(main.model, split.x_test, device=cpu)
     # Banded on the test rows only, by position (aligned with split.y_test).
     groups = fairness.sensitive_frame(frame.loc[split.ids_test], mapping, spec)
@@ -190,10 +194,12 @@ def run_training(
                              spec=spec)
     twin_metrics = twin_fairness = None
     if twin is not None:
+        twin_threshold = choose_threshold(
+            split.y_val, predict_scores(twin.model, split.x_val, device=cpu))
         twin_scores = predict_scores(twin.model, split.x_test, device=cpu)
-        twin_metrics = binary_metrics(split.y_test, twin_scores, threshold=threshold)
+        twin_metrics = binary_metrics(split.y_test, twin_scores, threshold=twin_threshold)
         twin_fairness = _audit(split=split, scores=twin_scores, groups=groups,
-                               threshold=threshold, spec=spec)
+                               threshold=twin_threshold, spec=spec)
 
     _report_stage(progress, "saving", train.epochs)
     versions = library_versions()

@@ -36,7 +36,10 @@ def test_load_model_unpacks_to_model_and_metadata(private_run, frame, spec, mapp
     assert metadata["weights_sha256"] == result.artifact_sha256
     assert metadata["spec_key"] == "test_credit"
     assert metadata["seed"] == spec.train.seed
-    assert metadata["threshold"] == 0.5
+    # The decision threshold is chosen on validation and drives the saved predictions.
+    assert 0.0 < metadata["threshold"] < 1.0
+    predictions = result.predictions
+    assert (predictions["y_pred"] == (predictions["y_score"] >= metadata["threshold"])).all()
     assert metadata["epsilon"] == result.privacy["epsilon"]
     assert metadata["delta"] == result.privacy["delta"]
     assert metadata["mapping"] == mapping.to_dict()

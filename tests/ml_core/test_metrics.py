@@ -9,7 +9,12 @@ import pytest
 from scipy.stats import ks_2samp
 from sklearn import metrics as skm
 
-from ml_core.metrics import binary_metrics, ks_statistic, logistic_regression_baseline
+from ml_core.metrics import (
+    binary_metrics,
+    choose_threshold,
+    ks_statistic,
+    logistic_regression_baseline,
+)
 
 
 @pytest.fixture
@@ -49,7 +54,21 @@ def test_single_class_gives_nan_ranking_metrics():
 
 
 def test_logistic_baseline_learns_the_planted_signal(frame, split):
-    scores = logistic_regression_baseline(
-        x_train=split.x_train, y_train=split.y_train, x_test=split.x_test, seed=0
+    (scores,) = logistic_regression_baseline(
+        x_train=split.x_train, y_train=split.y_train, x_eval=(split.x_test,), seed=0
     )
     assert binary_metrics(split.y_test, scores)["roc_auc"] > 0.8
+
+
+def test_threshold_maximises_f1_on_the_given_rows():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(500) < 0.1).astype(int)
+    # Shrunk scores, as a DP model gives: all below 0.5, still ranking positives higher.
+    scores = 0.05 + 0.2 * y * rng.random(500) + 0.1 * rng.random(500)
+    chosen = choose_threshold(y, scores)
+    best = max(f1_score(y, (scores >= t).astype(int)) for t in np.unique(scores))
+    assert chosen < 0.5
+    assert f1_score(y, (scores >= chosen).astype(int)) == pytest.approx(best, abs=1e-12)
+    assert choose_threshold(np.zeros(10, int), np.linspace(0, 1, 10)) == 0.5
