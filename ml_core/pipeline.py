@@ -63,6 +63,11 @@ class TrainingResult:
     versions: dict  # torch, opacus, sklearn, python
     # row_id, y_true, y_score, y_pred, then one banded column per sensitive attribute
     predictions: pd.DataFrame = field(repr=False, compare=False)
+    task_type: str = "binary_classification"
+    # Task-specific data the results page draws (forecast vs actual, top-k lists, PR curve...).
+    charts: dict = field(default_factory=dict)
+    # Plain-language notes for the report: split method, leakage warnings, model fixes.
+    notes: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """Everything but the predictions, JSON-ready (plain floats, NaN as None)."""
@@ -145,8 +150,18 @@ def run_training(
     (positions when that index has duplicates). Raises :class:`TrainingCancelled` (with the privacy
     spent so far) when ``should_stop()`` returns True.
     """
+    if spec.model_family != "tabular_mlp":
+        # Other task families live in ml_core.families, imported only when used (the text
+        # family pulls in transformers).
+        from ml_core.families import runner_for
+
+        return runner_for(spec.model_family)(
+            frame=frame, mapping=mapping, spec=spec, privacy=privacy, train=train,
+            artifact_dir=artifact_dir, progress=progress, should_stop=should_stop,
+        )
     if spec.task_type is not TaskType.BINARY_CLASSIFICATION:
-        raise NotImplementedError(f"task type {spec.task_type.value} is not supported yet")
+        raise ValueError(f"the tabular_mlp family trains binary classification, "
+                         f"not {spec.task_type.value}")
     privacy = privacy if privacy is not None else spec.privacy
     train = train if train is not None else spec.train
     cpu = torch.device("cpu")

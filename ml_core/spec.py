@@ -81,6 +81,13 @@ class TrainConfig:
     test_fraction: float = 0.2
     val_fraction: float = 0.15
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
+    # Task-family knobs; each family reads the ones it needs and ignores the rest.
+    horizon: int = 8  # forecasting: steps ahead the analyst wants
+    top_k: int = 10  # ranking: list length judged (NDCG@k, Recall@k, HitRate@k)
+    window: int = 30  # sequence regression: sliding-window length
+    rul_cap: int = 125  # remaining useful life: cap on the regression target
+    max_length: int = 64  # text: tokens per example
+    class_weighting: bool = False  # rare-event classification: weight positives
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,16 @@ class ColumnMapping:
     exclude: tuple[str, ...] = ()
     id: str | None = None
     positive_label: str | None = None  # None: the minority class of the target
+    # Task-specific roles beyond the tabular ones, as (role, column) pairs: series, time,
+    # user, item, student, skill, unit, cycle, text, covariate (repeatable roles repeat).
+    roles: tuple[tuple[str, str], ...] = ()
+
+    def role(self, name: str) -> str | None:
+        """The column given ``name`` (the first, for repeatable roles), or None."""
+        return next((column for role, column in self.roles if role == name), None)
+
+    def role_columns(self, name: str) -> tuple[str, ...]:
+        return tuple(column for role, column in self.roles if role == name)
 
     def to_dict(self) -> dict:
         return {
@@ -102,6 +119,7 @@ class ColumnMapping:
             "exclude": list(self.exclude),
             "id": self.id,
             "positive_label": self.positive_label,
+            "roles": [list(pair) for pair in self.roles],
         }
 
     @classmethod
@@ -113,6 +131,7 @@ class ColumnMapping:
             exclude=tuple(data.get("exclude") or ()),
             id=data.get("id"),
             positive_label=data.get("positive_label"),
+            roles=tuple((str(role), str(column)) for role, column in data.get("roles") or ()),
         )
 
 
