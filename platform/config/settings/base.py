@@ -50,6 +50,10 @@ INSTALLED_APPS = [
     "api",
     # verticals: each registers itself in its AppConfig.ready()
     "verticals.finance",
+    "verticals.healthcare",
+    "verticals.retail",
+    "verticals.education",
+    "verticals.manufacturing",
 ]
 
 MIDDLEWARE = [
