@@ -22,7 +22,8 @@ TORCH_SPEC ?= torch==2.13.0
 HAVE_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 TORCH_INDEX_URL ?= $(if $(HAVE_GPU),https://download.pytorch.org/whl/cu128,)
 
-# The stamp names what was installed: a changed pyproject.toml or torch choice reinstalls.
+# The stamp's name is a hash of what was installed: changing pyproject.toml's content or
+# the torch choice reinstalls; touching the file does not.
 INSTALL_KEY := $(shell { cat pyproject.toml; echo "$(TORCH_SPEC) $(TORCH_INDEX_URL)"; } | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(INSTALL_KEY)
 
@@ -43,9 +44,9 @@ $(PY):
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml | $(PY)
+$(STAMP): | $(PY)
 	@echo "==> installing $(TORCH_SPEC)$(if $(TORCH_INDEX_URL), from $(TORCH_INDEX_URL))"
-	@TORCH_SPEC='$(TORCH_SPEC)' TORCH_INDEX_URL='$(TORCH_INDEX_URL)' scripts/install_torch.sh $(PY)
+	@TORCH_SPEC='$(TORCH_SPEC)' TORCH_INDEX_URL='$(TORCH_INDEX_URL)' bash scripts/install_torch.sh $(PY)
 	@echo "==> installing Tessera's dependencies (pyproject.toml, with dev extras)"
 	$(PIP) install --quiet -r <($(PY) scripts/pyproject_requirements.py --extra dev)
 	@rm -f $(VENV)/.installed-*

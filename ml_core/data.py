@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from ml_core.spec import ColumnMapping, TrainConfig
+from ml_core.spec import ColumnMapping, TargetRule, TrainConfig
 
 MISSING_LEVEL = "missing"
 OTHER_LEVEL = "other"
@@ -60,6 +60,23 @@ def positive_label(target: pd.Series, mapping: ColumnMapping) -> str:
         raise ValueError(f"target column {mapping.target!r} has no values")
     smallest = counts.min()
     return sorted(label for label, count in counts.items() if count == smallest)[-1]
+
+
+def apply_target_rule(target: pd.Series, rule: TargetRule) -> pd.Series:
+    """``target``'s numbers as ``rule.positive_text`` / ``rule.negative_text`` labels.
+
+    Missing values stay missing (they are dropped like any missing target); a value that
+    is not a number raises ``ValueError`` naming it (validation reports such rows first).
+    """
+    numbers = pd.to_numeric(target, errors="coerce")
+    bad = numbers.isna() & target.notna()
+    if bad.any():
+        examples = ", ".join(repr(v) for v in pd.unique(target[bad])[:3])
+        raise ValueError(f"target values are not numbers: {examples}")
+    positive = numbers < rule.threshold if rule.positive_below else numbers >= rule.threshold
+    labels = pd.Series(np.where(positive, rule.positive_text, rule.negative_text),
+                       index=target.index, dtype=object, name=target.name)
+    return labels.where(numbers.notna())
 
 
 def encode_target(target: pd.Series, positive: str) -> np.ndarray:
@@ -265,11 +282,15 @@ def _split_positions(
 
 
 def encode_and_split(
-    frame: pd.DataFrame, mapping: ColumnMapping, train: TrainConfig
+    frame: pd.DataFrame, mapping: ColumnMapping, train: TrainConfig, *,
+    target_rule: TargetRule | None = None,
 ) -> EncodedSplit:
     """Split ``frame`` (stratified on the target) and encode it with train-only statistics.
 
-    Rows with no target value are dropped (validation reports them as errors first).
+    Rows with no target value are dropped (validation reports them as errors first). With
+    ``target_rule`` (the problem's ``spec.target_rule``) a numeric target is first turned
+    into its two labels; the positive class is then ``rule.positive_text`` unless
+    ``mapping.positive_label`` names the other label.
     """
     if mapping.target not in frame.columns:
         raise KeyError(f"target column {mapping.target!r} is not in the frame")
@@ -278,8 +299,14 @@ def encode_and_split(
     if unknown:
         raise KeyError(f"feature columns not in the frame: {unknown}")
     labelled = frame[frame[mapping.target].notna()]
-    positive = positive_label(labelled[mapping.target], mapping)
-    y = encode_target(labelled[mapping.target], positive)
+    target = labelled[mapping.target]
+    if target_rule is not None:
+        target = apply_target_rule(target, target_rule)
+        positive = (label_text(mapping.positive_label) if mapping.positive_label is not None
+                    else target_rule.positive_text)
+    else:
+        positive = positive_label(target, mapping)
+    y = encode_target(target, positive)
     train_pos, val_pos, test_pos, method = _split_positions(
         y, test_fraction=train.test_fraction, val_fraction=train.val_fraction, seed=train.seed
     )

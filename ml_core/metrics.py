@@ -1,8 +1,14 @@
-"""Binary classification metrics (scikit-learn where it has them) and the baseline."""
+"""Binary classification metrics (scikit-learn where it has them) and the baseline.
+
+A problem names the metrics it is judged by in ``ProblemSpec.metrics``; :func:`binary_metrics`
+computes exactly those (by default the foundation's six), so an imbalanced problem can be
+reported by PR AUC and recall at 90 % precision rather than by accuracy.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -10,6 +16,7 @@ from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     brier_score_loss,
+    confusion_matrix,
     f1_score,
     precision_recall_curve,
     roc_auc_score,
@@ -56,25 +63,111 @@ def choose_threshold(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(f1))])
 
 
-def binary_metrics(
-    y_true: np.ndarray, y_score: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD
-) -> dict[str, float]:
-    """roc_auc, pr_auc (average precision), accuracy, f1, brier and ks as plain floats.
+def recall_at_precision(
+    y_true: np.ndarray, y_score: np.ndarray, precision: float = 0.9
+) -> float:
+    """The highest recall over all thresholds whose precision is at least ``precision``.
 
-    Ranking metrics are NaN when ``y_true`` has a single class.
+    What a maintenance planner asks of a failure alarm: "if at most one alarm in ten may be
+    false, what share of failures do we catch?". 0.0 when no threshold reaches that
+    precision; NaN when ``y_true`` has a single class.
     """
+    y_true = np.asarray(y_true).astype(int)
+    if len(np.unique(y_true)) < 2:
+        return math.nan
+    precisions, recalls, _ = precision_recall_curve(y_true, np.asarray(y_score, float))
+    # The curve's last point (recall 0, precision 1) belongs to no threshold: leave it out.
+    reached = precisions[:-1] >= precision
+    return float(recalls[:-1][reached].max()) if reached.any() else 0.0
+
+
+def _ranking(function: Callable) -> Callable:
+    """A threshold-free metric, NaN when only one class is present."""
+
+    def metric(y_true: np.ndarray, y_score: np.ndarray, y_pred: np.ndarray) -> float:
+        if len(np.unique(y_true)) < 2:
+            return math.nan
+        return float(function(y_true, y_score))
+
+    return metric
+
+
+# name -> f(y_true, y_score, y_pred); y_pred is y_score thresholded at the chosen threshold.
+METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], float]] = {
+    "roc_auc": _ranking(roc_auc_score),
+    "pr_auc": _ranking(average_precision_score),
+    "accuracy": lambda y, score, pred: float(accuracy_score(y, pred)),
+    "f1": lambda y, score, pred: float(f1_score(y, pred, zero_division=0)),
+    "brier": lambda y, score, pred: float(brier_score_loss(y, score, pos_label=1)),
+    "ks": lambda y, score, pred: ks_statistic(y, score),
+    "recall_at_90_precision": lambda y, score, pred: recall_at_precision(y, score, 0.9),
+}
+
+
+def binary_metrics(
+    y_true: np.ndarray, y_score: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
+    metrics: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """The named ``metrics`` (default: roc_auc, pr_auc, accuracy, f1, brier and ks) as
+    plain floats, in the order given. Known names: the keys of :data:`METRIC_FUNCTIONS`.
+
+    Ranking metrics are NaN when ``y_true`` has a single class; thresholded ones (accuracy,
+    f1) decide positive where ``y_score >= threshold``.
+    """
+    names = tuple(metrics) if metrics is not None else BINARY_METRICS
+    unknown = [name for name in names if name not in METRIC_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"unknown binary metrics {unknown}; known: {sorted(METRIC_FUNCTIONS)}")
     y_true = np.asarray(y_true).astype(int)
     y_score = np.asarray(y_score, dtype=np.float64)
     y_pred = (y_score >= threshold).astype(int)
-    both_classes = len(np.unique(y_true)) == 2
-    return {
-        "roc_auc": float(roc_auc_score(y_true, y_score)) if both_classes else math.nan,
-        "pr_auc": float(average_precision_score(y_true, y_score)) if both_classes else math.nan,
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "f1": float(f1_score(y_true, y_pred, zero_division=0)),
-        "brier": float(brier_score_loss(y_true, y_score, pos_label=1)),
-        "ks": ks_statistic(y_true, y_score),
+    return {name: METRIC_FUNCTIONS[name](y_true, y_score, y_pred) for name in names}
+
+
+# Points kept on the charted precision-recall curve: enough for a smooth line, small JSON.
+MAX_CURVE_POINTS = 200
+
+
+def classification_charts(
+    y_true: np.ndarray, y_score: np.ndarray, *, threshold: float
+) -> dict:
+    """JSON data for the results page: the precision-recall curve of the test scores
+    (at most 200 points, recall ascending) with the chance level (the positive rate), and
+    the confusion matrix at ``threshold``.
+
+    ``{"pr_curve": {"precision": [...], "recall": [...], "chance": p},
+    "confusion_matrix": {"labels": [0, 1], "matrix": [[tn, fp], [fn, tp]],
+    "threshold": t}}``; ``pr_curve`` is None when the test rows hold a single class.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    matrix = confusion_matrix(y_true, (y_score >= threshold).astype(int), labels=[0, 1])
+    charts: dict = {
+        "pr_curve": None,
+        "confusion_matrix": {"labels": [0, 1], "matrix": matrix.tolist(),
+                             "threshold": float(threshold)},
     }
+    if len(np.unique(y_true)) == 2:
+        precision, recall, _ = precision_recall_curve(y_true, y_score)
+        order = np.argsort(recall, kind="stable")
+        keep = np.unique(np.linspace(0, len(order) - 1, min(len(order), MAX_CURVE_POINTS))
+                         .round().astype(int))
+        charts["pr_curve"] = {
+            "precision": [float(v) for v in precision[order][keep]],
+            "recall": [float(v) for v in recall[order][keep]],
+            "chance": float(y_true.mean()),
+        }
+    return charts
+
+
+def positive_class_weight(y_train: np.ndarray) -> float:
+    """``n_negative / n_positive`` of the training labels: the BCE ``pos_weight`` that makes
+    the rare positives weigh as much, in total, as the negatives. 1.0 without positives."""
+    y_train = np.asarray(y_train).astype(int)
+    positives = int(y_train.sum())
+    if positives == 0:
+        return 1.0
+    return float((len(y_train) - positives) / positives)
 
 
 def logistic_regression_baseline(

@@ -21,9 +21,11 @@ from ml_core import fairness
 from ml_core.artifacts import library_versions, save_model, schema_fingerprint
 from ml_core.data import EncodedSplit, encode_and_split, feature_columns
 from ml_core.metrics import (
-    choose_threshold,
     binary_metrics,
+    choose_threshold,
+    classification_charts,
     logistic_regression_baseline,
+    positive_class_weight,
 )
 from ml_core.spec import (
     ColumnMapping,
@@ -125,10 +127,17 @@ def _audit(
     *, split: EncodedSplit, scores: np.ndarray, groups: pd.DataFrame, threshold: float,
     spec: ProblemSpec,
 ) -> dict:
-    return fairness.audit(
+    report = fairness.audit(
         y_true=split.y_test, y_pred=(scores >= threshold).astype(int), sensitive=groups,
         policy=spec.fairness,
     )
+    # "personal" (people's attributes) or "operational" (machine type, line): the same
+    # numbers, read differently. Only policies that declare a kind label their reports.
+    kind = getattr(spec.fairness, "kind", None)
+    if kind is not None:
+        for attribute in report.values():
+            attribute["kind"] = kind
+    return report
 
 
 def run_training(
@@ -180,7 +189,7 @@ def run_training(
     baseline_threshold = choose_threshold(split.y_val, baseline_val)
     baseline = {"name": "logistic_regression", "threshold": baseline_threshold,
                 "metrics": binary_metrics(split.y_test, baseline_scores,
-                                          threshold=baseline_threshold)}
+                                          threshold=baseline_threshold, metrics=spec.metrics)}
 
     main: TrainedModel = train_model(
         split=split, train=train, privacy=privacy, primary_metric=spec.primary_metric,
@@ -212,7 +221,8 @@ def run_training(
         twin_threshold = choose_threshold(
             split.y_val, predict_scores(twin.model, split.x_val, device=cpu))
         twin_scores = predict_scores(twin.model, split.x_test, device=cpu)
-        twin_metrics = binary_metrics(split.y_test, twin_scores, threshold=twin_threshold)
+        twin_metrics = binary_metrics(split.y_test, twin_scores, threshold=twin_threshold,
+                                      metrics=spec.metrics)
         twin_fairness = _audit(split=split, scores=twin_scores, groups=groups,
                                threshold=twin_threshold, spec=spec)
 
@@ -236,7 +246,7 @@ def run_training(
                 "epochs": train.epochs, "batch_size": train.batch_size,
                 "learning_rate": train.learning_rate, "hidden_sizes": list(train.hidden_sizes),
                 "patience": train.patience, "test_fraction": train.test_fraction,
-                "val_fraction": train.val_fraction,
+                "val_fraction": train.val_fraction, "class_weighting": train.class_weighting,
             },
             "privacy": main.privacy,
             "epsilon": main.privacy.get("epsilon"),
@@ -249,7 +259,7 @@ def run_training(
     )
 
     return TrainingResult(
-        metrics=binary_metrics(split.y_test, scores, threshold=threshold),
+        metrics=binary_metrics(split.y_test, scores, threshold=threshold, metrics=spec.metrics),
         baseline=baseline,
         nonprivate_metrics=twin_metrics,
         privacy=main.privacy,
@@ -264,4 +274,18 @@ def run_training(
         artifact_sha256=saved.sha256,
         versions=versions,
         predictions=predictions,
+        task_type=spec.task_type.value,
+        charts=classification_charts(split.y_test, scores, threshold=threshold),
+        notes=_notes(split=split, train=train),
     )
+
+
+def _notes(*, split: EncodedSplit, train: TrainConfig) -> list[str]:
+    """Plain-language notes on how the model was trained and judged."""
+    notes = [f"Split: {split.method} train/validation/test ({len(split.y_train)}/"
+             f"{len(split.y_val)}/{len(split.y_test)} rows); the decision threshold was "
+             "chosen on the validation rows (best F1), never on the test rows."]
+    if train.class_weighting:
+        notes.append("Rare positives were weighted by negatives/positives of the training "
+                     f"rows ({positive_class_weight(split.y_train):.1f}) in the loss.")
+    return notes

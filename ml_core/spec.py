@@ -136,6 +136,29 @@ class ColumnMapping:
 
 
 @dataclass(frozen=True)
+class TargetRule:
+    """A numeric target turned into two classes at a threshold the problem declares.
+
+    ``TargetRule(threshold=10, positive_below=True, positive_text="fail",
+    negative_text="pass")`` reads a final grade G3 (0-20) as "fail" (the positive class, the
+    event a risk model predicts) when ``G3 < 10`` and "pass" when ``G3 >= 10``. With
+    ``positive_below=False`` the positive class is ``value >= threshold`` instead.
+    """
+
+    threshold: float
+    positive_below: bool = False
+    positive_text: str = "positive"
+    negative_text: str = "negative"
+
+    def describe(self, column: str = "target") -> str:
+        """Plain words, e.g. "fail = G3 < 10, pass = G3 >= 10"."""
+        low, high = ("<", ">=") if self.positive_below else (">=", "<")
+        value = f"{self.threshold:g}"
+        return (f"{self.positive_text} = {column} {low} {value}, "
+                f"{self.negative_text} = {column} {high} {value}")
+
+
+@dataclass(frozen=True)
 class ProblemSpec:
     """Everything the platform and the model core need to know about one problem."""
 
@@ -155,6 +178,9 @@ class ProblemSpec:
     train: TrainConfig = field(default_factory=TrainConfig)
     retrain_cron: str = "0 3 * * 1"  # Mondays 03:00
     min_rows: int = 50
+    # Binary problems whose target is a number (a grade) declare how it becomes two classes;
+    # None: the target column already holds the two classes.
+    target_rule: TargetRule | None = None
 
     def with_privacy(self, **changes: object) -> ProblemSpec:
         return replace(self, privacy=replace(self.privacy, **changes))

@@ -24,7 +24,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ml_core import privacy as dp
 from ml_core.data import EncodedSplit
-from ml_core.metrics import binary_metrics, higher_is_better
+from ml_core.metrics import (
+    METRIC_FUNCTIONS,
+    binary_metrics,
+    higher_is_better,
+    positive_class_weight,
+)
 from ml_core.models import TabularMLP
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
 
@@ -115,7 +120,8 @@ def validation_score(
     validation log loss is maximised instead, so early stopping still works.
     """
     scores = predict_scores(model, split.x_val, device=device)
-    value = binary_metrics(split.y_val, scores).get(metric, math.nan)
+    value = (binary_metrics(split.y_val, scores, metrics=(metric,))[metric]
+             if metric in METRIC_FUNCTIONS else math.nan)
     if math.isnan(value):
         clipped = np.clip(scores, 1e-7, 1 - 1e-7)
         log_loss = -np.mean(split.y_val * np.log(clipped) + (1 - split.y_val) * np.log(1 - clipped))
@@ -157,6 +163,25 @@ def _epoch_batches(
             total += float(loss.detach()) * len(labels)
             count += len(labels)
     return (total / count if count else math.nan), False
+
+
+def make_loss(split: EncodedSplit, train: TrainConfig, *, device: torch.device) -> nn.Module:
+    """Binary cross-entropy on logits, mean-reduced; positives weighted by
+    ``n_negative / n_positive`` of the training rows when ``train.class_weighting``.
+
+    The weight only scales each positive row's own loss term, and the reduction stays a
+    plain mean over the batch (``pos_weight`` does not renormalise by the weights' sum), so
+    it still matches Opacus' ``loss_reduction="mean"`` set in ``privacy.make_private``:
+    per-sample gradients are those of each row's weighted loss, clipped as usual. (The
+    weight is computed from the training labels, which DP-SGD treats as non-private
+    metadata, like the split sizes.)
+    """
+    if not train.class_weighting:
+        return nn.BCEWithLogitsLoss(reduction="mean")
+    weight = positive_class_weight(split.y_train)
+    return nn.BCEWithLogitsLoss(
+        reduction="mean", pos_weight=torch.tensor(weight, dtype=torch.float32, device=device)
+    )
 
 
 def save_checkpoint(path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -209,8 +234,7 @@ def _fit(
             model=model, optimizer=optimizer, loader=loader, config=privacy, epochs=train.epochs
         )
         model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
-    # mean reduction, matching Opacus' loss_reduction="mean" set in privacy.make_private
-    loss_fn = nn.BCEWithLogitsLoss(reduction="mean")
+    loss_fn = make_loss(split, train, device=device)
 
     def privacy_so_far() -> dict:
         return wrapped.report() if wrapped is not None else dp.disabled_report()

@@ -134,6 +134,26 @@ def api_client(db):
     return make
 
 
+def database_url() -> str:
+    """The URL of the database this test process uses (the test database), for subprocesses
+    (a Celery worker, ``manage.py``) that must see what a transactional test commits."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{Path(db['NAME']).resolve()}"
+    if connection.vendor == "postgresql":
+        auth = quote(db["USER"] or "", safe="")
+        if db.get("PASSWORD"):
+            auth += ":" + quote(db["PASSWORD"], safe="")
+        host = db.get("HOST") or "localhost"
+        port = f":{db['PORT']}" if db.get("PORT") else ""
+        return f"postgres://{auth}@{host}{port}/{db['NAME']}"
+    pytest.skip(f"no subprocess access to a {connection.vendor} test database")
+
+
 def finance_frame(n_rows: int = 400, seed: int = 0):
     from verticals.registry import get_problem
 

@@ -13,32 +13,15 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
-from tests.conftest import FAST_TRAINING, ROOT
+from tests.conftest import FAST_TRAINING, ROOT, database_url
 from training.models import ModelVersion, TrainingRun
 from training.services import start_run
 
 WAIT_S = 120
-
-
-def database_url() -> str:
-    """The URL of the database this test process is using (the test database)."""
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{Path(db['NAME']).resolve()}"
-    if connection.vendor == "postgresql":
-        auth = quote(db["USER"] or "", safe="")
-        if db.get("PASSWORD"):
-            auth += ":" + quote(db["PASSWORD"], safe="")
-        host = db.get("HOST") or "localhost"
-        port = f":{db['PORT']}" if db.get("PORT") else ""
-        return f"postgres://{auth}@{host}{port}/{db['NAME']}"
-    pytest.skip(f"no worker round trip for {connection.vendor}")
 
 
 def worker_env() -> dict:
@@ -138,3 +121,5 @@ def test_worker_trains_a_run_and_ignores_a_duplicate(validated_version, analyst,
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait(timeout=10)
+        # Shown by pytest only when the test fails.
+        print("worker log (tail):\n" + log.read_text(errors="replace")[-6000:])

@@ -51,7 +51,8 @@ class Command(BaseCommand):
         parser.add_argument("--target", required=True)
         parser.add_argument("--sensitive", action="append", default=[])
         parser.add_argument("--exclude", action="append", default=[])
-        parser.add_argument("--id-column", dest="id_column", default=None)
+        parser.add_argument("--id-column", dest="id_column", default=None,
+                            help="the row identifier (default: the suggested one, if any)")
         parser.add_argument("--positive-label", default=None)
         privacy = parser.add_mutually_exclusive_group()
         privacy.add_argument("--epsilon", type=float, default=None, help="target epsilon")
@@ -120,7 +121,7 @@ class Command(BaseCommand):
             target=options["target"],
             sensitive=tuple(options["sensitive"]),
             exclude=tuple(options["exclude"]),
-            id=options["id_column"],
+            id=options["id_column"] or _suggested_id(version, options),
             positive_label=options["positive_label"],
         )
         version = confirm_mapping(version=version, user=user, mapping=mapping)
@@ -187,6 +188,14 @@ class Command(BaseCommand):
         if membership.organisation_id != organisation.pk:
             raise CommandError(f"user {username!r} belongs to another organisation")
         return user
+
+
+def _suggested_id(version: DatasetVersion, options: dict) -> str | None:
+    """The id column the upload suggested, unless the flags gave that column another role:
+    an identifier is never a useful feature."""
+    suggested = (version.suggested_mapping or {}).get("id")
+    taken = {options["target"], *options["sensitive"], *options["exclude"]}
+    return suggested if suggested and suggested not in taken else None
 
 
 def _dataset(version: DatasetVersion) -> dict:

@@ -1,0 +1,744 @@
+"""Multi-series demand forecasting with one global model (task FORECASTING, family "forecaster").
+
+Upload: long format, one row per (series, period). Roles: ``series`` (repeatable: store,
+item), ``time`` (dates, any common format, day-first when ambiguous), the target
+(quantity or sales), optional ``covariate`` columns (price, promotion, holiday, ...).
+
+Model: :class:`ml_core.models.forecaster.GlobalForecaster`, an MLP shared by every
+series with a series embedding, trained by **direct multi-horizon** forecasting: one
+example per (series, origin t, step h <= horizon) predicts ``y[t + h]`` from values up
+to ``t`` (8 lags, 14 for daily data; 4- and 13-period means; the seasonal values around
+``t + h - m``), the target date's calendar and covariates, and a one-hot of ``h``. No
+recursion, so errors do not compound. Targets are divided by each series' mean training
+level, so large and small stores train on one scale (and the L1 loss weighs them alike).
+
+Split by time, over the dates of the whole table: test = the last ``horizon`` periods,
+validation = the ``horizon`` periods before, training = everything earlier (asserted:
+every test date is later than every training and validation date). Validation picks the
+epoch; the test forecasts start from the last validation period, as they would in use.
+
+Metrics: MAE, RMSE, WAPE, MASE (scaled by each series' in-sample seasonal-naive MAE; the
+season is inferred from the dates: 52 weekly, 7 daily, 12 monthly) against the naive and
+seasonal-naive forecasts; the better one by the primary metric is the baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ml_core import fairness, group_metrics
+from ml_core.artifacts import library_versions
+from ml_core.families.forecast_windows import (
+    CovariateEncoding,
+    Series,
+    WindowConfig,
+    baseline_forecasts,
+    calendar_features,
+    forecast_metrics,
+    mase_scale,
+    parse_dates,
+    season_for,
+    series_keys,
+    split_series,
+    window_features,
+)
+from ml_core.families.module_artifacts import load_state, save_module
+from ml_core.families.tensor_training import FittedModule, fit_module
+from ml_core.models.forecaster import GlobalForecaster
+from ml_core.spec import (
+    ColumnMapping,
+    PrivacyConfig,
+    ProblemSpec,
+    ProgressSink,
+    StopCheck,
+    TrainConfig,
+)
+from ml_core.trainer import TrainingCancelled
+from ml_core.validation import ValidationIssue
+
+MODEL_FAMILY = "forecaster"
+METRICS = ("mae", "rmse", "wape", "mase")
+# Store- or item-level groups describe a business, not people.
+FAIRNESS_KIND = "operational"
+CHART_SERIES = 4
+EMBEDDING_DIM = 4
+
+
+# --- preparing ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    series: list[Series]
+    config: WindowConfig
+    frequency: str
+    step_days: float
+    date_format: str | None
+    encodings: tuple[CovariateEncoding, ...]
+    merged_rows: int
+    dropped_rows: int
+
+
+def covariate_columns(mapping: ColumnMapping) -> tuple[str, ...]:
+    """Covariates: the ``covariate`` role, plus explicitly listed features."""
+    taken = {mapping.target, *mapping.role_columns("series"), mapping.role("time")}
+    listed = [*mapping.role_columns("covariate"), *mapping.features]
+    return tuple(dict.fromkeys(c for c in listed if c not in taken))
+
+
+def _times(frame: pd.DataFrame, column: str) -> tuple[pd.Series, str | None, bool]:
+    parsed, fmt = parse_dates(frame[column])
+    if parsed.notna().all() or not pd.api.types.is_numeric_dtype(frame[column]):
+        return parsed, fmt, True
+    # Integer periods (week 1, 2, ...): ordered but undated, so no calendar features.
+    return pd.to_numeric(frame[column], errors="coerce").astype(float), None, False
+
+
+def prepare(
+    frame: pd.DataFrame, mapping: ColumnMapping, *, horizon: int,
+    encodings: tuple[CovariateEncoding, ...] | None = None, date_format: str | None = None,
+) -> Prepared:
+    """Ordered series from a long table (rows whose time does not parse are dropped)."""
+    time_column = mapping.role("time")
+    if time_column is None:
+        raise ValueError("demand forecasting needs a column with the 'time' role")
+    if date_format and date_format != "datetime":
+        times = pd.to_datetime(frame[time_column].astype("string").str.strip(),
+                               format=date_format, errors="coerce")
+        fmt, dated = date_format, True
+    else:
+        times, fmt, dated = _times(frame, time_column)
+    keep = times.notna().to_numpy()
+    dropped = int((~keep).sum())
+    frame, times = frame[keep], times[keep]
+    columns = covariate_columns(mapping)
+    if encodings is None:
+        encodings = tuple(CovariateEncoding.fit(c, frame[c]) for c in columns)
+    covariates = (np.concatenate([e.encode(frame[e.column]) for e in encodings], axis=1)
+                  if encodings else np.zeros((len(frame), 0)))
+    series, merged = split_series(
+        frame=frame, times=times, target=frame[mapping.target],
+        keys=series_keys(frame, mapping.role_columns("series")), covariates=covariates,
+    )
+    gaps = [np.diff(s.times) for s in series if len(s.times) > 1]
+    if dated:
+        steps = np.concatenate(gaps).astype("timedelta64[s]").astype(float) / 86400 if gaps \
+            else np.array([7.0])
+    else:
+        steps = np.concatenate(gaps).astype(float) if gaps else np.array([1.0])
+    step = float(np.median(steps))
+    frequency, season = season_for(step) if dated else ("periods", 1)
+    config = WindowConfig(horizon=int(horizon), season=season,
+                          n_lags=14 if season == 7 else 8,
+                          n_covariates=int(covariates.shape[1]), dated=dated)
+    return Prepared(series=series, config=config, frequency=frequency, step_days=step,
+                    date_format=fmt, encodings=encodings, merged_rows=merged,
+                    dropped_rows=dropped)
+
+
+def _raw_features(series: Series, origins: np.ndarray, steps: np.ndarray, *, scale: float,
+                  config: WindowConfig, covariate_fill: np.ndarray,
+                  target_times: np.ndarray | None = None,
+                  target_covariates: np.ndarray | None = None) -> np.ndarray:
+    targets = origins + steps
+    if target_times is None:
+        target_times = series.times[targets]
+    if target_covariates is None:
+        target_covariates = series.covariates[targets]
+    covariates = np.where(np.isnan(target_covariates), covariate_fill[None, :], target_covariates)
+    return window_features(
+        scaled=series.values / scale, origins=origins, steps=steps,
+        target_calendar=calendar_features(target_times, dated=config.dated),
+        target_covariates=covariates, config=config,
+    )
+
+
+# --- splitting ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Block:
+    """The (origin, step) pairs of one part of the split, over all series."""
+
+    features: np.ndarray
+    series_index: np.ndarray  # 1-based, 0 = unknown
+    scaled_target: np.ndarray
+    target: np.ndarray
+    scale: np.ndarray  # per pair: its series' scale
+    base: np.ndarray  # per pair: the seasonal-naive forecast the model corrects
+    mase_scale: np.ndarray
+    baselines: dict[str, np.ndarray]
+    series: list[str]
+    positions: list[tuple[int, int]]  # (series number, position of the target)
+    steps: np.ndarray
+
+
+def _time_cutoffs(prepared: Prepared, horizon: int) -> tuple[np.ndarray, np.ndarray, object]:
+    times = np.unique(np.concatenate([s.times for s in prepared.series]))
+    needed = 2 * horizon + prepared.config.n_lags + 2
+    if len(times) < needed:
+        raise ValueError(
+            f"the table has {len(times)} distinct periods; forecasting {horizon} ahead "
+            f"needs at least {needed} (training, validation and test windows)"
+        )
+    return times[-2 * horizon:-horizon], times[-horizon:], times[-2 * horizon - 1]
+
+
+def _empty_block(config: WindowConfig) -> dict:
+    return {"features": [], "series_index": [], "scaled_target": [], "target": [],
+            "scale": [], "base": [], "mase_scale": [], "naive": [], "seasonal_naive": [], "series": [],
+            "positions": [], "steps": []}
+
+
+def _add_pairs(block: dict, *, number: int, series: Series, origins: np.ndarray,
+               steps: np.ndarray, scale: float, mase: float, config: WindowConfig,
+               fill: np.ndarray) -> None:
+    if len(origins) == 0:
+        return
+    targets = origins + steps
+    block["features"].append(_raw_features(series, origins, steps, scale=scale, config=config,
+                                           covariate_fill=fill))
+    block["series_index"].append(np.full(len(origins), number + 1))
+    baselines = baseline_forecasts(series.values, origins, steps, config.season)
+    # The model learns a correction to the seasonal-naive forecast (residual learning): an
+    # untrained model starts at that baseline instead of at zero.
+    block["base"].append(baselines["seasonal_naive"])
+    block["scaled_target"].append((series.values[targets] - baselines["seasonal_naive"]) / scale)
+    block["target"].append(series.values[targets])
+    block["scale"].append(np.full(len(origins), scale))
+    block["mase_scale"].append(np.full(len(origins), mase))
+    block["naive"].append(baselines["naive"])
+    block["seasonal_naive"].append(baselines["seasonal_naive"])
+    block["series"].extend([series.key] * len(origins))
+    block["positions"].extend((number, int(t)) for t in targets)
+    block["steps"].append(steps)
+
+
+def _finish(block: dict, n_features: int) -> Block:
+    def cat(name: str, width: int | None = None) -> np.ndarray:
+        if block[name]:
+            return np.concatenate(block[name])
+        return np.zeros((0, width)) if width else np.zeros(0)
+
+    return Block(
+        features=cat("features", n_features).astype(np.float32),
+        series_index=cat("series_index").astype(np.int64),
+        scaled_target=cat("scaled_target").astype(np.float32), target=cat("target"),
+        scale=cat("scale"), base=cat("base"), mase_scale=cat("mase_scale"),
+        baselines={"naive": cat("naive"), "seasonal_naive": cat("seasonal_naive")},
+        series=block["series"], positions=block["positions"],
+        steps=cat("steps").astype(int),
+    )
+
+
+@dataclass(frozen=True)
+class SplitData:
+    train: Block
+    val: Block
+    test: Block
+    scales: dict[str, float]
+    covariate_fill: np.ndarray
+    feature_mean: np.ndarray
+    feature_std: np.ndarray
+    summary: dict
+    skipped_series: list[str]
+
+
+def split_by_time(prepared: Prepared, *, horizon: int) -> SplitData:
+    """Training windows end by the cutoff; validation and test forecast the next two
+    ``horizon``-period blocks. Feature standardisation and scales use training data only."""
+    config = prepared.config
+    val_times, test_times, train_end = _time_cutoffs(prepared, horizon)
+    train, val, test = (_empty_block(config) for _ in range(3))
+    scales: dict[str, float] = {}
+    train_covariates = [s.covariates[s.times <= train_end] for s in prepared.series]
+    stacked = (np.concatenate(train_covariates) if train_covariates
+               else np.zeros((0, config.n_covariates)))
+    fill = (np.nan_to_num(np.nanmean(stacked, axis=0)) if len(stacked) and stacked.shape[1]
+            else np.zeros(config.n_covariates))
+    skipped: list[str] = []
+    for number, series in enumerate(prepared.series):
+        in_train = series.times <= train_end
+        n_train = int(in_train.sum())
+        known = series.values[:n_train]
+        if n_train < 2 or not np.isfinite(known).any():
+            skipped.append(series.key)
+            continue
+        level = float(np.nanmean(np.abs(known)))
+        scale = level if math.isfinite(level) and level > 0 else 1.0
+        scales[series.key] = scale
+        mase = mase_scale(known, config.season)
+        for h in range(1, horizon + 1):
+            origins = np.arange(0, n_train - h)
+            targets_known = np.isfinite(series.values[origins + h])
+            _add_pairs(train, number=number, series=series, origins=origins[targets_known],
+                       steps=np.full(int(targets_known.sum()), h), scale=scale, mase=mase,
+                       config=config, fill=fill)
+        for block, window in ((val, val_times), (test, test_times)):
+            positions = np.flatnonzero(np.isin(series.times, window)
+                                       & np.isfinite(series.values))
+            before = np.flatnonzero(series.times < window[0])
+            if len(positions) == 0 or len(before) == 0:
+                continue
+            origin = int(before[-1])
+            steps = positions - origin
+            keep = (steps >= 1) & (steps <= horizon)
+            _add_pairs(block, number=number, series=series,
+                       origins=np.full(int(keep.sum()), origin), steps=steps[keep],
+                       scale=scale, mase=mase, config=config, fill=fill)
+    n_features = config.n_features
+    parts = [_finish(b, n_features) for b in (train, val, test)]
+    if len(parts[0].target) == 0 or len(parts[2].target) == 0:
+        raise ValueError("no series has enough history for training and a test window")
+    last_train = max(prepared.series[n].times[t] for n, t in parts[0].positions)
+    last_val = max((prepared.series[n].times[t] for n, t in parts[1].positions),
+                   default=last_train)
+    first_test = min(prepared.series[n].times[t] for n, t in parts[2].positions)
+    # The leakage guard: the test lies strictly after everything the model learnt from
+    # or was selected on.
+    assert first_test > last_train and first_test > last_val, "test overlaps training"
+    mean = parts[0].features.mean(axis=0)
+    std = parts[0].features.std(axis=0)
+    std = np.where(std > 1e-8, std, 1.0)
+    summary = {
+        "method": "time",
+        "train": int(len(parts[0].target)), "val": int(len(parts[1].target)),
+        "test": int(len(parts[2].target)),
+        "unit": "forecast points (series x period x step)",
+        "train_end": _time_text(train_end), "val_start": _time_text(val_times[0]),
+        "test_start": _time_text(test_times[0]), "test_end": _time_text(test_times[-1]),
+        "horizon": int(horizon), "series": len(scales),
+    }
+    return SplitData(train=parts[0], val=parts[1], test=parts[2], scales=scales,
+                     covariate_fill=fill, feature_mean=mean.astype(np.float32),
+                     feature_std=std.astype(np.float32), summary=summary,
+                     skipped_series=skipped)
+
+
+def _time_text(value: object) -> str:
+    if isinstance(value, np.datetime64 | pd.Timestamp):
+        return pd.Timestamp(value).date().isoformat()
+    return f"{float(value):g}"
+
+
+# --- training -------------------------------------------------------------------------
+
+
+def _standardised(block: Block, data: SplitData) -> torch.Tensor:
+    return torch.from_numpy((block.features - data.feature_mean) / data.feature_std)
+
+
+def _forecast(model: nn.Module, block: Block, data: SplitData) -> np.ndarray:
+    """Forecasts in the series' own units."""
+    if len(block.target) == 0:
+        return np.zeros(0)
+    with torch.no_grad():
+        scaled = model(_standardised(block, data), torch.from_numpy(block.series_index))
+    return block.base + scaled.double().numpy() * block.scale
+
+
+def _wape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    total = float(np.abs(y_true).sum())
+    return float(np.abs(y_pred - y_true).sum() / total) if total > 0 else 0.0
+
+
+def _fit(*, data: SplitData, n_series: int, train: TrainConfig, privacy: PrivacyConfig | None,
+         stage: str, progress: ProgressSink | None, should_stop: StopCheck | None,
+         ) -> FittedModule:
+    n_features = data.train.features.shape[1]
+
+    def build() -> nn.Module:
+        return GlobalForecaster(n_features, n_series, embedding_dim=EMBEDDING_DIM,
+                                hidden_sizes=train.hidden_sizes)
+
+    def loss_fn(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        features, series, target = batch
+        # Mean-reduced, matching privacy.make_private's loss_reduction="mean".
+        return nn.functional.l1_loss(model(features, series), target, reduction="mean")
+
+    def val_score(model: nn.Module) -> float:
+        block = data.val if len(data.val.target) else data.train
+        return -_wape(block.target, _forecast(model, block, data))
+
+    tensors = (_standardised(data.train, data), torch.from_numpy(data.train.series_index),
+               torch.from_numpy(data.train.scaled_target))
+    return fit_module(build=build, tensors=tensors, loss_fn=loss_fn, val_score=val_score,
+                      train=train, privacy=privacy, stage=stage, progress=progress,
+                      should_stop=should_stop)
+
+
+def _report_stage(progress: ProgressSink | None, stage: str, total: int) -> None:
+    if progress is not None:
+        progress(stage=stage, epoch=0, total_epochs=total, loss=None, val_metric=None,
+                 epsilon=None)
+
+
+def _sensitive_groups(prepared: Prepared, block: Block, mapping: ColumnMapping,
+                      spec: ProblemSpec) -> pd.DataFrame:
+    rows = pd.concat([prepared.series[n].first_rows.iloc[[t]] for n, t in block.positions])
+    return pd.DataFrame(
+        {c: fairness.band(rows[c], spec.banding_for(c)).to_numpy() for c in mapping.sensitive},
+        columns=list(mapping.sensitive),
+    )
+
+
+def _fairness(*, block: Block, forecast: np.ndarray, groups: pd.DataFrame,
+              spec: ProblemSpec) -> dict:
+    # Relative to each series' level, so a large store's bigger absolute errors do not
+    # read as unfairness against it.
+    return group_metrics.regression_by_group(
+        y_true=block.target / block.scale, y_pred=forecast / block.scale, sensitive=groups,
+        kind=FAIRNESS_KIND, min_group_size=spec.fairness.min_group_size,
+    )
+
+
+def _charts(*, prepared: Prepared, block: Block, forecast: np.ndarray, baseline: np.ndarray,
+            baseline_name: str, horizon: int) -> dict:
+    totals: dict[int, float] = {}
+    for (number, _), actual in zip(block.positions, block.target, strict=True):
+        totals[number] = totals.get(number, 0.0) + abs(float(actual))
+    chosen = sorted(totals, key=lambda n: (-totals[n], prepared.series[n].key))[:CHART_SERIES]
+    charts = []
+    for number in sorted(chosen, key=lambda n: prepared.series[n].key):
+        series = prepared.series[number]
+        mine = [i for i, (n, _) in enumerate(block.positions) if n == number]
+        test_positions = [block.positions[i][1] for i in mine]
+        start = max(0, min(test_positions) - 2 * horizon)
+        positions = list(range(start, max(test_positions) + 1))
+        predicted = {block.positions[i][1]: (forecast[i], baseline[i]) for i in mine}
+        charts.append({
+            "series": series.key,
+            "dates": [_time_text(series.times[p]) for p in positions],
+            "actual": [_finite(series.values[p]) for p in positions],
+            "forecast": [_finite(predicted[p][0]) if p in predicted else None
+                         for p in positions],
+            "baseline": [_finite(predicted[p][1]) if p in predicted else None
+                         for p in positions],
+        })
+    return {"forecast": charts, "baseline_name": baseline_name}
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _predictions(*, prepared: Prepared, block: Block, forecast: np.ndarray,
+                 baseline: np.ndarray, groups: pd.DataFrame) -> pd.DataFrame:
+    table = pd.DataFrame({
+        "row_id": [prepared.series[n].row_ids[t] for n, t in block.positions],
+        "series": block.series,
+        "date": [_time_text(prepared.series[n].times[t]) for n, t in block.positions],
+        "step": block.steps,
+        "y_true": block.target,
+        "y_pred": forecast,
+        "baseline": baseline,
+        "naive": block.baselines["naive"],
+        "seasonal_naive": block.baselines["seasonal_naive"],
+    })
+    for column in groups.columns:
+        name = column if column not in table.columns else f"sensitive_{column}"
+        table[name] = groups[column].to_numpy()
+    return table
+
+
+def _notes(*, prepared: Prepared, data: SplitData, privacy: PrivacyConfig, spec: ProblemSpec,
+           mapping: ColumnMapping, fitted: FittedModule) -> list[str]:
+    summary = data.summary
+    notes = [
+        f"Split by time: training up to {summary['train_end']}, validation from "
+        f"{summary['val_start']}, test {summary['test_start']} to {summary['test_end']} (the "
+        f"last {summary['horizon']} periods of every series). Every test date is later than "
+        "all training and validation data.",
+        "Direct multi-horizon forecasting: one global model for all series predicts each "
+        f"step 1..{summary['horizon']} ahead from the values known at the forecast origin "
+        "(no recursion, so errors do not compound).",
+        f"Frequency inferred from the dates: {prepared.frequency} (season "
+        f"{prepared.config.season}); MASE divides by each series' in-sample "
+        "seasonal-naive error.",
+    ]
+    if prepared.date_format not in (None, "datetime"):
+        notes.append(f"Dates read with the format {prepared.date_format} (day-first when "
+                     "ambiguous).")
+    if prepared.encodings:
+        names = ", ".join(e.column for e in prepared.encodings)
+        notes.append(
+            f"Covariates ({names}) are used at the forecast dates, i.e. assumed known in "
+            "advance (planned prices, promotions, holidays). A covariate only observed "
+            "afterwards (weather, CPI) leaks future information: exclude it or supply "
+            "its forecast."
+        )
+    if prepared.merged_rows:
+        notes.append(f"{prepared.merged_rows} rows repeated a (series, date): their targets "
+                     "were summed.")
+    if prepared.dropped_rows:
+        notes.append(f"{prepared.dropped_rows} rows had a date that could not be read and "
+                     "were left out.")
+    if data.skipped_series:
+        notes.append(f"{len(data.skipped_series)} series had too little history before the "
+                     "cutoff to train on and were left out.")
+    if privacy.enabled:
+        notes.append(
+            "Differential privacy is on. Its unit is one training window (series, origin, "
+            "step): one store's whole history appears in many windows, so the guarantee "
+            "is per window, not per store."
+        )
+    else:
+        notes.append("Differential privacy is off by default: store-level sales are "
+                     "business data, not personal data. It can be switched on.")
+    if mapping.sensitive:
+        notes.append("Error by group is relative to each series' mean training level "
+                     f"(MAE 0.05 = 5 % of a typical period); groups are {FAIRNESS_KIND} "
+                     "(stores, regions), not people.")
+    notes.extend(fitted.notes)
+    return notes
+
+
+def run(
+    *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
+    privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
+    artifact_dir: Path, progress: ProgressSink | None = None,
+    should_stop: StopCheck | None = None,
+):
+    """Train, evaluate against naive baselines, audit errors by group, and save a forecaster.
+
+    Same contract as :func:`ml_core.pipeline.run_training`; see the module docstring.
+    """
+    from ml_core.pipeline import TrainingResult, json_ready
+
+    privacy = privacy if privacy is not None else spec.privacy
+    train = train if train is not None else spec.train
+    if not frame.index.is_unique:
+        frame = frame.reset_index(drop=True)
+    horizon = int(train.horizon)
+    _report_stage(progress, "preparing", train.epochs)
+    prepared = prepare(frame, mapping, horizon=horizon)
+    data = split_by_time(prepared, horizon=horizon)
+    n_series = len(prepared.series)
+
+    _report_stage(progress, "baseline", train.epochs)
+    test = data.test
+    baselines = {name: forecast_metrics(y_true=test.target, y_pred=values,
+                                        scales=test.mase_scale)
+                 for name, values in test.baselines.items()}
+    primary = spec.primary_metric if spec.primary_metric in METRICS else "mase"
+    best_name = min(baselines, key=lambda name: _sort_key(baselines[name][primary]))
+
+    main = _fit(data=data, n_series=n_series, train=train,
+                privacy=privacy if privacy.enabled else None, stage="training",
+                progress=progress, should_stop=should_stop)
+    twin = None
+    if privacy.enabled:
+        try:
+            twin = _fit(data=data, n_series=n_series, train=train, privacy=None,
+                        stage="training_twin", progress=progress, should_stop=should_stop)
+        except TrainingCancelled as cancelled:
+            raise TrainingCancelled(privacy=main.privacy) from cancelled
+
+    _report_stage(progress, "auditing", train.epochs)
+    forecast = _forecast(main.module, test, data)
+    groups = _sensitive_groups(prepared, test, mapping, spec) if mapping.sensitive \
+        else pd.DataFrame(index=range(len(test.target)))
+    fairness_report = _fairness(block=test, forecast=forecast, groups=groups, spec=spec)
+    twin_metrics = twin_fairness = None
+    if twin is not None:
+        twin_forecast = _forecast(twin.module, test, data)
+        twin_metrics = forecast_metrics(y_true=test.target, y_pred=twin_forecast,
+                                        scales=test.mase_scale)
+        twin_fairness = _fairness(block=test, forecast=twin_forecast, groups=groups, spec=spec)
+    baseline_values = test.baselines[best_name]
+
+    _report_stage(progress, "saving", train.epochs)
+    versions = library_versions()
+    saved = save_module(module=main.module, directory=Path(artifact_dir), metadata=json_ready({
+        "model_family": MODEL_FAMILY, "spec_key": spec.key, "task_type": spec.task_type.value,
+        "seed": train.seed, "privacy": main.privacy, "epsilon": main.privacy.get("epsilon"),
+        "delta": main.privacy.get("delta"), "mapping": mapping.to_dict(),
+        "window": prepared.config.to_dict(), "frequency": prepared.frequency,
+        "step_days": prepared.step_days, "date_format": prepared.date_format,
+        "covariates": [e.to_dict() for e in prepared.encodings],
+        "covariate_fill": data.covariate_fill.tolist(),
+        "feature_mean": data.feature_mean.tolist(), "feature_std": data.feature_std.tolist(),
+        "series_index": {s.key: i + 1 for i, s in enumerate(prepared.series)},
+        "scales": data.scales, "split": data.summary, "best_epoch": main.best_epoch,
+        "device": main.device, "versions": versions,
+    }))
+    return TrainingResult(
+        metrics=forecast_metrics(y_true=test.target, y_pred=forecast, scales=test.mase_scale),
+        baseline={"name": best_name, "metrics": baselines[best_name], "baselines": baselines},
+        nonprivate_metrics=twin_metrics,
+        privacy=main.privacy,
+        fairness=fairness_report,
+        nonprivate_fairness=twin_fairness,
+        fairness_passed=group_metrics.passed(fairness_report),
+        split=data.summary,
+        history=main.history,
+        device=main.device,
+        seed=train.seed,
+        artifact_path=saved.path,
+        artifact_sha256=saved.sha256,
+        versions=versions,
+        predictions=_predictions(prepared=prepared, block=test, forecast=forecast,
+                                 baseline=baseline_values, groups=groups),
+        task_type=spec.task_type.value,
+        charts=_charts(prepared=prepared, block=test, forecast=forecast,
+                       baseline=baseline_values, baseline_name=best_name, horizon=horizon),
+        notes=_notes(prepared=prepared, data=data, privacy=privacy, spec=spec, mapping=mapping,
+                     fitted=main),
+    )
+
+
+def _sort_key(value: float) -> float:
+    return value if value is not None and math.isfinite(value) else math.inf
+
+
+# --- reloading and scoring ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedForecaster:
+    model: GlobalForecaster
+    metadata: dict
+
+
+def load(path: Path | str) -> LoadedForecaster:
+    """Restore a saved forecaster (eval mode, CPU); checks the weights' sha256."""
+    state, metadata = load_state(path)
+    model = GlobalForecaster.from_architecture(metadata["architecture"])
+    model.load_state_dict(state)
+    model.eval()
+    return LoadedForecaster(model=model, metadata=metadata)
+
+
+def predict(loaded: LoadedForecaster, frame: pd.DataFrame) -> pd.DataFrame:
+    """Forecast every series of ``frame`` from its last known target value.
+
+    Rows after a series' last known value whose target is empty are forecast (up to the
+    trained horizon; their covariates are used); a series without such rows gets
+    ``horizon`` future periods at its usual spacing. Returns ``row_id`` (the frame's index,
+    None for generated periods), ``series``, ``date``, ``step``, ``y_pred``.
+    """
+    meta = loaded.metadata
+    mapping = ColumnMapping.from_dict(meta["mapping"])
+    window = meta["window"]
+    config = WindowConfig(**window)
+    encodings = tuple(CovariateEncoding(c["column"], tuple(c["levels"]))
+                      for c in meta["covariates"])
+    prepared = prepare(frame, mapping, horizon=config.horizon, encodings=encodings,
+                       date_format=meta["date_format"])
+    prepared = replace(prepared, config=config)
+    fill = np.asarray(meta["covariate_fill"], dtype=float)
+    mean = np.asarray(meta["feature_mean"], dtype=np.float32)
+    std = np.asarray(meta["feature_std"], dtype=np.float32)
+    rows = []
+    for series in prepared.series:
+        known = np.flatnonzero(np.isfinite(series.values))
+        if len(known) == 0:
+            continue
+        origin = int(known[-1])
+        scale = meta["scales"].get(series.key)
+        if scale is None:
+            level = float(np.nanmean(np.abs(series.values[known])))
+            scale = level if level > 0 else 1.0
+        future = np.arange(origin + 1, min(origin + config.horizon, len(series.values) - 1) + 1)
+        if len(future):
+            steps = future - origin
+            times, covariates = series.times[future], series.covariates[future]
+            row_ids: list = list(series.row_ids[future])
+        else:
+            steps = np.arange(1, config.horizon + 1)
+            times = _future_times(series.times[origin], steps, meta)
+            covariates = np.full((len(steps), config.n_covariates), np.nan)
+            row_ids = [None] * len(steps)
+        features = _raw_features(series, np.full(len(steps), origin), steps, scale=scale,
+                                 config=config, covariate_fill=fill, target_times=times,
+                                 target_covariates=covariates)
+        index = torch.full((len(steps),), int(meta["series_index"].get(series.key, 0)))
+        with torch.no_grad():
+            scaled = loaded.model(torch.from_numpy((features - mean) / std), index)
+        base = baseline_forecasts(series.values, np.full(len(steps), origin), steps,
+                                  config.season)["seasonal_naive"]
+        values = base + scaled.double().numpy() * scale
+        for i, step in enumerate(steps):
+            rows.append({"row_id": row_ids[i], "series": series.key,
+                         "date": _time_text(times[i]), "step": int(step),
+                         "y_pred": float(values[i])})
+    return pd.DataFrame(rows, columns=["row_id", "series", "date", "step", "y_pred"])
+
+
+def _future_times(last: object, steps: np.ndarray, meta: dict) -> np.ndarray:
+    if meta["window"]["dated"]:
+        delta = pd.Timedelta(days=float(meta["step_days"]))
+        return np.array([pd.Timestamp(last) + delta * int(s) for s in steps],
+                        dtype="datetime64[ns]")
+    return np.asarray(last, dtype=float) + steps * float(meta["step_days"])
+
+
+# --- validating -----------------------------------------------------------------------
+
+
+def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+             ) -> list[ValidationIssue]:
+    """Forecasting checks beyond the generic ones: the time role is mapped and parses,
+    the target is numeric, covariates exist, enough periods for the horizon, and no
+    repeated (series, date) rows (a warning: they are summed)."""
+    issues: list[ValidationIssue] = []
+    present = set(map(str, frame.columns))
+    time_column = mapping.role("time")
+    if time_column is None:
+        return [ValidationIssue(code="time_required",
+                                message="Choose the date column (role 'time').")]
+    named = [("time", time_column), *(("series", c) for c in mapping.role_columns("series")),
+             *(("covariate", c) for c in covariate_columns(mapping))]
+    for role, column in named:
+        if column not in present:
+            issues.append(ValidationIssue(code="unknown_column", column=column,
+                                          message=f"The {role} column '{column}' is not in "
+                                                  "the file."))
+    if issues:
+        return issues
+    times, fmt, dated = _times(frame, time_column)
+    bad = times.isna() & frame[time_column].notna()
+    if bad.any():
+        rows = tuple(int(p) + 1 for p in np.flatnonzero(bad.to_numpy())[:20])
+        issues.append(ValidationIssue(
+            code="unparseable_dates", column=time_column, rows=rows,
+            message=f"Column '{time_column}' has {int(bad.sum())} values that are not dates "
+                    f"(rows {', '.join(map(str, rows))}).",
+        ))
+    if mapping.target in present:
+        values = frame[mapping.target]
+        numbers = pd.to_numeric(values, errors="coerce")
+        text = numbers.isna() & values.notna()
+        if text.any():
+            rows = tuple(int(p) + 1 for p in np.flatnonzero(text.to_numpy())[:20])
+            issues.append(ValidationIssue(
+                code="target_not_numeric", column=mapping.target, rows=rows,
+                message=f"The target '{mapping.target}' must be numbers; "
+                        f"{int(text.sum())} values are not.",
+            ))
+    horizon = spec.train.horizon
+    periods = times.dropna().nunique()
+    if periods < 2 * horizon + 10:
+        issues.append(ValidationIssue(
+            code="too_few_periods", column=time_column,
+            message=f"The file covers {periods} periods; forecasting {horizon} ahead needs at "
+                    f"least {2 * horizon + 10} (training, validation and test windows).",
+        ))
+    keys = series_keys(frame, mapping.role_columns("series"))
+    repeated = pd.DataFrame({"k": keys, "t": times}).duplicated(keep=False)
+    if repeated.any():
+        rows = tuple(int(p) + 1 for p in np.flatnonzero(repeated.to_numpy())[:20])
+        issues.append(ValidationIssue(
+            code="repeated_periods", column=time_column, rows=rows, severity="warning",
+            message=f"{int(repeated.sum())} rows repeat a (series, date): map every series "
+                    "column (store, item); otherwise their targets are summed.",
+        ))
+    return issues

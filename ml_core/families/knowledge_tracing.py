@@ -1,0 +1,860 @@
+"""Knowledge tracing (DKT-style GRU) and next-exercise recommendation from its mastery.
+
+``run`` (model family ``knowledge_tracing``): predicts whether each answer is correct from
+the student's earlier answers. Split by student; judged by ROC AUC and accuracy beside the
+per-skill mean correctness of the training students; audited by AUC per student group.
+
+``run_next_exercise`` (model family ``next_exercise``): trains the same model (the same
+code path), then, for each test student, reads the predicted success on every skill after
+the first 80 % of their answers and recommends the skill in the zone of proximal
+development (predicted success 0.5-0.85) closest to 0.7. Judged by the share of
+recommendations in that zone beside a random choice of skill.
+
+Privacy: one training example is one student's whole history (capped at
+:data:`MAX_TRAIN_STEPS` answers), so DP-SGD bounds each *student's* influence, not each
+answer's. Progress stages: ``preparing``, ``baseline``, ``training``, ``training_twin``
+(private runs), ``auditing``, ``saving``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from ml_core import fairness, group_metrics
+from ml_core import privacy as dp
+from ml_core.artifacts import file_sha256, library_versions
+from ml_core.families.knowledge_tracing_data import (
+    ResponseColumns,
+    Responses,
+    StudentSplit,
+    prepare_responses,
+    split_students,
+    validate_responses,
+)
+from ml_core.metrics import binary_metrics
+from ml_core.models.sequence import (
+    KnowledgeTracingGRU,
+    build_sequence_model,
+    plain_state_dict,
+    shifted_inputs,
+)
+from ml_core.pipeline import TrainingCancelled, TrainingResult, json_ready
+from ml_core.spec import (
+    ColumnMapping,
+    PrivacyConfig,
+    ProblemSpec,
+    ProgressSink,
+    StopCheck,
+    TrainConfig,
+)
+from ml_core.trainer import cpu_threads_for, resolve_device, seed_everything
+from ml_core.validation import ValidationIssue
+
+__all__ = ["load", "predict", "recommend", "run", "run_next_exercise", "validate"]
+
+# One example per student; longer histories are cut to their first answers in training
+# (Opacus' DPGRU steps through time in Python: cost grows with the padded length).
+MAX_TRAIN_STEPS = 200
+# At least this many batches per epoch: one batch would make every student sampled at
+# every step (sample rate 1), which gets no privacy amplification at all.
+MIN_BATCHES_PER_EPOCH = 4
+EMBED_DIM = 16
+HIDDEN_SIZE = 32
+EVAL_BATCH = 256
+STOP_CHECK_EVERY_BATCHES = 20
+DECISION_THRESHOLD = 0.5
+KT_METRICS = ("roc_auc", "accuracy", "brier")
+# Per-skill baseline: mean correctness shrunk towards the overall mean by this many answers.
+BASELINE_PRIOR_ANSWERS = 1.0
+# AUC by group: worst group's AUC at least this share of the best group's.
+MIN_AUC_RATIO = 0.9
+# Zone of proximal development: predicted success a learner can reach with some effort.
+ZPD_LOW, ZPD_HIGH, ZPD_TARGET = 0.5, 0.85, 0.7
+# Next exercise: mastery is read after this share of each test student's answers; the rest
+# shows how the student actually did on the recommended skill afterwards.
+HISTORY_SHARE = 0.8
+MIN_ZPD_SHARE_RATIO = 0.8
+MASTERY_CHART_STUDENTS = 5
+MASTERY_CHART_SKILLS = 8
+RECOMMENDATION_CHART_STUDENTS = 10
+UNKNOWN_SKILL = "__unknown__"
+WEIGHTS_FILE = "model.pt"
+METADATA_FILE = "metadata.json"
+
+
+# --- data -> tensors ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SkillVocabulary:
+    """Skills seen in the training students; anything else maps to one "unknown" slot."""
+
+    skills: tuple[str, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.skills) + 1  # + the unknown slot
+
+    def indices(self, skills: pd.Series) -> np.ndarray:
+        position = {skill: i for i, skill in enumerate(self.skills)}
+        return skills.map(position).fillna(len(self.skills)).to_numpy(dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class History:
+    """One student's answers in order."""
+
+    student: str
+    row_ids: np.ndarray
+    skills: np.ndarray  # vocabulary indices
+    correct: np.ndarray  # 0/1
+
+
+def histories(table: pd.DataFrame, vocabulary: SkillVocabulary,
+              students: tuple[str, ...] | None = None) -> list[History]:
+    """Per-student histories (in ``students`` order when given, else sorted)."""
+    skills = vocabulary.indices(table["skill"])
+    groups = table.groupby("student", sort=True).indices
+    names = students if students is not None else tuple(groups)
+    return [
+        History(student=name, row_ids=table["row_id"].to_numpy()[groups[name]],
+                skills=skills[groups[name]], correct=table["correct"].to_numpy()[groups[name]])
+        for name in names if name in groups
+    ]
+
+
+def padded(items: list[History], *, max_steps: int | None = None) -> tuple[torch.Tensor, ...]:
+    """(skills, correct, mask) tensors ``(students, steps)``, right-padded with zeros."""
+    length = max((len(h.skills) for h in items), default=1)
+    if max_steps is not None:
+        length = min(length, max_steps)
+    length = max(length, 1)
+    skills = np.zeros((len(items), length), dtype=np.int64)
+    correct = np.zeros((len(items), length), dtype=np.float32)
+    mask = np.zeros((len(items), length), dtype=np.float32)
+    for i, history in enumerate(items):
+        n = min(len(history.skills), length)
+        skills[i, :n] = history.skills[:n]
+        correct[i, :n] = history.correct[:n]
+        mask[i, :n] = 1.0
+    return torch.from_numpy(skills), torch.from_numpy(correct), torch.from_numpy(mask)
+
+
+def student_loss(logits: torch.Tensor, correct: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over students of each student's mean answer log loss.
+
+    Per-*student* terms averaged over the batch: that is what Opacus' ``loss_reduction=
+    "mean"`` assumes, so each per-sample gradient is one student's own gradient. (A mean
+    over all answers of the batch would weight students by their history length.)
+    """
+    per_answer = F.binary_cross_entropy_with_logits(logits, correct, reduction="none") * mask
+    per_student = per_answer.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+    return per_student.mean()
+
+
+def _probabilities(model: KnowledgeTracingGRU, items: list[History], device: torch.device,
+                   ) -> list[np.ndarray]:
+    """Per student, ``(answers + 1, skills)`` success probabilities: row ``t`` is the
+    prediction before answer ``t`` (the last row: after every answer)."""
+    model.eval()
+    out: list[np.ndarray] = []
+    with torch.no_grad():
+        for start in range(0, len(items), EVAL_BATCH):
+            batch = items[start:start + EVAL_BATCH]
+            skills, correct, _ = padded(batch)
+            # One extra step so the state after the last answer is read too.
+            skills = torch.cat([skills, torch.zeros_like(skills[:, :1])], dim=1)
+            correct = torch.cat([correct, torch.zeros_like(correct[:, :1])], dim=1)
+            inputs = shifted_inputs(skills, correct).to(device)
+            probs = torch.sigmoid(model.all_skill_logits(inputs)).double().cpu().numpy()
+            out.extend(probs[i, :len(history.skills) + 1] for i, history in enumerate(batch))
+    return out
+
+
+def answer_scores(model: KnowledgeTracingGRU, items: list[History], device: torch.device,
+                  ) -> np.ndarray:
+    """Predicted probability of each answer being correct, concatenated over ``items``."""
+    scores = [probs[np.arange(len(h.skills)), h.skills]
+              for probs, h in zip(_probabilities(model, items, device), items, strict=True)]
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
+# --- training -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainedTracer:
+    model: KnowledgeTracingGRU  # plain nn.GRU layout, eval mode, CPU
+    history: list[dict]
+    best_epoch: int
+    privacy: dict
+    device: str
+    fixes: tuple[str, ...]  # what Opacus' ModuleValidator changed
+
+
+def _new_model(vocabulary: SkillVocabulary) -> KnowledgeTracingGRU:
+    return KnowledgeTracingGRU(vocabulary.size, embed_dim=EMBED_DIM, hidden_size=HIDDEN_SIZE)
+
+
+def _prepare_private(model: nn.Module) -> tuple[nn.Module, tuple[str, ...]]:
+    before = {name: type(module).__name__ for name, module in model.named_modules()}
+    fixed = dp.prepare_module(model)
+    after = {name: type(module).__name__ for name, module in fixed.named_modules()}
+    fixes = tuple(
+        f"{name}: {before[name]} -> {after[name]}" for name in before
+        if name and name in after and before[name] != after[name]
+    )
+    return fixed, fixes
+
+
+def _val_auc(model: nn.Module, template: KnowledgeTracingGRU, val: list[History],
+             ) -> float:
+    # Score with a plain copy: fast nn.GRU instead of DPGRU's per-step Python loop.
+    template.load_state_dict(plain_state_dict(dp.unwrap(model), template))
+    scores = answer_scores(template, val, torch.device("cpu"))
+    truth = np.concatenate([h.correct for h in val]) if val else np.zeros(0)
+    if len(np.unique(truth)) < 2:
+        return math.nan
+    return float(roc_auc_score(truth, scores))
+
+
+def train_tracer(
+    *, train_items: list[History], val_items: list[History], vocabulary: SkillVocabulary,
+    train: TrainConfig, privacy: PrivacyConfig | None, stage: str,
+    progress: ProgressSink | None, should_stop: StopCheck | None,
+) -> TrainedTracer:
+    """Train one DKT model (DP-SGD when ``privacy`` is enabled); the best epoch by
+    validation AUC is kept. Raises :class:`TrainingCancelled` with the privacy spent."""
+    device = resolve_device(train.device)
+    seed_everything(train.seed)
+    model: nn.Module = _new_model(vocabulary)
+    with cpu_threads_for(model, device):
+        return _fit(model=model, train_items=train_items, val_items=val_items,
+                    vocabulary=vocabulary, train=train, privacy=privacy, stage=stage,
+                    progress=progress, should_stop=should_stop, device=device)
+
+
+def _fit(
+    *, model: nn.Module, train_items: list[History], val_items: list[History],
+    vocabulary: SkillVocabulary, train: TrainConfig, privacy: PrivacyConfig | None,
+    stage: str, progress: ProgressSink | None, should_stop: StopCheck | None,
+    device: torch.device,
+) -> TrainedTracer:
+    private = privacy is not None and privacy.enabled
+    fixes: tuple[str, ...] = ()
+    if private:
+        model, fixes = _prepare_private(model)
+    model = model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
+    skills, correct, mask = padded(train_items, max_steps=MAX_TRAIN_STEPS)
+    batch_size = max(1, min(train.batch_size, len(train_items) // MIN_BATCHES_PER_EPOCH))
+    loader = DataLoader(TensorDataset(skills, correct, mask), batch_size=batch_size,
+                        shuffle=True, generator=torch.Generator().manual_seed(train.seed))
+    wrapped: dp.PrivateTraining | None = None
+    if private:
+        wrapped = dp.make_private(model=model, optimizer=optimizer, loader=loader,
+                                  config=privacy, epochs=train.epochs)
+        model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
+
+    def spent() -> dict:
+        return wrapped.report() if wrapped is not None else dp.disabled_report()
+
+    template = _new_model(vocabulary)
+    history: list[dict] = []
+    best_state = plain_state_dict(dp.unwrap(model), template)
+    best_auc, best_epoch, stale = -math.inf, 0, 0
+    for epoch in range(1, train.epochs + 1):
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled(privacy=spent())
+        loss, cancelled = _epoch(model=model, loader=loader, optimizer=optimizer,
+                                 device=device, should_stop=should_stop)
+        if cancelled:
+            raise TrainingCancelled(privacy=spent())
+        auc = _val_auc(model, template, val_items)
+        epsilon = wrapped.epsilon() if wrapped is not None else None
+        record = {"epoch": epoch, "loss": _plain(loss), "val_metric": _plain(auc),
+                  "epsilon": epsilon}
+        history.append(record)
+        if progress is not None:
+            progress(stage=stage, epoch=epoch, total_epochs=train.epochs, loss=record["loss"],
+                     val_metric=record["val_metric"], epsilon=epsilon)
+        key = -math.inf if math.isnan(auc) else auc
+        if key > best_auc or best_epoch == 0:
+            best_auc, best_epoch, stale = key, epoch, 0
+            best_state = plain_state_dict(dp.unwrap(model), template)
+        else:
+            stale += 1
+        if stale >= train.patience and epoch < train.epochs:
+            break
+    best = _new_model(vocabulary)
+    best.load_state_dict(best_state)
+    best.eval()
+    return TrainedTracer(model=best, history=history, best_epoch=best_epoch,
+                         privacy=spent(), device=str(device), fixes=fixes)
+
+
+def _epoch(*, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+           device: torch.device, should_stop: StopCheck | None) -> tuple[float, bool]:
+    model.train()
+    total, count = 0.0, 0
+    with warnings.catch_warnings():
+        # Opacus' hooks on a first layer (the embedding) whose input needs no gradient.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        for index, (skills, correct, mask) in enumerate(loader):
+            if (should_stop is not None and index and index % STOP_CHECK_EVERY_BATCHES == 0
+                    and should_stop()):
+                return (total / count if count else math.nan), True
+            skills, correct, mask = skills.to(device), correct.to(device), mask.to(device)
+            # Trim the batch to its longest history: padding steps cost time, not accuracy.
+            if len(mask):
+                steps = max(int(mask.sum(dim=1).max().item()), 1)
+                skills, correct, mask = skills[:, :steps], correct[:, :steps], mask[:, :steps]
+            optimizer.zero_grad(set_to_none=True)
+            # An empty Poisson batch still runs forward, backward and step: Opacus then adds
+            # pure noise and accounts the step, as the DP analysis assumes.
+            logits = model(shifted_inputs(skills, correct), skills)
+            loss = student_loss(logits, correct, mask)
+            loss.backward()
+            optimizer.step()
+            if len(mask):
+                total += float(loss.detach()) * len(mask)
+                count += len(mask)
+    return (total / count if count else math.nan), False
+
+
+def _plain(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+# --- the shared preparation of both problems ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    columns: ResponseColumns
+    responses: Responses
+    split: StudentSplit
+    vocabulary: SkillVocabulary
+    train_items: list[History]
+    val_items: list[History]
+    test_items: list[History]
+    groups: pd.DataFrame  # banded sensitive attributes per student (index: student)
+
+
+def prepare(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
+            train: TrainConfig) -> Prepared:
+    """Responses cleaned and merged, students split, skills indexed (training students)."""
+    columns = ResponseColumns.from_mapping(mapping)
+    responses = prepare_responses(frame, columns, spec)
+    table = responses.table
+    split = split_students(list(table["student"].unique()), test_fraction=train.test_fraction,
+                           val_fraction=train.val_fraction, seed=train.seed)
+    train_rows = table[table["student"].isin(split.train)]
+    vocabulary = SkillVocabulary(tuple(sorted(train_rows["skill"].unique())))
+    groups = table.groupby("student")[list(columns.sensitive)].first()
+    return Prepared(
+        columns=columns, responses=responses, split=split, vocabulary=vocabulary,
+        train_items=histories(table, vocabulary, split.train),
+        val_items=histories(table, vocabulary, split.val),
+        test_items=histories(table, vocabulary, split.test), groups=groups,
+    )
+
+
+@dataclass(frozen=True)
+class SkillMeanBaseline:
+    """Each skill's mean correctness over the training students' answers (shrunk towards
+    the overall mean by one answer; skills unseen in training get the overall mean)."""
+
+    means: dict[str, float]
+    overall: float
+
+    @classmethod
+    def fit(cls, table: pd.DataFrame) -> SkillMeanBaseline:
+        overall = float(table["correct"].mean()) if len(table) else 0.5
+        stats = table.groupby("skill")["correct"].agg(["sum", "count"])
+        means = ((stats["sum"] + BASELINE_PRIOR_ANSWERS * overall)
+                 / (stats["count"] + BASELINE_PRIOR_ANSWERS))
+        return cls(means={str(k): float(v) for k, v in means.items()}, overall=overall)
+
+    def score(self, skills: pd.Series) -> np.ndarray:
+        return skills.map(self.means).fillna(self.overall).to_numpy(dtype=float)
+
+
+def _trained_pair(
+    prepared: Prepared, *, privacy: PrivacyConfig, train: TrainConfig,
+    progress: ProgressSink | None, should_stop: StopCheck | None,
+) -> tuple[TrainedTracer, TrainedTracer | None]:
+    main = train_tracer(train_items=prepared.train_items, val_items=prepared.val_items,
+                        vocabulary=prepared.vocabulary, train=train, privacy=privacy,
+                        stage="training", progress=progress, should_stop=should_stop)
+    twin = None
+    if privacy.enabled:
+        try:
+            twin = train_tracer(train_items=prepared.train_items, val_items=prepared.val_items,
+                                vocabulary=prepared.vocabulary, train=train, privacy=None,
+                                stage="training_twin", progress=progress,
+                                should_stop=should_stop)
+        except TrainingCancelled as cancelled:
+            # The private model was trained already: its whole privacy cost was spent.
+            raise TrainingCancelled(privacy=main.privacy) from cancelled
+    return main, twin
+
+
+def _stage(progress: ProgressSink | None, stage: str, total: int) -> None:
+    if progress is not None:
+        progress(stage=stage, epoch=0, total_epochs=total, loss=None, val_metric=None,
+                 epsilon=None)
+
+
+def _common_notes(prepared: Prepared, main: TrainedTracer, privacy: PrivacyConfig) -> list[str]:
+    split = prepared.split
+    notes = [
+        f"Split by student: {len(split.train)}/{len(split.val)}/{len(split.test)} students "
+        "for training/validation/test; all answers of a student stay in one part, so the test "
+        "measures the model on learners it never saw.",
+        "The model predicts each answer from the student's earlier answers only.",
+    ]
+    notes += prepared.responses.notes()
+    longest = max((len(h.skills) for h in prepared.train_items), default=0)
+    if longest > MAX_TRAIN_STEPS:
+        notes.append(f"Training used each student's first {MAX_TRAIN_STEPS} answers (the "
+                     f"longest history has {longest}); scoring reads whole histories.")
+    if privacy.enabled:
+        notes.append(
+            "Differential privacy protects students, not single answers: one training "
+            "example is a student's whole history."
+        )
+        if main.fixes:
+            notes.append(
+                "Opacus' ModuleValidator changed the model for private training: "
+                + "; ".join(main.fixes) + ". PyTorch's nn.GRU runs as one fused kernel whose "
+                "per-student gradients Opacus cannot see; DPGRU computes the same GRU from "
+                "per-step linear layers it can clip per student. The saved weights are the "
+                "same GRU's, reloaded into nn.GRU for scoring."
+            )
+    return notes
+
+
+# --- knowledge tracing ------------------------------------------------------------------
+
+
+def _answer_truth(items: list[History]) -> np.ndarray:
+    return np.concatenate([h.correct for h in items]).astype(int) if items else np.zeros(0, int)
+
+
+def _kt_fairness(*, y_true: np.ndarray, y_score: np.ndarray, groups: pd.DataFrame,
+                 spec: ProblemSpec) -> dict:
+    """AUC by student group (judged) with the decision rates beside it (for reading)."""
+    if groups.shape[1] == 0:
+        return {}
+    by_auc = group_metrics.score_by_group(
+        y_true=y_true, y_score=y_score, sensitive=groups, metric=roc_auc_score, name="auc",
+        kind="personal", min_score_ratio=MIN_AUC_RATIO,
+        min_group_size=spec.fairness.min_group_size,
+    )
+    decisions = fairness.audit(y_true=y_true, y_pred=(y_score >= DECISION_THRESHOLD).astype(int),
+                               sensitive=groups, policy=spec.fairness)
+    for attribute, report in by_auc.items():
+        other = decisions[attribute]
+        for group, values in report["by_group"].items():
+            values.update({key: value for key, value in other["by_group"][group].items()
+                           if key != "count"})
+        report["disparities"].update(other["disparities"])
+        # Predicted-correct rates legitimately differ with what groups know; they are shown
+        # for reading, while the judged check is how well the model tracks each group.
+        report["informational_checks"] = other["checks"]
+    return by_auc
+
+
+def _mastery_chart(model: KnowledgeTracingGRU, items: list[History],
+                   vocabulary: SkillVocabulary) -> list[dict]:
+    chosen = sorted(items, key=lambda h: (-len(h.skills), h.student))[:MASTERY_CHART_STUDENTS]
+    charts = []
+    for history, probs in zip(chosen, _probabilities(model, chosen, torch.device("cpu")),
+                              strict=True):
+        names = [vocabulary.skills[i] if i < len(vocabulary.skills) else UNKNOWN_SKILL
+                 for i in history.skills]
+        practised = pd.Series(names).value_counts()
+        shown = [s for s in practised.index if s != UNKNOWN_SKILL][:MASTERY_CHART_SKILLS]
+        charts.append({
+            "student": history.student,
+            "steps": list(range(len(history.skills) + 1)),
+            "answers": [{"step": i + 1, "skill": name, "correct": int(c)}
+                        for i, (name, c) in enumerate(zip(names, history.correct, strict=True))],
+            "skills": {skill: [round(float(p), 4) for p in
+                               probs[:, vocabulary.skills.index(skill)]] for skill in shown},
+        })
+    return charts
+
+
+def run(
+    *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
+    privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
+    artifact_dir: Path, progress: ProgressSink | None = None,
+    should_stop: StopCheck | None = None,
+) -> TrainingResult:
+    """Train and judge a knowledge tracing model; same contract as ``run_training``.
+
+    ``predictions``: one row per test answer: ``row_id``, ``student``, ``skill``,
+    ``y_true``, ``y_score`` (predicted chance of a correct answer), ``y_pred`` (at 0.5),
+    ``baseline_score``, then the banded sensitive attributes.
+    """
+    privacy = privacy if privacy is not None else spec.privacy
+    train = train if train is not None else spec.train
+    _stage(progress, "preparing", train.epochs)
+    prepared = prepare(frame, mapping, spec, train)
+    table = prepared.responses.table
+
+    _stage(progress, "baseline", train.epochs)
+    baseline_model = SkillMeanBaseline.fit(table[table["student"].isin(prepared.split.train)])
+    test_rows = pd.concat([table[table["student"] == h.student] for h in prepared.test_items])
+    y_true = _answer_truth(prepared.test_items)
+    baseline_scores = baseline_model.score(test_rows["skill"])
+    baseline = {"name": spec.baseline, "description": "per-skill mean correctness of the "
+                "training students", "threshold": DECISION_THRESHOLD,
+                "metrics": binary_metrics(y_true, baseline_scores, threshold=DECISION_THRESHOLD,
+                                          metrics=KT_METRICS)}
+
+    main, twin = _trained_pair(prepared, privacy=privacy, train=train, progress=progress,
+                               should_stop=should_stop)
+
+    _stage(progress, "auditing", train.epochs)
+    cpu = torch.device("cpu")
+    scores = answer_scores(main.model, prepared.test_items, cpu)
+    groups = prepared.groups.reindex(test_rows["student"].to_numpy()).reset_index(drop=True)
+    predictions = pd.DataFrame({
+        "row_id": test_rows["row_id"].to_numpy(), "student": test_rows["student"].to_numpy(),
+        "skill": test_rows["skill"].to_numpy(), "y_true": y_true, "y_score": scores,
+        "y_pred": (scores >= DECISION_THRESHOLD).astype(int), "baseline_score": baseline_scores,
+    })
+    for column in groups.columns:
+        name = column if column not in predictions.columns else f"sensitive_{column}"
+        predictions[name] = groups[column].to_numpy()
+    fairness_report = _kt_fairness(y_true=y_true, y_score=scores, groups=groups, spec=spec)
+    twin_metrics = twin_fairness = None
+    if twin is not None:
+        twin_scores = answer_scores(twin.model, prepared.test_items, cpu)
+        twin_metrics = binary_metrics(y_true, twin_scores, threshold=DECISION_THRESHOLD,
+                                      metrics=KT_METRICS)
+        twin_fairness = _kt_fairness(y_true=y_true, y_score=twin_scores, groups=groups,
+                                     spec=spec)
+
+    _stage(progress, "saving", train.epochs)
+    split = prepared.split.summary(table)
+    saved_path, sha256, versions = _save(
+        directory=Path(artifact_dir), trained=main, prepared=prepared, mapping=mapping,
+        spec=spec, model_family="knowledge_tracing", train=train, split=split,
+    )
+    notes = _common_notes(prepared, main, privacy)
+    notes.append("Baseline: each skill's mean correctness over the training students' answers "
+                 "(the same number for every student).")
+    return TrainingResult(
+        metrics=binary_metrics(y_true, scores, threshold=DECISION_THRESHOLD, metrics=KT_METRICS),
+        baseline=baseline, nonprivate_metrics=twin_metrics, privacy=main.privacy,
+        fairness=fairness_report, nonprivate_fairness=twin_fairness,
+        fairness_passed=group_metrics.passed(fairness_report), split=split,
+        history=main.history, device=main.device, seed=train.seed, artifact_path=saved_path,
+        artifact_sha256=sha256, versions=versions, predictions=predictions,
+        task_type=spec.task_type.value,
+        charts={"mastery": _mastery_chart(main.model, prepared.test_items, prepared.vocabulary)},
+        notes=notes,
+    )
+
+
+# --- next exercise ------------------------------------------------------------------------
+
+
+def choose_skill(success: np.ndarray) -> int:
+    """The skill to practise next: among skills with predicted success in the zone of
+    proximal development [0.5, 0.85], the one closest to 0.7; with none in the zone, the
+    closest to 0.7 overall (then flagged as outside the zone)."""
+    distance = np.abs(success - ZPD_TARGET)
+    inside = (success >= ZPD_LOW) & (success <= ZPD_HIGH)
+    if inside.any():
+        distance = np.where(inside, distance, np.inf)
+    return int(np.argmin(distance))
+
+
+def in_zpd(value: float) -> bool:
+    return ZPD_LOW <= value <= ZPD_HIGH
+
+
+def _cut(n_answers: int) -> int:
+    """Answers read before recommending: the first 80 %, at least one, leaving one after."""
+    return min(max(1, math.ceil(HISTORY_SHARE * n_answers)), max(1, n_answers - 1))
+
+
+def _recommendations(model: KnowledgeTracingGRU, items: list[History],
+                     vocabulary: SkillVocabulary, *, seed: int) -> pd.DataFrame:
+    """One row per student: model's and random choice's skill, predicted success, in-zone
+    flag, and the observed success on that skill in the answers after the cut."""
+    known = len(vocabulary.skills)  # the unknown slot is never recommended
+    rng = np.random.default_rng(seed)
+    cuts = [_cut(len(h.skills)) for h in items]
+    prefixes = [History(student=h.student, row_ids=h.row_ids[:k], skills=h.skills[:k],
+                        correct=h.correct[:k]) for h, k in zip(items, cuts, strict=True)]
+    rows = []
+    for history, k, probs in zip(items, cuts, _probabilities(model, prefixes,
+                                                             torch.device("cpu")), strict=True):
+        success = probs[-1][:known]
+        chosen = choose_skill(success)
+        random_choice = int(rng.integers(known))
+        later_skills, later_correct = history.skills[k:], history.correct[k:]
+
+        def observed(skill: int, later_skills=later_skills, later_correct=later_correct
+                     ) -> tuple[float | None, int]:
+            hits = later_correct[later_skills == skill]
+            return (float(hits.mean()) if len(hits) else None), int(len(hits))
+
+        seen, seen_n = observed(chosen)
+        random_seen, random_n = observed(random_choice)
+        rows.append({
+            "row_id": history.row_ids[k - 1], "student": history.student,
+            "answers_read": k,
+            "recommended_skill": vocabulary.skills[chosen],
+            "predicted_success": float(success[chosen]),
+            "in_zpd": in_zpd(float(success[chosen])),
+            "observed_success": seen, "observed_answers": seen_n,
+            "random_skill": vocabulary.skills[random_choice],
+            "random_predicted_success": float(success[random_choice]),
+            "random_in_zpd": in_zpd(float(success[random_choice])),
+            "random_observed_success": random_seen, "random_observed_answers": random_n,
+            "success_by_skill": {vocabulary.skills[i]: round(float(p), 4)
+                                 for i, p in enumerate(success)},
+        })
+    return pd.DataFrame(rows)
+
+
+NEXT_EXERCISE_METRICS = ("zpd_share", "mean_distance_to_target", "observed_success",
+                         "observed_students", "skill_coverage")
+
+
+def _recommendation_metrics(table: pd.DataFrame, *, prefix: str, n_skills: int) -> dict:
+    """zpd_share (primary), mean |predicted success - 0.7|, observed success on the chosen
+    skill in later answers (students who practised it), and the share of skills used."""
+    skill = f"{prefix}skill" if prefix else "recommended_skill"
+    predicted = table[f"{prefix}predicted_success"].astype(float)
+    observed = table[f"{prefix}observed_success"].dropna().astype(float)
+    return {
+        "zpd_share": float(table[f"{prefix}in_zpd"].mean()) if len(table) else math.nan,
+        "mean_distance_to_target": float((predicted - ZPD_TARGET).abs().mean()),
+        "observed_success": float(observed.mean()) if len(observed) else math.nan,
+        "observed_students": int(len(observed)),
+        "skill_coverage": float(table[skill].nunique() / max(n_skills, 1)),
+    }
+
+
+def _zpd_fairness(table: pd.DataFrame, groups: pd.DataFrame, spec: ProblemSpec) -> dict:
+    if groups.shape[1] == 0 or len(table) == 0:
+        return {}
+    share = table["in_zpd"].astype(float).to_numpy()
+    return group_metrics.score_by_group(
+        y_true=share, y_score=share, sensitive=groups,
+        metric=lambda _, values: float(np.mean(values)), name="zpd_share", kind="personal",
+        min_score_ratio=MIN_ZPD_SHARE_RATIO, min_group_size=spec.fairness.min_group_size,
+    )
+
+
+def run_next_exercise(
+    *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
+    privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
+    artifact_dir: Path, progress: ProgressSink | None = None,
+    should_stop: StopCheck | None = None,
+) -> TrainingResult:
+    """Train the knowledge tracing model, then recommend each test student's next skill.
+
+    ``predictions``: one row per test student: ``row_id`` (the last answer read),
+    ``student``, ``recommended_skill``, ``predicted_success``, ``in_zpd``,
+    ``observed_success``, the random choice's columns (``random_*``), ``y_score`` (=
+    predicted success), ``y_pred`` (= in the zone, 0/1), then the banded sensitive attributes.
+    """
+    privacy = privacy if privacy is not None else spec.privacy
+    train = train if train is not None else spec.train
+    _stage(progress, "preparing", train.epochs)
+    prepared = prepare(frame, mapping, spec, train)
+    _stage(progress, "baseline", train.epochs)
+    main, twin = _trained_pair(prepared, privacy=privacy, train=train, progress=progress,
+                               should_stop=should_stop)
+
+    _stage(progress, "auditing", train.epochs)
+    vocabulary = prepared.vocabulary
+    n_skills = len(vocabulary.skills)
+    table = _recommendations(main.model, prepared.test_items, vocabulary, seed=train.seed)
+    groups = prepared.groups.reindex(table["student"].to_numpy()).reset_index(drop=True)
+    fairness_report = _zpd_fairness(table, groups, spec)
+    metrics = _recommendation_metrics(table, prefix="", n_skills=n_skills)
+    baseline = {"name": spec.baseline, "description": "a skill drawn uniformly at random, "
+                "judged by the same predicted mastery",
+                "metrics": _recommendation_metrics(table, prefix="random_", n_skills=n_skills)}
+    twin_metrics = twin_fairness = None
+    if twin is not None:
+        twin_table = _recommendations(twin.model, prepared.test_items, vocabulary,
+                                      seed=train.seed)
+        twin_metrics = _recommendation_metrics(twin_table, prefix="", n_skills=n_skills)
+        twin_fairness = _zpd_fairness(twin_table, groups, spec)
+
+    predictions = table.drop(columns=["success_by_skill"]).copy()
+    predictions["y_score"] = predictions["predicted_success"]
+    predictions["y_pred"] = predictions["in_zpd"].astype(int)
+    for column in groups.columns:
+        name = column if column not in predictions.columns else f"sensitive_{column}"
+        predictions[name] = groups[column].to_numpy()
+
+    _stage(progress, "saving", train.epochs)
+    split = prepared.split.summary(prepared.responses.table)
+    saved_path, sha256, versions = _save(
+        directory=Path(artifact_dir), trained=main, prepared=prepared, mapping=mapping,
+        spec=spec, model_family="next_exercise", train=train, split=split,
+    )
+    notes = _common_notes(prepared, main, privacy)
+    notes.append(
+        f"Recommendations read each test student's first {int(HISTORY_SHARE * 100)} % of "
+        f"answers and pick the skill with predicted success in the zone of proximal "
+        f"development ({ZPD_LOW}-{ZPD_HIGH}) closest to {ZPD_TARGET}. The baseline draws a "
+        "skill at random; both are judged by the same predicted mastery, and by the success "
+        "the students actually had on that skill in their remaining answers, where they "
+        "practised it."
+    )
+    charts = {
+        "recommendations": [
+            {"student": row["student"], "recommended_skill": row["recommended_skill"],
+             "random_skill": row["random_skill"], "predicted_success": row["success_by_skill"],
+             "in_zpd": bool(row["in_zpd"])}
+            for row in table.head(RECOMMENDATION_CHART_STUDENTS).to_dict("records")
+        ],
+        "zpd": {"low": ZPD_LOW, "high": ZPD_HIGH, "target": ZPD_TARGET},
+        "zpd_share": {"model": metrics["zpd_share"],
+                      "random": baseline["metrics"]["zpd_share"]},
+    }
+    return TrainingResult(
+        metrics=metrics, baseline=baseline, nonprivate_metrics=twin_metrics,
+        privacy=main.privacy, fairness=fairness_report, nonprivate_fairness=twin_fairness,
+        fairness_passed=group_metrics.passed(fairness_report), split=split,
+        history=main.history, device=main.device, seed=train.seed, artifact_path=saved_path,
+        artifact_sha256=sha256, versions=versions, predictions=predictions,
+        task_type=spec.task_type.value, charts=charts, notes=notes,
+    )
+
+
+# --- artifacts ------------------------------------------------------------------------------
+
+
+def _save(*, directory: Path, trained: TrainedTracer, prepared: Prepared,
+          mapping: ColumnMapping, spec: ProblemSpec, model_family: str, train: TrainConfig,
+          split: dict) -> tuple[str, str, dict]:
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / WEIGHTS_FILE
+    torch.save(plain_state_dict(trained.model, trained.model), weights)
+    sha256 = file_sha256(weights)
+    versions = library_versions()
+    metadata = json_ready({
+        "model_family": model_family, "spec_key": spec.key,
+        "task_type": spec.task_type.value, "seed": train.seed,
+        "privacy": trained.privacy, "epsilon": trained.privacy.get("epsilon"),
+        "delta": trained.privacy.get("delta"),
+        "architecture": trained.model.architecture(), "skills": list(prepared.vocabulary.skills),
+        "mapping": mapping.to_dict(), "split": split, "best_epoch": trained.best_epoch,
+        "opacus_fixes": list(trained.fixes), "threshold": DECISION_THRESHOLD,
+        "zpd": {"low": ZPD_LOW, "high": ZPD_HIGH, "target": ZPD_TARGET},
+        "train_config": {"epochs": train.epochs, "batch_size": train.batch_size,
+                         "learning_rate": train.learning_rate, "patience": train.patience,
+                         "test_fraction": train.test_fraction,
+                         "val_fraction": train.val_fraction},
+        "device": trained.device, "weights_sha256": sha256, "versions": versions,
+    })
+    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    return str(directory), sha256, versions
+
+
+@dataclass(frozen=True)
+class LoadedTracer:
+    model: KnowledgeTracingGRU
+    metadata: dict
+    vocabulary: SkillVocabulary
+
+
+def load(path: Path | str) -> LoadedTracer:
+    """Restore a saved knowledge tracing (or next-exercise) model, in eval mode on the CPU.
+    Raises ``ValueError`` when a file is missing or the weights' sha256 does not match."""
+    directory = Path(path)
+    for name in (WEIGHTS_FILE, METADATA_FILE):
+        if not (directory / name).is_file():
+            raise ValueError(f"artifact {directory} lacks {name}")
+    metadata = json.loads((directory / METADATA_FILE).read_text())
+    if file_sha256(directory / WEIGHTS_FILE) != metadata.get("weights_sha256"):
+        raise ValueError(f"weights in {directory} do not match their recorded sha256")
+    model = build_sequence_model(metadata["architecture"])
+    model.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu",
+                                     weights_only=True))
+    model.eval()
+    return LoadedTracer(model=model, metadata=metadata,
+                        vocabulary=SkillVocabulary(tuple(metadata["skills"])))
+
+
+def _loaded_items(loaded: LoadedTracer, frame: pd.DataFrame) -> tuple[Responses, list[History]]:
+    mapping = ColumnMapping.from_dict(loaded.metadata["mapping"])
+    columns = ResponseColumns.from_mapping(mapping)
+    # Scoring needs no groups: the attributes are left out.
+    columns = ResponseColumns(student=columns.student, skill=columns.skill, time=columns.time,
+                              correct=columns.correct, sensitive=())
+    responses = prepare_responses(frame, columns, None)
+    return responses, histories(responses.table, loaded.vocabulary)
+
+
+def predict_answers(loaded: LoadedTracer, frame: pd.DataFrame) -> pd.DataFrame:
+    """Each answer's predicted chance of being correct given the student's earlier answers
+    in ``frame``: ``row_id``, ``student``, ``skill``, ``y_score``."""
+    responses, items = _loaded_items(loaded, frame)
+    scores = answer_scores(loaded.model, items, torch.device("cpu"))
+    table = pd.concat([responses.table[responses.table["student"] == h.student]
+                       for h in items]) if items else responses.table
+    return pd.DataFrame({"row_id": table["row_id"].to_numpy(),
+                         "student": table["student"].to_numpy(),
+                         "skill": table["skill"].to_numpy(), "y_score": scores})
+
+
+def recommend(loaded: LoadedTracer, frame: pd.DataFrame) -> pd.DataFrame:
+    """Each student's next skill after ALL their answers in ``frame``: ``student``,
+    ``recommended_skill``, ``predicted_success``, ``in_zpd`` and ``success_by_skill``."""
+    _, items = _loaded_items(loaded, frame)
+    known = len(loaded.vocabulary.skills)
+    rows = []
+    for history, probs in zip(items, _probabilities(loaded.model, items, torch.device("cpu")),
+                              strict=True):
+        success = probs[-1][:known]
+        chosen = choose_skill(success)
+        rows.append({
+            "student": history.student, "recommended_skill": loaded.vocabulary.skills[chosen],
+            "predicted_success": float(success[chosen]), "in_zpd": in_zpd(float(success[chosen])),
+            "success_by_skill": {s: float(p) for s, p in zip(loaded.vocabulary.skills, success,
+                                                             strict=True)},
+        })
+    return pd.DataFrame(rows)
+
+
+def predict(loaded: LoadedTracer, frame: pd.DataFrame) -> pd.DataFrame:
+    """Score new rows: per-answer predictions for a knowledge tracing model
+    (:func:`predict_answers`), next-skill recommendations for a next-exercise model
+    (:func:`recommend`)."""
+    if loaded.metadata.get("model_family") == "next_exercise":
+        return recommend(loaded, frame)
+    return predict_answers(loaded, frame)
+
+
+def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+             ) -> list[ValidationIssue]:
+    """Task checks for response logs (roles, 0/1 answers, readable times, multi-skill
+    leakage): see :func:`ml_core.families.knowledge_tracing_data.validate_responses`."""
+    return validate_responses(frame, mapping, spec)

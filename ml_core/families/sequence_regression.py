@@ -1,0 +1,770 @@
+"""Remaining useful life from run-to-failure series (task SEQUENCE_REGRESSION, family
+"sequence_regressor").
+
+Upload: one row per (unit, cycle). Roles: ``unit`` (engine or machine id) and ``cycle``
+(cycle number or operating hours); the target column (RUL in cycles) is optional. Features:
+``mapping.features`` when given, else every *numeric* column that is not the target, unit,
+cycle, id, excluded or audited (``mapping.sensitive``); text columns are left out.
+
+Target. When ``mapping.target`` names a column of the frame, its values are the RUL. When it
+does not (empty, or absent from the file), RUL is computed per unit as ``max_cycle - cycle``:
+right only when every unit ran until it failed (run-to-failure data, as in C-MAPSS training
+files). Either way it is capped at ``train.rul_cap`` (the usual piecewise-linear target:
+early in life the sensors cannot tell 200 cycles left from 300), and metrics compare with
+the capped truth.
+
+Windows. Every row ends one window of ``train.window`` rows of its unit (the unit's
+earlier rows; a shorter history is left-padded with its first row). Channels: the features,
+filled with training medians and standardised with training statistics, plus the row's
+position in its unit's series (1, 2, ...; the unit's age in readings).
+
+Split by unit (no unit has rows on both sides): test and validation units are drawn with
+the seed (``train.test_fraction``, ``train.val_fraction`` of the units, at least one each);
+every window of a test unit is judged. **A given test set**: a frame may carry a column
+``__split__`` (:data:`SPLIT_COLUMN`) whose value ``"test"`` marks the rows of held-out
+units (truncated series, C-MAPSS ``test_FD00x``): those units form the test set and are
+judged on their **last** row only (the NASA protocol); the other units are split into
+training and validation. :func:`attach_test_set` builds such a frame from a training
+frame, a test frame and the true RUL per test unit (``RUL_FD00x``).
+
+Model: :class:`ml_core.models.sequence_regressor.SequenceRegressor` (1-D CNN; Opacus-ready),
+trained on ``RUL / rul_cap`` with mean squared error (mean-reduced, matching Opacus'
+``loss_reduction="mean"``), early stopping on validation RMSE. Predictions are clipped to
+``[0, rul_cap]``.
+
+Metrics: RMSE (primary), MAE and the NASA asymmetric score ``sum(exp(-d/13) - 1 if d < 0
+else exp(d/10) - 1)`` with ``d = predicted - true`` (late predictions cost more), on the
+judged windows. Baselines on the same windows:
+
+* ``mean_rul``: the mean capped RUL of all training windows, for every window;
+* ``last_value``: for a window ending at position ``p`` of its unit, the mean capped RUL
+  that the training units still running at position ``p`` had there: the last value of the
+  training units' life curve at that age (mean residual life); beyond the oldest training
+  unit, the curve's last value is carried forward. It knows the unit's age and nothing of
+  its sensors, so beating it shows what the sensors add.
+
+Fairness: error by group (MAE, RMSE, bias) per sensitive column (production line, machine
+type) via :func:`ml_core.group_metrics.regression_by_group`, labelled operational.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ml_core import fairness, group_metrics
+from ml_core.artifacts import library_versions
+from ml_core.families.module_artifacts import load_state, save_module
+from ml_core.families.tensor_training import FittedModule, fit_module
+from ml_core.models.sequence_regressor import SequenceRegressor
+from ml_core.spec import (
+    ColumnMapping,
+    PrivacyConfig,
+    ProblemSpec,
+    ProgressSink,
+    StopCheck,
+    TrainConfig,
+)
+from ml_core.trainer import TrainingCancelled
+from ml_core.validation import ValidationIssue
+
+MODEL_FAMILY = "sequence_regressor"
+METRICS = ("rmse", "nasa_score", "mae")
+BASELINES = ("last_value", "mean_rul")
+SPLIT_COLUMN = "__split__"
+TEST_SPLIT = "test"
+# Test units are renamed so that C-MAPSS' test unit 1 is not training unit 1.
+TEST_UNIT_PREFIX = "test:"
+MIN_UNITS = 3
+CHART_UNITS = 6
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+
+def nasa_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """NASA's asymmetric scoring function (PHM08 / C-MAPSS): with ``d = y_pred - y_true``,
+    the sum of ``exp(-d / 13) - 1`` for early predictions (d < 0) and ``exp(d / 10) - 1``
+    for late ones (d >= 0). Lower is better; 0 for perfect predictions."""
+    d = np.asarray(y_pred, dtype=float) - np.asarray(y_true, dtype=float)
+    return float(np.sum(np.where(d < 0, np.exp(-d / 13.0) - 1, np.exp(d / 10.0) - 1)))
+
+
+def rul_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """``rmse``, ``nasa_score`` and ``mae`` (in cycles) as plain floats."""
+    y_true = np.asarray(y_true, dtype=float)
+    y_pred = np.asarray(y_pred, dtype=float)
+    error = y_pred - y_true
+    return {
+        "rmse": float(np.sqrt(np.mean(error ** 2))) if len(error) else math.nan,
+        "nasa_score": nasa_score(y_true, y_pred),
+        "mae": float(np.mean(np.abs(error))) if len(error) else math.nan,
+    }
+
+
+# --- a given test set --------------------------------------------------------------------
+
+
+def attach_test_set(
+    frame: pd.DataFrame, test_frame: pd.DataFrame, truth: pd.Series | Sequence[float], *,
+    unit: str, cycle: str, target: str | None = None,
+) -> pd.DataFrame:
+    """One frame for :func:`run` from run-to-failure training data and a held-out test set.
+
+    ``test_frame`` holds truncated series of other units (same columns); ``truth`` the
+    true RUL at each test unit's **last** cycle: a Series indexed by unit id, or a sequence
+    in the order of the test units sorted by id (C-MAPSS ``RUL_FD00x.txt``: one number a
+    line, units 1, 2, ...). Test rows get ``RUL = truth + (last cycle - cycle)`` in the
+    ``target`` column (default ``"rul"``; training rows without one get ``max_cycle -
+    cycle``), ``__split__ = "test"``, and unit ids prefixed ``"test:"``. The index is
+    0..n-1 (training rows first).
+    """
+    target = target or "rul"
+    train_part = frame.copy()
+    if target not in train_part.columns:
+        last = train_part.groupby(unit)[cycle].transform("max")
+        train_part[target] = last - train_part[cycle]
+    train_part[SPLIT_COLUMN] = "train"
+    test_part = test_frame.copy()
+    units = sorted(pd.unique(test_part[unit]), key=_unit_sort_key)
+    if isinstance(truth, pd.Series):
+        final = {u: float(truth.loc[u]) for u in units}
+    else:
+        values = list(np.asarray(truth, dtype=float).ravel())
+        if len(values) != len(units):
+            raise ValueError(f"{len(values)} true RUL values for {len(units)} test units")
+        final = dict(zip(units, values, strict=True))
+    last_cycle = test_part.groupby(unit)[cycle].transform("max")
+    test_part[target] = test_part[unit].map(final) + (last_cycle - test_part[cycle])
+    test_part[unit] = TEST_UNIT_PREFIX + test_part[unit].astype(str)
+    test_part[SPLIT_COLUMN] = TEST_SPLIT
+    train_part[unit] = train_part[unit].astype(str)
+    return pd.concat([train_part, test_part], ignore_index=True)
+
+
+def _unit_sort_key(value: object) -> tuple:
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+# --- preparing ---------------------------------------------------------------------------
+
+
+def sequence_feature_columns(frame: pd.DataFrame, mapping: ColumnMapping) -> tuple[str, ...]:
+    """``mapping.features`` when given, else the numeric columns not mapped to another role."""
+    if mapping.features:
+        return tuple(mapping.features)
+    skipped = {mapping.target, *mapping.exclude, *mapping.sensitive, SPLIT_COLUMN,
+               *(column for _, column in mapping.roles)}
+    if mapping.id:
+        skipped.add(mapping.id)
+    return tuple(
+        str(column) for column in frame.columns
+        if column not in skipped and pd.api.types.is_numeric_dtype(frame[column])
+        and not pd.api.types.is_bool_dtype(frame[column])
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The frame sorted by (unit, cycle), as arrays; ``starts[i]`` is the first row of
+    row i's unit."""
+
+    frame: pd.DataFrame  # sorted
+    units: np.ndarray  # unit id (str) per row
+    cycles: np.ndarray
+    positions: np.ndarray  # 1-based position of the row in its unit's series
+    starts: np.ndarray
+    features: np.ndarray  # raw float features, NaN where missing
+    feature_columns: tuple[str, ...]
+    target: np.ndarray  # capped RUL
+    target_source: str  # "column" or "computed"
+    is_test: np.ndarray  # rows of a given test set
+    cap: float
+
+
+def _roles(mapping: ColumnMapping) -> tuple[str, str]:
+    unit, cycle = mapping.role("unit"), mapping.role("cycle")
+    if unit is None or cycle is None:
+        raise ValueError("the sequence_regressor family needs the roles 'unit' and 'cycle'")
+    return unit, cycle
+
+
+def prepare(frame: pd.DataFrame, mapping: ColumnMapping, *, cap: float,
+            feature_columns: tuple[str, ...] | None = None, need_target: bool = True
+            ) -> Prepared:
+    """Sort by unit and cycle, read features and the (capped) target."""
+    unit_column, cycle_column = _roles(mapping)
+    columns = feature_columns or sequence_feature_columns(frame, mapping)
+    table = frame.assign(__unit=frame[unit_column].astype(str),
+                         __cycle=pd.to_numeric(frame[cycle_column], errors="coerce"))
+    table = table[table["__cycle"].notna()]
+    table = table.sort_values(["__unit", "__cycle"], kind="stable")
+    units = table["__unit"].to_numpy()
+    cycles = table["__cycle"].to_numpy(dtype=float)
+    n = len(table)
+    first = np.r_[True, units[1:] != units[:-1]] if n else np.zeros(0, bool)
+    starts = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else np.zeros(0, int)
+    positions = np.arange(n) - starts + 1
+    features = np.column_stack(
+        [pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=float) for c in columns]
+    ) if columns else np.zeros((n, 0))
+    if mapping.target and mapping.target in table.columns:
+        raw = pd.to_numeric(table[mapping.target], errors="coerce").to_numpy(dtype=float)
+        source = "column"
+    else:
+        if not need_target:
+            raw = np.full(n, np.nan)
+        else:
+            raw = table.groupby("__unit")["__cycle"].transform("max").to_numpy() - cycles
+        source = "computed"
+    is_test = (table[SPLIT_COLUMN].astype(str).str.lower() == TEST_SPLIT).to_numpy() \
+        if SPLIT_COLUMN in table.columns else np.zeros(n, bool)
+    return Prepared(
+        frame=table.drop(columns=["__unit", "__cycle"]), units=units, cycles=cycles,
+        positions=positions, starts=starts, features=features, feature_columns=tuple(columns),
+        target=np.minimum(raw, cap), target_source=source, is_test=is_test, cap=float(cap),
+    )
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Training-unit statistics: medians fill gaps, then (x - mean) / scale."""
+
+    medians: np.ndarray
+    means: np.ndarray
+    scales: np.ndarray
+    position_mean: float
+    position_scale: float
+
+    @classmethod
+    def fit(cls, prepared: Prepared, rows: np.ndarray) -> Scaler:
+        values = prepared.features[rows]
+        medians = np.nan_to_num(np.nanmedian(values, axis=0)) if len(values) else \
+            np.zeros(values.shape[1])
+        filled = np.where(np.isnan(values), medians, values)
+        std = filled.std(axis=0)
+        position = prepared.positions[rows].astype(float)
+        return cls(medians=medians, means=filled.mean(axis=0),
+                   scales=np.where(std > 1e-12, std, 1.0),
+                   position_mean=float(position.mean()),
+                   position_scale=float(position.std()) or 1.0)
+
+    def channels(self, prepared: Prepared) -> np.ndarray:
+        filled = np.where(np.isnan(prepared.features), self.medians, prepared.features)
+        scaled = (filled - self.means) / self.scales
+        position = (prepared.positions - self.position_mean) / self.position_scale
+        return np.column_stack([scaled, position]).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"medians": self.medians.tolist(), "means": self.means.tolist(),
+                "scales": self.scales.tolist(), "position_mean": self.position_mean,
+                "position_scale": self.position_scale}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Scaler:
+        return cls(medians=np.asarray(data["medians"], float),
+                   means=np.asarray(data["means"], float),
+                   scales=np.asarray(data["scales"], float),
+                   position_mean=float(data["position_mean"]),
+                   position_scale=float(data["position_scale"]))
+
+
+def windows(channels: np.ndarray, prepared: Prepared, rows: np.ndarray, window: int
+            ) -> np.ndarray:
+    """``(len(rows), window, n_channels)``: the ``window`` rows of the same unit ending at
+    each of ``rows``; rows before the unit's first are its first row (padding)."""
+    offsets = np.arange(window - 1, -1, -1)
+    index = rows[:, None] - offsets[None, :]
+    index = np.maximum(index, prepared.starts[rows][:, None])
+    return channels[index]
+
+
+# --- splitting -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitSplit:
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    test_rows: np.ndarray  # the judged windows' last rows
+    test_unit_rows: np.ndarray  # every row of the test units (for the charts)
+    summary: dict
+
+
+def split_by_unit(prepared: Prepared, train: TrainConfig) -> UnitSplit:
+    """Units drawn into training, validation and test with ``train.seed`` (or test = the
+    units of a given test set); see the module docstring."""
+    all_units = np.array(sorted(set(prepared.units), key=_unit_sort_key), dtype=object)
+    rng = np.random.default_rng(train.seed)
+    given = bool(prepared.is_test.any())
+    if given:
+        test_units = np.array(sorted(set(prepared.units[prepared.is_test])), dtype=object)
+        rest = np.array([u for u in all_units if u not in set(test_units)], dtype=object)
+        if len(rest) < 2:
+            raise ValueError("need at least 2 training units besides the test set")
+        rest = rest[rng.permutation(len(rest))]
+        n_val = max(1, int(round(train.val_fraction * len(rest))))
+        val_units, train_units = rest[:n_val], rest[n_val:]
+    else:
+        if len(all_units) < MIN_UNITS:
+            raise ValueError(f"need at least {MIN_UNITS} units to split by unit, "
+                             f"got {len(all_units)}")
+        shuffled = all_units[rng.permutation(len(all_units))]
+        n_test = max(1, int(round(train.test_fraction * len(shuffled))))
+        n_val = max(1, int(round(train.val_fraction * len(shuffled))))
+        n_test = min(n_test, len(shuffled) - 2)
+        n_val = min(n_val, len(shuffled) - n_test - 1)
+        test_units = shuffled[:n_test]
+        val_units = shuffled[n_test:n_test + n_val]
+        train_units = shuffled[n_test + n_val:]
+
+    def rows_of(units: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(np.isin(prepared.units, units))
+
+    test_unit_rows = rows_of(test_units)
+    if given:
+        last = np.r_[prepared.units[1:] != prepared.units[:-1], True]
+        test_rows = test_unit_rows[last[test_unit_rows]]
+        evaluation = "last_cycle_per_unit"
+    else:
+        test_rows = test_unit_rows
+        evaluation = "every_cycle"
+    train_rows, val_rows = rows_of(train_units), rows_of(val_units)
+    summary = {
+        "method": "given_test_set" if given else "by_unit", "seed": int(train.seed),
+        "evaluation": evaluation,
+        "train_units": len(train_units), "val_units": len(val_units),
+        "test_units": len(test_units),
+        "train": int(len(train_rows)), "val": int(len(val_rows)), "test": int(len(test_rows)),
+        "test_unit_ids": [str(u) for u in sorted(test_units, key=_unit_sort_key)],
+    }
+    return UnitSplit(train_rows=train_rows, val_rows=val_rows, test_rows=test_rows,
+                     test_unit_rows=test_unit_rows, summary=summary)
+
+
+# --- baselines -----------------------------------------------------------------------------
+
+
+def life_curve(prepared: Prepared, rows: np.ndarray) -> np.ndarray:
+    """Mean capped RUL of the training rows at each position 1..max (index 0 unused)."""
+    positions = prepared.positions[rows]
+    totals = np.bincount(positions, weights=prepared.target[rows])
+    counts = np.bincount(positions)
+    curve = np.divide(totals, counts, out=np.full(len(totals), np.nan), where=counts > 0)
+    # Positions no training unit had (gaps cannot occur; kept for safety): carry forward.
+    return pd.Series(curve).ffill().bfill().to_numpy()
+
+
+def baseline_predictions(prepared: Prepared, split: UnitSplit, rows: np.ndarray
+                         ) -> dict[str, np.ndarray]:
+    """``last_value`` and ``mean_rul`` predictions for ``rows`` (see the module docstring)."""
+    curve = life_curve(prepared, split.train_rows)
+    positions = np.minimum(prepared.positions[rows], len(curve) - 1)
+    mean = float(prepared.target[split.train_rows].mean())
+    return {"last_value": curve[positions], "mean_rul": np.full(len(rows), mean)}
+
+
+# --- training ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tensors:
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: np.ndarray
+
+
+def _predict(model: nn.Module, x: torch.Tensor, cap: float) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        scaled = torch.cat([model(part) for part in torch.split(x, 4096)]) if len(x) else \
+            torch.zeros(0)
+    return np.clip(scaled.double().numpy() * cap, 0.0, cap)
+
+
+def _fit(*, tensors: Tensors, n_channels: int, train: TrainConfig, cap: float,
+         privacy: PrivacyConfig | None, stage: str, progress: ProgressSink | None,
+         should_stop: StopCheck | None) -> FittedModule:
+    hidden = tuple(train.hidden_sizes) or (32,)
+    channels, head = int(hidden[0]), int(hidden[-1])
+
+    def build() -> nn.Module:
+        return SequenceRegressor(n_channels, window=train.window, channels=channels,
+                                 hidden=head)
+
+    def loss_fn(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x, y = batch
+        # Mean-reduced: matches Opacus' loss_reduction="mean".
+        return nn.functional.mse_loss(model(x), y, reduction="mean")
+
+    def val_score(model: nn.Module) -> float:
+        predicted = _predict(model, tensors.x_val, cap)
+        return -float(np.sqrt(np.mean((predicted - tensors.y_val) ** 2)))
+
+    return fit_module(build=build, tensors=(tensors.x_train, tensors.y_train), loss_fn=loss_fn,
+                      val_score=val_score, train=train, privacy=privacy, stage=stage,
+                      progress=progress, should_stop=should_stop)
+
+
+# --- reporting -----------------------------------------------------------------------------
+
+
+def _report_stage(progress: ProgressSink | None, stage: str, total: int) -> None:
+    if progress is not None:
+        progress(stage=stage, epoch=0, total_epochs=total, loss=None, val_metric=None,
+                 epsilon=None)
+
+
+def _groups(prepared: Prepared, rows: np.ndarray, mapping: ColumnMapping, spec: ProblemSpec
+            ) -> pd.DataFrame:
+    table = prepared.frame.iloc[rows]
+    present = [c for c in mapping.sensitive if c in table.columns]
+    return pd.DataFrame(
+        {c: fairness.band(table[c], spec.banding_for(c)).to_numpy() for c in present},
+        columns=present, index=range(len(rows)),
+    )
+
+
+def _fairness(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.DataFrame,
+              spec: ProblemSpec) -> dict:
+    return group_metrics.regression_by_group(
+        y_true=y_true, y_pred=y_pred, sensitive=groups,
+        kind=getattr(spec.fairness, "kind", "operational"),
+        min_group_size=spec.fairness.min_group_size,
+    )
+
+
+def _plain(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _charts(*, prepared: Prepared, split: UnitSplit, predicted: np.ndarray,
+            baseline: np.ndarray, baseline_name: str) -> dict:
+    """Per test unit (the first few by id): true and predicted RUL at every cycle."""
+    rows = split.test_unit_rows
+    units = prepared.units[rows]
+    chosen = sorted(set(units), key=_unit_sort_key)[:CHART_UNITS]
+    curves = []
+    for unit in chosen:
+        mine = units == unit
+        curves.append({
+            "unit": str(unit),
+            "cycles": [_plain(c) for c in prepared.cycles[rows][mine]],
+            "true": [_plain(v) for v in prepared.target[rows][mine]],
+            "predicted": [_plain(v) for v in predicted[mine]],
+            "baseline": [_plain(v) for v in baseline[mine]],
+        })
+    return {"rul": curves, "baseline_name": baseline_name, "rul_cap": prepared.cap}
+
+
+def _predictions(*, prepared: Prepared, rows: np.ndarray, predicted: np.ndarray,
+                 baselines: dict[str, np.ndarray], baseline_name: str,
+                 groups: pd.DataFrame) -> pd.DataFrame:
+    table = pd.DataFrame({
+        "row_id": prepared.frame.index.to_numpy()[rows],
+        "unit": prepared.units[rows],
+        "cycle": prepared.cycles[rows],
+        "y_true": prepared.target[rows],
+        "y_pred": predicted,
+        "baseline": baselines[baseline_name],
+        **{name: values for name, values in baselines.items()},
+    })
+    for column in groups.columns:
+        name = column if column not in table.columns else f"sensitive_{column}"
+        table[name] = groups[column].to_numpy()
+    return table
+
+
+def _notes(*, prepared: Prepared, split: UnitSplit, privacy: PrivacyConfig, train: TrainConfig,
+           mapping: ColumnMapping, fitted: FittedModule, dropped_text: list[str]) -> list[str]:
+    s = split.summary
+    if s["method"] == "given_test_set":
+        notes = [f"Split: the given test set ({s['test_units']} units, each judged on its "
+                 f"last cycle, as in the NASA benchmark); the other units were split into "
+                 f"{s['train_units']} for training and {s['val_units']} for validation."]
+    else:
+        notes = [f"Split by unit: {s['train_units']} units for training, {s['val_units']} "
+                 f"for validation, {s['test_units']} for test; no unit has cycles on both "
+                 "sides, so the test measures unseen machines. Every cycle of a test unit "
+                 "is judged."]
+    if prepared.target_source == "computed":
+        notes.append("No RUL column: RUL was computed per unit as last cycle - cycle, which "
+                     "assumes every unit ran until it failed.")
+    notes.append(f"RUL capped at {train.rul_cap:g} cycles; windows of {train.window} cycles "
+                 "(shorter histories padded with their first reading); features "
+                 "standardised with training-unit statistics.")
+    notes.append("Baselines: 'last_value' predicts the mean RUL the training units had at "
+                 "the same age (position in their series); 'mean_rul' predicts the mean "
+                 "training RUL everywhere.")
+    if dropped_text:
+        notes.append(f"Text columns left out of the features: {', '.join(dropped_text)}.")
+    if privacy.enabled:
+        notes.append("Differential privacy is on. Its unit is one window: a machine "
+                     "contributes many windows, so the guarantee is per window, not per "
+                     "machine. The 1-D CNN needed no Opacus fix (Conv1d, ReLU, Linear).")
+    else:
+        notes.append("Differential privacy is off by default: machine sensor data are not "
+                     "personal. It can be switched on.")
+    if mapping.sensitive:
+        notes.append("Error by group compares production lines or machine types: an "
+                     "operational disparity, not a personal one.")
+    notes.extend(fitted.notes)
+    return notes
+
+
+# --- the entry point -----------------------------------------------------------------------
+
+
+def run(
+    *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
+    privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
+    artifact_dir: Path, progress: ProgressSink | None = None,
+    should_stop: StopCheck | None = None,
+):
+    """Train, evaluate against the baselines, audit error by group, and save an RUL model.
+
+    Same contract as :func:`ml_core.pipeline.run_training`; see the module docstring.
+    """
+    from ml_core.pipeline import TrainingResult, json_ready
+
+    privacy = privacy if privacy is not None else spec.privacy
+    train = train if train is not None else spec.train
+    if not frame.index.is_unique:
+        frame = frame.reset_index(drop=True)
+    cap = float(train.rul_cap)
+    _report_stage(progress, "preparing", train.epochs)
+    prepared = prepare(frame, mapping, cap=cap)
+    if np.isnan(prepared.target).any():
+        raise ValueError("the RUL target has missing or non-numeric values")
+    split = split_by_unit(prepared, train)
+    scaler = Scaler.fit(prepared, split.train_rows)
+    channels = scaler.channels(prepared)
+    tensors = Tensors(
+        x_train=torch.from_numpy(windows(channels, prepared, split.train_rows, train.window)),
+        y_train=torch.from_numpy((prepared.target[split.train_rows] / cap).astype(np.float32)),
+        x_val=torch.from_numpy(windows(channels, prepared, split.val_rows, train.window)),
+        y_val=prepared.target[split.val_rows],
+    )
+    x_test = torch.from_numpy(windows(channels, prepared, split.test_rows, train.window))
+    x_chart = torch.from_numpy(windows(channels, prepared, split.test_unit_rows, train.window))
+    y_test = prepared.target[split.test_rows]
+
+    _report_stage(progress, "baseline", train.epochs)
+    baselines = baseline_predictions(prepared, split, split.test_rows)
+    baseline_metrics = {name: rul_metrics(y_test, values) for name, values in baselines.items()}
+    baseline_name = spec.baseline if spec.baseline in BASELINES else "last_value"
+
+    n_channels = channels.shape[1]
+    main = _fit(tensors=tensors, n_channels=n_channels, train=train, cap=cap,
+                privacy=privacy if privacy.enabled else None, stage="training",
+                progress=progress, should_stop=should_stop)
+    twin = None
+    if privacy.enabled:
+        try:
+            twin = _fit(tensors=tensors, n_channels=n_channels, train=train, cap=cap,
+                        privacy=None, stage="training_twin", progress=progress,
+                        should_stop=should_stop)
+        except TrainingCancelled as cancelled:
+            raise TrainingCancelled(privacy=main.privacy) from cancelled
+
+    _report_stage(progress, "auditing", train.epochs)
+    predicted = _predict(main.module, x_test, cap)
+    groups = _groups(prepared, split.test_rows, mapping, spec)
+    fairness_report = _fairness(y_true=y_test, y_pred=predicted, groups=groups, spec=spec)
+    twin_metrics = twin_fairness = None
+    if twin is not None:
+        twin_predicted = _predict(twin.module, x_test, cap)
+        twin_metrics = rul_metrics(y_test, twin_predicted)
+        twin_fairness = _fairness(y_true=y_test, y_pred=twin_predicted, groups=groups,
+                                  spec=spec)
+    chart_baseline = baseline_predictions(prepared, split, split.test_unit_rows)[baseline_name]
+
+    _report_stage(progress, "saving", train.epochs)
+    versions = library_versions()
+    dropped_text = [str(c) for c in frame.columns
+                    if not mapping.features and str(c) not in prepared.feature_columns
+                    and str(c) not in {mapping.target, *mapping.exclude, *mapping.sensitive,
+                                       SPLIT_COLUMN, mapping.id or "",
+                                       *(col for _, col in mapping.roles)}]
+    saved = save_module(module=main.module, directory=Path(artifact_dir), metadata=json_ready({
+        "model_family": MODEL_FAMILY, "spec_key": spec.key, "task_type": spec.task_type.value,
+        "seed": train.seed, "privacy": main.privacy, "epsilon": main.privacy.get("epsilon"),
+        "delta": main.privacy.get("delta"), "mapping": mapping.to_dict(),
+        "feature_columns": list(prepared.feature_columns), "scaler": scaler.to_dict(),
+        "window": train.window, "rul_cap": cap, "target_source": prepared.target_source,
+        "split": split.summary, "best_epoch": main.best_epoch, "device": main.device,
+        "versions": versions,
+    }))
+    metrics = rul_metrics(y_test, predicted)
+    return TrainingResult(
+        metrics={name: metrics[name] for name in _metric_names(spec)},
+        baseline={"name": baseline_name,
+                  "metrics": {n: baseline_metrics[baseline_name][n] for n in _metric_names(spec)},
+                  "baselines": baseline_metrics},
+        nonprivate_metrics=twin_metrics and {n: twin_metrics[n] for n in _metric_names(spec)},
+        privacy=main.privacy,
+        fairness=fairness_report,
+        nonprivate_fairness=twin_fairness,
+        fairness_passed=group_metrics.passed(fairness_report),
+        split=split.summary,
+        history=main.history,
+        device=main.device,
+        seed=train.seed,
+        artifact_path=saved.path,
+        artifact_sha256=saved.sha256,
+        versions=versions,
+        predictions=_predictions(prepared=prepared, rows=split.test_rows, predicted=predicted,
+                                 baselines=baselines, baseline_name=baseline_name,
+                                 groups=groups),
+        task_type=spec.task_type.value,
+        charts=_charts(prepared=prepared, split=split,
+                       predicted=_predict(main.module, x_chart, cap),
+                       baseline=chart_baseline, baseline_name=baseline_name),
+        notes=_notes(prepared=prepared, split=split, privacy=privacy, train=train,
+                     mapping=mapping, fitted=main, dropped_text=dropped_text),
+    )
+
+
+def _metric_names(spec: ProblemSpec) -> tuple[str, ...]:
+    """The spec's metrics this family computes (all three when it names none of them)."""
+    named = tuple(name for name in spec.metrics if name in METRICS)
+    return named or METRICS
+
+
+# --- reloading and scoring -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedSequenceRegressor:
+    model: SequenceRegressor
+    metadata: dict
+
+
+def load(path: Path | str) -> LoadedSequenceRegressor:
+    """Restore a saved RUL model (eval mode, CPU); checks the weights' sha256."""
+    state, metadata = load_state(path)
+    model = SequenceRegressor.from_architecture(metadata["architecture"])
+    model.load_state_dict(state)
+    model.eval()
+    return LoadedSequenceRegressor(model=model, metadata=metadata)
+
+
+def predict(loaded: LoadedSequenceRegressor, frame: pd.DataFrame) -> pd.DataFrame:
+    """Predicted RUL for every row of ``frame`` (units' series up to that row).
+
+    ``frame`` needs the unit, cycle and feature columns the model was trained with. Returns
+    ``row_id`` (the frame's index), ``unit``, ``cycle``, ``y_pred`` (cycles, in
+    ``[0, rul_cap]``), sorted by unit and cycle; a unit's current RUL is its last row.
+    """
+    meta = loaded.metadata
+    mapping = ColumnMapping.from_dict(meta["mapping"])
+    cap = float(meta["rul_cap"])
+    prepared = prepare(frame, mapping, cap=cap,
+                       feature_columns=tuple(meta["feature_columns"]), need_target=False)
+    channels = Scaler.from_dict(meta["scaler"]).channels(prepared)
+    rows = np.arange(len(prepared.units))
+    x = torch.from_numpy(windows(channels, prepared, rows, int(meta["window"])))
+    return pd.DataFrame({
+        "row_id": prepared.frame.index.to_numpy(),
+        "unit": prepared.units,
+        "cycle": prepared.cycles,
+        "y_pred": _predict(loaded.model, x, cap),
+    })
+
+
+# --- validating ----------------------------------------------------------------------------
+
+
+def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+             ) -> list[ValidationIssue]:
+    """RUL checks beyond the generic ones (which this family does not need for the target:
+    it is optional). Errors: ``unit_required``/``cycle_required``, ``unknown_column``,
+    ``cycle_not_numeric``, ``target_not_numeric``, ``negative_target``,
+    ``missing_target_values``, ``too_few_units``, ``no_features``. Warnings:
+    ``duplicate_cycles``, ``target_computed``."""
+    issues: list[ValidationIssue] = []
+    present = set(map(str, frame.columns))
+    unit, cycle = mapping.role("unit"), mapping.role("cycle")
+    if unit is None:
+        issues.append(ValidationIssue(code="unit_required",
+                                      message="Choose the unit column (role 'unit'): the "
+                                              "engine or machine each row belongs to."))
+    if cycle is None:
+        issues.append(ValidationIssue(code="cycle_required",
+                                      message="Choose the cycle column (role 'cycle'): the "
+                                              "cycle number or operating hours."))
+    for role, column in (("unit", unit), ("cycle", cycle)):
+        if column is not None and column not in present:
+            issues.append(ValidationIssue(code="unknown_column", column=column,
+                                          message=f"The {role} column '{column}' is not in "
+                                                  "the file."))
+    if issues:
+        return issues
+    cycles = pd.to_numeric(frame[cycle], errors="coerce")
+    bad = cycles.isna()
+    if bad.any():
+        rows = tuple(int(p) + 1 for p in np.flatnonzero(bad.to_numpy())[:20])
+        issues.append(ValidationIssue(code="cycle_not_numeric", column=cycle, rows=rows,
+                                      message=f"Column '{cycle}' needs numbers; {int(bad.sum())}"
+                                              " rows have none."))
+    if mapping.target and mapping.target in present:
+        target = pd.to_numeric(frame[mapping.target], errors="coerce")
+        if frame[mapping.target].notna().any() and target.notna().sum() == 0:
+            issues.append(ValidationIssue(code="target_not_numeric", column=mapping.target,
+                                          message=f"The RUL column '{mapping.target}' holds "
+                                                  "no numbers."))
+        elif target.isna().any():
+            rows = tuple(int(p) + 1 for p in np.flatnonzero(target.isna().to_numpy())[:20])
+            issues.append(ValidationIssue(code="missing_target_values", column=mapping.target,
+                                          rows=rows,
+                                          message=f"Column '{mapping.target}' has no number in "
+                                                  f"{int(target.isna().sum())} rows."))
+        if (target < 0).any():
+            rows = tuple(int(p) + 1 for p in np.flatnonzero((target < 0).to_numpy())[:20])
+            issues.append(ValidationIssue(code="negative_target", column=mapping.target,
+                                          rows=rows,
+                                          message=f"Column '{mapping.target}' has negative "
+                                                  "remaining life."))
+    elif mapping.target:
+        issues.append(ValidationIssue(code="unknown_column", column=mapping.target,
+                                      message=f"The RUL column '{mapping.target}' is not in "
+                                              "the file."))
+    else:
+        issues.append(ValidationIssue(
+            code="target_computed", severity="warning",
+            message="No RUL column: RUL will be computed as last cycle - cycle per unit, "
+                    "which assumes every unit ran until it failed."))
+    units = frame[unit].astype(str)
+    n_units = units.nunique()
+    if SPLIT_COLUMN not in present and n_units < MIN_UNITS:
+        issues.append(ValidationIssue(code="too_few_units", column=unit,
+                                      message=f"{n_units} units; splitting by unit needs at "
+                                              f"least {MIN_UNITS}."))
+    duplicated = pd.DataFrame({"u": units, "c": cycles}).duplicated(keep=False)
+    if duplicated.any():
+        rows = tuple(int(p) + 1 for p in np.flatnonzero(duplicated.to_numpy())[:20])
+        issues.append(ValidationIssue(code="duplicate_cycles", column=cycle, rows=rows,
+                                      severity="warning",
+                                      message="Some (unit, cycle) pairs occur more than once; "
+                                              "their rows are kept in file order."))
+    unknown = [c for c in mapping.features if c not in present]
+    for column in unknown:
+        issues.append(ValidationIssue(code="unknown_column", column=column,
+                                      message=f"The feature column '{column}' is not in the "
+                                              "file."))
+    if not unknown and not sequence_feature_columns(frame, mapping):
+        issues.append(ValidationIssue(code="no_features",
+                                      message="No numeric sensor columns to learn from."))
+    return issues

@@ -1,0 +1,716 @@
+"""Text classification: free text -> one of a few labels (note triage, complaint sentiment).
+
+Steps: find the text and label columns -> stratified train/validation/test split ->
+TF-IDF + logistic regression baseline -> tokenise -> run the frozen lower encoder once
+over every row (cached) -> fine-tune the top transformer layer(s) and a linear head with
+DP-SGD (and, for a private run, a non-private twin from the same initial weights) -> macro
+F1 and accuracy on the test split -> fairness per sensitive group -> save.
+
+Progress stages: ``preparing``, ``baseline``, ``encoding``, ``training``,
+``training_twin`` (private runs), ``auditing``, ``saving``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import time
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from opacus.grad_sample import GradSampleModule
+from opacus.validators import ModuleValidator
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.model_selection import train_test_split
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from ml_core import fairness, group_metrics
+from ml_core import privacy as dp
+from ml_core.artifacts import file_sha256, library_versions
+from ml_core.data import label_text
+from ml_core.models import text_encoder as te
+from ml_core.pipeline import TrainingResult, json_ready
+from ml_core.spec import (
+    ColumnMapping,
+    ColumnRole,
+    PrivacyConfig,
+    ProblemSpec,
+    ProgressSink,
+    StopCheck,
+    TrainConfig,
+    normalise_name,
+)
+from ml_core.trainer import TrainingCancelled, resolve_device, seed_everything
+from ml_core.validation import ValidationIssue
+
+MODEL_FAMILY = "text_encoder"
+WEIGHTS_FILE = "model.pt"  # the trained top layers and head (the frozen part is re-read)
+METADATA_FILE = "metadata.json"
+TEXT_METRICS = ("macro_f1", "accuracy", "weighted_f1")
+DEFAULT_TRAINABLE_LAYERS = 1
+ENCODE_BATCH = 64
+STOP_CHECK_EVERY_BATCHES = 10
+# Frozen-encoder outputs kept in memory across runs (a private run and its twin, or a
+# rerun on the same file); keyed by the encoder and the exact token ids.
+_STATE_CACHE: OrderedDict[str, torch.Tensor] = OrderedDict()
+STATE_CACHE_ENTRIES = 2
+# Above this many cached floats, lower states are recomputed per batch instead of cached.
+MAX_CACHED_FLOATS = 400_000_000  # 1.6 GB of float32
+
+
+@dataclass(frozen=True)
+class TextEncoderOptions:
+    """Which encoder, and how much of it trains. Defaults: MiniLM, last layer + head."""
+
+    source: te.EncoderSource = field(default_factory=te.pretrained_source)
+    trainable_layers: int = DEFAULT_TRAINABLE_LAYERS
+    dropout: float = 0.1
+
+
+# --- columns and validation ---------------------------------------------------------------
+
+
+def _hint_names(spec: ProblemSpec, role: ColumnRole) -> tuple[str, ...]:
+    return tuple(name for hint in spec.hints if hint.role == role for name in hint.names)
+
+
+def text_column(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> str | None:
+    """The column holding the text: the mapping's ``text`` role, else the first column
+    named like a TEXT hint, else the non-numeric column with the longest mean length."""
+    chosen = mapping.role("text")
+    if chosen:
+        return chosen
+    taken = {mapping.target, *mapping.sensitive, *mapping.exclude, mapping.id}
+    candidates = [str(c) for c in frame.columns if c not in taken]
+    by_name = {normalise_name(c): c for c in candidates}
+    for hint in _hint_names(spec, ColumnRole.TEXT):
+        if normalise_name(hint) in by_name:
+            return by_name[normalise_name(hint)]
+    textual = [c for c in candidates if not pd.api.types.is_numeric_dtype(frame[c])]
+    if not textual:
+        return None
+    return max(textual, key=lambda c: frame[c].astype(str).str.len().mean())
+
+
+def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> list[ValidationIssue]:
+    """Checks specific to text classification (the generic ones run in ml_core.validation).
+
+    Errors: ``text_column_missing`` (no text column mapped or found, or not in the file),
+    ``text_all_empty``, ``class_too_small`` (a label with fewer than 3 rows cannot be split
+    into train, validation and test). Warnings: ``empty_texts`` (rows without text),
+    ``too_many_classes`` (more than 50 labels: probably not a label column).
+    """
+    issues: list[ValidationIssue] = []
+    column = text_column(frame, mapping, spec)
+    if column is None or column not in frame.columns:
+        issues.append(ValidationIssue(
+            code="text_column_missing", column=column,
+            message="Map the column that holds the free text (role 'text').",
+        ))
+        return issues
+    texts = frame[column].astype("object")
+    empty = texts.isna() | (texts.astype(str).str.strip() == "")
+    if empty.all():
+        issues.append(ValidationIssue(code="text_all_empty", column=column,
+                                      message=f"Column '{column}' holds no text."))
+    elif empty.any():
+        rows = tuple(int(p) + 1 for p in np.flatnonzero(empty.to_numpy())[:20])
+        issues.append(ValidationIssue(
+            code="empty_texts", column=column, rows=rows, severity="warning",
+            message=f"{int(empty.sum())} rows of '{column}' have no text; they are kept as empty.",
+        ))
+    if mapping.target in frame.columns:
+        counts = frame[mapping.target].dropna().map(label_text).value_counts()
+        small = sorted(label for label, n in counts.items() if n < 3)
+        if small and len(counts) >= 2:
+            issues.append(ValidationIssue(
+                code="class_too_small", column=mapping.target,
+                message=f"Labels with fewer than 3 rows cannot be split for testing: {small[:10]}.",
+            ))
+        if len(counts) > 50:
+            issues.append(ValidationIssue(
+                code="too_many_classes", column=mapping.target, severity="warning",
+                message=f"Column '{mapping.target}' has {len(counts)} labels; is it the label?",
+            ))
+    return issues
+
+
+# --- splitting and metrics -------------------------------------------------------------------
+
+
+def _split_positions(y: np.ndarray, train: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    positions = np.arange(len(y))
+    val_share = train.val_fraction / (1.0 - train.test_fraction)
+    try:
+        rest, test = train_test_split(positions, test_size=train.test_fraction,
+                                      random_state=train.seed, stratify=y)
+        fit, val = train_test_split(rest, test_size=val_share, random_state=train.seed,
+                                    stratify=y[rest])
+        return np.sort(fit), np.sort(val), np.sort(test), "stratified"
+    except ValueError:
+        rest, test = train_test_split(positions, test_size=train.test_fraction,
+                                      random_state=train.seed)
+        fit, val = train_test_split(rest, test_size=val_share, random_state=train.seed)
+        return np.sort(fit), np.sort(val), np.sort(test), "random"
+
+
+def text_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
+    """macro F1 (every class counts the same), accuracy and support-weighted F1."""
+    labels = list(range(n_classes))
+    return {
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted",
+                                      zero_division=0)),
+    }
+
+
+def tfidf_baseline(
+    *, texts_train: list[str], y_train: np.ndarray, texts_eval: list[str], seed: int
+) -> np.ndarray:
+    """TF-IDF (words and word pairs) + logistic regression; class predictions for texts_eval."""
+    vectoriser = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    model = LogisticRegression(max_iter=2000, random_state=seed)
+    model.fit(vectoriser.fit_transform(texts_train), y_train)
+    return model.predict(vectoriser.transform(texts_eval))
+
+
+# --- encoding ------------------------------------------------------------------------------
+
+
+def _cache_key(options: TextEncoderOptions, ids: torch.Tensor, mask: torch.Tensor) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([options.source.to_dict(), options.trainable_layers]).encode())
+    digest.update(ids.numpy().tobytes())
+    digest.update(mask.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def lower_states(lower: te.FrozenLower, ids: torch.Tensor, mask: torch.Tensor, *,
+                 device: torch.device) -> torch.Tensor:
+    """The frozen part's output for every row, (n, T, hidden) float32 on the CPU.
+
+    Rows are processed in batches of similar length, each cut to its longest text: real
+    tokens' outputs do not depend on how much padding follows (padding is masked out of
+    attention), and short notes then cost a fraction of a full-length pass.
+    """
+    lengths = mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True)
+    out = torch.zeros(ids.shape[0], ids.shape[1], _hidden_size(lower))
+    lower = lower.to(device)
+    for start in range(0, len(order), ENCODE_BATCH):
+        rows = order[start:start + ENCODE_BATCH]
+        width = max(int(lengths[rows].max()), 1)
+        states = lower(ids[rows, :width].to(device), mask[rows, :width].to(device))
+        out[rows, :width] = states.float().cpu()
+    return out
+
+
+def _hidden_size(lower: te.FrozenLower) -> int:
+    return int(lower.embeddings.word_embeddings.embedding_dim)
+
+
+def cached_lower_states(lower: te.FrozenLower, ids: torch.Tensor, mask: torch.Tensor, *,
+                        options: TextEncoderOptions, device: torch.device) -> torch.Tensor | None:
+    """:func:`lower_states`, memoised in-process; None when too large to keep in memory."""
+    if ids.shape[0] * ids.shape[1] * _hidden_size(lower) > MAX_CACHED_FLOATS:
+        return None
+    key = _cache_key(options, ids, mask)
+    if key in _STATE_CACHE:
+        _STATE_CACHE.move_to_end(key)
+        return _STATE_CACHE[key]
+    states = lower_states(lower, ids, mask, device=device)
+    _STATE_CACHE[key] = states
+    while len(_STATE_CACHE) > STATE_CACHE_ENTRIES:
+        _STATE_CACHE.popitem(last=False)
+    return states
+
+
+@dataclass
+class EncodedRows:
+    """Token ids, masks and (when cached) frozen-encoder states of every row."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor
+    states: torch.Tensor | None
+    lower: te.FrozenLower
+    device: torch.device
+
+    def batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lower states, mask) for ``rows``, cut to the longest text among them."""
+        width = max(int(self.mask[rows].sum(dim=1).max()) if len(rows) else 1, 1)
+        mask = self.mask[rows, :width].to(self.device)
+        if self.states is not None:
+            states = self.states[rows, :width].to(self.device)
+        else:
+            states = self.lower(self.ids[rows, :width].to(self.device), mask)
+        return states, mask
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainedTop:
+    top: te.TrainableTop  # best weights, unwrapped, eval mode, CPU
+    history: list[dict]
+    best_epoch: int
+    privacy: dict
+    seconds: float
+
+
+def predict_probabilities(top: nn.Module, rows: EncodedRows, positions: np.ndarray) -> np.ndarray:
+    """Class probabilities (n, k) for ``positions`` (the model's mode is restored)."""
+    was_training = top.training
+    top.eval()
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(positions), 256):
+            index = torch.as_tensor(positions[start:start + 256], dtype=torch.long)
+            states, mask = rows.batch(index)
+            chunks.append(torch.softmax(top(states, mask).float(), dim=-1).cpu())
+    top.train(was_training)
+    if not chunks:
+        return np.zeros((0, 0))
+    return torch.cat(chunks).double().numpy()
+
+
+def _per_sample_support(top: nn.Module) -> list[str]:
+    """Names of trainable layers Opacus has no per-sample gradient rule for."""
+    missing = []
+    for name, module in top.named_modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if own and type(module) not in GradSampleModule.GRAD_SAMPLERS:
+            missing.append(f"{name} ({type(module).__name__})")
+    return missing
+
+
+def train_top(
+    *, initial: te.TrainableTop, rows: EncodedRows, y: np.ndarray, fit: np.ndarray,
+    val: np.ndarray, n_classes: int, train: TrainConfig, privacy: PrivacyConfig | None,
+    stage: str, progress: ProgressSink | None, should_stop: StopCheck | None,
+) -> TrainedTop:
+    """Fine-tune a copy of ``initial`` on the ``fit`` rows; keep the epoch with the best
+    validation macro F1. DP-SGD (Poisson sampling, PRV accountant) when ``privacy`` is on."""
+    started = time.perf_counter()
+    seed_everything(train.seed)
+    top = copy.deepcopy(initial).to(rows.device)
+    private = privacy is not None and privacy.enabled
+    if private:
+        top = dp.prepare_module(top)
+    top.train()
+    optimizer = torch.optim.Adam([p for p in top.parameters() if p.requires_grad],
+                                 lr=train.learning_rate)
+    dataset = TensorDataset(torch.as_tensor(fit, dtype=torch.long),
+                            torch.as_tensor(y[fit], dtype=torch.long))
+    loader = DataLoader(dataset, batch_size=min(train.batch_size, len(dataset)), shuffle=True,
+                        generator=torch.Generator().manual_seed(train.seed))
+    wrapped = None
+    model: nn.Module = top
+    if private:
+        wrapped = dp.make_private(model=top, optimizer=optimizer, loader=loader,
+                                  config=privacy, epochs=train.epochs)
+        model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
+    # mean reduction, matching loss_reduction="mean" in privacy.make_private
+    loss_fn = nn.CrossEntropyLoss(reduction="mean")
+
+    def spent() -> dict:
+        return wrapped.report() if wrapped is not None else dp.disabled_report()
+
+    history: list[dict] = []
+    best_state = copy.deepcopy(dp.unwrap(model).state_dict())
+    best_score, best_epoch, stale = -math.inf, 0, 0
+    for epoch in range(1, train.epochs + 1):
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled(privacy=spent())
+        model.train()
+        total, count = 0.0, 0
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            warnings.filterwarnings("ignore", message=".*non-full backward hook.*")
+            for batch_index, (index, labels) in enumerate(loader):
+                if (should_stop is not None and batch_index
+                        and batch_index % STOP_CHECK_EVERY_BATCHES == 0 and should_stop()):
+                    raise TrainingCancelled(privacy=spent())
+                states, mask = rows.batch(index)
+                labels = labels.to(rows.device)
+                optimizer.zero_grad(set_to_none=True)
+                # An empty Poisson batch still steps: Opacus adds pure noise and accounts it.
+                loss = loss_fn(model(states, mask), labels)
+                loss.backward()
+                optimizer.step()
+                if len(labels):
+                    total += float(loss.detach()) * len(labels)
+                    count += len(labels)
+        probabilities = predict_probabilities(dp.unwrap(model), rows, val)
+        score = text_metrics(y[val], probabilities.argmax(axis=1), n_classes)["macro_f1"]
+        epsilon = wrapped.epsilon() if wrapped is not None else None
+        record = {"epoch": epoch, "loss": total / count if count else None,
+                  "val_metric": score, "epsilon": epsilon}
+        history.append(record)
+        if progress is not None:
+            progress(stage=stage, epoch=epoch, total_epochs=train.epochs, loss=record["loss"],
+                     val_metric=score, epsilon=epsilon)
+        if score > best_score:
+            best_score, best_epoch, stale = score, epoch, 0
+            best_state = copy.deepcopy(dp.unwrap(model).state_dict())
+        else:
+            stale += 1
+            if stale >= train.patience:
+                break
+    best = copy.deepcopy(initial)
+    best.load_state_dict({key: value.cpu() for key, value in best_state.items()})
+    best.eval()
+    return TrainedTop(top=best, history=history, best_epoch=best_epoch, privacy=spent(),
+                      seconds=time.perf_counter() - started)
+
+
+# --- fairness --------------------------------------------------------------------------------
+
+
+def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
+
+
+def _accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(accuracy_score(y_true, y_pred))
+
+
+def audit_text(
+    *, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.DataFrame, classes: list[str],
+    positive: int | None, spec: ProblemSpec,
+) -> dict:
+    """Per-group accuracy and macro F1 for every sensitive attribute (ratio checks at the
+    policy's four-fifths level); for two labels also the decision audit of
+    :func:`ml_core.fairness.audit` with ``positive`` as the positive label."""
+    if groups.shape[1] == 0 or len(y_true) == 0:
+        return {}
+    policy = spec.fairness
+    common = {"sensitive": groups, "kind": "personal", "min_score_ratio":
+              policy.min_disparate_impact_ratio, "min_group_size": policy.min_group_size}
+    accuracy = group_metrics.score_by_group(y_true=y_true, y_score=y_pred, metric=_accuracy,
+                                            name="accuracy", **common)
+    macro = group_metrics.score_by_group(y_true=y_true, y_score=y_pred, metric=_macro_f1,
+                                         name="macro_f1", **common)
+    decisions = None
+    if positive is not None:
+        decisions = fairness.audit(y_true=(y_true == positive).astype(int),
+                                   y_pred=(y_pred == positive).astype(int),
+                                   sensitive=groups, policy=policy)
+    report = {}
+    for attribute, first in accuracy.items():
+        second = macro[attribute]
+        by_group = {
+            group: {**values, "macro_f1": second["by_group"][group]["macro_f1"]}
+            for group, values in first["by_group"].items()
+        }
+        disparities = {**first["disparities"], **second["disparities"]}
+        checks = first["checks"] + second["checks"]
+        if decisions is not None:
+            decided = decisions[attribute]
+            for group, values in decided["by_group"].items():
+                by_group[group].update({k: values[k] for k in ("selection_rate", "tpr", "fpr")})
+            disparities.update(decided["disparities"])
+            checks = checks + decided["checks"]
+        # The best/worst groups of the two scores can differ: keep each one's name.
+        disparities.pop("worst_group", None)
+        disparities.pop("best_group", None)
+        disparities["worst_group_accuracy"] = first["disparities"]["worst_group"]
+        disparities["worst_group_macro_f1"] = second["disparities"]["worst_group"]
+        insufficient = first["insufficient_groups"]
+        report[attribute] = {
+            "by_group": by_group,
+            "disparities": disparities,
+            "checks": checks,
+            "judged_groups": first["judged_groups"],
+            "insufficient_groups": insufficient,
+            "passed": bool(insufficient or all(check["passed"] for check in checks)),
+            "kind": "personal",
+            "positive_label": classes[positive] if positive is not None else None,
+            "note": first["note"],
+        }
+    return report
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def _stage(progress: ProgressSink | None, stage: str, total: int) -> None:
+    if progress is not None:
+        progress(stage=stage, epoch=0, total_epochs=total, loss=None, val_metric=None,
+                 epsilon=None)
+
+
+def _texts(series: pd.Series) -> list[str]:
+    return [("" if pd.isna(value) else str(value)) for value in series]
+
+
+def _charts(*, y_true: np.ndarray, y_pred: np.ndarray, baseline_pred: np.ndarray,
+            classes: list[str]) -> dict:
+    labels = list(range(len(classes)))
+    per_class_model = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    per_class_base = f1_score(y_true, baseline_pred, labels=labels, average=None, zero_division=0)
+    return {
+        "confusion": {"labels": classes,
+                      "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist()},
+        "baseline_confusion": {"labels": classes, "matrix": confusion_matrix(
+            y_true, baseline_pred, labels=labels).tolist()},
+        "per_class_f1": {"labels": classes, "model": [float(v) for v in per_class_model],
+                         "baseline": [float(v) for v in per_class_base],
+                         "support": np.bincount(y_true, minlength=len(classes)).tolist()},
+    }
+
+
+def run(
+    *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
+    privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
+    artifact_dir: Path, progress: ProgressSink | None = None,
+    should_stop: StopCheck | None = None, encoder: TextEncoderOptions | None = None,
+) -> TrainingResult:
+    """Fine-tune the text encoder's top layers and a head to predict ``mapping.target``.
+
+    Same contract as :func:`ml_core.pipeline.run_training`; ``encoder`` chooses the
+    encoder and how many of its top layers train (default: MiniLM, last layer + head).
+    """
+    privacy = privacy if privacy is not None else spec.privacy
+    train = train if train is not None else spec.train
+    encoder = encoder or TextEncoderOptions()
+    device = resolve_device(train.device)
+    if not frame.index.is_unique:
+        frame = frame.reset_index(drop=True)
+    notes: list[str] = []
+
+    _stage(progress, "preparing", train.epochs)
+    column = text_column(frame, mapping, spec)
+    if column is None or column not in frame.columns:
+        raise ValueError("no text column: map one with the role 'text'")
+    labelled = frame[frame[mapping.target].notna()]
+    label_values = labelled[mapping.target].map(label_text)
+    classes = sorted(label_values.unique())
+    if len(classes) < 2:
+        raise ValueError("the label column needs at least two classes")
+    index_of = {label: i for i, label in enumerate(classes)}
+    y = label_values.map(index_of).to_numpy(dtype=np.int64)
+    texts = _texts(labelled[column])
+    fit, val, test, method = _split_positions(y, train)
+    notes.append(
+        f"Split: {method} on the label ({len(fit)} training, {len(val)} validation, "
+        f"{len(test)} test rows, seed {train.seed}); TF-IDF vocabulary and model weights are "
+        "learnt from the training rows only."
+    )
+    positive = None
+    if len(classes) == 2:
+        counts = np.bincount(y, minlength=2)
+        positive = int(np.argmin(counts)) if counts[0] != counts[1] else 1
+        if mapping.positive_label is not None and label_text(mapping.positive_label) in index_of:
+            positive = index_of[label_text(mapping.positive_label)]
+
+    _stage(progress, "baseline", train.epochs)
+    baseline_pred = tfidf_baseline(
+        texts_train=[texts[i] for i in fit], y_train=y[fit],
+        texts_eval=[texts[i] for i in test], seed=train.seed)
+    baseline = {"name": spec.baseline,
+                "metrics": text_metrics(y[test], baseline_pred, len(classes))}
+
+    _stage(progress, "encoding", train.epochs)
+    seed_everything(train.seed)
+    classifier = te.build_classifier(encoder.source, trainable_layers=encoder.trainable_layers,
+                                     n_classes=len(classes), dropout=encoder.dropout)
+    depth = len(classifier.lower.layers) + len(classifier.top.layers)
+    tokenizer = te.load_tokenizer()
+    ids, mask = te.tokenize(tokenizer, texts, max_length=train.max_length)
+    truncated = int((mask.sum(dim=1) >= train.max_length).sum())
+    width = max(int(mask.sum(dim=1).max()), 1)
+    ids, mask = ids[:, :width].contiguous(), mask[:, :width].contiguous()
+    started = time.perf_counter()
+    states = cached_lower_states(classifier.lower, ids, mask, options=encoder, device=device)
+    encode_seconds = time.perf_counter() - started
+    rows = EncodedRows(ids=ids, mask=mask, states=states, lower=classifier.lower.to(device),
+                       device=device)
+    notes.append(
+        f"Encoder: {_source_name(encoder.source)} ({depth} transformer layers). Frozen: token "
+        f"embeddings and the first {len(classifier.lower.layers)} layers (computed once, "
+        f"{encode_seconds:.1f} s). Trained: the last {len(classifier.top.layers)} layer(s), "
+        "mean pooling and a linear head. Only trained layers need per-sample gradients, "
+        "which keeps private training affordable."
+    )
+    if truncated:
+        notes.append(f"{truncated} texts were longer than {train.max_length} tokens and were "
+                     "cut to their first tokens.")
+    problems = ModuleValidator.validate(classifier.top, strict=False)
+    unsupported = _per_sample_support(classifier.top)
+    if privacy.enabled:
+        if unsupported:
+            raise ValueError(f"no per-sample gradients for: {', '.join(unsupported)}")
+        if problems:
+            notes.append("Opacus' ModuleValidator replaced layers it cannot train privately: "
+                         + "; ".join(str(p) for p in problems))
+        else:
+            notes.append("Opacus' ModuleValidator found nothing to fix in the trained part "
+                         "(Linear and LayerNorm layers with eager attention, no BatchNorm); "
+                         "every trained layer has a per-sample gradient rule.")
+
+    main = train_top(initial=classifier.top, rows=rows, y=y, fit=fit, val=val,
+                     n_classes=len(classes), train=train, privacy=privacy, stage="training",
+                     progress=progress, should_stop=should_stop)
+    twin = None
+    if privacy.enabled:
+        try:
+            twin = train_top(initial=classifier.top, rows=rows, y=y, fit=fit, val=val,
+                             n_classes=len(classes), train=train, privacy=None,
+                             stage="training_twin", progress=progress, should_stop=should_stop)
+        except TrainingCancelled as cancelled:
+            raise TrainingCancelled(privacy=main.privacy) from cancelled
+
+    _stage(progress, "auditing", train.epochs)
+    probabilities = predict_probabilities(main.top, rows, test)
+    y_pred = probabilities.argmax(axis=1)
+    metrics = text_metrics(y[test], y_pred, len(classes))
+    test_frame = labelled.iloc[test]
+    groups = fairness.sensitive_frame(test_frame, mapping, spec).reset_index(drop=True)
+    fairness_report = audit_text(y_true=y[test], y_pred=y_pred, groups=groups, classes=classes,
+                                 positive=positive, spec=spec)
+    twin_metrics = twin_fairness = None
+    if twin is not None:
+        twin_pred = predict_probabilities(twin.top, rows, test).argmax(axis=1)
+        twin_metrics = text_metrics(y[test], twin_pred, len(classes))
+        twin_fairness = audit_text(y_true=y[test], y_pred=twin_pred, groups=groups,
+                                   classes=classes, positive=positive, spec=spec)
+    predictions = _prediction_table(row_ids=test_frame.index.to_numpy(), y_true=y[test],
+                                    probabilities=probabilities, classes=classes, groups=groups)
+    notes.append(f"Training took {main.seconds:.1f} s"
+                 + (f" (non-private twin {twin.seconds:.1f} s)" if twin else "")
+                 + f" on {device}.")
+
+    _stage(progress, "saving", train.epochs)
+    versions = library_versions()
+    classifier.top = main.top
+    artifact = save(
+        classifier=classifier, directory=Path(artifact_dir),
+        metadata={
+            "model_family": MODEL_FAMILY, "spec_key": spec.key,
+            "task_type": spec.task_type.value, "seed": train.seed, "privacy": main.privacy,
+            "epsilon": main.privacy.get("epsilon"), "delta": main.privacy.get("delta"),
+            "mapping": mapping.to_dict(), "text_column": column, "classes": classes,
+            "positive_label": classes[positive] if positive is not None else None,
+            "max_length": train.max_length, "encoder": encoder.source.to_dict(),
+            "trainable_layers": encoder.trainable_layers, "dropout": encoder.dropout,
+            "best_epoch": main.best_epoch, "versions": versions,
+        },
+    )
+    return TrainingResult(
+        metrics=metrics, baseline=baseline, nonprivate_metrics=twin_metrics,
+        privacy=main.privacy, fairness=fairness_report, nonprivate_fairness=twin_fairness,
+        fairness_passed=all(a["passed"] for a in fairness_report.values()),
+        split={"method": method, "train": int(len(fit)), "val": int(len(val)),
+               "test": int(len(test)), "seed": int(train.seed), "classes": classes,
+               "dropped_missing_target": int(len(frame) - len(labelled))},
+        history=main.history, device=str(device), seed=train.seed,
+        artifact_path=artifact[0], artifact_sha256=artifact[1], versions=versions,
+        predictions=predictions, task_type=spec.task_type.value,
+        charts=json_ready(_charts(y_true=y[test], y_pred=y_pred, baseline_pred=baseline_pred,
+                                  classes=classes)),
+        notes=notes,
+    )
+
+
+def _source_name(source: te.EncoderSource) -> str:
+    if source.kind == "pretrained":
+        return f"{te.PRETRAINED_NAME} (pretrained, read from the installed package)"
+    return "a tiny randomly initialised BERT (tests only)"
+
+
+def _prediction_table(*, row_ids: np.ndarray, y_true: np.ndarray | None,
+                      probabilities: np.ndarray, classes: list[str],
+                      groups: pd.DataFrame | None = None) -> pd.DataFrame:
+    chosen = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, dtype=int)
+    table = pd.DataFrame({"row_id": row_ids})
+    if y_true is not None:
+        table["y_true"] = [classes[i] for i in y_true]
+    table["y_pred"] = [classes[i] for i in chosen]
+    table["y_score"] = probabilities.max(axis=1) if len(probabilities) else np.zeros(0)
+    for k, label in enumerate(classes):
+        table[f"prob_{label}"] = probabilities[:, k] if len(probabilities) else np.zeros(0)
+    if groups is not None:
+        for name in groups.columns:
+            target = name if name not in table.columns else f"sensitive_{name}"
+            table[target] = groups[name].to_numpy()
+    return table
+
+
+# --- artifacts -------------------------------------------------------------------------------
+
+
+def _lower_fingerprint(lower: te.FrozenLower) -> str:
+    digest = hashlib.sha256()
+    for key, value in sorted(lower.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save(*, classifier: te.TextClassifier, directory: Path, metadata: dict) -> tuple[str, str]:
+    """Write the trained top + head (``model.pt``) and ``metadata.json``; (path, sha256).
+
+    The frozen lower part is not copied: it is re-read from the encoder's source at load
+    time and checked against the fingerprint recorded here.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / WEIGHTS_FILE
+    torch.save({k: v.detach().cpu() for k, v in dp.unwrap(classifier.top).state_dict().items()},
+               weights)
+    sha256 = file_sha256(weights)
+    full = {**metadata, "weights_sha256": sha256,
+            "lower_fingerprint": _lower_fingerprint(classifier.lower)}
+    (directory / METADATA_FILE).write_text(json.dumps(json_ready(full), indent=2, sort_keys=True))
+    return str(directory), sha256
+
+
+@dataclass(frozen=True)
+class LoadedTextModel:
+    classifier: te.TextClassifier
+    tokenizer: object
+    metadata: dict
+
+
+def load(path: Path | str) -> LoadedTextModel:
+    """Rebuild a saved text classifier (eval mode, CPU); checks both weight fingerprints."""
+    directory = Path(path)
+    metadata = json.loads((directory / METADATA_FILE).read_text())
+    if file_sha256(directory / WEIGHTS_FILE) != metadata["weights_sha256"]:
+        raise ValueError(f"weights in {directory} do not match their recorded sha256")
+    source = te.EncoderSource.from_dict(metadata["encoder"])
+    classifier = te.build_classifier(source, trainable_layers=int(metadata["trainable_layers"]),
+                                     n_classes=len(metadata["classes"]),
+                                     dropout=float(metadata.get("dropout", 0.1)))
+    if _lower_fingerprint(classifier.lower) != metadata["lower_fingerprint"]:
+        raise ValueError("the installed encoder differs from the one this model was trained on")
+    state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+    classifier.top.load_state_dict(state)
+    classifier.eval()
+    return LoadedTextModel(classifier=classifier, tokenizer=te.load_tokenizer(),
+                           metadata=metadata)
+
+
+def predict(loaded: LoadedTextModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """row_id (the frame's index), y_pred, y_score (its probability), prob_<label> columns."""
+    metadata = loaded.metadata
+    ids, mask = te.tokenize(loaded.tokenizer, _texts(frame[metadata["text_column"]]),
+                            max_length=int(metadata["max_length"]))
+    rows = EncodedRows(ids=ids, mask=mask, states=None, lower=loaded.classifier.lower,
+                       device=torch.device("cpu"))
+    probabilities = predict_probabilities(loaded.classifier.top, rows, np.arange(len(frame)))
+    if len(frame) == 0:
+        probabilities = np.zeros((0, len(metadata["classes"])))
+    return _prediction_table(row_ids=frame.index.to_numpy(), y_true=None,
+                             probabilities=probabilities, classes=list(metadata["classes"]))
