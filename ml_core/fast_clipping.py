@@ -233,8 +233,10 @@ class BookkeepingModule(nn.Module):
         norms = sq_norms.sqrt() * scale
         clip = (max_grad_norm / (norms + CLIP_EPSILON)).clamp(max=1.0)
         sums: dict[nn.Parameter, torch.Tensor] = {}
-        for layer in layers:
-            sums.update(layer.clipped_sum(clip * scale))
+        self.clear_records()
+        while layers:
+            # Drop each layer's (a, g) as soon as its sum is taken: a lower peak memory.
+            sums.update(layers.pop(0).clipped_sum(clip * scale))
         for state in self._states:
             for param in (state.layer.weight, state.layer.bias):
                 if param is not None and param.requires_grad and param not in sums:
@@ -257,34 +259,38 @@ class _StackedLayer:
         total = torch.zeros(a.shape[0], device=a.device, dtype=torch.float32)
         if self.weight is not None:
             if a.dim() == 2:
-                total += g.pow(2).sum(1) * a.pow(2).sum(1)
+                total += _row_sq_norms(g) * _row_sq_norms(a)
             else:
                 total += _sequence_weight_sq_norms(a, g)
         if self.bias is not None:
-            bias_grad = g if g.dim() == 2 else g.sum(1)
-            total += bias_grad.pow(2).sum(1)
+            total += _row_sq_norms(g if g.dim() == 2 else g.sum(1))
         return total
 
     def clipped_sum(self, factor: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
-        """``sum_i factor_i * grad_i`` for weight and bias: one matmul for the weight."""
+        """``sum_i factor_i * grad_i`` for weight and bias: one matmul for the weight.
+
+        Scales ``g`` in place when it owns its memory (a fresh, contiguous output gradient
+        that autograd has finished with), which saves a (B, out) temporary.
+        """
         a, g = self.a, self.g
         out: dict[nn.Parameter, torch.Tensor] = {}
-        factor = factor.to(g.dtype)
+        shape = (-1,) + (1,) * (g.dim() - 1)
+        factor = factor.to(g.dtype).reshape(shape)
+        # An expanded gradient (e.g. of ``out.sum()``) is not contiguous and must not be
+        # written to.
+        g = g.mul_(factor) if g.is_contiguous() else g * factor
         if self.weight is not None:
-            if a.dim() == 2:
-                # Scale the narrower of the two operands.
-                if g.shape[1] <= a.shape[1]:
-                    weight_sum = (g * factor[:, None]).t().mm(a)
-                else:
-                    weight_sum = g.t().mm(a * factor[:, None])
-            else:
-                scaled = g * factor[:, None, None]
-                weight_sum = scaled.reshape(-1, g.shape[-1]).t().mm(a.reshape(-1, a.shape[-1]))
+            weight_sum = g.reshape(-1, g.shape[-1]).t().mm(a.reshape(-1, a.shape[-1]))
             out[self.weight] = weight_sum.to(self.weight.dtype)
         if self.bias is not None:
-            bias_grad = g if g.dim() == 2 else g.sum(1)
-            out[self.bias] = factor.matmul(bias_grad).to(self.bias.dtype)
+            out[self.bias] = g.sum(tuple(range(g.dim() - 1))).to(self.bias.dtype)
         return out
+
+
+def _row_sq_norms(x: torch.Tensor) -> torch.Tensor:
+    # One fused reduction, no (B, d) temporary; float32 at least.
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    return torch.linalg.vector_norm(x, dim=1, dtype=dtype).square()
 
 
 def _sequence_weight_sq_norms(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -312,8 +318,10 @@ def _stack_records(state: _LayerState, wanted: set[int] | None) -> _StackedLayer
     if not state.records or (weight is None and bias is None):
         return None
     records = state.records
-    if len(records) == 1 and records[0].activations.dim() == 2:
+    if len(records) == 1:
         a, g = records[0].activations, records[0].backprops
+        if a.dim() > 3:
+            a, g = a.flatten(1, -2), g.flatten(1, -2)
     else:
         # A layer used several times in one forward pass: its per-sample gradient is the sum
         # over uses, which is exactly a longer "sequence" (B, T1 + T2 + ..., d).

@@ -6,11 +6,11 @@ Verticals build these; ``ml_core`` reads them. Nothing here imports the project.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 
-class TaskType(str, Enum):
+class TaskType(StrEnum):
     BINARY_CLASSIFICATION = "binary_classification"
     TEXT_CLASSIFICATION = "text_classification"
     FORECASTING = "forecasting"
@@ -19,7 +19,7 @@ class TaskType(str, Enum):
     SEQUENCE_REGRESSION = "sequence_regression"
 
 
-class ColumnRole(str, Enum):
+class ColumnRole(StrEnum):
     TARGET = "target"
     ID = "id"
     TIME = "time"

@@ -150,8 +150,8 @@ def calendar_features(times: np.ndarray, *, dated: bool) -> np.ndarray:
     if not dated or len(times) == 0:
         return np.zeros((len(times), 4))
     stamps = pd.DatetimeIndex(times)
-    doy = 2 * np.pi * stamps.dayofyear.to_numpy(dtype=float) / 365.25
-    dow = 2 * np.pi * stamps.dayofweek.to_numpy(dtype=float) / 7
+    doy = 2 * np.pi * stamps.day_of_year.to_numpy(dtype=float) / 365.25
+    dow = 2 * np.pi * stamps.day_of_week.to_numpy(dtype=float) / 7
     return np.stack([np.sin(doy), np.cos(doy), np.sin(dow), np.cos(dow)], axis=1)
 
 

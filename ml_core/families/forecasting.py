@@ -442,6 +442,9 @@ def _predictions(*, prepared: Prepared, block: Block, forecast: np.ndarray,
         "baseline": baseline,
         "naive": block.baselines["naive"],
         "seasonal_naive": block.baselines["seasonal_naive"],
+        # The series' mean training level: error by group is relative to it.
+        "series_scale": block.scale,
+        "mase_scale": block.mase_scale,
     })
     for column in groups.columns:
         name = column if column not in table.columns else f"sensitive_{column}"

@@ -64,7 +64,7 @@ SENSOR_BASE = np.array([642.0, 1590.0, 1400.0, 554.0, 47.5, 21.6, 2388.0, 8140.0
 SENSOR_GAIN = np.array([2.5, 30.0, 40.0, -4.0, 1.2, 0.0, 0.0, 0.0])
 SENSOR_NOISE = np.array([0.5, 6.0, 8.0, 0.8, 0.25, 0.5, 0.1, 8.0])
 # Offset per unit of each operating setting, per sensor (conditions move every sensor).
-SETTING_EFFECT = np.array([
+SETTING_EFFECT = 0.1 * np.array([
     [0.4, 5.0, 6.0, -2.0, 0.2, 0.1, 0.5, 10.0],
     [3.0, 10.0, 20.0, -5.0, 1.0, 0.4, 2.0, 30.0],
     [-0.02, -0.3, -0.4, 0.1, -0.01, 0.0, -0.01, -0.5],

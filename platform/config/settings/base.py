@@ -125,9 +125,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # --- Celery -------------------------------------------------------------------------
 def filesystem_broker_options(broker_dir: Path) -> dict:
     """Transport options for kombu's filesystem broker, creating its folders (kombu does not)."""
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (broker_dir / sub).mkdir(parents=True, exist_ok=True)
     return {
+        # Without it kombu puts its broadcast folder in the process's working directory.
+        "control_folder": str(broker_dir / "control"),
         "data_folder_in": str(broker_dir / "out"),
         "data_folder_out": str(broker_dir / "out"),
         "processed_folder": str(broker_dir / "processed"),
