@@ -25,8 +25,10 @@ hooks mode; :class:`FastPathDecision` says which path was taken and why.
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -34,6 +36,7 @@ import torch
 from opacus import PrivacyEngine
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
+from opacus.grad_sample import GradSampleModule
 from opacus.optimizers import DPOptimizer
 from torch import nn
 from torch.nn import functional as F
@@ -475,3 +478,50 @@ def make_private_fast_with_epsilon(
         engine, module=module, optimizer=optimizer, data_loader=data_loader,
         noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm, **kwargs,
     )
+
+
+def fast_clipped_sum(
+    *, model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor, targets: torch.Tensor, max_grad_norm: float,
+    loss_reduction: str = "mean",
+) -> dict[str, torch.Tensor]:
+    """The book-keeping clipped sum of per-sample gradients for one batch, by parameter name
+    (no noise, no averaging). Works on a copy; ``model`` is left untouched."""
+    wrapped = BookkeepingModule(copy.deepcopy(model).train(), loss_reduction=loss_reduction)
+    loss_fn(wrapped(inputs), targets).backward()
+    sums, _ = wrapped.clipped_sum(max_grad_norm=max_grad_norm)
+    names = {id(p): name for name, p in wrapped._module.named_parameters()}
+    return {names[id(p)]: grad.detach() for p, grad in sums.items()}
+
+
+def reference_clipped_sum(
+    *, model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor, targets: torch.Tensor, max_grad_norm: float,
+    loss_reduction: str = "mean",
+) -> dict[str, torch.Tensor]:
+    """The reference for :func:`fast_clipped_sum`: Opacus' per-sample gradients
+    (``GradSampleModule``, hooks mode), clipped one by one with Opacus' formula, summed."""
+    reference = copy.deepcopy(model).train()
+    module = GradSampleModule(reference, loss_reduction=loss_reduction)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        loss_fn(module(inputs), targets).backward()
+    named = [(name, p) for name, p in reference.named_parameters() if p.requires_grad]
+    per_sample = [p.grad_sample.reshape(len(inputs), -1) for _, p in named]
+    norms = torch.stack([g.norm(2, dim=1) for g in per_sample], dim=1).norm(2, dim=1)
+    factor = (max_grad_norm / (norms + CLIP_EPSILON)).clamp(max=1.0)
+    out = {name: torch.einsum("i,i...", factor, p.grad_sample).detach() for name, p in named}
+    return out
+
+
+def max_relative_error(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> float:
+    """Worst over parameters of ``||got - expected|| / ||expected||`` (the whole tensor's
+    L2 norm, so near-zero entries do not blow the ratio up)."""
+    if set(got) != set(expected):
+        raise ValueError(f"different parameters: {sorted(got)} vs {sorted(expected)}")
+    worst = 0.0
+    for name, ref in expected.items():
+        diff = (got[name].double() - ref.double()).norm()
+        scale = ref.double().norm()
+        worst = max(worst, float(diff / scale) if scale > 0 else float(diff))
+    return worst

@@ -63,7 +63,6 @@ def test_holdout_is_each_users_last_positives(shoppers, result) -> None:
         mine = bought[bought["user_id"] == row["user"]].sort_values("timestamp")
         held = set(row["held_out"].split("|"))
         assert set(mine["product_id"].iloc[-len(held):]) == held
-        assert not held & set(row["top_k"].split("|")) - held or True
         # Recommendations skip everything the user bought before the test.
         earlier = set(mine["product_id"].iloc[:-len(held)])
         assert not earlier & set(row["top_k"].split("|"))

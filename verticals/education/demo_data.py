@@ -69,13 +69,15 @@ PREREQUISITES: dict[str, tuple[str, ...]] = {
 }
 P_INIT = dict(zip(SKILLS, (0.85, 0.6, 0.45, 0.35, 0.25, 0.2, 0.2, 0.15), strict=True))
 P_LEARN = dict(zip(SKILLS, (0.4, 0.3, 0.25, 0.2, 0.18, 0.15, 0.15, 0.12), strict=True))
-GUESS = dict(zip(SKILLS, (0.3, 0.25, 0.2, 0.2, 0.15, 0.12, 0.15, 0.1), strict=True))
-SLIP = dict(zip(SKILLS, (0.05, 0.08, 0.1, 0.1, 0.12, 0.12, 0.1, 0.12), strict=True))
+GUESS = dict(zip(SKILLS, (0.25, 0.2, 0.15, 0.15, 0.1, 0.1, 0.1, 0.08), strict=True))
+SLIP = dict(zip(SKILLS, (0.04, 0.06, 0.08, 0.08, 0.1, 0.1, 0.1, 0.1), strict=True))
 # A prerequisite not mastered yet cuts the chances of knowing or learning a skill to this share.
 MISSING_PREREQUISITE_FACTOR = 0.3
 PASS_STREAK = 3
 REVIEW_SHARE = 0.2
 MEAN_PRACTICE = 14
+# Log-odds of already knowing a skill per standard deviation of ability.
+ABILITY_EFFECT = 1.5
 FRL_SHARE = 0.35
 FRL_PRACTICE_SHARE = 0.5
 FRL_TIMEOUT_RATE = 0.15
@@ -109,7 +111,7 @@ def _simulate_student(
     mastered: set[str] = set()
     for skill in SKILLS:  # curriculum order: prerequisites are decided first
         ready = all(p in mastered for p in PREREQUISITES[skill])
-        p_known = _sigmoid(_logit(P_INIT[skill]) + ability)
+        p_known = _sigmoid(_logit(P_INIT[skill]) + ABILITY_EFFECT * ability)
         if rng.random() < p_known * (1 if ready else MISSING_PREREQUISITE_FACTOR):
             mastered.add(skill)
     passed: set[str] = set()
