@@ -26,7 +26,9 @@ from sklearn.metrics import (
 DEFAULT_THRESHOLD = 0.5
 BINARY_METRICS = ("roc_auc", "pr_auc", "accuracy", "f1", "brier", "ks")
 # Metrics where a smaller value is better; everything else is maximised.
-LOWER_IS_BETTER = frozenset({"brier", "log_loss"})
+LOWER_IS_BETTER = frozenset({
+    "brier", "log_loss", "mae", "rmse", "mse", "wape", "mase", "nasa_score",
+})
 
 
 def higher_is_better(metric: str) -> bool:

@@ -28,6 +28,20 @@ class ColumnRole(StrEnum):
     FEATURE = "feature"
     SENSITIVE = "sensitive"
     EXCLUDE = "exclude"
+    # Task-specific roles, kept in ColumnMapping.roles.
+    SERIES = "series"
+    COVARIATE = "covariate"
+    USER = "user"
+    ITEM = "item"
+    STUDENT = "student"
+    SKILL = "skill"
+    UNIT = "unit"
+    CYCLE = "cycle"
+
+
+# Roles that live in ColumnMapping's own fields; every other role goes to ColumnMapping.roles.
+TABULAR_ROLES = frozenset({ColumnRole.TARGET, ColumnRole.ID, ColumnRole.FEATURE,
+                           ColumnRole.SENSITIVE, ColumnRole.EXCLUDE})
 
 
 @dataclass(frozen=True)

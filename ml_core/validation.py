@@ -20,7 +20,14 @@ import pandas as pd
 
 from ml_core.data import feature_columns, label_text
 from ml_core.fairness import band
-from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec, TaskType, normalise_name
+from ml_core.spec import (
+    TABULAR_ROLES,
+    ColumnMapping,
+    ColumnRole,
+    ProblemSpec,
+    TaskType,
+    normalise_name,
+)
 
 MAX_LISTED_ROWS = 20
 # A hint at least this long also matches inside a longer name ("gender" in "applicant
@@ -30,6 +37,9 @@ MIN_SUBSTRING_HINT = 5
 # A text column is called numeric-with-typos when at least this share of its values are numbers.
 NUMERIC_SHARE = 0.8
 CLASSIFICATION_TASKS = (TaskType.BINARY_CLASSIFICATION, TaskType.TEXT_CLASSIFICATION)
+TABULAR_ROLE_NAMES = frozenset(role.value for role in TABULAR_ROLES)
+# Roles a problem may give to several columns (store and item keys, covariates).
+REPEATABLE_ROLES = frozenset({"series", "covariate"})
 
 
 @dataclass(frozen=True)
@@ -136,7 +146,30 @@ def suggest_mapping(frame: pd.DataFrame, spec: ProblemSpec) -> ColumnMapping:
         column for column in columns
         if column not in taken and _match_rank(column, exclude_hints) is not None
     )
-    return ColumnMapping(target=target, sensitive=sensitive, exclude=exclude, id=id_column)
+    taken.update(exclude)
+    return ColumnMapping(target=target, sensitive=sensitive, exclude=exclude, id=id_column,
+                         roles=_suggest_roles(columns, spec, taken))
+
+
+def _suggest_roles(
+    columns: list[str], spec: ProblemSpec, taken: set[str]
+) -> tuple[tuple[str, str], ...]:
+    """Task-specific roles (series, time, user, item, ...) from the spec's hints: the best
+    match for single roles, every match for the repeatable ones."""
+    roles: list[tuple[str, str]] = []
+    for hint in spec.hints:
+        role = str(getattr(hint.role, "value", hint.role))
+        if role in TABULAR_ROLE_NAMES:
+            continue
+        if role in REPEATABLE_ROLES:
+            matched = [c for c in columns
+                       if c not in taken and _match_rank(c, hint.names) is not None]
+        else:
+            best = _best_column(columns, hint.names, taken)
+            matched = [best] if best else []
+        roles.extend((role, column) for column in matched)
+        taken.update(matched)
+    return tuple(roles)
 
 
 # --- validating -------------------------------------------------------------------------
@@ -162,6 +195,7 @@ def _mapped_columns(mapping: ColumnMapping) -> list[tuple[str, str]]:
         ("exclude", mapping.exclude),
     ):
         named.extend((role, column) for column in columns)
+    named.extend(mapping.roles)
     return named
 
 
@@ -301,7 +335,7 @@ def validate(
     below ``spec.fairness.min_group_size``), ``constant_column``, ``id_not_unique``.
     """
     issues: list[ValidationIssue] = []
-    if not mapping.target:
+    if not mapping.target and _target_required(spec):
         issues.append(ValidationIssue(
             code="target_required",
             message="Choose the target column: the column the model should predict.",
@@ -336,7 +370,18 @@ def validate(
     issues.extend(_check_groups(frame, known_sensitive, spec))
     used = list(dict.fromkeys(features + list(known_sensitive.sensitive)))
     issues.extend(_check_constant(frame, used))
+    if spec.model_family != "tabular_mlp":
+        # Imported here: family modules import this one for ValidationIssue.
+        from ml_core.families import validator_for
+
+        issues.extend(validator_for(spec.model_family)(frame, mapping, spec))
     return issues
+
+
+def _target_required(spec: ProblemSpec) -> bool:
+    """Implicit-feedback problems (every row a positive) may leave the target empty."""
+    return any(h.role == ColumnRole.TARGET and h.required for h in spec.hints) or not any(
+        h.role == ColumnRole.TARGET for h in spec.hints)
 
 
 def has_errors(issues: list[ValidationIssue]) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import import_module
+from types import ModuleType
 
 # model_family -> module under ml_core.families
 FAMILIES: dict[str, str] = {
@@ -21,14 +22,24 @@ FAMILIES: dict[str, str] = {
 }
 
 
-def runner_for(model_family: str) -> Callable:
-    """The ``run`` function of ``model_family``'s module."""
+def family_module(model_family: str) -> ModuleType:
+    """The module that implements ``model_family``."""
     try:
         module_name = FAMILIES[model_family]
     except KeyError:
         raise ValueError(f"unknown model family {model_family!r}; known: "
                          f"tabular_mlp, {', '.join(sorted(FAMILIES))}") from None
-    module = import_module(f"ml_core.families.{module_name}")
+    return import_module(f"ml_core.families.{module_name}")
+
+
+def runner_for(model_family: str) -> Callable:
+    """The ``run`` function of ``model_family``'s module."""
+    module = family_module(model_family)
     if model_family == "next_exercise":
         return module.run_next_exercise
     return module.run
+
+
+def validator_for(model_family: str) -> Callable:
+    """The family's task-specific ``validate(frame, mapping, spec)``."""
+    return family_module(model_family).validate

@@ -215,7 +215,8 @@ def window_features(
     one_hot[np.arange(n), steps - 1] = 1.0
     covariates = np.nan_to_num(target_covariates, nan=0.0)
     return np.concatenate(
-        [lags, rolling, rolling_earlier, np.stack(seasonal_cols, axis=1), available[:, None], target_calendar,
+        [lags, rolling, rolling_earlier, np.stack(seasonal_cols, axis=1), available[:, None],
+         target_calendar,
          covariates, one_hot], axis=1,
     ).astype(np.float32)
 

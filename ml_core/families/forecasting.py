@@ -193,7 +193,8 @@ def _time_cutoffs(prepared: Prepared, horizon: int) -> tuple[np.ndarray, np.ndar
 
 def _empty_block(config: WindowConfig) -> dict:
     return {"features": [], "series_index": [], "scaled_target": [], "target": [],
-            "scale": [], "base": [], "mase_scale": [], "naive": [], "seasonal_naive": [], "series": [],
+            "scale": [], "base": [], "mase_scale": [], "naive": [], "seasonal_naive": [],
+            "series": [],
             "positions": [], "steps": []}
 
 

@@ -70,8 +70,8 @@ MAX_TRAIN_STEPS = 200
 # At least this many batches per epoch: one batch would make every student sampled at
 # every step (sample rate 1), which gets no privacy amplification at all.
 MIN_BATCHES_PER_EPOCH = 4
-EMBED_DIM = 16
-HIDDEN_SIZE = 32
+EMBED_DIM = 32
+HIDDEN_SIZE = 64
 EVAL_BATCH = 256
 STOP_CHECK_EVERY_BATCHES = 20
 DECISION_THRESHOLD = 0.5

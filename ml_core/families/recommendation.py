@@ -123,7 +123,8 @@ def interactions(frame: pd.DataFrame, mapping: ColumnMapping) -> Interactions:
         users=users, items=work["item"].map(item_index).to_numpy(dtype=np.int64),
         order=order, count=count, row_ids=frame.index.to_numpy()[work["pos"].to_numpy()],
         user_names=user_names, item_names=item_names,
-        dropped_negatives=int((~positive).sum()), duplicates=int(duplicated.sum()), how_positive=how,
+        dropped_negatives=int((~positive).sum()), duplicates=int(duplicated.sum()),
+        how_positive=how,
     )
 
 

@@ -155,7 +155,7 @@ def test_artifact_reloads_to_identical_scores(private_result) -> None:
 
 @pytest.mark.slow
 def test_binary_labels_get_the_decision_audit(tmp_path) -> None:
-    frame = notes(200, seed=1, labels=("urgent", "routine"))
+    frame = notes(400, seed=1, labels=("urgent", "routine"))
     train = dataclasses.replace(SPEC.train, epochs=1)
     result = text.run(frame=frame, mapping=MAPPING, spec=SPEC, privacy=PrivacyConfig(enabled=False),
                       train=train, artifact_dir=tmp_path, encoder=TINY)
@@ -165,6 +165,7 @@ def test_binary_labels_get_the_decision_audit(tmp_path) -> None:
     assert positive in ("urgent", "routine")
     predictions = result.predictions
     judged = predictions[predictions["sex"].isin(report["judged_groups"])]
+    assert judged["sex"].nunique() == 2
     reference = demographic_parity_difference(
         (judged["y_true"] == positive).astype(int), (judged["y_pred"] == positive).astype(int),
         sensitive_features=judged["sex"])

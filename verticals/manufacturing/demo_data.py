@@ -35,7 +35,9 @@ w0 in 0-0.1, time constant tau in 25-45 cycles per unit: flat for most of the li
 in the last few dozen cycles; failure at d = 1). Early in life units look alike, which is
 why the RUL target is capped (125 cycles by default).
 Each cycle runs in one of three operating conditions (settings drawn per cycle) that shift
-every sensor by a fixed offset linear in the settings. Sensors 1-5 move with ``d`` (some up,
+every sensor by an offset linear in the settings (a tenth of C-MAPSS-like effects, so a
+small model learns to discount them from a few units; C-MAPSS FD002/FD004 need more data
+or per-condition normalisation). Sensors 1-5 move with ``d`` (some up,
 some down) plus noise; sensors 6-8 are noise only (as several C-MAPSS sensors are).
 
 Planted operational disparity: line C's sensors are twice as noisy (older instruments),
@@ -63,7 +65,8 @@ CONDITIONS = np.array([[0.0, 0.0, 100.0], [20.0, 0.7, 100.0], [35.0, 0.84, 60.0]
 SENSOR_BASE = np.array([642.0, 1590.0, 1400.0, 554.0, 47.5, 21.6, 2388.0, 8140.0])
 SENSOR_GAIN = np.array([2.5, 30.0, 40.0, -4.0, 1.2, 0.0, 0.0, 0.0])
 SENSOR_NOISE = np.array([0.5, 6.0, 8.0, 0.8, 0.25, 0.5, 0.1, 8.0])
-# Offset per unit of each operating setting, per sensor (conditions move every sensor).
+# Offset per unit of each operating setting, per sensor (conditions move every sensor);
+# scaled down so that the offsets stay comparable to the wear signal (see the docstring).
 SETTING_EFFECT = 0.1 * np.array([
     [0.4, 5.0, 6.0, -2.0, 0.2, 0.1, 0.5, 10.0],
     [3.0, 10.0, 20.0, -5.0, 1.0, 0.4, 2.0, 30.0],

@@ -38,7 +38,9 @@ All numbers come from a held-out test split.
 - **Recall at 90 % precision**: the share of failures caught when at most one alarm in
   ten may be false; 0 means no threshold is that precise.
 - **F1**: at the chosen threshold. **ROC AUC** and **Brier** for reference (ROC AUC
-  looks good on rare events even for weak models).
+  looks good on rare events even for weak models; class weighting raises the scores of
+  every reading, so the Brier score, a calibration measure, is usually worse than the
+  baseline's: read the scores as a ranking of risk, not as failure probabilities).
 - The **confusion matrix** and the **precision-recall curve** on the results page show
   what the threshold trades: missed failures against false alarms.
 - **Baseline**: logistic regression on the same split. The model must beat it on PR AUC.

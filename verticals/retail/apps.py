@@ -7,7 +7,7 @@ class RetailConfig(AppConfig):
     verbose_name = "Retail"
 
     def ready(self) -> None:
-        from verticals.retail.vertical import VERTICAL
         from verticals.registry import register
+        from verticals.retail.vertical import VERTICAL
 
         register(VERTICAL)

@@ -1,0 +1,1 @@
+"""Benchmark entry groups, one module each (see bench.registry)."""

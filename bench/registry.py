@@ -1,0 +1,95 @@
+"""What a benchmark entry is, and which entry groups exist.
+
+A group is a module in ``bench/groups/`` with ``NAMES`` (the entry names it produces,
+before any ``_cuda`` suffix), ``DEVICES`` (the devices it can run on) and
+``run(settings) -> list[Result]``. Adding a group is adding a module and one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import asdict, dataclass, field
+from types import ModuleType
+
+GROUPS: tuple[str, ...] = (
+    "bench.groups.dp_mlp",
+    "bench.groups.audit",
+    "bench.groups.train_epoch",
+)
+
+# Entries of the performance issue that no group measures yet (reported as pending).
+PENDING: dict[str, str] = {
+    "dp_step_ratio_text": "text encoder fine-tuning (sequence 64, batch 32)",
+    "ingest_ratio": "upload -> validate -> profile -> store vs pandas.read_csv",
+    "ingest_peak_memory_ratio": "peak RSS during ingest vs the loaded DataFrame",
+    "scoring_ratio": "platform batch scoring vs a bare forward pass",
+    "api_p95_ms": "run-status endpoint, 32 clients, gunicorn on loopback",
+    "scaling_slope_ingest": "ingest time vs rows",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """``value <= high``, ``value >= low``, ``low <= value <= high``, or neither: a figure
+    recorded for comparison and not judged (``passed`` is then None)."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def check(self, value: float | None) -> bool | None:
+        if self.low is None and self.high is None:
+            return None
+        if value is None or math.isnan(value):
+            return False
+        return (self.low is None or value >= self.low) and (
+            self.high is None or value <= self.high
+        )
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            return f"{self.low:g} - {self.high:g}"
+        if self.high is not None:
+            return f"<= {self.high:g}"
+        if self.low is not None:
+            return f">= {self.low:g}"
+        return "recorded"
+
+
+@dataclass(frozen=True)
+class Settings:
+    quick: bool = False
+    device: str = "cpu"
+    seed: int = 0
+    # Tests shrink everything further; the entry functions read sizes from here.
+    tiny: bool = False
+
+    @property
+    def suffix(self) -> str:
+        return "" if self.device == "cpu" else f"_{self.device}"
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    value: float | None
+    unit: str
+    reference: str  # what it was compared with, as measured in this run
+    target: Target
+    details: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool | None:
+        return self.target.check(self.value)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["target"] = str(self.target)
+        data["passed"] = self.passed
+        value = self.value
+        data["value"] = None if value is None or math.isnan(value) else float(value)
+        return data
+
+
+def load_groups() -> list[ModuleType]:
+    return [importlib.import_module(name) for name in GROUPS]

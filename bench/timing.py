@@ -1,0 +1,82 @@
+"""Interleaved, warmed-up timing: the variants take turns, so a slow patch of a shared
+machine hits all of them alike, and ratios are taken within each round."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+
+def synchronizer(device: str) -> Callable[[], None]:
+    """A function that waits for the device's queued work (a no-op on the CPU)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def interleaved(
+    variants: Mapping[str, Callable[[], object]], *, rounds: int, inner: Mapping[str, int] | int,
+    warmup: int = 2, sync: Callable[[], None] = lambda: None,
+    rounds_for: Mapping[str, int] | None = None,
+) -> dict[str, list[float]]:
+    """Seconds per call of each variant, one figure per round (``inner`` calls per round).
+
+    ``rounds_for`` lets slow variants sit out the later rounds (they take part in the first
+    ``rounds_for[name]`` ones).
+    """
+    counts = inner if isinstance(inner, Mapping) else {name: inner for name in variants}
+    for name, fn in variants.items():
+        for _ in range(warmup):
+            fn()
+    sync()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for round_index in range(rounds):
+        for name, fn in variants.items():
+            if rounds_for is not None and round_index >= rounds_for.get(name, rounds):
+                continue
+            n = counts[name]
+            sync()
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            sync()
+            times[name].append((time.perf_counter() - start) / n)
+    return times
+
+
+def round_ratio(times: Mapping[str, list[float]], numerator: str, denominator: str) -> float:
+    """Median over rounds of numerator / denominator measured in the same round."""
+    pairs = zip(times[numerator], times[denominator], strict=False)
+    return float(statistics.median(a / b for a, b in pairs))
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def best_of(fn: Callable[[], object], *, repeats: int, sync: Callable[[], None] = lambda: None,
+            ) -> list[float]:
+    """Seconds of ``repeats`` calls of ``fn`` (after one warm-up call)."""
+    fn()
+    out = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def loglog_slope(sizes: list[float], seconds: list[float]) -> float:
+    """Least-squares slope of log(time) against log(size): 1.0 is linear scaling."""
+    if len(sizes) < 2 or any(s <= 0 for s in seconds):
+        return math.nan
+    slope, _ = np.polyfit(np.log(sizes), np.log(seconds), 1)
+    return float(slope)
