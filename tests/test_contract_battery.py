@@ -24,6 +24,7 @@ import pytest
 from dp_accounting import dp_event, pld
 from fairlearn.metrics import demographic_parity_difference
 
+from ml_core.metrics import higher_is_better
 from ml_core.spec import PrivacyConfig, ProblemSpec, TaskType
 from verticals.base import Problem, Vertical
 from verticals.registry import all_problems
@@ -78,12 +79,15 @@ def test_sample_data_fits_the_sample_mapping(vertical: Vertical, problem: Proble
     frame = problem.sample_data(SAMPLE_ROWS, 0)
     mapping = problem.sample_mapping
     assert isinstance(frame, pd.DataFrame) and len(frame) == SAMPLE_ROWS
-    named = [mapping.target, *mapping.features, *mapping.sensitive, *mapping.exclude]
+    named = [*mapping.features, *mapping.sensitive, *mapping.exclude,
+             *(column for _, column in mapping.roles)]
+    if mapping.target:  # implicit-feedback problems may have none
+        named.append(mapping.target)
+        assert frame[mapping.target].notna().all()
     if mapping.id:
         named.append(mapping.id)
         assert frame[mapping.id].is_unique
     assert set(named) <= set(frame.columns)
-    assert frame[mapping.target].notna().all()
     if problem.spec.task_type == TaskType.BINARY_CLASSIFICATION:
         assert frame[mapping.target].nunique() == 2
     pd.testing.assert_frame_equal(frame, problem.sample_data(SAMPLE_ROWS, 0))
@@ -102,6 +106,8 @@ def test_suggested_mapping_recovers_the_sample_mapping(
     if expected.id:
         assert suggested.id == expected.id
     assert set(expected.sensitive) <= set(suggested.sensitive)
+    # Task roles (series, time, user, item, ...) are suggested from the hints too.
+    assert set(expected.roles) <= set(suggested.roles), (expected.roles, suggested.roles)
 
 
 @pytest.mark.parametrize(("vertical", "problem"), PROBLEMS)
@@ -161,10 +167,6 @@ def primary(spec: ProblemSpec, metrics: dict) -> float:
     return float(value)
 
 
-def higher_is_better(metric: str) -> bool:
-    return metric not in {"brier", "log_loss", "mae", "rmse", "mse"}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("private", [True, False], ids=["private", "nonprivate"])
 @pytest.mark.parametrize(("vertical", "problem"), PROBLEMS)
@@ -179,7 +181,9 @@ def test_trains_and_beats_the_naive_level(
     naive = NAIVE_LEVEL.get(spec.primary_metric)
     if naive is not None:
         assert score > naive + NAIVE_MARGIN, result.metrics
-    assert result.baseline["name"] == spec.baseline
+    # Forecasts keep the better of several naive baselines, all listed.
+    assert result.baseline["name"] in {spec.baseline, *result.baseline.get("baselines", {})}
+    assert result.task_type == spec.task_type.value
     assert progress.calls, "training reported no progress"
     assert result.history and len(result.history) <= TRAIN_EPOCHS
     if private:
@@ -233,6 +237,14 @@ def test_audits_every_sensitive_attribute(
     assert set(result.fairness) == set(sensitive)
     assert result.fairness_passed == passed(result.fairness)
     predictions = result.predictions
+    if problem.spec.task_type != TaskType.BINARY_CLASSIFICATION:
+        # Task-shaped audits (error, ranking or score by group): shape and group sizes.
+        for attribute in sensitive:
+            report = result.fairness[attribute]
+            assert {"by_group", "disparities", "passed"} <= set(report), report
+            assert report.get("kind", "personal") in {"personal", "operational"}
+            assert all(g["count"] > 0 for g in report["by_group"].values())
+        return
     for attribute in sensitive:
         report = result.fairness[attribute]
         assert {"by_group", "disparities", "checks", "passed"} <= set(report)
@@ -258,6 +270,15 @@ def test_artifact_reloads_to_identical_scores(
     path = Path(result.artifact_path)  # a directory: weights, encoder, metadata
     weights = path / WEIGHTS_FILE
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == result.artifact_sha256
+    if problem.spec.model_family != "tabular_mlp":
+        from ml_core.families import family_module
+
+        family = family_module(problem.spec.model_family)
+        loaded = family.load(path)
+        first = family.predict(loaded, frame)
+        assert isinstance(first, pd.DataFrame) and len(first) > 0
+        pd.testing.assert_frame_equal(first, family.predict(family.load(path), frame))
+        return
     loaded = load_model(path)
     model, metadata = loaded
     assert metadata["epsilon"] == pytest.approx(result.privacy["epsilon"])
