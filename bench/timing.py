@@ -31,7 +31,7 @@ def interleaved(
     ``rounds_for[name]`` ones).
     """
     counts = inner if isinstance(inner, Mapping) else {name: inner for name in variants}
-    for name, fn in variants.items():
+    for fn in variants.values():
         for _ in range(warmup):
             fn()
     sync()
@@ -60,18 +60,22 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def best_of(fn: Callable[[], object], *, repeats: int, sync: Callable[[], None] = lambda: None,
-            ) -> list[float]:
-    """Seconds of ``repeats`` calls of ``fn`` (after one warm-up call)."""
-    fn()
-    out = []
+def repeated(
+    fn: Callable[[], object], *, repeats: int, warmup: bool = True,
+    sync: Callable[[], None] = lambda: None,
+) -> tuple[list[float], object]:
+    """Seconds of each of ``repeats`` calls of ``fn`` (after one warm-up call unless
+    ``warmup`` is False), and the last call's result."""
+    if warmup:
+        fn()
+    out, result = [], None
     for _ in range(repeats):
         sync()
         start = time.perf_counter()
-        fn()
+        result = fn()
         sync()
         out.append(time.perf_counter() - start)
-    return out
+    return out, result
 
 
 def loglog_slope(sizes: list[float], seconds: list[float]) -> float:

@@ -172,6 +172,9 @@ def _audit_attribute(
         "insufficient_groups": insufficient,
         "passed": insufficient or all(check["passed"] for check in checks),
         "note": None,
+        # "personal" (people's attributes) or "operational" (machine type, line): the same
+        # numbers, read differently.
+        "kind": policy.kind,
     }
     if insufficient:
         result["note"] = (

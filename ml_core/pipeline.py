@@ -127,17 +127,10 @@ def _audit(
     *, split: EncodedSplit, scores: np.ndarray, groups: pd.DataFrame, threshold: float,
     spec: ProblemSpec,
 ) -> dict:
-    report = fairness.audit(
+    return fairness.audit(
         y_true=split.y_test, y_pred=(scores >= threshold).astype(int), sensitive=groups,
         policy=spec.fairness,
     )
-    # "personal" (people's attributes) or "operational" (machine type, line): the same
-    # numbers, read differently. Only policies that declare a kind label their reports.
-    kind = getattr(spec.fairness, "kind", None)
-    if kind is not None:
-        for attribute in report.values():
-            attribute["kind"] = kind
-    return report
 
 
 def run_training(

@@ -48,7 +48,7 @@ TABULAR_ROLES = frozenset({ColumnRole.TARGET, ColumnRole.ID, ColumnRole.FEATURE,
 class RoleHint:
     """Names that suggest a column plays ``role``; matched case- and punctuation-insensitively."""
 
-    role: ColumnRole
+    role: ColumnRole | str
     names: tuple[str, ...]
     required: bool = False
 
@@ -82,6 +82,7 @@ class FairnessPolicy:
     max_demographic_parity_difference: float = 0.1
     max_equalized_odds_difference: float = 0.15
     min_group_size: int = 20  # smaller groups are reported but not judged
+    kind: str = "personal"  # or "operational": groups are machine types or lines, not people
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,9 @@ class ProblemSpec:
     fairness: FairnessPolicy = field(default_factory=FairnessPolicy)
     train: TrainConfig = field(default_factory=TrainConfig)
     retrain_cron: str = "0 3 * * 1"  # Mondays 03:00
+    # Total epsilon all private runs on one dataset may spend together (the dataset's
+    # privacy ledger); admins may set another per dataset.
+    dataset_budget_epsilon: float = 10.0
     min_rows: int = 50
     # Binary problems whose target is a number (a grade) declare how it becomes two classes;
     # None: the target column already holds the two classes.

@@ -14,9 +14,17 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from fairlearn.metrics import (
+    MetricFrame,
+    count,
+    false_positive_rate,
+    selection_rate,
+    true_positive_rate,
+)
+from sklearn.metrics import accuracy_score
 
 from bench.registry import Result, Settings, Target
-from bench.timing import best_of, loglog_slope, median
+from bench.timing import loglog_slope, median, repeated
 from ml_core.fairness import audit
 from ml_core.spec import FairnessPolicy
 
@@ -47,15 +55,6 @@ def predictions(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, pd.DataFr
 
 def fairlearn_report(y_true: np.ndarray, y_pred: np.ndarray, sensitive: pd.DataFrame) -> dict:
     """The same numbers as the audit report, computed by fairlearn."""
-    from fairlearn.metrics import (
-        MetricFrame,
-        count,
-        false_positive_rate,
-        selection_rate,
-        true_positive_rate,
-    )
-    from sklearn.metrics import accuracy_score
-
     report = {}
     for column in sensitive.columns:
         frame = MetricFrame(
@@ -107,20 +106,22 @@ def run(settings: Settings) -> list[Result]:
     s = sizes(settings)
     policy = FairnessPolicy()
     y_true, y_pred, sensitive = predictions(s["rows"], settings.seed)
-    ours_times = best_of(lambda: _audit(y_true, y_pred, sensitive, policy), repeats=s["repeats"])
-    ours = _audit(y_true, y_pred, sensitive, policy)
+    ours_times, ours = repeated(lambda: _audit(y_true, y_pred, sensitive, policy),
+                                repeats=s["repeats"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reference_times = best_of(lambda: fairlearn_report(y_true, y_pred, sensitive),
-                                  repeats=1 if settings.quick or settings.tiny else 2)
-        reference = fairlearn_report(y_true, y_pred, sensitive)
+        # One call: fairlearn takes seconds, so warm-up effects are negligible next to it.
+        reference_times, reference = repeated(
+            lambda: fairlearn_report(y_true, y_pred, sensitive), repeats=1, warmup=False
+        )
     ours_s, reference_s = median(ours_times), median(reference_times)
 
     scaling = []
     for rows in s["scaling"]:
         yt, yp, sens = predictions(rows, settings.seed + rows)
-        scaling.append(median(best_of(lambda yt=yt, yp=yp, sens=sens: _audit(yt, yp, sens, policy),
-                                      repeats=s["repeats"])))
+        seconds, _ = repeated(lambda yt=yt, yp=yp, sens=sens: _audit(yt, yp, sens, policy),
+                              repeats=s["repeats"])
+        scaling.append(median(seconds))
     slope = loglog_slope(list(s["scaling"]), scaling)
     rows = s["rows"]
     return [

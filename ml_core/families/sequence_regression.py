@@ -440,7 +440,7 @@ def _fairness(*, y_true: np.ndarray, y_pred: np.ndarray, groups: pd.DataFrame,
               spec: ProblemSpec) -> dict:
     return group_metrics.regression_by_group(
         y_true=y_true, y_pred=y_pred, sensitive=groups,
-        kind=getattr(spec.fairness, "kind", "operational"),
+        kind=spec.fairness.kind,
         min_group_size=spec.fairness.min_group_size,
     )
 

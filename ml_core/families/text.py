@@ -102,7 +102,9 @@ def text_column(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) 
     return max(textual, key=lambda c: frame[c].astype(str).str.len().mean())
 
 
-def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> list[ValidationIssue]:
+def validate(
+    frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+) -> list[ValidationIssue]:
     """Checks specific to text classification (the generic ones run in ml_core.validation).
 
     Errors: ``text_column_missing`` (no text column mapped or found, or not in the file),
@@ -148,7 +150,9 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> 
 # --- splitting and metrics -------------------------------------------------------------------
 
 
-def _split_positions(y: np.ndarray, train: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+def _split_positions(
+    y: np.ndarray, train: TrainConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     positions = np.arange(len(y))
     val_share = train.val_fraction / (1.0 - train.test_fraction)
     try:
@@ -168,7 +172,8 @@ def text_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict
     """macro F1 (every class counts the same), accuracy and support-weighted F1."""
     labels = list(range(n_classes))
     return {
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro",
+                                   zero_division=0)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=labels, average="weighted",
                                       zero_division=0)),

@@ -57,7 +57,7 @@ def review_model(*, model_version: ModelVersion, user, decision: str, comment: s
     with transaction.atomic():
         # Compare-and-set: two reviewers deciding at once cannot both win.
         changed = ModelVersion.objects.filter(
-            pk=model_version.pk, status=ModelVersion.Status.PENDING_REVIEW
+            pk=model_version.pk, status__in=ModelVersion.UNDECIDED
         ).update(status=new_status, decided_at=now)
         if not changed:
             raise ValueError("this model has already been decided")

@@ -83,6 +83,15 @@ class ModelVersion(models.Model):
         PENDING_REVIEW = "pending_review", "Awaiting review"
         APPROVED = "approved", "Approved"
         REJECTED = "rejected", "Rejected"
+        # Model governance (governance.registry): one champion per problem and organisation;
+        # a scheduled retrain enters as a challenger; a replaced champion is retired.
+        CHAMPION = "champion", "Champion"
+        CHALLENGER = "challenger", "Challenger (awaiting review)"
+        RETIRED = "retired", "Retired"
+
+    # Statuses a reviewer can still decide on, and those that may serve predictions.
+    UNDECIDED = (Status.PENDING_REVIEW, Status.CHALLENGER)
+    SERVING = (Status.APPROVED, Status.CHAMPION)
 
     organisation = models.ForeignKey(
         Organisation, on_delete=models.CASCADE, related_name="model_versions"
@@ -94,11 +103,25 @@ class ModelVersion(models.Model):
         max_length=20, choices=Status.choices, default=Status.PENDING_REVIEW, db_index=True
     )
     artifact_sha256 = models.CharField(max_length=64)
+    # Registry record (the rest, metrics, privacy and fairness, is the run's).
+    code_version = models.CharField(max_length=64, blank=True)  # git commit, when known
+    dataset_sha256 = models.CharField(max_length=64, blank=True)
+    seed = models.IntegerField(null=True, blank=True)
+    config = models.JSONField(default=dict)  # the run's training configuration
+    # Why a model is held back in the review queue (e.g. a retrain whose fairness regressed).
+    held_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "vertical", "problem"],
+                condition=models.Q(status="champion"),
+                name="one_champion_per_problem",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"model {self.pk} ({self.problem}, {self.status})"

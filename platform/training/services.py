@@ -20,6 +20,8 @@ from django.utils import timezone
 from accounts.scoping import membership_for
 from audits.models import FairnessReport
 from audits.services import log_action
+from governance.ledger import charge_run, check_run_allowed
+from governance.registry import on_model_created, registry_fields
 from ingestion.models import DatasetVersion
 from ingestion.services import load_frame
 from ml_core.spec import ColumnMapping, PrivacyConfig, ProblemSpec, TrainConfig
@@ -103,6 +105,10 @@ def start_run(
     }
     task_id = str(uuid.uuid4()) if enqueue else ""
     with transaction.atomic():
+        # Budget and personal-data rules (governance): refused before the run exists.
+        check_run_allowed(
+            dataset=dataset, membership=membership, privacy_requested=privacy_requested
+        )
         run = TrainingRun.objects.create(
             organisation=membership.organisation,
             dataset_version=version,
@@ -227,6 +233,8 @@ def execute_run(run_id: int) -> None:
 
 
 def _finish(run: TrainingRun, status: str, *, action: str, **fields) -> bool:
+    # Whether private training had started decides what a failed run is charged.
+    stage_before = TrainingRun.objects.filter(pk=run.pk).values_list("stage", flat=True).first()
     with transaction.atomic():
         done = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
             status=status, finished_at=timezone.now(), **fields
@@ -239,6 +247,7 @@ def _finish(run: TrainingRun, status: str, *, action: str, **fields) -> bool:
                 obj=run,
                 detail={key: value for key, value in fields.items() if key in ("error", "privacy")},
             )
+            charge_run(run.pk, stage_before=stage_before)
     return bool(done)
 
 
@@ -274,6 +283,7 @@ def _record_success(run: TrainingRun, *, result, spec: ProblemSpec, artifact_dir
             vertical=run.vertical,
             problem=run.problem,
             artifact_sha256=result.artifact_sha256,
+            **registry_fields(run, seed=result.seed),
         )
         FairnessReport.objects.create(
             run=run,
@@ -289,3 +299,4 @@ def _record_success(run: TrainingRun, *, result, spec: ProblemSpec, artifact_dir
             obj=model_version,
             detail={"run": run.pk, "fairness_passed": bool(result.fairness_passed)},
         )
+        on_model_created(model_version)

@@ -7,53 +7,18 @@ for SQLite, ``test_<name>`` on PostgreSQL) and at the broker CELERY_BROKER_URL n
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
-import uuid
-from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from tests.conftest import FAST_TRAINING, ROOT, database_url
+from tests.conftest import FAST_TRAINING, ROOT
+from tests.support.worker import celery_worker, wait_for, worker_env
 from training.models import ModelVersion, TrainingRun
 from training.services import start_run
 
 WAIT_S = 120
-
-
-def worker_env() -> dict:
-    return {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url(),
-        "TESSERA_UPLOAD_DIR": str(settings.TESSERA_UPLOAD_DIR),
-        "TESSERA_ARTIFACT_DIR": str(settings.TESSERA_ARTIFACT_DIR),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "platform")]),
-    }
-
-
-def purge_training_queues(app) -> None:
-    """Drop messages an interrupted earlier test run may have left behind."""
-    with app.connection_for_write() as conn:
-        for queue in ("training", "default"):
-            try:
-                conn.default_channel.queue_purge(queue)
-            except Exception:  # noqa: BLE001 - a queue never declared has nothing to purge
-                pass
-
-
-def wait_for(predicate, *, timeout: float, log: Path, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-    pytest.fail(f"timed out waiting for {what}; worker log:\n{tail}")
 
 
 def test_settings_load_the_celery_app():
@@ -79,17 +44,8 @@ def test_worker_trains_a_run_and_ignores_a_duplicate(validated_version, analyst,
     from training.tasks import train_run
 
     assert train_run.app.main == "tessera", "config.celery_app is not loaded with the settings"
-    purge_training_queues(train_run.app)
     log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config.celery_app", "worker",
-             "-Q", "training,default", "-P", "solo", "--concurrency", "1",
-             "-n", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
-             "--loglevel", "INFO"],
-            env=worker_env(), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )
-    try:
+    with celery_worker(log=log):
         # Committed at once (transactional test), so on_commit sends the task now.
         run = start_run(version=validated_version, user=analyst, target_epsilon=3.0,
                         config=dict(FAST_TRAINING))
@@ -114,12 +70,3 @@ def test_worker_trains_a_run_and_ignores_a_duplicate(validated_version, analyst,
         assert run.status == TrainingRun.Status.SUCCEEDED
         assert (run.started_at, run.finished_at) == (started_at, finished_at)
         assert ModelVersion.objects.filter(run=run).count() == 1
-    finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(timeout=10)
-        # Shown by pytest only when the test fails.
-        print("worker log (tail):\n" + log.read_text(errors="replace")[-6000:])

@@ -36,10 +36,6 @@ SKILL_NAMES = ("skill", "skill_id", "skill_name", "kc", "kc_id", "knowledge_comp
                "concept", "tag", "skill_builder")
 TIME_NAMES = ("order_id", "order", "attempt", "step", "seq", "sequence", "timestamp",
               "start_time", "time", "date", "datetime", "answered_at", "submitted_at")
-# The platform's mapping form pre-fills these task roles from the names above.
-ROLE_NAMES: dict[str, tuple[str, ...]] = {
-    "student": STUDENT_NAMES, "skill": SKILL_NAMES, "time": TIME_NAMES,
-}
 RESPONSE_SENSITIVE_NAMES = (
     "sex", "gender", "age", "frl", "free_lunch", "free_reduced_lunch", "lunch",
     "socioeconomic_status", "ses", "ethnicity", "race", "disability", "special_needs",
@@ -73,7 +69,8 @@ EDUCATION_FAIRNESS = FairnessPolicy(
 SEQUENCE_TRAIN = TrainConfig(epochs=20, batch_size=32, learning_rate=1e-2, patience=4)
 RESPONSE_HINTS = (
     RoleHint(role=ColumnRole.TARGET, names=CORRECT_NAMES, required=True),
-    RoleHint(role=ColumnRole.GROUP, names=STUDENT_NAMES, required=True),
+    RoleHint(role=ColumnRole.STUDENT, names=STUDENT_NAMES, required=True),
+    RoleHint(role=ColumnRole.SKILL, names=SKILL_NAMES, required=True),
     RoleHint(role=ColumnRole.TIME, names=TIME_NAMES, required=True),
 )
 

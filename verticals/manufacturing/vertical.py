@@ -7,8 +7,6 @@ disparities (does the model serve every tier and line equally well?), not person
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
@@ -22,19 +20,6 @@ from ml_core.spec import (
 from verticals.base import Problem, Vertical
 from verticals.manufacturing.demo_data import machine_readings, run_to_failure
 from verticals.manufacturing.guide import FAILURE_PREDICTION_GUIDE, REMAINING_USEFUL_LIFE_GUIDE
-
-
-@dataclass(frozen=True)
-class OperationalFairnessPolicy(FairnessPolicy):
-    """A fairness policy whose groups are machine types or lines, not people.
-
-    ``kind`` labels every fairness report of the problem (``ml_core.pipeline`` reads
-    ``spec.fairness.kind``). Once ``ml_core.spec.FairnessPolicy`` has a ``kind`` field
-    itself, this class is just ``FairnessPolicy(kind="operational", ...)``.
-    """
-
-    kind: str = "operational"
-
 
 FAILURE_TARGET_NAMES = (
     "machine_failure", "failure", "failed", "target", "fault", "breakdown", "label",
@@ -76,7 +61,8 @@ FAILURE_PREDICTION = ProblemSpec(
     # fails twice as often as H in AI4I), so selection-rate gaps are only flagged when one
     # tier is almost never alarmed; the real question, equal recall and false-alarm rates
     # per tier, is the equalized-odds check. Tiers below 50 readings are shown, not judged.
-    fairness=OperationalFairnessPolicy(
+    fairness=FairnessPolicy(
+        kind="operational",
         min_disparate_impact_ratio=0.2,
         max_demographic_parity_difference=0.1,
         max_equalized_odds_difference=0.25,
@@ -119,8 +105,9 @@ REMAINING_USEFUL_LIFE = ProblemSpec(
     hints=(
         # Optional: without a target column, RUL = last cycle of the unit - cycle.
         RoleHint(role=ColumnRole.TARGET, names=RUL_TARGET_NAMES),
-        RoleHint(role=ColumnRole.GROUP, names=UNIT_NAMES, required=True),
-        RoleHint(role=ColumnRole.TIME, names=CYCLE_NAMES, required=True),
+        # Task roles of the sequence_regressor family (ml_core.families.sequence_regression).
+        RoleHint(role="unit", names=UNIT_NAMES, required=True),  # type: ignore[arg-type]
+        RoleHint(role="cycle", names=CYCLE_NAMES, required=True),  # type: ignore[arg-type]
     ),
     sensitive_hints=("line", "production_line", "machine_type", "plant", "site", "fleet"),
     metrics=("rmse", "nasa_score", "mae"),
@@ -130,7 +117,7 @@ REMAINING_USEFUL_LIFE = ProblemSpec(
     baseline="last_value",
     model_family="sequence_regressor",
     privacy=PrivacyConfig(enabled=False, target_epsilon=3.0),
-    fairness=OperationalFairnessPolicy(min_group_size=20),
+    fairness=FairnessPolicy(kind="operational", min_group_size=20),
     # C-MAPSS practice: windows of 30 cycles, RUL capped at 125 (early in life nothing in
     # the sensors tells 200 cycles left from 300). Learning rate 3e-3 and batch 64 train the
     # 1-D CNN in a few epochs on a few thousand windows.

@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "training",
     "audits",
     "api",
+    "governance",
+    "observability",
     # verticals: each registers itself in its AppConfig.ready()
     "verticals.finance",
     "verticals.healthcare",
@@ -57,6 +59,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every response, redirects and errors included, carries X-Request-ID.
+    "observability.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -188,14 +192,30 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Structured log lines carrying request_id, run_id and task_id (observability.logs):
+# LOG_FORMAT=logfmt (key=value, the default) or json (one object per line).
+LOG_FORMAT = env.str("LOG_FORMAT", default="logfmt")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "observability.logs.ContextFilter"}},
+    "formatters": {
+        "logfmt": {"()": "observability.logs.LogfmtFormatter"},
+        "json": {"()": "observability.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "logfmt",
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 # StreamHandler writes to stderr, so commands that print JSON keep stdout clean.
+# Workers write a heartbeat this often; /healthz calls one silent for longer "stale".
+TESSERA_WORKER_HEARTBEAT_S = env.float("TESSERA_WORKER_HEARTBEAT_S", default=15.0)
+TESSERA_WORKER_STALE_AFTER_S = env.float("TESSERA_WORKER_STALE_AFTER_S", default=60.0)
 
 # How often a running job writes its progress to the database (epoch ends always write).
 TESSERA_PROGRESS_INTERVAL_S = env.float("TESSERA_PROGRESS_INTERVAL_S", default=0.5)

@@ -1,0 +1,253 @@
+"""The privacy budget ledger of each dataset.
+
+Every private run charges what it spent to its dataset's ledger when it ends: succeeded and
+cancelled runs their accountant's numbers (a cancel keeps the steps taken), failed runs
+that had started training their whole target epsilon (the steps taken before the failure
+are not known; the target bounds them). The ledger's total is the composition across runs
+(``ml_core.privacy_ledger.compose``). :func:`check_run_allowed` refuses, before it starts,
+a run whose target would take the total past the dataset's budget, counting the targets of
+runs still queued or running, and a non-private run on personal data without an admin's
+permission.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+
+from accounts.models import Membership, Role
+from accounts.permissions import require_role
+from audits.services import log_action
+from governance.models import DatasetPolicy, LedgerEntry
+from ingestion.models import Dataset
+from ml_core.privacy import DEFAULT_DELTA
+from ml_core.privacy_ledger import (
+    BASIC,
+    Charge,
+    Composition,
+    basic_composition,
+    compose,
+    fits,
+    remaining,
+)
+from ml_core.spec import ProblemSpec
+from training.models import TrainingRun
+from verticals.registry import get_problem
+
+logger = logging.getLogger(__name__)
+
+# Stages a run passes before any private training step: a failure there spent nothing.
+PRE_TRAINING_STAGES = frozenset({"", "queued", "starting", "preparing", "baseline"})
+IN_FLIGHT = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
+
+
+class BudgetExceeded(ValueError):
+    """A run would take its dataset past its privacy budget."""
+
+
+class NonPrivateRunRefused(PermissionDenied):
+    """A non-private run on personal data without an admin's permission."""
+
+
+def _spec(dataset: Dataset) -> ProblemSpec:
+    return get_problem(dataset.vertical, dataset.problem).spec
+
+
+def default_personal_data(spec: ProblemSpec) -> bool:
+    """Personal unless the problem audits operational groups or trains without privacy by
+    default (store sales, machine sensors): those verticals declared their data impersonal."""
+    return getattr(spec.fairness, "kind", "personal") != "operational" and spec.privacy.enabled
+
+
+def policy_for(dataset: Dataset) -> DatasetPolicy:
+    """The dataset's policy, created with the problem's defaults on first use."""
+    policy = DatasetPolicy.objects.filter(dataset=dataset).first()
+    if policy is not None:
+        return policy
+    spec = _spec(dataset)
+    policy, _ = DatasetPolicy.objects.get_or_create(
+        dataset=dataset,
+        defaults={"budget_epsilon": float(spec.dataset_budget_epsilon),
+                  "personal_data": default_personal_data(spec)},
+    )
+    return policy
+
+
+def set_dataset_policy(
+    *, dataset: Dataset, user, budget_epsilon: float | None = None,
+    personal_data: bool | None = None, nonprivate_allowed: bool | None = None,
+) -> DatasetPolicy:
+    """Admins only: change a dataset's budget, personal flag or non-private permission."""
+    membership = require_role(user, Role.ADMIN)
+    if membership.organisation_id != dataset.organisation_id:
+        raise PermissionDenied("this dataset belongs to another organisation")
+    policy = policy_for(dataset)
+    before = {"budget_epsilon": policy.budget_epsilon, "personal_data": policy.personal_data,
+              "nonprivate_allowed": policy.nonprivate_allowed}
+    if budget_epsilon is not None:
+        if not float(budget_epsilon) > 0:
+            raise ValueError("the budget must be a positive epsilon")
+        policy.budget_epsilon = float(budget_epsilon)
+    if personal_data is not None:
+        policy.personal_data = bool(personal_data)
+    if nonprivate_allowed is not None:
+        policy.nonprivate_allowed = bool(nonprivate_allowed)
+    policy.updated_by = user
+    with transaction.atomic():
+        policy.save()
+        after = {key: getattr(policy, key) for key in before}
+        log_action(organisation=dataset.organisation, actor=user, action="dataset.policy_changed",
+                   obj=dataset, detail={"before": before, "after": after})
+    return policy
+
+
+def _charge(entry: LedgerEntry) -> Charge:
+    return Charge(epsilon=entry.epsilon, delta=entry.delta,
+                  noise_multiplier=entry.noise_multiplier, sample_rate=entry.sample_rate,
+                  steps=entry.steps)
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerStatus:
+    """Where a dataset stands: budget, composed spend, what runs in flight may still spend."""
+
+    budget: float
+    spent: Composition
+    reserved: float
+    remaining: float
+    entries: tuple[LedgerEntry, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "budget_epsilon": self.budget,
+            "spent": self.spent.to_dict(),
+            "reserved_epsilon": self.reserved,
+            "remaining_epsilon": self.remaining,
+            "entries": [
+                {"run": e.run_id, "run_status": e.run_status, "basis": e.basis,
+                 "epsilon": e.epsilon, "delta": e.delta, "noise_multiplier": e.noise_multiplier,
+                 "sample_rate": e.sample_rate, "steps": e.steps,
+                 "total_epsilon_after": e.total_epsilon_after,
+                 "created_at": e.created_at.isoformat()}
+                for e in self.entries
+            ],
+        }
+
+
+def _reserved(dataset: Dataset, *, exclude_run: int | None = None) -> float:
+    runs = TrainingRun.objects.filter(dataset_version__dataset=dataset, status__in=IN_FLIGHT)
+    if exclude_run is not None:
+        runs = runs.exclude(pk=exclude_run)
+    total = 0.0
+    for requested in runs.values_list("privacy_requested", flat=True):
+        if requested.get("enabled", True):
+            total += float(requested.get("target_epsilon") or 0.0)
+    return total
+
+
+def _spent(entries: tuple[LedgerEntry, ...]) -> Composition:
+    """The composed total as the latest charge recorded it (composition is slow: seconds)."""
+    basic_eps, total_delta = basic_composition(_charge(e) for e in entries)
+    if not entries:
+        return Composition(epsilon=0.0, delta=0.0, method=BASIC, basic_epsilon=0.0, n_charges=0)
+    last = entries[-1]
+    return Composition(epsilon=last.total_epsilon_after, delta=total_delta,
+                       method=last.composition, basic_epsilon=basic_eps, n_charges=len(entries))
+
+
+def ledger_status(dataset: Dataset) -> LedgerStatus:
+    policy = policy_for(dataset)
+    entries = tuple(LedgerEntry.objects.filter(dataset=dataset).select_related("run"))
+    spent = _spent(entries)
+    reserved = _reserved(dataset)
+    return LedgerStatus(
+        budget=policy.budget_epsilon, spent=spent, reserved=reserved,
+        remaining=remaining(budget=policy.budget_epsilon, spent=spent.epsilon + reserved),
+        entries=entries,
+    )
+
+
+def check_run_allowed(*, dataset: Dataset, membership: Membership, privacy_requested: dict
+                      ) -> None:
+    """Refuse a run before it starts: NonPrivateRunRefused (non-private on personal data,
+    not an admin and no admin permission) or BudgetExceeded (with the remaining budget)."""
+    policy = policy_for(dataset)
+    # Inside the caller's transaction this serialises checks on one dataset (PostgreSQL).
+    policy = DatasetPolicy.objects.select_for_update().get(pk=policy.pk)
+    if not privacy_requested.get("enabled", True):
+        if policy.personal_data and not (membership.is_admin or policy.nonprivate_allowed):
+            raise NonPrivateRunRefused(
+                "this dataset holds personal data: training without differential privacy "
+                "needs an admin (or an admin's permission on the dataset)"
+            )
+        return
+    request = float(privacy_requested.get("target_epsilon") or 0.0)
+    status = ledger_status(dataset)
+    committed = status.spent.epsilon + status.reserved
+    if not fits(budget=status.budget, spent=committed, request=request):
+        raise BudgetExceeded(
+            f"refused: this run may spend ε = {request:g}, but only ε = {status.remaining:.3f} "
+            f"of the dataset's privacy budget ε = {status.budget:g} remains (spent "
+            f"{status.spent.epsilon:.3f}, reserved by runs in progress {status.reserved:.3f})"
+        )
+
+
+def _charge_for(run: TrainingRun, *, stage_before: str | None) -> dict | None:
+    requested = run.privacy_requested or {}
+    if not requested.get("enabled", True):
+        return None
+    privacy = run.privacy or {}
+    if run.status in (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.CANCELLED):
+        steps = int(privacy.get("steps") or 0)
+        if not privacy.get("enabled") or steps <= 0 or privacy.get("epsilon") is None:
+            return None  # stopped before any private step
+        return {"basis": LedgerEntry.Basis.ACCOUNTED, "epsilon": float(privacy["epsilon"]),
+                "delta": float(privacy["delta"]),
+                "noise_multiplier": privacy.get("noise_multiplier"),
+                "sample_rate": privacy.get("sample_rate"), "steps": steps}
+    if run.status == TrainingRun.Status.FAILED:
+        if (stage_before or "") in PRE_TRAINING_STAGES:
+            return None
+        # The delta actually used is never above the requested one (or 1e-5 by default).
+        delta = requested.get("delta") or DEFAULT_DELTA
+        return {"basis": LedgerEntry.Basis.UPPER_BOUND,
+                "epsilon": float(requested.get("target_epsilon") or 0.0), "delta": float(delta),
+                "noise_multiplier": None, "sample_rate": None, "steps": 0}
+    return None
+
+
+def charge_run(run_id: int, *, stage_before: str | None = None) -> LedgerEntry | None:
+    """Charge a finished run's privacy to its dataset's ledger (once; later calls do nothing).
+
+    ``stage_before`` is the stage the run was in when it ended (for a failed run: whether
+    private training had started).
+    """
+    run = TrainingRun.objects.select_related("dataset_version__dataset").get(pk=run_id)
+    if LedgerEntry.objects.filter(run=run).exists():
+        return None
+    values = _charge_for(run, stage_before=stage_before)
+    if values is None or values["epsilon"] <= 0:
+        return None
+    dataset = run.dataset_version.dataset
+    with transaction.atomic():
+        policy_for(dataset)
+        # Serialise charges to one dataset (a row lock on PostgreSQL).
+        DatasetPolicy.objects.select_for_update().get(dataset=dataset)
+        previous = [_charge(e) for e in LedgerEntry.objects.filter(dataset=dataset)]
+        total = compose([*previous, Charge(**{k: values[k] for k in (
+            "epsilon", "delta", "noise_multiplier", "sample_rate", "steps")})])
+        entry = LedgerEntry.objects.create(
+            dataset=dataset, run=run, run_status=run.status, total_epsilon_after=total.epsilon,
+            composition=total.method,
+            **values,
+        )
+        log_action(organisation=dataset.organisation, actor=None, action="ledger.charged",
+                   obj=run, detail={"dataset": dataset.pk, "epsilon": values["epsilon"],
+                                    "basis": values["basis"], "total_epsilon": total.epsilon,
+                                    "composition": total.method})
+    logger.info("run %s charged ε=%.4f to dataset %s (total %.4f)", run.pk, values["epsilon"],
+                dataset.pk, total.epsilon)
+    return entry

@@ -1,0 +1,1 @@
+"""Signal receivers: drift checks for newly validated dataset versions."""
