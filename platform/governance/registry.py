@@ -166,7 +166,8 @@ def _fairness_gate(model_version: ModelVersion, policy: GatePolicy) -> dict:
         for check in part.get("checks", []):
             if check.get("passed") is False:
                 value, threshold = check.get("value"), check.get("threshold")
-                by = abs(float(value) - float(threshold)) if None not in (value, threshold) else None
+                known = None not in (value, threshold)
+                by = abs(float(value) - float(threshold)) if known else None
                 failed.append({"attribute": attribute, "check": check.get("name"),
                                "value": value, "threshold": threshold, "by": by})
     if report.passed and not failed:

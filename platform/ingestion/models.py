@@ -77,3 +77,43 @@ class DatasetVersion(models.Model):
     @property
     def trainable(self) -> bool:
         return self.status == self.Status.VALIDATED
+
+
+class CompanionFile(models.Model):
+    """A second file stored with a dataset version: per-person attributes (joined on the
+    user or student key), or a given test set and its true values (remaining useful life).
+
+    Stored and hashed like the main file; :func:`ingestion.services.load_frame` combines
+    them, so validation, training and reloading all see the same table.
+    """
+
+    class Kind(models.TextChoices):
+        ATTRIBUTES = "attributes", "Attributes per user or student"
+        TEST_SET = "test_set", "Given test set"
+        TEST_TRUTH = "test_truth", "True values for the given test set"
+
+    version = models.ForeignKey(
+        DatasetVersion, on_delete=models.CASCADE, related_name="companions"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    original_filename = models.CharField(max_length=255)
+    stored_path = models.CharField(max_length=500)  # relative to TESSERA_UPLOAD_DIR
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField()
+    read_options = models.JSONField(default=dict)
+    columns = models.JSONField(default=list)
+    # The column of this file that joins it to the main table (attributes only).
+    key_column = models.CharField(max_length=255, blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["version", "kind"], name="one_companion_per_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.kind}: {self.original_filename}"

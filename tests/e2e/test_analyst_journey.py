@@ -127,6 +127,8 @@ def test_analyst_uploads_maps_trains_and_reads_the_report(journey, analyst, tmp_
 
         # The bar moved while the run trained: the page showed the run running, and at
         # least two different progress values, the last one complete.
+        print("progress seen by the page:", [(s["status"], s["percent"], s["stage"])
+                                              for s in observed])
         percents = [int(float(s["percent"])) for s in observed if s["percent"] not in ("", None)]
         assert any(s["status"] == "Running" for s in observed), observed
         assert len(set(percents)) >= 2, observed

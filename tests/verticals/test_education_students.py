@@ -117,9 +117,9 @@ def test_student_outcomes_look_like_uci_and_plant_a_grading_bias():
     frame = demo_data.student_outcomes(20000, 0)
     assert list(frame.columns) == UCI_COLUMNS
     assert frame["G3"].between(0, 20).all() and frame["age"].between(15, 22).all()
-    assert 0.7 < frame["G3"].ge(10).mean() < 0.82
+    assert 0.68 < frame["G3"].ge(10).mean() < 0.8
     fail = frame.groupby("address")["G3"].apply(lambda g: g.lt(10).mean())
-    assert fail["R"] > fail["U"] + 0.08
+    assert fail["R"] > fail["U"] + 0.15
     assert frame.groupby("address")["traveltime"].mean()["R"] > 2.0  # the proxy
     assert np.corrcoef(frame["G2"], frame["G3"])[0, 1] > 0.7  # why G1/G2 leak
 

@@ -45,13 +45,14 @@ noisy readings of the same performance (which is why they leak G3 and are exclud
 about 2 % of students drop out with G3 = 0. Pass means ``G3 >= 10``.
 
 The planted disparity (grading bias): students with a rural home ``address`` ("R", 30 %)
-get final grades ``RURAL_GRADE_PENALTY`` = 1.5 points lower at the same performance. The
-address itself is audited, not used as a feature, but travel time (longer for rural
-students) is a proxy for it: a model learns part of the penalty, and the audit shows a
-higher predicted failure rate for rural students. Measured on 200,000 rows (seed 0): pass
-rate 0.76; failure rate 0.32 for rural and 0.20 for urban students, against 0.203 and
-0.200 without the penalty (``RURAL_GRADE_PENALTY = 0``): the gap is almost all planted. G1
-and G2 correlate 0.76 and 0.79 with G3.
+get final grades ``RURAL_GRADE_PENALTY`` = 2.5 points lower at the same performance (G1
+and G2 are not penalised). The address itself is audited, not used as a feature, but travel
+time (about 3.1 for rural against 1.5 for urban students, on UCI's 1-4 scale) is a proxy
+for it: a model learns part of the penalty and flags rural students more often, which the
+audit shows as a selection-rate gap. Measured on 200,000 rows (seed 0): pass rate 0.73;
+failure rate 0.42 for rural and 0.20 for urban students, against 0.203 and 0.200 without
+the penalty (``RURAL_GRADE_PENALTY = 0``): the gap is planted. G1 and G2 correlate 0.74
+and 0.78 with G3.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ FRL_PRACTICE_SHARE = 0.5
 FRL_TIMEOUT_RATE = 0.15
 
 RURAL_SHARE = 0.30
-RURAL_GRADE_PENALTY = 1.5
+RURAL_GRADE_PENALTY = 2.5
 PASS_GRADE = 10
 
 RESPONSE_COLUMNS = ("student_id", "sex", "frl", "skill", "attempt", "correct")
@@ -172,7 +173,7 @@ def student_outcomes(n_rows: int, seed: int) -> pd.DataFrame:
     medu = np.clip(np.round(2.5 + 0.5 * z + rng.normal(scale=1.0, size=n) - 0.4 * rural),
                    0, 4).astype(int)
     fedu = np.clip(np.round(0.6 * medu + 0.8 + rng.normal(scale=0.9, size=n)), 0, 4).astype(int)
-    traveltime = np.clip(np.round(1.3 + 0.9 * rural + rng.exponential(0.4, size=n)),
+    traveltime = np.clip(np.round(1.2 + 1.4 * rural + rng.exponential(0.4, size=n)),
                          1, 4).astype(int)
     studytime = np.clip(np.round(1.9 + 0.5 * z + 0.3 * (sex == "F")
                                  + rng.normal(scale=0.7, size=n)), 1, 4).astype(int)

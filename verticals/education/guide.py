@@ -134,6 +134,6 @@ Per group: the share flagged as at risk, true and false positive rates, accuracy
 four-fifths rule, demographic parity and equalized odds checks. Being flagged means extra
 support, so a group flagged more often is not necessarily harmed; a group whose failing
 students are missed (low true positive rate) is. The demo data plant a grading bias: rural
-students' final grades are 1.5 points lower at the same performance; travel time is a proxy
+students' final grades are 2.5 points lower at the same performance; travel time is a proxy
 for address, so the model flags rural students more.
 """

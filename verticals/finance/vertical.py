@@ -14,6 +14,7 @@ from ml_core.spec import (
     TrainConfig,
 )
 from verticals.base import Problem, Vertical
+from verticals.finance.complaints import COMPLAINT_SENTIMENT
 from verticals.finance.demo_data import credit_applications
 from verticals.finance.guide import CREDIT_RISK_GUIDE
 
@@ -78,7 +79,10 @@ SAMPLE_MAPPING = ColumnMapping(
 VERTICAL = Vertical(
     key="finance",
     name="Finance",
-    description="Credit risk for lenders: default prediction with privacy and fairness audits.",
+    description=(
+        "Lenders: credit default risk and complaint sentiment, with privacy and fairness "
+        "audits."
+    ),
     problems=(
         Problem(
             spec=CREDIT_RISK,
@@ -86,5 +90,6 @@ VERTICAL = Vertical(
             sample_mapping=SAMPLE_MAPPING,
             guide=CREDIT_RISK_GUIDE,
         ),
+        COMPLAINT_SENTIMENT,
     ),
 )

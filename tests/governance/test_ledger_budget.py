@@ -1,0 +1,108 @@
+"""A dataset's privacy budget: defaults, admin-only changes, refusal before a run starts."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import PermissionDenied
+
+from audits.models import AuditLogEntry
+from governance.ledger import (
+    BudgetExceeded,
+    charge_run,
+    ledger_status,
+    policy_for,
+    set_dataset_policy,
+)
+from governance.models import LedgerEntry
+from training.models import TrainingRun
+from training.services import start_run
+from verticals.registry import get_problem
+
+pytestmark = pytest.mark.django_db
+
+
+def spent_run(version, user, *, epsilon: float, status=TrainingRun.Status.SUCCEEDED):
+    """A finished private run with the given spend (no training: the ledger only reads it)."""
+    run = TrainingRun.objects.create(
+        organisation=version.dataset.organisation, dataset_version=version,
+        vertical="finance", problem="credit_risk", status=status, created_by=user,
+        privacy_requested={"enabled": True, "target_epsilon": epsilon, "delta": None},
+        privacy={"enabled": True, "epsilon": epsilon, "delta": 1e-5, "steps": 10,
+                 "noise_multiplier": None, "sample_rate": None},
+    )
+    charge_run(run.pk)
+    return run
+
+
+def test_default_budget_comes_from_the_problem(validated_version):
+    spec = get_problem("finance", "credit_risk").spec
+    policy = policy_for(validated_version.dataset)
+    assert policy.budget_epsilon == spec.dataset_budget_epsilon == 10.0
+    assert policy.personal_data is True
+
+
+def test_only_admins_set_the_budget(validated_version, analyst, reviewer, admin, other_admin):
+    dataset = validated_version.dataset
+    for user in (analyst, reviewer, other_admin):
+        with pytest.raises(PermissionDenied):
+            set_dataset_policy(dataset=dataset, user=user, budget_epsilon=50)
+    with pytest.raises(ValueError):
+        set_dataset_policy(dataset=dataset, user=admin, budget_epsilon=0)
+    policy = set_dataset_policy(dataset=dataset, user=admin, budget_epsilon=4)
+    assert policy.budget_epsilon == 4 and policy.updated_by == admin
+    entry = AuditLogEntry.objects.get(action="dataset.policy_changed")
+    assert entry.detail["before"]["budget_epsilon"] == 10.0
+    assert entry.detail["after"]["budget_epsilon"] == 4
+
+
+def test_a_run_that_would_exceed_the_budget_is_refused_before_it_starts(
+    validated_version, analyst, admin
+):
+    set_dataset_policy(dataset=validated_version.dataset, user=admin, budget_epsilon=5)
+    spent_run(validated_version, analyst, epsilon=2.5)
+    spent_run(validated_version, analyst, epsilon=1.5, status=TrainingRun.Status.CANCELLED)
+    assert ledger_status(validated_version.dataset).remaining == pytest.approx(1.0)
+
+    with pytest.raises(BudgetExceeded) as refused:
+        start_run(version=validated_version, user=analyst, target_epsilon=1.5, enqueue=False)
+    assert "1.000" in str(refused.value) and "5" in str(refused.value)
+    assert TrainingRun.objects.count() == 2  # nothing was created
+
+    allowed = start_run(version=validated_version, user=analyst, target_epsilon=1.0,
+                        enqueue=False)
+    assert allowed.status == "queued"
+    # The queued run reserves its target: nothing is left for another.
+    assert ledger_status(validated_version.dataset).remaining == pytest.approx(0.0)
+    with pytest.raises(BudgetExceeded):
+        start_run(version=validated_version, user=analyst, target_epsilon=0.1, enqueue=False)
+
+
+def test_the_refusal_is_a_400_in_the_api(validated_version, analyst, admin, api_client):
+    set_dataset_policy(dataset=validated_version.dataset, user=admin, budget_epsilon=2)
+    response = api_client(analyst).post(
+        "/api/v1/runs/", {"dataset_version": validated_version.pk,
+                          "privacy": {"target_epsilon": 3}}, format="json")
+    assert response.status_code == 400
+    assert "remains" in response.json()["detail"]
+    assert not TrainingRun.objects.exists()
+
+
+def test_runs_on_another_dataset_do_not_count(validated_version, analyst, admin, finance_csv):
+    from ingestion.services import confirm_mapping, upload_dataset
+    from tests.conftest import csv_upload
+
+    set_dataset_policy(dataset=validated_version.dataset, user=admin, budget_epsilon=3)
+    spent_run(validated_version, analyst, epsilon=3)
+    other = upload_dataset(user=analyst, vertical="finance", problem="credit_risk",
+                           file=csv_upload(finance_csv), name="Other applications")
+    other = confirm_mapping(version=other, user=analyst,
+                            mapping=get_problem("finance", "credit_risk").sample_mapping)
+    assert start_run(version=other, user=analyst, target_epsilon=3, enqueue=False)
+    # A new version of the same dataset shares its ledger (same people).
+    again = upload_dataset(user=analyst, vertical="finance", problem="credit_risk",
+                           file=csv_upload(finance_csv), dataset=validated_version.dataset)
+    again = confirm_mapping(version=again, user=analyst,
+                            mapping=get_problem("finance", "credit_risk").sample_mapping)
+    with pytest.raises(BudgetExceeded):
+        start_run(version=again, user=analyst, target_epsilon=0.5, enqueue=False)
+    assert LedgerEntry.objects.count() == 1
