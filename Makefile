@@ -27,11 +27,18 @@ TORCH_INDEX_URL ?= $(if $(HAVE_GPU),https://download.pytorch.org/whl/cu128,)
 INSTALL_KEY := $(shell { cat pyproject.toml; echo "$(TORCH_SPEC) $(TORCH_INDEX_URL)"; } | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(INSTALL_KEY)
 
-.PHONY: help venv install var migrate collectstatic demo test lint ci
+# Browser tests (tests/e2e) drive Debian's Chromium through playwright; never a browser that
+# `playwright install` would download. `make test` runs them when Chromium is there (and
+# then requires them to run: TESSERA_E2E_REQUIRED=1), and skips them, saying why, when not.
+CHROMIUM ?= /usr/bin/chromium
+HAVE_CHROMIUM := $(if $(wildcard $(CHROMIUM)),1,)
+
+.PHONY: help venv install var migrate collectstatic demo test e2e chromium lint ci
 
 help:
 	@echo "make demo   set up and run the demo (web on http://127.0.0.1:$(PORT)/, worker, beat)"
 	@echo "make test   set up and run the whole test suite (PYTEST_ARGS=... passes options)"
+	@echo "make e2e    the browser tests only (Chromium via playwright; screenshots in test-artifacts/)"
 	@echo "make lint   ruff and import-linter"
 	@echo "make ci     what CI runs: the suite on SQLite, then on PostgreSQL and Redis"
 
@@ -68,9 +75,20 @@ demo: migrate collectstatic
 
 # pytest's exit code 5 means "no tests collected": a suite that ran nothing must not pass.
 test: install var
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(if $(HAVE_CHROMIUM),,echo "make test: no Chromium at $(CHROMIUM): browser tests skip (make chromium installs it)" >&2;)
+	@TESSERA_CHROMIUM=$(CHROMIUM) $(if $(HAVE_CHROMIUM),TESSERA_E2E_REQUIRED=1) \
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5); failing" >&2; exit 1; fi; \
 	exit $$rc
+
+# The browser tests alone; fails (does not skip) without Chromium.
+e2e: install var
+	TESSERA_CHROMIUM=$(CHROMIUM) TESSERA_E2E_REQUIRED=1 $(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
+
+# Debian's Chromium for the browser tests (as root; CI calls it).
+chromium:
+	@if [ -x $(CHROMIUM) ]; then echo "chromium: $(CHROMIUM) is installed"; \
+	else apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; fi
 
 lint: install
 	$(VENV)/bin/ruff check .

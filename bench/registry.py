@@ -66,7 +66,7 @@ class Settings:
 
     @property
     def suffix(self) -> str:
-        return "" if self.device == "cpu" else f"_{self.device}"
+        return "_cuda" if self.device.startswith("cuda") else ""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -235,11 +236,18 @@ class BookkeepingModule(nn.Module):
             sq_norms += layer.sq_norms().to(torch.float32)
         norms = sq_norms.sqrt() * scale
         clip = (max_grad_norm / (norms + CLIP_EPSILON)).clamp(max=1.0)
+        # Autograd can hand one gradient tensor to several layers (``a(x) + b(x)``): only a
+        # gradient no other record shares may be scaled in place.
+        storages = Counter(
+            _storage(t) for layer in layers for t in (layer.a, layer.g)
+        )
         sums: dict[nn.Parameter, torch.Tensor] = {}
         self.clear_records()
         while layers:
             # Drop each layer's (a, g) as soon as its sum is taken: a lower peak memory.
-            sums.update(layers.pop(0).clipped_sum(clip * scale))
+            layer = layers.pop(0)
+            in_place = storages[_storage(layer.g)] == 1
+            sums.update(layer.clipped_sum(clip * scale, in_place=in_place))
         for state in self._states:
             for param in (state.layer.weight, state.layer.bias):
                 if param is not None and param.requires_grad and param not in sums:
@@ -269,11 +277,13 @@ class _StackedLayer:
             total += _row_sq_norms(g if g.dim() == 2 else g.sum(1))
         return total
 
-    def clipped_sum(self, factor: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+    def clipped_sum(
+        self, factor: torch.Tensor, *, in_place: bool
+    ) -> dict[nn.Parameter, torch.Tensor]:
         """``sum_i factor_i * grad_i`` for weight and bias: one matmul for the weight.
 
-        Scales ``g`` in place when it owns its memory (a fresh, contiguous output gradient
-        that autograd has finished with), which saves a (B, out) temporary.
+        With ``in_place``, scales ``g`` in its own memory when it is contiguous (a gradient
+        autograd has finished with and no other record shares), saving a (B, out) temporary.
         """
         a, g = self.a, self.g
         out: dict[nn.Parameter, torch.Tensor] = {}
@@ -281,13 +291,17 @@ class _StackedLayer:
         factor = factor.to(g.dtype).reshape(shape)
         # An expanded gradient (e.g. of ``out.sum()``) is not contiguous and must not be
         # written to.
-        g = g.mul_(factor) if g.is_contiguous() else g * factor
+        g = g.mul_(factor) if in_place and g.is_contiguous() else g * factor
         if self.weight is not None:
             weight_sum = g.reshape(-1, g.shape[-1]).t().mm(a.reshape(-1, a.shape[-1]))
             out[self.weight] = weight_sum.to(self.weight.dtype)
         if self.bias is not None:
             out[self.bias] = g.sum(tuple(range(g.dim() - 1))).to(self.bias.dtype)
         return out
+
+
+def _storage(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage().data_ptr()
 
 
 def _row_sq_norms(x: torch.Tensor) -> torch.Tensor:

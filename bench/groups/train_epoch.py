@@ -29,7 +29,7 @@ def sizes(settings: Settings) -> dict:
     if settings.tiny:
         return {"rows": (500, 2_000), "repeats": 1}
     if settings.quick:
-        return {"rows": (4_000, 16_000, 64_000), "repeats": 2}
+        return {"rows": (3_000, 12_000, 48_000), "repeats": 2}
     return {"rows": (16_000, 64_000, 256_000), "repeats": 3}
 
 

@@ -231,3 +231,75 @@ class ModelReportSerializer(serializers.Serializer):
     nonprivate_metrics = serializers.JSONField()
     fairness = FairnessReportSerializer(allow_null=True)
     reviews = ReviewSerializer(many=True)
+
+
+# --- governance -----------------------------------------------------------------------
+
+
+class PredictRequestSerializer(serializers.Serializer):
+    rows = serializers.ListField(
+        child=serializers.DictField(), allow_empty=False,
+        help_text="Rows as objects: column name -> value, with the model's input columns.",
+    )
+
+
+class PredictionSerializer(serializers.Serializer):
+    row = serializers.IntegerField()
+    score = serializers.FloatField()
+    prediction = serializers.IntegerField()
+
+
+class PredictResponseSerializer(serializers.Serializer):
+    model_version = serializers.IntegerField()
+    positive_label = serializers.CharField(allow_null=True)
+    threshold = serializers.FloatField(allow_null=True)
+    predictions = PredictionSerializer(many=True)
+
+
+class GateSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    passed = serializers.BooleanField()
+    required = serializers.BooleanField()
+    message = serializers.CharField()
+    value = serializers.JSONField(allow_null=True)
+    threshold = serializers.JSONField(allow_null=True)
+    shortfall = serializers.FloatField(allow_null=True)
+
+
+class GateSummarySerializer(serializers.Serializer):
+    gates = GateSerializer(many=True)
+    blocking = serializers.ListField(child=serializers.CharField())
+    promotable = serializers.BooleanField()
+
+
+class PromoteSerializer(serializers.Serializer):
+    reason = serializers.CharField(allow_blank=True)
+    override_reason = serializers.CharField(
+        required=False, allow_blank=True, default="",
+        help_text="Admins only: promote although gates fail; logged with the failing gates.",
+    )
+
+
+class RetireSerializer(serializers.Serializer):
+    reason = serializers.CharField(allow_blank=True)
+
+
+class PromotionEventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    model_version = serializers.IntegerField(source="model_version_id")
+    action = serializers.CharField()
+    from_status = serializers.CharField()
+    to_status = serializers.CharField()
+    actor = serializers.CharField(source="actor.username", allow_null=True, default=None)
+    reason = serializers.CharField()
+    override = serializers.BooleanField()
+    gates = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+
+
+class LedgerSerializer(serializers.Serializer):
+    budget_epsilon = serializers.FloatField()
+    spent = serializers.DictField()
+    reserved_epsilon = serializers.FloatField()
+    remaining_epsilon = serializers.FloatField()
+    entries = serializers.ListField(child=serializers.DictField())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from django.core.exceptions import PermissionDenied
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -15,6 +16,8 @@ from accounts.scoping import for_user, get_scoped_or_404
 from api import serializers as s
 from api.permissions import CanReview, IsMember
 from audits.services import review_model
+from governance import cards, registry, scoring
+from governance.ledger import ledger_status
 from ingestion.models import Dataset, DatasetVersion
 from ingestion.services import UploadError, confirm_mapping, upload_dataset
 from ml_core.spec import ColumnMapping
@@ -113,6 +116,13 @@ class DatasetViewSet(
             return _error("the file could not be read", errors=version.errors,
                           dataset_version=version.pk)
         return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=s.LedgerSerializer,
+                   description="The dataset's privacy budget ledger: budget, the composed "
+                   "spend of its runs, what runs in progress reserve, what remains.")
+    @action(detail=True, methods=["get"])
+    def ledger(self, request, pk=None):
+        return Response(s.LedgerSerializer(ledger_status(self.get_object()).to_dict()).data)
 
 
 class DatasetVersionViewSet(_Scoped, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -224,3 +234,77 @@ class ModelVersionViewSet(
         except ValueError as exc:
             return _error(str(exc))
         return Response(s.ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
+
+    # --- governance: predictions, model card, gates, promotion ------------------------
+
+    @extend_schema(
+        request=s.PredictRequestSerializer,
+        responses={200: s.PredictResponseSerializer, 400: ERROR, 409: ERROR},
+        description="Score rows with an approved or champion model. Rows are checked against "
+        "the model's input schema; a bad row is a 400 naming the row and column.",
+    )
+    @action(detail=True, methods=["post"])
+    def predict(self, request, pk=None):
+        model_version = self.get_object()
+        rows = request.data.get("rows") if isinstance(request.data, dict) else None
+        try:
+            body = scoring.predict_rows(model_version=model_version, user=request.user,
+                                        rows=rows)
+        except scoring.NotServing as exc:
+            return _error(str(exc), code=status.HTTP_409_CONFLICT)
+        except scoring.PredictionInputError as exc:
+            return _error(str(exc), errors=exc.errors)
+        return Response(s.PredictResponseSerializer(body).data)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT,
+                   description="The model card: intended use, data, metrics beside the "
+                   "baseline, the privacy guarantee, fairness by group, approvals, limitations.")
+    @action(detail=True, methods=["get"])
+    def card(self, request, pk=None):
+        return Response(cards.model_card(self.get_object()))
+
+    @extend_schema(responses=s.GateSummarySerializer)
+    @action(detail=True, methods=["get"])
+    def gates(self, request, pk=None):
+        return Response(s.GateSummarySerializer(registry.gate_summary(self.get_object())).data)
+
+    @extend_schema(request=s.PromoteSerializer,
+                   responses={201: s.PromotionEventSerializer, 400: ERROR, 403: ERROR})
+    @action(detail=True, methods=["post"], permission_classes=[IsMember, CanReview])
+    def promote(self, request, pk=None):
+        model_version = self.get_object()
+        form = s.PromoteSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            event = registry.promote(
+                model_version=model_version, user=request.user,
+                reason=form.validated_data["reason"],
+                override_reason=form.validated_data.get("override_reason") or None,
+            )
+        except registry.GateFailure as exc:
+            return _error(str(exc), gates=exc.failures)
+        except ValueError as exc:
+            return _error(str(exc))
+        return Response(s.PromotionEventSerializer(event).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.RetireSerializer,
+                   responses={201: s.PromotionEventSerializer, 400: ERROR, 403: ERROR})
+    @action(detail=True, methods=["post"], permission_classes=[IsMember, CanReview])
+    def retire(self, request, pk=None):
+        model_version = self.get_object()
+        form = s.RetireSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            event = registry.retire(model_version=model_version, user=request.user,
+                                    reason=form.validated_data["reason"])
+        except ValueError as exc:
+            return _error(str(exc))
+        return Response(s.PromotionEventSerializer(event).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=s.PromotionEventSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        model_version = self.get_object()
+        events = registry.history(organisation=model_version.organisation,
+                                  vertical=model_version.vertical, problem=model_version.problem)
+        return Response(s.PromotionEventSerializer(events, many=True).data)

@@ -301,6 +301,7 @@ def promote(*, model_version: ModelVersion, user, reason: str,
     override_reason = (override_reason or "").strip()
     if override_reason and not membership.is_admin:
         raise PermissionDenied("only an admin can override the promotion gates")
+    caller_copy = model_version
     with transaction.atomic():
         model_version = ModelVersion.objects.select_for_update().select_related("run").get(
             pk=model_version.pk)
@@ -330,7 +331,7 @@ def promote(*, model_version: ModelVersion, user, reason: str,
                         action="promoted_override" if failures else "promoted",
                         from_status=from_status, to_status=ModelVersion.Status.CHAMPION,
                         actor=user, reason=full_reason, gates=gates, override=bool(failures))
-    model_version.refresh_from_db()
+    caller_copy.refresh_from_db()
     return event
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from ml_core.spec import ColumnMapping
+from ml_core.spec import ColumnMapping, ProblemSpec
 
 DELIMITER_CHOICES = [
     ("", "Detect automatically"),
@@ -22,6 +22,50 @@ ROLE_CHOICES = [
     ("id", "Row identifier"),
     ("exclude", "Exclude"),
 ]
+# Task roles (ColumnMapping.roles), in the order the select lists them.
+TASK_ROLE_LABELS = {
+    "series": "Series key (store, item, ...)",
+    "time": "Time or order",
+    "covariate": "Covariate (price, promotion, ...)",
+    "user": "User",
+    "item": "Item",
+    "student": "Student",
+    "skill": "Skill",
+    "unit": "Unit (engine, machine)",
+    "cycle": "Cycle",
+    "text": "Text",
+}
+# Roles several columns may share; the others take one column each.
+REPEATABLE = frozenset({"feature", "sensitive", "exclude", "series", "covariate"})
+# Families that read mapping.features (the others decide from their roles alone).
+FEATURE_FAMILIES = frozenset({"tabular_mlp", "sequence_regressor"})
+
+
+def _role_name(role: object) -> str:
+    return str(getattr(role, "value", role))
+
+
+def role_choices(spec: ProblemSpec | None) -> list[tuple[str, str]]:
+    """The roles a column of ``spec``'s table can take: the problem's task roles (from its
+    hints) and the tabular ones; "feature" only where the model reads features."""
+    if spec is None:
+        return list(ROLE_CHOICES)
+    declared = [_role_name(h.role) for h in spec.hints]
+    task = [(r, TASK_ROLE_LABELS[r]) for r in TASK_ROLE_LABELS if r in declared]
+    base = [(value, label) for value, label in ROLE_CHOICES
+            if value != "feature" or spec.model_family in FEATURE_FAMILIES]
+    if spec.model_family not in FEATURE_FAMILIES:
+        base = [(v, "Not used" if v == "exclude" else label) for v, label in base]
+    return [base[0], *task, *base[1:]] if base[0][0] == "feature" else [*task, *base]
+
+
+def target_required(spec: ProblemSpec | None) -> bool:
+    """Implicit-feedback and computed targets (recommendation, remaining useful life) may be
+    left unmapped; every other problem needs one."""
+    if spec is None:
+        return True
+    targets = [h for h in spec.hints if _role_name(h.role) == "target"]
+    return not targets or any(h.required for h in targets)
 
 
 class UploadForm(forms.Form):
@@ -41,12 +85,14 @@ class UploadForm(forms.Form):
                 "header": False if data.get("no_header") else None}
 
 
-def roles_from_mapping(columns: list[str], mapping: dict) -> dict[str, str]:
-    """The role of each column in a stored ColumnMapping dict (features by default)."""
-    roles = dict.fromkeys(columns, "feature")
+def roles_from_mapping(columns: list[str], mapping: dict, *,
+                       default: str = "feature") -> dict[str, str]:
+    """The role of each column in a stored ColumnMapping dict (``default`` when it has none)."""
+    roles = dict.fromkeys(columns, default)
     if not mapping:
         return roles
     listed = set(mapping.get("features") or ())
+    task_roles = {column: role for role, column in mapping.get("roles") or ()}
     for name in columns:
         if name == mapping.get("target"):
             roles[name] = "target"
@@ -54,14 +100,18 @@ def roles_from_mapping(columns: list[str], mapping: dict) -> dict[str, str]:
             roles[name] = "id"
         elif name in (mapping.get("sensitive") or ()):
             roles[name] = "sensitive"
+        elif name in task_roles:
+            roles[name] = task_roles[name]
         elif name in (mapping.get("exclude") or ()) or (listed and name not in listed):
             roles[name] = "exclude"
+        elif name in listed:
+            roles[name] = "feature"
     return roles
 
 
 class MappingForm(forms.Form):
     """One role select per column; field names are positional because column names are
-    whatever the user's file says."""
+    whatever the user's file says. ``spec`` decides which roles are offered."""
 
     positive_label = forms.CharField(
         max_length=100, required=False, label="Positive label",
@@ -69,12 +119,19 @@ class MappingForm(forms.Form):
                   "(e.g. 2 = bad credit). Blank: the rarer class.",
     )
 
-    def __init__(self, *args, columns: list[str], initial_roles: dict[str, str], **kwargs):
+    def __init__(self, *args, columns: list[str], initial_roles: dict[str, str],
+                 spec: ProblemSpec | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.columns = columns
+        self.spec = spec
+        self.choices = role_choices(spec)
+        offered = {value for value, _ in self.choices}
+        fallback = "feature" if "feature" in offered else "exclude"
         for index, name in enumerate(columns):
+            initial = initial_roles.get(name, fallback)
             self.fields[f"role_{index}"] = forms.ChoiceField(
-                choices=ROLE_CHOICES, label=name, initial=initial_roles.get(name, "feature"),
+                choices=self.choices, label=name,
+                initial=initial if initial in offered else fallback,
             )
 
     def role_fields(self):
@@ -83,11 +140,17 @@ class MappingForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         roles = [cleaned.get(f"role_{i}") for i in range(len(self.columns))]
-        if roles.count("target") != 1:
-            raise forms.ValidationError("Choose exactly one target column.")
-        if roles.count("id") > 1:
-            raise forms.ValidationError("Choose at most one row identifier column.")
-        if "feature" not in roles:
+        labels = dict(self.choices)
+        if roles.count("target") > 1 or (target_required(self.spec) and "target" not in roles):
+            raise forms.ValidationError("Choose exactly one target column."
+                                        if target_required(self.spec)
+                                        else "Choose at most one target column.")
+        for role in dict.fromkeys(roles):
+            if role and role not in REPEATABLE and role != "target" and roles.count(role) > 1:
+                raise forms.ValidationError(
+                    f"Choose at most one column as {labels.get(role, role).lower()}.")
+        if (self.spec is None or self.spec.model_family == "tabular_mlp") \
+                and "feature" not in roles:
             raise forms.ValidationError("Choose at least one feature column.")
         return cleaned
 
@@ -97,10 +160,11 @@ class MappingForm(forms.Form):
         def having(role: str) -> tuple[str, ...]:
             return tuple(name for name, r in roles.items() if r == role)
 
-        ids = having("id")
+        ids, targets = having("id"), having("target")
         return ColumnMapping(
-            target=having("target")[0], features=having("feature"),
+            target=targets[0] if targets else "", features=having("feature"),
             sensitive=having("sensitive"), exclude=having("exclude"),
             id=ids[0] if ids else None,
             positive_label=self.cleaned_data.get("positive_label") or None,
+            roles=tuple((role, name) for role in TASK_ROLE_LABELS for name in having(role)),
         )

@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from accounts.scoping import membership_for
 from audits.services import log_action
-from ingestion.models import Dataset, DatasetVersion
+from ingestion import companions
+from ingestion.models import CompanionFile, Dataset, DatasetVersion
 from ingestion.storage import UploadTooLarge, store_upload, stored_file
 from ml_core.spec import ColumnMapping, ProblemSpec
 from verticals.registry import RegistryError, get_problem
@@ -117,9 +118,8 @@ def upload_dataset(
 
 def _read_upload(path: Path, *, spec: ProblemSpec, sep: str | None, header: bool | None) -> dict:
     """Model fields for a fresh version: pending with columns, or rejected with errors."""
-    from ml_core.validation import suggest_mapping
-
     from ml_core.tables import TableReadError, read_table
+    from ml_core.validation import suggest_mapping
 
     try:
         frame, options = read_table(path, sep=sep, header=header)
@@ -154,12 +154,29 @@ def _forced_options(sep: str | None, header: bool | None) -> dict:
     }
 
 
-def complete_mapping(mapping: ColumnMapping, columns: list[str]) -> ColumnMapping:
-    """Fill empty ``features`` with every column that has no other role."""
-    if mapping.features:
+def complete_mapping(
+    mapping: ColumnMapping, columns: list[str], spec: ProblemSpec | None = None
+) -> ColumnMapping:
+    """Fill empty ``features`` with every column that has no other role (tabular problems).
+
+    Other task families read ``features`` in their own way (forecasting: extra covariates;
+    remaining useful life: the sensor channels, numeric only), so for them an empty list
+    stays empty and the family chooses.
+    """
+    if mapping.features or (spec is not None and spec.model_family != "tabular_mlp"):
         return mapping
-    taken = {mapping.target, mapping.id, *mapping.sensitive, *mapping.exclude}
-    return replace(mapping, features=tuple(c for c in columns if c not in taken))
+    taken = {mapping.target, mapping.id, *mapping.sensitive, *mapping.exclude,
+             *(column for _, column in mapping.roles)}
+    return replace(mapping, features=tuple(
+        c for c in columns if c not in taken and not c.startswith(companions.INTERNAL_PREFIX)))
+
+
+def _with_test_target(mapping: ColumnMapping, version: DatasetVersion) -> ColumnMapping:
+    """A given test set fills a target column: name it when the mapping names none."""
+    if mapping.target or not version.companions.filter(
+            kind=CompanionFile.Kind.TEST_SET).exists():
+        return mapping
+    return replace(mapping, target=companions.DEFAULT_TEST_TARGET)
 
 
 def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) -> DatasetVersion:
@@ -180,9 +197,15 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
     from ml_core.validation import validate
 
     spec = problem_spec(version.dataset.vertical, version.dataset.problem)
-    frame = load_frame(version)
-    mapping = complete_mapping(mapping, [str(c) for c in frame.columns])
-    issues = [issue.to_dict() for issue in validate(frame, mapping, spec)]
+    mapping = _with_test_target(mapping, version)
+    try:
+        frame = load_frame(version, mapping=mapping)
+    except ValueError as exc:  # companion files that do not fit this mapping
+        frame = None
+        issues = [_issue("companion_mismatch", str(exc))]
+    if frame is not None:
+        mapping = complete_mapping(mapping, [str(c) for c in frame.columns], spec)
+        issues = [issue.to_dict() for issue in validate(frame, mapping, spec)]
     errors = [issue for issue in issues if issue.get("severity", "error") == "error"]
     warnings = [issue for issue in issues if issue.get("severity", "error") != "error"]
     version.mapping = mapping.to_dict()
@@ -212,15 +235,150 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
     return version
 
 
-def load_frame(version: DatasetVersion) -> pd.DataFrame:
-    """Re-read a stored version exactly as it was read at upload."""
+def _read_stored(stored_path: str, options: dict | None) -> pd.DataFrame:
     from ml_core.tables import read_table
 
-    options = version.read_options or {}
+    options = options or {}
     frame, _ = read_table(
-        stored_file(version.stored_path),
+        stored_file(stored_path),
         sep=options.get("delimiter"),
         header=options.get("header"),
         encoding=options.get("encoding"),
     )
     return frame
+
+
+def load_frame(version: DatasetVersion, *, mapping: ColumnMapping | None = None) -> pd.DataFrame:
+    """Re-read a stored version exactly as it was read at upload, with its companion files.
+
+    Attributes are joined on the mapping's user or student (or unit) column; a given test
+    set with its true values is attached by the problem's family (rows marked as test).
+    ``mapping`` defaults to the confirmed one, else the suggested one. ValueError when the
+    companions do not fit the mapping (a test set without unit and cycle columns, true
+    values for another number of units).
+    """
+    frame = _read_stored(version.stored_path, version.read_options)
+    stored = {companion.kind: companion for companion in version.companions.all()}
+    if not stored:
+        return frame
+    spec = problem_spec(version.dataset.vertical, version.dataset.problem)
+    if mapping is None:
+        mapping = ColumnMapping.from_dict(
+            version.mapping or version.suggested_mapping or {"target": ""})
+    attributes = stored.get(CompanionFile.Kind.ATTRIBUTES)
+    on = companions.entity_column(mapping, spec)
+    if attributes is not None and on and on in frame.columns:
+        frame = companions.merge_attributes(
+            frame, _read_stored(attributes.stored_path, attributes.read_options),
+            on=on, key=attributes.key_column)
+    test_set = stored.get(CompanionFile.Kind.TEST_SET)
+    truth = stored.get(CompanionFile.Kind.TEST_TRUTH)
+    if test_set is not None and truth is not None:
+        frame = companions.attach_test(
+            frame, _read_stored(test_set.stored_path, test_set.read_options),
+            _read_stored(truth.stored_path, truth.read_options), mapping=mapping, spec=spec)
+    return frame
+
+
+COMPANION_LABELS = {
+    CompanionFile.Kind.ATTRIBUTES: "an attributes file",
+    CompanionFile.Kind.TEST_SET: "a given test set",
+    CompanionFile.Kind.TEST_TRUTH: "true values for a given test set",
+}
+
+
+def _companion_refusal(kind: str, spec: ProblemSpec, present: set[str]) -> str | None:
+    """Why ``spec`` cannot take a companion of ``kind`` now; None when it can."""
+    if kind == CompanionFile.Kind.ATTRIBUTES:
+        if not companions.supports_attributes(spec):
+            return (f"{spec.name} takes no attributes file: it has no user or student "
+                    "column to join one on; put the attributes in the main file instead.")
+        return None
+    if companions.test_set_builder(spec) is None:
+        return (f"{spec.name} takes no given test set: its test split is drawn from the "
+                "uploaded data itself, so upload the test rows with the rest.")
+    if kind == CompanionFile.Kind.TEST_TRUTH and CompanionFile.Kind.TEST_SET not in present:
+        return "Attach the test set before its true values."
+    return None
+
+
+def attach_companion(
+    *,
+    version: DatasetVersion,
+    user,
+    kind: str,
+    file,
+    sep: str | None = None,
+    header: bool | None = None,
+) -> CompanionFile:
+    """Store a second file with a version still awaiting its mapping (see
+    :class:`ingestion.models.CompanionFile`), hashed like the main one.
+
+    The version's columns and suggested mapping are recomputed on the combined table, so an
+    attributes file's columns can be mapped (sensitive ones suggested). UploadError when the
+    problem takes no such file, the file is unreadable or too large, or it does not fit;
+    PermissionDenied for another organisation's version; ValueError when the version is
+    no longer pending.
+    """
+    from ml_core.tables import TableReadError, read_table
+    from ml_core.validation import suggest_mapping
+
+    membership = membership_for(user)
+    if version.dataset.organisation_id != membership.organisation_id:
+        raise PermissionDenied("this dataset belongs to another organisation")
+    if version.status != DatasetVersion.Status.PENDING:
+        raise ValueError(f"version {version.number} is already "
+                         f"{version.get_status_display().lower()}; files can only be added "
+                         "before the mapping is confirmed")
+    if kind not in CompanionFile.Kind.values:
+        raise UploadError(f"unknown kind of file {kind!r}")
+    spec = problem_spec(version.dataset.vertical, version.dataset.problem)
+    present = set(version.companions.values_list("kind", flat=True))
+    refusal = _companion_refusal(kind, spec, present)
+    if refusal is None and kind in present:
+        refusal = f"This version already has {COMPANION_LABELS[kind]}."
+    if refusal:
+        raise UploadError(refusal, [{"code": "companion_refused", "message": refusal}])
+    filename = Path(getattr(file, "name", "") or kind).name
+    try:
+        stored = store_upload(
+            file, organisation_id=membership.organisation_id,
+            max_bytes=settings.TESSERA_MAX_UPLOAD_BYTES,
+        )
+    except UploadTooLarge as exc:
+        raise UploadError(str(exc), [{"code": "file_too_large", "message": str(exc)}]) from None
+    try:
+        table, options = read_table(stored_file(stored.relative_path), sep=sep, header=header)
+    except TableReadError as exc:
+        message = f"{filename}: {exc.message}"
+        raise UploadError(message, [_issue(exc.code, message)]) from None
+    columns = [str(c) for c in table.columns]
+    key = ""
+    if kind == CompanionFile.Kind.ATTRIBUTES:
+        suggested = ColumnMapping.from_dict(version.suggested_mapping or {"target": ""})
+        key = companions.attributes_key(columns, companions.entity_column(suggested, spec))
+    with transaction.atomic():
+        companion = CompanionFile.objects.create(
+            version=version, kind=kind, original_filename=filename[:255],
+            stored_path=stored.relative_path, sha256=stored.sha256,
+            size_bytes=stored.size_bytes, read_options=options.to_dict(), columns=columns,
+            key_column=key, uploaded_by=user,
+        )
+        try:
+            frame = load_frame(version)
+        except ValueError as exc:  # raised inside atomic(): the companion row is rolled back
+            message = f"{filename} does not fit the uploaded table: {exc}"
+            raise UploadError(message, [{"code": "companion_mismatch",
+                                         "message": message}]) from None
+        version.columns = companions.visible_columns(frame)
+        version.suggested_mapping = suggest_mapping(frame, spec).to_dict()
+        version.save(update_fields=["columns", "suggested_mapping"])
+        log_action(
+            organisation=membership.organisation,
+            actor=user,
+            action="dataset.companion_attached",
+            obj=version,
+            detail={"kind": kind, "filename": filename, "sha256": stored.sha256,
+                    "size_bytes": stored.size_bytes, "key_column": key or None},
+        )
+    return companion

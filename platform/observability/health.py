@@ -39,17 +39,20 @@ def check_broker(app=None) -> tuple[str, str | None]:
     from celery import current_app
 
     app = app or current_app
-    options = dict(app.conf.broker_transport_options or {})
+    # The URL comes from the connection, not app.conf: Celery lets the environment's
+    # CELERY_BROKER_URL win over the configuration, and so does every worker.
+    options = {**(app.conf.broker_transport_options or {}),
+               "socket_connect_timeout": BROKER_TIMEOUT_S, "socket_timeout": BROKER_TIMEOUT_S}
     try:
-        if app.conf.broker_url.startswith("filesystem"):
-            folders = {options.get("data_folder_in"), options.get("data_folder_out")} - {None}
-            for folder in folders:
-                if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
-                    raise OSError(f"broker folder {folder} is missing or read-only")
-            return "ok", None
-        options.update(socket_connect_timeout=BROKER_TIMEOUT_S, socket_timeout=BROKER_TIMEOUT_S)
         with app.connection_for_write(transport_options=options,
                                       connect_timeout=BROKER_TIMEOUT_S) as conn:
+            if conn.transport_cls == "filesystem":
+                folders = {conn.transport_options.get("data_folder_in"),
+                           conn.transport_options.get("data_folder_out")} - {None}
+                for folder in folders:
+                    if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+                        raise OSError(f"broker folder {folder} is missing or read-only")
+                return "ok", None
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
                                    interval_max=0.2, timeout=BROKER_TIMEOUT_S)
             conn.default_channel  # noqa: B018 - opening a Redis channel sends a PING

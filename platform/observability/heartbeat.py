@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 
 from observability.models import WorkerHeartbeat
@@ -92,7 +92,6 @@ class WorkerStatus:
 
 def worker_status() -> WorkerStatus:
     """ok: some worker reported within the stale limit; stale: only older reports; none."""
-    close_old_connections()
     now = timezone.now()
     limit = stale_after_s()
     workers = []

@@ -52,6 +52,9 @@ def test_analyst_uploads_maps_trains_and_reads_the_report(journey, analyst, tmp_
     page.expose_function("recordProgress", lambda state: observed.append(
         {key: (value or "").strip() for key, value in state.items()}))
     page.add_init_script(RECORD_PROGRESS)
+    start_request_ids: list[str] = []
+    page.on("response", lambda response: "/runs/new/" in response.url and
+            start_request_ids.append(response.headers.get("x-request-id", "")))
     worker_log = tmp_path / "worker.log"
 
     # The worker starts first: its start-up overlaps the pages before the run.
@@ -151,6 +154,12 @@ def test_analyst_uploads_maps_trains_and_reads_the_report(journey, analyst, tmp_
         # Give the worker's log a moment to flush, then check it carried the run id.
         time.sleep(0.5)
 
+    # The worker's log lines for this run carry the run id, and the id of the web request
+    # that started it.
     log = worker_log.read_text(errors="replace")
-    assert re.search(rf"run_id={run_id}\b.*training run {run_id}: task started", log), log[-3000:]
+    started = [line for line in log.splitlines() if f"training run {run_id}: task started" in line]
+    assert len(started) == 1, log[-3000:]
+    assert f"run_id={run_id} " in started[0]
+    assert start_request_ids and start_request_ids[0], "no X-Request-ID on the start request"
+    assert f"request_id={start_request_ids[0]} " in started[0], started[0]
     journey.assert_clean()

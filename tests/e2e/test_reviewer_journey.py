@@ -11,6 +11,7 @@ from tests.web.factories import make_succeeded_run, make_version
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
+PAST = {"Reject": "rejected", "Approve": "approved"}
 TABLET = {"width": 820, "height": 1180}
 REJECT_COMMENT = "Selection rate for female applicants is half the male rate: above policy."
 APPROVE_COMMENT = "Gaps within policy for the judged groups; privacy budget as agreed."
@@ -25,7 +26,7 @@ def decide(journey, *, model_id: int, decision: str, comment: str) -> None:
     page.get_by_text("Decision recorded.").wait_for()
     decisions = page.locator("section.card", has=page.get_by_role("heading", name="Decisions"))
     assert comment in decisions.inner_text()
-    journey.shot(f"model-{model_id}-{decision.lower()}ed")
+    journey.shot(f"model-{model_id}-{PAST[decision]}")
 
 
 def test_reviewer_rejects_one_model_approves_another_and_sees_the_audit_log(
@@ -58,8 +59,8 @@ def test_reviewer_rejects_one_model_approves_another_and_sees_the_audit_log(
     page.get_by_role("heading", name=re.compile(rf"^Model {to_reject.pk}\b")).wait_for()
     page.get_by_role("heading", name="Verdict").wait_for()
     page.get_by_role("table", name="Policy thresholds").wait_for()
-    report = page.locator("section.attribute").first
-    assert "Sensitive attribute: sex" in report.inner_text()
+    report = page.locator("section.attribute", has=page.get_by_role(
+        "heading", name=re.compile("Sensitive attribute: sex")))
     assert "female" in report.inner_text()
     journey.shot(f"model-{to_reject.pk}-report")
     decide(journey, model_id=to_reject.pk, decision="Reject", comment=REJECT_COMMENT)

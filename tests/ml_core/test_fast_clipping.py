@@ -410,3 +410,27 @@ def test_support_check_names_the_layers():
     frozen = nn.Sequential(nn.Embedding(4, 3), nn.Linear(3, 1))
     frozen[0].requires_grad_(False)
     assert fc.fast_path_support(frozen).fast_path  # a frozen embedding needs no clipping
+
+
+class ParallelBranches(nn.Module):
+    """Two Linear layers whose outputs are added: autograd hands both the *same* output
+    gradient tensor, so neither may be scaled in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = nn.Linear(6, 5)
+        self.right = nn.Linear(6, 5)
+        self.head = nn.Linear(5, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.tanh(self.left(x) + self.right(x))).squeeze(-1)
+
+
+def test_layers_sharing_one_output_gradient_match_per_sample_loop():
+    torch.manual_seed(5)
+    model = ParallelBranches()
+    x, y = batch(30, (6,), seed=10)
+    clip = median_norm(model, x, y)
+    loop, _ = per_sample_loop(copy.deepcopy(model), x, y, clip)
+    got = fc.fast_clipped_sum(model=model, loss_fn=bce, inputs=x, targets=y, max_grad_norm=clip)
+    assert fc.max_relative_error(got, loop) <= TOL

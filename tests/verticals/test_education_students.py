@@ -187,9 +187,10 @@ def test_student_por_without_g1_g2_beats_logistic_regression(tmp_path):
                           artifact_dir=tmp_path)  # private by default, with its twin
     assert "G1" not in result.predictions.columns
     baseline = result.baseline["metrics"]["roc_auc"]
-    # Measured (seed 0): non-private MLP 0.892, logistic regression 0.809, private
-    # (epsilon 3) 0.666: privacy on 420 training students costs more than the MLP gains.
+    # Measured, test ROC AUC for seeds 0/1/2: non-private MLP 0.861/0.803/0.868, logistic
+    # regression 0.809/0.748/0.843, private MLP (epsilon 3) 0.863/0.730/0.819. The MLP beats
+    # the baseline; under DP on ~420 training students it only matches it on average.
     assert result.nonprivate_metrics["roc_auc"] > baseline
-    assert result.metrics["roc_auc"] > 0.6
+    assert result.metrics["roc_auc"] > 0.7
     assert result.privacy["epsilon"] <= problem.spec.privacy.target_epsilon * 1.001
     assert set(result.fairness) == set(mapping.sensitive)

@@ -1,16 +1,30 @@
 """Upload, validate, train and audit one table from the command line, through the services.
 
-    python manage.py pipeline FILE --vertical finance --problem credit_risk --target COL \\
-        [--sensitive COL]... [--exclude COL]... [--epsilon E | --no-privacy] [--sep S] \\
-        [--no-header] [--inline] --json [--predictions-out PATH]
+    python manage.py pipeline FILE --vertical V --problem P [--target COL] \\
+        [--column ROLE=COL]... [--sensitive COL]... [--exclude COL]... \\
+        [--horizon N] [--epochs N] [--set KEY=VALUE]... \\
+        [--attributes FILE] [--test-file FILE --test-truth FILE] \\
+        [--epsilon E | --no-privacy] [--sep S] [--no-header] [--inline] --json \\
+        [--predictions-out PATH]
 
-Prints one JSON object on stdout (logging goes to stderr). Exit code 1 when the file is
-refused or the run does not succeed.
+``--column ROLE=COL`` maps a column to a role: target (or label), id, feature, sensitive,
+exclude, or a task role (series, time, covariate, user, item, student, skill, unit, cycle,
+text); series, covariate, feature, sensitive and exclude repeat. Roles not given keep the
+suggested mapping (from the problem's column-name hints); excluded columns add to the
+suggested ones (which hold, e.g., the columns that leak the target). ``--attributes``
+joins a per-user or per-student table on that key before validation, so its columns can
+be mapped as sensitive; ``--test-file`` with ``--test-truth`` gives a held-out test set
+(remaining useful life), refused by problems whose test split comes from the data.
+
+Prints one JSON object on stdout (logging goes to stderr): the dataset, the run (metrics
+beside ``baseline``, ``task_type``, ``split``, ``notes``, privacy, fairness) and the model
+version. Exit code 1 when a file is refused or the run does not succeed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import sys
@@ -18,21 +32,30 @@ import time
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils.text import slugify
 
 from accounts.models import Membership, Organisation, Role
-from ingestion.models import DatasetVersion
-from ingestion.services import UploadError, confirm_mapping, upload_dataset
-from ml_core.spec import ColumnMapping
+from ingestion.models import CompanionFile, DatasetVersion
+from ingestion.services import UploadError, attach_companion, confirm_mapping, upload_dataset
+from ml_core.spec import TABULAR_ROLES, ColumnMapping, TrainConfig
 from training.models import TrainingRun
 from training.services import execute_run, start_run
 
 SYSTEM_USER = "pipeline"
 SYSTEM_ORGANISATION = "cli"
 PRIVACY_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "accountant")
+# --column ROLE=COL: "label" is the text problems' word for the target.
+ROLE_ALIASES = {"label": "target"}
+TASK_ROLES = ("series", "time", "covariate", "user", "item", "student", "skill", "unit",
+              "cycle", "text")
+ROLES = (*sorted(r.value for r in TABULAR_ROLES), *TASK_ROLES)
+SINGLE_ROLES = ("target", "id", "time", "user", "item", "student", "skill", "unit", "cycle",
+                "text")
+TRAIN_OPTIONS = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "device"}
 
 
 class PipelineFailed(Exception):
@@ -48,9 +71,23 @@ class Command(BaseCommand):
         parser.add_argument("file", type=Path)
         parser.add_argument("--vertical", required=True)
         parser.add_argument("--problem", required=True)
-        parser.add_argument("--target", required=True)
+        parser.add_argument("--target", default=None,
+                            help="the column to predict (default: the suggested one)")
+        parser.add_argument("--column", action="append", default=[], metavar="ROLE=COL",
+                            help=f"map a column to a role; roles: {', '.join(ROLES)}, label")
         parser.add_argument("--sensitive", action="append", default=[])
         parser.add_argument("--exclude", action="append", default=[])
+        parser.add_argument("--attributes", type=Path, default=None,
+                            help="per-user or per-student attributes, joined on that key")
+        parser.add_argument("--test-file", dest="test_file", type=Path, default=None,
+                            help="a given test set (remaining useful life)")
+        parser.add_argument("--test-truth", dest="test_truth", type=Path, default=None,
+                            help="true values for --test-file, one per test unit")
+        parser.add_argument("--horizon", type=int, default=None,
+                            help="forecast steps ahead (demand forecasting)")
+        parser.add_argument("--set", dest="train_options", action="append", default=[],
+                            metavar="KEY=VALUE",
+                            help=f"a training option: {', '.join(TRAIN_OPTIONS)}")
         parser.add_argument("--id-column", dest="id_column", default=None,
                             help="the row identifier (default: the suggested one, if any)")
         parser.add_argument("--positive-label", default=None)
@@ -117,26 +154,32 @@ class Command(BaseCommand):
             raise PipelineFailed({"errors": exc.errors}) from None
         if version.status == DatasetVersion.Status.REJECTED:
             raise PipelineFailed({"errors": version.errors, "dataset": _dataset(version)})
-        mapping = ColumnMapping(
-            target=options["target"],
-            sensitive=tuple(options["sensitive"]),
-            exclude=tuple(options["exclude"]),
-            id=options["id_column"] or _suggested_id(version, options),
-            positive_label=options["positive_label"],
-        )
+        given = _given_roles(options)
+        self._attach_companions(version, user=user, options=options)
+        version.refresh_from_db()
+        mapping = mapping_from(version.suggested_mapping or {}, given,
+                               positive_label=options["positive_label"])
         version = confirm_mapping(version=version, user=user, mapping=mapping)
         if version.status == DatasetVersion.Status.REJECTED:
             raise PipelineFailed({"errors": version.errors, "dataset": _dataset(version)})
 
-        config = {"seed": options["seed"]}
+        config = {**_train_options(options["train_options"]), "seed": options["seed"]}
         if options["epochs"] is not None:
             config["epochs"] = options["epochs"]
-        with transaction.atomic():
-            run = start_run(
-                version=version, user=user, privacy_enabled=not options["no_privacy"],
-                target_epsilon=options["epsilon"], delta=options["delta"], config=config,
-                enqueue=not options["inline"],
-            )
+        if options["horizon"] is not None:
+            config["horizon"] = options["horizon"]
+        try:
+            with transaction.atomic():
+                run = start_run(
+                    version=version, user=user, privacy_enabled=not options["no_privacy"],
+                    target_epsilon=options["epsilon"], delta=options["delta"], config=config,
+                    enqueue=not options["inline"],
+                )
+        except (ValueError, PermissionDenied) as exc:
+            # Refused before any run exists: a bad option, the dataset's privacy budget, or
+            # a non-private run on personal data without an admin.
+            raise PipelineFailed({"errors": [{"code": "run_refused", "message": str(exc)}],
+                                  "dataset": _dataset(version)}) from None
         if options["inline"]:
             execute_run(run.pk)
         else:
@@ -150,6 +193,31 @@ class Command(BaseCommand):
             "run": _run(run),
             "model_version": _model_version(run),
         }
+
+    def _attach_companions(self, version: DatasetVersion, *, user, options: dict) -> None:
+        """The second files, through the same service as the UI; refusals end the command."""
+        if options["test_truth"] is not None and options["test_file"] is None:
+            raise _refused("--test-truth needs --test-file: the true values belong to a "
+                           "given test set")
+        if options["test_file"] is not None and options["test_truth"] is None:
+            raise _refused("--test-file needs --test-truth: the true remaining life of each "
+                           "test unit at its last cycle")
+        files = ((CompanionFile.Kind.ATTRIBUTES, options["attributes"]),
+                 (CompanionFile.Kind.TEST_SET, options["test_file"]),
+                 (CompanionFile.Kind.TEST_TRUTH, options["test_truth"]))
+        for kind, path in files:
+            if path is None:
+                continue
+            if not path.is_file():
+                raise PipelineFailed({"errors": [{"code": "not_found",
+                                                  "message": f"no such file: {path}"}]})
+            try:
+                with path.open("rb") as handle:
+                    attach_companion(version=version, user=user, kind=kind,
+                                     file=File(handle, name=path.name))
+            except UploadError as exc:
+                raise PipelineFailed({"errors": exc.errors, "dataset": _dataset(version)}
+                                     ) from None
 
     def _wait(self, run: TrainingRun, *, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -190,12 +258,102 @@ class Command(BaseCommand):
         return user
 
 
-def _suggested_id(version: DatasetVersion, options: dict) -> str | None:
-    """The id column the upload suggested, unless the flags gave that column another role:
-    an identifier is never a useful feature."""
-    suggested = (version.suggested_mapping or {}).get("id")
-    taken = {options["target"], *options["sensitive"], *options["exclude"]}
-    return suggested if suggested and suggested not in taken else None
+def _refused(message: str) -> PipelineFailed:
+    return PipelineFailed({"errors": [{"code": "bad_arguments", "message": message}]})
+
+
+def _given_roles(options: dict) -> list[tuple[str, str]]:
+    """(role, column) pairs from --target, --id-column, --sensitive, --exclude, --column."""
+    given: list[tuple[str, str]] = []
+    if options["target"]:
+        given.append(("target", options["target"]))
+    if options["id_column"]:
+        given.append(("id", options["id_column"]))
+    given += [("sensitive", c) for c in options["sensitive"]]
+    given += [("exclude", c) for c in options["exclude"]]
+    for item in options["column"]:
+        role, sep, column = item.partition("=")
+        role = ROLE_ALIASES.get(role.strip().lower(), role.strip().lower())
+        if not sep or not column.strip():
+            raise _refused(f"--column {item!r}: write ROLE=COLUMN, e.g. --column time=Date")
+        if role not in ROLES:
+            raise _refused(f"--column {item!r}: unknown role {role!r}; roles: "
+                           f"{', '.join(ROLES)}, label")
+        given.append((role, column.strip()))
+    for role in SINGLE_ROLES:
+        columns = [c for r, c in given if r == role]
+        if len(set(columns)) > 1:
+            raise _refused(f"the {role} role was given {len(set(columns))} columns "
+                           f"({', '.join(columns)}); it takes one")
+    return given
+
+
+def mapping_from(suggested: dict, given: list[tuple[str, str]], *,
+                 positive_label: str | None = None) -> ColumnMapping:
+    """The suggested mapping with the command line's roles laid over it.
+
+    A role given on the command line replaces the suggestion for that role, except
+    ``exclude``, which adds to it (suggested exclusions keep target leaks out). A column
+    given a role loses any other role the suggestion gave it, so no column has two roles.
+    """
+    base = ColumnMapping.from_dict({"target": "", **suggested})
+    named = {column for _, column in given}
+    given_roles = {role for role, _ in given}
+
+    def suggestion(role: str) -> list[str]:
+        if role == "target":
+            columns = [base.target] if base.target else []
+        elif role == "id":
+            columns = [base.id] if base.id else []
+        elif role in ("sensitive", "exclude", "feature"):
+            columns = list({"sensitive": base.sensitive, "exclude": base.exclude,
+                            "feature": base.features}[role])
+        else:
+            columns = list(base.role_columns(role))
+        return [c for c in columns if c not in named]
+
+    def columns_for(role: str) -> list[str]:
+        mine = list(dict.fromkeys(c for r, c in given if r == role))
+        if role == "exclude":
+            return suggestion(role) + [c for c in mine if c not in suggestion(role)]
+        return mine if role in given_roles else suggestion(role)
+
+    task_roles = [role for role, _ in base.roles] + [r for r, _ in given if r in TASK_ROLES]
+    roles = tuple((role, column) for role in dict.fromkeys(task_roles)
+                  for column in columns_for(role))
+    target, ids = columns_for("target"), columns_for("id")
+    return ColumnMapping(
+        target=target[0] if target else "",
+        features=tuple(columns_for("feature")),
+        sensitive=tuple(columns_for("sensitive")),
+        exclude=tuple(columns_for("exclude")),
+        id=ids[0] if ids else None,
+        positive_label=positive_label if positive_label is not None else base.positive_label,
+        roles=roles,
+    )
+
+
+def _train_options(items: list[str]) -> dict:
+    """--set KEY=VALUE pairs as TrainConfig overrides of the field's type."""
+    config: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in TRAIN_OPTIONS:
+            raise _refused(f"--set {item!r}: write KEY=VALUE with KEY one of "
+                           f"{', '.join(TRAIN_OPTIONS)}")
+        default = getattr(TrainConfig(), key)
+        try:
+            if isinstance(default, bool):
+                value: object = raw.strip().lower() in ("1", "true", "yes", "on")
+            elif isinstance(default, tuple):
+                value = [int(v) for v in raw.replace(" ", "").split(",") if v]
+            else:
+                value = type(default)(raw)
+        except ValueError:
+            raise _refused(f"--set {item!r}: {raw!r} is not a valid {key}") from None
+        config[key] = value
+    return config
 
 
 def _dataset(version: DatasetVersion) -> dict:
@@ -213,13 +371,18 @@ def _dataset(version: DatasetVersion) -> dict:
 
 def _run(run: TrainingRun) -> dict:
     privacy = run.privacy or {}
+    result = run.result or {}
     return {
         "id": run.pk,
         "status": run.status,
         "error": run.error or None,
         "device": run.device,
+        "task_type": result.get("task_type"),
         "metrics": run.metrics,
-        "baseline": (run.result or {}).get("baseline"),
+        "baseline": result.get("baseline"),
+        "nonprivate_metrics": result.get("nonprivate_metrics"),
+        "split": result.get("split"),
+        "notes": result.get("notes") or [],
         "privacy": {key: privacy.get(key) for key in PRIVACY_KEYS} | {
             "enabled": privacy.get("enabled", run.privacy_requested.get("enabled")),
         },

@@ -1,0 +1,244 @@
+"""Predictions from approved and champion models: online rows and batch CSV files.
+
+Input is checked against the model's own schema (the columns its saved encoder was fitted
+on, numeric or categorical) before any scoring; a bad row is named, never silently imputed.
+Exported CSV cells that a spreadsheet would run as a formula are escaped.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import logging
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.scoping import membership_for
+from audits.services import log_action
+from governance.models import ScoringJob
+from ml_core.artifacts import LoadedModel, load_model, predict_proba
+from ml_core.tables import TableReadError, read_table
+from training.models import ModelVersion
+
+logger = logging.getLogger(__name__)
+
+MAX_ONLINE_ROWS = 1000
+CHUNK_ROWS = 2000
+# OWASP's CSV-injection list: a leading = + - @ tab or CR makes a spreadsheet cell a formula.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+MAX_ERRORS = 20
+
+
+class NotServing(ValueError):
+    """The model is not approved (or champion): it may not serve predictions."""
+
+
+class PredictionInputError(ValueError):
+    """The rows do not fit the model's schema; ``errors`` says which rows and columns."""
+
+    def __init__(self, errors: list[dict]):
+        self.errors = errors
+        super().__init__("the rows do not fit the model's input schema")
+
+
+def escape_cell(value: object) -> object:
+    """A text cell starting with a formula character gets a leading apostrophe; numbers
+    (including negative ones) stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def ensure_serving(model_version: ModelVersion) -> None:
+    if model_version.status not in ModelVersion.SERVING:
+        raise NotServing(
+            f"model {model_version.pk} is {model_version.get_status_display().lower()}: only "
+            "approved or champion models serve predictions"
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, sha256: str) -> LoadedModel:
+    loaded = load_model(path)
+    if loaded.metadata.get("weights_sha256") != sha256:
+        raise PermissionDenied("the model's weights differ from the registered checksum")
+    return loaded
+
+
+def loaded_model(model_version: ModelVersion) -> LoadedModel:
+    if model_version.run.result.get("task_type", "binary_classification") != (
+            "binary_classification") or not model_version.run.artifact_path:
+        raise NotServing("predictions are served for tabular classification models only")
+    return _load(model_version.run.artifact_path, model_version.artifact_sha256)
+
+
+def input_schema(loaded: LoadedModel) -> dict:
+    """The columns a row needs: name -> "numeric" or "categorical" (missing values allowed)."""
+    encoder = loaded.encoder
+    return {**{c: "numeric" for c in encoder.numeric},
+            **{c: "categorical" for c in encoder.categorical}}
+
+
+def validate_frame(loaded: LoadedModel, frame: pd.DataFrame) -> list[dict]:
+    """Problems with ``frame`` as input: missing columns, text in numeric columns (1-based
+    row numbers)."""
+    schema = input_schema(loaded)
+    errors: list[dict] = []
+    missing = [column for column in schema if column not in frame.columns]
+    for column in missing:
+        errors.append({"code": "missing_column", "column": column,
+                       "message": f"column {column!r} is required by the model", "rows": []})
+    for column, kind in schema.items():
+        if kind != "numeric" or column in missing:
+            continue
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = values.notna() & numbers.isna() & (values.astype("object").map(
+            lambda v: str(v).strip() != ""))
+        rows = [int(i) + 1 for i in np.flatnonzero(bad.to_numpy())]
+        if rows:
+            errors.append({"code": "not_numeric", "column": column, "rows": rows[:MAX_ERRORS],
+                           "message": f"column {column!r} needs numbers; {len(rows)} row(s) "
+                                      f"hold text, first: row {rows[0]}"})
+    return errors
+
+
+def score_frame(loaded: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """``score`` (positive-class probability) and ``prediction`` (0/1 at the model's own
+    threshold) for each row of a frame that passed :func:`validate_frame`."""
+    frame = frame.copy()
+    for column, kind in input_schema(loaded).items():
+        if kind == "numeric" and not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = pd.to_numeric(frame[column].replace("", np.nan), errors="coerce")
+    scores = predict_proba(loaded, frame)
+    threshold = float(loaded.metadata.get("threshold", 0.5))
+    return pd.DataFrame({"score": scores.astype(float),
+                         "prediction": (scores >= threshold).astype(int)}, index=frame.index)
+
+
+def predict_rows(*, model_version: ModelVersion, user, rows: list[dict]) -> dict:
+    """Online scoring of JSON rows. NotServing, PredictionInputError (400 material)."""
+    membership = membership_for(user)
+    if membership.organisation_id != model_version.organisation_id:
+        raise PermissionDenied("this model belongs to another organisation")
+    ensure_serving(model_version)
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        raise PredictionInputError([{"code": "no_rows", "column": None, "rows": [],
+                                     "message": "send a non-empty list of objects as rows"}])
+    if len(rows) > MAX_ONLINE_ROWS:
+        raise PredictionInputError([{"code": "too_many_rows", "column": None, "rows": [],
+                                     "message": f"at most {MAX_ONLINE_ROWS} rows per request; "
+                                                "use batch scoring for more"}])
+    loaded = loaded_model(model_version)
+    frame = pd.DataFrame.from_records(rows)
+    errors = validate_frame(loaded, frame)
+    if errors:
+        raise PredictionInputError(errors)
+    scored = score_frame(loaded, frame)
+    return {
+        "model_version": model_version.pk,
+        "positive_label": loaded.metadata.get("positive_label"),
+        "threshold": loaded.metadata.get("threshold"),
+        "predictions": [{"row": i + 1, "score": float(s), "prediction": int(p)}
+                        for i, (s, p) in enumerate(zip(scored["score"], scored["prediction"],
+                                                       strict=True))],
+    }
+
+
+# --- batch scoring -------------------------------------------------------------------------
+
+
+def start_scoring_job(*, model_version: ModelVersion, user, file) -> ScoringJob:
+    """Store an uploaded CSV and queue its scoring (Celery, default queue)."""
+    membership = membership_for(user)
+    if membership.organisation_id != model_version.organisation_id:
+        raise PermissionDenied("this model belongs to another organisation")
+    ensure_serving(model_version)
+    data = file.read() if hasattr(file, "read") else bytes(file)
+    if len(data) > settings.TESSERA_MAX_UPLOAD_BYTES:
+        raise ValueError("the file is larger than the upload limit")
+    try:
+        frame, _ = read_table(data)
+    except TableReadError as exc:
+        raise ValueError(f"the file could not be read: {exc.message}") from None
+    relative = Path("scoring") / f"{uuid.uuid4().hex}.csv"
+    target = Path(settings.TESSERA_UPLOAD_DIR) / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    with transaction.atomic():
+        job = ScoringJob.objects.create(
+            organisation=membership.organisation, model_version=model_version,
+            original_filename=getattr(file, "name", "rows.csv")[:255], input_path=str(relative),
+            rows_total=len(frame), created_by=user,
+        )
+        log_action(organisation=membership.organisation, actor=user, action="scoring.started",
+                   obj=job, detail={"model_version": model_version.pk, "rows": len(frame)})
+        transaction.on_commit(lambda: _enqueue(job.pk))
+    return job
+
+
+def _enqueue(job_id: int) -> None:
+    from governance.tasks import score_batch
+
+    score_batch.apply_async(args=[job_id], queue="default")
+
+
+def output_path(job: ScoringJob) -> Path:
+    return Path(settings.TESSERA_ARTIFACT_DIR) / "scoring" / f"job_{job.pk}.csv"
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write ``frame`` with every formula-like text cell escaped."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([escape_cell(str(c)) for c in frame.columns])
+        for row in frame.itertuples(index=False, name=None):
+            writer.writerow(["" if (not isinstance(v, str) and pd.isna(v)) else escape_cell(v)
+                             for v in row])
+
+
+def execute_scoring_job(job_id: int) -> None:
+    """Score one job; what the Celery task calls. A job not queued any more is left alone."""
+    if not ScoringJob.objects.filter(pk=job_id, status=ScoringJob.Status.QUEUED).update(
+            status=ScoringJob.Status.RUNNING):
+        return
+    job = ScoringJob.objects.select_related("model_version__run").get(pk=job_id)
+    try:
+        ensure_serving(job.model_version)
+        loaded = loaded_model(job.model_version)
+        frame, _ = read_table(Path(settings.TESSERA_UPLOAD_DIR) / job.input_path)
+        errors = validate_frame(loaded, frame)
+        if errors:
+            _fail(job, errors)
+            return
+        parts = []
+        for start in range(0, len(frame), CHUNK_ROWS):
+            chunk = frame.iloc[start:start + CHUNK_ROWS]
+            parts.append(score_frame(loaded, chunk))
+            ScoringJob.objects.filter(pk=job.pk).update(rows_done=start + len(chunk))
+        scored = pd.concat([frame, pd.concat(parts)], axis=1) if parts else frame
+        path = output_path(job)
+        write_csv(scored, path)
+    except Exception as exc:  # the job records why; the worker stays up
+        logger.exception("scoring job %s failed", job_id)
+        _fail(job, [{"code": "failed", "column": None, "rows": [],
+                     "message": f"{type(exc).__name__}: {exc}"[:2000]}])
+        return
+    ScoringJob.objects.filter(pk=job.pk).update(
+        status=ScoringJob.Status.SUCCEEDED, rows_done=len(frame), output_path=str(path),
+        finished_at=timezone.now())
+
+
+def _fail(job: ScoringJob, errors: list[dict]) -> None:
+    ScoringJob.objects.filter(pk=job.pk).update(status=ScoringJob.Status.FAILED, errors=errors,
+                                                finished_at=timezone.now())

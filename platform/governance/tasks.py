@@ -1,0 +1,17 @@
+"""Celery tasks: thin, they take ids and call a service."""
+
+from celery import shared_task
+
+
+@shared_task(acks_late=True)
+def score_batch(job_id: int) -> None:
+    from governance.scoring import execute_scoring_job
+
+    execute_scoring_job(job_id)
+
+
+@shared_task(acks_late=True)
+def scheduled_retrain(schedule_id: int) -> None:
+    from governance.schedules import retrain
+
+    retrain(schedule_id)

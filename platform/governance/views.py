@@ -1,0 +1,181 @@
+"""Governance pages: a model's standing and gates, its card, a dataset's ledger, a problem's
+gates, batch scoring. Views are thin: scope, call a service, render."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts import scoping
+from accounts.permissions import can_review
+from governance import cards, ledger, registry, scoring
+from governance.forms import (
+    DatasetPolicyForm,
+    GatePolicyForm,
+    PromoteForm,
+    RetireForm,
+    ScoringUploadForm,
+)
+from governance.models import ScoringJob
+from ingestion.models import Dataset
+from training.models import ModelVersion
+
+
+def _model_or_404(user, model_version_id: int) -> ModelVersion:
+    versions = scoping.for_user(
+        ModelVersion.objects.select_related("run__dataset_version__dataset", "organisation"), user)
+    return get_object_or_404(versions, pk=model_version_id)
+
+
+def model_detail(request, model_version_id: int):
+    model_version = _model_or_404(request.user, model_version_id)
+    reviewer = can_review(request.user)
+    return render(request, "governance/model.html", {
+        "model_version": model_version, "run": model_version.run,
+        "summary": registry.gate_summary(model_version),
+        "history": model_version.promotion_events.select_related("actor").order_by("-id"),
+        "promote_form": PromoteForm() if reviewer else None,
+        "retire_form": RetireForm() if reviewer else None,
+        "scoring_form": ScoringUploadForm()
+        if model_version.status in ModelVersion.SERVING else None,
+        "jobs": model_version.scoring_jobs.order_by("-created_at")[:10],
+        "drift_reports": model_version.drift_reports.order_by("-created_at")[:5],
+        "champion": registry.champion_of(organisation=model_version.organisation,
+                                         vertical=model_version.vertical,
+                                         problem=model_version.problem),
+    })
+
+
+@require_POST
+def model_promote(request, model_version_id: int):
+    model_version = _model_or_404(request.user, model_version_id)
+    form = PromoteForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give a reason for the promotion.")
+        return redirect("governance:model", model_version_id=model_version.pk)
+    try:
+        registry.promote(model_version=model_version, user=request.user,
+                         reason=form.cleaned_data["reason"],
+                         override_reason=form.cleaned_data["override_reason"] or None)
+    except registry.GateFailure as exc:
+        for failure in exc.failures:
+            messages.error(request, f"Blocked by the {failure['name']} gate: {failure['message']}")
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Model {model_version.pk} is now the champion.")
+    return redirect("governance:model", model_version_id=model_version.pk)
+
+
+@require_POST
+def model_retire(request, model_version_id: int):
+    model_version = _model_or_404(request.user, model_version_id)
+    form = RetireForm(request.POST)
+    try:
+        if not form.is_valid():
+            raise ValueError("say why this model is retired")
+        registry.retire(model_version=model_version, user=request.user,
+                        reason=form.cleaned_data["reason"])
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Model {model_version.pk} is retired.")
+    return redirect("governance:model", model_version_id=model_version.pk)
+
+
+def model_card(request, model_version_id: int):
+    model_version = _model_or_404(request.user, model_version_id)
+    return render(request, "governance/card.html", {
+        "model_version": model_version, "card": cards.model_card(model_version)})
+
+
+def model_card_json(request, model_version_id: int):
+    model_version = _model_or_404(request.user, model_version_id)
+    return JsonResponse(cards.model_card(model_version), json_dumps_params={"indent": 2})
+
+
+def dataset_ledger(request, dataset_id: int):
+    dataset = scoping.get_scoped_or_404(Dataset, request.user, pk=dataset_id)
+    membership = scoping.membership_for(request.user)
+    policy = ledger.policy_for(dataset)
+    form = None
+    if membership.is_admin:
+        form = DatasetPolicyForm(request.POST or None, initial={
+            "budget_epsilon": policy.budget_epsilon, "personal_data": policy.personal_data,
+            "nonprivate_allowed": policy.nonprivate_allowed})
+        if request.method == "POST" and form.is_valid():
+            ledger.set_dataset_policy(dataset=dataset, user=request.user, **form.cleaned_data)
+            messages.success(request, "Dataset policy saved.")
+            return redirect("governance:ledger", dataset_id=dataset.pk)
+    elif request.method == "POST":
+        raise PermissionDenied("only admins change a dataset's privacy budget")
+    return render(request, "governance/ledger.html", {
+        "dataset": dataset, "policy": policy, "status": ledger.ledger_status(dataset),
+        "form": form})
+
+
+def problem_gates(request, vertical: str, problem: str):
+    membership = scoping.membership_for(request.user)
+    try:
+        policy = registry.gate_policy_for(organisation=membership.organisation,
+                                          vertical=vertical, problem=problem)
+    except LookupError:
+        raise Http404("no such problem") from None
+    form = None
+    if membership.is_admin:
+        form = GatePolicyForm(request.POST or None, instance=policy)
+        if request.method == "POST" and form.is_valid():
+            registry.update_gate_policy(user=request.user, vertical=vertical, problem=problem,
+                                        **form.cleaned_data)
+            messages.success(request, "Promotion gates saved.")
+            return redirect("governance:problem", vertical=vertical, problem=problem)
+    elif request.method == "POST":
+        raise PermissionDenied("only admins change the promotion gates")
+    from governance.schedules import schedule_for
+
+    return render(request, "governance/problem.html", {
+        "vertical": vertical, "problem": problem, "policy": policy, "form": form,
+        "champion": registry.champion_of(organisation=membership.organisation,
+                                         vertical=vertical, problem=problem),
+        "history": registry.history(organisation=membership.organisation, vertical=vertical,
+                                    problem=problem)[:50],
+        "schedule": schedule_for(organisation=membership.organisation, vertical=vertical,
+                                 problem=problem),
+    })
+
+
+@require_POST
+def scoring_start(request, model_version_id: int):
+    model_version = _model_or_404(request.user, model_version_id)
+    form = ScoringUploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, "Choose a CSV file to score.")
+        return redirect("governance:model", model_version_id=model_version.pk)
+    try:
+        job = scoring.start_scoring_job(model_version=model_version, user=request.user,
+                                        file=form.cleaned_data["file"])
+    except ValueError as exc:
+        messages.error(request, str(exc))
+        return redirect("governance:model", model_version_id=model_version.pk)
+    return redirect("governance:job", job_id=job.pk)
+
+
+def scoring_job(request, job_id: int):
+    job = scoping.get_scoped_or_404(ScoringJob.objects.select_related("model_version"),
+                                    request.user, pk=job_id)
+    if request.headers.get("accept", "").startswith("application/json"):
+        return JsonResponse({"status": job.status, "percent": job.progress_percent,
+                             "rows_done": job.rows_done, "rows_total": job.rows_total})
+    return render(request, "governance/job.html", {"job": job})
+
+
+def scoring_download(request, job_id: int):
+    job = scoping.get_scoped_or_404(ScoringJob, request.user, pk=job_id)
+    if job.status != ScoringJob.Status.SUCCEEDED or not job.output_path:
+        raise Http404("no scored file yet")
+    name = job.original_filename.rsplit(".", 1)[0] + "-scored.csv"
+    return FileResponse(open(job.output_path, "rb"), as_attachment=True, filename=name,
+                        content_type="text/csv")

@@ -1,0 +1,117 @@
+"""Combining a dataset version's companion files with its main table (pandas only).
+
+Two kinds of second file exist because users' data come that way:
+
+* **attributes**: one row per user or student (sex, age band, ...), kept apart from the
+  interactions or responses. Joined on the main table's ``user`` or ``student`` column, so
+  the attributes become columns the analyst can map as sensitive (or exclude).
+* **a given test set** (and its true values): held-out run-to-failure series such as
+  C-MAPSS ``test_FD001.txt`` with ``RUL_FD001.txt``. The family that supports it
+  (``attach_test_set`` in its ``ml_core.families`` module) builds one frame that marks the
+  test rows, so the split is the given one, not a random one.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec
+
+# Roles whose column names a person (or a machine): the key an attributes file joins on.
+ENTITY_ROLES = ("user", "student", "unit")
+# The target column a given test set fills when the mapping names none.
+DEFAULT_TEST_TARGET = "rul"
+# Columns a family adds for its own bookkeeping (e.g. "__split__"): never shown or mapped.
+INTERNAL_PREFIX = "__"
+
+
+def _role_name(role: object) -> str:
+    return str(getattr(role, "value", role))
+
+
+def entity_roles(spec: ProblemSpec) -> tuple[str, ...]:
+    """The entity roles ``spec`` declares (user, student, unit), in hint order."""
+    declared = [_role_name(h.role) for h in spec.hints]
+    return tuple(role for role in declared if role in ENTITY_ROLES)
+
+
+def entity_column(mapping: ColumnMapping, spec: ProblemSpec) -> str | None:
+    """The main table's column an attributes file joins on, from the mapping's roles."""
+    for role in entity_roles(spec):
+        column = mapping.role(role)
+        if column:
+            return column
+    return None
+
+
+def supports_attributes(spec: ProblemSpec) -> bool:
+    return bool(entity_roles(spec))
+
+
+def test_set_builder(spec: ProblemSpec):
+    """The family's ``attach_test_set`` when ``spec``'s family takes a given test set."""
+    if spec.model_family == "tabular_mlp":
+        return None
+    from ml_core.families import family_module
+
+    return getattr(family_module(spec.model_family), "attach_test_set", None)
+
+
+def attributes_key(columns: list[str], preferred: str | None) -> str:
+    """The attributes file's join column: one named like the main table's key, else its first."""
+    if preferred and preferred in columns:
+        return preferred
+    return str(columns[0])
+
+
+def merge_attributes(
+    frame: pd.DataFrame, attributes: pd.DataFrame, *, on: str, key: str
+) -> pd.DataFrame:
+    """``frame`` with ``attributes``' other columns added, matched on ``frame[on] ==
+    attributes[key]`` (compared as text, so ``7`` and ``"7"`` meet). Rows and index of
+    ``frame`` are kept; keys without attributes get missing values; a column ``frame``
+    already has is not overwritten; a key listed twice keeps its first row."""
+    extra = attributes.drop_duplicates(subset=[key]).copy()
+    extra[key] = extra[key].astype(str)
+    added = [str(c) for c in extra.columns if c != key and c not in frame.columns]
+    lookup = extra.set_index(key)[added]
+    joined = lookup.reindex(frame[on].astype(str).to_numpy())
+    joined.index = frame.index
+    return pd.concat([frame, joined], axis=1)
+
+
+def truth_values(truth: pd.DataFrame) -> pd.Series | list[float]:
+    """The true values of a given test set: one column -> a list in unit order (C-MAPSS
+    ``RUL_FD00x.txt``); two or more -> the last column indexed by the first (unit, value)."""
+    if truth.shape[1] == 1:
+        return pd.to_numeric(truth.iloc[:, 0], errors="coerce").tolist()
+    values = pd.to_numeric(truth.iloc[:, -1], errors="coerce")
+    return pd.Series(values.to_numpy(), index=truth.iloc[:, 0].to_numpy())
+
+
+def attach_test(
+    frame: pd.DataFrame, test_frame: pd.DataFrame, truth: pd.DataFrame, *,
+    mapping: ColumnMapping, spec: ProblemSpec,
+) -> pd.DataFrame:
+    """One frame with the given test rows marked, built by the family's ``attach_test_set``.
+
+    ValueError when the family takes no given test set, the mapping lacks the roles it
+    needs, or the truth does not fit the test units.
+    """
+    builder = test_set_builder(spec)
+    if builder is None:
+        raise ValueError(f"{spec.name} takes no given test set")
+    unit, cycle = mapping.role(ColumnRole.UNIT.value), mapping.role(ColumnRole.CYCLE.value)
+    if not unit or not cycle:
+        raise ValueError("a given test set needs the unit and cycle columns mapped")
+    missing = [c for c in (unit, cycle) if c not in test_frame.columns]
+    if missing:
+        raise ValueError(f"the test file has no column {', '.join(map(repr, missing))}; "
+                         "it needs the same columns as the training file")
+    return builder(frame, test_frame, truth_values(truth), unit=unit, cycle=cycle,
+                   target=mapping.target or DEFAULT_TEST_TARGET)
+
+
+def visible_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns a person maps: the frame's, without internal bookkeeping columns."""
+    return [str(c) for c in frame.columns if not str(c).startswith(INTERNAL_PREFIX)]
