@@ -40,9 +40,9 @@ case "${1:-web}" in
     healthcheck)
         case "${2:-web}" in
             web)
-                # The login page needs no session; the headers satisfy ALLOWED_HOSTS and
-                # the HTTPS redirect, as the reverse proxy would.
-                exec python -c 'import urllib.request as u; u.urlopen(u.Request("http://127.0.0.1:8000/login/", headers={"Host": "localhost", "X-Forwarded-Proto": "https"}), timeout=5)'
+                # /healthz checks the database and the broker, needs no login and is
+                # exempt from the HTTPS redirect; the Host header satisfies ALLOWED_HOSTS.
+                exec python -c 'import urllib.request as u; u.urlopen(u.Request("http://127.0.0.1:8000/healthz", headers={"Host": "localhost"}), timeout=5)'
                 ;;
             worker-cpu|worker-gpu)
                 exec $celery_app inspect ping --timeout 10 -d "$2@$(hostname)"

@@ -58,6 +58,7 @@ WEIGHTS_FILE = "model.pt"  # the trained top layers and head (the frozen part is
 METADATA_FILE = "metadata.json"
 TEXT_METRICS = ("macro_f1", "accuracy", "weighted_f1")
 DEFAULT_TRAINABLE_LAYERS = 1
+DEFAULT_LAYER_LR_SCALE = 0.1
 ENCODE_BATCH = 64
 STOP_CHECK_EVERY_BATCHES = 10
 # Frozen-encoder outputs kept in memory across runs (a private run and its twin, or a
@@ -75,6 +76,10 @@ class TextEncoderOptions:
     source: te.EncoderSource = field(default_factory=te.pretrained_source)
     trainable_layers: int = DEFAULT_TRAINABLE_LAYERS
     dropout: float = 0.1
+    # The head starts from random weights and needs large steps; the pretrained layer
+    # needs small ones (and under DP-SGD, large Adam steps on ~1.8M noisy coordinates
+    # would mostly add noise to it). The layers' learning rate is the head's times this.
+    layer_lr_scale: float = DEFAULT_LAYER_LR_SCALE
 
 
 # --- columns and validation ---------------------------------------------------------------
@@ -300,10 +305,24 @@ def _per_sample_support(top: nn.Module) -> list[str]:
     return missing
 
 
+def param_groups(top: nn.Module, *, lr: float, layer_lr_scale: float) -> list[dict]:
+    """Optimiser groups: the linear head at ``lr``, the transformer layers at
+    ``lr * layer_lr_scale`` (trainable parameters only)."""
+    head, layers = [], []
+    for name, parameter in top.named_parameters():
+        if parameter.requires_grad:
+            (head if name.startswith("classifier.") else layers).append(parameter)
+    groups = [{"params": head, "lr": lr}]
+    if layers:
+        groups.append({"params": layers, "lr": lr * layer_lr_scale})
+    return groups
+
+
 def train_top(
     *, initial: te.TrainableTop, rows: EncodedRows, y: np.ndarray, fit: np.ndarray,
     val: np.ndarray, n_classes: int, train: TrainConfig, privacy: PrivacyConfig | None,
     stage: str, progress: ProgressSink | None, should_stop: StopCheck | None,
+    layer_lr_scale: float = DEFAULT_LAYER_LR_SCALE,
 ) -> TrainedTop:
     """Fine-tune a copy of ``initial`` on the ``fit`` rows; keep the epoch with the best
     validation macro F1. DP-SGD (Poisson sampling, PRV accountant) when ``privacy`` is on."""
@@ -314,8 +333,8 @@ def train_top(
     if private:
         top = dp.prepare_module(top)
     top.train()
-    optimizer = torch.optim.Adam([p for p in top.parameters() if p.requires_grad],
-                                 lr=train.learning_rate)
+    optimizer = torch.optim.Adam(
+        param_groups(top, lr=train.learning_rate, layer_lr_scale=layer_lr_scale))
     dataset = TensorDataset(torch.as_tensor(fit, dtype=torch.long),
                             torch.as_tensor(y[fit], dtype=torch.long))
     loader = DataLoader(dataset, batch_size=min(train.batch_size, len(dataset)), shuffle=True,
@@ -567,13 +586,15 @@ def run(
 
     main = train_top(initial=classifier.top, rows=rows, y=y, fit=fit, val=val,
                      n_classes=len(classes), train=train, privacy=privacy, stage="training",
-                     progress=progress, should_stop=should_stop)
+                     progress=progress, should_stop=should_stop,
+                     layer_lr_scale=encoder.layer_lr_scale)
     twin = None
     if privacy.enabled:
         try:
             twin = train_top(initial=classifier.top, rows=rows, y=y, fit=fit, val=val,
                              n_classes=len(classes), train=train, privacy=None,
-                             stage="training_twin", progress=progress, should_stop=should_stop)
+                             stage="training_twin", progress=progress, should_stop=should_stop,
+                             layer_lr_scale=encoder.layer_lr_scale)
         except TrainingCancelled as cancelled:
             raise TrainingCancelled(privacy=main.privacy) from cancelled
 

@@ -132,6 +132,20 @@ def _threshold(parts: list[str], frame: Frame, *, value: float, y_max: float, la
     )
 
 
+def _band(parts: list[str], frame: Frame, *, low: float, high: float, y_max: float,
+          label: str) -> None:
+    """A shaded horizontal band between two values, named in the legend row."""
+    top, bottom = frame.y_for(high, y_max), frame.y_for(low, y_max)
+    x1 = frame.width - frame.right
+    parts.append(
+        f'<g class="band" data-low="{escape(repr(float(low)))}" '
+        f'data-high="{escape(repr(float(high)))}"><rect x="{frame.left}" y="{top}" '
+        f'width="{round(frame.plot_width, 2)}" height="{round(bottom - top, 2)}"/>'
+        f'<rect class="key" x="{x1 - 24}" y="{LEGEND_Y - 9}" width="24" height="10"/>'
+        f'<text x="{x1 - 30}" y="{LEGEND_Y}" text-anchor="end">{escape(label)}</text></g>'
+    )
+
+
 def _short(label: str, slot: float) -> str:
     """The label cut to fit its slot (about 7 px a character); the full name stays in the
     bar's tooltip and the chart's description."""
@@ -150,27 +164,45 @@ def bar_chart(
     y_max: float | None = None,
     value_format: str = ".2f",
     flagged: Sequence[str] = (),
+    band: tuple[float, float] | None = None,
+    band_label: str = "",
+    highlighted: Sequence[str] = (),
+    highlight_label: str = "",
     frame: Frame = DEFAULT_FRAME,
 ) -> str:
     """Vertical bars, one per ``(label, value)``, with an optional horizontal threshold line.
 
     ``flagged`` labels get the ``flagged`` class and a "(below threshold)"-style marker in
-    text, so the verdict never depends on colour alone.
+    text, so the verdict never depends on colour alone. ``band`` shades a range of values
+    (e.g. the zone of proximal development, 0.5-0.85) behind the bars; ``highlighted`` labels
+    (e.g. the recommended skill) get a ◆ marker and the ``highlighted`` class.
     """
     values = [v for _, v in bars if v is not None]
-    top = y_max if y_max is not None else _nice_max(max(values + [threshold or 0.0, 0.0]))
+    top = y_max if y_max is not None else _nice_max(
+        max(values + [threshold or 0.0, band[1] if band else 0.0, 0.0]))
     summary = "; ".join(f"{label}: {_fmt(v, value_format)}" for label, v in bars)
     desc = summary + (f". {threshold_label}: {_fmt(threshold, value_format)}" if threshold
                       is not None else "")
+    if band is not None:
+        desc += (f". {band_label or 'band'}: {_fmt(band[0], value_format)} to "
+                 f"{_fmt(band[1], value_format)}")
+    if highlighted:
+        desc += f". ◆ {highlight_label or 'highlighted'}: {', '.join(highlighted)}"
     _, parts = _open(frame, title=title, desc=desc, css_class="bar-chart")
+    if band is not None:
+        _band(parts, frame, low=band[0], high=band[1], y_max=top, label=band_label)
     _axes(parts, frame, y_max=top, y_label=y_label, x_label=x_label, y_fmt=value_format)
     slot = frame.plot_width / max(len(bars), 1)
     width = min(slot * 0.6, 64)
     flagged_set = set(flagged)
+    highlighted_set = set(highlighted)
     for index, (label, value) in enumerate(bars):
         cx = frame.left + slot * (index + 0.5)
         klass = "bar flagged" if label in flagged_set else "bar"
         marker = " ✕" if label in flagged_set else ""
+        if label in highlighted_set:
+            klass += " highlighted"
+            marker += " ◆"
         if value is not None:
             y = frame.y_for(value, top)
             parts.append(
@@ -316,10 +348,16 @@ def line_chart(
     x_label: str = "",
     y_label: str = "",
     value_format: str = ".3f",
+    x_tick_labels: tuple[str, str] | None = None,
+    dashed: Sequence[str] = (),
     frame: Frame = DEFAULT_FRAME,
 ) -> str:
     """Lines through ``(x, y)`` points, one per named series (e.g. loss and validation AUC
-    per epoch), with each series' last value written at its end."""
+    per epoch), with each series' last value written at its end.
+
+    ``x_tick_labels`` writes text (e.g. the first and last dates) under the ends of the x
+    axis instead of the numbers; series named in ``dashed`` (a baseline, a chance level)
+    are drawn dashed, so they read apart from the model without colour."""
     points = [(x, y) for _, pts in series for x, y in pts if y is not None]
     xs = [x for x, _ in points] or [0.0, 1.0]
     x_min, x_max = min(xs), max(xs)
@@ -342,7 +380,8 @@ def line_chart(
         if not coords:
             continue
         path = " ".join(f"{x},{y}" for x, y in coords)
-        parts.append(f'<polyline class="line series-{si}" points="{path}"/>')
+        dash = " dashed" if name in dashed else ""
+        parts.append(f'<polyline class="line series-{si}{dash}" points="{path}"/>')
         for x, y in coords:
             parts.append(f'<circle class="point series-{si}" cx="{x}" cy="{y}" r="2.5"/>')
         # The legend names each series and its latest value, so the line's colour is not
@@ -354,16 +393,40 @@ def line_chart(
             f'x="{legend_x + 22}" y="{LEGEND_Y}">{escape(label)}</text></g>'
         )
         legend_x += 22 + 7 * len(label) + 18
+    first, last = x_tick_labels or (_fmt(x_min, "g"), _fmt(x_max, "g"))
     parts.append(
         f'<text class="tick" x="{frame.left}" y="{frame.baseline_y + 14}" text-anchor="start">'
-        f"{escape(_fmt(x_min, 'g'))}</text>"
+        f"{escape(first)}</text>"
     )
     parts.append(
         f'<text class="tick" x="{frame.width - frame.right}" y="{frame.baseline_y + 14}" '
-        f'text-anchor="end">{escape(_fmt(x_max, "g"))}</text>'
+        f'text-anchor="end">{escape(last)}</text>'
     )
     parts.append("</svg>")
     return "".join(parts)
+
+
+def confusion_matrix_table(
+    *, title: str, labels: Sequence[object], matrix: Sequence[Sequence[int]],
+    actual_label: str = "actual", predicted_label: str = "predicted",
+) -> str:
+    """A confusion matrix as an HTML table (rows: actual class, columns: predicted), each
+    cell with its count and its share of the actual class; the diagonal is marked
+    ``correct``. A table, not a picture: screen readers read it cell by cell."""
+    names = [str(label) for label in labels]
+    head = "".join(f'<th scope="col">{escape(predicted_label)} {escape(n)}</th>' for n in names)
+    rows = []
+    for i, (name, row) in enumerate(zip(names, matrix, strict=False)):
+        total = sum(int(v) for v in row)
+        cells = []
+        for j, value in enumerate(row):
+            share = f"{int(value) / total:.0%}" if total else "–"
+            klass = ' class="correct"' if i == j else ""
+            cells.append(f'<td{klass}>{int(value)} <span class="muted">({share})</span></td>')
+        rows.append(f'<tr><th scope="row">{escape(actual_label)} {escape(name)}</th>'
+                    f'{"".join(cells)}</tr>')
+    return (f'<table class="confusion-matrix"><caption>{escape(title)}</caption>'
+            f'<thead><tr><td></td>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
 def share_bar(*, label: str, share: float | None, title: str | None = None) -> str:

@@ -25,15 +25,36 @@ _DISPARITY_NAMES = {
 }
 
 
+# Per-group values of task-shaped reports (ml_core.group_metrics): regression error, and the
+# scores of rankings, knowledge tracing and text classification.
+_GROUP_VALUE_NAMES = {
+    "selection_rate": "Selection rate", "tpr": "TPR", "fpr": "FPR", "accuracy": "Accuracy",
+    "mae": "MAE", "rmse": "RMSE", "bias": "Bias (mean predicted − true)", "auc": "AUC",
+    "macro_f1": "Macro F1", "ndcg@10": "NDCG@10", "zpd_share": "Share in the zone",
+}
+DECISION_VALUES = ("selection_rate", "tpr", "fpr", "accuracy")
+KIND_NOTES = {
+    "operational": "Operational disparity: these groups are machine types, production lines "
+                   "or stores, not people. A gap here is a reliability question for the "
+                   "business, not a question of fairness to persons.",
+}
+
+
 @dataclass(frozen=True)
 class AttributeSection:
     name: str
     passed: bool
-    groups: list[dict]  # name, count, selection_rate, tpr, fpr, accuracy, judged
+    groups: list[dict]  # name, count, selection_rate, tpr, fpr, accuracy, judged, values
     charts: list[str]  # SVG markup, escaped
     checks: list[dict]  # name, label, value, threshold, passed
     disparities: list[tuple[str, float | None]]  # (readable name, value)
     note: str = ""  # e.g. why nothing was judged (too few large groups)
+    # The per-group value columns of the groups table, as (key, label); each group's
+    # "values" lists them in this order.
+    columns: tuple[tuple[str, str], ...] = tuple(
+        (key, _GROUP_VALUE_NAMES[key]) for key in DECISION_VALUES)
+    kind: str = "personal"  # or "operational" (machine types, lines, stores)
+    kind_note: str = ""
 
 
 def policy_rows(policy: dict) -> list[tuple[str, str]]:
@@ -53,8 +74,74 @@ def _rate(group: dict, key: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _value_columns(by_group: dict) -> tuple[tuple[str, str], ...]:
+    """The per-group values present, decision rates last (as the binary report has them)."""
+    present: list[str] = []
+    for values in by_group.values():
+        present += [k for k in values if k != "count" and k not in present]
+    task = [k for k in present if k not in DECISION_VALUES]
+    decision = [k for k in DECISION_VALUES if k in present]
+    return tuple((k, _GROUP_VALUE_NAMES.get(k, k.replace("_", " "))) for k in task + decision)
+
+
+def _task_charts(*, attribute: str, body: dict, groups: list[dict], twin: dict | None
+                 ) -> list[str]:
+    """Charts of a task-shaped report: error by group (regression, forecasting, RUL) or
+    score by group (AUC, NDCG, macro F1, ...), each with the line its check draws."""
+    by_group = body["by_group"]
+    judged = [g for g in groups if g["judged"]] or groups
+    checks = {c.get("name"): c for c in body.get("checks") or []}
+    chart_list = []
+    if any("mae" in v for v in by_group.values()):
+        maes = [v for g in judged if (v := _rate(g, "mae")) is not None]
+        limit = float((checks.get("mae_ratio") or {}).get("threshold") or 0) or None
+        line = min(maes) * limit if maes and limit else None
+        chart_list.append(charts.bar_chart(
+            title=f"Mean absolute error by {attribute}",
+            bars=[(g["name"], _rate(g, "mae")) for g in groups], y_label="MAE",
+            x_label=attribute, value_format=".3g", threshold=line,
+            threshold_label=f"{limit:g} × lowest =" if limit else "",
+            flagged=[g["name"] for g in judged if line is not None
+                     and (_rate(g, "mae") or 0) > line],
+        ))
+    scores = [name[: -len("_ratio")] for name in checks
+              if name and name.endswith("_ratio") and name[: -len("_ratio")] in
+              {k for v in by_group.values() for k in v} and name != "mae_ratio"]
+    for score in scores:
+        values = [v for g in judged if (v := _rate(g, score)) is not None]
+        limit = float((checks.get(f"{score}_ratio") or {}).get("threshold") or 0) or None
+        line = max(values) * limit if values and limit else None
+        label = _GROUP_VALUE_NAMES.get(score, score)
+        chart_list.append(charts.bar_chart(
+            title=f"{label} by {attribute}", bars=[(g["name"], _rate(g, score)) for g in groups],
+            y_label=label, x_label=attribute, y_max=1.0 if max(values or [0]) <= 1 else None,
+            threshold=line, threshold_label=f"{limit:g} × highest =" if limit else "",
+            flagged=[g["name"] for g in judged if line is not None
+                     and _rate(g, score) is not None and _rate(g, score) < line],
+        ))
+    primary = "mae" if any("mae" in v for v in by_group.values()) else (
+        scores[0] if scores else None)
+    if primary and isinstance(twin, dict) and "by_group" in twin:
+        twin_groups = twin["by_group"]
+        chart_list.append(charts.grouped_bar_chart(
+            title=f"{_GROUP_VALUE_NAMES.get(primary, primary)} by {attribute}: private vs "
+                  "non-private model",
+            categories=[g["name"] for g in groups],
+            series=[("private", [_rate(by_group[g], primary) for g in by_group]),
+                    ("non-private", [_rate(twin_groups[g], primary) if g in twin_groups
+                                     else None for g in by_group])],
+            y_label=_GROUP_VALUE_NAMES.get(primary, primary), x_label=attribute,
+            value_format=".3g",
+        ))
+    return chart_list
+
+
 def attribute_sections(*, report: dict, nonprivate_report: dict | None, policy: dict
                        ) -> list[AttributeSection]:
+    """One section per sensitive attribute. Binary decision reports (selection rate, TPR,
+    FPR) get the policy's lines; task-shaped reports (error or a score by group) get their
+    own charts first, and decision charts too where they carry decision rates (text
+    classification, knowledge tracing)."""
     ratio = float(policy.get("min_disparate_impact_ratio", 0.8))
     max_eo = float(policy.get("max_equalized_odds_difference", 0.15))
     sections = []
@@ -64,11 +151,22 @@ def attribute_sections(*, report: dict, nonprivate_report: dict | None, policy: 
         by_group = body["by_group"]
         judged = set(body.get("judged_groups") or by_group.keys())
         names = [str(g) for g in by_group]
+        columns = _value_columns(by_group)
         groups = [
             {"name": str(g), "judged": g in judged, **{k: by_group[g].get(k) for k in
-             ("count", "selection_rate", "tpr", "fpr", "accuracy")}}
+             ("count", "selection_rate", "tpr", "fpr", "accuracy")},
+             **{k: by_group[g].get(k) for k, _ in columns},
+             "values": [by_group[g].get(k) for k, _ in columns]}
             for g in by_group
         ]
+        twin = (nonprivate_report or {}).get(attribute)
+        task_charts = [] if set(dict(columns)) <= set(DECISION_VALUES) else _task_charts(
+            attribute=str(attribute), body=body, groups=groups, twin=twin)
+        kind = str(body.get("kind") or policy.get("kind") or "personal")
+        if not any("selection_rate" in v for v in by_group.values()):
+            sections.append(_section(attribute=attribute, body=body, groups=groups,
+                                     chart_list=task_charts, columns=columns, kind=kind))
+            continue
         judged_groups = [g for g in groups if g["judged"]]
         sel = [(g["name"], _rate(g, "selection_rate")) for g in groups]
         judged_sel = [v for g in judged_groups if (v := _rate(g, "selection_rate")) is not None]
@@ -103,8 +201,7 @@ def attribute_sections(*, report: dict, nonprivate_report: dict | None, policy: 
                          and _rate(g, "fpr") is not None and _rate(g, "fpr") > fpr_line],
             ),
         ]
-        twin = (nonprivate_report or {}).get(attribute)
-        if isinstance(twin, dict) and "by_group" in twin:
+        if isinstance(twin, dict) and "by_group" in twin and not task_charts:
             twin_groups = twin["by_group"]
             chart_list.append(charts.grouped_bar_chart(
                 title=f"Selection rate by {attribute}: private vs non-private model",
@@ -118,14 +215,33 @@ def attribute_sections(*, report: dict, nonprivate_report: dict | None, policy: 
                 ],
                 y_label="selection rate", x_label=attribute, y_max=1.0,
             ))
-        checks = [
-            {**check, "label": _CHECK_NAMES.get(check.get("name", ""), check.get("name", ""))}
-            for check in body.get("checks", [])
-        ]
-        sections.append(AttributeSection(
-            name=str(attribute), passed=bool(body.get("passed")), groups=groups,
-            charts=chart_list, checks=checks, disparities=[(_DISPARITY_NAMES.get(k, k), v)
-                         for k, v in (body.get("disparities") or {}).items()],
-            note=str(body.get("note") or ""),
-        ))
+        sections.append(_section(attribute=attribute, body=body, groups=groups,
+                                 chart_list=task_charts + chart_list, columns=columns,
+                                 kind=kind))
     return sections
+
+
+def _check_label(name: str) -> str:
+    if name in _CHECK_NAMES:
+        return _CHECK_NAMES[name]
+    if name == "mae_ratio":
+        return "Error ratio (highest group MAE ÷ lowest)"
+    if name.endswith("_ratio"):
+        score = name[: -len("_ratio")]
+        return f"{_GROUP_VALUE_NAMES.get(score, score)} ratio (lowest group ÷ highest)"
+    return name
+
+
+def _section(*, attribute, body: dict, groups: list[dict], chart_list: list[str],
+             columns: tuple[tuple[str, str], ...], kind: str) -> AttributeSection:
+    checks = [{**check, "label": _check_label(check.get("name", ""))}
+              for check in body.get("checks", [])]
+    # Words, not numbers (worst/best group names) are shown as they are.
+    disparities = [(_DISPARITY_NAMES.get(k, k.replace("_", " ")), v)
+                   for k, v in (body.get("disparities") or {}).items()]
+    return AttributeSection(
+        name=str(attribute), passed=bool(body.get("passed")), groups=groups,
+        charts=chart_list, checks=checks, disparities=disparities,
+        note=str(body.get("note") or ""), columns=columns, kind=kind,
+        kind_note=KIND_NOTES.get(kind, ""),
+    )

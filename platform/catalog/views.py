@@ -22,5 +22,5 @@ def problem_detail(request, vertical: str, problem: str):
     spec = prob.spec
     return render(request, "catalog/problem.html", {
         "vertical": vert, "problem": prob, "spec": spec, "guide": render_guide(prob.guide),
-        "hints": [(h.role.value, ", ".join(h.names), h.required) for h in spec.hints],
+        "hints": [(str(h.role), ", ".join(h.names), h.required) for h in spec.hints],
     })

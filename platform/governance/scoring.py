@@ -237,6 +237,12 @@ def execute_scoring_job(job_id: int) -> None:
     ScoringJob.objects.filter(pk=job.pk).update(
         status=ScoringJob.Status.SUCCEEDED, rows_done=len(frame), output_path=str(path),
         finished_at=timezone.now())
+    try:
+        from governance.drift import check_scoring_job
+
+        check_scoring_job(job.pk, frame=frame)
+    except Exception:  # drift is advisory: a failed check never fails the scored file
+        logger.exception("drift check of scoring job %s failed", job.pk)
 
 
 def _fail(job: ScoringJob, errors: list[dict]) -> None:

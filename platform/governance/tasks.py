@@ -15,3 +15,10 @@ def scheduled_retrain(schedule_id: int) -> None:
     from governance.schedules import retrain
 
     retrain(schedule_id)
+
+
+@shared_task(acks_late=True)
+def check_drift(dataset_version_id: int) -> None:
+    from governance.drift import check_dataset_version
+
+    check_dataset_version(dataset_version_id)

@@ -78,6 +78,47 @@ class UploadForm(forms.Form):
                                   label="Delimiter override")
     no_header = forms.BooleanField(required=False, label="File has no header row")
 
+    def __init__(self, *args, spec: ProblemSpec | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Second files, offered only to the problems that take them (see CompanionFile).
+        self.companion_names: list[str] = []
+        if spec is None:
+            return
+        from ingestion import companions
+
+        if companions.supports_attributes(spec):
+            self.fields["attributes"] = forms.FileField(
+                required=False, label="Attributes file (optional)",
+                help_text="One row per user or student (e.g. sex, age), joined on their id; "
+                          "its columns can then be mapped as sensitive attributes.")
+            self.companion_names.append("attributes")
+        if companions.test_set_builder(spec) is not None:
+            self.fields["test_file"] = forms.FileField(
+                required=False, label="Given test set (optional)",
+                help_text="Held-out series of other units, cut before failure "
+                          "(e.g. C-MAPSS test_FD001.txt), judged on their last cycle.")
+            self.fields["test_truth"] = forms.FileField(
+                required=False, label="True remaining life of the test units",
+                help_text="One number per test unit in unit order (e.g. RUL_FD001.txt), or "
+                          "two columns: unit, remaining life.")
+            self.companion_names += ["test_file", "test_truth"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if bool(cleaned.get("test_file")) != bool(cleaned.get("test_truth")):
+            raise forms.ValidationError(
+                "A given test set needs both files: the test series and their true values.")
+        return cleaned
+
+    def companion_fields(self):
+        return [self[name] for name in self.companion_names]
+
+    def companion_files(self) -> list[tuple[str, object]]:
+        """(CompanionFile kind, uploaded file) for the second files given, in attach order."""
+        kinds = {"attributes": "attributes", "test_file": "test_set", "test_truth": "test_truth"}
+        return [(kinds[name], self.cleaned_data[name]) for name in self.companion_names
+                if self.cleaned_data.get(name)]
+
     def read_options(self) -> dict:
         """Keyword arguments for ingestion.services.upload_dataset."""
         data = self.cleaned_data

@@ -9,7 +9,13 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import scoping
 from ingestion import services
-from ingestion.forms import MappingForm, UploadForm, roles_from_mapping
+from ingestion.forms import (
+    FEATURE_FAMILIES,
+    TASK_ROLE_LABELS,
+    MappingForm,
+    UploadForm,
+    roles_from_mapping,
+)
 from ingestion.models import Dataset, DatasetVersion
 from training.forms import TrainForm
 from verticals import registry
@@ -91,7 +97,7 @@ def upload(request, vertical: str, problem: str):
         dataset = scoping.get_scoped_or_404(Dataset, request.user, pk=request.GET["dataset"],
                                             vertical=vertical, problem=problem)
     upload_error = None
-    form = UploadForm(request.POST or None, request.FILES or None,
+    form = UploadForm(request.POST or None, request.FILES or None, spec=prob.spec,
                       initial={"name": dataset.name if dataset else ""})
     if request.method == "POST" and form.is_valid():
         try:
@@ -106,6 +112,13 @@ def upload(request, vertical: str, problem: str):
             if version.status == DatasetVersion.Status.REJECTED:
                 messages.error(request, "The file could not be read; see the error report.")
                 return redirect("dataset_version", version_id=version.pk)
+            for kind, file in form.companion_files():
+                try:
+                    services.attach_companion(version=version, user=request.user, kind=kind,
+                                              file=file)
+                except services.UploadError as exc:
+                    # The main file is stored: map it, or upload again with a fitting file.
+                    messages.error(request, f"{file.name} was not added: {exc.message}")
             return redirect("dataset_mapping", version_id=version.pk)
     return render(request, "ingestion/upload.html", {
         "vertical": vert, "problem": prob, "form": form, "dataset": dataset,
@@ -119,11 +132,12 @@ def mapping(request, version_id: int):
     if version.status != DatasetVersion.Status.PENDING:
         messages.info(request, "This version's mapping is already confirmed.")
         return redirect("dataset_version", version_id=version.pk)
+    spec = _spec_or_none(version)
     columns = _column_rows(version)
     names = [c["name"] for c in columns]
-    initial_roles = roles_from_mapping(names, version.mapping or version.suggested_mapping)
     suggested = version.mapping or version.suggested_mapping or {}
-    form = MappingForm(request.POST or None, columns=names, initial_roles=initial_roles,
+    form = MappingForm(request.POST or None, columns=names, spec=spec,
+                       initial_roles=_initial_roles(columns, suggested, spec),
                        initial={"positive_label": suggested.get("positive_label") or ""})
     if request.method == "POST" and form.is_valid():
         try:
@@ -141,7 +155,32 @@ def mapping(request, version_id: int):
             for column, field in zip(columns, form.role_fields(), strict=True)]
     return render(request, "ingestion/mapping.html", {
         "version": version, "dataset": version.dataset, "form": form, "rows": rows,
+        "spec": spec, "companions": version.companions.all(),
+        "task_roles": [label for value, label in form.choices if value in TASK_ROLE_LABELS],
+        "offers_features": any(value == "feature" for value, _ in form.choices),
     })
+
+
+def _spec_or_none(version: DatasetVersion):
+    try:
+        return registry.get_problem(version.dataset.vertical, version.dataset.problem).spec
+    except registry.RegistryError:
+        return None
+
+
+def _initial_roles(columns: list[dict], suggested: dict, spec) -> dict[str, str]:
+    """Each column's role as suggested; unsuggested columns are features where the model
+    reads features (numeric ones only for sensor series), else not used."""
+    names = [c["name"] for c in columns]
+    family = spec.model_family if spec is not None else "tabular_mlp"
+    default = "feature" if family in FEATURE_FAMILIES else "exclude"
+    roles = roles_from_mapping(names, suggested, default=default)
+    if family == "sequence_regressor":
+        assigned = roles_from_mapping(names, suggested, default="")
+        for column in columns:
+            if not assigned[column["name"]] and column["dtype"] == "text":
+                roles[column["name"]] = "exclude"
+    return roles
 
 
 def version_detail(request, version_id: int):

@@ -10,15 +10,10 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts import scoping
 from audits.templatetags.tessera_charts import training_curve_svg
 from ingestion.models import DatasetVersion
-from training import services
+from training import result_display, services
 from training.forms import TrainForm
 from training.models import TrainingRun
 from verticals import registry
-
-METRIC_LABELS = {
-    "roc_auc": "ROC AUC", "pr_auc": "PR AUC", "accuracy": "Accuracy", "f1": "F1",
-    "brier": "Brier score (lower is better)", "ks": "KS statistic",
-}
 
 
 def _run_or_404(user, run_id: int) -> TrainingRun:
@@ -44,15 +39,6 @@ def progress_payload(run: TrainingRun) -> dict:
         "history": run.history,
         "curve_svg": str(training_curve_svg(run.history or [])),
     }
-
-
-def _metric_rows(run: TrainingRun) -> list[dict]:
-    result = run.result or {}
-    baseline = (result.get("baseline") or {}).get("metrics") or {}
-    twin = result.get("nonprivate_metrics") or {}
-    names = list(run.metrics) + [n for n in list(baseline) + list(twin) if n not in run.metrics]
-    return [{"name": n, "label": METRIC_LABELS.get(n, n), "model": run.metrics.get(n),
-             "baseline": baseline.get(n), "twin": twin.get(n)} for n in names]
 
 
 def run_list(request):
@@ -90,7 +76,11 @@ def run_detail(request, run_id: int):
     model_version = getattr(run, "model_version", None) if run.status == "succeeded" else None
     return render(request, "training/run.html", {
         "run": run, "version": run.dataset_version, "dataset": run.dataset_version.dataset,
-        "progress": progress_payload(run), "metric_rows": _metric_rows(run),
+        "progress": progress_payload(run), "metric_rows": result_display.metric_rows(run),
+        "other_baselines": result_display.baseline_names(run.result or {})[1:],
+        "split_summary": result_display.split_summary((run.result or {}).get("split")),
+        "task_results": result_display.task_results(run) if run.status == "succeeded"
+        else None,
         "result": run.result or {}, "privacy": run.privacy or {},
         "model_version": model_version,
         "has_report": hasattr(run, "fairness_report") or bool(run.fairness),

@@ -109,3 +109,175 @@ def test_pipeline_trains_every_problem(vertical, problem, tmp_path, admin):
     stored = TrainingRun.objects.get(pk=run["id"])
     assert stored.result["charts"], "the results page needs the task's charts"
     json.dumps(body)
+
+
+# --- second files ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_attributes_file_is_joined_on_the_user_and_its_columns_audited(tmp_path, admin):
+    frame = get_problem("retail", "recommendation").sample_data(400, 0)
+    interactions = tmp_path / "interactions.csv"
+    frame.drop(columns=["age", "gender"]).to_csv(interactions, index=False)
+    attributes = tmp_path / "shoppers.csv"
+    people = frame.groupby("user_id", as_index=False)[["age", "gender"]].first()
+    people.rename(columns={"user_id": "customer"}).to_csv(attributes, index=False)
+
+    code, body = pipeline(interactions, "--vertical", "retail", "--problem", "recommendation",
+                          "--attributes", attributes, "--sensitive", "gender", "--no-privacy",
+                          "--epochs", 2, "--inline", "--json", "--user", admin.username)
+
+    assert code == 0, body.get("errors") or body["run"]["error"]
+    assert set(body["run"]["fairness"]) == {"gender"}
+    version = DatasetVersion.objects.get(pk=body["dataset"]["version_id"])
+    assert {"age", "gender"} <= set(version.columns)
+    companion = version.companions.get()
+    assert companion.kind == CompanionFile.Kind.ATTRIBUTES
+    # No column named like the interactions' key: the first column joins.
+    assert companion.key_column == "customer"
+    import hashlib
+
+    assert companion.sha256 == hashlib.sha256(attributes.read_bytes()).hexdigest()
+    assert version.mapping["sensitive"] == ["gender"]
+
+
+def _run_to_failure(tmp_path: Path) -> tuple[Path, Path, Path, dict]:
+    """Training units (full series), test units cut before failure, and their true RUL."""
+    import numpy as np
+
+    frame = get_problem("manufacturing", "remaining_useful_life").sample_data(3000, 0)
+    units = sorted(frame["unit"].unique())
+    test_units = units[::3]
+    train = frame[~frame["unit"].isin(test_units)].drop(columns=["rul"])
+    rng = np.random.default_rng(0)
+    parts, truth = [], {}
+    for unit in test_units:
+        series = frame[frame["unit"] == unit]
+        keep = int(rng.integers(len(series) // 3, len(series) - 5))
+        parts.append(series.iloc[:keep])
+        truth[unit] = int(series["rul"].iloc[keep - 1])
+    paths = tmp_path / "train.csv", tmp_path / "test.csv", tmp_path / "truth.txt"
+    train.to_csv(paths[0], index=False)
+    import pandas as pd
+
+    pd.concat(parts).drop(columns=["rul"]).to_csv(paths[1], index=False)
+    paths[2].write_text("\n".join(str(truth[u]) for u in sorted(truth)) + "\n")
+    return (*paths, truth)
+
+
+@pytest.mark.slow
+def test_given_test_set_is_judged_on_each_units_last_cycle(tmp_path, admin):
+    train, test, truth_file, truth = _run_to_failure(tmp_path)
+    predictions = tmp_path / "rul.csv"
+
+    code, body = pipeline(train, "--vertical", "manufacturing",
+                          "--problem", "remaining_useful_life", "--test-file", test,
+                          "--test-truth", truth_file, "--epochs", 2, "--inline", "--json",
+                          "--predictions-out", predictions, "--user", admin.username)
+
+    assert code == 0, body.get("errors") or body["run"]["error"]
+    run = body["run"]
+    assert run["split"]["method"] == "given_test_set"
+    assert run["split"]["test_units"] == len(truth)
+    assert run["split"]["evaluation"] == "last_cycle_per_unit"
+    assert set(run["baseline"]["baselines"]) == {"last_value", "mean_rul"}
+    assert any("given test set" in note for note in run["notes"])
+    with predictions.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(truth)  # one judged row per test unit
+    cap = get_problem("manufacturing", "remaining_useful_life").spec.train.rul_cap
+    for row in rows:
+        unit = row["unit"].removeprefix("test:")
+        assert float(row["y_true"]) == min(truth[unit], cap)
+    version = DatasetVersion.objects.get(pk=body["dataset"]["version_id"])
+    assert {c.kind for c in version.companions.all()} == {"test_set", "test_truth"}
+    assert version.mapping["target"] == "rul"  # filled from the truth, not computed
+
+
+def test_a_test_set_is_refused_where_the_split_comes_from_the_data(tmp_path):
+    path = sample_csv(tmp_path, "finance", "credit_risk", 100)
+
+    code, body = pipeline(path, "--vertical", "finance", "--problem", "credit_risk",
+                          "--test-file", path, "--test-truth", path, "--inline", "--json")
+
+    assert code == 1
+    assert body["errors"][0]["code"] == "companion_refused"
+    assert "takes no given test set" in body["errors"][0]["message"]
+    assert not TrainingRun.objects.exists()
+
+
+def test_test_truth_without_test_file_is_refused(tmp_path):
+    path = sample_csv(tmp_path, "manufacturing", "remaining_useful_life", 400)
+    code, body = pipeline(path, "--vertical", "manufacturing",
+                          "--problem", "remaining_useful_life", "--test-truth", path, "--json")
+    assert code == 1 and "--test-file" in body["errors"][0]["message"]
+
+
+def test_truth_for_the_wrong_number_of_units_is_refused(tmp_path):
+    train, test, truth_file, truth = _run_to_failure(tmp_path)
+    truth_file.write_text("10\n20\n")
+
+    code, body = pipeline(train, "--vertical", "manufacturing",
+                          "--problem", "remaining_useful_life", "--test-file", test,
+                          "--test-truth", truth_file, "--json")
+
+    assert code == 1
+    assert body["errors"][0]["code"] == "companion_mismatch"
+    assert f"2 true RUL values for {len(truth)} test units" in body["errors"][0]["message"]
+
+
+def test_attributes_are_refused_without_a_user_or_student(tmp_path):
+    path = sample_csv(tmp_path, "finance", "credit_risk", 100)
+    code, body = pipeline(path, "--vertical", "finance", "--problem", "credit_risk",
+                          "--attributes", path, "--json")
+    assert code == 1 and body["errors"][0]["code"] == "companion_refused"
+
+
+# --- roles on the command line -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["colour=store", "time", "time="])
+def test_bad_column_options_are_refused_with_a_message(tmp_path, bad):
+    path = sample_csv(tmp_path, "retail", "demand_forecast", 100)
+    code, body = pipeline(path, "--vertical", "retail", "--problem", "demand_forecast",
+                          "--column", bad, "--json")
+    assert code == 1 and body["errors"][0]["code"] == "bad_arguments"
+    assert bad.split("=")[0] in body["errors"][0]["message"]
+
+
+def test_two_columns_for_a_single_role_are_refused(tmp_path):
+    path = sample_csv(tmp_path, "retail", "demand_forecast", 100)
+    code, body = pipeline(path, "--vertical", "retail", "--problem", "demand_forecast",
+                          "--column", "time=week", "--column", "time=store", "--json")
+    assert code == 1 and "takes one" in body["errors"][0]["message"]
+
+
+def test_given_roles_lay_over_the_suggestion():
+    from ingestion.management.commands.pipeline import mapping_from
+
+    suggested = {"target": "units_sold", "sensitive": ["region"], "exclude": ["note"],
+                 "id": "row", "roles": [["time", "week"], ["series", "store"],
+                                        ["series", "item"], ["covariate", "price"]]}
+    given = [("series", "store"), ("covariate", "promo"), ("exclude", "price"),
+             ("exclude", "note"), ("sensitive", "row")]
+
+    mapping = mapping_from(suggested, given)
+
+    assert mapping.target == "units_sold"
+    assert mapping.role_columns("series") == ("store",)  # given: replaces the suggestion
+    assert mapping.role("time") == "week"  # not given: suggested
+    assert mapping.role_columns("covariate") == ("promo",)
+    assert set(mapping.exclude) == {"note", "price"}  # exclusions add up
+    assert mapping.sensitive == ("row",) and mapping.id is None  # one role per column
+
+
+def test_training_options_are_typed_and_checked(tmp_path):
+    from ingestion.management.commands.pipeline import PipelineFailed, _train_options
+
+    assert _train_options(["hidden_sizes=16,8", "learning_rate=0.01", "class_weighting=yes",
+                           "top_k=5"]) == {"hidden_sizes": [16, 8], "learning_rate": 0.01,
+                                           "class_weighting": True, "top_k": 5}
+    with pytest.raises(PipelineFailed):
+        _train_options(["device=cuda"])
+    with pytest.raises(PipelineFailed):
+        _train_options(["epochs=many"])

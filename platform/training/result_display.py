@@ -1,0 +1,355 @@
+"""What a finished run's page shows for its task: the metrics beside the baseline(s), the
+charts that task's users expect, small tables (top-k lists, recommendations) and the
+plain-language notes.
+
+Drawn from the run's stored result (``TrainingRun.result["charts"]``, written by the task
+family in ``ml_core``) with the one chart module, :mod:`audits.charts`. Presentation only:
+every number comes from the stored result. Which drawing applies is read from the chart
+keys, since two problems may share a task type (recommendation and next exercise are both
+rankings) but not their charts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from audits import charts
+from ml_core.metrics import higher_is_better
+
+METRIC_LABELS = {
+    "roc_auc": "ROC AUC", "pr_auc": "PR AUC", "accuracy": "Accuracy", "f1": "F1",
+    "brier": "Brier score", "ks": "KS statistic", "macro_f1": "Macro F1",
+    "recall_at_90_precision": "Recall at 90 % precision",
+    "mae": "MAE", "rmse": "RMSE", "wape": "WAPE", "mase": "MASE",
+    "nasa_score": "NASA score", "ndcg@10": "NDCG@10", "recall@10": "Recall@10",
+    "hit_rate@10": "Hit rate@10", "zpd_share": "Share in the zone of proximal development",
+    "mean_distance_to_target": "Mean distance to 0.7 predicted success",
+    "observed_success": "Observed success on the chosen skill",
+    "observed_students": "Students observed on the chosen skill",
+    "skill_coverage": "Share of skills recommended",
+}
+# Counts, not scores: no direction to say.
+NEUTRAL_METRICS = frozenset({"observed_students", "skill_coverage"})
+# Lower is better beyond ml_core.metrics' list (next exercise: closeness to 0.7 success).
+ALSO_LOWER_IS_BETTER = frozenset({"mean_distance_to_target"})
+TASK_LABELS = {
+    "binary_classification": "Binary classification",
+    "text_classification": "Text classification",
+    "forecasting": "Forecasting",
+    "ranking": "Ranking",
+    "sequence_prediction": "Sequence prediction (knowledge tracing)",
+    "sequence_regression": "Sequence regression (remaining useful life)",
+}
+MAX_SERIES_CHARTS = 4
+MAX_STUDENT_CHARTS = 3
+MAX_SKILL_LINES = 4
+MAX_UNIT_CHARTS = 4
+MAX_LIST_ROWS = 10
+WIDE = charts.Frame(width=560, height=260)
+
+
+@dataclass(frozen=True)
+class Figure:
+    markup: str  # escaped by audits.charts
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    caption: str
+    headers: list[str]
+    rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class TaskResults:
+    task_type: str
+    task_label: str
+    heading: str  # what the charts show, in the task's words
+    figures: list[Figure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _higher_is_better(name: str) -> bool:
+    return higher_is_better(name) and name not in ALSO_LOWER_IS_BETTER
+
+
+def metric_label(name: str) -> str:
+    label = METRIC_LABELS.get(name, name.replace("_", " "))
+    if name in NEUTRAL_METRICS:
+        return label
+    return label + (" (higher is better)" if _higher_is_better(name) else " (lower is better)")
+
+
+def baseline_names(result: dict) -> list[str]:
+    """The baselines beside the model: the chosen one first, then any others reported."""
+    baseline = result.get("baseline") or {}
+    chosen = baseline.get("name")
+    others = [n for n in (baseline.get("baselines") or {}) if n != chosen]
+    return ([chosen] if chosen else []) + others
+
+
+def metric_rows(run) -> list[dict]:
+    """One row per metric: this model, each baseline, the non-private twin; ``better`` says
+    whether the model beats the chosen baseline on it (None when it cannot be said)."""
+    result = run.result or {}
+    baseline = result.get("baseline") or {}
+    chosen = baseline.get("metrics") or {}
+    others = baseline.get("baselines") or {}
+    twin = result.get("nonprivate_metrics") or {}
+    model = run.metrics or {}
+    names = list(model) + [n for n in list(chosen) + list(twin) if n not in model]
+    rows = []
+    for name in names:
+        value, reference = model.get(name), chosen.get(name)
+        better = None
+        if name not in NEUTRAL_METRICS and isinstance(value, int | float) \
+                and isinstance(reference, int | float):
+            better = value > reference if _higher_is_better(name) else value < reference
+        rows.append({
+            "name": name, "label": metric_label(name), "model": value, "baseline": reference,
+            "others": [(others.get(other) or {}).get(name)
+                       for other in baseline_names(result)[1:]],
+            "twin": twin.get(name), "better": better,
+        })
+    return rows
+
+
+def task_results(run) -> TaskResults:
+    """The charts, tables and notes for a finished run's page."""
+    result = run.result or {}
+    task_type = str(result.get("task_type") or "binary_classification")
+    stored = result.get("charts") or {}
+    notes = [str(note) for note in result.get("notes") or []]
+    label = TASK_LABELS.get(task_type, task_type.replace("_", " "))
+    for builder in (_forecast, _recommendation, _next_exercise, _mastery, _rul, _text,
+                    _binary):
+        shown = builder(stored, result)
+        if shown is not None:
+            heading, figures, tables = shown
+            return TaskResults(task_type=task_type, task_label=label, heading=heading,
+                               figures=figures, tables=tables, notes=notes)
+    return TaskResults(task_type=task_type, task_label=label, heading="", notes=notes)
+
+
+# --- one builder per kind of stored chart data ------------------------------------------
+# Each returns (heading, figures, tables), or None when the stored charts are not its kind.
+
+Shown = tuple[str, list[Figure], list[Table]] | None
+
+
+def _binary(stored: dict, result: dict) -> Shown:
+    if "confusion_matrix" not in stored and "pr_curve" not in stored:
+        return None
+    figures = []
+    curve = stored.get("pr_curve")
+    if curve and curve.get("recall"):
+        points = list(zip(curve["recall"], curve["precision"], strict=False))
+        chance = curve.get("chance")
+        series = [("model", points)]
+        if chance is not None:
+            series.append(("chance (positive rate)", [(0.0, chance), (1.0, chance)]))
+        figures.append(Figure(charts.line_chart(
+            title="Precision-recall curve on the test split", series=series,
+            x_label="recall", y_label="precision", dashed=("chance (positive rate)",),
+            frame=WIDE,
+        ), caption="Precision at each recall as the decision threshold moves; the dashed line "
+                   "is what guessing achieves (the share of positives)."))
+    matrix = stored.get("confusion_matrix")
+    if matrix:
+        threshold = matrix.get("threshold")
+        title = "Confusion matrix on the test split" + (
+            f" at threshold {threshold:.3f} (chosen on validation)"
+            if isinstance(threshold, int | float) else "")
+        figures.append(Figure(charts.confusion_matrix_table(
+            title=title, labels=matrix.get("labels") or [0, 1],
+            matrix=matrix.get("matrix") or [])))
+    return "Precision-recall curve and confusion matrix", figures, []
+
+
+def _text(stored: dict, result: dict) -> Shown:
+    if "confusion" not in stored:
+        return None
+    model = stored["confusion"]
+    figures = [Figure(charts.confusion_matrix_table(
+        title="Confusion matrix of this model on the test split",
+        labels=model.get("labels") or [], matrix=model.get("matrix") or []))]
+    base = stored.get("baseline_confusion")
+    if base:
+        name = (result.get("baseline") or {}).get("name") or "baseline"
+        figures.append(Figure(charts.confusion_matrix_table(
+            title=f"Confusion matrix of the baseline ({name})",
+            labels=base.get("labels") or [], matrix=base.get("matrix") or [])))
+    per_class = stored.get("per_class_f1")
+    if per_class and per_class.get("labels"):
+        figures.append(Figure(charts.grouped_bar_chart(
+            title="F1 per class", categories=[str(c) for c in per_class["labels"]],
+            series=[("this model", per_class.get("model") or []),
+                    ("baseline", per_class.get("baseline") or [])],
+            y_label="F1", x_label="class", y_max=1.0, frame=WIDE,
+        )))
+    return "Confusion matrices and F1 per class", figures, []
+
+
+def _forecast(stored: dict, result: dict) -> Shown:
+    if "forecast" not in stored:
+        return None
+    baseline = str(stored.get("baseline_name") or "baseline").replace("_", " ")
+    figures = []
+    for chart in (stored.get("forecast") or [])[:MAX_SERIES_CHARTS]:
+        dates = chart.get("dates") or []
+        steps = range(len(dates))
+
+        def line(values, steps=steps):
+            return [(float(i), v) for i, v in zip(steps, values or [], strict=False)]
+
+        figures.append(Figure(charts.line_chart(
+            title=f"Series {chart.get('series')}: forecast vs actual",
+            series=[("actual", line(chart.get("actual"))),
+                    ("forecast", line(chart.get("forecast"))),
+                    (baseline, line(chart.get("baseline")))],
+            x_label="period", y_label="value", value_format=".4g",
+            x_tick_labels=(str(dates[0]), str(dates[-1])) if dates else None,
+            dashed=(baseline,), frame=WIDE,
+        ), caption="The last periods before the test window, then the test window: the "
+                   f"model's forecast and the {baseline} baseline beside the actual values."))
+    return "Forecast vs actual, with the baseline", figures, []
+
+
+def _recommendation(stored: dict, result: dict) -> Shown:
+    if "top_k" not in stored and "exposure" not in stored:
+        return None
+    figures, tables = [], []
+    exposure = stored.get("exposure") or []
+    if exposure:
+        figures.append(Figure(charts.grouped_bar_chart(
+            title="Exposure by item popularity decile",
+            categories=[str(row.get("decile")) for row in exposure],
+            series=[("this model", [row.get("recommended_share") for row in exposure]),
+                    ("popularity baseline",
+                     [row.get("popularity_baseline_share") for row in exposure]),
+                    ("catalogue", [row.get("catalogue_share") for row in exposure])],
+            y_label="share of slots", x_label="popularity decile (10 = most popular)",
+            y_max=1.0, frame=WIDE,
+        ), caption="Share of recommended slots going to each tenth of the catalogue by "
+                   "popularity: a model that only recommends bestsellers piles up on the right."))
+    lists = stored.get("top_k") or []
+    if lists:
+        rows = []
+        for entry in lists[:MAX_LIST_ROWS]:
+            wanted = set(map(str, entry.get("held_out") or []))
+            items = [f"{item} ✓" if str(item) in wanted else str(item)
+                     for item in entry.get("items") or []]
+            rows.append([str(entry.get("user")), ", ".join(items),
+                         ", ".join(map(str, entry.get("held_out") or []))])
+        tables.append(Table(caption="Top-k lists of test users (✓ = an item they went on to "
+                                    "choose)", headers=["User", "Recommended", "Held out"],
+                            rows=rows))
+    return "Top-k lists and exposure by popularity", figures, tables
+
+
+def _next_exercise(stored: dict, result: dict) -> Shown:
+    if "recommendations" not in stored:
+        return None
+    zpd = stored.get("zpd") or {}
+    low, high = zpd.get("low", 0.5), zpd.get("high", 0.85)
+    band_label = f"zone of proximal development {low:g}–{high:g}"
+    figures, rows = [], []
+    share = stored.get("zpd_share") or {}
+    if share:
+        figures.append(Figure(charts.bar_chart(
+            title="Recommendations in the zone of proximal development",
+            bars=[("this model", share.get("model")), ("random choice", share.get("random"))],
+            y_label="share of students", y_max=1.0, frame=WIDE,
+        )))
+    for index, entry in enumerate(stored.get("recommendations") or []):
+        success = entry.get("predicted_success") or {}
+        chosen = str(entry.get("recommended_skill"))
+        if index < MAX_STUDENT_CHARTS and success:
+            figures.append(Figure(charts.bar_chart(
+                title=f"Student {entry.get('student')}: predicted success per skill",
+                bars=[(str(skill), p) for skill, p in success.items()], y_max=1.0,
+                y_label="predicted success", x_label="skill", band=(low, high),
+                band_label=band_label, highlighted=[chosen], highlight_label="recommended",
+                frame=WIDE,
+            )))
+        if index < MAX_LIST_ROWS:
+            rows.append([str(entry.get("student")), chosen,
+                         _number(success.get(chosen)),
+                         "yes" if entry.get("in_zpd") else "no",
+                         str(entry.get("random_skill")),
+                         _number(success.get(str(entry.get("random_skill"))))])
+    tables = [Table(caption="Next skill per test student, beside a random choice",
+                    headers=["Student", "Recommended skill", "Predicted success",
+                             "In the zone", "Random skill", "Its predicted success"],
+                    rows=rows)] if rows else []
+    return "Recommended next skills, with predicted success and the zone", figures, tables
+
+
+def _mastery(stored: dict, result: dict) -> Shown:
+    if "mastery" not in stored:
+        return None
+    figures = []
+    for entry in (stored.get("mastery") or [])[:MAX_STUDENT_CHARTS]:
+        steps = entry.get("steps") or []
+        skills = list((entry.get("skills") or {}).items())[:MAX_SKILL_LINES]
+        series = [(str(skill), [(float(s), p) for s, p in zip(steps, values, strict=False)])
+                  for skill, values in skills]
+        answers = entry.get("answers") or []
+        right = sum(int(a.get("correct", 0)) for a in answers)
+        figures.append(Figure(charts.line_chart(
+            title=f"Student {entry.get('student')}: predicted mastery per skill",
+            series=series, x_label="answers so far", y_label="P(correct)", frame=WIDE,
+        ), caption=f"{len(answers)} answers, {right} correct; each line is the predicted "
+                   "chance of answering that skill correctly after each answer."))
+    return "Mastery curves per student", figures, []
+
+
+def _rul(stored: dict, result: dict) -> Shown:
+    if "rul" not in stored:
+        return None
+    baseline = str(stored.get("baseline_name") or "baseline").replace("_", " ")
+    figures = []
+    for curve in (stored.get("rul") or [])[:MAX_UNIT_CHARTS]:
+        cycles = curve.get("cycles") or []
+
+        def line(values, cycles=cycles):
+            return [(float(c), v) for c, v in zip(cycles, values or [], strict=False)
+                    if c is not None]
+
+        figures.append(Figure(charts.line_chart(
+            title=f"Unit {curve.get('unit')}: remaining useful life",
+            series=[("true", line(curve.get("true"))),
+                    ("predicted", line(curve.get("predicted"))),
+                    (baseline, line(curve.get("baseline")))],
+            x_label="cycle", y_label="RUL (cycles)", value_format=".0f",
+            dashed=(baseline,), frame=WIDE,
+        )))
+    cap = stored.get("rul_cap")
+    heading = "Predicted vs true remaining useful life" + (
+        f" (capped at {cap:g} cycles)" if isinstance(cap, int | float) else "")
+    return heading, figures, []
+
+
+def _number(value) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "–"
+
+
+def split_summary(split: dict | None) -> str:
+    """The split in one line: its method, the part sizes, the seed, and the other plain
+    facts a family records (test dates, units, users)."""
+    if not split:
+        return ""
+    parts = [str(split.get("method", "")).replace("_", " ")]
+    sizes = [f"{split[key]} {label}" for key, label in
+             (("train", "train"), ("val", "validation"), ("test", "test")) if key in split]
+    if sizes:
+        parts.append(" / ".join(sizes))
+    skipped = {"method", "train", "val", "test", "seed"}
+    parts += [f"{key.replace('_', ' ')} {value}" for key, value in split.items()
+              if key not in skipped and isinstance(value, str | int | float)
+              and not isinstance(value, bool)]
+    if "seed" in split:
+        parts.append(f"seed {split['seed']}")
+    return ", ".join(p for p in parts if p)
