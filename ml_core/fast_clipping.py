@@ -267,14 +267,18 @@ class _StackedLayer:
     def sq_norms(self) -> torch.Tensor:
         """Squared per-sample gradient norm of this layer's (wanted) parameters, shape (B,)."""
         a, g = self.a, self.g
+        if a.dim() == 2:
+            g_sq = _row_sq_norms(g)
+            if self.weight is None:
+                return g_sq
+            # weight: ||g_i||^2 ||a_i||^2; bias: ||g_i||^2
+            a_sq = _row_sq_norms(a)
+            return g_sq * (a_sq + 1) if self.bias is not None else g_sq * a_sq
         total = torch.zeros(a.shape[0], device=a.device, dtype=torch.float32)
         if self.weight is not None:
-            if a.dim() == 2:
-                total += _row_sq_norms(g) * _row_sq_norms(a)
-            else:
-                total += _sequence_weight_sq_norms(a, g)
+            total += _sequence_weight_sq_norms(a, g)
         if self.bias is not None:
-            total += _row_sq_norms(g if g.dim() == 2 else g.sum(1))
+            total += _row_sq_norms(g.sum(1))
         return total
 
     def clipped_sum(

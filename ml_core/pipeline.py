@@ -9,6 +9,7 @@ test metrics -> predictions with banded sensitive groups -> fairness audit of bo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -172,7 +173,8 @@ def run_training(
         frame = frame.reset_index(drop=True)
 
     _report_stage(progress, "preparing", train.epochs)
-    split = encode_and_split(frame, mapping, train)
+    # A numeric target (a grade) becomes two classes by the problem's declared rule.
+    split = encode_and_split(frame, mapping, train, target_rule=spec.target_rule)
 
     _report_stage(progress, "baseline", train.epochs)
     baseline_val, baseline_scores = logistic_regression_baseline(
@@ -233,6 +235,8 @@ def run_training(
             "feature_columns": list(used_columns),
             "schema_fingerprint": schema_fingerprint(frame, used_columns),
             "positive_label": split.positive_label,
+            "target_rule": (None if spec.target_rule is None
+                            else dataclasses.asdict(spec.target_rule)),
             "threshold": threshold,
             "seed": train.seed,
             "train_config": {

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ml_core.data import feature_columns, label_text
+from ml_core.data import apply_target_rule, feature_columns, label_text
 from ml_core.fairness import band
 from ml_core.spec import (
     TABULAR_ROLES,
@@ -238,6 +238,20 @@ def _check_target(
         ))
     if spec.task_type not in CLASSIFICATION_TASKS:
         return issues
+    if spec.target_rule is not None:
+        # A numeric target (a grade) the problem turns into two classes itself.
+        numbers = pd.to_numeric(target, errors="coerce")
+        text = numbers.isna() & target.notna()
+        if text.any():
+            count, rows = _row_numbers(text)
+            issues.append(ValidationIssue(
+                code="target_not_numeric", column=name, rows=rows,
+                message=(f"Column '{name}' must hold numbers ("
+                         f"{spec.target_rule.describe(name)}); text in "
+                         f"{_rows_text(count, rows)}."),
+            ))
+            return issues
+        target = apply_target_rule(target, spec.target_rule)
     counts = target.dropna().map(label_text).value_counts()
     if len(counts) < 2:
         only = f" ('{counts.index[0]}')" if len(counts) else ""

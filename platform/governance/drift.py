@@ -18,6 +18,7 @@ from governance import registry, scoring
 from governance.models import DriftReport, RetrainSchedule, ScoringJob
 from ingestion.models import DatasetVersion
 from ingestion.services import load_frame
+from ml_core.data import feature_columns
 from ml_core.drift import DriftPolicy, drift_report
 from ml_core.fairness import sensitive_frame
 from ml_core.spec import ColumnMapping
@@ -33,6 +34,8 @@ def _predictions(model_version: ModelVersion, frame: pd.DataFrame) -> np.ndarray
         if scoring.validate_frame(loaded, frame):
             return None
         return scoring.score_frame(loaded, frame)["prediction"].to_numpy()
+    except scoring.NotServing:
+        return None  # not a scoring model (or no artifact): the PSI report stands alone
     except Exception:  # a model that cannot score this data still gets its PSI report
         logger.info("drift: model %s could not score the data", model_version.pk,
                     exc_info=True)
@@ -46,7 +49,7 @@ def compare(*, model_version: ModelVersion, frame: pd.DataFrame,
     reference = load_frame(run.dataset_version)
     mapping = ColumnMapping.from_dict(run.dataset_version.mapping)
     spec = get_problem(model_version.vertical, model_version.problem).spec
-    columns = [c for c in mapping.features if c in frame.columns]
+    columns = [c for c in feature_columns(reference, mapping) if c in frame.columns]
     sensitive = [c for c in mapping.sensitive if c in reference.columns and c in frame.columns]
     groups_reference = groups_current = None
     if sensitive:

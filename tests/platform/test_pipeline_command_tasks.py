@@ -259,7 +259,7 @@ def test_given_roles_lay_over_the_suggestion():
                  "id": "row", "roles": [["time", "week"], ["series", "store"],
                                         ["series", "item"], ["covariate", "price"]]}
     given = [("series", "store"), ("covariate", "promo"), ("exclude", "price"),
-             ("exclude", "note"), ("sensitive", "row")]
+             ("sensitive", "row")]
 
     mapping = mapping_from(suggested, given)
 
