@@ -33,13 +33,14 @@ STAMP := $(VENV)/.installed-$(INSTALL_KEY)
 CHROMIUM ?= /usr/bin/chromium
 HAVE_CHROMIUM := $(if $(wildcard $(CHROMIUM)),1,)
 
-.PHONY: help venv install var migrate collectstatic demo test e2e chromium lint ci
+.PHONY: help venv install var migrate collectstatic demo test e2e chromium lint ci bench
 
 help:
 	@echo "make demo   set up and run the demo (web on http://127.0.0.1:$(PORT)/, worker, beat)"
 	@echo "make test   set up and run the whole test suite (PYTEST_ARGS=... passes options)"
 	@echo "make e2e    the browser tests only (Chromium via playwright; screenshots in test-artifacts/)"
 	@echo "make lint   ruff and import-linter"
+	@echo "make bench  speed ratios into bench/results.json (QUICK=1: small sizes, < 3 min)"
 	@echo "make ci     what CI runs: the suite on SQLite, then on PostgreSQL and Redis"
 
 venv: $(PY)
@@ -96,3 +97,9 @@ lint: install
 
 ci:
 	.ci/run
+
+QUICK ?=
+BENCH_DEVICE ?= auto
+BENCH_OUT ?= bench/results.json
+bench: install
+	$(PY) -m bench $(if $(QUICK),--quick) --device $(BENCH_DEVICE) --out $(BENCH_OUT)

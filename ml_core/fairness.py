@@ -113,7 +113,9 @@ def _spread(values: list[float | None]) -> float:
 def _audit_attribute(
     *, groups: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, policy: FairnessPolicy
 ) -> dict:
-    names, inverse = np.unique(groups, return_inverse=True)
+    # factorize hashes where np.unique sorts strings: the same sorted groups, linear time.
+    inverse, names = pd.factorize(pd.Series(groups, copy=False), sort=True)
+    names = np.asarray(names)
     k = len(names)
     count = np.bincount(inverse, minlength=k).astype(float)
     selected = np.bincount(inverse, weights=y_pred, minlength=k)

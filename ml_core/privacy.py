@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from opacus import PrivacyEngine
@@ -36,6 +36,7 @@ from scipy.optimize import brentq
 from torch import nn, optim
 from torch.utils.data import DataLoader
 
+from ml_core import fast_clipping
 from ml_core.spec import PrivacyConfig
 
 ACCOUNTANT = "prv"
@@ -214,6 +215,7 @@ class PrivateTraining:
     sample_rate: float
     max_grad_norm: float
     planned_steps: int
+    clipping: dict = field(default_factory=dict)  # fast path or fallback, and why
 
     @property
     def steps(self) -> int:
@@ -248,6 +250,7 @@ class PrivateTraining:
             "target_epsilon": self.target_epsilon,
             "max_grad_norm": self.max_grad_norm,
             "poisson_sampling": True,
+            "clipping": self.clipping,
         }
 
 
@@ -293,7 +296,10 @@ def make_private(
     )
     model.train()  # Opacus records no activations in eval mode.
     engine = PrivacyEngine(accountant=ACCOUNTANT)
-    module, dp_optimizer, dp_loader = engine.make_private(
+    # Book-keeping clipping for Linear stacks; any other layer falls back to Opacus' hooks
+    # mode (logged, and recorded in the report). Noise, sampling and accounting are Opacus'.
+    module, dp_optimizer, dp_loader, clipping = fast_clipping.make_private_fast(
+        engine,
         module=model,
         optimizer=optimizer,
         data_loader=loader,
@@ -308,7 +314,7 @@ def make_private(
         engine=engine, module=module, optimizer=dp_optimizer, loader=dp_loader,
         target_epsilon=float(config.target_epsilon), delta=delta, noise_multiplier=sigma,
         sample_rate=sample_rate, max_grad_norm=float(config.max_grad_norm),
-        planned_steps=planned_steps,
+        planned_steps=planned_steps, clipping=clipping.to_dict(),
     )
 
 

@@ -26,6 +26,7 @@ def results():
     return run_all([TINY], log=lambda text: None)
 
 
+@pytest.mark.slow  # runs every entry group at tiny sizes (~10 s of CPU)
 def test_every_group_produces_its_declared_entries(results):
     names = [r.name for r in results]
     assert len(names) == len(set(names))
@@ -37,6 +38,7 @@ def test_every_group_produces_its_declared_entries(results):
     assert not set(names) & set(registry.PENDING)
 
 
+@pytest.mark.slow  # runs every entry group at tiny sizes (~10 s of CPU)
 def test_entries_follow_the_schema(results):
     doc = json.loads(json.dumps(document(results, settings=TINY, seconds=1.0)))
     assert {"machine", "entries", "pending", "quick", "generated_at"} <= set(doc)
@@ -55,6 +57,7 @@ def test_entries_follow_the_schema(results):
     assert "| `dp_step_ratio_mlp` |" in text and "pending" in text
 
 
+@pytest.mark.slow  # runs every entry group at tiny sizes (~10 s of CPU)
 def test_correctness_entries_hold_even_at_tiny_sizes(results):
     by_name = {r.name: r for r in results}
     # Errors and exact agreement are size-independent; timings are not judged here.
@@ -87,6 +90,7 @@ def test_timing_helpers():
     assert loglog_slope([1, 4, 16], [2.0, 8.0, 32.0]) == pytest.approx(1.0)
 
 
+@pytest.mark.slow  # runs every entry group at tiny sizes (~10 s of CPU)
 def test_command_line_writes_results_for_the_chosen_entries(tmp_path, capsys):
     out = tmp_path / "results.json"
     assert main(["--tiny", "--only", "audit_max_abs_diff", "--out", str(out)]) == 0

@@ -101,6 +101,31 @@ def _fairness_section(model_version: ModelVersion) -> dict:
     return {"passed": report.passed, "policy": report.policy, "attributes": attributes}
 
 
+def privacy_cost_by_group(model_version: ModelVersion) -> dict:
+    """Per group, accuracy of the private model beside its non-private twin; groups whose
+    accuracy dropped more than the overall drop are flagged (DP hits small groups hardest)."""
+    run = model_version.run
+    report = FairnessReport.objects.filter(run=run).first()
+    twin_metrics = (run.result or {}).get("nonprivate_metrics") or {}
+    if report is None or not report.nonprivate_report or "accuracy" not in twin_metrics:
+        return {}
+    overall = float(twin_metrics["accuracy"]) - float((run.metrics or {}).get("accuracy", 0.0))
+    out = {"overall_accuracy_drop": overall, "attributes": {}}
+    for attribute, part in (report.report or {}).items():
+        twin_groups = (report.nonprivate_report.get(attribute) or {}).get("by_group") or {}
+        rows = {}
+        for group, stats in (part.get("by_group") or {}).items():
+            twin = twin_groups.get(group) or {}
+            if stats.get("accuracy") is None or twin.get("accuracy") is None:
+                continue
+            drop = float(twin["accuracy"]) - float(stats["accuracy"])
+            rows[group] = {"private_accuracy": stats["accuracy"],
+                           "nonprivate_accuracy": twin["accuracy"], "drop": drop,
+                           "count": stats.get("count"), "flagged": drop > overall + 1e-12}
+        out["attributes"][attribute] = rows
+    return out
+
+
 def _approval_section(model_version: ModelVersion) -> dict:
     return {
         "status": model_version.status,
@@ -176,6 +201,7 @@ def model_card(model_version: ModelVersion) -> dict:
         "metrics": _metrics_section(model_version, spec.primary_metric),
         "privacy": privacy,
         "fairness": fairness,
+        "fairness_under_privacy": privacy_cost_by_group(model_version),
         "approval": _approval_section(model_version),
         "limitations": _limitations(model_version, fairness=fairness, privacy=privacy),
     }

@@ -258,3 +258,25 @@ class DriftReport(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+class Mitigation(models.Model):
+    """A bias mitigation of one model's decisions, beside the original report."""
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="mitigations"
+    )
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.CASCADE, related_name="mitigations"
+    )
+    method = models.CharField(max_length=32)  # threshold_optimizer
+    constraint = models.CharField(max_length=32)
+    attribute = models.CharField(max_length=200)
+    result = models.JSONField(default=dict)  # ml_core.mitigation.MitigationResult.to_dict()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -8,6 +8,7 @@ urlpatterns = [
     path("models/<int:model_version_id>/", views.model_detail, name="model"),
     path("models/<int:model_version_id>/promote/", views.model_promote, name="promote"),
     path("models/<int:model_version_id>/retire/", views.model_retire, name="retire"),
+    path("models/<int:model_version_id>/mitigate/", views.model_mitigate, name="mitigate"),
     path("models/<int:model_version_id>/card/", views.model_card, name="card"),
     path("models/<int:model_version_id>/card.json", views.model_card_json, name="card_json"),
     path("models/<int:model_version_id>/score/", views.scoring_start, name="score"),

@@ -43,6 +43,9 @@ def model_detail(request, model_version_id: int):
         if model_version.status in ModelVersion.SERVING else None,
         "jobs": model_version.scoring_jobs.order_by("-created_at")[:10],
         "drift_reports": model_version.drift_reports.order_by("-created_at")[:5],
+        "mitigations": model_version.mitigations.select_related("created_by")[:5],
+        "can_mitigate": reviewer and model_version.run.fairness_report.passed is False
+        if hasattr(model_version.run, "fairness_report") else False,
         "champion": registry.champion_of(organisation=model_version.organisation,
                                          vertical=model_version.vertical,
                                          problem=model_version.problem),
@@ -83,6 +86,22 @@ def model_retire(request, model_version_id: int):
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Model {model_version.pk} is retired.")
+    return redirect("governance:model", model_version_id=model_version.pk)
+
+
+@require_POST
+def model_mitigate(request, model_version_id: int):
+    from governance.mitigation import mitigate
+
+    model_version = _model_or_404(request.user, model_version_id)
+    try:
+        mitigate(model_version=model_version, user=request.user,
+                 constraint=request.POST.get("constraint") or "demographic_parity",
+                 attribute=request.POST.get("attribute") or None)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Mitigation computed: see it beside the original below.")
     return redirect("governance:model", model_version_id=model_version.pk)
 
 

@@ -61,3 +61,24 @@ def test_another_organisation_cannot_read_the_card(client, other_analyst, champi
 def test_the_api_serves_the_card(api_client, analyst, champion):
     response = api_client(analyst).get(f"/api/v1/models/{champion.pk}/card/")
     assert response.status_code == 200 and response.json()["model"]["id"] == champion.pk
+
+
+@pytest.mark.slow
+def test_fairness_under_privacy_flags_groups_that_lost_more(trained_model, client, analyst):
+    from audits.models import FairnessReport
+
+    client.force_login(analyst)
+    body = client.get(f"/governance/models/{trained_model.pk}/card.json").json()
+    section = body["fairness_under_privacy"]
+    run = trained_model.run
+    overall = run.result["nonprivate_metrics"]["accuracy"] - run.metrics["accuracy"]
+    assert section["overall_accuracy_drop"] == pytest.approx(overall)
+    report = FairnessReport.objects.get(run=run)
+    for attribute, rows in section["attributes"].items():
+        for group, row in rows.items():
+            private = report.report[attribute]["by_group"][group]["accuracy"]
+            twin = report.nonprivate_report[attribute]["by_group"][group]["accuracy"]
+            assert row["drop"] == pytest.approx(twin - private)
+            assert row["flagged"] == (row["drop"] > overall)
+    assert "Fairness under privacy" in client.get(
+        f"/governance/models/{trained_model.pk}/card/").content.decode()

@@ -16,7 +16,6 @@ from governance.schedules import retrain, set_schedule
 from training.models import ModelVersion, TrainingRun
 
 
-
 @pytest.fixture
 def eager_app():
     import governance.tasks  # noqa: F401  (registers the task with the app)

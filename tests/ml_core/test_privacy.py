@@ -12,6 +12,7 @@ from opacus.accountants import PRVAccountant
 from opacus.data_loader import DPDataLoader
 from opacus.grad_sample import GradSampleModule
 
+from ml_core import fast_clipping
 from ml_core import privacy as dp
 from ml_core.models import TabularMLP
 from ml_core.trainer import TrainingCancelled, make_loader, train_model
@@ -125,7 +126,8 @@ def test_opacus_wiring_keeps_poisson_sampling_and_mean_reduction(frame, spec, sp
     wrapped = dp.make_private(model=model, optimizer=optimizer, loader=loader,
                               config=spec.privacy, epochs=2)
     assert isinstance(wrapped.loader, DPDataLoader)
-    assert isinstance(wrapped.module, GradSampleModule)
+    assert isinstance(wrapped.module, (GradSampleModule, fast_clipping.BookkeepingModule))
+    assert wrapped.clipping["fast_path"]
     assert wrapped.module.loss_reduction == "mean"
     assert wrapped.optimizer.loss_reduction == "mean"
     assert wrapped.optimizer.expected_batch_size == len(split.y_train) // len(loader)

@@ -4,7 +4,7 @@
         [--column ROLE=COL]... [--sensitive COL]... [--exclude COL]... \\
         [--horizon N] [--epochs N] [--set KEY=VALUE]... \\
         [--attributes FILE] [--test-file FILE --test-truth FILE] \\
-        [--epsilon E | --no-privacy] [--sep S] [--no-header] [--inline] --json \\
+        [--epsilon E | --privacy | --no-privacy] [--sep S] [--no-header] [--inline] --json \\
         [--predictions-out PATH]
 
 ``--column ROLE=COL`` maps a column to a role: target (or label), id, feature, sensitive,
@@ -44,6 +44,7 @@ from ingestion.services import UploadError, attach_companion, confirm_mapping, u
 from ml_core.spec import TABULAR_ROLES, ColumnMapping, TrainConfig
 from training.models import TrainingRun
 from training.services import execute_run, start_run
+from verticals.registry import get_problem
 
 SYSTEM_USER = "pipeline"
 SYSTEM_ORGANISATION = "cli"
@@ -92,7 +93,10 @@ class Command(BaseCommand):
                             help="the row identifier (default: the suggested one, if any)")
         parser.add_argument("--positive-label", default=None)
         privacy = parser.add_mutually_exclusive_group()
-        privacy.add_argument("--epsilon", type=float, default=None, help="target epsilon")
+        privacy.add_argument("--epsilon", type=float, default=None,
+                             help="target epsilon (turns differential privacy on)")
+        privacy.add_argument("--privacy", action="store_true",
+                             help="differential privacy on at the problem's epsilon")
         privacy.add_argument("--no-privacy", action="store_true")
         parser.add_argument("--delta", type=float, default=None)
         parser.add_argument("--sep", default=None, help="delimiter; sniffed when absent")
@@ -171,7 +175,7 @@ class Command(BaseCommand):
         try:
             with transaction.atomic():
                 run = start_run(
-                    version=version, user=user, privacy_enabled=not options["no_privacy"],
+                    version=version, user=user, privacy_enabled=_privacy_enabled(version, options),
                     target_epsilon=options["epsilon"], delta=options["delta"], config=config,
                     enqueue=not options["inline"],
                 )
@@ -251,11 +255,24 @@ class Command(BaseCommand):
             user.set_unusable_password()
             user.save(update_fields=["password"])
         membership, _ = Membership.objects.get_or_create(
-            user=user, defaults={"organisation": organisation, "role": Role.ANALYST}
+            # Whoever runs manage.py operates the deployment: the system user administers
+            # its own organisation, so an explicit --no-privacy is allowed on personal data
+            # (governance asks an admin for that). --user runs under that user's own role.
+            user=user, defaults={"organisation": organisation, "role": Role.ADMIN}
         )
         if membership.organisation_id != organisation.pk:
             raise CommandError(f"user {username!r} belongs to another organisation")
         return user
+
+
+def _privacy_enabled(version: DatasetVersion, options: dict) -> bool:
+    """--no-privacy off, --privacy or --epsilon on; else the problem's default (on for data
+    about people, off for machine sensors and store-level sales)."""
+    if options["no_privacy"]:
+        return False
+    if options["privacy"] or options["epsilon"] is not None:
+        return True
+    return get_problem(version.dataset.vertical, version.dataset.problem).spec.privacy.enabled
 
 
 def _refused(message: str) -> PipelineFailed:
