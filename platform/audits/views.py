@@ -50,12 +50,12 @@ def run_report(request, run_id: int):
 @reviewer_required
 def review_queue(request):
     pending = scoping.for_user(
-        ModelVersion.objects.filter(status=ModelVersion.Status.PENDING_REVIEW)
+        ModelVersion.objects.filter(status__in=ModelVersion.UNDECIDED)
         .select_related("run__dataset_version__dataset", "run__fairness_report"),
         request.user,
     )
     decided = scoping.for_user(
-        ModelVersion.objects.exclude(status=ModelVersion.Status.PENDING_REVIEW)
+        ModelVersion.objects.exclude(status__in=ModelVersion.UNDECIDED)
         .select_related("run"), request.user,
     )[:20]
     return render(request, "audits/queue.html", {"pending": pending, "decided": decided})
@@ -69,7 +69,7 @@ def review_detail(request, model_version_id: int):
         # Analysts read the report; deciding is the reviewers' job.
         raise PermissionDenied("Only reviewers and admins can review models.")
     form = None
-    if reviewer and model_version.status == ModelVersion.Status.PENDING_REVIEW:
+    if reviewer and model_version.status in ModelVersion.UNDECIDED:
         form = ReviewForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:

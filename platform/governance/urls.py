@@ -16,4 +16,6 @@ urlpatterns = [
     path("scoring/<int:job_id>/download/", views.scoring_download, name="download"),
     path("datasets/<int:dataset_id>/ledger/", views.dataset_ledger, name="ledger"),
     path("problems/<slug:vertical>/<slug:problem>/", views.problem_gates, name="problem"),
+    path("problems/<slug:vertical>/<slug:problem>/schedule/", views.problem_schedule,
+         name="schedule"),
 ]

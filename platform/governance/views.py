@@ -17,6 +17,7 @@ from governance.forms import (
     GatePolicyForm,
     PromoteForm,
     RetireForm,
+    ScheduleForm,
     ScoringUploadForm,
 )
 from governance.models import ScoringJob
@@ -163,7 +164,29 @@ def problem_gates(request, vertical: str, problem: str):
                                     problem=problem)[:50],
         "schedule": schedule_for(organisation=membership.organisation, vertical=vertical,
                                  problem=problem),
+        "schedule_form": ScheduleForm() if membership.is_admin else None,
     })
+
+
+@require_POST
+def problem_schedule(request, vertical: str, problem: str):
+    from governance.schedules import set_schedule
+
+    form = ScheduleForm(request.POST)
+    if form.is_valid():
+        try:
+            set_schedule(user=request.user, vertical=vertical, problem=problem,
+                         cron=form.cleaned_data["cron"] or None,
+                         interval_hours=form.cleaned_data["interval_hours"],
+                         enabled=form.cleaned_data["enabled"],
+                         retrain_on_drift=form.cleaned_data["retrain_on_drift"])
+        except ValueError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, "Retraining schedule saved.")
+    else:
+        messages.error(request, "Check the schedule: a cron line or an interval in hours.")
+    return redirect("governance:problem", vertical=vertical, problem=problem)
 
 
 @require_POST

@@ -45,6 +45,7 @@ MAX_STUDENT_CHARTS = 3
 MAX_SKILL_LINES = 4
 MAX_UNIT_CHARTS = 4
 MAX_LIST_ROWS = 10
+MAX_SPLIT_FACT = 40  # characters
 WIDE = charts.Frame(width=560, height=260)
 
 
@@ -231,7 +232,7 @@ def _recommendation(stored: dict, result: dict) -> Shown:
                      [row.get("popularity_baseline_share") for row in exposure]),
                     ("catalogue", [row.get("catalogue_share") for row in exposure])],
             y_label="share of slots", x_label="popularity decile (10 = most popular)",
-            y_max=1.0, frame=WIDE,
+            y_max=1.0, value_format=".0%", frame=WIDE,
         ), caption="Share of recommended slots going to each tenth of the catalogue by "
                    "popularity: a model that only recommends bestsellers piles up on the right."))
     lists = stored.get("top_k") or []
@@ -261,7 +262,7 @@ def _next_exercise(stored: dict, result: dict) -> Shown:
         figures.append(Figure(charts.bar_chart(
             title="Recommendations in the zone of proximal development",
             bars=[("this model", share.get("model")), ("random choice", share.get("random"))],
-            y_label="share of students", y_max=1.0, frame=WIDE,
+            y_label="share of students", y_max=1.0, value_format=".0%", frame=WIDE,
         )))
     for index, entry in enumerate(stored.get("recommendations") or []):
         success = entry.get("predicted_success") or {}
@@ -347,9 +348,10 @@ def split_summary(split: dict | None) -> str:
     if sizes:
         parts.append(" / ".join(sizes))
     skipped = {"method", "train", "val", "test", "seed"}
+    # Short facts only: sentences (a family's own description) are in the notes already.
     parts += [f"{key.replace('_', ' ')} {value}" for key, value in split.items()
               if key not in skipped and isinstance(value, str | int | float)
-              and not isinstance(value, bool)]
+              and not isinstance(value, bool) and len(str(value)) <= MAX_SPLIT_FACT]
     if "seed" in split:
         parts.append(f"seed {split['seed']}")
     return ", ".join(p for p in parts if p)

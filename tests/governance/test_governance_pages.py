@@ -91,3 +91,19 @@ def test_api_ledger(api_client, analyst, validated_version):
     body = api_client(analyst).get(
         f"/api/v1/datasets/{validated_version.dataset_id}/ledger/").json()
     assert body["budget_epsilon"] == 10.0 and body["remaining_epsilon"] == 10.0
+
+
+def test_admins_schedule_retraining_from_the_page(client, admin, reviewer):
+    from governance.models import RetrainSchedule
+
+    url = "/governance/problems/finance/credit_risk/schedule/"
+    client.force_login(reviewer)
+    assert client.post(url, {"cron": "0 4 * * 2", "enabled": "on"}).status_code == 403
+    client.force_login(admin)
+    client.post(url, {"cron": "0 4 * * 2", "enabled": "on", "retrain_on_drift": "on"})
+    schedule = RetrainSchedule.objects.get()
+    assert schedule.retrain_on_drift and schedule.periodic_task.crontab.hour == "4"
+    page = client.get("/governance/problems/finance/credit_risk/").content.decode()
+    assert "Save schedule" in page
+    response = client.post(url, {"cron": "bad"}, follow=True)
+    assert "cron" in response.content.decode()

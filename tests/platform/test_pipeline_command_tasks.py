@@ -84,9 +84,10 @@ def test_pipeline_trains_every_problem(vertical, problem, tmp_path, admin):
     path = sample_csv(tmp_path, vertical, problem, rows or 400)
     predictions = tmp_path / "out" / "predictions.csv"
     privacy = ["--epsilon", "8"] if (vertical, problem) in PRIVATE else ["--no-privacy"]
+    epochs = FAMILY_EPOCHS.get(spec.model_family, EPOCHS)
 
     code, body = pipeline(path, "--vertical", vertical, "--problem", problem, *extra, *privacy,
-                          "--epochs", FAMILY_EPOCHS.get(spec.model_family, EPOCHS), "--inline", "--json",
+                          "--epochs", epochs, "--inline", "--json",
                           "--predictions-out", predictions, "--user", admin.username)
 
     assert code == 0, body.get("errors") or body["run"].get("error")
