@@ -241,6 +241,8 @@ class EncodedSplit:
     method: str  # "stratified", or "random" when a class is too small to stratify
     seed: int
     dropped_missing_target: int = 0
+    # Per-row loss weights of the training rows (reweighing); None: every row weighs 1.
+    w_train: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:

@@ -28,6 +28,7 @@ BINARY_METRICS = ("roc_auc", "pr_auc", "accuracy", "f1", "brier", "ks")
 # Metrics where a smaller value is better; everything else is maximised.
 LOWER_IS_BETTER = frozenset({
     "brier", "log_loss", "mae", "rmse", "mse", "wape", "mase", "nasa_score",
+    "mean_distance_to_target",
 })
 
 

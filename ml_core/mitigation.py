@@ -111,3 +111,24 @@ def threshold_optimizer(
             "model's privacy guarantee does not extend to them.",
         ),
     )
+
+
+def reweighing_weights(groups: pd.Series, y: np.ndarray) -> np.ndarray:
+    """Kamiran & Calders reweighing: each row weighs ``P(g) P(y) / P(g, y)`` for its group
+    ``g`` and label ``y``, so that group and label are independent in the weighted data.
+
+    Call it on the *training* rows only (the probabilities are the training rows' shares);
+    validation and test rows are never weighted. Returns float32 weights aligned with ``y``.
+    """
+    groups = pd.Series(np.asarray(groups.astype(str)), name="g")
+    labels = pd.Series(np.asarray(y).astype(int), name="y")
+    if len(groups) != len(labels):
+        raise ValueError("groups and labels must have the same length")
+    n = len(labels)
+    if n == 0:
+        return np.zeros(0, dtype=np.float32)
+    p_group = groups.map(groups.value_counts() / n).to_numpy(dtype=float)
+    p_label = labels.map(labels.value_counts() / n).to_numpy(dtype=float)
+    cell = pd.DataFrame({"g": groups, "y": labels})
+    p_cell = cell.groupby(["g", "y"])["g"].transform("size").to_numpy(dtype=float) / n
+    return (p_group * p_label / p_cell).astype(np.float32)

@@ -175,6 +175,9 @@ def run_training(
     _report_stage(progress, "preparing", train.epochs)
     # A numeric target (a grade) becomes two classes by the problem's declared rule.
     split = encode_and_split(frame, mapping, train, target_rule=spec.target_rule)
+    if train.reweigh_attribute:
+        split = _reweighed(split=split, frame=frame, mapping=mapping, spec=spec,
+                           attribute=train.reweigh_attribute)
 
     _report_stage(progress, "baseline", train.epochs)
     baseline_val, baseline_scores = logistic_regression_baseline(
@@ -244,6 +247,7 @@ def run_training(
                 "learning_rate": train.learning_rate, "hidden_sizes": list(train.hidden_sizes),
                 "patience": train.patience, "test_fraction": train.test_fraction,
                 "val_fraction": train.val_fraction, "class_weighting": train.class_weighting,
+                "reweigh_attribute": train.reweigh_attribute,
             },
             "privacy": main.privacy,
             "epsilon": main.privacy.get("epsilon"),
@@ -277,6 +281,20 @@ def run_training(
     )
 
 
+def _reweighed(*, split: EncodedSplit, frame: pd.DataFrame, mapping: ColumnMapping,
+               spec: ProblemSpec, attribute: str) -> EncodedSplit:
+    """``split`` with Kamiran & Calders weights on its training rows for ``attribute``,
+    its groups banded as the fairness audit bands them; computed on the training rows only."""
+    # Imported here: ml_core.mitigation pulls in fairlearn, which unmitigated runs never need.
+    from ml_core.mitigation import reweighing_weights
+
+    if attribute not in mapping.sensitive:
+        raise ValueError(f"reweighing needs a sensitive column; {attribute!r} is not one")
+    groups = fairness.sensitive_frame(frame.loc[split.ids_train], mapping, spec)[attribute]
+    weights = reweighing_weights(groups.reset_index(drop=True), split.y_train)
+    return dataclasses.replace(split, w_train=weights)
+
+
 def _notes(*, split: EncodedSplit, train: TrainConfig) -> list[str]:
     """Plain-language notes on how the model was trained and judged."""
     notes = [f"Split: {split.method} train/validation/test ({len(split.y_train)}/"
@@ -285,4 +303,12 @@ def _notes(*, split: EncodedSplit, train: TrainConfig) -> list[str]:
     if train.class_weighting:
         notes.append("Rare positives were weighted by negatives/positives of the training "
                      f"rows ({positive_class_weight(split.y_train):.1f}) in the loss.")
+    if train.reweigh_attribute and split.w_train is not None:
+        notes.append(
+            f"Mitigation by reweighing on {train.reweigh_attribute}: each training row's loss "
+            "was weighted by P(group) P(label) / P(group, label) of the training rows "
+            f"(weights {float(split.w_train.min()):.2f} to {float(split.w_train.max()):.2f}). "
+            "The weights come from the training rows' group and label counts without "
+            "differential privacy (like the split sizes); under DP-SGD each weighted row's "
+            "gradient is still clipped, so the stated epsilon holds for the model.")
     return notes

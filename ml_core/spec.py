@@ -103,6 +103,9 @@ class TrainConfig:
     rul_cap: int = 125  # remaining useful life: cap on the regression target
     max_length: int = 64  # text: tokens per example
     class_weighting: bool = False  # rare-event classification: weight positives
+    # Bias mitigation by reweighing (Kamiran & Calders): the sensitive column whose (group,
+    # label) cells are reweighted in the training loss; None trains unweighted.
+    reweigh_attribute: str | None = None
 
 
 @dataclass(frozen=True)

@@ -91,9 +91,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_loader(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int) -> DataLoader:
-    """A shuffled loader with its own seeded generator (replaced by Poisson sampling under DP)."""
-    dataset = TensorDataset(torch.from_numpy(x), torch.from_numpy(y.astype(np.float32)))
+def make_loader(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int,
+                weights: np.ndarray | None = None) -> DataLoader:
+    """A shuffled loader with its own seeded generator (replaced by Poisson sampling under DP).
+
+    With ``weights`` each batch is (features, labels, weights), else (features, labels).
+    """
+    tensors = [torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))]
+    if weights is not None:
+        tensors.append(torch.from_numpy(np.asarray(weights, dtype=np.float32)))
+    dataset = TensorDataset(*tensors)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset, batch_size=min(batch_size, len(dataset)), shuffle=True, generator=generator
@@ -147,7 +154,8 @@ def _epoch_batches(
     loss_fn: nn.Module, device: torch.device, should_stop: StopCheck | None,
 ) -> tuple[float, bool]:
     total, count = 0.0, 0
-    for batch_index, (features, labels) in enumerate(loader):
+    for batch_index, batch in enumerate(loader):
+        features, labels = batch[0], batch[1]
         if should_stop is not None and batch_index and batch_index % STOP_CHECK_EVERY_BATCHES == 0:
             if should_stop():
                 return (total / count if count else math.nan), True
@@ -156,7 +164,17 @@ def _epoch_batches(
         # Poisson sampling can draw an empty batch. It still goes through forward, backward
         # and step (its loss is NaN but its gradients are empty): Opacus then adds pure noise
         # and accounts the step, as the DP analysis assumes.
-        loss = loss_fn(model(features), labels)
+        if len(batch) > 2:
+            # Per-row weights (reweighing): each row's own loss term times its weight, then
+            # a plain mean over the batch, so Opacus' loss_reduction="mean" still holds.
+            # Under DP the weight is inside each row's per-sample gradient, which is then
+            # clipped to max_grad_norm: one row's contribution, hence the sensitivity, stays
+            # bounded by max_grad_norm whatever its weight (a large weight is clipped, not
+            # amplified), and the accountant's epsilon is unchanged.
+            per_row = loss_fn(model(features), labels)
+            loss = (per_row * batch[2].to(device)).mean()
+        else:
+            loss = loss_fn(model(features), labels)
         loss.backward()
         optimizer.step()
         if len(labels):
@@ -165,7 +183,8 @@ def _epoch_batches(
     return (total / count if count else math.nan), False
 
 
-def make_loss(split: EncodedSplit, train: TrainConfig, *, device: torch.device) -> nn.Module:
+def make_loss(split: EncodedSplit, train: TrainConfig, *, device: torch.device,
+              per_row: bool = False) -> nn.Module:
     """Binary cross-entropy on logits, mean-reduced; positives weighted by
     ``n_negative / n_positive`` of the training rows when ``train.class_weighting``.
 
@@ -175,12 +194,16 @@ def make_loss(split: EncodedSplit, train: TrainConfig, *, device: torch.device) 
     per-sample gradients are those of each row's weighted loss, clipped as usual. (The
     weight is computed from the training labels, which DP-SGD treats as non-private
     metadata, like the split sizes.)
+
+    ``per_row=True`` returns each row's loss unreduced (``reduction="none"``): the caller
+    multiplies by the rows' sample weights and takes the mean (see ``_epoch_batches``).
     """
+    reduction = "none" if per_row else "mean"
     if not train.class_weighting:
-        return nn.BCEWithLogitsLoss(reduction="mean")
+        return nn.BCEWithLogitsLoss(reduction=reduction)
     weight = positive_class_weight(split.y_train)
     return nn.BCEWithLogitsLoss(
-        reduction="mean", pos_weight=torch.tensor(weight, dtype=torch.float32, device=device)
+        reduction=reduction, pos_weight=torch.tensor(weight, dtype=torch.float32, device=device)
     )
 
 
@@ -201,40 +224,54 @@ def train_model(
     *, split: EncodedSplit, train: TrainConfig, privacy: PrivacyConfig | None,
     primary_metric: str = "roc_auc", stage: str = "training",
     progress: ProgressSink | None = None, should_stop: StopCheck | None = None,
-    checkpoint_path: Path | None = None,
+    checkpoint_path: Path | None = None, sample_weight: np.ndarray | None = None,
 ) -> TrainedModel:
     """Train one MLP on ``split`` (privately when ``privacy`` is given and enabled).
+
+    ``sample_weight`` (one per training row; default ``split.w_train``) weights each row's
+    loss, e.g. the reweighing of :func:`ml_core.mitigation.reweighing_weights`.
 
     Seeded by ``train.seed``: the same inputs give the same model on the same device.
     Raises :class:`TrainingCancelled` when ``should_stop()`` returns True.
     """
+    if sample_weight is None:
+        sample_weight = split.w_train
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=np.float32).reshape(-1)
+        if len(sample_weight) != len(split.y_train):
+            raise ValueError("sample_weight needs one weight per training row")
+        if not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
+            raise ValueError("sample weights must be finite and non-negative")
     device = resolve_device(train.device)
     seed_everything(train.seed)
     model: nn.Module = TabularMLP(split.n_features, train.hidden_sizes)
     with cpu_threads_for(model, device):
         return _fit(model=model, device=device, split=split, train=train, privacy=privacy,
                     primary_metric=primary_metric, stage=stage, progress=progress,
-                    should_stop=should_stop, checkpoint_path=checkpoint_path)
+                    should_stop=should_stop, checkpoint_path=checkpoint_path,
+                    sample_weight=sample_weight)
 
 
 def _fit(
     *, model: nn.Module, device: torch.device, split: EncodedSplit, train: TrainConfig,
     privacy: PrivacyConfig | None, primary_metric: str, stage: str,
     progress: ProgressSink | None, should_stop: StopCheck | None, checkpoint_path: Path | None,
+    sample_weight: np.ndarray | None = None,
 ) -> TrainedModel:
     private = privacy is not None and privacy.enabled
     if private:
         model = dp.prepare_module(model)
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
-    loader = make_loader(split.x_train, split.y_train, batch_size=train.batch_size, seed=train.seed)
+    loader = make_loader(split.x_train, split.y_train, batch_size=train.batch_size,
+                         seed=train.seed, weights=sample_weight)
     wrapped: dp.PrivateTraining | None = None
     if private:
         wrapped = dp.make_private(
             model=model, optimizer=optimizer, loader=loader, config=privacy, epochs=train.epochs
         )
         model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
-    loss_fn = make_loss(split, train, device=device)
+    loss_fn = make_loss(split, train, device=device, per_row=sample_weight is not None)
 
     def privacy_so_far() -> dict:
         return wrapped.report() if wrapped is not None else dp.disabled_report()

@@ -366,7 +366,10 @@ def validate(
     present = {str(column) for column in frame.columns}
     if mapping.target in present:
         issues.extend(_check_target(frame, mapping, spec))
-    features = [c for c in feature_columns(frame, mapping) if c in present and c != mapping.target]
+    role_columns = {column for _, column in mapping.roles}
+    # Task role columns (unit, time, user, ...) are checked by the family's own validator.
+    features = [c for c in feature_columns(frame, mapping)
+                if c in present and c != mapping.target and c not in role_columns]
     for column in features:
         issue = _check_numeric_text(frame, column)
         if issue is not None:

@@ -191,12 +191,18 @@ class TextClassifier(nn.Module):
 
 
 def build_classifier(
-    source: EncoderSource, *, trainable_layers: int, n_classes: int, dropout: float = 0.1
+    source: EncoderSource, *, trainable_layers: int, n_classes: int, dropout: float = 0.1,
+    train_layer_norms: bool = False,
 ) -> TextClassifier:
     """The encoder of ``source`` split so its last ``trainable_layers`` layers train.
 
     ``trainable_layers=0`` trains the head only (the encoder is a fixed feature extractor).
-    The token embeddings always stay frozen. The head is initialised from torch's global
+    The token embeddings always stay frozen. In the trained layers every Linear weight and
+    bias trains; their LayerNorm gains and biases (2 x 2 x hidden values per layer) keep
+    their pretrained values unless ``train_layer_norms``: with only Linear layers trainable,
+    DP-SGD can clip per-sample gradients from activations and output gradients
+    (:mod:`ml_core.fast_clipping`) at about the cost of a plain step, instead of
+    materialising one gradient per example. The head is initialised from torch's global
     RNG, so seed it before calling.
     """
     backbone = load_backbone(source)
@@ -207,8 +213,10 @@ def build_classifier(
     lower = FrozenLower(backbone.embeddings, layers[:cut])
     top = TrainableTop(layers[cut:], hidden_size=backbone.config.hidden_size,
                        n_classes=n_classes, dropout=dropout)
-    for parameter in top.parameters():
-        parameter.requires_grad_(True)
+    for module in top.modules():
+        trainable = train_layer_norms or not isinstance(module, nn.LayerNorm)
+        for parameter in module.parameters(recurse=False):
+            parameter.requires_grad_(trainable)
     return TextClassifier(lower, top)
 
 

@@ -125,12 +125,19 @@ class UploadSerializer(serializers.Serializer):
 class MappingSerializer(serializers.Serializer):
     """A column mapping; fields left out fall back to the version's suggested mapping."""
 
-    target = serializers.CharField(required=False)
     features = serializers.ListField(child=serializers.CharField(), required=False)
     sensitive = serializers.ListField(child=serializers.CharField(), required=False)
     exclude = serializers.ListField(child=serializers.CharField(), required=False)
     id = serializers.CharField(required=False, allow_null=True)
     positive_label = serializers.CharField(required=False, allow_null=True)
+    target = serializers.CharField(required=False, allow_blank=True)
+    roles = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField(), min_length=2, max_length=2),
+        required=False,
+        help_text='Task roles as [role, column] pairs, e.g. [["series", "store"], '
+                  '["time", "date"]]; roles: series, time, user, item, student, skill, unit, '
+                  'cycle, text, covariate.',
+    )
 
 
 # --- runs ---------------------------------------------------------------------------

@@ -140,11 +140,9 @@ class DatasetVersionViewSet(_Scoped, mixins.RetrieveModelMixin, viewsets.Generic
         version = self.get_object()
         form = s.MappingSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        merged = {**(version.suggested_mapping or {}), **form.validated_data}
-        if not merged.get("target"):
-            return _error("choose the target column", errors=[
-                {"code": "missing_target", "message": "choose the target column"}
-            ])
+        # Validation decides whether an empty target is allowed (implicit-feedback
+        # problems have none) and answers with the validation report.
+        merged = {"target": "", **(version.suggested_mapping or {}), **form.validated_data}
         try:
             version = confirm_mapping(
                 version=version, user=request.user, mapping=ColumnMapping.from_dict(merged)

@@ -1,8 +1,13 @@
-"""Mitigating a failed fairness report: fairlearn's ThresholdOptimizer on the model's scores.
+"""Mitigating a failed fairness report, started by reviewers and admins from the model's page.
 
-Reviewers and admins start it from the model's page. The thresholds are fitted on the rows
-outside the run's test split and judged on the test rows, so the new report sits beside the
-original on the same rows, with the utility cost.
+* ``threshold_optimizer``: fairlearn's ThresholdOptimizer on the model's scores. The thresholds
+  are fitted on the rows outside the run's test split and judged on the test rows, so the new
+  report sits beside the original on the same rows, with the utility cost.
+* ``reweighing``: a new training run on the same dataset version, seed and privacy request,
+  with the training rows reweighed for the attribute (``TrainConfig.reweigh_attribute``). It
+  goes through the queue, the privacy ledger and the registry like any run; once it has
+  succeeded, :func:`refresh_reweighing` sets its test report beside the original's (same
+  seed, so the same test rows) with the utility cost.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ml_core.data import label_text
 from ml_core.fairness import sensitive_frame
 from ml_core.mitigation import CONSTRAINTS, threshold_optimizer
 from ml_core.spec import ColumnMapping
-from training.models import ModelVersion
+from training.models import ModelVersion, TrainingRun
 from verticals.registry import get_problem
 
 
@@ -40,20 +45,36 @@ def _worst_attribute(report: dict) -> str:
     return max(candidates, key=spread)[0]
 
 
-def mitigate(*, model_version: ModelVersion, user, constraint: str = "demographic_parity",
-             attribute: str | None = None) -> Mitigation:
-    """Reviewers and admins: post-process a model whose fairness report failed."""
+METHODS = ("threshold_optimizer", "reweighing")
+# Utility metrics compared between the original and the reweighed model (higher is better).
+REWEIGHING_UTILITY = ("accuracy", "balanced_accuracy", "f1", "roc_auc", "pr_auc")
+
+
+def _failed_report(model_version: ModelVersion, user) -> FairnessReport:
     membership = membership_for(user)
     if membership.organisation_id != model_version.organisation_id or not membership.can_review:
         raise PermissionDenied("only a reviewer or admin of this organisation can mitigate")
-    if constraint not in CONSTRAINTS:
-        raise ValueError(f"constraint must be one of {list(CONSTRAINTS)}")
-    run = model_version.run
-    stored = FairnessReport.objects.filter(run=run).first()
+    stored = FairnessReport.objects.filter(run=model_version.run).first()
     if stored is None:
         raise ValueError("this model has no fairness report")
     if stored.passed:
         raise ValueError("the fairness report passed: there is nothing to mitigate")
+    return stored
+
+
+def mitigate(*, model_version: ModelVersion, user, constraint: str = "demographic_parity",
+             attribute: str | None = None, method: str = "threshold_optimizer") -> Mitigation:
+    """Reviewers and admins: mitigate a model whose fairness report failed, by
+    post-processing its scores (``threshold_optimizer``) or by retraining it on reweighed
+    data (``reweighing``, which queues a new run; see :func:`start_reweighing`)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}")
+    if method == "reweighing":
+        return start_reweighing(model_version=model_version, user=user, attribute=attribute)
+    if constraint not in CONSTRAINTS:
+        raise ValueError(f"constraint must be one of {list(CONSTRAINTS)}")
+    stored = _failed_report(model_version, user)
+    run = model_version.run
     attribute = attribute or _worst_attribute(stored.report)
     loaded = loaded_model(model_version)
     frame = load_frame(run.dataset_version)
@@ -91,10 +112,91 @@ def mitigate(*, model_version: ModelVersion, user, constraint: str = "demographi
     return mitigation
 
 
+def start_reweighing(*, model_version: ModelVersion, user, attribute: str | None = None,
+                     enqueue: bool = True) -> Mitigation:
+    """Queue a run like the model's own (dataset version, seed, options, privacy request)
+    with the training rows reweighed for ``attribute`` (default: the worst failing one).
+
+    The run is checked against the privacy budget and charged to the ledger like any other;
+    ValueError when it is refused. ``enqueue=False`` leaves it for the caller to execute.
+    """
+    from training.services import start_run
+
+    stored = _failed_report(model_version, user)
+    run = model_version.run
+    attribute = attribute or _worst_attribute(stored.report)
+    mapping = ColumnMapping.from_dict(run.dataset_version.mapping)
+    if attribute not in mapping.sensitive:
+        raise ValueError(f"{attribute!r} is not a sensitive column of this model")
+    requested = run.privacy_requested or {}
+    new_run = start_run(
+        version=run.dataset_version, user=user,
+        privacy_enabled=bool(requested.get("enabled", True)),
+        target_epsilon=requested.get("target_epsilon"), delta=requested.get("delta"),
+        config={**(run.config or {}), "reweigh_attribute": attribute}, enqueue=enqueue,
+    )
+    mitigation = Mitigation.objects.create(
+        organisation=model_version.organisation, model_version=model_version,
+        method="reweighing", constraint="demographic_parity", attribute=attribute,
+        result={"method": "reweighing", "attribute": attribute, "run": new_run.pk,
+                "status": new_run.status,
+                "notes": [f"A new run ({new_run.pk}) retrains the model with each training "
+                          f"row weighted by P(group) P(label) / P(group, label) of "
+                          f"{attribute}; its report appears here when it has finished."]},
+        created_by=user)
+    log_action(organisation=model_version.organisation, actor=user, action="model.mitigated",
+               obj=model_version, detail={"mitigation": mitigation.pk, "method": "reweighing",
+                                          "attribute": attribute, "run": new_run.pk})
+    return mitigation
+
+
+def _side(run: TrainingRun) -> dict:
+    report = FairnessReport.objects.filter(run=run).first()
+    return {"metrics": {name: (run.metrics or {}).get(name) for name in REWEIGHING_UTILITY
+                        if (run.metrics or {}).get(name) is not None},
+            "fairness": report.report if report is not None else {},
+            "passed": bool(report.passed) if report is not None else None,
+            "run": run.pk}
+
+
+def refresh_reweighing(mitigation: Mitigation) -> Mitigation:
+    """Once the reweighed run has finished, store its report beside the original's with the
+    utility cost (original minus reweighed: positive means utility lost). Idempotent."""
+    result = dict(mitigation.result or {})
+    if mitigation.method != "reweighing" or "mitigated" in result or not result.get("run"):
+        return mitigation
+    new_run = TrainingRun.objects.filter(pk=result["run"]).first()
+    if new_run is None:
+        return mitigation
+    if new_run.status != TrainingRun.Status.SUCCEEDED:
+        if result.get("status") != new_run.status:
+            result["status"] = new_run.status
+            mitigation.result = result
+            mitigation.save(update_fields=["result"])
+        return mitigation
+    original, mitigated = _side(mitigation.model_version.run), _side(new_run)
+    cost = {name: original["metrics"][name] - mitigated["metrics"][name]
+            for name in original["metrics"] if name in mitigated["metrics"]}
+    split = (new_run.result or {}).get("split") or {}
+    result.update({
+        "status": new_run.status, "original": original, "mitigated": mitigated,
+        "utility_cost": cost, "eval_rows": split.get("test"),
+        "notes": [*result.get("notes", []),
+                  "Both models were trained with the same seed on the same dataset version, "
+                  "so both reports are on the same held-out test rows.",
+                  "The weights come from the training rows' group and label counts without "
+                  "differential privacy; a private run's per-row gradients are still clipped, "
+                  "so its stated epsilon holds."],
+    })
+    mitigation.result = _json(result)
+    mitigation.save(update_fields=["result"])
+    return mitigation
+
+
 def _json(value):
     from ml_core.pipeline import json_ready
 
     return json_ready(value)
 
 
-__all__ = ["mitigate"]
+__all__ = ["METHODS", "mitigate", "refresh_reweighing", "start_reweighing"]

@@ -32,8 +32,12 @@ def _model_or_404(user, model_version_id: int) -> ModelVersion:
 
 
 def model_detail(request, model_version_id: int):
+    from governance.mitigation import refresh_reweighing
+
     model_version = _model_or_404(request.user, model_version_id)
     reviewer = can_review(request.user)
+    mitigations = [refresh_reweighing(m) for m in
+                   model_version.mitigations.select_related("created_by")[:5]]
     return render(request, "governance/model.html", {
         "model_version": model_version, "run": model_version.run,
         "summary": registry.gate_summary(model_version),
@@ -44,7 +48,7 @@ def model_detail(request, model_version_id: int):
         if model_version.status in ModelVersion.SERVING else None,
         "jobs": model_version.scoring_jobs.order_by("-created_at")[:10],
         "drift_reports": model_version.drift_reports.order_by("-created_at")[:5],
-        "mitigations": model_version.mitigations.select_related("created_by")[:5],
+        "mitigations": mitigations,
         "can_mitigate": reviewer and model_version.run.fairness_report.passed is False
         if hasattr(model_version.run, "fairness_report") else False,
         "champion": registry.champion_of(organisation=model_version.organisation,
@@ -96,13 +100,17 @@ def model_mitigate(request, model_version_id: int):
 
     model_version = _model_or_404(request.user, model_version_id)
     try:
-        mitigate(model_version=model_version, user=request.user,
-                 constraint=request.POST.get("constraint") or "demographic_parity",
-                 attribute=request.POST.get("attribute") or None)
+        mitigation = mitigate(
+            model_version=model_version, user=request.user,
+            constraint=request.POST.get("constraint") or "demographic_parity",
+            attribute=request.POST.get("attribute") or None,
+            method=request.POST.get("method") or "threshold_optimizer")
     except ValueError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, "Mitigation computed: see it beside the original below.")
+        messages.success(request, "Reweighed run queued: its report appears below when it has "
+                                  "finished." if mitigation.method == "reweighing" else
+                         "Mitigation computed: see it beside the original below.")
     return redirect("governance:model", model_version_id=model_version.pk)
 
 

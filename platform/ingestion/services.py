@@ -215,7 +215,7 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
         version.status = DatasetVersion.Status.REJECTED
     else:
         version.status = DatasetVersion.Status.VALIDATED
-        version.profile = profile(frame, mapping, spec)
+        version.profile = profile(frame[companions.visible_columns(frame)], mapping, spec)
         version.validated_at = timezone.now()
     with transaction.atomic():
         version.save(
