@@ -28,6 +28,7 @@ from ml_core.metrics import (
     logistic_regression_baseline,
     positive_class_weight,
 )
+from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
     PrivacyConfig,
@@ -101,11 +102,6 @@ def json_ready(value: object) -> object:
     return str(value)
 
 
-def _report_stage(progress: ProgressSink | None, stage: str, total_epochs: int) -> None:
-    if progress is not None:
-        progress(stage=stage, epoch=0, total_epochs=total_epochs, loss=None, val_metric=None,
-                 epsilon=None)
-
 
 def _predictions(
     *, split: EncodedSplit, scores: np.ndarray, threshold: float, groups: pd.DataFrame
@@ -172,14 +168,14 @@ def run_training(
         # Row ids must name one row each; fall back to positions (the file's row order).
         frame = frame.reset_index(drop=True)
 
-    _report_stage(progress, "preparing", train.epochs)
+    report_stage(progress, "preparing", train.epochs)
     # A numeric target (a grade) becomes two classes by the problem's declared rule.
     split = encode_and_split(frame, mapping, train, target_rule=spec.target_rule)
     if train.reweigh_attribute:
         split = _reweighed(split=split, frame=frame, mapping=mapping, spec=spec,
                            attribute=train.reweigh_attribute)
 
-    _report_stage(progress, "baseline", train.epochs)
+    report_stage(progress, "baseline", train.epochs)
     baseline_val, baseline_scores = logistic_regression_baseline(
         x_train=split.x_train, y_train=split.y_train, x_eval=(split.x_val, split.x_test),
         seed=train.seed,
@@ -204,7 +200,7 @@ def run_training(
             # The private model was already trained: its whole privacy cost was spent.
             raise TrainingCancelled(privacy=main.privacy) from cancelled
 
-    _report_stage(progress, "auditing", train.epochs)
+    report_stage(progress, "auditing", train.epochs)
     # Each model decides at its own threshold, chosen on the validation split (never test).
     threshold = choose_threshold(split.y_val, predict_scores(main.model, split.x_val, device=cpu))
     scores = predict_scores(main.model, split.x_test, device=cpu)
@@ -224,7 +220,7 @@ def run_training(
         twin_fairness = _audit(split=split, scores=twin_scores, groups=groups,
                                threshold=twin_threshold, spec=spec)
 
-    _report_stage(progress, "saving", train.epochs)
+    report_stage(progress, "saving", train.epochs)
     versions = library_versions()
     used_columns = feature_columns(frame, mapping)
     saved = save_model(

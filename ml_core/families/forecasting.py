@@ -52,6 +52,7 @@ from ml_core.families.forecast_windows import (
 from ml_core.families.module_artifacts import load_state, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.forecaster import GlobalForecaster
+from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
     PrivacyConfig,
@@ -375,11 +376,6 @@ def _fit(*, data: SplitData, n_series: int, train: TrainConfig, privacy: Privacy
                       should_stop=should_stop)
 
 
-def _report_stage(progress: ProgressSink | None, stage: str, total: int) -> None:
-    if progress is not None:
-        progress(stage=stage, epoch=0, total_epochs=total, loss=None, val_metric=None,
-                 epsilon=None)
-
 
 def _sensitive_groups(prepared: Prepared, block: Block, mapping: ColumnMapping,
                       spec: ProblemSpec) -> pd.DataFrame:
@@ -522,12 +518,12 @@ def run(
     if not frame.index.is_unique:
         frame = frame.reset_index(drop=True)
     horizon = int(train.horizon)
-    _report_stage(progress, "preparing", train.epochs)
+    report_stage(progress, "preparing", train.epochs)
     prepared = prepare(frame, mapping, horizon=horizon)
     data = split_by_time(prepared, horizon=horizon)
     n_series = len(prepared.series)
 
-    _report_stage(progress, "baseline", train.epochs)
+    report_stage(progress, "baseline", train.epochs)
     test = data.test
     baselines = {name: forecast_metrics(y_true=test.target, y_pred=values,
                                         scales=test.mase_scale)
@@ -546,7 +542,7 @@ def run(
         except TrainingCancelled as cancelled:
             raise TrainingCancelled(privacy=main.privacy) from cancelled
 
-    _report_stage(progress, "auditing", train.epochs)
+    report_stage(progress, "auditing", train.epochs)
     forecast = _forecast(main.module, test, data)
     groups = _sensitive_groups(prepared, test, mapping, spec) if mapping.sensitive \
         else pd.DataFrame(index=range(len(test.target)))
@@ -559,7 +555,7 @@ def run(
         twin_fairness = _fairness(block=test, forecast=twin_forecast, groups=groups, spec=spec)
     baseline_values = test.baselines[best_name]
 
-    _report_stage(progress, "saving", train.epochs)
+    report_stage(progress, "saving", train.epochs)
     versions = library_versions()
     saved = save_module(module=main.module, directory=Path(artifact_dir), metadata=json_ready({
         "model_family": MODEL_FAMILY, "spec_key": spec.key, "task_type": spec.task_type.value,

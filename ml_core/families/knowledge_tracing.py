@@ -51,6 +51,7 @@ from ml_core.models.sequence import (
     shifted_inputs,
 )
 from ml_core.pipeline import TrainingCancelled, TrainingResult, json_ready
+from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
     PrivacyConfig,
@@ -412,12 +413,6 @@ def _trained_pair(
     return main, twin
 
 
-def _stage(progress: ProgressSink | None, stage: str, total: int) -> None:
-    if progress is not None:
-        progress(stage=stage, epoch=0, total_epochs=total, loss=None, val_metric=None,
-                 epsilon=None)
-
-
 def _common_notes(prepared: Prepared, main: TrainedTracer, privacy: PrivacyConfig) -> list[str]:
     split = prepared.split
     notes = [
@@ -513,11 +508,11 @@ def run(
     """
     privacy = privacy if privacy is not None else spec.privacy
     train = train if train is not None else spec.train
-    _stage(progress, "preparing", train.epochs)
+    report_stage(progress, "preparing", train.epochs)
     prepared = prepare(frame, mapping, spec, train)
     table = prepared.responses.table
 
-    _stage(progress, "baseline", train.epochs)
+    report_stage(progress, "baseline", train.epochs)
     baseline_model = SkillMeanBaseline.fit(table[table["student"].isin(prepared.split.train)])
     test_rows = pd.concat([table[table["student"] == h.student] for h in prepared.test_items])
     y_true = _answer_truth(prepared.test_items)
@@ -530,7 +525,7 @@ def run(
     main, twin = _trained_pair(prepared, privacy=privacy, train=train, progress=progress,
                                should_stop=should_stop)
 
-    _stage(progress, "auditing", train.epochs)
+    report_stage(progress, "auditing", train.epochs)
     cpu = torch.device("cpu")
     scores = answer_scores(main.model, prepared.test_items, cpu)
     groups = prepared.groups.reindex(test_rows["student"].to_numpy()).reset_index(drop=True)
@@ -551,7 +546,7 @@ def run(
         twin_fairness = _kt_fairness(y_true=y_true, y_score=twin_scores, groups=groups,
                                      spec=spec)
 
-    _stage(progress, "saving", train.epochs)
+    report_stage(progress, "saving", train.epochs)
     split = prepared.split.summary(table)
     saved_path, sha256, versions = _save(
         directory=Path(artifact_dir), trained=main, prepared=prepared, mapping=mapping,
@@ -682,13 +677,13 @@ def run_next_exercise(
     """
     privacy = privacy if privacy is not None else spec.privacy
     train = train if train is not None else spec.train
-    _stage(progress, "preparing", train.epochs)
+    report_stage(progress, "preparing", train.epochs)
     prepared = prepare(frame, mapping, spec, train)
-    _stage(progress, "baseline", train.epochs)
+    report_stage(progress, "baseline", train.epochs)
     main, twin = _trained_pair(prepared, privacy=privacy, train=train, progress=progress,
                                should_stop=should_stop)
 
-    _stage(progress, "auditing", train.epochs)
+    report_stage(progress, "auditing", train.epochs)
     vocabulary = prepared.vocabulary
     n_skills = len(vocabulary.skills)
     table = _recommendations(main.model, prepared.test_items, vocabulary, seed=train.seed)
@@ -712,7 +707,7 @@ def run_next_exercise(
         name = column if column not in predictions.columns else f"sensitive_{column}"
         predictions[name] = groups[column].to_numpy()
 
-    _stage(progress, "saving", train.epochs)
+    report_stage(progress, "saving", train.epochs)
     split = prepared.split.summary(prepared.responses.table)
     saved_path, sha256, versions = _save(
         directory=Path(artifact_dir), trained=main, prepared=prepared, mapping=mapping,

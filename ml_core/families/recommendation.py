@@ -40,6 +40,7 @@ from ml_core.families.forecast_windows import parse_dates
 from ml_core.families.module_artifacts import load_state, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.recommender import MatrixFactorisation
+from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
     PrivacyConfig,
@@ -273,11 +274,6 @@ def _fit(*, data: Interactions, split: UserSplit, val: EvalSet, train: TrainConf
                       should_stop=should_stop)
 
 
-def _report_stage(progress: ProgressSink | None, stage: str, total: int) -> None:
-    if progress is not None:
-        progress(stage=stage, epoch=0, total_epochs=total, loss=None, val_metric=None,
-                 epsilon=None)
-
 
 def _user_groups(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
                  data: Interactions, users: np.ndarray) -> pd.DataFrame:
@@ -322,14 +318,14 @@ def run(
     if not frame.index.is_unique:
         frame = frame.reset_index(drop=True)
     k = int(train.top_k)
-    _report_stage(progress, "preparing", train.epochs)
+    report_stage(progress, "preparing", train.epochs)
     data = interactions(frame, mapping)
     split = split_by_user_time(data)
     if split.summary["test_users"] == 0:
         raise ValueError("no user has the 3 positive interactions a time hold-out needs")
     val, test = _eval_set(data, split, "val"), _eval_set(data, split, "test")
 
-    _report_stage(progress, "baseline", train.epochs)
+    report_stage(progress, "baseline", train.epochs)
     popularity = np.bincount(data.items[split.train], minlength=len(data.item_names) + 1)[1:]
     popular_scores = np.tile(popularity.astype(float), (len(test.users), 1))
     popular_top = rank_top_k(popular_scores, test.seen, k)
@@ -346,7 +342,7 @@ def run(
         except TrainingCancelled as cancelled:
             raise TrainingCancelled(privacy=main.privacy) from cancelled
 
-    _report_stage(progress, "auditing", train.epochs)
+    report_stage(progress, "auditing", train.epochs)
     top, top_scores = _model_top(main.module, test.users, test.seen, k)
     per_user = user_ranking_metrics(top, test.relevant, k)
     groups = _user_groups(frame, mapping, spec, data, test.users)
@@ -362,7 +358,7 @@ def run(
                                 strict=True):
         row["popularity_baseline_share"] = popular_row["recommended_share"]
 
-    _report_stage(progress, "saving", train.epochs)
+    report_stage(progress, "saving", train.epochs)
     versions = library_versions()
     saved = save_module(module=main.module, directory=Path(artifact_dir), metadata=json_ready({
         "model_family": MODEL_FAMILY, "spec_key": spec.key, "task_type": spec.task_type.value,

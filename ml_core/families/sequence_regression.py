@@ -64,6 +64,7 @@ from ml_core.artifacts import library_versions
 from ml_core.families.module_artifacts import load_state, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.sequence_regressor import SequenceRegressor
+from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
     PrivacyConfig,
@@ -420,11 +421,6 @@ def _fit(*, tensors: Tensors, n_channels: int, train: TrainConfig, cap: float,
 # --- reporting -----------------------------------------------------------------------------
 
 
-def _report_stage(progress: ProgressSink | None, stage: str, total: int) -> None:
-    if progress is not None:
-        progress(stage=stage, epoch=0, total_epochs=total, loss=None, val_metric=None,
-                 epsilon=None)
-
 
 def _groups(prepared: Prepared, rows: np.ndarray, mapping: ColumnMapping, spec: ProblemSpec
             ) -> pd.DataFrame:
@@ -544,7 +540,7 @@ def run(
     if not frame.index.is_unique:
         frame = frame.reset_index(drop=True)
     cap = float(train.rul_cap)
-    _report_stage(progress, "preparing", train.epochs)
+    report_stage(progress, "preparing", train.epochs)
     prepared = prepare(frame, mapping, cap=cap)
     if np.isnan(prepared.target).any():
         raise ValueError("the RUL target has missing or non-numeric values")
@@ -561,7 +557,7 @@ def run(
     x_chart = torch.from_numpy(windows(channels, prepared, split.test_unit_rows, train.window))
     y_test = prepared.target[split.test_rows]
 
-    _report_stage(progress, "baseline", train.epochs)
+    report_stage(progress, "baseline", train.epochs)
     baselines = baseline_predictions(prepared, split, split.test_rows)
     baseline_metrics = {name: rul_metrics(y_test, values) for name, values in baselines.items()}
     baseline_name = spec.baseline if spec.baseline in BASELINES else "last_value"
@@ -579,7 +575,7 @@ def run(
         except TrainingCancelled as cancelled:
             raise TrainingCancelled(privacy=main.privacy) from cancelled
 
-    _report_stage(progress, "auditing", train.epochs)
+    report_stage(progress, "auditing", train.epochs)
     predicted = _predict(main.module, x_test, cap)
     groups = _groups(prepared, split.test_rows, mapping, spec)
     fairness_report = _fairness(y_true=y_test, y_pred=predicted, groups=groups, spec=spec)
@@ -591,7 +587,7 @@ def run(
                                   spec=spec)
     chart_baseline = baseline_predictions(prepared, split, split.test_unit_rows)[baseline_name]
 
-    _report_stage(progress, "saving", train.epochs)
+    report_stage(progress, "saving", train.epochs)
     versions = library_versions()
     dropped_text = [str(c) for c in frame.columns
                     if not mapping.features and str(c) not in prepared.feature_columns

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from opacus import PrivacyEngine
 from opacus.grad_sample import GradSampleModule
 from opacus.validators import ModuleValidator
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -281,43 +280,6 @@ class TrainedTop:
     clipping: str = ""  # how DP-SGD clipped per-sample gradients ("" when not private)
 
 
-def make_private(
-    *, model: nn.Module, optimizer: torch.optim.Optimizer, loader: DataLoader,
-    config: PrivacyConfig, epochs: int,
-) -> tuple[dp.PrivateTraining, fc.FastPathDecision]:
-    """:func:`ml_core.privacy.make_private` with book-keeping clipping when it applies.
-
-    Same schedule, delta, noise search (exact Poisson step count), Poisson loader,
-    ``loss_reduction="mean"`` and PRV accountant as ``privacy.make_private``; only the
-    clipping differs: when every trainable parameter belongs to a plain ``nn.Linear``,
-    per-sample norms and the clipped sum come from :mod:`ml_core.fast_clipping` (same
-    clipped sum as Opacus' hooks, checked in tests), otherwise Opacus' hooks run.
-    """
-    if config.accountant != dp.ACCOUNTANT:
-        raise ValueError(f"only the {dp.ACCOUNTANT!r} accountant is supported")
-    delta = dp.resolve_delta(config.delta, len(loader.dataset))
-    sample_rate = 1 / len(loader)
-    planned_steps = epochs * int(1 / sample_rate)  # Opacus' Poisson loader: int(1/q) batches
-    sigma = dp.noise_multiplier_for(target_epsilon=float(config.target_epsilon), delta=delta,
-                                    sample_rate=sample_rate, steps=planned_steps)
-    model.train()  # Opacus records no activations in eval mode.
-    engine = PrivacyEngine(accountant=dp.ACCOUNTANT)
-    fast = fc.make_private_fast(
-        engine, module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=sigma,
-        max_grad_norm=config.max_grad_norm, poisson_sampling=True,
-        loss_reduction="mean",  # matches CrossEntropyLoss(reduction="mean") in train_top
-    )
-    if epochs * len(fast.data_loader) != planned_steps:
-        raise RuntimeError("the Poisson loader's length differs from the planned schedule")
-    wrapped = dp.PrivateTraining(
-        engine=engine, module=fast.module, optimizer=fast.optimizer, loader=fast.data_loader,
-        target_epsilon=float(config.target_epsilon), delta=delta, noise_multiplier=sigma,
-        sample_rate=sample_rate, max_grad_norm=float(config.max_grad_norm),
-        planned_steps=planned_steps,
-    )
-    return wrapped, fast.decision
-
-
 def predict_probabilities(top: nn.Module, rows: EncodedRows, positions: np.ndarray) -> np.ndarray:
     """Class probabilities (n, k) for ``positions`` (the model's mode is restored)."""
     was_training = top.training
@@ -368,10 +330,10 @@ def train_top(
     clipping = ""
     model: nn.Module = top
     if private:
-        wrapped, decision = make_private(model=top, optimizer=optimizer, loader=loader,
-                                         config=privacy, epochs=train.epochs)
+        wrapped = dp.make_private(model=top, optimizer=optimizer, loader=loader,
+                                  config=privacy, epochs=train.epochs)
         model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
-        clipping = decision.reason
+        clipping = str(wrapped.clipping.get("reason", ""))
     # mean reduction, matching loss_reduction="mean" in privacy.make_private
     loss_fn = nn.CrossEntropyLoss(reduction="mean")
 

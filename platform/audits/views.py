@@ -33,9 +33,21 @@ def _report_context(run: TrainingRun) -> dict:
         body.get("passed", False) for body in report.values() if isinstance(body, dict))
     return {
         "report_run": run, "report_exists": bool(report), "report_passed": passed,
+        "privacy_cost": _privacy_cost(run),
         "sections": attribute_sections(report=report, nonprivate_report=twin, policy=policy),
         "policy_rows": policy_rows(policy),
     }
+
+
+def _privacy_cost(run: TrainingRun) -> dict:
+    """Private models only: per group, accuracy beside the non-private twin's, groups whose
+    drop exceeds the overall drop flagged (governance.cards computes it for the card too)."""
+    from governance.cards import privacy_cost_by_group
+
+    model_version = ModelVersion.objects.filter(run=run).first()
+    if model_version is None or not (run.privacy or {}).get("enabled"):
+        return {}
+    return privacy_cost_by_group(model_version)
 
 
 def run_report(request, run_id: int):

@@ -74,9 +74,31 @@ def test_reweighing_lowers_the_planted_parity_gap(tmp_path):
                                              sensitive_features=table.foreign_worker)
 
     before, after = gap(plain), gap(mitigated)
-    print(f"parity gap before {before:.4f} after {after:.4f}")
     assert before == pytest.approx(
         plain.fairness["foreign_worker"]["disparities"]["demographic_parity_difference"])
     assert after < before
     assert list(plain.predictions.row_id) == list(mitigated.predictions.row_id)
     assert any("reweighing" in note for note in mitigated.notes)
+
+
+def test_private_training_with_weights_spends_the_same_epsilon():
+    """Weights sit inside each row's per-sample gradient, which is clipped: the accountant's
+    epsilon (noise, sampling rate, steps) is that of the unweighted run."""
+    from ml_core.trainer import train_model
+
+    problem, spec = _problem()
+    frame = credit_applications(600, 1)
+    train = dataclasses.replace(spec.train, epochs=2, patience=2, seed=0, device="cpu")
+    split = encode_and_split(frame, problem.sample_mapping, train,
+                             target_rule=spec.target_rule)
+    groups = sensitive_frame(frame.loc[split.ids_train], problem.sample_mapping,
+                             spec)["foreign_worker"]
+    weights = reweighing_weights(groups, split.y_train)
+    privacy = dataclasses.replace(spec.privacy, enabled=True, target_epsilon=2.0)
+    plain = train_model(split=split, train=train, privacy=privacy)
+    weighted = train_model(split=split, train=train, privacy=privacy, sample_weight=weights)
+    assert weighted.privacy["epsilon"] == pytest.approx(plain.privacy["epsilon"])
+    assert weighted.privacy["max_grad_norm"] == plain.privacy["max_grad_norm"]
+    assert all(np.isfinite(r["loss"]) for r in weighted.history)
+    with pytest.raises(ValueError):
+        train_model(split=split, train=train, privacy=None, sample_weight=weights[:-1])

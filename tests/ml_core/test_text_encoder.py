@@ -6,6 +6,12 @@ import pytest
 import torch
 from opacus import GradSampleModule
 
+from ml_core.fast_clipping import (
+    fast_clipped_sum,
+    fast_path_support,
+    max_relative_error,
+    reference_clipped_sum,
+)
 from ml_core.models import text_encoder as te
 
 
@@ -39,7 +45,18 @@ def test_only_the_top_layers_and_head_train() -> None:
     classifier = te.build_classifier(te.tiny_source(0), trainable_layers=1, n_classes=2)
     assert len(classifier.lower.layers) == 1 and len(classifier.top.layers) == 1
     assert not any(p.requires_grad for p in classifier.lower.parameters())
-    assert all(p.requires_grad for p in classifier.top.parameters())
+    # Every Linear of the top layer and the head trains; LayerNorms keep pretrained values.
+    for module in classifier.top.modules():
+        own = list(module.parameters(recurse=False))
+        if isinstance(module, torch.nn.Linear):
+            assert own and all(p.requires_grad for p in own)
+        elif isinstance(module, torch.nn.LayerNorm):
+            assert not any(p.requires_grad for p in own)
+    assert fast_path_support(classifier.top).fast_path
+    everything = te.build_classifier(te.tiny_source(0), trainable_layers=1, n_classes=2,
+                                     train_layer_norms=True)
+    assert all(p.requires_grad for p in everything.top.parameters())
+    assert not fast_path_support(everything.top).fast_path
     classifier.train()
     assert not classifier.lower.training  # frozen means no dropout either
     with pytest.raises(ValueError):
@@ -83,6 +100,42 @@ def test_opacus_per_sample_gradients_match_microbatches(tokenizer) -> None:
         torch.testing.assert_close(per_sample[i], weight.grad, atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(first_layer[i], top.layers[0].intermediate.dense.weight.grad,
                                    atol=1e-5, rtol=1e-4)
+
+
+class _WithMask(torch.nn.Module):
+    """The top with one batch's mask fixed, for clipping helpers that take one input."""
+
+    def __init__(self, top: torch.nn.Module, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.top = top
+        self.mask = mask
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return self.top(states, self.mask)
+
+
+def test_book_keeping_clipping_matches_opacus_hooks_on_the_top(tokenizer) -> None:
+    # DP-SGD on the text top takes ml_core.fast_clipping's path (Linear-only trainable
+    # parameters): its clipped per-sample gradient sum must equal Opacus' hooks mode,
+    # padding, attention and the frozen LayerNorms in between included.
+    torch.manual_seed(0)
+    classifier = te.build_classifier(te.tiny_source(4), trainable_layers=1, n_classes=3,
+                                     dropout=0.0)
+    texts = ["a b c d e f", "fever and cough since monday", "x", "chest pain"]
+    ids, mask = te.tokenize(tokenizer, texts, max_length=12)
+    states = classifier.lower(ids, mask)
+    for module in classifier.top.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0  # both paths must see the same forward pass
+    model = _WithMask(classifier.top, mask)
+    labels = torch.tensor([0, 1, 2, 1])
+    for max_grad_norm in (1e-3, 1.0, 1e3):  # all clipped, some, none
+        arguments = {"model": model, "loss_fn": torch.nn.functional.cross_entropy,
+                     "inputs": states, "targets": labels, "max_grad_norm": max_grad_norm}
+        fast = fast_clipped_sum(**arguments)
+        reference = reference_clipped_sum(**arguments)
+        assert any(name.startswith("top.layers.0.attention") for name in fast)
+        assert max_relative_error(fast, reference) < 1e-4
 
 
 def test_mean_pool_ignores_padding() -> None:
