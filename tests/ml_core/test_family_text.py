@@ -101,6 +101,9 @@ def test_result_shape_metrics_and_baseline(private_result) -> None:
     assert stages[0] == "preparing" and "training" in stages and "training_twin" in stages
     assert any("Frozen" in note for note in result.notes)
     assert any("ModuleValidator" in note for note in result.notes)
+    # Only Linear weights train in the top, so DP-SGD takes the book-keeping clipping path.
+    assert result.privacy["clipping"]["fast_path"] is True
+    assert any(note.startswith("DP-SGD clipping: book-keeping") for note in result.notes)
     import json
 
     json.dumps(result.to_dict())
