@@ -231,8 +231,12 @@ def _hidden_size(lower: te.FrozenLower) -> int:
 
 
 def cached_lower_states(lower: te.FrozenLower, ids: torch.Tensor, mask: torch.Tensor, *,
-                        options: TextEncoderOptions, device: torch.device) -> torch.Tensor | None:
-    """:func:`lower_states`, memoised in-process; None when too large to keep in memory."""
+                        options: TextEncoderOptions, device: torch.device,
+                        store: bool = True) -> torch.Tensor | None:
+    """:func:`lower_states`, memoised in-process; None when too large to keep in memory.
+
+    ``store=False`` reads the memo but does not add to it (scoring new rows should not
+    evict a training run's states)."""
     if ids.shape[0] * ids.shape[1] * _hidden_size(lower) > MAX_CACHED_FLOATS:
         return None
     key = _cache_key(options, ids, mask)
@@ -240,6 +244,8 @@ def cached_lower_states(lower: te.FrozenLower, ids: torch.Tensor, mask: torch.Te
         _STATE_CACHE.move_to_end(key)
         return _STATE_CACHE[key]
     states = lower_states(lower, ids, mask, device=device)
+    if not store:
+        return states
     _STATE_CACHE[key] = states
     while len(_STATE_CACHE) > STATE_CACHE_ENTRIES:
         _STATE_CACHE.popitem(last=False)
@@ -730,7 +736,18 @@ def predict(loaded: LoadedTextModel, frame: pd.DataFrame) -> pd.DataFrame:
     metadata = loaded.metadata
     ids, mask = te.tokenize(loaded.tokenizer, _texts(frame[metadata["text_column"]]),
                             max_length=int(metadata["max_length"]))
-    rows = EncodedRows(ids=ids, mask=mask, states=None, lower=loaded.classifier.lower,
+    states = None
+    if len(frame):
+        # Cut to the longest text as run() does, so rows scored right after training in
+        # the same process reuse its frozen-encoder states; otherwise they are computed
+        # in length-sorted batches (little padding).
+        width = max(int(mask.sum(dim=1).max()), 1)
+        ids, mask = ids[:, :width].contiguous(), mask[:, :width].contiguous()
+        options = TextEncoderOptions(source=te.EncoderSource.from_dict(metadata["encoder"]),
+                                     trainable_layers=int(metadata["trainable_layers"]))
+        states = cached_lower_states(loaded.classifier.lower, ids, mask, options=options,
+                                     device=torch.device("cpu"), store=False)
+    rows = EncodedRows(ids=ids, mask=mask, states=states, lower=loaded.classifier.lower,
                        device=torch.device("cpu"))
     probabilities = predict_probabilities(loaded.classifier.top, rows, np.arange(len(frame)))
     if len(frame) == 0:

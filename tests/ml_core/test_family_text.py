@@ -214,3 +214,21 @@ def test_text_column_is_found_without_a_role() -> None:
     other = frame.rename(columns={"Note": "free_words"})
     unnamed = ColumnMapping(target="urgency", sensitive=("sex",))
     assert text.text_column(other, unnamed, SPEC) == "free_words"
+
+
+@pytest.mark.slow
+def test_predict_is_the_same_with_or_without_the_state_memo(private_result) -> None:
+    # Scoring the training rows in the same process reuses run()'s frozen-encoder states;
+    # a cold process (empty memo) computes them again and must give the same scores.
+    frame, result, _ = private_result
+    loaded = text.load(result.artifact_path)
+    warm = text.predict(loaded, frame)
+    kept = dict(text._STATE_CACHE)
+    text._STATE_CACHE.clear()
+    try:
+        cold = text.predict(loaded, frame)
+        assert not text._STATE_CACHE  # scoring reads the memo but never fills it
+    finally:
+        text._STATE_CACHE.update(kept)
+    np.testing.assert_array_equal(warm["y_pred"], cold["y_pred"])
+    np.testing.assert_allclose(warm["y_score"], cold["y_score"], atol=1e-5)

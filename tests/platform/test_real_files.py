@@ -89,16 +89,25 @@ def test_ai4i_failure_prediction_beats_logistic_regression_on_pr_auc(tmp_path, a
     assert not {"TWF", "HDF", "PWF", "OSF", "RNF"} & set(header)
 
 
-def test_pima_readmission_risk_matches_logistic_regression(admin):
-    # The setting tests/verticals/test_healthcare_pima.py measured: on 768 nearly linear rows
-    # an MLP can only match logistic regression (seeds 0-3: -0.007 to +0.006 ROC AUC).
+def test_pima_readmission_risk_beats_logistic_regression(admin):
+    # Age is audited AND used as a predictor here: it is a clinical risk factor for
+    # diabetes, so the analyst lists every column as a feature (sensitive columns are not
+    # features by default). Measured, seeds 0-2: MLP 0.886/0.817/0.808 vs LR
+    # 0.885/0.816/0.793 ROC AUC; the default seed 0 runs here.
+    features = [
+        "pregnants", "Plasma_glucose_concentration", "blood_pressure",
+        "Triceps_skin_fold_thickness", "serum_insulin", "BMI", "Diabetes_pedigree_function",
+        "Age",
+    ]
     run = pipeline(
         SHARED_DATA / "pima-indians-diabetes.csv", "--vertical", "healthcare",
         "--problem", "readmission_risk", "--no-privacy", "--epochs", "60",
         "--set", "learning_rate=0.001", "--set", "hidden_sizes=16", "--set", "patience=10",
+        *(arg for column in features for arg in ("--column", f"feature={column}")),
+        "--sensitive", "Age",
         "--user", admin.username,
     )
     model, baseline = run["metrics"]["roc_auc"], run["baseline"]["metrics"]["roc_auc"]
-    assert model >= baseline - 0.01, (model, baseline)
+    assert model > baseline, (model, baseline)
     assert model > 0.8
     assert set(run["fairness"]) == {"Age"}

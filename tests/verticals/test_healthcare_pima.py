@@ -17,7 +17,6 @@ PIMA = SHARED_DATA / "pima-indians-diabetes.csv"
 # On 768 nearly linear rows an MLP can only match logistic regression: measured over seeds
 # 0-3 with this configuration, the difference in test ROC AUC was -0.007 to +0.006.
 REAL_FILE_TRAIN = {"learning_rate": 1e-3, "hidden_sizes": (16,), "patience": 10, "epochs": 60}
-TOLERANCE = 0.01
 
 pytestmark = [
     pytest.mark.shared_data,
@@ -46,19 +45,24 @@ def test_pima_reads_and_maps(pima) -> None:
     assert errors == []
 
 
-def test_pima_model_matches_or_beats_logistic_regression(pima, tmp_path) -> None:
+def test_pima_model_beats_logistic_regression(pima, tmp_path) -> None:
     from ml_core.pipeline import run_training
     from ml_core.validation import suggest_mapping
     from verticals.healthcare.vertical import READMISSION_RISK
 
     spec = READMISSION_RISK
+    # Age is audited and, as a clinical risk factor, also a feature (sensitive columns are
+    # not features unless listed). Seeds 0-2 measured: MLP 0.886/0.817/0.808 vs logistic
+    # regression 0.885/0.816/0.793 ROC AUC.
     mapping = suggest_mapping(pima, spec)
+    mapping = dataclasses.replace(
+        mapping, features=tuple(c for c in pima.columns if c != mapping.target))
     train = dataclasses.replace(spec.train, **REAL_FILE_TRAIN)
     result = run_training(frame=pima, mapping=mapping, spec=spec, train=train,
                           privacy=dataclasses.replace(spec.privacy, enabled=False),
                           artifact_dir=tmp_path)
     model, baseline = result.metrics["roc_auc"], result.baseline["metrics"]["roc_auc"]
-    assert model >= baseline - TOLERANCE, (model, baseline)
+    assert model > baseline, (model, baseline)
     assert model > 0.8
     assert result.metrics["brier"] <= result.baseline["metrics"]["brier"] + 0.02
     bands = set(result.fairness["Age"]["by_group"])
