@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import math
+
+from torch import nn
+
+from ml_core.privacy import unwrap
 from ml_core.spec import ProgressSink
 
 
@@ -10,3 +16,51 @@ def report_stage(progress: ProgressSink | None, stage: str, total_epochs: int) -
     if progress is not None:
         progress(stage=stage, epoch=0, total_epochs=total_epochs, loss=None, val_metric=None,
                  epsilon=None)
+
+
+def plain_float(value: float | None) -> float | None:
+    """A JSON-ready float: None for missing or NaN."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+class EpochLog:
+    """One training loop's history, progress reports, best weights and early stopping.
+
+    ``record`` is called once per epoch with the validation ``key`` (larger is better);
+    the weights of the best epoch are kept, unwrapped from Opacus' module.
+    """
+
+    def __init__(
+        self, *, model: nn.Module, stage: str, total_epochs: int, patience: int,
+        progress: ProgressSink | None,
+    ) -> None:
+        self.stage, self.total_epochs, self.patience = stage, total_epochs, patience
+        self.progress = progress
+        self.history: list[dict] = []
+        self.best_state = copy.deepcopy(unwrap(model).state_dict())
+        self.best_key, self.best_epoch, self.epochs_without_gain = -math.inf, 0, 0
+
+    def record(
+        self, *, model: nn.Module, epoch: int, loss: float, val_metric: float, key: float,
+        epsilon: float | None,
+    ) -> None:
+        entry = {"epoch": epoch, "loss": plain_float(loss), "val_metric": plain_float(val_metric),
+                 "epsilon": epsilon}
+        self.history.append(entry)
+        if self.progress is not None:
+            self.progress(stage=self.stage, epoch=epoch, total_epochs=self.total_epochs,
+                          loss=entry["loss"], val_metric=entry["val_metric"], epsilon=epsilon)
+        if key > self.best_key:
+            self.best_key, self.best_epoch, self.epochs_without_gain = key, epoch, 0
+            self.best_state = copy.deepcopy(unwrap(model).state_dict())
+        else:
+            self.epochs_without_gain += 1
+
+    @property
+    def patience_spent(self) -> bool:
+        return self.epochs_without_gain >= self.patience
+
+    def load_best(self, fresh: nn.Module) -> nn.Module:
+        """``fresh`` (same architecture) with the best epoch's weights, on the CPU, in eval mode."""
+        fresh.load_state_dict({key: value.cpu() for key, value in self.best_state.items()})
+        return fresh.eval()

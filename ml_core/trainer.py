@@ -9,7 +9,6 @@ cancellation raises :class:`TrainingCancelled` carrying the privacy spent so far
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import random
 import warnings
@@ -31,6 +30,7 @@ from ml_core.metrics import (
     positive_class_weight,
 )
 from ml_core.models import TabularMLP
+from ml_core.progress import EpochLog
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
 
 # Cancellation is also checked every this many batches, so a long epoch stops promptly.
@@ -279,9 +279,8 @@ def _fit(
     def cancel() -> TrainingCancelled:
         return TrainingCancelled(privacy=privacy_so_far())
 
-    history: list[dict] = []
-    best_state = copy.deepcopy(dp.unwrap(model).state_dict())
-    best_key, best_epoch, epochs_without_gain = -math.inf, 0, 0
+    log = EpochLog(model=model, stage=stage, total_epochs=train.epochs,
+                   patience=train.patience, progress=progress)
     stopped_early = False
     for epoch in range(1, train.epochs + 1):
         if should_stop is not None and should_stop():
@@ -293,39 +292,23 @@ def _fit(
         if cancelled:
             raise cancel()
         val_metric, key = validation_score(model, split, metric=primary_metric, device=device)
-        epsilon = wrapped.epsilon() if wrapped is not None else None
-        record = {"epoch": epoch, "loss": _plain(loss), "val_metric": _plain(val_metric),
-                  "epsilon": epsilon}
-        history.append(record)
-        if progress is not None:
-            progress(stage=stage, epoch=epoch, total_epochs=train.epochs, loss=record["loss"],
-                     val_metric=record["val_metric"], epsilon=epsilon)
-        if key > best_key:
-            best_key, best_epoch, epochs_without_gain = key, epoch, 0
-            best_state = copy.deepcopy(dp.unwrap(model).state_dict())
-        else:
-            epochs_without_gain += 1
+        log.record(model=model, epoch=epoch, loss=loss, val_metric=val_metric, key=key,
+                   epsilon=wrapped.epsilon() if wrapped is not None else None)
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, model=model, optimizer=optimizer, epoch=epoch,
-                            history=history)
-        if epochs_without_gain >= train.patience and epoch < train.epochs:
+                            history=log.history)
+        if log.patience_spent and epoch < train.epochs:
             stopped_early = True
             break
 
-    best = TabularMLP(split.n_features, train.hidden_sizes)
-    best.load_state_dict({key: value.cpu() for key, value in best_state.items()})
-    best.eval()
     return TrainedModel(
-        model=best,
-        history=history,
-        best_epoch=best_epoch,
-        epochs_run=len(history),
+        model=log.load_best(TabularMLP(split.n_features, train.hidden_sizes)),
+        history=log.history,
+        best_epoch=log.best_epoch,
+        epochs_run=len(log.history),
         stopped_early=stopped_early,
         privacy=privacy_so_far(),
         device=str(device),
         val_metric_name=primary_metric,
     )
 
-
-def _plain(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ml_core import privacy as dp
+from ml_core.progress import EpochLog
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
 from ml_core.trainer import (
     STOP_CHECK_EVERY_BATCHES,
@@ -133,9 +134,8 @@ def _fit(
         copy_on_cpu = copy.deepcopy(plain).cpu().eval()
         return float(val_score(copy_on_cpu))
 
-    history: list[dict] = []
-    best_state = copy.deepcopy(dp.unwrap(model).state_dict())
-    best_score, best_epoch, stale = -math.inf, 0, 0
+    log = EpochLog(model=model, stage=stage, total_epochs=train.epochs,
+                   patience=train.patience, progress=progress)
     for epoch in range(1, train.epochs + 1):
         if should_stop is not None and should_stop():
             raise TrainingCancelled(privacy=privacy_so_far())
@@ -144,25 +144,13 @@ def _fit(
         if cancelled:
             raise TrainingCancelled(privacy=privacy_so_far())
         score = evaluate()
-        epsilon = wrapped.epsilon() if wrapped is not None else None
-        record = {"epoch": epoch, "loss": _plain(loss), "val_metric": _plain(score),
-                  "epsilon": epsilon}
-        history.append(record)
-        if progress is not None:
-            progress(stage=stage, epoch=epoch, total_epochs=train.epochs, loss=record["loss"],
-                     val_metric=record["val_metric"], epsilon=epsilon)
-        if score > best_score:
-            best_score, best_epoch, stale = score, epoch, 0
-            best_state = copy.deepcopy(dp.unwrap(model).state_dict())
-        else:
-            stale += 1
-        if stale >= train.patience:
+        log.record(model=model, epoch=epoch, loss=loss, val_metric=score, key=score,
+                   epsilon=wrapped.epsilon() if wrapped is not None else None)
+        if log.patience_spent:
             break
-    best = build()
-    best.load_state_dict({key: value.cpu() for key, value in best_state.items()})
-    best.eval()
-    return FittedModule(module=best, history=history, best_epoch=best_epoch,
-                        privacy=privacy_so_far(), device=str(device), notes=tuple(notes))
+    return FittedModule(module=log.load_best(build()), history=log.history,
+                        best_epoch=log.best_epoch, privacy=privacy_so_far(), device=str(device),
+                        notes=tuple(notes))
 
 
 def _epoch(
@@ -191,6 +179,3 @@ def _epoch(
                 count += size
     return (total / count if count else math.nan), False
 
-
-def _plain(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
