@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.shortcuts import render
 
 from accounts import scoping
+from governance.ledger import ledger_status
 from ingestion.models import Dataset
 from training.models import ModelVersion, TrainingRun
 
@@ -24,12 +25,13 @@ def dashboard(request):
     )
     recent_runs = scoping.for_user(TrainingRun.objects.all(), user)
     pending = scoping.for_user(
-        ModelVersion.objects.filter(status=ModelVersion.Status.PENDING_REVIEW), user
+        ModelVersion.objects.filter(status__in=ModelVersion.UNDECIDED), user
     )
+    datasets = scoping.for_user(Dataset.objects.all(), user).prefetch_related("versions")[:5]
     return render(request, "accounts/dashboard.html", {
         "membership": membership,
-        "datasets": scoping.for_user(Dataset.objects.all(), user)
-        .prefetch_related("versions")[:5],
+        # Each with its privacy budget: the ledger keeps the composed total, so this reads.
+        "datasets": [(dataset, ledger_status(dataset)) for dataset in datasets],
         "active_runs": active_runs[:10],
         "recent_runs": recent_runs.exclude(
             status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING])[:5],

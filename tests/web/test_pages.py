@@ -334,3 +334,22 @@ def test_real_run_renders(client, analyst, validated_version):
     assert "four_fifths_rule" not in report  # checks get readable names
     review = client.get(reverse("review_detail", args=[run.model_version.pk]))
     assert review.status_code == 200
+
+
+def test_dashboard_shows_privacy_budget_left_per_dataset(client, analyst, validated_version):
+    from verticals.registry import get_problem
+
+    client.force_login(analyst)
+    dataset = validated_version.dataset
+    budget = get_problem("finance", "credit_risk").spec.dataset_budget_epsilon
+    html = client.get(reverse("dashboard")).content.decode()
+    assert f"&epsilon; {budget:.2f} of {budget:.2f}" in html
+    assert reverse("governance:ledger", args=[dataset.pk]) in html
+    # A queued private run reserves its target epsilon until it is charged.
+    TrainingRun.objects.create(
+        organisation=dataset.organisation, dataset_version=validated_version,
+        vertical="finance", problem="credit_risk", status=TrainingRun.Status.QUEUED,
+        privacy_requested={"enabled": True, "target_epsilon": 3.0}, created_by=analyst,
+    )
+    html = client.get(reverse("dashboard")).content.decode()
+    assert f"&epsilon; {budget - 3.0:.2f} of {budget:.2f}" in html
