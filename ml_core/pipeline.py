@@ -130,6 +130,18 @@ def _audit(
     )
 
 
+def resolve_inputs(
+    *, frame: pd.DataFrame, spec: ProblemSpec, privacy: PrivacyConfig | None,
+    train: TrainConfig | None,
+) -> tuple[pd.DataFrame, PrivacyConfig, TrainConfig]:
+    """The spec's privacy and training defaults where none were given, and a frame whose
+    index names one row each (row ids fall back to positions, the file's row order)."""
+    if not frame.index.is_unique:
+        frame = frame.reset_index(drop=True)
+    return (frame, privacy if privacy is not None else spec.privacy,
+            train if train is not None else spec.train)
+
+
 def run_training(
     *,
     frame: pd.DataFrame,
@@ -161,12 +173,8 @@ def run_training(
     if spec.task_type is not TaskType.BINARY_CLASSIFICATION:
         raise ValueError(f"the tabular_mlp family trains binary classification, "
                          f"not {spec.task_type.value}")
-    privacy = privacy if privacy is not None else spec.privacy
-    train = train if train is not None else spec.train
+    frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
     cpu = torch.device("cpu")
-    if not frame.index.is_unique:
-        # Row ids must name one row each; fall back to positions (the file's row order).
-        frame = frame.reset_index(drop=True)
 
     report_stage(progress, "preparing", train.epochs)
     # A numeric target (a grade) becomes two classes by the problem's declared rule.

@@ -50,7 +50,7 @@ from ml_core.models.sequence import (
     plain_state_dict,
     shifted_inputs,
 )
-from ml_core.pipeline import TrainingCancelled, TrainingResult, json_ready
+from ml_core.pipeline import TrainingCancelled, TrainingResult, json_ready, resolve_inputs
 from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
@@ -506,8 +506,7 @@ def run(
     ``y_true``, ``y_score`` (predicted chance of a correct answer), ``y_pred`` (at 0.5),
     ``baseline_score``, then the banded sensitive attributes.
     """
-    privacy = privacy if privacy is not None else spec.privacy
-    train = train if train is not None else spec.train
+    frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
     report_stage(progress, "preparing", train.epochs)
     prepared = prepare(frame, mapping, spec, train)
     table = prepared.responses.table
@@ -675,8 +674,7 @@ def run_next_exercise(
     ``observed_success``, the random choice's columns (``random_*``), ``y_score`` (=
     predicted success), ``y_pred`` (= in the zone, 0/1), then the banded sensitive attributes.
     """
-    privacy = privacy if privacy is not None else spec.privacy
-    train = train if train is not None else spec.train
+    frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
     report_stage(progress, "preparing", train.epochs)
     prepared = prepare(frame, mapping, spec, train)
     report_stage(progress, "baseline", train.epochs)

@@ -533,12 +533,9 @@ def run(
 
     Same contract as :func:`ml_core.pipeline.run_training`; see the module docstring.
     """
-    from ml_core.pipeline import TrainingResult, json_ready
+    from ml_core.pipeline import TrainingResult, json_ready, resolve_inputs
 
-    privacy = privacy if privacy is not None else spec.privacy
-    train = train if train is not None else spec.train
-    if not frame.index.is_unique:
-        frame = frame.reset_index(drop=True)
+    frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
     cap = float(train.rul_cap)
     report_stage(progress, "preparing", train.epochs)
     prepared = prepare(frame, mapping, cap=cap)

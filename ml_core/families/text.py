@@ -40,7 +40,8 @@ from ml_core import privacy as dp
 from ml_core.artifacts import file_sha256, library_versions
 from ml_core.data import label_text
 from ml_core.models import text_encoder as te
-from ml_core.pipeline import TrainingResult, json_ready
+from ml_core.pipeline import TrainingResult, json_ready, resolve_inputs
+from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
@@ -466,11 +467,6 @@ def audit_text(
 # --- the run ---------------------------------------------------------------------------------
 
 
-def _stage(progress: ProgressSink | None, stage: str, total: int) -> None:
-    if progress is not None:
-        progress(stage=stage, epoch=0, total_epochs=total, loss=None, val_metric=None,
-                 epsilon=None)
-
 
 def _texts(series: pd.Series) -> list[str]:
     return [("" if pd.isna(value) else str(value)) for value in series]
@@ -503,15 +499,12 @@ def run(
     Same contract as :func:`ml_core.pipeline.run_training`; ``encoder`` chooses the
     encoder and how many of its top layers train (default: MiniLM, last layer + head).
     """
-    privacy = privacy if privacy is not None else spec.privacy
-    train = train if train is not None else spec.train
+    frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
     encoder = encoder or TextEncoderOptions()
     device = resolve_device(train.device)
-    if not frame.index.is_unique:
-        frame = frame.reset_index(drop=True)
     notes: list[str] = []
 
-    _stage(progress, "preparing", train.epochs)
+    report_stage(progress, "preparing", train.epochs)
     column = text_column(frame, mapping, spec)
     if column is None or column not in frame.columns:
         raise ValueError("no text column: map one with the role 'text'")
@@ -536,14 +529,14 @@ def run(
         if mapping.positive_label is not None and label_text(mapping.positive_label) in index_of:
             positive = index_of[label_text(mapping.positive_label)]
 
-    _stage(progress, "baseline", train.epochs)
+    report_stage(progress, "baseline", train.epochs)
     baseline_pred = tfidf_baseline(
         texts_train=[texts[i] for i in fit], y_train=y[fit],
         texts_eval=[texts[i] for i in test], seed=train.seed)
     baseline = {"name": spec.baseline,
                 "metrics": text_metrics(y[test], baseline_pred, len(classes))}
 
-    _stage(progress, "encoding", train.epochs)
+    report_stage(progress, "encoding", train.epochs)
     seed_everything(train.seed)
     classifier = te.build_classifier(encoder.source, trainable_layers=encoder.trainable_layers,
                                      n_classes=len(classes), dropout=encoder.dropout,
@@ -598,7 +591,7 @@ def run(
         except TrainingCancelled as cancelled:
             raise TrainingCancelled(privacy=main.privacy) from cancelled
 
-    _stage(progress, "auditing", train.epochs)
+    report_stage(progress, "auditing", train.epochs)
     probabilities = predict_probabilities(main.top, rows, test)
     y_pred = probabilities.argmax(axis=1)
     metrics = text_metrics(y[test], y_pred, len(classes))
@@ -620,7 +613,7 @@ def run(
                  + (f" (non-private twin {twin.seconds:.1f} s)" if twin else "")
                  + f" on {device}.")
 
-    _stage(progress, "saving", train.epochs)
+    report_stage(progress, "saving", train.epochs)
     versions = library_versions()
     classifier.top = main.top
     artifact = save(
