@@ -49,7 +49,7 @@ from ml_core.families.forecast_windows import (
     split_series,
     window_features,
 )
-from ml_core.families.module_artifacts import load_state, save_module
+from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.forecaster import GlobalForecaster
 from ml_core.progress import report_stage
@@ -607,10 +607,7 @@ class LoadedForecaster:
 
 def load(path: Path | str) -> LoadedForecaster:
     """Restore a saved forecaster (eval mode, CPU); checks the weights' sha256."""
-    state, metadata = load_state(path)
-    model = GlobalForecaster.from_architecture(metadata["architecture"])
-    model.load_state_dict(state)
-    model.eval()
+    model, metadata = load_module(path, GlobalForecaster)
     return LoadedForecaster(model=model, metadata=metadata)
 
 

@@ -60,3 +60,12 @@ def load_state(path: Path | str) -> tuple[dict, dict]:
         raise ArtifactError(f"weights in {directory} do not match their recorded sha256")
     state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
     return state, metadata
+
+
+def load_module(path: Path | str, model_class: type) -> tuple[torch.nn.Module, dict]:
+    """A saved module rebuilt with ``model_class.from_architecture`` from its metadata, its
+    weights loaded (sha256 checked), on the CPU in eval mode; and the metadata."""
+    state, metadata = load_state(path)
+    model = model_class.from_architecture(metadata["architecture"])
+    model.load_state_dict(state)
+    return model.eval(), metadata

@@ -37,7 +37,7 @@ from torch import nn
 from ml_core import fairness, group_metrics
 from ml_core.artifacts import library_versions
 from ml_core.families.forecast_windows import parse_dates
-from ml_core.families.module_artifacts import load_state, save_module
+from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.recommender import MatrixFactorisation
 from ml_core.progress import report_stage
@@ -455,10 +455,7 @@ class LoadedRecommender:
 
 def load(path: Path | str) -> LoadedRecommender:
     """Restore a saved recommender (eval mode, CPU); checks the weights' sha256."""
-    state, metadata = load_state(path)
-    model = MatrixFactorisation.from_architecture(metadata["architecture"])
-    model.load_state_dict(state)
-    model.eval()
+    model, metadata = load_module(path, MatrixFactorisation)
     return LoadedRecommender(model=model, metadata=metadata)
 
 

@@ -61,7 +61,7 @@ from torch import nn
 
 from ml_core import fairness, group_metrics
 from ml_core.artifacts import library_versions
-from ml_core.families.module_artifacts import load_state, save_module
+from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.sequence_regressor import SequenceRegressor
 from ml_core.progress import report_stage
@@ -647,10 +647,7 @@ class LoadedSequenceRegressor:
 
 def load(path: Path | str) -> LoadedSequenceRegressor:
     """Restore a saved RUL model (eval mode, CPU); checks the weights' sha256."""
-    state, metadata = load_state(path)
-    model = SequenceRegressor.from_architecture(metadata["architecture"])
-    model.load_state_dict(state)
-    model.eval()
+    model, metadata = load_module(path, SequenceRegressor)
     return LoadedSequenceRegressor(model=model, metadata=metadata)
 
 
