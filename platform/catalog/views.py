@@ -1,4 +1,5 @@
-"""The catalog: which verticals and problems exist, and each problem's guide."""
+"""The catalog: which verticals and problems exist, and each problem's guide and the
+privacy–fairness–utility trade-off of the organisation's runs of it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from django.http import Http404
 from django.shortcuts import render
 
 from catalog.guide import render_guide
+from catalog.tradeoff import tradeoff
 from verticals import registry
 
 
@@ -23,4 +25,6 @@ def problem_detail(request, vertical: str, problem: str):
     return render(request, "catalog/problem.html", {
         "vertical": vert, "problem": prob, "spec": spec, "guide": render_guide(prob.guide),
         "hints": [(str(h.role), ", ".join(h.names), h.required) for h in spec.hints],
+        "tradeoff": tradeoff(user=request.user, vertical=vertical, problem=problem,
+                             primary_metric=spec.primary_metric),
     })

@@ -99,3 +99,24 @@ class CancelCheck:
                 pk=self.run_id, cancel_requested=True
             ).exists()
         return self._cancelled
+
+
+STAGE_LABELS = {"training": "model", "training_twin": "non-private twin"}
+
+
+def curve_data(history: list[dict]) -> dict:
+    """The training curve from a run's history: one series per stage (the model, then its
+    non-private twin), each with its epochs and the loss, validation metric and epsilon
+    spent at each. Plain JSON for the page's chart (``json_script``) and progress.json."""
+    series: dict[str, dict] = {}
+    for entry in history:
+        if not isinstance(entry, dict) or not entry.get("epoch"):
+            continue
+        stage = str(entry.get("stage") or "training")
+        line = series.setdefault(stage, {
+            "stage": stage, "label": STAGE_LABELS.get(stage, stage.replace("_", " ")),
+            "epochs": [], "loss": [], "val_metric": [], "epsilon": []})
+        line["epochs"].append(int(entry["epoch"]))
+        for key in ("loss", "val_metric", "epsilon"):
+            line[key].append(_number(entry.get(key)))
+    return {"series": list(series.values())}

@@ -72,7 +72,8 @@ class TaskResults:
     notes: list[str] = field(default_factory=list)
 
 
-def _higher_is_better(name: str) -> bool:
+def metric_higher_is_better(name: str) -> bool:
+    """Whether a larger value of the metric is better (ml_core's list, and ours)."""
     return higher_is_better(name) and name not in ALSO_LOWER_IS_BETTER
 
 
@@ -80,7 +81,8 @@ def metric_label(name: str) -> str:
     label = METRIC_LABELS.get(name, name.replace("_", " "))
     if name in NEUTRAL_METRICS:
         return label
-    return label + (" (higher is better)" if _higher_is_better(name) else " (lower is better)")
+    better = "higher" if metric_higher_is_better(name) else "lower"
+    return f"{label} ({better} is better)"
 
 
 def baseline_names(result: dict) -> list[str]:
@@ -107,7 +109,7 @@ def metric_rows(run) -> list[dict]:
         better = None
         if name not in NEUTRAL_METRICS and isinstance(value, int | float) \
                 and isinstance(reference, int | float):
-            better = value > reference if _higher_is_better(name) else value < reference
+            better = value > reference if metric_higher_is_better(name) else value < reference
         rows.append({
             "name": name, "label": metric_label(name), "model": value, "baseline": reference,
             "others": [(others.get(other) or {}).get(name)

@@ -7,5 +7,6 @@ urlpatterns = [
     path("new/<int:version_id>/", views.run_start, name="run_start"),
     path("<int:run_id>/", views.run_detail, name="run_detail"),
     path("<int:run_id>/progress.json", views.run_progress, name="run_progress"),
+    path("<int:run_id>/progress/", views.run_progress_partial, name="run_progress_partial"),
     path("<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
 ]

@@ -1,18 +1,19 @@
-"""Training runs: start, list, a run's live page and progress JSON, cancel."""
+"""Training runs: start, list, a run's live page (htmx polls its progress partial), progress
+JSON, cancel."""
 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import scoping
-from audits.templatetags.tessera_charts import training_curve_svg
 from ingestion.models import DatasetVersion
 from training import result_display, services
 from training.forms import TrainForm
 from training.models import TrainingRun
+from training.progress import curve_data
 from verticals import registry
 
 
@@ -22,7 +23,7 @@ def _run_or_404(user, run_id: int) -> TrainingRun:
 
 
 def progress_payload(run: TrainingRun) -> dict:
-    """What the run page's script needs to redraw the progress section."""
+    """A run's progress: the progress partial renders it, progress.json returns it."""
     return {
         "id": run.pk,
         "status": run.status,
@@ -37,7 +38,9 @@ def progress_payload(run: TrainingRun) -> dict:
         "val_metric": run.val_metric,
         "epsilon_spent": run.epsilon_spent,
         "history": run.history,
-        "curve_svg": str(training_curve_svg(run.history or [])),
+        # Per stage (the private model, its non-private twin): loss, validation metric and
+        # epsilon per epoch, for the page's Chart.js training curve.
+        "curve": curve_data(run.history or []),
     }
 
 
@@ -91,6 +94,27 @@ def run_detail(request, run_id: int):
 def run_progress(request, run_id: int):
     run = _run_or_404(request.user, run_id)
     return JsonResponse(progress_payload(run))
+
+
+PROGRESS_PARTS = {"section": "training/_progress.html", "bar": "includes/progress.html"}
+
+
+@require_GET
+def run_progress_partial(request, run_id: int):
+    """The progress HTML that htmx swaps in every 2 s: the run page's progress section, or
+    with ``?part=bar`` the compact bar of the dashboard. A terminal run's fragment carries no
+    trigger, so polling stops; the run page then reloads once (``HX-Refresh``) to show the
+    results."""
+    run = _run_or_404(request.user, run_id)
+    part = request.GET.get("part", "section")
+    if part not in PROGRESS_PARTS:
+        return HttpResponse(f"unknown part {part!r}: use one of {', '.join(PROGRESS_PARTS)}",
+                            status=400, content_type="text/plain")
+    response = render(request, PROGRESS_PARTS[part], {
+        "run": run, "progress": progress_payload(run)})
+    if part == "section" and run.is_terminal:
+        response["HX-Refresh"] = "true"
+    return response
 
 
 @require_POST

@@ -19,6 +19,8 @@ def foreign_urls(run) -> list[tuple[str, str]]:
         ("post", reverse("run_start", args=[version.pk])),
         ("get", reverse("run_detail", args=[run.pk])),
         ("get", reverse("run_progress", args=[run.pk])),
+        ("get", reverse("run_progress_partial", args=[run.pk])),
+        ("get", reverse("run_progress_partial", args=[run.pk]) + "?part=bar"),
         ("post", reverse("run_cancel", args=[run.pk])),
         ("get", reverse("run_report", args=[run.pk])),
         ("get", reverse("review_detail", args=[run.model_version.pk])),

@@ -25,6 +25,8 @@ def page_urls(run, version) -> list[str]:
         reverse("run_list"),
         reverse("run_detail", args=[run.pk]),
         reverse("run_progress", args=[run.pk]),
+        reverse("run_progress_partial", args=[run.pk]),
+        reverse("run_progress_partial", args=[run.pk]) + "?part=bar",
         reverse("run_report", args=[run.pk]),
         reverse("review_detail", args=[run.model_version.pk]),
         reverse("audit_log"),
@@ -110,7 +112,7 @@ def test_run_page_shows_results_beside_baseline_and_twin(client, analyst, succee
     for text in ("0.741", "0.730", "0.765", "Noise multiplier", "1.1234", "prv", "250",
                  reverse("run_report", args=[succeeded_run.pk]), "Training curve"):
         assert text in html, text
-    assert "js/progress.js" not in html  # a finished run does not poll
+    assert 'hx-trigger="every 2s"' not in html  # a finished run does not poll
     assert "Cancel run" not in html
 
 
@@ -122,8 +124,8 @@ def test_running_run_polls_and_can_be_cancelled(client, analyst, validated_versi
         created_by=analyst,
     )
     html = client.get(reverse("run_detail", args=[run.pk])).content.decode()
-    assert "js/progress.js" in html and 'data-terminal="false"' in html
-    assert reverse("run_progress", args=[run.pk]) in html
+    assert 'hx-trigger="every 2s"' in html and 'data-terminal="false"' in html
+    assert f'hx-get="{reverse("run_progress_partial", args=[run.pk])}"' in html
     response = client.post(reverse("run_cancel", args=[run.pk]))
     assert response.status_code == 302
     run.refresh_from_db()
@@ -159,7 +161,8 @@ def test_progress_json(client, analyst, validated_version):
     assert (data["epoch"], data["total_epochs"], data["percent"]) == (2, 8, 25)
     assert (data["loss"], data["val_metric"], data["epsilon_spent"]) == (0.5, 0.7, 1.25)
     assert data["stage"] == "training" and len(data["history"]) == 2
-    assert data["curve_svg"].startswith("<svg") and "<polyline" in data["curve_svg"]
+    (series,) = data["curve"]["series"]
+    assert series["epochs"] == [1, 2] and series["loss"] == [0.6, 0.5]
     run.status = TrainingRun.Status.SUCCEEDED
     run.save()
     data = client.get(reverse("run_progress", args=[run.pk])).json()
