@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.german_like import german_like_rows
 from tests.support.worker import celery_worker
+from training.progress import curve_data
 
 pytestmark = [pytest.mark.e2e, pytest.mark.worker, pytest.mark.slow,
               pytest.mark.django_db(transaction=True)]
@@ -19,27 +20,30 @@ pytestmark = [pytest.mark.e2e, pytest.mark.worker, pytest.mark.slow,
 RUN_TIMEOUT_MS = 240_000
 EPOCHS = 3
 
-# Runs in the page from its first script on, across the reload that ends a run: every
-# change of the progress section is reported to the test (window.recordProgress).
+# Runs in the page from its first script on, across the reload that ends a run (htmx's
+# HX-Refresh): every change of the progress section, as htmx swaps it in every 2 s, and of
+# the training curve is reported to the test (window.recordProgress).
 RECORD_PROGRESS = """
 (() => {
-  const observe = () => {
+  const read = () => {
     const section = document.getElementById("run-progress");
     if (!section) { return; }
-    const read = () => {
-      const field = (name) => section.querySelector('[data-field="' + name + '"]');
-      window.recordProgress({
-        status: (field("status_label") || {}).textContent || "",
-        percent: (field("bar") || {getAttribute: () => null}).getAttribute("aria-valuenow"),
-        stage: (field("stage") || {}).textContent || "",
-        epoch: (field("epoch") || {}).textContent || "",
-      });
-    };
-    read();
-    new MutationObserver(read).observe(section, {subtree: true, childList: true,
-      characterData: true, attributes: true, attributeFilter: ["aria-valuenow"]});
+    const field = (name) => section.querySelector('[data-field="' + name + '"]');
+    const curve = document.getElementById("training-curve");
+    window.recordProgress({
+      status: (field("status_label") || {}).textContent || "",
+      percent: (field("bar") || {getAttribute: () => null}).getAttribute("aria-valuenow"),
+      stage: (field("stage") || {}).textContent || "",
+      epoch: (field("epoch") || {}).textContent || "",
+      curve_points: (curve && curve.dataset.points) || "",
+    });
   };
-  document.addEventListener("DOMContentLoaded", observe);
+  // htmx replaces the whole section on every poll: watch the page, not one element.
+  document.addEventListener("DOMContentLoaded", () => {
+    read();
+    new MutationObserver(read).observe(document.body, {subtree: true, childList: true,
+      characterData: true, attributes: true, attributeFilter: ["aria-valuenow", "data-points"]});
+  });
 })();
 """
 
@@ -137,6 +141,21 @@ def test_analyst_uploads_maps_trains_and_reads_the_report(journey, analyst, tmp_
         assert len(set(percents)) >= 2, observed
         assert percents[-1] == 100, observed
         assert page.get_by_text(re.compile(r"ε \(epsilon\) spent")).is_visible()
+        # The Chart.js curve draws the stored history: loss, validation metric and epsilon
+        # per epoch, for the model and its non-private twin.
+        expected_points = sum(1 for series in curve_data(run.history)["series"]
+                              for key in ("loss", "val_metric", "epsilon")
+                              for value in series[key] if value is not None)
+        assert expected_points >= 2 * EPOCHS
+        page.wait_for_function("(n) => document.getElementById('training-curve')"
+                               ".dataset.points === String(n)", arg=expected_points)
+
+        # The problem page's trade-off chart has this run as its one point.
+        journey.goto(f"/catalog/{run.vertical}/{run.problem}/")
+        page.wait_for_function("() => document.getElementById('tradeoff-chart')"
+                               ".dataset.points === '1'")
+        journey.shot("problem-tradeoff")
+        journey.goto(f"/runs/{run_id}/")
 
         page.get_by_role("link", name="Open the fairness report").click()
         page.get_by_role("heading", name=f"Fairness report · run {run_id}").wait_for()

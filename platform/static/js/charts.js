@@ -153,7 +153,7 @@
         dataset("without differential privacy (ε = ∞)", drawn.filter(function (p) { return !p.private; }), "rectRot"),
       ] },
       options: {
-        parsing: false,
+        // Parsed (not parsing: false): the bubble controller reads each point's r from it.
         layout: { padding: { right: 12, top: 8 } },
         scales: {
           x: {
@@ -165,7 +165,7 @@
             },
             ticks: { callback: function (value) { return value === inf ? "∞" : Number(value).toFixed(1); } },
           },
-          y: { beginAtZero: true,
+          y: { beginAtZero: true, grace: "15%",
                title: { display: true, text: "largest disparity between groups (lower is fairer)" } },
         },
         plugins: {
