@@ -50,14 +50,14 @@ def _finite(value) -> float | None:
 def largest_disparity(report: dict | None) -> tuple[float | None, str]:
     """The largest between-group difference in a fairness report, over its attributes and
     their ``*_difference`` measures (demographic parity and equalised odds differences for
-    decisions; the gap in error or score for task-shaped reports), and where it is (the
-    first attribute by name, on a tie)."""
+    decisions; the gap in error or score for task-shaped reports), and where it is (on a tie,
+    the first attribute and measure by name)."""
     largest, where = None, ""
     # Sorted: PostgreSQL's jsonb keeps no key order, and a tie must name the same place.
     for attribute, part in sorted((report or {}).items()):
         if not isinstance(part, dict):
             continue
-        for key, raw in (part.get("disparities") or {}).items():
+        for key, raw in sorted((part.get("disparities") or {}).items()):
             value = _finite(raw)
             if key.endswith("_difference") and value is not None \
                     and (largest is None or value > largest):
