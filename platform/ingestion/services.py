@@ -17,7 +17,7 @@ from accounts.scoping import membership_for
 from audits.services import log_action
 from ingestion import companions
 from ingestion.models import CompanionFile, Dataset, DatasetVersion
-from ingestion.storage import UploadTooLarge, store_upload, stored_file
+from ingestion.storage import UploadTooLarge, read_stored, store_upload
 from ml_core.spec import ColumnMapping, ProblemSpec
 from verticals.registry import RegistryError, get_problem
 
@@ -75,7 +75,7 @@ def upload_dataset(
         raise UploadError(str(exc), [{"code": "file_too_large", "message": str(exc)}]) from None
 
     version_fields = _read_upload(
-        stored_file(stored.relative_path), spec=spec, sep=sep, header=header
+        read_stored(stored.relative_path), spec=spec, sep=sep, header=header
     )
     with transaction.atomic():
         if dataset is None:
@@ -116,13 +116,13 @@ def upload_dataset(
     return version
 
 
-def _read_upload(path: Path, *, spec: ProblemSpec, sep: str | None, header: bool | None) -> dict:
+def _read_upload(data: bytes, *, spec: ProblemSpec, sep: str | None, header: bool | None) -> dict:
     """Model fields for a fresh version: pending with columns, or rejected with errors."""
     from ml_core.tables import TableReadError, read_table
     from ml_core.validation import suggest_mapping
 
     try:
-        frame, options = read_table(path, sep=sep, header=header)
+        frame, options = read_table(data, sep=sep, header=header)
     except TableReadError as exc:
         return {
             "status": DatasetVersion.Status.REJECTED,
@@ -130,7 +130,7 @@ def _read_upload(path: Path, *, spec: ProblemSpec, sep: str | None, header: bool
             "read_options": _forced_options(sep, header),
         }
     except Exception as exc:  # a reader bug must not become a 500: keep the report instead
-        logger.exception("reading upload %s failed", path)
+        logger.exception("reading an upload failed")
         return {
             "status": DatasetVersion.Status.REJECTED,
             "errors": [_issue("unreadable", f"the file could not be read as a table: {exc}")],
@@ -240,7 +240,7 @@ def _read_stored(stored_path: str, options: dict | None) -> pd.DataFrame:
 
     options = options or {}
     frame, _ = read_table(
-        stored_file(stored_path),
+        read_stored(stored_path),
         sep=options.get("delimiter"),
         header=options.get("header"),
         encoding=options.get("encoding"),
@@ -348,7 +348,7 @@ def attach_companion(
     except UploadTooLarge as exc:
         raise UploadError(str(exc), [{"code": "file_too_large", "message": str(exc)}]) from None
     try:
-        table, options = read_table(stored_file(stored.relative_path), sep=sep, header=header)
+        table, options = read_table(read_stored(stored.relative_path), sep=sep, header=header)
     except TableReadError as exc:
         message = f"{filename}: {exc.message}"
         raise UploadError(message, [_issue(exc.code, message)]) from None
