@@ -121,8 +121,8 @@ def read_table(
 
     Raises :class:`TableReadError` with code ``empty``, ``binary``, ``undecodable``,
     ``mixed_encoding``, ``bad_option``, ``wrong_delimiter``, ``ragged``,
-    ``too_many_columns``, ``cell_too_long``, ``duplicate_columns``, ``no_rows`` or
-    ``unparseable``.
+    ``too_many_columns``, ``cell_too_long``, ``duplicate_columns``, ``no_rows``,
+    ``unclosed_quote`` or ``unparseable``.
     """
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
     text, used_encoding = _decode(data, encoding)
@@ -244,7 +244,7 @@ def _zip_message(data: bytes) -> str:
     if "content.xml" in names and "mimetype" in names:
         return ("This is an OpenDocument spreadsheet (.ods), not a text table. Save the "
                 "sheet as CSV and upload that.")
-    inside = f" ({len(names)} files inside)" if names else ""
+    inside = f" ({len(names)} file{'s' if len(names) != 1 else ''} inside)" if names else ""
     return (f"This is a zip archive{inside}, not a text table. Unzip it and upload the "
             f"table inside. {_NEVER_UNPACKED}")
 
@@ -418,7 +418,24 @@ def _parse(
             **options,
         )
     except (pd.errors.ParserError, ValueError) as exc:
+        line = _unclosed_quote_line(text) if "EOF inside string" in str(exc) else None
+        if line is not None:
+            raise TableReadError(
+                "unclosed_quote",
+                f"A quoted value that starts on line {line} is never closed: add the missing "
+                "closing quote (\").",
+            ) from exc
         raise TableReadError("unparseable", f"The table could not be parsed: {exc}") from exc
+
+
+def _unclosed_quote_line(text: str) -> int | None:
+    """The line where the quote that runs to the end of the file opens; None if none does."""
+    opened_at, inside = None, False
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.count('"') % 2:
+            inside = not inside
+            opened_at = number if inside else None
+    return opened_at if inside else None
 
 
 def _clean_name(value: object) -> str:
