@@ -191,9 +191,11 @@ def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
         return text, encoding
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            return data.decode("utf-16"), "utf-16"
+            text = data.decode("utf-16")
         except UnicodeDecodeError as exc:
             raise TableReadError("undecodable", "The file starts like UTF-16 but is not.") from exc
+        _refuse_binary_text(text)
+        return text, "utf-16"
     if b"\x00" in data:
         position = data.index(b"\x00")
         line = data.count(b"\n", 0, position) + 1
@@ -368,6 +370,8 @@ def _check_shape(text: str, delimiter: str, *, max_columns: int) -> None:
     if expected == 1:
         _refuse_one_column(text, delimiter)
     bad = [(line, n) for line, n in records if n != expected]
+    if bad and '"' in text and (opened := _unclosed_quote_line(text)) is not None:
+        raise _unclosed_quote(opened)
     if bad:
         listed = ", ".join(f"line {line} has {n}" for line, n in bad[:MAX_LISTED])
         more = f" (and {len(bad) - MAX_LISTED} more)" if len(bad) > MAX_LISTED else ""
@@ -420,12 +424,16 @@ def _parse(
     except (pd.errors.ParserError, ValueError) as exc:
         line = _unclosed_quote_line(text) if "EOF inside string" in str(exc) else None
         if line is not None:
-            raise TableReadError(
-                "unclosed_quote",
-                f"A quoted value that starts on line {line} is never closed: add the missing "
-                "closing quote (\").",
-            ) from exc
+            raise _unclosed_quote(line) from exc
         raise TableReadError("unparseable", f"The table could not be parsed: {exc}") from exc
+
+
+def _unclosed_quote(line: int) -> TableReadError:
+    return TableReadError(
+        "unclosed_quote",
+        f"A quoted value that starts on line {line} is never closed: add the missing closing "
+        'quote (").',
+    )
 
 
 def _unclosed_quote_line(text: str) -> int | None:
