@@ -72,15 +72,20 @@ _NEVER_UNPACKED = "Compressed files are never unpacked on the server."
 
 
 class TableReadError(ValueError):
-    """A table that cannot be read; ``code`` is stable, ``message`` is for people."""
+    """A table that cannot be read; ``code`` is stable, ``message`` is for people, and
+    ``column`` and ``rows`` (1-based data rows) say where, when one place is at fault."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, column: str | None = None,
+                 rows: tuple[int, ...] = ()) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.column = column
+        self.rows = rows
 
     def to_dict(self) -> dict:
-        return {"code": self.code, "message": self.message}
+        return {"code": self.code, "message": self.message, "column": self.column,
+                "rows": list(self.rows)}
 
 
 @dataclass(frozen=True)
@@ -501,7 +506,7 @@ def _refuse_duplicates(names: list[str]) -> None:
             "duplicate_columns",
             "Column names must be unique; repeated: " + "; ".join(
                 f"'{d}' (columns {_positions(names, lambda n, d=d: n == d)})"
-                for d in duplicates),
+                for d in duplicates), column=duplicates[0],
         )
     skeletons = Counter(name_skeleton(name) for name in names if name)
     lookalikes = [key for key, n in skeletons.items() if n > 1]
@@ -512,10 +517,11 @@ def _refuse_duplicates(names: list[str]) -> None:
             spelled = " and ".join(f"'{n}' ({_spell(n)})" for n in same)
             where = _positions(names, lambda n, key=key: bool(n) and name_skeleton(n) == key)
             groups.append(f"{spelled}, columns {where}")
+        first = next(n for n in names if n and name_skeleton(n) == lookalikes[0])
         raise TableReadError(
             "duplicate_columns",
             "Column names must be unique, and these only look different: " + "; ".join(groups)
-            + ". Rename them so they differ in plain letters.",
+            + ". Rename them so they differ in plain letters.", column=first,
         )
 
 
@@ -734,7 +740,7 @@ def _check_cell_lengths(text: str, frame: pd.DataFrame, *, header: bool) -> None
                 "cell_too_long",
                 f"Row {row} (line {row + int(header)}), column '{name}' holds a value of "
                 f"{int(lengths.max()):,} characters; the limit is {MAX_CELL_CHARS:,}. Is a "
-                "closing quote missing?",
+                "closing quote missing?", column=str(name), rows=(row,),
             )
 
 

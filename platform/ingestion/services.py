@@ -149,7 +149,7 @@ def _read_upload(data: bytes, *, spec: ProblemSpec, sep: str | None, header: boo
     except TableReadError as exc:
         return {
             "status": DatasetVersion.Status.REJECTED,
-            "errors": [_issue(exc.code, exc.message)],
+            "errors": [{**_issue(exc.code, exc.message), **exc.to_dict()}],
             "read_options": _forced_options(sep, header),
         }
     except Exception as exc:  # a reader bug must not become a 500: keep the report instead

@@ -76,10 +76,14 @@ def quoted(value: str) -> str:
 
 def over_size_limit(limit: int) -> bytes:
     """A valid table one byte over ``limit``."""
-    data = table(base_rows())
-    repeated = data + b"".join(table(base_rows(seed=s))[len(table([])) :]
-                               for s in range(limit // len(data) + 2))
-    return repeated[: limit + 1]
+    parts, size, seed = [table(base_rows())], 0, 0
+    size = len(parts[0])
+    while size <= limit:
+        seed += 1
+        rows = table(base_rows(seed=seed))[len(table([])):]
+        parts.append(rows)
+        size += len(rows)
+    return b"".join(parts)[: limit + 1]
 
 
 def one_megabyte_line() -> bytes:
