@@ -464,7 +464,12 @@ def set_identifier_allowed(*, version: DatasetVersion, user, column: str, allowe
         locked = DatasetVersion.objects.select_for_update().get(pk=version.pk)
         current = [c for c in locked.identifiers_allowed or () if c != column]
         locked.identifiers_allowed = [*current, column] if allowed else current
-        locked.save(update_fields=["identifiers_allowed"])
+        # The suggestion excluded the column for being an identifier: follow the decision.
+        suggested = dict(locked.suggested_mapping or {})
+        excluded = [c for c in suggested.get("exclude") or () if c != column]
+        suggested["exclude"] = excluded if allowed else [*excluded, column]
+        locked.suggested_mapping = suggested
+        locked.save(update_fields=["identifiers_allowed", "suggested_mapping"])
         log_action(
             organisation=membership.organisation, actor=user,
             action="dataset.identifier_allowed" if allowed else "dataset.identifier_blocked",
@@ -473,4 +478,5 @@ def set_identifier_allowed(*, version: DatasetVersion, user, column: str, allowe
                     "reason": reason},
         )
     version.identifiers_allowed = locked.identifiers_allowed
+    version.suggested_mapping = locked.suggested_mapping
     return version
