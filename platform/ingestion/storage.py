@@ -200,14 +200,17 @@ def decrypt(blob: bytes, *, name: str = "the file") -> bytes:
 
 
 def _chunks(file) -> Iterator[bytes]:
+    """The file's bytes in pieces of at most 1 MiB (an in-memory upload gives them whole)."""
     if hasattr(file, "chunks"):
-        yield from file.chunks(_CHUNK)
-        return
-    while True:
-        chunk = file.read(_CHUNK)
-        if not chunk:
-            return
-        yield chunk.encode("utf-8") if isinstance(chunk, str) else chunk
+        pieces = file.chunks(_CHUNK)
+    else:
+        pieces = iter(lambda: file.read(_CHUNK), b"")
+    for piece in pieces:
+        if not piece:
+            break
+        piece = piece.encode("utf-8") if isinstance(piece, str) else piece
+        for start in range(0, len(piece), _CHUNK):
+            yield piece[start:start + _CHUNK]
 
 
 def store_upload(file, *, organisation_id: int, max_bytes: int) -> StoredUpload:
