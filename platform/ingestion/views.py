@@ -164,7 +164,7 @@ def mapping(request, version_id: int):
         "offers_features": any(value == "feature" for value, _ in form.choices),
         "identifiers": _identifier_rows(version),
         "can_allow_identifiers": has_role(request.user, Role.ADMIN),
-    }, status=400 if request.method == "POST" else 200)
+    })
 
 
 def _identifier_rows(version: DatasetVersion) -> list[dict]:
