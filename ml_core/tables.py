@@ -6,6 +6,14 @@ Windows code page, CRLF line ends, no final newline. :func:`read_table` works ou
 of these (or takes them as overrides), parses with pandas' C engine (faster here than
 the pyarrow engine) and refuses what it cannot read with a :class:`TableReadError`
 whose ``code`` a program can act on and whose ``message`` a person can.
+
+Hostile files get a precise refusal, never a half-read table: spreadsheets, archives and
+compressed files are named from their signature (and never unpacked), NUL bytes, mixed
+encodings, runaway lines and over-wide tables are refused naming the line, and column
+names that look alike (``age`` and Cyrillic ``аge``) are refused. What can be read
+safely is read and noted in :attr:`TableReadOptions.notes`: numbers with thousands
+separators or decimal commas, dates written several ways, names with invisible
+direction marks.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
+import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,19 +44,48 @@ MISSING_MARKERS = frozenset(
 SNIFF_LINES = 200
 HEADER_SAMPLE_ROWS = 1000
 MAX_LISTED = 20
+# Wider tables are refused before they are parsed (the platform passes its own setting).
+MAX_COLUMNS = 2000
+# A longer cell is a runaway quote or an attack, not a value; long texts fit well within it.
+MAX_CELL_CHARS = 100_000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
+# Characters that change how text is shown without being seen: bidi embeddings, overrides
+# and isolates, zero-width spaces and joiners, the BOM, soft hyphens. No name needs them.
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+# Separators tried when a file reads as one column; not ':' or '/', which times and dates hold.
+_OTHER_SEPARATORS = (";", ",", "|", "\t", "#", "~", "^", "!")
+# Signatures of files that are not text tables, and what to call them.
+_SIGNATURES = (
+    (b"\x1f\x8b", "a gzip-compressed file"),
+    (b"BZh", "a bzip2-compressed file"),
+    (b"\xfd7zXZ\x00", "an xz-compressed file"),
+    (b"(\xb5/\xfd", "a zstd-compressed file"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"Rar!\x1a\x07", "a RAR archive"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (.xls) or another old "
+                                          "Office document"),
+    (b"%PDF-", "a PDF document"),
+    (b"PAR1", "a Parquet file"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+)
+_NEVER_UNPACKED = "Compressed files are never unpacked on the server."
 
 
 class TableReadError(ValueError):
-    """A table that cannot be read; ``code`` is stable, ``message`` is for people."""
+    """A table that cannot be read; ``code`` is stable, ``message`` is for people, and
+    ``column`` and ``rows`` (1-based data rows) say where, when one place is at fault."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, column: str | None = None,
+                 rows: tuple[int, ...] = ()) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.column = column
+        self.rows = rows
 
     def to_dict(self) -> dict:
-        return {"code": self.code, "message": self.message}
+        return {"code": self.code, "message": self.message, "column": self.column,
+                "rows": list(self.rows)}
 
 
 @dataclass(frozen=True)
@@ -73,6 +112,7 @@ def read_table(
     sep: str | None = None,
     header: bool | None = None,
     encoding: str | None = None,
+    max_columns: int = MAX_COLUMNS,
 ) -> tuple[pd.DataFrame, TableReadOptions]:
     """Read a delimited text table into a DataFrame, working out how it is written.
 
@@ -80,10 +120,14 @@ def read_table(
     header the columns are named ``column_1`` .. ``column_N``. Cells are stripped;
     empty cells and common missing markers (``NA``, ``?``, ...) become missing; a
     column whose values are all numbers becomes ``int64`` (no missing values, all
-    whole) or ``float64``. The index is ``0..n-1`` in file order.
+    whole) or ``float64``; so does one written with thousands separators or a decimal
+    comma, and a column of dates written several ways is rewritten ``YYYY-MM-DD`` (both
+    noted). The index is ``0..n-1`` in file order.
 
     Raises :class:`TableReadError` with code ``empty``, ``binary``, ``undecodable``,
-    ``bad_option``, ``ragged``, ``duplicate_columns``, ``no_rows`` or ``unparseable``.
+    ``mixed_encoding``, ``bad_option``, ``wrong_delimiter``, ``ragged``,
+    ``too_many_columns``, ``cell_too_long``, ``duplicate_columns``, ``no_rows``,
+    ``unclosed_quote`` or ``unparseable``.
     """
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
     text, used_encoding = _decode(data, encoding)
@@ -94,14 +138,14 @@ def read_table(
         raise TableReadError("empty", "The file is empty.")
 
     delimiter = _normalise_sep(sep) if sep is not None else _sniff_delimiter(text)
-    _check_ragged(text, delimiter)
+    _check_shape(text, delimiter, max_columns=max_columns)
     # Header detection and column names only need the first rows, read as plain strings.
     sample = _parse(text, delimiter, header=False, as_strings=True, nrows=HEADER_SAMPLE_ROWS + 1)
     if header is None:
         header = _looks_like_header(sample)
     notes: list[str] = []
     if header:
-        names = [_clean_name(v) for v in sample.iloc[0].tolist()]
+        names = _clean_names(sample.iloc[0].tolist(), notes)
         _refuse_duplicates(names)
     else:
         names = [f"column_{k}" for k in range(1, sample.shape[1] + 1)]
@@ -115,10 +159,12 @@ def read_table(
             else "The file has no data rows.",
         )
     # By position: blank names may repeat until they are repaired below.
-    frame = pd.concat(
-        [_clean_column(frame.iloc[:, k]) for k in range(frame.shape[1])], axis=1, ignore_index=True
-    )
+    cleaned = [_clean_column(frame.iloc[:, k], delimiter) for k in range(frame.shape[1])]
+    frame = pd.concat([column for column, _ in cleaned], axis=1, ignore_index=True)
     frame.columns = names
+    _check_cell_lengths(text, frame, header=bool(header))
+    notes.extend(f"Column '{name}': {note}" for name, (_, note) in zip(names, cleaned,
+                                                                        strict=True) if note)
     if header:
         frame = _repair_blank_names(frame, notes)
     frame.index = pd.RangeIndex(len(frame))
@@ -131,11 +177,7 @@ def read_table(
 def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
     if not data.strip():
         raise TableReadError("empty", "The file is empty.")
-    if data.startswith(b"PK\x03\x04"):
-        raise TableReadError(
-            "binary",
-            "This looks like an Excel or zip file; export the sheet as CSV and upload that.",
-        )
+    _refuse_other_formats(data)
     if encoding is not None:
         name = encoding.lower().replace("_", "-")
         if name in ("utf-8", "utf8") and data.startswith(b"\xef\xbb\xbf"):
@@ -154,24 +196,82 @@ def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
         return text, encoding
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            return data.decode("utf-16"), "utf-16"
+            text = data.decode("utf-16")
         except UnicodeDecodeError as exc:
             raise TableReadError("undecodable", "The file starts like UTF-16 but is not.") from exc
+        _refuse_binary_text(text)
+        return text, "utf-16"
     if b"\x00" in data:
+        position = data.index(b"\x00")
+        line = data.count(b"\n", 0, position) + 1
         raise TableReadError(
-            "binary", "The file contains binary data (NUL bytes), not a text table."
+            "binary",
+            f"The file contains binary data, not a text table: a NUL byte on line {line} "
+            f"(byte {position + 1}).",
         )
     for candidate in ("utf-8-sig" if data.startswith(b"\xef\xbb\xbf") else "utf-8", "cp1252"):
         try:
             text = data.decode(candidate)
             break
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
+            if candidate.startswith("utf-8"):
+                _refuse_mixed_encoding(data, exc)
             continue
     else:
         # Latin-1 maps every byte, so this always succeeds.
         candidate, text = "latin-1", data.decode("latin-1")
     _refuse_binary_text(text)
     return text, candidate
+
+
+def _refuse_other_formats(data: bytes) -> None:
+    """Name a spreadsheet, archive, compressed file or document uploaded as a table.
+
+    Only signatures and a zip's directory are read: nothing is ever decompressed, so a
+    compression bomb costs no more than its own size.
+    """
+    if data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise TableReadError("binary", _zip_message(data))
+    for signature, kind in _SIGNATURES:
+        if data.startswith(signature):
+            unpack = (" Decompress it and upload the table inside. " + _NEVER_UNPACKED
+                      if "compressed" in kind or "archive" in kind
+                      else " Export the table as CSV and upload that.")
+            raise TableReadError("binary", f"This is {kind}, not a text table.{unpack}")
+
+
+def _zip_message(data: bytes) -> str:
+    try:
+        names = zipfile.ZipFile(io.BytesIO(data)).namelist()  # the directory only
+    except (zipfile.BadZipFile, ValueError, OSError):
+        names = []
+    if any(name.startswith("xl/") for name in names):
+        return ("This is an Excel workbook (.xlsx), not a text table. Open it in Excel or "
+                "LibreOffice, save the sheet as CSV and upload that.")
+    if "content.xml" in names and "mimetype" in names:
+        return ("This is an OpenDocument spreadsheet (.ods), not a text table. Save the "
+                "sheet as CSV and upload that.")
+    inside = f" ({len(names)} file{'s' if len(names) != 1 else ''} inside)" if names else ""
+    return (f"This is a zip archive{inside}, not a text table. Unzip it and upload the "
+            f"table inside. {_NEVER_UNPACKED}")
+
+
+# A multi-byte UTF-8 character: its presence next to bytes that are not UTF-8 means two
+# encodings in one file (rows pasted from another export), which no single code page reads.
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}"
+                             rb"|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
+def _refuse_mixed_encoding(data: bytes, exc: UnicodeDecodeError) -> None:
+    if not _UTF8_MULTIBYTE.search(data):
+        return  # a plain single-byte file: the code page fallback reads it
+    line = data.count(b"\n", 0, exc.start) + 1
+    raise TableReadError(
+        "mixed_encoding",
+        f"The file mixes text encodings: it holds UTF-8 text, but line {line} (byte "
+        f"{exc.start + 1}, 0x{data[exc.start]:02x}) is not UTF-8, as if rows from a Windows "
+        "export were pasted in. Save the whole file as UTF-8 and upload it again.",
+    )
 
 
 def _refuse_binary_text(text: str) -> None:
@@ -259,12 +359,24 @@ def _records(text: str, delimiter: str) -> list[tuple[int, int]]:
     return out
 
 
-def _check_ragged(text: str, delimiter: str) -> None:
+def _check_shape(text: str, delimiter: str, *, max_columns: int) -> None:
+    """Refuse a table that is too wide, read as one column with another separator in
+    every line, or whose rows have different numbers of fields."""
     records = _records(text, delimiter)
     if not records:
         raise TableReadError("empty", "The file is empty.")
     expected = records[0][1]
+    if expected > max_columns:
+        raise TableReadError(
+            "too_many_columns",
+            f"Line {records[0][0]} has {expected:,} fields; the limit is {max_columns:,} "
+            "columns.",
+        )
+    if expected == 1:
+        _refuse_one_column(text, delimiter)
     bad = [(line, n) for line, n in records if n != expected]
+    if bad and '"' in text and (opened := _unclosed_quote_line(text)) is not None:
+        raise _unclosed_quote(opened)
     if bad:
         listed = ", ".join(f"line {line} has {n}" for line, n in bad[:MAX_LISTED])
         more = f" (and {len(bad) - MAX_LISTED} more)" if len(bad) > MAX_LISTED else ""
@@ -273,6 +385,23 @@ def _check_ragged(text: str, delimiter: str) -> None:
             f"Rows have different numbers of fields: line {records[0][0]} has {expected}; "
             f"{listed}{more}. Check the separator ({_describe(delimiter)}) and quoting.",
         )
+
+
+def _refuse_one_column(text: str, delimiter: str) -> None:
+    lines = [line for line in text.split("\n", SNIFF_LINES + 1)[:SNIFF_LINES] if line.strip()]
+    if len(lines) < 2:
+        return
+    for candidate in _OTHER_SEPARATORS:
+        if candidate == delimiter:
+            continue
+        counts = {line.count(candidate) for line in lines}
+        if len(counts) == 1 and (n := counts.pop()) >= 1:
+            raise TableReadError(
+                "wrong_delimiter",
+                f"With {_describe(delimiter)} as the separator the file has one column, but "
+                f"every line has {n} {_describe(candidate)}: choose {_describe(candidate)} "
+                "as the separator.",
+            )
 
 
 def _describe(delimiter: str) -> str:
@@ -298,11 +427,76 @@ def _parse(
             **options,
         )
     except (pd.errors.ParserError, ValueError) as exc:
+        line = _unclosed_quote_line(text) if "EOF inside string" in str(exc) else None
+        if line is not None:
+            raise _unclosed_quote(line) from exc
         raise TableReadError("unparseable", f"The table could not be parsed: {exc}") from exc
 
 
+def _unclosed_quote(line: int) -> TableReadError:
+    return TableReadError(
+        "unclosed_quote",
+        f"A quoted value that starts on line {line} is never closed: add the missing closing "
+        'quote (").',
+    )
+
+
+def _unclosed_quote_line(text: str) -> int | None:
+    """The line where the quote that runs to the end of the file opens; None if none does."""
+    opened_at, inside = None, False
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.count('"') % 2:
+            inside = not inside
+            opened_at = number if inside else None
+    return opened_at if inside else None
+
+
 def _clean_name(value: object) -> str:
-    return str(value).replace("\ufeff", "").strip()
+    return _INVISIBLE.sub("", str(value)).strip()
+
+
+def _clean_names(values: list, notes: list[str]) -> list[str]:
+    """Header cells as column names, without invisible characters (noted, with any name
+    mixing alphabets, which is how look-alike names are made)."""
+    names = []
+    for position, value in enumerate(values, start=1):
+        raw = str(value)
+        name = _clean_name(raw)
+        hidden = sorted({f"U+{ord(c):04X}" for c in _INVISIBLE.findall(raw)} - {"U+FEFF"})
+        if hidden:
+            notes.append(f"Column {position} ('{name}'): removed invisible characters "
+                         f"({', '.join(hidden)}) from its name.")
+        scripts = name_scripts(name)
+        if len(scripts) > 1:
+            notes.append(f"Column {position} ('{name}') mixes alphabets in its name "
+                         f"({', '.join(scripts)}): check it is the column you mean.")
+        names.append(name)
+    return names
+
+
+def name_scripts(name: str) -> list[str]:
+    """The alphabets of the letters of ``name`` (LATIN, CYRILLIC, GREEK, ...), sorted."""
+    scripts = set()
+    for char in name:
+        if char.isalpha():
+            scripts.add(unicodedata.name(char, "UNKNOWN").split(" ")[0])
+    return sorted(scripts)
+
+
+# Letters of other alphabets drawn like Latin ones: enough to catch look-alike names.
+_CONFUSABLES = str.maketrans({
+    "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c",
+    "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ј": "j", "ԁ": "d", "ӏ": "l", "ԛ": "q",
+    "ԝ": "w", "ɡ": "g", "α": "a", "β": "b", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o",
+    "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "γ": "y", "ı": "i", "ℓ": "l",
+})
+
+
+def name_skeleton(name: str) -> str:
+    """What a name looks like: NFKC, case-folded, other alphabets' look-alike letters
+    replaced by Latin ones. Two different names with one skeleton are a spoof or a typo."""
+    folded = unicodedata.normalize("NFKC", _INVISIBLE.sub("", name)).casefold()
+    return folded.translate(_CONFUSABLES)
 
 
 def _refuse_duplicates(names: list[str]) -> None:
@@ -310,8 +504,36 @@ def _refuse_duplicates(names: list[str]) -> None:
     if duplicates:
         raise TableReadError(
             "duplicate_columns",
-            "Column names must be unique; repeated: " + ", ".join(f"'{d}'" for d in duplicates),
+            "Column names must be unique; repeated: " + "; ".join(
+                f"'{d}' (columns {_positions(names, lambda n, d=d: n == d)})"
+                for d in duplicates), column=duplicates[0],
         )
+    skeletons = Counter(name_skeleton(name) for name in names if name)
+    lookalikes = [key for key, n in skeletons.items() if n > 1]
+    if lookalikes:
+        groups = []
+        for key in lookalikes:
+            same = [n for n in names if n and name_skeleton(n) == key]
+            spelled = " and ".join(f"'{n}' ({_spell(n)})" for n in same)
+            where = _positions(names, lambda n, key=key: bool(n) and name_skeleton(n) == key)
+            groups.append(f"{spelled}, columns {where}")
+        first = next(n for n in names if n and name_skeleton(n) == lookalikes[0])
+        raise TableReadError(
+            "duplicate_columns",
+            "Column names must be unique, and these only look different: " + "; ".join(groups)
+            + ". Rename them so they differ in plain letters.", column=first,
+        )
+
+
+def _positions(names: list[str], matches) -> str:
+    return " and ".join(str(k) for k, name in enumerate(names, start=1) if matches(name))
+
+
+def _spell(name: str) -> str:
+    """The letters of ``name`` outside plain ASCII, named (for look-alike reports)."""
+    odd = [f"'{c}' {unicodedata.name(c, hex(ord(c)))}" for c in dict.fromkeys(name)
+           if ord(c) > 127]
+    return "with " + ", ".join(odd) if odd else "plain letters"
 
 
 def _repair_blank_names(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
@@ -344,24 +566,182 @@ def _numeric_share(values: pd.Series) -> float:
     return float(pd.to_numeric(present, errors="coerce").notna().mean())
 
 
-def _clean_column(column: pd.Series) -> pd.Series:
-    """Strip a text column, blank out missing markers, and make it numeric if it is."""
+def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, str | None]:
+    """Strip a text column, blank out missing markers, and make it numeric if it is.
+
+    Also returns a note when the column needed more than that: numbers with thousands
+    separators or a decimal comma, dates written several ways.
+    """
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-        return column
+        return column, None
     values = column.astype(str).str.strip().where(column.notna())
     missing = values.isna() | _missing_mask(values)
     if missing.all():
-        return pd.Series(np.nan, index=values.index, dtype=float, name=column.name)
+        return pd.Series(np.nan, index=values.index, dtype=float, name=column.name), None
     values = values.where(~missing)
-    first = values[~missing].iloc[0]
-    if not _is_number(first):
-        return values  # a text column; converting it would only fail slowly
-    numbers = pd.to_numeric(values, errors="coerce")
+    present = values[~missing]
+    first = present.iloc[0]
+    note = None
+    if _is_number(first):
+        numbers = pd.to_numeric(values, errors="coerce")
+    elif _LOCAL_NUMBER.fullmatch(first):
+        numbers, note = _localised_numbers(values, present, delimiter)
+        if numbers is None:
+            return values, None
+    else:
+        # A text column; converting it would only fail slowly. Dates written several ways
+        # are the one text rewritten, so that every later step sees one format.
+        return _normalise_dates(values, present)
     if numbers.notna().sum() != (~missing).sum():
-        return values
+        return values, None
     if not missing.any() and np.all(np.mod(numbers.to_numpy(dtype=float), 1) == 0):
-        return numbers.astype(np.int64)
-    return numbers.astype(float)
+        return numbers.astype(np.int64), note
+    return numbers.astype(float), note
+
+
+# Numbers as people write them: 1,234,567.89 or 1.234.567,89 (or 1 234,5 and 1'234.5).
+_LOCAL_NUMBER = re.compile(r"[+-]?\d{1,3}([,.' \u00a0\u202f]\d{3})+([.,]\d+)?|[+-]?\d+,\d+")
+_GROUPED = {
+    # (thousands separator, decimal mark): the pattern every value must match.
+    (",", "."): re.compile(r"[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?"),
+    (".", ","): re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?"),
+    (" ", ","): re.compile(r"[+-]?(\d{1,3}([ \u00a0\u202f]\d{3})+|\d+)(,\d+)?"),
+    ("'", "."): re.compile(r"[+-]?(\d{1,3}('\d{3})+|\d+)(\.\d+)?"),
+}
+
+
+def _localised_numbers(
+    values: pd.Series, present: pd.Series, delimiter: str
+) -> tuple[pd.Series | None, str | None]:
+    """Numbers written with thousands separators or a decimal comma, as floats; (None,
+    None) unless every present value is such a number under one convention.
+
+    ``1,234`` alone could be either convention: a ``;``-separated file (the usual European
+    export) reads it with a decimal comma, any other with a thousands comma.
+    """
+    conventions = list(_GROUPED)
+    if delimiter == ";":
+        conventions.sort(key=lambda pair: pair[1] != ",")
+    for thousands, decimal in conventions:
+        pattern = _GROUPED[(thousands, decimal)]
+        if not present.map(lambda v, p=pattern: bool(p.fullmatch(v))).all():
+            continue
+        plain = present.str.replace(thousands, "", regex=False)
+        if thousands == " ":
+            plain = plain.str.replace("\u00a0", "").str.replace("\u202f", "")
+        if decimal == ",":
+            plain = plain.str.replace(",", ".", regex=False)
+        numbers = pd.to_numeric(plain, errors="coerce")
+        if numbers.isna().any():
+            continue
+        example = present.iloc[0]
+        what = (f"thousands separator '{thousands}'" if any(thousands in v for v in present)
+                else "no thousands separator")
+        return (pd.Series(numbers, index=present.index).reindex(values.index),
+                f"numbers written with {what} and decimal mark '{decimal}' (e.g. '{example}'); "
+                "read as numbers.")
+    return None, None
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTH = r"(?P<mon>[A-Za-z]{3,9})\.?"
+# Date shapes; d/m order is settled per column from the values (a part above 12 is a day).
+_DATE_SHAPES = {
+    "ymd": re.compile(r"(?P<y>\d{4})[-/.](?P<a>\d{1,2})[-/.](?P<b>\d{1,2})"),
+    "dmy": re.compile(r"(?P<a>\d{1,2})(?P<sep>[-/.])(?P<b>\d{1,2})(?P=sep)(?P<y>\d{4})"),
+    "d mon y": re.compile(r"(?P<d>\d{1,2})[ -]" + _MONTH + r"[ -,]*(?P<y>\d{4})"),
+    "mon d y": re.compile(_MONTH + r" (?P<d>\d{1,2})(st|nd|rd|th)?,? (?P<y>\d{4})"),
+}
+
+
+def _normalise_dates(values: pd.Series, present: pd.Series) -> tuple[pd.Series, str | None]:
+    """A column of dates written in several formats, rewritten ``YYYY-MM-DD`` with a note;
+    any other text column (or dates in one format) unchanged."""
+    if not _DATE_SHAPES["ymd"].match(present.iloc[0]) and not any(
+            shape.fullmatch(present.iloc[0]) for shape in _DATE_SHAPES.values()):
+        return values, None
+    distinct = pd.unique(present)
+    shapes: dict[str, str] = {}
+    for value in distinct:
+        shape = next((k for k, p in _DATE_SHAPES.items() if p.fullmatch(value)), None)
+        if shape is None:
+            return values, None
+        shapes[value] = shape
+    # One format throughout (with one separator) is left for the model's own parsing.
+    written = {_date_format(v, shapes[v]) for v in distinct}
+    if len(written) < 2:
+        return values, None
+    day_first = _day_first([v for v in distinct if shapes[v] == "dmy"])
+    parsed = {}
+    for value in distinct:
+        iso = _to_iso(value, shapes[value], day_first=day_first)
+        if iso is None:
+            return values, None
+        parsed[value] = iso
+    examples = ", ".join(f"'{v}'" for v in list(dict.fromkeys(
+        next(v for v in distinct if _date_format(v, shapes[v]) == fmt) for fmt in sorted(written)
+    ))[:4])
+    order = "day before month" if day_first else "month before day"
+    return values.map(parsed).where(values.notna()), (
+        f"dates written {len(written)} ways ({examples}); read as dates and written "
+        f"YYYY-MM-DD ({order} in n/n/yyyy dates).")
+
+
+def _date_format(value: str, shape: str) -> str:
+    return shape + "".join(ch for ch in value if not ch.isalnum())[:2]
+
+
+def _day_first(values: list[str]) -> bool:
+    """Day/month order of ``dd?mm?yyyy`` values: month first only when a second part is
+    above 12 and no first part is; ambiguous columns are read day first."""
+    firsts, seconds = [], []
+    for value in values:
+        match = _DATE_SHAPES["dmy"].fullmatch(value)
+        firsts.append(int(match["a"]))
+        seconds.append(int(match["b"]))
+    return not (any(b > 12 for b in seconds) and not any(a > 12 for a in firsts))
+
+
+def _to_iso(value: str, shape: str, *, day_first: bool) -> str | None:
+    match = _DATE_SHAPES[shape].fullmatch(value)
+    year = int(match["y"])
+    if shape == "ymd":
+        month, day = int(match["a"]), int(match["b"])
+    elif shape == "dmy":
+        a, b = int(match["a"]), int(match["b"])
+        day, month = (a, b) if day_first else (b, a)
+    else:
+        day = int(match["d"])
+        name = match["mon"][:3].lower()
+        if name not in _MONTHS:
+            return None
+        month = _MONTHS.index(name) + 1
+    try:
+        return pd.Timestamp(year=year, month=month, day=day).strftime("%Y-%m-%d")
+    except ValueError:
+        return None
+
+
+def _check_cell_lengths(text: str, frame: pd.DataFrame, *, header: bool) -> None:
+    """Refuse a cell longer than MAX_CELL_CHARS, naming its line and column; only looked
+    for when some line is that long, which costs one pass over the line ends."""
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    ends = np.concatenate(([-1], np.flatnonzero(raw == 10), [len(raw)]))
+    if len(ends) < 2 or int(np.diff(ends).max()) <= MAX_CELL_CHARS:
+        return
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_numeric_dtype(column):
+            continue
+        lengths = column.astype("object").map(lambda v: len(v) if isinstance(v, str) else 0)
+        if int(lengths.max()) > MAX_CELL_CHARS:
+            row = int(lengths.to_numpy().argmax()) + 1
+            raise TableReadError(
+                "cell_too_long",
+                f"Row {row} (line {row + int(header)}), column '{name}' holds a value of "
+                f"{int(lengths.max()):,} characters; the limit is {MAX_CELL_CHARS:,}. Is a "
+                "closing quote missing?", column=str(name), rows=(row,),
+            )
 
 
 def _is_number(cell: str) -> bool:

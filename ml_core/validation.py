@@ -9,13 +9,19 @@ find and fix them in the file.
 A file without a header (columns ``column_1`` .. ``column_N``) usually matches no hint:
 the suggested target is then ``""``, and the platform must make the analyst choose it;
 :func:`validate` reports ``target_required`` until they do.
+
+:func:`find_identifiers` flags columns that directly identify a person (names, e-mail
+addresses, phone numbers, national ids, bank accounts) from their names and from their
+values; :func:`exclude_identifiers` keeps them out of a model's inputs.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
 from ml_core.data import apply_target_rule, feature_columns, label_text
@@ -28,6 +34,7 @@ from ml_core.spec import (
     TaskType,
     normalise_name,
 )
+from ml_core.tables import name_skeleton
 
 MAX_LISTED_ROWS = 20
 # A hint at least this long also matches inside a longer name ("gender" in "applicant
@@ -207,7 +214,8 @@ def _check_columns(frame: pd.DataFrame, mapping: ColumnMapping) -> list[Validati
             code = "missing_target" if role == "target" else "unknown_column"
             issues.append(ValidationIssue(
                 code=code, column=column,
-                message=f"The {role} column '{column}' is not in the file.",
+                message=(f"The {role} column '{column}' is not in the file."
+                         f"{_lookalike(column, present)}"),
             ))
     target = mapping.target
     if target:
@@ -219,6 +227,38 @@ def _check_columns(frame: pd.DataFrame, mapping: ColumnMapping) -> list[Validati
             issues.append(ValidationIssue(
                 code="role_conflict", column=target,
                 message=f"Column '{target}' is the target and cannot also be {role}.",
+            ))
+    return issues
+
+
+def _lookalike(column: str, present: set[str]) -> str:
+    """A hint naming the file's column that looks like ``column`` but is spelled otherwise."""
+    skeleton = name_skeleton(column)
+    for name in sorted(present):
+        if name != column and name_skeleton(name) == skeleton:
+            odd = ", ".join(f"'{c}' (U+{ord(c):04X})" for c in dict.fromkeys(name)
+                            if ord(c) > 127) or "other letters"
+            return (f" Column '{name}' looks the same but is spelled with {odd}: rename it in "
+                    "the file, or map that column.")
+    return ""
+
+
+def _check_non_finite(frame: pd.DataFrame, columns: list[str]) -> list[ValidationIssue]:
+    """Infinite numbers (``inf``, ``1e999``) in the columns a model reads: no scaling or
+    loss survives them, so they block training (missing values are imputed instead)."""
+    issues = []
+    for column in columns:
+        values = frame[column]
+        if not pd.api.types.is_float_dtype(values):
+            continue
+        infinite = pd.Series(np.isinf(values.to_numpy()), index=values.index)
+        if infinite.any():
+            count, rows = _row_numbers(infinite)
+            issues.append(ValidationIssue(
+                code="infinite_values", column=column, rows=rows,
+                message=(f"Column '{column}' holds infinite numbers in "
+                         f"{_rows_text(count, rows)}; replace them with real values or "
+                         "leave the cells empty."),
             ))
     return issues
 
@@ -315,7 +355,8 @@ def _check_groups(
                 issues.append(ValidationIssue(
                     code="small_group", column=column, severity="warning",
                     message=(
-                        f"Group '{group}' of '{column}' has {size} rows; groups under "
+                        f"Group '{group}' of '{column}' has {size} "
+                        f"{'row' if size == 1 else 'rows'}; groups under "
                         f"{minimum} are reported but not judged"
                     ),
                 ))
@@ -345,8 +386,9 @@ def validate(
     Errors (``severity="error"``) block training: ``target_required``, ``missing_target``,
     ``unknown_column``, ``role_conflict``, ``too_few_rows``, ``missing_target_values``,
     ``single_class``, ``target_not_binary``, ``positive_label_unknown``,
-    ``text_in_numeric``. Warnings do not: ``small_group`` (a banded sensitive group
-    below ``spec.fairness.min_group_size``), ``constant_column``, ``id_not_unique``.
+    ``text_in_numeric``, ``infinite_values``. Warnings do not: ``small_group`` (a banded
+    sensitive group below ``spec.fairness.min_group_size``), ``constant_column``,
+    ``id_not_unique``.
     """
     issues: list[ValidationIssue] = []
     if not mapping.target and _target_required(spec):
@@ -386,6 +428,8 @@ def validate(
     )
     issues.extend(_check_groups(frame, known_sensitive, spec))
     used = list(dict.fromkeys(features + list(known_sensitive.sensitive)))
+    checked = used + ([mapping.target] if mapping.target in present else [])
+    issues.extend(_check_non_finite(frame, list(dict.fromkeys(checked))))
     issues.extend(_check_constant(frame, used))
     if spec.model_family != "tabular_mlp":
         # Imported here: family modules import this one for ValidationIssue.
@@ -404,3 +448,240 @@ def _target_required(spec: ProblemSpec) -> bool:
 def has_errors(issues: list[ValidationIssue]) -> bool:
     """True when any issue blocks training."""
     return any(issue.severity == "error" for issue in issues)
+
+
+# --- direct identifiers -----------------------------------------------------------------
+
+# Normalised column names (see normalise_name) that name a direct identifier, by kind.
+IDENTIFIER_NAMES = {
+    "person name": {
+        "name", "fullname", "firstname", "lastname", "surname", "forename", "forenames",
+        "givenname", "familyname", "middlename", "maidenname", "customername", "clientname",
+        "patientname", "applicantname", "studentname", "employeename", "personname",
+        "contactname", "cardholder", "cardholdername", "accountholder", "accountholdername",
+    },
+    "e-mail address": {"email", "emailaddress", "mail", "mailaddress", "emailid"},
+    "phone number": {
+        "phone", "phonenumber", "phoneno", "telephone", "telephonenumber", "tel", "telno",
+        "mobile", "mobilenumber", "mobilephone", "cellphone", "cell", "fax", "faxnumber",
+    },
+    "national id": {
+        "ssn", "socialsecuritynumber", "socialsecurityno", "nhs", "nhsnumber", "nhsno",
+        "nino", "nationalinsurancenumber", "nationalinsuranceno", "nationalid",
+        "nationalidnumber", "taxid", "taxnumber", "passport", "passportnumber", "passportno",
+        "driverslicense", "driverslicence", "drivinglicence", "driverlicense",
+        "medicarenumber", "personnummer", "bsn", "insee",
+    },
+    "bank account or card": {
+        "iban", "accountnumber", "bankaccount", "bankaccountnumber", "creditcard",
+        "creditcardnumber", "cardnumber", "sortcode",
+    },
+    "street or network address": {
+        "address", "streetaddress", "homeaddress", "postaladdress", "addressline1",
+        "addressline2", "street", "ipaddress",
+    },
+    "user name": {"username", "login", "userlogin", "screenname"},
+}
+# Words that flag a longer name ("applicant e-mail", "home_phone", "patient_ssn").
+IDENTIFIER_WORDS = {
+    "email": "e-mail address", "phone": "phone number", "telephone": "phone number",
+    "mobile": "phone number", "ssn": "national id", "nhs": "national id",
+    "passport": "national id", "iban": "bank account or card", "surname": "person name",
+    "firstname": "person name", "lastname": "person name", "fullname": "person name",
+    "forename": "person name",
+}
+# "... name" is a person's name when the other words say whose.
+PERSON_WORDS = {"first", "last", "full", "given", "family", "middle", "maiden", "customer",
+                "client", "patient", "applicant", "student", "person", "contact", "employee",
+                "holder", "user"}
+# A column is flagged by its values when at least this share of a sample matches one pattern.
+IDENTIFIER_SHARE = 0.8
+IDENTIFIER_SAMPLE = 500
+_MIN_VALUES = 3
+# A column named like an identifier with at most this many distinct values holds codes.
+MAX_CODES = 20
+
+_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+_SSN = re.compile(r"\d{3}-\d{2}-\d{4}")
+_NHS = re.compile(r"\d{3}[ -]?\d{3}[ -]?\d{4}")
+_NINO = re.compile(r"[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]")
+_IBAN = re.compile(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}")
+_CARD = re.compile(r"\d{4}([ -]?\d{4}){2}[ -]?\d{1,7}")
+_PHONE = re.compile(r"\+?\(?\d[\d ().-]{6,22}\d")
+
+
+@dataclass(frozen=True)
+class IdentifierFinding:
+    """A column that looks like a direct identifier, and why."""
+
+    column: str
+    kind: str  # "e-mail address", "phone number", "national id", ...
+    evidence: str  # "name" or "values"
+    message: str
+
+    def to_dict(self) -> dict:
+        return {"column": self.column, "kind": self.kind, "evidence": self.evidence,
+                "message": self.message}
+
+
+def _nhs_valid(value: str) -> bool:
+    digits = [int(c) for c in value if c.isdigit()]
+    if len(digits) != 10:
+        return False
+    check = 11 - sum(d * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True)) % 11
+    return (0 if check == 11 else check) == digits[9] and check != 10
+
+
+def _iban_valid(value: str) -> bool:
+    compact = value.replace(" ", "")
+    if not _IBAN.fullmatch(compact):
+        return False
+    moved = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def _luhn_valid(value: str) -> bool:
+    digits = [int(c) for c in value if c.isdigit()]
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = 0
+    for position, digit in enumerate(reversed(digits)):
+        if position % 2:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def _phone_like(value: str) -> bool:
+    if not _PHONE.fullmatch(value):
+        return False
+    digits = sum(c.isdigit() for c in value)
+    separators = sum(c in " ().-" for c in value)
+    # Plain long numbers are amounts or codes: a phone number is written with a leading +,
+    # ( or 0, or grouped with ten digits or more (555-123-4567).
+    if value[0] in "+(0":
+        return 8 <= digits <= 15
+    return 10 <= digits <= 15 and separators >= 2
+
+
+# (kind, test of one stripped text value), most specific first.
+_VALUE_TESTS = (
+    ("e-mail address", lambda v: bool(_EMAIL.fullmatch(v))),
+    ("national id", lambda v: bool(_SSN.fullmatch(v))),
+    ("national id", lambda v: bool(_NINO.fullmatch(v.upper()))),
+    ("national id", lambda v: bool(_NHS.fullmatch(v)) and _nhs_valid(v)),
+    ("bank account or card", _iban_valid),
+    ("bank account or card", lambda v: bool(_CARD.fullmatch(v)) and _luhn_valid(v)),
+    ("phone number", _phone_like),
+)
+_VALUE_LABELS = {
+    "e-mail address": "e-mail addresses", "national id": "national id numbers",
+    "bank account or card": "bank account or card numbers", "phone number": "phone numbers",
+}
+
+
+def _kind_by_name(column: str) -> str | None:
+    norm = normalise_name(column)
+    for kind, names in IDENTIFIER_NAMES.items():
+        if norm in names:
+            return kind
+    words = _words(column)
+    for word in words:
+        if word in IDENTIFIER_WORDS:
+            return IDENTIFIER_WORDS[word]
+    if "name" in words and words & PERSON_WORDS:
+        return "person name"
+    return None
+
+
+def _kind_by_values(values: pd.Series) -> tuple[str, float] | None:
+    present = values.dropna()
+    if pd.api.types.is_integer_dtype(present) or pd.api.types.is_float_dtype(present):
+        # Numbers read as numbers: only NHS numbers (ten digits with a check digit) are
+        # specific enough to tell from amounts and codes.
+        numbers = present[np.isfinite(present.to_numpy(dtype=float))]
+        whole = numbers[(numbers >= 1e9) & (numbers < 1e10) & (numbers % 1 == 0)]
+        if len(numbers) < _MIN_VALUES or len(whole) < IDENTIFIER_SHARE * len(numbers):
+            return None
+        text = whole.head(IDENTIFIER_SAMPLE).map(lambda v: str(int(v)))
+        share = float(text.map(_nhs_valid).sum()) / min(len(numbers), IDENTIFIER_SAMPLE)
+        return ("national id", share) if share >= IDENTIFIER_SHARE else None
+    sample = present.astype(str).str.strip().head(IDENTIFIER_SAMPLE)
+    sample = sample[sample != ""]
+    if len(sample) < _MIN_VALUES:
+        return None
+    for kind, test in _VALUE_TESTS:
+        share = float(sample.map(test).mean())
+        if share >= IDENTIFIER_SHARE:
+            return kind, share
+    return None
+
+
+def _identifying(values: pd.Series) -> bool:
+    """Whether a column named like an identifier holds values that could identify: many
+    distinct ones. A handful of codes ('address' as U/R, urban or rural) identifies no one."""
+    present = values.dropna()
+    distinct = present.nunique()
+    return distinct > MAX_CODES or (distinct >= _MIN_VALUES
+                                    and distinct >= IDENTIFIER_SHARE * len(present))
+
+
+def find_identifiers(frame: pd.DataFrame) -> list[IdentifierFinding]:
+    """Columns that look like direct identifiers of a person, by name or by values.
+
+    By name: names, e-mail, phone, national ids (SSN, NHS, national insurance, passport),
+    bank accounts and cards, street or IP addresses, user names, when the column has more
+    than a few codes' worth of distinct values. By values: at least 80%
+    of a sample of the column are e-mail addresses, US social security numbers, UK
+    national insurance numbers, NHS numbers (with a valid check digit), IBANs (valid
+    mod-97), card numbers (valid Luhn) or phone numbers. Quasi-identifiers (age, postcode)
+    are not flagged: they are what fairness audits and models legitimately use.
+    """
+    findings = []
+    for column in frame.columns:
+        column = str(column)
+        kind = _kind_by_name(column)
+        if kind is not None and _identifying(frame[column]):
+            findings.append(IdentifierFinding(
+                column=column, kind=kind, evidence="name",
+                message=f"Column '{column}' looks like a direct identifier: its name says "
+                        f"{kind}.",
+            ))
+            continue
+        found = _kind_by_values(frame[column])
+        if found is not None:
+            kind, share = found
+            findings.append(IdentifierFinding(
+                column=column, kind=kind, evidence="values",
+                message=f"Column '{column}' looks like a direct identifier: "
+                        f"{math.floor(share * 100)}% of its values are "
+                        f"{_VALUE_LABELS[kind]}.",
+            ))
+    return findings
+
+
+# Roles through which a column reaches a model as an input.
+INPUT_ROLES = ("covariate", "text")
+
+
+def exclude_identifiers(
+    mapping: ColumnMapping, identifiers: list[str] | tuple[str, ...]
+) -> tuple[ColumnMapping, list[str]]:
+    """``mapping`` with ``identifiers`` kept out of the model's inputs: removed from
+    ``features`` and input roles (covariate, text) and added to ``exclude``.
+
+    The target, the row id, sensitive attributes (audited, never inputs) and structural
+    roles (series, user, unit keys) keep them. Also returns the columns kept out.
+    """
+    keep = {mapping.target, mapping.id, *mapping.sensitive,
+            *(column for role, column in mapping.roles if role not in INPUT_ROLES)}
+    blocked = [column for column in dict.fromkeys(identifiers) if column not in keep]
+    if not blocked:
+        return mapping, []
+    return replace(
+        mapping,
+        features=tuple(c for c in mapping.features if c not in blocked),
+        exclude=tuple(dict.fromkeys([*mapping.exclude, *blocked])),
+        roles=tuple((role, column) for role, column in mapping.roles
+                    if not (role in INPUT_ROLES and column in blocked)),
+    ), blocked

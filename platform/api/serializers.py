@@ -63,7 +63,8 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
         fields = [
             "id", "dataset", "number", "status", "trainable", "original_filename", "sha256",
             "size_bytes", "read_options", "columns", "suggested_mapping", "mapping", "profile",
-            "errors", "warnings", "uploaded_by", "created_at", "validated_at",
+            "errors", "warnings", "identifiers", "identifiers_allowed", "uploaded_by",
+            "created_at", "validated_at",
         ]
         read_only_fields = fields
 
@@ -120,6 +121,14 @@ class UploadSerializer(serializers.Serializer):
         required=False, allow_null=True, default=None,
         help_text="Add a new version to this existing dataset.",
     )
+
+
+class IdentifierDecisionSerializer(serializers.Serializer):
+    """An admin's decision on one column flagged as a direct identifier."""
+
+    column = serializers.CharField(trim_whitespace=False)
+    allowed = serializers.BooleanField(help_text="true: the column may be a model input")
+    reason = serializers.CharField(max_length=2000, help_text="Why; kept in the audit log.")
 
 
 class MappingSerializer(serializers.Serializer):

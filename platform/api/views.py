@@ -19,7 +19,12 @@ from audits.services import review_model
 from governance import cards, registry, scoring
 from governance.ledger import ledger_status
 from ingestion.models import Dataset, DatasetVersion
-from ingestion.services import UploadError, confirm_mapping, upload_dataset
+from ingestion.services import (
+    UploadError,
+    confirm_mapping,
+    set_identifier_allowed,
+    upload_dataset,
+)
 from ml_core.spec import ColumnMapping
 from training.models import ModelVersion, TrainingRun
 from training.services import cancel_run, start_run
@@ -152,6 +157,24 @@ class DatasetVersionViewSet(_Scoped, mixins.RetrieveModelMixin, viewsets.Generic
         if version.status == DatasetVersion.Status.REJECTED:
             return _error("the data does not fit the mapping", errors=version.errors,
                           dataset_version=version.pk)
+        return Response(s.DatasetVersionSerializer(version).data)
+
+    @extend_schema(
+        request=s.IdentifierDecisionSerializer,
+        responses={200: s.DatasetVersionSerializer, 400: ERROR, 403: ERROR},
+        description="Admins only: allow a column flagged as a direct identifier as a model "
+        "input (or block it again) before the mapping is confirmed; audited with the reason.",
+    )
+    @action(detail=True, methods=["post"])
+    def identifiers(self, request, pk=None):
+        version = self.get_object()
+        form = s.IdentifierDecisionSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            version = set_identifier_allowed(version=version, user=request.user,
+                                             **form.validated_data)
+        except ValueError as exc:
+            return _error(str(exc))
         return Response(s.DatasetVersionSerializer(version).data)
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import logging
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from django.utils import timezone
 from accounts.scoping import membership_for
 from audits.services import log_action
 from governance.models import ScoringJob
+from ingestion.storage import read_stored, store_upload
 from ml_core.artifacts import LoadedModel, load_model, predict_proba
 from ml_core.tables import TableReadError, read_table
 from training.models import ModelVersion
@@ -170,15 +171,14 @@ def start_scoring_job(*, model_version: ModelVersion, user, file) -> ScoringJob:
         frame, _ = read_table(data)
     except TableReadError as exc:
         raise ValueError(f"the file could not be read: {exc.message}") from None
-    relative = Path("scoring") / f"{uuid.uuid4().hex}.csv"
-    target = Path(settings.TESSERA_UPLOAD_DIR) / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    # Stored encrypted like every upload (ingestion.storage), read back with read_stored.
+    stored = store_upload(io.BytesIO(data), organisation_id=membership.organisation_id,
+                          max_bytes=settings.TESSERA_MAX_UPLOAD_BYTES)
     with transaction.atomic():
         job = ScoringJob.objects.create(
             organisation=membership.organisation, model_version=model_version,
-            original_filename=getattr(file, "name", "rows.csv")[:255], input_path=str(relative),
-            rows_total=len(frame), created_by=user,
+            original_filename=getattr(file, "name", "rows.csv")[:255],
+            input_path=stored.relative_path, rows_total=len(frame), created_by=user,
         )
         log_action(organisation=membership.organisation, actor=user, action="scoring.started",
                    obj=job, detail={"model_version": model_version.pk, "rows": len(frame)})
@@ -216,7 +216,7 @@ def execute_scoring_job(job_id: int) -> None:
     try:
         ensure_serving(job.model_version)
         loaded = loaded_model(job.model_version)
-        frame, _ = read_table(Path(settings.TESSERA_UPLOAD_DIR) / job.input_path)
+        frame, _ = read_table(read_stored(job.input_path))
         errors = validate_frame(loaded, frame)
         if errors:
             _fail(job, errors)

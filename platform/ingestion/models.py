@@ -55,6 +55,11 @@ class DatasetVersion(models.Model):
     profile = models.JSONField(default=dict)
     errors = models.JSONField(default=list)  # [{code, message, column, rows}]
     warnings = models.JSONField(default=list)
+    # Columns that look like direct identifiers (ml_core.validation.find_identifiers):
+    # [{column, kind, evidence, message}]. They are kept out of training unless an admin
+    # allowed them (ingestion.services.set_identifier_allowed, audited).
+    identifiers = models.JSONField(default=list)
+    identifiers_allowed = models.JSONField(default=list)  # column names
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -77,6 +82,12 @@ class DatasetVersion(models.Model):
     @property
     def trainable(self) -> bool:
         return self.status == self.Status.VALIDATED
+
+    @property
+    def blocked_identifiers(self) -> list[str]:
+        """Flagged identifier columns that no admin allowed: never model inputs."""
+        allowed = set(self.identifiers_allowed or ())
+        return [item["column"] for item in self.identifiers or () if item["column"] not in allowed]
 
 
 class CompanionFile(models.Model):

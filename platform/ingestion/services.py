@@ -13,11 +13,13 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from accounts.models import Role
+from accounts.permissions import require_role
 from accounts.scoping import membership_for
 from audits.services import log_action
 from ingestion import companions
 from ingestion.models import CompanionFile, Dataset, DatasetVersion
-from ingestion.storage import UploadTooLarge, store_upload, stored_file
+from ingestion.storage import UploadTooLarge, read_stored, store_upload
 from ml_core.spec import ColumnMapping, ProblemSpec
 from verticals.registry import RegistryError, get_problem
 
@@ -75,7 +77,7 @@ def upload_dataset(
         raise UploadError(str(exc), [{"code": "file_too_large", "message": str(exc)}]) from None
 
     version_fields = _read_upload(
-        stored_file(stored.relative_path), spec=spec, sep=sep, header=header
+        read_stored(stored.relative_path), spec=spec, sep=sep, header=header
     )
     with transaction.atomic():
         if dataset is None:
@@ -116,21 +118,42 @@ def upload_dataset(
     return version
 
 
-def _read_upload(path: Path, *, spec: ProblemSpec, sep: str | None, header: bool | None) -> dict:
+def read_upload_table(data: bytes, *, sep: str | None = None, header: bool | None = None,
+                      encoding: str | None = None):
+    """``ml_core.tables.read_table`` under the platform's limits: (frame, options)."""
+    from ml_core.tables import read_table
+
+    return read_table(data, sep=sep, header=header, encoding=encoding,
+                      max_columns=settings.TESSERA_MAX_COLUMNS)
+
+
+def _suggestions(frame: pd.DataFrame, spec: ProblemSpec) -> dict:
+    """The suggested mapping and the flagged identifiers of a table, as model fields.
+
+    Identifier columns are suggested as excluded; confirm_mapping enforces it.
+    """
+    from ml_core.validation import exclude_identifiers, find_identifiers, suggest_mapping
+
+    findings = [finding.to_dict() for finding in find_identifiers(frame)]
+    suggested, _ = exclude_identifiers(suggest_mapping(frame, spec),
+                                       [item["column"] for item in findings])
+    return {"suggested_mapping": suggested.to_dict(), "identifiers": findings}
+
+
+def _read_upload(data: bytes, *, spec: ProblemSpec, sep: str | None, header: bool | None) -> dict:
     """Model fields for a fresh version: pending with columns, or rejected with errors."""
-    from ml_core.tables import TableReadError, read_table
-    from ml_core.validation import suggest_mapping
+    from ml_core.tables import TableReadError
 
     try:
-        frame, options = read_table(path, sep=sep, header=header)
+        frame, options = read_upload_table(data, sep=sep, header=header)
     except TableReadError as exc:
         return {
             "status": DatasetVersion.Status.REJECTED,
-            "errors": [_issue(exc.code, exc.message)],
+            "errors": [{**_issue(exc.code, exc.message), **exc.to_dict()}],
             "read_options": _forced_options(sep, header),
         }
     except Exception as exc:  # a reader bug must not become a 500: keep the report instead
-        logger.exception("reading upload %s failed", path)
+        logger.exception("reading an upload failed")
         return {
             "status": DatasetVersion.Status.REJECTED,
             "errors": [_issue("unreadable", f"the file could not be read as a table: {exc}")],
@@ -140,12 +163,37 @@ def _read_upload(path: Path, *, spec: ProblemSpec, sep: str | None, header: bool
         "status": DatasetVersion.Status.PENDING,
         "read_options": options.to_dict(),
         "columns": [str(c) for c in frame.columns],
-        "suggested_mapping": suggest_mapping(frame, spec).to_dict(),
+        "warnings": _read_warnings(options.to_dict()),
+        **_suggestions(frame, spec),
     }
 
 
-def _issue(code: str, message: str) -> dict:
-    return {"code": code, "message": message, "column": None, "rows": [], "severity": "error"}
+def _issue(code: str, message: str, *, severity: str = "error", column: str | None = None
+           ) -> dict:
+    return {"code": code, "message": message, "column": column, "rows": [],
+            "severity": severity}
+
+
+def _read_warnings(read_options: dict) -> list[dict]:
+    """What reading repaired or converted (thousands separators, dates, names), as warnings."""
+    return [_issue("read_note", note, severity="warning")
+            for note in (read_options or {}).get("notes") or ()]
+
+
+def _identifier_warnings(version: DatasetVersion, excluded: list[str]) -> list[dict]:
+    allowed = set(version.identifiers_allowed or ())
+    warnings = []
+    for item in version.identifiers or ():
+        column = item["column"]
+        if column in excluded:
+            warnings.append(_issue(
+                "identifier_excluded", f"{item['message']} It is not used for training; "
+                "only an admin can allow it.", severity="warning", column=column))
+        elif column in allowed:
+            warnings.append(_issue(
+                "identifier_allowed", f"{item['message']} An admin allowed it as a model "
+                "input (see the audit log).", severity="warning", column=column))
+    return warnings
 
 
 def _forced_options(sep: str | None, header: bool | None) -> dict:
@@ -194,7 +242,7 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
             "upload the file again to map it differently"
         )
     from ml_core.profiling import profile
-    from ml_core.validation import validate
+    from ml_core.validation import exclude_identifiers, validate
 
     spec = problem_spec(version.dataset.vertical, version.dataset.problem)
     mapping = _with_test_target(mapping, version)
@@ -203,9 +251,14 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
     except ValueError as exc:  # companion files that do not fit this mapping
         frame = None
         issues = [_issue("companion_mismatch", str(exc))]
+    # Direct identifiers never reach a model unless an admin allowed them, whatever the
+    # analyst mapped.
+    mapping, excluded = exclude_identifiers(mapping, version.blocked_identifiers)
     if frame is not None:
         mapping = complete_mapping(mapping, [str(c) for c in frame.columns], spec)
         issues = [issue.to_dict() for issue in validate(frame, mapping, spec)]
+    issues = (_read_warnings(version.read_options) + _identifier_warnings(version, excluded)
+              + issues)
     errors = [issue for issue in issues if issue.get("severity", "error") == "error"]
     warnings = [issue for issue in issues if issue.get("severity", "error") != "error"]
     version.mapping = mapping.to_dict()
@@ -236,11 +289,9 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
 
 
 def _read_stored(stored_path: str, options: dict | None) -> pd.DataFrame:
-    from ml_core.tables import read_table
-
     options = options or {}
-    frame, _ = read_table(
-        stored_file(stored_path),
+    frame, _ = read_upload_table(
+        read_stored(stored_path),
         sep=options.get("delimiter"),
         header=options.get("header"),
         encoding=options.get("encoding"),
@@ -320,8 +371,7 @@ def attach_companion(
     PermissionDenied for another organisation's version; ValueError when the version is
     no longer pending.
     """
-    from ml_core.tables import TableReadError, read_table
-    from ml_core.validation import suggest_mapping
+    from ml_core.tables import TableReadError
 
     membership = membership_for(user)
     if version.dataset.organisation_id != membership.organisation_id:
@@ -348,7 +398,8 @@ def attach_companion(
     except UploadTooLarge as exc:
         raise UploadError(str(exc), [{"code": "file_too_large", "message": str(exc)}]) from None
     try:
-        table, options = read_table(stored_file(stored.relative_path), sep=sep, header=header)
+        table, options = read_upload_table(read_stored(stored.relative_path), sep=sep,
+                                           header=header)
     except TableReadError as exc:
         message = f"{filename}: {exc.message}"
         raise UploadError(message, [_issue(exc.code, message)]) from None
@@ -371,8 +422,10 @@ def attach_companion(
             raise UploadError(message, [{"code": "companion_mismatch",
                                          "message": message}]) from None
         version.columns = companions.visible_columns(frame)
-        version.suggested_mapping = suggest_mapping(frame, spec).to_dict()
-        version.save(update_fields=["columns", "suggested_mapping"])
+        fields = _suggestions(frame, spec)
+        version.suggested_mapping = fields["suggested_mapping"]
+        version.identifiers = fields["identifiers"]
+        version.save(update_fields=["columns", "suggested_mapping", "identifiers"])
         log_action(
             organisation=membership.organisation,
             actor=user,
@@ -382,3 +435,48 @@ def attach_companion(
                     "size_bytes": stored.size_bytes, "key_column": key or None},
         )
     return companion
+
+
+def set_identifier_allowed(*, version: DatasetVersion, user, column: str, allowed: bool,
+                           reason: str) -> DatasetVersion:
+    """An admin's decision that a flagged identifier column may (or may not) be a model
+    input, recorded in the audit log with its reason.
+
+    Decided before the mapping is confirmed, like the rest of the mapping. PermissionDenied
+    for anyone but an admin of the version's organisation; ValueError when the version is
+    no longer pending, the column is not flagged, or the reason is blank.
+    """
+    membership = require_role(user, Role.ADMIN)
+    if version.dataset.organisation_id != membership.organisation_id:
+        raise PermissionDenied("this dataset belongs to another organisation")
+    if version.status != DatasetVersion.Status.PENDING:
+        raise ValueError(f"version {version.number} is already "
+                         f"{version.get_status_display().lower()}; identifier columns are "
+                         "decided before the mapping is confirmed")
+    finding = next((item for item in version.identifiers or () if item["column"] == column),
+                   None)
+    if finding is None:
+        raise ValueError(f"column {column!r} is not flagged as an identifier")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValueError("a reason is required: say why this identifier may be used")
+    with transaction.atomic():
+        locked = DatasetVersion.objects.select_for_update().get(pk=version.pk)
+        current = [c for c in locked.identifiers_allowed or () if c != column]
+        locked.identifiers_allowed = [*current, column] if allowed else current
+        # The suggestion excluded the column for being an identifier: follow the decision.
+        suggested = dict(locked.suggested_mapping or {})
+        excluded = [c for c in suggested.get("exclude") or () if c != column]
+        suggested["exclude"] = excluded if allowed else [*excluded, column]
+        locked.suggested_mapping = suggested
+        locked.save(update_fields=["identifiers_allowed", "suggested_mapping"])
+        log_action(
+            organisation=membership.organisation, actor=user,
+            action="dataset.identifier_allowed" if allowed else "dataset.identifier_blocked",
+            obj=locked,
+            detail={"column": column, "kind": finding["kind"], "evidence": finding["evidence"],
+                    "reason": reason},
+        )
+    version.identifiers_allowed = locked.identifiers_allowed
+    version.suggested_mapping = locked.suggested_mapping
+    return version

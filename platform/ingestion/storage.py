@@ -1,16 +1,49 @@
-"""Where uploaded bytes live: once per organisation and content hash, outside the web root."""
+"""Where uploaded bytes live: once per organisation and content hash, outside the web root,
+encrypted at rest.
+
+Every stored file is written by :func:`store_upload` and read back by :func:`read_stored`
+(training, profiling, scoring, companions, drift: nothing opens a stored file itself), so
+plaintext never reaches the disk. The format is chunked so an upload is encrypted while it
+streams in::
+
+    MAGIC, then frames: 4-byte big-endian length, Fernet token of
+                        (8-byte chunk index, 1-byte last-chunk flag, up to 1 MiB of data)
+
+The index and the flag inside each authenticated token make a reordered, truncated or
+spliced file fail to decrypt instead of reading as a different table. Keys come from
+``TESSERA_FERNET_KEYS`` (comma-separated, the first encrypts, all decrypt:
+:class:`cryptography.fernet.MultiFernet`); ``manage.py rotate_keys`` re-encrypts every
+stored file with the first. Without keys (the demo, tests) one is derived from
+``SECRET_KEY`` with a warning; production settings refuse to run without them.
+"""
 
 from __future__ import annotations
 
+import base64
+import functools
 import hashlib
+import logging
 import os
+import re
+import struct
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+logger = logging.getLogger(__name__)
 
 _CHUNK = 1024 * 1024
+MAGIC = b"TESSERA-FERNET-1\n"
+_LENGTH = struct.Struct(">I")
+_CHUNK_HEADER = struct.Struct(">QB")  # chunk index, 1 on the last chunk
+_SHA256_NAME = re.compile(r"[0-9a-f]{64}")
+TEMP_PREFIX = ".upload-"
+KEYS_SETTING = "TESSERA_FERNET_KEYS"
 
 
 class UploadTooLarge(Exception):
@@ -19,47 +52,194 @@ class UploadTooLarge(Exception):
         self.limit = limit
 
 
+class StoredFileError(Exception):
+    """A stored file that cannot be read back: undecryptable, truncated or altered."""
+
+
 @dataclass(frozen=True)
 class StoredUpload:
     relative_path: str  # relative to TESSERA_UPLOAD_DIR
-    sha256: str
-    size_bytes: int
+    sha256: str  # of the plaintext
+    size_bytes: int  # of the plaintext
 
 
 def upload_root() -> Path:
     return Path(settings.TESSERA_UPLOAD_DIR)
 
 
-def _chunks(file):
-    if hasattr(file, "chunks"):
-        yield from file.chunks(_CHUNK)
-        return
-    while True:
-        chunk = file.read(_CHUNK)
+# --- keys -------------------------------------------------------------------------------
+
+
+def configured_keys() -> tuple[str, ...]:
+    """The keys from ``TESSERA_FERNET_KEYS`` (a list or one comma-separated string)."""
+    raw = getattr(settings, KEYS_SETTING, None) or ()
+    if isinstance(raw, str):
+        raw = raw.split(",")
+    return tuple(key.strip() for key in raw if key and key.strip())
+
+
+def derived_key(secret: str) -> str:
+    """A Fernet key derived from ``secret`` (the demo's and the tests' default)."""
+    digest = hashlib.sha256(b"tessera uploads at rest\x00" + secret.encode("utf-8")).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii")
+
+
+def fernet() -> MultiFernet:
+    """The configured keys as one MultiFernet: the first encrypts, every one decrypts.
+
+    ImproperlyConfigured when a key is malformed, or when none is set and the settings
+    require them (production).
+    """
+    keys = configured_keys()
+    if not keys:
+        if getattr(settings, "TESSERA_REQUIRE_FERNET_KEYS", False):
+            raise ImproperlyConfigured(
+                f"{KEYS_SETTING} is not set: uploaded files are encrypted at rest and "
+                "production needs its own key. Generate one with `manage.py rotate_keys "
+                f"--generate-key` and set {KEYS_SETTING}=<key> in the environment."
+            )
+        return _derived_fernet(settings.SECRET_KEY)
+    return _fernet(keys)
+
+
+@functools.lru_cache(maxsize=4)
+def _fernet(keys: tuple[str, ...]) -> MultiFernet:
+    parsed = []
+    for position, key in enumerate(keys, start=1):
+        try:
+            parsed.append(Fernet(key))
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(
+                f"{KEYS_SETTING}: key {position} is not a Fernet key (32 bytes, url-safe "
+                "base64); generate one with `manage.py rotate_keys --generate-key`."
+            ) from None
+    return MultiFernet(parsed)
+
+
+@functools.lru_cache(maxsize=4)
+def _derived_fernet(secret: str) -> MultiFernet:
+    logger.warning(
+        "%s is not set: uploaded files are encrypted with a key derived from SECRET_KEY. "
+        "Fine for the demo and tests; set %s (see docs/operations.md) anywhere else.",
+        KEYS_SETTING, KEYS_SETTING,
+    )
+    return MultiFernet([Fernet(derived_key(secret))])
+
+
+def key_problem() -> str | None:
+    """Why the key settings cannot work, for the system check; None when they can."""
+    try:
+        fernet()
+    except ImproperlyConfigured as exc:
+        return str(exc)
+    return None
+
+
+# --- the format -------------------------------------------------------------------------
+
+
+def encrypt_chunks(chunks: Iterable[bytes], crypto: MultiFernet | None = None) -> Iterator[bytes]:
+    """The stored form of the plaintext ``chunks``: MAGIC, then one frame per chunk."""
+    crypto = crypto or fernet()
+    yield MAGIC
+    index, previous = 0, None
+    for chunk in chunks:
         if not chunk:
-            return
-        yield chunk.encode("utf-8") if isinstance(chunk, str) else chunk
+            continue
+        if previous is not None:
+            yield _frame(crypto, index, previous, last=False)
+            index += 1
+        previous = chunk
+    yield _frame(crypto, index, previous or b"", last=True)
+
+
+def _frame(crypto: MultiFernet, index: int, data: bytes, *, last: bool) -> bytes:
+    token = crypto.encrypt(_CHUNK_HEADER.pack(index, 1 if last else 0) + data)
+    return _LENGTH.pack(len(token)) + token
+
+
+def is_encrypted(blob: bytes) -> bool:
+    return blob.startswith(MAGIC)
+
+
+def decrypt(blob: bytes, *, name: str = "the file") -> bytes:
+    """The plaintext of a stored file's bytes. StoredFileError when the keys cannot decrypt
+    it or it was cut or altered."""
+    crypto = fernet()
+    parts, position, expected = [], len(MAGIC), 0
+    while position < len(blob):
+        if position + _LENGTH.size > len(blob):
+            raise StoredFileError(f"{name} is truncated (a frame header is cut off)")
+        (length,) = _LENGTH.unpack_from(blob, position)
+        position += _LENGTH.size
+        token = blob[position:position + length]
+        position += length
+        if len(token) != length:
+            raise StoredFileError(f"{name} is truncated (its last frame is cut off)")
+        try:
+            plain = crypto.decrypt(token)
+        except InvalidToken:
+            raise StoredFileError(
+                f"{name} cannot be decrypted with the configured keys ({KEYS_SETTING}): "
+                "was the key that encrypted it removed? Keep old keys after the first "
+                "until `manage.py rotate_keys` has re-encrypted every file."
+            ) from None
+        index, last = _CHUNK_HEADER.unpack_from(plain)
+        if index != expected:
+            raise StoredFileError(f"{name} was altered: its chunks are out of order")
+        parts.append(plain[_CHUNK_HEADER.size:])
+        expected += 1
+        if last:
+            if position != len(blob):
+                raise StoredFileError(f"{name} was altered: data follows its last chunk")
+            return b"".join(parts)
+    raise StoredFileError(f"{name} is truncated: its last chunk is missing")
+
+
+# --- storing and reading ----------------------------------------------------------------
+
+
+def _chunks(file) -> Iterator[bytes]:
+    """The file's bytes in pieces of at most 1 MiB (an in-memory upload gives them whole)."""
+    if hasattr(file, "chunks"):
+        pieces = file.chunks(_CHUNK)
+    else:
+        pieces = iter(lambda: file.read(_CHUNK), b"")
+    for piece in pieces:
+        if not piece:
+            break
+        piece = piece.encode("utf-8") if isinstance(piece, str) else piece
+        for start in range(0, len(piece), _CHUNK):
+            yield piece[start:start + _CHUNK]
 
 
 def store_upload(file, *, organisation_id: int, max_bytes: int) -> StoredUpload:
-    """Stream ``file`` to disk while hashing it; refuse it (storing nothing) past ``max_bytes``.
+    """Stream ``file`` to disk, encrypted, while hashing its plaintext; refuse it (storing
+    nothing) past ``max_bytes``.
 
     The bytes land in a temporary file in the organisation's folder, then are renamed to
-    their sha256, so the same content is stored once and a half-written file is never seen.
+    the plaintext's sha256, so the same content is stored once and a half-written file is
+    never seen.
     """
     folder = upload_root() / str(organisation_id)
     folder.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
-    handle, temp_name = tempfile.mkstemp(dir=folder, prefix=".upload-")
+
+    def measured() -> Iterator[bytes]:
+        nonlocal size
+        for chunk in _chunks(file):
+            size += len(chunk)
+            if size > max_bytes:
+                raise UploadTooLarge(max_bytes)
+            digest.update(chunk)
+            yield chunk
+
+    handle, temp_name = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX)
     try:
         with os.fdopen(handle, "wb") as out:
-            for chunk in _chunks(file):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise UploadTooLarge(max_bytes)
-                digest.update(chunk)
-                out.write(chunk)
+            for piece in encrypt_chunks(measured()):
+                out.write(piece)
         sha256 = digest.hexdigest()
         final = folder / sha256
         if final.exists():
@@ -74,12 +254,68 @@ def store_upload(file, *, organisation_id: int, max_bytes: int) -> StoredUpload:
 
 
 def stored_file(relative_path: str) -> Path:
-    """The absolute path of a stored upload; refuses paths that escape the upload folder."""
+    """The absolute path of a stored upload; refuses paths that escape the upload folder.
+
+    The file holds ciphertext: read its content with :func:`read_stored`.
+    """
     root = upload_root().resolve()
     path = (root / relative_path).resolve()
     if root not in path.parents:
         raise ValueError(f"stored path {relative_path!r} is outside the upload folder")
     return path
+
+
+def read_stored(relative_path: str) -> bytes:
+    """The plaintext of a stored upload: the one way every reader gets at its bytes.
+
+    A content-addressed file (named by its sha256) is checked against its name. Files
+    stored before encryption existed are read as they are (``rotate_keys`` encrypts them).
+    FileNotFoundError when it is missing; StoredFileError when it cannot be decrypted or
+    was altered.
+    """
+    path = stored_file(relative_path)
+    name = f"stored file {relative_path}"
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{name} is missing from the upload folder") from None
+    if is_encrypted(blob):
+        plain = decrypt(blob, name=name)
+    else:
+        logger.warning("%s is not encrypted; run `manage.py rotate_keys`", name)
+        plain = blob
+    if _SHA256_NAME.fullmatch(path.name) and hashlib.sha256(plain).hexdigest() != path.name:
+        raise StoredFileError(f"{name} was altered: its content no longer matches its sha256")
+    return plain
+
+
+def stored_paths() -> Iterator[Path]:
+    """Every stored file under the upload folder (not half-written temporary files)."""
+    root = upload_root()
+    if not root.exists():
+        return
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.name.startswith(TEMP_PREFIX):
+            yield path
+
+
+def reencrypt(path: Path) -> str:
+    """Rewrite one stored file with the current (first) key: "rotated", or "encrypted"
+    for a file stored before encryption existed. StoredFileError when no key opens it."""
+    blob = path.read_bytes()
+    was_encrypted = is_encrypted(blob)
+    plain = decrypt(blob, name=str(path)) if was_encrypted else blob
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            for piece in encrypt_chunks(plain[i:i + _CHUNK] for i in range(0, len(plain), _CHUNK)):
+                out.write(piece)
+        os.replace(temp_name, path)
+    except BaseException:
+        if os.path.exists(temp_name):
+            os.unlink(temp_name)
+        raise
+    return "rotated" if was_encrypted else "encrypted"
 
 
 def _human(n: int) -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from accounts import scoping
+from accounts.models import Role
+from accounts.permissions import has_role
 from ingestion import services
 from ingestion.forms import (
     FEATURE_FAMILIES,
@@ -120,10 +123,11 @@ def upload(request, vertical: str, problem: str):
                     # The main file is stored: map it, or upload again with a fitting file.
                     messages.error(request, f"{file.name} was not added: {exc.message}")
             return redirect("dataset_mapping", version_id=version.pk)
+    refused = upload_error is not None or (request.method == "POST" and form.errors)
     return render(request, "ingestion/upload.html", {
         "vertical": vert, "problem": prob, "form": form, "dataset": dataset,
         "upload_error": upload_error,
-    }, status=400 if upload_error else 200)
+    }, status=400 if refused else 200)
 
 
 @require_http_methods(["GET", "POST"])
@@ -158,7 +162,33 @@ def mapping(request, version_id: int):
         "spec": spec, "companions": version.companions.all(),
         "task_roles": [label for value, label in form.choices if value in TASK_ROLE_LABELS],
         "offers_features": any(value == "feature" for value, _ in form.choices),
+        "identifiers": _identifier_rows(version),
+        "can_allow_identifiers": has_role(request.user, Role.ADMIN),
     })
+
+
+def _identifier_rows(version: DatasetVersion) -> list[dict]:
+    allowed = set(version.identifiers_allowed or ())
+    return [{**item, "allowed": item["column"] in allowed} for item in version.identifiers or ()]
+
+
+@require_http_methods(["POST"])
+def identifier_decision(request, version_id: int):
+    """An admin allows a flagged identifier column as a model input, or blocks it again."""
+    version = _version_or_404(request.user, version_id)
+    try:
+        services.set_identifier_allowed(
+            version=version, user=request.user, column=request.POST.get("column", ""),
+            allowed=request.POST.get("allowed") == "1", reason=request.POST.get("reason", ""))
+    except PermissionDenied:
+        raise
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Decision recorded in the audit log.")
+    if version.status == DatasetVersion.Status.PENDING:
+        return redirect("dataset_mapping", version_id=version.pk)
+    return redirect("dataset_version", version_id=version.pk)
 
 
 def _spec_or_none(version: DatasetVersion):
@@ -202,6 +232,7 @@ def version_detail(request, version_id: int):
         "version": version, "dataset": dataset, "problem": problem, "profile": profile,
         "train_form": train_form, "read_options": _read_option_rows(version.read_options),
         "min_group_size": problem.spec.fairness.min_group_size if problem else None,
+        "identifiers": _identifier_rows(version),
         "runs": version.runs.all()[:10],
         "other_versions": dataset.versions.exclude(pk=version.pk)[:10],
     })

@@ -125,8 +125,11 @@ def test_explicit_sep_and_header_overrides():
     assert options.header is False and list(frame.columns) == ["column_1", "column_2"]
     forced, _ = read_table(data, header=True)
     assert list(forced.columns) == ["1", "2"] and len(forced) == 2
-    one_column, options = read_table(b"a;b\nc;d\n", sep=",")
-    assert options.delimiter == "," and list(one_column.columns) == ["a;b"]
+    one_column, options = read_table(b"a:b\nc:d\n", sep=",")
+    assert options.delimiter == "," and list(one_column.columns) == ["a:b"]
+    # A forced separator that leaves one column while another splits every line is refused.
+    wrong = _error(b"a;b\nc;d\n", sep=",")
+    assert wrong.code == "wrong_delimiter" and "choose ';'" in wrong.message
     tabbed, options = read_table(b"x\ty\n1\t2\n", sep="tab")
     assert options.delimiter == "\t" and tabbed["y"].tolist() == [2]
 

@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from audits.models import AuditLogEntry
 from ingestion.models import Dataset, DatasetVersion
 from ingestion.services import UploadError, confirm_mapping, load_frame, upload_dataset
-from ingestion.storage import stored_file
+from ingestion.storage import read_stored, stored_file
 from ml_core.spec import ColumnMapping
 from tests.conftest import csv_upload, finance_frame
 from training.services import start_run
@@ -36,7 +36,7 @@ def test_upload_stores_bytes_once_under_their_sha256(analyst, finance_csv, setti
     path = stored_file(version.stored_path)
     assert path == (settings.TESSERA_UPLOAD_DIR / str(analyst.membership.organisation_id)
                     / version.sha256).resolve()
-    assert path.read_bytes() == finance_csv
+    assert read_stored(version.stored_path) == finance_csv  # encrypted on disk
     again = upload(analyst, finance_csv, dataset=version.dataset)
     assert again.number == 2 and again.stored_path == version.stored_path
     assert [p.name for p in path.parent.iterdir()] == [version.sha256]  # no temp files left

@@ -123,6 +123,13 @@ STATICFILES_DIRS = [ROOT_DIR / "platform" / "static"]
 TESSERA_UPLOAD_DIR = Path(env.str("TESSERA_UPLOAD_DIR", default=str(VAR_DIR / "uploads")))
 TESSERA_ARTIFACT_DIR = Path(env.str("TESSERA_ARTIFACT_DIR", default=str(VAR_DIR / "artifacts")))
 TESSERA_MAX_UPLOAD_BYTES = env.int("TESSERA_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
+# Wider tables are refused at upload (a header of a million fields is an attack, not data).
+TESSERA_MAX_COLUMNS = env.int("TESSERA_MAX_COLUMNS", default=2000)
+# Uploaded files are encrypted at rest (ingestion.storage): comma-separated Fernet keys, the
+# first encrypts, all decrypt (rotation: docs/operations.md). Unset: a key derived from
+# SECRET_KEY, with a warning; production settings require them.
+TESSERA_FERNET_KEYS = env.list("TESSERA_FERNET_KEYS", default=[])
+TESSERA_REQUIRE_FERNET_KEYS = False
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 

@@ -5,7 +5,7 @@
         [--horizon N] [--epochs N] [--set KEY=VALUE]... \\
         [--attributes FILE] [--test-file FILE --test-truth FILE] \\
         [--epsilon E | --privacy | --no-privacy] [--sep S] [--no-header] [--inline] --json \\
-        [--predictions-out PATH]
+        [--predictions-out PATH] [--allow-identifier COL]... [--validate-only]
 
 ``--column ROLE=COL`` maps a column to a role: target (or label), id, feature, sensitive,
 exclude, or a task role (series, time, covariate, user, item, student, skill, unit, cycle,
@@ -15,6 +15,9 @@ suggested ones (which hold, e.g., the columns that leak the target). ``--attribu
 joins a per-user or per-student table on that key before validation, so its columns can
 be mapped as sensitive; ``--test-file`` with ``--test-truth`` gives a held-out test set
 (remaining useful life), refused by problems whose test split comes from the data.
+Columns flagged as direct identifiers (names, e-mail, phone, national ids) are kept out of
+training; ``--allow-identifier COL`` allows one (the user must be an admin; audited).
+``--validate-only`` stops after validation: nothing is trained.
 
 Prints one JSON object on stdout (logging goes to stderr): the dataset, the run (metrics
 beside ``baseline``, ``task_type``, ``split``, ``notes``, privacy, fairness) and the model
@@ -40,7 +43,13 @@ from django.utils.text import slugify
 
 from accounts.models import Membership, Organisation, Role
 from ingestion.models import CompanionFile, DatasetVersion
-from ingestion.services import UploadError, attach_companion, confirm_mapping, upload_dataset
+from ingestion.services import (
+    UploadError,
+    attach_companion,
+    confirm_mapping,
+    set_identifier_allowed,
+    upload_dataset,
+)
 from ml_core.spec import TABULAR_ROLES, ColumnMapping, TrainConfig
 from training.models import TrainingRun
 from training.services import execute_run, start_run
@@ -108,6 +117,12 @@ class Command(BaseCommand):
                             help="seconds to wait for a worker (without --inline)")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
         parser.add_argument("--predictions-out", type=Path, default=None)
+        parser.add_argument("--allow-identifier", dest="allow_identifiers", action="append",
+                            default=[], metavar="COL",
+                            help="let a column flagged as a direct identifier be a model "
+                                 "input (admins only; recorded in the audit log)")
+        parser.add_argument("--validate-only", action="store_true",
+                            help="upload and validate, then stop: train nothing")
         parser.add_argument("--user", default=None, help="an existing user with a membership")
         parser.add_argument(
             "--organisation", default=None,
@@ -119,7 +134,7 @@ class Command(BaseCommand):
         try:
             with contextlib.redirect_stdout(sys.stderr):
                 body = self._pipeline(options)
-            failed = body["run"]["status"] != TrainingRun.Status.SUCCEEDED
+            failed = "run" in body and body["run"]["status"] != TrainingRun.Status.SUCCEEDED
         except PipelineFailed as exc:
             body, failed = exc.body, True
         self._emit(body, as_json=options["json"])
@@ -133,6 +148,12 @@ class Command(BaseCommand):
         if "errors" in body:
             for error in body["errors"]:
                 self.stdout.write(f"error: {error.get('message')}")
+            return
+        if "run" not in body:
+            dataset = body["dataset"]
+            self.stdout.write(f"dataset version {dataset['version_id']}: {dataset['status']}")
+            for warning in dataset.get("warnings") or ():
+                self.stdout.write(f"warning: {warning.get('message')}")
             return
         run = body["run"]
         self.stdout.write(f"run {run['id']}: {run['status']}")
@@ -161,11 +182,23 @@ class Command(BaseCommand):
         given = _given_roles(options)
         self._attach_companions(version, user=user, options=options)
         version.refresh_from_db()
+        for column in options["allow_identifiers"]:
+            try:
+                version = set_identifier_allowed(
+                    version=version, user=user, column=column, allowed=True,
+                    reason="allowed with manage.py pipeline --allow-identifier")
+            except (ValueError, PermissionDenied) as exc:
+                raise PipelineFailed({"errors": [{"code": "identifier_refused",
+                                                  "message": f"--allow-identifier {column}: "
+                                                             f"{exc}"}],
+                                      "dataset": _dataset(version)}) from None
         mapping = mapping_from(version.suggested_mapping or {}, given,
                                positive_label=options["positive_label"])
         version = confirm_mapping(version=version, user=user, mapping=mapping)
         if version.status == DatasetVersion.Status.REJECTED:
             raise PipelineFailed({"errors": version.errors, "dataset": _dataset(version)})
+        if options["validate_only"]:
+            return {"dataset": _dataset(version)}
 
         config = {**_train_options(options["train_options"]), "seed": options["seed"]}
         if options["epochs"] is not None:
@@ -383,6 +416,9 @@ def _dataset(version: DatasetVersion) -> dict:
         "read_options": version.read_options,
         "profile": version.profile,
         "warnings": version.warnings,
+        "identifiers": version.identifiers,
+        "identifiers_allowed": version.identifiers_allowed,
+        "mapping": version.mapping,
     }
 
 
