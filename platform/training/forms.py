@@ -18,7 +18,8 @@ class TrainForm(forms.Form):
                                 help_text="Blank: the problem's default.")
     horizon = forms.IntegerField(min_value=1, max_value=365, required=False,
                                  label="Forecast horizon (periods ahead)",
-                                 help_text="Forecasting problems only. Blank: the problem's default.")
+                                 help_text="Forecasting problems only. "
+                                           "Blank: the problem's default.")
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
