@@ -129,7 +129,7 @@ def _level_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
     return codes, names
 
 
-def _level_counts(series: pd.Series) -> dict[str, int]:
+def level_counts(series: pd.Series) -> dict[str, int]:
     """How many rows hold each category level (see :func:`_level_codes`)."""
     codes, names = _level_codes(series)
     counts: dict[str, int] = {}
@@ -186,7 +186,7 @@ class TabularEncoder:
                 if values.isna().any():
                     with_indicator.append(column)
             else:
-                counts = _level_counts(series)
+                counts = level_counts(series)
                 kept = sorted(level for level, n in counts.items() if n >= MIN_LEVEL_COUNT)
                 categorical.append(column)
                 levels[column] = tuple(level for level in kept if level != OTHER_LEVEL)

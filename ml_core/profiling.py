@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from ml_core.data import feature_columns, label_text
+from ml_core.data import feature_columns, level_counts
 from ml_core.fairness import band
 from ml_core.spec import ColumnMapping, ProblemSpec
 
@@ -29,10 +29,11 @@ def _kind(series: pd.Series) -> str:
         return "numeric"
     if pd.api.types.is_datetime64_any_dtype(series):
         return "datetime"
-    values = series.dropna().astype(str).str.strip()
+    values = series.dropna()
     if values.empty:
         return "categorical"
-    sample = values.iloc[:1000]
+    # Only a sample is looked at: cleaning the whole column cost more than the profile.
+    sample = values.iloc[:1000].astype(str).str.strip()
     if sample.str.match(_DATE).mean() >= 0.9:
         return "datetime"
     if sample.str.split().str.len().mean() >= TEXT_MIN_MEAN_WORDS:
@@ -78,9 +79,16 @@ def _stats(series: pd.Series) -> dict:
     }
 
 
+def _label_counts(series: pd.Series) -> dict[str, int]:
+    """Rows per label (``label_text``) among the non-missing values, commonest first
+    (ties in order of first appearance)."""
+    counts = level_counts(series.dropna())
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
 def _top_values(series: pd.Series) -> list[list]:
-    counts = series.dropna().map(label_text).value_counts()
-    return [[str(value), int(count)] for value, count in counts.iloc[:TOP_VALUES].items()]
+    counts = list(_label_counts(series).items())[:TOP_VALUES]
+    return [[value, count] for value, count in counts]
 
 
 def _column_profile(series: pd.Series, *, role: str) -> dict:
@@ -118,9 +126,9 @@ def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> d
     ]
     target_balance: dict[str, int] = {}
     if mapping.target in present:
-        counts = frame[mapping.target].dropna().map(label_text).value_counts()
+        counts = _label_counts(frame[mapping.target])
         if len(counts) <= MAX_BALANCE_CLASSES:
-            target_balance = {str(label): int(n) for label, n in sorted(counts.items())}
+            target_balance = dict(sorted(counts.items()))
     groups = {}
     for column in mapping.sensitive:
         if column not in present:

@@ -1,4 +1,4 @@
-"""The column-wise TabularEncoder gives exactly what the per-row definition gives.
+"""Column-wise encoding, banding and label counts give exactly what the per-row definitions give.
 
 The reference below is the definition the encoder had before it was vectorised: every
 cell through ``label_text`` (missing -> "missing"), levels kept at MIN_LEVEL_COUNT rows,
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_core import data
+from ml_core import data, fairness, profiling
 from ml_core.data import MIN_LEVEL_COUNT, MISSING_LEVEL, OTHER_LEVEL, TabularEncoder, label_text
 
 
@@ -80,7 +80,7 @@ def test_levels_are_counted_like_the_per_row_definition():
         kept = sorted(str(v) for v, n in expected.items() if n >= MIN_LEVEL_COUNT)
         encoder = TabularEncoder.fit(frame, (column,))
         assert list(encoder.levels[column]) == [v for v in kept if v != OTHER_LEVEL]
-        assert data._level_counts(frame[column]) == {str(k): int(v) for k, v in expected.items()}
+        assert data.level_counts(frame[column]) == {str(k): int(v) for k, v in expected.items()}
 
 
 def test_booleans_mixed_with_numbers_keep_their_own_levels():
@@ -88,3 +88,38 @@ def test_booleans_mixed_with_numbers_keep_their_own_levels():
     series = pd.Series([True, 1, 1.0, False, 0, None], dtype=object)
     codes, names = data._level_codes(series)
     assert [names[c] for c in codes] == ["true", "1", "1", "false", "0", MISSING_LEVEL]
+
+
+def per_row_band(series: pd.Series) -> list[str]:
+    """fairness.band's definition for unbanded text and few-valued numbers."""
+    out = []
+    for v in series:
+        if pd.isna(v):
+            out.append(fairness.MISSING_GROUP)
+        elif isinstance(v, str):
+            out.append(v.strip())
+        else:
+            out.append(fairness._fmt(v) if pd.api.types.is_numeric_dtype(series)
+                       else str(v).strip())
+    return out
+
+
+@pytest.mark.parametrize("values", [
+    [" female", "male ", None, "female", "x"],
+    pd.Series(["a", "b", None, "a"], dtype="str"),
+    [1, 2.0, None, True, "a"],  # mixed kinds: the per-row path
+    [1.0, 2.0, -0.0, 0.0, 2.5, np.nan],  # few distinct numbers, no banding
+])
+def test_band_of_text_and_few_valued_numbers_is_the_per_row_definition(values):
+    series = pd.Series(values)
+    assert fairness.band(series, None).tolist() == per_row_band(series)
+
+
+def test_profile_counts_labels_like_the_per_row_definition():
+    frame = messy_frame(3000, 3)
+    for column in ("purpose", "mixed", "flags", "strings"):
+        expected = frame[column].dropna().map(label_text).value_counts()
+        top = profiling._top_values(frame[column])
+        assert {value: count for value, count in top} == {
+            str(k): int(v) for k, v in expected.iloc[:profiling.TOP_VALUES].items()}
+        assert [count for _, count in top] == sorted((c for _, c in top), reverse=True)
