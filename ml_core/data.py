@@ -115,14 +115,18 @@ def _level_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
     ``True`` with ``1`` (equal in Python), whose texts differ, so a column that mixes kinds
     of values (which is how booleans and numbers can meet) takes the per-row path.
     """
-    if pd.api.types.infer_dtype(series, skipna=True) in ("mixed", "mixed-integer"):
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind in ("mixed", "mixed-integer"):
         labels = series.astype("object").map(
             lambda v: MISSING_LEVEL if pd.isna(v) else label_text(v))
         codes, names = pd.factorize(labels)
         return codes, [str(name) for name in names]
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
     values = list(uniques)
-    names = [label_text(v) for v in values]
+    if kind == "string":  # label_text of a string is the string stripped
+        names = [str(v).strip() for v in values]
+    else:
+        names = [label_text(v) for v in values]
     if (codes < 0).any():
         codes = np.where(codes < 0, len(names), codes)
         names.append(MISSING_LEVEL)
@@ -130,12 +134,16 @@ def _level_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
 
 
 def level_counts(series: pd.Series) -> dict[str, int]:
-    """How many rows hold each category level (see :func:`_level_codes`)."""
+    """How many rows hold each category level (see :func:`_level_codes`), levels in order
+    of first appearance."""
     codes, names = _level_codes(series)
-    counts: dict[str, int] = {}
-    for name, n in zip(names, np.bincount(codes, minlength=len(names)), strict=True):
-        counts[name] = counts.get(name, 0) + int(n)
-    return counts
+    counts = np.bincount(codes, minlength=len(names)).tolist()
+    if len(set(names)) == len(names):
+        return dict(zip(names, counts, strict=True))
+    merged: dict[str, int] = {}
+    for name, n in zip(names, counts, strict=True):
+        merged[name] = merged.get(name, 0) + n
+    return merged
 
 
 @dataclass(frozen=True)

@@ -79,16 +79,17 @@ def _stats(series: pd.Series) -> dict:
     }
 
 
-def _label_counts(series: pd.Series) -> dict[str, int]:
+def _label_counts(series: pd.Series, limit: int | None = None) -> dict[str, int]:
     """Rows per label (``label_text``) among the non-missing values, commonest first
-    (ties in order of first appearance)."""
+    (ties in order of first appearance); the ``limit`` commonest when given."""
     counts = level_counts(series.dropna())
-    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+    labels, numbers = list(counts), np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
+    order = np.argsort(-numbers, kind="stable")[:limit]
+    return {labels[i]: int(numbers[i]) for i in order}
 
 
 def _top_values(series: pd.Series) -> list[list]:
-    counts = list(_label_counts(series).items())[:TOP_VALUES]
-    return [[value, count] for value, count in counts]
+    return [[value, count] for value, count in _label_counts(series, TOP_VALUES).items()]
 
 
 def _column_profile(series: pd.Series, *, role: str) -> dict:
