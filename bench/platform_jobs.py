@@ -226,8 +226,9 @@ def scoring(args: dict) -> dict:
     with torch.inference_mode():
         reference = torch.sigmoid(model(tensor)).double().numpy()
     agree = float(np.abs(platform()["score"].to_numpy() - reference).max())
-    times = interleaved({"platform": platform, "bare": bare}, rounds=int(args["repeats"]),
-                        inner=1, warmup=1)
+    times = interleaved({"platform": platform, "bare": bare,
+                         "encode": lambda: encoder.transform(frame)},
+                        rounds=int(args["repeats"]), inner=1, warmup=1)
     return {**times, "features": encoder.n_features, "max_abs_score_diff": agree,
             "batch_rows": BATCH_ROWS}
 

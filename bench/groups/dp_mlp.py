@@ -44,7 +44,7 @@ def sizes(settings: Settings) -> dict:
     if settings.tiny:
         return {"batch": 32, "rounds": 2, "ghost_rounds": 2, "slow_rounds": 1}
     if settings.quick:
-        return {"batch": 1024, "rounds": 150, "ghost_rounds": 20, "slow_rounds": 3}
+        return {"batch": 1024, "rounds": 100, "ghost_rounds": 15, "slow_rounds": 2}
     return {"batch": 1024, "rounds": 600, "ghost_rounds": 60, "slow_rounds": 8}
 
 

@@ -41,7 +41,7 @@ def sizes(settings: Settings) -> dict:
     if settings.tiny:
         return {"batch": 4, "sequence": 16, "encoder": "tiny", "rounds": 2, "slow_rounds": 1}
     if settings.quick:
-        return {"batch": BATCH, "sequence": SEQUENCE, "encoder": "pretrained", "rounds": 8,
+        return {"batch": BATCH, "sequence": SEQUENCE, "encoder": "pretrained", "rounds": 7,
                 "slow_rounds": 2}
     return {"batch": BATCH, "sequence": SEQUENCE, "encoder": "pretrained", "rounds": 25,
             "slow_rounds": 4}
@@ -84,7 +84,7 @@ def run(settings: Settings) -> list[Result]:
             steps[kind], decisions[kind] = _variant(kind, top=top, inputs=inputs,
                                                     labels=labels, batch=s["batch"])
         with torch_threads(SINGLE_THREAD, device) as threads:
-            times = interleaved(steps, rounds=s["rounds"], inner=1, warmup=2,
+            times = interleaved(steps, rounds=s["rounds"], inner=1, warmup=1,
                                 rounds_for={"hooks": s["slow_rounds"]},
                                 sync=synchronizer(device))
     ms = {kind: median(values) * 1e3 for kind, values in times.items()}

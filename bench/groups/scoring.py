@@ -37,6 +37,7 @@ def run(settings: Settings) -> list[Result]:
                f"({bare_s:.3g} s; platform {platform_s:.3g} s)", Target(high=1.25),
                details={"rows": s["rows"], "platform_s": out["platform"],
                         "bare_s": out["bare"], "features": out["features"],
+                        "encode_only_s": out["encode"],
                         "batch_rows": out["batch_rows"], "threads": 1,
                         "max_abs_score_diff": out["max_abs_score_diff"]}),
     ]
