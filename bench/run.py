@@ -46,8 +46,9 @@ def machine() -> dict:
 
 
 def run_all(settings_list: list[Settings], *, only: set[str] | None = None,
-            log=print) -> list[Result]:  # noqa: ANN001
-    """Every group on every device it supports among ``settings_list``."""
+            log=print, after_group=None) -> list[Result]:  # noqa: ANN001
+    """Every group on every device it supports among ``settings_list``;
+    ``after_group(results so far)`` after each group."""
     results: list[Result] = []
     for group in load_groups():
         for settings in settings_list:
@@ -60,6 +61,8 @@ def run_all(settings_list: list[Settings], *, only: set[str] | None = None,
             group_results = group.run(settings)
             results += [r for r in group_results if not only or r.name.split("_cuda")[0] in only]
             log(f"   {time.perf_counter() - start:.1f} s")
+            if after_group is not None:
+                after_group(results)
     return results
 
 
@@ -103,6 +106,7 @@ def table(doc: dict) -> str:
         + (f", {m['cuda']}" if m.get("cuda") else "")
         + f"; torch {m['torch']}, opacus {m['opacus']}, fairlearn {m['fairlearn']}"
         + ("; quick mode" if doc["quick"] else "")
+        + ("" if doc.get("complete", True) else "; incomplete run (stopped early)")
     )
     return "\n".join(lines)
 
@@ -134,13 +138,22 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     start = time.perf_counter()
-    results = run_all(settings_list, only=set(args.only) if args.only else None,
-                      log=lambda text: print(text, file=sys.stderr, flush=True))
-    doc = document(results, settings=settings_list[-1], seconds=time.perf_counter() - start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.out.with_suffix(".partial")
-    partial.write_text(json.dumps(doc, indent=2) + "\n")
-    partial.replace(args.out)
+
+    def write(results: list[Result], *, complete: bool) -> dict:
+        doc = document(results, settings=settings_list[-1],
+                       seconds=time.perf_counter() - start)
+        doc["complete"] = complete
+        partial = args.out.with_suffix(".partial")
+        partial.write_text(json.dumps(doc, indent=2) + "\n")
+        partial.replace(args.out)
+        return doc
+
+    # Written after every group too, so a run stopped by a timeout keeps what it measured.
+    results = run_all(settings_list, only=set(args.only) if args.only else None,
+                      log=lambda text: print(text, file=sys.stderr, flush=True),
+                      after_group=lambda done: write(done, complete=False))
+    doc = write(results, complete=True)
     print(table(doc))
     print(f"\nwritten to {args.out}")
     return 0

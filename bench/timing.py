@@ -3,10 +3,11 @@ machine hits all of them alike, and ratios are taken within each round."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -23,12 +24,14 @@ def synchronizer(device: str) -> Callable[[], None]:
 def interleaved(
     variants: Mapping[str, Callable[[], object]], *, rounds: int, inner: Mapping[str, int] | int,
     warmup: int = 2, sync: Callable[[], None] = lambda: None,
-    rounds_for: Mapping[str, int] | None = None,
+    rounds_for: Mapping[str, int] | None = None, alternate: bool = True,
 ) -> dict[str, list[float]]:
     """Seconds per call of each variant, one figure per round (``inner`` calls per round).
 
     ``rounds_for`` lets slow variants sit out the later rounds (they take part in the first
-    ``rounds_for[name]`` ones).
+    ``rounds_for[name]`` ones). With ``alternate`` every other round runs the variants in
+    reverse order (A B, B A, ...), so a slow spell that starts or ends within a round
+    does not always land on the same variant.
     """
     counts = inner if isinstance(inner, Mapping) else {name: inner for name in variants}
     for fn in variants.values():
@@ -36,8 +39,10 @@ def interleaved(
             fn()
     sync()
     times: dict[str, list[float]] = {name: [] for name in variants}
+    order = list(variants.items())
     for round_index in range(rounds):
-        for name, fn in variants.items():
+        turn = order[::-1] if alternate and round_index % 2 else order
+        for name, fn in turn:
             if rounds_for is not None and round_index >= rounds_for.get(name, rounds):
                 continue
             n = counts[name]
@@ -84,3 +89,21 @@ def loglog_slope(sizes: list[float], seconds: list[float]) -> float:
         return math.nan
     slope, _ = np.polyfit(np.log(sizes), np.log(seconds), 1)
     return float(slope)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None, device: str = "cpu") -> Iterator[int]:
+    """Run the block with ``count`` torch CPU threads (restored afterwards); None or a
+    CUDA device leaves the setting alone. Ratios of single-threaded steps measure the
+    work itself: on a shared machine two threads wait on each other's slowest core."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count is None or device.startswith("cuda"):
+        yield before
+        return
+    torch.set_num_threads(count)
+    try:
+        yield count
+    finally:
+        torch.set_num_threads(before)

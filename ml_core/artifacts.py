@@ -163,6 +163,6 @@ def predict_proba(loaded: LoadedModel, frame: pd.DataFrame) -> np.ndarray:
     """Positive-class probabilities for the rows of ``frame`` (it needs the feature columns
     the model was trained on; other columns are ignored)."""
     features = loaded.encoder.transform(frame)
-    with torch.no_grad():
+    with torch.inference_mode():
         logits = loaded.model(torch.from_numpy(features))
-    return torch.sigmoid(logits).double().numpy()
+        return torch.sigmoid(logits).double().numpy()

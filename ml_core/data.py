@@ -100,8 +100,50 @@ def _as_float(series: pd.Series) -> pd.Series:
     return pd.to_numeric(series, errors="coerce").astype("float64")
 
 
-def _as_level(series: pd.Series) -> pd.Series:
-    return series.astype("object").map(lambda v: MISSING_LEVEL if pd.isna(v) else label_text(v))
+def _float_values(series: pd.Series) -> np.ndarray:
+    """:func:`_as_float` as a numpy array, without a copy when it is float64 already."""
+    if series.dtype == np.float64:
+        return series.to_numpy()
+    return _as_float(series).to_numpy(dtype=np.float64)
+
+
+def _level_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Each row's category level as a code into the returned level names (missing values
+    are ``MISSING_LEVEL``); the names may repeat (``2`` and ``"2"`` are one level).
+
+    :func:`label_text` runs once per distinct value, not once per row. Hashing would merge
+    ``True`` with ``1`` (equal in Python), whose texts differ, so a column that mixes kinds
+    of values (which is how booleans and numbers can meet) takes the per-row path.
+    """
+    kind = pd.api.types.infer_dtype(series, skipna=True)
+    if kind in ("mixed", "mixed-integer"):
+        labels = series.astype("object").map(
+            lambda v: MISSING_LEVEL if pd.isna(v) else label_text(v))
+        codes, names = pd.factorize(labels)
+        return codes, [str(name) for name in names]
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    values = list(uniques)
+    if kind == "string":  # label_text of a string is the string stripped
+        names = [str(v).strip() for v in values]
+    else:
+        names = [label_text(v) for v in values]
+    if (codes < 0).any():
+        codes = np.where(codes < 0, len(names), codes)
+        names.append(MISSING_LEVEL)
+    return codes, names
+
+
+def level_counts(series: pd.Series) -> dict[str, int]:
+    """How many rows hold each category level (see :func:`_level_codes`), levels in order
+    of first appearance."""
+    codes, names = _level_codes(series)
+    counts = np.bincount(codes, minlength=len(names)).tolist()
+    if len(set(names)) == len(names):
+        return dict(zip(names, counts, strict=True))
+    merged: dict[str, int] = {}
+    for name, n in zip(names, counts, strict=True):
+        merged[name] = merged.get(name, 0) + n
+    return merged
 
 
 @dataclass(frozen=True)
@@ -152,8 +194,8 @@ class TabularEncoder:
                 if values.isna().any():
                     with_indicator.append(column)
             else:
-                counts = _as_level(series).value_counts()
-                kept = sorted(str(level) for level, n in counts.items() if n >= MIN_LEVEL_COUNT)
+                counts = level_counts(series)
+                kept = sorted(level for level, n in counts.items() if n >= MIN_LEVEL_COUNT)
                 categorical.append(column)
                 levels[column] = tuple(level for level in kept if level != OTHER_LEVEL)
         names = list(numeric)
@@ -173,28 +215,45 @@ class TabularEncoder:
         )
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        """Encode ``frame`` (any rows with the fitted columns) as a float32 matrix."""
+        """Encode ``frame`` (any rows with the fitted columns) as a float32 matrix.
+
+        Column-wise numpy with no per-row Python: each feature is written into one row of
+        a feature-major buffer, and the (rows, features) result is its transposed view
+        (torch and numpy take it as it is; ``np.ascontiguousarray`` makes it row-major).
+        """
         missing = [column for column in self.columns if column not in frame.columns]
         if missing:
             raise KeyError(f"columns missing from the frame: {missing}")
-        blocks: list[np.ndarray] = []
-        raw = {column: _as_float(frame[column]) for column in self.numeric}
+        n = len(frame)
+        out = np.empty((self.n_features, n), dtype=np.float32)
+        row = 0
+        raw = {column: _float_values(frame[column]) for column in self.numeric}
+        scratch = np.empty(n, dtype=np.float64)
         for column in self.numeric:
-            values = raw[column].fillna(self.medians[column]).to_numpy(dtype=np.float64)
-            blocks.append(((values - self.means[column]) / self.scales[column])[:, None])
+            values = raw[column]
+            gaps = np.isnan(values)
+            if gaps.any():
+                values = np.where(gaps, self.medians[column], values)
+            # The same float64 arithmetic as (values - mean) / scale, without temporaries.
+            np.subtract(values, self.means[column], out=scratch)
+            np.divide(scratch, self.scales[column], out=scratch)
+            out[row] = scratch
+            row += 1
         for column in self.with_missing_indicator:
-            blocks.append(raw[column].isna().to_numpy(dtype=np.float64)[:, None])
+            out[row] = np.isnan(raw[column])
+            row += 1
         for column in self.categorical:
             kept = self.levels[column]
             # Unseen and rare levels map to the last column, "other".
             position = {level: i for i, level in enumerate(kept)}
-            codes = _as_level(frame[column]).map(position).fillna(len(kept))
-            one_hot = np.zeros((len(frame), len(kept) + 1))
-            one_hot[np.arange(len(frame)), codes.to_numpy(dtype=np.int64)] = 1.0
-            blocks.append(one_hot)
-        if not blocks:
-            return np.zeros((len(frame), 0), dtype=np.float32)
-        return np.hstack(blocks).astype(np.float32)
+            codes, names = _level_codes(frame[column])
+            lookup = np.array([position.get(name, len(kept)) for name in names] or [0],
+                              dtype=np.int64)
+            block = out[row:row + len(kept) + 1]
+            block[:] = 0.0
+            block[lookup[codes], np.arange(n)] = 1.0
+            row += len(kept) + 1
+        return out.T
 
     def to_dict(self) -> dict:
         """JSON-ready form, saved with the model artifact (no pickle needed to load it)."""

@@ -78,9 +78,16 @@ def band(series: pd.Series, banding: Banding | None) -> pd.Series:
             if edges:
                 out.loc[present] = _cut(values, edges, integral)
                 return out
-        out.loc[present] = [_fmt(v) for v in values]
+        distinct, inverse = np.unique(values, return_inverse=True)
+        out.loc[present] = np.asarray([_fmt(v) for v in distinct], dtype=object)[inverse]
         return out
-    out.loc[present] = [str(v).strip() for v in series[present]]
+    values = series[present]
+    if pd.api.types.infer_dtype(values, skipna=True) == "string":
+        # Text only: equal strings give equal labels, so each distinct one is cut once.
+        codes, distinct = pd.factorize(values)
+        out.loc[present] = np.asarray([str(v).strip() for v in distinct], dtype=object)[codes]
+        return out
+    out.loc[present] = [str(v).strip() for v in values]
     return out
 
 

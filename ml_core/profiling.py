@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from ml_core.data import feature_columns, label_text
+from ml_core.data import feature_columns, level_counts
 from ml_core.fairness import band
 from ml_core.spec import ColumnMapping, ProblemSpec
 
@@ -29,10 +29,11 @@ def _kind(series: pd.Series) -> str:
         return "numeric"
     if pd.api.types.is_datetime64_any_dtype(series):
         return "datetime"
-    values = series.dropna().astype(str).str.strip()
+    values = series.dropna()
     if values.empty:
         return "categorical"
-    sample = values.iloc[:1000]
+    # Only a sample is looked at: cleaning the whole column cost more than the profile.
+    sample = values.iloc[:1000].astype(str).str.strip()
     if sample.str.match(_DATE).mean() >= 0.9:
         return "datetime"
     if sample.str.split().str.len().mean() >= TEXT_MIN_MEAN_WORDS:
@@ -78,9 +79,17 @@ def _stats(series: pd.Series) -> dict:
     }
 
 
+def _label_counts(series: pd.Series, limit: int | None = None) -> dict[str, int]:
+    """Rows per label (``label_text``) among the non-missing values, commonest first
+    (ties in order of first appearance); the ``limit`` commonest when given."""
+    counts = level_counts(series.dropna())
+    labels, numbers = list(counts), np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
+    order = np.argsort(-numbers, kind="stable")[:limit]
+    return {labels[i]: int(numbers[i]) for i in order}
+
+
 def _top_values(series: pd.Series) -> list[list]:
-    counts = series.dropna().map(label_text).value_counts()
-    return [[str(value), int(count)] for value, count in counts.iloc[:TOP_VALUES].items()]
+    return [[value, count] for value, count in _label_counts(series, TOP_VALUES).items()]
 
 
 def _column_profile(series: pd.Series, *, role: str) -> dict:
@@ -118,9 +127,9 @@ def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> d
     ]
     target_balance: dict[str, int] = {}
     if mapping.target in present:
-        counts = frame[mapping.target].dropna().map(label_text).value_counts()
+        counts = _label_counts(frame[mapping.target])
         if len(counts) <= MAX_BALANCE_CLASSES:
-            target_balance = {str(label): int(n) for label, n in sorted(counts.items())}
+            target_balance = dict(sorted(counts.items()))
     groups = {}
     for column in mapping.sensitive:
         if column not in present:

@@ -37,7 +37,7 @@ def sizes(settings: Settings) -> dict:
     if settings.tiny:
         return {"rows": 4_000, "repeats": 1, "scaling": (1_000, 4_000, 16_000)}
     if settings.quick:
-        return {"rows": 200_000, "repeats": 3, "scaling": (50_000, 200_000, 800_000)}
+        return {"rows": 100_000, "repeats": 3, "scaling": (50_000, 200_000, 800_000)}
     return {"rows": 1_000_000, "repeats": 5, "scaling": (250_000, 1_000_000, 4_000_000)}
 
 
