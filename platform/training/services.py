@@ -265,22 +265,26 @@ class RunLease:
     def __init__(self, run_id: int, token: str) -> None:
         self.run_id, self.token = run_id, token
         self.lost = threading.Event()
+        self._done = threading.Event()
         self._thread = RepeatingThread(name=f"tessera-lease-run-{run_id}",
                                        interval_s=lease_seconds() / 4, action=self.renew)
 
     def renew(self) -> None:
         expires = timezone.now() + timedelta(seconds=lease_seconds())
-        if not TrainingRun.objects.filter(
+        if TrainingRun.objects.filter(
             pk=self.run_id, status=TrainingRun.Status.RUNNING, lease_token=self.token
-        ).update(lease_expires_at=expires) and not self.lost.is_set():
-            logger.warning("run %s: this attempt lost its lease; it stops", self.run_id)
-            self.lost.set()
+        ).update(lease_expires_at=expires) or self._done.is_set() or self.lost.is_set():
+            return
+        logger.warning("run %s: this attempt lost its lease (the run was taken over or "
+                       "ended elsewhere); it stops", self.run_id)
+        self.lost.set()
 
     def __enter__(self) -> RunLease:
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._done.set()  # the run may have ended: a failing renewal now means nothing
         self._thread.stop()
 
 
@@ -449,15 +453,19 @@ def recover_orphaned_runs() -> list[int]:
             _give_up(run.pk, {"lease_token": run.lease_token, "attempt": run.attempt,
                               "stage": run.stage})
         elif _redispatch(run, now):
+            logger.warning("recovery: run %s: its attempt %d stopped renewing its lease "
+                           "(expired %s); sent again to be taken over", run.pk, run.attempt,
+                           run.lease_expires_at)
             resent.append(run.pk)
     waiting = list(TrainingRun.objects.filter(
         settled, status=TrainingRun.Status.QUEUED, dispatched_at__isnull=False))
     if waiting:
         size = training_queue_size()
         if size is not None and size < len(waiting):
-            resent.extend(run.pk for run in waiting if _redispatch(run, now))
-    if resent:
-        logger.warning("recovery: sent runs %s to the training queue again", resent)
+            lost = [run.pk for run in waiting if _redispatch(run, now)]
+            logger.warning("recovery: %d queued runs but %d messages in the training queue: "
+                           "sent runs %s again", len(waiting), size, lost)
+            resent.extend(lost)
     return resent
 
 
