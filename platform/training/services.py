@@ -10,7 +10,7 @@ that finds the run running under a live lease is a duplicate and does nothing; o
 finds the lease expired (the worker was killed, ran out of memory, lost its machine) takes
 the run over with a new token and resumes it from its last checkpoint. Every later write of
 an attempt (its end, its result) is conditional on its token, so an attempt that lost its
-lease can change nothing. :func:`recover_orphaned_runs`, run by every worker every
+lease can change nothing. :class:`RunRecovery`, run by every worker every
 ``TESSERA_RECOVERY_INTERVAL_S``, re-sends the runs whose message is gone: running runs
 whose lease expired, and queued runs the broker lost (a Redis restart without persistence,
 kombu's filesystem transport, which deletes a message when a worker takes it). The
@@ -150,7 +150,7 @@ def start_run(
 
 def _enqueue(run_id: int, task_id: str) -> None:
     """Send the run's message. A broker that is down does not lose the run: it stays queued
-    in the database and :func:`recover_orphaned_runs` sends it again later."""
+    in the database and :class:`RunRecovery` sends it again later."""
     from training.tasks import train_run
 
     TrainingRun.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
@@ -429,44 +429,62 @@ def _redispatch(run: TrainingRun, now) -> bool:
     return True
 
 
-def recover_orphaned_runs() -> list[int]:
-    """Re-send the messages of runs that would otherwise never end; returns their ids.
+class RunRecovery:
+    """Re-sends the messages of runs that would otherwise never end. Every worker calls one
+    every ``TESSERA_RECOVERY_INTERVAL_S`` (``training.tasks``); each call returns the ids
+    of the runs it sent again.
 
-    * running runs whose lease expired: their attempt died (a killed worker's message is
+    * Running runs whose lease expired: their attempt died (a killed worker's message is
       gone from kombu's filesystem transport, and Redis only gives it back after its
-      visibility timeout); the new delivery takes the run over and resumes it;
-    * queued runs sent more than ``TESSERA_REQUEUE_AFTER_S`` ago, when the training queue
-      holds fewer messages than such runs (the broker lost some: a Redis restart without
-      persistence). Which ones is unknown, so all are sent again: a duplicate is a no-op.
+      visibility timeout). The new delivery takes the run over and resumes it.
+    * Queued runs, when the training queue holds fewer messages than there are queued runs
+      (the broker lost some: a Redis restart without persistence), on two calls in a row:
+      a message a worker took a moment ago has left the queue before its run is claimed.
+      Which messages are missing is unknown, so all those runs are sent again: a duplicate
+      is a no-op.
 
     Runs sent within ``TESSERA_REQUEUE_AFTER_S`` are left alone (their message may still be
     on its way). Runs never sent (``manage.py pipeline --inline``) are not queued here.
     """
-    now = timezone.now()
-    settled = Q(dispatched_at__isnull=True) | Q(
-        dispatched_at__lt=now - timedelta(seconds=float(settings.TESSERA_REQUEUE_AFTER_S)))
-    resent: list[int] = []
-    abandoned = TrainingRun.objects.filter(settled, status=TrainingRun.Status.RUNNING).filter(
-        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
-    for run in abandoned:
+
+    def __init__(self) -> None:
+        self._short: set[int] = set()  # queued runs the queue was short of at the last call
+
+    def __call__(self) -> list[int]:
+        now = timezone.now()
+        settled = Q(dispatched_at__isnull=True) | Q(
+            dispatched_at__lt=now - timedelta(seconds=float(settings.TESSERA_REQUEUE_AFTER_S)))
+        resent = [run.pk for run in TrainingRun.objects.filter(
+            settled, Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now),
+            status=TrainingRun.Status.RUNNING) if self._take_over(run, now)]
+        waiting = list(TrainingRun.objects.filter(
+            settled, status=TrainingRun.Status.QUEUED, dispatched_at__isnull=False))
+        short: set[int] = set()
+        if waiting:
+            size = training_queue_size()
+            if size is not None and size < len(waiting):
+                short = {run.pk for run in waiting}
+                lost = [run.pk for run in waiting
+                        if run.pk in self._short and _redispatch(run, now)]
+                if lost:
+                    logger.warning("recovery: %d queued runs but %d messages in the training "
+                                   "queue: sent runs %s again", len(waiting), size, lost)
+                resent.extend(lost)
+        self._short = short
+        return resent
+
+    @staticmethod
+    def _take_over(run: TrainingRun, now) -> bool:
         if run.attempt >= settings.TESSERA_RUN_MAX_ATTEMPTS:
             _give_up(run.pk, {"lease_token": run.lease_token, "attempt": run.attempt,
                               "stage": run.stage})
-        elif _redispatch(run, now):
-            logger.warning("recovery: run %s: its attempt %d stopped renewing its lease "
-                           "(expired %s); sent again to be taken over", run.pk, run.attempt,
-                           run.lease_expires_at)
-            resent.append(run.pk)
-    waiting = list(TrainingRun.objects.filter(
-        settled, status=TrainingRun.Status.QUEUED, dispatched_at__isnull=False))
-    if waiting:
-        size = training_queue_size()
-        if size is not None and size < len(waiting):
-            lost = [run.pk for run in waiting if _redispatch(run, now)]
-            logger.warning("recovery: %d queued runs but %d messages in the training queue: "
-                           "sent runs %s again", len(waiting), size, lost)
-            resent.extend(lost)
-    return resent
+            return False
+        if not _redispatch(run, now):
+            return False
+        logger.warning("recovery: run %s: its attempt %d stopped renewing its lease (expired "
+                       "%s); sent again to be taken over", run.pk, run.attempt,
+                       run.lease_expires_at)
+        return True
 
 
 def _record_success(run: TrainingRun, claim: Claim, *, result, spec: ProblemSpec,

@@ -7,7 +7,7 @@ from django.conf import settings
 
 from observability.context import log_context
 from observability.repeating import RepeatingThread
-from training.services import execute_run, recover_orphaned_runs
+from training.services import RunRecovery, execute_run
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def _start_recovery(sender=None, **_) -> None:
     training for hours)."""
     thread = RepeatingThread(name="tessera-run-recovery",
                              interval_s=settings.TESSERA_RECOVERY_INTERVAL_S,
-                             action=recover_orphaned_runs)
+                             action=RunRecovery())
     _recovery.append(thread)
     thread.start()
 

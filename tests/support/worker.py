@@ -23,7 +23,6 @@ from django.conf import settings
 
 from tests.conftest import ROOT, database_url
 
-
 # Crash-recovery timings for reliability tests: a dead attempt's lease expires after 3 s,
 # workers look for lost runs every second, Redis hands back an unacknowledged message
 # after 4 s and checks for such messages every second.
