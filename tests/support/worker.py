@@ -117,3 +117,26 @@ def celery_worker(*, log: Path, queues: str = "training,default", env: dict | No
             worker.kill()
             worker.wait(timeout=10)
         print("worker log (tail):\n" + log.read_text(errors="replace")[-6000:])
+
+
+@contextmanager
+def use_broker(url: str) -> Iterator[None]:
+    """This process's Celery app (the web side of a test) publishes to and reads from
+    ``url`` for the block, e.g. a private Redis the test restarts. (The read and write URLs,
+    because the environment's CELERY_BROKER_URL wins over ``broker_url``.)"""
+    from config.celery_app import app
+
+    def drop_connections() -> None:
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    before = {key: app.conf.get(key) for key in ("broker_read_url", "broker_write_url")}
+    drop_connections()
+    app.conf.update(broker_read_url=url, broker_write_url=url)
+    try:
+        yield
+    finally:
+        drop_connections()
+        app.conf.update(**before)
