@@ -15,7 +15,7 @@ from audits.models import AuditLogEntry
 from governance.models import LedgerEntry
 from observability.models import WorkerHeartbeat
 from tests.conftest import FAST_TRAINING
-from tests.support.worker import celery_worker, wait_for, wait_for_run
+from tests.support.worker import FAST_RECOVERY, celery_worker, wait_for, wait_for_run
 from training.models import ModelVersion, TrainingRun
 from training.services import _finish, claim_run, execute_run, start_run
 
@@ -123,3 +123,35 @@ def test_one_message_delivered_to_two_workers_trains_once(validated_version, ana
     assert_trained_once(run)
     skipped = [log for log in logs if "held by a live attempt" in log.read_text()]
     assert len(skipped) == 1  # one worker trained, the other found the run held
+
+
+@pytest.mark.slow
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_run_longer_than_the_visibility_timeout_is_not_started_twice(
+    finance_version, analyst, tmp_path, settings
+):
+    """Redis hands an unacknowledged message to another worker after the visibility
+    timeout (2 s here) although the first worker still trains it: the lease (10 s, renewed)
+    makes that delivery a no-op."""
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        pytest.skip("CELERY_BROKER_URL is not Redis")
+    version = finance_version(analyst, n_rows=1500)
+    env = {**FAST_RECOVERY, "CELERY_VISIBILITY_TIMEOUT": "2", "TESSERA_RUN_LEASE_S": "10"}
+    logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
+    with celery_worker(log=logs[0], env=env), celery_worker(log=logs[1], env=env,
+                                                            purge=False):
+        wait_for(lambda: WorkerHeartbeat.objects.count() == 2, timeout=WAIT_S, log=logs[1],
+                 what="both workers to start")
+        run = start_run(version=version, user=analyst, target_epsilon=2.0,
+                        config={**FAST_TRAINING, "epochs": 20, "batch_size": 16})
+        # The idle worker takes the message back from Redis once it is older than the
+        # visibility timeout, while the other one is still training.
+        wait_for(lambda: any("held by a live attempt" in log.read_text() for log in logs),
+                 timeout=WAIT_S, log=logs[1], what="the redelivery")
+        run.refresh_from_db()
+        assert run.status == TrainingRun.Status.RUNNING
+        wait_for_run(run, timeout=WAIT_S, log=logs[0])
+    assert_trained_once(run)
+    received = [log for log in logs if f"train_run[{run.task_id}] received" in log.read_text()]
+    assert len(received) == 2  # delivered to both workers, trained by one
