@@ -104,7 +104,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].update({
         "timeout": 30, "transaction_mode": "IMMEDIATE",
-        # WAL_PLACEHOLDER
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     })
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
