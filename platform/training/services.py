@@ -41,6 +41,7 @@ from governance.registry import on_model_created, registry_fields
 from ingestion.models import DatasetVersion
 from ingestion.services import load_frame
 from ml_core.spec import ColumnMapping, PrivacyConfig, ProblemSpec, TrainConfig
+from observability.outage import is_database_outage
 from observability.repeating import RepeatingThread
 from training.models import ModelVersion, TrainingRun
 from training.progress import CancelCheck, RunProgress
@@ -280,7 +281,11 @@ class RunLease:
         self.lost.set()
 
     def __enter__(self) -> RunLease:
-        self._thread.start()
+        # Inside a transaction (a test's, or a caller's atomic block) the claim is not
+        # committed: no other attempt can see the run, and another connection could not
+        # renew what it cannot see.
+        if not transaction.get_connection().in_atomic_block:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
@@ -358,6 +363,14 @@ def execute_run(run_id: int) -> None:
                 stage="cancelled",
             )
         except Exception as exc:
+            if lease.lost.is_set():
+                return
+            if is_database_outage(exc):
+                # Not the run's fault: leave it running; once its lease has expired the
+                # recovery sends it again and it resumes from its last checkpoint.
+                logger.warning("run %s: the database became unreachable (%s); the run will "
+                               "resume from its checkpoint", run_id, type(exc).__name__)
+                return
             logger.exception("run %s failed", run_id)
             message = f"{type(exc).__name__}: {exc}"
             finished = _finish(

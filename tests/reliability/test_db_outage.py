@@ -7,6 +7,9 @@ connections) and a real outage:
   every open one is terminated (``pg_terminate_backend``), as when the server goes down;
 * SQLite: the database file is moved away and a folder put in its place, so opening it
   fails (permissions would not do: the tests may run as root).
+
+A worker that loses the database in the middle of a run leaves it running; the run is
+resumed from its checkpoint when the database is back (PostgreSQL only).
 """
 
 from __future__ import annotations
@@ -21,11 +24,17 @@ import requests
 from django.db import connection, connections
 from django.test import Client
 
+from audits.models import AuditLogEntry
+from governance.models import LedgerEntry
 from observability.outage import RETRY_AFTER_S
+from tests.support.worker import FAST_RECOVERY, celery_worker, wait_for, wait_for_run
+from training.models import TrainingRun
+from training.services import start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TIMEOUT_S = 60
+WAIT_S = 300
 
 
 @contextmanager
@@ -116,3 +125,32 @@ def test_a_database_outage_answers_503_and_recovers_by_itself(live_server, analy
         "page": 200, "api": 200, "health": 200}
     assert after["health"].json()["database"] == "ok"
     assert after["api"].json()["count"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.worker
+def test_a_database_outage_during_training_pauses_the_run_and_it_resumes(
+    finance_version, analyst, tmp_path
+):
+    """The worker loses the database in the middle of a run: the run is not failed (the
+    data is not at fault); once the database is back and the run's lease has expired, the
+    worker's recovery sends it again and it resumes from its checkpoint."""
+    if connection.vendor != "postgresql":
+        pytest.skip("an open SQLite connection keeps its file: only the web sees the outage")
+    version = finance_version(analyst, n_rows=1500)
+    log = tmp_path / "worker.log"
+    config = {"epochs": 16, "batch_size": 32, "patience": 16, "seed": 3}
+    with celery_worker(log=log, env=FAST_RECOVERY):
+        run = start_run(version=version, user=analyst, target_epsilon=2.0, config=config)
+        wait_for_run(run, timeout=WAIT_S, log=log, interval=0.05,
+                     until=lambda r: r.stage == "training" and r.epoch >= 2)
+        with outage():
+            wait_for(lambda: "the database became unreachable" in log.read_text(),
+                     timeout=WAIT_S, log=log, what="the worker to notice the outage")
+        wait_for_run(run, timeout=WAIT_S, log=log)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.attempt == 2
+    resumed = AuditLogEntry.objects.get(action="run.resumed", object_id=str(run.pk))
+    assert resumed.detail["checkpoint_epochs"]["training"] >= 1
+    assert run.privacy["steps"] == run.privacy["planned_steps"]
+    assert LedgerEntry.objects.get(run=run).steps == run.privacy["steps"]
