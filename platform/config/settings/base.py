@@ -169,7 +169,11 @@ else:
             unacked_restore_interval=env.int("CELERY_UNACKED_RESTORE_INTERVAL"),
             unacked_restore_throttle=1,
         )
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results' backend, retrying through a database outage (with backoff, up to
+# 10 s apart, for about 10 minutes) instead of letting it stop the worker.
+CELERY_RESULT_BACKEND = "observability.celery_results:OutageTolerantDatabaseBackend"
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 60
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
