@@ -126,17 +126,19 @@ def use_broker(url: str) -> Iterator[None]:
     because the environment's CELERY_BROKER_URL wins over ``broker_url``.)"""
     from config.celery_app import app
 
-    def drop_connections() -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
+    def forget_pools() -> None:
+        # kombu keeps one pool per broker URL for the whole process: the app only drops its
+        # references, so the usual broker's pool is there again afterwards, still open.
         app._pool = None
         app.amqp._producer_pool = None
 
     before = {key: app.conf.get(key) for key in ("broker_read_url", "broker_write_url")}
-    drop_connections()
+    forget_pools()
     app.conf.update(broker_read_url=url, broker_write_url=url)
     try:
         yield
     finally:
-        drop_connections()
+        if app._pool is not None:
+            app._pool.force_close_all()  # the private broker's connections
+        forget_pools()
         app.conf.update(**before)
