@@ -152,6 +152,7 @@ def run_training(
     artifact_dir: Path,
     progress: ProgressSink | None = None,
     should_stop: StopCheck | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> TrainingResult:
     """Train, evaluate, audit and save one model for ``spec`` on ``frame``.
 
@@ -160,6 +161,10 @@ def run_training(
     written into ``artifact_dir``. Prediction ``row_id`` values are ``frame``'s index
     (positions when that index has duplicates). Raises :class:`TrainingCancelled` (with the privacy
     spent so far) when ``should_stop()`` returns True.
+
+    With ``checkpoint_dir`` the tabular models write a checkpoint there every epoch, and a
+    call that finds one (an earlier attempt of the same run that died) resumes from it:
+    the result equals an uninterrupted run's. The other families ignore it (they restart).
     """
     if spec.model_family != "tabular_mlp":
         # Other task families live in ml_core.families, imported only when used (the text
@@ -196,6 +201,7 @@ def run_training(
     main: TrainedModel = train_model(
         split=split, train=train, privacy=privacy, primary_metric=spec.primary_metric,
         stage="training", progress=progress, should_stop=should_stop,
+        checkpoint_path=_checkpoint(checkpoint_dir, "training"),
     )
     twin: TrainedModel | None = None
     if privacy.enabled:
@@ -203,6 +209,7 @@ def run_training(
             twin = train_model(
                 split=split, train=train, privacy=None, primary_metric=spec.primary_metric,
                 stage="training_twin", progress=progress, should_stop=should_stop,
+                checkpoint_path=_checkpoint(checkpoint_dir, "training_twin"),
             )
         except TrainingCancelled as cancelled:
             # The private model was already trained: its whole privacy cost was spent.
@@ -283,6 +290,10 @@ def run_training(
         charts=classification_charts(split.y_test, scores, threshold=threshold),
         notes=_notes(split=split, train=train),
     )
+
+
+def _checkpoint(directory: Path | None, stage: str) -> Path | None:
+    return None if directory is None else Path(directory) / f"{stage}.pt"
 
 
 def _reweighed(*, split: EncodedSplit, frame: pd.DataFrame, mapping: ColumnMapping,

@@ -56,6 +56,19 @@ class EpochLog:
         else:
             self.epochs_without_gain += 1
 
+    def state_dict(self) -> dict:
+        """What a resumed training needs to continue this log (for a checkpoint)."""
+        return {"history": list(self.history), "best_state": self.best_state,
+                "best_key": self.best_key, "best_epoch": self.best_epoch,
+                "epochs_without_gain": self.epochs_without_gain}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`; the epochs before are not reported again."""
+        self.history = list(state["history"])
+        self.best_state = dict(state["best_state"])
+        self.best_key, self.best_epoch = float(state["best_key"]), int(state["best_epoch"])
+        self.epochs_without_gain = int(state["epochs_without_gain"])
+
     @property
     def patience_spent(self) -> bool:
         return self.epochs_without_gain >= self.patience

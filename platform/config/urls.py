@@ -4,6 +4,9 @@ from django.urls import include, path
 from config import user_guides
 from observability.health import healthz
 
+# A database outage answers 503 (observability.outage); any other error Django's 500.
+handler500 = "observability.outage.server_error"
+
 urlpatterns = [
     # Probes (load balancer, compose, Kubernetes) ask without a session.
     path("healthz", healthz, name="healthz"),

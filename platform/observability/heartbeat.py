@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from observability.models import WorkerHeartbeat
+from observability.repeating import RepeatingThread
 
 logger = logging.getLogger(__name__)
 
@@ -52,33 +51,18 @@ def forget(hostname: str) -> None:
     WorkerHeartbeat.objects.filter(hostname=hostname).delete()
 
 
-class HeartbeatThread(threading.Thread):
+class HeartbeatThread(RepeatingThread):
     """Calls :func:`beat_once` now and every ``interval_s`` seconds until ``stop()``."""
 
     def __init__(self, *, hostname: str, queues: list[str], interval_s: float | None = None):
-        super().__init__(name=f"tessera-heartbeat-{hostname}", daemon=True)
+        super().__init__(name=f"tessera-heartbeat-{hostname}",
+                         interval_s=interval_s or heartbeat_interval_s(), action=self.beat)
         self.hostname = hostname
         self.queues = queues
-        self.interval_s = interval_s or heartbeat_interval_s()
         self.started_at = timezone.now()
-        self._stopped = threading.Event()
 
-    def run(self) -> None:
-        while True:
-            try:
-                beat_once(hostname=self.hostname, queues=self.queues,
-                          started_at=self.started_at)
-            except Exception:  # noqa: BLE001 - a database hiccup must not kill the worker
-                logger.warning("worker heartbeat for %s failed", self.hostname, exc_info=True)
-            finally:
-                # This thread's own connection: close it so no lock or socket lingers.
-                connection.close()
-            if self._stopped.wait(self.interval_s):
-                return
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stopped.set()
-        self.join(timeout)
+    def beat(self) -> None:
+        beat_once(hostname=self.hostname, queues=self.queues, started_at=self.started_at)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,14 @@ class TrainingRun(models.Model):
     artifact_path = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
     task_id = models.CharField(max_length=64, blank=True)
+    # Crash safety (training.services): the attempt that holds the run renews its lease
+    # while it trains; a lease left to expire means that attempt died, and a new delivery
+    # takes the run over and resumes it from its checkpoint. dispatched_at: when a
+    # message for the run was last sent to the broker (the recovery re-sends lost ones).
+    attempt = models.PositiveSmallIntegerField(default=0)
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )

@@ -61,6 +61,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: every response, redirects and errors included, carries X-Request-ID.
     "observability.middleware.RequestIdMiddleware",
+    # Second: a database outage in any later middleware or view answers 503, not 500.
+    "observability.outage.DatabaseOutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -96,9 +98,14 @@ DATABASES = {
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Worker, beat and web share one file: wait for locks instead of failing at once.
+    # Worker, beat and web share one file: wait for locks instead of failing at once
+    # (IMMEDIATE takes the write lock at BEGIN, so a transaction never fails half-way on
+    # an upgrade from read to write), and WAL lets readers go on while one process writes.
     DATABASES["default"].setdefault("OPTIONS", {})
-    DATABASES["default"]["OPTIONS"].update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
+    DATABASES["default"]["OPTIONS"].update({
+        "timeout": 30, "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    })
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -154,11 +161,26 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem"):
     CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options(BROKER_DIR)
 else:
-    # Above the longest run, so a long task is never redelivered while it still runs.
+    # Redis gives an unacknowledged message (its worker died) to another worker after the
+    # visibility timeout. A redelivery while the first worker still trains is harmless (the
+    # run's lease makes it a no-op, see training.services), so the timeout only bounds how
+    # soon Redis itself hands back a dead worker's run; the recovery in every worker does
+    # it sooner (TESSERA_RUN_LEASE_S after the death).
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=12 * 3600)
     }
-CELERY_RESULT_BACKEND = "django-db"
+    # How often a worker looks for expired unacknowledged messages (kombu's default, about
+    # every 100 s, is too slow for a short visibility timeout).
+    if env.int("CELERY_UNACKED_RESTORE_INTERVAL", default=0) > 0:
+        CELERY_BROKER_TRANSPORT_OPTIONS.update(
+            unacked_restore_interval=env.int("CELERY_UNACKED_RESTORE_INTERVAL"),
+            unacked_restore_throttle=1,
+        )
+# django-celery-results' backend, retrying through a database outage (with backoff, up to
+# 10 s apart, for about 10 minutes) instead of letting it stop the worker.
+CELERY_RESULT_BACKEND = "observability.celery_results:OutageTolerantDatabaseBackend"
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 60
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -173,6 +195,16 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Flower sees tasks from the moment they are queued, not only after enabling events.
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
+# Crashed and lost runs (training.services): an attempt renews its run's lease every
+# quarter of TESSERA_RUN_LEASE_S; a lease left to expire means the attempt died and the run
+# is taken over and resumed from its checkpoint. Every worker runs the recovery every
+# TESSERA_RECOVERY_INTERVAL_S: it re-sends runs whose attempt died and queued runs the
+# broker lost, unless sent within TESSERA_REQUEUE_AFTER_S. A run whose attempts died
+# TESSERA_RUN_MAX_ATTEMPTS times fails.
+TESSERA_RUN_LEASE_S = env.float("TESSERA_RUN_LEASE_S", default=120.0)
+TESSERA_RECOVERY_INTERVAL_S = env.float("TESSERA_RECOVERY_INTERVAL_S", default=60.0)
+TESSERA_REQUEUE_AFTER_S = env.float("TESSERA_REQUEUE_AFTER_S", default=120.0)
+TESSERA_RUN_MAX_ATTEMPTS = env.int("TESSERA_RUN_MAX_ATTEMPTS", default=3)
 
 # --- REST API -----------------------------------------------------------------------
 REST_FRAMEWORK = {
