@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from ingestion.models import DatasetVersion
-from ingestion.storage import stored_file
+from ingestion.storage import read_stored
 from tests.reliability.conftest import finance_bytes
 from tests.support.worker import celery_worker
 from training.models import TrainingRun
@@ -37,7 +37,7 @@ WAIT_S = 600
 
 def stored_bytes(version: DatasetVersion) -> bytes:
     """The bytes ingestion stored for ``version`` (decrypted, where storage encrypts)."""
-    return stored_file(version.stored_path).read_bytes()
+    return read_stored(version.stored_path)
 
 
 class Traffic:
