@@ -54,18 +54,23 @@ def code_version() -> str:
         return configured[:64]
     git = Path(settings.ROOT_DIR) / ".git"
     try:
+        if git.is_file():  # a worktree or submodule: ".git" names the real folder
+            git = (git.parent / git.read_text().split(":", 1)[1].strip()).resolve()
+        common = git / "commondir"
+        shared = (git / common.read_text().strip()).resolve() if common.is_file() else git
         head = (git / "HEAD").read_text().strip()
         if not head.startswith("ref:"):
             return head[:64]
         ref = head.split(" ", 1)[1]
-        if (git / ref).is_file():
-            return (git / ref).read_text().strip()[:64]
-        packed = git / "packed-refs"
+        for folder in (git, shared):
+            if (folder / ref).is_file():
+                return (folder / ref).read_text().strip()[:64]
+        packed = shared / "packed-refs"
         if packed.is_file():
             for line in packed.read_text().splitlines():
                 if line.endswith(" " + ref):
                     return line.split(" ", 1)[0][:64]
-    except OSError:
+    except (OSError, IndexError):
         pass
     return ""
 
