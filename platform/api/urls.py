@@ -8,6 +8,8 @@ from rest_framework.routers import DefaultRouter
 from api import views
 
 router = DefaultRouter()
+# JSON only: no ".json" suffix routes (the views take no ``format`` argument).
+router.include_format_suffixes = False
 router.register("verticals", views.VerticalViewSet, basename="vertical")
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("dataset-versions", views.DatasetVersionViewSet, basename="dataset-version")
