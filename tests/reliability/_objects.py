@@ -45,8 +45,8 @@ def scoring_csv(n: int = 5) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-@pytest.fixture(scope="session")
-def serving_artifact(tmp_path_factory):
+@pytest.fixture(scope="session", name="serving_artifact")
+def serving_artifact_fixture(tmp_path_factory):
     """One tiny private model on the finance demo table, trained once per session with
     ml_core (no database): its artifact folder (with predictions.csv) and its summary."""
     import torch
@@ -201,9 +201,9 @@ def build_world(*, org, analyst, reviewer, admin, artifact: dict, upload_dir: Pa
     )
 
 
-@pytest.fixture
-def worlds(org_a, org_b, analyst, reviewer, admin, other_analyst, other_reviewer, other_admin,
-           serving_artifact, settings):
+@pytest.fixture(name="worlds")
+def worlds_fixture(org_a, org_b, analyst, reviewer, admin, other_analyst, other_reviewer,
+                   other_admin, serving_artifact, settings):
     """{"a": World of Acme (alice, rita, adam), "b": World of Borealis (bob, berta, boris)}."""
     upload_dir = Path(settings.TESSERA_UPLOAD_DIR)
     return {

@@ -35,8 +35,8 @@ from django.apps import apps
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
-from django.test import Client
 from django.shortcuts import resolve_url
+from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -48,8 +48,8 @@ from tests.reliability._objects import (  # noqa: F401 - fixtures
     finance_bytes,
     scoring_csv,
     scoring_rows,
-    serving_artifact,
-    worlds,
+    serving_artifact_fixture,
+    worlds_fixture,
 )
 from training.models import ModelVersion, TrainingRun
 
