@@ -13,8 +13,10 @@ from axes.helpers import get_cool_off
 from django.contrib.auth.forms import AuthenticationForm
 from django.http import JsonResponse
 from django.shortcuts import render
-from rest_framework import status
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
 
@@ -67,6 +69,13 @@ class TokenView(ObtainAuthToken):
     """``POST /api/v1/auth/token/``: DRF's token for a username and password, under the same
     lockout as the login page (axes flags the DRF request, which its middleware never sees)."""
 
+    @extend_schema(
+        request=AuthTokenSerializer, auth=[],
+        responses={200: inline_serializer("Token", {"token": serializers.CharField()}),
+                   429: OpenApiResponse(inline_serializer("LockedOut", {
+                       "detail": serializers.CharField()}),
+                       description="Too many failed attempts: locked for a while.")},
+    )
     def post(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         if not serializer.is_valid():

@@ -7,9 +7,20 @@ from rest_framework.routers import DefaultRouter
 from accounts.lockout import TokenView
 from api import views
 
-router = DefaultRouter()
-# JSON only: no ".json" suffix routes (the views take no ``format`` argument).
-router.include_format_suffixes = False
+
+class Router(DefaultRouter):
+    """JSON only: no ".json" suffix routes (the views take no ``format`` argument), so an id
+    is anything up to the next slash: "1.5" or "x" reach the view and get its JSON 404
+    instead of matching no route (Django's HTML 404)."""
+
+    include_format_suffixes = False
+
+    def __init__(self):
+        super().__init__()
+        self._default_value_pattern = "[^/]+"
+
+
+router = Router()
 router.register("verticals", views.VerticalViewSet, basename="vertical")
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("dataset-versions", views.DatasetVersionViewSet, basename="dataset-version")
