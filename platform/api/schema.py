@@ -7,7 +7,8 @@ drf-spectacular documents what the views declare; DRF itself also answers
   not, 404 for an id that is not the requester's organisation's (or a page past the end),
   415 for a body in a media type the operation does not read: ``{"detail": "..."}``
   (a 404 also when an id in the body, e.g. ``dataset_version``, is not theirs).
-Registered in SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]; schemathesis holds the answers to
+Path ids are typed as the integers they are. Registered in
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]; schemathesis holds the answers to
 it (tests/reliability/test_api_fuzz.py).
 """
 
@@ -50,6 +51,16 @@ def _reads_input(operation: dict) -> bool:
         p.get("in") == "query" for p in operation.get("parameters", []))
 
 
+def _integer_ids(operation: dict) -> None:
+    """Object ids are integers. (The router lets any text up to the next slash reach a view,
+    so a malformed id gets the API's JSON 404, which makes drf-spectacular call it a
+    string.)"""
+    for parameter in operation.get("parameters", []):
+        if parameter.get("in") == "path" and parameter.get("name") == "id":
+            parameter["schema"] = {"type": "integer"}
+            parameter.setdefault("description", "The object's id.")
+
+
 def document_error_responses(result, generator, request, public):
     result.setdefault("components", {}).setdefault("schemas", {}).update(COMPONENTS)
     for path, item in result.get("paths", {}).items():
@@ -57,6 +68,7 @@ def document_error_responses(result, generator, request, public):
             operation = item.get(method)
             if operation is None:
                 continue
+            _integer_ids(operation)
             responses = operation.setdefault("responses", {})
             if _reads_input(operation):
                 given = responses.get("400", {}).get("content", {}).get(
