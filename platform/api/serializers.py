@@ -191,7 +191,7 @@ class RunSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.INT)
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_model_version(self, run: TrainingRun) -> int | None:
         model_version = getattr(run, "model_version", None) if run.pk else None
         return model_version.pk if model_version else None

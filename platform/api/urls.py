@@ -2,12 +2,25 @@
 
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from accounts.lockout import TokenView
 from api import views
 
-router = DefaultRouter()
+
+class Router(DefaultRouter):
+    """JSON only: no ".json" suffix routes (the views take no ``format`` argument), so an id
+    is anything up to the next slash: "1.5" or "x" reach the view and get its JSON 404
+    instead of matching no route (Django's HTML 404)."""
+
+    include_format_suffixes = False
+
+    def __init__(self):
+        super().__init__()
+        self._default_value_pattern = "[^/]+"
+
+
+router = Router()
 router.register("verticals", views.VerticalViewSet, basename="vertical")
 router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("dataset-versions", views.DatasetVersionViewSet, basename="dataset-version")
@@ -17,7 +30,8 @@ router.register("models", views.ModelVersionViewSet, basename="model-version")
 app_name = "api"
 
 urlpatterns = [
-    path("auth/token/", obtain_auth_token, name="token"),
+    # DRF's token view under the sign-in lockout (django-axes), like the login page.
+    path("auth/token/", TokenView.as_view(), name="token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("", include(router.urls)),

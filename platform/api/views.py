@@ -323,7 +323,7 @@ class ModelVersionViewSet(
         return Response(s.PromotionEventSerializer(event).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses=s.PromotionEventSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)  # the whole list, as given
     def history(self, request, pk=None):
         model_version = self.get_object()
         events = registry.history(organisation=model_version.organisation,

@@ -10,7 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts import scoping
-from accounts.permissions import can_review
+from accounts.models import Role
+from accounts.permissions import can_review, require_role
 from governance import cards, ledger, registry, scoring
 from governance.forms import (
     DatasetPolicyForm,
@@ -128,6 +129,8 @@ def model_card_json(request, model_version_id: int):
 def dataset_ledger(request, dataset_id: int):
     dataset = scoping.get_scoped_or_404(Dataset, request.user, pk=dataset_id)
     membership = scoping.membership_for(request.user)
+    if request.method == "POST" and not membership.is_admin:
+        raise PermissionDenied("only admins change a dataset's privacy budget")
     policy = ledger.policy_for(dataset)
     form = None
     if membership.is_admin:
@@ -138,8 +141,6 @@ def dataset_ledger(request, dataset_id: int):
             ledger.set_dataset_policy(dataset=dataset, user=request.user, **form.cleaned_data)
             messages.success(request, "Dataset policy saved.")
             return redirect("governance:ledger", dataset_id=dataset.pk)
-    elif request.method == "POST":
-        raise PermissionDenied("only admins change a dataset's privacy budget")
     return render(request, "governance/ledger.html", {
         "dataset": dataset, "policy": policy, "status": ledger.ledger_status(dataset),
         "form": form})
@@ -147,6 +148,8 @@ def dataset_ledger(request, dataset_id: int):
 
 def problem_gates(request, vertical: str, problem: str):
     membership = scoping.membership_for(request.user)
+    if request.method == "POST" and not membership.is_admin:
+        raise PermissionDenied("only admins change the promotion gates")
     try:
         policy = registry.gate_policy_for(organisation=membership.organisation,
                                           vertical=vertical, problem=problem)
@@ -160,8 +163,6 @@ def problem_gates(request, vertical: str, problem: str):
                                         **form.cleaned_data)
             messages.success(request, "Promotion gates saved.")
             return redirect("governance:problem", vertical=vertical, problem=problem)
-    elif request.method == "POST":
-        raise PermissionDenied("only admins change the promotion gates")
     from governance.schedules import schedule_for
 
     return render(request, "governance/problem.html", {
@@ -180,6 +181,7 @@ def problem_gates(request, vertical: str, problem: str):
 def problem_schedule(request, vertical: str, problem: str):
     from governance.schedules import set_schedule
 
+    require_role(request.user, Role.ADMIN)  # before the form: its errors are for admins
     form = ScheduleForm(request.POST)
     if form.is_valid():
         try:

@@ -7,6 +7,7 @@ results and beat schedules in the database.
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -22,7 +23,9 @@ environ.Env.read_env(ROOT_DIR / ".env", overwrite=False) if (ROOT_DIR / ".env").
 
 VAR_DIR = Path(env.str("TESSERA_VAR_DIR", default=str(ROOT_DIR / "var")))
 
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="insecure-dev-key-change-me")
+# Development only: production refuses this key (config.settings.production).
+DEV_SECRET_KEY = "insecure-dev-key-change-me"
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=DEV_SECRET_KEY)
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"]
@@ -226,6 +229,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The error answers DRF gives besides the views' own (400 field errors, 401, 403, 404).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.document_error_responses",
+    ],
     # Three models have a "status" field with different choices: name each enum.
     "ENUM_NAME_OVERRIDES": {
         "DatasetVersionStatusEnum": "ingestion.models.DatasetVersion.Status",
@@ -233,6 +241,28 @@ SPECTACULAR_SETTINGS = {
         "ModelVersionStatusEnum": "training.models.ModelVersion.Status",
     },
 }
+
+# --- Sign-in lockout (django-axes) ---------------------------------------------------
+# AXES_FAILURE_LIMIT failed sign-ins for one username from one address lock that pair out
+# for the cool-off period: the login page, the admin's and the API's token endpoint (every
+# password check goes through authenticate()). Unlock early: the admin's Access attempts, or
+# `manage.py axes_reset_username USERNAME`. What a locked-out person sees: accounts.lockout.
+INSTALLED_APPS.append("axes")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # last, as axes requires
+AUTHENTICATION_BACKENDS = [
+    "accounts.lockout.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("TESSERA_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("TESSERA_LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+# The client address: REMOTE_ADDR, unless a proxy in front sets X-Forwarded-For (then say how
+# many proxies there are, or anyone could pick their own address by sending the header).
+AXES_IPWARE_PROXY_COUNT = env.int("TESSERA_TRUSTED_PROXY_COUNT", default=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"])
 
 # Structured log lines carrying request_id, run_id and task_id (observability.logs):
 # LOG_FORMAT=logfmt (key=value, the default) or json (one object per line).
