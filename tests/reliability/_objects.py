@@ -119,6 +119,7 @@ def build_world(*, org, analyst, reviewer, admin, artifact: dict, upload_dir: Pa
     from governance import ledger, registry
     from governance.models import ScoringJob
     from governance.schedules import set_schedule
+    from ingestion.models import DatasetVersion
     from ingestion.services import confirm_mapping, upload_dataset
     from tests.web.factories import make_succeeded_run
     from training.models import ModelVersion, TrainingRun
@@ -138,6 +139,12 @@ def build_world(*, org, analyst, reviewer, admin, artifact: dict, upload_dir: Pa
         user=analyst, vertical="finance", problem="credit_risk",
         file=csv_upload(data, f"{mark.lower()}-applications-v2.csv"), dataset=dataset,
     )
+    # One column flagged as a direct identifier, for the admins' decision endpoints.
+    first_column = data.decode().split("\n", 1)[0].split(",")[0].strip()
+    DatasetVersion.objects.filter(pk=pending.pk).update(identifiers=[{
+        "column": first_column, "kind": "national id", "evidence": "name",
+        "message": f"{first_column!r} looks like a national id"}])
+    pending.refresh_from_db()
     queued = TrainingRun.objects.create(
         organisation=org, dataset_version=version, vertical="finance", problem="credit_risk",
         created_by=analyst, privacy_requested={"enabled": True, "target_epsilon": 3.0},

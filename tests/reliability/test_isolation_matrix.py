@@ -125,6 +125,13 @@ def api_post(who, kwargs=_no_kwargs, data=None, ok=(201,), effect=True, fmt="jso
                 **extra)
 
 
+def flagged(w: World) -> str:
+    """The pending version's column flagged as a direct identifier (any name for an id no
+    row has)."""
+    found = getattr(w.version_pending, "identifiers", None) or [{"column": "checking"}]
+    return found[0]["column"]
+
+
 MODEL = "model_version_id"
 PK = "pk"
 GATE_POLICY = {"require_fairness": "on", "require_privacy": "on", "max_epsilon": "9",
@@ -150,6 +157,10 @@ MATRIX: dict[str, list[Case]] = {
              data=lambda w: {"file": csv_file(), "name": ""}),
     ],
     "dataset_version": [get(kwargs=obj("version", "version_id"), shows_own=True)],
+    # Flagged identifier columns: admins only decide.
+    "dataset_identifier": [post(ADMIN, kwargs=obj("version_pending", "version_id"),
+                                data=lambda w: {"column": flagged(w), "allowed": "1",
+                                                "reason": "needed"})],
     "dataset_mapping": [
         get(kwargs=obj("version_pending", "version_id")),
         # An incomplete form is shown again; isolation is what this checks.
@@ -163,6 +174,7 @@ MATRIX: dict[str, list[Case]] = {
                                        "seed": "0"})],
     "run_detail": [get(kwargs=obj("run_done", "run_id"), shows_own=True)],
     "run_progress": [get(kwargs=obj("run_done", "run_id"))],
+    "run_progress_partial": [get(kwargs=obj("run_done", "run_id"))],
     "run_cancel": [post(MEMBER, kwargs=obj("run_queued", "run_id"))],
     # --- reviews ---------------------------------------------------------------------------
     "review_queue": [get(REVIEWER, shows_own=True)],
@@ -227,6 +239,11 @@ MATRIX: dict[str, list[Case]] = {
     "api:dataset-version-detail": [get(kwargs=obj("version", PK), shows_own=True)],
     "api:dataset-version-mapping": [api_post(MEMBER, kwargs=obj("version_pending", PK),
                                              ok=(200,))],
+    "api:dataset-version-identifiers": [
+        api_post(ADMIN, kwargs=obj("version_pending", PK), ok=(200,),
+                 data=lambda w: {"column": flagged(w), "allowed": True,
+                                 "reason": "needed"}),
+    ],
     "api:run-list": [
         get(lists=TrainingRun),
         api_post(MEMBER, scoped=True,
