@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from django.urls import reverse
@@ -39,6 +40,8 @@ def production_env(**changes) -> dict:
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
         "DJANGO_ALLOWED_HOSTS": "tessera.example.org",
+        # Uploads are encrypted at rest: production needs its own key (ingestion.E001).
+        "TESSERA_FERNET_KEYS": Fernet.generate_key().decode(),
     })
     env.update(changes)
     return env
