@@ -29,6 +29,17 @@ def membership_for(user) -> Membership:
         raise PermissionDenied("your account belongs to no organisation") from None
 
 
+def request_membership(request) -> Membership:
+    """``membership_for(request.user)``, looked up once per request: the permission check
+    and the queryset scoping of one API request both ask for it."""
+    cached = getattr(request, "_tessera_membership", None)
+    if cached is not None and cached[0] is request.user:
+        return cached[1]
+    membership = membership_for(request.user)
+    request._tessera_membership = (request.user, membership)
+    return membership
+
+
 @cache
 def organisation_path(model: type[models.Model]) -> str:
     """The lookup from ``model`` to its Organisation, e.g. ``"dataset__organisation"``.
@@ -57,7 +68,21 @@ def for_user(queryset: models.QuerySet, user) -> models.QuerySet:
         membership = membership_for(user)
     except PermissionDenied:
         return queryset.none()
-    return queryset.filter(**{organisation_path(queryset.model): membership.organisation})
+    return for_membership(queryset, membership)
+
+
+def for_membership(queryset: models.QuerySet, membership: Membership) -> models.QuerySet:
+    """``queryset`` restricted to ``membership``'s organisation."""
+    return queryset.filter(**{organisation_path(queryset.model): membership.organisation_id})
+
+
+def for_request(queryset: models.QuerySet, request) -> models.QuerySet:
+    """``for_user`` for ``request.user``, with the membership looked up once per request."""
+    try:
+        membership = request_membership(request)
+    except PermissionDenied:
+        return queryset.none()
+    return for_membership(queryset, membership)
 
 
 def get_scoped_or_404(model_or_queryset, user, **lookup):

@@ -12,7 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from accounts.scoping import for_user, get_scoped_or_404
+from accounts.scoping import for_request, get_scoped_or_404
 from api import serializers as s
 from api.permissions import CanReview, IsMember
 from audits.services import review_model
@@ -47,7 +47,7 @@ class _Scoped:
     base_queryset = None
 
     def get_queryset(self):
-        return for_user(self.base_queryset.all(), self.request.user)
+        return for_request(self.base_queryset.all(), self.request)
 
 
 class VerticalViewSet(viewsets.ViewSet):
@@ -183,8 +183,23 @@ class RunViewSet(
 ):
     base_queryset = TrainingRun.objects.select_related("model_version")
 
+    def get_queryset(self):
+        if self.action == "run_status":  # polled often: only the columns it answers with
+            return for_request(TrainingRun.objects.only(*s.RunStatusSerializer.COLUMNS),
+                               self.request)
+        return super().get_queryset()
+
     def get_serializer_class(self):
+        if self.action == "run_status":
+            return s.RunStatusSerializer
         return s.RunCreateSerializer if self.action == "create" else s.RunSerializer
+
+    @extend_schema(responses={200: s.RunStatusSerializer})
+    @action(detail=True, methods=["get"], url_path="status", url_name="status")
+    def run_status(self, request, pk=None):
+        """A run's progress for polling: status, stage, epochs, privacy budget spent so far.
+        The run itself (``GET /runs/<id>/``) adds configuration, history and results."""
+        return Response(s.RunStatusSerializer(self.get_object()).data)
 
     @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunSerializer, 400: ERROR})
     def create(self, request):
