@@ -4,13 +4,13 @@ from django.core.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
 from accounts.models import Role
-from accounts.scoping import request_membership
+from accounts.scoping import NO_ORGANISATION, request_membership
 
 
 class IsMember(BasePermission):
     """Signed in and a member of an organisation (every API object is scoped to it)."""
 
-    message = "your account belongs to no organisation"
+    message = NO_ORGANISATION
 
     def has_permission(self, request, view) -> bool:
         return _has_role(request, *Role.values)
