@@ -13,11 +13,12 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", "3"))
-# Threaded workers: on 2 cores with 32 clients opening a connection per request they
-# answered 130-170 requests/s against 60-105 for 3 sync workers (bench/groups/api.py,
-# measured side by side); a slow request no longer holds a whole worker either.
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("GUNICORN_THREADS", "2"))
+# Sync workers. Side by side on a busy 2-core machine (bench/groups/api.py's load, 32
+# clients, a connection per request), 3 gthread workers x 2 threads answered more requests
+# per second (median 88 against 49) but with a longer tail (p95 median 940 ms against
+# 796 ms): the entry is the p95. GUNICORN_WORKER_CLASS=gthread GUNICORN_THREADS=2 to try.
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 backlog = int(os.environ.get("GUNICORN_BACKLOG", "2048"))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
