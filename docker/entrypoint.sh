@@ -17,12 +17,10 @@ case "${1:-web}" in
         exec python manage.py migrate --noinput
         ;;
     web)
-        exec gunicorn config.wsgi:application \
-            --bind 0.0.0.0:8000 \
-            --workers "${GUNICORN_WORKERS:-3}" \
-            --timeout "${GUNICORN_TIMEOUT:-120}" \
-            --access-logfile - \
-            --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-*}"
+        # Workers, threads, timeout, preloading: docker/gunicorn.conf.py (the API benchmark
+        # serves the app with the same file).
+        exec gunicorn config.wsgi:application -c "$(dirname "$0")/gunicorn.conf.py" \
+            --bind 0.0.0.0:8000
         ;;
     worker-cpu)
         exec $celery_app worker -n "worker-cpu@%h" -Q "${TESSERA_CPU_WORKER_QUEUES:-default}" \

@@ -1,17 +1,17 @@
 """Latency of the run-status endpoint under 32 concurrent clients.
 
-``GET /api/v1/runs/<id>/`` (token authentication) for a run in training, served by
-gunicorn on loopback as the image serves it (``docker/entrypoint.sh``: sync workers,
-``GUNICORN_WORKERS`` default 3) from the throw-away installation of
-:mod:`bench.platform_env`. 32 client threads each send their requests one after another;
-every request's time from connect to the last byte counts. Errors (non-200 answers,
-failed connections) are counted and must be zero.
+``GET /api/v1/runs/<id>/status/`` (token authentication) for a run in training, served by
+gunicorn on loopback as the image serves it: ``docker/entrypoint.sh``'s settings file
+``docker/gunicorn.conf.py`` (workers, worker class, threads, preloading, access log; the
+``GUNICORN_*`` variables override it here as they do there), from the throw-away
+installation of :mod:`bench.platform_env`. 32 client threads each send their requests one
+after another, a new connection each; every request's time from connect to the last byte
+counts. Errors (non-200 answers, failed connections) are counted and must be zero.
 """
 
 from __future__ import annotations
 
 import http.client
-import os
 import socket
 import subprocess
 import sys
@@ -26,7 +26,7 @@ from bench.registry import Result, Settings, Target
 NAMES = ("api_p95_ms",)
 DEVICES = ("cpu",)
 CLIENTS = 32
-WORKERS = int(os.environ.get("GUNICORN_WORKERS", "3"))
+CONFIG = ROOT / "docker" / "gunicorn.conf.py"
 
 
 def sizes(settings: Settings) -> dict:
@@ -101,21 +101,28 @@ def load(port: int, path: str, token: str, *, clients: int, requests: int) -> di
     return {"latencies": latencies, "errors": errors, "wall_s": time.perf_counter() - start}
 
 
+def _served_as() -> dict:
+    """Workers, worker class and threads as ``docker/gunicorn.conf.py`` sets them here."""
+    namespace: dict = {}
+    exec(compile(CONFIG.read_text(), str(CONFIG), "exec"), namespace)  # noqa: S102
+    return {name: namespace[name] for name in ("workers", "worker_class", "threads")}
+
+
 def run(settings: Settings) -> list[Result]:
     s = sizes(settings)
     env = shared_env()
     fixture = env.run("api_fixture", seed=settings.seed)
-    path, token = f"/api/v1/runs/{fixture['run_id']}/", fixture["token"]
+    path, token = f"/api/v1/runs/{fixture['run_id']}/status/", fixture["token"]
+    served = _served_as()
     port = _free_port()
     log = open(env.folder / "gunicorn.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "config.wsgi:application",
-         "--bind", f"127.0.0.1:{port}", "--workers", str(WORKERS), "--timeout", "120",
-         "--log-level", "warning"],
+        [sys.executable, "-m", "gunicorn", "config.wsgi:application", "-c", str(CONFIG),
+         "--bind", f"127.0.0.1:{port}"],
         cwd=ROOT, env=env.environ(), stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_until_up(port, path, token, server)
-        load(port, path, token, clients=WORKERS * 2, requests=5)  # warm every worker
+        load(port, path, token, clients=served["workers"] * 2, requests=5)  # warm up
         out = load(port, path, token, clients=s["clients"], requests=s["requests"])
     finally:
         server.terminate()
@@ -131,11 +138,12 @@ def run(settings: Settings) -> list[Result]:
     value = p95 if not out["errors"] else float("nan")
     return [
         Result("api_p95_ms", value, "ms",
-               f"{count} GET /api/v1/runs/<id>/ from "
-               f"{s['clients']} concurrent clients, gunicorn {WORKERS} sync workers on "
+               f"{count} GET /api/v1/runs/<id>/status/ from "
+               f"{s['clients']} concurrent clients, gunicorn {served['workers']} "
+               f"{served['worker_class']} workers x {served['threads']} threads on "
                f"loopback; median {float(np.median(ms)):.3g} ms, "
                f"{len(out['errors'])} errors", Target(high=150),
-               details={"requests": count, "clients": s["clients"], "workers": WORKERS,
+               details={"requests": count, "clients": s["clients"], **served,
                         "errors": len(out["errors"]), "error_kinds": sorted(set(out["errors"])),
                         "median_ms": float(np.median(ms)) if len(ms) else None,
                         "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,

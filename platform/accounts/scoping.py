@@ -17,6 +17,7 @@ from django.http import Http404
 from accounts.models import Membership, Organisation
 
 _MAX_DEPTH = 3
+NO_ORGANISATION = "your account belongs to no organisation"
 
 
 def membership_for(user) -> Membership:
@@ -26,7 +27,25 @@ def membership_for(user) -> Membership:
     try:
         return Membership.objects.select_related("organisation").get(user=user)
     except Membership.DoesNotExist:
-        raise PermissionDenied("your account belongs to no organisation") from None
+        raise PermissionDenied(NO_ORGANISATION) from None
+
+
+def request_membership(request) -> Membership:
+    """``membership_for(request.user)``, looked up once per request: the permission check
+    and the queryset scoping of one API request both ask for it."""
+    user = request.user
+    cached = getattr(request, "_tessera_membership", None)
+    if cached is not None and cached[0] is user:
+        return cached[1]
+    authenticator = getattr(request, "successful_authenticator", None)
+    if getattr(authenticator, "loads_membership", False):  # loaded with this request's user
+        membership = getattr(user, "membership", None)
+        if membership is None:
+            raise PermissionDenied(NO_ORGANISATION)
+    else:
+        membership = membership_for(user)
+    request._tessera_membership = (user, membership)
+    return membership
 
 
 @cache
@@ -57,7 +76,21 @@ def for_user(queryset: models.QuerySet, user) -> models.QuerySet:
         membership = membership_for(user)
     except PermissionDenied:
         return queryset.none()
-    return queryset.filter(**{organisation_path(queryset.model): membership.organisation})
+    return for_membership(queryset, membership)
+
+
+def for_membership(queryset: models.QuerySet, membership: Membership) -> models.QuerySet:
+    """``queryset`` restricted to ``membership``'s organisation."""
+    return queryset.filter(**{organisation_path(queryset.model): membership.organisation_id})
+
+
+def for_request(queryset: models.QuerySet, request) -> models.QuerySet:
+    """``for_user`` for ``request.user``, with the membership looked up once per request."""
+    try:
+        membership = request_membership(request)
+    except PermissionDenied:
+        return queryset.none()
+    return for_membership(queryset, membership)
 
 
 def get_scoped_or_404(model_or_queryset, user, **lookup):

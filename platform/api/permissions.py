@@ -1,20 +1,19 @@
 """API permissions: members of an organisation; reviewers for decisions."""
 
+from django.core.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
 from accounts.models import Role
-from accounts.permissions import can_review, has_role
+from accounts.scoping import NO_ORGANISATION, request_membership
 
 
 class IsMember(BasePermission):
     """Signed in and a member of an organisation (every API object is scoped to it)."""
 
-    message = "your account belongs to no organisation"
+    message = NO_ORGANISATION
 
     def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated) and has_role(
-            request.user, *Role.values
-        )
+        return _has_role(request, *Role.values)
 
 
 class CanReview(BasePermission):
@@ -23,4 +22,12 @@ class CanReview(BasePermission):
     message = "only reviewers and admins can review models"
 
     def has_permission(self, request, view) -> bool:
-        return can_review(request.user)
+        return _has_role(request, Role.REVIEWER, Role.ADMIN)
+
+
+def _has_role(request, *roles: str) -> bool:
+    """``accounts.permissions.has_role`` with the membership looked up once per request."""
+    try:
+        return request_membership(request).role in roles
+    except PermissionDenied:
+        return False

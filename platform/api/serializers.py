@@ -197,6 +197,33 @@ class RunSerializer(serializers.ModelSerializer):
         return model_version.pk if model_version else None
 
 
+class RunStatusSerializer(serializers.Serializer):
+    """What a client polling a run needs, from a few small columns (the run-status
+    endpoint answers often: no history, metrics or results, and a plain serializer, which
+    builds its fields faster than a model serializer)."""
+
+    id = serializers.IntegerField(read_only=True)
+    status = serializers.ChoiceField(choices=TrainingRun.Status.choices, read_only=True)
+    stage = serializers.CharField(read_only=True)
+    epoch = serializers.IntegerField(read_only=True)
+    total_epochs = serializers.IntegerField(read_only=True)
+    percent = serializers.IntegerField(source="progress_percent", read_only=True)
+    loss = serializers.FloatField(read_only=True, allow_null=True)
+    val_metric = serializers.FloatField(read_only=True, allow_null=True)
+    epsilon_spent = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Privacy budget spent so far (ε)."
+    )
+    cancel_requested = serializers.BooleanField(read_only=True)
+    error = serializers.CharField(read_only=True)
+    started_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    finished_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    # The columns the answer is made of (``percent`` from status, epoch and total_epochs).
+    COLUMNS = ("id", "organisation_id", "status", "stage", "epoch", "total_epochs", "loss",
+               "val_metric", "epsilon_spent", "cancel_requested", "error", "started_at",
+               "finished_at")
+
+
 # --- models and reviews -------------------------------------------------------------
 
 

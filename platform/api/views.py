@@ -12,7 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from accounts.scoping import for_user, get_scoped_or_404
+from accounts.scoping import for_request, get_scoped_or_404
 from api import serializers as s
 from api.permissions import CanReview, IsMember
 from audits.services import review_model
@@ -29,6 +29,11 @@ from ml_core.spec import ColumnMapping
 from training.models import ModelVersion, TrainingRun
 from training.services import cancel_run, start_run
 from verticals.registry import verticals
+
+# One instance answers every status poll: a serializer deep-copies its fields when it is
+# built, which costs more than the rest of the endpoint's serialising, and reading fields
+# keep no state from one answer to the next.
+_RUN_STATUS = s.RunStatusSerializer()
 
 ERROR = OpenApiResponse(s.ErrorSerializer, description="Refused; the body says why.")
 
@@ -47,7 +52,7 @@ class _Scoped:
     base_queryset = None
 
     def get_queryset(self):
-        return for_user(self.base_queryset.all(), self.request.user)
+        return for_request(self.base_queryset.all(), self.request)
 
 
 class VerticalViewSet(viewsets.ViewSet):
@@ -183,8 +188,23 @@ class RunViewSet(
 ):
     base_queryset = TrainingRun.objects.select_related("model_version")
 
+    def get_queryset(self):
+        if self.action == "run_status":  # polled often: only the columns it answers with
+            return for_request(TrainingRun.objects.only(*s.RunStatusSerializer.COLUMNS),
+                               self.request)
+        return super().get_queryset()
+
     def get_serializer_class(self):
+        if self.action == "run_status":
+            return s.RunStatusSerializer
         return s.RunCreateSerializer if self.action == "create" else s.RunSerializer
+
+    @extend_schema(responses={200: s.RunStatusSerializer})
+    @action(detail=True, methods=["get"], url_path="status", url_name="status")
+    def run_status(self, request, pk=None):
+        """A run's progress for polling: status, stage, epochs, privacy budget spent so far.
+        The run itself (``GET /runs/<id>/``) adds configuration, history and results."""
+        return Response(_RUN_STATUS.to_representation(self.get_object()))
 
     @extend_schema(request=s.RunCreateSerializer, responses={201: s.RunSerializer, 400: ERROR})
     def create(self, request):

@@ -251,6 +251,7 @@ MATRIX: dict[str, list[Case]] = {
                                  "privacy": {"target_epsilon": 1.0}}),
     ],
     "api:run-detail": [get(kwargs=obj("run_done", PK))],
+    "api:run-status": [get(kwargs=obj("run_done", PK))],
     "api:run-cancel": [api_post(MEMBER, kwargs=obj("run_queued", PK), ok=(200,))],
     "api:model-version-list": [get(lists=ModelVersion)],
     "api:model-version-detail": [get(kwargs=obj("model_serving", PK))],
