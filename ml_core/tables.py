@@ -339,50 +339,49 @@ def _line_field_counts(text: str, delimiter: str) -> tuple[np.ndarray, np.ndarra
     return lines + 1, counts[lines]
 
 
-def _records(text: str, delimiter: str) -> list[tuple[int, int]]:
-    """(1-based line number where the record starts, number of fields) per non-blank record."""
+def _records(text: str, delimiter: str) -> tuple[np.ndarray, np.ndarray]:
+    """(1-based line numbers where the records start, numbers of fields) of the non-blank
+    records."""
     if delimiter == WHITESPACE or '"' not in text:
         if ord(delimiter) < 128:
-            lines, counts = _line_field_counts(text, delimiter)
-            return list(zip(lines.tolist(), counts.tolist(), strict=True))
-        return [
-            (i + 1, line.count(delimiter) + 1)
-            for i, line in enumerate(text.split("\n")) if line.strip()
-        ]
-    out = []
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    start = 1
-    for row in reader:
-        if row and any(cell.strip() for cell in row):
-            out.append((start, len(row)))
-        start = reader.line_num + 1
-    return out
+            return _line_field_counts(text, delimiter)
+        pairs = [(i + 1, line.count(delimiter) + 1)
+                 for i, line in enumerate(text.split("\n")) if line.strip()]
+    else:
+        pairs = []
+        reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+        start = 1
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                pairs.append((start, len(row)))
+            start = reader.line_num + 1
+    table = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    return table[:, 0], table[:, 1]
 
 
 def _check_shape(text: str, delimiter: str, *, max_columns: int) -> None:
     """Refuse a table that is too wide, read as one column with another separator in
     every line, or whose rows have different numbers of fields."""
-    records = _records(text, delimiter)
-    if not records:
+    lines, counts = _records(text, delimiter)
+    if not len(lines):
         raise TableReadError("empty", "The file is empty.")
-    expected = records[0][1]
+    first, expected = int(lines[0]), int(counts[0])
     if expected > max_columns:
         raise TableReadError(
             "too_many_columns",
-            f"Line {records[0][0]} has {expected:,} fields; the limit is {max_columns:,} "
-            "columns.",
+            f"Line {first} has {expected:,} fields; the limit is {max_columns:,} columns.",
         )
     if expected == 1:
         _refuse_one_column(text, delimiter)
-    bad = [(line, n) for line, n in records if n != expected]
-    if bad and '"' in text and (opened := _unclosed_quote_line(text)) is not None:
+    bad = np.flatnonzero(counts != expected)
+    if len(bad) and '"' in text and (opened := _unclosed_quote_line(text)) is not None:
         raise _unclosed_quote(opened)
-    if bad:
-        listed = ", ".join(f"line {line} has {n}" for line, n in bad[:MAX_LISTED])
+    if len(bad):
+        listed = ", ".join(f"line {lines[k]} has {counts[k]}" for k in bad[:MAX_LISTED])
         more = f" (and {len(bad) - MAX_LISTED} more)" if len(bad) > MAX_LISTED else ""
         raise TableReadError(
             "ragged",
-            f"Rows have different numbers of fields: line {records[0][0]} has {expected}; "
+            f"Rows have different numbers of fields: line {first} has {expected}; "
             f"{listed}{more}. Check the separator ({_describe(delimiter)}) and quoting.",
         )
 
@@ -417,7 +416,9 @@ def _parse(
     }
     try:
         return pd.read_csv(
-            io.StringIO(text),
+            # Bytes: the C engine tokenises them directly, a text stream is encoded first.
+            io.BytesIO(text.encode("utf-8")),
+            encoding="utf-8",
             sep=r"\s+" if delimiter == WHITESPACE else delimiter,
             header=0 if header else None,
             skip_blank_lines=True,
@@ -570,20 +571,27 @@ def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, s
     """Strip a text column, blank out missing markers, and make it numeric if it is.
 
     Also returns a note when the column needed more than that: numbers with thousands
-    separators or a decimal comma, dates written several ways.
+    separators or a decimal comma, dates written several ways. Every test runs once per
+    distinct value (a text column repeats its values), then spreads to the rows.
     """
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return column, None
-    values = column.astype(str).str.strip().where(column.notna())
-    missing = values.isna() | _missing_mask(values)
+    codes, raw = pd.factorize(column.astype(str))
+    distinct = pd.Series(raw, dtype=object).str.strip()
+    distinct = distinct.where(~_missing_mask(distinct))
+    # codes -1 (missing cells) pick the appended NaN.
+    cells = np.append(distinct.to_numpy(dtype=object), np.nan)[codes]
+    values = pd.Series(cells, index=column.index, name=column.name, dtype="str")
+    missing = values.isna()
     if missing.all():
         return pd.Series(np.nan, index=values.index, dtype=float, name=column.name), None
-    values = values.where(~missing)
-    present = values[~missing]
+    # The present values, each once, in order of first appearance (so the first is the
+    # first row's).
+    present = pd.Series(pd.unique(distinct.dropna()), dtype="str")
     first = present.iloc[0]
     note = None
     if _is_number(first):
-        numbers = pd.to_numeric(values, errors="coerce")
+        numbers = _spread(pd.to_numeric(present, errors="coerce"), present, values)
     elif _LOCAL_NUMBER.fullmatch(first):
         numbers, note = _localised_numbers(values, present, delimiter)
         if numbers is None:
@@ -597,6 +605,15 @@ def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, s
     if not missing.any() and np.all(np.mod(numbers.to_numpy(dtype=float), 1) == 0):
         return numbers.astype(np.int64), note
     return numbers.astype(float), note
+
+
+def _spread(converted: pd.Series, present: pd.Series, values: pd.Series) -> pd.Series:
+    """``converted`` (one entry per distinct ``present`` value) as a column of ``values``'
+    rows: missing where ``values`` is."""
+    positions = pd.Index(present).get_indexer(values)
+    found = positions >= 0
+    spread = converted.to_numpy()[np.where(found, positions, 0)]
+    return pd.Series(spread, index=values.index, name=values.name).where(found)
 
 
 # Numbers as people write them: 1,234,567.89 or 1.234.567,89 (or 1 234,5 and 1'234.5).
@@ -624,7 +641,7 @@ def _localised_numbers(
         conventions.sort(key=lambda pair: pair[1] != ",")
     for thousands, decimal in conventions:
         pattern = _GROUPED[(thousands, decimal)]
-        if not present.map(lambda v, p=pattern: bool(p.fullmatch(v))).all():
+        if not all(pattern.fullmatch(v) for v in present):
             continue
         plain = present.str.replace(thousands, "", regex=False)
         if thousands == " ":
@@ -637,7 +654,7 @@ def _localised_numbers(
         example = present.iloc[0]
         what = (f"thousands separator '{thousands}'" if any(thousands in v for v in present)
                 else "no thousands separator")
-        return (pd.Series(numbers, index=present.index).reindex(values.index),
+        return (_spread(numbers, present, values),
                 f"numbers written with {what} and decimal mark '{decimal}' (e.g. '{example}'); "
                 "read as numbers.")
     return None, None
