@@ -138,7 +138,24 @@ def read_table(
         raise TableReadError("empty", "The file is empty.")
 
     delimiter = _normalise_sep(sep) if sep is not None else _sniff_delimiter(text)
-    _check_shape(text, delimiter, max_columns=max_columns)
+    left_to_parser = _check_shape(text, delimiter, max_columns=max_columns)
+    try:
+        frame, header, notes = _read_rows(text, delimiter, header)
+    except TableReadError:
+        if left_to_parser:
+            # The parser stops at a line longer than the first ones: name every odd line.
+            _check_shape(text, delimiter, max_columns=max_columns, thorough=True)
+        raise
+    frame.index = pd.RangeIndex(len(frame))
+    options = TableReadOptions(
+        delimiter=delimiter, encoding=used_encoding, header=bool(header), notes=tuple(notes)
+    )
+    return frame, options
+
+
+def _read_rows(text: str, delimiter: str, header: bool | None
+               ) -> tuple[pd.DataFrame, bool, list[str]]:
+    """The table of a text whose shape was checked: (frame, header, notes)."""
     # Header detection and column names only need the first rows, read as plain strings.
     sample = _parse(text, delimiter, header=False, as_strings=True, nrows=HEADER_SAMPLE_ROWS + 1)
     if header is None:
@@ -167,11 +184,7 @@ def read_table(
                                                                         strict=True) if note)
     if header:
         frame = _repair_blank_names(frame, notes)
-    frame.index = pd.RangeIndex(len(frame))
-    options = TableReadOptions(
-        delimiter=delimiter, encoding=used_encoding, header=bool(header), notes=tuple(notes)
-    )
-    return frame, options
+    return frame, bool(header), notes
 
 
 def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
@@ -359,9 +372,44 @@ def _records(text: str, delimiter: str) -> tuple[np.ndarray, np.ndarray]:
     return table[:, 0], table[:, 1]
 
 
-def _check_shape(text: str, delimiter: str, *, max_columns: int) -> None:
+def _even_fields(text: str, delimiter: str) -> int | None:
+    """The number of fields of every line, when counting the separators shows that no
+    line has fewer than the first lines do and the parser will stop at any that has more;
+    None when each line must be counted (quotes, runs of spaces, blank or odd lines).
+
+    The C parser refuses a line with more fields than the lines before it; a line with
+    fewer it would pad. When the first lines agree on ``n`` fields and the file holds
+    ``n - 1`` separators per line in all, no line can have fewer without another having
+    more. Counting a separator costs a fraction of finding each line's.
+    """
+    if delimiter == WHITESPACE or '"' in text:
+        return None
+    parts = text.split("\n", SNIFF_LINES)
+    head = parts[:SNIFF_LINES] if len(parts) > SNIFF_LINES else parts[:len(parts) - (
+        text.endswith("\n"))]
+    expected = head[0].count(delimiter) + 1
+    if expected < 2 or any(line.count(delimiter) + 1 != expected for line in head):
+        return None
+    lines = text.count("\n") + (not text.endswith("\n"))
+    return expected if text.count(delimiter) + lines == expected * lines else None
+
+
+def _check_shape(text: str, delimiter: str, *, max_columns: int,
+                 thorough: bool = False) -> bool:
     """Refuse a table that is too wide, read as one column with another separator in
-    every line, or whose rows have different numbers of fields."""
+    every line, or whose rows have different numbers of fields.
+
+    Returns True when a longer line is left to the parser to find (see
+    :func:`_even_fields`); ``thorough`` counts every line's fields.
+    """
+    expected = None if thorough else _even_fields(text, delimiter)
+    if expected is not None:
+        if expected > max_columns:
+            raise TableReadError(
+                "too_many_columns",
+                f"Line 1 has {expected:,} fields; the limit is {max_columns:,} columns.",
+            )
+        return True
     lines, counts = _records(text, delimiter)
     if not len(lines):
         raise TableReadError("empty", "The file is empty.")
@@ -384,6 +432,7 @@ def _check_shape(text: str, delimiter: str, *, max_columns: int) -> None:
             f"Rows have different numbers of fields: line {first} has {expected}; "
             f"{listed}{more}. Check the separator ({_describe(delimiter)}) and quoting.",
         )
+    return False
 
 
 def _refuse_one_column(text: str, delimiter: str) -> None:
