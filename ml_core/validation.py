@@ -376,7 +376,8 @@ def _check_constant(frame: pd.DataFrame, columns: list[str]) -> list[ValidationI
     issues = []
     for column in columns:
         values = frame[column].dropna()
-        distinct = values.nunique()
+        # Whether there are 0, 1 or more distinct values: one comparison, not a count.
+        distinct = 0 if values.empty else 1 + bool((values != values.iloc[0]).any())
         if distinct > 1:
             continue
         what = "no values" if distinct == 0 else f"the same value ('{values.iloc[0]}') in every row"
@@ -608,12 +609,18 @@ def _kind_by_values(values: pd.Series) -> tuple[str, float] | None:
     if pd.api.types.is_integer_dtype(present) or pd.api.types.is_float_dtype(present):
         # Numbers read as numbers: only NHS numbers (ten digits with a check digit) are
         # specific enough to tell from amounts and codes.
-        numbers = present[np.isfinite(present.to_numpy(dtype=float))]
-        whole = numbers[(numbers >= 1e9) & (numbers < 1e10) & (numbers % 1 == 0)]
-        if len(numbers) < _MIN_VALUES or len(whole) < IDENTIFIER_SHARE * len(numbers):
+        numbers = present.to_numpy(dtype=float)
+        finite = np.isfinite(numbers)
+        count = int(finite.sum())
+        # Ten digits first (rare in other columns), then wholeness of those only.
+        ten_digits = np.flatnonzero(finite & (numbers >= 1e9) & (numbers < 1e10))
+        if count < _MIN_VALUES or len(ten_digits) < IDENTIFIER_SHARE * count:
+            return None
+        whole = present.iloc[ten_digits[numbers[ten_digits] % 1 == 0]]
+        if len(whole) < IDENTIFIER_SHARE * count:
             return None
         text = whole.head(IDENTIFIER_SAMPLE).map(lambda v: str(int(v)))
-        share = float(text.map(_nhs_valid).sum()) / min(len(numbers), IDENTIFIER_SAMPLE)
+        share = float(text.map(_nhs_valid).sum()) / min(count, IDENTIFIER_SAMPLE)
         return ("national id", share) if share >= IDENTIFIER_SHARE else None
     sample = present.head(IDENTIFIER_SAMPLE).astype(str).str.strip()
     sample = sample[sample != ""]
