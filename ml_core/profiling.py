@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from ml_core.data import feature_columns, level_counts
+from ml_core.data import feature_columns, label_text, level_counts
 from ml_core.fairness import band
 from ml_core.spec import ColumnMapping, ProblemSpec
 
@@ -82,10 +82,23 @@ def _stats(series: pd.Series) -> dict:
 def _label_counts(series: pd.Series, limit: int | None = None) -> dict[str, int]:
     """Rows per label (``label_text``) among the non-missing values, commonest first
     (ties in order of first appearance); the ``limit`` commonest when given."""
-    counts = level_counts(series.dropna())
-    labels, numbers = list(counts), np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
+    present = series.dropna()
+    if pd.api.types.infer_dtype(present, skipna=True) in ("mixed", "mixed-integer"):
+        # Hashing would merge True with 1, whose labels differ: the per-row path.
+        merged = level_counts(present)
+        labels, numbers = list(merged), np.fromiter(merged.values(), dtype=np.int64,
+                                                    count=len(merged))
+    else:
+        # Counted per value (in order of first appearance), then per label: label_text
+        # runs once per distinct value.
+        counts = present.value_counts(sort=False)
+        names = counts.index.map(label_text)
+        if not names.is_unique:
+            counts = counts.groupby(names, sort=False).sum()
+            names = counts.index
+        labels, numbers = names, counts.to_numpy(dtype=np.int64)
     order = np.argsort(-numbers, kind="stable")[:limit]
-    return {labels[i]: int(numbers[i]) for i in order}
+    return {str(labels[i]): int(numbers[i]) for i in order}
 
 
 def _top_values(series: pd.Series) -> list[list]:

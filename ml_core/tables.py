@@ -156,8 +156,10 @@ def read_table(
 def _read_rows(text: str, delimiter: str, header: bool | None
                ) -> tuple[pd.DataFrame, bool, list[str]]:
     """The table of a text whose shape was checked: (frame, header, notes)."""
+    encoded = text.encode("utf-8")  # what the parser reads, encoded once
     # Header detection and column names only need the first rows, read as plain strings.
-    sample = _parse(text, delimiter, header=False, as_strings=True, nrows=HEADER_SAMPLE_ROWS + 1)
+    sample = _parse(text, encoded, delimiter, header=False, as_strings=True,
+                    nrows=HEADER_SAMPLE_ROWS + 1)
     if header is None:
         header = _looks_like_header(sample)
     notes: list[str] = []
@@ -169,7 +171,7 @@ def _read_rows(text: str, delimiter: str, header: bool | None
 
     # The whole file: pandas' C engine infers numeric columns far faster than converting
     # strings afterwards; only the text columns are cleaned here.
-    frame = _parse(text, delimiter, header=bool(header), as_strings=False)
+    frame = _parse(text, encoded, delimiter, header=bool(header), as_strings=False)
     if frame.empty:
         raise TableReadError(
             "no_rows", "The file has a header but no data rows." if header
@@ -179,7 +181,7 @@ def _read_rows(text: str, delimiter: str, header: bool | None
     cleaned = [_clean_column(frame.iloc[:, k], delimiter) for k in range(frame.shape[1])]
     frame = pd.concat([column for column, _ in cleaned], axis=1, ignore_index=True)
     frame.columns = names
-    _check_cell_lengths(text, frame, header=bool(header))
+    _check_cell_lengths(encoded, frame, header=bool(header))
     notes.extend(f"Column '{name}': {note}" for name, (_, note) in zip(names, cleaned,
                                                                         strict=True) if note)
     if header:
@@ -457,16 +459,17 @@ def _describe(delimiter: str) -> str:
 
 
 def _parse(
-    text: str, delimiter: str, *, header: bool, as_strings: bool, nrows: int | None = None
+    text: str, encoded: bytes, delimiter: str, *, header: bool, as_strings: bool,
+    nrows: int | None = None,
 ) -> pd.DataFrame:
+    """Parse ``encoded`` (``text`` as UTF-8: the C engine tokenises bytes directly)."""
     options: dict = {"dtype": str, "na_filter": False} if as_strings else {
         "na_values": sorted(MISSING_MARKERS), "keep_default_na": False,
         "skipinitialspace": True,
     }
     try:
         return pd.read_csv(
-            # Bytes: the C engine tokenises them directly, a text stream is encoded first.
-            io.BytesIO(text.encode("utf-8")),
+            io.BytesIO(encoded),
             encoding="utf-8",
             sep=r"\s+" if delimiter == WHITESPACE else delimiter,
             header=0 if header else None,
@@ -788,10 +791,13 @@ def _to_iso(value: str, shape: str, *, day_first: bool) -> str | None:
         return None
 
 
-def _check_cell_lengths(text: str, frame: pd.DataFrame, *, header: bool) -> None:
+def _check_cell_lengths(encoded: bytes, frame: pd.DataFrame, *, header: bool) -> None:
     """Refuse a cell longer than MAX_CELL_CHARS, naming its line and column; only looked
-    for when some line is that long, which costs one pass over the line ends."""
-    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    for when some line (of the UTF-8 text ``encoded``) is that long, which costs one pass
+    over the line ends."""
+    if len(encoded) <= MAX_CELL_CHARS:
+        return
+    raw = np.frombuffer(encoded, dtype=np.uint8)
     ends = np.concatenate(([-1], np.flatnonzero(raw == 10), [len(raw)]))
     if len(ends) < 2 or int(np.diff(ends).max()) <= MAX_CELL_CHARS:
         return
