@@ -871,5 +871,14 @@ def _same_shape(cell: str, below: pd.Series) -> bool:
     """A coded value (letters and digits) with the shape most of its column has."""
     if not any(ch.isdigit() for ch in cell):
         return False
-    shapes = below.map(_shape)
-    return bool((shapes == _shape(cell)).mean() >= 0.5)
+    shape = _shape(cell)
+    return distinct_mean(below, lambda value: _shape(value) == shape) >= 0.5
+
+
+def distinct_mean(values: pd.Series, measure) -> float:
+    """The mean of ``measure(value)`` over ``values`` (a share, when it answers True or
+    False), with ``measure`` run once per distinct value: columns repeat their values."""
+    counts = values.value_counts(sort=False, dropna=False)
+    measured = np.fromiter((measure(value) for value in counts.index), dtype=float,
+                           count=len(counts))
+    return float((measured * counts.to_numpy()).sum() / len(values))

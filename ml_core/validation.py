@@ -34,7 +34,7 @@ from ml_core.spec import (
     TaskType,
     normalise_name,
 )
-from ml_core.tables import name_skeleton
+from ml_core.tables import distinct_mean, name_skeleton
 
 MAX_LISTED_ROWS = 20
 # A hint at least this long also matches inside a longer name ("gender" in "applicant
@@ -627,7 +627,7 @@ def _kind_by_values(values: pd.Series) -> tuple[str, float] | None:
     if len(sample) < _MIN_VALUES:
         return None
     for kind, test in _VALUE_TESTS:
-        share = float(sample.map(test).mean())
+        share = distinct_mean(sample, test)
         if share >= IDENTIFIER_SHARE:
             return kind, share
     return None
