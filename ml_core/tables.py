@@ -879,6 +879,6 @@ def distinct_mean(values: pd.Series, measure) -> float:
     """The mean of ``measure(value)`` over ``values`` (a share, when it answers True or
     False), with ``measure`` run once per distinct value: columns repeat their values."""
     counts = values.value_counts(sort=False, dropna=False)
-    measured = np.fromiter((measure(value) for value in counts.index), dtype=float,
+    measured = np.fromiter(map(measure, counts.index.to_numpy(dtype=object)), dtype=float,
                            count=len(counts))
     return float((measured * counts.to_numpy()).sum() / len(values))
