@@ -93,7 +93,9 @@ def _label_counts(series: pd.Series, limit: int | None = None) -> dict[str, int]
         # Counted per value (in order of first appearance), then per label: label_text
         # runs once per distinct value.
         counts = present.value_counts(sort=False)
-        names = counts.index.map(label_text)
+        # label_text of a string is the string stripped, done here without a call per value.
+        names = (counts.index.str.strip() if isinstance(present.dtype, pd.StringDtype)
+                 else counts.index.map(label_text))
         if not names.is_unique:
             counts = counts.groupby(names, sort=False).sum()
             names = counts.index
