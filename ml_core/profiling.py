@@ -91,15 +91,18 @@ def _label_counts(series: pd.Series, limit: int | None = None) -> dict[str, int]
                                                     count=len(merged))
     else:
         # Counted per value (in order of first appearance), then per label: label_text
-        # runs once per distinct value.
-        counts = present.value_counts(sort=False)
-        # label_text of a string is the string stripped, done here without a call per value.
-        names = (counts.index.str.strip() if isinstance(present.dtype, pd.StringDtype)
-                 else counts.index.map(label_text))
-        if not names.is_unique:
-            counts = counts.groupby(names, sort=False).sum()
-            names = counts.index
-        labels, numbers = names, counts.to_numpy(dtype=np.int64)
+        # runs once per distinct value (for strings it is the string stripped).
+        strings = isinstance(present.dtype, pd.StringDtype)
+        codes, uniques = pd.factorize(present.to_numpy(dtype=object) if strings else present)
+        numbers = np.bincount(codes, minlength=len(uniques))
+        raw = np.asarray(uniques, dtype=object)
+        names = np.array([value.strip() if strings else label_text(value) for value in raw],
+                         dtype=object)
+        # Distinct values stay distinct unless stripping merged some.
+        if not ((strings and bool((names == raw).all())) or pd.Index(names).is_unique):
+            merged = pd.Series(numbers).groupby(names, sort=False).sum()
+            names, numbers = merged.index.to_numpy(dtype=object), merged.to_numpy()
+        labels = names
     order = np.argsort(-numbers, kind="stable")[:limit]
     return {str(labels[i]): int(numbers[i]) for i in order}
 
