@@ -128,18 +128,19 @@ _LAST_READ_LOCK = threading.Lock()
 
 
 def read_upload_table(data: bytes, *, sep: str | None = None, header: bool | None = None,
-                      encoding: str | None = None):
+                      encoding: str | None = None, reuse: bool = True):
     """``ml_core.tables.read_table`` under the platform's limits: (frame, options).
 
     The frame is the caller's own (copy-on-write); reading the same bytes again with the
-    same options (or with the options the first read found) reuses the first parse.
+    same options (or with the options the first read found) reuses the last parse unless
+    ``reuse`` is False (an upload is always parsed: each ingest reads its file once).
     """
     from ml_core.tables import read_table
 
     limit = settings.TESSERA_MAX_COLUMNS
     key = (sep, header, encoding, limit)
     with _LAST_READ_LOCK:
-        last = dict(_LAST_READ)
+        last = dict(_LAST_READ) if reuse else {}
     if last and key in last["keys"] and last["data"] == data:
         return last["frame"].copy(deep=False), last["options"]
     frame, options = read_table(data, sep=sep, header=header, encoding=encoding,
@@ -169,7 +170,7 @@ def _read_upload(data: bytes, *, spec: ProblemSpec, sep: str | None, header: boo
     from ml_core.tables import TableReadError
 
     try:
-        frame, options = read_upload_table(data, sep=sep, header=header)
+        frame, options = read_upload_table(data, sep=sep, header=header, reuse=False)
     except TableReadError as exc:
         return {
             "status": DatasetVersion.Status.REJECTED,
@@ -423,7 +424,7 @@ def attach_companion(
         raise UploadError(str(exc), [{"code": "file_too_large", "message": str(exc)}]) from None
     try:
         table, options = read_upload_table(read_stored(stored.relative_path), sep=sep,
-                                           header=header)
+                                           header=header, reuse=False)
     except TableReadError as exc:
         message = f"{filename}: {exc.message}"
         raise UploadError(message, [_issue(exc.code, message)]) from None

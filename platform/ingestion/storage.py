@@ -268,8 +268,10 @@ def store_upload(file, *, organisation_id: int, max_bytes: int) -> StoredUpload:
         raise
     relative_path = f"{organisation_id}/{sha256}"
     if wrote and plain_chunks is not None:
-        # (Content stored before keeps its own ciphertext: read_stored decrypts it once.)
         _remember(relative_path, stored_digest.digest(), b"".join(plain_chunks))
+    else:
+        # Content stored before keeps its own ciphertext: read_stored decrypts it afresh.
+        _forget()
     return StoredUpload(relative_path=relative_path, sha256=sha256, size_bytes=size)
 
 
@@ -334,6 +336,11 @@ def _remember(relative_path: str, fingerprint: bytes, plain: bytes) -> None:
         _LAST_PLAIN.clear()
         if len(plain) <= _REMEMBER_BYTES:
             _LAST_PLAIN.update(key=(relative_path, fingerprint, _keys_in_use()), plain=plain)
+
+
+def _forget() -> None:
+    with _LAST_PLAIN_LOCK:
+        _LAST_PLAIN.clear()
 
 
 def _remembered(relative_path: str, fingerprint: bytes) -> bytes | None:
