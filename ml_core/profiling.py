@@ -8,9 +8,10 @@ import re
 import numpy as np
 import pandas as pd
 
-from ml_core.data import feature_columns, level_counts
+from ml_core.data import feature_columns, label_text, level_counts
 from ml_core.fairness import band
 from ml_core.spec import ColumnMapping, ProblemSpec
+from ml_core.tables import distinct_mean
 
 HISTOGRAM_BINS = 10
 TOP_VALUES = 10
@@ -34,9 +35,9 @@ def _kind(series: pd.Series) -> str:
         return "categorical"
     # Only a sample is looked at: cleaning the whole column cost more than the profile.
     sample = values.iloc[:1000].astype(str).str.strip()
-    if sample.str.match(_DATE).mean() >= 0.9:
+    if distinct_mean(sample, lambda value: bool(_DATE.match(value))) >= 0.9:
         return "datetime"
-    if sample.str.split().str.len().mean() >= TEXT_MIN_MEAN_WORDS:
+    if distinct_mean(sample, lambda value: len(value.split())) >= TEXT_MIN_MEAN_WORDS:
         return "text"
     return "categorical"
 
@@ -82,10 +83,28 @@ def _stats(series: pd.Series) -> dict:
 def _label_counts(series: pd.Series, limit: int | None = None) -> dict[str, int]:
     """Rows per label (``label_text``) among the non-missing values, commonest first
     (ties in order of first appearance); the ``limit`` commonest when given."""
-    counts = level_counts(series.dropna())
-    labels, numbers = list(counts), np.fromiter(counts.values(), dtype=np.int64, count=len(counts))
+    present = series.dropna()
+    if pd.api.types.infer_dtype(present, skipna=True) in ("mixed", "mixed-integer"):
+        # Hashing would merge True with 1, whose labels differ: the per-row path.
+        merged = level_counts(present)
+        labels, numbers = list(merged), np.fromiter(merged.values(), dtype=np.int64,
+                                                    count=len(merged))
+    else:
+        # Counted per value (in order of first appearance), then per label: label_text
+        # runs once per distinct value (for strings it is the string stripped).
+        strings = isinstance(present.dtype, pd.StringDtype)
+        codes, uniques = pd.factorize(present.to_numpy(dtype=object) if strings else present)
+        numbers = np.bincount(codes, minlength=len(uniques))
+        raw = np.asarray(uniques, dtype=object)
+        names = np.array([value.strip() if strings else label_text(value) for value in raw],
+                         dtype=object)
+        # Distinct values stay distinct unless stripping merged some.
+        if not ((strings and bool((names == raw).all())) or pd.Index(names).is_unique):
+            merged = pd.Series(numbers).groupby(names, sort=False).sum()
+            names, numbers = merged.index.to_numpy(dtype=object), merged.to_numpy()
+        labels = names
     order = np.argsort(-numbers, kind="stable")[:limit]
-    return {labels[i]: int(numbers[i]) for i in order}
+    return {str(labels[i]): int(numbers[i]) for i in order}
 
 
 def _top_values(series: pd.Series) -> list[list]:

@@ -138,9 +138,28 @@ def read_table(
         raise TableReadError("empty", "The file is empty.")
 
     delimiter = _normalise_sep(sep) if sep is not None else _sniff_delimiter(text)
-    _check_shape(text, delimiter, max_columns=max_columns)
+    left_to_parser = _check_shape(text, delimiter, max_columns=max_columns)
+    try:
+        frame, header, notes = _read_rows(text, delimiter, header)
+    except TableReadError:
+        if left_to_parser:
+            # The parser stops at a line longer than the first ones: name every odd line.
+            _check_shape(text, delimiter, max_columns=max_columns, thorough=True)
+        raise
+    frame.index = pd.RangeIndex(len(frame))
+    options = TableReadOptions(
+        delimiter=delimiter, encoding=used_encoding, header=bool(header), notes=tuple(notes)
+    )
+    return frame, options
+
+
+def _read_rows(text: str, delimiter: str, header: bool | None
+               ) -> tuple[pd.DataFrame, bool, list[str]]:
+    """The table of a text whose shape was checked: (frame, header, notes)."""
+    encoded = text.encode("utf-8")  # what the parser reads, encoded once
     # Header detection and column names only need the first rows, read as plain strings.
-    sample = _parse(text, delimiter, header=False, as_strings=True, nrows=HEADER_SAMPLE_ROWS + 1)
+    sample = _parse(text, encoded, delimiter, header=False, as_strings=True,
+                    nrows=HEADER_SAMPLE_ROWS + 1)
     if header is None:
         header = _looks_like_header(sample)
     notes: list[str] = []
@@ -152,7 +171,7 @@ def read_table(
 
     # The whole file: pandas' C engine infers numeric columns far faster than converting
     # strings afterwards; only the text columns are cleaned here.
-    frame = _parse(text, delimiter, header=bool(header), as_strings=False)
+    frame = _parse(text, encoded, delimiter, header=bool(header), as_strings=False)
     if frame.empty:
         raise TableReadError(
             "no_rows", "The file has a header but no data rows." if header
@@ -162,16 +181,12 @@ def read_table(
     cleaned = [_clean_column(frame.iloc[:, k], delimiter) for k in range(frame.shape[1])]
     frame = pd.concat([column for column, _ in cleaned], axis=1, ignore_index=True)
     frame.columns = names
-    _check_cell_lengths(text, frame, header=bool(header))
+    _check_cell_lengths(encoded, frame, header=bool(header))
     notes.extend(f"Column '{name}': {note}" for name, (_, note) in zip(names, cleaned,
                                                                         strict=True) if note)
     if header:
         frame = _repair_blank_names(frame, notes)
-    frame.index = pd.RangeIndex(len(frame))
-    options = TableReadOptions(
-        delimiter=delimiter, encoding=used_encoding, header=bool(header), notes=tuple(notes)
-    )
-    return frame, options
+    return frame, bool(header), notes
 
 
 def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
@@ -339,52 +354,87 @@ def _line_field_counts(text: str, delimiter: str) -> tuple[np.ndarray, np.ndarra
     return lines + 1, counts[lines]
 
 
-def _records(text: str, delimiter: str) -> list[tuple[int, int]]:
-    """(1-based line number where the record starts, number of fields) per non-blank record."""
+def _records(text: str, delimiter: str) -> tuple[np.ndarray, np.ndarray]:
+    """(1-based line numbers where the records start, numbers of fields) of the non-blank
+    records."""
     if delimiter == WHITESPACE or '"' not in text:
         if ord(delimiter) < 128:
-            lines, counts = _line_field_counts(text, delimiter)
-            return list(zip(lines.tolist(), counts.tolist(), strict=True))
-        return [
-            (i + 1, line.count(delimiter) + 1)
-            for i, line in enumerate(text.split("\n")) if line.strip()
-        ]
-    out = []
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    start = 1
-    for row in reader:
-        if row and any(cell.strip() for cell in row):
-            out.append((start, len(row)))
-        start = reader.line_num + 1
-    return out
+            return _line_field_counts(text, delimiter)
+        pairs = [(i + 1, line.count(delimiter) + 1)
+                 for i, line in enumerate(text.split("\n")) if line.strip()]
+    else:
+        pairs = []
+        reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+        start = 1
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                pairs.append((start, len(row)))
+            start = reader.line_num + 1
+    table = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+    return table[:, 0], table[:, 1]
 
 
-def _check_shape(text: str, delimiter: str, *, max_columns: int) -> None:
+def _even_fields(text: str, delimiter: str) -> int | None:
+    """The number of fields of every line, when counting the separators shows that no
+    line has fewer than the first lines do and the parser will stop at any that has more;
+    None when each line must be counted (quotes, runs of spaces, blank or odd lines).
+
+    The C parser refuses a line with more fields than the lines before it; a line with
+    fewer it would pad. When the first lines agree on ``n`` fields and the file holds
+    ``n - 1`` separators per line in all, no line can have fewer without another having
+    more. Counting a separator costs a fraction of finding each line's.
+    """
+    if delimiter == WHITESPACE or '"' in text:
+        return None
+    parts = text.split("\n", SNIFF_LINES)
+    head = parts[:SNIFF_LINES] if len(parts) > SNIFF_LINES else parts[:len(parts) - (
+        text.endswith("\n"))]
+    expected = head[0].count(delimiter) + 1
+    if expected < 2 or any(line.count(delimiter) + 1 != expected for line in head):
+        return None
+    lines = text.count("\n") + (not text.endswith("\n"))
+    return expected if text.count(delimiter) + lines == expected * lines else None
+
+
+def _check_shape(text: str, delimiter: str, *, max_columns: int,
+                 thorough: bool = False) -> bool:
     """Refuse a table that is too wide, read as one column with another separator in
-    every line, or whose rows have different numbers of fields."""
-    records = _records(text, delimiter)
-    if not records:
+    every line, or whose rows have different numbers of fields.
+
+    Returns True when a longer line is left to the parser to find (see
+    :func:`_even_fields`); ``thorough`` counts every line's fields.
+    """
+    expected = None if thorough else _even_fields(text, delimiter)
+    if expected is not None:
+        if expected > max_columns:
+            raise TableReadError(
+                "too_many_columns",
+                f"Line 1 has {expected:,} fields; the limit is {max_columns:,} columns.",
+            )
+        return True
+    lines, counts = _records(text, delimiter)
+    if not len(lines):
         raise TableReadError("empty", "The file is empty.")
-    expected = records[0][1]
+    first, expected = int(lines[0]), int(counts[0])
     if expected > max_columns:
         raise TableReadError(
             "too_many_columns",
-            f"Line {records[0][0]} has {expected:,} fields; the limit is {max_columns:,} "
-            "columns.",
+            f"Line {first} has {expected:,} fields; the limit is {max_columns:,} columns.",
         )
     if expected == 1:
         _refuse_one_column(text, delimiter)
-    bad = [(line, n) for line, n in records if n != expected]
-    if bad and '"' in text and (opened := _unclosed_quote_line(text)) is not None:
+    bad = np.flatnonzero(counts != expected)
+    if len(bad) and '"' in text and (opened := _unclosed_quote_line(text)) is not None:
         raise _unclosed_quote(opened)
-    if bad:
-        listed = ", ".join(f"line {line} has {n}" for line, n in bad[:MAX_LISTED])
+    if len(bad):
+        listed = ", ".join(f"line {lines[k]} has {counts[k]}" for k in bad[:MAX_LISTED])
         more = f" (and {len(bad) - MAX_LISTED} more)" if len(bad) > MAX_LISTED else ""
         raise TableReadError(
             "ragged",
-            f"Rows have different numbers of fields: line {records[0][0]} has {expected}; "
+            f"Rows have different numbers of fields: line {first} has {expected}; "
             f"{listed}{more}. Check the separator ({_describe(delimiter)}) and quoting.",
         )
+    return False
 
 
 def _refuse_one_column(text: str, delimiter: str) -> None:
@@ -409,15 +459,18 @@ def _describe(delimiter: str) -> str:
 
 
 def _parse(
-    text: str, delimiter: str, *, header: bool, as_strings: bool, nrows: int | None = None
+    text: str, encoded: bytes, delimiter: str, *, header: bool, as_strings: bool,
+    nrows: int | None = None,
 ) -> pd.DataFrame:
+    """Parse ``encoded`` (``text`` as UTF-8: the C engine tokenises bytes directly)."""
     options: dict = {"dtype": str, "na_filter": False} if as_strings else {
         "na_values": sorted(MISSING_MARKERS), "keep_default_na": False,
         "skipinitialspace": True,
     }
     try:
         return pd.read_csv(
-            io.StringIO(text),
+            io.BytesIO(encoded),
+            encoding="utf-8",
             sep=r"\s+" if delimiter == WHITESPACE else delimiter,
             header=0 if header else None,
             skip_blank_lines=True,
@@ -570,20 +623,27 @@ def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, s
     """Strip a text column, blank out missing markers, and make it numeric if it is.
 
     Also returns a note when the column needed more than that: numbers with thousands
-    separators or a decimal comma, dates written several ways.
+    separators or a decimal comma, dates written several ways. Every test runs once per
+    distinct value (a text column repeats its values), then spreads to the rows.
     """
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return column, None
-    values = column.astype(str).str.strip().where(column.notna())
-    missing = values.isna() | _missing_mask(values)
+    codes, raw = pd.factorize(column.astype(str))
+    distinct = pd.Series(raw, dtype=object).str.strip()
+    distinct = distinct.where(~_missing_mask(distinct))
+    # codes -1 (missing cells) pick the appended NaN.
+    cells = np.append(distinct.to_numpy(dtype=object), np.nan)[codes]
+    values = pd.Series(cells, index=column.index, name=column.name, dtype="str")
+    missing = values.isna()
     if missing.all():
         return pd.Series(np.nan, index=values.index, dtype=float, name=column.name), None
-    values = values.where(~missing)
-    present = values[~missing]
+    # The present values, each once, in order of first appearance (so the first is the
+    # first row's).
+    present = pd.Series(pd.unique(distinct.dropna()), dtype="str")
     first = present.iloc[0]
     note = None
     if _is_number(first):
-        numbers = pd.to_numeric(values, errors="coerce")
+        numbers = _spread(pd.to_numeric(present, errors="coerce"), present, values)
     elif _LOCAL_NUMBER.fullmatch(first):
         numbers, note = _localised_numbers(values, present, delimiter)
         if numbers is None:
@@ -597,6 +657,15 @@ def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, s
     if not missing.any() and np.all(np.mod(numbers.to_numpy(dtype=float), 1) == 0):
         return numbers.astype(np.int64), note
     return numbers.astype(float), note
+
+
+def _spread(converted: pd.Series, present: pd.Series, values: pd.Series) -> pd.Series:
+    """``converted`` (one entry per distinct ``present`` value) as a column of ``values``'
+    rows: missing where ``values`` is."""
+    positions = pd.Index(present).get_indexer(values)
+    found = positions >= 0
+    spread = converted.to_numpy()[np.where(found, positions, 0)]
+    return pd.Series(spread, index=values.index, name=values.name).where(found)
 
 
 # Numbers as people write them: 1,234,567.89 or 1.234.567,89 (or 1 234,5 and 1'234.5).
@@ -624,7 +693,7 @@ def _localised_numbers(
         conventions.sort(key=lambda pair: pair[1] != ",")
     for thousands, decimal in conventions:
         pattern = _GROUPED[(thousands, decimal)]
-        if not present.map(lambda v, p=pattern: bool(p.fullmatch(v))).all():
+        if not all(pattern.fullmatch(v) for v in present):
             continue
         plain = present.str.replace(thousands, "", regex=False)
         if thousands == " ":
@@ -637,7 +706,7 @@ def _localised_numbers(
         example = present.iloc[0]
         what = (f"thousands separator '{thousands}'" if any(thousands in v for v in present)
                 else "no thousands separator")
-        return (pd.Series(numbers, index=present.index).reindex(values.index),
+        return (_spread(numbers, present, values),
                 f"numbers written with {what} and decimal mark '{decimal}' (e.g. '{example}'); "
                 "read as numbers.")
     return None, None
@@ -722,10 +791,13 @@ def _to_iso(value: str, shape: str, *, day_first: bool) -> str | None:
         return None
 
 
-def _check_cell_lengths(text: str, frame: pd.DataFrame, *, header: bool) -> None:
+def _check_cell_lengths(encoded: bytes, frame: pd.DataFrame, *, header: bool) -> None:
     """Refuse a cell longer than MAX_CELL_CHARS, naming its line and column; only looked
-    for when some line is that long, which costs one pass over the line ends."""
-    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    for when some line (of the UTF-8 text ``encoded``) is that long, which costs one pass
+    over the line ends."""
+    if len(encoded) <= MAX_CELL_CHARS:
+        return
+    raw = np.frombuffer(encoded, dtype=np.uint8)
     ends = np.concatenate(([-1], np.flatnonzero(raw == 10), [len(raw)]))
     if len(ends) < 2 or int(np.diff(ends).max()) <= MAX_CELL_CHARS:
         return
@@ -799,5 +871,14 @@ def _same_shape(cell: str, below: pd.Series) -> bool:
     """A coded value (letters and digits) with the shape most of its column has."""
     if not any(ch.isdigit() for ch in cell):
         return False
-    shapes = below.map(_shape)
-    return bool((shapes == _shape(cell)).mean() >= 0.5)
+    shape = _shape(cell)
+    return distinct_mean(below, lambda value: _shape(value) == shape) >= 0.5
+
+
+def distinct_mean(values: pd.Series, measure) -> float:
+    """The mean of ``measure(value)`` over ``values`` (a share, when it answers True or
+    False), with ``measure`` run once per distinct value: columns repeat their values."""
+    counts = values.value_counts(sort=False, dropna=False)
+    measured = np.fromiter(map(measure, counts.index.to_numpy(dtype=object)), dtype=float,
+                           count=len(counts))
+    return float((measured * counts.to_numpy()).sum() / len(values))

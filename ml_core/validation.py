@@ -34,7 +34,7 @@ from ml_core.spec import (
     TaskType,
     normalise_name,
 )
-from ml_core.tables import name_skeleton
+from ml_core.tables import distinct_mean, name_skeleton
 
 MAX_LISTED_ROWS = 20
 # A hint at least this long also matches inside a longer name ("gender" in "applicant
@@ -181,9 +181,9 @@ def _suggest_roles(
 
 # --- validating -------------------------------------------------------------------------
 
-def _row_numbers(mask: pd.Series) -> tuple[int, tuple[int, ...]]:
-    positions = [int(p) + 1 for p in mask.to_numpy().nonzero()[0]]
-    return len(positions), tuple(positions[:MAX_LISTED_ROWS])
+def _row_numbers(mask: pd.Series | np.ndarray) -> tuple[int, tuple[int, ...]]:
+    positions = np.flatnonzero(np.asarray(mask))
+    return len(positions), tuple(int(p) + 1 for p in positions[:MAX_LISTED_ROWS])
 
 
 def _rows_text(count: int, rows: tuple[int, ...]) -> str:
@@ -263,6 +263,12 @@ def _check_non_finite(frame: pd.DataFrame, columns: list[str]) -> list[Validatio
     return issues
 
 
+def _label_counts(values: pd.Series) -> pd.Series:
+    """Rows per ``label_text`` of the non-missing values; each distinct value is named once."""
+    counts = values.value_counts(dropna=True, sort=False)
+    return counts.groupby(counts.index.map(label_text), sort=False).sum()
+
+
 def _check_target(
     frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
 ) -> list[ValidationIssue]:
@@ -292,7 +298,7 @@ def _check_target(
             ))
             return issues
         target = apply_target_rule(target, spec.target_rule)
-    counts = target.dropna().map(label_text).value_counts()
+    counts = _label_counts(target)
     if len(counts) < 2:
         only = f" ('{counts.index[0]}')" if len(counts) else ""
         issues.append(ValidationIssue(
@@ -322,18 +328,21 @@ def _check_numeric_text(frame: pd.DataFrame, column: str) -> ValidationIssue | N
     values = frame[column]
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return None
-    text = values.astype("object").where(values.notna())
-    present = text.notna()
+    # Each distinct value is tried as a number once (a text column repeats its values).
+    codes, distinct = pd.factorize(values.astype(str))
+    present = codes >= 0
     if not present.any():
         return None
-    numbers = pd.to_numeric(text.where(present).astype(str).str.strip(), errors="coerce")
-    numeric = numbers.notna() & present
+    is_number = pd.to_numeric(pd.Series(distinct, dtype=object).str.strip(),
+                              errors="coerce").notna().to_numpy()
+    numeric = present & is_number[codes]
     share = numeric.sum() / present.sum()
     if share < NUMERIC_SHARE:
         return None
     bad = present & ~numeric
     count, rows = _row_numbers(bad)
-    examples = ", ".join(f"'{v}'" for v in pd.unique(text[bad])[:3])
+    # Distinct values come in order of first appearance, as the rows do.
+    examples = ", ".join(f"'{v}'" for v in distinct[~is_number][:3])
     return ValidationIssue(
         code="text_in_numeric", column=column, rows=rows,
         message=(
@@ -367,7 +376,8 @@ def _check_constant(frame: pd.DataFrame, columns: list[str]) -> list[ValidationI
     issues = []
     for column in columns:
         values = frame[column].dropna()
-        distinct = values.nunique()
+        # Whether there are 0, 1 or more distinct values: one comparison, not a count.
+        distinct = 0 if values.empty else 1 + bool((values != values.iloc[0]).any())
         if distinct > 1:
             continue
         what = "no values" if distinct == 0 else f"the same value ('{values.iloc[0]}') in every row"
@@ -599,19 +609,25 @@ def _kind_by_values(values: pd.Series) -> tuple[str, float] | None:
     if pd.api.types.is_integer_dtype(present) or pd.api.types.is_float_dtype(present):
         # Numbers read as numbers: only NHS numbers (ten digits with a check digit) are
         # specific enough to tell from amounts and codes.
-        numbers = present[np.isfinite(present.to_numpy(dtype=float))]
-        whole = numbers[(numbers >= 1e9) & (numbers < 1e10) & (numbers % 1 == 0)]
-        if len(numbers) < _MIN_VALUES or len(whole) < IDENTIFIER_SHARE * len(numbers):
+        numbers = present.to_numpy(dtype=float)
+        finite = np.isfinite(numbers)
+        count = int(finite.sum())
+        # Ten digits first (rare in other columns), then wholeness of those only.
+        ten_digits = np.flatnonzero(finite & (numbers >= 1e9) & (numbers < 1e10))
+        if count < _MIN_VALUES or len(ten_digits) < IDENTIFIER_SHARE * count:
+            return None
+        whole = present.iloc[ten_digits[numbers[ten_digits] % 1 == 0]]
+        if len(whole) < IDENTIFIER_SHARE * count:
             return None
         text = whole.head(IDENTIFIER_SAMPLE).map(lambda v: str(int(v)))
-        share = float(text.map(_nhs_valid).sum()) / min(len(numbers), IDENTIFIER_SAMPLE)
+        share = float(text.map(_nhs_valid).sum()) / min(count, IDENTIFIER_SAMPLE)
         return ("national id", share) if share >= IDENTIFIER_SHARE else None
-    sample = present.astype(str).str.strip().head(IDENTIFIER_SAMPLE)
+    sample = present.head(IDENTIFIER_SAMPLE).astype(str).str.strip()
     sample = sample[sample != ""]
     if len(sample) < _MIN_VALUES:
         return None
     for kind, test in _VALUE_TESTS:
-        share = float(sample.map(test).mean())
+        share = distinct_mean(sample, test)
         if share >= IDENTIFIER_SHARE:
             return kind, share
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -118,13 +119,37 @@ def upload_dataset(
     return version
 
 
+# The last table read in this process: an upload is read when it arrives and again, with
+# the options found then, when its mapping is confirmed (and when a model is trained); one
+# parse serves them all. Keyed by the bytes themselves (compared in full, which costs a
+# memcmp), so a changed file is never answered from here; one entry bounds the memory.
+_LAST_READ: dict = {}
+_LAST_READ_LOCK = threading.Lock()
+
+
 def read_upload_table(data: bytes, *, sep: str | None = None, header: bool | None = None,
-                      encoding: str | None = None):
-    """``ml_core.tables.read_table`` under the platform's limits: (frame, options)."""
+                      encoding: str | None = None, reuse: bool = True):
+    """``ml_core.tables.read_table`` under the platform's limits: (frame, options).
+
+    The frame is the caller's own (copy-on-write); reading the same bytes again with the
+    same options (or with the options the first read found) reuses the last parse unless
+    ``reuse`` is False (an upload is always parsed: each ingest reads its file once).
+    """
     from ml_core.tables import read_table
 
-    return read_table(data, sep=sep, header=header, encoding=encoding,
-                      max_columns=settings.TESSERA_MAX_COLUMNS)
+    limit = settings.TESSERA_MAX_COLUMNS
+    key = (sep, header, encoding, limit)
+    with _LAST_READ_LOCK:
+        last = dict(_LAST_READ) if reuse else {}
+    if last and key in last["keys"] and last["data"] == data:
+        return last["frame"].copy(deep=False), last["options"]
+    frame, options = read_table(data, sep=sep, header=header, encoding=encoding,
+                                max_columns=limit)
+    found = (options.delimiter, options.header, options.encoding, limit)
+    with _LAST_READ_LOCK:
+        _LAST_READ.clear()
+        _LAST_READ.update(data=bytes(data), keys={key, found}, frame=frame, options=options)
+    return frame.copy(deep=False), options
 
 
 def _suggestions(frame: pd.DataFrame, spec: ProblemSpec) -> dict:
@@ -145,7 +170,7 @@ def _read_upload(data: bytes, *, spec: ProblemSpec, sep: str | None, header: boo
     from ml_core.tables import TableReadError
 
     try:
-        frame, options = read_upload_table(data, sep=sep, header=header)
+        frame, options = read_upload_table(data, sep=sep, header=header, reuse=False)
     except TableReadError as exc:
         return {
             "status": DatasetVersion.Status.REJECTED,
@@ -399,7 +424,7 @@ def attach_companion(
         raise UploadError(str(exc), [{"code": "file_too_large", "message": str(exc)}]) from None
     try:
         table, options = read_upload_table(read_stored(stored.relative_path), sep=sep,
-                                           header=header)
+                                           header=header, reuse=False)
     except TableReadError as exc:
         message = f"{filename}: {exc.message}"
         raise UploadError(message, [_issue(exc.code, message)]) from None

@@ -27,6 +27,7 @@ import os
 import re
 import struct
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,22 +236,43 @@ def store_upload(file, *, organisation_id: int, max_bytes: int) -> StoredUpload:
             digest.update(chunk)
             yield chunk
 
+    # Kept for read_stored, which is called right after (when it fits the cache).
+    plain_chunks: list[bytes] | None = []
+
+    def kept() -> Iterator[bytes]:
+        nonlocal plain_chunks
+        for chunk in measured():
+            if size > _REMEMBER_BYTES:
+                plain_chunks = None
+            if plain_chunks is not None:
+                plain_chunks.append(chunk)
+            yield chunk
+
+    stored_digest = hashlib.blake2b()
     handle, temp_name = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX)
     try:
         with os.fdopen(handle, "wb") as out:
-            for piece in encrypt_chunks(measured()):
+            for piece in encrypt_chunks(kept()):
+                stored_digest.update(piece)
                 out.write(piece)
         sha256 = digest.hexdigest()
         final = folder / sha256
-        if final.exists():
-            os.unlink(temp_name)
-        else:
+        wrote = not final.exists()
+        if wrote:
             os.replace(temp_name, final)
+        else:
+            os.unlink(temp_name)
     except BaseException:
         if os.path.exists(temp_name):
             os.unlink(temp_name)
         raise
-    return StoredUpload(relative_path=f"{organisation_id}/{sha256}", sha256=sha256, size_bytes=size)
+    relative_path = f"{organisation_id}/{sha256}"
+    if wrote and plain_chunks is not None:
+        _remember(relative_path, stored_digest.digest(), b"".join(plain_chunks))
+    else:
+        # Content stored before keeps its own ciphertext: read_stored decrypts it afresh.
+        _forget()
+    return StoredUpload(relative_path=relative_path, sha256=sha256, size_bytes=size)
 
 
 def stored_file(relative_path: str) -> Path:
@@ -280,13 +302,52 @@ def read_stored(relative_path: str) -> bytes:
     except FileNotFoundError:
         raise FileNotFoundError(f"{name} is missing from the upload folder") from None
     if is_encrypted(blob):
+        fingerprint = hashlib.blake2b(blob).digest()
+        plain = _remembered(relative_path, fingerprint)
+        if plain is not None:
+            return plain  # these very bytes were decrypted and checked already
         plain = decrypt(blob, name=name)
     else:
         logger.warning("%s is not encrypted; run `manage.py rotate_keys`", name)
         plain = blob
     if _SHA256_NAME.fullmatch(path.name) and hashlib.sha256(plain).hexdigest() != path.name:
         raise StoredFileError(f"{name} was altered: its content no longer matches its sha256")
+    if is_encrypted(blob):
+        _remember(relative_path, fingerprint, plain)
     return plain
+
+
+# The plaintext of the last file stored or read in this process: an upload is read right
+# after it is stored and again when its mapping is confirmed. Keyed by the stored bytes'
+# BLAKE2 digest (one pass, against decryption's three and the sha256 check) and the keys
+# in use, so an altered, re-encrypted or no longer decryptable file is never answered from
+# here; one entry, and only files up to _REMEMBER_BYTES, bound the memory.
+_REMEMBER_BYTES = 512 * 2**20
+_LAST_PLAIN: dict = {}
+_LAST_PLAIN_LOCK = threading.Lock()
+
+
+def _keys_in_use() -> tuple:
+    return configured_keys(), settings.SECRET_KEY
+
+
+def _remember(relative_path: str, fingerprint: bytes, plain: bytes) -> None:
+    with _LAST_PLAIN_LOCK:
+        _LAST_PLAIN.clear()
+        if len(plain) <= _REMEMBER_BYTES:
+            _LAST_PLAIN.update(key=(relative_path, fingerprint, _keys_in_use()), plain=plain)
+
+
+def _forget() -> None:
+    with _LAST_PLAIN_LOCK:
+        _LAST_PLAIN.clear()
+
+
+def _remembered(relative_path: str, fingerprint: bytes) -> bytes | None:
+    with _LAST_PLAIN_LOCK:
+        if _LAST_PLAIN.get("key") == (relative_path, fingerprint, _keys_in_use()):
+            return _LAST_PLAIN["plain"]
+    return None
 
 
 def stored_paths() -> Iterator[Path]:

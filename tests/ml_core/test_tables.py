@@ -178,6 +178,22 @@ def test_ragged_rows_name_their_lines():
     assert "line 3 has 2" in error.message and "line 5 has 4" in error.message
 
 
+@pytest.mark.parametrize("tail", [b"4,5,6,7\n8,9\n", b"4,5,6,\n8,9", b"4,5\n6,7,8,9\n"])
+def test_ragged_rows_that_even_out_are_still_named(tail):
+    # Past the first lines, a long and a short line add up to whole rows of separators:
+    # the reader leaves long lines to the parser, and must still name both.
+    data = b"a,b,c\n" + b"1,2,3\n" * 300 + tail
+    error = _error(data)
+    assert error.code == "ragged"
+    assert "line 302 has" in error.message and "line 303 has" in error.message
+
+
+def test_a_short_first_data_line_is_ragged_even_when_a_long_one_evens_it_out():
+    error = _error(b"a,b,c\n1,2,3,4\n5,6\n7,8,9\n")
+    assert error.code == "ragged"
+    assert "line 2 has 4" in error.message and "line 3 has 2" in error.message
+
+
 def test_duplicate_column_names_are_refused():
     error = _error(b"age,age,x\nfoo,bar,baz\nqux,quux,corge\n", header=True)
     assert error.code == "duplicate_columns"
