@@ -95,6 +95,8 @@ class TextEncoderOptions:
     private_learning_rate: float = 0.1
     # Loss weights n / (k n_c): every class counts the same however rare.
     class_weighting: bool = True
+    # Non-private: start the head from a logistic regression on the frozen embeddings.
+    linear_probe_start: bool = True
 
 
 # --- columns and validation ---------------------------------------------------------------
@@ -338,6 +340,43 @@ def _embedding_rows(classifier: te.TextClassifier, rows: EncodedRows) -> Encoded
 # --- training --------------------------------------------------------------------------------
 
 
+PROBE_C = 10.0
+
+
+def linear_probe(top: te.TrainableTop, embedded: EncodedRows, y: np.ndarray, fit: np.ndarray,
+                 weights: np.ndarray | None, seed: int) -> te.TrainableTop:
+    """A copy of ``top`` whose head is a logistic regression fitted on the frozen sentence
+    embeddings of the ``fit`` rows (linear probing, then fine-tuning: Kumar et al. 2022,
+    "Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution").
+    A fitted head does not push random gradients into the pretrained layers at the start,
+    and it is a strong model already: training keeps it unless an epoch beats it."""
+    probed = copy.deepcopy(top)
+    with torch.no_grad():
+        index = torch.as_tensor(fit, dtype=torch.long)
+        states, mask = embedded.batch(index)
+        features = te.sentence_embedding(states, mask) - top.centre.to(states.device)
+    n_classes = top.classifier.out_features
+    present = np.unique(y[fit])
+    if len(present) < 2:
+        return probed
+    model = LogisticRegression(C=PROBE_C, max_iter=2000, random_state=seed,
+                               class_weight=None if weights is None else
+                               {int(c): float(weights[c]) for c in present})
+    model.fit(features.cpu().numpy(), y[fit])
+    coef = np.zeros((n_classes, features.shape[1]), dtype=np.float32)
+    bias = np.full(n_classes, -10.0, dtype=np.float32)  # labels absent from training
+    if len(present) == 2:  # sklearn keeps one weight vector for two classes
+        coef[present[1]], bias[present[1]] = model.coef_[0] / 2, model.intercept_[0] / 2
+        coef[present[0]], bias[present[0]] = -model.coef_[0] / 2, -model.intercept_[0] / 2
+    else:
+        coef[present], bias[present] = model.coef_, model.intercept_
+    with torch.no_grad():
+        probed.classifier.weight.copy_(torch.as_tensor(coef))
+        probed.classifier.bias.copy_(torch.as_tensor(bias))
+    return probed
+
+
+
 @dataclass(frozen=True)
 class TrainedTop:
     top: te.TrainableTop  # best weights, unwrapped, eval mode, CPU
@@ -457,7 +496,10 @@ def train_top(
 
     history: list[dict] = []
     best_state = copy.deepcopy(dp.unwrap(model).state_dict())
-    best_score, best_epoch, stale = -math.inf, 0, 0
+    # The starting point competes too (a linear-probe head may already be the best).
+    best_score = text_metrics(y[val], predict_probabilities(dp.unwrap(model), rows, val)
+                              .argmax(axis=1), n_classes)["macro_f1"] if len(val) else -math.inf
+    best_epoch, stale = 0, 0
     for epoch in range(1, train.epochs + 1):
         if should_stop is not None and should_stop():
             raise TrainingCancelled(privacy=spent())
@@ -688,10 +730,15 @@ def run(
            "their pretrained values.")
     )
 
-    private_top, private_rows, private_schedule = classifier.top, rows, tuned
+    embedded = _embedding_rows(classifier, rows)
+    tuned_start = (linear_probe(classifier.top, embedded, y, fit, weights, train.seed)
+                   if encoder.linear_probe_start else classifier.top)
+    private_top, private_rows, private_schedule = tuned_start, rows, tuned
     head_only = privacy.enabled and encoder.private_head_only
+    if privacy.enabled and not head_only:
+        private_top = classifier.top  # a probe fitted on the raw rows is not private
     if head_only:
-        private_rows = _embedding_rows(classifier, rows)
+        private_rows = embedded
         seed_everything(train.seed)
         private_top = te.TrainableTop([], hidden_size=_hidden_size(classifier.lower),
                                       n_classes=len(classes), dropout=0.0)
@@ -736,7 +783,7 @@ def run(
     twin = None
     if privacy.enabled:
         try:
-            twin = train_top(initial=classifier.top, rows=rows, y=y, fit=fit, val=val,
+            twin = train_top(initial=tuned_start, rows=rows, y=y, fit=fit, val=val,
                              n_classes=len(classes), train=train, privacy=None,
                              stage="training_twin", progress=progress, should_stop=should_stop,
                              schedule=tuned)
