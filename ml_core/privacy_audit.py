@@ -7,8 +7,8 @@ al. (2021), "Adversary Instantiation: Lower Bounds for Differentially Private Ma
 Learning", in the one-training-run form of Steinke, Nasr & Jagielski (2023), "Privacy
 Auditing with One (1) Training Run":
 
-1. plant ``k`` canaries: records outside the data (every encoded feature at +-``scale``
-   standard deviations, a different sign pattern each) with a random label: a model that
+1. plant ``k`` canaries: records outside the data (every encoded feature at about
+   +-``scale`` standard deviations, random signs and magnitudes) with a random label: a model that
    did not see a canary can only guess its label, one that memorised it fits it closely
    (labels chosen against a linear model's guess were tried: the member canaries then
    teach the model the flipped pattern, and non-members fit it too);
@@ -167,7 +167,7 @@ def make_canaries(split: EncodedSplit, *, k: int, seed: int,
         raise ValueError("an audit needs at least 4 canaries")
     rng = np.random.default_rng(seed)
     signs = rng.choice([-1.0, 1.0], size=(k, split.n_features))
-    x = (signs * scale).astype(np.float32)
+    x = (signs * scale * rng.uniform(0.75, 1.25, size=signs.shape)).astype(np.float32)
     y = rng.integers(0, 2, k).astype(np.float32)
     member = rng.random(k) < 0.5
     # Both sides are needed; a degenerate coin (tiny k) is redrawn deterministically.
