@@ -3,7 +3,6 @@ training that stays below its claim, and a broken one (no clipping, no noise) ca
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
