@@ -96,7 +96,10 @@ class TextEncoderOptions:
     # Loss weights n / (k n_c): every class counts the same however rare.
     class_weighting: bool = True
     # Non-private: start the head from a logistic regression on the frozen embeddings.
-    linear_probe_start: bool = True
+    # Off by default: on the battery-size sample data (300 rows, 60 test rows) it raised the
+    # mean note-triage macro F1 over 5 data seeds (0.722 vs 0.692) but lost badly on one
+    # seed (0.564 vs 0.790 without it); test splits that small cannot tell them apart.
+    linear_probe_start: bool = False
 
 
 # --- columns and validation ---------------------------------------------------------------
