@@ -2,9 +2,12 @@
 
 Steps: find the text and label columns -> stratified train/validation/test split ->
 TF-IDF + logistic regression baseline -> tokenise -> run the frozen lower encoder once
-over every row (cached) -> fine-tune the top transformer layer(s) and a linear head with
-DP-SGD (and, for a private run, a non-private twin from the same initial weights) -> macro
-F1 and accuracy on the test split -> fairness per sensitive group -> save.
+over every row (cached) -> sentence embeddings (mean pooling over real tokens, L2
+normalisation, centred on public reference text) -> non-private: fine-tune the top 2
+transformer layers and a linear head (class-weighted loss); private: DP-SGD on the linear
+head alone over the whole frozen encoder's embeddings, plus the fine-tuned non-private twin
+for comparison -> macro F1 and accuracy on the test split -> fairness per sensitive group
+-> save.
 
 Progress stages: ``preparing``, ``baseline``, ``encoding``, ``training``,
 ``training_twin`` (private runs), ``auditing``, ``saving``.

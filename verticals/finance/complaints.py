@@ -7,15 +7,16 @@ Synthetic complaints (:func:`complaint_narratives`)
 ---------------------------------------------------
 One row per complaint, shaped like a public complaint-database export:
 ``complaint_id``, ``product`` (credit_card, mortgage, checking, student_loan, auto_loan),
-``narrative`` (free text from templates: an opening about the product, an issue or
-a compliment, and a closing), ``older_consumer`` ("yes" for 25 %, the "Older American"
+``narrative`` (free text: an optional opening about the product, what happened, how the
+customer feels and a closing, each drawn from several wordings of the same thing, with
+negations such as "not satisfied" or "no complaints" and ~3 % of words mistyped), ``older_consumer`` ("yes" for 25 %, the "Older American"
 tag) and the recorded ``sentiment``: negative (~55 %), neutral (~30 %: questions and
 factual reports) or positive (~15 %: thanks after a resolution). 5 % of labels are
 flipped to a neighbouring class (reviewers disagree).
 
 The planted disparity: older consumers often write politely and indirectly ("I would be
-grateful if you could look into ...") even when the complaint is serious. 50 % of their
-negative narratives use such hedged phrasing (vs 10 % for others), which reads like a
+grateful if you could look into this: ...") even when the complaint is serious. 50 % of
+their negative narratives use such hedged phrasing (vs 10 % for others), which reads like a
 neutral enquiry. The audit shows a lower accuracy and macro F1 for ``older_consumer =
 yes``: their complaints risk being under-prioritised.
 """
@@ -250,8 +251,10 @@ serious ones reach a person first.
 
 ### How it works
 A sentence encoder (all-MiniLM-L6-v2, shipped with the platform, no internet) reads the
-text; its last layer and a small classifier are fine-tuned on your labels, with
-differential privacy on by default (Opacus DP-SGD, epsilon 8 per training run).
+text. Privacy is on by default (Opacus DP-SGD, epsilon 8 per training run): the private
+model trains a small classifier on the frozen sentence embeddings (fine-tuning whole layers
+under DP noise learns almost nothing from a few thousand complaints). Without privacy, the
+encoder's last 2 layers are fine-tuned with the classifier.
 
 ### Reading the results
 - **Macro F1** (primary) averages the F1 score of each label, so a rare "positive" class

@@ -24,12 +24,15 @@ the insurance mix, for Black and Hispanic patients.
 
 Notes (``triage_notes``) — note triage
 --------------------------------------
-One row per emergency-department note: ``note_id``, ``note`` (free text from templates
-with realistic clinical vocabulary and abbreviations), ``sex``, ``age`` and the nurse's
-recorded ``urgency``: emergent (~25 %), urgent (~40 %) or routine (~35 %). Each note
-combines a presenting complaint typical of its true urgency, vital signs that fit it,
-history and filler phrases; 5 % of labels are flipped to a neighbouring level (triage is
-noisy).
+One row per emergency-department note: ``note_id``, ``note`` (free text, at most 300
+characters), ``sex``, ``age`` and the nurse's recorded ``urgency``: emergent (~25 %), urgent
+(~40 %) or routine (~35 %). Each note combines the patient (age and sex, in several
+formats), a presenting complaint typical of its true urgency (a condition from
+``CONDITIONS``, in one of its wordings: jargon, abbreviations or lay words), sometimes a
+duration, observations (numbers in shared formats, drawn from ranges that fit the level but
+overlap, or a few words), pertinent negatives ("No chest pain.", "Denies SOB.") in some
+non-emergent notes, appearance and history; ~3 % of words carry a typing slip. 5 % of
+labels are flipped to a neighbouring level (triage is noisy).
 
 The planted disparity: women's emergent cardiac presentations are more often described
 with atypical symptoms (fatigue, nausea, jaw or back discomfort: 60 % of them vs 15 % for
