@@ -10,9 +10,10 @@ One row per complaint, shaped like a public complaint-database export:
 ``narrative`` (free text: an optional opening about the product, what happened, how the
 customer feels and a closing, each drawn from several wordings of the same thing, with
 negations such as "not satisfied" or "no complaints" and ~3 % of words mistyped),
-``older_consumer`` ("yes" for 25 %, the "Older American" tag) and the recorded ``sentiment``: negative (~55 %), neutral (~30 %: questions and
-factual reports) or positive (~15 %: thanks after a resolution). 5 % of labels are
-flipped to a neighbouring class (reviewers disagree).
+``older_consumer`` ("yes" for 25 %, the "Older American" tag) and the recorded
+``sentiment``: negative (~55 %), neutral (~30 %: questions and factual reports) or
+positive (~15 %: thanks after a resolution). 5 % of labels are flipped to a neighbouring
+class (reviewers disagree).
 
 The planted disparity: older consumers often write politely and indirectly ("I would be
 grateful if you could look into this: ...") even when the complaint is serious. 50 % of
