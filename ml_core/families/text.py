@@ -2,9 +2,12 @@
 
 Steps: find the text and label columns -> stratified train/validation/test split ->
 TF-IDF + logistic regression baseline -> tokenise -> run the frozen lower encoder once
-over every row (cached) -> fine-tune the top transformer layer(s) and a linear head with
-DP-SGD (and, for a private run, a non-private twin from the same initial weights) -> macro
-F1 and accuracy on the test split -> fairness per sensitive group -> save.
+over every row (cached) -> sentence embeddings (mean pooling over real tokens, L2
+normalisation, centred on public reference text) -> non-private: fine-tune the top 2
+transformer layers and a linear head (class-weighted loss); private: DP-SGD on the linear
+head alone over the whole frozen encoder's embeddings, plus the fine-tuned non-private twin
+for comparison -> macro F1 and accuracy on the test split -> fairness per sensitive group
+-> save.
 
 Progress stages: ``preparing``, ``baseline``, ``encoding``, ``training``,
 ``training_twin`` (private runs), ``auditing``, ``saving``.
@@ -12,6 +15,7 @@ Progress stages: ``preparing``, ``baseline``, ``encoding``, ``training``,
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -59,7 +63,8 @@ MODEL_FAMILY = "text_encoder"
 WEIGHTS_FILE = "model.pt"  # the trained top layers and head (the frozen part is re-read)
 METADATA_FILE = "metadata.json"
 TEXT_METRICS = ("macro_f1", "accuracy", "weighted_f1")
-DEFAULT_TRAINABLE_LAYERS = 1
+DEFAULT_TRAINABLE_LAYERS = 2
+MIN_PRIVATE_BATCH = 16
 ENCODE_BATCH = 64
 STOP_CHECK_EVERY_BATCHES = 10
 # Frozen-encoder outputs kept in memory across runs (a private run and its twin, or a
@@ -72,7 +77,8 @@ MAX_CACHED_FLOATS = 400_000_000  # 1.6 GB of float32
 
 @dataclass(frozen=True)
 class TextEncoderOptions:
-    """Which encoder, and how much of it trains. Defaults: MiniLM, last layer + head."""
+    """Which encoder, and how it trains. Defaults: MiniLM; the non-private model fine-tunes
+    the last 2 layers + head, the private one trains the head alone (see :func:`run`)."""
 
     source: te.EncoderSource = field(default_factory=te.pretrained_source)
     trainable_layers: int = DEFAULT_TRAINABLE_LAYERS
@@ -81,6 +87,22 @@ class TextEncoderOptions:
     # every trained parameter is a Linear's and DP-SGD takes the book-keeping path
     # (ml_core.fast_clipping, ~2.5x cheaper per private step here than Opacus' hooks).
     train_layer_norms: bool = False
+    # The head starts from zero knowledge and sits on unit-length embeddings: it learns
+    # at this rate, the transformer layers at TrainConfig.learning_rate (3e-4 by default).
+    head_learning_rate: float = 2e-2
+    # Private runs: DP-SGD on the head alone, over the frozen encoder's embeddings, with
+    # about this many (Poisson) batches per epoch and this learning rate. Few large
+    # batches: the noise is added once per batch, so larger batches drown it better.
+    private_head_only: bool = True
+    private_batches_per_epoch: int = 8
+    private_learning_rate: float = 0.1
+    # Loss weights n / (k n_c): every class counts the same however rare.
+    class_weighting: bool = True
+    # Non-private: start the head from a logistic regression on the frozen embeddings.
+    # Off by default: on the battery-size sample data (300 rows, 60 test rows) it raised the
+    # mean note-triage macro F1 over 5 data seeds (0.722 vs 0.692) but lost badly on one
+    # seed (0.564 vs 0.790 without it); test splits that small cannot tell them apart.
+    linear_probe_start: bool = False
 
 
 # --- columns and validation ---------------------------------------------------------------
@@ -222,9 +244,20 @@ def lower_states(lower: te.FrozenLower, ids: torch.Tensor, mask: torch.Tensor, *
     for start in range(0, len(order), ENCODE_BATCH):
         rows = order[start:start + ENCODE_BATCH]
         width = max(int(lengths[rows].max()), 1)
-        states = lower(ids[rows, :width].to(device), mask[rows, :width].to(device))
+        with encoding_precision(device):
+            states = lower(ids[rows, :width].to(device), mask[rows, :width].to(device))
         out[rows, :width] = states.float().cpu()
     return out
+
+
+def encoding_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast for the frozen encoder's forward pass on CUDA (no gradients flow
+    there, and the states are stored as float32); a no-op elsewhere, so the CPU computes
+    and trains in float32 throughout. Training (and DP-SGD's clipping) always runs in
+    float32."""
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _hidden_size(lower: te.FrozenLower) -> int:
@@ -253,6 +286,18 @@ def cached_lower_states(lower: te.FrozenLower, ids: torch.Tensor, mask: torch.Te
     return states
 
 
+_CENTRES: dict[str, torch.Tensor] = {}
+
+
+def _centre(source: te.EncoderSource, classifier: te.TextClassifier, tokenizer) -> torch.Tensor:
+    """:func:`te.reference_centre` of a freshly built (pretrained) classifier, memoised per
+    encoder source (it does not depend on the split depth)."""
+    key = json.dumps(source.to_dict(), sort_keys=True)
+    if key not in _CENTRES:
+        _CENTRES[key] = te.reference_centre(classifier, tokenizer).cpu()
+    return _CENTRES[key].clone()
+
+
 @dataclass
 class EncodedRows:
     """Token ids, masks and (when cached) frozen-encoder states of every row."""
@@ -274,7 +319,68 @@ class EncodedRows:
         return states, mask
 
 
+def _embedding_rows(classifier: te.TextClassifier, rows: EncodedRows) -> EncodedRows:
+    """Rows as the whole frozen encoder sees them: the (not yet normalised) mean-pooled
+    output of every pretrained layer, one vector per row, held as a one-token sequence (so
+    a head-only :class:`te.TrainableTop` reads exactly the embedding it would compute from
+    the full token states). ``classifier.top`` must still hold the pretrained layers."""
+    top = classifier.top
+    was_training = top.training
+    top.eval()
+    pooled = []
+    with torch.no_grad():
+        for start in range(0, len(rows.mask), ENCODE_BATCH):
+            index = torch.arange(start, min(start + ENCODE_BATCH, len(rows.mask)))
+            hidden, mask = rows.batch(index)
+            attention = te.additive_mask(mask, hidden.dtype)
+            for layer in top.layers:
+                hidden = layer(hidden, attention)
+            pooled.append(te.mean_pool(hidden, mask).float().cpu())
+    top.train(was_training)
+    vectors = torch.cat(pooled) if pooled else torch.zeros(0, _hidden_size(rows.lower))
+    ones = torch.ones(len(vectors), 1, dtype=rows.mask.dtype)
+    return EncodedRows(ids=ones, mask=ones, states=vectors[:, None, :], lower=rows.lower,
+                       device=rows.device)
+
+
 # --- training --------------------------------------------------------------------------------
+
+
+PROBE_C = 10.0
+
+
+def linear_probe(top: te.TrainableTop, embedded: EncodedRows, y: np.ndarray, fit: np.ndarray,
+                 weights: np.ndarray | None, seed: int) -> te.TrainableTop:
+    """A copy of ``top`` whose head is a logistic regression fitted on the frozen sentence
+    embeddings of the ``fit`` rows (linear probing, then fine-tuning: Kumar et al. 2022,
+    "Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution").
+    A fitted head does not push random gradients into the pretrained layers at the start,
+    and it is a strong model already: training keeps it unless an epoch beats it."""
+    probed = copy.deepcopy(top)
+    with torch.no_grad():
+        index = torch.as_tensor(fit, dtype=torch.long)
+        states, mask = embedded.batch(index)
+        features = te.sentence_embedding(states, mask) - top.centre.to(states.device)
+    n_classes = top.classifier.out_features
+    present = np.unique(y[fit])
+    if len(present) < 2:
+        return probed
+    model = LogisticRegression(C=PROBE_C, max_iter=2000, random_state=seed,
+                               class_weight=None if weights is None else
+                               {int(c): float(weights[c]) for c in present})
+    model.fit(features.cpu().numpy(), y[fit])
+    coef = np.zeros((n_classes, features.shape[1]), dtype=np.float32)
+    bias = np.full(n_classes, -10.0, dtype=np.float32)  # labels absent from training
+    if len(present) == 2:  # sklearn keeps one weight vector for two classes
+        coef[present[1]], bias[present[1]] = model.coef_[0] / 2, model.intercept_[0] / 2
+        coef[present[0]], bias[present[0]] = -model.coef_[0] / 2, -model.intercept_[0] / 2
+    else:
+        coef[present], bias[present] = model.coef_, model.intercept_
+    with torch.no_grad():
+        probed.classifier.weight.copy_(torch.as_tensor(coef))
+        probed.classifier.bias.copy_(torch.as_tensor(bias))
+    return probed
+
 
 
 @dataclass(frozen=True)
@@ -313,26 +419,73 @@ def _per_sample_support(top: nn.Module) -> list[str]:
     return missing
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """How one model trains: batch size and learning rates (head, transformer layers)."""
+
+    batch_size: int
+    head_learning_rate: float
+    layer_learning_rate: float
+    class_weights: np.ndarray | None = None  # one loss weight per class, or None
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """``n / (k n_c)`` per class c (1 for every class when balanced; absent classes get 1)."""
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    weights = np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 1.0)
+    return weights.astype(np.float32)
+
+
+class WeightedCrossEntropy(nn.Module):
+    """Cross-entropy with per-class weights, averaged over the rows (not over the weights,
+    as ``nn.CrossEntropyLoss(weight=...)`` does): a plain mean of per-row terms, which is
+    what Opacus' ``loss_reduction="mean"`` assumes, so each row's weighted gradient is then
+    clipped as usual and the privacy accounting is unchanged."""
+
+    def __init__(self, weights: np.ndarray | None, device: torch.device) -> None:
+        super().__init__()
+        self.weights = (None if weights is None
+                        else torch.as_tensor(weights, dtype=torch.float32, device=device))
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        per_row = nn.functional.cross_entropy(logits, labels, reduction="none")
+        if self.weights is not None:
+            per_row = per_row * self.weights[labels]
+        return per_row.mean()
+
+
 def train_top(
     *, initial: te.TrainableTop, rows: EncodedRows, y: np.ndarray, fit: np.ndarray,
     val: np.ndarray, n_classes: int, train: TrainConfig, privacy: PrivacyConfig | None,
     stage: str, progress: ProgressSink | None, should_stop: StopCheck | None,
+    schedule: Schedule | None = None,
 ) -> TrainedTop:
     """Fine-tune a copy of ``initial`` on the ``fit`` rows; keep the epoch with the best
-    validation macro F1. DP-SGD (Poisson sampling, PRV accountant) when ``privacy`` is on."""
+    validation macro F1. DP-SGD (Poisson sampling, PRV accountant) when ``privacy`` is on.
+
+    ``schedule`` defaults to ``train``'s batch size and learning rate for every part."""
     started = time.perf_counter()
+    schedule = schedule or Schedule(batch_size=train.batch_size,
+                                    head_learning_rate=train.learning_rate,
+                                    layer_learning_rate=train.learning_rate)
     seed_everything(train.seed)
     top = copy.deepcopy(initial).to(rows.device)
     private = privacy is not None and privacy.enabled
     if private:
         top = dp.prepare_module(top)
     top.train()
-    optimizer = torch.optim.Adam([p for p in top.parameters() if p.requires_grad],
-                                 lr=train.learning_rate)
+    head = [p for name, p in top.named_parameters()
+            if p.requires_grad and name.startswith("classifier.")]
+    layers = [p for name, p in top.named_parameters()
+              if p.requires_grad and not name.startswith("classifier.")]
+    groups = [{"params": head, "lr": schedule.head_learning_rate}]
+    if layers:
+        groups.append({"params": layers, "lr": schedule.layer_learning_rate})
+    optimizer = torch.optim.Adam(groups)
     dataset = TensorDataset(torch.as_tensor(fit, dtype=torch.long),
                             torch.as_tensor(y[fit], dtype=torch.long))
-    loader = DataLoader(dataset, batch_size=min(train.batch_size, len(dataset)), shuffle=True,
-                        generator=torch.Generator().manual_seed(train.seed))
+    loader = DataLoader(dataset, batch_size=max(1, min(schedule.batch_size, len(dataset))),
+                        shuffle=True, generator=torch.Generator().manual_seed(train.seed))
     wrapped = None
     clipping = ""
     model: nn.Module = top
@@ -341,15 +494,18 @@ def train_top(
                                   config=privacy, epochs=train.epochs)
         model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
         clipping = str(wrapped.clipping.get("reason", ""))
-    # mean reduction, matching loss_reduction="mean" in privacy.make_private
-    loss_fn = nn.CrossEntropyLoss(reduction="mean")
+    # A plain mean over the batch's rows, matching loss_reduction="mean" in make_private.
+    loss_fn = WeightedCrossEntropy(schedule.class_weights, rows.device)
 
     def spent() -> dict:
         return wrapped.report() if wrapped is not None else dp.disabled_report()
 
     history: list[dict] = []
     best_state = copy.deepcopy(dp.unwrap(model).state_dict())
-    best_score, best_epoch, stale = -math.inf, 0, 0
+    # The starting point competes too (a linear-probe head may already be the best).
+    best_score = text_metrics(y[val], predict_probabilities(dp.unwrap(model), rows, val)
+                              .argmax(axis=1), n_classes)["macro_f1"] if len(val) else -math.inf
+    best_epoch, stale = 0, 0
     for epoch in range(1, train.epochs + 1):
         if should_stop is not None and should_stop():
             raise TrainingCancelled(privacy=spent())
@@ -543,6 +699,8 @@ def run(
                                      train_layer_norms=encoder.train_layer_norms)
     depth = len(classifier.lower.layers) + len(classifier.top.layers)
     tokenizer = te.load_tokenizer()
+    centre = _centre(encoder.source, classifier, tokenizer)
+    classifier.top.centre.copy_(centre)
     ids, mask = te.tokenize(tokenizer, texts, max_length=train.max_length)
     truncated = int((mask.sum(dim=1) >= train.max_length).sum())
     width = max(int(mask.sum(dim=1).max()), 1)
@@ -553,46 +711,93 @@ def run(
     rows = EncodedRows(ids=ids, mask=mask, states=states, lower=classifier.lower.to(device),
                        device=device)
     notes.append(
-        f"Encoder: {_source_name(encoder.source)} ({depth} transformer layers). Frozen: token "
-        f"embeddings and the first {len(classifier.lower.layers)} layers (computed once, "
-        f"{encode_seconds:.1f} s). Trained: the last {len(classifier.top.layers)} layer(s), "
-        "mean pooling and a linear head"
-        + ("." if encoder.train_layer_norms else
-           " (the trained layers' Linear weights; their LayerNorm gains and biases keep "
-           "their pretrained values).")
-        + " Only trained layers need per-sample gradients, which keeps private training "
-        "affordable."
+        f"Encoder: {_source_name(encoder.source)} ({depth} transformer layers), read as "
+        "sentence-transformers does: mean pooling over the real tokens, then L2 "
+        "normalisation; the embedding is centred on the encoder's mean over public "
+        "reference text (no user data). Frozen: token embeddings and the first "
+        f"{len(classifier.lower.layers)} layers (computed once, {encode_seconds:.1f} s)."
     )
     if truncated:
         notes.append(f"{truncated} texts were longer than {train.max_length} tokens and were "
                      "cut to their first tokens.")
-    problems = ModuleValidator.validate(classifier.top, strict=False)
-    unsupported = _per_sample_support(classifier.top)
+    weights = class_weights(y[fit], len(classes)) if encoder.class_weighting else None
+    if weights is not None:
+        notes.append("Class weights (training rows, n / (k n_class)): " + ", ".join(
+            f"{label} {w:.2f}" for label, w in zip(classes, weights, strict=True))
+            + "; every label counts the same in the loss however rare.")
+    tuned = Schedule(batch_size=train.batch_size, head_learning_rate=encoder.head_learning_rate,
+                     layer_learning_rate=train.learning_rate, class_weights=weights)
+    tuned_note = (
+        f"Fine-tuned: the last {len(classifier.top.layers)} layer(s) (learning rate "
+        f"{train.learning_rate:g}) and a linear head (learning rate "
+        f"{encoder.head_learning_rate:g}), batches of {train.batch_size}"
+        + ("." if encoder.train_layer_norms else
+           "; the layers' Linear weights train, their LayerNorm gains and biases keep "
+           "their pretrained values.")
+    )
+
+    embedded = _embedding_rows(classifier, rows)
+    tuned_start = (linear_probe(classifier.top, embedded, y, fit, weights, train.seed)
+                   if encoder.linear_probe_start else classifier.top)
+    private_top, private_rows, private_schedule = tuned_start, rows, tuned
+    head_only = privacy.enabled and encoder.private_head_only
+    if privacy.enabled and not head_only:
+        private_top = classifier.top  # a probe fitted on the raw rows is not private
+    if head_only:
+        private_rows = embedded
+        seed_everything(train.seed)
+        private_top = te.TrainableTop([], hidden_size=_hidden_size(classifier.lower),
+                                      n_classes=len(classes), dropout=0.0)
+        private_top.centre.copy_(centre)
+        private_schedule = Schedule(
+            batch_size=max(MIN_PRIVATE_BATCH, len(fit) // encoder.private_batches_per_epoch),
+            head_learning_rate=encoder.private_learning_rate, layer_learning_rate=0.0,
+            class_weights=weights)
+        notes.append(
+            "Private model: DP-SGD trains the linear head only, on the frozen encoder's "
+            f"sentence embeddings (all {depth} layers pretrained), in Poisson batches of about "
+            f"{private_schedule.batch_size} rows with learning rate "
+            f"{encoder.private_learning_rate:g}. Why: under per-sample clipping and noise, "
+            "fine-tuning a transformer layer (about 1.8 million weights) on a few hundred or "
+            "thousand texts drowns in noise (on the sample data at epsilon 8 it stayed near "
+            "chance: macro F1 0.30 for note triage, 0.43 for complaints), while a head of "
+            f"{_hidden_size(classifier.lower) * len(classes) + len(classes)} weights on good "
+            "sentence embeddings learns through it. The non-private twin is the model you "
+            "would get without privacy. " + tuned_note)
+    else:
+        notes.append(tuned_note + (" Only trained layers need per-sample gradients, which "
+                                   "keeps private training affordable." if privacy.enabled
+                                   else ""))
     if privacy.enabled:
+        problems = ModuleValidator.validate(private_top, strict=False)
+        unsupported = _per_sample_support(private_top)
         if unsupported:
             raise ValueError(f"no per-sample gradients for: {', '.join(unsupported)}")
         if problems:
             notes.append("Opacus' ModuleValidator replaced layers it cannot train privately: "
                          + "; ".join(str(p) for p in problems))
         else:
-            notes.append("Opacus' ModuleValidator found nothing to fix in the trained part "
-                         "(Linear and LayerNorm layers with eager attention, no BatchNorm); "
-                         "every trained layer has a per-sample gradient rule.")
+            notes.append("Opacus' ModuleValidator found nothing to fix in the privately "
+                         "trained part (Linear"
+                         + ("" if head_only else " and LayerNorm layers with eager attention")
+                         + ", no BatchNorm); every trained layer has a per-sample gradient "
+                         "rule.")
 
-    main = train_top(initial=classifier.top, rows=rows, y=y, fit=fit, val=val,
+    main = train_top(initial=private_top, rows=private_rows, y=y, fit=fit, val=val,
                      n_classes=len(classes), train=train, privacy=privacy, stage="training",
-                     progress=progress, should_stop=should_stop)
+                     progress=progress, should_stop=should_stop, schedule=private_schedule)
     twin = None
     if privacy.enabled:
         try:
-            twin = train_top(initial=classifier.top, rows=rows, y=y, fit=fit, val=val,
+            twin = train_top(initial=tuned_start, rows=rows, y=y, fit=fit, val=val,
                              n_classes=len(classes), train=train, privacy=None,
-                             stage="training_twin", progress=progress, should_stop=should_stop)
+                             stage="training_twin", progress=progress, should_stop=should_stop,
+                             schedule=tuned)
         except TrainingCancelled as cancelled:
             raise TrainingCancelled(privacy=main.privacy) from cancelled
 
     report_stage(progress, "auditing", train.epochs)
-    probabilities = predict_probabilities(main.top, rows, test)
+    probabilities = predict_probabilities(main.top, private_rows, test)
     y_pred = probabilities.argmax(axis=1)
     metrics = text_metrics(y[test], y_pred, len(classes))
     test_frame = labelled.iloc[test]
@@ -615,7 +820,14 @@ def run(
 
     report_stage(progress, "saving", train.epochs)
     versions = library_versions()
-    classifier.top = main.top
+    if head_only:
+        # The released model: every pretrained layer frozen, and the private head.
+        classifier = te.TextClassifier(
+            te.FrozenLower(classifier.lower.embeddings,
+                           [*classifier.lower.layers, *copy.deepcopy(list(classifier.top.layers))]),
+            main.top)
+    else:
+        classifier.top = main.top
     artifact = save(
         classifier=classifier, directory=Path(artifact_dir),
         metadata={
@@ -625,7 +837,9 @@ def run(
             "mapping": mapping.to_dict(), "text_column": column, "classes": classes,
             "positive_label": classes[positive] if positive is not None else None,
             "max_length": train.max_length, "encoder": encoder.source.to_dict(),
-            "trainable_layers": encoder.trainable_layers, "dropout": encoder.dropout,
+            "trainable_layers": len(classifier.top.layers),
+            "dropout": float(classifier.top.dropout.p),
+            "private_head_only": head_only,
             "train_layer_norms": encoder.train_layer_norms,
             "best_epoch": main.best_epoch, "versions": versions,
         },

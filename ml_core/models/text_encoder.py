@@ -161,8 +161,22 @@ class FrozenLower(nn.Module):
         return hidden
 
 
+def sentence_embedding(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """all-MiniLM-L6-v2's sentence embedding: mean pooling over real tokens, then L2
+    normalisation (its sentence-transformers pipeline: Transformer, Pooling, Normalize)."""
+    return nn.functional.normalize(mean_pool(hidden, mask), dim=-1)
+
+
 class TrainableTop(nn.Module):
-    """The last transformer layers, mean pooling, dropout and a linear classifier."""
+    """The last transformer layers, the sentence embedding (mean pooling, L2 normalisation)
+    minus a fixed ``centre``, dropout and a linear classifier.
+
+    ``centre`` (a buffer, saved with the weights) is the encoder's mean sentence embedding
+    over public reference text (:func:`reference_centre`); zeros until set. Subtracting a
+    constant changes nothing a linear head with a bias can express, but it removes the
+    direction every embedding shares, so per-sample gradients carry the part that tells
+    texts apart: what DP-SGD's clipping budget should be spent on.
+    """
 
     def __init__(self, layers: list[nn.Module], *, hidden_size: int, n_classes: int,
                  dropout: float = 0.1) -> None:
@@ -170,12 +184,17 @@ class TrainableTop(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, n_classes)
+        self.register_buffer("centre", torch.zeros(hidden_size))
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def embed(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The centred sentence embedding the head reads."""
         attention = additive_mask(mask, hidden.dtype)
         for layer in self.layers:
             hidden = layer(hidden, attention)
-        return self.classifier(self.dropout(mean_pool(hidden, mask)))
+        return sentence_embedding(hidden, mask) - self.centre
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.embed(hidden, mask)))
 
 
 class TextClassifier(nn.Module):
@@ -218,6 +237,37 @@ def build_classifier(
         for parameter in module.parameters(recurse=False):
             parameter.requires_grad_(trainable)
     return TextClassifier(lower, top)
+
+
+REFERENCE_TEXTS = 256
+REFERENCE_WORDS = 8
+
+
+def reference_texts(tokenizer, *, count: int = REFERENCE_TEXTS, seed: int = 0) -> list[str]:
+    """Public, data-independent reference text: ``count`` strings of random whole words
+    from the tokenizer's vocabulary (seeded, so always the same)."""
+    import numpy as np
+
+    words = sorted(word for word in tokenizer.get_vocab() if word.isalpha() and len(word) > 3)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(words), size=(count, REFERENCE_WORDS))
+    return [" ".join(words[i] for i in row) for row in chosen]
+
+
+@torch.no_grad()
+def reference_centre(classifier: TextClassifier, tokenizer) -> torch.Tensor:
+    """The mean sentence embedding (through the pretrained top layers, eval mode) of
+    :func:`reference_texts`: the direction all of this encoder's embeddings share
+    (sentence encoders are anisotropic), estimated without reading any user data."""
+    ids, mask = tokenize(tokenizer, reference_texts(tokenizer), max_length=32)
+    was_training = classifier.top.training
+    classifier.top.eval()
+    hidden = classifier.lower(ids, mask)
+    attention = additive_mask(mask, hidden.dtype)
+    for layer in classifier.top.layers:
+        hidden = layer(hidden, attention)
+    classifier.top.train(was_training)
+    return sentence_embedding(hidden, mask).mean(dim=0)
 
 
 def encoder_depth(source: EncoderSource) -> int:

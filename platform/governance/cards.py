@@ -78,12 +78,34 @@ def _privacy_section(model_version: ModelVersion) -> dict:
         )
     else:
         section["statement"] = "No differential privacy: the model may reveal training records."
+    audit = (model_version.run.result or {}).get("privacy_audit")
+    if privacy.get("enabled"):
+        section["empirical_audit"] = _audit_summary(audit)
     entry = getattr(model_version.run, "ledger_entry", None)
     if entry is not None:
         section["dataset_ledger"] = {"charged_epsilon": entry.epsilon,
                                      "dataset_total_after": entry.total_epsilon_after,
                                      "composition": entry.composition}
     return section
+
+
+def _audit_summary(audit: dict | None) -> dict:
+    """The membership-inference audit (governance.privacy_audit) as the card states it."""
+    if not audit:
+        return {"done": False, "statement": "No empirical audit yet (a reviewer can run one "
+                                            "for tabular models)."}
+    bound, claimed = audit.get("epsilon_lower_bound"), audit.get("claimed_epsilon")
+    confidence = float(audit.get("confidence") or 0.95)
+    statement = (f"Empirical epsilon lower bound {bound:.3f} ({confidence:.0%} confidence) vs "
+                 f"claimed epsilon {claimed:.3f}, from {audit.get('canaries')} canaries.")
+    statement += (" Consistent with the claim: the audit found no more leakage than claimed."
+                  if audit.get("consistent") else
+                  " The bound EXCEEDS the claim: this training leaks more than its accountant "
+                  "says; do not rely on the stated guarantee.")
+    return {"done": True, "epsilon_lower_bound": bound, "claimed_epsilon": claimed,
+            "confidence": confidence, "consistent": audit.get("consistent"),
+            "canaries": audit.get("canaries"), "method": audit.get("method"),
+            "statement": statement}
 
 
 def _fairness_section(model_version: ModelVersion) -> dict:

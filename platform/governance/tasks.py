@@ -22,3 +22,10 @@ def check_drift(dataset_version_id: int) -> None:
     from governance.drift import check_dataset_version
 
     check_dataset_version(dataset_version_id)
+
+
+@shared_task(acks_late=True)
+def audit_privacy(model_version_id: int) -> None:
+    from governance.privacy_audit import run_audit
+
+    run_audit(model_version_id)

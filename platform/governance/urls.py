@@ -11,6 +11,8 @@ urlpatterns = [
     path("models/<int:model_version_id>/mitigate/", views.model_mitigate, name="mitigate"),
     path("models/<int:model_version_id>/card/", views.model_card, name="card"),
     path("models/<int:model_version_id>/card.json", views.model_card_json, name="card_json"),
+    path("models/<int:model_version_id>/privacy-audit/", views.model_privacy_audit,
+         name="privacy_audit"),
     path("models/<int:model_version_id>/score/", views.scoring_start, name="score"),
     path("scoring/<int:job_id>/", views.scoring_job, name="job"),
     path("scoring/<int:job_id>/download/", views.scoring_download, name="download"),

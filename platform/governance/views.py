@@ -115,10 +115,28 @@ def model_mitigate(request, model_version_id: int):
     return redirect("governance:model", model_version_id=model_version.pk)
 
 
+@require_POST
+def model_privacy_audit(request, model_version_id: int):
+    from governance.privacy_audit import request_audit
+
+    model_version = _model_or_404(request.user, model_version_id)
+    try:
+        request_audit(model_version=model_version, user=request.user)
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Privacy audit queued: it retrains this configuration once "
+                                  "with canaries; the result appears on this card.")
+    return redirect("governance:card", model_version_id=model_version.pk)
+
+
 def model_card(request, model_version_id: int):
+    from governance.privacy_audit import auditable
+
     model_version = _model_or_404(request.user, model_version_id)
     return render(request, "governance/card.html", {
-        "model_version": model_version, "card": cards.model_card(model_version)})
+        "model_version": model_version, "card": cards.model_card(model_version),
+        "can_audit": can_review(request.user) and auditable(model_version)})
 
 
 def model_card_json(request, model_version_id: int):

@@ -82,3 +82,62 @@ def test_fairness_under_privacy_flags_groups_that_lost_more(trained_model, clien
             assert row["flagged"] == (row["drop"] > overall)
     assert "Fairness under privacy" in client.get(
         f"/governance/models/{trained_model.pk}/card/").content.decode()
+
+
+AUDIT = {"epsilon_lower_bound": 0.42, "confidence": 0.95, "claimed_epsilon": 2.9,
+         "consistent": True, "canaries": 256, "method": "one-run membership-inference audit"}
+
+
+def test_card_shows_the_empirical_audit_beside_the_claim(client, analyst, champion):
+    client.force_login(analyst)
+    card = client.get(f"/governance/models/{champion.pk}/card.json").json()
+    assert card["privacy"]["empirical_audit"]["done"] is False
+    run = champion.run
+    run.result = {**(run.result or {}), "privacy_audit": AUDIT}
+    run.save(update_fields=["result"])
+    audit = client.get(f"/governance/models/{champion.pk}/card.json").json()["privacy"][
+        "empirical_audit"]
+    assert audit["epsilon_lower_bound"] == 0.42 and audit["consistent"] is True
+    expected = "Empirical epsilon lower bound 0.420 (95% confidence) vs claimed epsilon 2.900"
+    assert audit["statement"].startswith(expected)
+    html = client.get(f"/governance/models/{champion.pk}/card/").content.decode()
+    assert expected in html and "consistent" in html
+    assert "Run the audit again" not in html  # analysts cannot start one
+
+
+def test_a_bound_above_the_claim_is_flagged(client, reviewer, champion):
+    run = champion.run
+    run.result = {**(run.result or {}), "privacy_audit": {
+        **AUDIT, "epsilon_lower_bound": 3.5, "consistent": False}}
+    run.save(update_fields=["result"])
+    client.force_login(reviewer)
+    html = client.get(f"/governance/models/{champion.pk}/card/").content.decode()
+    assert "exceeds the claim" in html and "leaks more than its accountant says" in html
+    assert "Run the audit again" in html
+
+
+def test_only_reviewers_queue_an_audit(client, analyst, reviewer, champion):
+    from audits.models import AuditLogEntry
+
+    client.force_login(analyst)
+    assert client.post(f"/governance/models/{champion.pk}/privacy-audit/").status_code == 403
+    client.force_login(reviewer)
+    response = client.post(f"/governance/models/{champion.pk}/privacy-audit/")
+    assert response.status_code == 302
+    assert AuditLogEntry.objects.filter(action="model.privacy_audit_requested").exists()
+
+
+@pytest.mark.slow
+def test_the_audit_of_a_trained_private_model_stays_below_its_claim(trained_model, client,
+                                                                      reviewer):
+    from governance.privacy_audit import run_audit
+
+    summary = run_audit(trained_model.pk, canaries=64)
+    trained_model.run.refresh_from_db()
+    assert trained_model.run.result["privacy_audit"] == summary
+    assert summary["claimed_epsilon"] > 0
+    assert summary["epsilon_lower_bound"] < summary["claimed_epsilon"]
+    assert summary["consistent"] is True
+    client.force_login(reviewer)
+    html = client.get(f"/governance/models/{trained_model.pk}/card/").content.decode()
+    assert "Empirical epsilon lower bound" in html

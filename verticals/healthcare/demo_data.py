@@ -24,12 +24,15 @@ the insurance mix, for Black and Hispanic patients.
 
 Notes (``triage_notes``) — note triage
 --------------------------------------
-One row per emergency-department note: ``note_id``, ``note`` (free text from templates
-with realistic clinical vocabulary and abbreviations), ``sex``, ``age`` and the nurse's
-recorded ``urgency``: emergent (~25 %), urgent (~40 %) or routine (~35 %). Each note
-combines a presenting complaint typical of its true urgency, vital signs that fit it,
-history and filler phrases; 5 % of labels are flipped to a neighbouring level (triage is
-noisy).
+One row per emergency-department note: ``note_id``, ``note`` (free text, at most 300
+characters), ``sex``, ``age`` and the nurse's recorded ``urgency``: emergent (~25 %), urgent
+(~40 %) or routine (~35 %). Each note combines the patient (age and sex, in several
+formats), a presenting complaint typical of its true urgency (a condition from
+``CONDITIONS``, in one of its wordings: jargon, abbreviations or lay words), sometimes a
+duration, observations (numbers in shared formats, drawn from ranges that fit the level but
+overlap, or a few words), pertinent negatives ("No chest pain.", "Denies SOB.") in some
+non-emergent notes, appearance and history; ~3 % of words carry a typing slip. 5 % of
+labels are flipped to a neighbouring level (triage is noisy).
 
 The planted disparity: women's emergent cardiac presentations are more often described
 with atypical symptoms (fatigue, nausea, jaw or back discomfort: 60 % of them vs 15 % for
@@ -43,6 +46,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from verticals.synthetic_text import add_typos, join_within, pick
 
 PLANTED_ACCESS_LOG_ODDS = 0.8
 PLANTED_UNDER_TRIAGE = 0.25
@@ -123,69 +128,188 @@ def encounters(n_rows: int, seed: int, *, planted_access_log_odds: float = PLANT
 
 LEVELS = ("emergent", "urgent", "routine")
 LEVEL_SHARES = (0.25, 0.40, 0.35)
-COMPLAINTS = {
+TYPO_RATE = 0.03
+NOTE_MAX_CHARS = 300
+# Presenting complaints by true urgency: each condition is a tuple of ways nurses, EMS
+# crews and patients put the same thing (jargon, abbreviations, lay words).
+CONDITIONS = {
     "emergent": (
-        "crushing substernal chest pain radiating to the left arm",
-        "sudden onset worst headache of life with neck stiffness",
-        "acute shortness of breath, unable to speak in full sentences",
-        "left sided facial droop and slurred speech since 40 min",
-        "hematemesis with melena, lightheaded on standing",
-        "unresponsive after fall, GCS 8",
-        "anaphylaxis after bee sting, lip and tongue swelling, stridor",
-        "active seizure lasting over 5 minutes",
-        "penetrating stab wound to the abdomen",
+        ("crushing substernal chest pain radiating to the left arm",
+         "central chest pressure radiating to the jaw, diaphoretic",
+         "severe retrosternal CP with sweating", "heavy chest pain going down L arm",
+         "chest tightness like a weight on the chest, grey and sweaty",
+         "ongoing chest pain, STEMI on EMS ECG"),
+        ("left sided facial droop and slurred speech", "sudden R arm and leg weakness, "
+         "word finding difficulty", "acute aphasia with right hemiparesis",
+         "face drooping, cannot lift left arm, speech garbled",
+         "stroke symptoms, last known well 40 min ago"),
+        ("sudden onset worst headache of life with neck stiffness",
+         "thunderclap headache then vomiting, photophobia",
+         "explosive occipital headache and collapsed at the gym"),
+        ("acute shortness of breath, unable to speak in full sentences",
+         "severe resp distress, using accessory muscles", "gasping for air, lips blue",
+         "can barely breathe, tripoding, cyanosed", "acute dyspnoea, speaking single words"),
+        ("vomiting bright red blood, black tarry stools", "large volume haematemesis, "
+         "dizzy on standing", "coffee ground vomit and melaena, very pale",
+         "hematemesis with melena, lightheaded"),
+        ("unresponsive after fall, GCS 8", "found down at home, barely rousable",
+         "head injury with LOC, now drowsy, GCS 10", "high speed MVC, trapped, altered LOC"),
+        ("anaphylaxis after bee sting, lip and tongue swelling, stridor",
+         "throat closing after eating peanuts, hives, wheeze",
+         "face swelling up and struggling to breathe after new antibiotic"),
+        ("active seizure lasting over 5 minutes", "status epilepticus, still fitting on arrival",
+         "repeated seizures without waking in between"),
+        ("penetrating stab wound to the abdomen", "GSW to chest",
+         "deep thigh laceration with pulsatile bleeding", "knife wound to the neck"),
+        ("rigors and new confusion, mottled skin, septic looking",
+         "febrile, hypotensive and drowsy, ?sepsis", "suspected septic shock, cold peripheries"),
+        ("intentional overdose of tricyclics, drowsy", "took a bottle of pills an hour ago, "
+         "now hard to wake"),
     ),
     "urgent": (
-        "abdominal pain RLQ for 12 hours with nausea",
-        "fever 39.2 and productive cough for 3 days",
-        "closed forearm deformity after fall on outstretched hand",
-        "laceration to scalp, bleeding controlled with pressure",
-        "kidney stone type flank pain, colicky, vomiting",
-        "asthma exacerbation, wheeze, improving with nebuliser",
-        "new onset confusion in elderly patient with UTI symptoms",
-        "syncope at home, now alert and oriented",
-        "cellulitis of the lower leg with spreading erythema",
+        ("abdominal pain RLQ for 12 hours with nausea", "periumbilical pain moving to the "
+         "right lower quadrant, off food", "right sided tummy pain, worse walking, low grade "
+         "temp", "lower abdo pain, guarding on the right"),
+        ("fever 39.2 and productive cough for 3 days", "cough with green sputum, febrile, "
+         "pleuritic pain", "chest infection, breathless on exertion, temp",
+         "?pneumonia, coughing up yellow phlegm"),
+        ("closed forearm deformity after fall on outstretched hand", "swollen painful wrist "
+         "after a fall, obvious deformity", "fell onto hip, cannot weight bear, leg shortened",
+         "suspected #NOF after trip at home"),
+        ("laceration to scalp, bleeding controlled with pressure", "deep cut to hand from a "
+         "kitchen knife, bleeding controlled", "gash on the shin needing stitches"),
+        ("kidney stone type flank pain, colicky, vomiting", "severe loin to groin pain, "
+         "blood in urine", "renal colic, writhing, known stones"),
+        ("asthma exacerbation, wheeze, improving with nebuliser", "wheezy and tight chested, "
+         "talking in sentences", "asthma flare, inhaler not helping much"),
+        ("new onset confusion in elderly patient with UTI symptoms", "more muddled than usual "
+         "per daughter, burning urine", "acute confusion, smelly urine, ?UTI"),
+        ("syncope at home, now alert and oriented", "fainted in the queue, back to baseline",
+         "collapse with brief LOC, recovered fully"),
+        ("cellulitis of the lower leg with spreading erythema", "hot swollen red leg, "
+         "redness tracking up", "infected looking foot wound, spreading redness"),
+        ("migraine not settling with usual meds, vomiting", "bad headache for 2 days, "
+         "vomiting, known migraineur"),
+        ("fever, flank pain and dysuria", "pyelonephritis symptoms, rigors at home",
+         "burning when passing urine with loin pain and temperature"),
+        ("high blood sugars and vomiting, thirsty", "diabetic, BMs in the 20s, feeling rough"),
     ),
     "routine": (
-        "medication refill request, no acute complaints",
-        "mild sore throat for 2 days, tolerating fluids",
-        "chronic low back pain, unchanged from baseline",
-        "itchy rash on forearm for one week",
-        "suture removal, wound healing well",
-        "ear pain, afebrile, eating and drinking normally",
-        "sprained ankle, weight bearing with mild limp",
-        "follow up of blood pressure, asymptomatic",
-        "cold symptoms, runny nose and mild cough",
+        ("medication refill request, no acute complaints", "ran out of blood pressure "
+         "tablets, wants a script", "needs repeat prescription, feels well"),
+        ("mild sore throat for 2 days, tolerating fluids", "scratchy throat and runny nose",
+         "sore throat, swallowing ok, eating normally"),
+        ("chronic low back pain, unchanged from baseline", "usual back ache, no red flags",
+         "long standing lower back pain, same as always"),
+        ("itchy rash on forearm for one week", "dry itchy patch on the arm, eczema flare",
+         "spotty rash, not spreading, otherwise well"),
+        ("suture removal, wound healing well", "here for dressing change", "stitches out, "
+         "wound looks clean"),
+        ("ear pain, afebrile, eating and drinking normally", "blocked ear feeling, ?wax",
+         "mild earache since yesterday"),
+        ("sprained ankle, weight bearing with mild limp", "twisted knee playing football, "
+         "walking ok", "rolled ankle, mild swelling, able to walk"),
+        ("follow up of blood pressure, asymptomatic", "BP check requested by GP",
+         "wants blood test results explained"),
+        ("cold symptoms, runny nose and mild cough", "blocked nose and sneezing for 3 days",
+         "mild flu like symptoms, managing at home"),
+        ("insect bite with mild local swelling", "splinter in finger", "small graze on knee "
+         "from a fall, clean"),
     ),
 }
+# Atypical presentations of an acute coronary syndrome (more often in women).
 ATYPICAL_CARDIAC = (
     "fatigue and nausea since this morning with vague jaw discomfort",
     "upper back pain and indigestion, feels unwell, clammy",
     "epigastric discomfort and shortness of breath on exertion, tired",
+    "unusual exhaustion, lightheaded, some heaviness in the arms",
+    "indigestion that will not settle, sweaty and sick",
 )
-VITALS = {
-    "emergent": ("HR 128, BP 82/50, SpO2 88% RA", "HR 45, BP 210/120", "RR 32, SpO2 85%",
-                 "BP 78/40, cap refill delayed"),
-    "urgent": ("HR 104, BP 138/86, T 38.6", "HR 96, BP 150/92, SpO2 95%",
-               "T 38.9, HR 110", "BP 142/88, pain 7/10"),
-    "routine": ("HR 76, BP 122/78, afebrile", "vitals within normal limits",
-                "HR 68, SpO2 99% RA", "BP 128/82, pain 2/10"),
+APPEARANCE = {
+    "emergent": ("Looks unwell.", "Pale and sweaty.", "Distressed.", "Peri-arrest.",
+                 "Appears very unwell, family at bedside.", ""),
+    "urgent": ("In moderate pain.", "Uncomfortable but talking.", "Looks tired.", "", ""),
+    "routine": ("Appears comfortable.", "Well looking.", "Ambulated to triage.", "NAD.", "", ""),
 }
-HISTORY = ("PMH HTN, T2DM", "no significant PMH", "PMH COPD, ex-smoker", "hx of CAD, on aspirin",
-           "on warfarin for AF", "NKDA", "lives alone", "PMH asthma")
+PERTINENT_NEGATIVES = ("No chest pain.", "Denies chest pain.", "No SOB.", "Denies shortness of "
+                       "breath.", "No fever.", "No head injury.", "No LOC.", "No vomiting.",
+                       "Not on blood thinners.", "No neuro deficit.")
+HISTORY = ("PMH HTN, T2DM.", "No significant PMH.", "PMH COPD, ex-smoker.",
+           "Hx of CAD, on aspirin.", "On warfarin for AF.", "NKDA.", "Lives alone.",
+           "PMH asthma.", "Allergic to penicillin.", "Hx depression.", "Type 1 diabetic.",
+           "Previous stents 2019.")
 OPENERS = ("Pt presents with", "Patient c/o", "Brought in by EMS with", "Walk-in, reports",
-           "Triage note:", "Presenting complaint:")
+           "Triage note:", "Presenting complaint:", "BIBA with", "Self presented with",
+           "Referred by GP with", "PC:", "")
+DURATIONS = ("since this morning", "for 2 days", "x 3/7", "onset 1 h ago", "since last night",
+             "for a week", "")
+
+
+# Observations by true urgency: (heart rate, systolic BP, SpO2, temperature x 10) ranges.
+# They overlap between levels, as real observations do; the words around them do not.
+VITAL_RANGES = {
+    "emergent": ((48, 150), (70, 210), (80, 97), (355, 395)),
+    "urgent": ((80, 122), (105, 170), (91, 99), (366, 396)),
+    "routine": ((58, 98), (105, 145), (95, 100), (361, 377)),
+}
+VITAL_FORMATS = ("HR {hr}, BP {sbp}/{dbp}", "HR {hr} BP {sbp}/{dbp} SpO2 {sat}%",
+                 "obs: P {hr}, BP {sbp}/{dbp}, sats {sat}% RA, T {temp}",
+                 "BP {sbp}/{dbp}, pulse {hr}", "SpO2 {sat}% on air, HR {hr}",
+                 "T {temp}, HR {hr}, RR {rr}", "vitals HR {hr}, BP {sbp}/{dbp}, T {temp}")
+VITAL_WORDS = {
+    "emergent": ("tachycardic and hypotensive", "sats dropping", "BP barely recordable",
+                 "cap refill delayed"),
+    "urgent": ("febrile, mildly tachy", "obs otherwise stable", "borderline sats"),
+    "routine": ("obs stable", "VSS, afebrile", "vitals within normal limits"),
+}
+
+
+def _vitals(rng: np.random.Generator, level: str) -> str:
+    """Observations: numbers in one of several shared formats, drawn from ranges that fit
+    ``level`` (and overlap), or a few words."""
+    if rng.random() < 0.25:
+        return pick(rng, VITAL_WORDS[level])
+    (hr_low, hr_high), (bp_low, bp_high), (sat_low, sat_high), (t_low, t_high) = (
+        VITAL_RANGES[level])
+    sbp = int(rng.integers(bp_low, bp_high + 1))
+    values = {"hr": int(rng.integers(hr_low, hr_high + 1)), "sbp": sbp,
+              "dbp": int(sbp * rng.uniform(0.55, 0.7)),
+              "sat": int(rng.integers(sat_low, sat_high + 1)),
+              "temp": f"{int(rng.integers(t_low, t_high + 1)) / 10:.1f}",
+              "rr": int(rng.integers(14, 34 if level == "emergent" else 24))}
+    return pick(rng, VITAL_FORMATS).format(**values)
+
+
+def _patient(rng: np.random.Generator, sex: str, age: int) -> str:
+    female = sex == "female"
+    return pick(rng, (
+        f"{age}{'F' if female else 'M'}.", f"{age} yo {'F' if female else 'M'}.",
+        f"{age}-year-old {'woman' if female else 'man'}.", f"{'F' if female else 'M'} {age}.",
+        f"{age}y {'female' if female else 'male'}.",
+    ))
 
 
 def _note(rng: np.random.Generator, level: str, *, sex: str, age: int, atypical: bool) -> str:
-    complaint = (rng.choice(ATYPICAL_CARDIAC) if atypical
-                 else rng.choice(COMPLAINTS[level]))
-    letter = "F" if sex == "female" else "M"
-    parts = [f"{age}{letter}.", str(rng.choice(OPENERS)), f"{complaint}."]
-    parts.append(f"{rng.choice(VITALS[level])}.")
-    if rng.random() < 0.6:
-        parts.append(f"{rng.choice(HISTORY)}.")
-    return " ".join(parts)
+    if atypical:
+        complaint = pick(rng, ATYPICAL_CARDIAC)
+    else:
+        condition = CONDITIONS[level][int(rng.integers(len(CONDITIONS[level])))]
+        complaint = pick(rng, condition)
+    duration = pick(rng, DURATIONS) if level != "emergent" or rng.random() < 0.3 else ""
+    opener = pick(rng, OPENERS)
+    body = " ".join(part for part in (opener, complaint, duration) if part) + "."
+    body = body[0].upper() + body[1:]
+    parts: list[tuple[str, bool]] = [(_patient(rng, sex, age), False), (body, False)]
+    if rng.random() < 0.7:
+        parts.append((_vitals(rng, level) + ".", True))
+    if level != "emergent" and rng.random() < 0.35:
+        parts.append((pick(rng, PERTINENT_NEGATIVES), True))
+    if rng.random() < 0.5:
+        parts.append((pick(rng, APPEARANCE[level]), True))
+    if rng.random() < 0.5:
+        parts.append((pick(rng, HISTORY), True))
+    note = join_within(parts, max_chars=NOTE_MAX_CHARS)
+    return add_typos(rng, note, TYPO_RATE)
 
 
 def triage_notes(n_rows: int, seed: int, *, planted_under_triage: float = PLANTED_UNDER_TRIAGE

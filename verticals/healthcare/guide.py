@@ -42,8 +42,12 @@ routine, or ESI levels 1-5.
 - A few hundred notes at least; every label needs several examples.
 
 ### How it works
-A sentence encoder (all-MiniLM-L6-v2, shipped with the platform) reads each note; its last
-layer and a small classifier are fine-tuned on your labels, the lower layers stay frozen.
+A sentence encoder (all-MiniLM-L6-v2, shipped with the platform) turns each note into a
+sentence embedding (mean of its token vectors, as the encoder was trained). Without privacy,
+its last 2 layers and a small classifier are fine-tuned on your labels. With privacy (the
+default), DP-SGD trains the classifier alone on the frozen embeddings: fine-tuning whole
+layers under DP noise learns almost nothing from a few thousand notes, the classifier does
+(the run's notes give the numbers). A non-private twin is trained for comparison only.
 
 ### Reading the results
 - **Macro F1** (primary) treats every urgency level equally; **accuracy** is the share

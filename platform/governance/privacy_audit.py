@@ -1,0 +1,90 @@
+"""The empirical privacy audit of a private tabular model (ml_core.privacy_audit), on request.
+
+A reviewer or admin asks for it from the model card; a Celery task on the default queue
+(:func:`governance.tasks.audit_privacy`) retrains the model's configuration once on the
+same dataset version, split and seed with planted canaries, and stores the outcome in the
+run's result under ``privacy_audit``; the model card shows the empirical epsilon lower bound
+beside the claimed epsilon. Nothing runs unless asked, so no training pays for it.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+
+from accounts.permissions import can_review
+from accounts.scoping import membership_for
+from audits.services import log_action
+from ingestion.services import load_frame
+from ml_core.data import encode_and_split
+from ml_core.privacy_audit import DEFAULT_CANARIES, audit_tabular
+from ml_core.spec import ColumnMapping
+from training.models import ModelVersion, TrainingRun
+from training.results import json_safe
+from training.services import privacy_config, train_config
+from verticals.registry import get_problem
+
+RESULT_KEY = "privacy_audit"
+
+
+def check_auditable(model_version: ModelVersion) -> None:
+    """ValueError (with the reason) when the model cannot be audited this way."""
+    spec = get_problem(model_version.vertical, model_version.problem).spec
+    if spec.model_family != "tabular_mlp":
+        raise ValueError("the empirical privacy audit covers tabular models only")
+    if not (model_version.run.privacy or {}).get("enabled"):
+        raise ValueError("this model was trained without differential privacy: there is "
+                         "no claimed epsilon to audit")
+
+
+def auditable(model_version: ModelVersion) -> bool:
+    try:
+        check_auditable(model_version)
+    except ValueError:
+        return False
+    return True
+
+
+def request_audit(*, model_version: ModelVersion, user) -> None:
+    """Queue the audit (reviewers and admins of the model's organisation)."""
+    membership = membership_for(user)
+    if membership.organisation_id != model_version.organisation_id or not can_review(user):
+        raise PermissionDenied("only a reviewer or admin of this organisation can audit")
+    check_auditable(model_version)
+    log_action(organisation=model_version.organisation, actor=user,
+               action="model.privacy_audit_requested", obj=model_version)
+
+    def enqueue() -> None:
+        from governance.tasks import audit_privacy
+
+        audit_privacy.apply_async(args=[model_version.pk], queue="default")
+
+    transaction.on_commit(enqueue)
+
+
+def run_audit(model_version_id: int, *, canaries: int = DEFAULT_CANARIES) -> dict:
+    """Retrain the model's configuration with canaries, bound epsilon from below, store it."""
+    model_version = ModelVersion.objects.select_related(
+        "run__dataset_version__dataset", "organisation").get(pk=model_version_id)
+    check_auditable(model_version)
+    run = model_version.run
+    spec = get_problem(run.vertical, run.problem).spec
+    train = train_config(spec, run.config)
+    privacy = privacy_config(spec, run.privacy_requested)
+    split = encode_and_split(load_frame(run.dataset_version),
+                             ColumnMapping.from_dict(run.dataset_version.mapping), train,
+                             target_rule=spec.target_rule)
+    outcome = audit_tabular(split, train=train, privacy=privacy, canaries=canaries,
+                            seed=train.seed, primary_metric=spec.primary_metric)
+    summary = json_safe({**outcome.to_dict(),
+                         "model_epsilon": (run.privacy or {}).get("epsilon")})
+    with transaction.atomic():
+        locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        locked.result = {**(locked.result or {}), RESULT_KEY: summary}
+        locked.save(update_fields=["result"])
+        log_action(organisation=model_version.organisation, actor=None,
+                   action="model.privacy_audited", obj=model_version,
+                   detail={"epsilon_lower_bound": summary["epsilon_lower_bound"],
+                           "claimed_epsilon": summary["claimed_epsilon"],
+                           "consistent": summary["consistent"]})
+    return summary
