@@ -197,6 +197,9 @@ MATRIX: dict[str, list[Case]] = {
     "governance:mitigate": [post(REVIEWER, kwargs=obj("model_serving", MODEL),
                                  data=lambda w: {"method": "threshold_optimizer",
                                                  "constraint": "demographic_parity"})],
+    # The empirical privacy audit: reviewers and admins queue it.
+    "governance:privacy_audit": [post(REVIEWER, kwargs=obj("model_serving", MODEL),
+                                      data=lambda w: {})],
     "governance:card": [get(kwargs=obj("model_serving", MODEL), shows_own=True)],
     "governance:card_json": [get(kwargs=obj("model_serving", MODEL))],
     "governance:score": [post(MEMBER, kwargs=obj("model_serving", MODEL),
