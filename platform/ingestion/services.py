@@ -378,6 +378,16 @@ def _companion_refusal(kind: str, spec: ProblemSpec, present: set[str]) -> str |
     return None
 
 
+def _require_pending_of(version: DatasetVersion, membership, why: str) -> None:
+    """PermissionDenied unless ``version`` is the member's organisation's; ValueError, ending
+    with ``why``, unless its mapping is still to be confirmed."""
+    if version.dataset.organisation_id != membership.organisation_id:
+        raise PermissionDenied("this dataset belongs to another organisation")
+    if version.status != DatasetVersion.Status.PENDING:
+        raise ValueError(f"version {version.number} is already "
+                         f"{version.get_status_display().lower()}; {why}")
+
+
 def attach_companion(
     *,
     version: DatasetVersion,
@@ -399,12 +409,8 @@ def attach_companion(
     from ml_core.tables import TableReadError
 
     membership = membership_for(user)
-    if version.dataset.organisation_id != membership.organisation_id:
-        raise PermissionDenied("this dataset belongs to another organisation")
-    if version.status != DatasetVersion.Status.PENDING:
-        raise ValueError(f"version {version.number} is already "
-                         f"{version.get_status_display().lower()}; files can only be added "
-                         "before the mapping is confirmed")
+    _require_pending_of(version, membership, "files can only be added before the mapping "
+                        "is confirmed")
     if kind not in CompanionFile.Kind.values:
         raise UploadError(f"unknown kind of file {kind!r}")
     spec = problem_spec(version.dataset.vertical, version.dataset.problem)
@@ -472,12 +478,8 @@ def set_identifier_allowed(*, version: DatasetVersion, user, column: str, allowe
     no longer pending, the column is not flagged, or the reason is blank.
     """
     membership = require_role(user, Role.ADMIN)
-    if version.dataset.organisation_id != membership.organisation_id:
-        raise PermissionDenied("this dataset belongs to another organisation")
-    if version.status != DatasetVersion.Status.PENDING:
-        raise ValueError(f"version {version.number} is already "
-                         f"{version.get_status_display().lower()}; identifier columns are "
-                         "decided before the mapping is confirmed")
+    _require_pending_of(version, membership, "identifier columns are decided before the "
+                        "mapping is confirmed")
     finding = next((item for item in version.identifiers or () if item["column"] == column),
                    None)
     if finding is None:
