@@ -78,9 +78,10 @@ def _privacy_section(model_version: ModelVersion) -> dict:
         )
     else:
         section["statement"] = "No differential privacy: the model may reveal training records."
-    audit = (model_version.run.result or {}).get("privacy_audit")
+    result = model_version.run.result or {}
     if privacy.get("enabled"):
-        section["empirical_audit"] = _audit_summary(audit)
+        section["empirical_audit"] = _audit_summary(result.get("privacy_audit"),
+                                                    refused=result.get("privacy_audit_refused"))
     entry = getattr(model_version.run, "ledger_entry", None)
     if entry is not None:
         section["dataset_ledger"] = {"charged_epsilon": entry.epsilon,
@@ -89,11 +90,12 @@ def _privacy_section(model_version: ModelVersion) -> dict:
     return section
 
 
-def _audit_summary(audit: dict | None) -> dict:
+def _audit_summary(audit: dict | None, *, refused: dict | None = None) -> dict:
     """The membership-inference audit (governance.privacy_audit) as the card states it."""
+    refusal = f" The last request was {refused['refused']}." if refused else ""
     if not audit:
         return {"done": False, "statement": "No empirical audit yet (a reviewer can run one "
-                                            "for tabular models)."}
+                                            "for tabular models)." + refusal}
     bound, claimed = audit.get("epsilon_lower_bound"), audit.get("claimed_epsilon")
     confidence = float(audit.get("confidence") or 0.95)
     statement = (f"Empirical epsilon lower bound {bound:.3f} ({confidence:.0%} confidence) vs "
@@ -102,6 +104,10 @@ def _audit_summary(audit: dict | None) -> dict:
                   if audit.get("consistent") else
                   " The bound EXCEEDS the claim: this training leaks more than its accountant "
                   "says; do not rely on the stated guarantee.")
+    if audit.get("ledger"):
+        statement += (f" Its retraining was charged ε {audit['ledger']['charged_epsilon']:.3f} "
+                      "to the dataset's privacy ledger.")
+    statement += refusal
     return {"done": True, "epsilon_lower_bound": bound, "claimed_epsilon": claimed,
             "confidence": confidence, "consistent": audit.get("consistent"),
             "canaries": audit.get("canaries"), "method": audit.get("method"),

@@ -127,7 +127,8 @@ class LedgerStatus:
             "reserved_epsilon": self.reserved,
             "remaining_epsilon": self.remaining,
             "entries": [
-                {"run": e.run_id, "run_status": e.run_status, "basis": e.basis,
+                {"run": e.run_id, "purpose": e.purpose, "audited_model": e.audited_model_id,
+                 "run_status": e.run_status, "basis": e.basis,
                  "epsilon": e.epsilon, "delta": e.delta, "noise_multiplier": e.noise_multiplier,
                  "sample_rate": e.sample_rate, "steps": e.steps,
                  "total_epsilon_after": e.total_epsilon_after,
@@ -184,12 +185,18 @@ def check_run_allowed(*, dataset: Dataset, membership: Membership, privacy_reque
                 "needs an admin (or an admin's permission on the dataset)"
             )
         return
-    request = float(privacy_requested.get("target_epsilon") or 0.0)
+    check_budget(dataset=dataset, request=float(privacy_requested.get("target_epsilon") or 0.0),
+                 what="this run")
+
+
+def check_budget(*, dataset: Dataset, request: float, what: str) -> None:
+    """BudgetExceeded unless ``request`` more epsilon fits the dataset's remaining budget
+    (spent plus what runs in flight have reserved)."""
     status = ledger_status(dataset)
     committed = status.spent.epsilon + status.reserved
     if not fits(budget=status.budget, spent=committed, request=request):
         raise BudgetExceeded(
-            f"refused: this run may spend ε = {request:g}, but only ε = {status.remaining:.3f} "
+            f"refused: {what} may spend ε = {request:g}, but only ε = {status.remaining:.3f} "
             f"of the dataset's privacy budget ε = {status.budget:g} remains (spent "
             f"{status.spent.epsilon:.3f}, reserved by runs in progress {status.reserved:.3f})"
         )
@@ -199,23 +206,12 @@ def _charge_for(run: TrainingRun, *, stage_before: str | None) -> dict | None:
     requested = run.privacy_requested or {}
     if not requested.get("enabled", True):
         return None
-    privacy = run.privacy or {}
     if run.status in (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.CANCELLED):
-        steps = int(privacy.get("steps") or 0)
-        if not privacy.get("enabled") or steps <= 0 or privacy.get("epsilon") is None:
-            return None  # stopped before any private step
-        return {"basis": LedgerEntry.Basis.ACCOUNTED, "epsilon": float(privacy["epsilon"]),
-                "delta": float(privacy["delta"]),
-                "noise_multiplier": privacy.get("noise_multiplier"),
-                "sample_rate": privacy.get("sample_rate"), "steps": steps}
+        return accounted_charge(run.privacy or {})  # None: stopped before any private step
     if run.status == TrainingRun.Status.FAILED:
         if (stage_before or "") in PRE_TRAINING_STAGES:
             return None
-        # The delta actually used is never above the requested one (or 1e-5 by default).
-        delta = requested.get("delta") or DEFAULT_DELTA
-        return {"basis": LedgerEntry.Basis.UPPER_BOUND,
-                "epsilon": float(requested.get("target_epsilon") or 0.0), "delta": float(delta),
-                "noise_multiplier": None, "sample_rate": None, "steps": 0}
+        return upper_bound_charge(requested)
     return None
 
 
@@ -231,7 +227,57 @@ def charge_run(run_id: int, *, stage_before: str | None = None) -> LedgerEntry |
     values = _charge_for(run, stage_before=stage_before)
     if values is None or values["epsilon"] <= 0:
         return None
-    dataset = run.dataset_version.dataset
+    entry = _append(run.dataset_version.dataset, values, run=run, run_status=run.status)
+    logger.info("run %s charged ε=%.4f to dataset %s (total %.4f)", run.pk, values["epsilon"],
+                entry.dataset_id, entry.total_epsilon_after)
+    return entry
+
+
+def accounted_charge(report: dict) -> dict | None:
+    """A training's own privacy report (epsilon, delta, noise, sample rate, steps) as a
+    ledger charge; None when it took no private step."""
+    steps = int(report.get("steps") or 0)
+    if not report.get("enabled") or steps <= 0 or report.get("epsilon") is None:
+        return None
+    return {"basis": LedgerEntry.Basis.ACCOUNTED, "epsilon": float(report["epsilon"]),
+            "delta": float(report["delta"]), "noise_multiplier": report.get("noise_multiplier"),
+            "sample_rate": report.get("sample_rate"), "steps": steps}
+
+
+def upper_bound_charge(requested: dict) -> dict:
+    """A training that failed after it started: its whole target (the delta actually used
+    is never above the requested one, or 1e-5 by default)."""
+    return {"basis": LedgerEntry.Basis.UPPER_BOUND,
+            "epsilon": float(requested.get("target_epsilon") or 0.0),
+            "delta": float(requested.get("delta") or DEFAULT_DELTA),
+            "noise_multiplier": None, "sample_rate": None, "steps": 0}
+
+
+def charge_privacy_audit(model_version, *, target_epsilon: float,
+                         delta: float | None) -> LedgerEntry:
+    """Charge an empirical privacy audit's retraining to the audited model's dataset, before
+    it trains: the audit trains on the same records, and what it publishes (the canaries'
+    scores and the bound) is computed from that training. The charge is the configuration's
+    whole target (an upper bound on what its accountant will report), checked against the
+    budget and appended in one locked transaction, so two audits cannot both slip in.
+    BudgetExceeded when it does not fit."""
+    dataset = model_version.run.dataset_version.dataset
+    values = upper_bound_charge({"target_epsilon": target_epsilon, "delta": delta})
+    with transaction.atomic():
+        policy_for(dataset)
+        DatasetPolicy.objects.select_for_update().get(dataset=dataset)
+        check_budget(dataset=dataset, request=values["epsilon"],
+                     what="the privacy audit's retraining")
+        entry = _append(dataset, values, purpose=LedgerEntry.Purpose.PRIVACY_AUDIT,
+                        audited_model=model_version, run_status="privacy_audit")
+    logger.info("privacy audit of model %s charged ε=%.4f to dataset %s (total %.4f)",
+                model_version.pk, values["epsilon"], dataset.pk, entry.total_epsilon_after)
+    return entry
+
+
+def _append(dataset: Dataset, values: dict, **link) -> LedgerEntry:
+    """Compose ``values`` with the dataset's earlier charges and append the entry, under a
+    lock on the dataset's policy."""
     with transaction.atomic():
         policy_for(dataset)
         # Serialise charges to one dataset (a row lock on PostgreSQL).
@@ -239,15 +285,12 @@ def charge_run(run_id: int, *, stage_before: str | None = None) -> LedgerEntry |
         previous = [_charge(e) for e in LedgerEntry.objects.filter(dataset=dataset)]
         total = compose([*previous, Charge(**{k: values[k] for k in (
             "epsilon", "delta", "noise_multiplier", "sample_rate", "steps")})])
-        entry = LedgerEntry.objects.create(
-            dataset=dataset, run=run, run_status=run.status, total_epsilon_after=total.epsilon,
-            composition=total.method,
-            **values,
-        )
+        entry = LedgerEntry.objects.create(dataset=dataset, total_epsilon_after=total.epsilon,
+                                           composition=total.method, **link, **values)
+        subject = link.get("run") or link.get("audited_model")
         log_action(organisation=dataset.organisation, actor=None, action="ledger.charged",
-                   obj=run, detail={"dataset": dataset.pk, "epsilon": values["epsilon"],
-                                    "basis": values["basis"], "total_epsilon": total.epsilon,
-                                    "composition": total.method})
-    logger.info("run %s charged ε=%.4f to dataset %s (total %.4f)", run.pk, values["epsilon"],
-                dataset.pk, total.epsilon)
+                   obj=subject, detail={"dataset": dataset.pk, "epsilon": values["epsilon"],
+                                        "basis": values["basis"], "purpose": entry.purpose,
+                                        "total_epsilon": total.epsilon,
+                                        "composition": total.method})
     return entry

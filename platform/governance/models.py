@@ -62,16 +62,30 @@ class DatasetPolicy(models.Model):
 
 
 class LedgerEntry(_AppendOnly):
-    """The privacy one run spent on a dataset: its accountant's numbers, or an upper bound
-    (a failed run is charged its whole target, since its exact step count is lost)."""
+    """The privacy one training spent on a dataset: its accountant's numbers, or an upper
+    bound (a failed training is charged its whole target, since its exact step count is
+    lost). A training is a run, or the retraining an empirical privacy audit does."""
 
     class Basis(models.TextChoices):
         ACCOUNTED = "accounted", "Accounted (the run's accountant)"
         UPPER_BOUND = "upper_bound", "Upper bound (the run's target)"
 
+    class Purpose(models.TextChoices):
+        TRAINING = "training", "Training run"
+        PRIVACY_AUDIT = "privacy_audit", "Empirical privacy audit"
+
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="ledger")
+    purpose = models.CharField(max_length=16, choices=Purpose.choices,
+                               default=Purpose.TRAINING)
+    # The training run charged (purpose "training"); empty for an audit's retraining.
     run = models.OneToOneField(
-        TrainingRun, on_delete=models.PROTECT, related_name="ledger_entry"
+        TrainingRun, on_delete=models.PROTECT, related_name="ledger_entry", null=True,
+        blank=True,
+    )
+    # The model whose configuration an audit retrained (purpose "privacy_audit").
+    audited_model = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="privacy_audit_charges",
+        null=True, blank=True,
     )
     run_status = models.CharField(max_length=16)
     basis = models.CharField(max_length=16, choices=Basis.choices)
@@ -89,6 +103,15 @@ class LedgerEntry(_AppendOnly):
     class Meta:
         ordering = ["created_at", "id"]
         verbose_name_plural = "ledger entries"
+        constraints = [
+            models.CheckConstraint(
+                name="ledger_entry_names_what_it_charges",
+                condition=(models.Q(purpose="training", run__isnull=False,
+                                    audited_model__isnull=True)
+                           | models.Q(purpose="privacy_audit", run__isnull=True,
+                                      audited_model__isnull=False)),
+            ),
+        ]
 
 
 class GatePolicy(models.Model):

@@ -5,6 +5,10 @@ A reviewer or admin asks for it from the model card; a Celery task on the defaul
 same dataset version, split and seed with planted canaries, and stores the outcome in the
 run's result under ``privacy_audit``; the model card shows the empirical epsilon lower bound
 beside the claimed epsilon. Nothing runs unless asked, so no training pays for it.
+
+The retraining uses the dataset's records, so it spends privacy like a run: it is charged
+to the dataset's ledger (the configuration's whole target epsilon, before it trains) and
+refused when that does not fit the remaining budget.
 """
 
 from __future__ import annotations
@@ -15,16 +19,18 @@ from django.db import transaction
 from accounts.permissions import can_review
 from accounts.scoping import membership_for
 from audits.services import log_action
+from governance.ledger import BudgetExceeded, charge_privacy_audit, check_budget
 from ingestion.services import load_frame
 from ml_core.data import encode_and_split
 from ml_core.privacy_audit import DEFAULT_CANARIES, audit_tabular
-from ml_core.spec import ColumnMapping
+from ml_core.spec import ColumnMapping, PrivacyConfig
 from training.models import ModelVersion, TrainingRun
 from training.results import json_safe
 from training.services import privacy_config, train_config
 from verticals.registry import get_problem
 
 RESULT_KEY = "privacy_audit"
+REFUSED_KEY = "privacy_audit_refused"  # the last refusal; an earlier audit's result stays
 
 
 def check_auditable(model_version: ModelVersion) -> None:
@@ -51,6 +57,9 @@ def request_audit(*, model_version: ModelVersion, user) -> None:
     if membership.organisation_id != model_version.organisation_id or not can_review(user):
         raise PermissionDenied("only a reviewer or admin of this organisation can audit")
     check_auditable(model_version)
+    check_budget(dataset=model_version.run.dataset_version.dataset,
+                 request=_audit_privacy(model_version.run).target_epsilon,
+                 what="the privacy audit's retraining")
     log_action(organisation=model_version.organisation, actor=user,
                action="model.privacy_audit_requested", obj=model_version)
 
@@ -62,6 +71,12 @@ def request_audit(*, model_version: ModelVersion, user) -> None:
     transaction.on_commit(enqueue)
 
 
+def _audit_privacy(run: TrainingRun) -> PrivacyConfig:
+    """The privacy configuration the audit retrains with: the run's own."""
+    return privacy_config(get_problem(run.vertical, run.problem).spec,
+                          run.privacy_requested or {})
+
+
 def run_audit(model_version_id: int, *, canaries: int = DEFAULT_CANARIES) -> dict:
     """Retrain the model's configuration with canaries, bound epsilon from below, store it."""
     model_version = ModelVersion.objects.select_related(
@@ -70,21 +85,36 @@ def run_audit(model_version_id: int, *, canaries: int = DEFAULT_CANARIES) -> dic
     run = model_version.run
     spec = get_problem(run.vertical, run.problem).spec
     train = train_config(spec, run.config)
-    privacy = privacy_config(spec, run.privacy_requested)
+    privacy = _audit_privacy(run)
+    try:
+        charge = charge_privacy_audit(model_version, target_epsilon=privacy.target_epsilon,
+                                      delta=privacy.delta)
+    except BudgetExceeded as exc:
+        log_action(organisation=model_version.organisation, actor=None,
+                   action="model.privacy_audit_refused", obj=model_version,
+                   detail={"reason": str(exc)})
+        return _store(run, REFUSED_KEY, {"refused": str(exc)})
     split = encode_and_split(load_frame(run.dataset_version),
                              ColumnMapping.from_dict(run.dataset_version.mapping), train,
                              target_rule=spec.target_rule)
     outcome = audit_tabular(split, train=train, privacy=privacy, canaries=canaries,
                             seed=train.seed, primary_metric=spec.primary_metric)
     summary = json_safe({**outcome.to_dict(),
-                         "model_epsilon": (run.privacy or {}).get("epsilon")})
+                         "model_epsilon": (run.privacy or {}).get("epsilon"),
+                         "ledger": {"charged_epsilon": charge.epsilon,
+                                    "dataset_total_after": charge.total_epsilon_after}})
+    log_action(organisation=model_version.organisation, actor=None,
+               action="model.privacy_audited", obj=model_version,
+               detail={"epsilon_lower_bound": summary["epsilon_lower_bound"],
+                       "claimed_epsilon": summary["claimed_epsilon"],
+                       "consistent": summary["consistent"]})
+    return _store(run, RESULT_KEY, summary)
+
+
+def _store(run: TrainingRun, key: str, summary: dict) -> dict:
     with transaction.atomic():
         locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
-        locked.result = {**(locked.result or {}), RESULT_KEY: summary}
+        result = {k: v for k, v in (locked.result or {}).items() if k != REFUSED_KEY}
+        locked.result = {**result, key: summary}
         locked.save(update_fields=["result"])
-        log_action(organisation=model_version.organisation, actor=None,
-                   action="model.privacy_audited", obj=model_version,
-                   detail={"epsilon_lower_bound": summary["epsilon_lower_bound"],
-                           "claimed_epsilon": summary["claimed_epsilon"],
-                           "consistent": summary["consistent"]})
     return summary

@@ -106,3 +106,67 @@ def test_runs_on_another_dataset_do_not_count(validated_version, analyst, admin,
     with pytest.raises(BudgetExceeded):
         start_run(version=again, user=analyst, target_epsilon=0.5, enqueue=False)
     assert LedgerEntry.objects.count() == 1
+
+
+# --- the empirical privacy audit's retraining spends the same records' budget ---------------
+
+
+def _private_model(version, user, *, target: float):
+    from training.models import ModelVersion
+
+    run = spent_run(version, user, epsilon=target)
+    return ModelVersion.objects.create(organisation=run.organisation, run=run,
+                                       vertical="finance", problem="credit_risk",
+                                       artifact_sha256="0" * 64)
+
+
+def test_the_privacy_audit_is_charged_before_it_retrains(validated_version, analyst, client):
+    from governance.ledger import charge_privacy_audit
+
+    model = _private_model(validated_version, analyst, target=3.0)
+    entry = charge_privacy_audit(model, target_epsilon=3.0, delta=None)
+    assert entry.purpose == LedgerEntry.Purpose.PRIVACY_AUDIT and entry.run is None
+    assert entry.audited_model == model and entry.basis == LedgerEntry.Basis.UPPER_BOUND
+    assert entry.epsilon == 3.0 and entry.delta == 1e-5
+    status = ledger_status(validated_version.dataset)
+    # Two charges of 3.0 without noise parameters compose by the basic theorem.
+    assert status.spent.epsilon == pytest.approx(6.0) and status.remaining == pytest.approx(4.0)
+    rows = status.to_dict()["entries"]
+    assert [r["purpose"] for r in rows] == ["training", "privacy_audit"]
+    assert rows[1]["run"] is None and rows[1]["audited_model"] == model.pk
+    assert AuditLogEntry.objects.filter(action="ledger.charged",
+                                        detail__purpose="privacy_audit").count() == 1
+    client.force_login(analyst)
+    page = client.get(f"/governance/datasets/{validated_version.dataset.pk}/ledger/")
+    assert f"privacy audit of model {model.pk}" in page.content.decode()
+
+
+def test_an_audit_that_does_not_fit_is_refused_and_the_earlier_one_kept(
+    validated_version, analyst, reviewer
+):
+    from governance.privacy_audit import REFUSED_KEY, RESULT_KEY, request_audit, run_audit
+
+    model = _private_model(validated_version, analyst, target=8.0)  # 2.0 of 10 left
+    earlier = {"epsilon_lower_bound": 0.1, "claimed_epsilon": 2.9, "consistent": True}
+    model.run.result = {RESULT_KEY: earlier}
+    model.run.save(update_fields=["result"])
+    with pytest.raises(BudgetExceeded, match="privacy audit"):
+        request_audit(model_version=model, user=reviewer)
+    # Refused in the task too (a budget taken between request and task), without training.
+    summary = run_audit(model.pk)
+    assert "only ε = 2.000" in summary["refused"]
+    model.run.refresh_from_db()
+    assert model.run.result[RESULT_KEY] == earlier and REFUSED_KEY in model.run.result
+    assert LedgerEntry.objects.filter(purpose="privacy_audit").count() == 0
+    assert AuditLogEntry.objects.filter(action="model.privacy_audit_refused").exists()
+
+
+def test_a_ledger_entry_names_exactly_what_it_charges(validated_version, analyst):
+    from django.db import IntegrityError, transaction
+
+    run = spent_run(validated_version, analyst, epsilon=1.0)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        LedgerEntry.objects.create(dataset=validated_version.dataset, run=None,
+                                   run_status="x", basis="accounted", epsilon=1.0, delta=1e-5,
+                                   total_epsilon_after=2.0)
+    assert LedgerEntry.objects.filter(run=run).count() == 1

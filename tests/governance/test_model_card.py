@@ -138,6 +138,12 @@ def test_the_audit_of_a_trained_private_model_stays_below_its_claim(trained_mode
     assert summary["claimed_epsilon"] > 0
     assert summary["epsilon_lower_bound"] < summary["claimed_epsilon"]
     assert summary["consistent"] is True
+    # The retraining was charged to the dataset's ledger, at the configuration's target.
+    from governance.models import LedgerEntry
+
+    charge = LedgerEntry.objects.get(purpose="privacy_audit", audited_model=trained_model)
+    assert summary["ledger"]["charged_epsilon"] == charge.epsilon
+    assert charge.epsilon >= summary["privacy"]["epsilon"] - 1e-9  # an upper bound
     client.force_login(reviewer)
     html = client.get(f"/governance/models/{trained_model.pk}/card/").content.decode()
     assert "Empirical epsilon lower bound" in html
