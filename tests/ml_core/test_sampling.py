@@ -9,7 +9,7 @@ import pytest
 import torch
 from opacus.data_loader import DPDataLoader
 from scipy import stats
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from ml_core import privacy as dp
 from ml_core.models import TabularMLP
