@@ -166,14 +166,10 @@ def predict_proba(loaded: LoadedModel, frame: pd.DataFrame) -> np.ndarray:
     """Positive-class probabilities for the rows of ``frame`` (it needs the feature columns
     the model was trained on; other columns are ignored).
 
-    The forward pass runs over blocks of ``FORWARD_ROWS`` rows, so each block's hidden
-    activations stay in the CPU cache; the scores are the same as one pass over all rows.
+    The forward pass runs over blocks of ``FORWARD_ROWS`` rows
+    (:meth:`~ml_core.models.TabularMLP.probabilities`), so each block's hidden activations
+    stay in the CPU cache; the scores are the same as one pass over all rows.
     """
     features = torch.from_numpy(loaded.encoder.transform(frame))
-    scores = torch.empty(len(features), dtype=torch.float32)
-    with torch.inference_mode():
-        for start in range(0, len(features), FORWARD_ROWS):
-            block = features[start:start + FORWARD_ROWS]
-            torch.sigmoid(loaded.model(block).reshape(-1),
-                          out=scores[start:start + len(block)])
+    scores = loaded.model.probabilities(features, block_rows=FORWARD_ROWS)
     return scores.double().numpy()

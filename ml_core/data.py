@@ -253,9 +253,9 @@ class TabularEncoder:
             codes, names = _level_codes(frame[column])
             lookup = np.array([position.get(name, len(kept)) for name in names] or [0],
                               dtype=np.int64)
-            block = out[row:row + len(kept) + 1]
-            block[:] = 0.0
-            block[lookup[codes], np.arange(n)] = 1.0
+            positions = lookup[codes]
+            for level in range(len(kept) + 1):  # one 0/1 row per level, written in one pass
+                np.equal(positions, level, out=out[row + level], casting="unsafe")
             row += len(kept) + 1
         return out.T
 
