@@ -34,8 +34,10 @@ def test_batches_are_sorted_distinct_rows_and_as_many_as_opacus_takes():
         assert np.all(np.diff(batch) > 0) and (len(batch) == 0 or 0 <= batch[0] < batch[-1] < 1000)
 
 
-def test_each_row_is_included_with_probability_q():
-    n, q, batches = 400, 0.05, 20_000
+# NumPy draws the subset by a partial shuffle for small tables or large batches, and by
+# Floyd's method when n > 10,000 and the batch is at most n / 50: both are checked.
+@pytest.mark.parametrize(("n", "q", "batches"), [(400, 0.05, 20_000), (20_000, 0.01, 3_000)])
+def test_each_row_is_included_with_probability_q(n, q, batches):
     counts = np.zeros(n)
     for batch in draws(n, q, batches):
         counts[batch] += 1
@@ -56,8 +58,8 @@ def test_rows_are_included_independently_of_each_other():
     assert stats.binomtest(together, batches, q * q).pvalue > P_FLOOR
 
 
-def test_batch_sizes_follow_the_binomial_distribution():
-    n, q, batches = 300, 0.03, 20_000
+@pytest.mark.parametrize(("n", "q", "batches"), [(300, 0.03, 20_000), (50_000, 0.001, 20_000)])
+def test_batch_sizes_follow_the_binomial_distribution(n, q, batches):
     sizes = np.array([len(batch) for batch in draws(n, q, batches, seed=2)])
     assert sizes.mean() == pytest.approx(n * q, rel=0.02)
     assert sizes.var() == pytest.approx(n * q * (1 - q), rel=0.05)
