@@ -5,9 +5,10 @@ uniform number per training row for every step, so an epoch of ``n / B`` steps c
 ``O(n^2 / B)``: at 256k rows the sampler outweighs the training itself. Poisson sampling
 (each row in the batch independently with probability ``q``) is the same distribution
 as: draw the batch size ``k ~ Binomial(n, q)``, then a uniform subset of ``k`` distinct
-rows. NumPy's ``Generator.binomial`` is O(1) and ``Generator.choice(n, k,
-replace=False)`` uses Floyd's algorithm (O(k)) whenever ``k <= n / 50`` or ``n <= 10,000``
-(a partial shuffle, O(n), otherwise, which is still O(n) per epoch for ``q >= 1/50``).
+rows. NumPy's ``Generator.binomial`` is O(1) and ``Generator.choice(n, k, replace=False,
+shuffle=False)`` uses Floyd's algorithm (O(k)) whenever ``n <= 10,000`` or ``k <= n / 20``;
+otherwise a partial shuffle, O(n) per step, but then ``q > 1/20`` and an epoch has fewer
+than 20 steps, so an epoch stays O(n).
 
 :class:`PoissonLoader` is Opacus' :class:`~opacus.data_loader.DPDataLoader` with this
 sampler: the same sample rate, the same number of steps per epoch (``int(1 / q)``), the

@@ -34,9 +34,10 @@ def test_batches_are_sorted_distinct_rows_and_as_many_as_opacus_takes():
         assert np.all(np.diff(batch) > 0) and (len(batch) == 0 or 0 <= batch[0] < batch[-1] < 1000)
 
 
-# NumPy draws the subset by a partial shuffle for small tables or large batches, and by
-# Floyd's method when n > 10,000 and the batch is at most n / 50: both are checked.
-@pytest.mark.parametrize(("n", "q", "batches"), [(400, 0.05, 20_000), (20_000, 0.01, 3_000)])
+# NumPy draws the subset by Floyd's method for n <= 10,000 or batches of at most n / 20, by
+# a partial shuffle otherwise: all three cases are checked.
+@pytest.mark.parametrize(("n", "q", "batches"),
+                         [(400, 0.05, 20_000), (20_000, 0.01, 3_000), (20_000, 0.1, 300)])
 def test_each_row_is_included_with_probability_q(n, q, batches):
     counts = np.zeros(n)
     for batch in draws(n, q, batches):
