@@ -121,6 +121,10 @@ def _level_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
             lambda v: MISSING_LEVEL if pd.isna(v) else label_text(v))
         codes, names = pd.factorize(labels)
         return codes, [str(name) for name in names]
+    if kind == "string":
+        # Text columns are factorised as their object array: pandas' string arrays take a
+        # slower path (about 3x at 100k rows) to the same codes and levels.
+        series = series.to_numpy(dtype=object)
     codes, uniques = pd.factorize(series, use_na_sentinel=True)
     values = list(uniques)
     if kind == "string":  # label_text of a string is the string stripped
@@ -226,22 +230,22 @@ class TabularEncoder:
             raise KeyError(f"columns missing from the frame: {missing}")
         n = len(frame)
         out = np.empty((self.n_features, n), dtype=np.float32)
-        row = 0
-        raw = {column: _float_values(frame[column]) for column in self.numeric}
+        indicator_rows = {column: len(self.numeric) + i
+                          for i, column in enumerate(self.with_missing_indicator)}
         scratch = np.empty(n, dtype=np.float64)
-        for column in self.numeric:
-            values = raw[column]
+        for row, column in enumerate(self.numeric):
+            values = _float_values(frame[column])
+            mean, scale = self.means[column], self.scales[column]
+            # (values - mean) / scale in float64, rounded to float32 as it is written; gaps
+            # then get the median's value, computed with the same float64 arithmetic.
+            np.subtract(values, mean, out=scratch)
+            np.divide(scratch, scale, out=out[row], casting="same_kind")
             gaps = np.isnan(values)
+            if column in indicator_rows:
+                out[indicator_rows[column]] = gaps
             if gaps.any():
-                values = np.where(gaps, self.medians[column], values)
-            # The same float64 arithmetic as (values - mean) / scale, without temporaries.
-            np.subtract(values, self.means[column], out=scratch)
-            np.divide(scratch, self.scales[column], out=scratch)
-            out[row] = scratch
-            row += 1
-        for column in self.with_missing_indicator:
-            out[row] = np.isnan(raw[column])
-            row += 1
+                out[row][gaps] = (self.medians[column] - mean) / scale
+        row = len(self.numeric) + len(self.with_missing_indicator)
         for column in self.categorical:
             kept = self.levels[column]
             # Unseen and rare levels map to the last column, "other".
@@ -249,9 +253,9 @@ class TabularEncoder:
             codes, names = _level_codes(frame[column])
             lookup = np.array([position.get(name, len(kept)) for name in names] or [0],
                               dtype=np.int64)
-            block = out[row:row + len(kept) + 1]
-            block[:] = 0.0
-            block[lookup[codes], np.arange(n)] = 1.0
+            positions = lookup[codes]
+            for level in range(len(kept) + 1):  # one 0/1 row per level, written in one pass
+                np.equal(positions, level, out=out[row + level], casting="unsafe")
             row += len(kept) + 1
         return out.T
 

@@ -15,8 +15,9 @@ small cost", 2023). This module:
   when those are cheaper), clips with Opacus' exact formula and sums with one matmul;
 * leaves everything else to Opacus: :class:`BookkeepingDPOptimizer` *is* a
   :class:`opacus.optimizers.DPOptimizer`, so the noise (``noise_multiplier *
-  max_grad_norm``), the division by the expected batch size, the Poisson loader
-  (:class:`opacus.data_loader.DPDataLoader`) and the accountant hook are Opacus' own code.
+  max_grad_norm``), the division by the expected batch size and the accountant hook are
+  Opacus' own code. The Poisson loader is Opacus' ``DPDataLoader`` drawing its batches in
+  O(batch) per step (:mod:`ml_core.sampling`; same sample rate, steps and empty batches).
   The same noise multiplier, sample rate and steps give the same epsilon.
 
 Models with any trainable parameter outside a plain ``nn.Linear`` fall back to Opacus'
@@ -42,6 +43,8 @@ from opacus.optimizers import DPOptimizer
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
+
+from ml_core.sampling import PoissonLoader
 
 logger = logging.getLogger(__name__)
 
@@ -429,7 +432,8 @@ def make_private_fast(
     """``engine.make_private(...)`` on the book-keeping path when the model allows it.
 
     Same arguments and semantics as Opacus' ``PrivacyEngine.make_private`` (flat clipping):
-    the loader is Opacus' ``DPDataLoader`` (Poisson sampling), the optimiser a
+    the loader a :class:`ml_core.sampling.PoissonLoader` (Opacus' ``DPDataLoader`` with
+    O(batch) Poisson sampling; Opacus' own in secure mode), the optimiser a
     ``DPOptimizer`` with Opacus' noise and scaling, and ``engine.accountant`` records every
     step. When some trainable layer is not a plain ``nn.Linear`` (or ``max_grad_norm`` is a
     per-layer list), this calls ``engine.make_private(grad_sample_mode=fallback_mode)`` and
@@ -442,15 +446,22 @@ def make_private_fast(
         decision = FastPathDecision(
             fast_path=False, reason="per-layer max_grad_norm; using Opacus' hooks"
         )
+    # Poisson sampling in O(batch) per step (ml_core.sampling); secure mode keeps Opacus'
+    # loader, whose draws come from the engine's cryptographically secure generator.
+    own_poisson = poisson_sampling and not engine.secure_mode
+    if own_poisson:
+        data_loader = PoissonLoader.from_data_loader(data_loader, batch_first=batch_first)
     if not decision.fast_path:
         logger.warning("DP-SGD fast path off: %s", decision.reason)
         wrapped, dp_optimizer, dp_loader = engine.make_private(
             module=module, optimizer=optimizer, data_loader=data_loader,
             noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
-            poisson_sampling=poisson_sampling, loss_reduction=loss_reduction,
-            batch_first=batch_first, noise_generator=noise_generator,
-            grad_sample_mode=fallback_mode,
+            poisson_sampling=poisson_sampling and not own_poisson,
+            loss_reduction=loss_reduction, batch_first=batch_first,
+            noise_generator=noise_generator, grad_sample_mode=fallback_mode,
         )
+        if own_poisson:  # what engine.make_private does when it builds the loader itself
+            wrapped.forbid_grad_accumulation()
         return FastPrivate(wrapped, dp_optimizer, dp_loader, decision)
 
     model_params = set(module.parameters())
@@ -460,7 +471,7 @@ def make_private_fast(
         raise ValueError("Passing seed is prohibited in secure mode")
     if engine.dataset is None:
         engine.dataset = data_loader.dataset
-    if poisson_sampling:
+    if poisson_sampling and not own_poisson:
         data_loader = DPDataLoader.from_data_loader(
             data_loader, generator=engine.secure_rng, batch_first=batch_first
         )

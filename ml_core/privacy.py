@@ -288,7 +288,8 @@ def make_private(
     n_train = len(loader.dataset)
     delta = resolve_delta(config.delta, n_train)
     sample_rate = 1 / len(loader)
-    # Opacus' Poisson loader yields int(1 / sample_rate) batches per epoch.
+    # The Poisson loader (ml_core.sampling, like Opacus') yields int(1 / sample_rate)
+    # batches per epoch.
     planned_steps = epochs * int(1 / sample_rate)
     sigma = noise_multiplier_for(
         target_epsilon=float(config.target_epsilon), delta=delta,
@@ -297,7 +298,8 @@ def make_private(
     model.train()  # Opacus records no activations in eval mode.
     engine = PrivacyEngine(accountant=ACCOUNTANT)
     # Book-keeping clipping for Linear stacks; any other layer falls back to Opacus' hooks
-    # mode (logged, and recorded in the report). Noise, sampling and accounting are Opacus'.
+    # mode (logged, and recorded in the report). Noise and accounting are Opacus'; Poisson
+    # sampling is drawn in O(batch) per step (ml_core.sampling), at Opacus' rate and steps.
     module, dp_optimizer, dp_loader, clipping = fast_clipping.make_private_fast(
         engine,
         module=model,

@@ -34,6 +34,7 @@ from ml_core.metrics import (
 )
 from ml_core.models import TabularMLP
 from ml_core.progress import EpochLog
+from ml_core.sampling import PoissonBatchSampler
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def cpu_threads_for(model: nn.Module, device: torch.device) -> Iterator[None]:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (Opacus' Poisson sampler and noise use torch's RNG)."""
+    """Seed Python, NumPy and torch (Opacus' noise uses torch's global RNG)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -98,7 +99,8 @@ def seed_everything(seed: int) -> None:
 
 def make_loader(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int,
                 weights: np.ndarray | None = None) -> DataLoader:
-    """A shuffled loader with its own seeded generator (replaced by Poisson sampling under DP).
+    """A shuffled loader with its own seeded generator (replaced by Poisson sampling under DP,
+    whose sampler is seeded from this generator: see :mod:`ml_core.sampling`).
 
     With ``weights`` each batch is (features, labels, weights), else (features, labels).
     """
@@ -213,17 +215,22 @@ def make_loss(split: EncodedSplit, train: TrainConfig, *, device: torch.device,
 
 
 # Bump when the checkpoint's content changes: an older file is then ignored, not misread.
-CHECKPOINT_FORMAT = 2
+# 3: private runs' loader state is the Poisson sampler's generator (ml_core.sampling).
+CHECKPOINT_FORMAT = 3
 
 
-def _loader_generators(loader: DataLoader) -> list[torch.Generator]:
-    """The torch generators a loader draws from (the shuffled loader's own seeded one; none
-    for Opacus' Poisson loader, which, like the noise, uses torch's global generator)."""
-    found: list[torch.Generator] = []
-    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+def _loader_generators(loader: DataLoader) -> list[torch.Generator | PoissonBatchSampler]:
+    """The generators a loader draws from, each with ``get_state``/``set_state``: the torch
+    generators (the shuffled loader's own seeded one) and, under DP, the Poisson sampler
+    (:mod:`ml_core.sampling`, its own NumPy generator)."""
+    found: list[torch.Generator | PoissonBatchSampler] = []
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    for owner in (loader, getattr(loader, "sampler", None), batch_sampler):
         generator = getattr(owner, "generator", None)
         if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
             found.append(generator)
+    if isinstance(batch_sampler, PoissonBatchSampler):
+        found.append(batch_sampler)
     return found
 
 

@@ -29,6 +29,29 @@ class TabularMLP(nn.Module):
         """Logits of shape ``(batch,)``."""
         return self.layers(x).squeeze(-1)
 
+    @torch.inference_mode()
+    def probabilities(self, x: torch.Tensor, *, block_rows: int) -> torch.Tensor:
+        """``sigmoid(self(x))`` for scoring, bit for bit, computed ``block_rows`` rows at a
+        time into buffers allocated once: each Linear is the ``addmm`` that ``nn.Linear``
+        runs on a 2-D input, each ReLU runs in place. Blocks that fit the CPU cache and no
+        per-block allocations make this faster than one pass over all rows."""
+        scores = torch.empty(len(x), dtype=x.dtype)
+        linears = [layer for layer in self.layers if isinstance(layer, nn.Linear)]
+        buffers = {id(layer): torch.empty(min(block_rows, len(x)), layer.out_features,
+                                          dtype=x.dtype) for layer in linears}
+        for start in range(0, len(x), block_rows):
+            hidden = x[start:start + block_rows]
+            rows = len(hidden)
+            for layer in self.layers:
+                if isinstance(layer, nn.Linear):
+                    out = buffers[id(layer)][:rows]
+                    torch.addmm(layer.bias, hidden, layer.weight.t(), out=out)
+                    hidden = out
+                else:  # the ReLUs (see the module docstring: nothing else is allowed)
+                    hidden = torch.relu_(hidden)
+            torch.sigmoid(hidden.reshape(-1), out=scores[start:start + rows])
+        return scores
+
     def architecture(self) -> dict:
         """What it takes to rebuild this module before loading its weights."""
         return {"family": "tabular_mlp", "n_features": self.n_features,

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from ml_core.artifacts import (
+    FORWARD_ROWS,
     ArtifactError,
     load_model,
     predict_proba,
@@ -27,6 +28,17 @@ def test_reloaded_model_scores_the_test_rows_identically(private_run, frame):
     loaded = load_model(result.artifact_path)
     rows = frame.loc[result.predictions["row_id"]]
     np.testing.assert_array_equal(predict_proba(loaded, rows), result.predictions["y_score"])
+
+
+def test_scoring_in_blocks_equals_one_forward_pass_over_all_rows(private_run, frame):
+    loaded = load_model(private_run[0].artifact_path)
+    rows = frame.sample(2 * FORWARD_ROWS + 123, replace=True, random_state=0)
+    with torch.inference_mode():
+        whole = torch.sigmoid(loaded.model(torch.from_numpy(loaded.encoder.transform(rows))))
+    scores = predict_proba(loaded, rows)
+    assert scores.shape == (len(rows),) and scores.dtype == np.float64
+    np.testing.assert_array_equal(scores, whole.reshape(-1).double().numpy())
+    assert predict_proba(loaded, rows.head(0)).shape == (0,)
 
 
 def test_load_model_unpacks_to_model_and_metadata(private_run, frame, spec, mapping):

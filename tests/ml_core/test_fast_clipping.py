@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ml_core import fast_clipping as fc
 from ml_core.models import TabularMLP
+from ml_core.sampling import PoissonBatchSampler
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Secure RNG turned off", "ignore:Full backward hook is firing",
@@ -232,9 +233,12 @@ def test_noise_has_opacus_std_on_a_zero_gradient():
 def test_epsilon_equals_opacus_accountant_for_the_same_steps():
     runs = _opacus_and_fast(mlp, noise=1.1, clip=1.0, n=600, batch_size=50)
     steps = 7
+    # The same Poisson sampling, drawn in O(batch) by the product's sampler.
+    assert isinstance(runs["opacus"][2].batch_sampler, UniformWithReplacementSampler)
+    assert isinstance(runs["fast"][2].batch_sampler, PoissonBatchSampler)
+    assert len(runs["fast"][2]) == len(runs["opacus"][2])
     for module, optimizer, loader, _, _ in runs.values():
         assert isinstance(loader, DPDataLoader)
-        assert isinstance(loader.batch_sampler, UniformWithReplacementSampler)
         for i, (x, y) in enumerate(loader):
             if i == steps:
                 break
