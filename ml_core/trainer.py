@@ -9,9 +9,6 @@ cancellation raises :class:`TrainingCancelled` carrying the privacy spent so far
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
-import logging
 import math
 import random
 import warnings
@@ -25,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ml_core import privacy as dp
+from ml_core.checkpoints import EpochCheckpoint
 from ml_core.data import EncodedSplit
 from ml_core.metrics import (
     METRIC_FUNCTIONS,
@@ -34,10 +32,7 @@ from ml_core.metrics import (
 )
 from ml_core.models import TabularMLP
 from ml_core.progress import EpochLog
-from ml_core.sampling import PoissonBatchSampler
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
-
-logger = logging.getLogger(__name__)
 
 # Cancellation is also checked every this many batches, so a long epoch stops promptly.
 STOP_CHECK_EVERY_BATCHES = 20
@@ -214,121 +209,6 @@ def make_loss(split: EncodedSplit, train: TrainConfig, *, device: torch.device,
     )
 
 
-# Bump when the checkpoint's content changes: an older file is then ignored, not misread.
-# 3: private runs' loader state is the Poisson sampler's generator (ml_core.sampling).
-CHECKPOINT_FORMAT = 3
-
-
-def _loader_generators(loader: DataLoader) -> list[torch.Generator | PoissonBatchSampler]:
-    """The generators a loader draws from, each with ``get_state``/``set_state``: the torch
-    generators (the shuffled loader's own seeded one) and, under DP, the Poisson sampler
-    (:mod:`ml_core.sampling`, its own NumPy generator)."""
-    found: list[torch.Generator | PoissonBatchSampler] = []
-    batch_sampler = getattr(loader, "batch_sampler", None)
-    for owner in (loader, getattr(loader, "sampler", None), batch_sampler):
-        generator = getattr(owner, "generator", None)
-        if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
-            found.append(generator)
-    if isinstance(batch_sampler, PoissonBatchSampler):
-        found.append(batch_sampler)
-    return found
-
-
-def rng_state(loader: DataLoader) -> dict:
-    """Python, NumPy, torch (CPU and CUDA) and the loader's generator states, loadable with
-    ``torch.load(weights_only=True)``."""
-    kind, keys, position, has_gauss, cached = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)),
-                  "position": int(position), "has_gauss": int(has_gauss),
-                  "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "loader": [generator.get_state() for generator in _loader_generators(loader)],
-    }
-
-
-def set_rng_state(state: dict, loader: DataLoader) -> None:
-    """Undo :func:`rng_state`: every generator continues where the checkpoint left it."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32),
-                         numpy_state["position"], numpy_state["has_gauss"],
-                         numpy_state["cached_gaussian"]))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    generators = _loader_generators(loader)
-    if len(generators) != len(state["loader"]):
-        raise ValueError("the checkpoint's loader has a different set of generators")
-    for generator, saved in zip(generators, state["loader"], strict=True):
-        generator.set_state(saved)
-
-
-def training_signature(*, split: EncodedSplit, train: TrainConfig, stage: str,
-                       wrapped: dp.PrivateTraining | None,
-                       sample_weight: np.ndarray | None) -> dict:
-    """What a checkpoint must match to be resumed: the same data, schedule and privacy."""
-    digest = hashlib.sha256()
-    for array in (split.x_train, split.y_train, split.x_val, split.y_val, sample_weight):
-        if array is not None:
-            digest.update(np.ascontiguousarray(array).tobytes())
-    config = {name: list(value) if isinstance(value, tuple) else value
-              for name, value in dataclasses.asdict(train).items()}
-    return {
-        "format": CHECKPOINT_FORMAT, "stage": stage, "data_sha256": digest.hexdigest(),
-        "train": config, "private": wrapped is not None,
-        "noise_multiplier": wrapped.noise_multiplier if wrapped is not None else None,
-        "sample_rate": wrapped.sample_rate if wrapped is not None else None,
-        "max_grad_norm": wrapped.max_grad_norm if wrapped is not None else None,
-    }
-
-
-def save_checkpoint(path: Path, *, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    epoch: int, history: list[dict], **state) -> None:
-    """Per-epoch file checkpoint, written atomically (a crash leaves the previous one).
-
-    ``state`` holds the rest a resume needs (``_fit`` writes the RNG states, the early
-    stopping state, the accountant's history and a signature of the inputs).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save(
-        {"model": dp.unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-         "epoch": epoch, "history": history, **state},
-        partial,
-    )
-    partial.replace(path)
-
-
-def load_checkpoint(path: Path | None, *, signature: dict | None = None) -> dict | None:
-    """The checkpoint at ``path`` when it exists and matches ``signature``, else None."""
-    if path is None or not Path(path).exists():
-        return None
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - unreadable (older format, torn disk): start afresh
-        logger.warning("checkpoint %s is unreadable; training from the start", path,
-                       exc_info=True)
-        return None
-    if signature is not None and checkpoint.get("signature") != signature:
-        logger.warning("checkpoint %s belongs to other inputs; training from the start", path)
-        return None
-    return checkpoint
-
-
-def checkpoint_epochs(directory: Path) -> dict[str, int]:
-    """Stage -> last checkpointed epoch of each checkpoint in ``directory`` (for logs)."""
-    epochs = {}
-    for path in sorted(Path(directory).glob("*.pt")):
-        checkpoint = load_checkpoint(path)
-        if checkpoint is not None and "signature" in checkpoint:
-            epochs[checkpoint["signature"]["stage"]] = int(checkpoint["epoch"])
-    return epochs
-
-
 def train_model(
     *, split: EncodedSplit, train: TrainConfig, privacy: PrivacyConfig | None,
     primary_metric: str = "roc_auc", stage: str = "training",
@@ -390,25 +270,12 @@ def _fit(
 
     log = EpochLog(model=model, stage=stage, total_epochs=train.epochs,
                    patience=train.patience, progress=progress)
-    signature = None
-    first_epoch, stopped_early = 1, False
-    if checkpoint_path is not None:
-        signature = training_signature(split=split, train=train, stage=stage, wrapped=wrapped,
-                                       sample_weight=sample_weight)
-        checkpoint = load_checkpoint(checkpoint_path, signature=signature)
-        if checkpoint is not None:
-            # Resume: every piece of state the remaining epochs depend on, so they take
-            # the same steps (same batches, same noise) as an uninterrupted run.
-            dp.unwrap(model).load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            if wrapped is not None:
-                wrapped.engine.accountant.history = [tuple(entry) for entry in
-                                                     checkpoint["accountant_history"]]
-            log.load_state_dict(checkpoint["epoch_log"])
-            set_rng_state(checkpoint["rng"], loader)
-            first_epoch = int(checkpoint["epoch"]) + 1
-            stopped_early = bool(checkpoint["stopped_early"])
-            logger.info("%s: resumed from the checkpoint of epoch %d", stage, first_epoch - 1)
+    checkpoint = EpochCheckpoint(
+        checkpoint_path, inputs=(split.x_train, split.y_train, split.x_val, split.y_val,
+                                 sample_weight),
+        train=train, stage=stage, model=model, optimizer=optimizer, loader=loader,
+        wrapped=wrapped, log=log)
+    first_epoch, stopped_early = checkpoint.resume()
     for epoch in range(first_epoch, train.epochs + 1):
         if stopped_early:
             break
@@ -424,14 +291,7 @@ def _fit(
         log.record(model=model, epoch=epoch, loss=loss, val_metric=val_metric, key=key,
                    epsilon=wrapped.epsilon() if wrapped is not None else None)
         stopped_early = log.patience_spent and epoch < train.epochs
-        if checkpoint_path is not None:
-            save_checkpoint(
-                checkpoint_path, model=model, optimizer=optimizer, epoch=epoch,
-                history=log.history, signature=signature, stopped_early=stopped_early,
-                epoch_log=log.state_dict(), rng=rng_state(loader),
-                accountant_history=(list(wrapped.engine.accountant.history)
-                                    if wrapped is not None else []),
-            )
+        checkpoint.save(epoch, stopped_early=stopped_early)
 
     return TrainedModel(
         model=log.load_best(TabularMLP(split.n_features, train.hidden_sizes)),

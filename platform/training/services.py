@@ -302,8 +302,8 @@ def checkpoint_dir(run_id: int) -> Path:
 def execute_run(run_id: int) -> None:
     """Train one run; what the Celery task calls. A run not queued any more is left alone,
     unless its attempt died: then this call takes it over and resumes it."""
+    from ml_core.checkpoints import checkpoint_epochs
     from ml_core.pipeline import TrainingCancelled, run_training
-    from ml_core.trainer import checkpoint_epochs
 
     claim = claim_run(run_id)
     if claim is None:

@@ -8,13 +8,9 @@ import dataclasses
 import pytest
 import torch
 
+from ml_core.checkpoints import checkpoint_epochs, load_checkpoint
 from ml_core.privacy import epsilon_for
-from ml_core.trainer import (
-    TrainingCancelled,
-    checkpoint_epochs,
-    load_checkpoint,
-    train_model,
-)
+from ml_core.trainer import TrainingCancelled, train_model
 
 CONFIG_CHANGES = {"epochs": 6, "patience": 6}
 

@@ -19,7 +19,7 @@ import torch
 from audits.models import AuditLogEntry
 from governance.models import LedgerEntry
 from ml_core.artifacts import WEIGHTS_FILE
-from ml_core.trainer import checkpoint_epochs
+from ml_core.checkpoints import checkpoint_epochs
 from tests.support.worker import FAST_RECOVERY, celery_worker, kill, wait_for_run
 from training.models import TrainingRun
 from training.services import checkpoint_dir, execute_run, start_run
