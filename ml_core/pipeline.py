@@ -10,6 +10,7 @@ test metrics -> predictions with banded sensitive groups -> fairness audit of bo
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,6 +21,7 @@ import torch
 
 from ml_core import fairness
 from ml_core.artifacts import library_versions, save_model, schema_fingerprint
+from ml_core.checkpoints import checkpoint_path
 from ml_core.data import EncodedSplit, encode_and_split, feature_columns
 from ml_core.metrics import (
     binary_metrics,
@@ -41,6 +43,8 @@ from ml_core.spec import (
 from ml_core.trainer import TrainedModel, TrainingCancelled, predict_scores, train_model
 
 __all__ = ["TrainingCancelled", "TrainingResult", "run_training"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -162,18 +166,28 @@ def run_training(
     (positions when that index has duplicates). Raises :class:`TrainingCancelled` (with the privacy
     spent so far) when ``should_stop()`` returns True.
 
-    With ``checkpoint_dir`` the tabular models write a checkpoint there every epoch, and a
-    call that finds one (an earlier attempt of the same run that died) resumes from it:
-    the result equals an uninterrupted run's. The other families ignore it (they restart).
+    With ``checkpoint_dir`` every training stage writes a checkpoint there every epoch, and
+    a call that finds one (an earlier attempt of the same run that died) resumes from it:
+    the result equals an uninterrupted run's (:mod:`ml_core.checkpoints`). Families whose
+    runner takes no ``checkpoint_dir`` (today the text family) ignore it, and a new attempt
+    trains them again from the first epoch with the same seed.
     """
     if spec.model_family != "tabular_mlp":
         # Other task families live in ml_core.families, imported only when used (the text
         # family pulls in transformers).
-        from ml_core.families import runner_for
+        from ml_core.families import resumes_from_checkpoints, runner_for
 
+        resumable = {}
+        if checkpoint_dir is not None:
+            if resumes_from_checkpoints(spec.model_family):
+                resumable["checkpoint_dir"] = checkpoint_dir
+            else:
+                logger.info("%s keeps no checkpoints: an interrupted run trains again from "
+                            "the first epoch", spec.model_family)
         return runner_for(spec.model_family)(
             frame=frame, mapping=mapping, spec=spec, privacy=privacy, train=train,
             artifact_dir=artifact_dir, progress=progress, should_stop=should_stop,
+            **resumable,
         )
     if spec.task_type is not TaskType.BINARY_CLASSIFICATION:
         raise ValueError(f"the tabular_mlp family trains binary classification, "
@@ -201,7 +215,7 @@ def run_training(
     main: TrainedModel = train_model(
         split=split, train=train, privacy=privacy, primary_metric=spec.primary_metric,
         stage="training", progress=progress, should_stop=should_stop,
-        checkpoint_path=_checkpoint(checkpoint_dir, "training"),
+        checkpoint_path=checkpoint_path(checkpoint_dir, "training"),
     )
     twin: TrainedModel | None = None
     if privacy.enabled:
@@ -209,7 +223,7 @@ def run_training(
             twin = train_model(
                 split=split, train=train, privacy=None, primary_metric=spec.primary_metric,
                 stage="training_twin", progress=progress, should_stop=should_stop,
-                checkpoint_path=_checkpoint(checkpoint_dir, "training_twin"),
+                checkpoint_path=checkpoint_path(checkpoint_dir, "training_twin"),
             )
         except TrainingCancelled as cancelled:
             # The private model was already trained: its whole privacy cost was spent.
@@ -290,10 +304,6 @@ def run_training(
         charts=classification_charts(split.y_test, scores, threshold=threshold),
         notes=_notes(split=split, train=train),
     )
-
-
-def _checkpoint(directory: Path | None, stage: str) -> Path | None:
-    return None if directory is None else Path(directory) / f"{stage}.pt"
 
 
 def _reweighed(*, split: EncodedSplit, frame: pd.DataFrame, mapping: ColumnMapping,

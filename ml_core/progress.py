@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 
 from torch import nn
 
@@ -23,21 +24,28 @@ def plain_float(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
+def _state_copy(module: nn.Module) -> dict:
+    return copy.deepcopy(module.state_dict())
+
+
 class EpochLog:
     """One training loop's history, progress reports, best weights and early stopping.
 
     ``record`` is called once per epoch with the validation ``key`` (larger is better);
-    the weights of the best epoch are kept, unwrapped from Opacus' module.
+    the weights of the best epoch are kept, unwrapped from Opacus' module, as ``snapshot``
+    takes them (default: a copy of the module's ``state_dict``).
     """
 
     def __init__(
         self, *, model: nn.Module, stage: str, total_epochs: int, patience: int,
         progress: ProgressSink | None,
+        snapshot: Callable[[nn.Module], dict] | None = None,
     ) -> None:
         self.stage, self.total_epochs, self.patience = stage, total_epochs, patience
         self.progress = progress
+        self.snapshot = snapshot or _state_copy
         self.history: list[dict] = []
-        self.best_state = copy.deepcopy(unwrap(model).state_dict())
+        self.best_state = self.snapshot(unwrap(model))
         self.best_key, self.best_epoch, self.epochs_without_gain = -math.inf, 0, 0
 
     def record(
@@ -52,7 +60,7 @@ class EpochLog:
                           loss=entry["loss"], val_metric=entry["val_metric"], epsilon=epsilon)
         if key > self.best_key:
             self.best_key, self.best_epoch, self.epochs_without_gain = key, epoch, 0
-            self.best_state = copy.deepcopy(unwrap(model).state_dict())
+            self.best_state = self.snapshot(unwrap(model))
         else:
             self.epochs_without_gain += 1
 

@@ -2,11 +2,14 @@
 
 Each family module exposes ``run(*, frame, mapping, spec, privacy, train, artifact_dir,
 progress, should_stop) -> ml_core.pipeline.TrainingResult``, with the same contract as
-:func:`ml_core.pipeline.run_training`. Modules are imported on first use.
+:func:`ml_core.pipeline.run_training`; a runner that also takes ``checkpoint_dir``
+checkpoints every epoch and resumes from there (:mod:`ml_core.checkpoints`). Modules are
+imported on first use.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from importlib import import_module
 from types import ModuleType
@@ -38,6 +41,12 @@ def runner_for(model_family: str) -> Callable:
     if model_family == "next_exercise":
         return module.run_next_exercise
     return module.run
+
+
+def resumes_from_checkpoints(model_family: str) -> bool:
+    """Whether ``model_family``'s runner takes ``checkpoint_dir`` (checkpoints every epoch
+    and resumes from the last one); the others train again from the first epoch."""
+    return "checkpoint_dir" in inspect.signature(runner_for(model_family)).parameters
 
 
 def validator_for(model_family: str) -> Callable:

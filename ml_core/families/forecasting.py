@@ -35,6 +35,7 @@ from torch import nn
 
 from ml_core import fairness, group_metrics
 from ml_core.artifacts import library_versions
+from ml_core.checkpoints import checkpoint_path
 from ml_core.families.forecast_windows import (
     CovariateEncoding,
     Series,
@@ -353,6 +354,7 @@ def _wape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 def _fit(*, data: SplitData, n_series: int, train: TrainConfig, privacy: PrivacyConfig | None,
          stage: str, progress: ProgressSink | None, should_stop: StopCheck | None,
+         checkpoint_dir: Path | None,
          ) -> FittedModule:
     n_features = data.train.features.shape[1]
 
@@ -373,7 +375,8 @@ def _fit(*, data: SplitData, n_series: int, train: TrainConfig, privacy: Privacy
                torch.from_numpy(data.train.scaled_target))
     return fit_module(build=build, tensors=tensors, loss_fn=loss_fn, val_score=val_score,
                       train=train, privacy=privacy, stage=stage, progress=progress,
-                      should_stop=should_stop)
+                      should_stop=should_stop,
+                      checkpoint_path=checkpoint_path(checkpoint_dir, stage))
 
 
 
@@ -505,7 +508,7 @@ def run(
     *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
     privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
     artifact_dir: Path, progress: ProgressSink | None = None,
-    should_stop: StopCheck | None = None,
+    should_stop: StopCheck | None = None, checkpoint_dir: Path | None = None,
 ):
     """Train, evaluate against naive baselines, audit errors by group, and save a forecaster.
 
@@ -530,12 +533,14 @@ def run(
 
     main = _fit(data=data, n_series=n_series, train=train,
                 privacy=privacy if privacy.enabled else None, stage="training",
-                progress=progress, should_stop=should_stop)
+                progress=progress, should_stop=should_stop,
+                checkpoint_dir=checkpoint_dir)
     twin = None
     if privacy.enabled:
         try:
             twin = _fit(data=data, n_series=n_series, train=train, privacy=None,
-                        stage="training_twin", progress=progress, should_stop=should_stop)
+                        stage="training_twin", progress=progress, should_stop=should_stop,
+                        checkpoint_dir=checkpoint_dir)
         except TrainingCancelled as cancelled:
             raise TrainingCancelled(privacy=main.privacy) from cancelled
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from ml_core import fairness, group_metrics
 from ml_core import privacy as dp
 from ml_core.artifacts import file_sha256, library_versions
+from ml_core.checkpoints import EpochCheckpoint, checkpoint_path
 from ml_core.families.knowledge_tracing_data import (
     ResponseColumns,
     Responses,
@@ -51,7 +53,7 @@ from ml_core.models.sequence import (
     shifted_inputs,
 )
 from ml_core.pipeline import TrainingCancelled, TrainingResult, json_ready, resolve_inputs
-from ml_core.progress import report_stage
+from ml_core.progress import EpochLog, report_stage
 from ml_core.spec import (
     ColumnMapping,
     PrivacyConfig,
@@ -235,23 +237,28 @@ def train_tracer(
     *, train_items: list[History], val_items: list[History], vocabulary: SkillVocabulary,
     train: TrainConfig, privacy: PrivacyConfig | None, stage: str,
     progress: ProgressSink | None, should_stop: StopCheck | None,
+    checkpoint_path: Path | None = None,
 ) -> TrainedTracer:
     """Train one DKT model (DP-SGD when ``privacy`` is enabled); the best epoch by
-    validation AUC is kept. Raises :class:`TrainingCancelled` with the privacy spent."""
+    validation AUC is kept. Raises :class:`TrainingCancelled` with the privacy spent.
+
+    With ``checkpoint_path`` a checkpoint is written there every epoch and one found there
+    is resumed, ending as an uninterrupted run (:mod:`ml_core.checkpoints`)."""
     device = resolve_device(train.device)
     seed_everything(train.seed)
     model: nn.Module = _new_model(vocabulary)
     with cpu_threads_for(model, device):
         return _fit(model=model, train_items=train_items, val_items=val_items,
                     vocabulary=vocabulary, train=train, privacy=privacy, stage=stage,
-                    progress=progress, should_stop=should_stop, device=device)
+                    progress=progress, should_stop=should_stop, device=device,
+                    checkpoint_path=checkpoint_path)
 
 
 def _fit(
     *, model: nn.Module, train_items: list[History], val_items: list[History],
     vocabulary: SkillVocabulary, train: TrainConfig, privacy: PrivacyConfig | None,
     stage: str, progress: ProgressSink | None, should_stop: StopCheck | None,
-    device: torch.device,
+    device: torch.device, checkpoint_path: Path | None,
 ) -> TrainedTracer:
     private = privacy is not None and privacy.enabled
     fixes: tuple[str, ...] = ()
@@ -273,10 +280,17 @@ def _fit(
         return wrapped.report() if wrapped is not None else dp.disabled_report()
 
     template = _new_model(vocabulary)
-    history: list[dict] = []
-    best_state = plain_state_dict(dp.unwrap(model), template)
-    best_auc, best_epoch, stale = -math.inf, 0, 0
-    for epoch in range(1, train.epochs + 1):
+    # The best weights are kept in the plain nn.GRU layout (DPGRU's aside).
+    log = EpochLog(model=model, stage=stage, total_epochs=train.epochs,
+                   patience=train.patience, progress=progress,
+                   snapshot=lambda module: plain_state_dict(module, template))
+    checkpoint = EpochCheckpoint(
+        checkpoint_path, inputs=(skills, correct, mask), train=train, stage=stage,
+        model=model, optimizer=optimizer, loader=loader, wrapped=wrapped, log=log)
+    first_epoch, stopped_early = checkpoint.resume()
+    for epoch in range(first_epoch, train.epochs + 1):
+        if stopped_early:
+            break
         if should_stop is not None and should_stop():
             raise TrainingCancelled(privacy=spent())
         loss, cancelled = _epoch(model=model, loader=loader, optimizer=optimizer,
@@ -284,26 +298,16 @@ def _fit(
         if cancelled:
             raise TrainingCancelled(privacy=spent())
         auc = _val_auc(model, template, val_items)
-        epsilon = wrapped.epsilon() if wrapped is not None else None
-        record = {"epoch": epoch, "loss": _plain(loss), "val_metric": _plain(auc),
-                  "epsilon": epsilon}
-        history.append(record)
-        if progress is not None:
-            progress(stage=stage, epoch=epoch, total_epochs=train.epochs, loss=record["loss"],
-                     val_metric=record["val_metric"], epsilon=epsilon)
-        key = -math.inf if math.isnan(auc) else auc
-        if key > best_auc or best_epoch == 0:
-            best_auc, best_epoch, stale = key, epoch, 0
-            best_state = plain_state_dict(dp.unwrap(model), template)
-        else:
-            stale += 1
-        if stale >= train.patience and epoch < train.epochs:
-            break
-    best = _new_model(vocabulary)
-    best.load_state_dict(best_state)
-    best.eval()
-    return TrainedTracer(model=best, history=history, best_epoch=best_epoch,
-                         privacy=spent(), device=str(device), fixes=fixes)
+        # An undefined AUC (one class among the validation answers) ranks below any
+        # defined one, yet the first epoch is still kept over the untrained weights.
+        log.record(model=model, epoch=epoch, loss=loss, val_metric=auc,
+                   key=-sys.float_info.max if math.isnan(auc) else auc,
+                   epsilon=wrapped.epsilon() if wrapped is not None else None)
+        stopped_early = log.patience_spent and epoch < train.epochs
+        checkpoint.save(epoch, stopped_early=stopped_early)
+    return TrainedTracer(model=log.load_best(_new_model(vocabulary)), history=log.history,
+                         best_epoch=log.best_epoch, privacy=spent(), device=str(device),
+                         fixes=fixes)
 
 
 def _epoch(*, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
@@ -333,10 +337,6 @@ def _epoch(*, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optim
                 total += float(loss.detach()) * len(mask)
                 count += len(mask)
     return (total / count if count else math.nan), False
-
-
-def _plain(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
 
 
 # --- the shared preparation of both problems ---------------------------------------------
@@ -396,17 +396,21 @@ class SkillMeanBaseline:
 def _trained_pair(
     prepared: Prepared, *, privacy: PrivacyConfig, train: TrainConfig,
     progress: ProgressSink | None, should_stop: StopCheck | None,
+    checkpoint_dir: Path | None,
 ) -> tuple[TrainedTracer, TrainedTracer | None]:
     main = train_tracer(train_items=prepared.train_items, val_items=prepared.val_items,
                         vocabulary=prepared.vocabulary, train=train, privacy=privacy,
-                        stage="training", progress=progress, should_stop=should_stop)
+                        stage="training", progress=progress, should_stop=should_stop,
+                        checkpoint_path=checkpoint_path(checkpoint_dir, "training"))
     twin = None
     if privacy.enabled:
         try:
             twin = train_tracer(train_items=prepared.train_items, val_items=prepared.val_items,
                                 vocabulary=prepared.vocabulary, train=train, privacy=None,
                                 stage="training_twin", progress=progress,
-                                should_stop=should_stop)
+                                should_stop=should_stop,
+                                checkpoint_path=checkpoint_path(checkpoint_dir,
+                                                                "training_twin"))
         except TrainingCancelled as cancelled:
             # The private model was trained already: its whole privacy cost was spent.
             raise TrainingCancelled(privacy=main.privacy) from cancelled
@@ -498,7 +502,7 @@ def run(
     *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
     privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
     artifact_dir: Path, progress: ProgressSink | None = None,
-    should_stop: StopCheck | None = None,
+    should_stop: StopCheck | None = None, checkpoint_dir: Path | None = None,
 ) -> TrainingResult:
     """Train and judge a knowledge tracing model; same contract as ``run_training``.
 
@@ -522,7 +526,7 @@ def run(
                                           metrics=KT_METRICS)}
 
     main, twin = _trained_pair(prepared, privacy=privacy, train=train, progress=progress,
-                               should_stop=should_stop)
+                               should_stop=should_stop, checkpoint_dir=checkpoint_dir)
 
     report_stage(progress, "auditing", train.epochs)
     cpu = torch.device("cpu")
@@ -665,7 +669,7 @@ def run_next_exercise(
     *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
     privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
     artifact_dir: Path, progress: ProgressSink | None = None,
-    should_stop: StopCheck | None = None,
+    should_stop: StopCheck | None = None, checkpoint_dir: Path | None = None,
 ) -> TrainingResult:
     """Train the knowledge tracing model, then recommend each test student's next skill.
 
@@ -679,7 +683,7 @@ def run_next_exercise(
     prepared = prepare(frame, mapping, spec, train)
     report_stage(progress, "baseline", train.epochs)
     main, twin = _trained_pair(prepared, privacy=privacy, train=train, progress=progress,
-                               should_stop=should_stop)
+                               should_stop=should_stop, checkpoint_dir=checkpoint_dir)
 
     report_stage(progress, "auditing", train.epochs)
     vocabulary = prepared.vocabulary

@@ -36,6 +36,7 @@ from torch import nn
 
 from ml_core import fairness, group_metrics
 from ml_core.artifacts import library_versions
+from ml_core.checkpoints import checkpoint_path
 from ml_core.families.forecast_windows import parse_dates
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
@@ -244,7 +245,7 @@ def _model_top(model: MatrixFactorisation, users: np.ndarray, seen: list[set[int
 
 def _fit(*, data: Interactions, split: UserSplit, val: EvalSet, train: TrainConfig,
          privacy: PrivacyConfig | None, stage: str, progress: ProgressSink | None,
-         should_stop: StopCheck | None) -> FittedModule:
+         should_stop: StopCheck | None, checkpoint_dir: Path | None) -> FittedModule:
     n_users, n_items, k = len(data.user_names), len(data.item_names), train.top_k
 
     def build() -> nn.Module:
@@ -271,7 +272,8 @@ def _fit(*, data: Interactions, split: UserSplit, val: EvalSet, train: TrainConf
                torch.from_numpy(data.items[split.train]))
     return fit_module(build=build, tensors=tensors, loss_fn=loss_fn, val_score=val_score,
                       train=train, privacy=privacy, stage=stage, progress=progress,
-                      should_stop=should_stop)
+                      should_stop=should_stop,
+                      checkpoint_path=checkpoint_path(checkpoint_dir, stage))
 
 
 
@@ -305,7 +307,7 @@ def run(
     *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
     privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
     artifact_dir: Path, progress: ProgressSink | None = None,
-    should_stop: StopCheck | None = None,
+    should_stop: StopCheck | None = None, checkpoint_dir: Path | None = None,
 ):
     """Train, evaluate against popularity, audit NDCG by user group and item exposure, save.
 
@@ -330,12 +332,14 @@ def run(
 
     main = _fit(data=data, split=split, val=val, train=train,
                 privacy=privacy if privacy.enabled else None, stage="training",
-                progress=progress, should_stop=should_stop)
+                progress=progress, should_stop=should_stop,
+                checkpoint_dir=checkpoint_dir)
     twin = None
     if privacy.enabled:
         try:
             twin = _fit(data=data, split=split, val=val, train=train, privacy=None,
-                        stage="training_twin", progress=progress, should_stop=should_stop)
+                        stage="training_twin", progress=progress, should_stop=should_stop,
+                        checkpoint_dir=checkpoint_dir)
         except TrainingCancelled as cancelled:
             raise TrainingCancelled(privacy=main.privacy) from cancelled
 

@@ -61,6 +61,7 @@ from torch import nn
 
 from ml_core import fairness, group_metrics
 from ml_core.artifacts import library_versions
+from ml_core.checkpoints import checkpoint_path
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.sequence_regressor import SequenceRegressor
@@ -396,7 +397,7 @@ def _predict(model: nn.Module, x: torch.Tensor, cap: float) -> np.ndarray:
 
 def _fit(*, tensors: Tensors, n_channels: int, train: TrainConfig, cap: float,
          privacy: PrivacyConfig | None, stage: str, progress: ProgressSink | None,
-         should_stop: StopCheck | None) -> FittedModule:
+         should_stop: StopCheck | None, checkpoint_dir: Path | None) -> FittedModule:
     hidden = tuple(train.hidden_sizes) or (32,)
     channels, head = int(hidden[0]), int(hidden[-1])
 
@@ -415,7 +416,8 @@ def _fit(*, tensors: Tensors, n_channels: int, train: TrainConfig, cap: float,
 
     return fit_module(build=build, tensors=(tensors.x_train, tensors.y_train), loss_fn=loss_fn,
                       val_score=val_score, train=train, privacy=privacy, stage=stage,
-                      progress=progress, should_stop=should_stop)
+                      progress=progress, should_stop=should_stop,
+                      checkpoint_path=checkpoint_path(checkpoint_dir, stage))
 
 
 # --- reporting -----------------------------------------------------------------------------
@@ -527,7 +529,7 @@ def run(
     *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
     privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
     artifact_dir: Path, progress: ProgressSink | None = None,
-    should_stop: StopCheck | None = None,
+    should_stop: StopCheck | None = None, checkpoint_dir: Path | None = None,
 ):
     """Train, evaluate against the baselines, audit error by group, and save an RUL model.
 
@@ -562,13 +564,15 @@ def run(
     n_channels = channels.shape[1]
     main = _fit(tensors=tensors, n_channels=n_channels, train=train, cap=cap,
                 privacy=privacy if privacy.enabled else None, stage="training",
-                progress=progress, should_stop=should_stop)
+                progress=progress, should_stop=should_stop,
+                checkpoint_dir=checkpoint_dir)
     twin = None
     if privacy.enabled:
         try:
             twin = _fit(tensors=tensors, n_channels=n_channels, train=train, cap=cap,
                         privacy=None, stage="training_twin", progress=progress,
-                        should_stop=should_stop)
+                        should_stop=should_stop,
+                        checkpoint_dir=checkpoint_dir)
         except TrainingCancelled as cancelled:
             raise TrainingCancelled(privacy=main.privacy) from cancelled
 

@@ -15,12 +15,14 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ml_core import privacy as dp
+from ml_core.checkpoints import EpochCheckpoint
 from ml_core.progress import EpochLog
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
 from ml_core.trainer import (
@@ -82,6 +84,7 @@ def fit_module(
     progress: ProgressSink | None,
     should_stop: StopCheck | None,
     weight_decay: float = 0.0,
+    checkpoint_path: Path | None = None,
 ) -> FittedModule:
     """Train ``build()`` on ``tensors`` (one training example per first-axis row).
 
@@ -90,6 +93,12 @@ def fit_module(
     in eval mode, on the CPU copy of its weights). Early stopping after
     ``train.patience`` epochs without gain; the best weights are kept. Seeded by
     ``train.seed``. Raises :class:`TrainingCancelled` with the privacy spent so far.
+
+    With ``checkpoint_path`` a checkpoint is written there every epoch, and one found there
+    (an earlier attempt that died) is resumed: the result equals an uninterrupted run's
+    (:mod:`ml_core.checkpoints`). Its signature covers ``tensors``, the schedule, privacy
+    and ``weight_decay``; the validation data behind ``val_score`` is taken to come from the
+    same inputs (the caller keeps one checkpoint path per run and stage).
     """
     device = resolve_device(train.device)
     seed_everything(train.seed)
@@ -106,7 +115,7 @@ def fit_module(
         return _fit(model=model, build=build, device=device, tensors=tensors, loss_fn=loss_fn,
                     val_score=val_score, train=train, privacy=privacy if private else None,
                     stage=stage, progress=progress, should_stop=should_stop,
-                    weight_decay=weight_decay, notes=notes)
+                    weight_decay=weight_decay, notes=notes, checkpoint_path=checkpoint_path)
 
 
 def _fit(
@@ -114,7 +123,7 @@ def _fit(
     tensors: tuple[torch.Tensor, ...], loss_fn: Callable, val_score: Callable,
     train: TrainConfig, privacy: PrivacyConfig | None, stage: str,
     progress: ProgressSink | None, should_stop: StopCheck | None, weight_decay: float,
-    notes: list[str],
+    notes: list[str], checkpoint_path: Path | None,
 ) -> FittedModule:
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate,
@@ -136,7 +145,14 @@ def _fit(
 
     log = EpochLog(model=model, stage=stage, total_epochs=train.epochs,
                    patience=train.patience, progress=progress)
-    for epoch in range(1, train.epochs + 1):
+    checkpoint = EpochCheckpoint(
+        checkpoint_path, inputs=tensors, train=train, stage=stage, model=model,
+        optimizer=optimizer, loader=loader, wrapped=wrapped, log=log,
+        weight_decay=weight_decay)
+    first_epoch, stopped_early = checkpoint.resume()
+    for epoch in range(first_epoch, train.epochs + 1):
+        if stopped_early:
+            break
         if should_stop is not None and should_stop():
             raise TrainingCancelled(privacy=privacy_so_far())
         loss, cancelled = _epoch(model=model, loader=loader, optimizer=optimizer,
@@ -146,8 +162,8 @@ def _fit(
         score = evaluate()
         log.record(model=model, epoch=epoch, loss=loss, val_metric=score, key=score,
                    epsilon=wrapped.epsilon() if wrapped is not None else None)
-        if log.patience_spent:
-            break
+        stopped_early = log.patience_spent
+        checkpoint.save(epoch, stopped_early=stopped_early)
     return FittedModule(module=log.load_best(build()), history=log.history,
                         best_epoch=log.best_epoch, privacy=privacy_so_far(), device=str(device),
                         notes=tuple(notes))

@@ -1,0 +1,141 @@
+"""Resuming the non-tabular families from their checkpoints: a run that dies in the middle
+of a training stage (an exception from the progress sink at epoch k, as a killed worker
+leaves it: the checkpoint of epoch k - 1 on disk), run again with the same checkpoint
+directory, ends exactly as an uninterrupted run: the same weights (``torch.equal``),
+metrics, history and privacy (epsilon from the restored accountant, exactly the planned
+steps). Each family trains privately, with its non-private twin, through
+``ml_core.pipeline.run_training``, as the worker calls it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from ml_core.artifacts import WEIGHTS_FILE
+from ml_core.checkpoints import checkpoint_epochs
+from ml_core.families import resumes_from_checkpoints
+from ml_core.pipeline import TrainingResult, run_training
+from ml_core.privacy import epsilon_for
+from ml_core.spec import ColumnMapping, ProblemSpec
+from verticals.education.demo_data import tutor_responses
+from verticals.education.vertical import KNOWLEDGE_TRACING, RESPONSE_MAPPING
+from verticals.manufacturing.demo_data import run_to_failure
+from verticals.manufacturing.vertical import REMAINING_USEFUL_LIFE, RUL_SAMPLE_MAPPING
+from verticals.retail.demo_data import shopper_interactions, weekly_sales
+from verticals.retail.vertical import (
+    DEMAND_FORECAST,
+    FORECAST_SAMPLE_MAPPING,
+    RECOMMENDATION,
+    RECOMMENDATION_SAMPLE_MAPPING,
+)
+
+EPOCHS = 4
+
+
+@dataclass(frozen=True)
+class Case:
+    spec: ProblemSpec
+    mapping: ColumnMapping
+    frame: pd.DataFrame
+    crash_stage: str  # the stage, and its epoch, whose progress report "kills the worker"
+    crash_epoch: int
+    train_changes: tuple = ()
+
+    @property
+    def train(self):
+        # patience = epochs: every planned step is taken, in both runs.
+        return dataclasses.replace(self.spec.train, epochs=EPOCHS, patience=EPOCHS,
+                                   **dict(self.train_changes))
+
+    @property
+    def privacy(self):
+        return dataclasses.replace(self.spec.privacy, enabled=True, target_epsilon=3.0)
+
+
+CASES = {
+    "forecaster": lambda: Case(DEMAND_FORECAST, FORECAST_SAMPLE_MAPPING, weekly_sales(600, 3),
+                               "training", 3, (("horizon", 6),)),
+    "recommender": lambda: Case(RECOMMENDATION, RECOMMENDATION_SAMPLE_MAPPING,
+                                shopper_interactions(3000, 1), "training", 2),
+    # Dies in the twin: the private model's finished checkpoint is reused, not retrained.
+    "sequence_regressor": lambda: Case(REMAINING_USEFUL_LIFE, RUL_SAMPLE_MAPPING,
+                                       run_to_failure(1500, 11), "training_twin", 2),
+    "knowledge_tracing": lambda: Case(KNOWLEDGE_TRACING, RESPONSE_MAPPING,
+                                      tutor_responses(3000, 0), "training", 3),
+}
+
+
+class WorkerDied(Exception):
+    """What the test raises from the progress sink: the attempt ends there, mid-stage."""
+
+
+class Progress:
+    """A ProgressSink keeping the epochs reported; raises WorkerDied at ``crash``."""
+
+    def __init__(self, crash: tuple[str, int] | None = None) -> None:
+        self.crash, self.epochs = crash, []
+
+    def __call__(self, *, stage: str, epoch: int, **_) -> None:
+        if epoch:
+            self.epochs.append((stage, epoch))
+        if (stage, epoch) == self.crash:
+            raise WorkerDied(f"killed after reporting {stage} epoch {epoch}")
+
+
+def train(case: Case, directory: Path, *, checkpoints: Path | None = None,
+          progress: Progress | None = None) -> TrainingResult:
+    return run_training(frame=case.frame, mapping=case.mapping, spec=case.spec,
+                        privacy=case.privacy, train=case.train, artifact_dir=directory,
+                        checkpoint_dir=checkpoints, progress=progress)
+
+
+def comparable(result: TrainingResult) -> dict:
+    return {key: value for key, value in result.to_dict().items() if key != "artifact_path"}
+
+
+@pytest.mark.parametrize("family", list(CASES))
+def test_a_resumed_family_run_equals_an_uninterrupted_one(family, tmp_path):
+    case = CASES[family]()
+    assert case.spec.model_family == family and resumes_from_checkpoints(family)
+    reference = train(case, tmp_path / "reference")
+
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(WorkerDied):
+        train(case, tmp_path / "first", checkpoints=checkpoints,
+              progress=Progress(crash=(case.crash_stage, case.crash_epoch)))
+    # The crash came before the epoch's checkpoint: the one before it is on disk.
+    finished = {"training": EPOCHS} if case.crash_stage == "training_twin" else {}
+    assert checkpoint_epochs(checkpoints) == {**finished,
+                                              case.crash_stage: case.crash_epoch - 1}
+
+    progress = Progress()
+    resumed = train(case, tmp_path / "second", checkpoints=checkpoints, progress=progress)
+    # Only the epochs after the checkpoint ran again (a finished stage not at all).
+    rerun = [(case.crash_stage, epoch) for epoch in range(case.crash_epoch, EPOCHS + 1)]
+    if case.crash_stage == "training":
+        rerun += [("training_twin", epoch) for epoch in range(1, EPOCHS + 1)]
+    assert progress.epochs == rerun
+
+    assert comparable(resumed) == comparable(reference)  # metrics, history, privacy, ...
+    ours = torch.load(Path(resumed.artifact_path) / WEIGHTS_FILE, weights_only=True)
+    theirs = torch.load(Path(reference.artifact_path) / WEIGHTS_FILE, weights_only=True)
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[name], theirs[name]) for name in ours)
+    privacy = resumed.privacy
+    assert privacy["steps"] == privacy["planned_steps"]  # no step lost or counted twice
+    assert privacy["epsilon"] == epsilon_for(
+        noise_multiplier=privacy["noise_multiplier"], sample_rate=privacy["sample_rate"],
+        steps=privacy["steps"], delta=privacy["delta"])
+    assert [entry["epsilon"] for entry in resumed.history] == \
+        [entry["epsilon"] for entry in reference.history]
+
+
+def test_the_text_family_keeps_no_checkpoints():
+    # It trains again from the first epoch after a crash; run_training does not pass it a
+    # checkpoint directory.
+    assert not resumes_from_checkpoints("text_encoder")
