@@ -1,11 +1,12 @@
 """A small training loop over in-memory tensors, with optional DP-SGD, shared by the
-forecasting and recommendation families.
+forecasting, recommendation and sequence regression families.
 
 The tabular loop (``ml_core.trainer``) is built around one feature matrix and a binary
 label; these families feed several tensors (numeric features, series or user/item
 indices) and their own loss. The privacy wiring is the same: ``ml_core.privacy``'s
 ``prepare_module`` and ``make_private`` (Poisson sampling, noise searched for the exact
-step count, ``loss_reduction="mean"``, so every ``loss_fn`` here must be mean-reduced).
+step count, ``loss_reduction="mean"``, so every ``loss_fn`` here must be mean-reduced),
+and so are the per-epoch checkpoints a crashed run resumes from (``ml_core.checkpoints``).
 """
 
 from __future__ import annotations
