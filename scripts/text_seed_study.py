@@ -1,0 +1,120 @@
+"""The text family against its TF-IDF + logistic regression baseline over several seeds.
+
+Trains each text problem (note triage, complaint sentiment) on its vertical's sample data,
+drawn with several data seeds, at the contract battery's size (the rows and epochs of
+``tests/test_contract_battery.py``'s ``FAMILY_SIZE``, unless given), and prints macro F1
+on the test split of the model, of the baseline and, with ``--private``, of the private
+model (the spec's epsilon), with the wins, the mean margin and the seconds per run::
+
+    .venv/bin/python scripts/text_seed_study.py                 # battery size, 5 seeds
+    .venv/bin/python scripts/text_seed_study.py --private --rows 2000 --seeds 0 1 2
+
+Only the test split is reported; every choice inside training (the epoch kept, early
+stopping) reads the validation split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BATTERY = ROOT / "tests" / "test_contract_battery.py"
+
+
+def battery_size() -> tuple[int, int]:
+    """(rows, epochs) the contract battery trains the text family with (read, not imported:
+    the battery module needs Django's settings)."""
+    tree = ast.parse(BATTERY.read_text())
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id == "FAMILY_SIZE"):
+            return tuple(ast.literal_eval(node.value)["text_encoder"])
+    raise LookupError(f"no FAMILY_SIZE in {BATTERY}")
+
+
+def problems() -> dict:
+    from verticals.finance.complaints import COMPLAINT_SENTIMENT
+    from verticals.healthcare.vertical import VERTICAL as HEALTHCARE
+
+    return {"note_triage": HEALTHCARE.problem("note_triage"),
+            "complaint_sentiment": COMPLAINT_SENTIMENT}
+
+
+def run_once(problem, *, rows: int, epochs: int, seed: int, private: bool) -> tuple:
+    from ml_core.pipeline import run_training
+
+    spec = problem.spec
+    frame = problem.sample_data(rows, seed)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as artifacts:
+        result = run_training(
+            frame=frame, mapping=problem.sample_mapping, spec=spec,
+            privacy=dataclasses.replace(spec.privacy, enabled=private),
+            train=dataclasses.replace(spec.train, epochs=epochs), artifact_dir=Path(artifacts),
+        )
+    return result, time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    rows, epochs = battery_size()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=rows)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--problems", nargs="+", default=list(problems()))
+    parser.add_argument("--private", action="store_true",
+                        help="also train the private model (spec's epsilon)")
+    args = parser.parse_args(argv)
+    # Opacus' advice on secure RNG and RDP orders, once per private run: not results.
+    warnings.filterwarnings("ignore", category=UserWarning, module="opacus")
+    print(f"rows {args.rows}, epochs {args.epochs}, data seeds {args.seeds}", flush=True)
+    header = f"{'problem':<20} {'seed':>4} {'model':>6} {'tfidf':>6} {'diff':>7}"
+    header += f" {'best':>4} {'s':>6}"
+    if args.private:
+        header += f" {'priv':>6} {'s':>6}"
+    print(header, flush=True)
+    summary = []
+    for key in args.problems:
+        problem = problems()[key]
+        diffs, models, bases, privates, seconds = [], [], [], [], []
+        for seed in args.seeds:
+            result, took = run_once(problem, rows=args.rows, epochs=args.epochs, seed=seed,
+                                    private=False)
+            model = result.metrics["macro_f1"]
+            base = result.baseline["metrics"]["macro_f1"]
+            best = max(result.history, key=lambda r: r["val_metric"])["epoch"]
+            line = (f"{key:<20} {seed:>4} {model:6.3f} {base:6.3f} {model - base:+7.3f}"
+                    f" {best:>4} {took:6.1f}")
+            models.append(model)
+            bases.append(base)
+            diffs.append(model - base)
+            seconds.append(took)
+            if args.private:
+                private, took = run_once(problem, rows=args.rows, epochs=args.epochs, seed=seed,
+                                         private=True)
+                privates.append(private.metrics["macro_f1"])
+                line += f" {privates[-1]:6.3f} {took:6.1f}"
+            print(line, flush=True)
+        wins = sum(d > 0 for d in diffs)
+        text = (f"{key}: model {statistics.mean(models):.3f}, tfidf {statistics.mean(bases):.3f}, "
+                f"mean diff {statistics.mean(diffs):+.3f}, min diff {min(diffs):+.3f}, "
+                f"wins {wins}/{len(diffs)}, {statistics.mean(seconds):.1f} s per run")
+        if privates:
+            text += f"; private {statistics.mean(privates):.3f} (min {min(privates):.3f})"
+        summary.append(text)
+    print("\n".join(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
