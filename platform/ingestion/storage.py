@@ -248,7 +248,7 @@ def store_upload(file, *, organisation_id: int, max_bytes: int) -> StoredUpload:
                 plain_chunks.append(chunk)
             yield chunk
 
-    stored_digest = hashlib.blake2b()
+    stored_digest = _fingerprint()
     handle, temp_name = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX)
     try:
         with os.fdopen(handle, "wb") as out:
@@ -256,21 +256,18 @@ def store_upload(file, *, organisation_id: int, max_bytes: int) -> StoredUpload:
                 stored_digest.update(piece)
                 out.write(piece)
         sha256 = digest.hexdigest()
-        final = folder / sha256
-        wrote = not final.exists()
-        if wrote:
-            os.replace(temp_name, final)
-        else:
-            os.unlink(temp_name)
+        # Content stored before is replaced by the same plaintext under the current key (an
+        # atomic rename: a reader sees the old file or the new one, both whole), so the
+        # ciphertext on disk is always the one just written and need not be decrypted again.
+        os.replace(temp_name, folder / sha256)
     except BaseException:
         if os.path.exists(temp_name):
             os.unlink(temp_name)
         raise
     relative_path = f"{organisation_id}/{sha256}"
-    if wrote and plain_chunks is not None:
+    if plain_chunks is not None:
         _remember(relative_path, stored_digest.digest(), b"".join(plain_chunks))
     else:
-        # Content stored before keeps its own ciphertext: read_stored decrypts it afresh.
         _forget()
     return StoredUpload(relative_path=relative_path, sha256=sha256, size_bytes=size)
 
@@ -302,7 +299,7 @@ def read_stored(relative_path: str) -> bytes:
     except FileNotFoundError:
         raise FileNotFoundError(f"{name} is missing from the upload folder") from None
     if is_encrypted(blob):
-        fingerprint = hashlib.blake2b(blob).digest()
+        fingerprint = _fingerprint(blob).digest()
         plain = _remembered(relative_path, fingerprint)
         if plain is not None:
             return plain  # these very bytes were decrypted and checked already
@@ -319,12 +316,18 @@ def read_stored(relative_path: str) -> bytes:
 
 # The plaintext of the last file stored or read in this process: an upload is read right
 # after it is stored and again when its mapping is confirmed. Keyed by the stored bytes'
-# BLAKE2 digest (one pass, against decryption's three and the sha256 check) and the keys
-# in use, so an altered, re-encrypted or no longer decryptable file is never answered from
-# here; one entry, and only files up to _REMEMBER_BYTES, bound the memory.
+# digest (one pass, against decryption's three and the sha256 check) and the keys in use,
+# so an altered, re-encrypted or no longer decryptable file is never answered from here;
+# one entry, and only files up to _REMEMBER_BYTES, bound the memory.
 _REMEMBER_BYTES = 512 * 2**20
 _LAST_PLAIN: dict = {}
 _LAST_PLAIN_LOCK = threading.Lock()
+
+
+def _fingerprint(data: bytes = b""):
+    """The digest that identifies stored bytes for the cache: SHA-256, which CPUs with SHA
+    instructions (x86 SHA-NI, ARMv8) compute two to three times faster than BLAKE2b."""
+    return hashlib.sha256(data)
 
 
 def _keys_in_use() -> tuple:
