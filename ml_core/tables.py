@@ -131,16 +131,19 @@ def read_table(
     """
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
     text, used_encoding = _decode(data, encoding)
+    # What the parser reads: the text as UTF-8, which a UTF-8 file already is.
+    encoded = data if used_encoding == "utf-8" else None
     # One line convention from here on, so that reported line numbers are the file's.
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.strip():
+        encoded = None
+    if _blank(text):
         raise TableReadError("empty", "The file is empty.")
 
     delimiter = _normalise_sep(sep) if sep is not None else _sniff_delimiter(text)
     left_to_parser = _check_shape(text, delimiter, max_columns=max_columns)
     try:
-        frame, header, notes = _read_rows(text, delimiter, header)
+        frame, header, notes = _read_rows(text, delimiter, header, encoded)
     except TableReadError:
         if left_to_parser:
             # The parser stops at a line longer than the first ones: name every odd line.
@@ -153,10 +156,12 @@ def read_table(
     return frame, options
 
 
-def _read_rows(text: str, delimiter: str, header: bool | None
+def _read_rows(text: str, delimiter: str, header: bool | None, encoded: bytes | None = None
                ) -> tuple[pd.DataFrame, bool, list[str]]:
-    """The table of a text whose shape was checked: (frame, header, notes)."""
-    encoded = text.encode("utf-8")  # what the parser reads, encoded once
+    """The table of a text whose shape was checked: (frame, header, notes). ``encoded`` is
+    ``text`` as UTF-8 when the caller has it."""
+    if encoded is None:
+        encoded = text.encode("utf-8")  # what the parser reads, encoded once
     # Header detection and column names only need the first rows, read as plain strings.
     sample = _parse(text, encoded, delimiter, header=False, as_strings=True,
                     nrows=HEADER_SAMPLE_ROWS + 1)
@@ -177,20 +182,47 @@ def _read_rows(text: str, delimiter: str, header: bool | None
             "no_rows", "The file has a header but no data rows." if header
             else "The file has no data rows.",
         )
-    # By position: blank names may repeat until they are repaired below.
-    cleaned = [_clean_column(frame.iloc[:, k], delimiter) for k in range(frame.shape[1])]
-    frame = pd.concat([column for column, _ in cleaned], axis=1, ignore_index=True)
+    # By position: blank names may repeat until they are repaired below. Only the columns
+    # that cleaning changed are replaced; the parser's blocks are kept, not copied.
+    column_notes = []
+    for k in range(frame.shape[1]):
+        column = frame.iloc[:, k]
+        clean, note = _clean_column(column, delimiter)
+        if clean is not column:
+            frame.isetitem(k, clean)
+        column_notes.append(note)
     frame.columns = names
     _check_cell_lengths(encoded, frame, header=bool(header))
-    notes.extend(f"Column '{name}': {note}" for name, (_, note) in zip(names, cleaned,
-                                                                        strict=True) if note)
+    notes.extend(f"Column '{name}': {note}" for name, note in zip(names, column_notes,
+                                                                  strict=True) if note)
     if header:
         frame = _repair_blank_names(frame, notes)
     return frame, bool(header), notes
 
 
+def _blank(text: str | bytes) -> bool:
+    """Whether ``text`` holds nothing but white space (``not text.strip()``, without copying
+    a large text)."""
+    return not text or text.isspace()
+
+
+def _first_lines(text: str, n: int) -> list[str]:
+    """``text.split("\n", n)[:n]``, without copying the rest of a large text as ``split``
+    does with its last part."""
+    lines: list[str] = []
+    start = 0
+    while len(lines) < n:
+        end = text.find("\n", start)
+        if end < 0:
+            lines.append(text[start:])
+            break
+        lines.append(text[start:end])
+        start = end + 1
+    return lines
+
+
 def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
-    if not data.strip():
+    if _blank(data):
         raise TableReadError("empty", "The file is empty.")
     _refuse_other_formats(data)
     if encoding is not None:
@@ -313,7 +345,7 @@ def _field_counts(lines: list[str], delimiter: str) -> list[int]:
 
 
 def _sniff_delimiter(text: str) -> str:
-    lines = [line for line in text.split("\n", SNIFF_LINES * 2)[: SNIFF_LINES * 2] if line.strip()]
+    lines = [line for line in _first_lines(text, SNIFF_LINES * 2) if line.strip()]
     lines = lines[:SNIFF_LINES]
     best, best_share = ",", 0.0
     for candidate in DELIMITERS:
@@ -386,7 +418,7 @@ def _even_fields(text: str, delimiter: str) -> int | None:
     """
     if delimiter == WHITESPACE or '"' in text:
         return None
-    parts = text.split("\n", SNIFF_LINES)
+    parts = _first_lines(text, SNIFF_LINES + 1)
     head = parts[:SNIFF_LINES] if len(parts) > SNIFF_LINES else parts[:len(parts) - (
         text.endswith("\n"))]
     expected = head[0].count(delimiter) + 1
@@ -438,7 +470,7 @@ def _check_shape(text: str, delimiter: str, *, max_columns: int,
 
 
 def _refuse_one_column(text: str, delimiter: str) -> None:
-    lines = [line for line in text.split("\n", SNIFF_LINES + 1)[:SNIFF_LINES] if line.strip()]
+    lines = [line for line in _first_lines(text, SNIFF_LINES) if line.strip()]
     if len(lines) < 2:
         return
     for candidate in _OTHER_SEPARATORS:
@@ -624,28 +656,40 @@ def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, s
 
     Also returns a note when the column needed more than that: numbers with thousands
     separators or a decimal comma, dates written several ways. Every test runs once per
-    distinct value (a text column repeats its values), then spreads to the rows.
+    distinct value (a text column repeats its values), then spreads to the rows through
+    the codes of one factorisation. A text column that needs none of it is returned as it
+    is (the same object), not rebuilt.
     """
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return column, None
-    codes, raw = pd.factorize(column.astype(str))
-    distinct = pd.Series(raw, dtype=object).str.strip()
-    distinct = distinct.where(~_missing_mask(distinct))
-    # codes -1 (missing cells) pick the appended NaN.
-    cells = np.append(distinct.to_numpy(dtype=object), np.nan)[codes]
-    values = pd.Series(cells, index=column.index, name=column.name, dtype="str")
-    missing = values.isna()
-    if missing.all():
+    text = column.astype(str)
+    codes, raw = pd.factorize(text)
+    raw = np.asarray(raw, dtype=object)
+    # str.strip answers the string itself when there is nothing to strip.
+    stripped = np.fromiter((value.strip() for value in raw), dtype=object, count=len(raw))
+    blank = pd.Index(stripped, dtype=object).isin(MISSING_MARKERS)
+    if blank.any() or (stripped != raw).any():
+        stripped[blank] = np.nan
+        # Values that only differed by spaces are one value now: number them again.
+        distinct_codes, present = pd.factorize(stripped)
+        codes = np.append(distinct_codes, -1)[codes]  # codes -1 (missing) stay -1
+        cells = np.append(np.asarray(present, dtype=object), np.nan)[codes]
+        values = pd.Series(cells, index=column.index, name=column.name, dtype="str")
+    else:
+        present = raw
+        values = column if column.dtype == text.dtype else text
+    missing = codes < 0
+    if len(present) == 0:
         return pd.Series(np.nan, index=values.index, dtype=float, name=column.name), None
     # The present values, each once, in order of first appearance (so the first is the
     # first row's).
-    present = pd.Series(pd.unique(distinct.dropna()), dtype="str")
+    present = pd.Series(present, dtype="str")
     first = present.iloc[0]
     note = None
     if _is_number(first):
-        numbers = _spread(pd.to_numeric(present, errors="coerce"), present, values)
+        numbers = _spread(pd.to_numeric(present, errors="coerce"), codes, values)
     elif _LOCAL_NUMBER.fullmatch(first):
-        numbers, note = _localised_numbers(values, present, delimiter)
+        numbers, note = _localised_numbers(codes, values, present, delimiter)
         if numbers is None:
             return values, None
     else:
@@ -659,12 +703,11 @@ def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, s
     return numbers.astype(float), note
 
 
-def _spread(converted: pd.Series, present: pd.Series, values: pd.Series) -> pd.Series:
-    """``converted`` (one entry per distinct ``present`` value) as a column of ``values``'
-    rows: missing where ``values`` is."""
-    positions = pd.Index(present).get_indexer(values)
-    found = positions >= 0
-    spread = converted.to_numpy()[np.where(found, positions, 0)]
+def _spread(converted: pd.Series, codes: np.ndarray, values: pd.Series) -> pd.Series:
+    """``converted`` (one entry per distinct present value) as a column of ``values``'
+    rows, whose ``codes`` number those values (-1: missing, and missing in the result)."""
+    found = codes >= 0
+    spread = converted.to_numpy()[np.where(found, codes, 0)]
     return pd.Series(spread, index=values.index, name=values.name).where(found)
 
 
@@ -680,7 +723,7 @@ _GROUPED = {
 
 
 def _localised_numbers(
-    values: pd.Series, present: pd.Series, delimiter: str
+    codes: np.ndarray, values: pd.Series, present: pd.Series, delimiter: str
 ) -> tuple[pd.Series | None, str | None]:
     """Numbers written with thousands separators or a decimal comma, as floats; (None,
     None) unless every present value is such a number under one convention.
@@ -706,7 +749,7 @@ def _localised_numbers(
         example = present.iloc[0]
         what = (f"thousands separator '{thousands}'" if any(thousands in v for v in present)
                 else "no thousands separator")
-        return (_spread(numbers, present, values),
+        return (_spread(numbers, codes, values),
                 f"numbers written with {what} and decimal mark '{decimal}' (e.g. '{example}'); "
                 "read as numbers.")
     return None, None
@@ -796,6 +839,12 @@ def _check_cell_lengths(encoded: bytes, frame: pd.DataFrame, *, header: bool) ->
     for when some line (of the UTF-8 text ``encoded``) is that long, which costs one pass
     over the line ends."""
     if len(encoded) <= MAX_CELL_CHARS:
+        return
+    # A line longer than MAX_CELL_CHARS spans a whole window of half that without a line
+    # end; when every window holds one (a few hundred searches), no line is that long.
+    window = MAX_CELL_CHARS // 2
+    if all(encoded.find(b"\n", start, start + window) >= 0
+           for start in range(0, len(encoded) - window + 1, window)):
         return
     raw = np.frombuffer(encoded, dtype=np.uint8)
     ends = np.concatenate(([-1], np.flatnonzero(raw == 10), [len(raw)]))
