@@ -21,6 +21,17 @@ MAX_BALANCE_CLASSES = 20
 _DATE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
 # Free text (notes, complaints) as opposed to category labels: several words on average.
 TEXT_MIN_MEAN_WORDS = 3.0
+# Values a text column's kind is judged on.
+KIND_SAMPLE = 1000
+
+
+def _first_present(series: pd.Series, n: int) -> pd.Series:
+    """The first ``n`` non-missing values of ``series`` (``series.dropna().iloc[:n]``),
+    looking at the whole column only when its first rows hold too few."""
+    head = series.iloc[:4 * n].dropna()
+    if len(head) < n and len(series) > 4 * n:
+        head = series.dropna()
+    return head.iloc[:n]
 
 
 def _kind(series: pd.Series) -> str:
@@ -30,11 +41,11 @@ def _kind(series: pd.Series) -> str:
         return "numeric"
     if pd.api.types.is_datetime64_any_dtype(series):
         return "datetime"
-    values = series.dropna()
+    values = _first_present(series, KIND_SAMPLE)
     if values.empty:
         return "categorical"
     # Only a sample is looked at: cleaning the whole column cost more than the profile.
-    sample = values.iloc[:1000].astype(str).str.strip()
+    sample = values.astype(str).str.strip()
     if distinct_mean(sample, lambda value: bool(_DATE.match(value))) >= 0.9:
         return "datetime"
     if distinct_mean(sample, lambda value: len(value.split())) >= TEXT_MIN_MEAN_WORDS:
@@ -80,21 +91,22 @@ def _stats(series: pd.Series) -> dict:
     }
 
 
-def _label_counts(series: pd.Series, limit: int | None = None) -> dict[str, int]:
+def _label_counts(series: pd.Series, limit: int | None = None, *,
+                  factorized: tuple[np.ndarray, object] | None = None) -> dict[str, int]:
     """Rows per label (``label_text``) among the non-missing values, commonest first
-    (ties in order of first appearance); the ``limit`` commonest when given."""
-    present = series.dropna()
-    if pd.api.types.infer_dtype(present, skipna=True) in ("mixed", "mixed-integer"):
+    (ties in order of first appearance); the ``limit`` commonest when given.
+    ``factorized`` is ``pd.factorize(series)`` when the caller has it."""
+    if pd.api.types.infer_dtype(series, skipna=True) in ("mixed", "mixed-integer"):
         # Hashing would merge True with 1, whose labels differ: the per-row path.
-        merged = level_counts(present)
+        merged = level_counts(series.dropna())
         labels, numbers = list(merged), np.fromiter(merged.values(), dtype=np.int64,
                                                     count=len(merged))
     else:
         # Counted per value (in order of first appearance), then per label: label_text
         # runs once per distinct value (for strings it is the string stripped).
-        strings = isinstance(present.dtype, pd.StringDtype)
-        codes, uniques = pd.factorize(present.to_numpy(dtype=object) if strings else present)
-        numbers = np.bincount(codes, minlength=len(uniques))
+        strings = isinstance(series.dtype, pd.StringDtype)
+        codes, uniques = factorized if factorized is not None else pd.factorize(series)
+        numbers = np.bincount(codes[codes >= 0], minlength=len(uniques))
         raw = np.asarray(uniques, dtype=object)
         names = np.array([value.strip() if strings else label_text(value) for value in raw],
                          dtype=object)
@@ -107,24 +119,26 @@ def _label_counts(series: pd.Series, limit: int | None = None) -> dict[str, int]
     return {str(labels[i]): int(numbers[i]) for i in order}
 
 
-def _top_values(series: pd.Series) -> list[list]:
-    return [[value, count] for value, count in _label_counts(series, TOP_VALUES).items()]
+def _top_values(series: pd.Series, factorized: tuple[np.ndarray, object] | None = None
+                ) -> list[list]:
+    return [[value, count] for value, count in _label_counts(
+        series, TOP_VALUES, factorized=factorized).items()]
 
 
 def _column_profile(series: pd.Series, *, role: str) -> dict:
     kind = _kind(series)
-    entry = {
-        "name": str(series.name),
-        "dtype": kind,
-        "role": role,
-        "missing_share": float(series.isna().mean()) if len(series) else 0.0,
-        "n_unique": int(series.nunique(dropna=True)),
-    }
+    entry = {"name": str(series.name), "dtype": kind, "role": role}
     if kind == "numeric":
+        entry["missing_share"] = float(series.isna().mean()) if len(series) else 0.0
+        entry["n_unique"] = int(series.nunique(dropna=True))
         entry["histogram"] = _histogram(series)
         entry["stats"] = _stats(series)
     else:
-        entry["top_values"] = _top_values(series)
+        # One factorisation gives the missing share, the distinct count and the counts.
+        codes, uniques = factorized = pd.factorize(series)
+        entry["missing_share"] = float((codes < 0).mean()) if len(series) else 0.0
+        entry["n_unique"] = len(uniques)
+        entry["top_values"] = _top_values(series, factorized)
     return entry
 
 

@@ -329,7 +329,8 @@ def _check_numeric_text(frame: pd.DataFrame, column: str) -> ValidationIssue | N
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return None
     # Each distinct value is tried as a number once (a text column repeats its values).
-    codes, distinct = pd.factorize(values.astype(str))
+    codes, distinct = pd.factorize(
+        values if isinstance(values.dtype, pd.StringDtype) else values.astype(str))
     present = codes >= 0
     if not present.any():
         return None
@@ -375,12 +376,16 @@ def _check_groups(
 def _check_constant(frame: pd.DataFrame, columns: list[str]) -> list[ValidationIssue]:
     issues = []
     for column in columns:
-        values = frame[column].dropna()
-        # Whether there are 0, 1 or more distinct values: one comparison, not a count.
-        distinct = 0 if values.empty else 1 + bool((values != values.iloc[0]).any())
+        values = frame[column]
+        present = values.notna().to_numpy()
+        # Whether there are 0, 1 or more distinct values: one comparison, not a count (on
+        # the column's own array, missing cells filled with the first value, not dropped).
+        first = values.iloc[int(present.argmax())] if present.any() else None
+        distinct = 0 if first is None else 1 + bool(
+            (values.to_numpy(na_value=first) != first).any())
         if distinct > 1:
             continue
-        what = "no values" if distinct == 0 else f"the same value ('{values.iloc[0]}') in every row"
+        what = "no values" if distinct == 0 else f"the same value ('{first}') in every row"
         issues.append(ValidationIssue(
             code="constant_column", column=column, severity="warning",
             message=f"Column '{column}' has {what}; it carries no information.",
