@@ -248,12 +248,15 @@ def store_upload(file, *, organisation_id: int, max_bytes: int) -> StoredUpload:
                 plain_chunks.append(chunk)
             yield chunk
 
-    stored_digest = _fingerprint()
+    stored_pieces: list[bytes] = []  # the ciphertext written, kept with the plaintext
     handle, temp_name = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX)
     try:
         with os.fdopen(handle, "wb") as out:
             for piece in encrypt_chunks(kept()):
-                stored_digest.update(piece)
+                if plain_chunks is None:
+                    stored_pieces.clear()  # too large to remember
+                else:
+                    stored_pieces.append(piece)
                 out.write(piece)
         sha256 = digest.hexdigest()
         # Content stored before is replaced by the same plaintext under the current key (an
@@ -266,7 +269,7 @@ def store_upload(file, *, organisation_id: int, max_bytes: int) -> StoredUpload:
         raise
     relative_path = f"{organisation_id}/{sha256}"
     if plain_chunks is not None:
-        _remember(relative_path, stored_digest.digest(), b"".join(plain_chunks))
+        _remember(relative_path, stored_pieces, b"".join(plain_chunks))
     else:
         _forget()
     return StoredUpload(relative_path=relative_path, sha256=sha256, size_bytes=size)
@@ -299,8 +302,7 @@ def read_stored(relative_path: str) -> bytes:
     except FileNotFoundError:
         raise FileNotFoundError(f"{name} is missing from the upload folder") from None
     if is_encrypted(blob):
-        fingerprint = _fingerprint(blob).digest()
-        plain = _remembered(relative_path, fingerprint)
+        plain = _remembered(relative_path, blob)
         if plain is not None:
             return plain  # these very bytes were decrypted and checked already
         plain = decrypt(blob, name=name)
@@ -310,35 +312,33 @@ def read_stored(relative_path: str) -> bytes:
     if _SHA256_NAME.fullmatch(path.name) and hashlib.sha256(plain).hexdigest() != path.name:
         raise StoredFileError(f"{name} was altered: its content no longer matches its sha256")
     if is_encrypted(blob):
-        _remember(relative_path, fingerprint, plain)
+        _remember(relative_path, [blob], plain)
     return plain
 
 
 # The plaintext of the last file stored or read in this process: an upload is read right
-# after it is stored and again when its mapping is confirmed. Keyed by the stored bytes'
-# digest (one pass, against decryption's three and the sha256 check) and the keys in use,
-# so an altered, re-encrypted or no longer decryptable file is never answered from here;
-# one entry, and only files up to _REMEMBER_BYTES, bound the memory.
+# after it is stored and again when its mapping is confirmed. Kept with the ciphertext it
+# came from and the keys in use, and answered only when the stored bytes are that very
+# ciphertext (compared in full, which costs a memcmp: no digest to compute, no decryption,
+# no sha256 check), so an altered, re-encrypted or no longer decryptable file is never
+# answered from here; one entry, and only files up to _REMEMBER_BYTES, bound the memory.
 _REMEMBER_BYTES = 512 * 2**20
 _LAST_PLAIN: dict = {}
 _LAST_PLAIN_LOCK = threading.Lock()
-
-
-def _fingerprint(data: bytes = b""):
-    """The digest that identifies stored bytes for the cache: SHA-256, which CPUs with SHA
-    instructions (x86 SHA-NI, ARMv8) compute two to three times faster than BLAKE2b."""
-    return hashlib.sha256(data)
 
 
 def _keys_in_use() -> tuple:
     return configured_keys(), settings.SECRET_KEY
 
 
-def _remember(relative_path: str, fingerprint: bytes, plain: bytes) -> None:
+def _remember(relative_path: str, ciphertext: list[bytes], plain: bytes) -> None:
+    """Remember ``plain`` as the content of ``relative_path`` while the file holds the
+    concatenation of ``ciphertext``."""
     with _LAST_PLAIN_LOCK:
         _LAST_PLAIN.clear()
         if len(plain) <= _REMEMBER_BYTES:
-            _LAST_PLAIN.update(key=(relative_path, fingerprint, _keys_in_use()), plain=plain)
+            _LAST_PLAIN.update(key=(relative_path, _keys_in_use()), ciphertext=ciphertext,
+                               size=sum(map(len, ciphertext)), plain=plain)
 
 
 def _forget() -> None:
@@ -346,11 +346,17 @@ def _forget() -> None:
         _LAST_PLAIN.clear()
 
 
-def _remembered(relative_path: str, fingerprint: bytes) -> bytes | None:
+def _remembered(relative_path: str, blob: bytes) -> bytes | None:
     with _LAST_PLAIN_LOCK:
-        if _LAST_PLAIN.get("key") == (relative_path, fingerprint, _keys_in_use()):
-            return _LAST_PLAIN["plain"]
-    return None
+        if (_LAST_PLAIN.get("key") != (relative_path, _keys_in_use())
+                or _LAST_PLAIN["size"] != len(blob)):
+            return None
+        position = 0
+        for piece in _LAST_PLAIN["ciphertext"]:
+            if not blob.startswith(piece, position):
+                return None
+            position += len(piece)
+        return _LAST_PLAIN["plain"]
 
 
 def stored_paths() -> Iterator[Path]:
