@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ml_core.data import feature_columns, label_text, level_counts
-from ml_core.fairness import band
+from ml_core.fairness import band_counts
 from ml_core.spec import ColumnMapping, ProblemSpec
 from ml_core.tables import distinct_mean
 
@@ -167,7 +167,7 @@ def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> d
     for column in mapping.sensitive:
         if column not in present:
             continue
-        counts = band(frame[column], spec.banding_for(column)).value_counts()
+        counts = band_counts(frame[column], spec.banding_for(column))
         groups[column] = {str(group): int(n) for group, n in sorted(counts.items())}
     return {
         "rows": int(len(frame)),

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ml_core.data import apply_target_rule, feature_columns, label_text
-from ml_core.fairness import band
+from ml_core.fairness import band_counts
 from ml_core.spec import (
     TABULAR_ROLES,
     ColumnMapping,
@@ -359,7 +359,7 @@ def _check_groups(
     issues = []
     minimum = spec.fairness.min_group_size
     for column in mapping.sensitive:
-        counts = band(frame[column], spec.banding_for(column)).value_counts()
+        counts = band_counts(frame[column], spec.banding_for(column))
         for group, size in sorted(counts.items()):
             if size < minimum:
                 issues.append(ValidationIssue(
