@@ -11,7 +11,7 @@ import pandas as pd
 from ml_core.data import feature_columns, label_text, level_counts
 from ml_core.fairness import band_counts
 from ml_core.spec import ColumnMapping, ProblemSpec
-from ml_core.tables import distinct_mean
+from ml_core.tables import distinct_mean, first_present
 
 HISTOGRAM_BINS = 10
 TOP_VALUES = 10
@@ -25,15 +25,6 @@ TEXT_MIN_MEAN_WORDS = 3.0
 KIND_SAMPLE = 1000
 
 
-def _first_present(series: pd.Series, n: int) -> pd.Series:
-    """The first ``n`` non-missing values of ``series`` (``series.dropna().iloc[:n]``),
-    looking at the whole column only when its first rows hold too few."""
-    head = series.iloc[:4 * n].dropna()
-    if len(head) < n and len(series) > 4 * n:
-        head = series.dropna()
-    return head.iloc[:n]
-
-
 def _kind(series: pd.Series) -> str:
     if pd.api.types.is_bool_dtype(series):
         return "categorical"
@@ -41,7 +32,7 @@ def _kind(series: pd.Series) -> str:
         return "numeric"
     if pd.api.types.is_datetime64_any_dtype(series):
         return "datetime"
-    values = _first_present(series, KIND_SAMPLE)
+    values = first_present(series, KIND_SAMPLE)
     if values.empty:
         return "categorical"
     # Only a sample is looked at: cleaning the whole column cost more than the profile.
@@ -70,8 +61,8 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _histogram(series: pd.Series) -> dict:
-    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+def _histogram(values: np.ndarray) -> dict:
+    """Ten bins over the finite ``values``."""
     values = values[np.isfinite(values)]
     if values.size == 0:
         return {"bins": [], "counts": []}
@@ -79,15 +70,33 @@ def _histogram(series: pd.Series) -> dict:
     return {"bins": [float(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
-def _stats(series: pd.Series) -> dict:
-    values = pd.to_numeric(series, errors="coerce").dropna().astype(float)
-    if values.empty:
+def _stats(values: np.ndarray) -> dict:
+    """Min, max, mean and (population) standard deviation of the non-missing ``values``,
+    computed as pandas' ``Series.mean`` and ``Series.std(ddof=0)`` do."""
+    if values.size == 0:
         return {"min": None, "max": None, "mean": None, "std": None}
+    mean = values.sum(dtype=np.float64) / values.size
+    with np.errstate(invalid="ignore", over="ignore"):  # inf gives nan, reported as None
+        std = np.sqrt(((mean - values) ** 2).sum(dtype=np.float64) / values.size)
     return {
         "min": _number(values.min()),
         "max": _number(values.max()),
-        "mean": _number(values.mean()),
-        "std": _number(values.std(ddof=0)),
+        "mean": _number(mean),
+        "std": _number(std),
+    }
+
+
+def _numeric_profile(series: pd.Series) -> dict:
+    """Missing share, distinct count, histogram and stats of a numeric column, from one
+    float copy of it."""
+    values = series.to_numpy(dtype=float, na_value=np.nan)
+    missing = np.isnan(values)
+    present = values[~missing] if missing.any() else values
+    return {
+        "missing_share": float(missing.mean()) if len(values) else 0.0,
+        "n_unique": int(series.nunique(dropna=True)),
+        "histogram": _histogram(present),
+        "stats": _stats(present),
     }
 
 
@@ -129,10 +138,7 @@ def _column_profile(series: pd.Series, *, role: str) -> dict:
     kind = _kind(series)
     entry = {"name": str(series.name), "dtype": kind, "role": role}
     if kind == "numeric":
-        entry["missing_share"] = float(series.isna().mean()) if len(series) else 0.0
-        entry["n_unique"] = int(series.nunique(dropna=True))
-        entry["histogram"] = _histogram(series)
-        entry["stats"] = _stats(series)
+        entry.update(_numeric_profile(series))
     else:
         # One factorisation gives the missing share, the distinct count and the counts.
         codes, uniques = factorized = pd.factorize(series)

@@ -942,6 +942,15 @@ def _same_shape(cell: str, below: pd.Series) -> bool:
     return distinct_mean(below, lambda value: _shape(value) == shape) >= 0.5
 
 
+def first_present(series: pd.Series, n: int) -> pd.Series:
+    """The first ``n`` non-missing values of ``series`` (``series.dropna().iloc[:n]``),
+    looking at the whole column only when its first rows hold too few."""
+    head = series.iloc[:4 * n].dropna()
+    if len(head) < n and len(series) > 4 * n:
+        head = series.dropna()
+    return head.iloc[:n]
+
+
 def distinct_mean(values: pd.Series, measure) -> float:
     """The mean of ``measure(value)`` over ``values`` (a share, when it answers True or
     False), with ``measure`` run once per distinct value: columns repeat their values."""

@@ -34,7 +34,7 @@ from ml_core.spec import (
     TaskType,
     normalise_name,
 )
-from ml_core.tables import distinct_mean, name_skeleton
+from ml_core.tables import distinct_mean, first_present, name_skeleton
 
 MAX_LISTED_ROWS = 20
 # A hint at least this long also matches inside a longer name ("gender" in "applicant
@@ -610,24 +610,23 @@ def _kind_by_name(column: str) -> str | None:
 
 
 def _kind_by_values(values: pd.Series) -> tuple[str, float] | None:
-    present = values.dropna()
-    if pd.api.types.is_integer_dtype(present) or pd.api.types.is_float_dtype(present):
+    if pd.api.types.is_integer_dtype(values) or pd.api.types.is_float_dtype(values):
         # Numbers read as numbers: only NHS numbers (ten digits with a check digit) are
-        # specific enough to tell from amounts and codes.
-        numbers = present.to_numpy(dtype=float)
+        # specific enough to tell from amounts and codes. Missing ones are not finite.
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)
         finite = np.isfinite(numbers)
         count = int(finite.sum())
         # Ten digits first (rare in other columns), then wholeness of those only.
         ten_digits = np.flatnonzero(finite & (numbers >= 1e9) & (numbers < 1e10))
         if count < _MIN_VALUES or len(ten_digits) < IDENTIFIER_SHARE * count:
             return None
-        whole = present.iloc[ten_digits[numbers[ten_digits] % 1 == 0]]
+        whole = values.iloc[ten_digits[numbers[ten_digits] % 1 == 0]]
         if len(whole) < IDENTIFIER_SHARE * count:
             return None
         text = whole.head(IDENTIFIER_SAMPLE).map(lambda v: str(int(v)))
         share = float(text.map(_nhs_valid).sum()) / min(count, IDENTIFIER_SAMPLE)
         return ("national id", share) if share >= IDENTIFIER_SHARE else None
-    sample = present.head(IDENTIFIER_SAMPLE).astype(str).str.strip()
+    sample = first_present(values, IDENTIFIER_SAMPLE).astype(str).str.strip()
     sample = sample[sample != ""]
     if len(sample) < _MIN_VALUES:
         return None
