@@ -297,14 +297,14 @@ def read_stored(relative_path: str) -> bytes:
     """
     path = stored_file(relative_path)
     name = f"stored file {relative_path}"
+    plain = _remembered(relative_path, path)
+    if plain is not None:
+        return plain  # the file holds the very bytes that were decrypted and checked
     try:
         blob = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{name} is missing from the upload folder") from None
     if is_encrypted(blob):
-        plain = _remembered(relative_path, blob)
-        if plain is not None:
-            return plain  # these very bytes were decrypted and checked already
         plain = decrypt(blob, name=name)
     else:
         logger.warning("%s is not encrypted; run `manage.py rotate_keys`", name)
@@ -318,10 +318,11 @@ def read_stored(relative_path: str) -> bytes:
 
 # The plaintext of the last file stored or read in this process: an upload is read right
 # after it is stored and again when its mapping is confirmed. Kept with the ciphertext it
-# came from and the keys in use, and answered only when the stored bytes are that very
-# ciphertext (compared in full, which costs a memcmp: no digest to compute, no decryption,
-# no sha256 check), so an altered, re-encrypted or no longer decryptable file is never
-# answered from here; one entry, and only files up to _REMEMBER_BYTES, bound the memory.
+# came from and the keys in use, and answered only when the file holds that very
+# ciphertext (compared in full as it is read, a frame at a time: no digest to compute, no
+# decryption, no sha256 check, not even the whole file in memory), so an altered,
+# re-encrypted or no longer decryptable file is never answered from here; one entry, and
+# only files up to _REMEMBER_BYTES, bound the memory.
 _REMEMBER_BYTES = 512 * 2**20
 _LAST_PLAIN: dict = {}
 _LAST_PLAIN_LOCK = threading.Lock()
@@ -346,17 +347,23 @@ def _forget() -> None:
         _LAST_PLAIN.clear()
 
 
-def _remembered(relative_path: str, blob: bytes) -> bytes | None:
+def _remembered(relative_path: str, path: Path) -> bytes | None:
+    """The remembered plaintext of ``relative_path`` when the file at ``path`` holds the
+    ciphertext it was remembered with; None otherwise (or when it cannot be read)."""
     with _LAST_PLAIN_LOCK:
-        if (_LAST_PLAIN.get("key") != (relative_path, _keys_in_use())
-                or _LAST_PLAIN["size"] != len(blob)):
-            return None
-        position = 0
-        for piece in _LAST_PLAIN["ciphertext"]:
-            if not blob.startswith(piece, position):
+        entry = dict(_LAST_PLAIN)
+    if entry.get("key") != (relative_path, _keys_in_use()):
+        return None
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            if os.fstat(handle.fileno()).st_size != entry["size"]:
                 return None
-            position += len(piece)
-        return _LAST_PLAIN["plain"]
+            for piece in entry["ciphertext"]:
+                if handle.read(len(piece)) != piece:
+                    return None
+    except OSError:
+        return None
+    return entry["plain"]
 
 
 def stored_paths() -> Iterator[Path]:
