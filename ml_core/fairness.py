@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ml_core.spec import Banding, ColumnMapping, FairnessPolicy, ProblemSpec
+from ml_core.tables import factorize
 
 MISSING_GROUP = "missing"
 # Numeric attributes with more distinct values than this and no declared banding are
@@ -83,7 +84,7 @@ def _banded(series: pd.Series, banding: Banding | None) -> tuple[np.ndarray, np.
         values = series if everywhere else series[present]
         if pd.api.types.infer_dtype(values, skipna=True) == "string":
             # Text only: equal strings give equal labels, so each distinct one is cut once.
-            found, distinct = pd.factorize(values)
+            found, distinct = factorize(values)
             labels = np.asarray([str(v).strip() for v in distinct], dtype=object)
         else:
             found, labels = pd.factorize(np.asarray([str(v).strip() for v in values],

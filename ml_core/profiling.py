@@ -11,7 +11,7 @@ import pandas as pd
 from ml_core.data import feature_columns, label_text, level_counts
 from ml_core.fairness import band_counts
 from ml_core.spec import ColumnMapping, ProblemSpec
-from ml_core.tables import distinct_mean, first_present
+from ml_core.tables import distinct_mean, factorize, first_present
 
 HISTOGRAM_BINS = 10
 TOP_VALUES = 10
@@ -114,7 +114,7 @@ def _label_counts(series: pd.Series, limit: int | None = None, *,
         # Counted per value (in order of first appearance), then per label: label_text
         # runs once per distinct value (for strings it is the string stripped).
         strings = isinstance(series.dtype, pd.StringDtype)
-        codes, uniques = factorized if factorized is not None else pd.factorize(series)
+        codes, uniques = factorized if factorized is not None else factorize(series)
         numbers = np.bincount(codes[codes >= 0], minlength=len(uniques))
         raw = np.asarray(uniques, dtype=object)
         names = np.array([value.strip() if strings else label_text(value) for value in raw],
@@ -141,7 +141,7 @@ def _column_profile(series: pd.Series, *, role: str) -> dict:
         entry.update(_numeric_profile(series))
     else:
         # One factorisation gives the missing share, the distinct count and the counts.
-        codes, uniques = factorized = pd.factorize(series)
+        codes, uniques = factorized = factorize(series)
         entry["missing_share"] = float((codes < 0).mean()) if len(series) else 0.0
         entry["n_unique"] = len(uniques)
         entry["top_values"] = _top_values(series, factorized)

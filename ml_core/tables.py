@@ -679,7 +679,7 @@ def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, s
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return column, None
     text = column.astype(str)
-    codes, raw = pd.factorize(text)
+    codes, raw = factorize(text)
     raw = np.asarray(raw, dtype=object)
     # str.strip answers the string itself when there is nothing to strip.
     stripped = np.fromiter((value.strip() for value in raw), dtype=object, count=len(raw))
@@ -940,6 +940,14 @@ def _same_shape(cell: str, below: pd.Series) -> bool:
         return False
     shape = _shape(cell)
     return distinct_mean(below, lambda value: _shape(value) == shape) >= 0.5
+
+
+def factorize(values: pd.Series) -> tuple[np.ndarray, object]:
+    """``pd.factorize(values)`` (missing values coded -1); a text column is factorised
+    as its object array, a third faster than through pandas' string array."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return pd.factorize(values.to_numpy(dtype=object))
+    return pd.factorize(values)
 
 
 def first_present(series: pd.Series, n: int) -> pd.Series:

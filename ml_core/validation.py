@@ -34,7 +34,7 @@ from ml_core.spec import (
     TaskType,
     normalise_name,
 )
-from ml_core.tables import distinct_mean, first_present, name_skeleton
+from ml_core.tables import distinct_mean, factorize, first_present, name_skeleton
 
 MAX_LISTED_ROWS = 20
 # A hint at least this long also matches inside a longer name ("gender" in "applicant
@@ -329,7 +329,7 @@ def _check_numeric_text(frame: pd.DataFrame, column: str) -> ValidationIssue | N
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return None
     # Each distinct value is tried as a number once (a text column repeats its values).
-    codes, distinct = pd.factorize(
+    codes, distinct = factorize(
         values if isinstance(values.dtype, pd.StringDtype) else values.astype(str))
     present = codes >= 0
     if not present.any():
