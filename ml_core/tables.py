@@ -679,6 +679,14 @@ def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, s
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return column, None
     text = column.astype(str)
+    if _mostly_distinct(text):
+        # Ids, names, free text: as many distinct values as rows, so they are cleaned row
+        # by row, and numbered only when the first value says numbers or dates may follow.
+        values, first = _clean_rows(column, text)
+        if first is None:
+            return pd.Series(np.nan, index=column.index, dtype=float, name=column.name), None
+        if not (_is_number(first) or _LOCAL_NUMBER.fullmatch(first) or _date_like(first)):
+            return values, None
     codes, raw = factorize(text)
     raw = np.asarray(raw, dtype=object)
     # str.strip answers the string itself when there is nothing to strip.
@@ -719,6 +727,31 @@ def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, s
     if not missing.any() and whole:
         return numbers.astype(np.int64), note
     return numbers.astype(float), note
+
+
+def _mostly_distinct(text: pd.Series) -> bool:
+    """Whether more than half of the first HEADER_SAMPLE_ROWS values are distinct."""
+    head = text.iloc[:HEADER_SAMPLE_ROWS]
+    return head.nunique() * 2 > len(head)
+
+
+def _clean_rows(column: pd.Series, text: pd.Series) -> tuple[pd.Series, str | None]:
+    """``text`` (``column`` as strings) stripped and without missing markers, cell by cell
+    (``column`` itself when that changes nothing), and its first present value."""
+    rows = text.to_numpy(dtype=object)
+    present = ~pd.isna(rows)
+    cells = rows[present]
+    stripped = np.fromiter((value.strip() for value in cells), dtype=object, count=len(cells))
+    blank = pd.Index(stripped, dtype=object).isin(MISSING_MARKERS)
+    if not blank.any() and not (stripped != cells).any():
+        values = column if column.dtype == text.dtype else text
+        return values, (stripped[0] if len(stripped) else None)
+    stripped[blank] = np.nan
+    rows = rows.copy()
+    rows[present] = stripped
+    kept = stripped[~blank]
+    return (pd.Series(rows, index=column.index, name=column.name, dtype="str"),
+            kept[0] if len(kept) else None)
 
 
 def _spread(converted: pd.Series, codes: np.ndarray, values: pd.Series) -> pd.Series:
@@ -787,8 +820,7 @@ _DATE_SHAPES = {
 def _normalise_dates(values: pd.Series, present: pd.Series) -> tuple[pd.Series, str | None]:
     """A column of dates written in several formats, rewritten ``YYYY-MM-DD`` with a note;
     any other text column (or dates in one format) unchanged."""
-    if not _DATE_SHAPES["ymd"].match(present.iloc[0]) and not any(
-            shape.fullmatch(present.iloc[0]) for shape in _DATE_SHAPES.values()):
+    if not _date_like(present.iloc[0]):
         return values, None
     distinct = pd.unique(present)
     shapes: dict[str, str] = {}
@@ -815,6 +847,13 @@ def _normalise_dates(values: pd.Series, present: pd.Series) -> tuple[pd.Series, 
     return values.map(parsed).where(values.notna()), (
         f"dates written {len(written)} ways ({examples}); read as dates and written "
         f"YYYY-MM-DD ({order} in n/n/yyyy dates).")
+
+
+def _date_like(value: str) -> bool:
+    """Whether ``value`` has one of the date shapes (the first value of a column that
+    :func:`_normalise_dates` may rewrite)."""
+    return bool(_DATE_SHAPES["ymd"].match(value)) or any(
+        shape.fullmatch(value) for shape in _DATE_SHAPES.values())
 
 
 def _date_format(value: str, shape: str) -> str:
