@@ -124,8 +124,21 @@ def _label_counts(series: pd.Series, limit: int | None = None, *,
             merged = pd.Series(numbers).groupby(names, sort=False).sum()
             names, numbers = merged.index.to_numpy(dtype=object), merged.to_numpy()
         labels = names
-    order = np.argsort(-numbers, kind="stable")[:limit]
+    order = _commonest(np.asarray(numbers), limit)
     return {str(labels[i]): int(numbers[i]) for i in order}
+
+
+def _commonest(numbers: np.ndarray, limit: int | None) -> np.ndarray:
+    """Positions of ``numbers`` from the largest down, ties in order of position (a stable
+    sort of ``-numbers``); only the ``limit`` first when given, found without sorting all
+    (an id column has as many counts as rows)."""
+    if limit is not None and len(numbers) > limit:
+        kth = np.partition(numbers, len(numbers) - limit)[len(numbers) - limit]
+        above = np.flatnonzero(numbers > kth)
+        ties = np.flatnonzero(numbers == kth)[:limit - len(above)]
+        chosen = np.concatenate((above, ties))
+        return chosen[np.argsort(-numbers[chosen], kind="stable")]
+    return np.argsort(-numbers, kind="stable")[:limit]
 
 
 def _top_values(series: pd.Series, factorized: tuple[np.ndarray, object] | None = None
