@@ -373,16 +373,37 @@ def _check_groups(
     return issues
 
 
+def _up_to_two_values(values: pd.Series) -> tuple[int, object]:
+    """(0, 1 or 2 for more: how many distinct values ``values`` holds, its first present
+    value): one comparison with the first value, not a count."""
+    if values.dtype == object or (isinstance(values.dtype, pd.StringDtype)
+                                  and values.dtype.na_value is np.nan):
+        # Text: compared as it is; missing cells differ from any value, so only the cells
+        # that differ are looked at for one that is present.
+        raw = values.to_numpy(dtype=object)
+        first = next((value for value in raw if not pd.isna(value)), None)
+        if first is None:
+            return 0, None
+        try:
+            differs = np.asarray(raw != first, dtype=bool)
+        except (TypeError, ValueError):  # pd.NA among the values: the general way
+            differs = None
+        if differs is not None:
+            rest = raw[differs]
+            return 1 + bool(any((~pd.isna(rest[start:start + 1000])).any()
+                                for start in range(0, len(rest), 1000))), first
+    present = values.notna().to_numpy()
+    first = values.iloc[int(present.argmax())] if present.any() else None
+    if first is None:
+        return 0, None
+    # Missing cells filled with the first value, not dropped.
+    return 1 + bool((values.to_numpy(na_value=first) != first).any()), first
+
+
 def _check_constant(frame: pd.DataFrame, columns: list[str]) -> list[ValidationIssue]:
     issues = []
     for column in columns:
-        values = frame[column]
-        present = values.notna().to_numpy()
-        # Whether there are 0, 1 or more distinct values: one comparison, not a count (on
-        # the column's own array, missing cells filled with the first value, not dropped).
-        first = values.iloc[int(present.argmax())] if present.any() else None
-        distinct = 0 if first is None else 1 + bool(
-            (values.to_numpy(na_value=first) != first).any())
+        distinct, first = _up_to_two_values(frame[column])
         if distinct > 1:
             continue
         what = "no values" if distinct == 0 else f"the same value ('{first}') in every row"
