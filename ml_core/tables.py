@@ -655,16 +655,20 @@ def _repair_blank_names(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     return repaired
 
 
-def _missing_mask(values: pd.Series) -> pd.Series:
-    return values.isin(MISSING_MARKERS)
-
-
-def _numeric_share(values: pd.Series) -> float:
-    """Share of the non-missing stripped cells that are numbers."""
-    present = values[~_missing_mask(values)]
-    if present.empty:
-        return 0.0
-    return float(pd.to_numeric(present, errors="coerce").notna().mean())
+def _numeric_shares(columns: list[list]) -> list[float]:
+    """For each column (a list of stripped cells), the share of its non-missing cells that
+    are numbers (``pd.to_numeric`` of them all at once)."""
+    present = [[cell for cell in column if cell not in MISSING_MARKERS] for column in columns]
+    cells = [cell for column in present for cell in column]
+    if not cells:
+        return [0.0] * len(columns)
+    numbers = pd.to_numeric(pd.Series(cells, dtype="str"), errors="coerce").notna().to_numpy()
+    shares, start = [], 0
+    for column in present:
+        end = start + len(column)
+        shares.append(float(numbers[start:end].mean()) if column else 0.0)
+        start = end
+    return shares
 
 
 def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, str | None]:
@@ -942,16 +946,19 @@ def _looks_like_header(raw: pd.DataFrame) -> bool:
     if len(raw) < 2:
         first = [c.strip() for c in raw.iloc[0].tolist()]
         return not any(_is_number(c) for c in first if c not in MISSING_MARKERS)
-    first = raw.iloc[0].astype(str).str.strip()
-    rest = raw.iloc[1 : HEADER_SAMPLE_ROWS + 1]
+    # Plain lists of stripped cells, column by column, and every column's share of numbers
+    # from one conversion: a thousand rows do not need thirty rounds of pandas calls.
+    cells = raw.iloc[: HEADER_SAMPLE_ROWS + 1].to_numpy(dtype=object)
+    # (A missing cell, NaN, stays as it is.)
+    first = [cell.strip() if isinstance(cell, str) else cell for cell in cells[0]]
+    columns = [[cell.strip() if isinstance(cell, str) else cell for cell in cells[1:, j]]
+               for j in range(cells.shape[1])]
+    shares = _numeric_shares(columns)
     header_votes = data_votes = 0
     all_data_like = True
-    for j in range(raw.shape[1]):
-        cell = first.iloc[j]
-        below = rest.iloc[:, j].astype(str).str.strip()
+    for cell, below, share in zip(first, columns, shares, strict=True):
         if cell in MISSING_MARKERS:
             continue
-        share = _numeric_share(below)
         if share >= 0.8:
             if _is_number(cell):
                 data_votes += 1
@@ -959,7 +966,8 @@ def _looks_like_header(raw: pd.DataFrame) -> bool:
                 header_votes += 1
                 all_data_like = False
             continue
-        if not ((below == cell).any() or _same_shape(cell, below)):
+        if not ((isinstance(cell, str) and cell in set(below))
+                or _same_shape(cell, pd.Series(below, dtype="str"))):
             all_data_like = False
     if header_votes or data_votes:
         return header_votes > data_votes
