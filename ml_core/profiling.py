@@ -11,7 +11,7 @@ import pandas as pd
 from ml_core.data import feature_columns, label_text, level_counts
 from ml_core.fairness import band_counts
 from ml_core.spec import ColumnMapping, ProblemSpec
-from ml_core.tables import distinct_mean, factorize, first_present
+from ml_core.tables import distinct_means, factorize, first_present
 
 HISTOGRAM_BINS = 10
 TOP_VALUES = 10
@@ -37,9 +37,11 @@ def _kind(series: pd.Series) -> str:
         return "categorical"
     # Only a sample is looked at: cleaning the whole column cost more than the profile.
     sample = values.astype(str).str.strip()
-    if distinct_mean(sample, lambda value: bool(_DATE.match(value))) >= 0.9:
+    dates, words = distinct_means(sample, (lambda value: bool(_DATE.match(value)),
+                                           lambda value: len(value.split())))
+    if dates >= 0.9:
         return "datetime"
-    if distinct_mean(sample, lambda value: len(value.split())) >= TEXT_MIN_MEAN_WORDS:
+    if words >= TEXT_MIN_MEAN_WORDS:
         return "text"
     return "categorical"
 

@@ -24,6 +24,7 @@ import re
 import unicodedata
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -1009,7 +1010,14 @@ def first_present(series: pd.Series, n: int) -> pd.Series:
 def distinct_mean(values: pd.Series, measure) -> float:
     """The mean of ``measure(value)`` over ``values`` (a share, when it answers True or
     False), with ``measure`` run once per distinct value: columns repeat their values."""
+    return next(distinct_means(values, (measure,)))
+
+
+def distinct_means(values: pd.Series, measures) -> Iterator[float]:
+    """:func:`distinct_mean` of each of ``measures`` in turn (lazily, so a caller may stop
+    at the first that answers), the distinct values counted once for all."""
     counts = values.value_counts(sort=False, dropna=False)
-    measured = np.fromiter(map(measure, counts.index.to_numpy(dtype=object)), dtype=float,
-                           count=len(counts))
-    return float((measured * counts.to_numpy()).sum() / len(values))
+    distinct, weights = counts.index.to_numpy(dtype=object), counts.to_numpy()
+    for measure in measures:
+        measured = np.fromiter(map(measure, distinct), dtype=float, count=len(distinct))
+        yield float((measured * weights).sum() / len(values))

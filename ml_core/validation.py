@@ -34,7 +34,7 @@ from ml_core.spec import (
     TaskType,
     normalise_name,
 )
-from ml_core.tables import distinct_mean, factorize, first_present, name_skeleton
+from ml_core.tables import distinct_means, factorize, first_present, name_skeleton
 
 MAX_LISTED_ROWS = 20
 # A hint at least this long also matches inside a longer name ("gender" in "applicant
@@ -651,8 +651,8 @@ def _kind_by_values(values: pd.Series) -> tuple[str, float] | None:
     sample = sample[sample != ""]
     if len(sample) < _MIN_VALUES:
         return None
-    for kind, test in _VALUE_TESTS:
-        share = distinct_mean(sample, test)
+    shares = distinct_means(sample, (test for _, test in _VALUE_TESTS))
+    for (kind, _), share in zip(_VALUE_TESTS, shares, strict=True):
         if share >= IDENTIFIER_SHARE:
             return kind, share
     return None
