@@ -52,9 +52,11 @@ def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
 
 
-def _banded(series: pd.Series, banding: Banding | None) -> tuple[np.ndarray, np.ndarray]:
+def _banded(series: pd.Series, banding: Banding | None,
+            factorized: tuple[np.ndarray, object] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(codes, labels): the group of row ``i`` is ``labels[codes[i]]`` (see :func:`band`).
-    Labels may repeat (values that only differ by spaces) and some may be unused."""
+    Labels may repeat (values that only differ by spaces) and some may be unused.
+    ``factorized`` is ``factorize(series)`` when the caller has it."""
     present = series.notna().to_numpy()
     codes = np.zeros(len(series), dtype=np.intp)
     if not present.any():
@@ -84,7 +86,11 @@ def _banded(series: pd.Series, banding: Banding | None) -> tuple[np.ndarray, np.
         values = series if everywhere else series[present]
         if pd.api.types.infer_dtype(values, skipna=True) == "string":
             # Text only: equal strings give equal labels, so each distinct one is cut once.
-            found, distinct = factorize(values)
+            if factorized is None:
+                found, distinct = factorize(values)
+            else:
+                found, distinct = factorized
+                found = found if everywhere else found[present]
             labels = np.asarray([str(v).strip() for v in distinct], dtype=object)
         else:
             found, labels = pd.factorize(np.asarray([str(v).strip() for v in values],
@@ -110,10 +116,12 @@ def band(series: pd.Series, banding: Banding | None) -> pd.Series:
     return pd.Series(labels[codes], index=series.index, name=series.name, dtype=object)
 
 
-def band_counts(series: pd.Series, banding: Banding | None) -> pd.Series:
+def band_counts(series: pd.Series, banding: Banding | None,
+                factorized: tuple[np.ndarray, object] | None = None) -> pd.Series:
     """Rows per group of :func:`band` (``band(series, banding).value_counts()``, in no
-    particular order), counted on the groups' codes rather than on their labels."""
-    codes, labels = _banded(series, banding)
+    particular order), counted on the groups' codes rather than on their labels.
+    ``factorized`` is ``factorize(series)`` when the caller has it."""
+    codes, labels = _banded(series, banding, factorized)
     counts = pd.Series(np.bincount(codes, minlength=len(labels)), index=labels)
     counts = counts[counts > 0]
     return counts.groupby(level=0, sort=False).sum() if not counts.index.is_unique else counts

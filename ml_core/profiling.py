@@ -11,7 +11,7 @@ import pandas as pd
 from ml_core.data import feature_columns, label_text, level_counts
 from ml_core.fairness import band_counts
 from ml_core.spec import ColumnMapping, ProblemSpec
-from ml_core.tables import distinct_means, factorize, first_present
+from ml_core.tables import ColumnCodes, distinct_means, factorize, first_present
 
 HISTOGRAM_BINS = 10
 TOP_VALUES = 10
@@ -149,21 +149,23 @@ def _top_values(series: pd.Series, factorized: tuple[np.ndarray, object] | None 
         series, TOP_VALUES, factorized=factorized).items()]
 
 
-def _column_profile(series: pd.Series, *, role: str) -> dict:
+def _column_profile(series: pd.Series, *, role: str, known: ColumnCodes | None = None) -> dict:
     kind = _kind(series)
     entry = {"name": str(series.name), "dtype": kind, "role": role}
     if kind == "numeric":
         entry.update(_numeric_profile(series))
     else:
         # One factorisation gives the missing share, the distinct count and the counts.
-        codes, uniques = factorized = factorize(series)
+        factorized = factorize(series) if known is None else known(series.name)
+        codes, uniques = factorized
         entry["missing_share"] = float((codes < 0).mean()) if len(series) else 0.0
         entry["n_unique"] = len(uniques)
         entry["top_values"] = _top_values(series, factorized)
     return entry
 
 
-def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> dict:
+def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec, *,
+            codes: ColumnCodes | None = None) -> dict:
     """Summarise ``frame`` for people: per column its kind, role, missing share, distinct
     values and a 10-bin histogram (numeric) or its 10 commonest values (otherwise); the
     target's class counts; and the size of every (banded) group of each sensitive column.
@@ -171,12 +173,14 @@ def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> d
     ``dtype`` is one of ``numeric``, ``categorical``, ``text``, ``datetime``; ``role`` one
     of ``target``, ``id``, ``sensitive``, ``exclude``, ``feature``, ``unused``. Columns
     named in the mapping but absent from ``frame`` are skipped (validation reports them).
-    Everything returned is JSON-ready (no NaN).
+    Everything returned is JSON-ready (no NaN). ``codes`` shares the text columns'
+    factorisations with other steps (validation) on the same rows.
     """
+    codes = ColumnCodes(frame) if codes is None else codes
     present = {str(column) for column in frame.columns}
     features = set(feature_columns(frame, mapping))
     columns = [
-        _column_profile(frame[column], role=_role(str(column), mapping, features))
+        _column_profile(frame[column], role=_role(str(column), mapping, features), known=codes)
         for column in frame.columns
     ]
     target_balance: dict[str, int] = {}
@@ -188,7 +192,7 @@ def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> d
     for column in mapping.sensitive:
         if column not in present:
             continue
-        counts = band_counts(frame[column], spec.banding_for(column))
+        counts = band_counts(frame[column], spec.banding_for(column), codes.of_text(column))
         groups[column] = {str(group): int(n) for group, n in sorted(counts.items())}
     return {
         "rows": int(len(frame)),

@@ -998,6 +998,28 @@ def factorize(values: pd.Series) -> tuple[np.ndarray, object]:
     return pd.factorize(values)
 
 
+class ColumnCodes:
+    """Each column's :func:`factorize`, computed the first time it is asked for, so that the
+    checks and the profile of one table hash a text column once between them."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame = frame
+        self._codes: dict = {}
+
+    def __call__(self, column) -> tuple[np.ndarray, object]:
+        if column not in self._codes:
+            self._codes[column] = factorize(self._frame[column])
+        return self._codes[column]
+
+    def __contains__(self, column) -> bool:
+        """Whether ``column`` was factorised already."""
+        return column in self._codes
+
+    def of_text(self, column) -> tuple[np.ndarray, object] | None:
+        """``self(column)`` for a text column; None for any other."""
+        return self(column) if isinstance(self._frame[column].dtype, pd.StringDtype) else None
+
+
 def first_present(series: pd.Series, n: int) -> pd.Series:
     """The first ``n`` non-missing values of ``series`` (``series.dropna().iloc[:n]``),
     looking at the whole column only when its first rows hold too few."""

@@ -34,7 +34,13 @@ from ml_core.spec import (
     TaskType,
     normalise_name,
 )
-from ml_core.tables import distinct_means, factorize, first_present, name_skeleton
+from ml_core.tables import (
+    ColumnCodes,
+    distinct_means,
+    factorize,
+    first_present,
+    name_skeleton,
+)
 
 MAX_LISTED_ROWS = 20
 # A hint at least this long also matches inside a longer name ("gender" in "applicant
@@ -324,13 +330,13 @@ def _check_target(
     return issues
 
 
-def _check_numeric_text(frame: pd.DataFrame, column: str) -> ValidationIssue | None:
+def _check_numeric_text(frame: pd.DataFrame, column: str, known: ColumnCodes
+                        ) -> ValidationIssue | None:
     values = frame[column]
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return None
     # Each distinct value is tried as a number once (a text column repeats its values).
-    codes, distinct = factorize(
-        values if isinstance(values.dtype, pd.StringDtype) else values.astype(str))
+    codes, distinct = known.of_text(column) or factorize(values.astype(str))
     present = codes >= 0
     if not present.any():
         return None
@@ -354,12 +360,12 @@ def _check_numeric_text(frame: pd.DataFrame, column: str) -> ValidationIssue | N
 
 
 def _check_groups(
-    frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+    frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec, codes: ColumnCodes
 ) -> list[ValidationIssue]:
     issues = []
     minimum = spec.fairness.min_group_size
     for column in mapping.sensitive:
-        counts = band_counts(frame[column], spec.banding_for(column))
+        counts = band_counts(frame[column], spec.banding_for(column), codes.of_text(column))
         for group, size in sorted(counts.items()):
             if size < minimum:
                 issues.append(ValidationIssue(
@@ -400,10 +406,16 @@ def _up_to_two_values(values: pd.Series) -> tuple[int, object]:
     return 1 + bool((values.to_numpy(na_value=first) != first).any()), first
 
 
-def _check_constant(frame: pd.DataFrame, columns: list[str]) -> list[ValidationIssue]:
+def _check_constant(frame: pd.DataFrame, columns: list[str], codes: ColumnCodes | None = None
+                    ) -> list[ValidationIssue]:
     issues = []
     for column in columns:
-        distinct, first = _up_to_two_values(frame[column])
+        if codes is not None and column in codes:
+            # Factorised already: its distinct values, in order of first appearance.
+            uniques = codes(column)[1]
+            distinct, first = min(len(uniques), 2), (uniques[0] if len(uniques) else None)
+        else:
+            distinct, first = _up_to_two_values(frame[column])
         if distinct > 1:
             continue
         what = "no values" if distinct == 0 else f"the same value ('{first}') in every row"
@@ -415,7 +427,8 @@ def _check_constant(frame: pd.DataFrame, columns: list[str]) -> list[ValidationI
 
 
 def validate(
-    frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+    frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec, *,
+    codes: ColumnCodes | None = None,
 ) -> list[ValidationIssue]:
     """Check ``frame`` under ``mapping`` for ``spec``; an empty list means trainable.
 
@@ -425,7 +438,10 @@ def validate(
     ``text_in_numeric``, ``infinite_values``. Warnings do not: ``small_group`` (a banded
     sensitive group below ``spec.fairness.min_group_size``), ``constant_column``,
     ``id_not_unique``.
+
+    ``codes`` shares the text columns' factorisations with other steps (the profile).
     """
+    codes = ColumnCodes(frame) if codes is None else codes
     issues: list[ValidationIssue] = []
     if not mapping.target and _target_required(spec):
         issues.append(ValidationIssue(
@@ -449,7 +465,7 @@ def validate(
     features = [c for c in feature_columns(frame, mapping)
                 if c in present and c != mapping.target and c not in role_columns]
     for column in features:
-        issue = _check_numeric_text(frame, column)
+        issue = _check_numeric_text(frame, column, codes)
         if issue is not None:
             issues.append(issue)
     if mapping.id in present and not frame[mapping.id].is_unique:
@@ -462,11 +478,11 @@ def validate(
     known_sensitive = ColumnMapping(
         target=mapping.target, sensitive=tuple(c for c in mapping.sensitive if c in present)
     )
-    issues.extend(_check_groups(frame, known_sensitive, spec))
+    issues.extend(_check_groups(frame, known_sensitive, spec, codes))
     used = list(dict.fromkeys(features + list(known_sensitive.sensitive)))
     checked = used + ([mapping.target] if mapping.target in present else [])
     issues.extend(_check_non_finite(frame, list(dict.fromkeys(checked))))
-    issues.extend(_check_constant(frame, used))
+    issues.extend(_check_constant(frame, used, codes))
     if spec.model_family != "tabular_mlp":
         # Imported here: family modules import this one for ValidationIssue.
         from ml_core.families import validator_for
