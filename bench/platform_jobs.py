@@ -129,10 +129,12 @@ def ingest(args: dict) -> dict:
     return out
 
 
-BREAKDOWN = ("upload_dataset", "store_upload", "read_table", "suggest_mapping",
-             "confirm_mapping", "load_frame", "validate", "profile", "log_action",
-             "_clean_column", "_check_ragged", "_parse", "_check_numeric_text",
-             "_check_target", "_column_profile")
+BREAKDOWN = ("upload_dataset", "store_upload", "encrypt_chunks", "read_stored", "decrypt",
+             "read_table", "_decode", "_check_shape", "_looks_like_header", "_parse",
+             "_clean_column", "find_identifiers", "suggest_mapping", "confirm_mapping",
+             "load_frame", "validate", "_check_numeric_text", "_check_constant",
+             "_check_target", "band_counts", "profile", "_column_profile",
+             "_numeric_profile", "_label_counts", "log_action")
 
 
 def breakdown(path: Path, user) -> dict:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ml_core.spec import Banding, ColumnMapping, FairnessPolicy, ProblemSpec
+from ml_core.tables import factorize
 
 MISSING_GROUP = "missing"
 # Numeric attributes with more distinct values than this and no declared banding are
@@ -39,14 +40,68 @@ def _band_labels(edges: list[float], integer_style: bool) -> list[str]:
     return labels
 
 
-def _cut(values: np.ndarray, edges: list[float], integer_style: bool) -> np.ndarray:
+def _cut(edges: list[float], integer_style: bool, values: np.ndarray
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """(the interval of each value, the intervals' labels)."""
     labels = np.asarray(_band_labels(edges, integer_style), dtype=object)
     # side="right": a value equal to an edge belongs to the interval starting there.
-    return labels[np.searchsorted(np.asarray(edges, dtype=float), values, side="right")]
+    return np.searchsorted(np.asarray(edges, dtype=float), values, side="right"), labels
 
 
 def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def _banded(series: pd.Series, banding: Banding | None,
+            factorized: tuple[np.ndarray, object] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, labels): the group of row ``i`` is ``labels[codes[i]]`` (see :func:`band`).
+    Labels may repeat (values that only differ by spaces) and some may be unused.
+    ``factorized`` is ``factorize(series)`` when the caller has it."""
+    present = series.notna().to_numpy()
+    codes = np.zeros(len(series), dtype=np.intp)
+    if not present.any():
+        return codes, np.array([MISSING_GROUP], dtype=object)
+    everywhere = bool(present.all())
+    if _is_numeric(series):
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+        values = values if everywhere else values[present]
+        if banding is not None and banding.edges:
+            edges = sorted(float(e) for e in banding.edges)
+            found, labels = _cut(edges, all(e.is_integer() for e in edges), values)
+        else:
+            found = labels = None
+            if len(np.unique(values)) > MAX_DISTINCT_UNBANDED:
+                integral = bool(np.all(np.mod(values, 1) == 0))
+                quartiles = np.quantile(values, [0.25, 0.5, 0.75])
+                if integral:
+                    # For whole numbers, "< 27.5" and "< 28" select the same rows.
+                    quartiles = np.ceil(quartiles)
+                edges = sorted({float(q) for q in quartiles if q > values.min()})
+                if edges:
+                    found, labels = _cut(edges, integral, values)
+            if labels is None:
+                distinct, found = np.unique(values, return_inverse=True)
+                labels = np.asarray([_fmt(v) for v in distinct], dtype=object)
+    else:
+        values = series if everywhere else series[present]
+        if pd.api.types.infer_dtype(values, skipna=True) == "string":
+            # Text only: equal strings give equal labels, so each distinct one is cut once.
+            if factorized is None:
+                found, distinct = factorize(values)
+            else:
+                found, distinct = factorized
+                found = found if everywhere else found[present]
+            labels = np.asarray([str(v).strip() for v in distinct], dtype=object)
+        else:
+            found, labels = pd.factorize(np.asarray([str(v).strip() for v in values],
+                                                    dtype=object))
+            labels = np.asarray(labels, dtype=object)
+    if everywhere:
+        codes = np.asarray(found, dtype=np.intp)
+    else:
+        codes[:] = len(labels)
+        codes[present] = found
+    return codes, np.append(labels, MISSING_GROUP)
 
 
 def band(series: pd.Series, banding: Banding | None) -> pd.Series:
@@ -57,38 +112,19 @@ def band(series: pd.Series, banding: Banding | None) -> pd.Series:
     10 distinct values: quartile bands. Anything else: ``str(value)`` (integral floats
     without ``.0``). Missing values become ``"missing"``. Index and name are kept.
     """
-    out = pd.Series(MISSING_GROUP, index=series.index, name=series.name, dtype=object)
-    present = series.notna().to_numpy()
-    if not present.any():
-        return out
-    if _is_numeric(series):
-        values = series.to_numpy(dtype=float, na_value=np.nan)[present]
-        if banding is not None and banding.edges:
-            edges = sorted(float(e) for e in banding.edges)
-            integer_style = all(e.is_integer() for e in edges)
-            out.loc[present] = _cut(values, edges, integer_style)
-            return out
-        if len(np.unique(values)) > MAX_DISTINCT_UNBANDED:
-            integral = bool(np.all(np.mod(values, 1) == 0))
-            quartiles = np.quantile(values, [0.25, 0.5, 0.75])
-            if integral:
-                # For whole numbers, "< 27.5" and "< 28" select the same rows.
-                quartiles = np.ceil(quartiles)
-            edges = sorted({float(q) for q in quartiles if q > values.min()})
-            if edges:
-                out.loc[present] = _cut(values, edges, integral)
-                return out
-        distinct, inverse = np.unique(values, return_inverse=True)
-        out.loc[present] = np.asarray([_fmt(v) for v in distinct], dtype=object)[inverse]
-        return out
-    values = series[present]
-    if pd.api.types.infer_dtype(values, skipna=True) == "string":
-        # Text only: equal strings give equal labels, so each distinct one is cut once.
-        codes, distinct = pd.factorize(values)
-        out.loc[present] = np.asarray([str(v).strip() for v in distinct], dtype=object)[codes]
-        return out
-    out.loc[present] = [str(v).strip() for v in values]
-    return out
+    codes, labels = _banded(series, banding)
+    return pd.Series(labels[codes], index=series.index, name=series.name, dtype=object)
+
+
+def band_counts(series: pd.Series, banding: Banding | None,
+                factorized: tuple[np.ndarray, object] | None = None) -> pd.Series:
+    """Rows per group of :func:`band` (``band(series, banding).value_counts()``, in no
+    particular order), counted on the groups' codes rather than on their labels.
+    ``factorized`` is ``factorize(series)`` when the caller has it."""
+    codes, labels = _banded(series, banding, factorized)
+    counts = pd.Series(np.bincount(codes, minlength=len(labels)), index=labels)
+    counts = counts[counts > 0]
+    return counts.groupby(level=0, sort=False).sum() if not counts.index.is_unique else counts
 
 
 def sensitive_frame(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> pd.DataFrame:

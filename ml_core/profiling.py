@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from ml_core.data import feature_columns, label_text, level_counts
-from ml_core.fairness import band
+from ml_core.fairness import band_counts
 from ml_core.spec import ColumnMapping, ProblemSpec
-from ml_core.tables import distinct_mean
+from ml_core.tables import ColumnCodes, distinct_means, factorize, first_present
 
 HISTOGRAM_BINS = 10
 TOP_VALUES = 10
@@ -21,6 +21,8 @@ MAX_BALANCE_CLASSES = 20
 _DATE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
 # Free text (notes, complaints) as opposed to category labels: several words on average.
 TEXT_MIN_MEAN_WORDS = 3.0
+# Values a text column's kind is judged on.
+KIND_SAMPLE = 1000
 
 
 def _kind(series: pd.Series) -> str:
@@ -30,14 +32,16 @@ def _kind(series: pd.Series) -> str:
         return "numeric"
     if pd.api.types.is_datetime64_any_dtype(series):
         return "datetime"
-    values = series.dropna()
+    values = first_present(series, KIND_SAMPLE)
     if values.empty:
         return "categorical"
     # Only a sample is looked at: cleaning the whole column cost more than the profile.
-    sample = values.iloc[:1000].astype(str).str.strip()
-    if distinct_mean(sample, lambda value: bool(_DATE.match(value))) >= 0.9:
+    # Each distinct value is stripped once, by the measures themselves.
+    dates, words = distinct_means(values.astype(str), (
+        lambda value: bool(_DATE.match(value.strip())), lambda value: len(value.split())))
+    if dates >= 0.9:
         return "datetime"
-    if distinct_mean(sample, lambda value: len(value.split())) >= TEXT_MIN_MEAN_WORDS:
+    if words >= TEXT_MIN_MEAN_WORDS:
         return "text"
     return "categorical"
 
@@ -59,8 +63,8 @@ def _number(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _histogram(series: pd.Series) -> dict:
-    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+def _histogram(values: np.ndarray) -> dict:
+    """Ten bins over the finite ``values``."""
     values = values[np.isfinite(values)]
     if values.size == 0:
         return {"bins": [], "counts": []}
@@ -68,33 +72,52 @@ def _histogram(series: pd.Series) -> dict:
     return {"bins": [float(e) for e in edges], "counts": [int(c) for c in counts]}
 
 
-def _stats(series: pd.Series) -> dict:
-    values = pd.to_numeric(series, errors="coerce").dropna().astype(float)
-    if values.empty:
+def _stats(values: np.ndarray) -> dict:
+    """Min, max, mean and (population) standard deviation of the non-missing ``values``,
+    computed as pandas' ``Series.mean`` and ``Series.std(ddof=0)`` do."""
+    if values.size == 0:
         return {"min": None, "max": None, "mean": None, "std": None}
+    mean = values.sum(dtype=np.float64) / values.size
+    with np.errstate(invalid="ignore", over="ignore"):  # inf gives nan, reported as None
+        std = np.sqrt(((mean - values) ** 2).sum(dtype=np.float64) / values.size)
     return {
         "min": _number(values.min()),
         "max": _number(values.max()),
-        "mean": _number(values.mean()),
-        "std": _number(values.std(ddof=0)),
+        "mean": _number(mean),
+        "std": _number(std),
     }
 
 
-def _label_counts(series: pd.Series, limit: int | None = None) -> dict[str, int]:
+def _numeric_profile(series: pd.Series) -> dict:
+    """Missing share, distinct count, histogram and stats of a numeric column, from one
+    float copy of it."""
+    values = series.to_numpy(dtype=float, na_value=np.nan)
+    missing = np.isnan(values)
+    present = values[~missing] if missing.any() else values
+    return {
+        "missing_share": float(missing.mean()) if len(values) else 0.0,
+        "n_unique": int(series.nunique(dropna=True)),
+        "histogram": _histogram(present),
+        "stats": _stats(present),
+    }
+
+
+def _label_counts(series: pd.Series, limit: int | None = None, *,
+                  factorized: tuple[np.ndarray, object] | None = None) -> dict[str, int]:
     """Rows per label (``label_text``) among the non-missing values, commonest first
-    (ties in order of first appearance); the ``limit`` commonest when given."""
-    present = series.dropna()
-    if pd.api.types.infer_dtype(present, skipna=True) in ("mixed", "mixed-integer"):
+    (ties in order of first appearance); the ``limit`` commonest when given.
+    ``factorized`` is ``pd.factorize(series)`` when the caller has it."""
+    if pd.api.types.infer_dtype(series, skipna=True) in ("mixed", "mixed-integer"):
         # Hashing would merge True with 1, whose labels differ: the per-row path.
-        merged = level_counts(present)
+        merged = level_counts(series.dropna())
         labels, numbers = list(merged), np.fromiter(merged.values(), dtype=np.int64,
                                                     count=len(merged))
     else:
         # Counted per value (in order of first appearance), then per label: label_text
         # runs once per distinct value (for strings it is the string stripped).
-        strings = isinstance(present.dtype, pd.StringDtype)
-        codes, uniques = pd.factorize(present.to_numpy(dtype=object) if strings else present)
-        numbers = np.bincount(codes, minlength=len(uniques))
+        strings = isinstance(series.dtype, pd.StringDtype)
+        codes, uniques = factorized if factorized is not None else factorize(series)
+        numbers = np.bincount(codes[codes >= 0], minlength=len(uniques))
         raw = np.asarray(uniques, dtype=object)
         names = np.array([value.strip() if strings else label_text(value) for value in raw],
                          dtype=object)
@@ -103,32 +126,46 @@ def _label_counts(series: pd.Series, limit: int | None = None) -> dict[str, int]
             merged = pd.Series(numbers).groupby(names, sort=False).sum()
             names, numbers = merged.index.to_numpy(dtype=object), merged.to_numpy()
         labels = names
-    order = np.argsort(-numbers, kind="stable")[:limit]
+    order = _commonest(np.asarray(numbers), limit)
     return {str(labels[i]): int(numbers[i]) for i in order}
 
 
-def _top_values(series: pd.Series) -> list[list]:
-    return [[value, count] for value, count in _label_counts(series, TOP_VALUES).items()]
+def _commonest(numbers: np.ndarray, limit: int | None) -> np.ndarray:
+    """Positions of ``numbers`` from the largest down, ties in order of position (a stable
+    sort of ``-numbers``); only the ``limit`` first when given, found without sorting all
+    (an id column has as many counts as rows)."""
+    if limit is not None and len(numbers) > limit:
+        kth = np.partition(numbers, len(numbers) - limit)[len(numbers) - limit]
+        above = np.flatnonzero(numbers > kth)
+        ties = np.flatnonzero(numbers == kth)[:limit - len(above)]
+        chosen = np.concatenate((above, ties))
+        return chosen[np.argsort(-numbers[chosen], kind="stable")]
+    return np.argsort(-numbers, kind="stable")[:limit]
 
 
-def _column_profile(series: pd.Series, *, role: str) -> dict:
+def _top_values(series: pd.Series, factorized: tuple[np.ndarray, object] | None = None
+                ) -> list[list]:
+    return [[value, count] for value, count in _label_counts(
+        series, TOP_VALUES, factorized=factorized).items()]
+
+
+def _column_profile(series: pd.Series, *, role: str, known: ColumnCodes | None = None) -> dict:
     kind = _kind(series)
-    entry = {
-        "name": str(series.name),
-        "dtype": kind,
-        "role": role,
-        "missing_share": float(series.isna().mean()) if len(series) else 0.0,
-        "n_unique": int(series.nunique(dropna=True)),
-    }
+    entry = {"name": str(series.name), "dtype": kind, "role": role}
     if kind == "numeric":
-        entry["histogram"] = _histogram(series)
-        entry["stats"] = _stats(series)
+        entry.update(_numeric_profile(series))
     else:
-        entry["top_values"] = _top_values(series)
+        # One factorisation gives the missing share, the distinct count and the counts.
+        factorized = factorize(series) if known is None else known(series.name)
+        codes, uniques = factorized
+        entry["missing_share"] = float((codes < 0).mean()) if len(series) else 0.0
+        entry["n_unique"] = len(uniques)
+        entry["top_values"] = _top_values(series, factorized)
     return entry
 
 
-def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> dict:
+def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec, *,
+            codes: ColumnCodes | None = None) -> dict:
     """Summarise ``frame`` for people: per column its kind, role, missing share, distinct
     values and a 10-bin histogram (numeric) or its 10 commonest values (otherwise); the
     target's class counts; and the size of every (banded) group of each sensitive column.
@@ -136,12 +173,14 @@ def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> d
     ``dtype`` is one of ``numeric``, ``categorical``, ``text``, ``datetime``; ``role`` one
     of ``target``, ``id``, ``sensitive``, ``exclude``, ``feature``, ``unused``. Columns
     named in the mapping but absent from ``frame`` are skipped (validation reports them).
-    Everything returned is JSON-ready (no NaN).
+    Everything returned is JSON-ready (no NaN). ``codes`` shares the text columns'
+    factorisations with other steps (validation) on the same rows.
     """
+    codes = ColumnCodes(frame) if codes is None else codes
     present = {str(column) for column in frame.columns}
     features = set(feature_columns(frame, mapping))
     columns = [
-        _column_profile(frame[column], role=_role(str(column), mapping, features))
+        _column_profile(frame[column], role=_role(str(column), mapping, features), known=codes)
         for column in frame.columns
     ]
     target_balance: dict[str, int] = {}
@@ -153,7 +192,7 @@ def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec) -> d
     for column in mapping.sensitive:
         if column not in present:
             continue
-        counts = band(frame[column], spec.banding_for(column)).value_counts()
+        counts = band_counts(frame[column], spec.banding_for(column), codes.of_text(column))
         groups[column] = {str(group): int(n) for group, n in sorted(counts.items())}
     return {
         "rows": int(len(frame)),

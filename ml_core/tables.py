@@ -24,6 +24,7 @@ import re
 import unicodedata
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,16 +132,19 @@ def read_table(
     """
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
     text, used_encoding = _decode(data, encoding)
+    # What the parser reads: the text as UTF-8, which a UTF-8 file already is.
+    encoded = data if used_encoding == "utf-8" else None
     # One line convention from here on, so that reported line numbers are the file's.
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.strip():
+        encoded = None
+    if _blank(text):
         raise TableReadError("empty", "The file is empty.")
 
     delimiter = _normalise_sep(sep) if sep is not None else _sniff_delimiter(text)
-    left_to_parser = _check_shape(text, delimiter, max_columns=max_columns)
+    left_to_parser = _check_shape(text, delimiter, max_columns=max_columns, encoded=encoded)
     try:
-        frame, header, notes = _read_rows(text, delimiter, header)
+        frame, header, notes = _read_rows(text, delimiter, header, encoded)
     except TableReadError:
         if left_to_parser:
             # The parser stops at a line longer than the first ones: name every odd line.
@@ -153,10 +157,12 @@ def read_table(
     return frame, options
 
 
-def _read_rows(text: str, delimiter: str, header: bool | None
+def _read_rows(text: str, delimiter: str, header: bool | None, encoded: bytes | None = None
                ) -> tuple[pd.DataFrame, bool, list[str]]:
-    """The table of a text whose shape was checked: (frame, header, notes)."""
-    encoded = text.encode("utf-8")  # what the parser reads, encoded once
+    """The table of a text whose shape was checked: (frame, header, notes). ``encoded`` is
+    ``text`` as UTF-8 when the caller has it."""
+    if encoded is None:
+        encoded = text.encode("utf-8")  # what the parser reads, encoded once
     # Header detection and column names only need the first rows, read as plain strings.
     sample = _parse(text, encoded, delimiter, header=False, as_strings=True,
                     nrows=HEADER_SAMPLE_ROWS + 1)
@@ -177,20 +183,47 @@ def _read_rows(text: str, delimiter: str, header: bool | None
             "no_rows", "The file has a header but no data rows." if header
             else "The file has no data rows.",
         )
-    # By position: blank names may repeat until they are repaired below.
-    cleaned = [_clean_column(frame.iloc[:, k], delimiter) for k in range(frame.shape[1])]
-    frame = pd.concat([column for column, _ in cleaned], axis=1, ignore_index=True)
+    # By position: blank names may repeat until they are repaired below. Only the columns
+    # that cleaning changed are replaced; the parser's blocks are kept, not copied.
+    column_notes = []
+    for k in range(frame.shape[1]):
+        column = frame.iloc[:, k]
+        clean, note = _clean_column(column, delimiter)
+        if clean is not column:
+            frame.isetitem(k, clean)
+        column_notes.append(note)
     frame.columns = names
     _check_cell_lengths(encoded, frame, header=bool(header))
-    notes.extend(f"Column '{name}': {note}" for name, (_, note) in zip(names, cleaned,
-                                                                        strict=True) if note)
+    notes.extend(f"Column '{name}': {note}" for name, note in zip(names, column_notes,
+                                                                  strict=True) if note)
     if header:
         frame = _repair_blank_names(frame, notes)
     return frame, bool(header), notes
 
 
+def _blank(text: str | bytes) -> bool:
+    """Whether ``text`` holds nothing but white space (``not text.strip()``, without copying
+    a large text)."""
+    return not text or text.isspace()
+
+
+def _first_lines(text: str, n: int) -> list[str]:
+    """``text.split("\n", n)[:n]``, without copying the rest of a large text as ``split``
+    does with its last part."""
+    lines: list[str] = []
+    start = 0
+    while len(lines) < n:
+        end = text.find("\n", start)
+        if end < 0:
+            lines.append(text[start:])
+            break
+        lines.append(text[start:end])
+        start = end + 1
+    return lines
+
+
 def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
-    if not data.strip():
+    if _blank(data):
         raise TableReadError("empty", "The file is empty.")
     _refuse_other_formats(data)
     if encoding is not None:
@@ -313,7 +346,7 @@ def _field_counts(lines: list[str], delimiter: str) -> list[int]:
 
 
 def _sniff_delimiter(text: str) -> str:
-    lines = [line for line in text.split("\n", SNIFF_LINES * 2)[: SNIFF_LINES * 2] if line.strip()]
+    lines = [line for line in _first_lines(text, SNIFF_LINES * 2) if line.strip()]
     lines = lines[:SNIFF_LINES]
     best, best_share = ",", 0.0
     for candidate in DELIMITERS:
@@ -374,7 +407,19 @@ def _records(text: str, delimiter: str) -> tuple[np.ndarray, np.ndarray]:
     return table[:, 0], table[:, 1]
 
 
-def _even_fields(text: str, delimiter: str) -> int | None:
+def _count(text: str, char: str, encoded: bytes | None) -> int:
+    """``text.count(char)``; counted on ``encoded`` (``text`` as UTF-8), a block at a time,
+    when given and ``char`` is ASCII (no byte of a longer UTF-8 character is): many times
+    faster than ``str.count`` for a character as frequent as a separator."""
+    if encoded is None or ord(char) >= 128:
+        return text.count(char)
+    raw = np.frombuffer(encoded, dtype=np.uint8)
+    code, block = ord(char), 1 << 20
+    return sum(int(np.count_nonzero(raw[start:start + block] == code))
+               for start in range(0, len(raw), block))
+
+
+def _even_fields(text: str, delimiter: str, encoded: bytes | None = None) -> int | None:
     """The number of fields of every line, when counting the separators shows that no
     line has fewer than the first lines do and the parser will stop at any that has more;
     None when each line must be counted (quotes, runs of spaces, blank or odd lines).
@@ -386,25 +431,26 @@ def _even_fields(text: str, delimiter: str) -> int | None:
     """
     if delimiter == WHITESPACE or '"' in text:
         return None
-    parts = text.split("\n", SNIFF_LINES)
+    parts = _first_lines(text, SNIFF_LINES + 1)
     head = parts[:SNIFF_LINES] if len(parts) > SNIFF_LINES else parts[:len(parts) - (
         text.endswith("\n"))]
     expected = head[0].count(delimiter) + 1
     if expected < 2 or any(line.count(delimiter) + 1 != expected for line in head):
         return None
-    lines = text.count("\n") + (not text.endswith("\n"))
-    return expected if text.count(delimiter) + lines == expected * lines else None
+    lines = _count(text, "\n", encoded) + (not text.endswith("\n"))
+    return expected if _count(text, delimiter, encoded) + lines == expected * lines else None
 
 
 def _check_shape(text: str, delimiter: str, *, max_columns: int,
-                 thorough: bool = False) -> bool:
+                 thorough: bool = False, encoded: bytes | None = None) -> bool:
     """Refuse a table that is too wide, read as one column with another separator in
     every line, or whose rows have different numbers of fields.
 
     Returns True when a longer line is left to the parser to find (see
-    :func:`_even_fields`); ``thorough`` counts every line's fields.
+    :func:`_even_fields`); ``thorough`` counts every line's fields. ``encoded`` is ``text``
+    as UTF-8, when the caller has it.
     """
-    expected = None if thorough else _even_fields(text, delimiter)
+    expected = None if thorough else _even_fields(text, delimiter, encoded)
     if expected is not None:
         if expected > max_columns:
             raise TableReadError(
@@ -438,7 +484,7 @@ def _check_shape(text: str, delimiter: str, *, max_columns: int,
 
 
 def _refuse_one_column(text: str, delimiter: str) -> None:
-    lines = [line for line in text.split("\n", SNIFF_LINES + 1)[:SNIFF_LINES] if line.strip()]
+    lines = [line for line in _first_lines(text, SNIFF_LINES) if line.strip()]
     if len(lines) < 2:
         return
     for candidate in _OTHER_SEPARATORS:
@@ -463,9 +509,12 @@ def _parse(
     nrows: int | None = None,
 ) -> pd.DataFrame:
     """Parse ``encoded`` (``text`` as UTF-8: the C engine tokenises bytes directly)."""
+    # Spaces before a value matter to the parser only before a quote (which then opens a
+    # quoted value): numbers parse with them, and _clean_column strips text and finds
+    # missing markers among stripped values. Skipping them costs a quarter of a parse.
     options: dict = {"dtype": str, "na_filter": False} if as_strings else {
         "na_values": sorted(MISSING_MARKERS), "keep_default_na": False,
-        "skipinitialspace": True,
+        "skipinitialspace": '"' in text,
     }
     try:
         return pd.read_csv(
@@ -607,16 +656,20 @@ def _repair_blank_names(frame: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     return repaired
 
 
-def _missing_mask(values: pd.Series) -> pd.Series:
-    return values.isin(MISSING_MARKERS)
-
-
-def _numeric_share(values: pd.Series) -> float:
-    """Share of the non-missing stripped cells that are numbers."""
-    present = values[~_missing_mask(values)]
-    if present.empty:
-        return 0.0
-    return float(pd.to_numeric(present, errors="coerce").notna().mean())
+def _numeric_shares(columns: list[list]) -> list[float]:
+    """For each column (a list of stripped cells), the share of its non-missing cells that
+    are numbers (``pd.to_numeric`` of them all at once)."""
+    present = [[cell for cell in column if cell not in MISSING_MARKERS] for column in columns]
+    cells = [cell for column in present for cell in column]
+    if not cells:
+        return [0.0] * len(columns)
+    numbers = pd.to_numeric(pd.Series(cells, dtype="str"), errors="coerce").notna().to_numpy()
+    shares, start = [], 0
+    for column in present:
+        end = start + len(column)
+        shares.append(float(numbers[start:end].mean()) if column else 0.0)
+        start = end
+    return shares
 
 
 def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, str | None]:
@@ -624,28 +677,48 @@ def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, s
 
     Also returns a note when the column needed more than that: numbers with thousands
     separators or a decimal comma, dates written several ways. Every test runs once per
-    distinct value (a text column repeats its values), then spreads to the rows.
+    distinct value (a text column repeats its values), then spreads to the rows through
+    the codes of one factorisation. A text column that needs none of it is returned as it
+    is (the same object), not rebuilt.
     """
     if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
         return column, None
-    codes, raw = pd.factorize(column.astype(str))
-    distinct = pd.Series(raw, dtype=object).str.strip()
-    distinct = distinct.where(~_missing_mask(distinct))
-    # codes -1 (missing cells) pick the appended NaN.
-    cells = np.append(distinct.to_numpy(dtype=object), np.nan)[codes]
-    values = pd.Series(cells, index=column.index, name=column.name, dtype="str")
-    missing = values.isna()
-    if missing.all():
+    text = column.astype(str)
+    if _mostly_distinct(text):
+        # Ids, names, free text: as many distinct values as rows, so they are cleaned row
+        # by row, and numbered only when the first value says numbers or dates may follow.
+        values, first = _clean_rows(column, text)
+        if first is None:
+            return pd.Series(np.nan, index=column.index, dtype=float, name=column.name), None
+        if not (_is_number(first) or _LOCAL_NUMBER.fullmatch(first) or _date_like(first)):
+            return values, None
+    codes, raw = factorize(text)
+    raw = np.asarray(raw, dtype=object)
+    # str.strip answers the string itself when there is nothing to strip.
+    stripped = np.fromiter((value.strip() for value in raw), dtype=object, count=len(raw))
+    blank = pd.Index(stripped, dtype=object).isin(MISSING_MARKERS)
+    if blank.any() or (stripped != raw).any():
+        stripped[blank] = np.nan
+        # Values that only differed by spaces are one value now: number them again.
+        distinct_codes, present = pd.factorize(stripped)
+        codes = np.append(distinct_codes, -1)[codes]  # codes -1 (missing) stay -1
+        cells = np.append(np.asarray(present, dtype=object), np.nan)[codes]
+        values = pd.Series(cells, index=column.index, name=column.name, dtype="str")
+    else:
+        present = raw
+        values = column if column.dtype == text.dtype else text
+    missing = codes < 0
+    if len(present) == 0:
         return pd.Series(np.nan, index=values.index, dtype=float, name=column.name), None
     # The present values, each once, in order of first appearance (so the first is the
     # first row's).
-    present = pd.Series(pd.unique(distinct.dropna()), dtype="str")
+    present = pd.Series(present, dtype="str")
     first = present.iloc[0]
     note = None
     if _is_number(first):
-        numbers = _spread(pd.to_numeric(present, errors="coerce"), present, values)
+        numbers = _spread(pd.to_numeric(present, errors="coerce"), codes, values)
     elif _LOCAL_NUMBER.fullmatch(first):
-        numbers, note = _localised_numbers(values, present, delimiter)
+        numbers, note = _localised_numbers(codes, values, present, delimiter)
         if numbers is None:
             return values, None
     else:
@@ -654,17 +727,43 @@ def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, s
         return _normalise_dates(values, present)
     if numbers.notna().sum() != (~missing).sum():
         return values, None
-    if not missing.any() and np.all(np.mod(numbers.to_numpy(dtype=float), 1) == 0):
+    with np.errstate(invalid="ignore"):  # inf is not whole: the column stays float
+        whole = np.all(np.mod(numbers.to_numpy(dtype=float), 1) == 0)
+    if not missing.any() and whole:
         return numbers.astype(np.int64), note
     return numbers.astype(float), note
 
 
-def _spread(converted: pd.Series, present: pd.Series, values: pd.Series) -> pd.Series:
-    """``converted`` (one entry per distinct ``present`` value) as a column of ``values``'
-    rows: missing where ``values`` is."""
-    positions = pd.Index(present).get_indexer(values)
-    found = positions >= 0
-    spread = converted.to_numpy()[np.where(found, positions, 0)]
+def _mostly_distinct(text: pd.Series) -> bool:
+    """Whether more than half of the first HEADER_SAMPLE_ROWS values are distinct."""
+    head = text.iloc[:HEADER_SAMPLE_ROWS]
+    return head.nunique() * 2 > len(head)
+
+
+def _clean_rows(column: pd.Series, text: pd.Series) -> tuple[pd.Series, str | None]:
+    """``text`` (``column`` as strings) stripped and without missing markers, cell by cell
+    (``column`` itself when that changes nothing), and its first present value."""
+    rows = text.to_numpy(dtype=object)
+    present = ~pd.isna(rows)
+    cells = rows[present]
+    stripped = np.fromiter((value.strip() for value in cells), dtype=object, count=len(cells))
+    blank = pd.Index(stripped, dtype=object).isin(MISSING_MARKERS)
+    if not blank.any() and not (stripped != cells).any():
+        values = column if column.dtype == text.dtype else text
+        return values, (stripped[0] if len(stripped) else None)
+    stripped[blank] = np.nan
+    rows = rows.copy()
+    rows[present] = stripped
+    kept = stripped[~blank]
+    return (pd.Series(rows, index=column.index, name=column.name, dtype="str"),
+            kept[0] if len(kept) else None)
+
+
+def _spread(converted: pd.Series, codes: np.ndarray, values: pd.Series) -> pd.Series:
+    """``converted`` (one entry per distinct present value) as a column of ``values``'
+    rows, whose ``codes`` number those values (-1: missing, and missing in the result)."""
+    found = codes >= 0
+    spread = converted.to_numpy()[np.where(found, codes, 0)]
     return pd.Series(spread, index=values.index, name=values.name).where(found)
 
 
@@ -680,7 +779,7 @@ _GROUPED = {
 
 
 def _localised_numbers(
-    values: pd.Series, present: pd.Series, delimiter: str
+    codes: np.ndarray, values: pd.Series, present: pd.Series, delimiter: str
 ) -> tuple[pd.Series | None, str | None]:
     """Numbers written with thousands separators or a decimal comma, as floats; (None,
     None) unless every present value is such a number under one convention.
@@ -706,7 +805,7 @@ def _localised_numbers(
         example = present.iloc[0]
         what = (f"thousands separator '{thousands}'" if any(thousands in v for v in present)
                 else "no thousands separator")
-        return (_spread(numbers, present, values),
+        return (_spread(numbers, codes, values),
                 f"numbers written with {what} and decimal mark '{decimal}' (e.g. '{example}'); "
                 "read as numbers.")
     return None, None
@@ -726,8 +825,7 @@ _DATE_SHAPES = {
 def _normalise_dates(values: pd.Series, present: pd.Series) -> tuple[pd.Series, str | None]:
     """A column of dates written in several formats, rewritten ``YYYY-MM-DD`` with a note;
     any other text column (or dates in one format) unchanged."""
-    if not _DATE_SHAPES["ymd"].match(present.iloc[0]) and not any(
-            shape.fullmatch(present.iloc[0]) for shape in _DATE_SHAPES.values()):
+    if not _date_like(present.iloc[0]):
         return values, None
     distinct = pd.unique(present)
     shapes: dict[str, str] = {}
@@ -754,6 +852,13 @@ def _normalise_dates(values: pd.Series, present: pd.Series) -> tuple[pd.Series, 
     return values.map(parsed).where(values.notna()), (
         f"dates written {len(written)} ways ({examples}); read as dates and written "
         f"YYYY-MM-DD ({order} in n/n/yyyy dates).")
+
+
+def _date_like(value: str) -> bool:
+    """Whether ``value`` has one of the date shapes (the first value of a column that
+    :func:`_normalise_dates` may rewrite)."""
+    return bool(_DATE_SHAPES["ymd"].match(value)) or any(
+        shape.fullmatch(value) for shape in _DATE_SHAPES.values())
 
 
 def _date_format(value: str, shape: str) -> str:
@@ -797,6 +902,12 @@ def _check_cell_lengths(encoded: bytes, frame: pd.DataFrame, *, header: bool) ->
     over the line ends."""
     if len(encoded) <= MAX_CELL_CHARS:
         return
+    # A line longer than MAX_CELL_CHARS spans a whole window of half that without a line
+    # end; when every window holds one (a few hundred searches), no line is that long.
+    window = MAX_CELL_CHARS // 2
+    if all(encoded.find(b"\n", start, start + window) >= 0
+           for start in range(0, len(encoded) - window + 1, window)):
+        return
     raw = np.frombuffer(encoded, dtype=np.uint8)
     ends = np.concatenate(([-1], np.flatnonzero(raw == 10), [len(raw)]))
     if len(ends) < 2 or int(np.diff(ends).max()) <= MAX_CELL_CHARS:
@@ -836,16 +947,19 @@ def _looks_like_header(raw: pd.DataFrame) -> bool:
     if len(raw) < 2:
         first = [c.strip() for c in raw.iloc[0].tolist()]
         return not any(_is_number(c) for c in first if c not in MISSING_MARKERS)
-    first = raw.iloc[0].astype(str).str.strip()
-    rest = raw.iloc[1 : HEADER_SAMPLE_ROWS + 1]
+    # Plain lists of stripped cells, column by column, and every column's share of numbers
+    # from one conversion: a thousand rows do not need thirty rounds of pandas calls.
+    cells = raw.iloc[: HEADER_SAMPLE_ROWS + 1].to_numpy(dtype=object)
+    # (A missing cell, NaN, stays as it is.)
+    first = [cell.strip() if isinstance(cell, str) else cell for cell in cells[0]]
+    columns = [[cell.strip() if isinstance(cell, str) else cell for cell in cells[1:, j]]
+               for j in range(cells.shape[1])]
+    shares = _numeric_shares(columns)
     header_votes = data_votes = 0
     all_data_like = True
-    for j in range(raw.shape[1]):
-        cell = first.iloc[j]
-        below = rest.iloc[:, j].astype(str).str.strip()
+    for cell, below, share in zip(first, columns, shares, strict=True):
         if cell in MISSING_MARKERS:
             continue
-        share = _numeric_share(below)
         if share >= 0.8:
             if _is_number(cell):
                 data_votes += 1
@@ -853,7 +967,8 @@ def _looks_like_header(raw: pd.DataFrame) -> bool:
                 header_votes += 1
                 all_data_like = False
             continue
-        if not ((below == cell).any() or _same_shape(cell, below)):
+        if not ((isinstance(cell, str) and cell in set(below))
+                or _same_shape(cell, pd.Series(below, dtype="str"))):
             all_data_like = False
     if header_votes or data_votes:
         return header_votes > data_votes
@@ -875,10 +990,56 @@ def _same_shape(cell: str, below: pd.Series) -> bool:
     return distinct_mean(below, lambda value: _shape(value) == shape) >= 0.5
 
 
+def factorize(values: pd.Series) -> tuple[np.ndarray, object]:
+    """``pd.factorize(values)`` (missing values coded -1); a text column is factorised
+    as its object array, a third faster than through pandas' string array."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return pd.factorize(values.to_numpy(dtype=object))
+    return pd.factorize(values)
+
+
+class ColumnCodes:
+    """Each column's :func:`factorize`, computed the first time it is asked for, so that the
+    checks and the profile of one table hash a text column once between them."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self._frame = frame
+        self._codes: dict = {}
+
+    def __call__(self, column) -> tuple[np.ndarray, object]:
+        if column not in self._codes:
+            self._codes[column] = factorize(self._frame[column])
+        return self._codes[column]
+
+    def __contains__(self, column) -> bool:
+        """Whether ``column`` was factorised already."""
+        return column in self._codes
+
+    def of_text(self, column) -> tuple[np.ndarray, object] | None:
+        """``self(column)`` for a text column; None for any other."""
+        return self(column) if isinstance(self._frame[column].dtype, pd.StringDtype) else None
+
+
+def first_present(series: pd.Series, n: int) -> pd.Series:
+    """The first ``n`` non-missing values of ``series`` (``series.dropna().iloc[:n]``),
+    looking at the whole column only when its first rows hold too few."""
+    head = series.iloc[:4 * n].dropna()
+    if len(head) < n and len(series) > 4 * n:
+        head = series.dropna()
+    return head.iloc[:n]
+
+
 def distinct_mean(values: pd.Series, measure) -> float:
     """The mean of ``measure(value)`` over ``values`` (a share, when it answers True or
     False), with ``measure`` run once per distinct value: columns repeat their values."""
+    return next(distinct_means(values, (measure,)))
+
+
+def distinct_means(values: pd.Series, measures) -> Iterator[float]:
+    """:func:`distinct_mean` of each of ``measures`` in turn (lazily, so a caller may stop
+    at the first that answers), the distinct values counted once for all."""
     counts = values.value_counts(sort=False, dropna=False)
-    measured = np.fromiter(map(measure, counts.index.to_numpy(dtype=object)), dtype=float,
-                           count=len(counts))
-    return float((measured * counts.to_numpy()).sum() / len(values))
+    distinct, weights = counts.index.to_numpy(dtype=object), counts.to_numpy()
+    for measure in measures:
+        measured = np.fromiter(map(measure, distinct), dtype=float, count=len(distinct))
+        yield float((measured * weights).sum() / len(values))

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ml_core.data import apply_target_rule, feature_columns, label_text
-from ml_core.fairness import band
+from ml_core.fairness import band_counts
 from ml_core.spec import (
     TABULAR_ROLES,
     ColumnMapping,
@@ -34,7 +34,13 @@ from ml_core.spec import (
     TaskType,
     normalise_name,
 )
-from ml_core.tables import distinct_mean, name_skeleton
+from ml_core.tables import (
+    ColumnCodes,
+    distinct_means,
+    factorize,
+    first_present,
+    name_skeleton,
+)
 
 MAX_LISTED_ROWS = 20
 # A hint at least this long also matches inside a longer name ("gender" in "applicant
@@ -324,12 +330,13 @@ def _check_target(
     return issues
 
 
-def _check_numeric_text(frame: pd.DataFrame, column: str) -> ValidationIssue | None:
+def _check_numeric_text(frame: pd.DataFrame, column: str, known: ColumnCodes
+                        ) -> ValidationIssue | None:
     values = frame[column]
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
         return None
     # Each distinct value is tried as a number once (a text column repeats its values).
-    codes, distinct = pd.factorize(values.astype(str))
+    codes, distinct = known.of_text(column) or factorize(values.astype(str))
     present = codes >= 0
     if not present.any():
         return None
@@ -353,12 +360,12 @@ def _check_numeric_text(frame: pd.DataFrame, column: str) -> ValidationIssue | N
 
 
 def _check_groups(
-    frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+    frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec, codes: ColumnCodes
 ) -> list[ValidationIssue]:
     issues = []
     minimum = spec.fairness.min_group_size
     for column in mapping.sensitive:
-        counts = band(frame[column], spec.banding_for(column)).value_counts()
+        counts = band_counts(frame[column], spec.banding_for(column), codes.of_text(column))
         for group, size in sorted(counts.items()):
             if size < minimum:
                 issues.append(ValidationIssue(
@@ -372,15 +379,46 @@ def _check_groups(
     return issues
 
 
-def _check_constant(frame: pd.DataFrame, columns: list[str]) -> list[ValidationIssue]:
+def _up_to_two_values(values: pd.Series) -> tuple[int, object]:
+    """(0, 1 or 2 for more: how many distinct values ``values`` holds, its first present
+    value): one comparison with the first value, not a count."""
+    if values.dtype == object or (isinstance(values.dtype, pd.StringDtype)
+                                  and values.dtype.na_value is np.nan):
+        # Text: compared as it is; missing cells differ from any value, so only the cells
+        # that differ are looked at for one that is present.
+        raw = values.to_numpy(dtype=object)
+        first = next((value for value in raw if not pd.isna(value)), None)
+        if first is None:
+            return 0, None
+        try:
+            differs = np.asarray(raw != first, dtype=bool)
+        except (TypeError, ValueError):  # pd.NA among the values: the general way
+            differs = None
+        if differs is not None:
+            rest = raw[differs]
+            return 1 + bool(any((~pd.isna(rest[start:start + 1000])).any()
+                                for start in range(0, len(rest), 1000))), first
+    present = values.notna().to_numpy()
+    first = values.iloc[int(present.argmax())] if present.any() else None
+    if first is None:
+        return 0, None
+    # Missing cells filled with the first value, not dropped.
+    return 1 + bool((values.to_numpy(na_value=first) != first).any()), first
+
+
+def _check_constant(frame: pd.DataFrame, columns: list[str], codes: ColumnCodes | None = None
+                    ) -> list[ValidationIssue]:
     issues = []
     for column in columns:
-        values = frame[column].dropna()
-        # Whether there are 0, 1 or more distinct values: one comparison, not a count.
-        distinct = 0 if values.empty else 1 + bool((values != values.iloc[0]).any())
+        if codes is not None and column in codes:
+            # Factorised already: its distinct values, in order of first appearance.
+            uniques = codes(column)[1]
+            distinct, first = min(len(uniques), 2), (uniques[0] if len(uniques) else None)
+        else:
+            distinct, first = _up_to_two_values(frame[column])
         if distinct > 1:
             continue
-        what = "no values" if distinct == 0 else f"the same value ('{values.iloc[0]}') in every row"
+        what = "no values" if distinct == 0 else f"the same value ('{first}') in every row"
         issues.append(ValidationIssue(
             code="constant_column", column=column, severity="warning",
             message=f"Column '{column}' has {what}; it carries no information.",
@@ -389,7 +427,8 @@ def _check_constant(frame: pd.DataFrame, columns: list[str]) -> list[ValidationI
 
 
 def validate(
-    frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+    frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec, *,
+    codes: ColumnCodes | None = None,
 ) -> list[ValidationIssue]:
     """Check ``frame`` under ``mapping`` for ``spec``; an empty list means trainable.
 
@@ -399,7 +438,10 @@ def validate(
     ``text_in_numeric``, ``infinite_values``. Warnings do not: ``small_group`` (a banded
     sensitive group below ``spec.fairness.min_group_size``), ``constant_column``,
     ``id_not_unique``.
+
+    ``codes`` shares the text columns' factorisations with other steps (the profile).
     """
+    codes = ColumnCodes(frame) if codes is None else codes
     issues: list[ValidationIssue] = []
     if not mapping.target and _target_required(spec):
         issues.append(ValidationIssue(
@@ -423,7 +465,7 @@ def validate(
     features = [c for c in feature_columns(frame, mapping)
                 if c in present and c != mapping.target and c not in role_columns]
     for column in features:
-        issue = _check_numeric_text(frame, column)
+        issue = _check_numeric_text(frame, column, codes)
         if issue is not None:
             issues.append(issue)
     if mapping.id in present and not frame[mapping.id].is_unique:
@@ -436,11 +478,11 @@ def validate(
     known_sensitive = ColumnMapping(
         target=mapping.target, sensitive=tuple(c for c in mapping.sensitive if c in present)
     )
-    issues.extend(_check_groups(frame, known_sensitive, spec))
+    issues.extend(_check_groups(frame, known_sensitive, spec, codes))
     used = list(dict.fromkeys(features + list(known_sensitive.sensitive)))
     checked = used + ([mapping.target] if mapping.target in present else [])
     issues.extend(_check_non_finite(frame, list(dict.fromkeys(checked))))
-    issues.extend(_check_constant(frame, used))
+    issues.extend(_check_constant(frame, used, codes))
     if spec.model_family != "tabular_mlp":
         # Imported here: family modules import this one for ValidationIssue.
         from ml_core.families import validator_for
@@ -605,29 +647,28 @@ def _kind_by_name(column: str) -> str | None:
 
 
 def _kind_by_values(values: pd.Series) -> tuple[str, float] | None:
-    present = values.dropna()
-    if pd.api.types.is_integer_dtype(present) or pd.api.types.is_float_dtype(present):
+    if pd.api.types.is_integer_dtype(values) or pd.api.types.is_float_dtype(values):
         # Numbers read as numbers: only NHS numbers (ten digits with a check digit) are
-        # specific enough to tell from amounts and codes.
-        numbers = present.to_numpy(dtype=float)
+        # specific enough to tell from amounts and codes. Missing ones are not finite.
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)
         finite = np.isfinite(numbers)
         count = int(finite.sum())
         # Ten digits first (rare in other columns), then wholeness of those only.
         ten_digits = np.flatnonzero(finite & (numbers >= 1e9) & (numbers < 1e10))
         if count < _MIN_VALUES or len(ten_digits) < IDENTIFIER_SHARE * count:
             return None
-        whole = present.iloc[ten_digits[numbers[ten_digits] % 1 == 0]]
+        whole = values.iloc[ten_digits[numbers[ten_digits] % 1 == 0]]
         if len(whole) < IDENTIFIER_SHARE * count:
             return None
         text = whole.head(IDENTIFIER_SAMPLE).map(lambda v: str(int(v)))
         share = float(text.map(_nhs_valid).sum()) / min(count, IDENTIFIER_SAMPLE)
         return ("national id", share) if share >= IDENTIFIER_SHARE else None
-    sample = present.head(IDENTIFIER_SAMPLE).astype(str).str.strip()
+    sample = first_present(values, IDENTIFIER_SAMPLE).astype(str).str.strip()
     sample = sample[sample != ""]
     if len(sample) < _MIN_VALUES:
         return None
-    for kind, test in _VALUE_TESTS:
-        share = distinct_mean(sample, test)
+    shares = distinct_means(sample, (test for _, test in _VALUE_TESTS))
+    for (kind, _), share in zip(_VALUE_TESTS, shares, strict=True):
         if share >= IDENTIFIER_SHARE:
             return kind, share
     return None

@@ -267,6 +267,7 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
             "upload the file again to map it differently"
         )
     from ml_core.profiling import profile
+    from ml_core.tables import ColumnCodes
     from ml_core.validation import exclude_identifiers, validate
 
     spec = problem_spec(version.dataset.vertical, version.dataset.problem)
@@ -281,7 +282,9 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
     mapping, excluded = exclude_identifiers(mapping, version.blocked_identifiers)
     if frame is not None:
         mapping = complete_mapping(mapping, [str(c) for c in frame.columns], spec)
-        issues = [issue.to_dict() for issue in validate(frame, mapping, spec)]
+        # The checks and the profile share each text column's factorisation.
+        codes = ColumnCodes(frame)
+        issues = [issue.to_dict() for issue in validate(frame, mapping, spec, codes=codes)]
     issues = (_read_warnings(version.read_options) + _identifier_warnings(version, excluded)
               + issues)
     errors = [issue for issue in issues if issue.get("severity", "error") == "error"]
@@ -293,7 +296,8 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
         version.status = DatasetVersion.Status.REJECTED
     else:
         version.status = DatasetVersion.Status.VALIDATED
-        version.profile = profile(frame[companions.visible_columns(frame)], mapping, spec)
+        version.profile = profile(frame[companions.visible_columns(frame)], mapping, spec,
+                                  codes=codes)
         version.validated_at = timezone.now()
     with transaction.atomic():
         version.save(

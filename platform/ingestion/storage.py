@@ -248,29 +248,29 @@ def store_upload(file, *, organisation_id: int, max_bytes: int) -> StoredUpload:
                 plain_chunks.append(chunk)
             yield chunk
 
-    stored_digest = hashlib.blake2b()
+    stored_pieces: list[bytes] = []  # the ciphertext written, kept with the plaintext
     handle, temp_name = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX)
     try:
         with os.fdopen(handle, "wb") as out:
             for piece in encrypt_chunks(kept()):
-                stored_digest.update(piece)
+                if plain_chunks is None:
+                    stored_pieces.clear()  # too large to remember
+                else:
+                    stored_pieces.append(piece)
                 out.write(piece)
         sha256 = digest.hexdigest()
-        final = folder / sha256
-        wrote = not final.exists()
-        if wrote:
-            os.replace(temp_name, final)
-        else:
-            os.unlink(temp_name)
+        # Content stored before is replaced by the same plaintext under the current key (an
+        # atomic rename: a reader sees the old file or the new one, both whole), so the
+        # ciphertext on disk is always the one just written and need not be decrypted again.
+        os.replace(temp_name, folder / sha256)
     except BaseException:
         if os.path.exists(temp_name):
             os.unlink(temp_name)
         raise
     relative_path = f"{organisation_id}/{sha256}"
-    if wrote and plain_chunks is not None:
-        _remember(relative_path, stored_digest.digest(), b"".join(plain_chunks))
+    if plain_chunks is not None:
+        _remember(relative_path, stored_pieces, b"".join(plain_chunks))
     else:
-        # Content stored before keeps its own ciphertext: read_stored decrypts it afresh.
         _forget()
     return StoredUpload(relative_path=relative_path, sha256=sha256, size_bytes=size)
 
@@ -297,15 +297,14 @@ def read_stored(relative_path: str) -> bytes:
     """
     path = stored_file(relative_path)
     name = f"stored file {relative_path}"
+    plain = _remembered(relative_path, path)
+    if plain is not None:
+        return plain  # the file holds the very bytes that were decrypted and checked
     try:
         blob = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{name} is missing from the upload folder") from None
     if is_encrypted(blob):
-        fingerprint = hashlib.blake2b(blob).digest()
-        plain = _remembered(relative_path, fingerprint)
-        if plain is not None:
-            return plain  # these very bytes were decrypted and checked already
         plain = decrypt(blob, name=name)
     else:
         logger.warning("%s is not encrypted; run `manage.py rotate_keys`", name)
@@ -313,15 +312,18 @@ def read_stored(relative_path: str) -> bytes:
     if _SHA256_NAME.fullmatch(path.name) and hashlib.sha256(plain).hexdigest() != path.name:
         raise StoredFileError(f"{name} was altered: its content no longer matches its sha256")
     if is_encrypted(blob):
-        _remember(relative_path, fingerprint, plain)
+        _remember(relative_path, [blob], plain)
     return plain
 
 
 # The plaintext of the last file stored or read in this process: an upload is read right
-# after it is stored and again when its mapping is confirmed. Keyed by the stored bytes'
-# BLAKE2 digest (one pass, against decryption's three and the sha256 check) and the keys
-# in use, so an altered, re-encrypted or no longer decryptable file is never answered from
-# here; one entry, and only files up to _REMEMBER_BYTES, bound the memory.
+# after it is stored and again when its mapping is confirmed. Kept with the ciphertext it
+# came from and the keys in use, and answered only when the file holds that very
+# ciphertext (compared in full as it is read, a frame at a time: no digest to compute, no
+# decryption, no sha256 check, not even the whole file in memory), so an altered,
+# re-encrypted or no longer decryptable file is never answered from here; one entry, and
+# only files up to _REMEMBER_BYTES, bound the memory (the plaintext and its ciphertext,
+# about 1.35 times as large).
 _REMEMBER_BYTES = 512 * 2**20
 _LAST_PLAIN: dict = {}
 _LAST_PLAIN_LOCK = threading.Lock()
@@ -331,11 +333,14 @@ def _keys_in_use() -> tuple:
     return configured_keys(), settings.SECRET_KEY
 
 
-def _remember(relative_path: str, fingerprint: bytes, plain: bytes) -> None:
+def _remember(relative_path: str, ciphertext: list[bytes], plain: bytes) -> None:
+    """Remember ``plain`` as the content of ``relative_path`` while the file holds the
+    concatenation of ``ciphertext``."""
     with _LAST_PLAIN_LOCK:
         _LAST_PLAIN.clear()
         if len(plain) <= _REMEMBER_BYTES:
-            _LAST_PLAIN.update(key=(relative_path, fingerprint, _keys_in_use()), plain=plain)
+            _LAST_PLAIN.update(key=(relative_path, _keys_in_use()), ciphertext=ciphertext,
+                               size=sum(map(len, ciphertext)), plain=plain)
 
 
 def _forget() -> None:
@@ -343,11 +348,23 @@ def _forget() -> None:
         _LAST_PLAIN.clear()
 
 
-def _remembered(relative_path: str, fingerprint: bytes) -> bytes | None:
+def _remembered(relative_path: str, path: Path) -> bytes | None:
+    """The remembered plaintext of ``relative_path`` when the file at ``path`` holds the
+    ciphertext it was remembered with; None otherwise (or when it cannot be read)."""
     with _LAST_PLAIN_LOCK:
-        if _LAST_PLAIN.get("key") == (relative_path, fingerprint, _keys_in_use()):
-            return _LAST_PLAIN["plain"]
-    return None
+        entry = dict(_LAST_PLAIN)
+    if entry.get("key") != (relative_path, _keys_in_use()):
+        return None
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            if os.fstat(handle.fileno()).st_size != entry["size"]:
+                return None
+            for piece in entry["ciphertext"]:
+                if handle.read(len(piece)) != piece:
+                    return None
+    except OSError:
+        return None
+    return entry["plain"]
 
 
 def stored_paths() -> Iterator[Path]:
