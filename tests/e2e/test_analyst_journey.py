@@ -18,7 +18,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.worker, pytest.mark.slow,
               pytest.mark.django_db(transaction=True)]
 
 RUN_TIMEOUT_MS = 240_000
-EPOCHS = 3
+# Long enough (a few seconds at least, on any machine) that the page's 2 s poll sees the
+# run running before it ends: private training got fast enough that 600 rows x 3 epochs
+# could go from queued to done between two polls.
+EPOCHS = 10
+ROWS = 6000
 
 # Runs in the page from its first script on, across the reload that ends a run (htmx's
 # HX-Refresh): every change of the progress section, as htmx swaps it in every 2 s, and of
@@ -88,7 +92,7 @@ def test_analyst_uploads_maps_trains_and_reads_the_report(journey, analyst, tmp_
         page.get_by_label("Name").fill("German credit (browser test)")
         page.get_by_label("File", exact=True).set_input_files(files=[{
             "name": "german.data", "mimeType": "text/plain",
-            "buffer": german_like_rows(n_rows=600, seed=7)}])
+            "buffer": german_like_rows(n_rows=ROWS, seed=7)}])
         page.get_by_text("Advanced reading options").click()
         page.get_by_label("File has no header row").check()
         journey.shot("upload-form")
