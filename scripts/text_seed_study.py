@@ -4,13 +4,16 @@ Trains each text problem (note triage, complaint sentiment) on its vertical's sa
 drawn with several data seeds, at the contract battery's size (the rows and epochs of
 ``tests/test_contract_battery.py``'s ``FAMILY_SIZE``, unless given), and prints macro F1
 on the test split of the model, of the baseline and, with ``--private``, of the private
-model (the spec's epsilon), with the wins, the mean margin and the seconds per run::
+model (the spec's epsilon), with the wins, the mean margin and the seconds per run. With
+``--fresh N`` the saved model and the baseline (refitted on the same training rows) are
+also scored on N fresh rows drawn with the battery's ``TEXT_FRESH_SAMPLE`` data seed, as
+the battery's ``test_text_model_beats_tfidf_on_fresh_rows`` does::
 
-    .venv/bin/python scripts/text_seed_study.py                 # battery size, 5 seeds
+    .venv/bin/python scripts/text_seed_study.py --fresh 1500    # battery size, 5 seeds
     .venv/bin/python scripts/text_seed_study.py --private --rows 2000 --seeds 0 1 2
 
-Only the test split is reported; every choice inside training (the epoch kept, early
-stopping) reads the validation split.
+Only the test split and the fresh rows are reported; every choice inside training (the
+epoch kept, early stopping) reads the validation split.
 """
 
 from __future__ import annotations
