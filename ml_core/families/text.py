@@ -631,6 +631,55 @@ def _texts(series: pd.Series) -> list[str]:
     return [("" if pd.isna(value) else str(value)) for value in series]
 
 
+def _labelled_texts(
+    frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+) -> tuple[str, pd.DataFrame, list[str], np.ndarray, list[str]]:
+    """(text column, the rows with a label, sorted class names, class indices, texts)."""
+    column = text_column(frame, mapping, spec)
+    if column is None or column not in frame.columns:
+        raise ValueError("no text column: map one with the role 'text'")
+    labelled = frame[frame[mapping.target].notna()]
+    label_values = labelled[mapping.target].map(label_text)
+    classes = sorted(label_values.unique())
+    if len(classes) < 2:
+        raise ValueError("the label column needs at least two classes")
+    index_of = {label: i for i, label in enumerate(classes)}
+    y = label_values.map(index_of).to_numpy(dtype=np.int64)
+    return column, labelled, classes, y, _texts(labelled[column])
+
+
+def compare_on_fresh_rows(
+    path: Path | str, *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
+    train: TrainConfig | None = None, fresh: pd.DataFrame,
+) -> dict:
+    """The model saved at ``path`` and its TF-IDF baseline, scored on rows neither saw.
+
+    ``frame`` and ``train`` are what the model was trained with: the baseline is refitted
+    as :func:`run` fits it (same split, same training rows, same seed). The model scores
+    ``fresh`` through :func:`load` and :func:`predict`, the product's own path. Returns
+    ``{"rows": n, "model": text_metrics, "baseline": text_metrics}`` over ``fresh``'s
+    labelled rows (their labels must be among the trained classes).
+    """
+    frame, _, train = resolve_inputs(frame=frame, spec=spec, privacy=None, train=train)
+    _, _, classes, y, texts = _labelled_texts(frame, mapping, spec)
+    loaded = load(path)
+    if list(loaded.metadata["classes"]) != classes:
+        raise ValueError("the model at path was not trained on frame's classes")
+    fit, _, _, _ = _split_positions(y, train)
+    _, rows, fresh_classes, fresh_y, fresh_texts = _labelled_texts(fresh, mapping, spec)
+    if not set(fresh_classes) <= set(classes):
+        raise ValueError(f"fresh labels {sorted(set(fresh_classes) - set(classes))} were "
+                         "never trained on")
+    index_of = {label: i for i, label in enumerate(classes)}
+    y_true = np.array([index_of[fresh_classes[i]] for i in fresh_y], dtype=np.int64)
+    model_pred = predict(loaded, rows)["y_pred"].map(index_of).to_numpy(dtype=np.int64)
+    baseline_pred = tfidf_baseline(texts_train=[texts[i] for i in fit], y_train=y[fit],
+                                   texts_eval=fresh_texts, seed=train.seed)
+    return {"rows": int(len(rows)),
+            "model": text_metrics(y_true, model_pred, len(classes)),
+            "baseline": text_metrics(y_true, baseline_pred, len(classes))}
+
+
 def _charts(*, y_true: np.ndarray, y_pred: np.ndarray, baseline_pred: np.ndarray,
             classes: list[str]) -> dict:
     labels = list(range(len(classes)))
@@ -664,17 +713,8 @@ def run(
     notes: list[str] = []
 
     report_stage(progress, "preparing", train.epochs)
-    column = text_column(frame, mapping, spec)
-    if column is None or column not in frame.columns:
-        raise ValueError("no text column: map one with the role 'text'")
-    labelled = frame[frame[mapping.target].notna()]
-    label_values = labelled[mapping.target].map(label_text)
-    classes = sorted(label_values.unique())
-    if len(classes) < 2:
-        raise ValueError("the label column needs at least two classes")
+    column, labelled, classes, y, texts = _labelled_texts(frame, mapping, spec)
     index_of = {label: i for i, label in enumerate(classes)}
-    y = label_values.map(index_of).to_numpy(dtype=np.int64)
-    texts = _texts(labelled[column])
     fit, val, test, method = _split_positions(y, train)
     notes.append(
         f"Split: {method} on the label ({len(fit)} training, {len(val)} validation, "

@@ -168,6 +168,29 @@ def test_artifact_reloads_to_identical_scores(private_result) -> None:
     np.testing.assert_allclose(scored["y_score"], result.predictions["y_score"], atol=1e-5)
 
 
+def test_fresh_rows_comparison_refits_the_baseline_as_training_did(private_result) -> None:
+    # Given the run's own test rows as "fresh" rows, the refitted baseline and the reloaded
+    # model must score exactly what training reported on its test split.
+    frame, result, _ = private_result
+    test_rows = frame.loc[result.predictions["row_id"]]
+    compared = text.compare_on_fresh_rows(result.artifact_path, frame=frame, mapping=MAPPING,
+                                          spec=SPEC, fresh=test_rows)
+    assert compared["rows"] == len(test_rows)
+    assert compared["baseline"] == pytest.approx(result.baseline["metrics"])
+    assert compared["model"] == pytest.approx(result.metrics)
+    # Rows from another draw are scored against sklearn's own macro F1.
+    fresh = notes(300, seed=9)
+    compared = text.compare_on_fresh_rows(result.artifact_path, frame=frame, mapping=MAPPING,
+                                          spec=SPEC, fresh=fresh)
+    predicted = text.predict(text.load(result.artifact_path), fresh)["y_pred"]
+    assert compared["model"]["macro_f1"] == pytest.approx(
+        f1_score(fresh["urgency"], predicted, average="macro"))
+    unseen = fresh.assign(urgency=np.where(fresh.index % 2 == 0, "never", fresh["urgency"]))
+    with pytest.raises(ValueError, match="never trained on"):
+        text.compare_on_fresh_rows(result.artifact_path, frame=frame, mapping=MAPPING,
+                                   spec=SPEC, fresh=unseen)
+
+
 @pytest.mark.slow
 def test_binary_labels_get_the_decision_audit(tmp_path) -> None:
     frame = notes(400, seed=1, labels=("urgent", "routine"))
