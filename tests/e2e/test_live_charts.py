@@ -134,12 +134,15 @@ def test_reviewer_sees_every_run_on_the_privacy_fairness_utility_chart(
     page.set_viewport_size(LAPTOP)
 
     # A point opens its run.
-    box = chart.bounding_box()
+    # Settle the chart after the viewport change first (its resize is debounced and
+    # animated): a point read mid-animation is not where the click lands.
     x, y = page.evaluate("""() => {
         const chart = Chart.getChart(document.getElementById('tradeoff-chart'));
+        chart.stop(); chart.resize(); chart.update('none');
         const el = chart.getDatasetMeta(1).data[0];
         return [el.x, el.y];
     }""")
+    box = chart.bounding_box()
     page.mouse.click(box["x"] + x, box["y"] + y)
     page.wait_for_url(re.compile(rf"/runs/{open_run.pk}/$"))
     page.get_by_role("heading", name="Metrics on the held-out test split").wait_for()
