@@ -11,8 +11,8 @@ shuffling generator, or under DP the Poisson sampler's, :mod:`ml_core.sampling`)
 
 A checkpoint also carries a signature of its inputs (data, schedule, privacy); a file of
 other inputs is ignored, not misread. Every training loop (the tabular trainer,
-``ml_core.families.tensor_training``, knowledge tracing) goes through
-:class:`EpochCheckpoint`.
+``ml_core.families.tensor_training``, knowledge tracing, the text family's ``train_top``)
+goes through :class:`EpochCheckpoint`.
 """
 
 from __future__ import annotations

@@ -168,9 +168,9 @@ def run_training(
 
     With ``checkpoint_dir`` every training stage writes a checkpoint there every epoch, and
     a call that finds one (an earlier attempt of the same run that died) resumes from it:
-    the result equals an uninterrupted run's (:mod:`ml_core.checkpoints`). Families whose
-    runner takes no ``checkpoint_dir`` (today the text family) ignore it, and a new attempt
-    trains them again from the first epoch with the same seed.
+    the result equals an uninterrupted run's (:mod:`ml_core.checkpoints`). Every family's
+    runner takes ``checkpoint_dir`` today; one that did not would ignore it, and a new
+    attempt would train it again from the first epoch with the same seed.
     """
     if spec.model_family != "tabular_mlp":
         # Other task families live in ml_core.families, imported only when used (the text

@@ -33,20 +33,21 @@ class EpochLog:
 
     ``record`` is called once per epoch with the validation ``key`` (larger is better);
     the weights of the best epoch are kept, unwrapped from Opacus' module, as ``snapshot``
-    takes them (default: a copy of the module's ``state_dict``).
+    takes them (default: a copy of the module's ``state_dict``). The starting weights are
+    the best until an epoch beats ``start_key`` (default: any epoch does).
     """
 
     def __init__(
         self, *, model: nn.Module, stage: str, total_epochs: int, patience: int,
         progress: ProgressSink | None,
-        snapshot: Callable[[nn.Module], dict] | None = None,
+        snapshot: Callable[[nn.Module], dict] | None = None, start_key: float = -math.inf,
     ) -> None:
         self.stage, self.total_epochs, self.patience = stage, total_epochs, patience
         self.progress = progress
         self.snapshot = snapshot or _state_copy
         self.history: list[dict] = []
         self.best_state = self.snapshot(unwrap(model))
-        self.best_key, self.best_epoch, self.epochs_without_gain = -math.inf, 0, 0
+        self.best_key, self.best_epoch, self.epochs_without_gain = start_key, 0, 0
 
     def record(
         self, *, model: nn.Module, epoch: int, loss: float, val_metric: float, key: float,

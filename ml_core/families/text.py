@@ -42,10 +42,11 @@ from ml_core import fairness, group_metrics
 from ml_core import fast_clipping as fc
 from ml_core import privacy as dp
 from ml_core.artifacts import file_sha256, library_versions
+from ml_core.checkpoints import EpochCheckpoint, checkpoint_path
 from ml_core.data import label_text
 from ml_core.models import text_encoder as te
 from ml_core.pipeline import TrainingResult, json_ready, resolve_inputs
-from ml_core.progress import report_stage
+from ml_core.progress import EpochLog, report_stage
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
@@ -303,13 +304,17 @@ def _centre(source: te.EncoderSource, classifier: te.TextClassifier, tokenizer) 
 
 @dataclass
 class EncodedRows:
-    """Token ids, masks and (when cached) frozen-encoder states of every row."""
+    """Token ids, masks and (when cached) frozen-encoder states of every row.
+
+    ``origin`` names what the states are derived from (the encoder and the token ids, see
+    :func:`_cache_key`): a training checkpoint records it rather than the states."""
 
     ids: torch.Tensor
     mask: torch.Tensor
     states: torch.Tensor | None
     lower: te.FrozenLower
     device: torch.device
+    origin: str = ""
 
     def batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(lower states, mask) for ``rows``, cut to the longest text among them."""
@@ -342,8 +347,9 @@ def _embedding_rows(classifier: te.TextClassifier, rows: EncodedRows) -> Encoded
     top.train(was_training)
     vectors = torch.cat(pooled) if pooled else torch.zeros(0, _hidden_size(rows.lower))
     ones = torch.ones(len(vectors), 1, dtype=rows.mask.dtype)
+    origin = hashlib.sha256(f"sentence embeddings of {rows.origin}".encode()).hexdigest()
     return EncodedRows(ids=ones, mask=ones, states=vectors[:, None, :], lower=rows.lower,
-                       device=rows.device)
+                       device=rows.device, origin=origin)
 
 
 # --- training --------------------------------------------------------------------------------
@@ -461,12 +467,15 @@ def train_top(
     *, initial: te.TrainableTop, rows: EncodedRows, y: np.ndarray, fit: np.ndarray,
     val: np.ndarray, n_classes: int, train: TrainConfig, privacy: PrivacyConfig | None,
     stage: str, progress: ProgressSink | None, should_stop: StopCheck | None,
-    schedule: Schedule | None = None,
+    schedule: Schedule | None = None, checkpoint_path: Path | None = None,
 ) -> TrainedTop:
     """Fine-tune a copy of ``initial`` on the ``fit`` rows; keep the epoch with the best
     validation macro F1. DP-SGD (Poisson sampling, PRV accountant) when ``privacy`` is on.
 
-    ``schedule`` defaults to ``train``'s batch size and learning rate for every part."""
+    ``schedule`` defaults to ``train``'s batch size and learning rate for every part. With
+    ``checkpoint_path`` a checkpoint is written there every epoch, and one found there (an
+    earlier attempt that died) is resumed: the result equals an uninterrupted run's
+    (:mod:`ml_core.checkpoints`)."""
     started = time.perf_counter()
     schedule = schedule or Schedule(batch_size=train.batch_size,
                                     head_learning_rate=train.learning_rate,
@@ -503,13 +512,27 @@ def train_top(
     def spent() -> dict:
         return wrapped.report() if wrapped is not None else dp.disabled_report()
 
-    history: list[dict] = []
-    best_state = copy.deepcopy(dp.unwrap(model).state_dict())
     # The starting point competes too (a linear-probe head may already be the best).
-    best_score = text_metrics(y[val], predict_probabilities(dp.unwrap(model), rows, val)
-                              .argmax(axis=1), n_classes)["macro_f1"] if len(val) else -math.inf
-    best_epoch, stale = 0, 0
-    for epoch in range(1, train.epochs + 1):
+    start_score = text_metrics(y[val], predict_probabilities(dp.unwrap(model), rows, val)
+                               .argmax(axis=1), n_classes)["macro_f1"] if len(val) else -math.inf
+    log = EpochLog(model=model, stage=stage, total_epochs=train.epochs,
+                   patience=train.patience, progress=progress, start_key=start_score)
+    # The frozen-encoder states are derived data: the signature names where they came from
+    # (rows.origin) instead of holding them; the start weights cover the encoder's top.
+    checkpoint = EpochCheckpoint(
+        checkpoint_path, inputs=(fit, y[fit], val, y[val], *initial.state_dict().values()),
+        train=train, stage=stage, model=model, optimizer=optimizer, loader=loader,
+        wrapped=wrapped, log=log, rows=rows.origin, batch_size=schedule.batch_size,
+        head_learning_rate=schedule.head_learning_rate,
+        layer_learning_rate=schedule.layer_learning_rate,
+        class_weights=(None if schedule.class_weights is None
+                       else [float(w) for w in schedule.class_weights]),
+        trained=[name for name, p in dp.unwrap(model).named_parameters() if p.requires_grad],
+        dropout=float(initial.dropout.p))
+    first_epoch, stopped_early = checkpoint.resume()
+    for epoch in range(first_epoch, train.epochs + 1):
+        if stopped_early:
+            break
         if should_stop is not None and should_stop():
             raise TrainingCancelled(privacy=spent())
         model.train()
@@ -533,27 +556,16 @@ def train_top(
                     count += len(labels)
         probabilities = predict_probabilities(dp.unwrap(model), rows, val)
         score = text_metrics(y[val], probabilities.argmax(axis=1), n_classes)["macro_f1"]
-        epsilon = wrapped.epsilon() if wrapped is not None else None
-        record = {"epoch": epoch, "loss": total / count if count else None,
-                  "val_metric": score, "epsilon": epsilon}
-        history.append(record)
-        if progress is not None:
-            progress(stage=stage, epoch=epoch, total_epochs=train.epochs, loss=record["loss"],
-                     val_metric=score, epsilon=epsilon)
-        if score > best_score:
-            best_score, best_epoch, stale = score, epoch, 0
-            best_state = copy.deepcopy(dp.unwrap(model).state_dict())
-        else:
-            stale += 1
-            if stale >= train.patience:
-                break
-    best = copy.deepcopy(initial)
-    best.load_state_dict({key: value.cpu() for key, value in best_state.items()})
-    best.eval()
+        log.record(model=model, epoch=epoch, loss=total / count if count else math.nan,
+                   val_metric=score, key=score,
+                   epsilon=wrapped.epsilon() if wrapped is not None else None)
+        stopped_early = log.patience_spent
+        checkpoint.save(epoch, stopped_early=stopped_early)
+    best = log.load_best(copy.deepcopy(initial))
     if isinstance(model, fc.BookkeepingModule):
         model.cleanup()  # drop the records and the patched Linear forwards
-    return TrainedTop(top=best, history=history, best_epoch=best_epoch, privacy=spent(),
-                      seconds=time.perf_counter() - started, clipping=clipping)
+    return TrainedTop(top=best, history=log.history, best_epoch=log.best_epoch,
+                      privacy=spent(), seconds=time.perf_counter() - started, clipping=clipping)
 
 
 # --- fairness --------------------------------------------------------------------------------
@@ -701,11 +713,14 @@ def run(
     privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
     artifact_dir: Path, progress: ProgressSink | None = None,
     should_stop: StopCheck | None = None, encoder: TextEncoderOptions | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> TrainingResult:
     """Fine-tune the text encoder's top layers and a head to predict ``mapping.target``.
 
-    Same contract as :func:`ml_core.pipeline.run_training`; ``encoder`` chooses the
-    encoder and how many of its top layers train (default: MiniLM, last layer + head).
+    Same contract as :func:`ml_core.pipeline.run_training` (``checkpoint_dir`` included:
+    each training stage resumes from its last epoch checkpoint; the frozen encoder's
+    states are computed again, not checkpointed); ``encoder`` chooses the encoder and how
+    many of its top layers train (default: MiniLM, last layer + head).
     """
     frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
     encoder = encoder or TextEncoderOptions()
@@ -752,7 +767,7 @@ def run(
     states = cached_lower_states(classifier.lower, ids, mask, options=encoder, device=device)
     encode_seconds = time.perf_counter() - started
     rows = EncodedRows(ids=ids, mask=mask, states=states, lower=classifier.lower.to(device),
-                       device=device)
+                       device=device, origin=_cache_key(encoder, ids, mask))
     notes.append(
         f"Encoder: {_source_name(encoder.source)} ({depth} transformer layers), read as "
         "sentence-transformers does: mean pooling over the real tokens, then L2 "
@@ -831,14 +846,16 @@ def run(
 
     main = train_top(initial=private_top, rows=private_rows, y=y, fit=fit, val=val,
                      n_classes=len(classes), train=train, privacy=privacy, stage="training",
-                     progress=progress, should_stop=should_stop, schedule=private_schedule)
+                     progress=progress, should_stop=should_stop, schedule=private_schedule,
+                     checkpoint_path=checkpoint_path(checkpoint_dir, "training"))
     twin = None
     if privacy.enabled:
         try:
             twin = train_top(initial=tuned_start, rows=rows, y=y, fit=fit, val=val,
                              n_classes=len(classes), train=train, privacy=None,
                              stage="training_twin", progress=progress, should_stop=should_stop,
-                             schedule=tuned)
+                             schedule=tuned,
+                             checkpoint_path=checkpoint_path(checkpoint_dir, "training_twin"))
         except TrainingCancelled as cancelled:
             raise TrainingCancelled(privacy=main.privacy) from cancelled
 

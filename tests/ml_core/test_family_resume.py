@@ -4,11 +4,13 @@ leaves it: the checkpoint of epoch k - 1 on disk), run again with the same check
 directory, ends exactly as an uninterrupted run: the same weights (``torch.equal``),
 metrics, history and privacy (epsilon from the restored accountant, exactly the planned
 steps). Each family trains privately, with its non-private twin, through
-``ml_core.pipeline.run_training``, as the worker calls it."""
+``ml_core.pipeline.run_training``, as the worker calls it; the text family through its
+runner, with the text tests' tiny encoder (fast)."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +20,14 @@ import torch
 
 from ml_core.artifacts import WEIGHTS_FILE
 from ml_core.checkpoints import checkpoint_epochs
-from ml_core.families import resumes_from_checkpoints
+from ml_core.families import resumes_from_checkpoints, text
 from ml_core.pipeline import TrainingResult, run_training
 from ml_core.privacy import epsilon_for
 from ml_core.spec import ColumnMapping, ProblemSpec
+from tests.ml_core.test_family_text import MAPPING as TEXT_MAPPING
+from tests.ml_core.test_family_text import SPEC as TEXT_SPEC
+from tests.ml_core.test_family_text import TINY
+from tests.ml_core.test_family_text import notes as text_notes
 from verticals.education.demo_data import tutor_responses
 from verticals.education.vertical import KNOWLEDGE_TRACING, RESPONSE_MAPPING
 from verticals.manufacturing.demo_data import run_to_failure
@@ -135,7 +141,71 @@ def test_a_resumed_family_run_equals_an_uninterrupted_one(family, tmp_path):
         [entry["epsilon"] for entry in reference.history]
 
 
-def test_the_text_family_keeps_no_checkpoints():
-    # It trains again from the first epoch after a crash; run_training does not pass it a
-    # checkpoint directory.
-    assert not resumes_from_checkpoints("text_encoder")
+TEXT_CRASHES = {"private_head": ("training", 2), "twin": ("training_twin", 3)}
+
+
+def text_run(directory: Path, *, checkpoints: Path | None = None,
+             progress: Progress | None = None) -> TrainingResult:
+    # The tiny random encoder of the text tests (fast); text.run as run_training calls it.
+    return text.run(frame=text_notes(), mapping=TEXT_MAPPING, spec=TEXT_SPEC,
+                    train=dataclasses.replace(TEXT_SPEC.train, epochs=EPOCHS, patience=EPOCHS),
+                    artifact_dir=directory, checkpoint_dir=checkpoints, progress=progress,
+                    encoder=TINY)
+
+
+def without_timings(result: TrainingResult) -> dict:
+    # The notes say how many seconds encoding and training took; nothing else may differ.
+    found = comparable(result)
+    found["notes"] = [re.sub(r"\d+(\.\d+)? s\b", "_ s", note) for note in found["notes"]]
+    return found
+
+
+@pytest.mark.parametrize("crash", list(TEXT_CRASHES))
+def test_a_resumed_text_run_equals_an_uninterrupted_one(crash, tmp_path):
+    # Private: DP-SGD on the head over the frozen embeddings ("training"), then the
+    # non-private twin fine-tuning the top layer and head with dropout ("training_twin").
+    stage, epoch = TEXT_CRASHES[crash]
+    assert resumes_from_checkpoints("text_encoder") and TEXT_SPEC.privacy.enabled
+    reference = text_run(tmp_path / "reference")
+
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(WorkerDied):
+        text_run(tmp_path / "first", checkpoints=checkpoints, progress=Progress((stage, epoch)))
+    finished = {"training": EPOCHS} if stage == "training_twin" else {}
+    assert checkpoint_epochs(checkpoints) == {**finished, stage: epoch - 1}
+
+    # A new worker process: the frozen encoder's states are computed again, not read back.
+    text._STATE_CACHE.clear()
+    progress = Progress()
+    resumed = text_run(tmp_path / "second", checkpoints=checkpoints, progress=progress)
+    rerun = [(stage, e) for e in range(epoch, EPOCHS + 1)]
+    if stage == "training":
+        rerun += [("training_twin", e) for e in range(1, EPOCHS + 1)]
+    assert progress.epochs == rerun
+
+    assert without_timings(resumed) == without_timings(reference)
+    ours = torch.load(Path(resumed.artifact_path) / text.WEIGHTS_FILE, weights_only=True)
+    theirs = torch.load(Path(reference.artifact_path) / text.WEIGHTS_FILE, weights_only=True)
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[name], theirs[name]) for name in ours)
+    privacy = resumed.privacy
+    assert privacy["steps"] == privacy["planned_steps"]
+    assert privacy["epsilon"] == epsilon_for(
+        noise_multiplier=privacy["noise_multiplier"], sample_rate=privacy["sample_rate"],
+        steps=privacy["steps"], delta=privacy["delta"])
+
+
+def test_a_text_checkpoint_of_other_inputs_is_not_resumed(tmp_path):
+    # Other token ids (one note changed): the states differ, so the checkpoint is ignored.
+    checkpoints = tmp_path / "checkpoints"
+    with pytest.raises(WorkerDied):
+        text_run(tmp_path / "first", checkpoints=checkpoints,
+                 progress=Progress(("training", 2)))
+    frame = text_notes()
+    frame.iloc[0, frame.columns.get_loc("note")] = "patient with a different note"
+    progress = Progress()
+    text.run(frame=frame, mapping=TEXT_MAPPING, spec=TEXT_SPEC,
+             train=dataclasses.replace(TEXT_SPEC.train, epochs=EPOCHS, patience=EPOCHS),
+             artifact_dir=tmp_path / "second", checkpoint_dir=checkpoints, progress=progress,
+             encoder=TINY)
+    assert progress.epochs[:EPOCHS] == [("training", e) for e in range(1, EPOCHS + 1)]
