@@ -10,7 +10,6 @@ test metrics -> predictions with banded sensitive groups -> fairness audit of bo
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -44,7 +43,6 @@ from ml_core.trainer import TrainedModel, TrainingCancelled, predict_scores, tra
 
 __all__ = ["TrainingCancelled", "TrainingResult", "run_training"]
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -169,25 +167,17 @@ def run_training(
     With ``checkpoint_dir`` every training stage writes a checkpoint there every epoch, and
     a call that finds one (an earlier attempt of the same run that died) resumes from it:
     the result equals an uninterrupted run's (:mod:`ml_core.checkpoints`). Every family's
-    runner takes ``checkpoint_dir`` today; one that did not would ignore it, and a new
-    attempt would train it again from the first epoch with the same seed.
+    runner takes ``checkpoint_dir`` (the family resume tests check each one).
     """
     if spec.model_family != "tabular_mlp":
         # Other task families live in ml_core.families, imported only when used (the text
         # family pulls in transformers).
-        from ml_core.families import resumes_from_checkpoints, runner_for
+        from ml_core.families import runner_for
 
-        resumable = {}
-        if checkpoint_dir is not None:
-            if resumes_from_checkpoints(spec.model_family):
-                resumable["checkpoint_dir"] = checkpoint_dir
-            else:
-                logger.info("%s keeps no checkpoints: an interrupted run trains again from "
-                            "the first epoch", spec.model_family)
         return runner_for(spec.model_family)(
             frame=frame, mapping=mapping, spec=spec, privacy=privacy, train=train,
             artifact_dir=artifact_dir, progress=progress, should_stop=should_stop,
-            **resumable,
+            checkpoint_dir=checkpoint_dir,
         )
     if spec.task_type is not TaskType.BINARY_CLASSIFICATION:
         raise ValueError(f"the tabular_mlp family trains binary classification, "

@@ -9,7 +9,6 @@ imported on first use.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from importlib import import_module
 from types import ModuleType
@@ -41,12 +40,6 @@ def runner_for(model_family: str) -> Callable:
     if model_family == "next_exercise":
         return module.run_next_exercise
     return module.run
-
-
-def resumes_from_checkpoints(model_family: str) -> bool:
-    """Whether ``model_family``'s runner takes ``checkpoint_dir`` (checkpoints every epoch
-    and resumes from the last one); the others train again from the first epoch."""
-    return "checkpoint_dir" in inspect.signature(runner_for(model_family)).parameters
 
 
 def validator_for(model_family: str) -> Callable:

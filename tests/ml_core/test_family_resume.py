@@ -10,6 +10,7 @@ runner, with the text tests' tiny encoder (fast)."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import torch
 
 from ml_core.artifacts import WEIGHTS_FILE
 from ml_core.checkpoints import checkpoint_epochs
-from ml_core.families import resumes_from_checkpoints, text
+from ml_core.families import runner_for, text
 from ml_core.pipeline import TrainingResult, run_training
 from ml_core.privacy import epsilon_for
 from ml_core.spec import ColumnMapping, ProblemSpec
@@ -107,7 +108,7 @@ def comparable(result: TrainingResult) -> dict:
 @pytest.mark.parametrize("family", list(CASES))
 def test_a_resumed_family_run_equals_an_uninterrupted_one(family, tmp_path):
     case = CASES[family]()
-    assert case.spec.model_family == family and resumes_from_checkpoints(family)
+    assert case.spec.model_family == family
     reference = train(case, tmp_path / "reference")
 
     checkpoints = tmp_path / "checkpoints"
@@ -165,7 +166,7 @@ def test_a_resumed_text_run_equals_an_uninterrupted_one(crash, tmp_path):
     # Private: DP-SGD on the head over the frozen embeddings ("training"), then the
     # non-private twin fine-tuning the top layer and head with dropout ("training_twin").
     stage, epoch = TEXT_CRASHES[crash]
-    assert resumes_from_checkpoints("text_encoder") and TEXT_SPEC.privacy.enabled
+    assert TEXT_SPEC.privacy.enabled
     reference = text_run(tmp_path / "reference")
 
     checkpoints = tmp_path / "checkpoints"
@@ -209,3 +210,14 @@ def test_a_text_checkpoint_of_other_inputs_is_not_resumed(tmp_path):
              artifact_dir=tmp_path / "second", checkpoint_dir=checkpoints, progress=progress,
              encoder=TINY)
     assert progress.epochs[:EPOCHS] == [("training", e) for e in range(1, EPOCHS + 1)]
+
+
+def test_every_family_runner_takes_a_checkpoint_dir():
+    # run_training hands every family its checkpoint folder: a family added without one
+    # would fail here, not silently retrain from the first epoch after a crash.
+    from verticals.registry import all_problems
+
+    families = {problem.spec.model_family for _, problem in all_problems()} - {"tabular_mlp"}
+    assert families
+    for family in families:
+        assert "checkpoint_dir" in inspect.signature(runner_for(family)).parameters, family
