@@ -263,25 +263,25 @@ def charge_privacy_audit(model_version, *, target_epsilon: float,
     BudgetExceeded when it does not fit."""
     dataset = model_version.run.dataset_version.dataset
     values = upper_bound_charge({"target_epsilon": target_epsilon, "delta": delta})
-    with transaction.atomic():
-        policy_for(dataset)
-        DatasetPolicy.objects.select_for_update().get(dataset=dataset)
-        check_budget(dataset=dataset, request=values["epsilon"],
-                     what="the privacy audit's retraining")
-        entry = _append(dataset, values, purpose=LedgerEntry.Purpose.PRIVACY_AUDIT,
-                        audited_model=model_version, run_status="privacy_audit")
+    entry = _append(dataset, values, over_budget="the privacy audit's retraining",
+                    purpose=LedgerEntry.Purpose.PRIVACY_AUDIT, audited_model=model_version,
+                    run_status="privacy_audit")
     logger.info("privacy audit of model %s charged ε=%.4f to dataset %s (total %.4f)",
                 model_version.pk, values["epsilon"], dataset.pk, entry.total_epsilon_after)
     return entry
 
 
-def _append(dataset: Dataset, values: dict, **link) -> LedgerEntry:
+def _append(dataset: Dataset, values: dict, *, over_budget: str | None = None,
+            **link) -> LedgerEntry:
     """Compose ``values`` with the dataset's earlier charges and append the entry, under a
-    lock on the dataset's policy."""
+    lock on the dataset's policy. With ``over_budget`` (what is charged, for the message),
+    first refuse with BudgetExceeded, under the same lock, a charge that does not fit."""
     with transaction.atomic():
         policy_for(dataset)
         # Serialise charges to one dataset (a row lock on PostgreSQL).
         DatasetPolicy.objects.select_for_update().get(dataset=dataset)
+        if over_budget is not None:
+            check_budget(dataset=dataset, request=values["epsilon"], what=over_budget)
         previous = [_charge(e) for e in LedgerEntry.objects.filter(dataset=dataset)]
         total = compose([*previous, Charge(**{k: values[k] for k in (
             "epsilon", "delta", "noise_multiplier", "sample_rate", "steps")})])

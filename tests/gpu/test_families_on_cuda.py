@@ -50,7 +50,7 @@ def test_trains_privately_on_the_gpu(vertical, problem, tmp_path) -> None:
     weights = Path(result.artifact_path)
     weights = weights / WEIGHTS_FILE if weights.is_dir() else weights.parent / WEIGHTS_FILE
     state = torch.load(weights, map_location="cpu", weights_only=True)
-    tensors = [t for t in _tensors(state)]
+    tensors = list(_tensors(state))
     assert tensors and all(t.device.type == "cpu" for t in tensors)
 
 
