@@ -149,14 +149,14 @@ def _top_values(series: pd.Series, factorized: tuple[np.ndarray, object] | None 
         series, TOP_VALUES, factorized=factorized).items()]
 
 
-def _column_profile(series: pd.Series, *, role: str, known: ColumnCodes | None = None) -> dict:
+def _column_profile(series: pd.Series, *, role: str, known: ColumnCodes) -> dict:
     kind = _kind(series)
     entry = {"name": str(series.name), "dtype": kind, "role": role}
     if kind == "numeric":
         entry.update(_numeric_profile(series))
     else:
         # One factorisation gives the missing share, the distinct count and the counts.
-        factorized = factorize(series) if known is None else known(series.name)
+        factorized = known(series.name)
         codes, uniques = factorized
         entry["missing_share"] = float((codes < 0).mean()) if len(series) else 0.0
         entry["n_unique"] = len(uniques)

@@ -687,11 +687,11 @@ def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, s
     if _mostly_distinct(text):
         # Ids, names, free text: as many distinct values as rows, so they are cleaned row
         # by row, and numbered only when the first value says numbers or dates may follow.
-        values, first = _clean_rows(column, text)
+        first = _first_value(text)
         if first is None:
             return pd.Series(np.nan, index=column.index, dtype=float, name=column.name), None
         if not (_is_number(first) or _LOCAL_NUMBER.fullmatch(first) or _date_like(first)):
-            return values, None
+            return _clean_rows(column, text), None
     codes, raw = factorize(text)
     raw = np.asarray(raw, dtype=object)
     # str.strip answers the string itself when there is nothing to strip.
@@ -740,23 +740,30 @@ def _mostly_distinct(text: pd.Series) -> bool:
     return head.nunique() * 2 > len(head)
 
 
-def _clean_rows(column: pd.Series, text: pd.Series) -> tuple[pd.Series, str | None]:
+def _first_value(text: pd.Series) -> str | None:
+    """The first cell of ``text`` that is present once stripped (not a missing marker);
+    None when there is none. Reads the column a block at a time from its start."""
+    for start in range(0, len(text), HEADER_SAMPLE_ROWS):
+        for value in text.iloc[start:start + HEADER_SAMPLE_ROWS]:
+            if isinstance(value, str) and value.strip() not in MISSING_MARKERS:
+                return value.strip()
+    return None
+
+
+def _clean_rows(column: pd.Series, text: pd.Series) -> pd.Series:
     """``text`` (``column`` as strings) stripped and without missing markers, cell by cell
-    (``column`` itself when that changes nothing), and its first present value."""
+    (``column`` itself when that changes nothing)."""
     rows = text.to_numpy(dtype=object)
     present = ~pd.isna(rows)
     cells = rows[present]
     stripped = np.fromiter((value.strip() for value in cells), dtype=object, count=len(cells))
     blank = pd.Index(stripped, dtype=object).isin(MISSING_MARKERS)
     if not blank.any() and not (stripped != cells).any():
-        values = column if column.dtype == text.dtype else text
-        return values, (stripped[0] if len(stripped) else None)
+        return column if column.dtype == text.dtype else text
     stripped[blank] = np.nan
     rows = rows.copy()
     rows[present] = stripped
-    kept = stripped[~blank]
-    return (pd.Series(rows, index=column.index, name=column.name, dtype="str"),
-            kept[0] if len(kept) else None)
+    return pd.Series(rows, index=column.index, name=column.name, dtype="str")
 
 
 def _spread(converted: pd.Series, codes: np.ndarray, values: pd.Series) -> pd.Series:

@@ -396,8 +396,7 @@ def _up_to_two_values(values: pd.Series) -> tuple[int, object]:
             differs = None
         if differs is not None:
             rest = raw[differs]
-            return 1 + bool(any((~pd.isna(rest[start:start + 1000])).any()
-                                for start in range(0, len(rest), 1000))), first
+            return 1 + bool(pd.notna(rest).any()), first
     present = values.notna().to_numpy()
     first = values.iloc[int(present.argmax())] if present.any() else None
     if first is None:
@@ -406,11 +405,11 @@ def _up_to_two_values(values: pd.Series) -> tuple[int, object]:
     return 1 + bool((values.to_numpy(na_value=first) != first).any()), first
 
 
-def _check_constant(frame: pd.DataFrame, columns: list[str], codes: ColumnCodes | None = None
+def _check_constant(frame: pd.DataFrame, columns: list[str], codes: ColumnCodes
                     ) -> list[ValidationIssue]:
     issues = []
     for column in columns:
-        if codes is not None and column in codes:
+        if column in codes:
             # Factorised already: its distinct values, in order of first appearance.
             uniques = codes(column)[1]
             distinct, first = min(len(uniques), 2), (uniques[0] if len(uniques) else None)

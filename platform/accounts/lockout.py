@@ -15,9 +15,9 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 LOCKED_STATUS = status.HTTP_429_TOO_MANY_REQUESTS
@@ -77,11 +77,10 @@ class TokenView(ObtainAuthToken):
                        description="Too many failed attempts: locked for a while.")},
     )
     def post(self, request, *args, **kwargs):
-        serializer = self.get_serializer(data=request.data)
-        if not serializer.is_valid():
+        try:
+            return super().post(request, *args, **kwargs)
+        except ValidationError:
             if getattr(request, "axes_locked_out", False):
                 return Response({"detail": lockout_message(request)}, status=LOCKED_STATUS,
                                 headers=_retry_after(request))
-            return Response(serializer.errors, status=status.HTTP_400_BAD_REQUEST)
-        token, _ = Token.objects.get_or_create(user=serializer.validated_data["user"])
-        return Response({"token": token.key})
+            raise

@@ -195,8 +195,6 @@ class RunViewSet(
         return super().get_queryset()
 
     def get_serializer_class(self):
-        if self.action == "run_status":
-            return s.RunStatusSerializer
         return s.RunCreateSerializer if self.action == "create" else s.RunSerializer
 
     @extend_schema(responses={200: s.RunStatusSerializer})

@@ -16,7 +16,6 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from accounts.permissions import can_review
 from accounts.scoping import membership_for
 from audits.services import log_action
 from governance.ledger import BudgetExceeded, charge_privacy_audit, check_budget
@@ -54,7 +53,7 @@ def auditable(model_version: ModelVersion) -> bool:
 def request_audit(*, model_version: ModelVersion, user) -> None:
     """Queue the audit (reviewers and admins of the model's organisation)."""
     membership = membership_for(user)
-    if membership.organisation_id != model_version.organisation_id or not can_review(user):
+    if membership.organisation_id != model_version.organisation_id or not membership.can_review:
         raise PermissionDenied("only a reviewer or admin of this organisation can audit")
     check_auditable(model_version)
     check_budget(dataset=model_version.run.dataset_version.dataset,

@@ -317,7 +317,7 @@ def execute_run(run_id: int) -> None:
     progress = RunProgress(run_id)
     if claim.resumed:
         progress.history = list(run.history)  # the epochs before the resume stay on the page
-        epochs = checkpoint_epochs(checkpoints) if checkpoints.exists() else {}
+        epochs = checkpoint_epochs(checkpoints)
         logger.warning("run %s: attempt %d takes over from a dead attempt (stage %r); "
                        "checkpoints %s", run_id, claim.attempt, claim.earlier_stage, epochs)
         log_action(organisation=run.organisation, actor=None, action="run.resumed", obj=run,

@@ -20,15 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import csv_upload, finance_frame
+from tests.reliability.conftest import finance_bytes
 
 MARKS = {"acme": "ACMEMARK", "borealis": "BOREALISMARK"}
 ROWS = 400
-
-
-def finance_bytes() -> bytes:
-    buffer = io.StringIO()
-    finance_frame(ROWS).to_csv(buffer, index=False)
-    return buffer.getvalue().encode("utf-8")
 
 
 def scoring_rows(n: int = 5) -> list[dict]:
@@ -126,7 +121,7 @@ def build_world(*, org, analyst, reviewer, admin, artifact: dict, upload_dir: Pa
     from verticals.registry import get_problem
 
     mark = MARKS[org.slug]
-    data = finance_bytes()
+    data = finance_bytes(ROWS)
     version = upload_dataset(
         user=analyst, vertical="finance", problem="credit_risk",
         file=csv_upload(data, f"{mark.lower()}-applications.csv"), name=f"{mark} applications",

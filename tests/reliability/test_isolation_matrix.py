@@ -43,6 +43,7 @@ from rest_framework.test import APIClient
 
 from ingestion.models import Dataset
 from tests.reliability._objects import (  # noqa: F401 - fixtures
+    ROWS,
     MissingWorld,
     World,
     finance_bytes,
@@ -105,7 +106,7 @@ def slugs(w: World) -> dict:
 
 
 def csv_file(name: str = "rows.csv", data: bytes | None = None) -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, data if data is not None else finance_bytes(),
+    return SimpleUploadedFile(name, data if data is not None else finance_bytes(ROWS),
                               content_type="text/csv")
 
 
