@@ -1,9 +1,9 @@
 """Task families beyond tabular binary classification.
 
 Each family module exposes ``run(*, frame, mapping, spec, privacy, train, artifact_dir,
-progress, should_stop) -> ml_core.pipeline.TrainingResult``, with the same contract as
-:func:`ml_core.pipeline.run_training`; a runner that also takes ``checkpoint_dir``
-checkpoints every epoch and resumes from there (:mod:`ml_core.checkpoints`). Modules are
+progress, should_stop, checkpoint_dir) -> ml_core.pipeline.TrainingResult``, with the same
+contract as :func:`ml_core.pipeline.run_training`: it checkpoints every epoch into
+``checkpoint_dir`` and resumes from there (:mod:`ml_core.checkpoints`). Modules are
 imported on first use.
 """
 

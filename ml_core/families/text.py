@@ -270,14 +270,15 @@ def _hidden_size(lower: te.FrozenLower) -> int:
 
 def cached_lower_states(lower: te.FrozenLower, ids: torch.Tensor, mask: torch.Tensor, *,
                         options: TextEncoderOptions, device: torch.device,
-                        store: bool = True) -> torch.Tensor | None:
+                        store: bool = True, key: str | None = None) -> torch.Tensor | None:
     """:func:`lower_states`, memoised in-process; None when too large to keep in memory.
 
     ``store=False`` reads the memo but does not add to it (scoring new rows should not
-    evict a training run's states)."""
+    evict a training run's states). ``key`` is :func:`_cache_key` of the inputs when the
+    caller has it already."""
     if ids.shape[0] * ids.shape[1] * _hidden_size(lower) > MAX_CACHED_FLOATS:
         return None
-    key = _cache_key(options, ids, mask)
+    key = key or _cache_key(options, ids, mask)
     if key in _STATE_CACHE:
         _STATE_CACHE.move_to_end(key)
         return _STATE_CACHE[key]
@@ -340,10 +341,7 @@ def _embedding_rows(classifier: te.TextClassifier, rows: EncodedRows) -> Encoded
         for start in range(0, len(rows.mask), ENCODE_BATCH):
             index = torch.arange(start, min(start + ENCODE_BATCH, len(rows.mask)))
             hidden, mask = rows.batch(index)
-            attention = te.additive_mask(mask, hidden.dtype)
-            for layer in top.layers:
-                hidden = layer(hidden, attention)
-            pooled.append(te.mean_pool(hidden, mask).float().cpu())
+            pooled.append(te.mean_pool(top.contextual(hidden, mask), mask).float().cpu())
     top.train(was_training)
     vectors = torch.cat(pooled) if pooled else torch.zeros(0, _hidden_size(rows.lower))
     ones = torch.ones(len(vectors), 1, dtype=rows.mask.dtype)
@@ -764,10 +762,12 @@ def run(
     width = max(int(mask.sum(dim=1).max()), 1)
     ids, mask = ids[:, :width].contiguous(), mask[:, :width].contiguous()
     started = time.perf_counter()
-    states = cached_lower_states(classifier.lower, ids, mask, options=encoder, device=device)
+    origin = _cache_key(encoder, ids, mask)
+    states = cached_lower_states(classifier.lower, ids, mask, options=encoder, device=device,
+                                 key=origin)
     encode_seconds = time.perf_counter() - started
     rows = EncodedRows(ids=ids, mask=mask, states=states, lower=classifier.lower.to(device),
-                       device=device, origin=_cache_key(encoder, ids, mask))
+                       device=device, origin=origin)
     notes.append(
         f"Encoder: {_source_name(encoder.source)} ({depth} transformer layers), read as "
         "sentence-transformers does: mean pooling over the real tokens, then L2 "

@@ -186,12 +186,16 @@ class TrainableTop(nn.Module):
         self.classifier = nn.Linear(hidden_size, n_classes)
         self.register_buffer("centre", torch.zeros(hidden_size))
 
-    def embed(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The centred sentence embedding the head reads."""
+    def contextual(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``hidden`` (token states) through this top's transformer layers."""
         attention = additive_mask(mask, hidden.dtype)
         for layer in self.layers:
             hidden = layer(hidden, attention)
-        return sentence_embedding(hidden, mask) - self.centre
+        return hidden
+
+    def embed(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The centred sentence embedding the head reads."""
+        return sentence_embedding(self.contextual(hidden, mask), mask) - self.centre
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.dropout(self.embed(hidden, mask)))
@@ -262,10 +266,7 @@ def reference_centre(classifier: TextClassifier, tokenizer) -> torch.Tensor:
     ids, mask = tokenize(tokenizer, reference_texts(tokenizer), max_length=32)
     was_training = classifier.top.training
     classifier.top.eval()
-    hidden = classifier.lower(ids, mask)
-    attention = additive_mask(mask, hidden.dtype)
-    for layer in classifier.top.layers:
-        hidden = layer(hidden, attention)
+    hidden = classifier.top.contextual(classifier.lower(ids, mask), mask)
     classifier.top.train(was_training)
     return sentence_embedding(hidden, mask).mean(dim=0)
 
