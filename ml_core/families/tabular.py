@@ -56,10 +56,6 @@ class TabularMLPFamily(ModelFamily):
 
     def predict(self, loaded: Any, frame: pd.DataFrame) -> pd.DataFrame:
         """``score`` (positive-class probability) and ``prediction`` at the saved threshold."""
-        from ml_core.artifacts import predict_proba
+        from ml_core.artifacts import predict_decisions
 
-        scores = predict_proba(loaded, frame)
-        threshold = float(loaded.metadata.get("threshold", 0.5))
-        return pd.DataFrame({"score": scores.astype(float),
-                             "prediction": (scores >= threshold).astype(int)},
-                            index=frame.index)
+        return predict_decisions(loaded, frame)
