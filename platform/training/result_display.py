@@ -4,13 +4,15 @@ plain-language notes.
 
 Drawn from the run's stored result (``TrainingRun.result["charts"]``, written by the task
 family in ``ml_core``) with the one chart module, :mod:`audits.charts`. Presentation only:
-every number comes from the stored result. Which drawing applies is read from the chart
-keys, since two problems may share a task type (recommendation and next exercise are both
-rankings) but not their charts.
+every number comes from the stored result. Which drawing applies is the charts' ``kind``
+(``charts["kind"]``, one of the kinds the family declares), not the task type, since two
+problems may share a task type (recommendation and next exercise are both rankings) but
+not their charts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from audits import charts
@@ -126,25 +128,23 @@ def task_results(run) -> TaskResults:
     stored = result.get("charts") or {}
     notes = [str(note) for note in result.get("notes") or []]
     label = TASK_LABELS.get(task_type, task_type.replace("_", " "))
-    for builder in (_forecast, _recommendation, _next_exercise, _mastery, _rul, _text,
-                    _binary):
-        shown = builder(stored, result)
-        if shown is not None:
-            heading, figures, tables = shown
-            return TaskResults(task_type=task_type, task_label=label, heading=heading,
-                               figures=figures, tables=tables, notes=notes)
-    return TaskResults(task_type=task_type, task_label=label, heading="", notes=notes)
+    # The family stamps its chart kind on the result (ModelFamily.chart_kinds); a kind no
+    # renderer knows shows no charts rather than guessing from the keys.
+    builder = RENDERERS.get(str(stored.get("kind") or ""))
+    if builder is None:
+        return TaskResults(task_type=task_type, task_label=label, heading="", notes=notes)
+    heading, figures, tables = builder(stored, result)
+    return TaskResults(task_type=task_type, task_label=label, heading=heading,
+                       figures=figures, tables=tables, notes=notes)
 
 
 # --- one builder per kind of stored chart data ------------------------------------------
-# Each returns (heading, figures, tables), or None when the stored charts are not its kind.
+# Each returns (heading, figures, tables).
 
-Shown = tuple[str, list[Figure], list[Table]] | None
+Shown = tuple[str, list[Figure], list[Table]]
 
 
 def _binary(stored: dict, result: dict) -> Shown:
-    if "confusion_matrix" not in stored and "pr_curve" not in stored:
-        return None
     figures = []
     curve = stored.get("pr_curve")
     if curve and curve.get("recall"):
@@ -172,8 +172,6 @@ def _binary(stored: dict, result: dict) -> Shown:
 
 
 def _text(stored: dict, result: dict) -> Shown:
-    if "confusion" not in stored:
-        return None
     model = stored["confusion"]
     figures = [Figure(charts.confusion_matrix_table(
         title="Confusion matrix of this model on the test split",
@@ -196,8 +194,6 @@ def _text(stored: dict, result: dict) -> Shown:
 
 
 def _forecast(stored: dict, result: dict) -> Shown:
-    if "forecast" not in stored:
-        return None
     baseline = str(stored.get("baseline_name") or "baseline").replace("_", " ")
     figures = []
     for chart in (stored.get("forecast") or [])[:MAX_SERIES_CHARTS]:
@@ -221,8 +217,6 @@ def _forecast(stored: dict, result: dict) -> Shown:
 
 
 def _recommendation(stored: dict, result: dict) -> Shown:
-    if "top_k" not in stored and "exposure" not in stored:
-        return None
     figures, tables = [], []
     exposure = stored.get("exposure") or []
     if exposure:
@@ -253,8 +247,6 @@ def _recommendation(stored: dict, result: dict) -> Shown:
 
 
 def _next_exercise(stored: dict, result: dict) -> Shown:
-    if "recommendations" not in stored:
-        return None
     zpd = stored.get("zpd") or {}
     low, high = zpd.get("low", 0.5), zpd.get("high", 0.85)
     band_label = f"zone of proximal development {low:g}–{high:g}"
@@ -291,8 +283,6 @@ def _next_exercise(stored: dict, result: dict) -> Shown:
 
 
 def _mastery(stored: dict, result: dict) -> Shown:
-    if "mastery" not in stored:
-        return None
     figures = []
     for entry in (stored.get("mastery") or [])[:MAX_STUDENT_CHARTS]:
         steps = entry.get("steps") or []
@@ -310,8 +300,6 @@ def _mastery(stored: dict, result: dict) -> Shown:
 
 
 def _rul(stored: dict, result: dict) -> Shown:
-    if "rul" not in stored:
-        return None
     baseline = str(stored.get("baseline_name") or "baseline").replace("_", " ")
     figures = []
     for curve in (stored.get("rul") or [])[:MAX_UNIT_CHARTS]:
@@ -333,6 +321,18 @@ def _rul(stored: dict, result: dict) -> Shown:
     heading = "Predicted vs true remaining useful life" + (
         f" (capped at {cap:g} cycles)" if isinstance(cap, int | float) else "")
     return heading, figures, []
+
+
+# Chart kind (as families declare it) -> its builder.
+RENDERERS: dict[str, Callable[[dict, dict], Shown]] = {
+    "precision_recall": _binary,
+    "confusion_matrix": _text,
+    "forecast_vs_actual": _forecast,
+    "top_k": _recommendation,
+    "next_skill": _next_exercise,
+    "mastery": _mastery,
+    "rul_curve": _rul,
+}
 
 
 def _number(value) -> str:
