@@ -75,6 +75,20 @@ def private_result(tmp_path_factory):
 
 def test_the_registry_dispatches_text_encoder_here() -> None:
     assert type(get_family("text_encoder")) is text.TextEncoderFamily
+    assert get_family("text_encoder").options(SPEC) == text.TextEncoderOptions()
+
+
+def test_the_specs_family_options_reach_the_encoder(private_result, tmp_path) -> None:
+    # run_training with the options in the spec equals text.run given them directly.
+    from ml_core.pipeline import run_training
+
+    _, direct, _ = private_result
+    through_spec = run_training(frame=notes(), mapping=MAPPING,
+                                spec=dataclasses.replace(SPEC, family_options=TINY),
+                                artifact_dir=tmp_path)
+    assert through_spec.metrics == direct.metrics
+    assert through_spec.privacy["epsilon"] == direct.privacy["epsilon"]
+    assert through_spec.charts["kind"] == "confusion_matrix"
 
 
 @pytest.mark.slow
