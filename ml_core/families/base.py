@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import pkgutil
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -166,8 +167,12 @@ class ModelFamily:
         """Predictions of a loaded model for ``frame``'s rows."""
         raise NotImplementedError(f"family {self.name!r} cannot predict")
 
-    def attach_test_set(self, **inputs: Any) -> pd.DataFrame:
-        """One frame of the training table and a given test set (``supports.test_file``)."""
+    def attach_test_set(
+        self, frame: pd.DataFrame, test_frame: pd.DataFrame, truth: Sequence[float], *,
+        unit: str, cycle: str, target: str | None = None,
+    ) -> pd.DataFrame:
+        """One frame of the training table and a given test set whose entities (``unit``)
+        end at ``truth`` (``supports.test_file``); the test rows are marked for the split."""
         raise NotImplementedError(f"family {self.name!r} takes no given test set")
 
     def __repr__(self) -> str:

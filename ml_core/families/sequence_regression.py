@@ -805,5 +805,5 @@ class SequenceRegressorFamily(ModelFamily):
     def predict(self, loaded, frame):
         return predict(loaded, frame)
 
-    def attach_test_set(self, frame, test_frame, truth, **roles):
-        return attach_test_set(frame, test_frame, truth, **roles)
+    def attach_test_set(self, frame, test_frame, truth, *, unit, cycle, target=None):
+        return attach_test_set(frame, test_frame, truth, unit=unit, cycle=cycle, target=target)
