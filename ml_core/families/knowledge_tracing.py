@@ -875,9 +875,6 @@ class _ResponseLogFamily(ModelFamily):
     def load(self, path):
         return load(path)
 
-    def predict(self, loaded, frame):
-        return predict(loaded, frame)
-
 
 @register_family
 class KnowledgeTracingFamily(_ResponseLogFamily):
@@ -893,6 +890,9 @@ class KnowledgeTracingFamily(_ResponseLogFamily):
 
     def _run(self, **inputs):
         return run(**inputs)
+
+    def predict(self, loaded, frame):
+        return predict_answers(loaded, frame)
 
 
 @register_family
@@ -913,3 +913,6 @@ class NextExerciseFamily(_ResponseLogFamily):
 
     def _run(self, **inputs):
         return run_next_exercise(**inputs)
+
+    def predict(self, loaded, frame):
+        return recommend(loaded, frame)
