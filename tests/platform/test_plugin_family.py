@@ -18,6 +18,7 @@ from audits.models import FairnessReport
 from catalog.checks import check_registry
 from ml_core.families import get_family
 from ml_core.families.base import unregister_family
+from ml_core.spec import ColumnMapping
 from tests.conftest import FAST_TRAINING, csv_upload, finance_frame
 from verticals import registry
 from verticals.base import Problem, Vertical
@@ -60,6 +61,14 @@ def test_a_family_from_outside_ml_core_trains_audits_and_serves(
     family = get_family(plugin.NAME)
     assert type(family) is plugin.NarrowMLPFamily
     assert [m for m in check_registry() if m.level >= checks.ERROR] == []
+    # The mapping form and services read its declared roles: features offered and required.
+    from ingestion.forms import role_choices
+    from ingestion.services import complete_mapping
+
+    spec = registry.get_problem("plugins", "approval").spec
+    assert "feature" in dict(role_choices(spec))
+    filled = complete_mapping(ColumnMapping(target="default"), ["default", "income"], spec)
+    assert filled.features == ("income",)
 
     # Upload and map through the ingestion services, as the web pages do.
     buffer = io.StringIO()
