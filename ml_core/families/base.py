@@ -63,7 +63,8 @@ class MetricDeclaration:
     """One metric a family reports on its test split."""
 
     name: str
-    higher_is_better: bool
+    # None: a count that describes the model (coverage), with no better direction.
+    higher_is_better: bool | None
     # What a trivial predictor scores (0.5 ROC AUC, MASE 1.0 for the seasonal naive
     # forecast); None where it depends on the data (RMSE, macro F1 with k classes).
     naive_level: float | None = None
@@ -190,6 +191,9 @@ def _declaration_errors(family: ModelFamily) -> list[str]:
             found.append(f"declares no {attribute}")
     if getattr(family, "metrics", None) and family.metric(family.primary_metric) is None:
         found.append(f"primary metric {family.primary_metric!r} is not one of its metrics")
+    elif getattr(family, "metrics", None) and \
+            family.metric(family.primary_metric).higher_is_better is None:
+        found.append(f"primary metric {family.primary_metric!r} has no direction")
     options = family.options_type
     if options is not None and not (dataclasses.is_dataclass(options)
                                      and options.__dataclass_params__.frozen):

@@ -900,13 +900,14 @@ class NextExerciseFamily(_ResponseLogFamily):
     name = "next_exercise"
     task_types = (TaskType.RANKING,)
     # A uniformly random skill's share in the zone is the page's "random choice" bar, measured
-    # per run; it has no fixed level.
+    # per run; it has no fixed level. Coverage and the number of students observed are
+    # counts that describe the recommendations, not scores: no direction.
     metrics = (
         MetricDeclaration("zpd_share", higher_is_better=True),
         MetricDeclaration("mean_distance_to_target", higher_is_better=False),
         MetricDeclaration("observed_success", higher_is_better=True),
-        MetricDeclaration("skill_coverage", higher_is_better=True),
-        MetricDeclaration("observed_students", higher_is_better=True),
+        MetricDeclaration("skill_coverage", higher_is_better=None),
+        MetricDeclaration("observed_students", higher_is_better=None),
     )
     primary_metric = "zpd_share"
     chart_kinds = ("next_skill",)

@@ -16,7 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from audits import charts
+from catalog.families import family_of
+from ml_core.families import ModelFamily
 from ml_core.metrics import higher_is_better
+from verticals.registry import RegistryError, get_problem
 
 METRIC_LABELS = {
     "roc_auc": "ROC AUC", "pr_auc": "PR AUC", "accuracy": "Accuracy", "f1": "F1",
@@ -30,10 +33,6 @@ METRIC_LABELS = {
     "observed_students": "Students observed on the chosen skill",
     "skill_coverage": "Share of skills recommended",
 }
-# Counts, not scores: no direction to say.
-NEUTRAL_METRICS = frozenset({"observed_students", "skill_coverage"})
-# Lower is better beyond ml_core.metrics' list (next exercise: closeness to 0.7 success).
-ALSO_LOWER_IS_BETTER = frozenset({"mean_distance_to_target"})
 TASK_LABELS = {
     "binary_classification": "Binary classification",
     "text_classification": "Text classification",
@@ -74,17 +73,27 @@ class TaskResults:
     notes: list[str] = field(default_factory=list)
 
 
-def metric_higher_is_better(name: str) -> bool:
-    """Whether a larger value of the metric is better (ml_core's list, and ours)."""
-    return higher_is_better(name) and name not in ALSO_LOWER_IS_BETTER
+def metric_higher_is_better(name: str, family: ModelFamily | None = None) -> bool | None:
+    """Whether a larger value of the metric is better, as ``family`` declares it (ml_core's
+    list for a metric it does not declare); None for a count with no better direction."""
+    declared = family.metric(name) if family is not None else None
+    return declared.higher_is_better if declared is not None else higher_is_better(name)
 
 
-def metric_label(name: str) -> str:
+def metric_label(name: str, family: ModelFamily | None = None) -> str:
     label = METRIC_LABELS.get(name, name.replace("_", " "))
-    if name in NEUTRAL_METRICS:
+    higher = metric_higher_is_better(name, family)
+    if higher is None:
         return label
-    better = "higher" if metric_higher_is_better(name) else "lower"
-    return f"{label} ({better} is better)"
+    return f"{label} ({'higher' if higher else 'lower'} is better)"
+
+
+def run_family(run) -> ModelFamily | None:
+    """The family of ``run``'s problem; None once the problem is no longer registered."""
+    try:
+        return family_of(get_problem(run.vertical, run.problem).spec)
+    except RegistryError:
+        return None
 
 
 def baseline_names(result: dict) -> list[str]:
@@ -105,15 +114,18 @@ def metric_rows(run) -> list[dict]:
     twin = result.get("nonprivate_metrics") or {}
     model = run.metrics or {}
     names = list(model) + [n for n in list(chosen) + list(twin) if n not in model]
+    family = run_family(run)
     rows = []
     for name in names:
         value, reference = model.get(name), chosen.get(name)
+        higher = metric_higher_is_better(name, family)
         better = None
-        if name not in NEUTRAL_METRICS and isinstance(value, int | float) \
+        if higher is not None and isinstance(value, int | float) \
                 and isinstance(reference, int | float):
-            better = value > reference if metric_higher_is_better(name) else value < reference
+            better = value > reference if higher else value < reference
         rows.append({
-            "name": name, "label": metric_label(name), "model": value, "baseline": reference,
+            "name": name, "label": metric_label(name, family), "model": value,
+            "baseline": reference,
             "others": [(others.get(other) or {}).get(name)
                        for other in baseline_names(result)[1:]],
             "twin": twin.get(name), "better": better,

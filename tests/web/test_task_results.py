@@ -177,6 +177,10 @@ def test_next_exercise_shows_recommendations_with_the_zone(render):
     assert "◆" in page  # the recommended skill is marked in text
     assert "Next skill per test student" in page
     assert "Share in the zone by" in report
+    # Directions as the family declares them: counts carry none.
+    table = _metrics_table(page)
+    assert "Mean distance to 0.7 predicted success (lower is better)" in table
+    assert "Share of skills recommended<" in table and "Share of skills recommended (" not in table
 
 
 def test_rul_shows_predicted_vs_true_per_unit(render):
