@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ml_core.data import TabularEncoder
+from ml_core.metrics import DEFAULT_THRESHOLD
 from ml_core.models import build_model
 from ml_core.privacy import unwrap
 
@@ -173,3 +174,12 @@ def predict_proba(loaded: LoadedModel, frame: pd.DataFrame) -> np.ndarray:
     features = torch.from_numpy(loaded.encoder.transform(frame))
     scores = loaded.model.probabilities(features, block_rows=FORWARD_ROWS)
     return scores.double().numpy()
+
+
+def predict_decisions(loaded: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """``score`` (positive-class probability) and ``prediction`` (0/1 at the model's own
+    threshold, chosen on the validation split) for each row of ``frame``."""
+    scores = predict_proba(loaded, frame)
+    threshold = float(loaded.metadata.get("threshold", DEFAULT_THRESHOLD))
+    return pd.DataFrame({"score": scores.astype(float),
+                         "prediction": (scores >= threshold).astype(int)}, index=frame.index)

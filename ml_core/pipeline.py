@@ -41,7 +41,7 @@ from ml_core.spec import (
 )
 from ml_core.trainer import TrainedModel, TrainingCancelled, predict_scores, train_model
 
-__all__ = ["TrainingCancelled", "TrainingResult", "run_training"]
+__all__ = ["TrainingCancelled", "TrainingResult", "run_tabular", "run_training"]
 
 
 
@@ -156,7 +156,8 @@ def run_training(
     should_stop: StopCheck | None = None,
     checkpoint_dir: Path | None = None,
 ) -> TrainingResult:
-    """Train, evaluate, audit and save one model for ``spec`` on ``frame``.
+    """Train, evaluate, audit and save one model for ``spec`` on ``frame``, with the family
+    ``spec.model_family`` names (:func:`ml_core.families.get_family`).
 
     ``privacy`` and ``train`` default to the spec's. Seeded by ``train.seed``: two runs
     with the same inputs give identical results on the same (CPU) device. The artifact is
@@ -169,16 +170,30 @@ def run_training(
     the result equals an uninterrupted run's (:mod:`ml_core.checkpoints`). Every family's
     runner takes ``checkpoint_dir`` (the family resume tests check each one).
     """
-    if spec.model_family != "tabular_mlp":
-        # Other task families live in ml_core.families, imported only when used (the text
-        # family pulls in transformers).
-        from ml_core.families import runner_for
+    # Imported here: the family modules import this one (TrainingResult, json_ready).
+    from ml_core.families import get_family
 
-        return runner_for(spec.model_family)(
-            frame=frame, mapping=mapping, spec=spec, privacy=privacy, train=train,
-            artifact_dir=artifact_dir, progress=progress, should_stop=should_stop,
-            checkpoint_dir=checkpoint_dir,
-        )
+    return get_family(spec.model_family).run(
+        frame=frame, mapping=mapping, spec=spec, privacy=privacy, train=train,
+        artifact_dir=artifact_dir, progress=progress, should_stop=should_stop,
+        checkpoint_dir=checkpoint_dir,
+    )
+
+
+def run_tabular(
+    *,
+    frame: pd.DataFrame,
+    mapping: ColumnMapping,
+    spec: ProblemSpec,
+    privacy: PrivacyConfig | None = None,
+    train: TrainConfig | None = None,
+    artifact_dir: Path,
+    progress: ProgressSink | None = None,
+    should_stop: StopCheck | None = None,
+    checkpoint_dir: Path | None = None,
+) -> TrainingResult:
+    """The ``tabular_mlp`` family's run (:mod:`ml_core.families.tabular`): the contract of
+    :func:`run_training` for binary classification with a private MLP."""
     if spec.task_type is not TaskType.BINARY_CLASSIFICATION:
         raise ValueError(f"the tabular_mlp family trains binary classification, "
                          f"not {spec.task_type.value}")

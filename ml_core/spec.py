@@ -176,6 +176,10 @@ class TargetRule:
                 f"{self.negative_text} = {column} {high} {value}")
 
 
+# The family a problem trains when it names none (ml_core.families.tabular).
+DEFAULT_MODEL_FAMILY = "tabular_mlp"
+
+
 @dataclass(frozen=True)
 class ProblemSpec:
     """Everything the platform and the model core need to know about one problem."""
@@ -190,7 +194,10 @@ class ProblemSpec:
     metrics: tuple[str, ...] = ("roc_auc", "pr_auc", "accuracy", "f1", "brier", "ks")
     primary_metric: str = "roc_auc"
     baseline: str = "logistic_regression"
-    model_family: str = "tabular_mlp"
+    model_family: str = DEFAULT_MODEL_FAMILY
+    # The family's own options (its ``options_type``, a frozen dataclass: the text encoder's
+    # model, layers to fine-tune...); None: the family's defaults.
+    family_options: object | None = None
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     fairness: FairnessPolicy = field(default_factory=FairnessPolicy)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -482,11 +482,10 @@ def validate(
     checked = used + ([mapping.target] if mapping.target in present else [])
     issues.extend(_check_non_finite(frame, list(dict.fromkeys(checked))))
     issues.extend(_check_constant(frame, used, codes))
-    if spec.model_family != "tabular_mlp":
-        # Imported here: family modules import this one for ValidationIssue.
-        from ml_core.families import validator_for
+    # Imported here: family modules import this one for ValidationIssue.
+    from ml_core.families import get_family
 
-        issues.extend(validator_for(spec.model_family)(frame, mapping, spec))
+    issues.extend(get_family(spec.model_family).validate(frame, mapping, spec))
     return issues
 
 

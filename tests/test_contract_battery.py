@@ -322,9 +322,9 @@ def test_artifact_reloads_to_identical_scores(
     weights = path / WEIGHTS_FILE
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == result.artifact_sha256
     if problem.spec.model_family != "tabular_mlp":
-        from ml_core.families import family_module
+        from ml_core.families import get_family
 
-        family = family_module(problem.spec.model_family)
+        family = get_family(problem.spec.model_family)
         loaded = family.load(path)
         first = family.predict(loaded, frame)
         assert isinstance(first, pd.DataFrame) and len(first) > 0

@@ -1,47 +1,24 @@
-"""Task families beyond tabular binary classification.
+"""Model families: each one a registered plug-in (:mod:`ml_core.families.base`).
 
-Each family module exposes ``run(*, frame, mapping, spec, privacy, train, artifact_dir,
-progress, should_stop, checkpoint_dir) -> ml_core.pipeline.TrainingResult``, with the same
-contract as :func:`ml_core.pipeline.run_training`: it checkpoints every epoch into
-``checkpoint_dir`` and resumes from there (:mod:`ml_core.checkpoints`). Modules are
-imported on first use.
+Every module of this package that defines a family registers it with
+:func:`~ml_core.families.base.register_family` at its end; :func:`get_family` and
+:func:`all_families` import the package's modules on first use, so the registry is complete
+without a list of names here. A family's ``run`` follows the contract of
+:func:`ml_core.pipeline.run_training`: it checkpoints every epoch into ``checkpoint_dir`` and
+resumes from there (:mod:`ml_core.checkpoints`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from importlib import import_module
-from types import ModuleType
+from ml_core.families.base import (
+    FamilyError,
+    MetricDeclaration,
+    ModelFamily,
+    Supports,
+    all_families,
+    get_family,
+    register_family,
+)
 
-# model_family -> module under ml_core.families
-FAMILIES: dict[str, str] = {
-    "text_encoder": "text",
-    "forecaster": "forecasting",
-    "recommender": "recommendation",
-    "knowledge_tracing": "knowledge_tracing",
-    "next_exercise": "knowledge_tracing",
-    "sequence_regressor": "sequence_regression",
-}
-
-
-def family_module(model_family: str) -> ModuleType:
-    """The module that implements ``model_family``."""
-    try:
-        module_name = FAMILIES[model_family]
-    except KeyError:
-        raise ValueError(f"unknown model family {model_family!r}; known: "
-                         f"tabular_mlp, {', '.join(sorted(FAMILIES))}") from None
-    return import_module(f"ml_core.families.{module_name}")
-
-
-def runner_for(model_family: str) -> Callable:
-    """The ``run`` function of ``model_family``'s module."""
-    module = family_module(model_family)
-    if model_family == "next_exercise":
-        return module.run_next_exercise
-    return module.run
-
-
-def validator_for(model_family: str) -> Callable:
-    """The family's task-specific ``validate(frame, mapping, spec)``."""
-    return family_module(model_family).validate
+__all__ = ["FamilyError", "MetricDeclaration", "ModelFamily", "Supports", "all_families",
+           "get_family", "register_family"]

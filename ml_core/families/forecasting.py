@@ -36,6 +36,7 @@ from torch import nn
 from ml_core import fairness, group_metrics
 from ml_core.artifacts import library_versions
 from ml_core.checkpoints import checkpoint_path
+from ml_core.families.base import MetricDeclaration, ModelFamily, register_family
 from ml_core.families.forecast_windows import (
     CovariateEncoding,
     Series,
@@ -56,10 +57,12 @@ from ml_core.models.forecaster import GlobalForecaster
 from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
+    ColumnRole,
     PrivacyConfig,
     ProblemSpec,
     ProgressSink,
     StopCheck,
+    TaskType,
     TrainConfig,
 )
 from ml_core.trainer import TrainingCancelled
@@ -741,3 +744,35 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
                     "column (store, item); otherwise their targets are summed.",
         ))
     return issues
+
+
+# --- registration -----------------------------------------------------------------------
+
+
+@register_family
+class ForecasterFamily(ModelFamily):
+    name = MODEL_FAMILY
+    task_types = (TaskType.FORECASTING,)
+    required_roles = (ColumnRole.TARGET.value, ColumnRole.TIME.value)
+    optional_roles = (ColumnRole.SERIES.value, ColumnRole.COVARIATE.value)
+    # MASE is scaled by the seasonal naive forecast's error: that forecast scores 1.
+    metrics = (
+        MetricDeclaration("mase", higher_is_better=False, naive_level=1.0),
+        MetricDeclaration("wape", higher_is_better=False),
+        MetricDeclaration("mae", higher_is_better=False),
+        MetricDeclaration("rmse", higher_is_better=False),
+    )
+    primary_metric = "mase"
+    chart_kinds = ("forecast_vs_actual",)
+
+    def _run(self, **inputs):
+        return run(**inputs)
+
+    def validate(self, frame, mapping, spec):
+        return validate(frame, mapping, spec)
+
+    def load(self, path):
+        return load(path)
+
+    def predict(self, loaded, frame):
+        return predict(loaded, frame)

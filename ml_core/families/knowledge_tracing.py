@@ -37,6 +37,7 @@ from ml_core import fairness, group_metrics
 from ml_core import privacy as dp
 from ml_core.artifacts import file_sha256, library_versions
 from ml_core.checkpoints import EpochCheckpoint, checkpoint_path
+from ml_core.families.base import MetricDeclaration, ModelFamily, register_family
 from ml_core.families.knowledge_tracing_data import (
     ResponseColumns,
     Responses,
@@ -56,10 +57,12 @@ from ml_core.pipeline import TrainingCancelled, TrainingResult, json_ready, reso
 from ml_core.progress import EpochLog, report_stage
 from ml_core.spec import (
     ColumnMapping,
+    ColumnRole,
     PrivacyConfig,
     ProblemSpec,
     ProgressSink,
     StopCheck,
+    TaskType,
     TrainConfig,
 )
 from ml_core.trainer import cpu_threads_for, resolve_device, seed_everything
@@ -855,3 +858,62 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
     """Task checks for response logs (roles, 0/1 answers, readable times, multi-skill
     leakage): see :func:`ml_core.families.knowledge_tracing_data.validate_responses`."""
     return validate_responses(frame, mapping, spec)
+
+
+# --- registration -----------------------------------------------------------------------
+
+
+class _ResponseLogFamily(ModelFamily):
+    """What both families over response logs (student, skill, time, correct) share."""
+
+    required_roles = (ColumnRole.TARGET.value, ColumnRole.STUDENT.value,
+                      ColumnRole.SKILL.value, ColumnRole.TIME.value)
+
+    def validate(self, frame, mapping, spec):
+        return validate(frame, mapping, spec)
+
+    def load(self, path):
+        return load(path)
+
+
+@register_family
+class KnowledgeTracingFamily(_ResponseLogFamily):
+    name = "knowledge_tracing"
+    task_types = (TaskType.SEQUENCE_PREDICTION,)
+    metrics = (
+        MetricDeclaration("roc_auc", higher_is_better=True, naive_level=0.5),
+        MetricDeclaration("accuracy", higher_is_better=True),
+        MetricDeclaration("brier", higher_is_better=False),
+    )
+    primary_metric = "roc_auc"
+    chart_kinds = ("mastery",)
+
+    def _run(self, **inputs):
+        return run(**inputs)
+
+    def predict(self, loaded, frame):
+        return predict_answers(loaded, frame)
+
+
+@register_family
+class NextExerciseFamily(_ResponseLogFamily):
+    name = "next_exercise"
+    task_types = (TaskType.RANKING,)
+    # A uniformly random skill's share in the zone is the page's "random choice" bar, measured
+    # per run; it has no fixed level. Coverage and the number of students observed are
+    # counts that describe the recommendations, not scores: no direction.
+    metrics = (
+        MetricDeclaration("zpd_share", higher_is_better=True),
+        MetricDeclaration("mean_distance_to_target", higher_is_better=False),
+        MetricDeclaration("observed_success", higher_is_better=True),
+        MetricDeclaration("skill_coverage", higher_is_better=None),
+        MetricDeclaration("observed_students", higher_is_better=None),
+    )
+    primary_metric = "zpd_share"
+    chart_kinds = ("next_skill",)
+
+    def _run(self, **inputs):
+        return run_next_exercise(**inputs)
+
+    def predict(self, loaded, frame):
+        return recommend(loaded, frame)

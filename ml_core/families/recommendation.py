@@ -37,6 +37,7 @@ from torch import nn
 from ml_core import fairness, group_metrics
 from ml_core.artifacts import library_versions
 from ml_core.checkpoints import checkpoint_path
+from ml_core.families.base import MetricDeclaration, ModelFamily, register_family
 from ml_core.families.forecast_windows import parse_dates
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
@@ -44,10 +45,12 @@ from ml_core.models.recommender import MatrixFactorisation
 from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
+    ColumnRole,
     PrivacyConfig,
     ProblemSpec,
     ProgressSink,
     StopCheck,
+    TaskType,
     TrainConfig,
 )
 from ml_core.trainer import TrainingCancelled
@@ -548,3 +551,35 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
                             "each user's first value is used.",
                 ))
     return issues
+
+
+# --- registration -----------------------------------------------------------------------
+
+
+@register_family
+class RecommenderFamily(ModelFamily):
+    name = MODEL_FAMILY
+    task_types = (TaskType.RANKING,)
+    # Implicit feedback: every row a positive unless a target column says otherwise.
+    required_roles = (ColumnRole.USER.value, ColumnRole.ITEM.value)
+    optional_roles = (ColumnRole.TARGET.value, ColumnRole.TIME.value)
+    # At k = TrainConfig.top_k (10 by default); a random list's level depends on the catalogue.
+    metrics = (
+        MetricDeclaration("ndcg@10", higher_is_better=True),
+        MetricDeclaration("recall@10", higher_is_better=True),
+        MetricDeclaration("hit_rate@10", higher_is_better=True),
+    )
+    primary_metric = "ndcg@10"
+    chart_kinds = ("top_k",)
+
+    def _run(self, **inputs):
+        return run(**inputs)
+
+    def validate(self, frame, mapping, spec):
+        return validate(frame, mapping, spec)
+
+    def load(self, path):
+        return load(path)
+
+    def predict(self, loaded, frame):
+        return predict(loaded, frame)

@@ -62,16 +62,24 @@ from torch import nn
 from ml_core import fairness, group_metrics
 from ml_core.artifacts import library_versions
 from ml_core.checkpoints import checkpoint_path
+from ml_core.families.base import (
+    MetricDeclaration,
+    ModelFamily,
+    Supports,
+    register_family,
+)
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.sequence_regressor import SequenceRegressor
 from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
+    ColumnRole,
     PrivacyConfig,
     ProblemSpec,
     ProgressSink,
     StopCheck,
+    TaskType,
     TrainConfig,
 )
 from ml_core.trainer import TrainingCancelled
@@ -762,3 +770,40 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
         issues.append(ValidationIssue(code="no_features",
                                       message="No numeric sensor columns to learn from."))
     return issues
+
+
+# --- registration -----------------------------------------------------------------------
+
+
+@register_family
+class SequenceRegressorFamily(ModelFamily):
+    name = MODEL_FAMILY
+    task_types = (TaskType.SEQUENCE_REGRESSION,)
+    # The target (RUL) may be computed from the run-to-failure cycles; the sensor channels
+    # are the mapped features, or every numeric column without another role.
+    required_roles = (ColumnRole.UNIT.value, ColumnRole.CYCLE.value)
+    optional_roles = (ColumnRole.TARGET.value, ColumnRole.FEATURE.value, ColumnRole.ID.value)
+    numeric_features_only = True
+    metrics = (
+        MetricDeclaration("rmse", higher_is_better=False),
+        MetricDeclaration("nasa_score", higher_is_better=False),
+        MetricDeclaration("mae", higher_is_better=False),
+    )
+    primary_metric = "rmse"
+    chart_kinds = ("rul_curve",)
+    supports = Supports(test_file=True)
+
+    def _run(self, **inputs):
+        return run(**inputs)
+
+    def validate(self, frame, mapping, spec):
+        return validate(frame, mapping, spec)
+
+    def load(self, path):
+        return load(path)
+
+    def predict(self, loaded, frame):
+        return predict(loaded, frame)
+
+    def attach_test_set(self, frame, test_frame, truth, *, unit, cycle, target=None):
+        return attach_test_set(frame, test_frame, truth, unit=unit, cycle=cycle, target=target)

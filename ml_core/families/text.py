@@ -44,6 +44,7 @@ from ml_core import privacy as dp
 from ml_core.artifacts import file_sha256, library_versions
 from ml_core.checkpoints import EpochCheckpoint, checkpoint_path
 from ml_core.data import label_text
+from ml_core.families.base import MetricDeclaration, ModelFamily, register_family
 from ml_core.models import text_encoder as te
 from ml_core.pipeline import TrainingResult, json_ready, resolve_inputs
 from ml_core.progress import EpochLog, report_stage
@@ -54,6 +55,7 @@ from ml_core.spec import (
     ProblemSpec,
     ProgressSink,
     StopCheck,
+    TaskType,
     TrainConfig,
     normalise_name,
 )
@@ -1024,3 +1026,36 @@ def predict(loaded: LoadedTextModel, frame: pd.DataFrame) -> pd.DataFrame:
         probabilities = np.zeros((0, len(metadata["classes"])))
     return _prediction_table(row_ids=frame.index.to_numpy(), y_true=None,
                              probabilities=probabilities, classes=list(metadata["classes"]))
+
+
+# --- registration -----------------------------------------------------------------------
+
+
+@register_family
+class TextEncoderFamily(ModelFamily):
+    name = MODEL_FAMILY
+    task_types = (TaskType.TEXT_CLASSIFICATION,)
+    # The text column is found from the hints when none is mapped (text_column).
+    optional_roles = (ColumnRole.TEXT.value, ColumnRole.ID.value)
+    options_type = TextEncoderOptions
+    # A constant prediction of the majority class has macro F1 below 1 / classes: the level
+    # depends on the number of classes.
+    metrics = (
+        MetricDeclaration("macro_f1", higher_is_better=True),
+        MetricDeclaration("accuracy", higher_is_better=True),
+        MetricDeclaration("weighted_f1", higher_is_better=True),
+    )
+    primary_metric = "macro_f1"
+    chart_kinds = ("confusion_matrix",)
+
+    def _run(self, *, spec, **inputs):
+        return run(spec=spec, encoder=self.options(spec), **inputs)
+
+    def validate(self, frame, mapping, spec):
+        return validate(frame, mapping, spec)
+
+    def load(self, path):
+        return load(path)
+
+    def predict(self, loaded, frame):
+        return predict(loaded, frame)

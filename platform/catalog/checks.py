@@ -1,5 +1,6 @@
-"""System checks on the vertical registry: at least one problem exists, and every problem
-declares a spec the platform can use. Run by ``manage.py check`` and on server start."""
+"""System checks on the vertical registry: at least one problem exists, every problem
+declares a spec the platform can use, and its model family is registered and reads the
+roles the problem maps. Run by ``manage.py check`` and on server start."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import re
 
 from django.core import checks
 
-from ml_core.spec import ColumnRole, ProblemSpec, TaskType
+from ml_core.families import FamilyError, ModelFamily, get_family
+from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec, TaskType
 from verticals import registry
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -56,6 +58,40 @@ def _spec_problems(spec: object, where: str) -> list[str]:
     return found
 
 
+def _mapped_roles(mapping: ColumnMapping) -> set[str]:
+    """The roles a sample mapping gives a column (the tabular fields and the task roles)."""
+    roles = {role for role, _ in mapping.roles}
+    for role, present in ((ColumnRole.TARGET, mapping.target), (ColumnRole.ID, mapping.id),
+                          (ColumnRole.FEATURE, mapping.features),
+                          (ColumnRole.SENSITIVE, mapping.sensitive),
+                          (ColumnRole.EXCLUDE, mapping.exclude)):
+        if present:
+            roles.add(role.value)
+    return roles
+
+
+def _family_problems(spec: ProblemSpec, mapping: ColumnMapping, where: str,
+                     family: ModelFamily) -> list[str]:
+    """What ``spec`` asks of ``family`` that the family does not declare."""
+    found: list[str] = []
+    if spec.task_type not in family.task_types:
+        found.append(f"{where}: the {family.name} family trains "
+                     f"{', '.join(t.value for t in family.task_types)}, "
+                     f"not {getattr(spec.task_type, 'value', spec.task_type)}")
+    hinted = {str(getattr(h.role, "value", h.role)) for h in spec.hints}
+    for role in sorted(hinted | _mapped_roles(mapping)):
+        if not family.reads(role):
+            found.append(f"{where}: maps the role {role!r}, which the {family.name} family "
+                         f"does not read (it reads {', '.join(sorted(family.roles()))})")
+    options = spec.family_options
+    if options is not None and (family.options_type is None
+                                or not isinstance(options, family.options_type)):
+        expected = family.options_type.__name__ if family.options_type else "no options"
+        found.append(f"{where}: family_options is {type(options).__name__}; the "
+                     f"{family.name} family takes {expected}")
+    return found
+
+
 def check_registry(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     problems = registry.all_problems()
     if not problems:
@@ -73,6 +109,8 @@ def check_registry(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                                          "identifier", id="catalog.E002"))
         for text in _spec_problems(problem.spec, where):
             messages.append(checks.Error(text, id="catalog.E003"))
+        if isinstance(problem.spec, ProblemSpec):
+            messages.extend(_family_messages(problem.spec, problem.sample_mapping, where))
         if not callable(problem.sample_data):
             messages.append(checks.Error(f"{where}: sample_data is not callable",
                                          id="catalog.E004"))
@@ -80,3 +118,16 @@ def check_registry(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             messages.append(checks.Warning(f"{where}: has no guide for analysts",
                                            id="catalog.W001"))
     return messages
+
+
+def _family_messages(spec: ProblemSpec, mapping: ColumnMapping, where: str
+                     ) -> list[checks.CheckMessage]:
+    try:
+        family = get_family(spec.model_family)
+    except FamilyError as exc:
+        return [checks.Error(f"{where}: {exc}", id="catalog.E005",
+                             hint="Name a registered family in the spec's model_family, or "
+                                  "register the family (ml_core.families.register_family) "
+                                  "in a module the app imports.")]
+    return [checks.Error(text, id="catalog.E006")
+            for text in _family_problems(spec, mapping, where, family)]

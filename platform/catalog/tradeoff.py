@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass
 from django.urls import reverse
 
 from accounts import scoping
+from catalog.families import family_of
 from training.models import TrainingRun
 from training.result_display import metric_higher_is_better, metric_label
+from verticals.registry import get_problem
 
 MAX_POINTS = 300  # the most recent runs; older ones are counted, not drawn
 RADIUS = (5.0, 14.0)  # smallest and largest point radius (pixels), worst to best utility
@@ -73,7 +75,8 @@ def tradeoff(*, user, vertical: str, problem: str, primary_metric: str) -> dict:
     ).select_related("model_version"), user)
     total = runs.count()
     points = [_point(run, primary_metric) for run in runs[:MAX_POINTS]]
-    higher = metric_higher_is_better(primary_metric)
+    family = family_of(get_problem(vertical, problem).spec)
+    higher = bool(metric_higher_is_better(primary_metric, family))
     points = _scaled(points, higher_is_better=higher)
     drawn = [p for p in points if p.disparity is not None]
     epsilons = [p.epsilon for p in drawn if p.epsilon is not None]
@@ -82,7 +85,7 @@ def tradeoff(*, user, vertical: str, problem: str, primary_metric: str) -> dict:
     infinity_x = round(max(largest * 1.3, largest + 1.0), 3)
     return {
         "metric": primary_metric,
-        "metric_label": metric_label(primary_metric),
+        "metric_label": metric_label(primary_metric, family),
         "higher_is_better": higher,
         "points": [asdict(p) for p in points],
         "drawn": len(drawn),

@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied
 from accounts.scoping import membership_for
 from audits.models import FairnessReport
 from audits.services import log_action
+from catalog.families import family_of_model
 from governance.models import Mitigation
 from governance.scoring import loaded_model
 from ingestion.services import load_frame
@@ -54,6 +55,9 @@ def _failed_report(model_version: ModelVersion, user) -> FairnessReport:
     membership = membership_for(user)
     if membership.organisation_id != model_version.organisation_id or not membership.can_review:
         raise PermissionDenied("only a reviewer or admin of this organisation can mitigate")
+    family = family_of_model(model_version)
+    if not family.supports.mitigation:
+        raise ValueError(f"models of the {family.name} family cannot be mitigated here")
     stored = FairnessReport.objects.filter(run=model_version.run).first()
     if stored is None:
         raise ValueError("this model has no fairness report")

@@ -18,6 +18,7 @@ from django.db import transaction
 
 from accounts.scoping import membership_for
 from audits.services import log_action
+from catalog.families import family_of_model
 from governance.ledger import BudgetExceeded, charge_privacy_audit, check_budget
 from ingestion.services import load_frame
 from ml_core.data import encode_and_split
@@ -34,9 +35,10 @@ REFUSED_KEY = "privacy_audit_refused"  # the last refusal; an earlier audit's re
 
 def check_auditable(model_version: ModelVersion) -> None:
     """ValueError (with the reason) when the model cannot be audited this way."""
-    spec = get_problem(model_version.vertical, model_version.problem).spec
-    if spec.model_family != "tabular_mlp":
-        raise ValueError("the empirical privacy audit covers tabular models only")
+    family = family_of_model(model_version)
+    if not family.supports.privacy_audit:
+        raise ValueError(f"the empirical privacy audit does not cover the {family.name} "
+                         "family's models")
     if not (model_version.run.privacy or {}).get("enabled"):
         raise ValueError("this model was trained without differential privacy: there is "
                          "no claimed epsilon to audit")

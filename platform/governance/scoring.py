@@ -23,9 +23,11 @@ from django.utils import timezone
 
 from accounts.scoping import membership_for
 from audits.services import log_action
+from catalog.families import family_of_model
 from governance.models import ScoringJob
 from ingestion.storage import read_stored, store_upload
-from ml_core.artifacts import LoadedModel, load_model, predict_proba
+from ml_core.artifacts import LoadedModel, predict_decisions
+from ml_core.families import get_family
 from ml_core.tables import TableReadError, read_table
 from training.models import ModelVersion
 
@@ -69,18 +71,21 @@ def ensure_serving(model_version: ModelVersion) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _load(path: str, sha256: str) -> LoadedModel:
-    loaded = load_model(path)
+def _load(family: str, path: str, sha256: str) -> LoadedModel:
+    loaded = get_family(family).load(path)
     if loaded.metadata.get("weights_sha256") != sha256:
         raise PermissionDenied("the model's weights differ from the registered checksum")
     return loaded
 
 
 def loaded_model(model_version: ModelVersion) -> LoadedModel:
-    if model_version.run.result.get("task_type", "binary_classification") != (
-            "binary_classification") or not model_version.run.artifact_path:
-        raise NotServing("predictions are served for tabular classification models only")
-    return _load(model_version.run.artifact_path, model_version.artifact_sha256)
+    """The model's artifact, loaded by its family; NotServing unless the family serves
+    predictions (its artifact is then ml_core.artifacts' binary-score format)."""
+    family = family_of_model(model_version)
+    if not (family.supports.online_prediction or family.supports.batch_scoring) \
+            or not model_version.run.artifact_path:
+        raise NotServing(f"models of the {family.name} family serve no predictions here")
+    return _load(family.name, model_version.run.artifact_path, model_version.artifact_sha256)
 
 
 def input_schema(loaded: LoadedModel) -> dict:
@@ -126,10 +131,7 @@ def score_frame(loaded: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
     }
     if text_numbers:  # only the columns that need it are converted (no copy of the rest)
         frame = frame.assign(**text_numbers)
-    scores = predict_proba(loaded, frame)
-    threshold = float(loaded.metadata.get("threshold", 0.5))
-    return pd.DataFrame({"score": scores.astype(float),
-                         "prediction": (scores >= threshold).astype(int)}, index=frame.index)
+    return predict_decisions(loaded, frame)
 
 
 def score_in_batches(

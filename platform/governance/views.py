@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST
 from accounts import scoping
 from accounts.models import Role
 from accounts.permissions import can_review, require_role
+from catalog.families import family_of_model
 from governance import cards, ledger, registry, scoring
 from governance.forms import (
     DatasetPolicyForm,
@@ -51,6 +52,7 @@ def model_detail(request, model_version_id: int):
         "drift_reports": model_version.drift_reports.order_by("-created_at")[:5],
         "mitigations": mitigations,
         "can_mitigate": reviewer and model_version.run.fairness_report.passed is False
+        and family_of_model(model_version).supports.mitigation
         if hasattr(model_version.run, "fairness_report") else False,
         "champion": registry.champion_of(organisation=model_version.organisation,
                                          vertical=model_version.vertical,

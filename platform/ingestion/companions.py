@@ -7,7 +7,7 @@ Two kinds of second file exist because users' data come that way:
   the attributes become columns the analyst can map as sensitive (or exclude).
 * **a given test set** (and its true values): held-out run-to-failure series such as
   C-MAPSS ``test_FD001.txt`` with ``RUL_FD001.txt``. The family that supports it
-  (``attach_test_set`` in its ``ml_core.families`` module) builds one frame that marks the
+  (``supports.test_file``, with its ``attach_test_set``) builds one frame that marks the
   test rows, so the split is the given one, not a random one.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from catalog.families import family_of
 from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec
 
 # Roles whose column names a person (or a machine): the key an attributes file joins on.
@@ -48,13 +49,9 @@ def supports_attributes(spec: ProblemSpec) -> bool:
     return bool(entity_roles(spec))
 
 
-def test_set_builder(spec: ProblemSpec):
-    """The family's ``attach_test_set`` when ``spec``'s family takes a given test set."""
-    if spec.model_family == "tabular_mlp":
-        return None
-    from ml_core.families import family_module
-
-    return getattr(family_module(spec.model_family), "attach_test_set", None)
+def takes_test_set(spec: ProblemSpec) -> bool:
+    """Whether ``spec``'s family takes a given test set (its ``attach_test_set``)."""
+    return family_of(spec).supports.test_file
 
 
 def attributes_key(columns: list[str], preferred: str | None) -> str:
@@ -98,8 +95,7 @@ def attach_test(
     ValueError when the family takes no given test set, the mapping lacks the roles it
     needs, or the truth does not fit the test units.
     """
-    builder = test_set_builder(spec)
-    if builder is None:
+    if not takes_test_set(spec):
         raise ValueError(f"{spec.name} takes no given test set")
     unit, cycle = mapping.role(ColumnRole.UNIT.value), mapping.role(ColumnRole.CYCLE.value)
     if not unit or not cycle:
@@ -108,8 +104,9 @@ def attach_test(
     if missing:
         raise ValueError(f"the test file has no column {', '.join(map(repr, missing))}; "
                          "it needs the same columns as the training file")
-    return builder(frame, test_frame, truth_values(truth), unit=unit, cycle=cycle,
-                   target=mapping.target or DEFAULT_TEST_TARGET)
+    return family_of(spec).attach_test_set(
+        frame, test_frame, truth_values(truth), unit=unit, cycle=cycle,
+        target=mapping.target or DEFAULT_TEST_TARGET)
 
 
 def visible_columns(frame: pd.DataFrame) -> list[str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
-from ml_core.spec import ColumnMapping, ProblemSpec
+from catalog.families import family_of
+from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec
 
 DELIMITER_CHOICES = [
     ("", "Detect automatically"),
@@ -37,8 +38,6 @@ TASK_ROLE_LABELS = {
 }
 # Roles several columns may share; the others take one column each.
 REPEATABLE = frozenset({"feature", "sensitive", "exclude", "series", "covariate"})
-# Families that read mapping.features (the others decide from their roles alone).
-FEATURE_FAMILIES = frozenset({"tabular_mlp", "sequence_regressor"})
 
 
 def _role_name(role: object) -> str:
@@ -52,9 +51,12 @@ def role_choices(spec: ProblemSpec | None) -> list[tuple[str, str]]:
         return list(ROLE_CHOICES)
     declared = [_role_name(h.role) for h in spec.hints]
     task = [(r, TASK_ROLE_LABELS[r]) for r in TASK_ROLE_LABELS if r in declared]
+    # Only a family that reads mapping.features is offered the role (the others decide
+    # from their task roles alone).
+    reads_features = family_of(spec).reads(ColumnRole.FEATURE)
     base = [(value, label) for value, label in ROLE_CHOICES
-            if value != "feature" or spec.model_family in FEATURE_FAMILIES]
-    if spec.model_family not in FEATURE_FAMILIES:
+            if value != "feature" or reads_features]
+    if not reads_features:
         base = [(v, "Not used" if v == "exclude" else label) for v, label in base]
     return [base[0], *task, *base[1:]] if base[0][0] == "feature" else [*task, *base]
 
@@ -92,7 +94,7 @@ class UploadForm(forms.Form):
                 help_text="One row per user or student (e.g. sex, age), joined on their id; "
                           "its columns can then be mapped as sensitive attributes.")
             self.companion_names.append("attributes")
-        if companions.test_set_builder(spec) is not None:
+        if companions.takes_test_set(spec):
             self.fields["test_file"] = forms.FileField(
                 required=False, label="Given test set (optional)",
                 help_text="Held-out series of other units, cut before failure "
@@ -190,8 +192,7 @@ class MappingForm(forms.Form):
             if role and role not in REPEATABLE and role != "target" and roles.count(role) > 1:
                 raise forms.ValidationError(
                     f"Choose at most one column as {labels.get(role, role).lower()}.")
-        if (self.spec is None or self.spec.model_family == "tabular_mlp") \
-                and "feature" not in roles:
+        if family_of(self.spec).requires(ColumnRole.FEATURE) and "feature" not in roles:
             raise forms.ValidationError("Choose at least one feature column.")
         return cleaned
 

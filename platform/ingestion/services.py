@@ -18,10 +18,11 @@ from accounts.models import Role
 from accounts.permissions import require_role
 from accounts.scoping import membership_for
 from audits.services import log_action
+from catalog.families import family_of
 from ingestion import companions
 from ingestion.models import CompanionFile, Dataset, DatasetVersion
 from ingestion.storage import UploadTooLarge, read_stored, store_upload
-from ml_core.spec import ColumnMapping, ProblemSpec
+from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec
 from verticals.registry import RegistryError, get_problem
 
 logger = logging.getLogger(__name__)
@@ -230,13 +231,14 @@ def _forced_options(sep: str | None, header: bool | None) -> dict:
 def complete_mapping(
     mapping: ColumnMapping, columns: list[str], spec: ProblemSpec | None = None
 ) -> ColumnMapping:
-    """Fill empty ``features`` with every column that has no other role (tabular problems).
+    """Fill empty ``features`` with every column that has no other role, for a family that
+    requires features (tabular problems; the default without a problem).
 
     Other task families read ``features`` in their own way (forecasting: extra covariates;
     remaining useful life: the sensor channels, numeric only), so for them an empty list
     stays empty and the family chooses.
     """
-    if mapping.features or (spec is not None and spec.model_family != "tabular_mlp"):
+    if mapping.features or not family_of(spec).requires(ColumnRole.FEATURE):
         return mapping
     taken = {mapping.target, mapping.id, *mapping.sensitive, *mapping.exclude,
              *(column for _, column in mapping.roles)}
@@ -374,7 +376,7 @@ def _companion_refusal(kind: str, spec: ProblemSpec, present: set[str]) -> str |
             return (f"{spec.name} takes no attributes file: it has no user or student "
                     "column to join one on; put the attributes in the main file instead.")
         return None
-    if companions.test_set_builder(spec) is None:
+    if not companions.takes_test_set(spec):
         return (f"{spec.name} takes no given test set: its test split is drawn from the "
                 "uploaded data itself, so upload the test rows with the rest.")
     if kind == CompanionFile.Kind.TEST_TRUTH and CompanionFile.Kind.TEST_SET not in present:

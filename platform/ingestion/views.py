@@ -11,15 +11,16 @@ from django.views.decorators.http import require_http_methods
 from accounts import scoping
 from accounts.models import Role
 from accounts.permissions import has_role
+from catalog.families import family_of
 from ingestion import services
 from ingestion.forms import (
-    FEATURE_FAMILIES,
     TASK_ROLE_LABELS,
     MappingForm,
     UploadForm,
     roles_from_mapping,
 )
 from ingestion.models import Dataset, DatasetVersion
+from ml_core.spec import ColumnRole
 from training.forms import TrainForm
 from verticals import registry
 
@@ -202,10 +203,10 @@ def _initial_roles(columns: list[dict], suggested: dict, spec) -> dict[str, str]
     """Each column's role as suggested; unsuggested columns are features where the model
     reads features (numeric ones only for sensor series), else not used."""
     names = [c["name"] for c in columns]
-    family = spec.model_family if spec is not None else "tabular_mlp"
-    default = "feature" if family in FEATURE_FAMILIES else "exclude"
+    family = family_of(spec)
+    default = "feature" if family.reads(ColumnRole.FEATURE) else "exclude"
     roles = roles_from_mapping(names, suggested, default=default)
-    if family == "sequence_regressor":
+    if family.numeric_features_only:
         assigned = roles_from_mapping(names, suggested, default="")
         for column in columns:
             if not assigned[column["name"]] and column["dtype"] == "text":

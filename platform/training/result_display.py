@@ -4,17 +4,22 @@ plain-language notes.
 
 Drawn from the run's stored result (``TrainingRun.result["charts"]``, written by the task
 family in ``ml_core``) with the one chart module, :mod:`audits.charts`. Presentation only:
-every number comes from the stored result. Which drawing applies is read from the chart
-keys, since two problems may share a task type (recommendation and next exercise are both
-rankings) but not their charts.
+every number comes from the stored result. Which drawing applies is the charts' ``kind``
+(``charts["kind"]``, one of the kinds the family declares), not the task type, since two
+problems may share a task type (recommendation and next exercise are both rankings) but
+not their charts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from audits import charts
+from catalog.families import family_of
+from ml_core.families import ModelFamily
 from ml_core.metrics import higher_is_better
+from verticals.registry import RegistryError, get_problem
 
 METRIC_LABELS = {
     "roc_auc": "ROC AUC", "pr_auc": "PR AUC", "accuracy": "Accuracy", "f1": "F1",
@@ -28,10 +33,6 @@ METRIC_LABELS = {
     "observed_students": "Students observed on the chosen skill",
     "skill_coverage": "Share of skills recommended",
 }
-# Counts, not scores: no direction to say.
-NEUTRAL_METRICS = frozenset({"observed_students", "skill_coverage"})
-# Lower is better beyond ml_core.metrics' list (next exercise: closeness to 0.7 success).
-ALSO_LOWER_IS_BETTER = frozenset({"mean_distance_to_target"})
 TASK_LABELS = {
     "binary_classification": "Binary classification",
     "text_classification": "Text classification",
@@ -72,17 +73,27 @@ class TaskResults:
     notes: list[str] = field(default_factory=list)
 
 
-def metric_higher_is_better(name: str) -> bool:
-    """Whether a larger value of the metric is better (ml_core's list, and ours)."""
-    return higher_is_better(name) and name not in ALSO_LOWER_IS_BETTER
+def metric_higher_is_better(name: str, family: ModelFamily | None = None) -> bool | None:
+    """Whether a larger value of the metric is better, as ``family`` declares it (ml_core's
+    list for a metric it does not declare); None for a count with no better direction."""
+    declared = family.metric(name) if family is not None else None
+    return declared.higher_is_better if declared is not None else higher_is_better(name)
 
 
-def metric_label(name: str) -> str:
+def metric_label(name: str, family: ModelFamily | None = None) -> str:
     label = METRIC_LABELS.get(name, name.replace("_", " "))
-    if name in NEUTRAL_METRICS:
+    higher = metric_higher_is_better(name, family)
+    if higher is None:
         return label
-    better = "higher" if metric_higher_is_better(name) else "lower"
-    return f"{label} ({better} is better)"
+    return f"{label} ({'higher' if higher else 'lower'} is better)"
+
+
+def run_family(run) -> ModelFamily | None:
+    """The family of ``run``'s problem; None once the problem is no longer registered."""
+    try:
+        return family_of(get_problem(run.vertical, run.problem).spec)
+    except RegistryError:
+        return None
 
 
 def baseline_names(result: dict) -> list[str]:
@@ -103,15 +114,18 @@ def metric_rows(run) -> list[dict]:
     twin = result.get("nonprivate_metrics") or {}
     model = run.metrics or {}
     names = list(model) + [n for n in list(chosen) + list(twin) if n not in model]
+    family = run_family(run)
     rows = []
     for name in names:
         value, reference = model.get(name), chosen.get(name)
+        higher = metric_higher_is_better(name, family)
         better = None
-        if name not in NEUTRAL_METRICS and isinstance(value, int | float) \
+        if higher is not None and isinstance(value, int | float) \
                 and isinstance(reference, int | float):
-            better = value > reference if metric_higher_is_better(name) else value < reference
+            better = value > reference if higher else value < reference
         rows.append({
-            "name": name, "label": metric_label(name), "model": value, "baseline": reference,
+            "name": name, "label": metric_label(name, family), "model": value,
+            "baseline": reference,
             "others": [(others.get(other) or {}).get(name)
                        for other in baseline_names(result)[1:]],
             "twin": twin.get(name), "better": better,
@@ -126,25 +140,23 @@ def task_results(run) -> TaskResults:
     stored = result.get("charts") or {}
     notes = [str(note) for note in result.get("notes") or []]
     label = TASK_LABELS.get(task_type, task_type.replace("_", " "))
-    for builder in (_forecast, _recommendation, _next_exercise, _mastery, _rul, _text,
-                    _binary):
-        shown = builder(stored, result)
-        if shown is not None:
-            heading, figures, tables = shown
-            return TaskResults(task_type=task_type, task_label=label, heading=heading,
-                               figures=figures, tables=tables, notes=notes)
-    return TaskResults(task_type=task_type, task_label=label, heading="", notes=notes)
+    # The family stamps its chart kind on the result (ModelFamily.chart_kinds); a kind no
+    # renderer knows shows no charts rather than guessing from the keys.
+    builder = RENDERERS.get(str(stored.get("kind") or ""))
+    if builder is None:
+        return TaskResults(task_type=task_type, task_label=label, heading="", notes=notes)
+    heading, figures, tables = builder(stored, result)
+    return TaskResults(task_type=task_type, task_label=label, heading=heading,
+                       figures=figures, tables=tables, notes=notes)
 
 
 # --- one builder per kind of stored chart data ------------------------------------------
-# Each returns (heading, figures, tables), or None when the stored charts are not its kind.
+# Each returns (heading, figures, tables).
 
-Shown = tuple[str, list[Figure], list[Table]] | None
+Shown = tuple[str, list[Figure], list[Table]]
 
 
 def _binary(stored: dict, result: dict) -> Shown:
-    if "confusion_matrix" not in stored and "pr_curve" not in stored:
-        return None
     figures = []
     curve = stored.get("pr_curve")
     if curve and curve.get("recall"):
@@ -172,8 +184,6 @@ def _binary(stored: dict, result: dict) -> Shown:
 
 
 def _text(stored: dict, result: dict) -> Shown:
-    if "confusion" not in stored:
-        return None
     model = stored["confusion"]
     figures = [Figure(charts.confusion_matrix_table(
         title="Confusion matrix of this model on the test split",
@@ -196,8 +206,6 @@ def _text(stored: dict, result: dict) -> Shown:
 
 
 def _forecast(stored: dict, result: dict) -> Shown:
-    if "forecast" not in stored:
-        return None
     baseline = str(stored.get("baseline_name") or "baseline").replace("_", " ")
     figures = []
     for chart in (stored.get("forecast") or [])[:MAX_SERIES_CHARTS]:
@@ -221,8 +229,6 @@ def _forecast(stored: dict, result: dict) -> Shown:
 
 
 def _recommendation(stored: dict, result: dict) -> Shown:
-    if "top_k" not in stored and "exposure" not in stored:
-        return None
     figures, tables = [], []
     exposure = stored.get("exposure") or []
     if exposure:
@@ -253,8 +259,6 @@ def _recommendation(stored: dict, result: dict) -> Shown:
 
 
 def _next_exercise(stored: dict, result: dict) -> Shown:
-    if "recommendations" not in stored:
-        return None
     zpd = stored.get("zpd") or {}
     low, high = zpd.get("low", 0.5), zpd.get("high", 0.85)
     band_label = f"zone of proximal development {low:g}–{high:g}"
@@ -291,8 +295,6 @@ def _next_exercise(stored: dict, result: dict) -> Shown:
 
 
 def _mastery(stored: dict, result: dict) -> Shown:
-    if "mastery" not in stored:
-        return None
     figures = []
     for entry in (stored.get("mastery") or [])[:MAX_STUDENT_CHARTS]:
         steps = entry.get("steps") or []
@@ -310,8 +312,6 @@ def _mastery(stored: dict, result: dict) -> Shown:
 
 
 def _rul(stored: dict, result: dict) -> Shown:
-    if "rul" not in stored:
-        return None
     baseline = str(stored.get("baseline_name") or "baseline").replace("_", " ")
     figures = []
     for curve in (stored.get("rul") or [])[:MAX_UNIT_CHARTS]:
@@ -333,6 +333,18 @@ def _rul(stored: dict, result: dict) -> Shown:
     heading = "Predicted vs true remaining useful life" + (
         f" (capped at {cap:g} cycles)" if isinstance(cap, int | float) else "")
     return heading, figures, []
+
+
+# Chart kind (as families declare it) -> its builder.
+RENDERERS: dict[str, Callable[[dict, dict], Shown]] = {
+    "precision_recall": _binary,
+    "confusion_matrix": _text,
+    "forecast_vs_actual": _forecast,
+    "top_k": _recommendation,
+    "next_skill": _next_exercise,
+    "mastery": _mastery,
+    "rul_curve": _rul,
+}
 
 
 def _number(value) -> str:

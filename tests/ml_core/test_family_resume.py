@@ -21,7 +21,7 @@ import torch
 
 from ml_core.artifacts import WEIGHTS_FILE
 from ml_core.checkpoints import checkpoint_epochs
-from ml_core.families import runner_for, text
+from ml_core.families import get_family, text
 from ml_core.pipeline import TrainingResult, run_training
 from ml_core.privacy import epsilon_for
 from ml_core.spec import ColumnMapping, ProblemSpec
@@ -217,7 +217,8 @@ def test_every_family_runner_takes_a_checkpoint_dir():
     # would fail here, not silently retrain from the first epoch after a crash.
     from verticals.registry import all_problems
 
-    families = {problem.spec.model_family for _, problem in all_problems()} - {"tabular_mlp"}
+    families = {problem.spec.model_family for _, problem in all_problems()}
     assert families
     for family in families:
-        assert "checkpoint_dir" in inspect.signature(runner_for(family)).parameters, family
+        assert "checkpoint_dir" in inspect.signature(get_family(family).run).parameters, family
+        assert get_family(family).supports.resume, family

@@ -13,7 +13,7 @@ from dp_accounting import dp_event, pld
 from fairlearn.metrics import demographic_parity_difference
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from ml_core.families import runner_for, text
+from ml_core.families import get_family, text
 from ml_core.models import text_encoder as te
 from ml_core.pipeline import TrainingCancelled
 from ml_core.spec import (
@@ -74,7 +74,21 @@ def private_result(tmp_path_factory):
 
 
 def test_the_registry_dispatches_text_encoder_here() -> None:
-    assert runner_for("text_encoder") is text.run
+    assert type(get_family("text_encoder")) is text.TextEncoderFamily
+    assert get_family("text_encoder").options(SPEC) == text.TextEncoderOptions()
+
+
+def test_the_specs_family_options_reach_the_encoder(private_result, tmp_path) -> None:
+    # run_training with the options in the spec equals text.run given them directly.
+    from ml_core.pipeline import run_training
+
+    _, direct, _ = private_result
+    through_spec = run_training(frame=notes(), mapping=MAPPING,
+                                spec=dataclasses.replace(SPEC, family_options=TINY),
+                                artifact_dir=tmp_path)
+    assert through_spec.metrics == direct.metrics
+    assert through_spec.privacy["epsilon"] == direct.privacy["epsilon"]
+    assert through_spec.charts["kind"] == "confusion_matrix"
 
 
 @pytest.mark.slow

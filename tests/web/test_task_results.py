@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from audits.models import FairnessReport
 from ingestion.models import Dataset, DatasetVersion
+from ml_core.families import get_family
 from training.models import TrainingRun
 from training.results import json_safe
 from verticals.registry import get_problem
@@ -92,6 +93,9 @@ def pages(client, user, run) -> tuple[str, str]:
 def render(client, analyst, org_a, tmp_path_factory):
     def make(vertical: str, problem: str):
         result = trained(vertical, problem, tmp_path_factory)
+        # The page draws by the kind the problem's family declares.
+        family = get_family(get_problem(vertical, problem).spec.model_family)
+        assert result.charts["kind"] in family.chart_kinds
         run = stored_run(user=analyst, organisation=org_a, vertical=vertical, problem=problem,
                          result=result)
         return (result, *pages(client, analyst, run))
@@ -173,6 +177,10 @@ def test_next_exercise_shows_recommendations_with_the_zone(render):
     assert "◆" in page  # the recommended skill is marked in text
     assert "Next skill per test student" in page
     assert "Share in the zone by" in report
+    # Directions as the family declares them: counts carry none.
+    table = _metrics_table(page)
+    assert "Mean distance to 0.7 predicted success (lower is better)" in table
+    assert "Share of skills recommended<" in table and "Share of skills recommended (" not in table
 
 
 def test_rul_shows_predicted_vs_true_per_unit(render):
