@@ -40,45 +40,22 @@ from governance.ledger import PRE_TRAINING_STAGES, charge_run, check_run_allowed
 from governance.registry import on_model_created, registry_fields
 from ingestion.models import DatasetVersion
 from ingestion.services import load_frame
-from ml_core.spec import ColumnMapping, PrivacyConfig, ProblemSpec, TrainConfig
+from ml_core.spec import ColumnMapping, ProblemSpec, TrainConfig
 from observability.outage import is_database_outage
 from observability.repeating import RepeatingThread
+from training.budgets import check_work, plan_work
 from training.models import ModelVersion, TrainingRun
+from training.options import (
+    clean_privacy_options,
+    clean_training_options,
+    privacy_config,
+    train_config,
+)
 from training.progress import CancelCheck, RunProgress
 from training.results import json_safe
 from verticals.registry import get_problem
 
 logger = logging.getLogger(__name__)
-
-# TrainConfig fields a run may override (run.config); "device" stays the worker's choice.
-OVERRIDABLE = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "device")
-
-
-def train_config(spec: ProblemSpec, overrides: dict | None) -> TrainConfig:
-    """The problem's TrainConfig with the run's overrides, validated; JSON lists -> tuples."""
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(OVERRIDABLE))
-    if unknown:
-        raise ValueError(f"unknown training options {unknown}; allowed: {list(OVERRIDABLE)}")
-    if "hidden_sizes" in overrides:
-        overrides["hidden_sizes"] = tuple(int(n) for n in overrides["hidden_sizes"])
-    for name in ("epochs", "batch_size", "patience", "seed"):
-        if name in overrides:
-            overrides[name] = int(overrides[name])
-    for name in ("learning_rate", "test_fraction", "val_fraction"):
-        if name in overrides:
-            overrides[name] = float(overrides[name])
-    return dataclasses.replace(spec.train, **overrides)
-
-
-def privacy_config(spec: ProblemSpec, requested: dict) -> PrivacyConfig:
-    """The problem's PrivacyConfig with what the run asked for."""
-    changes: dict = {"enabled": bool(requested.get("enabled", True))}
-    if requested.get("target_epsilon") is not None:
-        changes["target_epsilon"] = float(requested["target_epsilon"])
-    if requested.get("delta") is not None:
-        changes["delta"] = float(requested["delta"])
-    return dataclasses.replace(spec.privacy, **changes)
 
 
 def start_run(
@@ -88,13 +65,16 @@ def start_run(
     privacy_enabled: bool = True,
     target_epsilon: float | None = None,
     delta: float | None = None,
+    max_grad_norm: float | None = None,
     config: dict | None = None,
     enqueue: bool = True,
 ) -> TrainingRun:
     """Create a queued run and, once the transaction commits, send it to the training queue.
 
-    ValueError when the version is not trainable or an option is invalid; PermissionDenied
-    for another organisation's data. ``enqueue=False`` leaves the run queued for the caller
+    ValueError when the version is not trainable, an option is out of its range
+    (``training.options.InvalidRunOptions``) or the run is over a work budget
+    (``training.budgets.WorkBudgetExceeded``); PermissionDenied for another organisation's
+    data. ``enqueue=False`` leaves the run queued for the caller
     to execute in-process (``manage.py pipeline --inline``).
     """
     membership = membership_for(user)
@@ -107,20 +87,24 @@ def start_run(
             "not validated: it cannot be trained"
         )
     spec = get_problem(dataset.vertical, dataset.problem).spec
-    config = dict(config or {})
-    config.setdefault("seed", 0)
-    train_config(spec, config)  # refuse bad options now, not in the worker
-    if target_epsilon is not None and not float(target_epsilon) > 0:
-        raise ValueError("target epsilon must be positive")
-    if delta is not None and not 0 < float(delta) < 1:
-        raise ValueError("delta must be between 0 and 1")
+    # One validation for the web, the API and the command (training.options): refused now,
+    # with each option's range, not in the worker; stored as parsed ("false" is False).
+    config = clean_training_options({"seed": 0, **(config or {})})
+    train = train_config(spec, config)
+    requested = clean_privacy_options({
+        "enabled": privacy_enabled, "target_epsilon": target_epsilon, "delta": delta,
+        "max_grad_norm": max_grad_norm})
     privacy_requested = {
-        "enabled": bool(privacy_enabled),
-        "target_epsilon": float(
-            target_epsilon if target_epsilon is not None else spec.privacy.target_epsilon
-        ),
-        "delta": float(delta) if delta is not None else None,
+        "enabled": requested["enabled"],
+        "target_epsilon": float(requested.get("target_epsilon", spec.privacy.target_epsilon)),
+        "delta": requested.get("delta"),
     }
+    if "max_grad_norm" in requested:
+        privacy_requested["max_grad_norm"] = requested["max_grad_norm"]
+    # The work budgets of this deployment (training.budgets), from the version's profile.
+    check_work(plan_work(rows=int((version.profile or {}).get("rows") or 0),
+                         columns=len(version.columns or ()), train=train,
+                         private=privacy_requested["enabled"]))
     task_id = str(uuid.uuid4()) if enqueue else ""
     with transaction.atomic():
         # Budget and personal-data rules (governance): refused before the run exists.

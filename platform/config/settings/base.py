@@ -207,7 +207,18 @@ CELERY_TASK_SEND_SENT_EVENT = True
 TESSERA_RUN_LEASE_S = env.float("TESSERA_RUN_LEASE_S", default=120.0)
 TESSERA_RECOVERY_INTERVAL_S = env.float("TESSERA_RECOVERY_INTERVAL_S", default=60.0)
 TESSERA_REQUEUE_AFTER_S = env.float("TESSERA_REQUEUE_AFTER_S", default=120.0)
-TESSERA_RUN_MAX_ATTEMPTS = env.int("TESSERA_RUN_MAX_ATTEMPTS", default=3)
+# Two: a run whose attempts killed their worker twice (out of memory, most likely) fails
+# with a message saying so instead of being delivered again.
+TESSERA_RUN_MAX_ATTEMPTS = env.int("TESSERA_RUN_MAX_ATTEMPTS", default=2)
+# Work budgets (training.budgets), checked before a run is queued: a run planning more
+# optimiser steps (model and twin together), more rows x epochs, or more memory is refused.
+TESSERA_MAX_RUN_STEPS = env.int("TESSERA_MAX_RUN_STEPS", default=1_000_000)
+TESSERA_MAX_RUN_ROW_EPOCHS = env.int("TESSERA_MAX_RUN_ROW_EPOCHS", default=200_000_000)
+TESSERA_MAX_RUN_MEMORY_MB = env.int("TESSERA_MAX_RUN_MEMORY_MB", default=6144)
+# A worker process whose resident memory grows past this (in MB) after a task is replaced
+# by a fresh one (Celery's worker_max_memory_per_child; the container's memory limit is
+# the hard stop, docker/compose.yml).
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("TESSERA_WORKER_MAX_MEMORY_MB", default=8192) * 1024
 
 # --- REST API -----------------------------------------------------------------------
 REST_FRAMEWORK = {
