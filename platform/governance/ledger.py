@@ -206,6 +206,12 @@ def _charge_for(run: TrainingRun, *, stage_before: str | None) -> dict | None:
     requested = run.privacy_requested or {}
     if not requested.get("enabled", True):
         return None
+    if run.status == TrainingRun.Status.CANCELLED and not run.privacy and (
+            stage_before or "") not in PRE_TRAINING_STAGES:
+        # Cancelled between stages after private training began (the run's cancel check
+        # stops it at every stage boundary), with no report of what it spent: its whole
+        # target, like a failure.
+        return upper_bound_charge(requested)
     if run.status in (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.CANCELLED):
         return accounted_charge(run.privacy or {})  # None: stopped before any private step
     if run.status == TrainingRun.Status.FAILED:

@@ -288,6 +288,7 @@ def execute_run(run_id: int) -> None:
     unless its attempt died: then this call takes it over and resumes it."""
     from ml_core.checkpoints import checkpoint_epochs
     from ml_core.pipeline import TrainingCancelled, run_training
+    from ml_core.privacy import CalibrationCancelled, stop_calibration_when
 
     claim = claim_run(run_id)
     if claim is None:
@@ -298,9 +299,7 @@ def execute_run(run_id: int) -> None:
         pk=run_id
     )
     checkpoints = checkpoint_dir(run.pk)
-    progress = RunProgress(run_id)
     if claim.resumed:
-        progress.history = list(run.history)  # the epochs before the resume stay on the page
         epochs = checkpoint_epochs(checkpoints)
         logger.warning("run %s: attempt %d takes over from a dead attempt (stage %r); "
                        "checkpoints %s", run_id, claim.attempt, claim.earlier_stage, epochs)
@@ -313,6 +312,9 @@ def execute_run(run_id: int) -> None:
         def should_stop() -> bool:
             return lease.lost.is_set() or cancel_check()
 
+        progress = RunProgress(run_id, should_stop=should_stop)
+        if claim.resumed:
+            progress.history = list(run.history)  # the epochs before the resume stay on the page
         try:
             spec = get_problem(run.vertical, run.problem).spec
             train = train_config(spec, run.config)
@@ -322,18 +324,21 @@ def execute_run(run_id: int) -> None:
             mapping = ColumnMapping.from_dict(run.dataset_version.mapping)
             artifact_dir = Path(settings.TESSERA_ARTIFACT_DIR) / f"run_{run.pk}"
             artifact_dir.mkdir(parents=True, exist_ok=True)
-            result = run_training(
-                frame=frame,
-                mapping=mapping,
-                spec=spec,
-                privacy=privacy,
-                train=train,
-                artifact_dir=artifact_dir,
-                progress=progress,
-                should_stop=should_stop,
-                checkpoint_dir=checkpoints,
-            )
-        except TrainingCancelled as exc:
+            # The noise search checks the same cancel (ml_core.privacy): a long schedule's
+            # calibration is the first thing a cancel must be able to stop.
+            with stop_calibration_when(should_stop):
+                result = run_training(
+                    frame=frame,
+                    mapping=mapping,
+                    spec=spec,
+                    privacy=privacy,
+                    train=train,
+                    artifact_dir=artifact_dir,
+                    progress=progress,
+                    should_stop=should_stop,
+                    checkpoint_dir=checkpoints,
+                )
+        except (TrainingCancelled, CalibrationCancelled) as exc:
             if lease.lost.is_set():
                 return  # another attempt owns the run now
             privacy_spent = json_safe(exc.privacy or {})
