@@ -10,6 +10,7 @@ from audits.models import FairnessReport, Review
 from ingestion.models import Dataset, DatasetVersion
 from training.models import ModelVersion, TrainingRun
 from training.options import OPTION_RANGES, PRIVACY_RANGES
+from training.services import SERVER_PATH_KEYS
 
 # --- errors -------------------------------------------------------------------------
 
@@ -204,6 +205,13 @@ class RunSerializer(serializers.ModelSerializer):
             "device", "error", "model_version", "created_at", "started_at", "finished_at",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if isinstance(data.get("result"), dict):  # runs stored before paths were left out
+            data["result"] = {key: value for key, value in data["result"].items()
+                              if key not in SERVER_PATH_KEYS}
+        return data
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_model_version(self, run: TrainingRun) -> int | None:

@@ -12,9 +12,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
 from django.core.exceptions import PermissionDenied
 
 from accounts.scoping import membership_for
@@ -29,6 +26,7 @@ from ml_core.fairness import sensitive_frame
 from ml_core.mitigation import CONSTRAINTS, threshold_optimizer
 from ml_core.spec import ColumnMapping
 from training.models import ModelVersion, TrainingRun
+from training.predictions import read_predictions
 from verticals.registry import get_problem
 
 
@@ -84,7 +82,7 @@ def mitigate(*, model_version: ModelVersion, user, constraint: str = "demographi
     if attribute not in mapping.sensitive:
         raise ValueError(f"{attribute!r} is not a sensitive column of this model")
     spec = get_problem(model_version.vertical, model_version.problem).spec
-    test = pd.read_csv(Path(run.artifact_path) / "predictions.csv")
+    test = read_predictions(run.artifact_path)
     frame = frame[frame[mapping.target].notna()]
     positive = label_text(loaded.metadata["positive_label"])
     y = (frame[mapping.target].map(label_text) == positive).astype(int).to_numpy()

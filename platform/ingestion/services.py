@@ -145,11 +145,35 @@ def read_upload_table(data: bytes, *, sep: str | None = None, header: bool | Non
         return last["frame"].copy(deep=False), last["options"]
     frame, options = read_table(data, sep=sep, header=header, encoding=encoding,
                                 max_columns=limit)
+    check_header(frame.columns)
     found = (options.delimiter, options.header, options.encoding, limit)
     with _LAST_READ_LOCK:
         _LAST_READ.clear()
         _LAST_READ.update(data=bytes(data), keys={key, found}, frame=frame, options=options)
     return frame.copy(deep=False), options
+
+
+def check_header(columns) -> None:
+    """TableReadError when a column name or the whole header is longer than the platform
+    allows: every mapping page, form and API answer lists the names (an 8 MB name made each
+    of them 8 MB)."""
+    from ml_core.tables import TableReadError
+
+    name_limit = int(settings.TESSERA_MAX_COLUMN_NAME_CHARS)
+    header_limit = int(settings.TESSERA_MAX_HEADER_CHARS)
+    for position, column in enumerate(columns, start=1):
+        if len(str(column)) > name_limit:
+            raise TableReadError(
+                "column_name_too_long",
+                f"Column {position}'s name is {len(str(column)):,} characters long; the limit "
+                f"is {name_limit:,} (TESSERA_MAX_COLUMN_NAME_CHARS). Shorten it and upload "
+                "again.", column=str(column)[:80])
+    total = sum(len(str(column)) for column in columns)
+    if total > header_limit:
+        raise TableReadError(
+            "header_too_long",
+            f"The column names add up to {total:,} characters; the limit is "
+            f"{header_limit:,} (TESSERA_MAX_HEADER_CHARS).")
 
 
 def _suggestions(frame: pd.DataFrame, spec: ProblemSpec) -> dict:

@@ -51,11 +51,14 @@ from training.options import (
     privacy_config,
     train_config,
 )
+from training.predictions import predictions_path, save_predictions
 from training.progress import CancelCheck, RunProgress
 from training.results import json_safe
 from verticals.registry import get_problem
 
 logger = logging.getLogger(__name__)
+# Result keys that hold server file paths: stored apart, never shown.
+SERVER_PATH_KEYS = ("artifact_path", "checkpoint_dir")
 
 
 def start_run(
@@ -491,13 +494,15 @@ class RunRecovery:
 
 def _record_success(run: TrainingRun, claim: Claim, *, result, spec: ProblemSpec,
                     artifact_dir: Path) -> bool:
-    predictions_path = artifact_dir / "predictions.csv"
-    if result.predictions is not None and not predictions_path.exists():
-        result.predictions.to_csv(predictions_path, index=False)
+    if result.predictions is not None and not predictions_path(artifact_dir).exists():
+        save_predictions(result.predictions, artifact_dir)  # encrypted: personal data
     summary = json_safe(result.to_dict())
     privacy = summary.get("privacy") or {}
+    # The artifact's folder is kept in its own column, never in the result that pages and
+    # the API show (a server path tells an attacker the layout).
     rest = {
-        k: v for k, v in summary.items() if k not in ("metrics", "privacy", "fairness", "history")
+        k: v for k, v in summary.items()
+        if k not in ("metrics", "privacy", "fairness", "history", *SERVER_PATH_KEYS)
     }
     with transaction.atomic():
         finished = _finish(

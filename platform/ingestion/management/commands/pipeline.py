@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -52,6 +51,7 @@ from ingestion.services import (
 from ml_core.spec import TABULAR_ROLES, ColumnMapping
 from training.models import TrainingRun
 from training.options import OPTION_RANGES, OVERRIDABLE
+from training.predictions import predictions_csv
 from training.services import execute_run, start_run
 from verticals.registry import get_problem
 
@@ -222,8 +222,9 @@ class Command(BaseCommand):
             self._wait(run, timeout=options["timeout"])
         run.refresh_from_db()
         if options["predictions_out"] is not None and run.status == TrainingRun.Status.SUCCEEDED:
+            # Decrypted for the operator who asked for them (the stored copy stays encrypted).
             options["predictions_out"].parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(run.artifact_path) / "predictions.csv", options["predictions_out"])
+            options["predictions_out"].write_bytes(predictions_csv(run.artifact_path))
         return {
             "dataset": _dataset(version),
             "run": _run(run),
