@@ -22,6 +22,10 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
+# Who decides on models (review, promote, retire, mitigate, audit).
+REVIEWER_ROLES = (Role.REVIEWER, Role.ADMIN)
+
+
 class Membership(models.Model):
     """A user's place in one organisation. A user belongs to exactly one organisation."""
 
@@ -38,7 +42,7 @@ class Membership(models.Model):
 
     @property
     def can_review(self) -> bool:
-        return self.role in (Role.REVIEWER, Role.ADMIN)
+        return self.role in REVIEWER_ROLES
 
     @property
     def is_admin(self) -> bool:

@@ -12,9 +12,8 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
-
-from accounts.scoping import membership_for
+from accounts.models import REVIEWER_ROLES
+from accounts.scoping import member_of
 from audits.models import FairnessReport
 from audits.services import log_action
 from governance.models import Mitigation
@@ -49,9 +48,8 @@ REWEIGHING_UTILITY = ("accuracy", "balanced_accuracy", "f1", "roc_auc", "pr_auc"
 
 
 def _failed_report(model_version: ModelVersion, user) -> FairnessReport:
-    membership = membership_for(user)
-    if membership.organisation_id != model_version.organisation_id or not membership.can_review:
-        raise PermissionDenied("only a reviewer or admin of this organisation can mitigate")
+    member_of(user, model_version, roles=REVIEWER_ROLES,
+              refusal="only a reviewer or admin of this organisation can mitigate")
     stored = FairnessReport.objects.filter(run=model_version.run).first()
     if stored is None:
         raise ValueError("this model has no fairness report")

@@ -21,7 +21,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.scoping import membership_for
+from accounts.scoping import member_of
 from audits.services import log_action
 from governance.models import ScoringJob
 from ingestion.storage import read_encrypted, read_stored, store_upload, write_encrypted
@@ -153,9 +153,7 @@ def score_in_batches(
 
 def predict_rows(*, model_version: ModelVersion, user, rows: list[dict]) -> dict:
     """Online scoring of JSON rows. NotServing, PredictionInputError (400 material)."""
-    membership = membership_for(user)
-    if membership.organisation_id != model_version.organisation_id:
-        raise PermissionDenied("this model belongs to another organisation")
+    member_of(user, model_version, refusal="this model belongs to another organisation")
     ensure_serving(model_version)
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise PredictionInputError([{"code": "no_rows", "column": None, "rows": [],
@@ -185,9 +183,8 @@ def predict_rows(*, model_version: ModelVersion, user, rows: list[dict]) -> dict
 
 def start_scoring_job(*, model_version: ModelVersion, user, file) -> ScoringJob:
     """Store an uploaded CSV and queue its scoring (Celery, default queue)."""
-    membership = membership_for(user)
-    if membership.organisation_id != model_version.organisation_id:
-        raise PermissionDenied("this model belongs to another organisation")
+    membership = member_of(user, model_version,
+                           refusal="this model belongs to another organisation")
     ensure_serving(model_version)
     data = file.read() if hasattr(file, "read") else bytes(file)
     if len(data) > settings.TESSERA_MAX_UPLOAD_BYTES:

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Role
 from accounts.permissions import require_role
-from accounts.scoping import membership_for
+from accounts.scoping import member_of, membership_for, organisation_id_of
 from audits.services import log_action
 from ingestion import companions
 from ingestion.models import CompanionFile, Dataset, DatasetVersion
@@ -64,8 +64,7 @@ def upload_dataset(
     except RegistryError as exc:
         raise UploadError(str(exc), [{"code": "unknown_problem", "message": str(exc)}]) from None
     if dataset is not None:
-        if dataset.organisation_id != organisation.pk:
-            raise PermissionDenied("this dataset belongs to another organisation")
+        member_of(user, dataset)
         if (dataset.vertical, dataset.problem) != (vertical, problem):
             message = f"dataset {dataset.name!r} is for {dataset.vertical}/{dataset.problem}"
             raise UploadError(message, [{"code": "problem_mismatch", "message": message}])
@@ -282,9 +281,7 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
     A version is decided once; PermissionDenied for another organisation's version,
     ValueError when it is not awaiting a mapping.
     """
-    membership = membership_for(user)
-    if version.dataset.organisation_id != membership.organisation_id:
-        raise PermissionDenied("this dataset belongs to another organisation")
+    membership = member_of(user, version.dataset)
     if version.status != DatasetVersion.Status.PENDING:
         raise ValueError(
             f"version {version.number} is already {version.get_status_display().lower()}; "
@@ -409,7 +406,7 @@ def _companion_refusal(kind: str, spec: ProblemSpec, present: set[str]) -> str |
 def _require_pending_of(version: DatasetVersion, membership, why: str) -> None:
     """PermissionDenied unless ``version`` is the member's organisation's; ValueError, ending
     with ``why``, unless its mapping is still to be confirmed."""
-    if version.dataset.organisation_id != membership.organisation_id:
+    if membership.organisation_id != organisation_id_of(version.dataset):
         raise PermissionDenied("this dataset belongs to another organisation")
     if version.status != DatasetVersion.Status.PENDING:
         raise ValueError(f"version {version.number} is already "

@@ -28,12 +28,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.scoping import membership_for
+from accounts.scoping import member_of
 from audits.models import FairnessReport
 from audits.services import log_action
 from governance.ledger import PRE_TRAINING_STAGES, charge_run, check_run_allowed
@@ -80,10 +79,8 @@ def start_run(
     data. ``enqueue=False`` leaves the run queued for the caller
     to execute in-process (``manage.py pipeline --inline``).
     """
-    membership = membership_for(user)
     dataset = version.dataset
-    if dataset.organisation_id != membership.organisation_id:
-        raise PermissionDenied("this dataset belongs to another organisation")
+    membership = member_of(user, dataset)
     if not version.trainable:
         raise ValueError(
             f"dataset version {version.number} is {version.get_status_display().lower()}, "
@@ -154,9 +151,7 @@ def cancel_run(*, run: TrainingRun, user) -> TrainingRun:
 
     ValueError when the run has already finished.
     """
-    membership = membership_for(user)
-    if run.organisation_id != membership.organisation_id:
-        raise PermissionDenied("this run belongs to another organisation")
+    membership = member_of(user, run, refusal="this run belongs to another organisation")
     now = timezone.now()
     with transaction.atomic():
         if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
