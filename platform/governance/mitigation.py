@@ -129,6 +129,7 @@ def start_reweighing(*, model_version: ModelVersion, user, attribute: str | None
         version=run.dataset_version, user=user,
         privacy_enabled=bool(requested.get("enabled", True)),
         target_epsilon=requested.get("target_epsilon"), delta=requested.get("delta"),
+        max_grad_norm=requested.get("max_grad_norm"),
         config={**(run.config or {}), "reweigh_attribute": attribute}, enqueue=enqueue,
     )
     mitigation = Mitigation.objects.create(
