@@ -159,3 +159,12 @@ def _spec():
     from verticals.registry import get_problem
 
     return get_problem("finance", "credit_risk").spec
+
+
+def test_the_clipping_bound_is_an_option_the_run_keeps(analyst, validated_version):
+    from training.options import privacy_config
+
+    run = start_run(version=validated_version, user=analyst, max_grad_norm=0.5,
+                    config={"epochs": 2}, enqueue=False)
+    assert run.privacy_requested["max_grad_norm"] == 0.5
+    assert privacy_config(_spec(), run.privacy_requested).max_grad_norm == 0.5
