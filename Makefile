@@ -12,6 +12,8 @@ PIP := $(PY) -m pip
 MANAGE := $(PY) $(CURDIR)/manage.py
 PYTEST_ARGS ?=
 PORT ?= 8000
+# The demo listens on this machine only; HOST=0.0.0.0 opens it to the network (with a warning).
+HOST ?= 127.0.0.1
 VAR_DIR := $(if $(TESSERA_VAR_DIR),$(TESSERA_VAR_DIR),$(CURDIR)/var)
 
 # torch is installed first and pinned, so that no other requirement pulls another build.
@@ -36,7 +38,7 @@ HAVE_CHROMIUM := $(if $(wildcard $(CHROMIUM)),1,)
 .PHONY: help venv install assets compose-tool var migrate collectstatic demo test e2e chromium lint ci bench
 
 help:
-	@echo "make demo   set up and run the demo (web on http://127.0.0.1:$(PORT)/, worker, beat)"
+	@echo "make demo   set up and run the demo (web on http://$(HOST):$(PORT)/, worker, beat)"
 	@echo "make test   set up and run the whole test suite (PYTEST_ARGS=... passes options)"
 	@echo "make e2e    the browser tests only (Chromium via playwright; screenshots in test-artifacts/)"
 	@echo "make lint   ruff and import-linter"
@@ -105,7 +107,7 @@ collectstatic: install
 
 demo: migrate collectstatic
 	$(MANAGE) demo_setup
-	$(PY) scripts/run_demo.py --port $(PORT)
+	$(PY) scripts/run_demo.py --host $(HOST) --port $(PORT)
 
 # pytest's exit code 5 means "no tests collected": a suite that ran nothing must not pass.
 # Where Compose can be installed (compose-tool), its check is required, not skipped.

@@ -16,8 +16,11 @@ against ``PRVAccountant`` itself and against Google's dp-accounting.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +56,39 @@ MIN_NOISE_MULTIPLIER = 0.1
 
 class PrivacyBudgetError(ValueError):
     """The requested budget cannot be met (too small for the data size), or was exceeded."""
+
+
+class CalibrationCancelled(Exception):
+    """The noise search was stopped by the cancel check of :func:`stop_calibration_when`;
+    no private step was taken, so nothing was spent."""
+
+    def __init__(self) -> None:
+        super().__init__("cancelled during noise calibration")
+        self.privacy: dict = {}
+
+
+# The caller's cancel check, read between accountant evaluations of the noise search (which
+# can take a while for long schedules). A context variable, so that every family's training
+# loop honours it without passing it through each call.
+_calibration_stop: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
+    "tessera_calibration_stop", default=None)
+
+
+@contextlib.contextmanager
+def stop_calibration_when(should_stop: Callable[[], bool] | None) -> Iterator[None]:
+    """Within this block, the noise search raises :class:`CalibrationCancelled` as soon as
+    ``should_stop()`` returns True (checked before each accountant evaluation)."""
+    token = _calibration_stop.set(should_stop)
+    try:
+        yield
+    finally:
+        _calibration_stop.reset(token)
+
+
+def _check_calibration_stop() -> None:
+    should_stop = _calibration_stop.get()
+    if should_stop is not None and should_stop():
+        raise CalibrationCancelled()
 
 
 def resolve_delta(configured: float | None, n_train: int) -> float:
@@ -157,6 +193,7 @@ def noise_multiplier_for(
     aim = target_epsilon - EPSILON_SEARCH_TOLERANCE / 2
 
     def coarse(sigma: float) -> float:
+        _check_calibration_stop()
         upper = _prv_epsilon(
             noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, delta=delta,
             eps_error=COARSE_EPS_ERROR, orders=INTEGER_ORDERS,
@@ -164,6 +201,7 @@ def noise_multiplier_for(
         return upper - (COARSE_EPS_ERROR - EPS_ERROR)
 
     def exact(sigma: float) -> float:
+        _check_calibration_stop()
         return epsilon_for(
             noise_multiplier=sigma, sample_rate=sample_rate, steps=steps, delta=delta
         )

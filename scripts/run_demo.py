@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GRACE_SECONDS = 15
 READY_TIMEOUT_SECONDS = 90
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def child_environment() -> dict[str, str]:
@@ -34,6 +35,9 @@ def child_environment() -> dict[str, str]:
         [str(ROOT), str(ROOT / "platform"), *filter(None, [env.get("PYTHONPATH")])]
     )
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    # The demo's users never see Django's debug pages (they list settings, the environment
+    # and every route); static files come from collectstatic through WhiteNoise.
+    env.setdefault("DJANGO_DEBUG", "False")
     env["PYTHONUNBUFFERED"] = "1"
     var_dir = Path(env.get("TESSERA_VAR_DIR") or ROOT / "var").resolve()
     # Absolute, because the children run inside it (see run_directory).
@@ -96,6 +100,10 @@ def stop_all(processes: dict[str, subprocess.Popen]) -> None:
             process.wait()
 
 
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 def port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -116,7 +124,16 @@ def web_answers(url: str) -> bool:
         return False
 
 
-def banner(url: str) -> str:
+def exposure_warning(host: str) -> str | None:
+    """What to say when the demo listens beyond this machine: its passwords are published."""
+    if host in LOOPBACK:
+        return None
+    return (f"WARNING: the demo listens on {host}, reachable from other machines, and its "
+            "passwords are published in the README. Use it only on a network you trust; "
+            "set DJANGO_ALLOWED_HOSTS to the name others use to reach it.")
+
+
+def banner(url: str, *, listening: str | None = None) -> str:
     try:
         sys.path[:0] = [str(ROOT), str(ROOT / "platform")]
         from accounts.management.commands.demo_setup import DEMO_ORGANISATION, credential_lines
@@ -128,6 +145,8 @@ def banner(url: str) -> str:
         "",
         "=" * 64,
         f"  Tessera demo is running: {url}",
+        f"  Listening on {listening or url} "
+        f"({'this machine only' if not listening or _is_loopback(listening) else 'the network'})",
         f"  API docs: {url}api/v1/docs/",
         *accounts,
         "  Ctrl-C stops the web server, the worker and beat.",
@@ -137,9 +156,14 @@ def banner(url: str) -> str:
     return "\n".join(lines)
 
 
+def _is_loopback(address: str) -> bool:
+    return any(f"//{host}:" in address or f"//[{host}]:" in address for host in LOOPBACK)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="Run Tessera's web server, worker and beat.")
-    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: this machine only)")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
 
@@ -148,6 +172,9 @@ def main() -> int:
               file=sys.stderr)
         return 1
 
+    warning = exposure_warning(args.host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     stopping = threading.Event()
 
     def request_stop(signum, _frame) -> None:
@@ -177,7 +204,8 @@ def main() -> int:
                 exit_code = 1
                 break
             if not announced and web_answers(f"{url}login/"):
-                print(banner(url), flush=True)
+                print(banner(url, listening=f"http://{_url_host(args.host)}:{args.port}/"),
+                      flush=True)
                 announced = True
             elif not announced and time.monotonic() > ready_by:
                 print(f"The web server did not answer at {url} within {READY_TIMEOUT_SECONDS} s.",

@@ -236,7 +236,7 @@ def test_demo_setup_is_idempotent():
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
-    from accounts.management.commands.demo_setup import DEMO_USERS
+    from accounts.management.commands.demo_setup import DEMO_OPERATOR, DEMO_USERS
     from accounts.models import Membership, Organisation
     from ingestion.models import Dataset, DatasetVersion
 
@@ -247,12 +247,19 @@ def test_demo_setup_is_idempotent():
     organisation = Organisation.objects.get()
     assert organisation.name == "Demo Bank"
     users = get_user_model().objects.order_by("username")
-    assert [u.username for u in users] == ["admin", "analyst", "reviewer"]
+    assert [u.username for u in users] == ["admin", "analyst", "operator", "reviewer"]
     for demo in DEMO_USERS:
         user = users.get(username=demo.username)
         assert user.check_password(demo.password)
         assert Membership.objects.get(user=user).role == demo.role
         assert demo.password in second.getvalue()
+        # The organisation's admin is no Django superuser (issue 16): the admin site shows
+        # every organisation's data.
+        assert not user.is_superuser and not user.is_staff
+    operator = users.get(username=DEMO_OPERATOR.username)
+    assert operator.is_superuser and operator.check_password(DEMO_OPERATOR.password)
+    assert not Membership.objects.filter(user=operator).exists()
+    assert "operator" in second.getvalue()
     dataset = Dataset.objects.get()
     assert (dataset.vertical, dataset.problem) == ("finance", "credit_risk")
     version = DatasetVersion.objects.get()

@@ -8,6 +8,9 @@ class Organisation(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=80, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # How long a sign-in lasts for this organisation's users, from sign-in (accounts.sessions);
+    # None: the deployment's SESSION_COOKIE_AGE. Its admin sets it.
+    session_lifetime_minutes = models.PositiveIntegerField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -17,6 +20,10 @@ class Role(models.TextChoices):
     ANALYST = "analyst", "Analyst"
     REVIEWER = "reviewer", "Reviewer"
     ADMIN = "admin", "Admin"
+
+
+# Who decides on models (review, promote, retire, mitigate, audit).
+REVIEWER_ROLES = (Role.REVIEWER, Role.ADMIN)
 
 
 class Membership(models.Model):
@@ -35,7 +42,7 @@ class Membership(models.Model):
 
     @property
     def can_review(self) -> bool:
-        return self.role in (Role.REVIEWER, Role.ADMIN)
+        return self.role in REVIEWER_ROLES
 
     @property
     def is_admin(self) -> bool:

@@ -7,7 +7,7 @@ from functools import wraps
 from django.core.exceptions import PermissionDenied
 
 from accounts.models import Membership, Role
-from accounts.scoping import membership_for
+from accounts.scoping import member_of, membership_for
 
 
 def has_role(user, *roles: str) -> bool:
@@ -33,10 +33,7 @@ def require_role(user, *roles: str) -> Membership:
 
 def require_same_organisation(user, organisation) -> Membership:
     """The user's membership, or PermissionDenied when ``organisation`` is not theirs."""
-    membership = membership_for(user)
-    if membership.organisation_id != organisation.pk:
-        raise PermissionDenied("this belongs to another organisation")
-    return membership
+    return member_of(user, organisation, refusal="this belongs to another organisation")
 
 
 def role_required(*roles: str):

@@ -106,6 +106,37 @@ def get_scoped_or_404(model_or_queryset, user, **lookup):
         raise Http404(f"no {queryset.model._meta.verbose_name} matches the query") from None
 
 
+def organisation_id_of(obj: models.Model) -> int:
+    """The id of the organisation ``obj`` belongs to (``obj`` itself for an Organisation),
+    read from the last foreign key on the path: no query for the organisation itself."""
+    if isinstance(obj, Organisation):
+        return obj.pk
+    *hops, last = organisation_path(type(obj)).split("__")
+    target = obj
+    for part in hops:
+        target = getattr(target, part)
+    return getattr(target, f"{last}_id")
+
+
+def member_of(user, obj: models.Model, *, roles: tuple[str, ...] = (),
+              refusal: str | None = None) -> Membership:
+    """The one organisation check of the services: the user's membership when ``obj``
+    belongs to their organisation and, given ``roles``, their role is one of them.
+
+    PermissionDenied otherwise, with ``refusal`` when given (else "this <object> belongs to
+    another organisation" or the roles needed). Views and the API scope their queries with
+    :func:`for_request` / :func:`get_scoped_or_404`; services that are handed an object
+    check it with this.
+    """
+    membership = membership_for(user)
+    if membership.organisation_id != organisation_id_of(obj):
+        raise PermissionDenied(refusal or f"this {obj._meta.verbose_name} belongs to another "
+                                          "organisation")
+    if roles and membership.role not in roles:
+        raise PermissionDenied(refusal or f"this needs the role {' or '.join(roles)}")
+    return membership
+
+
 def organisation_of(obj: models.Model) -> Organisation:
     """The organisation an object belongs to, following the same path as ``for_user``."""
     target = obj

@@ -8,4 +8,5 @@ urlpatterns = [
     path("login/", views.login_view, name="login"),
     path("logout/", views.logout_view, name="logout"),
     path("audit-log/", audit_views.audit_log, name="audit_log"),
+    path("organisation/security/", views.organisation_security, name="organisation_security"),
 ]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from django import forms
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 
 from accounts import scoping
+from accounts.models import Role
+from accounts.permissions import role_required
+from accounts.sessions import MAX_MINUTES, MIN_MINUTES, set_session_lifetime
 from governance.ledger import ledger_status
 from ingestion.models import Dataset
 from training.models import ModelVersion, TrainingRun
@@ -37,3 +42,24 @@ def dashboard(request):
             status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING])[:5],
         "pending_count": pending.count(),
     })
+
+
+class SessionLifetimeForm(forms.Form):
+    minutes = forms.IntegerField(
+        min_value=MIN_MINUTES, max_value=MAX_MINUTES, required=False,
+        label="Sign-in lifetime (minutes)",
+        help_text="From sign-in; blank: the platform's default. Applies to open sessions too.")
+
+
+@role_required(Role.ADMIN)
+def organisation_security(request):
+    """An organisation admin sets how long their users stay signed in."""
+    organisation = scoping.membership_for(request.user).organisation
+    form = SessionLifetimeForm(request.POST or None,
+                               initial={"minutes": organisation.session_lifetime_minutes})
+    if request.method == "POST" and form.is_valid():
+        set_session_lifetime(user=request.user, minutes=form.cleaned_data["minutes"])
+        messages.success(request, "Sign-in lifetime saved.")
+        return redirect("organisation_security")
+    return render(request, "accounts/organisation_security.html",
+                  {"form": form, "organisation": organisation})

@@ -9,6 +9,8 @@ from rest_framework import serializers
 from audits.models import FairnessReport, Review
 from ingestion.models import Dataset, DatasetVersion
 from training.models import ModelVersion, TrainingRun
+from training.options import OPTION_RANGES, PRIVACY_RANGES
+from training.services import SERVER_PATH_KEYS
 
 # --- errors -------------------------------------------------------------------------
 
@@ -17,6 +19,7 @@ class IssueSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
     column = serializers.CharField(allow_null=True, required=False)
+    option = serializers.CharField(required=False, help_text="The run option refused.")
     rows = serializers.ListField(child=serializers.IntegerField(), required=False)
     severity = serializers.CharField(required=False)
 
@@ -153,9 +156,19 @@ class MappingSerializer(serializers.Serializer):
 
 
 class PrivacyRequestSerializer(serializers.Serializer):
+    """Parsed here; the ranges are checked by the service (training.options), which names
+    each option and its range in the 400."""
+
     enabled = serializers.BooleanField(default=True)
-    target_epsilon = serializers.FloatField(required=False, allow_null=True, min_value=0.01)
-    delta = serializers.FloatField(required=False, allow_null=True, min_value=0, max_value=1)
+    target_epsilon = serializers.FloatField(
+        required=False, allow_null=True,
+        help_text=f"Allowed: {PRIVACY_RANGES['target_epsilon'].describe()}.")
+    delta = serializers.FloatField(required=False, allow_null=True,
+                                   help_text=f"Allowed: {PRIVACY_RANGES['delta'].describe()}.")
+    max_grad_norm = serializers.FloatField(
+        required=False, allow_null=True,
+        help_text=f"Per-person clipping bound; allowed: "
+                  f"{PRIVACY_RANGES['max_grad_norm'].describe()}.")
 
 
 class RunCreateSerializer(serializers.Serializer):
@@ -164,7 +177,9 @@ class RunCreateSerializer(serializers.Serializer):
     seed = serializers.IntegerField(default=0, min_value=0)
     config = serializers.DictField(
         required=False, default=dict,
-        help_text="Training overrides: epochs, batch_size, learning_rate, hidden_sizes, ...",
+        help_text="Training overrides, each within its range (a 400 names the option and "
+                  "its range otherwise): " + "; ".join(
+                      f"{name}: {option.describe()}" for name, option in OPTION_RANGES.items()),
     )
 
 
@@ -190,6 +205,13 @@ class RunSerializer(serializers.ModelSerializer):
             "device", "error", "model_version", "created_at", "started_at", "finished_at",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if isinstance(data.get("result"), dict):  # runs stored before paths were left out
+            data["result"] = {key: value for key, value in data["result"].items()
+                              if key not in SERVER_PATH_KEYS}
+        return data
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_model_version(self, run: TrainingRun) -> int | None:

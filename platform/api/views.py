@@ -27,6 +27,7 @@ from ingestion.services import (
 )
 from ml_core.spec import ColumnMapping
 from training.models import ModelVersion, TrainingRun
+from training.options import InvalidRunOptions
 from training.services import cancel_run, start_run
 from verticals.registry import verticals
 
@@ -216,8 +217,13 @@ class RunViewSet(
                 version=version, user=request.user,
                 privacy_enabled=privacy.get("enabled", True),
                 target_epsilon=privacy.get("target_epsilon"), delta=privacy.get("delta"),
+                max_grad_norm=privacy.get("max_grad_norm"),
                 config={**data.get("config", {}), "seed": data["seed"]},
             )
+        except InvalidRunOptions as exc:
+            return _error(str(exc), errors=[
+                {"code": "invalid_option", "option": name, "message": f"{name}: {why}"}
+                for name, why in exc.errors.items()])
         except (ValueError, TypeError) as exc:
             return _error(str(exc))
         return Response(s.RunSerializer(run).data, status=status.HTTP_201_CREATED)

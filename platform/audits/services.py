@@ -5,13 +5,11 @@ A ModelVersion becomes approved only through :func:`review_model`.
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.utils import timezone
 
-from accounts.models import Organisation
-from accounts.permissions import can_review
-from accounts.scoping import membership_for
+from accounts.models import REVIEWER_ROLES, Organisation
+from accounts.scoping import member_of
 from audits.models import AuditLogEntry, Review
 from training.models import ModelVersion
 
@@ -44,9 +42,9 @@ def review_model(*, model_version: ModelVersion, user, decision: str, comment: s
     PermissionDenied unless the user is a reviewer or admin of the model's organisation;
     ValueError on an unknown decision, a blank comment, or a model already decided.
     """
-    membership = membership_for(user)
-    if membership.organisation_id != model_version.organisation_id or not can_review(user):
-        raise PermissionDenied("only a reviewer or admin of this organisation can review models")
+    membership = member_of(
+        user, model_version, roles=REVIEWER_ROLES,
+        refusal="only a reviewer or admin of this organisation can review models")
     if decision not in _DECISION_STATUS:
         raise ValueError(f"decision must be one of {sorted(_DECISION_STATUS)}")
     comment = (comment or "").strip()

@@ -20,6 +20,7 @@ from django.db import transaction
 
 from accounts.models import Membership, Role
 from accounts.permissions import require_role
+from accounts.scoping import member_of
 from audits.services import log_action
 from governance.models import DatasetPolicy, LedgerEntry
 from ingestion.models import Dataset
@@ -81,9 +82,8 @@ def set_dataset_policy(
     personal_data: bool | None = None, nonprivate_allowed: bool | None = None,
 ) -> DatasetPolicy:
     """Admins only: change a dataset's budget, personal flag or non-private permission."""
-    membership = require_role(user, Role.ADMIN)
-    if membership.organisation_id != dataset.organisation_id:
-        raise PermissionDenied("this dataset belongs to another organisation")
+    require_role(user, Role.ADMIN)
+    member_of(user, dataset)
     policy = policy_for(dataset)
     before = {"budget_epsilon": policy.budget_epsilon, "personal_data": policy.personal_data,
               "nonprivate_allowed": policy.nonprivate_allowed}
@@ -206,6 +206,12 @@ def _charge_for(run: TrainingRun, *, stage_before: str | None) -> dict | None:
     requested = run.privacy_requested or {}
     if not requested.get("enabled", True):
         return None
+    if run.status == TrainingRun.Status.CANCELLED and not run.privacy and (
+            stage_before or "") not in PRE_TRAINING_STAGES:
+        # Cancelled between stages after private training began (the run's cancel check
+        # stops it at every stage boundary), with no report of what it spent: its whole
+        # target, like a failure.
+        return upper_bound_charge(requested)
     if run.status in (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.CANCELLED):
         return accounted_charge(run.privacy or {})  # None: stopped before any private step
     if run.status == TrainingRun.Status.FAILED:

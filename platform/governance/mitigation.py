@@ -12,12 +12,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
-from django.core.exceptions import PermissionDenied
-
-from accounts.scoping import membership_for
+from accounts.models import REVIEWER_ROLES
+from accounts.scoping import member_of
 from audits.models import FairnessReport
 from audits.services import log_action
 from catalog.families import family_of_model
@@ -30,6 +26,7 @@ from ml_core.fairness import sensitive_frame
 from ml_core.mitigation import CONSTRAINTS, threshold_optimizer
 from ml_core.spec import ColumnMapping
 from training.models import ModelVersion, TrainingRun
+from training.predictions import read_predictions
 from verticals.registry import get_problem
 
 
@@ -52,9 +49,8 @@ REWEIGHING_UTILITY = ("accuracy", "balanced_accuracy", "f1", "roc_auc", "pr_auc"
 
 
 def _failed_report(model_version: ModelVersion, user) -> FairnessReport:
-    membership = membership_for(user)
-    if membership.organisation_id != model_version.organisation_id or not membership.can_review:
-        raise PermissionDenied("only a reviewer or admin of this organisation can mitigate")
+    member_of(user, model_version, roles=REVIEWER_ROLES,
+              refusal="only a reviewer or admin of this organisation can mitigate")
     family = family_of_model(model_version)
     if not family.supports.mitigation:
         raise ValueError(f"models of the {family.name} family cannot be mitigated here")
@@ -88,7 +84,7 @@ def mitigate(*, model_version: ModelVersion, user, constraint: str = "demographi
     if attribute not in mapping.sensitive:
         raise ValueError(f"{attribute!r} is not a sensitive column of this model")
     spec = get_problem(model_version.vertical, model_version.problem).spec
-    test = pd.read_csv(Path(run.artifact_path) / "predictions.csv")
+    test = read_predictions(run.artifact_path)
     frame = frame[frame[mapping.target].notna()]
     positive = label_text(loaded.metadata["positive_label"])
     y = (frame[mapping.target].map(label_text) == positive).astype(int).to_numpy()
@@ -137,6 +133,7 @@ def start_reweighing(*, model_version: ModelVersion, user, attribute: str | None
         version=run.dataset_version, user=user,
         privacy_enabled=bool(requested.get("enabled", True)),
         target_epsilon=requested.get("target_epsilon"), delta=requested.get("delta"),
+        max_grad_norm=requested.get("max_grad_norm"),
         config={**(run.config or {}), "reweigh_attribute": attribute}, enqueue=enqueue,
     )
     mitigation = Mitigation.objects.create(

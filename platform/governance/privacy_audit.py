@@ -13,10 +13,10 @@ refused when that does not fit the remaining budget.
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
-from accounts.scoping import membership_for
+from accounts.models import REVIEWER_ROLES
+from accounts.scoping import member_of
 from audits.services import log_action
 from catalog.families import family_of_model
 from governance.ledger import BudgetExceeded, charge_privacy_audit, check_budget
@@ -54,9 +54,8 @@ def auditable(model_version: ModelVersion) -> bool:
 
 def request_audit(*, model_version: ModelVersion, user) -> None:
     """Queue the audit (reviewers and admins of the model's organisation)."""
-    membership = membership_for(user)
-    if membership.organisation_id != model_version.organisation_id or not membership.can_review:
-        raise PermissionDenied("only a reviewer or admin of this organisation can audit")
+    member_of(user, model_version, roles=REVIEWER_ROLES,
+              refusal="only a reviewer or admin of this organisation can audit")
     check_auditable(model_version)
     check_budget(dataset=model_version.run.dataset_version.dataset,
                  request=_audit_privacy(model_version.run).target_epsilon,

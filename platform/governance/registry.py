@@ -19,9 +19,9 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Role
+from accounts.models import REVIEWER_ROLES, Role
 from accounts.permissions import require_role
-from accounts.scoping import membership_for
+from accounts.scoping import member_of
 from audits.models import FairnessReport, Review
 from audits.services import log_action
 from governance.models import GatePolicy, PromotionEvent
@@ -297,9 +297,8 @@ def promote(*, model_version: ModelVersion, user, reason: str,
     gives ``override_reason`` (logged with the failing gates). ValueError on a blank reason
     or a rejected/retired model.
     """
-    membership = membership_for(user)
-    if membership.organisation_id != model_version.organisation_id or not membership.can_review:
-        raise PermissionDenied("only a reviewer or admin of this organisation can promote")
+    membership = member_of(user, model_version, roles=REVIEWER_ROLES,
+                           refusal="only a reviewer or admin of this organisation can promote")
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("say why this model should be the champion")
@@ -342,9 +341,8 @@ def promote(*, model_version: ModelVersion, user, reason: str,
 
 def retire(*, model_version: ModelVersion, user, reason: str) -> PromotionEvent:
     """Reviewers and admins: take a model out of service (it no longer serves predictions)."""
-    membership = membership_for(user)
-    if membership.organisation_id != model_version.organisation_id or not membership.can_review:
-        raise PermissionDenied("only a reviewer or admin of this organisation can retire models")
+    member_of(user, model_version, roles=REVIEWER_ROLES,
+              refusal="only a reviewer or admin of this organisation can retire models")
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("say why this model is retired")

@@ -21,11 +21,11 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.scoping import membership_for
+from accounts.scoping import member_of
 from audits.services import log_action
 from catalog.families import family_of_model
 from governance.models import ScoringJob
-from ingestion.storage import read_stored, store_upload
+from ingestion.storage import read_encrypted, read_stored, store_upload, write_encrypted
 from ml_core.artifacts import LoadedModel, predict_decisions
 from ml_core.families import get_family
 from ml_core.tables import TableReadError, read_table
@@ -155,9 +155,7 @@ def score_in_batches(
 
 def predict_rows(*, model_version: ModelVersion, user, rows: list[dict]) -> dict:
     """Online scoring of JSON rows. NotServing, PredictionInputError (400 material)."""
-    membership = membership_for(user)
-    if membership.organisation_id != model_version.organisation_id:
-        raise PermissionDenied("this model belongs to another organisation")
+    member_of(user, model_version, refusal="this model belongs to another organisation")
     ensure_serving(model_version)
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise PredictionInputError([{"code": "no_rows", "column": None, "rows": [],
@@ -187,9 +185,8 @@ def predict_rows(*, model_version: ModelVersion, user, rows: list[dict]) -> dict
 
 def start_scoring_job(*, model_version: ModelVersion, user, file) -> ScoringJob:
     """Store an uploaded CSV and queue its scoring (Celery, default queue)."""
-    membership = membership_for(user)
-    if membership.organisation_id != model_version.organisation_id:
-        raise PermissionDenied("this model belongs to another organisation")
+    membership = member_of(user, model_version,
+                           refusal="this model belongs to another organisation")
     ensure_serving(model_version)
     data = file.read() if hasattr(file, "read") else bytes(file)
     if len(data) > settings.TESSERA_MAX_UPLOAD_BYTES:
@@ -223,15 +220,20 @@ def output_path(job: ScoringJob) -> Path:
     return Path(settings.TESSERA_ARTIFACT_DIR) / "scoring" / f"job_{job.pk}.csv"
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` with every formula-like text cell escaped."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([escape_cell(str(c)) for c in frame.columns])
-        for row in frame.itertuples(index=False, name=None):
-            writer.writerow(["" if (not isinstance(v, str) and pd.isna(v)) else escape_cell(v)
-                             for v in row])
+def scored_csv(frame: pd.DataFrame) -> bytes:
+    """``frame`` as CSV with every formula-like text cell escaped."""
+    handle = io.StringIO(newline="")
+    writer = csv.writer(handle)
+    writer.writerow([escape_cell(str(c)) for c in frame.columns])
+    for row in frame.itertuples(index=False, name=None):
+        writer.writerow(["" if (not isinstance(v, str) and pd.isna(v)) else escape_cell(v)
+                         for v in row])
+    return handle.getvalue().encode("utf-8")
+
+
+def scored_file(job: ScoringJob) -> bytes:
+    """The decrypted result of a succeeded job, for its download (the view checks who)."""
+    return read_encrypted(Path(job.output_path))
 
 
 def execute_scoring_job(job_id: int) -> None:
@@ -253,7 +255,8 @@ def execute_scoring_job(job_id: int) -> None:
             progress=lambda done: ScoringJob.objects.filter(pk=job.pk).update(rows_done=done))
         scored = pd.concat([frame, scores], axis=1) if len(frame) else frame
         path = output_path(job)
-        write_csv(scored, path)
+        # Every input column, sensitive ones included: encrypted at rest like the upload.
+        write_encrypted(path, scored_csv(scored))
     except Exception as exc:  # the job records why; the worker stays up
         logger.exception("scoring job %s failed", job_id)
         _fail(job, [{"code": "failed", "column": None, "rows": [],

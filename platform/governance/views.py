@@ -3,6 +3,8 @@ gates, batch scoring. Views are thin: scope, call a service, render."""
 
 from __future__ import annotations
 
+import io
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, JsonResponse
@@ -249,5 +251,8 @@ def scoring_download(request, job_id: int):
     if job.status != ScoringJob.Status.SUCCEEDED or not job.output_path:
         raise Http404("no scored file yet")
     name = job.original_filename.rsplit(".", 1)[0] + "-scored.csv"
-    return FileResponse(open(job.output_path, "rb"), as_attachment=True, filename=name,
-                        content_type="text/csv")
+    # Decrypted for this authorised download only; personal data: never cached.
+    response = FileResponse(io.BytesIO(scoring.scored_file(job)), as_attachment=True,
+                            filename=name, content_type="text/csv")
+    response["Cache-Control"] = "no-store"
+    return response

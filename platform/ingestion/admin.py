@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from audits.readonly_admin import ReadOnlyAdmin
 from ingestion.models import Dataset, DatasetVersion
 
 
@@ -16,7 +17,9 @@ class DatasetVersionInline(admin.TabularInline):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(ReadOnlyAdmin):
+    """Read-only: moving a dataset to another organisation here would hand its data over."""
+
     list_display = ["name", "organisation", "vertical", "problem", "created_by", "created_at"]
     list_filter = ["organisation", "vertical", "problem"]
     search_fields = ["name"]
@@ -24,15 +27,9 @@ class DatasetAdmin(admin.ModelAdmin):
 
 
 @admin.register(DatasetVersion)
-class DatasetVersionAdmin(admin.ModelAdmin):
+class DatasetVersionAdmin(ReadOnlyAdmin):
     """Versions are immutable uploads: read here, changed only through ingestion.services."""
 
     list_display = ["dataset", "number", "status", "original_filename", "size_bytes", "created_at"]
     list_filter = ["status"]
     search_fields = ["dataset__name", "original_filename", "sha256"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Role
 from accounts.permissions import require_role
-from accounts.scoping import membership_for
+from accounts.scoping import member_of, membership_for, organisation_id_of
 from audits.services import log_action
 from catalog.families import family_of
 from ingestion import companions
@@ -65,8 +65,7 @@ def upload_dataset(
     except RegistryError as exc:
         raise UploadError(str(exc), [{"code": "unknown_problem", "message": str(exc)}]) from None
     if dataset is not None:
-        if dataset.organisation_id != organisation.pk:
-            raise PermissionDenied("this dataset belongs to another organisation")
+        member_of(user, dataset)
         if (dataset.vertical, dataset.problem) != (vertical, problem):
             message = f"dataset {dataset.name!r} is for {dataset.vertical}/{dataset.problem}"
             raise UploadError(message, [{"code": "problem_mismatch", "message": message}])
@@ -146,11 +145,35 @@ def read_upload_table(data: bytes, *, sep: str | None = None, header: bool | Non
         return last["frame"].copy(deep=False), last["options"]
     frame, options = read_table(data, sep=sep, header=header, encoding=encoding,
                                 max_columns=limit)
+    check_header(frame.columns)
     found = (options.delimiter, options.header, options.encoding, limit)
     with _LAST_READ_LOCK:
         _LAST_READ.clear()
         _LAST_READ.update(data=bytes(data), keys={key, found}, frame=frame, options=options)
     return frame.copy(deep=False), options
+
+
+def check_header(columns) -> None:
+    """TableReadError when a column name or the whole header is longer than the platform
+    allows: every mapping page, form and API answer lists the names (an 8 MB name made each
+    of them 8 MB)."""
+    from ml_core.tables import TableReadError
+
+    name_limit = int(settings.TESSERA_MAX_COLUMN_NAME_CHARS)
+    header_limit = int(settings.TESSERA_MAX_HEADER_CHARS)
+    for position, column in enumerate(columns, start=1):
+        if len(str(column)) > name_limit:
+            raise TableReadError(
+                "column_name_too_long",
+                f"Column {position}'s name is {len(str(column)):,} characters long; the limit "
+                f"is {name_limit:,} (TESSERA_MAX_COLUMN_NAME_CHARS). Shorten it and upload "
+                "again.", column=str(column)[:80])
+    total = sum(len(str(column)) for column in columns)
+    if total > header_limit:
+        raise TableReadError(
+            "header_too_long",
+            f"The column names add up to {total:,} characters; the limit is "
+            f"{header_limit:,} (TESSERA_MAX_HEADER_CHARS).")
 
 
 def _suggestions(frame: pd.DataFrame, spec: ProblemSpec) -> dict:
@@ -260,9 +283,7 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
     A version is decided once; PermissionDenied for another organisation's version,
     ValueError when it is not awaiting a mapping.
     """
-    membership = membership_for(user)
-    if version.dataset.organisation_id != membership.organisation_id:
-        raise PermissionDenied("this dataset belongs to another organisation")
+    membership = member_of(user, version.dataset)
     if version.status != DatasetVersion.Status.PENDING:
         raise ValueError(
             f"version {version.number} is already {version.get_status_display().lower()}; "
@@ -387,7 +408,7 @@ def _companion_refusal(kind: str, spec: ProblemSpec, present: set[str]) -> str |
 def _require_pending_of(version: DatasetVersion, membership, why: str) -> None:
     """PermissionDenied unless ``version`` is the member's organisation's; ValueError, ending
     with ``why``, unless its mapping is still to be confirmed."""
-    if version.dataset.organisation_id != membership.organisation_id:
+    if membership.organisation_id != organisation_id_of(version.dataset):
         raise PermissionDenied("this dataset belongs to another organisation")
     if version.status != DatasetVersion.Status.PENDING:
         raise ValueError(f"version {version.number} is already "

@@ -383,17 +383,54 @@ def reencrypt(path: Path) -> str:
     blob = path.read_bytes()
     was_encrypted = is_encrypted(blob)
     plain = decrypt(blob, name=str(path)) if was_encrypted else blob
+    write_encrypted(path, plain)
+    return "rotated" if was_encrypted else "encrypted"
+
+
+# --- outputs: files the platform writes from personal data ------------------------------
+# Each run's predictions.csv (row ids, labels, sensitive groups) and each batch-scoring
+# result (every input column) are encrypted like uploads, with the same keys and rotation,
+# and decrypted only for an authorised reader (the download views check the organisation).
+
+OUTPUT_PATTERNS = ("run_*/predictions.csv", "scoring/job_*.csv")
+
+
+def artifact_root() -> Path:
+    return Path(settings.TESSERA_ARTIFACT_DIR)
+
+
+def write_encrypted(path: Path, data: bytes) -> None:
+    """Write ``data`` encrypted to ``path``, atomically and readable by this user only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
     try:
-        with os.fdopen(handle, "wb") as out:
-            for piece in encrypt_chunks(plain[i:i + _CHUNK] for i in range(0, len(plain), _CHUNK)):
+        with os.fdopen(handle, "wb") as out:  # mkstemp makes it 0600
+            for piece in encrypt_chunks(data[i:i + _CHUNK] for i in range(0, len(data), _CHUNK)):
                 out.write(piece)
         os.replace(temp_name, path)
     except BaseException:
         if os.path.exists(temp_name):
             os.unlink(temp_name)
         raise
-    return "rotated" if was_encrypted else "encrypted"
+
+
+def read_encrypted(path: Path) -> bytes:
+    """The plaintext of an output written by :func:`write_encrypted`. One written before
+    outputs were encrypted is read as it is (``rotate_keys`` encrypts it)."""
+    blob = Path(path).read_bytes()
+    if is_encrypted(blob):
+        return decrypt(blob, name=f"output {Path(path).name}")
+    logger.warning("output %s is not encrypted; run `manage.py rotate_keys`", path)
+    return blob
+
+
+def output_paths() -> Iterator[Path]:
+    """Every encrypted-at-rest output under the artifact folder."""
+    root = artifact_root()
+    if not root.exists():
+        return
+    for pattern in OUTPUT_PATTERNS:
+        yield from sorted(p for p in root.glob(pattern) if p.is_file())
 
 
 def _human(n: int) -> str:

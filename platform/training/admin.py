@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from audits.readonly_admin import ReadOnlyAdmin
 from training.models import ModelVersion, TrainingRun
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(ReadOnlyAdmin):
     """Runs move through training.services; the admin only reads them."""
 
     list_display = [
@@ -19,22 +20,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_filter = ["status", "vertical", "problem", "organisation"]
     search_fields = ["id", "task_id"]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ReadOnlyAdmin):
     """Approval happens only through audits.services.review_model, never here."""
 
     list_display = ["id", "organisation", "problem", "status", "created_at", "decided_at"]
     list_filter = ["status", "vertical", "problem", "organisation"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -1,8 +1,18 @@
-"""The "Train a model" form on a dataset version's page."""
+"""The "Train a model" form on a dataset version's page.
+
+Its bounds come from the one table of option ranges (training.options), and the service it
+calls checks them again with the API's and the command's validation.
+"""
 
 from __future__ import annotations
 
 from django import forms
+
+from training.options import OPTION_RANGES, PRIVACY_RANGES
+
+
+def _bounds(option) -> dict:
+    return {"min_value": option.low, "max_value": option.high}
 
 
 class TrainForm(forms.Form):
@@ -10,13 +20,13 @@ class TrainForm(forms.Form):
         required=False, initial=True, label="Train with differential privacy",
     )
     target_epsilon = forms.FloatField(
-        min_value=0.01, max_value=100, label="Target epsilon",
+        **_bounds(PRIVACY_RANGES["target_epsilon"]), label="Target epsilon",
         help_text="The privacy budget: smaller is more private and usually less accurate.",
     )
-    seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0, label="Seed")
-    epochs = forms.IntegerField(min_value=1, max_value=500, required=False, label="Epochs",
-                                help_text="Blank: the problem's default.")
-    horizon = forms.IntegerField(min_value=1, max_value=365, required=False,
+    seed = forms.IntegerField(**_bounds(OPTION_RANGES["seed"]), initial=0, label="Seed")
+    epochs = forms.IntegerField(**_bounds(OPTION_RANGES["epochs"]), required=False,
+                                label="Epochs", help_text="Blank: the problem's default.")
+    horizon = forms.IntegerField(**_bounds(OPTION_RANGES["horizon"]), required=False,
                                  label="Forecast horizon (periods ahead)",
                                  help_text="Forecasting problems only. "
                                            "Blank: the problem's default.")

@@ -25,8 +25,12 @@ class RunProgress:
     history; at the end the run's history is replaced by the pipeline's own.
     """
 
-    def __init__(self, run_id: int, *, interval_s: float | None = None, clock=time.monotonic):
+    def __init__(self, run_id: int, *, interval_s: float | None = None, clock=time.monotonic,
+                 should_stop=None):
         self.run_id = run_id
+        # Checked at every stage boundary: encoding, baselines and audits have no loop of
+        # their own that asks, so a cancel takes effect when the next stage begins.
+        self.should_stop = should_stop
         self.interval_s = settings.TESSERA_PROGRESS_INTERVAL_S if interval_s is None else interval_s
         self.clock = clock
         self.history: list[dict] = []
@@ -39,6 +43,10 @@ class RunProgress:
         val_metric: float | None = None, epsilon: float | None = None,
     ) -> None:
         key = (str(stage), int(epoch or 0))
+        if key[1] == 0 and self.should_stop is not None and self.should_stop():
+            from ml_core.pipeline import TrainingCancelled  # torch: only in the worker
+
+            raise TrainingCancelled()
         boundary = key != self._last_key
         now = self.clock()
         if not boundary and now - self._last_write < self.interval_s:

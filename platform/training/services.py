@@ -28,57 +28,36 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from accounts.scoping import membership_for
+from accounts.scoping import member_of
 from audits.models import FairnessReport
 from audits.services import log_action
 from governance.ledger import PRE_TRAINING_STAGES, charge_run, check_run_allowed
 from governance.registry import on_model_created, registry_fields
 from ingestion.models import DatasetVersion
 from ingestion.services import load_frame
-from ml_core.spec import ColumnMapping, PrivacyConfig, ProblemSpec, TrainConfig
+from ml_core.spec import ColumnMapping, ProblemSpec, TrainConfig
 from observability.outage import is_database_outage
 from observability.repeating import RepeatingThread
+from training.budgets import check_work, plan_work
 from training.models import ModelVersion, TrainingRun
+from training.options import (
+    clean_privacy_options,
+    clean_training_options,
+    privacy_config,
+    train_config,
+)
+from training.predictions import predictions_path, save_predictions
 from training.progress import CancelCheck, RunProgress
 from training.results import json_safe
 from verticals.registry import get_problem
 
 logger = logging.getLogger(__name__)
-
-# TrainConfig fields a run may override (run.config); "device" stays the worker's choice.
-OVERRIDABLE = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "device")
-
-
-def train_config(spec: ProblemSpec, overrides: dict | None) -> TrainConfig:
-    """The problem's TrainConfig with the run's overrides, validated; JSON lists -> tuples."""
-    overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(OVERRIDABLE))
-    if unknown:
-        raise ValueError(f"unknown training options {unknown}; allowed: {list(OVERRIDABLE)}")
-    if "hidden_sizes" in overrides:
-        overrides["hidden_sizes"] = tuple(int(n) for n in overrides["hidden_sizes"])
-    for name in ("epochs", "batch_size", "patience", "seed"):
-        if name in overrides:
-            overrides[name] = int(overrides[name])
-    for name in ("learning_rate", "test_fraction", "val_fraction"):
-        if name in overrides:
-            overrides[name] = float(overrides[name])
-    return dataclasses.replace(spec.train, **overrides)
-
-
-def privacy_config(spec: ProblemSpec, requested: dict) -> PrivacyConfig:
-    """The problem's PrivacyConfig with what the run asked for."""
-    changes: dict = {"enabled": bool(requested.get("enabled", True))}
-    if requested.get("target_epsilon") is not None:
-        changes["target_epsilon"] = float(requested["target_epsilon"])
-    if requested.get("delta") is not None:
-        changes["delta"] = float(requested["delta"])
-    return dataclasses.replace(spec.privacy, **changes)
+# Result keys that hold server file paths: stored apart, never shown.
+SERVER_PATH_KEYS = ("artifact_path", "checkpoint_dir")
 
 
 def start_run(
@@ -88,39 +67,44 @@ def start_run(
     privacy_enabled: bool = True,
     target_epsilon: float | None = None,
     delta: float | None = None,
+    max_grad_norm: float | None = None,
     config: dict | None = None,
     enqueue: bool = True,
 ) -> TrainingRun:
     """Create a queued run and, once the transaction commits, send it to the training queue.
 
-    ValueError when the version is not trainable or an option is invalid; PermissionDenied
-    for another organisation's data. ``enqueue=False`` leaves the run queued for the caller
+    ValueError when the version is not trainable, an option is out of its range
+    (``training.options.InvalidRunOptions``) or the run is over a work budget
+    (``training.budgets.WorkBudgetExceeded``); PermissionDenied for another organisation's
+    data. ``enqueue=False`` leaves the run queued for the caller
     to execute in-process (``manage.py pipeline --inline``).
     """
-    membership = membership_for(user)
     dataset = version.dataset
-    if dataset.organisation_id != membership.organisation_id:
-        raise PermissionDenied("this dataset belongs to another organisation")
+    membership = member_of(user, dataset)
     if not version.trainable:
         raise ValueError(
             f"dataset version {version.number} is {version.get_status_display().lower()}, "
             "not validated: it cannot be trained"
         )
     spec = get_problem(dataset.vertical, dataset.problem).spec
-    config = dict(config or {})
-    config.setdefault("seed", 0)
-    train_config(spec, config)  # refuse bad options now, not in the worker
-    if target_epsilon is not None and not float(target_epsilon) > 0:
-        raise ValueError("target epsilon must be positive")
-    if delta is not None and not 0 < float(delta) < 1:
-        raise ValueError("delta must be between 0 and 1")
+    # One validation for the web, the API and the command (training.options): refused now,
+    # with each option's range, not in the worker; stored as parsed ("false" is False).
+    config = clean_training_options({"seed": 0, **(config or {})})
+    train = train_config(spec, config)
+    requested = clean_privacy_options({
+        "enabled": privacy_enabled, "target_epsilon": target_epsilon, "delta": delta,
+        "max_grad_norm": max_grad_norm})
     privacy_requested = {
-        "enabled": bool(privacy_enabled),
-        "target_epsilon": float(
-            target_epsilon if target_epsilon is not None else spec.privacy.target_epsilon
-        ),
-        "delta": float(delta) if delta is not None else None,
+        "enabled": requested["enabled"],
+        "target_epsilon": float(requested.get("target_epsilon", spec.privacy.target_epsilon)),
+        "delta": requested.get("delta"),
     }
+    if "max_grad_norm" in requested:
+        privacy_requested["max_grad_norm"] = requested["max_grad_norm"]
+    # The work budgets of this deployment (training.budgets), from the version's profile.
+    check_work(plan_work(rows=int((version.profile or {}).get("rows") or 0),
+                         columns=len(version.columns or ()), train=train,
+                         private=privacy_requested["enabled"]))
     task_id = str(uuid.uuid4()) if enqueue else ""
     with transaction.atomic():
         # Budget and personal-data rules (governance): refused before the run exists.
@@ -167,9 +151,7 @@ def cancel_run(*, run: TrainingRun, user) -> TrainingRun:
 
     ValueError when the run has already finished.
     """
-    membership = membership_for(user)
-    if run.organisation_id != membership.organisation_id:
-        raise PermissionDenied("this run belongs to another organisation")
+    membership = member_of(user, run, refusal="this run belongs to another organisation")
     now = timezone.now()
     with transaction.atomic():
         if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
@@ -304,6 +286,7 @@ def execute_run(run_id: int) -> None:
     unless its attempt died: then this call takes it over and resumes it."""
     from ml_core.checkpoints import checkpoint_epochs
     from ml_core.pipeline import TrainingCancelled, run_training
+    from ml_core.privacy import CalibrationCancelled, stop_calibration_when
 
     claim = claim_run(run_id)
     if claim is None:
@@ -314,9 +297,7 @@ def execute_run(run_id: int) -> None:
         pk=run_id
     )
     checkpoints = checkpoint_dir(run.pk)
-    progress = RunProgress(run_id)
     if claim.resumed:
-        progress.history = list(run.history)  # the epochs before the resume stay on the page
         epochs = checkpoint_epochs(checkpoints)
         logger.warning("run %s: attempt %d takes over from a dead attempt (stage %r); "
                        "checkpoints %s", run_id, claim.attempt, claim.earlier_stage, epochs)
@@ -329,6 +310,9 @@ def execute_run(run_id: int) -> None:
         def should_stop() -> bool:
             return lease.lost.is_set() or cancel_check()
 
+        progress = RunProgress(run_id, should_stop=should_stop)
+        if claim.resumed:
+            progress.history = list(run.history)  # the epochs before the resume stay on the page
         try:
             spec = get_problem(run.vertical, run.problem).spec
             train = train_config(spec, run.config)
@@ -338,18 +322,21 @@ def execute_run(run_id: int) -> None:
             mapping = ColumnMapping.from_dict(run.dataset_version.mapping)
             artifact_dir = Path(settings.TESSERA_ARTIFACT_DIR) / f"run_{run.pk}"
             artifact_dir.mkdir(parents=True, exist_ok=True)
-            result = run_training(
-                frame=frame,
-                mapping=mapping,
-                spec=spec,
-                privacy=privacy,
-                train=train,
-                artifact_dir=artifact_dir,
-                progress=progress,
-                should_stop=should_stop,
-                checkpoint_dir=checkpoints,
-            )
-        except TrainingCancelled as exc:
+            # The noise search checks the same cancel (ml_core.privacy): a long schedule's
+            # calibration is the first thing a cancel must be able to stop.
+            with stop_calibration_when(should_stop):
+                result = run_training(
+                    frame=frame,
+                    mapping=mapping,
+                    spec=spec,
+                    privacy=privacy,
+                    train=train,
+                    artifact_dir=artifact_dir,
+                    progress=progress,
+                    should_stop=should_stop,
+                    checkpoint_dir=checkpoints,
+                )
+        except (TrainingCancelled, CalibrationCancelled) as exc:
             if lease.lost.is_set():
                 return  # another attempt owns the run now
             privacy_spent = json_safe(exc.privacy or {})
@@ -502,13 +489,15 @@ class RunRecovery:
 
 def _record_success(run: TrainingRun, claim: Claim, *, result, spec: ProblemSpec,
                     artifact_dir: Path) -> bool:
-    predictions_path = artifact_dir / "predictions.csv"
-    if result.predictions is not None and not predictions_path.exists():
-        result.predictions.to_csv(predictions_path, index=False)
+    if result.predictions is not None and not predictions_path(artifact_dir).exists():
+        save_predictions(result.predictions, artifact_dir)  # encrypted: personal data
     summary = json_safe(result.to_dict())
     privacy = summary.get("privacy") or {}
+    # The artifact's folder is kept in its own column, never in the result that pages and
+    # the API show (a server path tells an attacker the layout).
     rest = {
-        k: v for k, v in summary.items() if k not in ("metrics", "privacy", "fairness", "history")
+        k: v for k, v in summary.items()
+        if k not in ("metrics", "privacy", "fairness", "history", *SERVER_PATH_KEYS)
     }
     with transaction.atomic():
         finished = _finish(

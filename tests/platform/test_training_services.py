@@ -133,7 +133,7 @@ def test_runs_are_for_the_own_organisation_only(validated_version, other_analyst
 
 
 def test_start_run_refuses_bad_options(validated_version, analyst):
-    with pytest.raises(ValueError, match="unknown training options"):
+    with pytest.raises(ValueError, match="unknown training option"):
         start_run(version=validated_version, user=analyst, config={"epoch": 3})
     with pytest.raises(ValueError, match="epsilon"):
         start_run(version=validated_version, user=analyst, target_epsilon=0)

@@ -145,6 +145,8 @@ MATRIX: dict[str, list[Case]] = {
     "logout": [post(PUBLIC, effect=False)],
     "dashboard": [get(shows_own=True)],
     "audit_log": [get(shows_own=True)],
+    # The organisation's sign-in lifetime: its admin only.
+    "organisation_security": [get(ADMIN), post(ADMIN, data=lambda w: {"minutes": "600"})],
     "user_guides": [get()],
     "user_guide": [get(kwargs=lambda w: {"vertical": "finance"}, scoped=False)],
     "catalog": [get()],

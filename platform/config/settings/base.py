@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: every response, redirects and errors included, carries X-Request-ID.
     "observability.middleware.RequestIdMiddleware",
+    # Content-Security-Policy on every answer, no-store on the API's (config.headers).
+    "config.headers.SecurityHeadersMiddleware",
     # Second: a database outage in any later middleware or view answers 503, not 500.
     "observability.outage.DatabaseOutageMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -72,6 +74,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The organisation's sign-in lifetime (accounts.sessions).
+    "accounts.sessions.SessionLifetimeMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
@@ -135,6 +139,10 @@ TESSERA_ARTIFACT_DIR = Path(env.str("TESSERA_ARTIFACT_DIR", default=str(VAR_DIR 
 TESSERA_MAX_UPLOAD_BYTES = env.int("TESSERA_MAX_UPLOAD_BYTES", default=200 * 1024 * 1024)
 # Wider tables are refused at upload (a header of a million fields is an attack, not data).
 TESSERA_MAX_COLUMNS = env.int("TESSERA_MAX_COLUMNS", default=2000)
+# Column names longer than this, or a header longer in total, are refused at upload: every
+# mapping page and API answer lists the names.
+TESSERA_MAX_COLUMN_NAME_CHARS = env.int("TESSERA_MAX_COLUMN_NAME_CHARS", default=256)
+TESSERA_MAX_HEADER_CHARS = env.int("TESSERA_MAX_HEADER_CHARS", default=64 * 1024)
 # Uploaded files are encrypted at rest (ingestion.storage): comma-separated Fernet keys, the
 # first encrypts, all decrypt (rotation: docs/operations.md). Unset: a key derived from
 # SECRET_KEY, with a warning; production settings require them.
@@ -142,6 +150,14 @@ TESSERA_FERNET_KEYS = env.list("TESSERA_FERNET_KEYS", default=[])
 TESSERA_REQUIRE_FERNET_KEYS = False
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+
+# Scripts only from this site, and no inline script or handler anywhere (templates keep
+# their scripts in static files); inline style *attributes* stay allowed for the progress
+# bars' widths. Set TESSERA_CONTENT_SECURITY_POLICY to "" to send none.
+TESSERA_CONTENT_SECURITY_POLICY = env.str("TESSERA_CONTENT_SECURITY_POLICY", default=(
+    "default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"))
 
 # --- Celery -------------------------------------------------------------------------
 def filesystem_broker_options(broker_dir: Path) -> dict:
@@ -207,7 +223,18 @@ CELERY_TASK_SEND_SENT_EVENT = True
 TESSERA_RUN_LEASE_S = env.float("TESSERA_RUN_LEASE_S", default=120.0)
 TESSERA_RECOVERY_INTERVAL_S = env.float("TESSERA_RECOVERY_INTERVAL_S", default=60.0)
 TESSERA_REQUEUE_AFTER_S = env.float("TESSERA_REQUEUE_AFTER_S", default=120.0)
-TESSERA_RUN_MAX_ATTEMPTS = env.int("TESSERA_RUN_MAX_ATTEMPTS", default=3)
+# Two: a run whose attempts killed their worker twice (out of memory, most likely) fails
+# with a message saying so instead of being delivered again.
+TESSERA_RUN_MAX_ATTEMPTS = env.int("TESSERA_RUN_MAX_ATTEMPTS", default=2)
+# Work budgets (training.budgets), checked before a run is queued: a run planning more
+# optimiser steps (model and twin together), more rows x epochs, or more memory is refused.
+TESSERA_MAX_RUN_STEPS = env.int("TESSERA_MAX_RUN_STEPS", default=1_000_000)
+TESSERA_MAX_RUN_ROW_EPOCHS = env.int("TESSERA_MAX_RUN_ROW_EPOCHS", default=200_000_000)
+TESSERA_MAX_RUN_MEMORY_MB = env.int("TESSERA_MAX_RUN_MEMORY_MB", default=6144)
+# A worker process whose resident memory grows past this (in MB) after a task is replaced
+# by a fresh one (Celery's worker_max_memory_per_child; the container's memory limit is
+# the hard stop, docker/compose.yml).
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = env.int("TESSERA_WORKER_MAX_MEMORY_MB", default=8192) * 1024
 
 # --- REST API -----------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -256,6 +283,11 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env.int("TESSERA_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("TESSERA_LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Failed sign-ins from one address over every username (password spraying) that lock the
+# address for the cool-off period (accounts.lockout.LockoutBackend).
+TESSERA_LOGIN_ADDRESS_FAILURE_LIMIT = env.int("TESSERA_LOGIN_ADDRESS_FAILURE_LIMIT", default=20)
+# API tokens expire this long after they are issued; the token endpoint issues a new one.
+TESSERA_API_TOKEN_TTL_HOURS = env.float("TESSERA_API_TOKEN_TTL_HOURS", default=7 * 24)
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
 # The client address: REMOTE_ADDR, unless a proxy in front sets X-Forwarded-For (then say how

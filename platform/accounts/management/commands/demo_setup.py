@@ -1,4 +1,5 @@
-"""``manage.py demo_setup``: the demo organisation, its three users and a validated dataset.
+"""``manage.py demo_setup``: the demo organisation, its three users and a validated dataset,
+and a platform operator for Django's admin site.
 
 Idempotent: a second run changes nothing but resetting the demo passwords to the printed
 ones. The dataset is the finance vertical's synthetic credit applications (with a planted,
@@ -34,6 +35,10 @@ DEMO_USERS = (
     DemoUser("reviewer", "tessera-reviewer", "reviewer"),
     DemoUser("admin", "tessera-admin", "admin"),
 )
+# Django's admin site is for the people who run the platform, not for an organisation's
+# admin (who would see every organisation's data there): a separate account, in no
+# organisation, that signs in at /admin/ only.
+DEMO_OPERATOR = DemoUser("operator", "tessera-operator", "platform operator, /admin/")
 
 
 class Command(BaseCommand):
@@ -42,6 +47,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         organisation = ensure_organisation()
         users = {demo.username: ensure_user(demo, organisation) for demo in DEMO_USERS}
+        ensure_operator(DEMO_OPERATOR)
         version, created = ensure_demo_dataset(analyst=users["analyst"])
         state = "uploaded" if created else "already present"
         self.stdout.write(
@@ -56,7 +62,8 @@ class Command(BaseCommand):
 
 
 def credential_lines(indent: str = "  ") -> list[str]:
-    return [f"{indent}{u.username:<9} password {u.password:<17} ({u.role})" for u in DEMO_USERS]
+    return [f"{indent}{u.username:<9} password {u.password:<17} ({u.role})"
+            for u in (*DEMO_USERS, DEMO_OPERATOR)]
 
 
 def ensure_organisation():
@@ -71,18 +78,34 @@ def ensure_organisation():
 def ensure_user(demo: DemoUser, organisation):
     from django.contrib.auth import get_user_model
 
-    from accounts.models import Membership, Role
+    from accounts.models import Membership
 
     user, _ = get_user_model().objects.get_or_create(
         username=demo.username, defaults={"email": f"{demo.username}@demo-bank.example"}
     )
-    # The organisation admin also gets Django's admin site, for operators trying the demo.
-    user.is_staff = user.is_superuser = demo.role == Role.ADMIN
+    # No organisation's user gets Django's admin site (DEMO_OPERATOR does).
+    user.is_staff = user.is_superuser = False
     user.set_password(demo.password)
     user.save()
     Membership.objects.update_or_create(
         user=user, defaults={"organisation": organisation, "role": demo.role}
     )
+    return user
+
+
+def ensure_operator(demo: DemoUser):
+    """The platform operator: a superuser with no membership, so the app's pages, scoped to
+    an organisation, are closed to them and the admin site is theirs."""
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import Membership
+
+    user, _ = get_user_model().objects.get_or_create(
+        username=demo.username, defaults={"email": f"{demo.username}@tessera.example"})
+    user.is_staff = user.is_superuser = True
+    user.set_password(demo.password)
+    user.save()
+    Membership.objects.filter(user=user).delete()
     return user
 
 

@@ -27,9 +27,7 @@ version. Exit code 1 when a file is refused or the run does not succeed.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -50,8 +48,10 @@ from ingestion.services import (
     set_identifier_allowed,
     upload_dataset,
 )
-from ml_core.spec import TABULAR_ROLES, ColumnMapping, TrainConfig
+from ml_core.spec import TABULAR_ROLES, ColumnMapping
 from training.models import TrainingRun
+from training.options import OPTION_RANGES, OVERRIDABLE
+from training.predictions import predictions_csv
 from training.services import execute_run, start_run
 from verticals.registry import get_problem
 
@@ -65,7 +65,6 @@ TASK_ROLES = ("series", "time", "covariate", "user", "item", "student", "skill",
 ROLES = (*sorted(r.value for r in TABULAR_ROLES), *TASK_ROLES)
 SINGLE_ROLES = ("target", "id", "time", "user", "item", "student", "skill", "unit", "cycle",
                 "text")
-TRAIN_OPTIONS = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "device"}
 
 
 class PipelineFailed(Exception):
@@ -97,7 +96,7 @@ class Command(BaseCommand):
                             help="forecast steps ahead (demand forecasting)")
         parser.add_argument("--set", dest="train_options", action="append", default=[],
                             metavar="KEY=VALUE",
-                            help=f"a training option: {', '.join(TRAIN_OPTIONS)}")
+                            help=f"a training option: {', '.join(OVERRIDABLE)}")
         parser.add_argument("--id-column", dest="id_column", default=None,
                             help="the row identifier (default: the suggested one, if any)")
         parser.add_argument("--positive-label", default=None)
@@ -223,8 +222,9 @@ class Command(BaseCommand):
             self._wait(run, timeout=options["timeout"])
         run.refresh_from_db()
         if options["predictions_out"] is not None and run.status == TrainingRun.Status.SUCCEEDED:
+            # Decrypted for the operator who asked for them (the stored copy stays encrypted).
             options["predictions_out"].parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(Path(run.artifact_path) / "predictions.csv", options["predictions_out"])
+            options["predictions_out"].write_bytes(predictions_csv(run.artifact_path))
         return {
             "dataset": _dataset(version),
             "run": _run(run),
@@ -384,25 +384,20 @@ def mapping_from(suggested: dict, given: list[tuple[str, str]], *,
 
 
 def _train_options(items: list[str]) -> dict:
-    """--set KEY=VALUE pairs as TrainConfig overrides of the field's type."""
+    """--set KEY=VALUE pairs as raw training overrides: the service parses and range-checks
+    them with the web's and the API's validation (training.options); a list option
+    (hidden_sizes) is comma-separated."""
     config: dict = {}
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
-        if not sep or key not in TRAIN_OPTIONS:
+        if not sep or key not in OVERRIDABLE:
             raise _refused(f"--set {item!r}: write KEY=VALUE with KEY one of "
-                           f"{', '.join(TRAIN_OPTIONS)}")
-        default = getattr(TrainConfig(), key)
-        try:
-            if isinstance(default, bool):
-                value: object = raw.strip().lower() in ("1", "true", "yes", "on")
-            elif isinstance(default, tuple):
-                value = [int(v) for v in raw.replace(" ", "").split(",") if v]
-            else:
-                value = type(default)(raw)
-        except ValueError:
-            raise _refused(f"--set {item!r}: {raw!r} is not a valid {key}") from None
-        config[key] = value
+                           f"{', '.join(OVERRIDABLE)}")
+        if OPTION_RANGES[key].kind == "sizes":
+            config[key] = [v for v in raw.replace(" ", "").split(",") if v]
+        else:
+            config[key] = raw.strip()
     return config
 
 

@@ -1,4 +1,5 @@
-"""Re-encrypt every stored upload with the current key (the first of TESSERA_FERNET_KEYS).
+"""Re-encrypt every stored upload and output with the current key (the first of
+TESSERA_FERNET_KEYS).
 
     python manage.py rotate_keys                 # re-encrypt; prints one summary line
     python manage.py rotate_keys --generate-key  # print a fresh key and exit
@@ -11,17 +12,25 @@ are encrypted too. Exit code 1 when a file cannot be decrypted with any configur
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 
 from cryptography.fernet import Fernet
 from django.core.management.base import BaseCommand
 
-from ingestion.storage import StoredFileError, reencrypt, stored_paths, upload_root
+from ingestion.storage import (
+    StoredFileError,
+    output_paths,
+    reencrypt,
+    stored_paths,
+    upload_root,
+)
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt every stored upload with the first key of TESSERA_FERNET_KEYS."
+    help = ("Re-encrypt every stored upload and output with the first key of "
+            "TESSERA_FERNET_KEYS.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--generate-key", action="store_true",
@@ -34,7 +43,8 @@ class Command(BaseCommand):
             return
         counts = {"rotated": 0, "encrypted": 0, "failed": 0}
         failures = []
-        for path in stored_paths():
+        # Uploads, and the outputs computed from them (predictions, scored files).
+        for path in itertools.chain(stored_paths(), output_paths()):
             try:
                 counts[reencrypt(path)] += 1
             except StoredFileError as exc:
