@@ -124,6 +124,6 @@ def version_frame(version):
 
 
 def run_predictions(run):
-    import pandas as pd
+    from training.predictions import read_predictions
 
-    return pd.read_csv(f"{run.artifact_path}/predictions.csv")
+    return read_predictions(run.artifact_path)  # encrypted at rest
