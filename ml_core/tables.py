@@ -601,6 +601,12 @@ def name_skeleton(name: str) -> str:
     return folded.translate(_CONFUSABLES)
 
 
+def name_words(name: str) -> set[str]:
+    """Lower-case words of a column name: 'Product ID' and 'ProductId' -> {'product', 'id'}."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
+    return {word for word in re.split(r"[^a-zA-Z0-9]+", spaced.lower()) if word}
+
+
 def _refuse_duplicates(names: list[str]) -> None:
     duplicates = sorted(name for name, n in Counter(names).items() if n > 1 and name)
     if duplicates:

@@ -157,7 +157,8 @@ def _suggestions(frame: pd.DataFrame, spec: ProblemSpec) -> dict:
 
     Identifier columns are suggested as excluded; confirm_mapping enforces it.
     """
-    from ml_core.validation import exclude_identifiers, find_identifiers, suggest_mapping
+    from ml_core.identifiers import exclude_identifiers, find_identifiers
+    from ml_core.validation import suggest_mapping
 
     findings = [finding.to_dict() for finding in find_identifiers(frame)]
     suggested, _ = exclude_identifiers(suggest_mapping(frame, spec),
@@ -266,9 +267,10 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
             f"version {version.number} is already {version.get_status_display().lower()}; "
             "upload the file again to map it differently"
         )
+    from ml_core.identifiers import exclude_identifiers
     from ml_core.profiling import profile
     from ml_core.tables import ColumnCodes
-    from ml_core.validation import exclude_identifiers, validate
+    from ml_core.validation import validate
 
     spec = problem_spec(version.dataset.vertical, version.dataset.problem)
     mapping = _with_test_target(mapping, version)
