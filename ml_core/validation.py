@@ -15,18 +15,31 @@ Direct identifiers (names, e-mail addresses, ...) are found by :mod:`ml_core.ide
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from ml_core.data import apply_target_rule, feature_columns, label_text
+from ml_core.code_hierarchies import HIERARCHY_KINDS
+from ml_core.column_types import (
+    CATEGORICAL,
+    DATE,
+    KINDS,
+    NUMERIC,
+    NUMERIC_SHARE,
+    TEXT,
+    infer_column_type,
+    override_hint,
+)
+from ml_core.data import binary_target, feature_columns, label_text
 from ml_core.fairness import band_counts
+from ml_core.identifiers import INPUT_ROLES
 from ml_core.spec import (
     TABULAR_ROLES,
     ColumnMapping,
     ColumnRole,
     ProblemSpec,
+    TargetRule,
     TaskType,
     normalise_name,
 )
@@ -42,8 +55,6 @@ MAX_LISTED_ROWS = 20
 # gender"); shorter ones ("age", "sex", "id", "y") only match a whole word of the name,
 # so "age" does not find "average_balance" nor "race" "trace_id".
 MIN_SUBSTRING_HINT = 5
-# A text column is called numeric-with-typos when at least this share of its values are numbers.
-NUMERIC_SHARE = 0.8
 CLASSIFICATION_TASKS = (TaskType.BINARY_CLASSIFICATION, TaskType.TEXT_CLASSIFICATION)
 TABULAR_ROLE_NAMES = frozenset(role.value for role in TABULAR_ROLES)
 # Roles a problem may give to several columns (store and item keys, covariates).
@@ -150,7 +161,30 @@ def suggest_mapping(frame: pd.DataFrame, spec: ProblemSpec) -> ColumnMapping:
     )
     taken.update(exclude)
     return ColumnMapping(target=target, sensitive=sensitive, exclude=exclude, id=id_column,
-                         roles=_suggest_roles(columns, spec, taken))
+                         roles=_suggest_roles(columns, spec, taken),
+                         target_rule=_suggest_target_rule(frame, target, spec),
+                         hierarchies=_suggest_hierarchies(columns, spec))
+
+
+def _suggest_target_rule(frame: pd.DataFrame, target: str, spec: ProblemSpec
+                         ) -> TargetRule | None:
+    """The problem's rule for a target of more than two numbers (a grade); None for a
+    target already binary or made of labels, which is used as it is."""
+    if not target or spec.target_rule is None:
+        return None
+    values = frame[target].dropna()
+    numeric = pd.to_numeric(values, errors="coerce").notna().all()
+    return spec.target_rule if numeric and values.nunique() > 2 else None
+
+
+def _suggest_hierarchies(columns: list[str], spec: ProblemSpec) -> tuple[tuple[str, str], ...]:
+    """Columns named like a declared code hierarchy's hints (diagnosis codes, postcodes)."""
+    found = []
+    for hierarchy in spec.code_hierarchies:
+        found += [(column, hierarchy.kind) for column in columns
+                  if _match_rank(column, hierarchy.column_hints) is not None
+                  and column not in dict(found)]
+    return tuple(found)
 
 
 def _suggest_roles(
@@ -279,26 +313,55 @@ def _check_target(
         ))
     if spec.task_type not in CLASSIFICATION_TASKS:
         return issues
-    if spec.target_rule is not None:
-        # A numeric target (a grade) the problem turns into two classes itself.
+    rule = mapping.target_rule
+    labels = _label_counts(target)
+    if rule is None and not mapping.positive_labels and len(labels) > 2:
+        numbers = pd.to_numeric(target, errors="coerce")
+        if spec.target_rule is not None and numbers.notna().sum() == target.notna().sum():
+            # The problem's rule, used because the analyst confirmed no other: said aloud.
+            rule = spec.target_rule
+            issues.append(ValidationIssue(
+                code="target_rule_suggested", column=name, severity="warning",
+                message=(f"Column '{name}' holds {len(labels)} numbers; the problem's rule "
+                         f"is used: {rule.describe(name)}. To change it, "
+                         f"{_target_rule_hint(rule)}."),
+            ))
+    if rule is not None:
         numbers = pd.to_numeric(target, errors="coerce")
         text = numbers.isna() & target.notna()
         if text.any():
             count, rows = _row_numbers(text)
             issues.append(ValidationIssue(
                 code="target_not_numeric", column=name, rows=rows,
-                message=(f"Column '{name}' must hold numbers ("
-                         f"{spec.target_rule.describe(name)}); text in "
-                         f"{_rows_text(count, rows)}."),
+                message=(f"Column '{name}' must hold numbers for the rule "
+                         f"{rule.describe(name)}; text in {_rows_text(count, rows)}. If the "
+                         "column holds labels, clear the target rule and choose the positive "
+                         f"labels instead ({_positive_labels_hint(target)})."),
             ))
             return issues
-        target = apply_target_rule(target, spec.target_rule)
+    if mapping.positive_labels:
+        unknown = [label for label in mapping.positive_labels
+                   if label_text(label) not in labels.index]
+        if unknown:
+            issues.append(ValidationIssue(
+                code="positive_label_unknown", column=name,
+                message=(f"The positive labels {', '.join(repr(u) for u in unknown)} do not "
+                         f"occur in column '{name}'; its labels: "
+                         f"{', '.join(repr(v) for v in sorted(labels.index)[:10])}."),
+            ))
+            return issues
+    target = binary_target(target, replace(mapping, target_rule=rule)).labels
     counts = _label_counts(target)
     if len(counts) < 2:
         only = f" ('{counts.index[0]}')" if len(counts) else ""
+        fix = (f" The target rule {rule.describe(name)} puts every row in one class: edit its "
+               f"threshold, or clear it if '{name}' already holds two classes "
+               f"({_target_rule_hint(rule)})." if rule is not None else
+               " Choose another target column.")
         issues.append(ValidationIssue(
             code="single_class", column=name,
-            message=f"Column '{name}' has only one class{only}; a model needs at least two.",
+            message=(f"Column '{name}' has only one class{only}; a model needs at least "
+                     f"two.{fix}"),
         ))
     elif spec.task_type == TaskType.BINARY_CLASSIFICATION and len(counts) > 2:
         shown = ", ".join(f"'{label}'" for label in sorted(counts.index)[:10])
@@ -306,10 +369,16 @@ def _check_target(
             code="target_not_binary", column=name,
             message=(
                 f"Column '{name}' has {len(counts)} distinct values ({shown}"
-                f"{', ...' if len(counts) > 10 else ''}); this problem needs exactly two."
+                f"{', ...' if len(counts) > 10 else ''}); this problem needs exactly two. "
+                f"Choose the labels that form the positive class "
+                f"({_positive_labels_hint(frame[name])})"
+                + (f", or cut the numbers at a threshold ({_target_rule_hint(None)})"
+                   if pd.to_numeric(frame[name], errors="coerce").notna().sum()
+                   == frame[name].notna().sum() else "") + "."
             ),
         ))
-    if mapping.positive_label is not None and label_text(mapping.positive_label) not in counts:
+    if (not mapping.positive_labels and mapping.positive_label is not None
+            and label_text(mapping.positive_label) not in counts):
         issues.append(ValidationIssue(
             code="positive_label_unknown", column=name,
             message=(
@@ -319,10 +388,19 @@ def _check_target(
     return issues
 
 
-def _check_numeric_text(frame: pd.DataFrame, column: str, known: ColumnCodes
-                        ) -> ValidationIssue | None:
+def _check_numeric_text(frame: pd.DataFrame, column: str, known: ColumnCodes, *,
+                        kind: str | None, used: bool) -> ValidationIssue | None:
+    """Text among the numbers of a column that is not a code column.
+
+    Code columns (ICD-9 ``V57`` among ``250.83``, postcodes, leading zeros) are categorical
+    and pass; so does a column the analyst typed as categorical or text. A column typed as
+    numeric has its text read as missing (a warning). Otherwise the text is an error when
+    the model reads the column, a warning when it does not; both name the override.
+    """
     values = frame[column]
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return None
+    if kind in (CATEGORICAL, TEXT, DATE):
         return None
     # Each distinct value is tried as a number once (a text column repeats its values).
     codes, distinct = known.of_text(column) or factorize(values.astype(str))
@@ -335,17 +413,64 @@ def _check_numeric_text(frame: pd.DataFrame, column: str, known: ColumnCodes
     share = numeric.sum() / present.sum()
     if share < NUMERIC_SHARE:
         return None
+    if kind is None and infer_column_type(values).kind == CATEGORICAL:
+        return None
     bad = present & ~numeric
     count, rows = _row_numbers(bad)
     # Distinct values come in order of first appearance, as the rows do.
     examples = ", ".join(f"'{v}'" for v in distinct[~is_number][:3])
-    return ValidationIssue(
-        code="text_in_numeric", column=column, rows=rows,
-        message=(
-            f"Column '{column}' holds numbers but has text ({examples}) in "
-            f"{_rows_text(count, rows)}."
-        ),
-    )
+    where = (f"Column '{column}' holds numbers but has text ({examples}) in "
+             f"{_rows_text(count, rows)}")
+    if kind == NUMERIC:
+        return ValidationIssue(
+            code="text_read_as_missing", column=column, rows=rows, severity="warning",
+            message=f"{where}; the column is typed numeric, so these cells are read as missing.",
+        )
+    fix = (f"Fix those cells, or if the column holds codes, {override_hint(column, CATEGORICAL)}"
+           f"; to read the text as missing, {override_hint(column, NUMERIC)}.")
+    if not used:
+        return ValidationIssue(
+            code="text_in_numeric", column=column, rows=rows, severity="warning",
+            message=f"{where}. The model does not read this column, so it is not a problem "
+                    f"now. {fix}",
+        )
+    return ValidationIssue(code="text_in_numeric", column=column, rows=rows,
+                           message=f"{where}. {fix}")
+
+
+def _target_rule_hint(rule: TargetRule | None) -> str:
+    """How an analyst sets or edits a target rule, in each place they can."""
+    threshold = f"{rule.threshold:g}" if rule is not None else "10"
+    direction = ("below" if rule is None or rule.positive_below else "at_or_above")
+    sign = "<" if direction == "below" else ">="
+    return (f"mapping form: target rule; API: \"target_rule\": {{\"threshold\": {threshold}, "
+            f"\"direction\": \"{direction}\"}}; command: --target-rule '{sign}{threshold}'")
+
+
+def _positive_labels_hint(target: pd.Series) -> str:
+    labels = sorted(_label_counts(target).index)
+    example = labels[0] if labels else "LABEL"
+    return (f"mapping form: positive labels; API: \"positive_labels\": [\"{example}\"]; "
+            f"command: --positive-label {example}, repeatable")
+
+
+def used_columns(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+                 ) -> tuple[list[str], list[str]]:
+    """(columns the model reads, other candidate columns) among ``frame``'s features.
+
+    The tabular family reads every feature column; other families read the features and
+    input roles (covariate, text) the analyst mapped, and choose among the rest
+    themselves, so a problem in those is only worth a warning.
+    """
+    present = {str(column) for column in frame.columns}
+    role_columns = {column for _, column in mapping.roles}
+    # Task role columns (unit, time, user, ...) are checked by the family's own validator.
+    features = [c for c in feature_columns(frame, mapping)
+                if c in present and c != mapping.target and c not in role_columns]
+    if spec.model_family == "tabular_mlp":
+        return features, []
+    read = set(mapping.features) | {c for role, c in mapping.roles if role in INPUT_ROLES}
+    return [c for c in features if c in read], [c for c in features if c not in read]
 
 
 def _check_groups(
@@ -448,12 +573,11 @@ def validate(
     present = {str(column) for column in frame.columns}
     if mapping.target in present:
         issues.extend(_check_target(frame, mapping, spec))
-    role_columns = {column for _, column in mapping.roles}
-    # Task role columns (unit, time, user, ...) are checked by the family's own validator.
-    features = [c for c in feature_columns(frame, mapping)
-                if c in present and c != mapping.target and c not in role_columns]
-    for column in features:
-        issue = _check_numeric_text(frame, column, codes)
+    features, unread = used_columns(frame, mapping, spec)
+    issues.extend(_check_column_types(frame, mapping))
+    for column in features + unread:
+        issue = _check_numeric_text(frame, column, codes, kind=mapping.column_type(column),
+                                    used=column in features)
         if issue is not None:
             issues.append(issue)
     if mapping.id in present and not frame[mapping.id].is_unique:
@@ -476,6 +600,29 @@ def validate(
         from ml_core.families import validator_for
 
         issues.extend(validator_for(spec.model_family)(frame, mapping, spec))
+    return issues
+
+
+def _check_column_types(frame: pd.DataFrame, mapping: ColumnMapping) -> list[ValidationIssue]:
+    present = {str(column) for column in frame.columns}
+    issues = []
+    for column, kind in mapping.column_types:
+        if column not in present:
+            issues.append(ValidationIssue(
+                code="unknown_column", column=column,
+                message=f"The column type is set for '{column}', which is not in the file."
+                        f"{_lookalike(column, present)}"))
+        elif kind not in KINDS:
+            issues.append(ValidationIssue(
+                code="unknown_column_type", column=column,
+                message=f"Column '{column}' is typed '{kind}'; the types are "
+                        f"{', '.join(KINDS)}."))
+    for column, kind in mapping.hierarchies:
+        if kind not in HIERARCHY_KINDS:
+            issues.append(ValidationIssue(
+                code="unknown_hierarchy", column=column,
+                message=f"Column '{column}' is given the hierarchy '{kind}'; known: "
+                        f"{', '.join(HIERARCHY_KINDS)}."))
     return issues
 
 
