@@ -24,6 +24,9 @@ from ml_core.column_types import typed_column
 from ml_core.spec import ColumnMapping, TargetRule, TrainConfig
 from ml_core.tables import factorize
 
+# A given test file's rows are marked "test" in this column (bookkeeping, never a feature).
+SPLIT_COLUMN = "__split__"
+TEST_SPLIT = "test"
 MISSING_LEVEL = "missing"
 OTHER_LEVEL = "other"
 # A category level seen fewer times than this in the training rows goes to "other":
@@ -49,10 +52,28 @@ def feature_columns(frame: pd.DataFrame, mapping: ColumnMapping) -> tuple[str, .
     target, id, excluded and sensitive columns (see the module docstring for why)."""
     if mapping.features:
         return tuple(mapping.features)
-    skipped = {mapping.target, *mapping.exclude, *mapping.sensitive}
+    skipped = {mapping.target, *mapping.exclude, *mapping.sensitive, SPLIT_COLUMN}
     if mapping.id:
         skipped.add(mapping.id)
     return tuple(str(column) for column in frame.columns if column not in skipped)
+
+
+def attach_labelled_test(frame: pd.DataFrame, test_frame: pd.DataFrame) -> pd.DataFrame:
+    """One frame of ``frame``'s rows then a given test file's (which carries its own target),
+    the latter marked ``SPLIT_COLUMN == "test"``: :func:`encode_and_split` then tests on
+    exactly those rows, as a published benchmark split asks. ValueError when the test file
+    lacks columns of the training file. The index is 0..n-1, training rows first."""
+    missing = [str(c) for c in frame.columns if c not in test_frame.columns]
+    if missing:
+        shown = ", ".join(repr(c) for c in missing[:5])
+        raise ValueError(f"the test file has no column {shown}"
+                         f"{' and more' if len(missing) > 5 else ''}; it needs the training "
+                         "file's columns, target included")
+    train_part = frame.copy()
+    train_part[SPLIT_COLUMN] = "train"
+    test_part = test_frame[list(frame.columns)].copy()
+    test_part[SPLIT_COLUMN] = TEST_SPLIT
+    return pd.concat([train_part, test_part], ignore_index=True)
 
 
 def positive_label(target: pd.Series, mapping: ColumnMapping) -> str:
@@ -422,9 +443,21 @@ class EncodedSplit:
 
 
 def _split_positions(
-    y: np.ndarray, *, test_fraction: float, val_fraction: float, seed: int
+    y: np.ndarray, *, test_fraction: float, val_fraction: float, seed: int,
+    given_test: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     positions = np.arange(len(y))
+    if given_test is not None and given_test.any():
+        # The test rows are the given file's; validation comes from the training file only.
+        test, rest = positions[given_test], positions[~given_test]
+        share = min(val_fraction / (1.0 - test_fraction), 0.5)
+        try:
+            train, val = train_test_split(rest, test_size=share, random_state=seed,
+                                          stratify=y[rest])
+            return train, val, test, "given test file, stratified validation"
+        except ValueError:
+            train, val = train_test_split(rest, test_size=share, random_state=seed)
+            return train, val, test, "given test file, random validation"
     val_share_of_rest = val_fraction / (1.0 - test_fraction)
     try:
         rest, test = train_test_split(
@@ -463,8 +496,11 @@ def encode_and_split(
     binary = binary_target(labelled[mapping.target], mapping, default_rule=target_rule)
     positive = binary.positive
     y = encode_target(binary.labels, positive)
+    given_test = (labelled[SPLIT_COLUMN].astype(str).eq(TEST_SPLIT).to_numpy()
+                  if SPLIT_COLUMN in labelled.columns else None)
     train_pos, val_pos, test_pos, method = _split_positions(
-        y, test_fraction=train.test_fraction, val_fraction=train.val_fraction, seed=train.seed
+        y, test_fraction=train.test_fraction, val_fraction=train.val_fraction, seed=train.seed,
+        given_test=given_test,
     )
     encoder = TabularEncoder.fit(labelled.iloc[train_pos], columns,
                                  column_types=dict(mapping.column_types),

@@ -5,10 +5,12 @@ Two kinds of second file exist because users' data come that way:
 * **attributes**: one row per user or student (sex, age band, ...), kept apart from the
   interactions or responses. Joined on the main table's ``user`` or ``student`` column, so
   the attributes become columns the analyst can map as sensitive (or exclude).
-* **a given test set** (and its true values): held-out run-to-failure series such as
-  C-MAPSS ``test_FD001.txt`` with ``RUL_FD001.txt``. The family that supports it
-  (``attach_test_set`` in its ``ml_core.families`` module) builds one frame that marks the
-  test rows, so the split is the given one, not a random one.
+* **a given test set**: for tabular problems a file with the training file's columns,
+  target included (a published benchmark split), marked by
+  :func:`ml_core.data.attach_labelled_test`; for remaining useful life held-out
+  run-to-failure series such as C-MAPSS ``test_FD001.txt`` with their true values
+  (``RUL_FD001.txt``), which the family's ``attach_test_set`` combines. Either way the
+  test rows are the given ones, not a random draw.
 """
 
 from __future__ import annotations
@@ -49,12 +51,27 @@ def supports_attributes(spec: ProblemSpec) -> bool:
 
 
 def test_set_builder(spec: ProblemSpec):
-    """The family's ``attach_test_set`` when ``spec``'s family takes a given test set."""
+    """The family's ``attach_test_set`` when ``spec``'s family takes a given test set with
+    a separate file of true values (remaining useful life)."""
     if spec.model_family == "tabular_mlp":
         return None
     from ml_core.families import family_module
 
     return getattr(family_module(spec.model_family), "attach_test_set", None)
+
+
+def takes_labelled_test(spec: ProblemSpec) -> bool:
+    """Whether ``spec`` takes a given test file that carries its own target column."""
+    return spec.model_family == "tabular_mlp"
+
+
+def takes_test_set(spec: ProblemSpec) -> bool:
+    return takes_labelled_test(spec) or test_set_builder(spec) is not None
+
+
+def needs_truth(spec: ProblemSpec) -> bool:
+    """Whether a given test set comes with a second file of true values."""
+    return not takes_labelled_test(spec) and test_set_builder(spec) is not None
 
 
 def attributes_key(columns: list[str], preferred: str | None) -> str:

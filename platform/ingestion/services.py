@@ -247,7 +247,8 @@ def complete_mapping(
 
 def _with_test_target(mapping: ColumnMapping, version: DatasetVersion) -> ColumnMapping:
     """A given test set fills a target column: name it when the mapping names none."""
-    if mapping.target or not version.companions.filter(
+    spec = problem_spec(version.dataset.vertical, version.dataset.problem)
+    if mapping.target or not companions.needs_truth(spec) or not version.companions.filter(
             kind=CompanionFile.Kind.TEST_SET).exists():
         return mapping
     return replace(mapping, target=companions.DEFAULT_TEST_TARGET)
@@ -359,6 +360,11 @@ def load_frame(version: DatasetVersion, *, mapping: ColumnMapping | None = None)
         frame = companions.attach_test(
             frame, _read_stored(test_set.stored_path, test_set.read_options),
             _read_stored(truth.stored_path, truth.read_options), mapping=mapping, spec=spec)
+    elif test_set is not None and companions.takes_labelled_test(spec):
+        from ml_core.data import attach_labelled_test
+
+        frame = attach_labelled_test(
+            frame, _read_stored(test_set.stored_path, test_set.read_options))
     return frame
 
 
@@ -376,9 +382,12 @@ def _companion_refusal(kind: str, spec: ProblemSpec, present: set[str]) -> str |
             return (f"{spec.name} takes no attributes file: it has no user or student "
                     "column to join one on; put the attributes in the main file instead.")
         return None
-    if companions.test_set_builder(spec) is None:
+    if not companions.takes_test_set(spec):
         return (f"{spec.name} takes no given test set: its test split is drawn from the "
                 "uploaded data itself, so upload the test rows with the rest.")
+    if kind == CompanionFile.Kind.TEST_TRUTH and not companions.needs_truth(spec):
+        return (f"{spec.name} takes no file of true values: its given test file carries its "
+                "own target column.")
     if kind == CompanionFile.Kind.TEST_TRUTH and CompanionFile.Kind.TEST_SET not in present:
         return "Attach the test set before its true values."
     return None
