@@ -13,7 +13,7 @@ is audited per group afterwards. It does keep the platform from using them by ac
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -141,6 +141,9 @@ def binary_target(target: pd.Series, mapping: ColumnMapping, *,
                     if mapping.positive_label in (rule.positive_text, rule.negative_text)
                     else rule.positive_text)
         return BinaryTarget(labels, positive, rule.describe(name))
+    # One label of a two-valued target just names its positive class.
+    if len(mapping.positive_labels) == 1 and distinct <= 2:
+        mapping = replace(mapping, positive_label=mapping.positive_labels[0], positive_labels=())
     if mapping.positive_labels:
         chosen = [label_text(label) for label in mapping.positive_labels]
         positive = " or ".join(chosen)
