@@ -23,7 +23,8 @@ def _icd9(n: int, seed: int = 0) -> list[str]:
     rng = np.random.default_rng(seed)
     codes = [f"{rng.integers(1, 999)}.{rng.integers(0, 99)}" for _ in range(n)]
     for position in rng.choice(n, n // 25, replace=False):
-        codes[position] = f"V{rng.integers(10, 90)}" if position % 2 else f"E{rng.integers(800, 999)}"
+        codes[position] = (f"V{rng.integers(10, 99)}" if position % 2
+                           else f"E{rng.integers(800, 999)}")
     return codes
 
 
