@@ -355,7 +355,9 @@ def _sniff_delimiter(text: str) -> str:
     best, best_share = ",", 0.0
     for candidate in DELIMITERS:
         counts = _field_counts(lines, candidate)
-        if not counts:
+        # A candidate under which a quote opens mid-file and swallows the following lines
+        # (a quoted header name holding a tab, read as tab-separated) is not the separator.
+        if not counts or len(counts) < len(lines) // 2:
             continue
         mode, hits = Counter(counts).most_common(1)[0]
         share = hits / len(counts)

@@ -501,6 +501,7 @@ def _run(run: TrainingRun) -> dict:
         "task_type": result.get("task_type"),
         "metrics": run.metrics,
         "baseline": result.get("baseline"),
+        "references": result.get("references") or {},
         "nonprivate_metrics": result.get("nonprivate_metrics"),
         "split": result.get("split"),
         "notes": result.get("notes") or [],
