@@ -144,3 +144,42 @@ def test_kdd_algebra_steps_validate_for_knowledge_tracing(admin):
                     "--target", "Correct First Attempt", "--validate-only",
                     "--user", admin.username, expect_success=False)
     assert body.get("dataset", {}).get("status") == "validated", body.get("errors")
+
+
+# --- the table in docs/real-data.md ---------------------------------------------------------
+
+# (file under ../shared/data, vertical, problem, extra arguments). Each problem's defaults
+# (privacy on at its epsilon), so that the private model, its twin and both references
+# share one split.
+TABLE_RUNS = [
+    ("german.data", "finance", "credit_risk", ("--target", "column_21")),
+    ("pima-indians-diabetes.csv", "healthcare", "readmission_risk", ()),
+    ("student-por.csv", "education", "outcome_risk", ("--exclude", "G1", "--exclude", "G2")),
+    ("ai4i2020.csv", "manufacturing", "failure_prediction", ("--privacy",)),
+    ("more/xapi_edu/xAPI-Edu-Data.csv", "education", "outcome_risk",
+     ("--target", "Class", "--positive-label", "L")),
+    ("more/uci_dropout/data.csv", "education", "outcome_risk",
+     ("--target", "Target", "--positive-label", "Dropout")),
+    # In-hospital death; the discharge columns record it, so they are excluded.
+    ("more/mimic3_demo/ADMISSIONS.csv", "healthcare", "readmission_risk",
+     ("--target", "hospital_expire_flag", "--exclude", "deathtime", "--exclude", "dischtime",
+      "--exclude", "discharge_location")),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "vertical", "problem", "extra"), TABLE_RUNS,
+                         ids=[run[0] for run in TABLE_RUNS])
+def test_real_file_row_of_the_table(admin, name, vertical, problem, extra):
+    body = pipeline(SHARED_DATA / name, "--vertical", vertical, "--problem", problem, *extra,
+                    "--user", admin.username)
+    run = body["run"]
+    assert run["status"] == "succeeded"
+    metric = "pr_auc" if problem == "failure_prediction" else "roc_auc"
+    trees = run["references"]["gradient_boosting"]["metrics"][metric]
+    split = run["split"]
+    print("| " + " | ".join([
+        name, str(split["train"] + split["val"] + split["test"]), str(split["n_features"]),
+        f"{run['baseline']['metrics'][metric]:.3f}", f"{trees:.3f}",
+        f"{run['nonprivate_metrics'][metric]:.3f}", f"{run['metrics'][metric]:.3f}",
+        f"{run['privacy']['epsilon']:.2f} of 3.0"]) + f" | {metric}")
