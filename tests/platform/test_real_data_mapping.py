@@ -166,3 +166,13 @@ def test_command_types_labels_rule_and_test_file(tmp_path, admin):
     assert code == 0 and body["dataset"]["mapping"]["target_rule"]["threshold"] == 12.0
     code, body = _command(grades, *common, "--column-type", "G3=code", "--validate-only")
     assert code == 1 and "categorical, numeric, date, text" in body["errors"][0]["message"]
+
+
+def test_web_upload_takes_a_given_test_file_for_a_tabular_problem(client, analyst):
+    client.force_login(analyst)
+    client.post(reverse("dataset_upload", args=["education", "outcome_risk"]), {
+        "file": csv_upload(_csv(students(200))),
+        "test_file": csv_upload(_csv(students(60, seed=2)), "test.csv")})
+    version = DatasetVersion.objects.get()
+    assert [c.kind for c in version.companions.all()] == ["test_set"]
+    assert "__split__" not in version.columns
