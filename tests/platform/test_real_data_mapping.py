@@ -176,3 +176,18 @@ def test_web_upload_takes_a_given_test_file_for_a_tabular_problem(client, analys
     version = DatasetVersion.objects.get()
     assert [c.kind for c in version.companions.all()] == ["test_set"]
     assert "__split__" not in version.columns
+
+
+def test_run_page_rows_show_the_trees_reference_beside_the_baseline():
+    from types import SimpleNamespace
+
+    from training import result_display
+
+    result = {"baseline": {"name": "logistic_regression", "metrics": {"roc_auc": 0.78}},
+              "references": {"gradient_boosting": {"metrics": {"roc_auc": 0.81}}},
+              "nonprivate_metrics": {"roc_auc": 0.79}}
+    run = SimpleNamespace(result=result, metrics={"roc_auc": 0.77})
+    assert result_display.baseline_names(result) == ["logistic_regression", "gradient_boosting"]
+    (row,) = result_display.metric_rows(run)
+    assert (row["model"], row["baseline"], row["others"], row["twin"]) == (
+        0.77, 0.78, [0.81], 0.79)
