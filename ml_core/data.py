@@ -13,20 +13,29 @@ is audited per group afterwards. It does keep the platform from using them by ac
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from ml_core.code_hierarchies import grouped_features
+from ml_core.column_types import typed_column
 from ml_core.spec import ColumnMapping, TargetRule, TrainConfig
 from ml_core.tables import factorize
 
+# A given test file's rows are marked "test" in this column (bookkeeping, never a feature).
+SPLIT_COLUMN = "__split__"
+TEST_SPLIT = "test"
 MISSING_LEVEL = "missing"
 OTHER_LEVEL = "other"
 # A category level seen fewer times than this in the training rows goes to "other":
 # a one-hot column for a handful of rows mostly memorises those rows.
 MIN_LEVEL_COUNT = 5
+# A categorical column with more distinct levels than this (diagnosis codes, postcodes) is
+# hashed into buckets instead of one-hot encoded: the width of one-hot grows with the data,
+# and under DP-SGD every extra weight takes noise.
+MAX_ONE_HOT_LEVELS = 50
 
 
 def label_text(value: object) -> str:
@@ -43,10 +52,28 @@ def feature_columns(frame: pd.DataFrame, mapping: ColumnMapping) -> tuple[str, .
     target, id, excluded and sensitive columns (see the module docstring for why)."""
     if mapping.features:
         return tuple(mapping.features)
-    skipped = {mapping.target, *mapping.exclude, *mapping.sensitive}
+    skipped = {mapping.target, *mapping.exclude, *mapping.sensitive, SPLIT_COLUMN}
     if mapping.id:
         skipped.add(mapping.id)
     return tuple(str(column) for column in frame.columns if column not in skipped)
+
+
+def attach_labelled_test(frame: pd.DataFrame, test_frame: pd.DataFrame) -> pd.DataFrame:
+    """One frame of ``frame``'s rows then a given test file's (which carries its own target),
+    the latter marked ``SPLIT_COLUMN == "test"``: :func:`encode_and_split` then tests on
+    exactly those rows, as a published benchmark split asks. ValueError when the test file
+    lacks columns of the training file. The index is 0..n-1, training rows first."""
+    missing = [str(c) for c in frame.columns if c not in test_frame.columns]
+    if missing:
+        shown = ", ".join(repr(c) for c in missing[:5])
+        raise ValueError(f"the test file has no column {shown}"
+                         f"{' and more' if len(missing) > 5 else ''}; it needs the training "
+                         "file's columns, target included")
+    train_part = frame.copy()
+    train_part[SPLIT_COLUMN] = "train"
+    test_part = test_frame[list(frame.columns)].copy()
+    test_part[SPLIT_COLUMN] = TEST_SPLIT
+    return pd.concat([train_part, test_part], ignore_index=True)
 
 
 def positive_label(target: pd.Series, mapping: ColumnMapping) -> str:
@@ -78,6 +105,58 @@ def apply_target_rule(target: pd.Series, rule: TargetRule) -> pd.Series:
     labels = pd.Series(np.where(positive, rule.positive_text, rule.negative_text),
                        index=target.index, dtype=object, name=target.name)
     return labels.where(numbers.notna())
+
+
+@dataclass(frozen=True)
+class BinaryTarget:
+    """A target column as two labels, its positive label, and how it was made binary."""
+
+    labels: pd.Series  # missing values stay missing
+    positive: str
+    rule: str  # plain words for the report, e.g. "fail = G3 < 10, pass = G3 >= 10"
+
+
+def binary_target(target: pd.Series, mapping: ColumnMapping, *,
+                  default_rule: TargetRule | None = None) -> BinaryTarget:
+    """``target`` as two classes, in whatever encoding it came.
+
+    In order: the analyst's ``mapping.target_rule`` (a numeric target cut at a threshold);
+    the analyst's ``mapping.positive_labels`` (those labels against all others, for a
+    multi-class outcome such as Graduate / Dropout / Enrolled); a column that already holds
+    two values (0/1, yes/no, true/false, two labels) as it is, its positive label being
+    ``mapping.positive_label`` or the minority class; else a numeric column cut by
+    ``default_rule`` (the problem's suggestion, which the suggested mapping shows the analyst).
+    Anything else is returned as it is, for :func:`encode_target` to refuse.
+    """
+    name = mapping.target or str(target.name)
+    rule = mapping.target_rule
+    present = target.dropna()
+    distinct = present.map(label_text).nunique() if len(present) else 0
+    if rule is None and not mapping.positive_labels and distinct > 2 and default_rule is not None:
+        if pd.to_numeric(present, errors="coerce").notna().all():
+            rule = default_rule
+    if rule is not None:
+        labels = apply_target_rule(target, rule)
+        positive = (label_text(mapping.positive_label)
+                    if mapping.positive_label in (rule.positive_text, rule.negative_text)
+                    else rule.positive_text)
+        return BinaryTarget(labels, positive, rule.describe(name))
+    # One label of a two-valued target just names its positive class.
+    if len(mapping.positive_labels) == 1 and distinct <= 2:
+        mapping = replace(mapping, positive_label=mapping.positive_labels[0], positive_labels=())
+    if mapping.positive_labels:
+        chosen = [label_text(label) for label in mapping.positive_labels]
+        positive = " or ".join(chosen)
+        negative = f"not {positive}"
+        texts = target.map(label_text, na_action="ignore")
+        labels = pd.Series(np.where(texts.isin(chosen), positive, negative), index=target.index,
+                           dtype=object, name=target.name).where(target.notna())
+        return BinaryTarget(labels, positive,
+                            f"{positive} = positive class ({name} is "
+                            f"{' or '.join(repr(c) for c in chosen)}), every other value "
+                            "negative")
+    positive = positive_label(target, mapping) if len(present) else ""
+    return BinaryTarget(target, positive, f"{name} as given (positive class '{positive}')")
 
 
 def encode_target(target: pd.Series, positive: str) -> np.ndarray:
@@ -165,24 +244,42 @@ class TabularEncoder:
     with_missing_indicator: tuple[str, ...]
     levels: Mapping[str, tuple[str, ...]]
     feature_names: tuple[str, ...] = field(default=())
+    # The analyst's column kinds (ml_core.column_types), applied before encoding.
+    column_types: Mapping[str, str] = field(default_factory=dict)
+    # Wide categorical columns, hashed (ml_core.code_hierarchies) with their declared
+    # hierarchy ("icd9", "postcode") or None: no vocabulary is learnt for them.
+    hashed: Mapping[str, str | None] = field(default_factory=dict)
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return self.numeric + self.categorical
+        return self.numeric + self.categorical + tuple(self.hashed)
 
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, columns: tuple[str, ...]) -> TabularEncoder:
-        """Learn imputation values, scales and category levels from ``frame`` (training rows)."""
+    def fit(cls, frame: pd.DataFrame, columns: tuple[str, ...], *,
+            column_types: Mapping[str, str] | None = None,
+            hierarchies: Mapping[str, str] | None = None) -> TabularEncoder:
+        """Learn imputation values, scales and category levels from ``frame`` (training rows).
+
+        ``column_types`` are the analyst's kinds (a numeric-looking code read as
+        categorical); columns with a declared ``hierarchies`` kind, and categorical ones
+        with more than ``MAX_ONE_HOT_LEVELS`` levels, are hashed instead of one-hot encoded.
+        """
+        column_types = dict(column_types or {})
+        hierarchies = dict(hierarchies or {})
         numeric, categorical = [], []
         medians, means, scales, levels = {}, {}, {}, {}
+        hashed: dict[str, str | None] = {}
         with_indicator = []
         for column in columns:
-            series = frame[column]
-            if _is_numeric(series):
+            series = typed_column(frame[column], column_types.get(column))
+            if column in hierarchies or (
+                    not _is_numeric(series) and series.nunique() > MAX_ONE_HOT_LEVELS):
+                hashed[column] = hierarchies.get(column)
+            elif _is_numeric(series):
                 values = _as_float(series)
                 median = float(values.median()) if values.notna().any() else 0.0
                 filled = values.fillna(median)
@@ -204,6 +301,8 @@ class TabularEncoder:
         for column in categorical:
             names += [f"{column}={level}" for level in levels[column]]
             names.append(f"{column}={OTHER_LEVEL}")
+        for column, hierarchy in hashed.items():
+            names += _hashed_block(column, pd.Series([], dtype=object), hierarchy)[0]
         return cls(
             numeric=tuple(numeric),
             categorical=tuple(categorical),
@@ -213,7 +312,12 @@ class TabularEncoder:
             with_missing_indicator=tuple(with_indicator),
             levels=levels,
             feature_names=tuple(names),
+            column_types={c: k for c, k in column_types.items() if c in columns},
+            hashed=hashed,
         )
+
+    def _typed(self, frame: pd.DataFrame, column: str) -> pd.Series:
+        return typed_column(frame[column], self.column_types.get(column))
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode ``frame`` (any rows with the fitted columns) as a float32 matrix.
@@ -231,7 +335,7 @@ class TabularEncoder:
                           for i, column in enumerate(self.with_missing_indicator)}
         scratch = np.empty(n, dtype=np.float64)
         for row, column in enumerate(self.numeric):
-            values = _float_values(frame[column])
+            values = _float_values(self._typed(frame, column))
             mean, scale = self.means[column], self.scales[column]
             # (values - mean) / scale in float64, rounded to float32 as it is written; gaps
             # then get the median's value, computed with the same float64 arithmetic.
@@ -247,13 +351,17 @@ class TabularEncoder:
             kept = self.levels[column]
             # Unseen and rare levels map to the last column, "other".
             position = {level: i for i, level in enumerate(kept)}
-            codes, names = _level_codes(frame[column])
+            codes, names = _level_codes(self._typed(frame, column))
             lookup = np.array([position.get(name, len(kept)) for name in names] or [0],
                               dtype=np.int64)
             positions = lookup[codes]
             for level in range(len(kept) + 1):  # one 0/1 row per level, written in one pass
                 np.equal(positions, level, out=out[row + level], casting="unsafe")
             row += len(kept) + 1
+        for column, hierarchy in self.hashed.items():
+            block = _hashed_block(column, self._typed(frame, column), hierarchy)[1]
+            out[row:row + len(block)] = block
+            row += len(block)
         return out.T
 
     def to_dict(self) -> dict:
@@ -267,6 +375,8 @@ class TabularEncoder:
             "with_missing_indicator": list(self.with_missing_indicator),
             "levels": {column: list(levels) for column, levels in self.levels.items()},
             "feature_names": list(self.feature_names),
+            "column_types": dict(self.column_types),
+            "hashed": dict(self.hashed),
         }
 
     @classmethod
@@ -280,7 +390,17 @@ class TabularEncoder:
             with_missing_indicator=tuple(data["with_missing_indicator"]),
             levels={column: tuple(levels) for column, levels in data["levels"].items()},
             feature_names=tuple(data["feature_names"]),
+            column_types=dict(data.get("column_types") or {}),
+            hashed=dict(data.get("hashed") or {}),
         )
+
+
+def _hashed_block(column: str, values: pd.Series, hierarchy: str | None
+                  ) -> tuple[list[str], np.ndarray]:
+    """Feature names and (features, rows) values of a hashed column (no vocabulary)."""
+    codes, uniques = factorize(values.astype(object).map(label_text, na_action="ignore"))
+    return grouped_features(column=column, levels=[str(v) for v in uniques],
+                            codes=np.asarray(codes), hierarchy=hierarchy)
 
 
 @dataclass(frozen=True)
@@ -303,6 +423,8 @@ class EncodedSplit:
     dropped_missing_target: int = 0
     # Per-row loss weights of the training rows (reweighing); None: every row weighs 1.
     w_train: np.ndarray | None = None
+    # How the target became two classes, in plain words (the report states it).
+    target_rule: str = ""
 
     @property
     def n_features(self) -> int:
@@ -319,13 +441,26 @@ class EncodedSplit:
             "positive_label": self.positive_label,
             "n_features": int(self.n_features),
             "dropped_missing_target": int(self.dropped_missing_target),
+            "target_rule": self.target_rule,
         }
 
 
 def _split_positions(
-    y: np.ndarray, *, test_fraction: float, val_fraction: float, seed: int
+    y: np.ndarray, *, test_fraction: float, val_fraction: float, seed: int,
+    given_test: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     positions = np.arange(len(y))
+    if given_test is not None and given_test.any():
+        # The test rows are the given file's; validation comes from the training file only.
+        test, rest = positions[given_test], positions[~given_test]
+        share = min(val_fraction / (1.0 - test_fraction), 0.5)
+        try:
+            train, val = train_test_split(rest, test_size=share, random_state=seed,
+                                          stratify=y[rest])
+            return train, val, test, "given test file, stratified validation"
+        except ValueError:
+            train, val = train_test_split(rest, test_size=share, random_state=seed)
+            return train, val, test, "given test file, random validation"
     val_share_of_rest = val_fraction / (1.0 - test_fraction)
     try:
         rest, test = train_test_split(
@@ -349,10 +484,10 @@ def encode_and_split(
 ) -> EncodedSplit:
     """Split ``frame`` (stratified on the target) and encode it with train-only statistics.
 
-    Rows with no target value are dropped (validation reports them as errors first). With
-    ``target_rule`` (the problem's ``spec.target_rule``) a numeric target is first turned
-    into its two labels; the positive class is then ``rule.positive_text`` unless
-    ``mapping.positive_label`` names the other label.
+    Rows with no target value are dropped (validation reports them as errors first). The
+    target becomes two classes by :func:`binary_target`, with ``target_rule`` (the
+    problem's ``spec.target_rule``) as the rule for a numeric target when the mapping
+    confirms none; the split's ``target_rule`` says which was used.
     """
     if mapping.target not in frame.columns:
         raise KeyError(f"target column {mapping.target!r} is not in the frame")
@@ -361,18 +496,18 @@ def encode_and_split(
     if unknown:
         raise KeyError(f"feature columns not in the frame: {unknown}")
     labelled = frame[frame[mapping.target].notna()]
-    target = labelled[mapping.target]
-    if target_rule is not None:
-        target = apply_target_rule(target, target_rule)
-        positive = (label_text(mapping.positive_label) if mapping.positive_label is not None
-                    else target_rule.positive_text)
-    else:
-        positive = positive_label(target, mapping)
-    y = encode_target(target, positive)
+    binary = binary_target(labelled[mapping.target], mapping, default_rule=target_rule)
+    positive = binary.positive
+    y = encode_target(binary.labels, positive)
+    given_test = (labelled[SPLIT_COLUMN].astype(str).eq(TEST_SPLIT).to_numpy()
+                  if SPLIT_COLUMN in labelled.columns else None)
     train_pos, val_pos, test_pos, method = _split_positions(
-        y, test_fraction=train.test_fraction, val_fraction=train.val_fraction, seed=train.seed
+        y, test_fraction=train.test_fraction, val_fraction=train.val_fraction, seed=train.seed,
+        given_test=given_test,
     )
-    encoder = TabularEncoder.fit(labelled.iloc[train_pos], columns)
+    encoder = TabularEncoder.fit(labelled.iloc[train_pos], columns,
+                                 column_types=dict(mapping.column_types),
+                                 hierarchies=dict(mapping.hierarchies))
     ids = labelled.index.to_numpy()
     return EncodedSplit(
         x_train=encoder.transform(labelled.iloc[train_pos]),
@@ -389,4 +524,5 @@ def encode_and_split(
         method=method,
         seed=train.seed,
         dropped_missing_target=int(len(frame) - len(labelled)),
+        target_rule=binary.rule,
     )

@@ -28,6 +28,7 @@ from ml_core.metrics import (
     classification_charts,
     logistic_regression_baseline,
     positive_class_weight,
+    reference_models,
 )
 from ml_core.progress import report_stage
 from ml_core.spec import (
@@ -74,6 +75,8 @@ class TrainingResult:
     charts: dict = field(default_factory=dict)
     # Plain-language notes for the report: split method, leakage warnings, model fixes.
     notes: list = field(default_factory=list)
+    # Stronger non-private references beside the baseline (gradient-boosted trees), by name.
+    references: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Everything but the predictions, JSON-ready (plain floats, NaN as None)."""
@@ -308,6 +311,7 @@ def run_tabular(
         task_type=spec.task_type.value,
         charts=classification_charts(split.y_test, scores, threshold=threshold),
         notes=_notes(split=split, train=train),
+        references=_references(split=split, spec=spec, seed=train.seed),
     )
 
 
@@ -325,9 +329,17 @@ def _reweighed(*, split: EncodedSplit, frame: pd.DataFrame, mapping: ColumnMappi
     return dataclasses.replace(split, w_train=weights)
 
 
+def _references(*, split: EncodedSplit, spec: ProblemSpec, seed: int) -> dict:
+    """Gradient-boosted trees on the same split (ml_core.metrics.reference_models)."""
+    return reference_models(x_train=split.x_train, y_train=split.y_train, x_val=split.x_val,
+                            y_val=split.y_val, x_test=split.x_test, y_test=split.y_test,
+                            metrics=spec.metrics, seed=seed)
+
+
 def _notes(*, split: EncodedSplit, train: TrainConfig) -> list[str]:
     """Plain-language notes on how the model was trained and judged."""
-    notes = [f"Split: {split.method} train/validation/test ({len(split.y_train)}/"
+    notes = [f"Target: {split.target_rule}."] if split.target_rule else []
+    notes += [f"Split: {split.method} train/validation/test ({len(split.y_train)}/"
              f"{len(split.y_val)}/{len(split.y_test)} rows); the decision threshold was "
              "chosen on the validation rows (best F1), never on the test rows."]
     if train.class_weighting:

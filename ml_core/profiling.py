@@ -3,47 +3,27 @@
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pandas as pd
 
+from ml_core.column_types import DATE, infer_column_type
 from ml_core.data import feature_columns, label_text, level_counts
 from ml_core.fairness import band_counts
 from ml_core.spec import ColumnMapping, ProblemSpec
-from ml_core.tables import ColumnCodes, distinct_means, factorize, first_present
+from ml_core.tables import ColumnCodes, factorize
 
 HISTOGRAM_BINS = 10
 TOP_VALUES = 10
 # A target with at most this many distinct values is counted per class.
 MAX_BALANCE_CLASSES = 20
-# Day-first or ISO dates, optionally with a time: 05/02/10, 2010-02-05, 5.2.2010 12:00.
-_DATE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
-# Free text (notes, complaints) as opposed to category labels: several words on average.
-TEXT_MIN_MEAN_WORDS = 3.0
-# Values a text column's kind is judged on.
-KIND_SAMPLE = 1000
 
 
 def _kind(series: pd.Series) -> str:
-    if pd.api.types.is_bool_dtype(series):
-        return "categorical"
-    if pd.api.types.is_numeric_dtype(series):
-        return "numeric"
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return "datetime"
-    values = first_present(series, KIND_SAMPLE)
-    if values.empty:
-        return "categorical"
-    # Only a sample is looked at: cleaning the whole column cost more than the profile.
-    # Each distinct value is stripped once, by the measures themselves.
-    dates, words = distinct_means(values.astype(str), (
-        lambda value: bool(_DATE.match(value.strip())), lambda value: len(value.split())))
-    if dates >= 0.9:
-        return "datetime"
-    if words >= TEXT_MIN_MEAN_WORDS:
-        return "text"
-    return "categorical"
+    """The column's inferred kind (:func:`ml_core.column_types.infer_column_type`), with
+    dates called ``datetime`` as the profile always has."""
+    kind = infer_column_type(series).kind
+    return "datetime" if kind == DATE else kind
 
 
 def _role(column: str, mapping: ColumnMapping, features: set[str]) -> str:

@@ -121,6 +121,19 @@ class ColumnMapping:
     # Task-specific roles beyond the tabular ones, as (role, column) pairs: series, time,
     # user, item, student, skill, unit, cycle, text, covariate (repeatable roles repeat).
     roles: tuple[tuple[str, str], ...] = ()
+    # The analyst's column kinds where the inferred ones are wrong, as (column, kind) pairs;
+    # kinds: categorical, numeric, date, text (see ml_core.column_types).
+    column_types: tuple[tuple[str, str], ...] = ()
+    # A multi-class target made binary: these labels are the positive class, the rest the
+    # negative one. Empty: the target's own two classes (and positive_label).
+    positive_labels: tuple[str, ...] = ()
+    # A numeric target made binary at a threshold the analyst confirmed (the problem
+    # suggests its own); None: the target is used as it is.
+    target_rule: TargetRule | None = None
+    # Code columns and the public hierarchy each follows, as (column, kind) pairs; kinds:
+    # icd9, postcode (see ml_core.code_hierarchies). Suggested from the problem's
+    # ``code_hierarchies``.
+    hierarchies: tuple[tuple[str, str], ...] = ()
 
     def role(self, name: str) -> str | None:
         """The column given ``name`` (the first, for repeatable roles), or None."""
@@ -138,6 +151,10 @@ class ColumnMapping:
             "id": self.id,
             "positive_label": self.positive_label,
             "roles": [list(pair) for pair in self.roles],
+            "column_types": dict(self.column_types),
+            "positive_labels": list(self.positive_labels),
+            "target_rule": None if self.target_rule is None else self.target_rule.to_dict(),
+            "hierarchies": dict(self.hierarchies),
         }
 
     @classmethod
@@ -150,7 +167,18 @@ class ColumnMapping:
             id=data.get("id"),
             positive_label=data.get("positive_label"),
             roles=tuple((str(role), str(column)) for role, column in data.get("roles") or ()),
+            column_types=tuple((str(column), str(kind)) for column, kind
+                               in dict(data.get("column_types") or {}).items()),
+            positive_labels=tuple(str(label) for label in data.get("positive_labels") or ()),
+            target_rule=(TargetRule.from_dict(data["target_rule"]) if data.get("target_rule")
+                         else None),
+            hierarchies=tuple((str(column), str(kind)) for column, kind
+                              in dict(data.get("hierarchies") or {}).items()),
         )
+
+    def column_type(self, column: str) -> str | None:
+        """The analyst's kind for ``column``, or None (then it is inferred)."""
+        return dict(self.column_types).get(column)
 
 
 @dataclass(frozen=True)
@@ -174,6 +202,33 @@ class TargetRule:
         value = f"{self.threshold:g}"
         return (f"{self.positive_text} = {column} {low} {value}, "
                 f"{self.negative_text} = {column} {high} {value}")
+
+    def to_dict(self) -> dict:
+        return {"threshold": self.threshold, "positive_below": self.positive_below,
+                "positive_text": self.positive_text, "negative_text": self.negative_text}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TargetRule:
+        """The rule from :meth:`to_dict`'s form; ``positive_below`` may also be given as
+        ``direction`` ``"below"`` or ``"at_or_above"``. ValueError on a bad threshold."""
+        threshold = float(data["threshold"])
+        if threshold != threshold or threshold in (float("inf"), float("-inf")):
+            raise ValueError("a target rule's threshold must be a finite number")
+        below = data.get("positive_below")
+        if below is None:
+            below = str(data.get("direction", "at_or_above")).strip().lower() in ("below", "<")
+        return cls(threshold=threshold, positive_below=bool(below),
+                   positive_text=str(data.get("positive_text") or "positive"),
+                   negative_text=str(data.get("negative_text") or "negative"))
+
+
+@dataclass(frozen=True)
+class CodeHierarchy:
+    """A public hierarchy the codes of some columns follow (``kind``: ``icd9`` or
+    ``postcode``), and the column names that suggest such a column."""
+
+    kind: str
+    column_hints: tuple[str, ...]
 
 
 # The family a problem trains when it names none (ml_core.families.tabular).
@@ -209,6 +264,9 @@ class ProblemSpec:
     # Binary problems whose target is a number (a grade) declare how it becomes two classes;
     # None: the target column already holds the two classes.
     target_rule: TargetRule | None = None
+    # Code columns with a public hierarchy (diagnosis codes, postcodes): grouped by it and
+    # hashed, so that no vocabulary is learnt from the rows.
+    code_hierarchies: tuple[CodeHierarchy, ...] = ()
 
     def with_privacy(self, **changes: object) -> ProblemSpec:
         return replace(self, privacy=replace(self.privacy, **changes))

@@ -176,8 +176,12 @@ def _read_rows(text: str, delimiter: str, header: bool | None, encoded: bytes | 
         names = [f"column_{k}" for k in range(1, sample.shape[1] + 1)]
 
     # The whole file: pandas' C engine infers numeric columns far faster than converting
-    # strings afterwards; only the text columns are cleaned here.
-    frame = _parse(text, encoded, delimiter, header=bool(header), as_strings=False)
+    # strings afterwards; only the text columns are cleaned here. Codes written with
+    # leading zeros (DRG 001, ids 00004, postcodes 02139) stay text: as numbers they would
+    # lose the zeros, and 001 and 01 would become one code.
+    coded = _leading_zero_columns(sample.iloc[1:] if header else sample)
+    frame = _parse(text, encoded, delimiter, header=bool(header), as_strings=False,
+                   text_columns=coded)
     if frame.empty:
         raise TableReadError(
             "no_rows", "The file has a header but no data rows." if header
@@ -188,7 +192,7 @@ def _read_rows(text: str, delimiter: str, header: bool | None, encoded: bytes | 
     column_notes = []
     for k in range(frame.shape[1]):
         column = frame.iloc[:, k]
-        clean, note = _clean_column(column, delimiter)
+        clean, note = _clean_column(column, delimiter, as_codes=k in coded)
         if clean is not column:
             frame.isetitem(k, clean)
         column_notes.append(note)
@@ -351,7 +355,9 @@ def _sniff_delimiter(text: str) -> str:
     best, best_share = ",", 0.0
     for candidate in DELIMITERS:
         counts = _field_counts(lines, candidate)
-        if not counts:
+        # A candidate under which a quote opens mid-file and swallows the following lines
+        # (a quoted header name holding a tab, read as tab-separated) is not the separator.
+        if not counts or len(counts) < len(lines) // 2:
             continue
         mode, hits = Counter(counts).most_common(1)[0]
         share = hits / len(counts)
@@ -506,9 +512,10 @@ def _describe(delimiter: str) -> str:
 
 def _parse(
     text: str, encoded: bytes, delimiter: str, *, header: bool, as_strings: bool,
-    nrows: int | None = None,
+    nrows: int | None = None, text_columns: tuple[int, ...] = (),
 ) -> pd.DataFrame:
-    """Parse ``encoded`` (``text`` as UTF-8: the C engine tokenises bytes directly)."""
+    """Parse ``encoded`` (``text`` as UTF-8: the C engine tokenises bytes directly);
+    the columns at positions ``text_columns`` are read as text."""
     # Spaces before a value matter to the parser only before a quote (which then opens a
     # quoted value): numbers parse with them, and _clean_column strips text and finds
     # missing markers among stripped values. Skipping them costs a quarter of a parse.
@@ -526,6 +533,7 @@ def _parse(
             index_col=False,
             nrows=nrows,
             engine="c",
+            **_text_dtypes(text, encoded, delimiter, header=header, positions=text_columns),
             **options,
         )
     except (pd.errors.ParserError, ValueError) as exc:
@@ -533,6 +541,34 @@ def _parse(
         if line is not None:
             raise _unclosed_quote(line) from exc
         raise TableReadError("unparseable", f"The table could not be parsed: {exc}") from exc
+
+
+_LEADING_ZERO = re.compile(r"0[0-9]+")
+
+
+def _text_dtypes(text: str, encoded: bytes, delimiter: str, *, header: bool,
+                 positions: tuple[int, ...]) -> dict:
+    """``read_csv``'s ``dtype`` keyword reading the columns at ``positions`` as text: keyed
+    by position without a header, else by the parser's own names for them."""
+    if not positions:
+        return {}
+    if not header:
+        return {"dtype": dict.fromkeys(positions, str)}
+    names = list(pd.read_csv(io.BytesIO(encoded), encoding="utf-8", nrows=0, index_col=False,
+                             sep=r"\s+" if delimiter == WHITESPACE else delimiter).columns)
+    return {"dtype": {names[k]: str for k in positions if k < len(names)}}
+
+
+def _leading_zero_columns(sample: pd.DataFrame) -> tuple[int, ...]:
+    """Positions of the columns of ``sample`` (cells as strings) where a digit string has a
+    leading zero (``007``; not ``0`` or ``0.5``)."""
+    found = []
+    for position in range(sample.shape[1]):
+        cells = sample.iloc[:, position]
+        if any(isinstance(cell, str) and _LEADING_ZERO.fullmatch(cell.strip())
+               for cell in pd.unique(cells)):
+            found.append(position)
+    return tuple(found)
 
 
 def _unclosed_quote(line: int) -> TableReadError:
@@ -599,6 +635,12 @@ def name_skeleton(name: str) -> str:
     replaced by Latin ones. Two different names with one skeleton are a spoof or a typo."""
     folded = unicodedata.normalize("NFKC", _INVISIBLE.sub("", name)).casefold()
     return folded.translate(_CONFUSABLES)
+
+
+def name_words(name: str) -> set[str]:
+    """Lower-case words of a column name: 'Product ID' and 'ProductId' -> {'product', 'id'}."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
+    return {word for word in re.split(r"[^a-zA-Z0-9]+", spaced.lower()) if word}
 
 
 def _refuse_duplicates(names: list[str]) -> None:
@@ -672,8 +714,10 @@ def _numeric_shares(columns: list[list]) -> list[float]:
     return shares
 
 
-def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, str | None]:
-    """Strip a text column, blank out missing markers, and make it numeric if it is.
+def _clean_column(column: pd.Series, delimiter: str = ",", *, as_codes: bool = False
+                  ) -> tuple[pd.Series, str | None]:
+    """Strip a text column, blank out missing markers, and make it numeric if it is
+    (unless ``as_codes``: digits with leading zeros are codes, kept as text).
 
     Also returns a note when the column needed more than that: numbers with thousands
     separators or a decimal comma, dates written several ways. Every test runs once per
@@ -715,6 +759,10 @@ def _clean_column(column: pd.Series, delimiter: str = ",") -> tuple[pd.Series, s
     present = pd.Series(present, dtype="str")
     first = present.iloc[0]
     note = None
+    if as_codes:
+        example = next((v for v in present if _LEADING_ZERO.fullmatch(v)), first)
+        return values, (f"codes with leading zeros (e.g. '{example}'); read as text so that "
+                        "the zeros are kept.")
     if _is_number(first):
         numbers = _spread(pd.to_numeric(present, errors="coerce"), codes, values)
     elif _LOCAL_NUMBER.fullmatch(first):

@@ -10,36 +10,44 @@ A file without a header (columns ``column_1`` .. ``column_N``) usually matches n
 the suggested target is then ``""``, and the platform must make the analyst choose it;
 :func:`validate` reports ``target_required`` until they do.
 
-:func:`find_identifiers` flags columns that directly identify a person (names, e-mail
-addresses, phone numbers, national ids, bank accounts) from their names and from their
-values; :func:`exclude_identifiers` keeps them out of a model's inputs.
+Direct identifiers (names, e-mail addresses, ...) are found by :mod:`ml_core.identifiers`.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from ml_core.data import apply_target_rule, feature_columns, label_text
+from ml_core.code_hierarchies import HIERARCHY_KINDS
+from ml_core.column_types import (
+    CATEGORICAL,
+    DATE,
+    KINDS,
+    NUMERIC,
+    NUMERIC_SHARE,
+    TEXT,
+    infer_column_type,
+    override_hint,
+)
+from ml_core.data import binary_target, feature_columns, label_text
 from ml_core.fairness import band_counts
+from ml_core.identifiers import INPUT_ROLES
 from ml_core.spec import (
     TABULAR_ROLES,
     ColumnMapping,
     ColumnRole,
     ProblemSpec,
+    TargetRule,
     TaskType,
     normalise_name,
 )
 from ml_core.tables import (
     ColumnCodes,
-    distinct_means,
     factorize,
-    first_present,
     name_skeleton,
+    name_words,
 )
 
 MAX_LISTED_ROWS = 20
@@ -47,8 +55,6 @@ MAX_LISTED_ROWS = 20
 # gender"); shorter ones ("age", "sex", "id", "y") only match a whole word of the name,
 # so "age" does not find "average_balance" nor "race" "trace_id".
 MIN_SUBSTRING_HINT = 5
-# A text column is called numeric-with-typos when at least this share of its values are numbers.
-NUMERIC_SHARE = 0.8
 CLASSIFICATION_TASKS = (TaskType.BINARY_CLASSIFICATION, TaskType.TEXT_CLASSIFICATION)
 TABULAR_ROLE_NAMES = frozenset(role.value for role in TABULAR_ROLES)
 # Roles a problem may give to several columns (store and item keys, covariates).
@@ -77,16 +83,10 @@ class ValidationIssue:
 
 # --- suggesting -------------------------------------------------------------------------
 
-def _words(name: str) -> set[str]:
-    """Lower-case words of a column name: 'Product ID' and 'ProductId' -> {'product', 'id'}."""
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(name))
-    return {word for word in re.split(r"[^a-zA-Z0-9]+", spaced.lower()) if word}
-
-
 def _match_rank(column: str, hints: tuple[str, ...]) -> tuple[int, int] | None:
     """How well ``column`` matches ``hints``: (0 exact / 1 partial, index of the hint); None."""
     norm = normalise_name(column)
-    words = _words(column)
+    words = name_words(column)
     best = None
     for index, hint in enumerate(hints):
         hint_norm = normalise_name(hint)
@@ -123,7 +123,7 @@ def _unique_id_like(frame: pd.DataFrame, taken: set[str]) -> str | None:
         column = str(column)
         if column in taken:
             continue
-        named_like_id = "id" in _words(column) or normalise_name(column).endswith("id")
+        named_like_id = "id" in name_words(column) or normalise_name(column).endswith("id")
         if named_like_id and frame[column].notna().all() and frame[column].is_unique:
             return column
     return None
@@ -161,7 +161,30 @@ def suggest_mapping(frame: pd.DataFrame, spec: ProblemSpec) -> ColumnMapping:
     )
     taken.update(exclude)
     return ColumnMapping(target=target, sensitive=sensitive, exclude=exclude, id=id_column,
-                         roles=_suggest_roles(columns, spec, taken))
+                         roles=_suggest_roles(columns, spec, taken),
+                         target_rule=_suggest_target_rule(frame, target, spec),
+                         hierarchies=_suggest_hierarchies(columns, spec))
+
+
+def _suggest_target_rule(frame: pd.DataFrame, target: str, spec: ProblemSpec
+                         ) -> TargetRule | None:
+    """The problem's rule for a target of more than two numbers (a grade); None for a
+    target already binary or made of labels, which is used as it is."""
+    if not target or spec.target_rule is None:
+        return None
+    values = frame[target].dropna()
+    numeric = pd.to_numeric(values, errors="coerce").notna().all()
+    return spec.target_rule if numeric and values.nunique() > 2 else None
+
+
+def _suggest_hierarchies(columns: list[str], spec: ProblemSpec) -> tuple[tuple[str, str], ...]:
+    """Columns named like a declared code hierarchy's hints (diagnosis codes, postcodes)."""
+    found = []
+    for hierarchy in spec.code_hierarchies:
+        found += [(column, hierarchy.kind) for column in columns
+                  if _match_rank(column, hierarchy.column_hints) is not None
+                  and column not in dict(found)]
+    return tuple(found)
 
 
 def _suggest_roles(
@@ -290,26 +313,55 @@ def _check_target(
         ))
     if spec.task_type not in CLASSIFICATION_TASKS:
         return issues
-    if spec.target_rule is not None:
-        # A numeric target (a grade) the problem turns into two classes itself.
+    rule = mapping.target_rule
+    labels = _label_counts(target)
+    if rule is None and not mapping.positive_labels and len(labels) > 2:
+        numbers = pd.to_numeric(target, errors="coerce")
+        if spec.target_rule is not None and numbers.notna().sum() == target.notna().sum():
+            # The problem's rule, used because the analyst confirmed no other: said aloud.
+            rule = spec.target_rule
+            issues.append(ValidationIssue(
+                code="target_rule_suggested", column=name, severity="warning",
+                message=(f"Column '{name}' holds {len(labels)} numbers; the problem's rule "
+                         f"is used: {rule.describe(name)}. To change it, "
+                         f"{_target_rule_hint(rule)}."),
+            ))
+    if rule is not None:
         numbers = pd.to_numeric(target, errors="coerce")
         text = numbers.isna() & target.notna()
         if text.any():
             count, rows = _row_numbers(text)
             issues.append(ValidationIssue(
                 code="target_not_numeric", column=name, rows=rows,
-                message=(f"Column '{name}' must hold numbers ("
-                         f"{spec.target_rule.describe(name)}); text in "
-                         f"{_rows_text(count, rows)}."),
+                message=(f"Column '{name}' must hold numbers for the rule "
+                         f"{rule.describe(name)}; text in {_rows_text(count, rows)}. If the "
+                         "column holds labels, clear the target rule and choose the positive "
+                         f"labels instead ({_positive_labels_hint(target)})."),
             ))
             return issues
-        target = apply_target_rule(target, spec.target_rule)
+    if mapping.positive_labels:
+        unknown = [label for label in mapping.positive_labels
+                   if label_text(label) not in labels.index]
+        if unknown:
+            issues.append(ValidationIssue(
+                code="positive_label_unknown", column=name,
+                message=(f"The positive labels {', '.join(repr(u) for u in unknown)} do not "
+                         f"occur in column '{name}'; its labels: "
+                         f"{', '.join(repr(v) for v in sorted(labels.index)[:10])}."),
+            ))
+            return issues
+    target = binary_target(target, replace(mapping, target_rule=rule)).labels
     counts = _label_counts(target)
     if len(counts) < 2:
         only = f" ('{counts.index[0]}')" if len(counts) else ""
+        fix = (f" The target rule {rule.describe(name)} puts every row in one class: edit its "
+               f"threshold, or clear it if '{name}' already holds two classes "
+               f"({_target_rule_hint(rule)})." if rule is not None else
+               " Choose another target column.")
         issues.append(ValidationIssue(
             code="single_class", column=name,
-            message=f"Column '{name}' has only one class{only}; a model needs at least two.",
+            message=(f"Column '{name}' has only one class{only}; a model needs at least "
+                     f"two.{fix}"),
         ))
     elif spec.task_type == TaskType.BINARY_CLASSIFICATION and len(counts) > 2:
         shown = ", ".join(f"'{label}'" for label in sorted(counts.index)[:10])
@@ -317,10 +369,16 @@ def _check_target(
             code="target_not_binary", column=name,
             message=(
                 f"Column '{name}' has {len(counts)} distinct values ({shown}"
-                f"{', ...' if len(counts) > 10 else ''}); this problem needs exactly two."
+                f"{', ...' if len(counts) > 10 else ''}); this problem needs exactly two. "
+                f"Choose the labels that form the positive class "
+                f"({_positive_labels_hint(frame[name])})"
+                + (f", or cut the numbers at a threshold ({_target_rule_hint(None)})"
+                   if pd.to_numeric(frame[name], errors="coerce").notna().sum()
+                   == frame[name].notna().sum() else "") + "."
             ),
         ))
-    if mapping.positive_label is not None and label_text(mapping.positive_label) not in counts:
+    if (not mapping.positive_labels and mapping.positive_label is not None
+            and label_text(mapping.positive_label) not in counts):
         issues.append(ValidationIssue(
             code="positive_label_unknown", column=name,
             message=(
@@ -330,10 +388,19 @@ def _check_target(
     return issues
 
 
-def _check_numeric_text(frame: pd.DataFrame, column: str, known: ColumnCodes
-                        ) -> ValidationIssue | None:
+def _check_numeric_text(frame: pd.DataFrame, column: str, known: ColumnCodes, *,
+                        kind: str | None, used: bool) -> ValidationIssue | None:
+    """Text among the numbers of a column that is not a code column.
+
+    Code columns (ICD-9 ``V57`` among ``250.83``, postcodes, leading zeros) are categorical
+    and pass; so does a column the analyst typed as categorical or text. A column typed as
+    numeric has its text read as missing (a warning). Otherwise the text is an error when
+    the model reads the column, a warning when it does not; both name the override.
+    """
     values = frame[column]
     if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return None
+    if kind in (CATEGORICAL, TEXT, DATE):
         return None
     # Each distinct value is tried as a number once (a text column repeats its values).
     codes, distinct = known.of_text(column) or factorize(values.astype(str))
@@ -346,17 +413,64 @@ def _check_numeric_text(frame: pd.DataFrame, column: str, known: ColumnCodes
     share = numeric.sum() / present.sum()
     if share < NUMERIC_SHARE:
         return None
+    if kind is None and infer_column_type(values).kind == CATEGORICAL:
+        return None
     bad = present & ~numeric
     count, rows = _row_numbers(bad)
     # Distinct values come in order of first appearance, as the rows do.
     examples = ", ".join(f"'{v}'" for v in distinct[~is_number][:3])
-    return ValidationIssue(
-        code="text_in_numeric", column=column, rows=rows,
-        message=(
-            f"Column '{column}' holds numbers but has text ({examples}) in "
-            f"{_rows_text(count, rows)}."
-        ),
-    )
+    where = (f"Column '{column}' holds numbers but has text ({examples}) in "
+             f"{_rows_text(count, rows)}")
+    if kind == NUMERIC:
+        return ValidationIssue(
+            code="text_read_as_missing", column=column, rows=rows, severity="warning",
+            message=f"{where}; the column is typed numeric, so these cells are read as missing.",
+        )
+    fix = (f"Fix those cells, or if the column holds codes, {override_hint(column, CATEGORICAL)}"
+           f"; to read the text as missing, {override_hint(column, NUMERIC)}.")
+    if not used:
+        return ValidationIssue(
+            code="text_in_numeric", column=column, rows=rows, severity="warning",
+            message=f"{where}. The model does not read this column, so it is not a problem "
+                    f"now. {fix}",
+        )
+    return ValidationIssue(code="text_in_numeric", column=column, rows=rows,
+                           message=f"{where}. {fix}")
+
+
+def _target_rule_hint(rule: TargetRule | None) -> str:
+    """How an analyst sets or edits a target rule, in each place they can."""
+    threshold = f"{rule.threshold:g}" if rule is not None else "10"
+    direction = ("below" if rule is None or rule.positive_below else "at_or_above")
+    sign = "<" if direction == "below" else ">="
+    return (f"mapping form: target rule; API: \"target_rule\": {{\"threshold\": {threshold}, "
+            f"\"direction\": \"{direction}\"}}; command: --target-rule '{sign}{threshold}'")
+
+
+def _positive_labels_hint(target: pd.Series) -> str:
+    labels = sorted(_label_counts(target).index)
+    example = labels[0] if labels else "LABEL"
+    return (f"mapping form: positive labels; API: \"positive_labels\": [\"{example}\"]; "
+            f"command: --positive-label {example}, repeatable")
+
+
+def used_columns(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
+                 ) -> tuple[list[str], list[str]]:
+    """(columns the model reads, other candidate columns) among ``frame``'s features.
+
+    The tabular family reads every feature column; other families read the features and
+    input roles (covariate, text) the analyst mapped, and choose among the rest
+    themselves, so a problem in those is only worth a warning.
+    """
+    present = {str(column) for column in frame.columns}
+    role_columns = {column for _, column in mapping.roles}
+    # Task role columns (unit, time, user, ...) are checked by the family's own validator.
+    features = [c for c in feature_columns(frame, mapping)
+                if c in present and c != mapping.target and c not in role_columns]
+    if spec.model_family == "tabular_mlp":
+        return features, []
+    read = set(mapping.features) | {c for role, c in mapping.roles if role in INPUT_ROLES}
+    return [c for c in features if c in read], [c for c in features if c not in read]
 
 
 def _check_groups(
@@ -459,12 +573,11 @@ def validate(
     present = {str(column) for column in frame.columns}
     if mapping.target in present:
         issues.extend(_check_target(frame, mapping, spec))
-    role_columns = {column for _, column in mapping.roles}
-    # Task role columns (unit, time, user, ...) are checked by the family's own validator.
-    features = [c for c in feature_columns(frame, mapping)
-                if c in present and c != mapping.target and c not in role_columns]
-    for column in features:
-        issue = _check_numeric_text(frame, column, codes)
+    features, unread = used_columns(frame, mapping, spec)
+    issues.extend(_check_column_types(frame, mapping))
+    for column in features + unread:
+        issue = _check_numeric_text(frame, column, codes, kind=mapping.column_type(column),
+                                    used=column in features)
         if issue is not None:
             issues.append(issue)
     if mapping.id in present and not frame[mapping.id].is_unique:
@@ -489,6 +602,29 @@ def validate(
     return issues
 
 
+def _check_column_types(frame: pd.DataFrame, mapping: ColumnMapping) -> list[ValidationIssue]:
+    present = {str(column) for column in frame.columns}
+    issues = []
+    for column, kind in mapping.column_types:
+        if column not in present:
+            issues.append(ValidationIssue(
+                code="unknown_column", column=column,
+                message=f"The column type is set for '{column}', which is not in the file."
+                        f"{_lookalike(column, present)}"))
+        elif kind not in KINDS:
+            issues.append(ValidationIssue(
+                code="unknown_column_type", column=column,
+                message=f"Column '{column}' is typed '{kind}'; the types are "
+                        f"{', '.join(KINDS)}."))
+    for column, kind in mapping.hierarchies:
+        if kind not in HIERARCHY_KINDS:
+            issues.append(ValidationIssue(
+                code="unknown_hierarchy", column=column,
+                message=f"Column '{column}' is given the hierarchy '{kind}'; known: "
+                        f"{', '.join(HIERARCHY_KINDS)}."))
+    return issues
+
+
 def _target_required(spec: ProblemSpec) -> bool:
     """Implicit-feedback problems (every row a positive) may leave the target empty."""
     return any(h.role == ColumnRole.TARGET and h.required for h in spec.hints) or not any(
@@ -498,245 +634,3 @@ def _target_required(spec: ProblemSpec) -> bool:
 def has_errors(issues: list[ValidationIssue]) -> bool:
     """True when any issue blocks training."""
     return any(issue.severity == "error" for issue in issues)
-
-
-# --- direct identifiers -----------------------------------------------------------------
-
-# Normalised column names (see normalise_name) that name a direct identifier, by kind.
-IDENTIFIER_NAMES = {
-    "person name": {
-        "name", "fullname", "firstname", "lastname", "surname", "forename", "forenames",
-        "givenname", "familyname", "middlename", "maidenname", "customername", "clientname",
-        "patientname", "applicantname", "studentname", "employeename", "personname",
-        "contactname", "cardholder", "cardholdername", "accountholder", "accountholdername",
-    },
-    "e-mail address": {"email", "emailaddress", "mail", "mailaddress", "emailid"},
-    "phone number": {
-        "phone", "phonenumber", "phoneno", "telephone", "telephonenumber", "tel", "telno",
-        "mobile", "mobilenumber", "mobilephone", "cellphone", "cell", "fax", "faxnumber",
-    },
-    "national id": {
-        "ssn", "socialsecuritynumber", "socialsecurityno", "nhs", "nhsnumber", "nhsno",
-        "nino", "nationalinsurancenumber", "nationalinsuranceno", "nationalid",
-        "nationalidnumber", "taxid", "taxnumber", "passport", "passportnumber", "passportno",
-        "driverslicense", "driverslicence", "drivinglicence", "driverlicense",
-        "medicarenumber", "personnummer", "bsn", "insee",
-    },
-    "bank account or card": {
-        "iban", "accountnumber", "bankaccount", "bankaccountnumber", "creditcard",
-        "creditcardnumber", "cardnumber", "sortcode",
-    },
-    "street or network address": {
-        "address", "streetaddress", "homeaddress", "postaladdress", "addressline1",
-        "addressline2", "street", "ipaddress",
-    },
-    "user name": {"username", "login", "userlogin", "screenname"},
-}
-# Words that flag a longer name ("applicant e-mail", "home_phone", "patient_ssn").
-IDENTIFIER_WORDS = {
-    "email": "e-mail address", "phone": "phone number", "telephone": "phone number",
-    "mobile": "phone number", "ssn": "national id", "nhs": "national id",
-    "passport": "national id", "iban": "bank account or card", "surname": "person name",
-    "firstname": "person name", "lastname": "person name", "fullname": "person name",
-    "forename": "person name",
-}
-# "... name" is a person's name when the other words say whose.
-PERSON_WORDS = {"first", "last", "full", "given", "family", "middle", "maiden", "customer",
-                "client", "patient", "applicant", "student", "person", "contact", "employee",
-                "holder", "user"}
-# A column is flagged by its values when at least this share of a sample matches one pattern.
-IDENTIFIER_SHARE = 0.8
-IDENTIFIER_SAMPLE = 500
-_MIN_VALUES = 3
-# A column named like an identifier with at most this many distinct values holds codes.
-MAX_CODES = 20
-
-_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-_SSN = re.compile(r"\d{3}-\d{2}-\d{4}")
-_NHS = re.compile(r"\d{3}[ -]?\d{3}[ -]?\d{4}")
-_NINO = re.compile(r"[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]")
-_IBAN = re.compile(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}")
-_CARD = re.compile(r"\d{4}([ -]?\d{4}){2}[ -]?\d{1,7}")
-_PHONE = re.compile(r"\+?\(?\d[\d ().-]{6,22}\d")
-
-
-@dataclass(frozen=True)
-class IdentifierFinding:
-    """A column that looks like a direct identifier, and why."""
-
-    column: str
-    kind: str  # "e-mail address", "phone number", "national id", ...
-    evidence: str  # "name" or "values"
-    message: str
-
-    def to_dict(self) -> dict:
-        return {"column": self.column, "kind": self.kind, "evidence": self.evidence,
-                "message": self.message}
-
-
-def _nhs_valid(value: str) -> bool:
-    digits = [int(c) for c in value if c.isdigit()]
-    if len(digits) != 10:
-        return False
-    check = 11 - sum(d * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True)) % 11
-    return (0 if check == 11 else check) == digits[9] and check != 10
-
-
-def _iban_valid(value: str) -> bool:
-    compact = value.replace(" ", "")
-    if not _IBAN.fullmatch(compact):
-        return False
-    moved = compact[4:] + compact[:4]
-    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
-
-
-def _luhn_valid(value: str) -> bool:
-    digits = [int(c) for c in value if c.isdigit()]
-    if not 13 <= len(digits) <= 19:
-        return False
-    total = 0
-    for position, digit in enumerate(reversed(digits)):
-        if position % 2:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
-
-
-def _phone_like(value: str) -> bool:
-    if not _PHONE.fullmatch(value):
-        return False
-    digits = sum(c.isdigit() for c in value)
-    separators = sum(c in " ().-" for c in value)
-    # Plain long numbers are amounts or codes: a phone number is written with a leading +,
-    # ( or 0, or grouped with ten digits or more (555-123-4567).
-    if value[0] in "+(0":
-        return 8 <= digits <= 15
-    return 10 <= digits <= 15 and separators >= 2
-
-
-# (kind, test of one stripped text value), most specific first.
-_VALUE_TESTS = (
-    ("e-mail address", lambda v: bool(_EMAIL.fullmatch(v))),
-    ("national id", lambda v: bool(_SSN.fullmatch(v))),
-    ("national id", lambda v: bool(_NINO.fullmatch(v.upper()))),
-    ("national id", lambda v: bool(_NHS.fullmatch(v)) and _nhs_valid(v)),
-    ("bank account or card", _iban_valid),
-    ("bank account or card", lambda v: bool(_CARD.fullmatch(v)) and _luhn_valid(v)),
-    ("phone number", _phone_like),
-)
-_VALUE_LABELS = {
-    "e-mail address": "e-mail addresses", "national id": "national id numbers",
-    "bank account or card": "bank account or card numbers", "phone number": "phone numbers",
-}
-
-
-def _kind_by_name(column: str) -> str | None:
-    norm = normalise_name(column)
-    for kind, names in IDENTIFIER_NAMES.items():
-        if norm in names:
-            return kind
-    words = _words(column)
-    for word in words:
-        if word in IDENTIFIER_WORDS:
-            return IDENTIFIER_WORDS[word]
-    if "name" in words and words & PERSON_WORDS:
-        return "person name"
-    return None
-
-
-def _kind_by_values(values: pd.Series) -> tuple[str, float] | None:
-    if pd.api.types.is_integer_dtype(values) or pd.api.types.is_float_dtype(values):
-        # Numbers read as numbers: only NHS numbers (ten digits with a check digit) are
-        # specific enough to tell from amounts and codes. Missing ones are not finite.
-        numbers = values.to_numpy(dtype=float, na_value=np.nan)
-        finite = np.isfinite(numbers)
-        count = int(finite.sum())
-        # Ten digits first (rare in other columns), then wholeness of those only.
-        ten_digits = np.flatnonzero(finite & (numbers >= 1e9) & (numbers < 1e10))
-        if count < _MIN_VALUES or len(ten_digits) < IDENTIFIER_SHARE * count:
-            return None
-        whole = values.iloc[ten_digits[numbers[ten_digits] % 1 == 0]]
-        if len(whole) < IDENTIFIER_SHARE * count:
-            return None
-        text = whole.head(IDENTIFIER_SAMPLE).map(lambda v: str(int(v)))
-        share = float(text.map(_nhs_valid).sum()) / min(count, IDENTIFIER_SAMPLE)
-        return ("national id", share) if share >= IDENTIFIER_SHARE else None
-    sample = first_present(values, IDENTIFIER_SAMPLE).astype(str).str.strip()
-    sample = sample[sample != ""]
-    if len(sample) < _MIN_VALUES:
-        return None
-    shares = distinct_means(sample, (test for _, test in _VALUE_TESTS))
-    for (kind, _), share in zip(_VALUE_TESTS, shares, strict=True):
-        if share >= IDENTIFIER_SHARE:
-            return kind, share
-    return None
-
-
-def _identifying(values: pd.Series) -> bool:
-    """Whether a column named like an identifier holds values that could identify: many
-    distinct ones. A handful of codes ('address' as U/R, urban or rural) identifies no one."""
-    present = values.dropna()
-    distinct = present.nunique()
-    return distinct > MAX_CODES or (distinct >= _MIN_VALUES
-                                    and distinct >= IDENTIFIER_SHARE * len(present))
-
-
-def find_identifiers(frame: pd.DataFrame) -> list[IdentifierFinding]:
-    """Columns that look like direct identifiers of a person, by name or by values.
-
-    By name: names, e-mail, phone, national ids (SSN, NHS, national insurance, passport),
-    bank accounts and cards, street or IP addresses, user names, when the column has more
-    than a few codes' worth of distinct values. By values: at least 80%
-    of a sample of the column are e-mail addresses, US social security numbers, UK
-    national insurance numbers, NHS numbers (with a valid check digit), IBANs (valid
-    mod-97), card numbers (valid Luhn) or phone numbers. Quasi-identifiers (age, postcode)
-    are not flagged: they are what fairness audits and models legitimately use.
-    """
-    findings = []
-    for column in frame.columns:
-        column = str(column)
-        kind = _kind_by_name(column)
-        if kind is not None and _identifying(frame[column]):
-            findings.append(IdentifierFinding(
-                column=column, kind=kind, evidence="name",
-                message=f"Column '{column}' looks like a direct identifier: its name says "
-                        f"{kind}.",
-            ))
-            continue
-        found = _kind_by_values(frame[column])
-        if found is not None:
-            kind, share = found
-            findings.append(IdentifierFinding(
-                column=column, kind=kind, evidence="values",
-                message=f"Column '{column}' looks like a direct identifier: "
-                        f"{math.floor(share * 100)}% of its values are "
-                        f"{_VALUE_LABELS[kind]}.",
-            ))
-    return findings
-
-
-# Roles through which a column reaches a model as an input.
-INPUT_ROLES = ("covariate", "text")
-
-
-def exclude_identifiers(
-    mapping: ColumnMapping, identifiers: list[str] | tuple[str, ...]
-) -> tuple[ColumnMapping, list[str]]:
-    """``mapping`` with ``identifiers`` kept out of the model's inputs: removed from
-    ``features`` and input roles (covariate, text) and added to ``exclude``.
-
-    The target, the row id, sensitive attributes (audited, never inputs) and structural
-    roles (series, user, unit keys) keep them. Also returns the columns kept out.
-    """
-    keep = {mapping.target, mapping.id, *mapping.sensitive,
-            *(column for role, column in mapping.roles if role not in INPUT_ROLES)}
-    blocked = [column for column in dict.fromkeys(identifiers) if column not in keep]
-    if not blocked:
-        return mapping, []
-    return replace(
-        mapping,
-        features=tuple(c for c in mapping.features if c not in blocked),
-        exclude=tuple(dict.fromkeys([*mapping.exclude, *blocked])),
-        roles=tuple((role, column) for role, column in mapping.roles
-                    if not (role in INPUT_ROLES and column in blocked)),
-    ), blocked

@@ -8,12 +8,14 @@ finance demo table uploaded by ``analyst`` with the vertical's sample mapping co
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT / ".." / "shared" / "data"
+# A worktree beside the main checkout points here with TESSERA_SHARED_DATA=/path/to/data.
+SHARED_DATA = Path(os.environ.get("TESSERA_SHARED_DATA") or ROOT / ".." / "shared" / "data")
 
 # Enough epochs to learn something on the demo table, few enough to keep tests fast.
 FAST_TRAINING = {"epochs": 3, "batch_size": 64}

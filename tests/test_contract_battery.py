@@ -38,7 +38,8 @@ TRAIN_EPOCHS = 8
 # family is checked on fewer rows and epochs. 300 rows x 8 epochs, not 600 x 3: scored on
 # TEXT_FRESH_SAMPLE (test_text_model_beats_tfidf_on_fresh_rows), 300 x 8 beat TF-IDF on all
 # 5 data seeds of both problems, 600 x 3 lost on note triage's data seed 0 (-0.006), and its
-# text battery took longer (scripts/text_seed_study.py --fresh 1500; docs/benchmarks.md). On the 60-row
+# text battery took longer (scripts/text_seed_study.py --fresh 1500; docs/benchmarks.md).
+# On the 60-row
 # test split macro F1 has a standard error of ~0.05: the BASELINE_SLACK check there only
 # catches a model far behind (300 x 8 fell 0.050 below TF-IDF there on data seed 0).
 FAMILY_SIZE = {"text_encoder": (300, 8)}

@@ -85,8 +85,12 @@ class Supports:
     mitigation: bool = False
     # Checkpoints every epoch and resumes a crashed run exactly (ml_core.checkpoints).
     resume: bool = True
-    # A given test set uploaded as a companion file (``attach_test_set``).
+    # A given test set uploaded as a companion file with a second file of true values
+    # (``attach_test_set``: held-out run-to-failure series).
     test_file: bool = False
+    # A given test file with the training file's columns, target included (a published
+    # benchmark split), marked by ml_core.data.attach_labelled_test.
+    labelled_test_file: bool = False
 
 
 class ModelFamily:

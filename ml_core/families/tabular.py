@@ -42,7 +42,7 @@ class TabularMLPFamily(ModelFamily):
     primary_metric = "roc_auc"
     chart_kinds = ("precision_recall",)
     supports = Supports(online_prediction=True, batch_scoring=True, privacy_audit=True,
-                        mitigation=True)
+                        mitigation=True, labelled_test_file=True)
 
     def _run(self, **inputs: Any):
         from ml_core.pipeline import run_tabular

@@ -134,6 +134,15 @@ class IdentifierDecisionSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=2000, help_text="Why; kept in the audit log.")
 
 
+class TargetRuleSerializer(serializers.Serializer):
+    threshold = serializers.FloatField()
+    direction = serializers.ChoiceField(
+        choices=["below", "at_or_above"], default="at_or_above",
+        help_text="below: the positive class is value < threshold; at_or_above: >= threshold.")
+    positive_text = serializers.CharField(required=False, max_length=100)
+    negative_text = serializers.CharField(required=False, max_length=100)
+
+
 class MappingSerializer(serializers.Serializer):
     """A column mapping; fields left out fall back to the version's suggested mapping."""
 
@@ -150,6 +159,35 @@ class MappingSerializer(serializers.Serializer):
                   '["time", "date"]]; roles: series, time, user, item, student, skill, unit, '
                   'cycle, text, covariate.',
     )
+    column_types = serializers.DictField(
+        child=serializers.ChoiceField(choices=["categorical", "numeric", "date", "text"]),
+        required=False,
+        help_text='Override inferred column types, e.g. {"icd9_code": "categorical"}.',
+    )
+    positive_labels = serializers.ListField(
+        child=serializers.CharField(), required=False,
+        help_text="The labels of a multi-class target that form the positive class, e.g. "
+                  '["Dropout"]; the others are negative.',
+    )
+    target_rule = TargetRuleSerializer(
+        required=False, allow_null=True,
+        help_text="Cut a numeric target at a threshold (the suggested mapping carries the "
+                  "problem's rule); null uses the target as it is.",
+    )
+    hierarchies = serializers.DictField(
+        child=serializers.ChoiceField(choices=["icd9", "postcode"]), required=False,
+        help_text='Code columns and their public hierarchy, e.g. {"diag_1": "icd9"}.',
+    )
+
+
+class CompanionUploadSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(
+        choices=["test_set", "test_truth", "attributes"],
+        help_text="test_set: held-out rows with the same columns, target included (every "
+                  "tabular problem; remaining useful life adds test_truth); attributes: one "
+                  "row per user or student.")
+    file = serializers.FileField()
+    sep = serializers.CharField(required=False, allow_blank=True, max_length=8)
 
 
 # --- runs ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from governance.ledger import ledger_status
 from ingestion.models import Dataset, DatasetVersion
 from ingestion.services import (
     UploadError,
+    attach_companion,
     confirm_mapping,
     set_identifier_allowed,
     upload_dataset,
@@ -136,9 +137,50 @@ class DatasetViewSet(
         return Response(s.LedgerSerializer(ledger_status(self.get_object()).to_dict()).data)
 
 
+def _merged_mapping(version: DatasetVersion, given: dict) -> dict:
+    """The suggested mapping with the fields the client sent laid over it. The suggested
+    target rule was made for the suggested target: another target drops it unless the
+    client sends one; a rule's labels default to the problem's."""
+    suggested = dict(version.suggested_mapping or {})
+    merged = {"target": "", **suggested, **given}
+    if "target_rule" not in given and merged.get("target") != suggested.get("target"):
+        merged["target_rule"] = None
+    rule = given.get("target_rule")
+    if rule:
+        problem = suggested.get("target_rule") or {}
+        merged["target_rule"] = {
+            "positive_text": problem.get("positive_text"),
+            "negative_text": problem.get("negative_text"), **rule}
+    return merged
+
+
 class DatasetVersionViewSet(_Scoped, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     base_queryset = DatasetVersion.objects.select_related("dataset", "uploaded_by")
     serializer_class = s.DatasetVersionSerializer
+
+    @extend_schema(
+        request={"multipart/form-data": s.CompanionUploadSerializer},
+        responses={201: s.DatasetVersionSerializer, 400: ERROR},
+        description="Add a second file to a version awaiting its mapping: a given test set "
+        "(same columns, target included) or, where the problem takes them, its true values "
+        "or an attributes file.",
+    )
+    @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser])
+    def companions(self, request, pk=None):
+        version = self.get_object()
+        form = s.CompanionUploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            attach_companion(version=version, user=request.user, kind=data["kind"],
+                             file=data["file"], sep=data.get("sep") or None)
+        except UploadError as exc:
+            return _error(exc.message, errors=exc.errors)
+        except ValueError as exc:
+            return _error(str(exc))
+        version.refresh_from_db()
+        return Response(s.DatasetVersionSerializer(version).data,
+                        status=status.HTTP_201_CREATED)
 
     @extend_schema(
         request=s.MappingSerializer,
@@ -153,7 +195,7 @@ class DatasetVersionViewSet(_Scoped, mixins.RetrieveModelMixin, viewsets.Generic
         form.is_valid(raise_exception=True)
         # Validation decides whether an empty target is allowed (implicit-feedback
         # problems have none) and answers with the validation report.
-        merged = {"target": "", **(version.suggested_mapping or {}), **form.validated_data}
+        merged = _merged_mapping(version, form.validated_data)
         try:
             version = confirm_mapping(
                 version=version, user=request.user, mapping=ColumnMapping.from_dict(merged)

@@ -21,7 +21,7 @@ from governance.models import Mitigation
 from governance.scoring import loaded_model
 from ingestion.services import load_frame
 from ml_core.artifacts import predict_proba
-from ml_core.data import label_text
+from ml_core.data import binary_target, label_text
 from ml_core.fairness import sensitive_frame
 from ml_core.mitigation import CONSTRAINTS, threshold_optimizer
 from ml_core.spec import ColumnMapping
@@ -86,8 +86,10 @@ def mitigate(*, model_version: ModelVersion, user, constraint: str = "demographi
     spec = get_problem(model_version.vertical, model_version.problem).spec
     test = read_predictions(run.artifact_path)
     frame = frame[frame[mapping.target].notna()]
+    # The target as the run made it binary (a grade cut by its rule, grouped labels).
+    binary = binary_target(frame[mapping.target], mapping, default_rule=spec.target_rule)
     positive = label_text(loaded.metadata["positive_label"])
-    y = (frame[mapping.target].map(label_text) == positive).astype(int).to_numpy()
+    y = (binary.labels.map(label_text) == positive).astype(int).to_numpy()
     scores = predict_proba(loaded, frame)
     groups = sensitive_frame(frame, mapping, spec)
     is_test = frame.index.isin(test["row_id"])

@@ -5,10 +5,12 @@ Two kinds of second file exist because users' data come that way:
 * **attributes**: one row per user or student (sex, age band, ...), kept apart from the
   interactions or responses. Joined on the main table's ``user`` or ``student`` column, so
   the attributes become columns the analyst can map as sensitive (or exclude).
-* **a given test set** (and its true values): held-out run-to-failure series such as
-  C-MAPSS ``test_FD001.txt`` with ``RUL_FD001.txt``. The family that supports it
-  (``supports.test_file``, with its ``attach_test_set``) builds one frame that marks the
-  test rows, so the split is the given one, not a random one.
+* **a given test set**: for tabular problems a file with the training file's columns,
+  target included (a published benchmark split), marked by
+  :func:`ml_core.data.attach_labelled_test`; for remaining useful life held-out
+  run-to-failure series such as C-MAPSS ``test_FD001.txt`` with their true values
+  (``RUL_FD001.txt``), which the family's ``attach_test_set`` combines. Either way the
+  test rows are the given ones, not a random draw.
 """
 
 from __future__ import annotations
@@ -49,9 +51,20 @@ def supports_attributes(spec: ProblemSpec) -> bool:
     return bool(entity_roles(spec))
 
 
-def takes_test_set(spec: ProblemSpec) -> bool:
-    """Whether ``spec``'s family takes a given test set (its ``attach_test_set``)."""
+def takes_labelled_test(spec: ProblemSpec) -> bool:
+    """Whether ``spec``'s family takes a given test file that carries its own target."""
+    return family_of(spec).supports.labelled_test_file
+
+
+def needs_truth(spec: ProblemSpec) -> bool:
+    """Whether a given test set comes with a second file of true values (the family's
+    ``attach_test_set``: remaining useful life)."""
     return family_of(spec).supports.test_file
+
+
+def takes_test_set(spec: ProblemSpec) -> bool:
+    """Whether ``spec``'s family takes a given test set of either kind."""
+    return takes_labelled_test(spec) or needs_truth(spec)
 
 
 def attributes_key(columns: list[str], preferred: str | None) -> str:
@@ -95,8 +108,8 @@ def attach_test(
     ValueError when the family takes no given test set, the mapping lacks the roles it
     needs, or the truth does not fit the test units.
     """
-    if not takes_test_set(spec):
-        raise ValueError(f"{spec.name} takes no given test set")
+    if not needs_truth(spec):
+        raise ValueError(f"{spec.name} takes no given test set with separate true values")
     unit, cycle = mapping.role(ColumnRole.UNIT.value), mapping.role(ColumnRole.CYCLE.value)
     if not unit or not cycle:
         raise ValueError("a given test set needs the unit and cycle columns mapped")

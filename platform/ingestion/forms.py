@@ -5,7 +5,8 @@ from __future__ import annotations
 from django import forms
 
 from catalog.families import family_of
-from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec
+from ml_core.column_types import KINDS
+from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec, TargetRule
 
 DELIMITER_CHOICES = [
     ("", "Detect automatically"),
@@ -94,7 +95,13 @@ class UploadForm(forms.Form):
                 help_text="One row per user or student (e.g. sex, age), joined on their id; "
                           "its columns can then be mapped as sensitive attributes.")
             self.companion_names.append("attributes")
-        if companions.takes_test_set(spec):
+        if companions.takes_labelled_test(spec):
+            self.fields["test_file"] = forms.FileField(
+                required=False, label="Given test set (optional)",
+                help_text="Held-out rows with the same columns, target included (e.g. a "
+                          "published benchmark split): the model is tested on exactly these.")
+            self.companion_names.append("test_file")
+        if companions.needs_truth(spec):
             self.fields["test_file"] = forms.FileField(
                 required=False, label="Given test set (optional)",
                 help_text="Held-out series of other units, cut before failure "
@@ -107,7 +114,8 @@ class UploadForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        if bool(cleaned.get("test_file")) != bool(cleaned.get("test_truth")):
+        if "test_truth" in self.fields and \
+                bool(cleaned.get("test_file")) != bool(cleaned.get("test_truth")):
             raise forms.ValidationError(
                 "A given test set needs both files: the test series and their true values.")
         return cleaned
@@ -163,22 +171,65 @@ class MappingForm(forms.Form):
     )
 
     def __init__(self, *args, columns: list[str], initial_roles: dict[str, str],
-                 spec: ProblemSpec | None = None, **kwargs):
+                 spec: ProblemSpec | None = None, suggested: dict | None = None,
+                 inferred_kinds: dict[str, str] | None = None,
+                 target_labels: list[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.columns = columns
         self.spec = spec
+        self.suggested = ColumnMapping.from_dict({"target": "", **(suggested or {})})
         self.choices = role_choices(spec)
         offered = {value for value, _ in self.choices}
         fallback = "feature" if "feature" in offered else "exclude"
+        inferred_kinds = inferred_kinds or {}
         for index, name in enumerate(columns):
             initial = initial_roles.get(name, fallback)
             self.fields[f"role_{index}"] = forms.ChoiceField(
                 choices=self.choices, label=name,
                 initial=initial if initial in offered else fallback,
             )
+            # Blank keeps the inferred kind; a choice overrides it (codes read as numbers).
+            inferred = inferred_kinds.get(name)
+            self.fields[f"type_{index}"] = forms.ChoiceField(
+                choices=[("", f"{inferred} (inferred)" if inferred else "inferred"),
+                         *((kind, kind) for kind in KINDS)],
+                required=False, label=f"Type of {name}",
+                initial=self.suggested.column_type(name) or "",
+            )
+        if target_labels:
+            # A multi-class outcome: the analyst says which labels are the positive class.
+            self.fields["positive_labels"] = forms.MultipleChoiceField(
+                choices=[(label, label) for label in target_labels], required=False,
+                widget=forms.CheckboxSelectMultiple, label="Positive class",
+                initial=list(self.suggested.positive_labels),
+                help_text="The target has more than two values: tick the ones that count as "
+                          "the outcome of interest (e.g. Dropout); the rest are negative.")
+        rule = self.suggested.target_rule or (spec.target_rule if spec is not None else None)
+        if rule is not None:
+            # The problem's threshold for a numeric target, shown so the analyst confirms
+            # or edits it; blank uses the target as it is (already two classes).
+            self.fields["rule_threshold"] = forms.FloatField(
+                required=False, label="Target rule: threshold",
+                initial=self.suggested.target_rule.threshold if self.suggested.target_rule
+                else None,
+                help_text=f"Suggested by the problem: {rule.describe()}. Leave blank when the "
+                          "target already holds two classes.")
+            self.fields["rule_direction"] = forms.ChoiceField(
+                choices=[("below", f"{rule.positive_text} when below the threshold"),
+                         ("at_or_above", f"{rule.positive_text} at or above the threshold")],
+                initial="below" if rule.positive_below else "at_or_above",
+                label="Target rule: direction", required=False)
+        self.rule = rule
 
     def role_fields(self):
         return [self[f"role_{i}"] for i in range(len(self.columns))]
+
+    def type_fields(self):
+        return [self[f"type_{i}"] for i in range(len(self.columns))]
+
+    def target_fields(self):
+        return [self[name] for name in ("positive_labels", "rule_threshold", "rule_direction")
+                if name in self.fields]
 
     def clean(self):
         cleaned = super().clean()
@@ -203,10 +254,23 @@ class MappingForm(forms.Form):
             return tuple(name for name, r in roles.items() if r == role)
 
         ids, targets = having("id"), having("target")
+        threshold = self.cleaned_data.get("rule_threshold")
+        rule = None
+        if threshold is not None and self.rule is not None:
+            below = self.cleaned_data.get("rule_direction") != "at_or_above"
+            rule = TargetRule(threshold=threshold, positive_below=below,
+                              positive_text=self.rule.positive_text,
+                              negative_text=self.rule.negative_text)
         return ColumnMapping(
             target=targets[0] if targets else "", features=having("feature"),
             sensitive=having("sensitive"), exclude=having("exclude"),
             id=ids[0] if ids else None,
             positive_label=self.cleaned_data.get("positive_label") or None,
             roles=tuple((role, name) for role in TASK_ROLE_LABELS for name in having(role)),
+            column_types=tuple((name, self.cleaned_data[f"type_{i}"])
+                               for i, name in enumerate(self.columns)
+                               if self.cleaned_data.get(f"type_{i}")),
+            positive_labels=tuple(self.cleaned_data.get("positive_labels") or ()),
+            target_rule=rule,
+            hierarchies=self.suggested.hierarchies,
         )

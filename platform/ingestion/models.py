@@ -55,7 +55,7 @@ class DatasetVersion(models.Model):
     profile = models.JSONField(default=dict)
     errors = models.JSONField(default=list)  # [{code, message, column, rows}]
     warnings = models.JSONField(default=list)
-    # Columns that look like direct identifiers (ml_core.validation.find_identifiers):
+    # Columns that look like direct identifiers (ml_core.identifiers.find_identifiers):
     # [{column, kind, evidence, message}]. They are kept out of training unless an admin
     # allowed them (ingestion.services.set_identifier_allowed, audited).
     identifiers = models.JSONField(default=list)

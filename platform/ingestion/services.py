@@ -181,7 +181,8 @@ def _suggestions(frame: pd.DataFrame, spec: ProblemSpec) -> dict:
 
     Identifier columns are suggested as excluded; confirm_mapping enforces it.
     """
-    from ml_core.validation import exclude_identifiers, find_identifiers, suggest_mapping
+    from ml_core.identifiers import exclude_identifiers, find_identifiers
+    from ml_core.validation import suggest_mapping
 
     findings = [finding.to_dict() for finding in find_identifiers(frame)]
     suggested, _ = exclude_identifiers(suggest_mapping(frame, spec),
@@ -271,7 +272,8 @@ def complete_mapping(
 
 def _with_test_target(mapping: ColumnMapping, version: DatasetVersion) -> ColumnMapping:
     """A given test set fills a target column: name it when the mapping names none."""
-    if mapping.target or not version.companions.filter(
+    spec = problem_spec(version.dataset.vertical, version.dataset.problem)
+    if mapping.target or not companions.needs_truth(spec) or not version.companions.filter(
             kind=CompanionFile.Kind.TEST_SET).exists():
         return mapping
     return replace(mapping, target=companions.DEFAULT_TEST_TARGET)
@@ -289,9 +291,10 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
             f"version {version.number} is already {version.get_status_display().lower()}; "
             "upload the file again to map it differently"
         )
+    from ml_core.identifiers import exclude_identifiers
     from ml_core.profiling import profile
     from ml_core.tables import ColumnCodes
-    from ml_core.validation import exclude_identifiers, validate
+    from ml_core.validation import validate
 
     spec = problem_spec(version.dataset.vertical, version.dataset.problem)
     mapping = _with_test_target(mapping, version)
@@ -380,6 +383,11 @@ def load_frame(version: DatasetVersion, *, mapping: ColumnMapping | None = None)
         frame = companions.attach_test(
             frame, _read_stored(test_set.stored_path, test_set.read_options),
             _read_stored(truth.stored_path, truth.read_options), mapping=mapping, spec=spec)
+    elif test_set is not None and companions.takes_labelled_test(spec):
+        from ml_core.data import attach_labelled_test
+
+        frame = attach_labelled_test(
+            frame, _read_stored(test_set.stored_path, test_set.read_options))
     return frame
 
 
@@ -400,6 +408,9 @@ def _companion_refusal(kind: str, spec: ProblemSpec, present: set[str]) -> str |
     if not companions.takes_test_set(spec):
         return (f"{spec.name} takes no given test set: its test split is drawn from the "
                 "uploaded data itself, so upload the test rows with the rest.")
+    if kind == CompanionFile.Kind.TEST_TRUTH and not companions.needs_truth(spec):
+        return (f"{spec.name} takes no file of true values: its given test file carries its "
+                "own target column.")
     if kind == CompanionFile.Kind.TEST_TRUTH and CompanionFile.Kind.TEST_SET not in present:
         return "Attach the test set before its true values."
     return None

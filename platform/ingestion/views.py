@@ -20,6 +20,8 @@ from ingestion.forms import (
     roles_from_mapping,
 )
 from ingestion.models import Dataset, DatasetVersion
+from ml_core.column_types import infer_column_type
+from ml_core.data import label_text
 from ml_core.spec import ColumnRole
 from training.forms import TrainForm
 from verticals import registry
@@ -42,6 +44,8 @@ def _version_or_404(user, version_id: int) -> DatasetVersion:
 # Re-reading a big file only to show sample values would make the page slow.
 SAMPLE_READ_MAX_BYTES = 20 * 1024 * 1024
 SAMPLE_VALUES = 4
+# A target with more labels than this is numeric or free text: no positive-class checkboxes.
+MAX_LABEL_CHOICES = 30
 
 
 def _sample_text(value) -> str:
@@ -81,10 +85,13 @@ def _column_rows(version: DatasetVersion) -> list[dict]:
         if frame is not None and name in frame.columns:
             column = frame[name]
             samples = [_sample_text(v) for v in column.dropna().unique()[:SAMPLE_VALUES]]
-            kind = "numeric" if column.dtype.kind in "biuf" else "text"
-            rows.append({"name": name, "dtype": kind, "samples": samples})
+            kind = infer_column_type(column)
+            labels = column.dropna().map(label_text).unique()
+            rows.append({"name": name, "dtype": kind.kind, "why": kind.reason,
+                         "samples": samples,
+                         "labels": sorted(labels) if len(labels) <= MAX_LABEL_CHOICES else []})
         else:
-            rows.append({"name": name, "dtype": "", "samples": []})
+            rows.append({"name": name, "dtype": "", "why": "", "samples": [], "labels": []})
     return rows
 
 
@@ -141,9 +148,13 @@ def mapping(request, version_id: int):
     columns = _column_rows(version)
     names = [c["name"] for c in columns]
     suggested = version.mapping or version.suggested_mapping or {}
+    target = next((c for c in columns if c["name"] == suggested.get("target")), None)
+    target_labels = target["labels"] if target and len(target["labels"]) > 2 else []
     form = MappingForm(request.POST or None, columns=names, spec=spec,
                        initial_roles=_initial_roles(columns, suggested, spec),
-                       initial={"positive_label": suggested.get("positive_label") or ""})
+                       initial={"positive_label": suggested.get("positive_label") or ""},
+                       suggested=suggested, target_labels=target_labels,
+                       inferred_kinds={c["name"]: c["dtype"] for c in columns if c["dtype"]})
     if request.method == "POST" and form.is_valid():
         try:
             version = services.confirm_mapping(version=version, user=request.user,
@@ -156,8 +167,9 @@ def mapping(request, version_id: int):
         else:
             messages.error(request, "The data did not pass validation; see the errors below.")
         return redirect("dataset_version", version_id=version.pk)
-    rows = [{**column, "field": field}
-            for column, field in zip(columns, form.role_fields(), strict=True)]
+    rows = [{**column, "field": field, "type_field": type_field}
+            for column, field, type_field in zip(columns, form.role_fields(),
+                                                 form.type_fields(), strict=True)]
     return render(request, "ingestion/mapping.html", {
         "version": version, "dataset": version.dataset, "form": form, "rows": rows,
         "spec": spec, "companions": version.companions.all(),

@@ -96,11 +96,22 @@ def run_family(run) -> ModelFamily | None:
         return None
 
 
+def _other_references(result: dict) -> dict[str, dict]:
+    """Metrics of every reference but the chosen baseline: the family's other baselines,
+    then the stronger non-private references (gradient-boosted trees), by name."""
+    baseline = result.get("baseline") or {}
+    others = dict(baseline.get("baselines") or {})
+    others.update({name: reference.get("metrics") or {}
+                   for name, reference in (result.get("references") or {}).items()})
+    return others
+
+
 def baseline_names(result: dict) -> list[str]:
-    """The baselines beside the model: the chosen one first, then any others reported."""
+    """The baselines beside the model: the chosen one first, then any others reported
+    (other baselines, then references such as gradient-boosted trees)."""
     baseline = result.get("baseline") or {}
     chosen = baseline.get("name")
-    others = [n for n in (baseline.get("baselines") or {}) if n != chosen]
+    others = [n for n in _other_references(result) if n != chosen]
     return ([chosen] if chosen else []) + others
 
 
@@ -110,7 +121,7 @@ def metric_rows(run) -> list[dict]:
     result = run.result or {}
     baseline = result.get("baseline") or {}
     chosen = baseline.get("metrics") or {}
-    others = baseline.get("baselines") or {}
+    others = _other_references(result)
     twin = result.get("nonprivate_metrics") or {}
     model = run.metrics or {}
     names = list(model) + [n for n in list(chosen) + list(twin) if n not in model]

@@ -31,6 +31,7 @@ def test_result_is_json_ready(private_run):
         "metrics", "baseline", "nonprivate_metrics", "privacy", "fairness",
         "nonprivate_fairness", "fairness_passed", "split", "history", "device", "seed",
         "artifact_path", "artifact_sha256", "versions", "task_type", "charts", "notes",
+        "references",
     }
     assert set(data["metrics"]) == {"roc_auc", "pr_auc", "accuracy", "f1", "brier", "ks"}
     assert data["baseline"]["name"] == "logistic_regression"

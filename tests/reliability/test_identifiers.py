@@ -18,8 +18,8 @@ from django.urls import reverse
 from audits.models import AuditLogEntry
 from ingestion.models import DatasetVersion
 from ingestion.services import confirm_mapping, set_identifier_allowed, upload_dataset
+from ml_core.identifiers import exclude_identifiers, find_identifiers
 from ml_core.spec import ColumnMapping
-from ml_core.validation import exclude_identifiers, find_identifiers
 from tests.conftest import FAST_TRAINING, csv_upload, finance_frame
 from training.models import TrainingRun
 from training.services import execute_run, start_run

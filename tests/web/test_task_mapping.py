@@ -30,8 +30,10 @@ def _selects(html: str) -> dict[str, tuple[list[str], str | None]]:
         label = re.search(r'<label for="id_role_\d+">(.*?)</label>', row)
         if not label:
             continue
-        options = re.findall(r'<option value="([^"]*)"', row)
-        selected = re.search(r'<option value="([^"]*)" selected', row)
+        # The role select only (each row also has a "read as" type select).
+        role_select = re.search(r'<select name="role_\d+".*?</select>', row, re.S).group(0)
+        options = re.findall(r'<option value="([^"]*)"', role_select)
+        selected = re.search(r'<option value="([^"]*)" selected', role_select)
         found[label.group(1)] = (options, selected.group(1) if selected else None)
     return found
 
@@ -120,7 +122,9 @@ def test_upload_offers_second_files_only_where_the_problem_takes_them(client, an
     credit = client.get(reverse("dataset_upload", args=["finance", "credit_risk"]))
     assert 'name="test_file"' in rul.content.decode()
     assert 'name="test_truth"' in rul.content.decode()
-    for name in ("attributes", "test_file", "test_truth"):
+    # A tabular problem takes a given test file that carries its own target (issue 13).
+    assert 'name="test_file"' in credit.content.decode()
+    for name in ("attributes", "test_truth"):
         assert f'name="{name}"' not in credit.content.decode()
 
 

@@ -47,8 +47,11 @@ OUTCOME_SENSITIVE_NAMES = (
     "father_education", "frl", "free_lunch", "ethnicity", "race", "disability",
     "special_needs",
 )
+# Grades (G3, 0-20) and text outcomes as real records hold them: OULAD's final_result
+# (Pass/Fail/Withdrawn/Distinction), UCI 697's Target (Graduate/Dropout/Enrolled), xAPI's
+# Class (L/M/H).
 OUTCOME_TARGET_NAMES = ("G3", "final_grade", "grade", "final_score", "score", "result",
-                        "outcome", "pass", "passed")
+                        "final_result", "outcome", "pass", "passed", "target", "class")
 # Period grades of the same course leak the final grade (r ~ 0.9 with G3 in UCI's data):
 # a model built on them predicts next week's grade, not who needs help early.
 OUTCOME_EXCLUDE_NAMES = ("G1", "G2", "first_period_grade", "second_period_grade",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ml_core.spec import (
     Banding,
+    CodeHierarchy,
     ColumnMapping,
     ColumnRole,
     FairnessPolicy,
@@ -29,6 +30,11 @@ SENSITIVE_NAMES = (
     "sex", "gender", "personal_status", "personal_status_and_sex", "marital_status", "age",
     "foreign_worker", "nationality", "race", "ethnicity",
 )
+
+# Applicants' postcodes group by their leading characters (021 for 02139, L9G for L9G2B):
+# a public hierarchy, so no list of postcodes is learnt from the applicants.
+POSTCODES = CodeHierarchy(kind="postcode", column_hints=(
+    "postcode", "post_code", "postal_code", "zip", "zipcode", "zip_code"))
 
 CREDIT_RISK = ProblemSpec(
     key="credit_risk",
@@ -65,6 +71,7 @@ CREDIT_RISK = ProblemSpec(
     ),
     # Monthly, 02:00 on the 1st: portfolios drift slowly and outcomes arrive monthly.
     retrain_cron="0 2 1 * *",
+    code_hierarchies=(POSTCODES,),
 )
 
 # Marital status is a protected characteristic in credit decisions (e.g. ECOA): it is

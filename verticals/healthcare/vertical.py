@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ml_core.spec import (
     Banding,
+    CodeHierarchy,
     ColumnMapping,
     ColumnRole,
     FairnessPolicy,
@@ -35,6 +36,12 @@ ZERO_MEANS_MISSING = (
     "serum_insulin", "bmi",
 )
 
+# Diagnosis code columns follow ICD-9-CM's public chapters and three-character categories
+# (diag_1..3 in the UCI diabetes encounters file, icd9_code in MIMIC-III).
+DIAGNOSIS_CODES = CodeHierarchy(kind="icd9", column_hints=(
+    "diag_1", "diag_2", "diag_3", "icd9_code", "icd9", "diagnosis_code", "diag", "dx",
+    "primary_diagnosis", "secondary_diagnosis"))
+
 READMISSION_RISK = ProblemSpec(
     key="readmission_risk",
     name="Readmission risk",
@@ -59,6 +66,7 @@ READMISSION_RISK = ProblemSpec(
     train=TrainConfig(epochs=30, batch_size=64, learning_rate=1e-2, hidden_sizes=(64, 32),
                       patience=5),
     retrain_cron="0 2 1 * *",  # monthly: outcomes arrive 30 days after discharge
+    code_hierarchies=(DIAGNOSIS_CODES,),
 )
 
 NOTE_TRIAGE = ProblemSpec(

@@ -3,7 +3,8 @@
     python manage.py pipeline FILE --vertical V --problem P [--target COL] \\
         [--column ROLE=COL]... [--sensitive COL]... [--exclude COL]... \\
         [--horizon N] [--epochs N] [--set KEY=VALUE]... \\
-        [--attributes FILE] [--test-file FILE --test-truth FILE] \\
+        [--attributes FILE] [--test-file FILE [--test-truth FILE]] \\
+        [--column-type COL=KIND]... [--positive-label LABEL]... [--target-rule RULE] \\
         [--epsilon E | --privacy | --no-privacy] [--sep S] [--no-header] [--inline] --json \\
         [--predictions-out PATH] [--allow-identifier COL]... [--validate-only]
 
@@ -13,8 +14,13 @@ text); series, covariate, feature, sensitive and exclude repeat. Roles not given
 suggested mapping (from the problem's column-name hints); excluded columns add to the
 suggested ones (which hold, e.g., the columns that leak the target). ``--attributes``
 joins a per-user or per-student table on that key before validation, so its columns can
-be mapped as sensitive; ``--test-file`` with ``--test-truth`` gives a held-out test set
-(remaining useful life), refused by problems whose test split comes from the data.
+be mapped as sensitive; ``--test-file`` gives a held-out test set: for tabular problems a
+file with the same columns, target included; for remaining useful life with
+``--test-truth`` (the true values); refused by problems whose test split comes from the
+data. ``--column-type COL=KIND`` (categorical, numeric, date, text) overrides an inferred
+column type; ``--positive-label`` names the positive class (repeat it to group several
+labels of a multi-class outcome); ``--target-rule '<10'`` (or ``'>=10'``, or ``none``)
+confirms or edits the threshold a numeric target is cut at (the problem suggests one).
 Columns flagged as direct identifiers (names, e-mail, phone, national ids) are kept out of
 training; ``--allow-identifier COL`` allows one (the user must be an admin; audited).
 ``--validate-only`` stops after validation: nothing is trained.
@@ -40,6 +46,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from accounts.models import Membership, Organisation, Role
+from ingestion import companions
 from ingestion.models import CompanionFile, DatasetVersion
 from ingestion.services import (
     UploadError,
@@ -48,7 +55,7 @@ from ingestion.services import (
     set_identifier_allowed,
     upload_dataset,
 )
-from ml_core.spec import TABULAR_ROLES, ColumnMapping
+from ml_core.spec import TABULAR_ROLES, ColumnMapping, TargetRule
 from training.models import TrainingRun
 from training.options import OPTION_RANGES, OVERRIDABLE
 from training.predictions import predictions_csv
@@ -89,7 +96,8 @@ class Command(BaseCommand):
         parser.add_argument("--attributes", type=Path, default=None,
                             help="per-user or per-student attributes, joined on that key")
         parser.add_argument("--test-file", dest="test_file", type=Path, default=None,
-                            help="a given test set (remaining useful life)")
+                            help="a given test set: the same columns, target included "
+                                 "(remaining useful life: with --test-truth)")
         parser.add_argument("--test-truth", dest="test_truth", type=Path, default=None,
                             help="true values for --test-file, one per test unit")
         parser.add_argument("--horizon", type=int, default=None,
@@ -99,7 +107,17 @@ class Command(BaseCommand):
                             help=f"a training option: {', '.join(OVERRIDABLE)}")
         parser.add_argument("--id-column", dest="id_column", default=None,
                             help="the row identifier (default: the suggested one, if any)")
-        parser.add_argument("--positive-label", default=None)
+        parser.add_argument("--positive-label", dest="positive_labels", action="append",
+                            default=[], metavar="LABEL",
+                            help="the positive class; repeat to group labels of a "
+                                 "multi-class target (e.g. Dropout)")
+        parser.add_argument("--column-type", dest="column_types", action="append", default=[],
+                            metavar="COL=KIND",
+                            help="read a column as categorical, numeric, date or text")
+        parser.add_argument("--target-rule", dest="target_rule", default=None,
+                            metavar="RULE",
+                            help="cut a numeric target: '<10' (positive below 10), '>=10', "
+                                 "or 'none' (use the target as it is)")
         privacy = parser.add_mutually_exclusive_group()
         privacy.add_argument("--epsilon", type=float, default=None,
                              help="target epsilon (turns differential privacy on)")
@@ -192,7 +210,9 @@ class Command(BaseCommand):
                                                              f"{exc}"}],
                                       "dataset": _dataset(version)}) from None
         mapping = mapping_from(version.suggested_mapping or {}, given,
-                               positive_label=options["positive_label"])
+                               positive_labels=options["positive_labels"],
+                               column_types=_column_types(options["column_types"]),
+                               target_rule=_target_rule(options["target_rule"], version))
         version = confirm_mapping(version=version, user=user, mapping=mapping)
         if version.status == DatasetVersion.Status.REJECTED:
             raise PipelineFailed({"errors": version.errors, "dataset": _dataset(version)})
@@ -236,7 +256,9 @@ class Command(BaseCommand):
         if options["test_truth"] is not None and options["test_file"] is None:
             raise _refused("--test-truth needs --test-file: the true values belong to a "
                            "given test set")
-        if options["test_file"] is not None and options["test_truth"] is None:
+        spec = get_problem(version.dataset.vertical, version.dataset.problem).spec
+        if options["test_file"] is not None and options["test_truth"] is None \
+                and companions.needs_truth(spec):
             raise _refused("--test-file needs --test-truth: the true remaining life of each "
                            "test unit at its last cycle")
         files = ((CompanionFile.Kind.ATTRIBUTES, options["attributes"]),
@@ -339,12 +361,18 @@ def _given_roles(options: dict) -> list[tuple[str, str]]:
 
 
 def mapping_from(suggested: dict, given: list[tuple[str, str]], *,
-                 positive_label: str | None = None) -> ColumnMapping:
+                 positive_labels: list[str] | tuple[str, ...] = (),
+                 column_types: tuple[tuple[str, str], ...] = (),
+                 target_rule: TargetRule | None | str = "suggested") -> ColumnMapping:
     """The suggested mapping with the command line's roles laid over it.
 
     A role given on the command line replaces the suggestion for that role, except
     ``exclude``, which adds to it (suggested exclusions keep target leaks out). A column
     given a role loses any other role the suggestion gave it, so no column has two roles.
+    One positive label names the positive class; several group the labels of a
+    multi-class target. ``column_types`` add to the suggested ones. ``target_rule``:
+    ``"suggested"`` keeps the suggested rule unless another target is given, None uses
+    the target as it is.
     """
     base = ColumnMapping.from_dict({"target": "", **suggested})
     named = {column for _, column in given}
@@ -372,15 +400,55 @@ def mapping_from(suggested: dict, given: list[tuple[str, str]], *,
     roles = tuple((role, column) for role in dict.fromkeys(task_roles)
                   for column in columns_for(role))
     target, ids = columns_for("target"), columns_for("id")
+    if target_rule == "suggested":
+        # The suggestion's rule was made for the suggested target, not for another one.
+        target_rule = base.target_rule if (target[:1] or [""])[0] == base.target else None
+    labels = tuple(dict.fromkeys(str(label) for label in positive_labels))
     return ColumnMapping(
         target=target[0] if target else "",
         features=tuple(columns_for("feature")),
         sensitive=tuple(columns_for("sensitive")),
         exclude=tuple(columns_for("exclude")),
         id=ids[0] if ids else None,
-        positive_label=positive_label if positive_label is not None else base.positive_label,
+        positive_label=labels[0] if len(labels) == 1 else base.positive_label,
+        positive_labels=labels if len(labels) > 1 else base.positive_labels or labels,
         roles=roles,
+        column_types=tuple({**dict(base.column_types), **dict(column_types)}.items()),
+        target_rule=target_rule,
+        hierarchies=base.hierarchies,
     )
+
+
+def _column_types(items: list[str]) -> tuple[tuple[str, str], ...]:
+    """--column-type COL=KIND pairs; refused naming the kinds when one is not."""
+    from ml_core.column_types import parse_override
+
+    try:
+        return tuple(parse_override(item) for item in items)
+    except ValueError as exc:
+        raise _refused(f"--column-type: {exc}") from None
+
+
+def _target_rule(text: str | None, version: DatasetVersion) -> TargetRule | None | str:
+    """--target-rule '<10', '>=10' or 'none' as a rule (labels from the problem's own
+    rule); "suggested" when it is not given."""
+    if text is None:
+        return "suggested"
+    text = text.strip().replace(" ", "")
+    if text.lower() == "none":
+        return None
+    for sign, below in (("<", True), (">=", False)):
+        if text.startswith(sign) and not (sign == "<" and text.startswith("<=")):
+            try:
+                threshold = float(text[len(sign):])
+            except ValueError:
+                break
+            problem = get_problem(version.dataset.vertical, version.dataset.problem).spec
+            rule = problem.target_rule or TargetRule(threshold=threshold)
+            return TargetRule(threshold=threshold, positive_below=below,
+                              positive_text=rule.positive_text, negative_text=rule.negative_text)
+    raise _refused(f"--target-rule {text!r}: write '<10' (positive below 10), '>=10' "
+                   "(positive at or above 10) or 'none'")
 
 
 def _train_options(items: list[str]) -> dict:
@@ -428,6 +496,7 @@ def _run(run: TrainingRun) -> dict:
         "task_type": result.get("task_type"),
         "metrics": run.metrics,
         "baseline": result.get("baseline"),
+        "references": result.get("references") or {},
         "nonprivate_metrics": result.get("nonprivate_metrics"),
         "split": result.get("split"),
         "notes": result.get("notes") or [],
