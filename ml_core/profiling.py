@@ -71,6 +71,10 @@ def _stats(values: np.ndarray) -> dict:
 def _numeric_profile(series: pd.Series) -> dict:
     """Missing share, distinct count, histogram and stats of a numeric column, from one
     float copy of it."""
+    if not pd.api.types.is_numeric_dtype(series):
+        # Inferred numeric with a minority of other values ('1~~1' among counts): those
+        # count as missing here; validation names them.
+        series = pd.to_numeric(series, errors="coerce")
     values = series.to_numpy(dtype=float, na_value=np.nan)
     missing = np.isnan(values)
     present = values[~missing] if missing.any() else values
