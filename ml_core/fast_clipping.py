@@ -40,6 +40,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
 from opacus.grad_sample import GradSampleModule
 from opacus.optimizers import DPOptimizer
+from opacus.version import __version__ as OPACUS_VERSION
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
@@ -47,6 +48,25 @@ from torch.utils.data import DataLoader
 from ml_core.sampling import PoissonLoader
 
 logger = logging.getLogger(__name__)
+
+# The Opacus releases whose internals this module relies on (DPOptimizer's
+# clip_and_accumulate / pre_step / summed_grad protocol and its noise and scaling steps;
+# DPDataLoader's empty-batch collate, reused by ml_core.sampling). Same range as the pin in
+# pyproject.toml; tests/ml_core/test_opacus_pin.py fails on any other installed version, and
+# an unverified version gets Opacus' own hooks and loader instead of the fast path.
+SUPPORTED_OPACUS = ((1, 6),)  # (major, minor) releases, any patch
+
+
+def opacus_supported(version: str | None = None) -> bool:
+    """Whether ``version`` (default: the installed Opacus) is one the fast path was
+    verified against."""
+    version = OPACUS_VERSION if version is None else version
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) in SUPPORTED_OPACUS
+
 
 # Opacus' clip factor: (max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
 # (opacus/optimizers/optimizer.py, DPOptimizer.clip_and_accumulate).
@@ -446,9 +466,16 @@ def make_private_fast(
         decision = FastPathDecision(
             fast_path=False, reason="per-layer max_grad_norm; using Opacus' hooks"
         )
+    verified = opacus_supported()
+    if not verified:
+        decision = FastPathDecision(
+            fast_path=False, reason=(f"Opacus {OPACUS_VERSION} is not a release the "
+                                     "book-keeping path was verified against; using Opacus' "
+                                     "hooks"))
     # Poisson sampling in O(batch) per step (ml_core.sampling); secure mode keeps Opacus'
-    # loader, whose draws come from the engine's cryptographically secure generator.
-    own_poisson = poisson_sampling and not engine.secure_mode
+    # loader, whose draws come from the engine's cryptographically secure generator, and so
+    # does an unverified Opacus (the O(batch) loader reuses its collate internals).
+    own_poisson = poisson_sampling and not engine.secure_mode and verified
     if own_poisson:
         data_loader = PoissonLoader.from_data_loader(data_loader, batch_first=batch_first)
     if not decision.fast_path:
