@@ -163,6 +163,13 @@ class LoopResult:
     def stopped_early(self) -> bool:
         return self.stop_reason == "early_stop"
 
+    @property
+    def epsilon_remaining(self) -> float | None:
+        """The part of the target epsilon this training did not spend (None: not private)."""
+        if not self.privacy.get("enabled"):
+            return None
+        return max(0.0, float(self.privacy["target_epsilon"]) - float(self.privacy["epsilon"]))
+
 
 def _validator_fixes(model: nn.Module) -> tuple[nn.Module, tuple[str, ...]]:
     before = {name: type(module).__name__ for name, module in model.named_modules()}
@@ -181,6 +188,50 @@ def _autocast(plan: LoopPlan) -> Callable[[], contextlib.AbstractContextManager]
     return contextlib.nullcontext
 
 
+@dataclass(frozen=True)
+class Started:
+    """A plan's training pieces, as :func:`start` sets them up for the epochs: the module
+    (Opacus-wrapped when private), its optimiser and loader (DP-SGD's and the Poisson
+    loader when private), and the privacy wrapping itself (None when not private)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: DataLoader
+    wrapped: dp.PrivateTraining | None
+    fixes: tuple[str, ...]  # "name: Old -> New" for each layer Opacus' validator replaced
+    module_fixed: bool
+
+    def privacy(self) -> dict:
+        """The privacy spent so far (``disabled_report()`` when not private)."""
+        return self.wrapped.report() if self.wrapped is not None else dp.disabled_report()
+
+
+def start(plan: LoopPlan) -> Started:
+    """Seed, build, and (when private) validate and wrap ``plan``'s module for DP-SGD:
+    what :func:`run_loop` trains, and what the privacy-rule tests inspect."""
+    seed_everything(plan.train.seed)
+    model = plan.build()
+    fixes: tuple[str, ...] = ()
+    module_fixed = False
+    if plan.private:
+        fixed, fixes = _validator_fixes(model)
+        module_fixed, model = fixed is not model, fixed
+    model = model.to(plan.device)
+    model.train()  # Opacus records no activations in eval mode.
+    train = plan.train
+    optimizer = (plan.optimizer or (lambda module: adam(module, train)))(model)
+    loader = DataLoader(
+        plan.dataset, batch_size=max(1, min(plan.batch_size, len(plan.dataset))), shuffle=True,
+        generator=torch.Generator().manual_seed(train.seed), collate_fn=plan.collate_fn)
+    wrapped: dp.PrivateTraining | None = None
+    if plan.private:
+        wrapped = dp.make_private(model=model, optimizer=optimizer, loader=loader,
+                                  config=plan.privacy, epochs=train.epochs)
+        model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
+    return Started(model=model, optimizer=optimizer, loader=loader, wrapped=wrapped,
+                   fixes=fixes, module_fixed=module_fixed)
+
+
 def run_loop(
     plan: LoopPlan, *, progress: ProgressSink | None = None, should_stop: StopCheck | None = None,
 ) -> LoopResult:
@@ -193,38 +244,21 @@ def run_loop(
     inputs found there (an attempt that died) is resumed: the result equals an
     uninterrupted run's.
     """
-    seed_everything(plan.train.seed)
-    model = plan.build()
-    fixes: tuple[str, ...] = ()
-    module_fixed = False
-    if plan.private:
-        fixed, fixes = _validator_fixes(model)
-        module_fixed, model = fixed is not model, fixed
-    limit = cpu_threads_for(model, plan.device) if plan.limit_threads else contextlib.nullcontext()
+    started = start(plan)
+    limit = (cpu_threads_for(started.model, plan.device) if plan.limit_threads
+             else contextlib.nullcontext())
     with limit:
-        return _train(plan, model=model.to(plan.device), fixes=fixes, module_fixed=module_fixed,
-                      progress=progress, should_stop=should_stop)
+        return _epochs(plan, started, progress=progress, should_stop=should_stop)
 
 
-def _train(
-    plan: LoopPlan, *, model: nn.Module, fixes: tuple[str, ...], module_fixed: bool,
-    progress: ProgressSink | None, should_stop: StopCheck | None,
+def _epochs(
+    plan: LoopPlan, started: Started, *, progress: ProgressSink | None,
+    should_stop: StopCheck | None,
 ) -> LoopResult:
     train = plan.train
-    model.train()  # Opacus records no activations in eval mode.
-    optimizer = (plan.optimizer or (lambda module: adam(module, train)))(model)
-    loader = DataLoader(
-        plan.dataset, batch_size=max(1, min(plan.batch_size, len(plan.dataset))), shuffle=True,
-        generator=torch.Generator().manual_seed(train.seed), collate_fn=plan.collate_fn)
-    wrapped: dp.PrivateTraining | None = None
-    if plan.private:
-        wrapped = dp.make_private(model=model, optimizer=optimizer, loader=loader,
-                                  config=plan.privacy, epochs=train.epochs)
-        model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
-
-    def privacy_so_far() -> dict:
-        return wrapped.report() if wrapped is not None else dp.disabled_report()
-
+    model, optimizer, loader, wrapped = (started.model, started.optimizer, started.loader,
+                                         started.wrapped)
+    privacy_so_far = started.privacy
     start_key = -math.inf if plan.start_key is None else plan.start_key(model)
     log = EpochLog(model=model, stage=plan.stage, total_epochs=train.epochs,
                    patience=train.patience, progress=progress, snapshot=plan.snapshot,
@@ -261,8 +295,8 @@ def _train(
         model.cleanup()  # drop the records and the patched Linear forwards
     return LoopResult(module=best, history=log.history, best_epoch=log.best_epoch,
                       epochs_run=len(log.history), stop_reason=reason,
-                      privacy=privacy_so_far(), device=str(plan.device), fixes=fixes,
-                      module_fixed=module_fixed)
+                      privacy=privacy_so_far(), device=str(plan.device), fixes=started.fixes,
+                      module_fixed=started.module_fixed)
 
 
 def run_epoch(

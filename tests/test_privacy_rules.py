@@ -1,0 +1,234 @@
+"""The privacy rules of DP-SGD, held against every registered model family's training path.
+
+Each family trains one of its problems privately through ``ml_core.pipeline.run_training``
+(small sizes); the one training loop's :func:`ml_core.training_loop.start` is observed, so
+the checks below see exactly the plan (data, batch loss) and the wrapped module, optimiser
+and loader that family trained with. One slip in one family's loop would fail here:
+
+* the batch loss is a plain mean over rows (Opacus' ``loss_reduction="mean"``);
+* an empty Poisson batch still steps, with pure noise, and the accountant counts it;
+* the accountant's step count equals the planned steps;
+* each sample's clipped gradient has norm at most ``max_grad_norm``, and the clipped sum
+  of a batch is the sum of its samples' clipped gradients (per-sample, not per-batch);
+* the noise's standard deviation is ``noise_multiplier * max_grad_norm``;
+* the reported epsilon equals Google's dp-accounting PLD for the same sigma, q and steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from dp_accounting import dp_event, pld
+from torch import nn
+
+from ml_core import training_loop
+from ml_core.families import FAMILIES
+from ml_core.training_loop import LoopPlan, Started
+from verticals.registry import all_problems
+
+# Opacus' hooks on a first layer whose input needs no gradient: expected, harmless.
+pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+
+ROWS, EPOCHS = 300, 1
+# The text family fine-tunes a transformer layer: fewer rows (still several Poisson steps).
+FAMILY_ROWS = {"text_encoder": 120}
+BATCH_ROWS = 6  # rows of the batch the clipping checks use
+
+
+def _first_problem_per_family() -> dict[str, tuple]:
+    chosen: dict[str, tuple] = {}
+    for vertical, problem in all_problems():
+        chosen.setdefault(problem.spec.model_family, (vertical, problem))
+    return chosen
+
+
+PROBLEMS = _first_problem_per_family()
+FAMILY_IDS = sorted(PROBLEMS)
+
+
+@dataclasses.dataclass
+class PrivateTrainingSeen:
+    plan: LoopPlan
+    started: Started
+    report: dict  # the privacy report once the training finished
+
+
+_seen: dict[str, PrivateTrainingSeen] = {}
+
+
+def _train_privately(family: str) -> PrivateTrainingSeen:
+    """Run ``family``'s problem privately once (cached) and keep its private stage."""
+    if family in _seen:
+        return _seen[family]
+    from ml_core.pipeline import run_training
+
+    vertical, problem = PROBLEMS[family]
+    spec = problem.spec
+    rows = FAMILY_ROWS.get(family, ROWS)
+    captured: list[tuple[LoopPlan, Started]] = []
+    real_start = training_loop.start
+
+    def observed_start(plan: LoopPlan) -> Started:
+        started = real_start(plan)
+        if plan.private:
+            captured.append((plan, started))
+        return started
+
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as tmp:
+        patch.setattr(training_loop, "start", observed_start)
+        run_training(
+            frame=problem.sample_data(rows, 7), mapping=problem.sample_mapping, spec=spec,
+            privacy=dataclasses.replace(spec.privacy, enabled=True),
+            train=dataclasses.replace(spec.train, epochs=EPOCHS), artifact_dir=Path(tmp),
+        )
+    assert captured, f"{family}: no private training went through the training loop"
+    plan, started = captured[0]
+    _seen[family] = PrivateTrainingSeen(plan=plan, started=started,
+                                        report=started.privacy())
+    return _seen[family]
+
+
+@pytest.fixture(params=FAMILY_IDS)
+def seen(request) -> PrivateTrainingSeen:
+    return _train_privately(request.param)
+
+
+def test_every_family_has_a_problem_to_train():
+    # A family no problem uses would escape every rule below.
+    assert set(FAMILIES) | {"tabular_mlp"} <= set(PROBLEMS)
+
+
+# --- helpers on the family's own plan ------------------------------------------------------
+
+
+def _fresh(seen: PrivateTrainingSeen) -> Started:
+    """The family's training pieces again (same plan): a model untouched by training."""
+    return training_loop.start(seen.plan)
+
+
+def _no_dropout(model: nn.Module) -> None:
+    # Per-sample gradients of one batch and of its rows one by one must see the same
+    # function: dropout would draw other masks. Train mode stays on (Opacus needs it).
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+
+
+def _batch(plan: LoopPlan, rows: list[int]) -> tuple:
+    loader = torch.utils.data.DataLoader(plan.dataset, batch_size=len(rows),
+                                         sampler=rows, collate_fn=plan.collate_fn)
+    return next(iter(loader))
+
+
+def _clipped_sum(started: Started, plan: LoopPlan, batch: tuple) -> list[torch.Tensor]:
+    """Opacus' (or the book-keeping) clipped sum of per-sample gradients, no noise."""
+    optimizer = started.optimizer
+    optimizer.zero_grad(set_to_none=True)
+    for p in optimizer.params:
+        p.summed_grad = None
+        p.grad_sample = None
+    loss, _ = plan.batch_loss(started.model, batch)
+    loss.backward()
+    optimizer.clip_and_accumulate()
+    sums = [p.summed_grad.detach().clone().double() for p in optimizer.params]
+    optimizer.zero_grad(set_to_none=True)
+    return sums
+
+
+def _norm(tensors: list[torch.Tensor]) -> float:
+    return float(torch.sqrt(sum(t.pow(2).sum() for t in tensors)))
+
+
+def _empty_step(started: Started, plan: LoopPlan) -> torch.Tensor:
+    """One step on an empty Poisson batch drawn by the family's own loader; returns every
+    trainable parameter's resulting gradient, flattened."""
+    sampler = started.loader.batch_sampler
+    sampler.sample_rate = 1e-12  # the loader's next draw: an empty batch (almost surely)
+    batch = next(iter(started.loader))
+    assert len(batch[0]) == 0
+    optimizer = started.optimizer
+    optimizer.zero_grad(set_to_none=True)
+    loss, rows = plan.batch_loss(started.model, batch)
+    assert rows == 0
+    loss.backward()
+    optimizer.step()
+    return torch.cat([p.grad.detach().reshape(-1).double() for p in optimizer.params])
+
+
+# --- the rules -------------------------------------------------------------------------------
+
+
+def test_the_batch_loss_is_a_plain_mean_over_rows(seen):
+    plan = seen.plan
+    assert seen.started.optimizer.loss_reduction == "mean"
+    model = _fresh(seen).model
+    _no_dropout(model)
+    rows = list(range(min(BATCH_ROWS, len(plan.dataset))))
+    once, n_once = plan.batch_loss(model, _batch(plan, rows))
+    twice, n_twice = plan.batch_loss(model, _batch(plan, rows + rows))
+    assert n_twice == 2 * n_once
+    # A sum would double; a mean of the same rows twice is unchanged.
+    assert float(twice.detach()) == pytest.approx(float(once.detach()), rel=1e-5)
+
+
+def test_an_empty_poisson_batch_still_steps_and_is_counted(seen):
+    started = _fresh(seen)
+    before = started.wrapped.steps
+    gradient = _empty_step(started, seen.plan)
+    assert started.wrapped.steps == before + 1
+    assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0  # noise only
+
+
+def test_the_noise_std_is_sigma_times_the_clipping_bound(seen):
+    started = _fresh(seen)
+    gradient = _empty_step(started, seen.plan)
+    optimizer = started.optimizer
+    # Opacus divides the noisy sum by the expected batch size (loss_reduction="mean").
+    noise = gradient * optimizer.expected_batch_size
+    expected = seen.report["noise_multiplier"] * seen.report["max_grad_norm"]
+    tolerance = 4 / math.sqrt(2 * len(noise))  # ~4 standard errors of a sample std
+    assert float(noise.std()) == pytest.approx(expected, rel=max(tolerance, 0.02))
+    assert abs(float(noise.mean())) < 4 * expected / math.sqrt(len(noise))
+
+
+def test_the_accountant_counts_exactly_the_planned_steps(seen):
+    report = seen.report
+    steps_per_epoch = int(1 / report["sample_rate"])
+    assert report["planned_steps"] == EPOCHS * steps_per_epoch
+    assert report["steps"] == report["planned_steps"]
+    assert seen.started.wrapped.steps == report["steps"]
+
+
+def test_each_sample_is_clipped_to_the_bound(seen):
+    plan = seen.plan
+    started = _fresh(seen)
+    _no_dropout(started.model)
+    bound = seen.report["max_grad_norm"]
+    rows = list(range(min(BATCH_ROWS, len(plan.dataset))))
+    singles = [_clipped_sum(started, plan, _batch(plan, [row])) for row in rows]
+    for single in singles:
+        assert _norm(single) <= bound * (1 + 1e-5)
+    together = _clipped_sum(started, plan, _batch(plan, rows))
+    summed = [sum(parts) for parts in zip(*singles, strict=True)]
+    difference = _norm([a - b for a, b in zip(together, summed, strict=True)])
+    assert difference <= 1e-4 * max(_norm(summed), 1e-12)
+    # The report says which clipping path the family took, and why.
+    clipping = seen.report["clipping"]
+    assert isinstance(clipping["fast_path"], bool) and clipping["reason"]
+
+
+def test_the_epsilon_equals_dp_accounting(seen):
+    report = seen.report
+    event = dp_event.SelfComposedDpEvent(
+        dp_event.PoissonSampledDpEvent(
+            report["sample_rate"], dp_event.GaussianDpEvent(report["noise_multiplier"])),
+        report["steps"])
+    independent = pld.PLDAccountant(value_discretization_interval=1e-3).compose(
+        event).get_epsilon(report["delta"])
+    assert report["epsilon"] == pytest.approx(independent, rel=0.02, abs=0.01)
+    assert report["epsilon"] <= report["target_epsilon"] + 1e-6
