@@ -90,22 +90,40 @@ def _is_plain_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward
 
 
+def _is_plain_embedding(module: nn.Module) -> bool:
+    # A row lookup: its per-sample gradient is the output gradients scattered to the looked-up
+    # rows. max_norm renormalises rows in the forward pass and scale_grad_by_freq rescales by
+    # the batch's counts (a cross-sample dependence): both stay on Opacus' path. So does a
+    # padding_idx: autograd gives its row no gradient, Opacus' per-sample rule does (1.6),
+    # and the fast path must clip exactly what Opacus clips.
+    return (isinstance(module, nn.Embedding)
+            and type(module).forward is nn.Embedding.forward
+            and module.max_norm is None and not module.scale_grad_by_freq
+            and not module.sparse and module.padding_idx is None)
+
+
+def _has_fast_path(module: nn.Module) -> bool:
+    return _is_plain_linear(module) or _is_plain_embedding(module)
+
+
 def fast_path_support(
     module: nn.Module, *, params: Iterable[nn.Parameter] | None = None
 ) -> FastPathDecision:
     """Whether every trainable parameter of ``module`` (or of ``params``, a subset) can be
-    clipped on the book-keeping path, i.e. is the weight or bias of a plain ``nn.Linear``."""
+    clipped on the book-keeping path, i.e. is the weight or bias of a plain ``nn.Linear``
+    or the weight of a plain ``nn.Embedding``."""
     wanted = None if params is None else {id(p) for p in params}
     owners: dict[int, tuple[str, nn.Module]] = {}
     for name, sub in module.named_modules():
         for param in sub.parameters(recurse=False):
             owners.setdefault(id(param), (name, sub))
     fast_layers: list[str] = []
+    kinds: set[str] = set()
     for name, param in module.named_parameters():
         if not param.requires_grad or (wanted is not None and id(param) not in wanted):
             continue
         owner_name, owner = owners[id(param)]
-        if not _is_plain_linear(owner):
+        if not _has_fast_path(owner):
             return FastPathDecision(
                 fast_path=False,
                 reason=(f"{type(owner).__name__} {owner_name or '(root)'!r} (parameter {name!r}) "
@@ -113,13 +131,15 @@ def fast_path_support(
             )
         if owner_name not in fast_layers:
             fast_layers.append(owner_name)
+            kinds.add(type(owner).__name__ if _is_plain_embedding(owner) else "Linear")
     if not fast_layers:
         return FastPathDecision(
             fast_path=False, reason="no trainable Linear layer; using Opacus' hooks"
         )
     return FastPathDecision(
         fast_path=True,
-        reason=f"book-keeping clipping over {len(fast_layers)} Linear layers",
+        reason=(f"book-keeping clipping over {len(fast_layers)} "
+                f"{' and '.join(sorted(kinds))} layers"),
         layers=tuple(fast_layers),
     )
 
@@ -149,8 +169,27 @@ class _LinearCapture(torch.autograd.Function):
         return grad_input, None, None, None
 
 
+class _EmbeddingCapture(torch.autograd.Function):
+    """``F.embedding`` whose backward records ``(indices, g)`` and computes no gradient (the
+    indices have none; the optimiser builds the weight's clipped sum from the record)."""
+
+    @staticmethod
+    def forward(ctx, indices, weight, layer_state):  # noqa: ANN001 - autograd signature
+        ctx.layer_state = layer_state
+        ctx.forward_id = layer_state.owner.forward_id
+        ctx.save_for_backward(indices)
+        return F.embedding(indices, weight)
+
+    @staticmethod
+    def backward(ctx, grad_output):  # noqa: ANN001
+        (indices,) = ctx.saved_tensors
+        ctx.layer_state.record(forward_id=ctx.forward_id, activations=indices,
+                               backprops=grad_output)
+        return None, None, None
+
+
 class _LayerState:
-    """What one Linear layer recorded since the optimiser's last step."""
+    """What one Linear or Embedding layer recorded since the optimiser's last step."""
 
     def __init__(self, *, owner: BookkeepingModule, layer: nn.Linear, name: str) -> None:
         self.owner = owner
@@ -161,12 +200,16 @@ class _LayerState:
     def record(
         self, *, forward_id: int, activations: torch.Tensor, backprops: torch.Tensor
     ) -> None:
-        if not self.owner.batch_first and activations.dim() > 2:
+        # A Linear's input has a feature axis, an Embedding's indices have none.
+        sequence_dims = 2 if isinstance(self.layer, nn.Embedding) else 3
+        if not self.owner.batch_first and activations.dim() >= sequence_dims:
             activations, backprops = activations.movedim(1, 0), backprops.movedim(1, 0)
         self.records.append(_Record(forward_id, activations.detach(), backprops.detach()))
 
 
 def _captured_forward(state: _LayerState):
+    if isinstance(state.layer, nn.Embedding):
+        return _captured_embedding_forward(state)
     layer = state.layer
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -174,6 +217,17 @@ def _captured_forward(state: _LayerState):
             # Like Opacus: nothing is recorded in eval mode or without gradients.
             return F.linear(x, layer.weight, layer.bias)
         return _LinearCapture.apply(x, layer.weight, layer.bias, state)
+
+    return forward
+
+
+def _captured_embedding_forward(state: _LayerState):
+    layer = state.layer
+
+    def forward(indices: torch.Tensor) -> torch.Tensor:
+        if not (layer.training and torch.is_grad_enabled()):
+            return F.embedding(indices, layer.weight)
+        return _EmbeddingCapture.apply(indices, layer.weight, state)
 
     return forward
 
@@ -201,7 +255,7 @@ class BookkeepingModule(nn.Module):
         self._states: list[_LayerState] = []
         for name, sub in module.named_modules():
             trainable = any(p.requires_grad for p in sub.parameters(recurse=False))
-            if _is_plain_linear(sub) and trainable:
+            if _has_fast_path(sub) and trainable:
                 state = _LayerState(owner=self, layer=sub, name=name)
                 # An instance attribute shadows the class's forward; cleanup() deletes it.
                 sub.forward = _captured_forward(state)
@@ -272,7 +326,7 @@ class BookkeepingModule(nn.Module):
             in_place = storages[_storage(layer.g)] == 1
             sums.update(layer.clipped_sum(clip * scale, in_place=in_place))
         for state in self._states:
-            for param in (state.layer.weight, state.layer.bias):
+            for param in (state.layer.weight, getattr(state.layer, "bias", None)):
                 if param is not None and param.requires_grad and param not in sums:
                     if wanted is None or id(param) in wanted:
                         sums[param] = torch.zeros_like(param)
@@ -352,8 +406,11 @@ def _sequence_weight_sq_norms(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return per_sample.pow(2).sum((1, 2))
 
 
-def _stack_records(state: _LayerState, wanted: set[int] | None) -> _StackedLayer | None:
+def _stack_records(state: _LayerState, wanted: set[int] | None
+                   ) -> _StackedLayer | _StackedEmbedding | None:
     layer = state.layer
+    if isinstance(layer, nn.Embedding):
+        return _stack_embedding_records(state, wanted)
     weight = layer.weight if layer.weight.requires_grad else None
     bias = layer.bias if layer.bias is not None and layer.bias.requires_grad else None
     if wanted is not None:
@@ -376,6 +433,65 @@ def _stack_records(state: _LayerState, wanted: set[int] | None) -> _StackedLayer
         g = torch.cat([as_sequence(r.backprops) for r in records], dim=1)
     return _StackedLayer(a=a, g=g, weight=weight, bias=bias,
                          forward_ids=frozenset(r.forward_id for r in records))
+
+
+@dataclass
+class _StackedEmbedding:
+    a: torch.Tensor  # (B, T) row indices (T = 1 for one lookup per sample)
+    g: torch.Tensor  # (B, T, dim): d loss / d output
+    weight: nn.Parameter
+    forward_ids: frozenset[int]
+
+    def _per_sample_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each sample's gradient as (sample, row) pairs: the distinct pairs, their summed
+        output gradients (n_pairs, dim), and the sample of each pair."""
+        batch, steps = self.a.shape
+        rows = self.a.reshape(-1)
+        grads = self.g.reshape(batch * steps, self.g.shape[-1])
+        samples = torch.arange(batch, device=rows.device).repeat_interleave(steps)
+        keys = samples * self.weight.shape[0] + rows
+        unique, inverse = torch.unique(keys, return_inverse=True)
+        summed = torch.zeros(len(unique), grads.shape[1], device=grads.device,
+                             dtype=grads.dtype).index_add_(0, inverse, grads)
+        return unique % self.weight.shape[0], summed, unique // self.weight.shape[0]
+
+    def sq_norms(self) -> torch.Tensor:
+        """Squared norm of each sample's weight gradient: a row looked up several times by
+        one sample gets the sum of its output gradients, then the rows' norms add up."""
+        batch = self.a.shape[0]
+        _, summed, owners = self._per_sample_rows()
+        out = torch.zeros(batch, device=summed.device, dtype=torch.float32)
+        return out.index_add_(0, owners, _row_sq_norms(summed).to(torch.float32))
+
+    def clipped_sum(
+        self, factor: torch.Tensor, *, in_place: bool
+    ) -> dict[nn.Parameter, torch.Tensor]:
+        """``sum_i factor_i * grad_i``: every lookup's output gradient, scaled by its
+        sample's factor, added to its row."""
+        del in_place  # the scaled copy is (B T, dim) either way
+        batch, steps = self.a.shape
+        rows = self.a.reshape(-1)
+        scale = factor.to(self.g.dtype).repeat_interleave(steps).unsqueeze(1)
+        grads = self.g.reshape(batch * steps, self.g.shape[-1]) * scale
+        weight_sum = torch.zeros_like(self.weight, dtype=grads.dtype).index_add_(0, rows, grads)
+        return {self.weight: weight_sum.to(self.weight.dtype)}
+
+
+def _stack_embedding_records(state: _LayerState, wanted: set[int] | None
+                             ) -> _StackedEmbedding | None:
+    weight = state.layer.weight
+    if not weight.requires_grad or (wanted is not None and id(weight) not in wanted):
+        return None
+    if not state.records:
+        return None
+    # Lookups of one sample (a sequence, or several uses of the layer) are its "steps".
+    # (flatten/unsqueeze, not reshape(B, -1): an empty batch has no -1 to infer.)
+    a = torch.cat([r.activations.flatten(1) if r.activations.dim() > 1
+                   else r.activations.unsqueeze(1) for r in state.records], dim=1)
+    g = torch.cat([r.backprops.flatten(1, -2) if r.backprops.dim() > 2
+                   else r.backprops.unsqueeze(1) for r in state.records], dim=1)
+    return _StackedEmbedding(a=a, g=g, weight=weight,
+                             forward_ids=frozenset(r.forward_id for r in state.records))
 
 
 class BookkeepingDPOptimizer(DPOptimizer):

@@ -16,100 +16,53 @@ and loader that family trained with. One slip in one family's loop would fail he
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import tempfile
-from pathlib import Path
 
 import pytest
 import torch
 from dp_accounting import dp_event, pld
 from torch import nn
 
+from bench.family_plans import FamilyTraining, batch_of, families_with_problems, train_privately
+from bench.groups.dp_families import FAMILIES as BENCHED_FAMILIES
 from ml_core import training_loop
 from ml_core.families import FAMILIES
 from ml_core.training_loop import LoopPlan, Started
-from verticals.registry import all_problems
 
 # Opacus' hooks on a first layer whose input needs no gradient: expected, harmless.
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 
 ROWS, EPOCHS = 300, 1
-# The text family fine-tunes a transformer layer: fewer rows (still several Poisson steps).
 FAMILY_ROWS = {"text_encoder": 120, "sequence_regressor": 600}  # 600: enough units to split
 # A batch loss may draw its own randomness (the recommender's sampled negatives): it is then
 # compared in expectation over this many seeds.
 SEEDS = 30
 BATCH_ROWS = 6  # rows of the batch the clipping checks use
 
-
-def _first_problem_per_family() -> dict[str, tuple]:
-    chosen: dict[str, tuple] = {}
-    for vertical, problem in all_problems():
-        chosen.setdefault(problem.spec.model_family, (vertical, problem))
-    return chosen
-
-
-PROBLEMS = _first_problem_per_family()
-FAMILY_IDS = sorted(PROBLEMS)
-
-
-@dataclasses.dataclass
-class PrivateTrainingSeen:
-    plan: LoopPlan
-    started: Started
-    report: dict  # the privacy report once the training finished
-
-
-_seen: dict[str, PrivateTrainingSeen] = {}
-
-
-def _train_privately(family: str) -> PrivateTrainingSeen:
-    """Run ``family``'s problem privately once (cached) and keep its private stage."""
-    if family in _seen:
-        return _seen[family]
-    from ml_core.pipeline import run_training
-
-    vertical, problem = PROBLEMS[family]
-    spec = problem.spec
-    rows = FAMILY_ROWS.get(family, ROWS)
-    captured: list[tuple[LoopPlan, Started]] = []
-    real_start = training_loop.start
-
-    def observed_start(plan: LoopPlan) -> Started:
-        started = real_start(plan)
-        if plan.private:
-            captured.append((plan, started))
-        return started
-
-    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as tmp:
-        patch.setattr(training_loop, "start", observed_start)
-        run_training(
-            frame=problem.sample_data(rows, 7), mapping=problem.sample_mapping, spec=spec,
-            privacy=dataclasses.replace(spec.privacy, enabled=True),
-            train=dataclasses.replace(spec.train, epochs=EPOCHS), artifact_dir=Path(tmp),
-        )
-    assert captured, f"{family}: no private training went through the training loop"
-    plan, started = captured[0]
-    _seen[family] = PrivateTrainingSeen(plan=plan, started=started,
-                                        report=started.privacy())
-    return _seen[family]
+FAMILY_IDS = sorted(families_with_problems())
+_seen: dict[str, FamilyTraining] = {}
 
 
 @pytest.fixture(params=FAMILY_IDS)
-def seen(request) -> PrivateTrainingSeen:
-    return _train_privately(request.param)
+def seen(request) -> FamilyTraining:
+    family = request.param
+    if family not in _seen:  # one private training per family for all the rules
+        _seen[family] = train_privately(family, rows=FAMILY_ROWS.get(family, ROWS),
+                                        epochs=EPOCHS)
+    return _seen[family]
 
 
-def test_every_family_has_a_problem_to_train():
-    # A family no problem uses would escape every rule below.
-    assert set(FAMILIES) | {"tabular_mlp"} <= set(PROBLEMS)
+def test_every_family_has_a_problem_and_a_benchmark():
+    # A family no problem uses would escape every rule below; one not benchmarked would
+    # escape the step-cost targets.
+    assert set(FAMILIES) | {"tabular_mlp"} <= set(FAMILY_IDS)
+    assert set(FAMILY_IDS) == set(BENCHED_FAMILIES)
 
 
 # --- helpers on the family's own plan ------------------------------------------------------
 
 
-def _fresh(seen: PrivateTrainingSeen) -> Started:
+def _fresh(seen: FamilyTraining) -> Started:
     """The family's training pieces again (same plan): a model untouched by training."""
     return training_loop.start(seen.plan)
 
@@ -123,9 +76,7 @@ def _no_dropout(model: nn.Module) -> None:
 
 
 def _batch(plan: LoopPlan, rows: list[int]) -> tuple:
-    loader = torch.utils.data.DataLoader(plan.dataset, batch_size=len(rows),
-                                         sampler=rows, collate_fn=plan.collate_fn)
-    return next(iter(loader))
+    return batch_of(plan, rows)
 
 
 def _clipped_sum(started: Started, plan: LoopPlan, batch: tuple) -> list[torch.Tensor]:
