@@ -102,8 +102,20 @@ def _is_plain_embedding(module: nn.Module) -> bool:
             and not module.sparse and module.padding_idx is None)
 
 
+def _is_plain_conv1d(module: nn.Module) -> bool:
+    # A Conv1d is a Linear over its unfolded input windows (one "step" per output position),
+    # for one group and zero padding; anything else stays on Opacus' path.
+    return (isinstance(module, nn.Conv1d) and type(module).forward is nn.Conv1d.forward
+            and module.groups == 1 and module.padding_mode == "zeros"
+            and not isinstance(module.padding, str))
+
+
 def _has_fast_path(module: nn.Module) -> bool:
-    return _is_plain_linear(module) or _is_plain_embedding(module)
+    return _is_plain_linear(module) or _is_plain_embedding(module) or _is_plain_conv1d(module)
+
+
+def _kind(module: nn.Module) -> str:
+    return "Linear" if _is_plain_linear(module) else type(module).__name__
 
 
 def fast_path_support(
@@ -131,7 +143,7 @@ def fast_path_support(
             )
         if owner_name not in fast_layers:
             fast_layers.append(owner_name)
-            kinds.add(type(owner).__name__ if _is_plain_embedding(owner) else "Linear")
+            kinds.add(_kind(owner))
     if not fast_layers:
         return FastPathDecision(
             fast_path=False, reason="no trainable Linear layer; using Opacus' hooks"
@@ -200,16 +212,65 @@ class _LayerState:
     def record(
         self, *, forward_id: int, activations: torch.Tensor, backprops: torch.Tensor
     ) -> None:
-        # A Linear's input has a feature axis, an Embedding's indices have none.
+        # A Linear's input has a feature axis, an Embedding's indices have none; a Conv1d's
+        # input is (batch, channels, length) whatever the model's batch_first.
         sequence_dims = 2 if isinstance(self.layer, nn.Embedding) else 3
-        if not self.owner.batch_first and activations.dim() >= sequence_dims:
+        if (not self.owner.batch_first and activations.dim() >= sequence_dims
+                and not isinstance(self.layer, nn.Conv1d)):
             activations, backprops = activations.movedim(1, 0), backprops.movedim(1, 0)
         self.records.append(_Record(forward_id, activations.detach(), backprops.detach()))
+
+
+class _Conv1dCapture(torch.autograd.Function):
+    """``F.conv1d`` whose backward returns only the input gradient and records ``(x, g)``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, layer_state):  # noqa: ANN001 - autograd signature
+        ctx.save_for_backward(x, weight)
+        ctx.layer_state = layer_state
+        ctx.forward_id = layer_state.owner.forward_id
+        layer = layer_state.layer
+        return F.conv1d(x, weight, bias, layer.stride, layer.padding, layer.dilation)
+
+    @staticmethod
+    def backward(ctx, grad_output):  # noqa: ANN001
+        x, weight = ctx.saved_tensors
+        layer = ctx.layer_state.layer
+        ctx.layer_state.record(forward_id=ctx.forward_id, activations=x, backprops=grad_output)
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            grad_input = torch.nn.grad.conv1d_input(x.shape, weight, grad_output, layer.stride,
+                                                    layer.padding, layer.dilation)
+        return grad_input, None, None, None
+
+
+def _captured_conv1d_forward(state: _LayerState):
+    layer = state.layer
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if not (layer.training and torch.is_grad_enabled()):
+            return F.conv1d(x, layer.weight, layer.bias, layer.stride, layer.padding,
+                            layer.dilation)
+        return _Conv1dCapture.apply(x, layer.weight, layer.bias, state)
+
+    return forward
+
+
+def _conv1d_windows(layer: nn.Conv1d, x: torch.Tensor, g: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C_in, L) inputs and (B, C_out, L_out) output gradients as the sequences of a
+    Linear: (B, L_out, C_in k) input windows and (B, L_out, C_out) gradients."""
+    windows = F.unfold(x.unsqueeze(2), kernel_size=(1, layer.kernel_size[0]),
+                       dilation=(1, layer.dilation[0]), padding=(0, layer.padding[0]),
+                       stride=(1, layer.stride[0]))
+    return windows.transpose(1, 2), g.transpose(1, 2)
 
 
 def _captured_forward(state: _LayerState):
     if isinstance(state.layer, nn.Embedding):
         return _captured_embedding_forward(state)
+    if isinstance(state.layer, nn.Conv1d):
+        return _captured_conv1d_forward(state)
     layer = state.layer
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -375,7 +436,8 @@ class _StackedLayer:
         g = g.mul_(factor) if in_place and g.is_contiguous() else g * factor
         if self.weight is not None:
             weight_sum = g.reshape(-1, g.shape[-1]).t().mm(a.reshape(-1, a.shape[-1]))
-            out[self.weight] = weight_sum.to(self.weight.dtype)
+            # A Conv1d's (C_out, C_in k) sum in its weight's (C_out, C_in, k) shape.
+            out[self.weight] = weight_sum.reshape(self.weight.shape).to(self.weight.dtype)
         if self.bias is not None:
             out[self.bias] = g.sum(tuple(range(g.dim() - 1))).to(self.bias.dtype)
         return out
@@ -419,6 +481,11 @@ def _stack_records(state: _LayerState, wanted: set[int] | None
     if not state.records or (weight is None and bias is None):
         return None
     records = state.records
+    if isinstance(layer, nn.Conv1d):
+        records = [r._replace(**dict(zip(("activations", "backprops"),
+                                         _conv1d_windows(layer, r.activations, r.backprops),
+                                         strict=True)))
+                   for r in records]
     if len(records) == 1:
         a, g = records[0].activations, records[0].backprops
         if a.dim() > 3:

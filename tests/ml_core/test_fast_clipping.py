@@ -357,9 +357,10 @@ class WithEmbedding(nn.Module):
 
 
 class WithConv(nn.Module):
+    # Circular padding is not a window of zeros: no book-keeping path.
     def __init__(self) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(2, 3, kernel_size=3)
+        self.conv = nn.Conv1d(2, 3, kernel_size=3, padding=1, padding_mode="circular")
         self.head = nn.Linear(3, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

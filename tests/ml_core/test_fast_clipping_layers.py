@@ -1,5 +1,6 @@
-"""The book-keeping path for the families' other layers (embeddings), against Opacus'
-per-sample gradients clipped one by one (``fast_clipping.reference_clipped_sum``)."""
+"""The book-keeping path for the families' other layers (embeddings, 1-D convolutions),
+against Opacus' per-sample gradients clipped one by one
+(``fast_clipping.reference_clipped_sum``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from ml_core import fast_clipping as fc
 from ml_core.models.forecaster import GlobalForecaster
 from ml_core.models.recommender import MatrixFactorisation
+from ml_core.models.sequence_regressor import SequenceRegressor
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Secure RNG turned off", "ignore:Full backward hook is firing")
@@ -109,3 +111,56 @@ def test_embedding_models_train_on_the_fast_path_and_step_with_empty_batches():
 def test_embeddings_opacus_clips_otherwise_stay_on_opacus(options):
     decision = fc.fast_path_support(nn.Sequential(nn.Embedding(5, 3, **options)))
     assert not decision.fast_path and "Embedding" in decision.reason
+
+
+class Convolutions(nn.Module):
+    """Conv1d with padding, stride and dilation, one without bias, one frozen, one used
+    twice, then a Linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Conv1d(3, 6, kernel_size=3, padding=2, stride=2, dilation=2)
+        self.frozen = nn.Conv1d(6, 6, kernel_size=1)
+        self.frozen.requires_grad_(False)
+        self.shared = nn.Conv1d(6, 6, kernel_size=3, padding=1, bias=False)
+        self.head = nn.Linear(6, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.frozen(torch.relu(self.first(x))))
+        h = self.shared(torch.tanh(self.shared(h)))
+        return self.head(h.mean(dim=2)).squeeze(-1)
+
+
+@pytest.mark.parametrize("max_grad_norm", [1e-3, 1.0, 1e3], ids=["all-clipped", "some", "none"])
+def test_conv1d_matches_opacus(max_grad_norm):
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(32, 3, 17, generator=gen)
+    assert _compare(Convolutions(), x, torch.randn(32, generator=gen), mse,
+                    max_grad_norm) <= TOL
+
+
+def test_the_sequence_regressor_matches_opacus():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(5)
+    windows = torch.randn(48, 20, 4, generator=gen)  # (batch, window, features)
+    model = SequenceRegressor(4, window=20)
+    assert _compare(model, windows, torch.randn(48, generator=gen), mse, 0.1) <= TOL
+
+
+def test_conv1d_steps_on_an_empty_batch():
+    torch.manual_seed(0)
+    model = SequenceRegressor(4, window=20)
+    engine = PrivacyEngine()
+    data = TensorDataset(torch.randn(100, 20, 4), torch.randn(100))
+    module, optimizer, loader, decision = fc.make_private_fast(
+        engine, module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        data_loader=DataLoader(data, batch_size=10), noise_multiplier=1.0, max_grad_norm=1.0)
+    assert decision.fast_path and "Conv1d" in decision.reason
+    empty = (torch.zeros(0, 20, 4), torch.zeros(0))
+    optimizer.zero_grad(set_to_none=True)
+    mse(module(empty[0]), empty[1]).backward()
+    optimizer.step()
+    assert engine.accountant.history[0][2] == 1
+    assert all(torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+               for p in model.parameters())
