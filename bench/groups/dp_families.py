@@ -71,7 +71,7 @@ def _family(family: str, *, settings: Settings, rounds: int) -> Result:
     return Result(
         f"dp_step_ratio_{family}{settings.suffix}", round_ratio(times, "private", "plain"), "x",
         f"non-private step of the same plan and batch (median {ms['plain']:.3g} ms)",
-        Target(high=1.15) if family == "tabular_mlp" else Target(high=1.5),
+        Target(high=1.5),
         details={"problem": seen.problem, "batch": size, "rounds": rounds, "median_ms": ms,
                  "threads": threads, "clipping": clipping, "fixes": list(private.fixes)})
 
