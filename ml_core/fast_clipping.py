@@ -502,6 +502,11 @@ def _stack_records(state: _LayerState, wanted: set[int] | None
                          forward_ids=frozenset(r.forward_id for r in records))
 
 
+# Up to this many lookups per sample, an embedding's per-sample norms come from the (T, T)
+# Gram form (batched matmuls); beyond, from a sort of the (sample, row) pairs.
+GRAM_MAX_LOOKUPS = 64
+
+
 @dataclass
 class _StackedEmbedding:
     a: torch.Tensor  # (B, T) row indices (T = 1 for one lookup per sample)
@@ -509,38 +514,37 @@ class _StackedEmbedding:
     weight: nn.Parameter
     forward_ids: frozenset[int]
 
-    def _per_sample_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Each sample's gradient as (sample, row) pairs: the distinct pairs, their summed
-        output gradients (n_pairs, dim), and the sample of each pair."""
-        batch, steps = self.a.shape
-        rows = self.a.reshape(-1)
-        grads = self.g.reshape(batch * steps, self.g.shape[-1])
-        samples = torch.arange(batch, device=rows.device).repeat_interleave(steps)
-        keys = samples * self.weight.shape[0] + rows
-        unique, inverse = torch.unique(keys, return_inverse=True)
-        summed = torch.zeros(len(unique), grads.shape[1], device=grads.device,
-                             dtype=grads.dtype).index_add_(0, inverse, grads)
-        return unique % self.weight.shape[0], summed, unique // self.weight.shape[0]
-
     def sq_norms(self) -> torch.Tensor:
         """Squared norm of each sample's weight gradient: a row looked up several times by
-        one sample gets the sum of its output gradients, then the rows' norms add up."""
-        batch = self.a.shape[0]
-        _, summed, owners = self._per_sample_rows()
-        out = torch.zeros(batch, device=summed.device, dtype=torch.float32)
-        return out.index_add_(0, owners, _row_sq_norms(summed).to(torch.float32))
+        one sample gets the sum of its output gradients, then the rows' norms add up, i.e.
+        ``sum_{t,s} [row_t = row_s] <g_t, g_s>``."""
+        a, g = self.a, self.g
+        steps = a.shape[1]
+        if steps == 1:  # one lookup per sample: the output gradient's norm
+            return _row_sq_norms(g[:, 0])
+        if steps <= GRAM_MAX_LOOKUPS:
+            same_row = (a.unsqueeze(2) == a.unsqueeze(1)).to(g.dtype)
+            return (same_row * torch.bmm(g, g.transpose(1, 2))).sum((1, 2)).to(torch.float32)
+        # Long sequences: sum each sample's gradients per distinct row, then take norms.
+        batch, vocab = a.shape[0], self.weight.shape[0]
+        samples = torch.arange(batch, device=a.device).repeat_interleave(steps)
+        keys = samples * vocab + a.reshape(-1)
+        unique, inverse = torch.unique(keys, return_inverse=True)
+        summed = torch.zeros(len(unique), g.shape[-1], device=g.device,
+                             dtype=g.dtype).index_add_(0, inverse, g.reshape(-1, g.shape[-1]))
+        out = torch.zeros(batch, device=g.device, dtype=torch.float32)
+        return out.index_add_(0, unique // vocab, _row_sq_norms(summed).to(torch.float32))
 
     def clipped_sum(
         self, factor: torch.Tensor, *, in_place: bool
     ) -> dict[nn.Parameter, torch.Tensor]:
         """``sum_i factor_i * grad_i``: every lookup's output gradient, scaled by its
         sample's factor, added to its row."""
-        del in_place  # the scaled copy is (B T, dim) either way
-        batch, steps = self.a.shape
-        rows = self.a.reshape(-1)
-        scale = factor.to(self.g.dtype).repeat_interleave(steps).unsqueeze(1)
-        grads = self.g.reshape(batch * steps, self.g.shape[-1]) * scale
-        weight_sum = torch.zeros_like(self.weight, dtype=grads.dtype).index_add_(0, rows, grads)
+        g = self.g
+        factor = factor.to(g.dtype).reshape(-1, 1, 1)
+        g = g.mul_(factor) if in_place and g.is_contiguous() else g * factor
+        weight_sum = torch.zeros_like(self.weight, dtype=g.dtype).index_add_(
+            0, self.a.reshape(-1), g.reshape(-1, g.shape[-1]))
         return {self.weight: weight_sum.to(self.weight.dtype)}
 
 

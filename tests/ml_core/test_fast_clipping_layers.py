@@ -52,11 +52,12 @@ def _compare(model: nn.Module, inputs, targets, loss_fn, max_grad_norm: float) -
     return fc.max_relative_error(got, ref)
 
 
+@pytest.mark.parametrize("length", [7, 80], ids=["gram", "sorted"])
 @pytest.mark.parametrize("max_grad_norm", [1e-3, 1.0, 1e3], ids=["all-clipped", "some", "none"])
-def test_embedding_sequences_match_opacus(max_grad_norm):
+def test_embedding_sequences_match_opacus(max_grad_norm, length):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
-    tokens = torch.randint(0, 6, (40, 7), generator=gen)  # few rows: many repeats
+    tokens = torch.randint(0, 6, (40, length), generator=gen)  # few rows: many repeats
     tag = torch.randint(0, 12, (40,), generator=gen)
     y = torch.randn(40, generator=gen)
     assert _compare(Tokens(), (tokens, tag), y, mse, max_grad_norm) <= TOL
