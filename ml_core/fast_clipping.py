@@ -20,8 +20,11 @@ small cost", 2023). This module:
   O(batch) per step (:mod:`ml_core.sampling`; same sample rate, steps and empty batches).
   The same noise multiplier, sample rate and steps give the same epsilon.
 
-Models with any trainable parameter outside a plain ``nn.Linear`` fall back to Opacus'
-hooks mode; :class:`FastPathDecision` says which path was taken and why.
+The same book-keeping covers ``nn.Embedding`` (a row lookup: each sample's gradient is
+its output gradients added to the rows it looked up; the norm groups a sample's repeated
+rows) and ``nn.Conv1d`` (a Linear over the unfolded input windows, one "step" per output
+position). Models with any trainable parameter outside these plain layers fall back to
+Opacus' hooks mode; :class:`FastPathDecision` says which path was taken and why.
 """
 
 from __future__ import annotations
