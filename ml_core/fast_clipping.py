@@ -588,6 +588,16 @@ class BookkeepingDPOptimizer(DPOptimizer):
         )
         self.module = module
         self.last_per_sample_norms: torch.Tensor | None = None
+        self._fixed_params: list[nn.Parameter] | None = None
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        """Opacus' list of the trainable parameters. Opacus rebuilds it from the parameter
+        groups at every access (six times a step: a large share of a small model's step);
+        the groups are fixed once the optimiser is wrapped, so it is built once."""
+        if getattr(self, "_fixed_params", None) is None:
+            self._fixed_params = super().params
+        return self._fixed_params
 
     @property
     def accumulated_iterations(self) -> int:
