@@ -10,9 +10,9 @@ and every random generator (Python, NumPy, torch CPU and CUDA, and the loader's:
 shuffling generator, or under DP the Poisson sampler's, :mod:`ml_core.sampling`).
 
 A checkpoint also carries a signature of its inputs (data, schedule, privacy); a file of
-other inputs is ignored, not misread. Every training loop (the tabular trainer,
-``ml_core.families.tensor_training``, knowledge tracing, the text family's ``train_top``)
-goes through :class:`EpochCheckpoint`.
+other inputs is ignored, not misread. The one training loop
+(:func:`ml_core.training_loop.run_loop`, which every family trains through) writes and
+resumes them with :class:`EpochCheckpoint`.
 """
 
 from __future__ import annotations

@@ -20,8 +20,11 @@ small cost", 2023). This module:
   O(batch) per step (:mod:`ml_core.sampling`; same sample rate, steps and empty batches).
   The same noise multiplier, sample rate and steps give the same epsilon.
 
-Models with any trainable parameter outside a plain ``nn.Linear`` fall back to Opacus'
-hooks mode; :class:`FastPathDecision` says which path was taken and why.
+The same book-keeping covers ``nn.Embedding`` (a row lookup: each sample's gradient is
+its output gradients added to the rows it looked up; the norm groups a sample's repeated
+rows) and ``nn.Conv1d`` (a Linear over the unfolded input windows, one "step" per output
+position). Models with any trainable parameter outside these plain layers fall back to
+Opacus' hooks mode; :class:`FastPathDecision` says which path was taken and why.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
 from opacus.grad_sample import GradSampleModule
 from opacus.optimizers import DPOptimizer
+from opacus.version import __version__ as OPACUS_VERSION
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
@@ -47,6 +51,25 @@ from torch.utils.data import DataLoader
 from ml_core.sampling import PoissonLoader
 
 logger = logging.getLogger(__name__)
+
+# The Opacus releases whose internals this module relies on (DPOptimizer's
+# clip_and_accumulate / pre_step / summed_grad protocol and its noise and scaling steps;
+# DPDataLoader's empty-batch collate, reused by ml_core.sampling). Same range as the pin in
+# pyproject.toml; tests/ml_core/test_opacus_pin.py fails on any other installed version, and
+# an unverified version gets Opacus' own hooks and loader instead of the fast path.
+SUPPORTED_OPACUS = ((1, 6),)  # (major, minor) releases, any patch
+
+
+def opacus_supported(version: str | None = None) -> bool:
+    """Whether ``version`` (default: the installed Opacus) is one the fast path was
+    verified against."""
+    version = OPACUS_VERSION if version is None else version
+    try:
+        major, minor = (int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) in SUPPORTED_OPACUS
+
 
 # Opacus' clip factor: (max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
 # (opacus/optimizers/optimizer.py, DPOptimizer.clip_and_accumulate).
@@ -70,22 +93,52 @@ def _is_plain_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward
 
 
+def _is_plain_embedding(module: nn.Module) -> bool:
+    # A row lookup: its per-sample gradient is the output gradients scattered to the looked-up
+    # rows. max_norm renormalises rows in the forward pass and scale_grad_by_freq rescales by
+    # the batch's counts (a cross-sample dependence): both stay on Opacus' path. So does a
+    # padding_idx: autograd gives its row no gradient, Opacus' per-sample rule does (1.6),
+    # and the fast path must clip exactly what Opacus clips.
+    return (isinstance(module, nn.Embedding)
+            and type(module).forward is nn.Embedding.forward
+            and module.max_norm is None and not module.scale_grad_by_freq
+            and not module.sparse and module.padding_idx is None)
+
+
+def _is_plain_conv1d(module: nn.Module) -> bool:
+    # A Conv1d is a Linear over its unfolded input windows (one "step" per output position),
+    # for one group and zero padding; anything else stays on Opacus' path.
+    return (isinstance(module, nn.Conv1d) and type(module).forward is nn.Conv1d.forward
+            and module.groups == 1 and module.padding_mode == "zeros"
+            and not isinstance(module.padding, str))
+
+
+def _has_fast_path(module: nn.Module) -> bool:
+    return _is_plain_linear(module) or _is_plain_embedding(module) or _is_plain_conv1d(module)
+
+
+def _kind(module: nn.Module) -> str:
+    return "Linear" if _is_plain_linear(module) else type(module).__name__
+
+
 def fast_path_support(
     module: nn.Module, *, params: Iterable[nn.Parameter] | None = None
 ) -> FastPathDecision:
     """Whether every trainable parameter of ``module`` (or of ``params``, a subset) can be
-    clipped on the book-keeping path, i.e. is the weight or bias of a plain ``nn.Linear``."""
+    clipped on the book-keeping path, i.e. is the weight or bias of a plain ``nn.Linear``
+    or the weight of a plain ``nn.Embedding``."""
     wanted = None if params is None else {id(p) for p in params}
     owners: dict[int, tuple[str, nn.Module]] = {}
     for name, sub in module.named_modules():
         for param in sub.parameters(recurse=False):
             owners.setdefault(id(param), (name, sub))
     fast_layers: list[str] = []
+    kinds: set[str] = set()
     for name, param in module.named_parameters():
         if not param.requires_grad or (wanted is not None and id(param) not in wanted):
             continue
         owner_name, owner = owners[id(param)]
-        if not _is_plain_linear(owner):
+        if not _has_fast_path(owner):
             return FastPathDecision(
                 fast_path=False,
                 reason=(f"{type(owner).__name__} {owner_name or '(root)'!r} (parameter {name!r}) "
@@ -93,13 +146,15 @@ def fast_path_support(
             )
         if owner_name not in fast_layers:
             fast_layers.append(owner_name)
+            kinds.add(_kind(owner))
     if not fast_layers:
         return FastPathDecision(
             fast_path=False, reason="no trainable Linear layer; using Opacus' hooks"
         )
     return FastPathDecision(
         fast_path=True,
-        reason=f"book-keeping clipping over {len(fast_layers)} Linear layers",
+        reason=(f"book-keeping clipping over {len(fast_layers)} "
+                f"{' and '.join(sorted(kinds))} layers"),
         layers=tuple(fast_layers),
     )
 
@@ -129,8 +184,27 @@ class _LinearCapture(torch.autograd.Function):
         return grad_input, None, None, None
 
 
+class _EmbeddingCapture(torch.autograd.Function):
+    """``F.embedding`` whose backward records ``(indices, g)`` and computes no gradient (the
+    indices have none; the optimiser builds the weight's clipped sum from the record)."""
+
+    @staticmethod
+    def forward(ctx, indices, weight, layer_state):  # noqa: ANN001 - autograd signature
+        ctx.layer_state = layer_state
+        ctx.forward_id = layer_state.owner.forward_id
+        ctx.save_for_backward(indices)
+        return F.embedding(indices, weight)
+
+    @staticmethod
+    def backward(ctx, grad_output):  # noqa: ANN001
+        (indices,) = ctx.saved_tensors
+        ctx.layer_state.record(forward_id=ctx.forward_id, activations=indices,
+                               backprops=grad_output)
+        return None, None, None
+
+
 class _LayerState:
-    """What one Linear layer recorded since the optimiser's last step."""
+    """What one Linear or Embedding layer recorded since the optimiser's last step."""
 
     def __init__(self, *, owner: BookkeepingModule, layer: nn.Linear, name: str) -> None:
         self.owner = owner
@@ -141,12 +215,65 @@ class _LayerState:
     def record(
         self, *, forward_id: int, activations: torch.Tensor, backprops: torch.Tensor
     ) -> None:
-        if not self.owner.batch_first and activations.dim() > 2:
+        # A Linear's input has a feature axis, an Embedding's indices have none; a Conv1d's
+        # input is (batch, channels, length) whatever the model's batch_first.
+        sequence_dims = 2 if isinstance(self.layer, nn.Embedding) else 3
+        if (not self.owner.batch_first and activations.dim() >= sequence_dims
+                and not isinstance(self.layer, nn.Conv1d)):
             activations, backprops = activations.movedim(1, 0), backprops.movedim(1, 0)
         self.records.append(_Record(forward_id, activations.detach(), backprops.detach()))
 
 
+class _Conv1dCapture(torch.autograd.Function):
+    """``F.conv1d`` whose backward returns only the input gradient and records ``(x, g)``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, layer_state):  # noqa: ANN001 - autograd signature
+        ctx.save_for_backward(x, weight)
+        ctx.layer_state = layer_state
+        ctx.forward_id = layer_state.owner.forward_id
+        layer = layer_state.layer
+        return F.conv1d(x, weight, bias, layer.stride, layer.padding, layer.dilation)
+
+    @staticmethod
+    def backward(ctx, grad_output):  # noqa: ANN001
+        x, weight = ctx.saved_tensors
+        layer = ctx.layer_state.layer
+        ctx.layer_state.record(forward_id=ctx.forward_id, activations=x, backprops=grad_output)
+        grad_input = None
+        if ctx.needs_input_grad[0]:
+            grad_input = torch.nn.grad.conv1d_input(x.shape, weight, grad_output, layer.stride,
+                                                    layer.padding, layer.dilation)
+        return grad_input, None, None, None
+
+
+def _captured_conv1d_forward(state: _LayerState):
+    layer = state.layer
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if not (layer.training and torch.is_grad_enabled()):
+            return F.conv1d(x, layer.weight, layer.bias, layer.stride, layer.padding,
+                            layer.dilation)
+        return _Conv1dCapture.apply(x, layer.weight, layer.bias, state)
+
+    return forward
+
+
+def _conv1d_windows(layer: nn.Conv1d, x: torch.Tensor, g: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C_in, L) inputs and (B, C_out, L_out) output gradients as the sequences of a
+    Linear: (B, L_out, C_in k) input windows and (B, L_out, C_out) gradients."""
+    windows = F.unfold(x.unsqueeze(2), kernel_size=(1, layer.kernel_size[0]),
+                       dilation=(1, layer.dilation[0]), padding=(0, layer.padding[0]),
+                       stride=(1, layer.stride[0]))
+    return windows.transpose(1, 2), g.transpose(1, 2)
+
+
 def _captured_forward(state: _LayerState):
+    if isinstance(state.layer, nn.Embedding):
+        return _captured_embedding_forward(state)
+    if isinstance(state.layer, nn.Conv1d):
+        return _captured_conv1d_forward(state)
     layer = state.layer
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -154,6 +281,17 @@ def _captured_forward(state: _LayerState):
             # Like Opacus: nothing is recorded in eval mode or without gradients.
             return F.linear(x, layer.weight, layer.bias)
         return _LinearCapture.apply(x, layer.weight, layer.bias, state)
+
+    return forward
+
+
+def _captured_embedding_forward(state: _LayerState):
+    layer = state.layer
+
+    def forward(indices: torch.Tensor) -> torch.Tensor:
+        if not (layer.training and torch.is_grad_enabled()):
+            return F.embedding(indices, layer.weight)
+        return _EmbeddingCapture.apply(indices, layer.weight, state)
 
     return forward
 
@@ -181,7 +319,7 @@ class BookkeepingModule(nn.Module):
         self._states: list[_LayerState] = []
         for name, sub in module.named_modules():
             trainable = any(p.requires_grad for p in sub.parameters(recurse=False))
-            if _is_plain_linear(sub) and trainable:
+            if _has_fast_path(sub) and trainable:
                 state = _LayerState(owner=self, layer=sub, name=name)
                 # An instance attribute shadows the class's forward; cleanup() deletes it.
                 sub.forward = _captured_forward(state)
@@ -252,7 +390,7 @@ class BookkeepingModule(nn.Module):
             in_place = storages[_storage(layer.g)] == 1
             sums.update(layer.clipped_sum(clip * scale, in_place=in_place))
         for state in self._states:
-            for param in (state.layer.weight, state.layer.bias):
+            for param in (state.layer.weight, getattr(state.layer, "bias", None)):
                 if param is not None and param.requires_grad and param not in sums:
                     if wanted is None or id(param) in wanted:
                         sums[param] = torch.zeros_like(param)
@@ -301,7 +439,8 @@ class _StackedLayer:
         g = g.mul_(factor) if in_place and g.is_contiguous() else g * factor
         if self.weight is not None:
             weight_sum = g.reshape(-1, g.shape[-1]).t().mm(a.reshape(-1, a.shape[-1]))
-            out[self.weight] = weight_sum.to(self.weight.dtype)
+            # A Conv1d's (C_out, C_in k) sum in its weight's (C_out, C_in, k) shape.
+            out[self.weight] = weight_sum.reshape(self.weight.shape).to(self.weight.dtype)
         if self.bias is not None:
             out[self.bias] = g.sum(tuple(range(g.dim() - 1))).to(self.bias.dtype)
         return out
@@ -332,8 +471,11 @@ def _sequence_weight_sq_norms(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return per_sample.pow(2).sum((1, 2))
 
 
-def _stack_records(state: _LayerState, wanted: set[int] | None) -> _StackedLayer | None:
+def _stack_records(state: _LayerState, wanted: set[int] | None
+                   ) -> _StackedLayer | _StackedEmbedding | None:
     layer = state.layer
+    if isinstance(layer, nn.Embedding):
+        return _stack_embedding_records(state, wanted)
     weight = layer.weight if layer.weight.requires_grad else None
     bias = layer.bias if layer.bias is not None and layer.bias.requires_grad else None
     if wanted is not None:
@@ -342,6 +484,11 @@ def _stack_records(state: _LayerState, wanted: set[int] | None) -> _StackedLayer
     if not state.records or (weight is None and bias is None):
         return None
     records = state.records
+    if isinstance(layer, nn.Conv1d):
+        records = [r._replace(**dict(zip(("activations", "backprops"),
+                                         _conv1d_windows(layer, r.activations, r.backprops),
+                                         strict=True)))
+                   for r in records]
     if len(records) == 1:
         a, g = records[0].activations, records[0].backprops
         if a.dim() > 3:
@@ -356,6 +503,69 @@ def _stack_records(state: _LayerState, wanted: set[int] | None) -> _StackedLayer
         g = torch.cat([as_sequence(r.backprops) for r in records], dim=1)
     return _StackedLayer(a=a, g=g, weight=weight, bias=bias,
                          forward_ids=frozenset(r.forward_id for r in records))
+
+
+# Up to this many lookups per sample, an embedding's per-sample norms come from the (T, T)
+# Gram form (batched matmuls); beyond, from a sort of the (sample, row) pairs.
+GRAM_MAX_LOOKUPS = 64
+
+
+@dataclass
+class _StackedEmbedding:
+    a: torch.Tensor  # (B, T) row indices (T = 1 for one lookup per sample)
+    g: torch.Tensor  # (B, T, dim): d loss / d output
+    weight: nn.Parameter
+    forward_ids: frozenset[int]
+
+    def sq_norms(self) -> torch.Tensor:
+        """Squared norm of each sample's weight gradient: a row looked up several times by
+        one sample gets the sum of its output gradients, then the rows' norms add up, i.e.
+        ``sum_{t,s} [row_t = row_s] <g_t, g_s>``."""
+        a, g = self.a, self.g
+        steps = a.shape[1]
+        if steps == 1:  # one lookup per sample: the output gradient's norm
+            return _row_sq_norms(g[:, 0])
+        if steps <= GRAM_MAX_LOOKUPS:
+            same_row = (a.unsqueeze(2) == a.unsqueeze(1)).to(g.dtype)
+            return (same_row * torch.bmm(g, g.transpose(1, 2))).sum((1, 2)).to(torch.float32)
+        # Long sequences: sum each sample's gradients per distinct row, then take norms.
+        batch, vocab = a.shape[0], self.weight.shape[0]
+        samples = torch.arange(batch, device=a.device).repeat_interleave(steps)
+        keys = samples * vocab + a.reshape(-1)
+        unique, inverse = torch.unique(keys, return_inverse=True)
+        summed = torch.zeros(len(unique), g.shape[-1], device=g.device,
+                             dtype=g.dtype).index_add_(0, inverse, g.reshape(-1, g.shape[-1]))
+        out = torch.zeros(batch, device=g.device, dtype=torch.float32)
+        return out.index_add_(0, unique // vocab, _row_sq_norms(summed).to(torch.float32))
+
+    def clipped_sum(
+        self, factor: torch.Tensor, *, in_place: bool
+    ) -> dict[nn.Parameter, torch.Tensor]:
+        """``sum_i factor_i * grad_i``: every lookup's output gradient, scaled by its
+        sample's factor, added to its row."""
+        g = self.g
+        factor = factor.to(g.dtype).reshape(-1, 1, 1)
+        g = g.mul_(factor) if in_place and g.is_contiguous() else g * factor
+        weight_sum = torch.zeros_like(self.weight, dtype=g.dtype).index_add_(
+            0, self.a.reshape(-1), g.reshape(-1, g.shape[-1]))
+        return {self.weight: weight_sum.to(self.weight.dtype)}
+
+
+def _stack_embedding_records(state: _LayerState, wanted: set[int] | None
+                             ) -> _StackedEmbedding | None:
+    weight = state.layer.weight
+    if not weight.requires_grad or (wanted is not None and id(weight) not in wanted):
+        return None
+    if not state.records:
+        return None
+    # Lookups of one sample (a sequence, or several uses of the layer) are its "steps".
+    # (flatten/unsqueeze, not reshape(B, -1): an empty batch has no -1 to infer.)
+    a = torch.cat([r.activations.flatten(1) if r.activations.dim() > 1
+                   else r.activations.unsqueeze(1) for r in state.records], dim=1)
+    g = torch.cat([r.backprops.flatten(1, -2) if r.backprops.dim() > 2
+                   else r.backprops.unsqueeze(1) for r in state.records], dim=1)
+    return _StackedEmbedding(a=a, g=g, weight=weight,
+                             forward_ids=frozenset(r.forward_id for r in state.records))
 
 
 class BookkeepingDPOptimizer(DPOptimizer):
@@ -378,6 +588,16 @@ class BookkeepingDPOptimizer(DPOptimizer):
         )
         self.module = module
         self.last_per_sample_norms: torch.Tensor | None = None
+        self._fixed_params: list[nn.Parameter] | None = None
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        """Opacus' list of the trainable parameters. Opacus rebuilds it from the parameter
+        groups at every access (six times a step: a large share of a small model's step);
+        the groups are fixed once the optimiser is wrapped, so it is built once."""
+        if getattr(self, "_fixed_params", None) is None:
+            self._fixed_params = super().params
+        return self._fixed_params
 
     @property
     def accumulated_iterations(self) -> int:
@@ -446,9 +666,16 @@ def make_private_fast(
         decision = FastPathDecision(
             fast_path=False, reason="per-layer max_grad_norm; using Opacus' hooks"
         )
+    verified = opacus_supported()
+    if not verified:
+        decision = FastPathDecision(
+            fast_path=False, reason=(f"Opacus {OPACUS_VERSION} is not a release the "
+                                     "book-keeping path was verified against; using Opacus' "
+                                     "hooks"))
     # Poisson sampling in O(batch) per step (ml_core.sampling); secure mode keeps Opacus'
-    # loader, whose draws come from the engine's cryptographically secure generator.
-    own_poisson = poisson_sampling and not engine.secure_mode
+    # loader, whose draws come from the engine's cryptographically secure generator, and so
+    # does an unverified Opacus (the O(batch) loader reuses its collate internals).
+    own_poisson = poisson_sampling and not engine.secure_mode and verified
     if own_poisson:
         data_loader = PoissonLoader.from_data_loader(data_loader, batch_first=batch_first)
     if not decision.fast_path:

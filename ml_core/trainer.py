@@ -1,18 +1,15 @@
-"""The training loop for the tabular model, in small named steps.
+"""The tabular model's training: an adapter over the one training loop.
 
-``train_model`` seeds everything, builds the model, optionally wraps it for DP-SGD, then runs
-epochs with early stopping on the validation primary metric, keeping the best weights.
-Every epoch it reports progress and checks for cancellation (also every few batches); a
+``train_model`` describes the tabular MLP's training (its rows, its weighted binary
+cross-entropy, its validation metric) as a :class:`~ml_core.training_loop.LoopPlan`;
+:func:`ml_core.training_loop.run_loop` seeds, wraps for DP-SGD when private, runs the epochs
+with early stopping on the validation primary metric and keeps the best weights. A
 cancellation raises :class:`TrainingCancelled` carrying the privacy spent so far.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import random
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +18,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ml_core import privacy as dp
-from ml_core.checkpoints import EpochCheckpoint
 from ml_core.data import EncodedSplit
 from ml_core.metrics import (
     METRIC_FUNCTIONS,
@@ -31,22 +26,22 @@ from ml_core.metrics import (
     positive_class_weight,
 )
 from ml_core.models import TabularMLP
-from ml_core.progress import EpochLog
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
+from ml_core.training_loop import (
+    LoopPlan,
+    StopReason,
+    TrainingCancelled,
+    cpu_threads_for,
+    resolve_device,
+    run_loop,
+    seed_everything,
+)
 
-# Cancellation is also checked every this many batches, so a long epoch stops promptly.
-STOP_CHECK_EVERY_BATCHES = 20
-# Below this many parameters a CPU model trains on one thread: intra-op threads cost more
-# than they save on matrices this small (4x slower with two threads on a busy 2-core box).
-SMALL_MODEL_PARAMETERS = 200_000
-
-
-class TrainingCancelled(Exception):
-    """Raised when ``should_stop`` returned True; carries the privacy spent so far."""
-
-    def __init__(self, privacy: dict | None = None) -> None:
-        super().__init__("training cancelled")
-        self.privacy = privacy or {}
+# Re-exported: the families and the platform import these from here.
+__all__ = [
+    "TrainedModel", "TrainingCancelled", "cpu_threads_for", "make_loader", "make_loss",
+    "predict_scores", "resolve_device", "seed_everything", "train_model", "validation_score",
+]
 
 
 @dataclass(frozen=True)
@@ -61,48 +56,27 @@ class TrainedModel:
     privacy: dict  # privacy.disabled_report() for a non-private model
     device: str
     val_metric_name: str
+    stop_reason: StopReason = "epochs"
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"``: CUDA when available, else CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-@contextlib.contextmanager
-def cpu_threads_for(model: nn.Module, device: torch.device) -> Iterator[None]:
-    """Use one CPU thread while training a small model on the CPU, then restore."""
-    size = sum(parameter.numel() for parameter in model.parameters())
-    if device.type != "cpu" or size >= SMALL_MODEL_PARAMETERS:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (Opacus' noise uses torch's global RNG)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def tabular_dataset(x: np.ndarray, y: np.ndarray,
+                    weights: np.ndarray | None = None) -> TensorDataset:
+    """(features, labels) rows, or (features, labels, weights) with ``weights``."""
+    tensors = [torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))]
+    if weights is not None:
+        tensors.append(torch.from_numpy(np.asarray(weights, dtype=np.float32)))
+    return TensorDataset(*tensors)
 
 
 def make_loader(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int,
                 weights: np.ndarray | None = None) -> DataLoader:
-    """A shuffled loader with its own seeded generator (replaced by Poisson sampling under DP,
-    whose sampler is seeded from this generator: see :mod:`ml_core.sampling`).
+    """A shuffled loader with its own seeded generator, as the training loop builds it
+    (replaced by Poisson sampling under DP, whose sampler is seeded from this generator:
+    see :mod:`ml_core.sampling`).
 
     With ``weights`` each batch is (features, labels, weights), else (features, labels).
     """
-    tensors = [torch.from_numpy(x), torch.from_numpy(y.astype(np.float32))]
-    if weights is not None:
-        tensors.append(torch.from_numpy(np.asarray(weights, dtype=np.float32)))
-    dataset = TensorDataset(*tensors)
+    dataset = tabular_dataset(x, y, weights)
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset, batch_size=min(batch_size, len(dataset)), shuffle=True, generator=generator
@@ -138,51 +112,25 @@ def validation_score(
     return float(value), float(value if higher_is_better(metric) else -value)
 
 
-def run_epoch(
-    *, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module, device: torch.device, should_stop: StopCheck | None,
-) -> tuple[float, bool]:
-    """One pass over ``loader``. Returns (mean training loss, cancelled)."""
-    model.train()
-    with warnings.catch_warnings():
-        # Opacus' hooks on a first layer whose input needs no gradient: expected, harmless.
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        return _epoch_batches(model=model, loader=loader, optimizer=optimizer,
-                              loss_fn=loss_fn, device=device, should_stop=should_stop)
+def tabular_batch_loss(loss_fn: nn.Module, device: torch.device):  # noqa: ANN201
+    """The loop's ``batch_loss`` for (features, labels[, weights]) batches.
 
+    Per-row weights (reweighing): each row's own loss term times its weight, then a plain
+    mean over the batch, so Opacus' loss_reduction="mean" still holds. Under DP the weight
+    is inside each row's per-sample gradient, which is then clipped to max_grad_norm: one
+    row's contribution, hence the sensitivity, stays bounded by max_grad_norm whatever its
+    weight (a large weight is clipped, not amplified), and the accountant's epsilon is
+    unchanged.
+    """
 
-def _epoch_batches(
-    *, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module, device: torch.device, should_stop: StopCheck | None,
-) -> tuple[float, bool]:
-    total, count = 0.0, 0
-    for batch_index, batch in enumerate(loader):
-        features, labels = batch[0], batch[1]
-        if should_stop is not None and batch_index and batch_index % STOP_CHECK_EVERY_BATCHES == 0:
-            if should_stop():
-                return (total / count if count else math.nan), True
-        features, labels = features.to(device), labels.to(device)
-        optimizer.zero_grad(set_to_none=True)
-        # Poisson sampling can draw an empty batch. It still goes through forward, backward
-        # and step (its loss is NaN but its gradients are empty): Opacus then adds pure noise
-        # and accounts the step, as the DP analysis assumes.
+    def batch_loss(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
+        features, labels = batch[0].to(device), batch[1].to(device)
         if len(batch) > 2:
-            # Per-row weights (reweighing): each row's own loss term times its weight, then
-            # a plain mean over the batch, so Opacus' loss_reduction="mean" still holds.
-            # Under DP the weight is inside each row's per-sample gradient, which is then
-            # clipped to max_grad_norm: one row's contribution, hence the sensitivity, stays
-            # bounded by max_grad_norm whatever its weight (a large weight is clipped, not
-            # amplified), and the accountant's epsilon is unchanged.
             per_row = loss_fn(model(features), labels)
-            loss = (per_row * batch[2].to(device)).mean()
-        else:
-            loss = loss_fn(model(features), labels)
-        loss.backward()
-        optimizer.step()
-        if len(labels):
-            total += float(loss.detach()) * len(labels)
-            count += len(labels)
-    return (total / count if count else math.nan), False
+            return (per_row * batch[2].to(device)).mean(), len(labels)
+        return loss_fn(model(features), labels), len(labels)
+
+    return batch_loss
 
 
 def make_loss(split: EncodedSplit, train: TrainConfig, *, device: torch.device,
@@ -232,75 +180,24 @@ def train_model(
         if not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
             raise ValueError("sample weights must be finite and non-negative")
     device = resolve_device(train.device)
-    seed_everything(train.seed)
-    model: nn.Module = TabularMLP(split.n_features, train.hidden_sizes)
-    with cpu_threads_for(model, device):
-        return _fit(model=model, device=device, split=split, train=train, privacy=privacy,
-                    primary_metric=primary_metric, stage=stage, progress=progress,
-                    should_stop=should_stop, checkpoint_path=checkpoint_path,
-                    sample_weight=sample_weight)
-
-
-def _fit(
-    *, model: nn.Module, device: torch.device, split: EncodedSplit, train: TrainConfig,
-    privacy: PrivacyConfig | None, primary_metric: str, stage: str,
-    progress: ProgressSink | None, should_stop: StopCheck | None, checkpoint_path: Path | None,
-    sample_weight: np.ndarray | None = None,
-) -> TrainedModel:
-    private = privacy is not None and privacy.enabled
-    if private:
-        model = dp.prepare_module(model)
-    model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
-    loader = make_loader(split.x_train, split.y_train, batch_size=train.batch_size,
-                         seed=train.seed, weights=sample_weight)
-    wrapped: dp.PrivateTraining | None = None
-    if private:
-        wrapped = dp.make_private(
-            model=model, optimizer=optimizer, loader=loader, config=privacy, epochs=train.epochs
-        )
-        model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
     loss_fn = make_loss(split, train, device=device, per_row=sample_weight is not None)
 
-    def privacy_so_far() -> dict:
-        return wrapped.report() if wrapped is not None else dp.disabled_report()
+    def validate(model: nn.Module) -> tuple[float, float]:
+        return validation_score(model, split, metric=primary_metric, device=device)
 
-    def cancel() -> TrainingCancelled:
-        return TrainingCancelled(privacy=privacy_so_far())
-
-    log = EpochLog(model=model, stage=stage, total_epochs=train.epochs,
-                   patience=train.patience, progress=progress)
-    checkpoint = EpochCheckpoint(
-        checkpoint_path, inputs=(split.x_train, split.y_train, split.x_val, split.y_val,
-                                 sample_weight),
-        train=train, stage=stage, model=model, optimizer=optimizer, loader=loader,
-        wrapped=wrapped, log=log)
-    first_epoch, stopped_early = checkpoint.resume()
-    for epoch in range(first_epoch, train.epochs + 1):
-        if stopped_early:
-            break
-        if should_stop is not None and should_stop():
-            raise cancel()
-        loss, cancelled = run_epoch(
-            model=model, loader=loader, optimizer=optimizer, loss_fn=loss_fn,
-            device=device, should_stop=should_stop,
-        )
-        if cancelled:
-            raise cancel()
-        val_metric, key = validation_score(model, split, metric=primary_metric, device=device)
-        log.record(model=model, epoch=epoch, loss=loss, val_metric=val_metric, key=key,
-                   epsilon=wrapped.epsilon() if wrapped is not None else None)
-        stopped_early = log.patience_spent and epoch < train.epochs
-        checkpoint.save(epoch, stopped_early=stopped_early)
-
-    return TrainedModel(
-        model=log.load_best(TabularMLP(split.n_features, train.hidden_sizes)),
-        history=log.history,
-        best_epoch=log.best_epoch,
-        epochs_run=len(log.history),
-        stopped_early=stopped_early,
-        privacy=privacy_so_far(),
-        device=str(device),
-        val_metric_name=primary_metric,
+    plan = LoopPlan(
+        build=lambda: TabularMLP(split.n_features, train.hidden_sizes),
+        dataset=tabular_dataset(split.x_train, split.y_train, sample_weight),
+        batch_size=train.batch_size, batch_loss=tabular_batch_loss(loss_fn, device),
+        validate=validate, train=train, privacy=privacy, stage=stage, device=device,
+        checkpoint_path=checkpoint_path,
+        checkpoint_inputs=(split.x_train, split.y_train, split.x_val, split.y_val,
+                           sample_weight),
     )
-
+    result = run_loop(plan, progress=progress, should_stop=should_stop)
+    return TrainedModel(
+        model=result.module, history=result.history, best_epoch=result.best_epoch,
+        epochs_run=result.epochs_run, stopped_early=result.stopped_early,
+        privacy=result.privacy, device=result.device, val_metric_name=primary_metric,
+        stop_reason=result.stop_reason,
+    )

@@ -159,8 +159,9 @@ def run(settings: Settings) -> list[Result]:
               "fast_vs_plain_of_medians": ms["fast"] / ms["plain"]}
     mb = {kind: peak / 2**20 for kind, peak in peaks.items()}
     return [
+        # The published book-keeping cost is about 1.03 (Bu et al. 2023): issue 12's bound.
         Result(f"dp_step_ratio_mlp{suffix}", round_ratio(times, "fast", "plain"), "x",
-               reference, Target(high=1.5), details=common),
+               reference, Target(high=1.15), details=common),
         Result(f"opacus_hooks_ratio_mlp{suffix}", round_ratio(times, "hooks", "plain"), "x",
                reference, Target(), details=common),
         Result(f"opacus_ghost_ratio_mlp{suffix}", round_ratio(times, "ghost", "plain"), "x",

@@ -1,8 +1,9 @@
 """How one private training epoch of the product scales with the number of rows.
 
 Uses the product's own pieces (``ml_core.trainer.make_loader``, ``ml_core.privacy``'s
-wrapping, ``ml_core.trainer.run_epoch``) on the tabular MLP with the default training
-configuration, so whatever path the trainer takes (fast or Opacus) is what is measured.
+wrapping, ``ml_core.training_loop.run_epoch`` with the trainer's batch loss) on the
+tabular MLP with the default training configuration, so whatever path the trainer takes
+(fast or Opacus) is what is measured.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from bench.timing import loglog_slope, median, repeated, synchronizer, torch_thr
 from ml_core import privacy as dp
 from ml_core.models import TabularMLP
 from ml_core.spec import PrivacyConfig, TrainConfig
-from ml_core.trainer import make_loader, run_epoch
+from ml_core.trainer import make_loader, tabular_batch_loss
+from ml_core.training_loop import run_epoch
 
 NAMES = ("scaling_slope_train_epoch",)
 DEVICES = ("cpu", "cuda")
@@ -45,11 +47,11 @@ def _epoch_seconds(rows: int, *, settings: Settings, repeats: int) -> tuple[floa
     loader = make_loader(x, y, batch_size=train.batch_size, seed=train.seed)
     wrapped = dp.make_private(model=model, optimizer=optimizer, loader=loader,
                               config=PrivacyConfig(), epochs=max(1, repeats + 1))
-    loss_fn = nn.BCEWithLogitsLoss()
+    batch_loss = tabular_batch_loss(nn.BCEWithLogitsLoss(), device)
 
     def epoch() -> None:
         run_epoch(model=wrapped.module, loader=wrapped.loader, optimizer=wrapped.optimizer,
-                  loss_fn=loss_fn, device=device, should_stop=None)
+                  batch_loss=batch_loss)
 
     seconds, _ = repeated(epoch, repeats=repeats, warmup=False, sync=synchronizer(settings.device))
     path = type(wrapped.module).__name__

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +30,12 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from ml_core import fairness, group_metrics
 from ml_core import privacy as dp
 from ml_core.artifacts import file_sha256, library_versions
-from ml_core.checkpoints import EpochCheckpoint, checkpoint_path
+from ml_core.checkpoints import checkpoint_path
 from ml_core.families.base import MetricDeclaration, ModelFamily, register_family
 from ml_core.families.knowledge_tracing_data import (
     ResponseColumns,
@@ -54,7 +53,7 @@ from ml_core.models.sequence import (
     shifted_inputs,
 )
 from ml_core.pipeline import TrainingCancelled, TrainingResult, json_ready, resolve_inputs
-from ml_core.progress import EpochLog, report_stage
+from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
@@ -65,7 +64,7 @@ from ml_core.spec import (
     TaskType,
     TrainConfig,
 )
-from ml_core.trainer import cpu_threads_for, resolve_device, seed_everything
+from ml_core.training_loop import LoopPlan, resolve_device, run_loop
 from ml_core.validation import ValidationIssue
 
 __all__ = ["load", "predict", "recommend", "run", "run_next_exercise", "validate"]
@@ -79,7 +78,6 @@ MIN_BATCHES_PER_EPOCH = 4
 EMBED_DIM = 32
 HIDDEN_SIZE = 64
 EVAL_BATCH = 256
-STOP_CHECK_EVERY_BATCHES = 20
 DECISION_THRESHOLD = 0.5
 KT_METRICS = ("roc_auc", "accuracy", "brier")
 # Per-skill baseline: mean correctness shrunk towards the overall mean by this many answers.
@@ -214,17 +212,6 @@ def _new_model(vocabulary: SkillVocabulary) -> KnowledgeTracingGRU:
     return KnowledgeTracingGRU(vocabulary.size, embed_dim=EMBED_DIM, hidden_size=HIDDEN_SIZE)
 
 
-def _prepare_private(model: nn.Module) -> tuple[nn.Module, tuple[str, ...]]:
-    before = {name: type(module).__name__ for name, module in model.named_modules()}
-    fixed = dp.prepare_module(model)
-    after = {name: type(module).__name__ for name, module in fixed.named_modules()}
-    fixes = tuple(
-        f"{name}: {before[name]} -> {after[name]}" for name in before
-        if name and name in after and before[name] != after[name]
-    )
-    return fixed, fixes
-
-
 def _val_auc(model: nn.Module, template: KnowledgeTracingGRU, val: list[History],
              ) -> float:
     # Score with a plain copy: fast nn.GRU instead of DPGRU's per-step Python loop.
@@ -242,104 +229,51 @@ def train_tracer(
     progress: ProgressSink | None, should_stop: StopCheck | None,
     checkpoint_path: Path | None = None,
 ) -> TrainedTracer:
-    """Train one DKT model (DP-SGD when ``privacy`` is enabled); the best epoch by
-    validation AUC is kept. Raises :class:`TrainingCancelled` with the privacy spent.
+    """Train one DKT model (DP-SGD when ``privacy`` is enabled) through the one training
+    loop (:mod:`ml_core.training_loop`); the best epoch by validation AUC is kept. Raises
+    :class:`TrainingCancelled` with the privacy spent.
 
     With ``checkpoint_path`` a checkpoint is written there every epoch and one found there
     is resumed, ending as an uninterrupted run (:mod:`ml_core.checkpoints`)."""
     device = resolve_device(train.device)
-    seed_everything(train.seed)
-    model: nn.Module = _new_model(vocabulary)
-    with cpu_threads_for(model, device):
-        return _fit(model=model, train_items=train_items, val_items=val_items,
-                    vocabulary=vocabulary, train=train, privacy=privacy, stage=stage,
-                    progress=progress, should_stop=should_stop, device=device,
-                    checkpoint_path=checkpoint_path)
-
-
-def _fit(
-    *, model: nn.Module, train_items: list[History], val_items: list[History],
-    vocabulary: SkillVocabulary, train: TrainConfig, privacy: PrivacyConfig | None,
-    stage: str, progress: ProgressSink | None, should_stop: StopCheck | None,
-    device: torch.device, checkpoint_path: Path | None,
-) -> TrainedTracer:
-    private = privacy is not None and privacy.enabled
-    fixes: tuple[str, ...] = ()
-    if private:
-        model, fixes = _prepare_private(model)
-    model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
     skills, correct, mask = padded(train_items, max_steps=MAX_TRAIN_STEPS)
-    batch_size = max(1, min(train.batch_size, len(train_items) // MIN_BATCHES_PER_EPOCH))
-    loader = DataLoader(TensorDataset(skills, correct, mask), batch_size=batch_size,
-                        shuffle=True, generator=torch.Generator().manual_seed(train.seed))
-    wrapped: dp.PrivateTraining | None = None
-    if private:
-        wrapped = dp.make_private(model=model, optimizer=optimizer, loader=loader,
-                                  config=privacy, epochs=train.epochs)
-        model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
+    templates: list[KnowledgeTracingGRU] = []
 
-    def spent() -> dict:
-        return wrapped.report() if wrapped is not None else dp.disabled_report()
+    def template() -> KnowledgeTracingGRU:
+        # Built at the first snapshot (as the loop starts, after the DP wrapping), where the
+        # global RNG stood when this loop was written out by hand: same seeds, same model.
+        if not templates:
+            templates.append(_new_model(vocabulary))
+        return templates[0]
 
-    template = _new_model(vocabulary)
-    # The best weights are kept in the plain nn.GRU layout (DPGRU's aside).
-    log = EpochLog(model=model, stage=stage, total_epochs=train.epochs,
-                   patience=train.patience, progress=progress,
-                   snapshot=lambda module: plain_state_dict(module, template))
-    checkpoint = EpochCheckpoint(
-        checkpoint_path, inputs=(skills, correct, mask), train=train, stage=stage,
-        model=model, optimizer=optimizer, loader=loader, wrapped=wrapped, log=log)
-    first_epoch, stopped_early = checkpoint.resume()
-    for epoch in range(first_epoch, train.epochs + 1):
-        if stopped_early:
-            break
-        if should_stop is not None and should_stop():
-            raise TrainingCancelled(privacy=spent())
-        loss, cancelled = _epoch(model=model, loader=loader, optimizer=optimizer,
-                                 device=device, should_stop=should_stop)
-        if cancelled:
-            raise TrainingCancelled(privacy=spent())
-        auc = _val_auc(model, template, val_items)
+    def validate(model: nn.Module) -> tuple[float, float]:
+        auc = _val_auc(model, template(), val_items)
         # An undefined AUC (one class among the validation answers) ranks below any
         # defined one, yet the first epoch is still kept over the untrained weights.
-        log.record(model=model, epoch=epoch, loss=loss, val_metric=auc,
-                   key=-sys.float_info.max if math.isnan(auc) else auc,
-                   epsilon=wrapped.epsilon() if wrapped is not None else None)
-        stopped_early = log.patience_spent and epoch < train.epochs
-        checkpoint.save(epoch, stopped_early=stopped_early)
-    return TrainedTracer(model=log.load_best(_new_model(vocabulary)), history=log.history,
-                         best_epoch=log.best_epoch, privacy=spent(), device=str(device),
-                         fixes=fixes)
+        return auc, -sys.float_info.max if math.isnan(auc) else auc
 
+    def batch_loss(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
+        skills, correct, mask = (tensor.to(device) for tensor in batch)
+        # Trim the batch to its longest history: padding steps cost time, not accuracy.
+        if len(mask):
+            steps = max(int(mask.sum(dim=1).max().item()), 1)
+            skills, correct, mask = skills[:, :steps], correct[:, :steps], mask[:, :steps]
+        logits = model(shifted_inputs(skills, correct), skills)
+        return student_loss(logits, correct, mask), len(mask)
 
-def _epoch(*, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-           device: torch.device, should_stop: StopCheck | None) -> tuple[float, bool]:
-    model.train()
-    total, count = 0.0, 0
-    with warnings.catch_warnings():
-        # Opacus' hooks on a first layer (the embedding) whose input needs no gradient.
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        for index, (skills, correct, mask) in enumerate(loader):
-            if (should_stop is not None and index and index % STOP_CHECK_EVERY_BATCHES == 0
-                    and should_stop()):
-                return (total / count if count else math.nan), True
-            skills, correct, mask = skills.to(device), correct.to(device), mask.to(device)
-            # Trim the batch to its longest history: padding steps cost time, not accuracy.
-            if len(mask):
-                steps = max(int(mask.sum(dim=1).max().item()), 1)
-                skills, correct, mask = skills[:, :steps], correct[:, :steps], mask[:, :steps]
-            optimizer.zero_grad(set_to_none=True)
-            # An empty Poisson batch still runs forward, backward and step: Opacus then adds
-            # pure noise and accounts the step, as the DP analysis assumes.
-            logits = model(shifted_inputs(skills, correct), skills)
-            loss = student_loss(logits, correct, mask)
-            loss.backward()
-            optimizer.step()
-            if len(mask):
-                total += float(loss.detach()) * len(mask)
-                count += len(mask)
-    return (total / count if count else math.nan), False
+    plan = LoopPlan(
+        build=lambda: _new_model(vocabulary), dataset=TensorDataset(skills, correct, mask),
+        batch_size=max(1, min(train.batch_size, len(train_items) // MIN_BATCHES_PER_EPOCH)),
+        batch_loss=batch_loss, validate=validate, train=train, privacy=privacy, stage=stage,
+        device=device,
+        # The best weights are kept in the plain nn.GRU layout (DPGRU's aside).
+        snapshot=lambda module: plain_state_dict(module, template()),
+        checkpoint_path=checkpoint_path, checkpoint_inputs=(skills, correct, mask),
+    )
+    result = run_loop(plan, progress=progress, should_stop=should_stop)
+    return TrainedTracer(model=result.module, history=result.history,
+                         best_epoch=result.best_epoch, privacy=result.privacy,
+                         device=result.device, fixes=result.fixes)
 
 
 # --- the shared preparation of both problems ---------------------------------------------

@@ -1,38 +1,28 @@
-"""A small training loop over in-memory tensors, with optional DP-SGD, shared by the
-forecasting, recommendation and sequence regression families.
+"""Training over in-memory tensors for the forecasting, recommendation and sequence
+regression families: an adapter over the one training loop.
 
-The tabular loop (``ml_core.trainer``) is built around one feature matrix and a binary
+The tabular trainer (``ml_core.trainer``) is built around one feature matrix and a binary
 label; these families feed several tensors (numeric features, series or user/item
-indices) and their own loss. The privacy wiring is the same: ``ml_core.privacy``'s
-``prepare_module`` and ``make_private`` (Poisson sampling, noise searched for the exact
-step count, ``loss_reduction="mean"``, so every ``loss_fn`` here must be mean-reduced),
-and so are the per-epoch checkpoints a crashed run resumes from (``ml_core.checkpoints``).
+indices) and their own loss. The loop (:mod:`ml_core.training_loop`) is the same for
+everyone: DP-SGD under ``ml_core.privacy``'s rules (Poisson sampling, noise searched for
+the exact step count, ``loss_reduction="mean"``, so every ``loss_fn`` here must be
+mean-reduced), early stopping and the per-epoch checkpoints a crashed run resumes from.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from ml_core import privacy as dp
-from ml_core.checkpoints import EpochCheckpoint
-from ml_core.progress import EpochLog
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
-from ml_core.trainer import (
-    STOP_CHECK_EVERY_BATCHES,
-    TrainingCancelled,
-    cpu_threads_for,
-    resolve_device,
-    seed_everything,
-)
+from ml_core.training_loop import LoopPlan, StopReason, resolve_device, run_loop
 
 
 @dataclass(frozen=True)
@@ -45,6 +35,7 @@ class FittedModule:
     privacy: dict  # privacy.disabled_report() for a non-private run
     device: str
     notes: tuple[str, ...] = ()
+    stop_reason: StopReason = "epochs"
 
 
 class BatchedTensorDataset(TensorDataset):
@@ -62,15 +53,6 @@ class BatchedTensorDataset(TensorDataset):
 
 def _already_batched(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     return tuple(batch)
-
-
-def _loader(tensors: tuple[torch.Tensor, ...], *, batch_size: int, seed: int) -> DataLoader:
-    dataset = BatchedTensorDataset(*tensors)
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        dataset, batch_size=max(1, min(batch_size, len(dataset))), shuffle=True,
-        generator=generator, collate_fn=_already_batched,
-    )
 
 
 def fit_module(
@@ -102,97 +84,30 @@ def fit_module(
     same inputs (the caller keeps one checkpoint path per run and stage).
     """
     device = resolve_device(train.device)
-    seed_everything(train.seed)
-    model = build()
-    notes: list[str] = []
-    private = privacy is not None and privacy.enabled
-    if private:
-        fixed = dp.prepare_module(model)
-        if fixed is not model:
-            notes.append("Opacus' ModuleValidator replaced layers it cannot give per-sample "
-                         "gradients for (e.g. BatchNorm by GroupNorm).")
-        model = fixed
-    with cpu_threads_for(model, device):
-        return _fit(model=model, build=build, device=device, tensors=tensors, loss_fn=loss_fn,
-                    val_score=val_score, train=train, privacy=privacy if private else None,
-                    stage=stage, progress=progress, should_stop=should_stop,
-                    weight_decay=weight_decay, notes=notes, checkpoint_path=checkpoint_path)
 
+    def batch_loss(module: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
+        batch = tuple(tensor.to(device) for tensor in batch)
+        return loss_fn(module, batch), len(batch[0])
 
-def _fit(
-    *, model: nn.Module, build: Callable[[], nn.Module], device: torch.device,
-    tensors: tuple[torch.Tensor, ...], loss_fn: Callable, val_score: Callable,
-    train: TrainConfig, privacy: PrivacyConfig | None, stage: str,
-    progress: ProgressSink | None, should_stop: StopCheck | None, weight_decay: float,
-    notes: list[str], checkpoint_path: Path | None,
-) -> FittedModule:
-    model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate,
-                                 weight_decay=weight_decay)
-    loader = _loader(tensors, batch_size=train.batch_size, seed=train.seed)
-    wrapped: dp.PrivateTraining | None = None
-    if privacy is not None:
-        wrapped = dp.make_private(model=model, optimizer=optimizer, loader=loader,
-                                  config=privacy, epochs=train.epochs)
-        model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
+    def evaluate(module: nn.Module) -> tuple[float, float]:
+        copy_on_cpu = copy.deepcopy(dp.unwrap(module)).cpu().eval()
+        score = float(val_score(copy_on_cpu))
+        return score, score
 
-    def privacy_so_far() -> dict:
-        return wrapped.report() if wrapped is not None else dp.disabled_report()
-
-    def evaluate() -> float:
-        plain = dp.unwrap(model)
-        copy_on_cpu = copy.deepcopy(plain).cpu().eval()
-        return float(val_score(copy_on_cpu))
-
-    log = EpochLog(model=model, stage=stage, total_epochs=train.epochs,
-                   patience=train.patience, progress=progress)
-    checkpoint = EpochCheckpoint(
-        checkpoint_path, inputs=tensors, train=train, stage=stage, model=model,
-        optimizer=optimizer, loader=loader, wrapped=wrapped, log=log,
-        weight_decay=weight_decay)
-    first_epoch, stopped_early = checkpoint.resume()
-    for epoch in range(first_epoch, train.epochs + 1):
-        if stopped_early:
-            break
-        if should_stop is not None and should_stop():
-            raise TrainingCancelled(privacy=privacy_so_far())
-        loss, cancelled = _epoch(model=model, loader=loader, optimizer=optimizer,
-                                 loss_fn=loss_fn, device=device, should_stop=should_stop)
-        if cancelled:
-            raise TrainingCancelled(privacy=privacy_so_far())
-        score = evaluate()
-        log.record(model=model, epoch=epoch, loss=loss, val_metric=score, key=score,
-                   epsilon=wrapped.epsilon() if wrapped is not None else None)
-        stopped_early = log.patience_spent
-        checkpoint.save(epoch, stopped_early=stopped_early)
-    return FittedModule(module=log.load_best(build()), history=log.history,
-                        best_epoch=log.best_epoch, privacy=privacy_so_far(), device=str(device),
-                        notes=tuple(notes))
-
-
-def _epoch(
-    *, model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
-    loss_fn: Callable, device: torch.device, should_stop: StopCheck | None,
-) -> tuple[float, bool]:
-    model.train()
-    total, count = 0.0, 0
-    with warnings.catch_warnings():
-        # Opacus' hooks on a first layer whose input needs no gradient: expected, harmless.
-        warnings.filterwarnings("ignore", message="Full backward hook is firing")
-        for index, batch in enumerate(loader):
-            if (should_stop is not None and index and index % STOP_CHECK_EVERY_BATCHES == 0
-                    and should_stop()):
-                return (total / count if count else math.nan), True
-            batch = tuple(tensor.to(device) for tensor in batch)
-            size = len(batch[0])
-            optimizer.zero_grad(set_to_none=True)
-            # An empty Poisson batch still steps: Opacus adds pure noise and accounts it,
-            # as the DP analysis assumes (its NaN loss is not counted).
-            loss = loss_fn(model, batch)
-            loss.backward()
-            optimizer.step()
-            if size:
-                total += float(loss.detach()) * size
-                count += size
-    return (total / count if count else math.nan), False
-
+    plan = LoopPlan(
+        build=build, dataset=BatchedTensorDataset(*tensors), batch_size=train.batch_size,
+        collate_fn=_already_batched, batch_loss=batch_loss, validate=evaluate, train=train,
+        privacy=privacy, stage=stage, device=device,
+        optimizer=lambda module: torch.optim.Adam(module.parameters(), lr=train.learning_rate,
+                                                  weight_decay=weight_decay),
+        checkpoint_path=checkpoint_path, checkpoint_inputs=tensors,
+        checkpoint_settings={"weight_decay": weight_decay},
+    )
+    result = run_loop(plan, progress=progress, should_stop=should_stop)
+    notes = ()
+    if result.module_fixed:
+        notes = ("Opacus' ModuleValidator replaced layers it cannot give per-sample "
+                 "gradients for (e.g. BatchNorm by GroupNorm).",)
+    return FittedModule(module=result.module, history=result.history,
+                        best_epoch=result.best_epoch, privacy=result.privacy,
+                        device=result.device, notes=notes, stop_reason=result.stop_reason)

@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import time
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,18 +35,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 from sklearn.model_selection import train_test_split
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from ml_core import fairness, group_metrics
-from ml_core import fast_clipping as fc
 from ml_core import privacy as dp
 from ml_core.artifacts import file_sha256, library_versions
-from ml_core.checkpoints import EpochCheckpoint, checkpoint_path
+from ml_core.checkpoints import checkpoint_path
 from ml_core.data import label_text
 from ml_core.families.base import MetricDeclaration, ModelFamily, register_family
 from ml_core.models import text_encoder as te
 from ml_core.pipeline import TrainingResult, json_ready, resolve_inputs
-from ml_core.progress import EpochLog, report_stage
+from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
@@ -59,7 +57,13 @@ from ml_core.spec import (
     TrainConfig,
     normalise_name,
 )
-from ml_core.trainer import TrainingCancelled, resolve_device, seed_everything
+from ml_core.training_loop import (
+    LoopPlan,
+    TrainingCancelled,
+    resolve_device,
+    run_loop,
+    seed_everything,
+)
 from ml_core.validation import ValidationIssue
 
 MODEL_FAMILY = "text_encoder"
@@ -69,7 +73,6 @@ TEXT_METRICS = ("macro_f1", "accuracy", "weighted_f1")
 DEFAULT_TRAINABLE_LAYERS = 2
 MIN_PRIVATE_BATCH = 16
 ENCODE_BATCH = 64
-STOP_CHECK_EVERY_BATCHES = 10
 # Frozen-encoder outputs kept in memory across runs (a private run and its twin, or a
 # rerun on the same file); keyed by the encoder and the exact token ids.
 _STATE_CACHE: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -480,92 +483,62 @@ def train_top(
     schedule = schedule or Schedule(batch_size=train.batch_size,
                                     head_learning_rate=train.learning_rate,
                                     layer_learning_rate=train.learning_rate)
-    seed_everything(train.seed)
-    top = copy.deepcopy(initial).to(rows.device)
-    private = privacy is not None and privacy.enabled
-    if private:
-        top = dp.prepare_module(top)
-    top.train()
-    head = [p for name, p in top.named_parameters()
-            if p.requires_grad and name.startswith("classifier.")]
-    layers = [p for name, p in top.named_parameters()
-              if p.requires_grad and not name.startswith("classifier.")]
-    groups = [{"params": head, "lr": schedule.head_learning_rate}]
-    if layers:
-        groups.append({"params": layers, "lr": schedule.layer_learning_rate})
-    optimizer = torch.optim.Adam(groups)
-    dataset = TensorDataset(torch.as_tensor(fit, dtype=torch.long),
-                            torch.as_tensor(y[fit], dtype=torch.long))
-    loader = DataLoader(dataset, batch_size=max(1, min(schedule.batch_size, len(dataset))),
-                        shuffle=True, generator=torch.Generator().manual_seed(train.seed))
-    wrapped = None
-    clipping = ""
-    model: nn.Module = top
-    if private:
-        wrapped = dp.make_private(model=top, optimizer=optimizer, loader=loader,
-                                  config=privacy, epochs=train.epochs)
-        model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
-        clipping = str(wrapped.clipping.get("reason", ""))
+
+    def optimizer(top: nn.Module) -> torch.optim.Optimizer:
+        head = [p for name, p in top.named_parameters()
+                if p.requires_grad and name.startswith("classifier.")]
+        layers = [p for name, p in top.named_parameters()
+                  if p.requires_grad and not name.startswith("classifier.")]
+        groups = [{"params": head, "lr": schedule.head_learning_rate}]
+        if layers:
+            groups.append({"params": layers, "lr": schedule.layer_learning_rate})
+        return torch.optim.Adam(groups)
+
     # A plain mean over the batch's rows, matching loss_reduction="mean" in make_private.
     loss_fn = WeightedCrossEntropy(schedule.class_weights, rows.device)
 
-    def spent() -> dict:
-        return wrapped.report() if wrapped is not None else dp.disabled_report()
+    def batch_loss(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
+        index, labels = batch
+        states, mask = rows.batch(index)
+        return loss_fn(model(states, mask), labels.to(rows.device)), len(labels)
 
-    # The starting point competes too (a linear-probe head may already be the best).
-    start_score = text_metrics(y[val], predict_probabilities(dp.unwrap(model), rows, val)
-                               .argmax(axis=1), n_classes)["macro_f1"] if len(val) else -math.inf
-    log = EpochLog(model=model, stage=stage, total_epochs=train.epochs,
-                   patience=train.patience, progress=progress, start_key=start_score)
-    # The frozen-encoder states are derived data: the signature names where they came from
-    # (rows.origin) instead of holding them; the start weights cover the encoder's top.
-    checkpoint = EpochCheckpoint(
-        checkpoint_path, inputs=(fit, y[fit], val, y[val], *initial.state_dict().values()),
-        train=train, stage=stage, model=model, optimizer=optimizer, loader=loader,
-        wrapped=wrapped, log=log, rows=rows.origin, batch_size=schedule.batch_size,
-        head_learning_rate=schedule.head_learning_rate,
-        layer_learning_rate=schedule.layer_learning_rate,
-        class_weights=(None if schedule.class_weights is None
-                       else [float(w) for w in schedule.class_weights]),
-        trained=[name for name, p in dp.unwrap(model).named_parameters() if p.requires_grad],
-        dropout=float(initial.dropout.p))
-    first_epoch, stopped_early = checkpoint.resume()
-    for epoch in range(first_epoch, train.epochs + 1):
-        if stopped_early:
-            break
-        if should_stop is not None and should_stop():
-            raise TrainingCancelled(privacy=spent())
-        model.train()
-        total, count = 0.0, 0
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Full backward hook is firing")
-            warnings.filterwarnings("ignore", message=".*non-full backward hook.*")
-            for batch_index, (index, labels) in enumerate(loader):
-                if (should_stop is not None and batch_index
-                        and batch_index % STOP_CHECK_EVERY_BATCHES == 0 and should_stop()):
-                    raise TrainingCancelled(privacy=spent())
-                states, mask = rows.batch(index)
-                labels = labels.to(rows.device)
-                optimizer.zero_grad(set_to_none=True)
-                # An empty Poisson batch still steps: Opacus adds pure noise and accounts it.
-                loss = loss_fn(model(states, mask), labels)
-                loss.backward()
-                optimizer.step()
-                if len(labels):
-                    total += float(loss.detach()) * len(labels)
-                    count += len(labels)
+    def macro_f1(model: nn.Module) -> float:
         probabilities = predict_probabilities(dp.unwrap(model), rows, val)
-        score = text_metrics(y[val], probabilities.argmax(axis=1), n_classes)["macro_f1"]
-        log.record(model=model, epoch=epoch, loss=total / count if count else math.nan,
-                   val_metric=score, key=score,
-                   epsilon=wrapped.epsilon() if wrapped is not None else None)
-        stopped_early = log.patience_spent
-        checkpoint.save(epoch, stopped_early=stopped_early)
-    best = log.load_best(copy.deepcopy(initial))
-    if isinstance(model, fc.BookkeepingModule):
-        model.cleanup()  # drop the records and the patched Linear forwards
-    return TrainedTop(top=best, history=log.history, best_epoch=log.best_epoch,
-                      privacy=spent(), seconds=time.perf_counter() - started, clipping=clipping)
+        return text_metrics(y[val], probabilities.argmax(axis=1), n_classes)["macro_f1"]
+
+    def validate(model: nn.Module) -> tuple[float, float]:
+        score = macro_f1(model)
+        return score, score
+
+    plan = LoopPlan(
+        build=lambda: copy.deepcopy(initial).to(rows.device), fresh=lambda: copy.deepcopy(initial),
+        dataset=TensorDataset(torch.as_tensor(fit, dtype=torch.long),
+                              torch.as_tensor(y[fit], dtype=torch.long)),
+        batch_size=schedule.batch_size, batch_loss=batch_loss, validate=validate,
+        optimizer=optimizer, train=train, privacy=privacy, stage=stage, device=rows.device,
+        # The starting point competes too (a linear-probe head may already be the best).
+        start_key=lambda model: macro_f1(model) if len(val) else -math.inf,
+        # The frozen-encoder states are derived data: the signature names where they came
+        # from (rows.origin) instead of holding them; the start weights cover the top.
+        checkpoint_path=checkpoint_path,
+        checkpoint_inputs=(fit, y[fit], val, y[val], *initial.state_dict().values()),
+        checkpoint_settings=lambda top: {
+            "rows": rows.origin, "batch_size": schedule.batch_size,
+            "head_learning_rate": schedule.head_learning_rate,
+            "layer_learning_rate": schedule.layer_learning_rate,
+            "class_weights": (None if schedule.class_weights is None
+                              else [float(w) for w in schedule.class_weights]),
+            "trained": [name for name, p in top.named_parameters() if p.requires_grad],
+            "dropout": float(initial.dropout.p)},
+        # The text top never limited its threads (a transformer layer is not small).
+        limit_threads=False,
+    )
+    result = run_loop(plan, progress=progress, should_stop=should_stop)
+    clipping = str(result.privacy.get("clipping", {}).get("reason", "")) if result.privacy[
+        "enabled"] else ""
+    return TrainedTop(top=result.module, history=result.history, best_epoch=result.best_epoch,
+                      privacy=result.privacy, seconds=time.perf_counter() - started,
+                      clipping=clipping)
 
 
 # --- fairness --------------------------------------------------------------------------------

@@ -346,9 +346,10 @@ def test_private_training_through_the_poisson_loader_learns():
 
 
 class WithEmbedding(nn.Module):
+    # Scaling by the batch's counts couples the samples: no book-keeping path.
     def __init__(self) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(10, 4)
+        self.embedding = nn.Embedding(10, 4, scale_grad_by_freq=True)
         self.head = nn.Linear(4, 1)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -356,9 +357,10 @@ class WithEmbedding(nn.Module):
 
 
 class WithConv(nn.Module):
+    # Circular padding is not a window of zeros: no book-keeping path.
     def __init__(self) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(2, 3, kernel_size=3)
+        self.conv = nn.Conv1d(2, 3, kernel_size=3, padding=1, padding_mode="circular")
         self.head = nn.Linear(3, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

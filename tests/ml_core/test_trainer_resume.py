@@ -4,6 +4,7 @@ checkpoint, ends exactly where an uninterrupted one does (weights, history, priv
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -43,11 +44,13 @@ def test_resumed_training_equals_an_uninterrupted_one(spec, split, tmp_path, pri
     reference = train_model(split=split, train=train, privacy=privacy)
 
     path = tmp_path / "training.pt"
-    # Stop checks come once per epoch and every 20 batches (about 23 batches an epoch):
-    # the 7th check falls inside epoch 4, after the checkpoint of epoch 3.
+    # Stop checks come before every step (one per batch; a Poisson epoch has as many steps
+    # as the shuffled one has batches): the (3 n + 2)th check falls inside epoch 4, after
+    # the checkpoint of epoch 3.
+    batches = math.ceil(len(split.y_train) / train.batch_size)
     with pytest.raises(TrainingCancelled):
         train_model(split=split, train=train, privacy=privacy, checkpoint_path=path,
-                    should_stop=StopAfterBatches(6))
+                    should_stop=StopAfterBatches(3 * batches + 1))
     assert checkpoint_epochs(tmp_path) == {"training": 3}
 
     resumed = train_model(split=split, train=train, privacy=privacy, checkpoint_path=path)
