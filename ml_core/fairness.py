@@ -270,3 +270,29 @@ def audit(
 def passed(report: dict) -> bool:
     """True when every audited attribute passed (an empty report passes)."""
     return all(attribute["passed"] for attribute in report.values())
+
+
+PASSED, FAILED, NOT_JUDGED = "passed", "failed", "not_judged"
+
+
+def attribute_verdict(part: dict) -> str:
+    """``"passed"``, ``"failed"`` or ``"not_judged"`` for one attribute of any report shape
+    (this module's or :mod:`ml_core.group_metrics`').
+
+    An attribute with fewer than two groups of the policy's minimum size is *not judged*:
+    its ``passed`` is True only so that it blocks nothing, and its checks (computed over
+    all groups for information) are not verdicts. Every page, gate and API reads this one
+    function so that none of them can call such an attribute "passed".
+    """
+    if part.get("insufficient_groups"):
+        return NOT_JUDGED
+    return PASSED if part.get("passed") else FAILED
+
+
+def report_verdict(report: dict) -> str:
+    """The whole report's verdict: failed when any attribute failed, not judged when no
+    attribute could be judged (or none was audited), passed otherwise."""
+    verdicts = [attribute_verdict(part) for part in report.values() if isinstance(part, dict)]
+    if FAILED in verdicts:
+        return FAILED
+    return PASSED if PASSED in verdicts else NOT_JUDGED

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audits import charts
+from audits import charts, verdicts
 
 _CHECK_NAMES = {
     "four_fifths_rule": "Disparate impact ratio (four-fifths rule)",
@@ -55,6 +55,13 @@ class AttributeSection:
         (key, _GROUP_VALUE_NAMES[key]) for key in DECISION_VALUES)
     kind: str = "personal"  # or "operational" (machine types, lines, stores)
     kind_note: str = ""
+    # passed, failed or not judged (groups too small), from audits.verdicts: the badge
+    # never says "Passed" for an attribute nobody could judge.
+    verdict: verdicts.Verdict = verdicts.Verdict(code="passed", label="Passed", badge="pass")
+
+    @property
+    def judged(self) -> bool:
+        return self.verdict.code != "not_judged"
 
 
 def policy_rows(policy: dict) -> list[tuple[str, str]]:
@@ -221,9 +228,16 @@ def attribute_sections(*, report: dict, nonprivate_report: dict | None, policy: 
     return sections
 
 
-def _check_label(name: str) -> str:
+# The four-fifths rule is the 0.8 ratio; any other threshold is a plain ratio check.
+FOUR_FIFTHS = 0.8
+
+
+def _check_label(name: str, threshold: float | None = None) -> str:
     if name in _CHECK_NAMES:
-        return _CHECK_NAMES[name]
+        label = _CHECK_NAMES[name]
+        if threshold is not None and abs(float(threshold) - FOUR_FIFTHS) > 1e-9:
+            label = label.replace(" (four-fifths rule)", "")
+        return label
     if name == "mae_ratio":
         return "Error ratio (highest group MAE ÷ lowest)"
     if name.endswith("_ratio"):
@@ -234,7 +248,10 @@ def _check_label(name: str) -> str:
 
 def _section(*, attribute, body: dict, groups: list[dict], chart_list: list[str],
              columns: tuple[tuple[str, str], ...], kind: str) -> AttributeSection:
-    checks = [{**check, "label": _check_label(check.get("name", ""))}
+    verdict = verdicts.for_attribute(body)
+    # The checks of an attribute that was not judged are shown for information only.
+    checks = [{**check, "label": _check_label(check.get("name", ""), check.get("threshold")),
+               "judged": verdict.code != "not_judged"}
               for check in body.get("checks", [])]
     # Words, not numbers (worst/best group names) are shown as they are.
     disparities = [(_DISPARITY_NAMES.get(k, k.replace("_", " ")), v)
@@ -243,5 +260,5 @@ def _section(*, attribute, body: dict, groups: list[dict], chart_list: list[str]
         name=str(attribute), passed=bool(body.get("passed")), groups=groups,
         charts=chart_list, checks=checks, disparities=disparities,
         note=str(body.get("note") or ""), columns=columns, kind=kind,
-        kind_note=KIND_NOTES.get(kind, ""),
+        kind_note=KIND_NOTES.get(kind, ""), verdict=verdict,
     )

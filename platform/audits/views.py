@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from accounts import scoping
 from accounts.permissions import can_review, reviewer_required
-from audits import services
+from audits import services, verdicts
 from audits.forms import ReviewForm
 from audits.models import AuditLogEntry, FairnessReport
 from audits.report_display import attribute_sections, policy_rows
@@ -29,10 +29,9 @@ def _report_context(run: TrainingRun) -> dict:
             policy = asdict(registry.get_problem(run.vertical, run.problem).spec.fairness)
         except registry.RegistryError:
             policy = {}
-    passed = stored.passed if stored else all(
-        body.get("passed", False) for body in report.values() if isinstance(body, dict))
     return {
-        "report_run": run, "report_exists": bool(report), "report_passed": passed,
+        "report_run": run, "report_exists": bool(report),
+        "report_verdict": verdicts.for_report(report),
         "privacy_cost": _privacy_cost(run),
         "sections": attribute_sections(report=report, nonprivate_report=twin, policy=policy),
         "policy_rows": policy_rows(policy),
@@ -70,7 +69,24 @@ def review_queue(request):
         ModelVersion.objects.exclude(status__in=ModelVersion.UNDECIDED)
         .select_related("run"), request.user,
     )[:20]
-    return render(request, "audits/queue.html", {"pending": pending, "decided": decided})
+    return render(request, "audits/queue.html", {
+        "pending": pending, "rows": [_queue_row(mv) for mv in pending], "decided": decided})
+
+
+def _queue_row(model_version: ModelVersion) -> dict:
+    """What the queue shows of one model: its primary metric, epsilon and fairness verdict."""
+    run = model_version.run
+    report = getattr(run, "fairness_report", None)
+    try:
+        metric = registry.get_problem(run.vertical, run.problem).spec.primary_metric
+    except registry.RegistryError:
+        metric = None
+    privacy = run.privacy or {}
+    return {"mv": model_version, "metric": metric,
+            "metric_value": (run.metrics or {}).get(metric) if metric else None,
+            "private": bool(privacy.get("enabled")), "epsilon": privacy.get("epsilon"),
+            "target_epsilon": privacy.get("target_epsilon"),
+            "verdict": verdicts.for_report(report.report) if report else None}
 
 
 def review_detail(request, model_version_id: int):

@@ -7,6 +7,7 @@ fairness by group, the approval record and the known limitations.
 
 from __future__ import annotations
 
+from audits import verdicts
 from audits.models import FairnessReport
 from governance.registry import evaluate_gates
 from training.models import ModelVersion
@@ -125,8 +126,10 @@ def _fairness_section(model_version: ModelVersion) -> dict:
             "disparities": part.get("disparities") or {},
             "checks": part.get("checks") or [],
             "passed": part.get("passed"),
+            **verdicts.for_attribute(part).to_dict(),
         }
-    return {"passed": report.passed, "policy": report.policy, "attributes": attributes}
+    return {"passed": report.passed, **verdicts.for_report(report.report).to_dict(),
+            "policy": report.policy, "attributes": attributes}
 
 
 def privacy_cost_by_group(model_version: ModelVersion) -> dict:

@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.models import Role
 from accounts.permissions import require_role
 from accounts.scoping import membership_for
+from audits import verdicts
 from audits.models import FairnessReport, Review
 from audits.services import log_action
 from governance.models import GatePolicy, PromotionEvent
@@ -167,7 +168,10 @@ def _fairness_gate(model_version: ModelVersion, policy: GatePolicy) -> dict:
         return _gate("fairness", False, "fairness: no fairness report",
                      required=policy.require_fairness)
     failed = []
+    verdict = verdicts.for_report(report.report)
     for attribute, part in (report.report or {}).items():
+        if verdicts.for_attribute(part).code == "not_judged":
+            continue  # its checks are information, not verdicts (audits.verdicts)
         for check in part.get("checks", []):
             if check.get("passed") is False:
                 value, threshold = check.get("value"), check.get("threshold")
@@ -175,8 +179,13 @@ def _fairness_gate(model_version: ModelVersion, policy: GatePolicy) -> dict:
                 by = abs(float(value) - float(threshold)) if known else None
                 failed.append({"attribute": attribute, "check": check.get("name"),
                                "value": value, "threshold": threshold, "by": by})
+    if verdict.code == "not_judged":
+        # Not a failure (nothing blocks on groups too small to compare), but never "passed".
+        return {**_gate("fairness", True, f"fairness: not judged ({verdict.why})",
+                        required=policy.require_fairness), "verdict": verdict.code}
     if report.passed and not failed:
-        return _gate("fairness", True, "fairness: every check of the policy passed",
+        also = f"; {verdict.why}" if verdict.why else ""
+        return _gate("fairness", True, f"fairness: every judged check of the policy passed{also}",
                      required=policy.require_fairness)
     words = ", ".join(
         f"{f['attribute']} {f['check']} = {f['value']:.3f} vs limit {f['threshold']:g} "
