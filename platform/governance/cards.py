@@ -133,15 +133,20 @@ def _fairness_section(model_version: ModelVersion) -> dict:
 
 
 def privacy_cost_by_group(model_version: ModelVersion) -> dict:
-    """Per group, accuracy of the private model beside its non-private twin; groups whose
-    accuracy dropped more than the overall drop are flagged (DP hits small groups hardest)."""
+    """Per group, accuracy of the private model beside its non-private twin. A group is
+    flagged only for a real drop: it lost accuracy (at the three decimals shown) and lost more
+    than the model did overall (DP hits small groups hardest). When the private model is
+    better overall, the sentence says "higher", never a negative "lower"."""
     run = model_version.run
     report = FairnessReport.objects.filter(run=run).first()
     twin_metrics = (run.result or {}).get("nonprivate_metrics") or {}
     if report is None or not report.nonprivate_report or "accuracy" not in twin_metrics:
         return {}
     overall = float(twin_metrics["accuracy"]) - float((run.metrics or {}).get("accuracy", 0.0))
-    out = {"overall_accuracy_drop": overall, "attributes": {}}
+    # Compared at the precision the page shows, so a drop printed "0.000" is never flagged.
+    shown_overall = max(round(overall, 3), 0.0)
+    out = {"overall_accuracy_drop": overall, "overall_sentence": _overall_sentence(overall),
+           "attributes": {}}
     for attribute, part in (report.report or {}).items():
         twin_groups = (report.nonprivate_report.get(attribute) or {}).get("by_group") or {}
         rows = {}
@@ -150,11 +155,28 @@ def privacy_cost_by_group(model_version: ModelVersion) -> dict:
             if stats.get("accuracy") is None or twin.get("accuracy") is None:
                 continue
             drop = float(twin["accuracy"]) - float(stats["accuracy"])
+            flagged = round(drop, 3) > shown_overall
             rows[group] = {"private_accuracy": stats["accuracy"],
                            "nonprivate_accuracy": twin["accuracy"], "drop": drop,
-                           "count": stats.get("count"), "flagged": drop > overall + 1e-12}
+                           "count": stats.get("count"), "flagged": flagged,
+                           "flag_text": ("lost more than the model overall" if overall > 0
+                                         else "lost accuracy") if flagged else ""}
         out["attributes"][attribute] = rows
     return out
+
+
+def _overall_sentence(overall_drop: float) -> str:
+    """The overall comparison in words: the sign becomes "lower" or "higher"."""
+    gap = abs(overall_drop)
+    if round(gap, 3) == 0:
+        return ("Overall the private model's accuracy equals its twin's (to three decimals); "
+                "groups that lost accuracy are flagged.")
+    if overall_drop > 0:
+        return (f"Overall the private model's accuracy is {gap:.3f} lower than its twin's; "
+                "groups that lost more than that are flagged, since differential privacy "
+                "tends to cost small groups the most.")
+    return (f"Overall the private model's accuracy is {gap:.3f} higher than its twin's; "
+            "groups whose accuracy still dropped are flagged.")
 
 
 def _approval_section(model_version: ModelVersion) -> dict:
