@@ -94,8 +94,10 @@ def _spec(vertical: str, problem: str) -> ProblemSpec:
 
 
 def gate_defaults(spec: ProblemSpec) -> dict:
-    """The vertical's defaults: its privacy target is the epsilon limit."""
-    return {"require_fairness": True, "require_privacy": True,
+    """The vertical's defaults: its privacy target is the epsilon limit, and privacy is
+    required only where the problem trains privately by default, so that a model trained
+    with the problem's own defaults can pass its own gates (machine sensor data)."""
+    return {"require_fairness": True, "require_privacy": bool(spec.privacy.enabled),
             "max_epsilon": float(spec.privacy.target_epsilon), "require_baseline": True,
             "champion_tolerance": 0.02, "require_signoff": True}
 
