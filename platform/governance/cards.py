@@ -82,7 +82,8 @@ def _privacy_section(model_version: ModelVersion) -> dict:
     result = model_version.run.result or {}
     if privacy.get("enabled"):
         section["empirical_audit"] = _audit_summary(result.get("privacy_audit"),
-                                                    refused=result.get("privacy_audit_refused"))
+                                                    refused=result.get("privacy_audit_refused"),
+                                                    model_epsilon=privacy.get("epsilon"))
     entry = getattr(model_version.run, "ledger_entry", None)
     if entry is not None:
         section["dataset_ledger"] = {"charged_epsilon": entry.epsilon,
@@ -91,7 +92,8 @@ def _privacy_section(model_version: ModelVersion) -> dict:
     return section
 
 
-def _audit_summary(audit: dict | None, *, refused: dict | None = None) -> dict:
+def _audit_summary(audit: dict | None, *, refused: dict | None = None,
+                   model_epsilon: float | None = None) -> dict:
     """The membership-inference audit (governance.privacy_audit) as the card states it."""
     refusal = f" The last request was {refused['refused']}." if refused else ""
     if not audit:
@@ -99,8 +101,14 @@ def _audit_summary(audit: dict | None, *, refused: dict | None = None) -> dict:
                                             "for tabular models)." + refusal}
     bound, claimed = audit.get("epsilon_lower_bound"), audit.get("claimed_epsilon")
     confidence = float(audit.get("confidence") or 0.95)
+    # The reader judges this model: the bound is compared with the model's own epsilon; the
+    # retraining's accountant (same configuration) is named only when it differs.
+    own = float(model_epsilon) if model_epsilon is not None else float(claimed)
     statement = (f"Empirical epsilon lower bound {bound:.3f} ({confidence:.0%} confidence) vs "
-                 f"claimed epsilon {claimed:.3f}, from {audit.get('canaries')} canaries.")
+                 f"this model’s epsilon {own:.3f}, from {audit.get('canaries')} canaries.")
+    if abs(float(claimed) - own) >= 0.0005:
+        statement += (f" The audit's retraining (same configuration) was accounted at "
+                      f"epsilon {float(claimed):.3f}.")
     statement += (" Consistent with the claim: the audit found no more leakage than claimed."
                   if audit.get("consistent") else
                   " The bound EXCEEDS the claim: this training leaks more than its accountant "
@@ -110,6 +118,7 @@ def _audit_summary(audit: dict | None, *, refused: dict | None = None) -> dict:
                       "to the dataset's privacy ledger.")
     statement += refusal
     return {"done": True, "epsilon_lower_bound": bound, "claimed_epsilon": claimed,
+            "model_epsilon": own,
             "confidence": confidence, "consistent": audit.get("consistent"),
             "canaries": audit.get("canaries"), "method": audit.get("method"),
             "statement": statement}

@@ -117,9 +117,21 @@ def model_mitigate(request, model_version_id: int):
 
 @require_POST
 def model_privacy_audit(request, model_version_id: int):
-    from governance.privacy_audit import request_audit
+    """The audit spends the dataset's privacy budget: the first POST only shows what it
+    would charge and asks; the confirmation form's POST (``confirm=yes``) queues it."""
+    from governance.privacy_audit import audit_cost, check_auditable, request_audit
 
     model_version = _model_or_404(request.user, model_version_id)
+    if not can_review(request.user):
+        raise PermissionDenied("only a reviewer or admin of this organisation can audit")
+    if request.POST.get("confirm") != "yes":
+        try:
+            check_auditable(model_version)
+        except ValueError as exc:
+            messages.error(request, str(exc))
+            return redirect("governance:card", model_version_id=model_version.pk)
+        return render(request, "governance/privacy_audit_confirm.html", {
+            "model_version": model_version, "cost": audit_cost(model_version)})
     try:
         request_audit(model_version=model_version, user=request.user)
     except ValueError as exc:

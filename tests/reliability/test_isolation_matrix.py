@@ -200,7 +200,7 @@ MATRIX: dict[str, list[Case]] = {
                                                  "constraint": "demographic_parity"})],
     # The empirical privacy audit: reviewers and admins queue it.
     "governance:privacy_audit": [post(REVIEWER, kwargs=obj("model_serving", MODEL),
-                                      data=lambda w: {})],
+                                      data=lambda w: {"confirm": "yes"})],
     "governance:card": [get(kwargs=obj("model_serving", MODEL), shows_own=True)],
     "governance:card_json": [get(kwargs=obj("model_serving", MODEL))],
     "governance:score": [post(MEMBER, kwargs=obj("model_serving", MODEL),
