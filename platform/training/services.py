@@ -44,7 +44,7 @@ from ml_core.spec import ColumnMapping, PrivacyConfig, ProblemSpec, TrainConfig
 from observability.outage import is_database_outage
 from observability.repeating import RepeatingThread
 from training.models import ModelVersion, TrainingRun
-from training.progress import CancelCheck, RunProgress
+from training.progress import CancelCheck, RunProgress, model_headline
 from training.results import json_safe
 from verticals.registry import get_problem
 
@@ -521,6 +521,8 @@ def _record_success(run: TrainingRun, claim: Claim, *, result, spec: ProblemSpec
             fairness=summary.get("fairness") or {},
             result=rest,
             history=summary.get("history") or [],
+            # The headline is the model's last epoch, never the twin's (trained after it).
+            **model_headline(summary.get("history") or []),
             device=str(result.device)[:32],
             artifact_path=str(artifact_dir),
             stage="done",
