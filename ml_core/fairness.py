@@ -8,6 +8,7 @@ inputs, so fairlearn is the reference in the tests, not the implementation here.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -104,6 +105,30 @@ def _banded(series: pd.Series, banding: Banding | None,
     return codes, np.append(labels, MISSING_GROUP)
 
 
+_BAND = re.compile(r"^(?P<lt><)?(?P<low>-?\d+(?:\.\d+)?)(?P<rest>.*)$")
+
+
+def group_sort_key(label: object) -> tuple:
+    """Orders group labels as a reader expects: bands and numbers numerically (``<26``
+    before ``26-31`` before ``50+``), then text alphabetically, ``missing`` last."""
+    text = str(label)
+    if text == MISSING_GROUP:
+        return (2, 0.0, 0, text)
+    found = _BAND.match(text.strip())
+    if found is None:
+        return (1, 0.0, 0, text.lower())
+    # "<x" holds values below x, so it sorts before "x-..." and "x+" (same number).
+    rank = 0 if found["lt"] else (2 if found["rest"].strip() == "+" else 1)
+    return (0, float(found["low"]), rank, text)
+
+
+def band_labels(banding: Banding) -> list[str]:
+    """The group labels a declared banding gives (``<25``, ``25-34``, ..., ``65+``): the one
+    source for the profile, the fairness report and the guides' text."""
+    edges = sorted(float(e) for e in banding.edges)
+    return _band_labels(edges, all(e.is_integer() for e in edges))
+
+
 def band(series: pd.Series, banding: Banding | None) -> pd.Series:
     """Turn one sensitive attribute into string group labels.
 
@@ -172,15 +197,16 @@ def _audit_attribute(
     tpr = _ratio(true_pos, positives)
     fpr = _ratio(false_pos, negatives)
     accuracy = _ratio(correct, count)
+    order = sorted(range(k), key=lambda i: group_sort_key(names[i]))
     by_group = {
-        str(name): {
+        str(names[i]): {
             "count": int(count[i]),
             "selection_rate": selection_rate[i],
             "tpr": tpr[i],
             "fpr": fpr[i],
             "accuracy": accuracy[i],
         }
-        for i, name in enumerate(names)
+        for i in order
     }
 
     judged = [i for i in range(k) if count[i] >= policy.min_group_size]

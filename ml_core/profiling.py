@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ml_core.data import feature_columns, label_text, level_counts
-from ml_core.fairness import band_counts
+from ml_core.fairness import band_counts, group_sort_key
 from ml_core.spec import ColumnMapping, ProblemSpec
 from ml_core.tables import ColumnCodes, distinct_means, factorize, first_present
 
@@ -193,7 +193,8 @@ def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec, *,
         if column not in present:
             continue
         counts = band_counts(frame[column], spec.banding_for(column), codes.of_text(column))
-        groups[column] = {str(group): int(n) for group, n in sorted(counts.items())}
+        groups[column] = {str(group): int(n) for group, n in
+                          sorted(counts.items(), key=lambda item: group_sort_key(item[0]))}
     return {
         "rows": int(len(frame)),
         "n_columns": int(frame.shape[1]),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from audits import charts, verdicts
+from ml_core import fairness
 
 _CHECK_NAMES = {
     "four_fifths_rule": "Disparate impact ratio (four-fifths rule)",
@@ -155,7 +156,9 @@ def attribute_sections(*, report: dict, nonprivate_report: dict | None, policy: 
     for attribute, body in report.items():
         if not isinstance(body, dict) or "by_group" not in body:
             continue
-        by_group = body["by_group"]
+        # Reports stored before groups were ordered: bands numerically, "<26" first.
+        by_group = {g: body["by_group"][g] for g in
+                    sorted(body["by_group"], key=fairness.group_sort_key)}
         judged = set(body.get("judged_groups") or by_group.keys())
         names = [str(g) for g in by_group]
         columns = _value_columns(by_group)

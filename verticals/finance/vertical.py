@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from ml_core.spec import (
-    Banding,
     ColumnMapping,
     ColumnRole,
     FairnessPolicy,
@@ -16,7 +15,7 @@ from ml_core.spec import (
 from verticals.base import Problem, Vertical
 from verticals.finance.complaints import COMPLAINT_SENTIMENT
 from verticals.finance.demo_data import credit_applications
-from verticals.finance.guide import CREDIT_RISK_GUIDE
+from verticals.finance.guide import AGE_BANDING, CREDIT_RISK_GUIDE
 
 # Files without a header (german.data) get column_1..column_N: no hint can name their
 # target without guessing, so the analyst picks it explicitly at upload.
@@ -43,7 +42,7 @@ CREDIT_RISK = ProblemSpec(
         RoleHint(role=ColumnRole.ID, names=ID_NAMES),
     ),
     sensitive_hints=SENSITIVE_NAMES,
-    banding=(Banding(column_hint="age", edges=(25, 35, 50, 65)),),
+    banding=(AGE_BANDING,),
     metrics=("roc_auc", "pr_auc", "accuracy", "f1", "brier", "ks"),
     primary_metric="roc_auc",
     baseline="logistic_regression",
