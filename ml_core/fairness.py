@@ -209,14 +209,22 @@ def _audit_attribute(
         for i in order
     }
 
+    # The share of each group given the favourable outcome: the selection rate, or its
+    # complement where the positive class is a harm (predicted to default).
+    favourable = [r if r is None or policy.favourable.positive else 1.0 - r
+                  for r in selection_rate]
+    for i, name in enumerate(names):
+        by_group[str(name)]["favourable_rate"] = favourable[i]
+
     judged = [i for i in range(k) if count[i] >= policy.min_group_size]
     insufficient = len(judged) < 2
     # With fewer than two judged groups there is nothing to compare fairly; the numbers
     # over all groups are still shown, but the attribute is not failed on them.
     chosen = list(range(k)) if insufficient else judged
-    rates = [selection_rate[i] for i in chosen]
+    rates = [favourable[i] for i in chosen]
     highest, lowest = max(rates), min(rates)
     dp_difference = float(highest - lowest)
+    # The four-fifths rule: the least-favoured group's share over the most-favoured's.
     dp_ratio = float(lowest / highest) if highest > 0 else 1.0
     eo_difference = max(_spread([tpr[i] for i in chosen]), _spread([fpr[i] for i in chosen]))
 
@@ -239,6 +247,8 @@ def _audit_attribute(
             "equalized_odds_difference": eo_difference,
         },
         "checks": checks,
+        "favourable": {"positive": policy.favourable.positive,
+                       "text": policy.favourable.text},
         "judged_groups": [str(names[i]) for i in judged],
         "insufficient_groups": insufficient,
         "passed": insufficient or all(check["passed"] for check in checks),

@@ -51,10 +51,11 @@ the difference in ROC AUC is the price of privacy. Small tables pay a higher pri
 
 ### Reading the fairness section
 For each sensitive attribute (age in bands {age_bands}) the report
-shows, per group, the **selection rate** (share predicted to default), the true and false
-positive rates and the accuracy, and three checks:
-- **Disparate impact ratio** >= 0.8 (the four-fifths rule): lowest group selection rate
-  divided by the highest.
+shows, per group, the share **predicted not to default** (the favourable outcome for the
+applicant), the selection rate (share predicted to default), the true and false positive
+rates and the accuracy, and three checks:
+- **Disparate impact ratio** >= 0.8 (the four-fifths rule): the least-favoured group's share
+  predicted not to default divided by the most-favoured group's.
 - **Demographic parity difference** <= 0.1: highest minus lowest selection rate.
 - **Equalized odds difference** <= 0.15: the larger gap in true or false positive rates.
 

@@ -6,6 +6,7 @@ from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
     FairnessPolicy,
+    FavourableOutcome,
     PrivacyConfig,
     ProblemSpec,
     RoleHint,
@@ -53,6 +54,8 @@ CREDIT_RISK = ProblemSpec(
         max_demographic_parity_difference=0.1,
         max_equalized_odds_difference=0.15,
         min_group_size=20,
+        # The positive class is a default: the favourable outcome is not being predicted one.
+        favourable=FavourableOutcome(positive=False, text="predicted not to default"),
     ),
     # Sized for 1k-100k applications: a small MLP, early stopping on validation AUC.
     # Learning rate 1e-2, not Adam's usual 1e-3: under DP-SGD's noise (multiplier ~1.5-2.5
