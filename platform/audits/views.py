@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from accounts import scoping
 from accounts.permissions import can_review, reviewer_required
 from audits import services, verdicts
+from audits.decision import decision_for
 from audits.forms import ReviewForm
 from audits.models import AuditLogEntry, FairnessReport
 from audits.report_display import attribute_sections, policy_rows
@@ -70,23 +71,8 @@ def review_queue(request):
         .select_related("run"), request.user,
     )[:20]
     return render(request, "audits/queue.html", {
-        "pending": pending, "rows": [_queue_row(mv) for mv in pending], "decided": decided})
-
-
-def _queue_row(model_version: ModelVersion) -> dict:
-    """What the queue shows of one model: its primary metric, epsilon and fairness verdict."""
-    run = model_version.run
-    report = getattr(run, "fairness_report", None)
-    try:
-        metric = registry.get_problem(run.vertical, run.problem).spec.primary_metric
-    except registry.RegistryError:
-        metric = None
-    privacy = run.privacy or {}
-    return {"mv": model_version, "metric": metric,
-            "metric_value": (run.metrics or {}).get(metric) if metric else None,
-            "private": bool(privacy.get("enabled")), "epsilon": privacy.get("epsilon"),
-            "target_epsilon": privacy.get("target_epsilon"),
-            "verdict": verdicts.for_report(report.report) if report else None}
+        "pending": pending, "rows": [decision_for(mv, with_gates=False) for mv in pending],
+        "decided": decided})
 
 
 def review_detail(request, model_version_id: int):
@@ -115,6 +101,7 @@ def review_detail(request, model_version_id: int):
         return redirect("review_detail", model_version_id=model_version.pk)
     return render(request, "audits/review.html", {
         "model_version": model_version, "run": model_version.run, "form": form,
+        "decision": decision_for(model_version),
         "reviews": model_version.reviews.select_related("reviewer"),
         **_report_context(model_version.run),
     })

@@ -32,6 +32,74 @@ def _model_or_404(user, model_version_id: int) -> ModelVersion:
     return get_object_or_404(versions, pk=model_version_id)
 
 
+# The Models list's sortable columns: key -> (how a Decision sorts, missing values last).
+SORTS = {
+    "created": lambda d: d.model_version.created_at.timestamp(),
+    "metric": lambda d: d.metric_value,
+    "epsilon": lambda d: d.epsilon if d.private else None,
+    "verdict": lambda d: d.verdict.code if d.verdict else None,
+    "status": lambda d: d.model_version.status,
+    "gates": lambda d: len(d.failing_gates),
+}
+
+
+def models_index(request):
+    """Per problem, every model version with its primary metric, epsilon, fairness verdict,
+    status and gates, sortable by any of them (``?sort=metric&dir=asc``)."""
+    from audits.decision import decision_for
+
+    sort = request.GET.get("sort", "created")
+    sort = sort if sort in SORTS else "created"
+    descending = request.GET.get("dir", "desc") != "asc"
+    versions = scoping.for_user(
+        ModelVersion.objects.select_related("run__dataset_version__dataset",
+                                            "run__fairness_report"), request.user)
+    problems: dict[tuple[str, str], list] = {}
+    for model_version in versions:
+        problems.setdefault((model_version.vertical, model_version.problem), []).append(
+            decision_for(model_version))
+    key = SORTS[sort]
+    for rows in problems.values():
+        present = [d for d in rows if key(d) is not None]
+        missing = [d for d in rows if key(d) is None]
+        rows[:] = sorted(present, key=key, reverse=descending) + missing
+    return render(request, "governance/models.html", {
+        "problems": sorted(problems.items()), "sort": sort,
+        "dir": "desc" if descending else "asc", "columns": [
+            ("metric", "Primary metric"), ("epsilon", "ε spent"), ("verdict", "Fairness"),
+            ("status", "Status"), ("gates", "Gates"), ("created", "Trained")]})
+
+
+def models_compare(request):
+    """Two model versions side by side (``?a=ID&b=ID``): metrics, privacy, fairness per
+    attribute, gates and the training configuration."""
+    from audits.decision import decision_for
+
+    picked = request.GET.getlist("pick") or [request.GET.get("a"), request.GET.get("b")]
+    try:
+        ids = [int(pk) for pk in picked]
+    except (TypeError, ValueError):
+        ids = []
+    if len(ids) != 2:
+        messages.error(request, "Tick exactly two model versions to compare.")
+        return redirect("governance:models")
+    pair = [decision_for(_model_or_404(request.user, pk)) for pk in ids]
+    runs = [d.model_version.run for d in pair]
+    metric_names = list(dict.fromkeys(n for run in runs for n in (run.metrics or {})))
+    configs = [dict(run.config or {}) for run in runs]
+    config_names = sorted(set(configs[0]) | set(configs[1]))
+    attributes = list(dict.fromkeys(n for d in pair for n, _ in d.attributes))
+    return render(request, "governance/compare.html", {
+        "a": pair[0], "b": pair[1],
+        "metrics": [(n, (runs[0].metrics or {}).get(n), (runs[1].metrics or {}).get(n))
+                    for n in metric_names],
+        "attributes": [(n, dict(pair[0].attributes).get(n), dict(pair[1].attributes).get(n))
+                       for n in attributes],
+        "gates": list(zip(pair[0].gates, pair[1].gates, strict=False)),
+        "config": [(n, configs[0].get(n), configs[1].get(n)) for n in config_names],
+    })
+
+
 def model_detail(request, model_version_id: int):
     from governance.mitigation import refresh_reweighing
 
