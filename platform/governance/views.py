@@ -13,6 +13,7 @@ from accounts import scoping
 from accounts.models import Role
 from accounts.permissions import can_review, require_role
 from governance import cards, ledger, registry, scoring
+from governance.drift_display import drift_view
 from governance.forms import (
     DatasetPolicyForm,
     GatePolicyForm,
@@ -116,7 +117,8 @@ def model_detail(request, model_version_id: int):
         "scoring_form": ScoringUploadForm()
         if model_version.status in ModelVersion.SERVING else None,
         "jobs": model_version.scoring_jobs.order_by("-created_at")[:10],
-        "drift_reports": model_version.drift_reports.order_by("-created_at")[:5],
+        "drift_views": [drift_view(r) for r in
+                        model_version.drift_reports.order_by("-created_at")[:5]],
         "mitigations": mitigations,
         "can_mitigate": reviewer and model_version.run.fairness_report.passed is False
         if hasattr(model_version.run, "fairness_report") else False,

@@ -186,6 +186,9 @@ MATRIX: dict[str, list[Case]] = {
     ],
     "run_report": [get(kwargs=obj("run_done", "run_id"))],
     # --- governance --------------------------------------------------------------------------
+    "governance:models": [get(shows_own=True)],
+    "governance:compare": [get(query=lambda w: f"a={w.model_serving.pk}&b={w.model_approved.pk}",
+                               scoped=False)],
     "governance:model": [get(kwargs=obj("model_serving", MODEL), shows_own=True)],
     "governance:promote": [
         post(REVIEWER, kwargs=obj("model_approved", MODEL), data=lambda w: {"reason": "better"}),
