@@ -246,7 +246,7 @@ def dataset_ledger(request, dataset_id: int):
         "form": form})
 
 
-def problem_gates(request, vertical: str, problem: str):
+def problem_gates(request, vertical: str, problem: str, *, schedule_form=None):
     membership = scoping.membership_for(request.user)
     if request.method == "POST" and not membership.is_admin:
         raise PermissionDenied("only admins change the promotion gates")
@@ -257,13 +257,15 @@ def problem_gates(request, vertical: str, problem: str):
         raise Http404("no such problem") from None
     form = None
     if membership.is_admin:
-        form = GatePolicyForm(request.POST or None, instance=policy)
-        if request.method == "POST" and form.is_valid():
+        posted = request.method == "POST" and schedule_form is None
+        form = GatePolicyForm(request.POST if posted else None, instance=policy)
+        if posted and form.is_valid():
             registry.update_gate_policy(user=request.user, vertical=vertical, problem=problem,
                                         **form.cleaned_data)
             messages.success(request, "Promotion gates saved.")
             return redirect("governance:problem", vertical=vertical, problem=problem)
-    from governance.schedules import schedule_for
+    from governance.schedule_words import schedule_status
+    from verticals.registry import get_problem
 
     return render(request, "governance/problem.html", {
         "vertical": vertical, "problem": problem, "policy": policy, "form": form,
@@ -271,10 +273,11 @@ def problem_gates(request, vertical: str, problem: str):
                                          vertical=vertical, problem=problem),
         "history": registry.history(organisation=membership.organisation, vertical=vertical,
                                     problem=problem)[:50],
-        "schedule": schedule_for(organisation=membership.organisation, vertical=vertical,
-                                 problem=problem),
-        "schedule_form": ScheduleForm() if membership.is_admin else None,
-    })
+        "schedule": schedule_status(
+            organisation=membership.organisation, vertical=vertical, problem=problem,
+            default_cron=get_problem(vertical, problem).spec.retrain_cron),
+        "schedule_form": schedule_form or (ScheduleForm() if membership.is_admin else None),
+    }, status=400 if schedule_form is not None else 200)
 
 
 @require_POST
@@ -291,12 +294,12 @@ def problem_schedule(request, vertical: str, problem: str):
                          enabled=form.cleaned_data["enabled"],
                          retrain_on_drift=form.cleaned_data["retrain_on_drift"])
         except ValueError as exc:
-            messages.error(request, str(exc))
+            form.add_error(None, str(exc))
         else:
             messages.success(request, "Retraining schedule saved.")
-    else:
-        messages.error(request, "Check the schedule: a cron line or an interval in hours.")
-    return redirect("governance:problem", vertical=vertical, problem=problem)
+            return redirect("governance:problem", vertical=vertical, problem=problem)
+    # The page again, with the errors beside the fields and what was typed kept.
+    return problem_gates(request, vertical, problem, schedule_form=form)
 
 
 @require_POST
