@@ -14,6 +14,7 @@ from accounts.permissions import can_review, reviewer_required
 from audits import services, verdicts
 from audits.decision import decision_for
 from audits.forms import ReviewForm
+from audits.log_sentences import sentence
 from audits.models import AuditLogEntry, FairnessReport
 from audits.report_display import attribute_sections, policy_rows
 from training.models import ModelVersion, TrainingRun
@@ -110,4 +111,5 @@ def review_detail(request, model_version_id: int):
 def audit_log(request):
     entries = scoping.for_user(AuditLogEntry.objects.select_related("actor"), request.user)
     page = Paginator(entries, 25).get_page(request.GET.get("page"))
-    return render(request, "audits/audit_log.html", {"page": page})
+    return render(request, "audits/audit_log.html", {
+        "page": page, "rows": [(entry, sentence(entry)) for entry in page.object_list]})
