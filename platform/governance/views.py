@@ -112,8 +112,9 @@ def model_detail(request, model_version_id: int):
         "model_version": model_version, "run": model_version.run,
         "summary": registry.gate_summary(model_version),
         "history": model_version.promotion_events.select_related("actor").order_by("-id"),
-        "promote_form": PromoteForm() if reviewer else None,
-        "retire_form": RetireForm() if reviewer else None,
+        # Two forms on one page: their fields get distinct ids (both post "reason").
+        "promote_form": PromoteForm(auto_id="promote_%s") if reviewer else None,
+        "retire_form": RetireForm(auto_id="retire_%s") if reviewer else None,
         "scoring_form": ScoringUploadForm()
         if model_version.status in ModelVersion.SERVING else None,
         "jobs": model_version.scoring_jobs.order_by("-created_at")[:10],
