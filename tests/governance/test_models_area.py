@@ -64,3 +64,12 @@ def test_review_queue_lists_metric_epsilon_and_verdict(make_model, client, revie
     row = page.split(f"Model {model.pk}</a>", 1)[1].split("</tr>", 1)[0]
     assert 'data-field="primary-metric">0.740' in row and 'data-field="epsilon">2.90' in row
     assert 'data-verdict="passed"' in row
+
+
+def test_dataset_names_link_to_their_pages(make_model, client, reviewer):
+    a, b = make_model(), make_model()
+    client.force_login(reviewer)
+    link = f'href="/datasets/versions/{a.run.dataset_version_id}/"'
+    for url in ("/reviews/", "/governance/models/",
+                f"/governance/models/compare/?a={a.pk}&b={b.pk}"):
+        assert link in client.get(url).content.decode(), url
