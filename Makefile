@@ -52,7 +52,8 @@ $(PY):
 		|| { echo "Tessera needs Python 3.11 or newer as '$(PYTHON)' (set PYTHON=...)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-install: $(STAMP) assets
+# The browser assets are committed (platform/static/vendor/): installing needs no npm.
+install: $(STAMP)
 
 $(STAMP): | $(PY)
 	@echo "==> installing $(TORCH_SPEC)$(if $(TORCH_INDEX_URL), from $(TORCH_INDEX_URL))"
@@ -62,11 +63,13 @@ $(STAMP): | $(PY)
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# Browser assets (htmx, Chart.js) come from the npm registry at set-up, never from a CDN:
+# Browser assets (htmx, Chart.js, axe-core for the browser tests) are served by the app,
+# never from a CDN, and committed minified with their licences (as NetBox commits its
+# bundle), so a fresh machine needs only Python and make. `make assets` refreshes them:
 # package-lock.json pins them, `npm ci` installs them into node_modules/, and
 # scripts/vendor_assets.mjs copies the files package.json names under "tessera.vendor" into
-# platform/static/vendor/ (git-ignored), which Django serves. Stamped like the Python
-# install: a changed package.json, lock file or copy script reinstalls; a second run does not.
+# platform/static/vendor/ with MANIFEST.json (tests/test_vendored_assets.py checks it against
+# the lock). Stamped: a changed package.json, lock file or copy script refreshes them.
 NPM ?= npm
 VENDOR_DIR := $(CURDIR)/platform/static/vendor
 ASSETS_KEY := $(shell cat package.json package-lock.json scripts/vendor_assets.mjs | sha256sum | cut -c1-16)

@@ -8,6 +8,7 @@ inputs, so fairlearn is the reference in the tests, not the implementation here.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -104,6 +105,30 @@ def _banded(series: pd.Series, banding: Banding | None,
     return codes, np.append(labels, MISSING_GROUP)
 
 
+_BAND = re.compile(r"^(?P<lt><)?(?P<low>-?\d+(?:\.\d+)?)(?P<rest>.*)$")
+
+
+def group_sort_key(label: object) -> tuple:
+    """Orders group labels as a reader expects: bands and numbers numerically (``<26``
+    before ``26-31`` before ``50+``), then text alphabetically, ``missing`` last."""
+    text = str(label)
+    if text == MISSING_GROUP:
+        return (2, 0.0, 0, text)
+    found = _BAND.match(text.strip())
+    if found is None:
+        return (1, 0.0, 0, text.lower())
+    # "<x" holds values below x, so it sorts before "x-..." and "x+" (same number).
+    rank = 0 if found["lt"] else (2 if found["rest"].strip() == "+" else 1)
+    return (0, float(found["low"]), rank, text)
+
+
+def band_labels(banding: Banding) -> list[str]:
+    """The group labels a declared banding gives (``<25``, ``25-34``, ..., ``65+``): the one
+    source for the profile, the fairness report and the guides' text."""
+    edges = sorted(float(e) for e in banding.edges)
+    return _band_labels(edges, all(e.is_integer() for e in edges))
+
+
 def band(series: pd.Series, banding: Banding | None) -> pd.Series:
     """Turn one sensitive attribute into string group labels.
 
@@ -172,25 +197,34 @@ def _audit_attribute(
     tpr = _ratio(true_pos, positives)
     fpr = _ratio(false_pos, negatives)
     accuracy = _ratio(correct, count)
+    order = sorted(range(k), key=lambda i: group_sort_key(names[i]))
     by_group = {
-        str(name): {
+        str(names[i]): {
             "count": int(count[i]),
             "selection_rate": selection_rate[i],
             "tpr": tpr[i],
             "fpr": fpr[i],
             "accuracy": accuracy[i],
         }
-        for i, name in enumerate(names)
+        for i in order
     }
+
+    # The share of each group given the favourable outcome: the selection rate, or its
+    # complement where the positive class is a harm (predicted to default).
+    favourable = [r if r is None or policy.favourable.positive else 1.0 - r
+                  for r in selection_rate]
+    for i, name in enumerate(names):
+        by_group[str(name)]["favourable_rate"] = favourable[i]
 
     judged = [i for i in range(k) if count[i] >= policy.min_group_size]
     insufficient = len(judged) < 2
     # With fewer than two judged groups there is nothing to compare fairly; the numbers
     # over all groups are still shown, but the attribute is not failed on them.
     chosen = list(range(k)) if insufficient else judged
-    rates = [selection_rate[i] for i in chosen]
+    rates = [favourable[i] for i in chosen]
     highest, lowest = max(rates), min(rates)
     dp_difference = float(highest - lowest)
+    # The four-fifths rule: the least-favoured group's share over the most-favoured's.
     dp_ratio = float(lowest / highest) if highest > 0 else 1.0
     eo_difference = max(_spread([tpr[i] for i in chosen]), _spread([fpr[i] for i in chosen]))
 
@@ -213,6 +247,8 @@ def _audit_attribute(
             "equalized_odds_difference": eo_difference,
         },
         "checks": checks,
+        "favourable": {"positive": policy.favourable.positive,
+                       "text": policy.favourable.text},
         "judged_groups": [str(names[i]) for i in judged],
         "insufficient_groups": insufficient,
         "passed": insufficient or all(check["passed"] for check in checks),
@@ -270,3 +306,29 @@ def audit(
 def passed(report: dict) -> bool:
     """True when every audited attribute passed (an empty report passes)."""
     return all(attribute["passed"] for attribute in report.values())
+
+
+PASSED, FAILED, NOT_JUDGED = "passed", "failed", "not_judged"
+
+
+def attribute_verdict(part: dict) -> str:
+    """``"passed"``, ``"failed"`` or ``"not_judged"`` for one attribute of any report shape
+    (this module's or :mod:`ml_core.group_metrics`').
+
+    An attribute with fewer than two groups of the policy's minimum size is *not judged*:
+    its ``passed`` is True only so that it blocks nothing, and its checks (computed over
+    all groups for information) are not verdicts. Every page, gate and API reads this one
+    function so that none of them can call such an attribute "passed".
+    """
+    if part.get("insufficient_groups"):
+        return NOT_JUDGED
+    return PASSED if part.get("passed") else FAILED
+
+
+def report_verdict(report: dict) -> str:
+    """The whole report's verdict: failed when any attribute failed, not judged when no
+    attribute could be judged (or none was audited), passed otherwise."""
+    verdicts = [attribute_verdict(part) for part in report.values() if isinstance(part, dict)]
+    if FAILED in verdicts:
+        return FAILED
+    return PASSED if PASSED in verdicts else NOT_JUDGED

@@ -241,8 +241,10 @@ def run_tabular(
     # Each model decides at its own threshold, chosen on the validation split (never test).
     threshold = choose_threshold(split.y_val, predict_scores(main.model, split.x_val, device=cpu))
     scores = predict_scores(main.model, split.x_test, device=cpu)
-    # Banded on the test rows only, by position (aligned with split.y_test).
-    groups = fairness.sensitive_frame(frame.loc[split.ids_test], mapping, spec)
+    # Banded over the whole table, as the dataset profile and mitigation band it (an
+    # undeclared numeric attribute's quartile edges would otherwise differ between pages),
+    # then the test rows by position (aligned with split.y_test).
+    groups = fairness.sensitive_frame(frame, mapping, spec).loc[split.ids_test]
     groups = groups.reset_index(drop=True)
     predictions = _predictions(split=split, scores=scores, threshold=threshold, groups=groups)
     fairness_report = _audit(split=split, scores=scores, groups=groups, threshold=threshold,

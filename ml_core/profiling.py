@@ -9,7 +9,7 @@ import pandas as pd
 
 from ml_core.column_types import DATE, infer_column_type
 from ml_core.data import feature_columns, label_text, level_counts
-from ml_core.fairness import band_counts
+from ml_core.fairness import band_counts, group_sort_key
 from ml_core.spec import ColumnMapping, ProblemSpec
 from ml_core.tables import ColumnCodes, factorize
 
@@ -36,6 +36,10 @@ def _role(column: str, mapping: ColumnMapping, features: set[str]) -> str:
     if column in mapping.exclude:
         return "exclude"
     return "feature" if column in features else "unused"
+
+
+# A numeric column with at most this many distinct values is charted as categories.
+MAX_CATEGORICAL_NUMERIC = 10
 
 
 def _number(value: float) -> float | None:
@@ -78,12 +82,24 @@ def _numeric_profile(series: pd.Series) -> dict:
     values = series.to_numpy(dtype=float, na_value=np.nan)
     missing = np.isnan(values)
     present = values[~missing] if missing.any() else values
-    return {
+    n_unique = int(series.nunique(dropna=True))
+    profile = {
         "missing_share": float(missing.mean()) if len(values) else 0.0,
-        "n_unique": int(series.nunique(dropna=True)),
+        "n_unique": n_unique,
         "histogram": _histogram(present),
         "stats": _stats(present),
     }
+    if 0 < n_unique <= MAX_CATEGORICAL_NUMERIC:
+        # Codes and counts (a grade 0-3, a number of dependants): one bar per value in
+        # numeric order reads better than ten bins, most of them empty.
+        distinct, counts = np.unique(present[np.isfinite(present)], return_counts=True)
+        profile["value_counts"] = [[_value_label(v), int(c)]
+                                   for v, c in zip(distinct, counts, strict=True)]
+    return profile
+
+
+def _value_label(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _label_counts(series: pd.Series, limit: int | None = None, *,
@@ -177,7 +193,8 @@ def profile(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec, *,
         if column not in present:
             continue
         counts = band_counts(frame[column], spec.banding_for(column), codes.of_text(column))
-        groups[column] = {str(group): int(n) for group, n in sorted(counts.items())}
+        groups[column] = {str(group): int(n) for group, n in
+                          sorted(counts.items(), key=lambda item: group_sort_key(item[0]))}
     return {
         "rows": int(len(frame)),
         "n_columns": int(frame.shape[1]),

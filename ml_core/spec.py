@@ -75,6 +75,20 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True)
+class FavourableOutcome:
+    """Which prediction is good for the person (or unit) it is about, in words.
+
+    ``positive=True``: being predicted the positive class is favourable (recommended,
+    flagged for support). ``positive=False``: the positive class is a harm (default), so the
+    favourable outcome is *not* being predicted positive and the four-fifths rule compares
+    the groups' shares of that outcome.
+    """
+
+    positive: bool = True
+    text: str = "predicted positive"  # e.g. "predicted not to default"
+
+
+@dataclass(frozen=True)
 class FairnessPolicy:
     """Thresholds a model must meet for every sensitive attribute."""
 
@@ -83,6 +97,8 @@ class FairnessPolicy:
     max_equalized_odds_difference: float = 0.15
     min_group_size: int = 20  # smaller groups are reported but not judged
     kind: str = "personal"  # or "operational": groups are machine types or lines, not people
+    # What the disparate-impact ratio and every "selection" chart and sentence are about.
+    favourable: FavourableOutcome = field(default_factory=FavourableOutcome)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from audits import verdicts
 from audits.models import FairnessReport, Review
 from ingestion.models import Dataset, DatasetVersion
 from training.models import ModelVersion, TrainingRun
@@ -303,13 +304,15 @@ class ReviewCreateSerializer(serializers.Serializer):
 
 class ModelVersionSerializer(serializers.ModelSerializer):
     fairness_passed = serializers.SerializerMethodField()
+    fairness_verdict = serializers.SerializerMethodField()
     metrics = serializers.JSONField(source="run.metrics", read_only=True)
     privacy = serializers.JSONField(source="run.privacy", read_only=True)
 
     class Meta:
         model = ModelVersion
         fields = ["id", "run", "vertical", "problem", "status", "artifact_sha256",
-                  "fairness_passed", "metrics", "privacy", "created_at", "decided_at"]
+                  "fairness_passed", "fairness_verdict", "metrics", "privacy", "created_at",
+                  "decided_at"]
         read_only_fields = fields
 
     @extend_schema_field(OpenApiTypes.BOOL)
@@ -317,12 +320,28 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         report = getattr(model_version.run, "fairness_report", None)
         return report.passed if report else None
 
+    @extend_schema_field(OpenApiTypes.STR)
+    def get_fairness_verdict(self, model_version: ModelVersion) -> str | None:
+        """passed, failed or not_judged (groups too small), as every page says it."""
+        report = getattr(model_version.run, "fairness_report", None)
+        return verdicts.for_report(report.report).code if report else None
+
 
 class FairnessReportSerializer(serializers.ModelSerializer):
+    verdict = serializers.SerializerMethodField()
+
     class Meta:
         model = FairnessReport
-        fields = ["passed", "report", "nonprivate_report", "policy", "created_at"]
+        fields = ["passed", "verdict", "report", "nonprivate_report", "policy", "created_at"]
         read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_verdict(self, report: FairnessReport) -> dict:
+        """The report's and each attribute's verdict: passed, failed or not_judged."""
+        return {**verdicts.for_report(report.report).to_dict(),
+                "attributes": {name: verdicts.for_attribute(part).to_dict()
+                               for name, part in (report.report or {}).items()
+                               if isinstance(part, dict)}}
 
 
 class ModelReportSerializer(serializers.Serializer):

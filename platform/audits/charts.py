@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -351,9 +351,13 @@ def line_chart(
     x_tick_labels: tuple[str, str] | None = None,
     dashed: Sequence[str] = (),
     frame: Frame = DEFAULT_FRAME,
+    legend: Mapping[str, str] | None = None,
 ) -> str:
     """Lines through ``(x, y)`` points, one per named series (e.g. loss and validation AUC
     per epoch), with each series' last value written at its end.
+
+    ``legend`` replaces a series' legend text where its last point means nothing (the end
+    of a precision-recall curve is not the model's score: its PR AUC is).
 
     ``x_tick_labels`` writes text (e.g. the first and last dates) under the ends of the x
     axis instead of the numbers; series named in ``dashed`` (a baseline, a chance level)
@@ -386,7 +390,8 @@ def line_chart(
             parts.append(f'<circle class="point series-{si}" cx="{x}" cy="{y}" r="2.5"/>')
         # The legend names each series and its latest value, so the line's colour is not
         # the only way to tell them apart.
-        label = f"{name} {_fmt([y for _, y in pts if y is not None][-1], value_format)}"
+        label = (legend or {}).get(name) or (
+            f"{name} {_fmt([y for _, y in pts if y is not None][-1], value_format)}")
         parts.append(
             f'<g class="legend"><line class="line series-{si}" x1="{legend_x}" y1="{LEGEND_Y - 4}" '
             f'x2="{legend_x + 18}" y2="{LEGEND_Y - 4}"/><text class="series-label" '

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audits import charts
+from audits import charts, verdicts
+from ml_core import fairness
 
 _CHECK_NAMES = {
     "four_fifths_rule": "Disparate impact ratio (four-fifths rule)",
@@ -32,7 +33,28 @@ _GROUP_VALUE_NAMES = {
     "mae": "MAE", "rmse": "RMSE", "bias": "Bias (mean predicted − true)", "auc": "AUC",
     "macro_f1": "Macro F1", "ndcg@10": "NDCG@10", "zpd_share": "Share in the zone",
 }
-DECISION_VALUES = ("selection_rate", "tpr", "fpr", "accuracy")
+DECISION_VALUES = ("favourable_rate", "selection_rate", "tpr", "fpr", "accuracy")
+_GROUP_VALUE_NAMES["favourable_rate"] = "Share given the favourable outcome"
+_GROUP_VALUE_NAMES["selection_rate"] = "Selection rate (predicted positive)"
+DEFAULT_FAVOURABLE = {"positive": True, "text": "predicted positive"}
+
+
+def favourable_of(*, body: dict | None = None, policy: dict | None = None) -> dict:
+    """The problem's favourable outcome as the report (or else its policy) recorded it."""
+    found = (body or {}).get("favourable") or (policy or {}).get("favourable")
+    return {**DEFAULT_FAVOURABLE, **found} if isinstance(found, dict) else dict(
+        DEFAULT_FAVOURABLE)
+
+
+def _favourable_rate(group: dict, favourable: dict) -> float | None:
+    """The stored favourable share; reports stored before it existed give the selection
+    rate's complement where the positive class is the harm."""
+    if group.get("favourable_rate") is not None:
+        return float(group["favourable_rate"])
+    rate = group.get("selection_rate")
+    if rate is None:
+        return None
+    return float(rate) if favourable.get("positive", True) else 1.0 - float(rate)
 KIND_NOTES = {
     "operational": "Operational disparity: these groups are machine types, production lines "
                    "or stores, not people. A gap here is a reliability question for the "
@@ -55,18 +77,28 @@ class AttributeSection:
         (key, _GROUP_VALUE_NAMES[key]) for key in DECISION_VALUES)
     kind: str = "personal"  # or "operational" (machine types, lines, stores)
     kind_note: str = ""
+    # passed, failed or not judged (groups too small), from audits.verdicts: the badge
+    # never says "Passed" for an attribute nobody could judge.
+    verdict: verdicts.Verdict = verdicts.Verdict(code="passed", label="Passed", badge="pass")
+
+    @property
+    def judged(self) -> bool:
+        return self.verdict.code != "not_judged"
 
 
 def policy_rows(policy: dict) -> list[tuple[str, str]]:
-    """The policy's thresholds as readable rows."""
+    """The policy's thresholds as readable rows, the favourable outcome first."""
+    text = favourable_of(policy=policy)["text"]
     labels = [
-        ("min_disparate_impact_ratio", "Minimum disparate impact ratio (selection rate of the "
-         "least-selected group over the most-selected)", "≥"),
+        ("min_disparate_impact_ratio", "Minimum disparate impact ratio (share "
+         f"{text} of the least-favoured group over the most-favoured)", "≥"),
         ("max_demographic_parity_difference", "Maximum demographic parity difference", "≤"),
         ("max_equalized_odds_difference", "Maximum equalised odds difference", "≤"),
         ("min_group_size", "Groups smaller than this are reported but not judged", "<"),
     ]
-    return [(text, f"{sign} {policy[key]}") for key, text, sign in labels if key in policy]
+    rows = [("Favourable outcome", text)] if policy else []
+    return rows + [(words, f"{sign} {policy[key]}") for key, words, sign in labels
+                   if key in policy]
 
 
 def _rate(group: dict, key: str) -> float | None:
@@ -148,10 +180,18 @@ def attribute_sections(*, report: dict, nonprivate_report: dict | None, policy: 
     for attribute, body in report.items():
         if not isinstance(body, dict) or "by_group" not in body:
             continue
-        by_group = body["by_group"]
+        # Reports stored before groups were ordered: bands numerically, "<26" first.
+        by_group = {g: body["by_group"][g] for g in
+                    sorted(body["by_group"], key=fairness.group_sort_key)}
         judged = set(body.get("judged_groups") or by_group.keys())
         names = [str(g) for g in by_group]
-        columns = _value_columns(by_group)
+        favourable = favourable_of(body=body, policy=policy)
+        fav_text = favourable["text"]
+        if any("selection_rate" in v for v in by_group.values()):
+            by_group = {g: {**v, "favourable_rate": _favourable_rate(v, favourable)}
+                        for g, v in by_group.items()}
+        columns = tuple((k, f"Share {fav_text}" if k == "favourable_rate" else label)
+                        for k, label in _value_columns(by_group))
         groups = [
             {"name": str(g), "judged": g in judged, **{k: by_group[g].get(k) for k in
              ("count", "selection_rate", "tpr", "fpr", "accuracy")},
@@ -168,19 +208,21 @@ def attribute_sections(*, report: dict, nonprivate_report: dict | None, policy: 
                                      chart_list=task_charts, columns=columns, kind=kind))
             continue
         judged_groups = [g for g in groups if g["judged"]]
-        sel = [(g["name"], _rate(g, "selection_rate")) for g in groups]
-        judged_sel = [v for g in judged_groups if (v := _rate(g, "selection_rate")) is not None]
+        # The four-fifths chart is about the favourable outcome (for credit risk: predicted
+        # not to default), so the group it flags is the least favoured, never the most.
+        sel = [(g["name"], _rate(g, "favourable_rate")) for g in groups]
+        judged_sel = [v for g in judged_groups if (v := _rate(g, "favourable_rate")) is not None]
         sel_line = ratio * max(judged_sel) if judged_sel else None
         flagged_sel = [g["name"] for g in judged_groups
-                       if sel_line is not None and (_rate(g, "selection_rate") or 0) < sel_line]
+                       if sel_line is not None and (_rate(g, "favourable_rate") or 0) < sel_line]
         tprs = [v for g in judged_groups if (v := _rate(g, "tpr")) is not None]
         fprs = [v for g in judged_groups if (v := _rate(g, "fpr")) is not None]
         tpr_line = max(0.0, max(tprs) - max_eo) if tprs else None
         fpr_line = min(1.0, min(fprs) + max_eo) if fprs else None
         chart_list = [
             charts.bar_chart(
-                title=f"Selection rate by {attribute}",
-                bars=sel, y_label="selection rate", x_label=attribute, y_max=1.0,
+                title=f"Share {fav_text} by {attribute}",
+                bars=sel, y_label=f"share {fav_text}", x_label=attribute, y_max=1.0,
                 threshold=sel_line, threshold_label=f"{ratio:g} × highest =",
                 flagged=flagged_sel,
             ),
@@ -204,16 +246,16 @@ def attribute_sections(*, report: dict, nonprivate_report: dict | None, policy: 
         if isinstance(twin, dict) and "by_group" in twin and not task_charts:
             twin_groups = twin["by_group"]
             chart_list.append(charts.grouped_bar_chart(
-                title=f"Selection rate by {attribute}: private vs non-private model",
+                title=f"Share {fav_text} by {attribute}: private vs non-private model",
                 categories=names,
                 series=[
-                    ("private", [_rate(by_group[g], "selection_rate") for g in by_group]),
+                    ("private", [_rate(by_group[g], "favourable_rate") for g in by_group]),
                     ("non-private", [
-                        _rate(twin_groups[g], "selection_rate") if g in twin_groups else None
-                        for g in by_group
+                        _favourable_rate(twin_groups[g], favourable) if g in twin_groups
+                        else None for g in by_group
                     ]),
                 ],
-                y_label="selection rate", x_label=attribute, y_max=1.0,
+                y_label=f"share {fav_text}", x_label=attribute, y_max=1.0,
             ))
         sections.append(_section(attribute=attribute, body=body, groups=groups,
                                  chart_list=task_charts + chart_list, columns=columns,
@@ -221,9 +263,16 @@ def attribute_sections(*, report: dict, nonprivate_report: dict | None, policy: 
     return sections
 
 
-def _check_label(name: str) -> str:
+# The four-fifths rule is the 0.8 ratio; any other threshold is a plain ratio check.
+FOUR_FIFTHS = 0.8
+
+
+def _check_label(name: str, threshold: float | None = None) -> str:
     if name in _CHECK_NAMES:
-        return _CHECK_NAMES[name]
+        label = _CHECK_NAMES[name]
+        if threshold is not None and abs(float(threshold) - FOUR_FIFTHS) > 1e-9:
+            label = label.replace(" (four-fifths rule)", "")
+        return label
     if name == "mae_ratio":
         return "Error ratio (highest group MAE ÷ lowest)"
     if name.endswith("_ratio"):
@@ -234,7 +283,10 @@ def _check_label(name: str) -> str:
 
 def _section(*, attribute, body: dict, groups: list[dict], chart_list: list[str],
              columns: tuple[tuple[str, str], ...], kind: str) -> AttributeSection:
-    checks = [{**check, "label": _check_label(check.get("name", ""))}
+    verdict = verdicts.for_attribute(body)
+    # The checks of an attribute that was not judged are shown for information only.
+    checks = [{**check, "label": _check_label(check.get("name", ""), check.get("threshold")),
+               "judged": verdict.code != "not_judged"}
               for check in body.get("checks", [])]
     # Words, not numbers (worst/best group names) are shown as they are.
     disparities = [(_DISPARITY_NAMES.get(k, k.replace("_", " ")), v)
@@ -243,5 +295,5 @@ def _section(*, attribute, body: dict, groups: list[dict], chart_list: list[str]
         name=str(attribute), passed=bool(body.get("passed")), groups=groups,
         charts=chart_list, checks=checks, disparities=disparities,
         note=str(body.get("note") or ""), columns=columns, kind=kind,
-        kind_note=KIND_NOTES.get(kind, ""),
+        kind_note=KIND_NOTES.get(kind, ""), verdict=verdict,
     )

@@ -11,8 +11,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from accounts import scoping
 from accounts.permissions import can_review, reviewer_required
-from audits import services
+from audits import services, verdicts
+from audits.decision import decision_for
 from audits.forms import ReviewForm
+from audits.log_sentences import sentence
 from audits.models import AuditLogEntry, FairnessReport
 from audits.report_display import attribute_sections, policy_rows
 from training.models import ModelVersion, TrainingRun
@@ -29,10 +31,9 @@ def _report_context(run: TrainingRun) -> dict:
             policy = asdict(registry.get_problem(run.vertical, run.problem).spec.fairness)
         except registry.RegistryError:
             policy = {}
-    passed = stored.passed if stored else all(
-        body.get("passed", False) for body in report.values() if isinstance(body, dict))
     return {
-        "report_run": run, "report_exists": bool(report), "report_passed": passed,
+        "report_run": run, "report_exists": bool(report),
+        "report_verdict": verdicts.for_report(report),
         "privacy_cost": _privacy_cost(run),
         "sections": attribute_sections(report=report, nonprivate_report=twin, policy=policy),
         "policy_rows": policy_rows(policy),
@@ -70,7 +71,9 @@ def review_queue(request):
         ModelVersion.objects.exclude(status__in=ModelVersion.UNDECIDED)
         .select_related("run"), request.user,
     )[:20]
-    return render(request, "audits/queue.html", {"pending": pending, "decided": decided})
+    return render(request, "audits/queue.html", {
+        "pending": pending, "rows": [decision_for(mv, with_gates=False) for mv in pending],
+        "decided": decided})
 
 
 def review_detail(request, model_version_id: int):
@@ -99,6 +102,7 @@ def review_detail(request, model_version_id: int):
         return redirect("review_detail", model_version_id=model_version.pk)
     return render(request, "audits/review.html", {
         "model_version": model_version, "run": model_version.run, "form": form,
+        "decision": decision_for(model_version),
         "reviews": model_version.reviews.select_related("reviewer"),
         **_report_context(model_version.run),
     })
@@ -107,4 +111,5 @@ def review_detail(request, model_version_id: int):
 def audit_log(request):
     entries = scoping.for_user(AuditLogEntry.objects.select_related("actor"), request.user)
     page = Paginator(entries, 25).get_page(request.GET.get("page"))
-    return render(request, "audits/audit_log.html", {"page": page})
+    return render(request, "audits/audit_log.html", {
+        "page": page, "rows": [(entry, sentence(entry)) for entry in page.object_list]})

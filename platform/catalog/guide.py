@@ -1,57 +1,27 @@
-"""A small, safe rendering of a problem's Markdown guide: headings, lists, paragraphs,
-``code`` and **bold**. Everything is escaped first, so a guide can never inject markup."""
+"""Markdown for the guides, rendered by markdown-it-py with raw HTML switched off (a guide
+can never inject markup, and markdown-it refuses ``javascript:`` links). One renderer for
+a problem's guide on its catalog page and for the user guides (config.user_guides)."""
 
 from __future__ import annotations
 
 import re
-from html import escape
 
 from django.utils.safestring import SafeString, mark_safe
+from markdown_it import MarkdownIt
 
-_INLINE = [
-    (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
-    (re.compile(r"\*\*([^*]+)\*\*"), r"<strong>\1</strong>"),
-]
+_MARKDOWN = MarkdownIt("commonmark", {"html": False, "typographer": False}).enable("table")
+_HEADING = re.compile(r"<(/?)h([1-6])>")
 
 
-def _inline(text: str) -> str:
-    text = escape(text)
-    for pattern, repl in _INLINE:
-        text = pattern.sub(repl, text)
-    return text
+def markdown_html(markdown: str, *, heading_shift: int = 0) -> str:
+    """HTML of ``markdown``; headings moved down ``heading_shift`` levels (at most h6) where
+    the page already has its own h1 and h2."""
+    html = _MARKDOWN.render(markdown or "")
+    if heading_shift:
+        html = _HEADING.sub(lambda m: f"<{m[1]}h{min(int(m[2]) + heading_shift, 6)}>", html)
+    return html
 
 
 def render_guide(markdown: str) -> SafeString:
-    html: list[str] = []
-    paragraph: list[str] = []
-    items: list[str] = []
-
-    def flush() -> None:
-        if paragraph:
-            html.append(f"<p>{_inline(' '.join(paragraph))}</p>")
-            paragraph.clear()
-        if items:
-            html.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
-            items.clear()
-
-    for raw in (markdown or "").splitlines():
-        line = raw.strip()
-        heading = re.match(r"^(#{1,4})\s+(.*)$", line)
-        if not line:
-            flush()
-        elif heading:
-            flush()
-            level = min(len(heading.group(1)) + 2, 6)  # the page already has h1 and h2
-            html.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
-        elif re.match(r"^[-*]\s+", line):
-            if paragraph:
-                flush()
-            items.append(re.sub(r"^[-*]\s+", "", line))
-        elif items and raw.startswith((" ", "\t")):
-            items[-1] += " " + line
-        else:
-            if items:
-                flush()
-            paragraph.append(line)
-    flush()
-    return mark_safe("\n".join(html))  # noqa: S308 - built from escaped text only
+    """A problem's guide on its catalog page (below the page's h1 and h2)."""
+    return mark_safe(markdown_html(markdown, heading_shift=2))  # noqa: S308 - html disabled

@@ -3,11 +3,13 @@ privacy–fairness–utility trade-off of the organisation's runs of it."""
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import render
 
 from catalog.guide import render_guide
 from catalog.tradeoff import tradeoff
+from governance.schedule_words import schedule_status
 from verticals import registry
 
 
@@ -27,4 +29,18 @@ def problem_detail(request, vertical: str, problem: str):
         "hints": [(str(h.role), ", ".join(h.names), h.required) for h in spec.hints],
         "tradeoff": tradeoff(user=request.user, vertical=vertical, problem=problem,
                              primary_metric=spec.primary_metric),
+        # The same answer as the governance page: the organisation's schedule, else the
+        # problem's default (and that it is not active yet).
+        "schedule": schedule_status(organisation=_organisation(request.user),
+                                    vertical=vertical, problem=problem,
+                                    default_cron=spec.retrain_cron),
     })
+
+
+def _organisation(user):
+    from accounts.scoping import membership_for
+
+    try:
+        return membership_for(user).organisation
+    except (PermissionDenied, AttributeError, LookupError):
+        return None

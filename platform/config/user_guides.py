@@ -14,8 +14,8 @@ from django.conf import settings
 from django.http import Http404
 from django.shortcuts import render
 from django.utils.safestring import SafeString, mark_safe
-from markdown_it import MarkdownIt
 
+from catalog.guide import markdown_html
 from verticals import registry
 
 GUIDES_DIR = Path(settings.ROOT_DIR) / "docs" / "guides"
@@ -32,8 +32,7 @@ def guide_path(vertical_key: str) -> Path | None:
 
 @lru_cache(maxsize=32)
 def _render(path: Path, mtime_ns: int) -> str:
-    markdown = MarkdownIt("commonmark", {"html": False, "typographer": False}).enable("table")
-    return markdown.render(path.read_text(encoding="utf-8"))
+    return markdown_html(path.read_text(encoding="utf-8"))
 
 
 def render_markdown_file(path: Path) -> SafeString:

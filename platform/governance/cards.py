@@ -7,6 +7,7 @@ fairness by group, the approval record and the known limitations.
 
 from __future__ import annotations
 
+from audits import verdicts
 from audits.models import FairnessReport
 from governance.registry import evaluate_gates
 from training.models import ModelVersion
@@ -81,7 +82,8 @@ def _privacy_section(model_version: ModelVersion) -> dict:
     result = model_version.run.result or {}
     if privacy.get("enabled"):
         section["empirical_audit"] = _audit_summary(result.get("privacy_audit"),
-                                                    refused=result.get("privacy_audit_refused"))
+                                                    refused=result.get("privacy_audit_refused"),
+                                                    model_epsilon=privacy.get("epsilon"))
     entry = getattr(model_version.run, "ledger_entry", None)
     if entry is not None:
         section["dataset_ledger"] = {"charged_epsilon": entry.epsilon,
@@ -90,7 +92,8 @@ def _privacy_section(model_version: ModelVersion) -> dict:
     return section
 
 
-def _audit_summary(audit: dict | None, *, refused: dict | None = None) -> dict:
+def _audit_summary(audit: dict | None, *, refused: dict | None = None,
+                   model_epsilon: float | None = None) -> dict:
     """The membership-inference audit (governance.privacy_audit) as the card states it."""
     refusal = f" The last request was {refused['refused']}." if refused else ""
     if not audit:
@@ -98,8 +101,14 @@ def _audit_summary(audit: dict | None, *, refused: dict | None = None) -> dict:
                                             "for tabular models)." + refusal}
     bound, claimed = audit.get("epsilon_lower_bound"), audit.get("claimed_epsilon")
     confidence = float(audit.get("confidence") or 0.95)
+    # The reader judges this model: the bound is compared with the model's own epsilon; the
+    # retraining's accountant (same configuration) is named only when it differs.
+    own = float(model_epsilon) if model_epsilon is not None else float(claimed)
     statement = (f"Empirical epsilon lower bound {bound:.3f} ({confidence:.0%} confidence) vs "
-                 f"claimed epsilon {claimed:.3f}, from {audit.get('canaries')} canaries.")
+                 f"this model’s epsilon {own:.3f}, from {audit.get('canaries')} canaries.")
+    if abs(float(claimed) - own) >= 0.0005:
+        statement += (f" The audit's retraining (same configuration) was accounted at "
+                      f"epsilon {float(claimed):.3f}.")
     statement += (" Consistent with the claim: the audit found no more leakage than claimed."
                   if audit.get("consistent") else
                   " The bound EXCEEDS the claim: this training leaks more than its accountant "
@@ -109,6 +118,7 @@ def _audit_summary(audit: dict | None, *, refused: dict | None = None) -> dict:
                       "to the dataset's privacy ledger.")
     statement += refusal
     return {"done": True, "epsilon_lower_bound": bound, "claimed_epsilon": claimed,
+            "model_epsilon": own,
             "confidence": confidence, "consistent": audit.get("consistent"),
             "canaries": audit.get("canaries"), "method": audit.get("method"),
             "statement": statement}
@@ -125,20 +135,27 @@ def _fairness_section(model_version: ModelVersion) -> dict:
             "disparities": part.get("disparities") or {},
             "checks": part.get("checks") or [],
             "passed": part.get("passed"),
+            **verdicts.for_attribute(part).to_dict(),
         }
-    return {"passed": report.passed, "policy": report.policy, "attributes": attributes}
+    return {"passed": report.passed, **verdicts.for_report(report.report).to_dict(),
+            "policy": report.policy, "attributes": attributes}
 
 
 def privacy_cost_by_group(model_version: ModelVersion) -> dict:
-    """Per group, accuracy of the private model beside its non-private twin; groups whose
-    accuracy dropped more than the overall drop are flagged (DP hits small groups hardest)."""
+    """Per group, accuracy of the private model beside its non-private twin. A group is
+    flagged only for a real drop: it lost accuracy (at the three decimals shown) and lost more
+    than the model did overall (DP hits small groups hardest). When the private model is
+    better overall, the sentence says "higher", never a negative "lower"."""
     run = model_version.run
     report = FairnessReport.objects.filter(run=run).first()
     twin_metrics = (run.result or {}).get("nonprivate_metrics") or {}
     if report is None or not report.nonprivate_report or "accuracy" not in twin_metrics:
         return {}
     overall = float(twin_metrics["accuracy"]) - float((run.metrics or {}).get("accuracy", 0.0))
-    out = {"overall_accuracy_drop": overall, "attributes": {}}
+    # Compared at the precision the page shows, so a drop printed "0.000" is never flagged.
+    shown_overall = max(round(overall, 3), 0.0)
+    out = {"overall_accuracy_drop": overall, "overall_sentence": _overall_sentence(overall),
+           "attributes": {}}
     for attribute, part in (report.report or {}).items():
         twin_groups = (report.nonprivate_report.get(attribute) or {}).get("by_group") or {}
         rows = {}
@@ -147,11 +164,28 @@ def privacy_cost_by_group(model_version: ModelVersion) -> dict:
             if stats.get("accuracy") is None or twin.get("accuracy") is None:
                 continue
             drop = float(twin["accuracy"]) - float(stats["accuracy"])
+            flagged = round(drop, 3) > shown_overall
             rows[group] = {"private_accuracy": stats["accuracy"],
                            "nonprivate_accuracy": twin["accuracy"], "drop": drop,
-                           "count": stats.get("count"), "flagged": drop > overall + 1e-12}
+                           "count": stats.get("count"), "flagged": flagged,
+                           "flag_text": ("lost more than the model overall" if overall > 0
+                                         else "lost accuracy") if flagged else ""}
         out["attributes"][attribute] = rows
     return out
+
+
+def _overall_sentence(overall_drop: float) -> str:
+    """The overall comparison in words: the sign becomes "lower" or "higher"."""
+    gap = abs(overall_drop)
+    if round(gap, 3) == 0:
+        return ("Overall the private model's accuracy equals its twin's (to three decimals); "
+                "groups that lost accuracy are flagged.")
+    if overall_drop > 0:
+        return (f"Overall the private model's accuracy is {gap:.3f} lower than its twin's; "
+                "groups that lost more than that are flagged, since differential privacy "
+                "tends to cost small groups the most.")
+    return (f"Overall the private model's accuracy is {gap:.3f} higher than its twin's; "
+            "groups whose accuracy still dropped are flagged.")
 
 
 def _approval_section(model_version: ModelVersion) -> dict:

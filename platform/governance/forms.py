@@ -41,3 +41,14 @@ class ScheduleForm(forms.Form):
     interval_hours = forms.IntegerField(required=False, min_value=1)
     enabled = forms.BooleanField(required=False, initial=True)
     retrain_on_drift = forms.BooleanField(required=False)
+
+    def clean_cron(self) -> str:
+        from governance.schedule_words import validate_cron
+
+        cron = self.cleaned_data.get("cron") or ""
+        if not cron.strip():
+            return ""
+        try:
+            return validate_cron(cron)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from accounts.models import REVIEWER_ROLES
 from accounts.scoping import member_of
+from audits import verdicts
 from audits.models import FairnessReport
 from audits.services import log_action
 from catalog.families import family_of_model
@@ -30,17 +31,54 @@ from training.predictions import read_predictions
 from verticals.registry import get_problem
 
 
+def _shortfall(part: dict) -> float:
+    """How far an attribute's worst failing check is outside its threshold."""
+    return max((abs(float(check["value"]) - float(check["threshold"]))
+                for check in part.get("checks") or []
+                if check.get("passed") is False and check.get("value") is not None
+                and check.get("threshold") is not None), default=0.0)
+
+
 def _worst_attribute(report: dict) -> str:
-    failing = [(name, part) for name, part in report.items() if not part.get("passed", True)]
-    candidates = failing or list(report.items())
-    if not candidates:
-        raise ValueError("the model's fairness report has no sensitive attribute")
+    """The failed attribute whose failing check misses its threshold by most. Only judged
+    attributes that failed qualify (audits.verdicts): never one whose checks passed or whose
+    groups were too small to judge; a ratio near 1 is no disparity, so raw disparity values
+    are not compared."""
+    failing = [(name, part) for name, part in report.items() if isinstance(part, dict)
+               and verdicts.for_attribute(part).code == "failed"]
+    if not failing:
+        raise ValueError("no judged attribute of the model's fairness report failed")
+    return max(failing, key=lambda item: _shortfall(item[1]))[0]
 
-    def spread(item):
-        disparities = item[1].get("disparities") or {}
-        return max((v for v in disparities.values() if isinstance(v, int | float)), default=0)
 
-    return max(candidates, key=spread)[0]
+# Disparities where a larger value is worse; the ratios (lowest ÷ highest) are worse lower.
+_WORSE_WHEN_LOWER = ("ratio",)
+
+
+def disparity_changes(*, original: dict, mitigated: dict, attribute: str) -> dict:
+    """Per disparity of ``attribute``: which got worse and which better after mitigation, and
+    a warning sentence when it made them worse (all of them, or some)."""
+    before = ((original or {}).get(attribute) or {}).get("disparities") or {}
+    after = ((mitigated or {}).get(attribute) or {}).get("disparities") or {}
+    worse, better = [], []
+    for name, old in before.items():
+        new = after.get(name)
+        if not isinstance(old, int | float) or not isinstance(new, int | float):
+            continue
+        lower_is_worse = any(word in name for word in _WORSE_WHEN_LOWER)
+        delta = (old - new) if lower_is_worse else (new - old)
+        if round(delta, 3) > 0:
+            worse.append(name.replace("_", " "))
+        elif round(delta, 3) < 0:
+            better.append(name.replace("_", " "))
+    warning = ""
+    if worse and not better:
+        warning = (f"This mitigation made every disparity of {attribute} worse "
+                   f"({', '.join(worse)}): do not use it.")
+    elif worse:
+        warning = (f"This mitigation made some disparities of {attribute} worse: "
+                   f"{', '.join(worse)}.")
+    return {"worse": worse, "better": better, "warning": warning}
 
 
 METHODS = ("threshold_optimizer", "reweighing")
@@ -103,10 +141,17 @@ def mitigate(*, model_version: ModelVersion, user, constraint: str = "demographi
         attribute=attribute, original_pred_eval=by_row.loc[eval_index, "y_pred"].to_numpy(),
         constraint=constraint, policy=spec.fairness, seed=int(model_version.seed or 0),
     )
+    stored_result = result.to_dict()
+    # "Original" is the model's own report (the same test rows and decisions), so its
+    # numbers are the report page's; the mitigated side is judged on those rows too.
+    stored_result["original"] = {**stored_result["original"], "fairness": stored.report,
+                                 "passed": bool(stored.passed)}
+    stored_result["changes"] = disparity_changes(
+        original=stored.report, mitigated=result.mitigated["fairness"], attribute=attribute)
     mitigation = Mitigation.objects.create(
         organisation=model_version.organisation, model_version=model_version,
         method=result.method, constraint=constraint, attribute=attribute,
-        result=_json(result.to_dict()), created_by=user)
+        result=_json(stored_result), created_by=user)
     log_action(organisation=model_version.organisation, actor=user, action="model.mitigated",
                obj=model_version, detail={"mitigation": mitigation.pk, "constraint": constraint,
                                           "attribute": attribute,
@@ -183,6 +228,9 @@ def refresh_reweighing(mitigation: Mitigation) -> Mitigation:
     split = (new_run.result or {}).get("split") or {}
     result.update({
         "status": new_run.status, "original": original, "mitigated": mitigated,
+        "changes": disparity_changes(original=original["fairness"],
+                                     mitigated=mitigated["fairness"],
+                                     attribute=mitigation.attribute),
         "utility_cost": cost, "eval_rows": split.get("test"),
         "notes": [*result.get("notes", []),
                   "Both models were trained with the same seed on the same dataset version, "

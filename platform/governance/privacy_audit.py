@@ -13,16 +13,19 @@ refused when that does not fit the remaining budget.
 
 from __future__ import annotations
 
+import dataclasses
+
 from django.db import transaction
 
 from accounts.models import REVIEWER_ROLES
 from accounts.scoping import member_of
 from audits.services import log_action
 from catalog.families import family_of_model
-from governance.ledger import BudgetExceeded, charge_privacy_audit, check_budget
+from governance.ledger import BudgetExceeded, charge_privacy_audit, check_budget, ledger_status
 from ingestion.services import load_frame
 from ml_core.data import encode_and_split
 from ml_core.privacy_audit import DEFAULT_CANARIES, audit_tabular
+from ml_core.privacy_ledger import fits
 from ml_core.spec import ColumnMapping, PrivacyConfig
 from training.models import ModelVersion, TrainingRun
 from training.results import json_safe
@@ -50,6 +53,37 @@ def auditable(model_version: ModelVersion) -> bool:
     except ValueError:
         return False
     return True
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditCost:
+    """What the audit would charge, shown to the reviewer before anything is spent."""
+
+    charge_epsilon: float  # the configuration's whole target epsilon (an upper bound)
+    model_epsilon: float | None  # what the audited model itself spent
+    budget_epsilon: float  # the dataset's budget
+    spent_epsilon: float  # spent so far, plus what runs in flight reserve
+    remaining_epsilon: float
+    fits: bool
+    dataset_name: str
+
+    @property
+    def left_after(self) -> float:
+        return max(0.0, self.remaining_epsilon - self.charge_epsilon)
+
+
+def audit_cost(model_version: ModelVersion) -> AuditCost:
+    """The epsilon the audit's retraining charges against where the dataset's ledger stands."""
+    dataset = model_version.run.dataset_version.dataset
+    status = ledger_status(dataset)
+    charge = float(_audit_privacy(model_version.run).target_epsilon)
+    committed = status.spent.epsilon + status.reserved
+    return AuditCost(
+        charge_epsilon=charge, model_epsilon=(model_version.run.privacy or {}).get("epsilon"),
+        budget_epsilon=float(status.budget), spent_epsilon=float(committed),
+        remaining_epsilon=float(status.remaining),
+        fits=fits(budget=status.budget, spent=committed, request=charge),
+        dataset_name=str(dataset.name))
 
 
 def request_audit(*, model_version: ModelVersion, user) -> None:

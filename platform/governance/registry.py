@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.models import REVIEWER_ROLES, Role
 from accounts.permissions import require_role
 from accounts.scoping import member_of
+from audits import verdicts
 from audits.models import FairnessReport, Review
 from audits.services import log_action
 from governance.models import GatePolicy, PromotionEvent
@@ -93,8 +94,10 @@ def _spec(vertical: str, problem: str) -> ProblemSpec:
 
 
 def gate_defaults(spec: ProblemSpec) -> dict:
-    """The vertical's defaults: its privacy target is the epsilon limit."""
-    return {"require_fairness": True, "require_privacy": True,
+    """The vertical's defaults: its privacy target is the epsilon limit, and privacy is
+    required only where the problem trains privately by default, so that a model trained
+    with the problem's own defaults can pass its own gates (machine sensor data)."""
+    return {"require_fairness": True, "require_privacy": bool(spec.privacy.enabled),
             "max_epsilon": float(spec.privacy.target_epsilon), "require_baseline": True,
             "champion_tolerance": 0.02, "require_signoff": True}
 
@@ -167,7 +170,10 @@ def _fairness_gate(model_version: ModelVersion, policy: GatePolicy) -> dict:
         return _gate("fairness", False, "fairness: no fairness report",
                      required=policy.require_fairness)
     failed = []
+    verdict = verdicts.for_report(report.report)
     for attribute, part in (report.report or {}).items():
+        if verdicts.for_attribute(part).code == "not_judged":
+            continue  # its checks are information, not verdicts (audits.verdicts)
         for check in part.get("checks", []):
             if check.get("passed") is False:
                 value, threshold = check.get("value"), check.get("threshold")
@@ -175,8 +181,13 @@ def _fairness_gate(model_version: ModelVersion, policy: GatePolicy) -> dict:
                 by = abs(float(value) - float(threshold)) if known else None
                 failed.append({"attribute": attribute, "check": check.get("name"),
                                "value": value, "threshold": threshold, "by": by})
+    if verdict.code == "not_judged":
+        # Not a failure (nothing blocks on groups too small to compare), but never "passed".
+        return {**_gate("fairness", True, f"fairness: not judged ({verdict.why})",
+                        required=policy.require_fairness), "verdict": verdict.code}
     if report.passed and not failed:
-        return _gate("fairness", True, "fairness: every check of the policy passed",
+        also = f"; {verdict.why}" if verdict.why else ""
+        return _gate("fairness", True, f"fairness: every judged check of the policy passed{also}",
                      required=policy.require_fairness)
     words = ", ".join(
         f"{f['attribute']} {f['check']} = {f['value']:.3f} vs limit {f['threshold']:g} "

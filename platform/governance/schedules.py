@@ -37,10 +37,9 @@ def schedule_for(*, organisation, vertical: str, problem: str) -> RetrainSchedul
 
 
 def _crontab(cron: str) -> CrontabSchedule:
-    parts = cron.split()
-    if len(parts) != 5:
-        raise ValueError("a cron schedule has five fields: minute hour day month weekday")
-    minute, hour, day_of_month, month_of_year, day_of_week = parts
+    from governance.schedule_words import validate_cron
+
+    minute, hour, day_of_month, month_of_year, day_of_week = validate_cron(cron).split()
     schedule, _ = CrontabSchedule.objects.get_or_create(
         minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
         day_of_week=day_of_week, timezone="UTC")

@@ -5,6 +5,8 @@ from governance import views
 app_name = "governance"
 
 urlpatterns = [
+    path("models/", views.models_index, name="models"),
+    path("models/compare/", views.models_compare, name="compare"),
     path("models/<int:model_version_id>/", views.model_detail, name="model"),
     path("models/<int:model_version_id>/promote/", views.model_promote, name="promote"),
     path("models/<int:model_version_id>/retire/", views.model_retire, name="retire"),

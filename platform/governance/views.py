@@ -16,6 +16,7 @@ from accounts.models import Role
 from accounts.permissions import can_review, require_role
 from catalog.families import family_of_model
 from governance import cards, ledger, registry, scoring
+from governance.drift_display import drift_view
 from governance.forms import (
     DatasetPolicyForm,
     GatePolicyForm,
@@ -35,6 +36,74 @@ def _model_or_404(user, model_version_id: int) -> ModelVersion:
     return get_object_or_404(versions, pk=model_version_id)
 
 
+# The Models list's sortable columns: key -> (how a Decision sorts, missing values last).
+SORTS = {
+    "created": lambda d: d.model_version.created_at.timestamp(),
+    "metric": lambda d: d.metric_value,
+    "epsilon": lambda d: d.epsilon if d.private else None,
+    "verdict": lambda d: d.verdict.code if d.verdict else None,
+    "status": lambda d: d.model_version.status,
+    "gates": lambda d: len(d.failing_gates),
+}
+
+
+def models_index(request):
+    """Per problem, every model version with its primary metric, epsilon, fairness verdict,
+    status and gates, sortable by any of them (``?sort=metric&dir=asc``)."""
+    from audits.decision import decision_for
+
+    sort = request.GET.get("sort", "created")
+    sort = sort if sort in SORTS else "created"
+    descending = request.GET.get("dir", "desc") != "asc"
+    versions = scoping.for_user(
+        ModelVersion.objects.select_related("run__dataset_version__dataset",
+                                            "run__fairness_report"), request.user)
+    problems: dict[tuple[str, str], list] = {}
+    for model_version in versions:
+        problems.setdefault((model_version.vertical, model_version.problem), []).append(
+            decision_for(model_version))
+    key = SORTS[sort]
+    for rows in problems.values():
+        present = [d for d in rows if key(d) is not None]
+        missing = [d for d in rows if key(d) is None]
+        rows[:] = sorted(present, key=key, reverse=descending) + missing
+    return render(request, "governance/models.html", {
+        "problems": sorted(problems.items()), "sort": sort,
+        "dir": "desc" if descending else "asc", "columns": [
+            ("metric", "Primary metric"), ("epsilon", "ε spent"), ("verdict", "Fairness"),
+            ("status", "Status"), ("gates", "Gates"), ("created", "Trained")]})
+
+
+def models_compare(request):
+    """Two model versions side by side (``?a=ID&b=ID``): metrics, privacy, fairness per
+    attribute, gates and the training configuration."""
+    from audits.decision import decision_for
+
+    picked = request.GET.getlist("pick") or [request.GET.get("a"), request.GET.get("b")]
+    try:
+        ids = [int(pk) for pk in picked]
+    except (TypeError, ValueError):
+        ids = []
+    if len(ids) != 2:
+        messages.error(request, "Tick exactly two model versions to compare.")
+        return redirect("governance:models")
+    pair = [decision_for(_model_or_404(request.user, pk)) for pk in ids]
+    runs = [d.model_version.run for d in pair]
+    metric_names = list(dict.fromkeys(n for run in runs for n in (run.metrics or {})))
+    configs = [dict(run.config or {}) for run in runs]
+    config_names = sorted(set(configs[0]) | set(configs[1]))
+    attributes = list(dict.fromkeys(n for d in pair for n, _ in d.attributes))
+    return render(request, "governance/compare.html", {
+        "a": pair[0], "b": pair[1],
+        "metrics": [(n, (runs[0].metrics or {}).get(n), (runs[1].metrics or {}).get(n))
+                    for n in metric_names],
+        "attributes": [(n, dict(pair[0].attributes).get(n), dict(pair[1].attributes).get(n))
+                       for n in attributes],
+        "gates": list(zip(pair[0].gates, pair[1].gates, strict=False)),
+        "config": [(n, configs[0].get(n), configs[1].get(n)) for n in config_names],
+    })
+
+
 def model_detail(request, model_version_id: int):
     from governance.mitigation import refresh_reweighing
 
@@ -46,12 +115,14 @@ def model_detail(request, model_version_id: int):
         "model_version": model_version, "run": model_version.run,
         "summary": registry.gate_summary(model_version),
         "history": model_version.promotion_events.select_related("actor").order_by("-id"),
-        "promote_form": PromoteForm() if reviewer else None,
-        "retire_form": RetireForm() if reviewer else None,
+        # Two forms on one page: their fields get distinct ids (both post "reason").
+        "promote_form": PromoteForm(auto_id="promote_%s") if reviewer else None,
+        "retire_form": RetireForm(auto_id="retire_%s") if reviewer else None,
         "scoring_form": ScoringUploadForm()
         if model_version.status in ModelVersion.SERVING else None,
         "jobs": model_version.scoring_jobs.order_by("-created_at")[:10],
-        "drift_reports": model_version.drift_reports.order_by("-created_at")[:5],
+        "drift_views": [drift_view(r) for r in
+                        model_version.drift_reports.order_by("-created_at")[:5]],
         "mitigations": mitigations,
         "can_mitigate": reviewer and model_version.run.fairness_report.passed is False
         and family_of_model(model_version).supports.mitigation
@@ -121,9 +192,21 @@ def model_mitigate(request, model_version_id: int):
 
 @require_POST
 def model_privacy_audit(request, model_version_id: int):
-    from governance.privacy_audit import request_audit
+    """The audit spends the dataset's privacy budget: the first POST only shows what it
+    would charge and asks; the confirmation form's POST (``confirm=yes``) queues it."""
+    from governance.privacy_audit import audit_cost, check_auditable, request_audit
 
     model_version = _model_or_404(request.user, model_version_id)
+    if not can_review(request.user):
+        raise PermissionDenied("only a reviewer or admin of this organisation can audit")
+    if request.POST.get("confirm") != "yes":
+        try:
+            check_auditable(model_version)
+        except ValueError as exc:
+            messages.error(request, str(exc))
+            return redirect("governance:card", model_version_id=model_version.pk)
+        return render(request, "governance/privacy_audit_confirm.html", {
+            "model_version": model_version, "cost": audit_cost(model_version)})
     try:
         request_audit(model_version=model_version, user=request.user)
     except ValueError as exc:
@@ -168,7 +251,7 @@ def dataset_ledger(request, dataset_id: int):
         "form": form})
 
 
-def problem_gates(request, vertical: str, problem: str):
+def problem_gates(request, vertical: str, problem: str, *, schedule_form=None):
     membership = scoping.membership_for(request.user)
     if request.method == "POST" and not membership.is_admin:
         raise PermissionDenied("only admins change the promotion gates")
@@ -179,13 +262,15 @@ def problem_gates(request, vertical: str, problem: str):
         raise Http404("no such problem") from None
     form = None
     if membership.is_admin:
-        form = GatePolicyForm(request.POST or None, instance=policy)
-        if request.method == "POST" and form.is_valid():
+        posted = request.method == "POST" and schedule_form is None
+        form = GatePolicyForm(request.POST if posted else None, instance=policy)
+        if posted and form.is_valid():
             registry.update_gate_policy(user=request.user, vertical=vertical, problem=problem,
                                         **form.cleaned_data)
             messages.success(request, "Promotion gates saved.")
             return redirect("governance:problem", vertical=vertical, problem=problem)
-    from governance.schedules import schedule_for
+    from governance.schedule_words import schedule_status
+    from verticals.registry import get_problem
 
     return render(request, "governance/problem.html", {
         "vertical": vertical, "problem": problem, "policy": policy, "form": form,
@@ -193,10 +278,11 @@ def problem_gates(request, vertical: str, problem: str):
                                          vertical=vertical, problem=problem),
         "history": registry.history(organisation=membership.organisation, vertical=vertical,
                                     problem=problem)[:50],
-        "schedule": schedule_for(organisation=membership.organisation, vertical=vertical,
-                                 problem=problem),
-        "schedule_form": ScheduleForm() if membership.is_admin else None,
-    })
+        "schedule": schedule_status(
+            organisation=membership.organisation, vertical=vertical, problem=problem,
+            default_cron=get_problem(vertical, problem).spec.retrain_cron),
+        "schedule_form": schedule_form or (ScheduleForm() if membership.is_admin else None),
+    }, status=400 if schedule_form is not None else 200)
 
 
 @require_POST
@@ -213,12 +299,12 @@ def problem_schedule(request, vertical: str, problem: str):
                          enabled=form.cleaned_data["enabled"],
                          retrain_on_drift=form.cleaned_data["retrain_on_drift"])
         except ValueError as exc:
-            messages.error(request, str(exc))
+            form.add_error(None, str(exc))
         else:
             messages.success(request, "Retraining schedule saved.")
-    else:
-        messages.error(request, "Check the schedule: a cron line or an interval in hours.")
-    return redirect("governance:problem", vertical=vertical, problem=problem)
+            return redirect("governance:problem", vertical=vertical, problem=problem)
+    # The page again, with the errors beside the fields and what was typed kept.
+    return problem_gates(request, vertical, problem, schedule_form=form)
 
 
 @require_POST

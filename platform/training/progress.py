@@ -58,17 +58,22 @@ class RunProgress:
             )
             self._wrote(now, key)
             return
-        fields = {
-            "stage": key[0][:32],
-            "epoch": key[1],
-            "total_epochs": int(total_epochs or 0),
-            "loss": _number(loss),
-            "val_metric": _number(val_metric),
-        }
-        if epsilon is not None:
-            fields["epsilon_spent"] = _number(epsilon)
+        if key[0] in MODEL_STAGES:
+            fields = {
+                "stage": key[0][:32],
+                "epoch": key[1],
+                "total_epochs": int(total_epochs or 0),
+                "loss": _number(loss),
+                "val_metric": _number(val_metric),
+            }
+            if epsilon is not None:
+                fields["epsilon_spent"] = _number(epsilon)
+        else:
+            # The non-private twin (a reference for the curator) trains after the model: its
+            # epochs go to the curve, but the headline keeps the model's own numbers.
+            fields = {"stage": key[0][:32]}
         last = self.history[-1] if self.history else None
-        numbers = {"loss": fields["loss"], "val_metric": fields["val_metric"],
+        numbers = {"loss": _number(loss), "val_metric": _number(val_metric),
                    "epsilon": _number(epsilon)}
         if last is not None and (last["stage"], last["epoch"]) == key:
             # Later reports within the same epoch carry the epoch's final numbers.
@@ -110,6 +115,35 @@ class CancelCheck:
 
 
 STAGE_LABELS = {"training": "model", "training_twin": "non-private twin"}
+# Stages whose epochs are the released model's; the run page's headline shows only these.
+MODEL_STAGES = frozenset({"training"})
+
+
+def model_headline(history: list[dict]) -> dict:
+    """The model's last epoch in ``history`` (entries without a stage are the model's, as the
+    finished run stores them): epoch, loss, validation metric; {} when it has none."""
+    own = [entry for entry in history or [] if isinstance(entry, dict) and entry.get("epoch")
+           and str(entry.get("stage") or "training") in MODEL_STAGES]
+    if not own:
+        return {}
+    last = own[-1]
+    return {"epoch": int(last["epoch"]), "loss": _number(last.get("loss")),
+            "val_metric": _number(last.get("val_metric"))}
+
+
+def stop_reason(run: TrainingRun, *, patience: int | None) -> str:
+    """Why training ended before its planned epochs, in words; "" when it ran them all."""
+    if run.status == TrainingRun.Status.CANCELLED:
+        return (f"Cancelled at epoch {run.epoch} of {run.total_epochs}." if run.epoch
+                else "Cancelled before the first epoch ended.")
+    if run.status != TrainingRun.Status.SUCCEEDED or not run.total_epochs:
+        return ""
+    if 0 < run.epoch < run.total_epochs:
+        why = (f"the validation metric had not improved for {patience} epochs in a row "
+               "(early stopping)" if patience else "early stopping")
+        return (f"Stopped early at epoch {run.epoch} of {run.total_epochs}: {why}; the model "
+                "kept is its best epoch on the validation split.")
+    return ""
 
 
 def curve_data(history: list[dict]) -> dict:

@@ -146,7 +146,8 @@ def metric_rows(run) -> list[dict]:
 
 def task_results(run) -> TaskResults:
     """The charts, tables and notes for a finished run's page."""
-    result = run.result or {}
+    # The builders label charts with the model's stored metrics (never a curve's last point).
+    result = {**(run.result or {}), "metrics": run.metrics or {}}
     task_type = str(result.get("task_type") or "binary_classification")
     stored = result.get("charts") or {}
     notes = [str(note) for note in result.get("notes") or []]
@@ -174,12 +175,16 @@ def _binary(stored: dict, result: dict) -> Shown:
         points = list(zip(curve["recall"], curve["precision"], strict=False))
         chance = curve.get("chance")
         series = [("model", points)]
+        pr_auc = (result.get("metrics") or {}).get("pr_auc")
+        legend = {"model": "model" + (f" (PR AUC {pr_auc:.3f})"
+                                      if isinstance(pr_auc, int | float) else "")}
         if chance is not None:
             series.append(("chance (positive rate)", [(0.0, chance), (1.0, chance)]))
+            legend["chance (positive rate)"] = f"chance (positive rate) {chance:.3f}"
         figures.append(Figure(charts.line_chart(
             title="Precision-recall curve on the test split", series=series,
             x_label="recall", y_label="precision", dashed=("chance (positive rate)",),
-            frame=WIDE,
+            frame=WIDE, legend=legend,
         ), caption="Precision at each recall as the decision threshold moves; the dashed line "
                    "is what guessing achieves (the share of positives)."))
     matrix = stored.get("confusion_matrix")

@@ -51,7 +51,7 @@ from training.options import (
     train_config,
 )
 from training.predictions import predictions_path, save_predictions
-from training.progress import CancelCheck, RunProgress
+from training.progress import CancelCheck, RunProgress, model_headline
 from training.results import json_safe
 from verticals.registry import get_problem
 
@@ -510,6 +510,8 @@ def _record_success(run: TrainingRun, claim: Claim, *, result, spec: ProblemSpec
             fairness=summary.get("fairness") or {},
             result=rest,
             history=summary.get("history") or [],
+            # The headline is the model's last epoch, never the twin's (trained after it).
+            **model_headline(summary.get("history") or []),
             device=str(result.device)[:32],
             artifact_path=str(artifact_dir),
             stage="done",

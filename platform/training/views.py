@@ -13,7 +13,7 @@ from ingestion.models import DatasetVersion
 from training import result_display, services
 from training.forms import TrainForm
 from training.models import TrainingRun
-from training.progress import curve_data
+from training.progress import curve_data, stop_reason
 from verticals import registry
 
 
@@ -41,7 +41,16 @@ def progress_payload(run: TrainingRun) -> dict:
         # Per stage (the private model, its non-private twin): loss, validation metric and
         # epsilon per epoch, for the page's Chart.js training curve.
         "curve": curve_data(run.history or []),
+        "stop_reason": stop_reason(run, patience=_patience(run)),
     }
+
+
+def _patience(run: TrainingRun) -> int | None:
+    try:
+        spec = registry.get_problem(run.vertical, run.problem).spec
+        return services.train_config(spec, run.config).patience
+    except (registry.RegistryError, ValueError, TypeError):
+        return None
 
 
 def run_list(request):

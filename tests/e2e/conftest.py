@@ -117,6 +117,15 @@ class Journey:
         self.page.get_by_role("button", name="Sign in").click()
         self.page.wait_for_url(self.url("/"))
 
+    def accessibility_violations(self, *, impacts=("serious", "critical")) -> list[str]:
+        """axe-core (vendored from npm, served by the app) on the current page: the rules
+        broken at ``impacts``, each with the elements that break it."""
+        self.page.add_script_tag(url=self.url("/static/vendor/axe.min.js"))
+        violations = self.page.evaluate("async () => (await axe.run(document)).violations")
+        return [f"{v['id']} ({v['impact']}): {v['help']} at "
+                f"{[n['target'] for n in v['nodes']][:3]}"
+                for v in violations if v.get("impact") in impacts]
+
     def assert_clean(self) -> None:
         assert not self.outside_requests, f"requests left the app: {self.outside_requests}"
         assert not self.failed_requests, f"requests failed: {self.failed_requests}"

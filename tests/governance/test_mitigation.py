@@ -72,6 +72,10 @@ def test_a_reviewer_mitigates_a_failed_report(trained_model, analyst, reviewer, 
     # The original side reproduces the stored report's numbers on the same test rows.
     stored = report.report["foreign_worker"]["disparities"]["demographic_parity_difference"]
     assert before["demographic_parity_difference"] == pytest.approx(stored)
+    # Every "original" figure is the report's own (one source of truth), and the change
+    # from it is stored with the result.
+    assert result["original"]["fairness"] == report.report
+    assert set(result["changes"]) == {"worse", "better", "warning"}
 
     client.force_login(reviewer)
     page = client.get(f"/governance/models/{trained_model.pk}/").content.decode()

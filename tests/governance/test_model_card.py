@@ -98,7 +98,8 @@ def test_card_shows_the_empirical_audit_beside_the_claim(client, analyst, champi
     audit = client.get(f"/governance/models/{champion.pk}/card.json").json()["privacy"][
         "empirical_audit"]
     assert audit["epsilon_lower_bound"] == 0.42 and audit["consistent"] is True
-    expected = "Empirical epsilon lower bound 0.420 (95% confidence) vs claimed epsilon 2.900"
+    expected = ("Empirical epsilon lower bound 0.420 (95% confidence) vs this model’s epsilon "
+                "2.900")
     assert audit["statement"].startswith(expected)
     html = client.get(f"/governance/models/{champion.pk}/card/").content.decode()
     assert expected in html and "consistent" in html
@@ -122,9 +123,51 @@ def test_only_reviewers_queue_an_audit(client, analyst, reviewer, champion):
     client.force_login(analyst)
     assert client.post(f"/governance/models/{champion.pk}/privacy-audit/").status_code == 403
     client.force_login(reviewer)
-    response = client.post(f"/governance/models/{champion.pk}/privacy-audit/")
+    response = client.post(f"/governance/models/{champion.pk}/privacy-audit/",
+                           {"confirm": "yes"})
     assert response.status_code == 302
     assert AuditLogEntry.objects.filter(action="model.privacy_audit_requested").exists()
+
+
+def test_the_audit_asks_before_it_charges_the_budget(client, reviewer, champion,
+                                                     django_capture_on_commit_callbacks):
+    """The first click shows the charge against the dataset's ledger and queues nothing; only
+    the confirmation queues the audit (which charges before it retrains)."""
+    from unittest import mock
+
+    from audits.models import AuditLogEntry
+    from governance.ledger import ledger_status
+
+    dataset = champion.run.dataset_version.dataset
+    before = ledger_status(dataset)
+    client.force_login(reviewer)
+    url = f"/governance/models/{champion.pk}/privacy-audit/"
+    with mock.patch("governance.tasks.audit_privacy.apply_async") as queued, \
+            django_capture_on_commit_callbacks(execute=True):
+        page = client.post(url)
+        assert page.status_code == 200 and not queued.called
+        html = page.content.decode()
+        assert "Spend privacy budget on an empirical audit?" in html
+        # The charge is the configuration's target (3.0 for credit risk); the budget is 10.
+        assert 'data-field="charge">ε 3.00<' in html
+        assert f"ε {before.spent.epsilon + before.reserved:.2f} spent or reserved of 10.00" in html
+        assert "This model's own ε</dt><dd>2.900" in html
+        assert not AuditLogEntry.objects.filter(action="model.privacy_audit_requested").exists()
+        assert ledger_status(dataset).spent.epsilon == before.spent.epsilon
+        assert client.post(url, {"confirm": "yes"}).status_code == 302
+    assert queued.call_count == 1
+    assert AuditLogEntry.objects.filter(action="model.privacy_audit_requested").count() == 1
+
+
+def test_the_statement_compares_with_the_models_own_epsilon(client, analyst, champion):
+    run = champion.run
+    run.result = {**(run.result or {}), "privacy_audit": {**AUDIT, "claimed_epsilon": 3.0}}
+    run.save(update_fields=["result"])
+    client.force_login(analyst)
+    audit = client.get(f"/governance/models/{champion.pk}/card.json").json()["privacy"][
+        "empirical_audit"]
+    assert "vs this model’s epsilon 2.900" in audit["statement"]
+    assert audit["model_epsilon"] == 2.9
 
 
 @pytest.mark.slow

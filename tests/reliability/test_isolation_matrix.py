@@ -188,6 +188,9 @@ MATRIX: dict[str, list[Case]] = {
     ],
     "run_report": [get(kwargs=obj("run_done", "run_id"))],
     # --- governance --------------------------------------------------------------------------
+    "governance:models": [get(shows_own=True)],
+    "governance:compare": [get(query=lambda w: f"a={w.model_serving.pk}&b={w.model_approved.pk}",
+                               scoped=False)],
     "governance:model": [get(kwargs=obj("model_serving", MODEL), shows_own=True)],
     "governance:promote": [
         post(REVIEWER, kwargs=obj("model_approved", MODEL), data=lambda w: {"reason": "better"}),
@@ -202,7 +205,7 @@ MATRIX: dict[str, list[Case]] = {
                                                  "constraint": "demographic_parity"})],
     # The empirical privacy audit: reviewers and admins queue it.
     "governance:privacy_audit": [post(REVIEWER, kwargs=obj("model_serving", MODEL),
-                                      data=lambda w: {})],
+                                      data=lambda w: {"confirm": "yes"})],
     "governance:card": [get(kwargs=obj("model_serving", MODEL), shows_own=True)],
     "governance:card_json": [get(kwargs=obj("model_serving", MODEL))],
     "governance:score": [post(MEMBER, kwargs=obj("model_serving", MODEL),

@@ -121,7 +121,8 @@ def test_binary_classification_shows_pr_curve_confusion_matrix_and_operational_a
     assert "Precision-recall curve on the test split" in page
     assert 'class="confusion-matrix"' in page
     assert "PR AUC (higher is better)" in _metrics_table(page)
-    assert "Selection rate by Type" in report  # the decision audit, as in the foundation
+    # The decision audit, about the favourable outcome the problem declares.
+    assert "Share alarmed for maintenance by Type" in report
     assert "Operational disparity" in report
 
 
@@ -199,8 +200,11 @@ def test_binary_report_keeps_its_columns(client, reviewer, pending_model):
     report = client.get(reverse("run_report", args=[pending_model.run.pk])).content.decode()
     header = re.search(r"<caption>Groups of foreign_worker</caption>\s*<thead>(.*?)</thead>",
                        report, re.S).group(1)
+    # Plus the share given the favourable outcome the problem declares (credit risk: not
+    # predicted to default), which the four-fifths rule compares.
     assert re.findall(r'<th scope="col">(.*?)</th>', header) == [
-        "Group", "Rows", "Selection rate", "TPR", "FPR", "Accuracy", "Judged"]
+        "Group", "Rows", "Share predicted not to default", "Selection rate (predicted positive)",
+        "TPR", "FPR", "Accuracy", "Judged"]
 
 
 def test_a_forecast_run_through_execute_run_renders(client, admin):

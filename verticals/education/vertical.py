@@ -12,6 +12,7 @@ from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
     FairnessPolicy,
+    FavourableOutcome,
     PrivacyConfig,
     ProblemSpec,
     RoleHint,
@@ -65,6 +66,8 @@ EDUCATION_FAIRNESS = FairnessPolicy(
     max_demographic_parity_difference=0.1,
     max_equalized_odds_difference=0.15,
     min_group_size=20,
+    # A student flagged at risk (or recommended an exercise) is offered help: favourable.
+    favourable=FavourableOutcome(positive=True, text="flagged for support"),
 )
 
 # DKT on response logs. Learning rate 1e-2 (Adam) because DP-SGD's noise at epsilon 3 on a

@@ -31,6 +31,7 @@ from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
     FairnessPolicy,
+    FavourableOutcome,
     PrivacyConfig,
     ProblemSpec,
     RoleHint,
@@ -223,7 +224,8 @@ COMPLAINT_SENTIMENT_SPEC = ProblemSpec(
     baseline="tfidf_logistic_regression",
     model_family="text_encoder",
     privacy=PrivacyConfig(enabled=True, target_epsilon=8.0),
-    fairness=FairnessPolicy(min_group_size=20),
+    fairness=FairnessPolicy(min_group_size=20, favourable=FavourableOutcome(
+        positive=True, text="routed as the predicted class")),
     # Non-private: the last 2 MiniLM layers (lr 3e-4) + head; private: DP-SGD on the head
     # over frozen sentence embeddings (ml_core/families/text.py says why).
     train=TrainConfig(epochs=8, batch_size=16, learning_rate=3e-4, patience=3, max_length=64),

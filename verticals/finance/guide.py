@@ -1,5 +1,12 @@
 """The analyst's guide to the credit default risk problem (Markdown, shown in the web UI)."""
 
+from ml_core.fairness import band_labels
+from ml_core.spec import Banding
+
+# The one declaration of credit risk's age bands: the problem's spec, the profile, the
+# fairness report and this guide's text all come from it.
+AGE_BANDING = Banding(column_hint="age", edges=(25, 35, 50, 65))
+
 CREDIT_RISK_GUIDE = """\
 ## Credit default risk
 
@@ -43,11 +50,12 @@ The report compares the private model with a non-private twin trained on the sam
 the difference in ROC AUC is the price of privacy. Small tables pay a higher price.
 
 ### Reading the fairness section
-For each sensitive attribute (age in bands <25, 25-34, 35-49, 50-64, 65+) the report
-shows, per group, the **selection rate** (share predicted to default), the true and false
-positive rates and the accuracy, and three checks:
-- **Disparate impact ratio** >= 0.8 (the four-fifths rule): lowest group selection rate
-  divided by the highest.
+For each sensitive attribute (age in bands {age_bands}) the report
+shows, per group, the share **predicted not to default** (the favourable outcome for the
+applicant), the selection rate (share predicted to default), the true and false positive
+rates and the accuracy, and three checks:
+- **Disparate impact ratio** >= 0.8 (the four-fifths rule): the least-favoured group's share
+  predicted not to default divided by the most-favoured group's.
 - **Demographic parity difference** <= 0.1: highest minus lowest selection rate.
 - **Equalized odds difference** <= 0.15: the larger gap in true or false positive rates.
 
@@ -55,4 +63,4 @@ A failed check does not block training; it asks the reviewer for a decision. His
 defaults can themselves be biased (the demo data plant such a bias against foreign
 workers), and a model that never sees the attribute can still learn it from proxies such
 as tenure, income or housing. Read the group table before approving.
-"""
+""".replace("{age_bands}", ", ".join(band_labels(AGE_BANDING)))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from ml_core.spec import (
-    Banding,
     CodeHierarchy,
     ColumnMapping,
     ColumnRole,
     FairnessPolicy,
+    FavourableOutcome,
     PrivacyConfig,
     ProblemSpec,
     RoleHint,
@@ -17,7 +17,7 @@ from ml_core.spec import (
 from verticals.base import Problem, Vertical
 from verticals.finance.complaints import COMPLAINT_SENTIMENT
 from verticals.finance.demo_data import credit_applications
-from verticals.finance.guide import CREDIT_RISK_GUIDE
+from verticals.finance.guide import AGE_BANDING, CREDIT_RISK_GUIDE
 
 # Files without a header (german.data) get column_1..column_N: no hint can name their
 # target without guessing, so the analyst picks it explicitly at upload.
@@ -49,7 +49,7 @@ CREDIT_RISK = ProblemSpec(
         RoleHint(role=ColumnRole.ID, names=ID_NAMES),
     ),
     sensitive_hints=SENSITIVE_NAMES,
-    banding=(Banding(column_hint="age", edges=(25, 35, 50, 65)),),
+    banding=(AGE_BANDING,),
     metrics=("roc_auc", "pr_auc", "accuracy", "f1", "brier", "ks"),
     primary_metric="roc_auc",
     baseline="logistic_regression",
@@ -60,6 +60,8 @@ CREDIT_RISK = ProblemSpec(
         max_demographic_parity_difference=0.1,
         max_equalized_odds_difference=0.15,
         min_group_size=20,
+        # The positive class is a default: the favourable outcome is not being predicted one.
+        favourable=FavourableOutcome(positive=False, text="predicted not to default"),
     ),
     # Sized for 1k-100k applications: a small MLP, early stopping on validation AUC.
     # Learning rate 1e-2, not Adam's usual 1e-3: under DP-SGD's noise (multiplier ~1.5-2.5

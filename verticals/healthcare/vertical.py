@@ -8,6 +8,7 @@ from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
     FairnessPolicy,
+    FavourableOutcome,
     PrivacyConfig,
     ProblemSpec,
     RoleHint,
@@ -61,7 +62,9 @@ READMISSION_RISK = ProblemSpec(
     baseline="logistic_regression",
     model_family="tabular_mlp",
     privacy=PrivacyConfig(enabled=True, target_epsilon=3.0),
-    fairness=FairnessPolicy(min_group_size=20),
+    # A patient flagged at risk is offered follow-up care: favourable.
+    fairness=FairnessPolicy(min_group_size=20, favourable=FavourableOutcome(
+        positive=True, text="flagged for follow-up care")),
     # Same sizing as credit risk (1k-100k rows); 1e-2 for the same reason (DP noise).
     train=TrainConfig(epochs=30, batch_size=64, learning_rate=1e-2, hidden_sizes=(64, 32),
                       patience=5),
@@ -96,7 +99,8 @@ NOTE_TRIAGE = ProblemSpec(
     # thousand notes; 8 is the common choice in DP NLP work. Privately only the head trains
     # (over frozen sentence embeddings); the non-private model also tunes the last 2 layers.
     privacy=PrivacyConfig(enabled=True, target_epsilon=8.0),
-    fairness=FairnessPolicy(min_group_size=20),
+    fairness=FairnessPolicy(min_group_size=20, favourable=FavourableOutcome(
+        positive=True, text="triaged as urgent")),
     train=TrainConfig(epochs=8, batch_size=16, learning_rate=3e-4, patience=3, max_length=64),
     retrain_cron="0 3 * * 1",
     min_rows=60,

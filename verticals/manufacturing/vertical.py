@@ -11,6 +11,7 @@ from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
     FairnessPolicy,
+    FavourableOutcome,
     PrivacyConfig,
     ProblemSpec,
     RoleHint,
@@ -67,6 +68,8 @@ FAILURE_PREDICTION = ProblemSpec(
         max_demographic_parity_difference=0.1,
         max_equalized_odds_difference=0.25,
         min_group_size=50,
+        # An alarm brings maintenance to the machine: the favourable outcome for a tier.
+        favourable=FavourableOutcome(positive=True, text="alarmed for maintenance"),
     ),
     # Class weighting (negatives/positives) so that 3 % failures are not ignored; early
     # stopping on validation PR AUC. Learning rate 1e-2 as in finance: trains in few epochs.
@@ -117,7 +120,8 @@ REMAINING_USEFUL_LIFE = ProblemSpec(
     baseline="last_value",
     model_family="sequence_regressor",
     privacy=PrivacyConfig(enabled=False, target_epsilon=3.0),
-    fairness=FairnessPolicy(kind="operational", min_group_size=20),
+    fairness=FairnessPolicy(kind="operational", min_group_size=20, favourable=FavourableOutcome(
+        positive=True, text="predicted accurately")),
     # C-MAPSS practice: windows of 30 cycles, RUL capped at 125 (early in life nothing in
     # the sensors tells 200 cycles left from 300). Learning rate 3e-3 and batch 64 train the
     # 1-D CNN in a few epochs on a few thousand windows.

@@ -7,6 +7,7 @@ from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
     FairnessPolicy,
+    FavourableOutcome,
     PrivacyConfig,
     ProblemSpec,
     RoleHint,
@@ -48,7 +49,8 @@ DEMAND_FORECAST = ProblemSpec(
     model_family="forecaster",
     # Store-level sales hold no personal data: privacy off by default, available.
     privacy=PrivacyConfig(enabled=False, target_epsilon=3.0),
-    fairness=FairnessPolicy(min_group_size=20),
+    fairness=FairnessPolicy(min_group_size=20, favourable=FavourableOutcome(
+        positive=True, text="forecast accurately")),
     # Learning rate 3e-3 and batch 256: on Walmart.csv (44k training windows) this beat
     # the seasonal-naive WAPE within 10 epochs in about 20 s on a CPU.
     train=TrainConfig(epochs=30, batch_size=256, learning_rate=3e-3, hidden_sizes=(64, 32),
@@ -83,7 +85,8 @@ RECOMMENDATION = ProblemSpec(
     baseline="popularity",
     model_family="recommender",
     privacy=PrivacyConfig(enabled=True, target_epsilon=3.0),
-    fairness=FairnessPolicy(min_disparate_impact_ratio=0.8, min_group_size=20),
+    fairness=FairnessPolicy(min_disparate_impact_ratio=0.8, min_group_size=20,
+                            favourable=FavourableOutcome(positive=True, text="recommended")),
     train=TrainConfig(epochs=20, batch_size=64, learning_rate=0.02, patience=5, top_k=10),
     retrain_cron="0 3 * * *",  # nightly: catalogues and tastes move fast
     min_rows=100,

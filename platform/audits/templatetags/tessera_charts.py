@@ -36,6 +36,13 @@ def training_curve(history) -> SafeString:
 def column_chart(column: dict) -> SafeString:
     """A histogram for numeric columns, top values for categorical ones; empty otherwise."""
     name = str(column.get("name", ""))
+    counts = column.get("value_counts")
+    if counts:
+        # Few distinct numbers (codes, grades): one bar per value, in numeric order.
+        return mark_safe(charts.bar_chart(  # noqa: S308
+            title=f"Values of {name}", bars=[(str(v), float(n)) for v, n in counts],
+            y_label="rows", x_label=name, value_format=".0f", frame=PROFILE_FRAME,
+        ))
     hist = column.get("histogram")
     if hist and hist.get("counts"):
         return mark_safe(charts.histogram(  # noqa: S308

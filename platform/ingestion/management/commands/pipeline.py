@@ -80,6 +80,26 @@ class PipelineFailed(Exception):
         self.body = body
 
 
+def _require_migrated_database() -> None:
+    """On a fresh checkout the database has no tables: say what to run instead of failing
+    later with an OperationalError traceback."""
+    from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    connection = connections[DEFAULT_DB_ALIAS]
+    where = connection.settings_dict.get("NAME")
+    try:
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError as exc:
+        raise CommandError(f"cannot open the database {where} ({exc}): run "
+                           "`make migrate` (or `python manage.py migrate`) first") from None
+    if pending:
+        raise CommandError(f"the database {where} is not set up ({len(pending)} migrations "
+                           "not applied): run `make migrate` (or `python manage.py migrate`) "
+                           "first, then this command again")
+
+
 class Command(BaseCommand):
     help = "Upload a table, confirm its mapping, train and audit a model; print one JSON object."
 
@@ -147,6 +167,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options) -> None:
+        _require_migrated_database()
         # Libraries that print (progress bars, warnings) must not pollute the JSON on stdout.
         try:
             with contextlib.redirect_stdout(sys.stderr):
