@@ -32,6 +32,7 @@ from ml_core.spec import (
     ColumnRole,
     FairnessPolicy,
     PrivacyConfig,
+    PrivacyUnit,
     ProblemSpec,
     RoleHint,
     TaskType,
@@ -222,6 +223,7 @@ COMPLAINT_SENTIMENT_SPEC = ProblemSpec(
     primary_metric="macro_f1",
     baseline="tfidf_logistic_regression",
     model_family="text_encoder",
+    privacy_unit=PrivacyUnit("customer"),
     privacy=PrivacyConfig(enabled=True, target_epsilon=8.0),
     fairness=FairnessPolicy(min_group_size=20),
     # Non-private: the last 2 MiniLM layers (lr 3e-4) + head; private: DP-SGD on the head

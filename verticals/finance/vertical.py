@@ -8,6 +8,7 @@ from ml_core.spec import (
     ColumnRole,
     FairnessPolicy,
     PrivacyConfig,
+    PrivacyUnit,
     ProblemSpec,
     RoleHint,
     TaskType,
@@ -48,6 +49,7 @@ CREDIT_RISK = ProblemSpec(
     primary_metric="roc_auc",
     baseline="logistic_regression",
     model_family="tabular_mlp",
+    privacy_unit=PrivacyUnit("applicant"),
     privacy=PrivacyConfig(target_epsilon=3.0),
     fairness=FairnessPolicy(
         min_disparate_impact_ratio=0.8,

@@ -8,6 +8,7 @@ from ml_core.spec import (
     ColumnRole,
     FairnessPolicy,
     PrivacyConfig,
+    PrivacyUnit,
     ProblemSpec,
     RoleHint,
     TaskType,
@@ -53,6 +54,7 @@ READMISSION_RISK = ProblemSpec(
     primary_metric="roc_auc",
     baseline="logistic_regression",
     model_family="tabular_mlp",
+    privacy_unit=PrivacyUnit("patient"),
     privacy=PrivacyConfig(enabled=True, target_epsilon=3.0),
     fairness=FairnessPolicy(min_group_size=20),
     # Same sizing as credit risk (1k-100k rows); 1e-2 for the same reason (DP noise).
@@ -84,6 +86,7 @@ NOTE_TRIAGE = ProblemSpec(
     primary_metric="macro_f1",
     baseline="tfidf_logistic_regression",
     model_family="text_encoder",
+    privacy_unit=PrivacyUnit("patient"),
     # DP on text needs a larger budget than a tabular model to learn anything from a few
     # thousand notes; 8 is the common choice in DP NLP work. Privately only the head trains
     # (over frozen sentence embeddings); the non-private model also tunes the last 2 layers.
