@@ -43,7 +43,8 @@ def feature_columns(frame: pd.DataFrame, mapping: ColumnMapping) -> tuple[str, .
     target, id, excluded and sensitive columns (see the module docstring for why)."""
     if mapping.features:
         return tuple(mapping.features)
-    skipped = {mapping.target, *mapping.exclude, *mapping.sensitive}
+    skipped = {mapping.target, *mapping.exclude, *mapping.sensitive,
+               *mapping.role_columns("privacy_unit")}  # who a row is, never an input
     if mapping.id:
         skipped.add(mapping.id)
     return tuple(str(column) for column in frame.columns if column not in skipped)

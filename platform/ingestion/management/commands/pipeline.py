@@ -9,7 +9,8 @@
 
 ``--column ROLE=COL`` maps a column to a role: target (or label), id, feature, sensitive,
 exclude, or a task role (series, time, covariate, user, item, student, skill, unit, cycle,
-text); series, covariate, feature, sensitive and exclude repeat. Roles not given keep the
+text, privacy_unit: the column naming the person, e.g. ``privacy_unit=patient_nbr``, so the
+epsilon protects a person with all their rows, not one row); series, covariate, feature, sensitive and exclude repeat. Roles not given keep the
 suggested mapping (from the problem's column-name hints); excluded columns add to the
 suggested ones (which hold, e.g., the columns that leak the target). ``--attributes``
 joins a per-user or per-student table on that key before validation, so its columns can
@@ -61,10 +62,10 @@ PRIVACY_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps", 
 # --column ROLE=COL: "label" is the text problems' word for the target.
 ROLE_ALIASES = {"label": "target"}
 TASK_ROLES = ("series", "time", "covariate", "user", "item", "student", "skill", "unit",
-              "cycle", "text")
+              "cycle", "text", "privacy_unit")
 ROLES = (*sorted(r.value for r in TABULAR_ROLES), *TASK_ROLES)
 SINGLE_ROLES = ("target", "id", "time", "user", "item", "student", "skill", "unit", "cycle",
-                "text")
+                "text", "privacy_unit")
 TRAIN_OPTIONS = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "device"}
 
 
