@@ -19,6 +19,13 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from ml_core.private_statistics import (
+    PreprocessingNoise,
+    contribution_weights,
+    person_codes,
+    private_numeric,
+    private_vocabulary,
+)
 from ml_core.spec import ColumnMapping, TargetRule, TrainConfig
 from ml_core.tables import factorize
 
@@ -200,21 +207,26 @@ class TabularEncoder:
                 kept = sorted(level for level, n in counts.items() if n >= MIN_LEVEL_COUNT)
                 categorical.append(column)
                 levels[column] = tuple(level for level in kept if level != OTHER_LEVEL)
+        return cls.from_statistics(numeric=tuple(numeric), categorical=tuple(categorical),
+                                   medians=medians, means=means, scales=scales,
+                                   with_missing_indicator=tuple(with_indicator), levels=levels)
+
+    @classmethod
+    def from_statistics(
+        cls, *, numeric: tuple[str, ...], categorical: tuple[str, ...],
+        medians: Mapping[str, float], means: Mapping[str, float], scales: Mapping[str, float],
+        with_missing_indicator: tuple[str, ...], levels: Mapping[str, tuple[str, ...]],
+    ) -> TabularEncoder:
+        """The encoder for statistics fitted elsewhere (exactly, or privately), with its
+        feature names in the encoder's order."""
         names = list(numeric)
-        names += [f"{column}__missing" for column in with_indicator]
+        names += [f"{column}__missing" for column in with_missing_indicator]
         for column in categorical:
             names += [f"{column}={level}" for level in levels[column]]
             names.append(f"{column}={OTHER_LEVEL}")
-        return cls(
-            numeric=tuple(numeric),
-            categorical=tuple(categorical),
-            medians=medians,
-            means=means,
-            scales=scales,
-            with_missing_indicator=tuple(with_indicator),
-            levels=levels,
-            feature_names=tuple(names),
-        )
+        return cls(numeric=numeric, categorical=categorical, medians=medians, means=means,
+                   scales=scales, with_missing_indicator=with_missing_indicator,
+                   levels=levels, feature_names=tuple(names))
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode ``frame`` (any rows with the fitted columns) as a float32 matrix.
@@ -284,6 +296,54 @@ class TabularEncoder:
         )
 
 
+def column_kinds(frame: pd.DataFrame, columns: tuple[str, ...]) -> tuple[int, int]:
+    """(numeric, categorical) counts of ``columns`` as the encoder will treat them; read from
+    the columns' types (the schema the analyst confirmed), not from their values."""
+    numeric = sum(_is_numeric(frame[column]) for column in columns)
+    return numeric, len(columns) - numeric
+
+
+def fit_private_encoder(
+    frame: pd.DataFrame, columns: tuple[str, ...], *, persons: np.ndarray,
+    noise: PreprocessingNoise, seed: int,
+) -> TabularEncoder:
+    """:meth:`TabularEncoder.fit` with differential privacy: every statistic from noisy,
+    person-weighted histograms (:mod:`ml_core.private_statistics`), nothing exact.
+
+    ``persons`` holds one person code per row of ``frame`` (the training rows). Numeric
+    columns: the DP median imputes and centres, the DP interquartile range scales, and an
+    indicator is added when the noisy share of gaps clears the threshold. Categorical
+    columns: the levels whose noisy person weight clears the threshold; the rest go to
+    ``other``.
+    """
+    weights = contribution_weights(persons, max_rows=noise.max_rows, seed=seed)
+    generator = np.random.Generator(np.random.PCG64([seed, 0x5EED]))
+    numeric, categorical, levels = [], [], {}
+    medians, scales, with_indicator = {}, {}, []
+    for column in columns:
+        series = frame[column]
+        if _is_numeric(series):
+            stats = private_numeric(_float_values(series), weights, noise=noise,
+                                    generator=generator)
+            numeric.append(column)
+            medians[column], scales[column] = stats.median, stats.scale
+            if stats.missing_indicator:
+                with_indicator.append(column)
+        else:
+            codes, names = _level_codes(series)
+            kept = private_vocabulary(np.asarray(names, dtype=object)[codes], weights,
+                                      noise=noise,
+                                      generator=generator)
+            categorical.append(column)
+            levels[column] = tuple(level for level in kept if level != OTHER_LEVEL)
+    # The DP median is also the centre: a released mean would be one more statistic to
+    # noise for little gain in a standardised input.
+    return TabularEncoder.from_statistics(
+        numeric=tuple(numeric), categorical=tuple(categorical), medians=medians,
+        means=dict(medians), scales=scales, with_missing_indicator=tuple(with_indicator),
+        levels=levels)
+
+
 @dataclass(frozen=True)
 class EncodedSplit:
     """Train/validation/test arrays, the original row ids of each part, and the encoder."""
@@ -304,6 +364,12 @@ class EncodedSplit:
     dropped_missing_target: int = 0
     # Per-row loss weights of the training rows (reweighing); None: every row weighs 1.
     w_train: np.ndarray | None = None
+    # The privacy unit's column (None: each row is a person) and each training and
+    # validation row's person code (codes index the frame's persons; rows as persons get
+    # their own code each).
+    person_column: str | None = None
+    persons_train: np.ndarray | None = None
+    persons_val: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -320,6 +386,9 @@ class EncodedSplit:
             "positive_label": self.positive_label,
             "n_features": int(self.n_features),
             "dropped_missing_target": int(self.dropped_missing_target),
+            **({} if self.person_column is None or self.persons_train is None else {
+                "by_person": self.person_column,
+                "persons_train": int(len(np.unique(self.persons_train)))}),
         }
 
 
@@ -344,11 +413,40 @@ def _split_positions(
         return train, val, test, "random"
 
 
+def split_by_person(
+    persons: pd.Series, *, test_fraction: float, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(train, validation, test positions, method) with every person in one part only.
+
+    Each person's part is decided by a seeded hash of their id alone, so adding or removing
+    one person moves nobody else (a stratified split would: it depends on everyone's labels),
+    and the parts' sizes are the fractions in expectation. Rows with no person value are
+    each a person of their own, placed by their position.
+    """
+    keys = persons.astype("string").fillna(
+        pd.Series([f"\x00row{i}" for i in range(len(persons))], index=persons.index,
+                  dtype="string"))
+    hashed = pd.util.hash_pandas_object(
+        keys, index=False, hash_key=f"{seed:016d}"[-16:]).to_numpy(dtype=np.uint64)
+    u = (hashed >> np.uint64(11)).astype(np.float64) / float(2**53)
+    positions = np.arange(len(persons))
+    test = positions[u < test_fraction]
+    val = positions[(u >= test_fraction) & (u < test_fraction + val_fraction)]
+    train = positions[u >= test_fraction + val_fraction]
+    return train, val, test, "by_person"
+
+
 def encode_and_split(
     frame: pd.DataFrame, mapping: ColumnMapping, train: TrainConfig, *,
-    target_rule: TargetRule | None = None,
+    target_rule: TargetRule | None = None, person_column: str | None = None,
+    private_noise: PreprocessingNoise | None = None,
 ) -> EncodedSplit:
     """Split ``frame`` (stratified on the target) and encode it with train-only statistics.
+
+    With ``person_column`` (the privacy unit) the split is :func:`split_by_person`: each
+    person's rows all land in one part. With ``private_noise`` the encoder is
+    :func:`fit_private_encoder` (every released statistic DP, per person, or per row without
+    a person column); without it the encoder's statistics are exact (non-private runs).
 
     Rows with no target value are dropped (validation reports them as errors first). With
     ``target_rule`` (the problem's ``spec.target_rule``) a numeric target is first turned
@@ -370,10 +468,22 @@ def encode_and_split(
     else:
         positive = positive_label(target, mapping)
     y = encode_target(target, positive)
-    train_pos, val_pos, test_pos, method = _split_positions(
-        y, test_fraction=train.test_fraction, val_fraction=train.val_fraction, seed=train.seed
-    )
-    encoder = TabularEncoder.fit(labelled.iloc[train_pos], columns)
+    if person_column is not None:
+        train_pos, val_pos, test_pos, method = split_by_person(
+            labelled[person_column], test_fraction=train.test_fraction,
+            val_fraction=train.val_fraction, seed=train.seed)
+        persons = person_codes(labelled[person_column].to_numpy())[0]
+    else:
+        train_pos, val_pos, test_pos, method = _split_positions(
+            y, test_fraction=train.test_fraction, val_fraction=train.val_fraction,
+            seed=train.seed)
+        persons = np.arange(len(labelled))
+    if private_noise is not None:
+        encoder = fit_private_encoder(labelled.iloc[train_pos], columns,
+                                      persons=persons[train_pos], noise=private_noise,
+                                      seed=train.seed)
+    else:
+        encoder = TabularEncoder.fit(labelled.iloc[train_pos], columns)
     ids = labelled.index.to_numpy()
     return EncodedSplit(
         x_train=encoder.transform(labelled.iloc[train_pos]),
@@ -390,4 +500,7 @@ def encode_and_split(
         method=method,
         seed=train.seed,
         dropped_missing_target=int(len(frame) - len(labelled)),
+        person_column=person_column,
+        persons_train=persons[train_pos],
+        persons_val=persons[val_pos],
     )

@@ -29,6 +29,7 @@ from ml_core.metrics import (
     logistic_regression_baseline,
     positive_class_weight,
 )
+from ml_core.person_privacy import PrivatePlan, privacy_notes
 from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
@@ -144,6 +145,12 @@ def resolve_inputs(
             train if train is not None else spec.train)
 
 
+def _private_plan(*, frame: pd.DataFrame, mapping: ColumnMapping, privacy: PrivacyConfig,
+                  unit_column: str | None) -> PrivatePlan:
+    return PrivatePlan.for_frame(frame=frame, columns=feature_columns(frame, mapping),
+                                 privacy=privacy, unit_column=unit_column)
+
+
 def run_training(
     *,
     frame: pd.DataFrame,
@@ -186,8 +193,13 @@ def run_training(
     cpu = torch.device("cpu")
 
     report_stage(progress, "preparing", train.epochs)
+    unit_column = spec.privacy_unit.column(mapping)
+    plan = (_private_plan(frame=frame, mapping=mapping, privacy=privacy, unit_column=unit_column)
+            if privacy.enabled else None)
     # A numeric target (a grade) becomes two classes by the problem's declared rule.
-    split = encode_and_split(frame, mapping, train, target_rule=spec.target_rule)
+    split = encode_and_split(frame, mapping, train, target_rule=spec.target_rule,
+                             person_column=unit_column,
+                             private_noise=plan.noise if plan is not None else None)
     if train.reweigh_attribute:
         split = _reweighed(split=split, frame=frame, mapping=mapping, spec=spec,
                            attribute=train.reweigh_attribute)
@@ -202,11 +214,20 @@ def run_training(
                 "metrics": binary_metrics(split.y_test, baseline_scores,
                                           threshold=baseline_threshold, metrics=spec.metrics)}
 
-    main: TrainedModel = train_model(
-        split=split, train=train, privacy=privacy, primary_metric=spec.primary_metric,
-        stage="training", progress=progress, should_stop=should_stop,
-        checkpoint_path=checkpoint_path(checkpoint_dir, "training"),
-    )
+    try:
+        main: TrainedModel = train_model(
+            split=split, train=train, privacy=plan.sgd if plan is not None else privacy,
+            primary_metric=spec.primary_metric, stage="training", progress=progress,
+            should_stop=should_stop, checkpoint_path=checkpoint_path(checkpoint_dir, "training"),
+        )
+    except TrainingCancelled as cancelled:
+        # The preprocessing statistics were released to the training: their cost is spent.
+        if plan is None:
+            raise
+        raise TrainingCancelled(privacy=plan.report(cancelled.privacy, spec=spec,
+                                                    mapping=mapping)) from cancelled
+    privacy_report = (plan.report(main.privacy, spec=spec, mapping=mapping)
+                      if plan is not None else main.privacy)
     twin: TrainedModel | None = None
     if privacy.enabled:
         try:
@@ -217,11 +238,14 @@ def run_training(
             )
         except TrainingCancelled as cancelled:
             # The private model was already trained: its whole privacy cost was spent.
-            raise TrainingCancelled(privacy=main.privacy) from cancelled
+            raise TrainingCancelled(privacy=privacy_report) from cancelled
 
     report_stage(progress, "auditing", train.epochs)
-    # Each model decides at its own threshold, chosen on the validation split (never test).
-    threshold = choose_threshold(split.y_val, predict_scores(main.model, split.x_val, device=cpu))
+    # Each model decides at its own threshold, chosen on the validation split (never test);
+    # the released model's threshold under DP from a noisy histogram of those scores.
+    val_scores = predict_scores(main.model, split.x_val, device=cpu)
+    threshold = (plan.threshold(split=split, scores=val_scores, seed=train.seed)
+                 if plan is not None else choose_threshold(split.y_val, val_scores))
     scores = predict_scores(main.model, split.x_test, device=cpu)
     # Banded on the test rows only, by position (aligned with split.y_test).
     groups = fairness.sensitive_frame(frame.loc[split.ids_test], mapping, spec)
@@ -264,9 +288,9 @@ def run_training(
                 "val_fraction": train.val_fraction, "class_weighting": train.class_weighting,
                 "reweigh_attribute": train.reweigh_attribute,
             },
-            "privacy": main.privacy,
-            "epsilon": main.privacy.get("epsilon"),
-            "delta": main.privacy.get("delta"),
+            "privacy": privacy_report,
+            "epsilon": privacy_report.get("epsilon"),
+            "delta": privacy_report.get("delta"),
             "split": split.summary(),
             "best_epoch": main.best_epoch,
             "device": main.device,
@@ -278,7 +302,7 @@ def run_training(
         metrics=binary_metrics(split.y_test, scores, threshold=threshold, metrics=spec.metrics),
         baseline=baseline,
         nonprivate_metrics=twin_metrics,
-        privacy=main.privacy,
+        privacy=privacy_report,
         fairness=fairness_report,
         nonprivate_fairness=twin_fairness,
         fairness_passed=fairness.passed(fairness_report),
@@ -292,7 +316,7 @@ def run_training(
         predictions=predictions,
         task_type=spec.task_type.value,
         charts=classification_charts(split.y_test, scores, threshold=threshold),
-        notes=_notes(split=split, train=train),
+        notes=_notes(split=split, train=train, privacy=privacy_report),
     )
 
 
@@ -310,9 +334,10 @@ def _reweighed(*, split: EncodedSplit, frame: pd.DataFrame, mapping: ColumnMappi
     return dataclasses.replace(split, w_train=weights)
 
 
-def _notes(*, split: EncodedSplit, train: TrainConfig) -> list[str]:
+def _notes(*, split: EncodedSplit, train: TrainConfig, privacy: dict) -> list[str]:
     """Plain-language notes on how the model was trained and judged."""
-    notes = [f"Split: {split.method} train/validation/test ({len(split.y_train)}/"
+    notes = [*privacy_notes(privacy),
+             f"Split: {split.method} train/validation/test ({len(split.y_train)}/"
              f"{len(split.y_val)}/{len(split.y_test)} rows); the decision threshold was "
              "chosen on the validation rows (best F1), never on the test rows."]
     if train.class_weighting:

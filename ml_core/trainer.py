@@ -32,6 +32,7 @@ from ml_core.metrics import (
 )
 from ml_core.models import TabularMLP
 from ml_core.progress import EpochLog
+from ml_core.sampling import PersonRows
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
 
 # Cancellation is also checked every this many batches, so a long epoch stops promptly.
@@ -109,6 +110,19 @@ def make_loader(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int,
     )
 
 
+def make_person_loader(split: EncodedSplit, *, batch_size: int, seed: int, max_rows: int,
+                       weights: np.ndarray | None = None) -> DataLoader:
+    """A loader of persons (:class:`ml_core.sampling.PersonRows`: up to ``max_rows`` rows
+    each, batches of (features, labels, weights)), ``batch_size`` persons per batch; under
+    DP its Poisson loader samples persons at the accountant's rate."""
+    dataset = PersonRows(features=split.x_train, labels=split.y_train,
+                         persons=split.persons_train, max_rows=max_rows, seed=seed,
+                         row_weights=weights)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True,
+                      generator=generator)
+
+
 def predict_scores(model: nn.Module, x: np.ndarray, *, device: torch.device) -> np.ndarray:
     """Positive-class probabilities for ``x`` (the model is left in the mode it was in)."""
     was_training = model.training
@@ -173,8 +187,10 @@ def _epoch_batches(
             # clipped to max_grad_norm: one row's contribution, hence the sensitivity, stays
             # bounded by max_grad_norm whatever its weight (a large weight is clipped, not
             # amplified), and the accountant's epsilon is unchanged.
-            per_row = loss_fn(model(features), labels)
-            loss = (per_row * batch[2].to(device)).mean()
+            per_row = loss_fn(model(features), labels) * batch[2].to(device)
+            # Person batches (persons, rows): a person's weights already average their rows,
+            # so the loss sums each person's rows and averages over persons.
+            loss = per_row.sum() / len(per_row) if per_row.dim() > 1 else per_row.mean()
         else:
             loss = loss_fn(model(features), labels)
         loss.backward()
@@ -252,15 +268,21 @@ def _fit(
         model = dp.prepare_module(model)
     model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
-    loader = make_loader(split.x_train, split.y_train, batch_size=train.batch_size,
-                         seed=train.seed, weights=sample_weight)
+    person_level = private and split.person_column is not None
+    if person_level:
+        loader = make_person_loader(split, batch_size=train.batch_size, seed=train.seed,
+                                    max_rows=privacy.max_rows_per_person, weights=sample_weight)
+    else:
+        loader = make_loader(split.x_train, split.y_train, batch_size=train.batch_size,
+                             seed=train.seed, weights=sample_weight)
     wrapped: dp.PrivateTraining | None = None
     if private:
         wrapped = dp.make_private(
             model=model, optimizer=optimizer, loader=loader, config=privacy, epochs=train.epochs
         )
         model, optimizer, loader = wrapped.module, wrapped.optimizer, wrapped.loader
-    loss_fn = make_loss(split, train, device=device, per_row=sample_weight is not None)
+    loss_fn = make_loss(split, train, device=device,
+                        per_row=sample_weight is not None or person_level)
 
     def privacy_so_far() -> dict:
         return wrapped.report() if wrapped is not None else dp.disabled_report()
