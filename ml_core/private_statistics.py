@@ -15,14 +15,15 @@ person-weighted histograms:
 * categorical columns: a noisy histogram over the levels present, of which only the levels
   whose noisy weight clears ``threshold`` are released (a level held by one person alone
   enters with probability at most ``threshold_delta`` / (levels it could be));
-* the decision threshold: a noisy histogram of the validation persons' scores by label,
-  whose best-F1 cut is the threshold.
+* the decision threshold: a noisy histogram of the validation persons' scores by label on
+  20 public bins, whose best-F1 cut is the threshold.
 
-All histograms share one Gaussian noise scale ``sigma``: a training person touches the
-``n_histograms`` column histograms (a validation person only the threshold's), so the whole
-release is one Gaussian mechanism with L2 sensitivity ``sqrt(n_histograms)``, i.e. noise
-multiplier ``sigma / sqrt(n_histograms)``, which :mod:`ml_core.privacy_composition`
-composes with the SGD steps.
+A training person touches the ``n_histograms`` column histograms, which share the noise
+``sigma``: one Gaussian mechanism with L2 sensitivity ``sqrt(n_histograms)``, noise multiplier
+``z = sigma / sqrt(n_histograms)``. A validation person touches only the threshold's
+histogram, whose noise is ``z`` (sensitivity 1). A person is in one part only, so the
+release as a whole is one Gaussian mechanism with multiplier ``z``, which
+:mod:`ml_core.privacy_composition` composes with the SGD steps.
 
 Noise is drawn from NumPy's seeded generator, like Opacus' noise with ``secure_mode`` off,
 so a run is reproducible from its seed. OpenDP's samplers are cryptographically secure but
@@ -50,7 +51,8 @@ NUMERIC_VALUES = np.sinh(np.concatenate([[_ASINH_EDGES[0]],
                                          [_ASINH_EDGES[-1]]]))
 # 1.349 standard deviations span a normal distribution's interquartile range.
 IQR_PER_STD = 1.349
-SCORE_BINS = 100
+# Coarse score bins: every bin adds noise to the cumulative counts the F1 is read from.
+SCORE_BINS = 20
 # Noisy cells below this many noise deviations are read as empty when quantiles are taken.
 NOISE_FLOOR = 3.0
 
@@ -97,7 +99,8 @@ class PreprocessingNoise:
 
     @property
     def noise_multiplier(self) -> float:
-        """Noise over L2 sensitivity: the Gaussian event the accountant composes."""
+        """Noise over L2 sensitivity: the Gaussian event the accountant composes (also the
+        noise of the validation histogram, whose sensitivity is 1)."""
         return self.sigma / math.sqrt(self.n_histograms)
 
     @classmethod
@@ -198,11 +201,12 @@ def private_threshold(scores: np.ndarray, labels: np.ndarray, weights: np.ndarra
     positive = np.asarray(labels).astype(bool)
     counts = np.bincount(bins + SCORE_BINS * positive, weights=weights,
                          minlength=2 * SCORE_BINS)
-    noisy = np.clip(_noisy(counts, sigma=noise.sigma, generator=generator), 0.0, None)
+    noisy = np.clip(_noisy(counts, sigma=noise.noise_multiplier, generator=generator), 0.0,
+                    None)
     negatives, positives = noisy[:SCORE_BINS], noisy[SCORE_BINS:]
     # Predicting positive from bin b upwards: true positives and predicted positives.
     tp = np.cumsum(positives[::-1])[::-1]
     predicted = tp + np.cumsum(negatives[::-1])[::-1]
-    f1 = np.where(predicted + positives.sum() > 0,
-                  2 * tp / np.maximum(predicted + positives.sum(), 1e-12), 0.0)
-    return float(np.argmax(f1) / SCORE_BINS)
+    f1 = 2 * tp / np.maximum(predicted + positives.sum(), 1e-12)
+    # Cut 0 (everything positive) is no decision at all: the cut is chosen from bin 1 up.
+    return float((1 + np.argmax(f1[1:])) / SCORE_BINS)
