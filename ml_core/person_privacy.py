@@ -103,20 +103,3 @@ class PrivatePlan:
                                              "declared_public": list(PUBLIC),
                                              "curator_only": list(CURATOR_ONLY)}),
             unit=spec.privacy_unit.describe(mapping), contribution=contribution)
-
-
-def privacy_notes(report: dict) -> list[str]:
-    """Plain-language notes on what the run's epsilon covers (none for a non-private run)."""
-    if not report.get("enabled") or "unit" not in report:
-        return []
-    unit = report["unit"]
-    bound = report["contribution_bound"]
-    stages = ", ".join(f"{stage['stage']} ε={stage['epsilon']:.3g}"
-                       for stage in report["stages"])
-    return [
-        f"Privacy: ε={report['epsilon']:.3g}, δ={report['delta']:.2g} for {unit['text']}, "
-        f"composed over preprocessing and training ({stages}); each person contributes at "
-        f"most {bound['max_rows_per_person']} row(s) per step.",
-        "The baseline, the non-private twin, the test metrics and the per-group fairness "
-        "tables are computed for the curator's eyes and are not part of the released model.",
-    ]

@@ -29,7 +29,8 @@ from ml_core.metrics import (
     logistic_regression_baseline,
     positive_class_weight,
 )
-from ml_core.person_privacy import PrivatePlan, privacy_notes
+from ml_core.person_privacy import PrivatePlan
+from ml_core.privacy_statement import privacy_notes
 from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,

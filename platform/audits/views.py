@@ -15,6 +15,7 @@ from audits import services
 from audits.forms import ReviewForm
 from audits.models import AuditLogEntry, FairnessReport
 from audits.report_display import attribute_sections, policy_rows
+from ml_core.privacy_statement import guarantee
 from training.models import ModelVersion, TrainingRun
 from verticals import registry
 
@@ -100,6 +101,8 @@ def review_detail(request, model_version_id: int):
     return render(request, "audits/review.html", {
         "model_version": model_version, "run": model_version.run, "form": form,
         "reviews": model_version.reviews.select_related("reviewer"),
+        "privacy": model_version.run.privacy or {},
+        "guarantee": guarantee(model_version.run.privacy or {}),
         **_report_context(model_version.run),
     })
 

@@ -10,12 +10,13 @@
 ``--column ROLE=COL`` maps a column to a role: target (or label), id, feature, sensitive,
 exclude, or a task role (series, time, covariate, user, item, student, skill, unit, cycle,
 text, privacy_unit: the column naming the person, e.g. ``privacy_unit=patient_nbr``, so the
-epsilon protects a person with all their rows, not one row); series, covariate, feature, sensitive and exclude repeat. Roles not given keep the
-suggested mapping (from the problem's column-name hints); excluded columns add to the
-suggested ones (which hold, e.g., the columns that leak the target). ``--attributes``
-joins a per-user or per-student table on that key before validation, so its columns can
-be mapped as sensitive; ``--test-file`` with ``--test-truth`` gives a held-out test set
-(remaining useful life), refused by problems whose test split comes from the data.
+epsilon protects a person with all their rows, not one row); series, covariate, feature,
+sensitive and exclude repeat. Roles not given keep the suggested mapping (from the problem's
+column-name hints); excluded columns add to the suggested ones (which hold, e.g., the
+columns that leak the target). ``--attributes`` joins a per-user or per-student table on
+that key before validation, so its columns can be mapped as sensitive; ``--test-file`` with
+``--test-truth`` gives a held-out test set (remaining useful life), refused by problems
+whose test split comes from the data.
 Columns flagged as direct identifiers (names, e-mail, phone, national ids) are kept out of
 training; ``--allow-identifier COL`` allows one (the user must be an admin; audited).
 ``--validate-only`` stops after validation: nothing is trained.
