@@ -220,6 +220,8 @@ def run_training(
             split=split, train=train, privacy=plan.sgd if plan is not None else privacy,
             primary_metric=spec.primary_metric, stage="training", progress=progress,
             should_stop=should_stop, checkpoint_path=checkpoint_path(checkpoint_dir, "training"),
+            # A private model is released as its last DP-SGD step left it (see train_model).
+            select_on_validation=plan is None,
         )
     except TrainingCancelled as cancelled:
         # The preprocessing statistics were released to the training: their cost is spent.

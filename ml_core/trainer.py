@@ -230,8 +230,14 @@ def train_model(
     primary_metric: str = "roc_auc", stage: str = "training",
     progress: ProgressSink | None = None, should_stop: StopCheck | None = None,
     checkpoint_path: Path | None = None, sample_weight: np.ndarray | None = None,
+    select_on_validation: bool = True,
 ) -> TrainedModel:
     """Train one MLP on ``split`` (privately when ``privacy`` is given and enabled).
+
+    ``select_on_validation=False`` runs every epoch and keeps the last one's weights:
+    choosing the epoch (and when to stop) by the validation rows' metric is a decision
+    computed from private rows that DP-SGD's epsilon does not cover, so a released private
+    model is the plain output of its DP-SGD steps. The validation metric is still reported.
 
     ``sample_weight`` (one per training row; default ``split.w_train``) weights each row's
     loss, e.g. the reweighing of :func:`ml_core.mitigation.reweighing_weights`.
@@ -254,14 +260,14 @@ def train_model(
         return _fit(model=model, device=device, split=split, train=train, privacy=privacy,
                     primary_metric=primary_metric, stage=stage, progress=progress,
                     should_stop=should_stop, checkpoint_path=checkpoint_path,
-                    sample_weight=sample_weight)
+                    sample_weight=sample_weight, select_on_validation=select_on_validation)
 
 
 def _fit(
     *, model: nn.Module, device: torch.device, split: EncodedSplit, train: TrainConfig,
     privacy: PrivacyConfig | None, primary_metric: str, stage: str,
     progress: ProgressSink | None, should_stop: StopCheck | None, checkpoint_path: Path | None,
-    sample_weight: np.ndarray | None = None,
+    sample_weight: np.ndarray | None = None, select_on_validation: bool = True,
 ) -> TrainedModel:
     private = privacy is not None and privacy.enabled
     if private:
@@ -310,6 +316,8 @@ def _fit(
         if cancelled:
             raise cancel()
         val_metric, key = validation_score(model, split, metric=primary_metric, device=device)
+        if not select_on_validation:
+            key = float(epoch)  # every epoch improves on the last: the last one is kept
         log.record(model=model, epoch=epoch, loss=loss, val_metric=val_metric, key=key,
                    epsilon=wrapped.epsilon() if wrapped is not None else None)
         stopped_early = log.patience_spent and epoch < train.epochs

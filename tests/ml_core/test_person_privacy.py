@@ -121,10 +121,14 @@ def test_the_artifact_holds_only_declared_or_private_statistics(person_run):
     # privacy report itself. A new key fails here until it is classified.
     public = {"spec_key", "task_type", "mapping", "feature_columns", "schema_fingerprint",
               "positive_label", "target_rule", "train_config", "seed", "split", "device",
-              "versions", "epsilon", "delta", "privacy", "architecture", "format_version"}
+              "versions", "epsilon", "delta", "privacy", "architecture", "format_version",
+              "best_epoch"}
     private = {"threshold", "weights_sha256"}  # the hash of DP weights: post-processing
-    selection = {"best_epoch"}  # model selection on validation rows: see docs/privacy.md
-    assert set(metadata) <= public | private | selection, set(metadata) - public - private
+    assert set(metadata) <= public | private, set(metadata) - public - private
+    # No epoch is chosen on (private) validation rows: the released weights are the last
+    # DP-SGD step's, whatever the validation metric said.
+    assert metadata["best_epoch"] == TRAIN.epochs
+    assert len(result.history) == TRAIN.epochs
     assert set(encoder) == {"numeric", "categorical", "medians", "means", "scales",
                             "with_missing_indicator", "levels", "feature_names"}
     # DP outputs are post-processed noisy histograms on public grids: medians are grid
