@@ -173,6 +173,10 @@ class TabularEncoder:
     with_missing_indicator: tuple[str, ...]
     levels: Mapping[str, tuple[str, ...]]
     feature_names: tuple[str, ...] = field(default=())
+    # Numeric columns read as asinh(value) before centring and scaling (a declared, public
+    # transform): private encoders use it, so coarse DP statistics still give inputs of a
+    # sane size, whatever the column's units.
+    asinh: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -216,6 +220,7 @@ class TabularEncoder:
         cls, *, numeric: tuple[str, ...], categorical: tuple[str, ...],
         medians: Mapping[str, float], means: Mapping[str, float], scales: Mapping[str, float],
         with_missing_indicator: tuple[str, ...], levels: Mapping[str, tuple[str, ...]],
+        asinh: tuple[str, ...] = (),
     ) -> TabularEncoder:
         """The encoder for statistics fitted elsewhere (exactly, or privately), with its
         feature names in the encoder's order."""
@@ -226,7 +231,7 @@ class TabularEncoder:
             names.append(f"{column}={OTHER_LEVEL}")
         return cls(numeric=numeric, categorical=categorical, medians=medians, means=means,
                    scales=scales, with_missing_indicator=with_missing_indicator,
-                   levels=levels, feature_names=tuple(names))
+                   levels=levels, feature_names=tuple(names), asinh=asinh)
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode ``frame`` (any rows with the fitted columns) as a float32 matrix.
@@ -245,6 +250,8 @@ class TabularEncoder:
         scratch = np.empty(n, dtype=np.float64)
         for row, column in enumerate(self.numeric):
             values = _float_values(frame[column])
+            if column in self.asinh:
+                values = np.arcsinh(values)
             mean, scale = self.means[column], self.scales[column]
             # (values - mean) / scale in float64, rounded to float32 as it is written; gaps
             # then get the median's value, computed with the same float64 arithmetic.
@@ -280,6 +287,7 @@ class TabularEncoder:
             "with_missing_indicator": list(self.with_missing_indicator),
             "levels": {column: list(levels) for column, levels in self.levels.items()},
             "feature_names": list(self.feature_names),
+            **({"asinh": list(self.asinh)} if self.asinh else {}),
         }
 
     @classmethod
@@ -293,6 +301,7 @@ class TabularEncoder:
             with_missing_indicator=tuple(data["with_missing_indicator"]),
             levels={column: tuple(levels) for column, levels in data["levels"].items()},
             feature_names=tuple(data["feature_names"]),
+            asinh=tuple(data.get("asinh") or ()),
         )
 
 
@@ -309,6 +318,8 @@ def fit_private_encoder(
 ) -> TabularEncoder:
     """:meth:`TabularEncoder.fit` with differential privacy: every statistic from noisy,
     person-weighted histograms (:mod:`ml_core.private_statistics`), nothing exact.
+    Numeric columns are read as ``asinh(value)`` (public; linear near 0, logarithmic far
+    out), so the public grid and a coarse DP scale fit any column's units.
 
     ``persons`` holds one person code per row of ``frame`` (the training rows). Numeric
     columns: the DP median imputes and centres, the DP interquartile range scales, and an
@@ -323,7 +334,7 @@ def fit_private_encoder(
     for column in columns:
         series = frame[column]
         if _is_numeric(series):
-            stats = private_numeric(_float_values(series), weights, noise=noise,
+            stats = private_numeric(np.arcsinh(_float_values(series)), weights, noise=noise,
                                     generator=generator)
             numeric.append(column)
             medians[column], scales[column] = stats.median, stats.scale
@@ -337,11 +348,11 @@ def fit_private_encoder(
             categorical.append(column)
             levels[column] = tuple(level for level in kept if level != OTHER_LEVEL)
     # The DP median is also the centre: a released mean would be one more statistic to
-    # noise for little gain in a standardised input.
+    # noise for little gain in a standardised input. All on the asinh scale.
     return TabularEncoder.from_statistics(
         numeric=tuple(numeric), categorical=tuple(categorical), medians=medians,
         means=dict(medians), scales=scales, with_missing_indicator=tuple(with_indicator),
-        levels=levels)
+        levels=levels, asinh=tuple(numeric))
 
 
 @dataclass(frozen=True)

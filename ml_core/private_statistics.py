@@ -8,10 +8,10 @@ person-weighted histograms:
   up to ``max_rows`` of them (a seeded random subset beyond that) weight ``1 / min(n,
   max_rows)``, so adding or removing a person moves each column's histogram by at most 1 in
   L2 norm and touches at most ``max_rows`` of its cells;
-* numeric columns: a histogram over a fixed, public grid (cells 0.5 wide on the asinh scale,
-  up to +-1e9, and a cell for missing values), with Gaussian noise; the median (imputation
-  value and centre), the interquartile scale and whether gaps are common enough for an
-  indicator are read from the noisy histogram (post-processing);
+* numeric columns (read as asinh(value)): a histogram over a fixed, public grid (cells 0.5
+  wide, up to asinh(+-1e9), and a cell for missing values), with Gaussian noise; the median
+  (imputation value and centre), the interquartile scale and whether gaps are common enough
+  for an indicator are read from the noisy histogram (post-processing);
 * categorical columns: a noisy histogram over the levels present, of which only the levels
   whose noisy weight clears ``threshold`` are released (a level held by one person alone
   enters with probability at most ``threshold_delta`` / (levels it could be));
@@ -40,15 +40,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-# The public numeric grid: cells 0.5 wide on the asinh scale from asinh(-1e9) to asinh(1e9):
-# about 0.5 wide near zero, about 65% apart far from it; values beyond fall into the outer
-# cells. Declared, never fitted.
-_ASINH_EDGES = np.arange(-21.5, 21.5 + 1e-9, 0.5)
-NUMERIC_EDGES = np.sinh(_ASINH_EDGES)
-# Each cell's representative value: its midpoint on the asinh scale; outer cells their edge.
-NUMERIC_VALUES = np.sinh(np.concatenate([[_ASINH_EDGES[0]],
-                                         (_ASINH_EDGES[:-1] + _ASINH_EDGES[1:]) / 2,
-                                         [_ASINH_EDGES[-1]]]))
+# The public numeric grid, for values on the asinh scale (private encoders read numeric
+# columns as asinh(value)): cells 0.5 wide from -21.5 to 21.5 (asinh of +-1e9); values
+# beyond fall into the outer cells. Declared, never fitted.
+NUMERIC_EDGES = np.arange(-21.5, 21.5 + 1e-9, 0.5)
+# Each cell's representative value: its midpoint; the outer cells their edge.
+NUMERIC_VALUES = np.concatenate([[NUMERIC_EDGES[0]],
+                                 (NUMERIC_EDGES[:-1] + NUMERIC_EDGES[1:]) / 2,
+                                 [NUMERIC_EDGES[-1]]])
 # 1.349 standard deviations span a normal distribution's interquartile range.
 IQR_PER_STD = 1.349
 # Coarse score bins: every bin adds noise to the cumulative counts the F1 is read from.

@@ -130,13 +130,16 @@ def test_the_artifact_holds_only_declared_or_private_statistics(person_run):
     assert metadata["best_epoch"] == TRAIN.epochs
     assert len(result.history) == TRAIN.epochs
     assert set(encoder) == {"numeric", "categorical", "medians", "means", "scales",
-                            "with_missing_indicator", "levels", "feature_names"}
-    # DP outputs are post-processed noisy histograms on public grids: medians are grid
-    # values, the threshold a score bin's edge. Raw statistics are not.
+                            "with_missing_indicator", "levels", "feature_names", "asinh"}
+    # Numeric columns are read through the public asinh transform. DP outputs are
+    # post-processed noisy histograms on public grids: medians are grid values, the
+    # threshold a score bin's edge. Raw statistics are not.
+    assert encoder["asinh"] == encoder["numeric"]
     for column in encoder["numeric"]:
+        values = np.arcsinh(frame[column])
         assert encoder["medians"][column] in set(NUMERIC_VALUES.tolist())
-        assert encoder["medians"][column] != pytest.approx(float(frame[column].median()))
-        assert encoder["scales"][column] != pytest.approx(float(frame[column].std(ddof=0)))
+        assert encoder["medians"][column] != pytest.approx(float(values.median()))
+        assert encoder["scales"][column] != pytest.approx(float(values.std(ddof=0)))
     assert (metadata["threshold"] * SCORE_BINS) == pytest.approx(
         round(metadata["threshold"] * SCORE_BINS))
     # The person column is who a row is, never an input.
