@@ -98,10 +98,12 @@ def test_person_epsilon_matches_an_independent_accountant(person_run):
     assert privacy["delta"] <= 1 / (10 * frame["patient"].nunique())
     stages = {stage["stage"]: stage for stage in privacy["stages"]}
     pre = stages["preprocessing"]
-    # The preprocessing Gaussian is calibrated to its share: (0.1 * 3, delta share).
+    # The preprocessing Gaussian is calibrated to its share: (f * 3, f * delta / 2).
+    fraction = PrivacyConfig().preprocessing_fraction
     alone = pld.PLDAccountant(value_discretization_interval=1e-4)
     alone.compose(dp_accounting.GaussianDpEvent(pre["noise_multiplier"]))
-    assert alone.get_epsilon(privacy["delta"] * 0.05) == pytest.approx(0.3, rel=0.02)
+    assert alone.get_epsilon(privacy["delta"] * fraction / 2) == pytest.approx(
+        fraction * 3.0, rel=0.02)
     accountant = pld.PLDAccountant(value_discretization_interval=1e-4)
     accountant.compose(dp_accounting.ComposedDpEvent([
         dp_accounting.GaussianDpEvent(pre["noise_multiplier"]),
