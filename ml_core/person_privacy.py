@@ -18,6 +18,7 @@ from ml_core.privacy_composition import (
     BudgetShares,
     composed_report,
     gaussian_noise_multiplier,
+    sgd_target_for,
     share_budget,
 )
 from ml_core.private_statistics import (
@@ -26,7 +27,7 @@ from ml_core.private_statistics import (
     person_codes,
     private_threshold,
 )
-from ml_core.spec import ColumnMapping, PrivacyConfig, ProblemSpec
+from ml_core.spec import ColumnMapping, PrivacyConfig, ProblemSpec, TrainConfig
 
 # What is released besides the model's weights, and how each is protected (for the report).
 RELEASED = {
@@ -52,10 +53,16 @@ class PrivatePlan:
     unit_column: str | None
     max_rows: int  # rows per person per step and per histogram (1 when rows are persons)
 
-    @property
-    def sgd(self) -> PrivacyConfig:
-        """The SGD stage's share, as the private training loop takes it."""
-        return dataclasses.replace(self.privacy, target_epsilon=self.shares.sgd_epsilon,
+    def sgd(self, *, split, train: TrainConfig) -> PrivacyConfig:  # noqa: ANN001
+        """The SGD stage's share for ``split``'s training persons, as the private loop
+        takes it: what one composition with the preprocessing leaves of the target."""
+        n_units = (len(np.unique(split.persons_train)) if self.unit_column is not None
+                   else len(split.y_train))
+        target = sgd_target_for(shares=self.shares,
+                                preprocessing_noise_multiplier=self.noise.noise_multiplier,
+                                n_units=n_units, batch_size=train.batch_size,
+                                epochs=train.epochs)
+        return dataclasses.replace(self.privacy, target_epsilon=target,
                                    delta=self.shares.sgd_delta)
 
     @classmethod

@@ -217,7 +217,8 @@ def run_training(
 
     try:
         main: TrainedModel = train_model(
-            split=split, train=train, privacy=plan.sgd if plan is not None else privacy,
+            split=split, train=train,
+            privacy=plan.sgd(split=split, train=train) if plan is not None else privacy,
             primary_metric=spec.primary_metric, stage="training", progress=progress,
             should_stop=should_stop, checkpoint_path=checkpoint_path(checkpoint_dir, "training"),
             # A private model is released as its last DP-SGD step left it (see train_model).

@@ -9,7 +9,8 @@ A private run spends its target ``(epsilon, delta)`` in three parts, for one pri
   of delta;
 * the thresholds of the category vocabularies: a level only one person holds is released
   with probability at most ``threshold_delta`` (the other half of the preprocessing delta);
-* DP-SGD with Poisson sampling of persons: the rest of epsilon and delta, calibrated by
+* DP-SGD with Poisson sampling of persons: the rest of delta, and of epsilon whatever the
+  one composition leaves (:func:`sgd_target_for`: at least the basic share), calibrated by
   Opacus' PRV accountant (:func:`ml_core.privacy.noise_multiplier_for`).
 
 The figure reported, charged and printed is the composition of the first and last parts in
@@ -29,13 +30,15 @@ from dp_accounting import pld
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from ml_core.privacy import resolve_delta
+from ml_core.privacy import PrivacyBudgetError, noise_multiplier_for, resolve_delta
 from ml_core.spec import PrivacyConfig
 
 # The PLD grid: 1e-3 composes a preprocessing Gaussian with hundreds of subsampled steps in
 # about 0.2 s and differs from 1e-4 in the fourth digit (pessimistic either way).
 PLD_DISCRETISATION = 1e-3
 COMPOSITION = "pld"
+# Bisection steps for the SGD share under one composition: 6 halve the gap to about 1.5%.
+SGD_TARGET_ITERATIONS = 6
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,38 @@ def composed_epsilon(*, preprocessing_noise_multiplier: float | None,
     return float(accountant.get_epsilon(delta))
 
 
+def sgd_target_for(*, shares: BudgetShares, preprocessing_noise_multiplier: float,
+                   n_units: int, batch_size: int, epochs: int) -> float:
+    """The SGD stage's target epsilon: the largest (to about 1%) whose steps, composed with
+    the preprocessing Gaussian in one PLD, keep the run within its target. At least the
+    basic share ``shares.sgd_epsilon`` (the split assumes basic composition; composing in
+    one accountant is tighter, and this hands the difference to the SGD steps).
+
+    The steps and rate are those the private loop will use: ``ceil(n_units / batch)``
+    batches per epoch at rate ``1 / batches``; the noise is the loop's own search
+    (:func:`ml_core.privacy.noise_multiplier_for`, cached), so the loop draws the same."""
+    batches = math.ceil(n_units / max(1, min(batch_size, n_units)))
+    rate, steps = 1 / batches, epochs * batches
+    sgd_delta = resolve_delta(shares.sgd_delta, n_units)
+    pld_delta = shares.gaussian_delta + sgd_delta
+
+    def composed(sgd_epsilon: float) -> float:
+        sigma = noise_multiplier_for(target_epsilon=sgd_epsilon, delta=sgd_delta,
+                                     sample_rate=rate, steps=steps)
+        return composed_epsilon(preprocessing_noise_multiplier=preprocessing_noise_multiplier,
+                                sgd_noise_multiplier=sigma, sample_rate=rate, steps=steps,
+                                delta=pld_delta)
+
+    low, high = shares.sgd_epsilon, shares.target_epsilon
+    for _ in range(SGD_TARGET_ITERATIONS):
+        middle = (low + high) / 2
+        if composed(middle) <= shares.target_epsilon:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
 def composed_report(*, sgd: dict, shares: BudgetShares, preprocessing: dict,
                     unit: dict, contribution: dict) -> dict:
     """The run's privacy report: the SGD report (``sgd``, from
@@ -133,6 +168,9 @@ def composed_report(*, sgd: dict, shares: BudgetShares, preprocessing: dict,
     sgd_eps = float(sgd["epsilon"] or 0.0)
     basic = shares.preprocessing_epsilon + sgd_eps
     epsilon = min(pld_eps, basic)
+    if epsilon > shares.target_epsilon + 1e-6:
+        raise PrivacyBudgetError(
+            f"composed epsilon {epsilon:.4f} exceeds the target {shares.target_epsilon}")
     return {
         **sgd,
         "epsilon": epsilon,
