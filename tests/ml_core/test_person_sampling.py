@@ -127,3 +127,45 @@ def test_the_person_loader_samples_persons_not_rows():
         person_column="person", persons_train=persons, persons_val=persons)
     loader = make_person_loader(split, batch_size=10, seed=0, max_rows=4)
     assert len(loader.dataset) == 40 and len(loader) == 4  # persons per batch: 10
+
+
+def test_a_person_level_training_resumes_exactly(tmp_path):
+    """The person sampler's state (which persons, which of their rows) travels in the
+    checkpoint: an interrupted person-level training resumes to the uninterrupted result."""
+    from ml_core.checkpoints import checkpoint_epochs
+    from ml_core.data import EncodedSplit, TabularEncoder
+    from ml_core.spec import PrivacyConfig, TrainConfig
+    from ml_core.trainer import TrainingCancelled, train_model
+
+    x, y, persons = persons_table(n_persons=120)
+    encoder = TabularEncoder.from_statistics(
+        numeric=tuple(f"f{i}" for i in range(5)), categorical=(), medians={}, means={},
+        scales={}, with_missing_indicator=(), levels={})
+    split = EncodedSplit(
+        x_train=x, y_train=y, x_val=x[:100], y_val=y[:100], x_test=x, y_test=y,
+        ids_train=np.arange(len(y)), ids_val=np.arange(100), ids_test=np.arange(len(y)),
+        encoder=encoder, positive_label="1", method="by_person", seed=0,
+        person_column="person", persons_train=persons, persons_val=persons[:100])
+    train = TrainConfig(epochs=4, batch_size=8, learning_rate=1e-2, hidden_sizes=(8,),
+                        patience=4)
+    privacy = PrivacyConfig(target_epsilon=2.0, max_rows_per_person=3)
+    reference = train_model(split=split, train=train, privacy=privacy,
+                            select_on_validation=False)
+    calls = {"n": 0}
+
+    def stop_before_epoch_four() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3  # one check per epoch start (15 batches an epoch)
+
+    path = tmp_path / "training.pt"
+    with pytest.raises(TrainingCancelled):
+        train_model(split=split, train=train, privacy=privacy, checkpoint_path=path,
+                    should_stop=stop_before_epoch_four, select_on_validation=False)
+    assert checkpoint_epochs(tmp_path) == {"training": 3}
+    resumed = train_model(split=split, train=train, privacy=privacy, checkpoint_path=path,
+                          select_on_validation=False)
+    for (name, left), right in zip(resumed.model.state_dict().items(),
+                                   reference.model.state_dict().values(), strict=True):
+        assert torch.equal(left, right), name
+    assert resumed.privacy == reference.privacy
+    assert resumed.privacy["sample_rate"] == pytest.approx(1 / 15)  # 120 persons, 8 a batch
