@@ -21,6 +21,13 @@ from sklearn.model_selection import train_test_split
 
 from ml_core.code_hierarchies import grouped_features
 from ml_core.column_types import typed_column
+from ml_core.private_statistics import (
+    PreprocessingNoise,
+    contribution_weights,
+    person_codes,
+    private_numeric,
+    private_vocabulary,
+)
 from ml_core.spec import ColumnMapping, TargetRule, TrainConfig
 from ml_core.tables import factorize
 
@@ -52,7 +59,8 @@ def feature_columns(frame: pd.DataFrame, mapping: ColumnMapping) -> tuple[str, .
     target, id, excluded and sensitive columns (see the module docstring for why)."""
     if mapping.features:
         return tuple(mapping.features)
-    skipped = {mapping.target, *mapping.exclude, *mapping.sensitive, SPLIT_COLUMN}
+    skipped = {mapping.target, *mapping.exclude, *mapping.sensitive, SPLIT_COLUMN,
+               *mapping.role_columns("privacy_unit")}  # who a row is, never an input
     if mapping.id:
         skipped.add(mapping.id)
     return tuple(str(column) for column in frame.columns if column not in skipped)
@@ -249,6 +257,10 @@ class TabularEncoder:
     # Wide categorical columns, hashed (ml_core.code_hierarchies) with their declared
     # hierarchy ("icd9", "postcode") or None: no vocabulary is learnt for them.
     hashed: Mapping[str, str | None] = field(default_factory=dict)
+    # Numeric columns read as asinh(value) before centring and scaling (a declared, public
+    # transform): private encoders use it, so coarse DP statistics still give inputs of a
+    # sane size, whatever the column's units.
+    asinh: tuple[str, ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -296,25 +308,35 @@ class TabularEncoder:
                 kept = sorted(level for level, n in counts.items() if n >= MIN_LEVEL_COUNT)
                 categorical.append(column)
                 levels[column] = tuple(level for level in kept if level != OTHER_LEVEL)
+        return cls.from_statistics(numeric=tuple(numeric), categorical=tuple(categorical),
+                                   medians=medians, means=means, scales=scales,
+                                   with_missing_indicator=tuple(with_indicator), levels=levels,
+                                   column_types={c: k for c, k in column_types.items()
+                                                 if c in columns},
+                                   hashed=hashed)
+
+    @classmethod
+    def from_statistics(
+        cls, *, numeric: tuple[str, ...], categorical: tuple[str, ...],
+        medians: Mapping[str, float], means: Mapping[str, float], scales: Mapping[str, float],
+        with_missing_indicator: tuple[str, ...], levels: Mapping[str, tuple[str, ...]],
+        asinh: tuple[str, ...] = (), column_types: Mapping[str, str] | None = None,
+        hashed: Mapping[str, str | None] | None = None,
+    ) -> TabularEncoder:
+        """The encoder for statistics fitted elsewhere (exactly, or privately), with its
+        feature names in the encoder's order."""
         names = list(numeric)
-        names += [f"{column}__missing" for column in with_indicator]
+        names += [f"{column}__missing" for column in with_missing_indicator]
         for column in categorical:
             names += [f"{column}={level}" for level in levels[column]]
             names.append(f"{column}={OTHER_LEVEL}")
+        hashed = dict(hashed or {})
         for column, hierarchy in hashed.items():
             names += _hashed_block(column, pd.Series([], dtype=object), hierarchy)[0]
-        return cls(
-            numeric=tuple(numeric),
-            categorical=tuple(categorical),
-            medians=medians,
-            means=means,
-            scales=scales,
-            with_missing_indicator=tuple(with_indicator),
-            levels=levels,
-            feature_names=tuple(names),
-            column_types={c: k for c, k in column_types.items() if c in columns},
-            hashed=hashed,
-        )
+        return cls(numeric=numeric, categorical=categorical, medians=medians, means=means,
+                   scales=scales, with_missing_indicator=with_missing_indicator,
+                   levels=levels, feature_names=tuple(names),
+                   column_types=dict(column_types or {}), hashed=hashed, asinh=asinh)
 
     def _typed(self, frame: pd.DataFrame, column: str) -> pd.Series:
         return typed_column(frame[column], self.column_types.get(column))
@@ -336,6 +358,8 @@ class TabularEncoder:
         scratch = np.empty(n, dtype=np.float64)
         for row, column in enumerate(self.numeric):
             values = _float_values(self._typed(frame, column))
+            if column in self.asinh:
+                values = np.arcsinh(values)
             mean, scale = self.means[column], self.scales[column]
             # (values - mean) / scale in float64, rounded to float32 as it is written; gaps
             # then get the median's value, computed with the same float64 arithmetic.
@@ -377,6 +401,7 @@ class TabularEncoder:
             "feature_names": list(self.feature_names),
             "column_types": dict(self.column_types),
             "hashed": dict(self.hashed),
+            **({"asinh": list(self.asinh)} if self.asinh else {}),
         }
 
     @classmethod
@@ -392,6 +417,7 @@ class TabularEncoder:
             feature_names=tuple(data["feature_names"]),
             column_types=dict(data.get("column_types") or {}),
             hashed=dict(data.get("hashed") or {}),
+            asinh=tuple(data.get("asinh") or ()),
         )
 
 
@@ -401,6 +427,71 @@ def _hashed_block(column: str, values: pd.Series, hierarchy: str | None
     codes, uniques = factorize(values.astype(object).map(label_text, na_action="ignore"))
     return grouped_features(column=column, levels=[str(v) for v in uniques],
                             codes=np.asarray(codes), hierarchy=hierarchy)
+
+
+def column_kinds(frame: pd.DataFrame, columns: tuple[str, ...], *,
+                 column_types: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(numeric, categorical) counts of ``columns`` as the encoder will treat them; read from
+    the columns' types (the schema the analyst confirmed, with the analyst's column kinds),
+    not from their values."""
+    column_types = dict(column_types or {})
+    numeric = sum(_is_numeric(typed_column(frame[column], column_types.get(column)))
+                  for column in columns)
+    return numeric, len(columns) - numeric
+
+
+def fit_private_encoder(
+    frame: pd.DataFrame, columns: tuple[str, ...], *, persons: np.ndarray,
+    noise: PreprocessingNoise, seed: int,
+    column_types: Mapping[str, str] | None = None,
+    hierarchies: Mapping[str, str] | None = None,
+) -> TabularEncoder:
+    """:meth:`TabularEncoder.fit` with differential privacy: every statistic from noisy,
+    person-weighted histograms (:mod:`ml_core.private_statistics`), nothing exact.
+    Numeric columns are read as ``asinh(value)`` (public; linear near 0, logarithmic far
+    out), so the public grid and a coarse DP scale fit any column's units.
+
+    ``persons`` holds one person code per row of ``frame`` (the training rows). Numeric
+    columns: the DP median imputes and centres, the DP interquartile range scales, and an
+    indicator is added when the noisy share of gaps clears the threshold. Categorical
+    columns: the levels whose noisy person weight clears the threshold; the rest go to
+    ``other``. ``column_types`` are the analyst's kinds, applied first. Columns with a
+    declared ``hierarchies`` kind are hashed (no statistic is learnt for them); unlike
+    :meth:`TabularEncoder.fit`, a wide categorical column is not hashed on its count of
+    levels (that count is not released): the noisy threshold keeps its frequent levels.
+    """
+    column_types = dict(column_types or {})
+    hierarchies = dict(hierarchies or {})
+    weights = contribution_weights(persons, max_rows=noise.max_rows, seed=seed)
+    generator = np.random.Generator(np.random.PCG64([seed, 0x5EED]))
+    numeric, categorical, levels = [], [], {}
+    medians, scales, with_indicator = {}, {}, []
+    hashed: dict[str, str | None] = {}
+    for column in columns:
+        series = typed_column(frame[column], column_types.get(column))
+        if column in hierarchies:
+            hashed[column] = hierarchies[column]
+        elif _is_numeric(series):
+            stats = private_numeric(np.arcsinh(_float_values(series)), weights, noise=noise,
+                                    generator=generator)
+            numeric.append(column)
+            medians[column], scales[column] = stats.median, stats.scale
+            if stats.missing_indicator:
+                with_indicator.append(column)
+        else:
+            codes, names = _level_codes(series)
+            kept = private_vocabulary(np.asarray(names, dtype=object)[codes], weights,
+                                      noise=noise,
+                                      generator=generator)
+            categorical.append(column)
+            levels[column] = tuple(level for level in kept if level != OTHER_LEVEL)
+    # The DP median is also the centre: a released mean would be one more statistic to
+    # noise for little gain in a standardised input. All on the asinh scale.
+    return TabularEncoder.from_statistics(
+        numeric=tuple(numeric), categorical=tuple(categorical), medians=medians,
+        means=dict(medians), scales=scales, with_missing_indicator=tuple(with_indicator),
+        levels=levels, asinh=tuple(numeric),
+        column_types={c: k for c, k in column_types.items() if c in columns}, hashed=hashed)
 
 
 @dataclass(frozen=True)
@@ -425,6 +516,12 @@ class EncodedSplit:
     w_train: np.ndarray | None = None
     # How the target became two classes, in plain words (the report states it).
     target_rule: str = ""
+    # The privacy unit's column (None: each row is a person) and each training and
+    # validation row's person code (codes index the frame's persons; rows as persons get
+    # their own code each).
+    person_column: str | None = None
+    persons_train: np.ndarray | None = None
+    persons_val: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -442,6 +539,9 @@ class EncodedSplit:
             "n_features": int(self.n_features),
             "dropped_missing_target": int(self.dropped_missing_target),
             "target_rule": self.target_rule,
+            **({} if self.person_column is None or self.persons_train is None else {
+                "by_person": self.person_column,
+                "persons_train": int(len(np.unique(self.persons_train)))}),
         }
 
 
@@ -478,11 +578,51 @@ def _split_positions(
         return train, val, test, "random"
 
 
+def split_by_person(
+    persons: pd.Series, *, test_fraction: float, val_fraction: float, seed: int,
+    given_test: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(train, validation, test positions, method) with every person in one part only.
+
+    Each person's part is decided by a seeded hash of their id alone, so adding or removing
+    one person moves nobody else (a stratified split would: it depends on everyone's labels),
+    and the parts' sizes are the fractions in expectation. Rows with no person value are
+    each a person of their own, placed by their position.
+
+    With ``given_test`` (rows of a labelled test file) those rows are the test part, and the
+    other rows are split into training and validation by person the same way (a person who
+    appears in both files is the analyst's choice: the files are kept as given).
+    """
+    keys = persons.astype("string").fillna(
+        pd.Series([f"\x00row{i}" for i in range(len(persons))], index=persons.index,
+                  dtype="string"))
+    hashed = pd.util.hash_pandas_object(
+        keys, index=False, hash_key=f"{seed:016d}"[-16:]).to_numpy(dtype=np.uint64)
+    u = (hashed >> np.uint64(11)).astype(np.float64) / float(2**53)
+    positions = np.arange(len(persons))
+    if given_test is not None and given_test.any():
+        share = min(val_fraction / (1.0 - test_fraction), 0.5)
+        test = positions[given_test]
+        val = positions[~given_test & (u < share)]
+        train = positions[~given_test & (u >= share)]
+        return train, val, test, "given test file, validation by person"
+    test = positions[u < test_fraction]
+    val = positions[(u >= test_fraction) & (u < test_fraction + val_fraction)]
+    train = positions[u >= test_fraction + val_fraction]
+    return train, val, test, "by_person"
+
+
 def encode_and_split(
     frame: pd.DataFrame, mapping: ColumnMapping, train: TrainConfig, *,
-    target_rule: TargetRule | None = None,
+    target_rule: TargetRule | None = None, person_column: str | None = None,
+    private_noise: PreprocessingNoise | None = None,
 ) -> EncodedSplit:
     """Split ``frame`` (stratified on the target) and encode it with train-only statistics.
+
+    With ``person_column`` (the privacy unit) the split is :func:`split_by_person`: each
+    person's rows all land in one part. With ``private_noise`` the encoder is
+    :func:`fit_private_encoder` (every released statistic DP, per person, or per row without
+    a person column); without it the encoder's statistics are exact (non-private runs).
 
     Rows with no target value are dropped (validation reports them as errors first). The
     target becomes two classes by :func:`binary_target`, with ``target_rule`` (the
@@ -501,13 +641,26 @@ def encode_and_split(
     y = encode_target(binary.labels, positive)
     given_test = (labelled[SPLIT_COLUMN].astype(str).eq(TEST_SPLIT).to_numpy()
                   if SPLIT_COLUMN in labelled.columns else None)
-    train_pos, val_pos, test_pos, method = _split_positions(
-        y, test_fraction=train.test_fraction, val_fraction=train.val_fraction, seed=train.seed,
-        given_test=given_test,
-    )
-    encoder = TabularEncoder.fit(labelled.iloc[train_pos], columns,
-                                 column_types=dict(mapping.column_types),
-                                 hierarchies=dict(mapping.hierarchies))
+    if person_column is not None:
+        train_pos, val_pos, test_pos, method = split_by_person(
+            labelled[person_column], test_fraction=train.test_fraction,
+            val_fraction=train.val_fraction, seed=train.seed, given_test=given_test)
+        persons = person_codes(labelled[person_column].to_numpy())[0]
+    else:
+        train_pos, val_pos, test_pos, method = _split_positions(
+            y, test_fraction=train.test_fraction, val_fraction=train.val_fraction,
+            seed=train.seed, given_test=given_test)
+        persons = np.arange(len(labelled))
+    if private_noise is not None:
+        encoder = fit_private_encoder(labelled.iloc[train_pos], columns,
+                                      persons=persons[train_pos], noise=private_noise,
+                                      seed=train.seed,
+                                      column_types=dict(mapping.column_types),
+                                      hierarchies=dict(mapping.hierarchies))
+    else:
+        encoder = TabularEncoder.fit(labelled.iloc[train_pos], columns,
+                                     column_types=dict(mapping.column_types),
+                                     hierarchies=dict(mapping.hierarchies))
     ids = labelled.index.to_numpy()
     return EncodedSplit(
         x_train=encoder.transform(labelled.iloc[train_pos]),
@@ -525,4 +678,7 @@ def encode_and_split(
         seed=train.seed,
         dropped_missing_target=int(len(frame) - len(labelled)),
         target_rule=binary.rule,
+        person_column=person_column,
+        persons_train=persons[train_pos],
+        persons_val=persons[val_pos],
     )

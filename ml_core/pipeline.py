@@ -30,6 +30,8 @@ from ml_core.metrics import (
     positive_class_weight,
     reference_models,
 )
+from ml_core.person_privacy import PrivatePlan
+from ml_core.privacy_statement import privacy_notes
 from ml_core.progress import report_stage
 from ml_core.spec import (
     ColumnMapping,
@@ -147,6 +149,14 @@ def resolve_inputs(
             train if train is not None else spec.train)
 
 
+def _private_plan(*, frame: pd.DataFrame, mapping: ColumnMapping, privacy: PrivacyConfig,
+                  unit_column: str | None) -> PrivatePlan:
+    return PrivatePlan.for_frame(frame=frame, columns=feature_columns(frame, mapping),
+                                 privacy=privacy, unit_column=unit_column,
+                                 column_types=dict(mapping.column_types),
+                                 hierarchies=dict(mapping.hierarchies))
+
+
 def run_training(
     *,
     frame: pd.DataFrame,
@@ -204,8 +214,13 @@ def run_tabular(
     cpu = torch.device("cpu")
 
     report_stage(progress, "preparing", train.epochs)
+    unit_column = spec.privacy_unit.column(mapping)
+    plan = (_private_plan(frame=frame, mapping=mapping, privacy=privacy, unit_column=unit_column)
+            if privacy.enabled else None)
     # A numeric target (a grade) becomes two classes by the problem's declared rule.
-    split = encode_and_split(frame, mapping, train, target_rule=spec.target_rule)
+    split = encode_and_split(frame, mapping, train, target_rule=spec.target_rule,
+                             person_column=unit_column,
+                             private_noise=plan.noise if plan is not None else None)
     if train.reweigh_attribute:
         split = _reweighed(split=split, frame=frame, mapping=mapping, spec=spec,
                            attribute=train.reweigh_attribute)
@@ -220,11 +235,23 @@ def run_tabular(
                 "metrics": binary_metrics(split.y_test, baseline_scores,
                                           threshold=baseline_threshold, metrics=spec.metrics)}
 
-    main: TrainedModel = train_model(
-        split=split, train=train, privacy=privacy, primary_metric=spec.primary_metric,
-        stage="training", progress=progress, should_stop=should_stop,
-        checkpoint_path=checkpoint_path(checkpoint_dir, "training"),
-    )
+    try:
+        main: TrainedModel = train_model(
+            split=split, train=train,
+            privacy=plan.sgd(split=split, train=train) if plan is not None else privacy,
+            primary_metric=spec.primary_metric, stage="training", progress=progress,
+            should_stop=should_stop, checkpoint_path=checkpoint_path(checkpoint_dir, "training"),
+            # A private model is released as its last DP-SGD step left it (see train_model).
+            select_on_validation=plan is None,
+        )
+    except TrainingCancelled as cancelled:
+        # The preprocessing statistics were released to the training: their cost is spent.
+        if plan is None:
+            raise
+        raise TrainingCancelled(privacy=plan.report(cancelled.privacy, spec=spec,
+                                                    mapping=mapping)) from cancelled
+    privacy_report = (plan.report(main.privacy, spec=spec, mapping=mapping)
+                      if plan is not None else main.privacy)
     twin: TrainedModel | None = None
     if privacy.enabled:
         try:
@@ -235,11 +262,14 @@ def run_tabular(
             )
         except TrainingCancelled as cancelled:
             # The private model was already trained: its whole privacy cost was spent.
-            raise TrainingCancelled(privacy=main.privacy) from cancelled
+            raise TrainingCancelled(privacy=privacy_report) from cancelled
 
     report_stage(progress, "auditing", train.epochs)
-    # Each model decides at its own threshold, chosen on the validation split (never test).
-    threshold = choose_threshold(split.y_val, predict_scores(main.model, split.x_val, device=cpu))
+    # Each model decides at its own threshold, chosen on the validation split (never test);
+    # the released model's threshold under DP from a noisy histogram of those scores.
+    val_scores = predict_scores(main.model, split.x_val, device=cpu)
+    threshold = (plan.threshold(split=split, scores=val_scores, seed=train.seed)
+                 if plan is not None else choose_threshold(split.y_val, val_scores))
     scores = predict_scores(main.model, split.x_test, device=cpu)
     # Banded over the whole table, as the dataset profile and mitigation band it (an
     # undeclared numeric attribute's quartile edges would otherwise differ between pages),
@@ -284,9 +314,9 @@ def run_tabular(
                 "val_fraction": train.val_fraction, "class_weighting": train.class_weighting,
                 "reweigh_attribute": train.reweigh_attribute,
             },
-            "privacy": main.privacy,
-            "epsilon": main.privacy.get("epsilon"),
-            "delta": main.privacy.get("delta"),
+            "privacy": privacy_report,
+            "epsilon": privacy_report.get("epsilon"),
+            "delta": privacy_report.get("delta"),
             "split": split.summary(),
             "best_epoch": main.best_epoch,
             "device": main.device,
@@ -298,7 +328,7 @@ def run_tabular(
         metrics=binary_metrics(split.y_test, scores, threshold=threshold, metrics=spec.metrics),
         baseline=baseline,
         nonprivate_metrics=twin_metrics,
-        privacy=main.privacy,
+        privacy=privacy_report,
         fairness=fairness_report,
         nonprivate_fairness=twin_fairness,
         fairness_passed=fairness.passed(fairness_report),
@@ -312,7 +342,7 @@ def run_tabular(
         predictions=predictions,
         task_type=spec.task_type.value,
         charts=classification_charts(split.y_test, scores, threshold=threshold),
-        notes=_notes(split=split, train=train),
+        notes=_notes(split=split, train=train, privacy=privacy_report),
         references=_references(split=split, spec=spec, seed=train.seed),
     )
 
@@ -338,9 +368,10 @@ def _references(*, split: EncodedSplit, spec: ProblemSpec, seed: int) -> dict:
                             metrics=spec.metrics, seed=seed)
 
 
-def _notes(*, split: EncodedSplit, train: TrainConfig) -> list[str]:
+def _notes(*, split: EncodedSplit, train: TrainConfig, privacy: dict) -> list[str]:
     """Plain-language notes on how the model was trained and judged."""
-    notes = [f"Target: {split.target_rule}."] if split.target_rule else []
+    notes = [*privacy_notes(privacy)]
+    notes += [f"Target: {split.target_rule}."] if split.target_rule else []
     notes += [f"Split: {split.method} train/validation/test ({len(split.y_train)}/"
              f"{len(split.y_val)}/{len(split.y_test)} rows); the decision threshold was "
              "chosen on the validation rows (best F1), never on the test rows."]

@@ -154,52 +154,77 @@ def epsilon_lower_bound(
 
 @dataclass(frozen=True)
 class Canaries:
-    x: np.ndarray  # (k, n_features) float32, in the encoded feature space
-    y: np.ndarray  # (k,) float32 labels 0/1
-    member: np.ndarray  # (k,) bool: included in the training rows
+    """``k`` canary persons, each with ``rows_per_canary`` rows (1: a canary is a record)."""
+
+    x: np.ndarray  # (k * rows, n_features) float32, in the encoded feature space
+    y: np.ndarray  # (k * rows,) float32 labels 0/1, one label per canary person
+    member: np.ndarray  # (k,) bool: the canary person's rows are in the training rows
+    owner: np.ndarray  # (k * rows,) int: the canary person each row belongs to
+
+    @property
+    def row_member(self) -> np.ndarray:
+        return self.member[self.owner]
 
 
 def make_canaries(split: EncodedSplit, *, k: int, seed: int,
-                  scale: float = CANARY_SCALE) -> Canaries:
-    """``k`` out-of-distribution records with random labels, and a fair coin per canary
-    for membership (see the module docstring)."""
+                  scale: float = CANARY_SCALE, rows_per_canary: int = 1) -> Canaries:
+    """``k`` out-of-distribution canary persons with random labels, and a fair coin per
+    canary for membership (see the module docstring). With ``rows_per_canary > 1`` each
+    canary person holds that many rows around their own point (small jitter, one label),
+    like a patient's encounters: the audit then tests membership of a whole person."""
     if k < 4:
         raise ValueError("an audit needs at least 4 canaries")
     rng = np.random.default_rng(seed)
     signs = rng.choice([-1.0, 1.0], size=(k, split.n_features))
-    x = (signs * scale * rng.uniform(0.75, 1.25, size=signs.shape)).astype(np.float32)
-    y = rng.integers(0, 2, k).astype(np.float32)
+    centres = signs * scale * rng.uniform(0.75, 1.25, size=signs.shape)
+    labels = rng.integers(0, 2, k)
     member = rng.random(k) < 0.5
     # Both sides are needed; a degenerate coin (tiny k) is redrawn deterministically.
     while member.all() or not member.any():
         member = rng.random(k) < 0.5
-    return Canaries(x=x, y=y, member=member)
+    owner = np.repeat(np.arange(k), rows_per_canary)
+    x = centres[owner]
+    if rows_per_canary > 1:
+        x = x + rng.normal(0.0, 0.1, size=x.shape)
+    return Canaries(x=x.astype(np.float32), y=labels[owner].astype(np.float32),
+                    member=member, owner=owner)
 
 
 def with_canaries(split: EncodedSplit, canaries: Canaries) -> EncodedSplit:
-    """``split`` with the member canaries appended to its training rows."""
-    x = canaries.x[canaries.member]
-    y = canaries.y[canaries.member].astype(split.y_train.dtype)
-    ids = np.array([f"canary-{i}" for i in np.flatnonzero(canaries.member)], dtype=object)
+    """``split`` with the member canaries' rows appended to its training rows; each canary
+    person gets a person code of its own (used when the split is by person)."""
+    rows = canaries.row_member
+    x = canaries.x[rows]
+    y = canaries.y[rows].astype(split.y_train.dtype)
+    ids = np.array([f"canary-{i}-{j}" for j, i in enumerate(canaries.owner[rows])],
+                   dtype=object)
     weights = None
     if split.w_train is not None:
         weights = np.concatenate([split.w_train, np.ones(len(y), dtype=np.float32)])
+    persons = split.persons_train
+    if persons is not None:
+        first = int(persons.max()) + 1 if len(persons) else 0
+        persons = np.concatenate([persons, first + canaries.owner[rows]])
     return dataclasses.replace(
         split, x_train=np.concatenate([split.x_train, x]).astype(np.float32),
         y_train=np.concatenate([split.y_train, y]),
         ids_train=np.concatenate([split.ids_train.astype(object), ids]), w_train=weights,
+        persons_train=persons,
     )
 
 
 def canary_scores(model: torch.nn.Module, canaries: Canaries) -> np.ndarray:
-    """Minus each canary's binary cross-entropy under ``model`` (higher: fits it better)."""
+    """Per canary person, minus the mean binary cross-entropy of their rows under
+    ``model`` (higher: fits them better)."""
     model.eval()
     with torch.no_grad():
         logits = model(torch.from_numpy(canaries.x)).reshape(-1).double()
         labels = torch.from_numpy(canaries.y).double()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, labels, reduction="none")
-    return (-loss).numpy()
+            logits, labels, reduction="none").numpy()
+    k = len(canaries.member)
+    return -np.bincount(canaries.owner, weights=loss, minlength=k) / np.bincount(
+        canaries.owner, minlength=k)
 
 
 @dataclass(frozen=True)
@@ -233,9 +258,15 @@ def audit_tabular(
     split: EncodedSplit, *, train: TrainConfig, privacy: PrivacyConfig | None,
     canaries: int = DEFAULT_CANARIES, seed: int = 0, claimed_epsilon: float | None = None,
     confidence: float = DEFAULT_CONFIDENCE, primary_metric: str = "roc_auc",
+    rows_per_canary: int = 1,
 ) -> AuditResult:
     """Train the tabular MLP once on ``split`` plus canaries with ``privacy``, and bound
     epsilon from below by membership inference on the canaries.
+
+    With ``rows_per_canary > 1`` the canaries are persons with several rows; on a split by
+    person (``split.person_column``) training samples and clips them as persons, so the
+    bound tests the person-level claim. On a split whose rows are persons the same canaries
+    show what a row-level claim is worth for a person with several rows.
 
     ``claimed_epsilon`` defaults to the epsilon the audit run's accountant reports; pass it
     to audit a configuration that claims a budget it does not enforce (a test passes
@@ -245,7 +276,7 @@ def audit_tabular(
     from ml_core.trainer import train_model
 
     started = time.perf_counter()
-    planted = make_canaries(split, k=canaries, seed=seed)
+    planted = make_canaries(split, k=canaries, seed=seed, rows_per_canary=rows_per_canary)
     audited = with_canaries(split, planted)
     trained = train_model(split=audited, train=train, privacy=privacy,
                           primary_metric=primary_metric, stage="privacy_audit")

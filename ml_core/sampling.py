@@ -16,6 +16,17 @@ same handling of empty batches (Opacus' collate wrapper), so the accountant, whi
 sees the sample rate and the steps, gives the same epsilon. Its generator is its own
 (NumPy PCG64, seeded from the original loader's torch generator), and its state travels
 as a tensor (:meth:`PoissonBatchSampler.get_state`) so checkpoints restore it exactly.
+
+Person-level sampling (:class:`PersonRows`, :class:`PersonBatchSampler`): when rows belong
+to persons (a patient's encounters), the unit sampled, clipped and accounted is the person.
+Each step draws every *person* independently with the accountant's rate; a drawn person
+brings at most ``max_rows`` of their rows (a fresh uniform subset per step, so every row is
+used over the epochs), as one example of shape ``(max_rows, features)`` with a per-row
+weight that is 0 for padding and ``1 / rows drawn`` otherwise. The training loss of that
+example is the weighted sum of its rows' losses, i.e. the mean over the person's drawn
+rows, so DP-SGD clips the person's whole gradient once: adding or removing a person (all
+their rows) changes the sum of clipped gradients by at most the clipping norm, which is
+what the accountant assumes of one example.
 """
 
 from __future__ import annotations
@@ -28,6 +39,8 @@ import torch
 from opacus.data_loader import DPDataLoader, dtype_safe, shape_safe, wrap_collate_with_empty
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data._utils.collate import default_collate
+
+from ml_core.private_statistics import person_codes
 
 
 class PoissonBatchSampler(Sampler[list[int]]):
@@ -68,6 +81,74 @@ class PoissonBatchSampler(Sampler[list[int]]):
         self.generator.bit_generator.state = json.loads(bytes(state.tolist()).decode("ascii"))
 
 
+# A person's draw key is ``salt * n_persons + person``: the salt (from the sampler's own,
+# checkpointed generator) picks that step's subset of the person's rows, so a resumed run
+# draws the same subsets without the dataset holding any random state; a plain index is a
+# key with salt 0.
+SALT_RANGE = 2**20
+
+
+class PersonBatchSampler(PoissonBatchSampler):
+    """:class:`PoissonBatchSampler` over persons, each drawn key carrying a salt that chooses
+    the person's rows for the step (see :class:`PersonRows`)."""
+
+    def draw(self) -> np.ndarray:
+        persons = super().draw()
+        salts = self.generator.integers(SALT_RANGE, size=len(persons))
+        return salts * self.num_samples + persons.astype(np.int64)
+
+
+class PersonRows(Dataset):
+    """Training rows grouped by person: item ``key`` (a :class:`PersonBatchSampler` key)
+    is ``(features (k, d), labels (k,), weights (k,))`` for at most ``k = max_rows`` of that
+    person's rows; weights are ``row_weight / rows drawn`` and 0 on padding rows.
+
+    ``persons`` holds one person code per row (any hashable values); ``row_weights`` (e.g.
+    reweighing) default to 1.
+    """
+
+    poisson_sampler = PersonBatchSampler  # read by PoissonLoader
+
+    def __init__(self, *, features: np.ndarray, labels: np.ndarray, persons: np.ndarray,
+                 max_rows: int, seed: int, row_weights: np.ndarray | None = None) -> None:
+        if max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        codes, _ = person_codes(persons)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.flatnonzero(np.diff(codes[order])) + 1
+        self.rows = np.split(order, bounds) if len(order) else []
+        self.features = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+        self.row_weights = torch.from_numpy(
+            np.ones(len(labels), dtype=np.float32) if row_weights is None
+            else np.asarray(row_weights, dtype=np.float32))
+        self.max_rows, self.seed = int(max_rows), int(seed)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def rows_drawn(self, key: int) -> np.ndarray:
+        """The person's rows for draw ``key``: all of them, or a uniform subset of ``k``."""
+        salt, person = divmod(int(key), len(self.rows))
+        rows = self.rows[person]
+        if len(rows) <= self.max_rows:
+            return rows
+        generator = np.random.Generator(np.random.PCG64([self.seed, person, salt]))
+        return np.sort(generator.choice(rows, self.max_rows, replace=False))
+
+    def __getitem__(self, key: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows = torch.from_numpy(self.rows_drawn(key))
+        k, width = self.max_rows, self.features.shape[1]
+        x, y, w = torch.zeros(k, width), torch.zeros(k), torch.zeros(k)
+        x[:len(rows)], y[:len(rows)] = self.features[rows], self.labels[rows]
+        w[:len(rows)] = self.row_weights[rows] / len(rows)
+        return x, y, w
+
+    @property
+    def rows_per_person(self) -> np.ndarray:
+        return np.array([len(rows) for rows in self.rows], dtype=np.int64)
+
+
 class PoissonLoader(DPDataLoader):
     """Opacus' ``DPDataLoader`` (same arguments, same collate wrapper for empty batches)
     drawing its batches with :class:`PoissonBatchSampler`. ``generator`` (a torch
@@ -84,8 +165,10 @@ class PoissonLoader(DPDataLoader):
         first = dataset[0]
         DataLoader.__init__(
             self, dataset=dataset,
-            batch_sampler=PoissonBatchSampler(num_samples=len(dataset),  # type: ignore[arg-type]
-                                              sample_rate=sample_rate, seed=seed),
+            # PersonRows asks for its person sampler; row datasets get the plain one.
+            batch_sampler=getattr(dataset, "poisson_sampler", PoissonBatchSampler)(
+                num_samples=len(dataset), sample_rate=sample_rate,  # type: ignore[arg-type]
+                seed=seed),
             collate_fn=wrap_collate_with_empty(
                 collate_fn=collate_fn or default_collate, batch_first=batch_first,
                 rand_on_empty=rand_on_empty,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ml_core.data import EncodedSplit
 from ml_core.metrics import (
@@ -26,6 +26,7 @@ from ml_core.metrics import (
     positive_class_weight,
 )
 from ml_core.models import TabularMLP
+from ml_core.sampling import PersonRows
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
 from ml_core.training_loop import (
     LoopPlan,
@@ -83,6 +84,19 @@ def make_loader(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int,
     )
 
 
+def make_person_loader(split: EncodedSplit, *, batch_size: int, seed: int, max_rows: int,
+                       weights: np.ndarray | None = None) -> DataLoader:
+    """A loader of persons (:class:`ml_core.sampling.PersonRows`: up to ``max_rows`` rows
+    each, batches of (features, labels, weights)), ``batch_size`` persons per batch; under
+    DP its Poisson loader samples persons at the accountant's rate."""
+    dataset = PersonRows(features=split.x_train, labels=split.y_train,
+                         persons=split.persons_train, max_rows=max_rows, seed=seed,
+                         row_weights=weights)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=min(batch_size, len(dataset)), shuffle=True,
+                      generator=generator)
+
+
 def predict_scores(model: nn.Module, x: np.ndarray, *, device: torch.device) -> np.ndarray:
     """Positive-class probabilities for ``x`` (the model is left in the mode it was in)."""
     was_training = model.training
@@ -126,8 +140,12 @@ def tabular_batch_loss(loss_fn: nn.Module, device: torch.device):  # noqa: ANN20
     def batch_loss(model: nn.Module, batch: tuple) -> tuple[torch.Tensor, int]:
         features, labels = batch[0].to(device), batch[1].to(device)
         if len(batch) > 2:
-            per_row = loss_fn(model(features), labels)
-            return (per_row * batch[2].to(device)).mean(), len(labels)
+            per_row = loss_fn(model(features), labels) * batch[2].to(device)
+            # Person batches (persons, rows): a person's weights already average their rows,
+            # so the loss sums each person's rows and averages over persons (the examples
+            # Opacus' loss_reduction="mean" counts).
+            loss = per_row.sum() / len(per_row) if per_row.dim() > 1 else per_row.mean()
+            return loss, len(labels)
         return loss_fn(model(features), labels), len(labels)
 
     return batch_loss
@@ -162,8 +180,14 @@ def train_model(
     primary_metric: str = "roc_auc", stage: str = "training",
     progress: ProgressSink | None = None, should_stop: StopCheck | None = None,
     checkpoint_path: Path | None = None, sample_weight: np.ndarray | None = None,
+    select_on_validation: bool = True,
 ) -> TrainedModel:
     """Train one MLP on ``split`` (privately when ``privacy`` is given and enabled).
+
+    ``select_on_validation=False`` runs every epoch and keeps the last one's weights:
+    choosing the epoch (and when to stop) by the validation rows' metric is a decision
+    computed from private rows that DP-SGD's epsilon does not cover, so a released private
+    model is the plain output of its DP-SGD steps. The validation metric is still reported.
 
     ``sample_weight`` (one per training row; default ``split.w_train``) weights each row's
     loss, e.g. the reweighing of :func:`ml_core.mitigation.reweighing_weights`.
@@ -180,19 +204,32 @@ def train_model(
         if not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
             raise ValueError("sample weights must be finite and non-negative")
     device = resolve_device(train.device)
-    loss_fn = make_loss(split, train, device=device, per_row=sample_weight is not None)
+    private = privacy is not None and privacy.enabled
+    person_level = private and split.person_column is not None
+    loss_fn = make_loss(split, train, device=device,
+                        per_row=sample_weight is not None or person_level)
 
     def validate(model: nn.Module) -> tuple[float, float]:
         return validation_score(model, split, metric=primary_metric, device=device)
 
+    if person_level:
+        # DP-SGD over persons: PersonRows' Poisson loader samples persons (see sampling).
+        dataset: Dataset = PersonRows(features=split.x_train, labels=split.y_train,
+                                      persons=split.persons_train,
+                                      max_rows=privacy.max_rows_per_person, seed=train.seed,
+                                      row_weights=sample_weight)
+        inputs: tuple = (split.x_train, split.y_train, split.x_val, split.y_val,
+                         sample_weight, split.persons_train)
+    else:
+        dataset = tabular_dataset(split.x_train, split.y_train, sample_weight)
+        inputs = (split.x_train, split.y_train, split.x_val, split.y_val, sample_weight)
     plan = LoopPlan(
         build=lambda: TabularMLP(split.n_features, train.hidden_sizes),
-        dataset=tabular_dataset(split.x_train, split.y_train, sample_weight),
+        dataset=dataset,
         batch_size=train.batch_size, batch_loss=tabular_batch_loss(loss_fn, device),
         validate=validate, train=train, privacy=privacy, stage=stage, device=device,
-        checkpoint_path=checkpoint_path,
-        checkpoint_inputs=(split.x_train, split.y_train, split.x_val, split.y_val,
-                           sample_weight),
+        checkpoint_path=checkpoint_path, checkpoint_inputs=inputs,
+        select_on_validation=select_on_validation,
     )
     result = run_loop(plan, progress=progress, should_stop=should_stop)
     return TrainedModel(

@@ -139,6 +139,11 @@ class LoopPlan:
     limit_threads: bool = True
     # bfloat16 autocast for the forward pass and loss on CUDA (ignored elsewhere).
     bf16_autocast: bool = False
+    # False: no epoch is chosen (nor training stopped) by the validation score; every
+    # epoch runs and the last one's weights are kept. Choosing by the validation rows is a
+    # decision from private rows that DP-SGD's epsilon does not cover, so a released
+    # private model is the plain output of its DP-SGD steps (the score is still reported).
+    select_on_validation: bool = True
 
     @property
     def private(self) -> bool:
@@ -259,7 +264,8 @@ def _epochs(
     model, optimizer, loader, wrapped = (started.model, started.optimizer, started.loader,
                                          started.wrapped)
     privacy_so_far = started.privacy
-    start_key = -math.inf if plan.start_key is None else plan.start_key(model)
+    start_key = (-math.inf if plan.start_key is None or not plan.select_on_validation
+                 else plan.start_key(model))
     log = EpochLog(model=model, stage=plan.stage, total_epochs=train.epochs,
                    patience=train.patience, progress=progress, snapshot=plan.snapshot,
                    start_key=start_key)
@@ -284,6 +290,8 @@ def _epochs(
                          batch_loss=plan.batch_loss, autocast=_autocast(plan),
                          should_stop=should_stop, cancelled=privacy_so_far)
         val_metric, key = plan.validate(model)
+        if not plan.select_on_validation:
+            key = float(epoch)  # every epoch improves on the last: the last one is kept
         log.record(model=model, epoch=epoch, loss=loss, val_metric=val_metric, key=key,
                    epsilon=wrapped.epsilon() if wrapped is not None else None)
         stopped_early = log.patience_spent and epoch < train.epochs

@@ -158,7 +158,8 @@ class MappingSerializer(serializers.Serializer):
         required=False,
         help_text='Task roles as [role, column] pairs, e.g. [["series", "store"], '
                   '["time", "date"]]; roles: series, time, user, item, student, skill, unit, '
-                  'cycle, text, covariate.',
+                  'cycle, text, covariate, privacy_unit (the column naming the person the '
+                  'epsilon protects, e.g. ["privacy_unit", "patient_nbr"]).',
     )
     column_types = serializers.DictField(
         child=serializers.ChoiceField(choices=["categorical", "numeric", "date", "text"]),

@@ -42,11 +42,15 @@ class Decision:
         return not self.failing_gates
 
 
-def privacy_unit(mapping: dict | None) -> str:
-    """Whose privacy the epsilon protects, as the mapping says it (DESIGN: without a person
+def privacy_unit(mapping: dict | None, privacy: dict | None = None) -> str:
+    """Whose privacy the epsilon protects: as the run's privacy report states its unit
+    (ml_core.spec.PrivacyUnit), else as the mapping says it (DESIGN: without a person
     column each row counts as a person, and every page says so)."""
+    unit = (privacy or {}).get("unit")
+    if isinstance(unit, dict) and unit.get("text"):
+        return f"per {unit.get('name') or 'person'} ({unit['text']})"
     roles = dict((role, column) for role, column in (mapping or {}).get("roles") or [])
-    for role in ("user", "student"):
+    for role in ("privacy_unit", "user", "student"):
         if roles.get(role):
             return f"per person (each {roles[role]} value)"
     return "per row (each row counts as one person)"
@@ -79,7 +83,7 @@ def decision_for(model_version: ModelVersion, *, with_gates: bool = True) -> Dec
         epsilon=privacy.get("epsilon"), target_epsilon=privacy.get("target_epsilon"),
         delta=privacy.get("delta"),
         privacy_unit=privacy_unit(run.dataset_version.mapping if run.dataset_version_id
-                                  else None),
+                                  else None, privacy),
         verdict=verdicts.for_report(body) if report is not None else None,
         attributes=tuple((name, verdicts.for_attribute(part)) for name, part in
                          (body or {}).items() if isinstance(part, dict)),

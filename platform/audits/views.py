@@ -17,6 +17,7 @@ from audits.forms import ReviewForm
 from audits.log_sentences import sentence
 from audits.models import AuditLogEntry, FairnessReport
 from audits.report_display import attribute_sections, policy_rows
+from ml_core.privacy_statement import guarantee
 from training.models import ModelVersion, TrainingRun
 from verticals import registry
 
@@ -104,6 +105,8 @@ def review_detail(request, model_version_id: int):
         "model_version": model_version, "run": model_version.run, "form": form,
         "decision": decision_for(model_version),
         "reviews": model_version.reviews.select_related("reviewer"),
+        "privacy": model_version.run.privacy or {},
+        "guarantee": guarantee(model_version.run.privacy or {}),
         **_report_context(model_version.run),
     })
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from audits import verdicts
 from audits.models import FairnessReport
 from governance.registry import evaluate_gates
+from ml_core.privacy_statement import guarantee
 from training.models import ModelVersion
 from verticals.registry import get_problem
 
@@ -77,6 +78,11 @@ def _privacy_section(model_version: ModelVersion) -> dict:
             f"{privacy.get('max_grad_norm')}, {privacy.get('steps')} steps, accounted with the "
             f"{privacy.get('accountant')} accountant."
         )
+        words = guarantee(privacy)
+        if words:  # a run with a privacy unit and composed preprocessing
+            section.update(statement=words["statement"], unit=words["unit"],
+                           bound=words["bound"], breakdown=words["breakdown"],
+                           curator_only=words["curator_only"])
     else:
         section["statement"] = "No differential privacy: the model may reveal training records."
     result = model_version.run.result or {}

@@ -245,9 +245,13 @@ def accounted_charge(report: dict) -> dict | None:
     steps = int(report.get("steps") or 0)
     if not report.get("enabled") or steps <= 0 or report.get("epsilon") is None:
         return None
+    # A run whose epsilon composes preprocessing with its SGD steps is charged that one
+    # figure; its SGD history alone would under-count it when runs are composed together.
+    composed = bool(report.get("stages"))
     return {"basis": LedgerEntry.Basis.ACCOUNTED, "epsilon": float(report["epsilon"]),
-            "delta": float(report["delta"]), "noise_multiplier": report.get("noise_multiplier"),
-            "sample_rate": report.get("sample_rate"), "steps": steps}
+            "delta": float(report["delta"]),
+            "noise_multiplier": None if composed else report.get("noise_multiplier"),
+            "sample_rate": None if composed else report.get("sample_rate"), "steps": steps}
 
 
 def upper_bound_charge(requested: dict) -> dict:

@@ -128,11 +128,16 @@ def run_audit(model_version_id: int, *, canaries: int = DEFAULT_CANARIES) -> dic
                    action="model.privacy_audit_refused", obj=model_version,
                    detail={"reason": str(exc)})
         return _store(run, REFUSED_KEY, {"refused": str(exc)})
-    split = encode_and_split(load_frame(run.dataset_version),
-                             ColumnMapping.from_dict(run.dataset_version.mapping), train,
-                             target_rule=spec.target_rule)
+    mapping = ColumnMapping.from_dict(run.dataset_version.mapping)
+    person_column = spec.privacy_unit.column(mapping)
+    split = encode_and_split(load_frame(run.dataset_version), mapping, train,
+                             target_rule=spec.target_rule, person_column=person_column)
+    # With a person column the canaries are persons of several rows (within the bound), so
+    # the audit tests the person-level claim the model makes.
     outcome = audit_tabular(split, train=train, privacy=privacy, canaries=canaries,
-                            seed=train.seed, primary_metric=spec.primary_metric)
+                            seed=train.seed, primary_metric=spec.primary_metric,
+                            rows_per_canary=min(4, privacy.max_rows_per_person)
+                            if person_column else 1)
     summary = json_safe({**outcome.to_dict(),
                          "model_epsilon": (run.privacy or {}).get("epsilon"),
                          "ledger": {"charged_epsilon": charge.epsilon,

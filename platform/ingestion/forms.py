@@ -36,6 +36,7 @@ TASK_ROLE_LABELS = {
     "unit": "Unit (engine, machine)",
     "cycle": "Cycle",
     "text": "Text",
+    "privacy_unit": "Person (privacy unit)",
 }
 # Roles several columns may share; the others take one column each.
 REPEATABLE = frozenset({"feature", "sensitive", "exclude", "series", "covariate"})
@@ -51,6 +52,10 @@ def role_choices(spec: ProblemSpec | None) -> list[tuple[str, str]]:
     if spec is None:
         return list(ROLE_CHOICES)
     declared = [_role_name(h.role) for h in spec.hints]
+    # The person column is offered wherever the problem's unit is mapped on its own (not
+    # where a task role, student or user, already names the person).
+    if spec.privacy_unit.role == "privacy_unit":
+        declared.append("privacy_unit")
     task = [(r, TASK_ROLE_LABELS[r]) for r in TASK_ROLE_LABELS if r in declared]
     # Only a family that reads mapping.features is offered the role (the others decide
     # from their task roles alone).

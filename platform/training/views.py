@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts import scoping
 from ingestion.models import DatasetVersion
+from ml_core.privacy_statement import guarantee
 from training import result_display, services
 from training.forms import TrainForm
 from training.models import TrainingRun
@@ -94,6 +95,7 @@ def run_detail(request, run_id: int):
         "task_results": result_display.task_results(run) if run.status == "succeeded"
         else None,
         "result": run.result or {}, "privacy": run.privacy or {},
+        "guarantee": guarantee(run.privacy or {}),
         "model_version": model_version,
         "has_report": hasattr(run, "fairness_report") or bool(run.fairness),
     })

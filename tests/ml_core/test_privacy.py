@@ -21,13 +21,18 @@ from ml_core.trainer import TrainingCancelled, make_loader, train_model
 RDP_ORDERS = [1 + x / 20 for x in range(1, 100)] + list(range(6, 257))
 
 
-def dp_accounting_epsilons(*, noise_multiplier, sample_rate, steps, delta):
+def dp_accounting_epsilons(*, noise_multiplier, sample_rate, steps, delta,
+                           preprocessing_noise=None):
+    """(PLD, RDP) epsilon of the steps, composed with the preprocessing Gaussian if given."""
     event = dp_accounting.SelfComposedDpEvent(
         dp_accounting.PoissonSampledDpEvent(
             sample_rate, dp_accounting.GaussianDpEvent(noise_multiplier)
         ),
         steps,
     )
+    if preprocessing_noise is not None:
+        event = dp_accounting.ComposedDpEvent(
+            [dp_accounting.GaussianDpEvent(preprocessing_noise), event])
     pld = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-3)
     pld.compose(event)
     rdp = dp_accounting.rdp.RdpAccountant(RDP_ORDERS)
@@ -41,9 +46,14 @@ def test_reported_epsilon_matches_dp_accounting(private_run):
     assert report["enabled"] and report["accountant"] == "prv"
     target = report["target_epsilon"]
     assert target - dp.EPSILON_SEARCH_TOLERANCE <= report["epsilon"] <= target
+    # The run's one figure composes its released preprocessing statistics (a Gaussian) with
+    # the steps, at its delta less the vocabulary thresholds' share.
+    pre = report["stages"][0]
+    assert pre["stage"] == "preprocessing"
     pld, rdp = dp_accounting_epsilons(
         noise_multiplier=report["noise_multiplier"], sample_rate=report["sample_rate"],
-        steps=report["steps"], delta=report["delta"],
+        steps=report["steps"], delta=report["delta"] - pre["threshold_delta"],
+        preprocessing_noise=pre["noise_multiplier"],
     )
     assert report["epsilon"] == pytest.approx(pld, rel=0.02)
     assert report["epsilon"] <= rdp * 1.01  # RDP is an upper bound
@@ -89,7 +99,11 @@ def test_history_epsilon_is_non_decreasing_and_ends_at_the_report(private_run):
     result, _ = private_run
     epsilons = [entry["epsilon"] for entry in result.history]
     assert all(a <= b for a, b in zip(epsilons, epsilons[1:], strict=False))
-    assert epsilons[-1] == result.privacy["epsilon"]
+    # The training curve follows the SGD stage; the run's figure composes it with the
+    # preprocessing stage (docs/privacy.md).
+    stages = {stage["stage"]: stage for stage in result.privacy["stages"]}
+    assert epsilons[-1] == stages["sgd"]["epsilon"]
+    assert epsilons[-1] <= result.privacy["epsilon"] + 1e-9
 
 
 def test_early_stopping_spends_less_than_the_target(frame, spec, split):

@@ -135,5 +135,6 @@ def test_binary_mapping_keeps_the_tabular_roles(client, analyst):
     version = DatasetVersion.objects.get()
     html = client.get(reverse("dataset_mapping", args=[version.pk])).content.decode()
     offered, selected = _selects(html)["income"]
-    assert offered == ["feature", "target", "sensitive", "id", "exclude"]
+    # privacy_unit: the column naming the applicant, whom the epsilon then protects.
+    assert offered == ["feature", "privacy_unit", "target", "sensitive", "id", "exclude"]
     assert selected == "feature"

@@ -33,6 +33,7 @@ from ml_core.spec import (
     FairnessPolicy,
     FavourableOutcome,
     PrivacyConfig,
+    PrivacyUnit,
     ProblemSpec,
     RoleHint,
     TaskType,
@@ -223,6 +224,7 @@ COMPLAINT_SENTIMENT_SPEC = ProblemSpec(
     primary_metric="macro_f1",
     baseline="tfidf_logistic_regression",
     model_family="text_encoder",
+    privacy_unit=PrivacyUnit("customer"),
     privacy=PrivacyConfig(enabled=True, target_epsilon=8.0),
     fairness=FairnessPolicy(min_group_size=20, favourable=FavourableOutcome(
         positive=True, text="routed as the predicted class")),

@@ -9,6 +9,7 @@ from ml_core.spec import (
     FairnessPolicy,
     FavourableOutcome,
     PrivacyConfig,
+    PrivacyUnit,
     ProblemSpec,
     RoleHint,
     TaskType,
@@ -54,6 +55,7 @@ CREDIT_RISK = ProblemSpec(
     primary_metric="roc_auc",
     baseline="logistic_regression",
     model_family="tabular_mlp",
+    privacy_unit=PrivacyUnit("applicant"),
     privacy=PrivacyConfig(target_epsilon=3.0),
     fairness=FairnessPolicy(
         min_disparate_impact_ratio=0.8,

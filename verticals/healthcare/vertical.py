@@ -10,6 +10,7 @@ from ml_core.spec import (
     FairnessPolicy,
     FavourableOutcome,
     PrivacyConfig,
+    PrivacyUnit,
     ProblemSpec,
     RoleHint,
     TaskType,
@@ -61,6 +62,7 @@ READMISSION_RISK = ProblemSpec(
     primary_metric="roc_auc",
     baseline="logistic_regression",
     model_family="tabular_mlp",
+    privacy_unit=PrivacyUnit("patient"),
     privacy=PrivacyConfig(enabled=True, target_epsilon=3.0),
     # A patient flagged at risk is offered follow-up care: favourable.
     fairness=FairnessPolicy(min_group_size=20, favourable=FavourableOutcome(
@@ -95,6 +97,7 @@ NOTE_TRIAGE = ProblemSpec(
     primary_metric="macro_f1",
     baseline="tfidf_logistic_regression",
     model_family="text_encoder",
+    privacy_unit=PrivacyUnit("patient"),
     # DP on text needs a larger budget than a tabular model to learn anything from a few
     # thousand notes; 8 is the common choice in DP NLP work. Privately only the head trains
     # (over frozen sentence embeddings); the non-private model also tunes the last 2 layers.

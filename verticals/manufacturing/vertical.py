@@ -13,6 +13,7 @@ from ml_core.spec import (
     FairnessPolicy,
     FavourableOutcome,
     PrivacyConfig,
+    PrivacyUnit,
     ProblemSpec,
     RoleHint,
     TaskType,
@@ -21,6 +22,12 @@ from ml_core.spec import (
 from verticals.base import Problem, Vertical
 from verticals.manufacturing.demo_data import machine_readings, run_to_failure
 from verticals.manufacturing.guide import FAILURE_PREDICTION_GUIDE, REMAINING_USEFUL_LIFE_GUIDE
+
+# What the privacy guarantee protects for this vertical, said plainly on every page.
+MACHINE_NOTE = (
+    "The data describes machines, not people: the unit protected is one machine (all its "
+    "readings), which hides one machine's history from the model, not a worker's."
+)
 
 FAILURE_TARGET_NAMES = (
     "machine_failure", "failure", "failed", "target", "fault", "breakdown", "label",
@@ -56,6 +63,7 @@ FAILURE_PREDICTION = ProblemSpec(
     primary_metric="pr_auc",
     baseline="logistic_regression",
     model_family="tabular_mlp",
+    privacy_unit=PrivacyUnit("machine", note=MACHINE_NOTE),
     # Sensor data hold nothing about people: off by default, available (target epsilon 3).
     privacy=PrivacyConfig(enabled=False, target_epsilon=3.0),
     # Alarm rates legitimately differ between tiers whose failure rates differ (the L tier
@@ -119,6 +127,7 @@ REMAINING_USEFUL_LIFE = ProblemSpec(
     # mean-RUL baseline is reported beside it.
     baseline="last_value",
     model_family="sequence_regressor",
+    privacy_unit=PrivacyUnit("machine", role="unit", note=MACHINE_NOTE),
     privacy=PrivacyConfig(enabled=False, target_epsilon=3.0),
     fairness=FairnessPolicy(kind="operational", min_group_size=20, favourable=FavourableOutcome(
         positive=True, text="predicted accurately")),

@@ -9,6 +9,7 @@ from ml_core.spec import (
     FairnessPolicy,
     FavourableOutcome,
     PrivacyConfig,
+    PrivacyUnit,
     ProblemSpec,
     RoleHint,
     TaskType,
@@ -17,6 +18,12 @@ from ml_core.spec import (
 from verticals.base import Problem, Vertical
 from verticals.retail.demo_data import shopper_interactions, weekly_sales
 from verticals.retail.guide import DEMAND_FORECAST_GUIDE, RECOMMENDATION_GUIDE
+
+# What the privacy guarantee protects for this vertical, said plainly on every page.
+STORE_NOTE = (
+    "Sales are totals per store and item, not records of people: the unit protected is "
+    "one series (one store-item history), and no customer appears in the data."
+)
 
 # Task roles beyond ColumnRole's tabular ones ("series", "covariate", "user", "item") are
 # plain strings, the names ColumnMapping.roles and `--column ROLE=NAME` use.
@@ -47,6 +54,7 @@ DEMAND_FORECAST = ProblemSpec(
     primary_metric="mase",
     baseline="seasonal_naive",
     model_family="forecaster",
+    privacy_unit=PrivacyUnit("series", role="series", note=STORE_NOTE),
     # Store-level sales hold no personal data: privacy off by default, available.
     privacy=PrivacyConfig(enabled=False, target_epsilon=3.0),
     fairness=FairnessPolicy(min_group_size=20, favourable=FavourableOutcome(
@@ -84,6 +92,7 @@ RECOMMENDATION = ProblemSpec(
     primary_metric="ndcg@10",
     baseline="popularity",
     model_family="recommender",
+    privacy_unit=PrivacyUnit("user", role="user"),
     privacy=PrivacyConfig(enabled=True, target_epsilon=3.0),
     fairness=FairnessPolicy(min_disparate_impact_ratio=0.8, min_group_size=20,
                             favourable=FavourableOutcome(positive=True, text="recommended")),

@@ -10,17 +10,19 @@
 
 ``--column ROLE=COL`` maps a column to a role: target (or label), id, feature, sensitive,
 exclude, or a task role (series, time, covariate, user, item, student, skill, unit, cycle,
-text); series, covariate, feature, sensitive and exclude repeat. Roles not given keep the
-suggested mapping (from the problem's column-name hints); excluded columns add to the
-suggested ones (which hold, e.g., the columns that leak the target). ``--attributes``
-joins a per-user or per-student table on that key before validation, so its columns can
-be mapped as sensitive; ``--test-file`` gives a held-out test set: for tabular problems a
-file with the same columns, target included; for remaining useful life with
-``--test-truth`` (the true values); refused by problems whose test split comes from the
-data. ``--column-type COL=KIND`` (categorical, numeric, date, text) overrides an inferred
-column type; ``--positive-label`` names the positive class (repeat it to group several
-labels of a multi-class outcome); ``--target-rule '<10'`` (or ``'>=10'``, or ``none``)
-confirms or edits the threshold a numeric target is cut at (the problem suggests one).
+text, privacy_unit: the column naming the person, e.g. ``privacy_unit=patient_nbr``, so the
+epsilon protects a person with all their rows, not one row); series, covariate, feature,
+sensitive and exclude repeat. Roles not given keep the suggested mapping (from the problem's
+column-name hints); excluded columns add to the suggested ones (which hold, e.g., the
+columns that leak the target). ``--attributes`` joins a per-user or per-student table on
+that key before validation, so its columns can be mapped as sensitive; ``--test-file`` gives
+a held-out test set: for tabular problems a file with the same columns, target included; for
+remaining useful life with ``--test-truth`` (the true values); refused by problems whose
+test split comes from the data. ``--column-type COL=KIND`` (categorical, numeric, date,
+text) overrides an inferred column type; ``--positive-label`` names the positive class
+(repeat it to group several labels of a multi-class outcome); ``--target-rule '<10'`` (or
+``'>=10'``, or ``none``) confirms or edits the threshold a numeric target is cut at (the
+problem suggests one).
 Columns flagged as direct identifiers (names, e-mail, phone, national ids) are kept out of
 training; ``--allow-identifier COL`` allows one (the user must be an admin; audited).
 ``--validate-only`` stops after validation: nothing is trained.
@@ -68,10 +70,10 @@ PRIVACY_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps", 
 # --column ROLE=COL: "label" is the text problems' word for the target.
 ROLE_ALIASES = {"label": "target"}
 TASK_ROLES = ("series", "time", "covariate", "user", "item", "student", "skill", "unit",
-              "cycle", "text")
+              "cycle", "text", "privacy_unit")
 ROLES = (*sorted(r.value for r in TABULAR_ROLES), *TASK_ROLES)
 SINGLE_ROLES = ("target", "id", "time", "user", "item", "student", "skill", "unit", "cycle",
-                "text")
+                "text", "privacy_unit")
 
 
 class PipelineFailed(Exception):

@@ -1,0 +1,118 @@
+"""A private tabular run's plan: who the person is, what each stage may spend, one report.
+
+The run skeleton asks this plan three things: the noise for the released preprocessing
+statistics (before encoding), the SGD share of the budget (for the private loop), and,
+after training, the released decision threshold and the run's one composed privacy report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ml_core.data import column_kinds
+from ml_core.privacy_composition import (
+    BudgetShares,
+    composed_report,
+    gaussian_noise_multiplier,
+    sgd_target_for,
+    share_budget,
+)
+from ml_core.private_statistics import (
+    PreprocessingNoise,
+    contribution_weights,
+    person_codes,
+    private_threshold,
+)
+from ml_core.spec import ColumnMapping, PrivacyConfig, ProblemSpec, TrainConfig
+
+# What is released besides the model's weights, and how each is protected (for the report).
+RELEASED = {
+    "imputation values and centres": "DP median from a noisy histogram on a public grid",
+    "scales": "DP interquartile range from the same histogram",
+    "missing-value indicators": "chosen where the noisy count of gaps clears the threshold",
+    "category vocabularies": "levels whose noisy person count clears the threshold",
+    "decision threshold": "best F1 on a noisy histogram of validation scores by label",
+}
+PUBLIC = ("column names and types (the confirmed mapping)", "the numeric grid and score bins",
+          "the target's two labels", "training settings", "row and person counts of the split")
+CURATOR_ONLY = ("the logistic-regression baseline", "the non-private twin",
+                "the fairness audit's per-group tables", "test metrics")
+
+
+@dataclass(frozen=True)
+class PrivatePlan:
+    """How one private tabular run spends its budget (see :mod:`ml_core.privacy_composition`)."""
+
+    privacy: PrivacyConfig  # the run's whole target
+    shares: BudgetShares
+    noise: PreprocessingNoise
+    unit_column: str | None
+    max_rows: int  # rows per person per step and per histogram (1 when rows are persons)
+
+    def sgd(self, *, split, train: TrainConfig) -> PrivacyConfig:  # noqa: ANN001
+        """The SGD stage's share for ``split``'s training persons, as the private loop
+        takes it: what one composition with the preprocessing leaves of the target."""
+        n_units = (len(np.unique(split.persons_train)) if self.unit_column is not None
+                   else len(split.y_train))
+        target = sgd_target_for(shares=self.shares,
+                                preprocessing_noise_multiplier=self.noise.noise_multiplier,
+                                n_units=n_units, batch_size=train.batch_size,
+                                epochs=train.epochs)
+        return dataclasses.replace(self.privacy, target_epsilon=target,
+                                   delta=self.shares.sgd_delta)
+
+    @classmethod
+    def for_frame(cls, *, frame: pd.DataFrame, columns: tuple[str, ...],
+                  privacy: PrivacyConfig, unit_column: str | None,
+                  column_types: Mapping[str, str] | None = None,
+                  hierarchies: Mapping[str, str] | None = None) -> PrivatePlan:
+        """The plan for training on ``frame``'s ``columns`` with ``privacy``'s target. Delta
+        is sized for all persons in ``frame`` (more than the training ones: a smaller, so
+        stronger, delta than the training split alone would give). ``column_types`` are the
+        analyst's column kinds; columns with declared ``hierarchies`` are hashed by the
+        private encoder and release no histogram."""
+        if unit_column is not None:
+            n_units = person_codes(frame[unit_column].to_numpy())[1]
+            max_rows = int(privacy.max_rows_per_person)
+        else:
+            n_units, max_rows = len(frame), 1
+        shares = share_budget(privacy, n_units=n_units)
+        columns = tuple(column for column in columns if column not in (hierarchies or {}))
+        _, n_categorical = column_kinds(frame, columns, column_types=column_types)
+        noise = PreprocessingNoise.plan(
+            noise_multiplier=gaussian_noise_multiplier(epsilon=shares.preprocessing_epsilon,
+                                                       delta=shares.gaussian_delta),
+            n_categorical=n_categorical, n_histograms=len(columns),
+            threshold_delta=shares.threshold_delta, max_rows=max_rows)
+        return cls(privacy=privacy, shares=shares, noise=noise, unit_column=unit_column,
+                   max_rows=max_rows)
+
+    def threshold(self, *, split, scores: np.ndarray, seed: int) -> float:  # noqa: ANN001
+        """The released decision threshold from the validation persons' scores, under DP
+        (validation persons touch only this histogram: see ml_core.private_statistics)."""
+        weights = contribution_weights(split.persons_val, max_rows=self.max_rows, seed=seed)
+        generator = np.random.Generator(np.random.PCG64([seed, 0x7E5]))
+        return private_threshold(scores, split.y_val, weights, noise=self.noise,
+                                 generator=generator)
+
+    def report(self, sgd: dict, *, spec: ProblemSpec, mapping: ColumnMapping) -> dict:
+        """The run's one privacy report: composed epsilon and delta, unit, bound, stages."""
+        contribution = {
+            "max_rows_per_person": self.max_rows,
+            "gradient": ("the mean of the person's drawn rows' gradients, clipped once as a "
+                         "whole to max_grad_norm" if self.unit_column else
+                         "each row's gradient clipped to max_grad_norm"),
+            "max_grad_norm": self.privacy.max_grad_norm,
+            "preprocessing_weight_per_person": 1.0,
+        }
+        return composed_report(
+            sgd=sgd, shares=self.shares,
+            preprocessing=self.noise.report({"estimated_privately": RELEASED,
+                                             "declared_public": list(PUBLIC),
+                                             "curator_only": list(CURATOR_ONLY)}),
+            unit=spec.privacy_unit.describe(mapping), contribution=contribution)

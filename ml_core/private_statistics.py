@@ -1,0 +1,211 @@
+"""Preprocessing statistics a released model carries, estimated with differential privacy.
+
+A raw median, mean or "levels seen 5 times" is a leak: one person changes it
+deterministically. Here every statistic fitted on private rows comes from noisy,
+person-weighted histograms:
+
+* each person's weight is 1 in total per column: a person with ``n`` rows gives each of
+  up to ``max_rows`` of them (a seeded random subset beyond that) weight ``1 / min(n,
+  max_rows)``, so adding or removing a person moves each column's histogram by at most 1 in
+  L2 norm and touches at most ``max_rows`` of its cells;
+* numeric columns (read as asinh(value)): a histogram over a fixed, public grid (cells 0.5
+  wide, up to asinh(+-1e9), and a cell for missing values), with Gaussian noise; the median
+  (imputation value and centre), the interquartile scale and whether gaps are common enough
+  for an indicator are read from the noisy histogram (post-processing);
+* categorical columns: a noisy histogram over the levels present, of which only the levels
+  whose noisy weight clears ``threshold`` are released (a level held by one person alone
+  enters with probability at most ``threshold_delta`` / (levels it could be));
+* the decision threshold: a noisy histogram of the validation persons' scores by label on
+  20 public bins, whose best-F1 cut is the threshold.
+
+A training person touches the ``n_histograms`` column histograms, which share the noise
+``sigma``: one Gaussian mechanism with L2 sensitivity ``sqrt(n_histograms)``, noise multiplier
+``z = sigma / sqrt(n_histograms)``. A validation person touches only the threshold's
+histogram, whose noise is ``z`` (sensitivity 1). A person is in one part only, so the
+release as a whole is one Gaussian mechanism with multiplier ``z``, which
+:mod:`ml_core.privacy_composition` composes with the SGD steps.
+
+Noise is drawn from NumPy's seeded generator, like Opacus' noise with ``secure_mode`` off,
+so a run is reproducible from its seed. OpenDP's samplers are cryptographically secure but
+cannot be seeded, and its Gaussian measurement over float vectors is the same textbook
+mechanism; the accounting is dp-accounting's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+# The public numeric grid, for values on the asinh scale (private encoders read numeric
+# columns as asinh(value)): cells 0.5 wide from -21.5 to 21.5 (asinh of +-1e9); values
+# beyond fall into the outer cells. Declared, never fitted.
+NUMERIC_EDGES = np.arange(-21.5, 21.5 + 1e-9, 0.5)
+# Each cell's representative value: its midpoint; the outer cells their edge.
+NUMERIC_VALUES = np.concatenate([[NUMERIC_EDGES[0]],
+                                 (NUMERIC_EDGES[:-1] + NUMERIC_EDGES[1:]) / 2,
+                                 [NUMERIC_EDGES[-1]]])
+# 1.349 standard deviations span a normal distribution's interquartile range.
+IQR_PER_STD = 1.349
+# Coarse score bins: every bin adds noise to the cumulative counts the F1 is read from.
+SCORE_BINS = 20
+# Noisy cells below this many noise deviations are read as empty when quantiles are taken.
+NOISE_FLOOR = 3.0
+
+
+def person_codes(persons: np.ndarray) -> tuple[np.ndarray, int]:
+    """(one integer code per row, number of persons) for any array of person values; a row
+    with no person value is a person of its own (the cautious reading)."""
+    codes, uniques = pd.factorize(pd.Series(persons), sort=False)
+    codes = codes.astype(np.int64)
+    gaps = codes < 0
+    if gaps.any():
+        codes[gaps] = len(uniques) + np.arange(int(gaps.sum()))
+    return codes, len(uniques) + int(gaps.sum())
+
+
+def contribution_weights(person_codes: np.ndarray, *, max_rows: int, seed: int) -> np.ndarray:
+    """One weight per row: ``1 / min(n, max_rows)`` on up to ``max_rows`` rows of each person
+    (a seeded uniform subset when they have more), 0 on the rest; each person's weights sum
+    to 1."""
+    codes = np.asarray(person_codes, dtype=np.int64)
+    generator = np.random.Generator(np.random.PCG64(seed))
+    # A random rank per row within its person: rows ranked below max_rows are kept.
+    keys = generator.random(len(codes))
+    order = np.lexsort((keys, codes))
+    sorted_codes = codes[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1]
+    sizes = np.diff(np.r_[starts, len(codes)])
+    rank = np.arange(len(codes)) - np.repeat(starts, sizes)
+    kept = np.minimum(np.repeat(sizes, sizes), max_rows)
+    weights = np.zeros(len(codes))
+    weights[order] = np.where(rank < max_rows, 1.0 / kept, 0.0)
+    return weights
+
+
+@dataclass(frozen=True)
+class PreprocessingNoise:
+    """The noise of one run's released statistics (see the module docstring)."""
+
+    sigma: float  # standard deviation of the noise on each (person-weighted) count
+    n_histograms: int  # histograms one person can touch (sensitivity sqrt of this)
+    threshold: float  # a level is released when its noisy weight exceeds this
+    threshold_delta: float
+    max_rows: int
+
+    @property
+    def noise_multiplier(self) -> float:
+        """Noise over L2 sensitivity: the Gaussian event the accountant composes (also the
+        noise of the validation histogram, whose sensitivity is 1)."""
+        return self.sigma / math.sqrt(self.n_histograms)
+
+    @classmethod
+    def plan(cls, *, noise_multiplier: float, n_categorical: int, n_histograms: int,
+             threshold_delta: float, max_rows: int) -> PreprocessingNoise:
+        """Noise for ``n_histograms`` histograms released as one Gaussian mechanism with
+        ``noise_multiplier``, and the vocabulary threshold for ``threshold_delta``.
+
+        A person holds at most ``max_rows`` levels per categorical column, with weights
+        summing to at most 1; the chance that any of their levels clears the threshold
+        without them is at most ``max_rows * P(1 + N(0, sigma^2) > threshold)`` per column
+        (the tail is convex in the weight below the threshold), so the threshold puts that
+        at ``threshold_delta`` over all ``n_categorical`` columns."""
+        n_histograms = max(int(n_histograms), 1)
+        sigma = float(noise_multiplier) * math.sqrt(n_histograms)
+        per_level = threshold_delta / (max_rows * max(int(n_categorical), 1))
+        threshold = 1.0 + sigma * float(norm.isf(per_level))
+        return cls(sigma=sigma, n_histograms=n_histograms, threshold=threshold,
+                   threshold_delta=float(threshold_delta), max_rows=int(max_rows))
+
+    def level_release_probability(self, weight: float) -> float:
+        """Probability that a level of total weight ``weight`` (1 = one whole person) clears
+        the threshold: what a rare-level canary should see over repeated runs."""
+        return float(norm.sf((self.threshold - weight) / self.sigma))
+
+    def report(self, released: dict) -> dict:
+        return {"sigma": self.sigma, "noise_multiplier": self.noise_multiplier,
+                "n_histograms": self.n_histograms, "threshold": self.threshold,
+                "threshold_delta": self.threshold_delta, "max_rows": self.max_rows,
+                "released": released}
+
+
+def _noisy(counts: np.ndarray, *, sigma: float, generator: np.random.Generator) -> np.ndarray:
+    return counts + generator.normal(0.0, sigma, size=counts.shape)
+
+
+def _quantile(cells: np.ndarray, values: np.ndarray, q: float) -> float:
+    """The ``q``-quantile of a (non-negative) histogram with cell values ``values``."""
+    total = cells.sum()
+    if total <= 0:
+        return 0.0
+    position = int(np.searchsorted(np.cumsum(cells), q * total, side="left"))
+    return float(values[min(position, len(values) - 1)])
+
+
+@dataclass(frozen=True)
+class NumericStatistics:
+    """A numeric column's released statistics: imputation value, centre, scale, indicator."""
+
+    median: float
+    scale: float
+    missing_indicator: bool
+
+
+def private_numeric(values: np.ndarray, weights: np.ndarray, *, noise: PreprocessingNoise,
+                    generator: np.random.Generator) -> NumericStatistics:
+    """Median, robust scale and missing-indicator choice of ``values`` (NaN = missing) from a
+    noisy person-weighted histogram on the public grid."""
+    values = np.asarray(values, dtype=np.float64)
+    gaps = np.isnan(values)
+    # Cell 0: missing; cells 1..: the grid's len(edges) + 1 intervals.
+    cells = np.where(gaps, 0, 1 + np.searchsorted(NUMERIC_EDGES, np.nan_to_num(values),
+                                                  side="right"))
+    counts = np.bincount(cells, weights=weights, minlength=len(NUMERIC_EDGES) + 2)
+    noisy = _noisy(counts, sigma=noise.sigma, generator=generator)
+    # Only cells that clearly hold data count towards the quantiles: the many empty cells of
+    # the wide grid would otherwise add their positive noise to the tails (post-processing).
+    present = np.where(noisy[1:] > NOISE_FLOOR * noise.sigma, noisy[1:], 0.0)
+    if present.sum() <= 0:  # too few persons for this noise: the likeliest cell, scale 1
+        return NumericStatistics(median=float(NUMERIC_VALUES[int(np.argmax(noisy[1:]))]),
+                                 scale=1.0, missing_indicator=bool(noisy[0] > noise.threshold))
+    median = _quantile(present, NUMERIC_VALUES, 0.5)
+    spread = (_quantile(present, NUMERIC_VALUES, 0.75)
+              - _quantile(present, NUMERIC_VALUES, 0.25)) / IQR_PER_STD
+    # A constant-looking column keeps scale 1: dividing by ~0 would blow up new values.
+    scale = spread if spread > 1e-12 else 1.0
+    return NumericStatistics(median=median, scale=scale,
+                             missing_indicator=bool(noisy[0] > noise.threshold))
+
+
+def private_vocabulary(levels: list[str], weights: np.ndarray, *, noise: PreprocessingNoise,
+                       generator: np.random.Generator) -> tuple[str, ...]:
+    """The levels of ``levels`` (one per row) whose noisy person weight clears the
+    threshold, sorted; levels with no weight (rows beyond a person's bound) are not
+    counted."""
+    names, codes = np.unique(np.asarray(levels, dtype=object).astype(str), return_inverse=True)
+    counts = np.bincount(codes, weights=weights, minlength=len(names))
+    held = counts > 0
+    noisy = _noisy(counts[held], sigma=noise.sigma, generator=generator)
+    return tuple(sorted(str(name) for name in names[held][noisy > noise.threshold]))
+
+
+def private_threshold(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, *,
+                      noise: PreprocessingNoise, generator: np.random.Generator) -> float:
+    """The best-F1 decision threshold read from a noisy person-weighted histogram of
+    ``scores`` (in [0, 1]) by label, on ``SCORE_BINS`` public bins."""
+    bins = np.minimum((np.asarray(scores) * SCORE_BINS).astype(np.int64), SCORE_BINS - 1)
+    positive = np.asarray(labels).astype(bool)
+    counts = np.bincount(bins + SCORE_BINS * positive, weights=weights,
+                         minlength=2 * SCORE_BINS)
+    noisy = np.clip(_noisy(counts, sigma=noise.noise_multiplier, generator=generator), 0.0,
+                    None)
+    negatives, positives = noisy[:SCORE_BINS], noisy[SCORE_BINS:]
+    # Predicting positive from bin b upwards: true positives and predicted positives.
+    tp = np.cumsum(positives[::-1])[::-1]
+    predicted = tp + np.cumsum(negatives[::-1])[::-1]
+    f1 = 2 * tp / np.maximum(predicted + positives.sum(), 1e-12)
+    # Cut 0 (everything positive) is no decision at all: the cut is chosen from bin 1 up.
+    return float((1 + np.argmax(f1[1:])) / SCORE_BINS)
