@@ -1,8 +1,10 @@
-"""Small synthetic inspection images for the image family's tests (Pillow, in memory).
+"""Synthetic surface inspection images (Pillow, in memory), for the visual inspection demo
+and the tests.
 
 Three surface classes that keep their class under flips and 90-degree rotations (as real
 surface defects do): ``ok`` (fine noise), ``spots`` (dark discs) and ``scratches`` (bright
-lines in both directions).
+lines in any direction). Each image has a production ``line`` (L1/L2, alternating) and a
+``camera`` (C1/C2/C3).
 """
 
 from __future__ import annotations
@@ -45,12 +47,17 @@ def encoded(image, fmt: str = "PNG") -> bytes:
 def image_frame(per_class: int, *, seed: int = 0, lines: tuple[str, ...] = ("L1", "L2")
                 ) -> pd.DataFrame:
     """``per_class`` images of each class as the table the family takes: ``file``,
-    ``label``, ``line`` and the encoded bytes."""
+    ``label``, ``line``, ``camera`` and the encoded bytes."""
     rng = np.random.default_rng(seed)
     rows = []
     for label in CLASSES:
         for i in range(per_class):
             rows.append({"file": f"{label}/{label}_{i}.png", "label": label,
-                         "line": lines[i % len(lines)],
+                         "line": lines[i % len(lines)], "camera": f"C{i % 3 + 1}",
                          IMAGE_BYTES_COLUMN: encoded(surface(label, rng))})
     return pd.DataFrame(rows)
+
+
+def surface_images(n_rows: int, seed: int) -> pd.DataFrame:
+    """About ``n_rows`` images, a third per class (the vertical's ``sample_data``)."""
+    return image_frame(max(1, n_rows // len(CLASSES)), seed=seed)
