@@ -24,7 +24,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 import pandas as pd  # noqa: E402
 
 from ml_core.families.image import run  # noqa: E402
-from ml_core.families.image.data import IMAGE_BYTES_COLUMN  # noqa: E402
+from ml_core.families.image.columns import IMAGE_BYTES_COLUMN  # noqa: E402
 from verticals.manufacturing.vertical import VISUAL_INSPECTION  # noqa: E402
 
 

@@ -21,6 +21,7 @@ FAMILIES: dict[str, str] = {
     "knowledge_tracing": "knowledge_tracing",
     "next_exercise": "knowledge_tracing",
     "sequence_regressor": "sequence_regression",
+    "image_classifier": "image",
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from ml_core.families.image.archive import ArchiveError, read_image_archive
-from ml_core.families.image.data import IMAGE_BYTES_COLUMN
+from ml_core.families.image.columns import IMAGE_BYTES_COLUMN
 from verticals.manufacturing.demo_images import encoded, surface
 
 

@@ -14,7 +14,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from ml_core.families.image.data import IMAGE_BYTES_COLUMN
+from ml_core.families.image.columns import IMAGE_BYTES_COLUMN
 
 CLASSES = ("ok", "scratches", "spots")
 

@@ -7,6 +7,7 @@ disparities (does the model serve every tier and line equally well?), not person
 
 from __future__ import annotations
 
+from ml_core.families.image.columns import IMAGE_BYTES_COLUMN
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
@@ -152,12 +153,12 @@ VISUAL_INSPECTION = ProblemSpec(
     hints=(
         RoleHint(role=ColumnRole.TARGET, names=("label", "class", "defect", "category",
                                                 "target"), required=True),
-        # Task roles of the image_classifier family (ml_core.families.image): the image's
-        # path (the row id of predictions) and its bytes (read from the uploaded ZIP).
+        # Task role of the image_classifier family (ml_core.families.image): the image's
+        # path in the ZIP, the row id of predictions. The bytes travel in an internal column.
         RoleHint(role="image", names=("file", "image", "path", "filename",  # type: ignore[arg-type]
                                       "image_path", "file_name")),
-        RoleHint(role="image_data", names=("__image_bytes__",),  # type: ignore[arg-type]
-                 required=True),
+        # Excluded so that the table checks do not read bytes as text; the family reads it.
+        RoleHint(role=ColumnRole.EXCLUDE, names=(IMAGE_BYTES_COLUMN,)),
     ),
     sensitive_hints=("line", "production_line", "camera", "station", "shift", "supplier",
                      "plant", "site"),
@@ -179,8 +180,8 @@ VISUAL_INSPECTION = ProblemSpec(
 VISUAL_INSPECTION_SAMPLE_MAPPING = ColumnMapping(
     target="label",
     sensitive=("line",),
-    exclude=("camera",),
-    roles=(("image", "file"), ("image_data", "__image_bytes__")),
+    exclude=("camera", IMAGE_BYTES_COLUMN),
+    roles=(("image", "file"),),
 )
 
 VERTICAL = Vertical(

@@ -33,7 +33,7 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
-from ml_core.families.image.data import IMAGE_BYTES_COLUMN
+from ml_core.families.image.columns import IMAGE_BYTES_COLUMN
 from ml_core.families.image.decoding import ImageDecodeError, open_image
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pandas as pd
 
-from ml_core.families.image.data import IMAGE_BYTES_COLUMN, IMAGE_DATA_ROLE, MIN_PER_CLASS
+from ml_core.families.image.columns import IMAGE_BYTES_COLUMN, IMAGE_DATA_ROLE, MIN_PER_CLASS
 from ml_core.spec import ColumnMapping, ProblemSpec
 from ml_core.validation import ValidationIssue
 

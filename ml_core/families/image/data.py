@@ -14,13 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ml_core.families.image.columns import IMAGE_BYTES_COLUMN, IMAGE_DATA_ROLE, IMAGE_ROLE
 from ml_core.families.image.decoding import ImageDecodeError, open_image, pixels
 from ml_core.spec import ColumnMapping, TrainConfig
-
-IMAGE_ROLE = "image"
-IMAGE_DATA_ROLE = "image_data"
-IMAGE_BYTES_COLUMN = "__image_bytes__"
-MIN_PER_CLASS = 10
 
 
 def image_columns(frame: pd.DataFrame, mapping: ColumnMapping) -> tuple[str | None, str]:
