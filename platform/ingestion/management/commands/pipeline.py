@@ -3,7 +3,7 @@
     python manage.py pipeline FILE --vertical V --problem P [--target COL] \\
         [--column ROLE=COL]... [--sensitive COL]... [--exclude COL]... \\
         [--horizon N] [--epochs N] [--set KEY=VALUE]... \\
-        [--attributes FILE] [--test-file FILE --test-truth FILE] \\
+        [--attributes FILE] [--test-file FILE --test-truth FILE] [--labels FILE] \\
         [--epsilon E | --privacy | --no-privacy] [--sep S] [--no-header] [--inline] --json \\
         [--predictions-out PATH] [--allow-identifier COL]... [--validate-only]
 
@@ -13,8 +13,10 @@ text); series, covariate, feature, sensitive and exclude repeat. Roles not given
 suggested mapping (from the problem's column-name hints); excluded columns add to the
 suggested ones (which hold, e.g., the columns that leak the target). ``--attributes``
 joins a per-user or per-student table on that key before validation, so its columns can
-be mapped as sensitive; ``--test-file`` with ``--test-truth`` gives a held-out test set
-(remaining useful life), refused by problems whose test split comes from the data.
+be mapped as sensitive; ``--labels`` gives the CSV of labels (and group columns) of a
+ZIP of images (visual inspection; a ZIP of class folders needs none); ``--test-file``
+with ``--test-truth`` gives a held-out test set (remaining useful life), refused by
+problems whose test split comes from the data.
 Columns flagged as direct identifiers (names, e-mail, phone, national ids) are kept out of
 training; ``--allow-identifier COL`` allows one (the user must be an admin; audited).
 ``--validate-only`` stops after validation: nothing is trained.
@@ -28,10 +30,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import shutil
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -42,6 +46,7 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from accounts.models import Membership, Organisation, Role
+from ingestion.image_uploads import with_labels
 from ingestion.models import CompanionFile, DatasetVersion
 from ingestion.services import (
     UploadError,
@@ -61,10 +66,10 @@ PRIVACY_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps", 
 # --column ROLE=COL: "label" is the text problems' word for the target.
 ROLE_ALIASES = {"label": "target"}
 TASK_ROLES = ("series", "time", "covariate", "user", "item", "student", "skill", "unit",
-              "cycle", "text")
+              "cycle", "text", "image")
 ROLES = (*sorted(r.value for r in TABULAR_ROLES), *TASK_ROLES)
 SINGLE_ROLES = ("target", "id", "time", "user", "item", "student", "skill", "unit", "cycle",
-                "text")
+                "text", "image")
 TRAIN_OPTIONS = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name != "device"}
 
 
@@ -93,6 +98,9 @@ class Command(BaseCommand):
                             help="a given test set (remaining useful life)")
         parser.add_argument("--test-truth", dest="test_truth", type=Path, default=None,
                             help="true values for --test-file, one per test unit")
+        parser.add_argument("--labels", type=Path, default=None,
+                            help="a CSV naming each image's file, label and groups (a ZIP of "
+                                 "images)")
         parser.add_argument("--horizon", type=int, default=None,
                             help="forecast steps ahead (demand forecasting)")
         parser.add_argument("--set", dest="train_options", action="append", default=[],
@@ -169,7 +177,7 @@ class Command(BaseCommand):
                                               "message": f"no such file: {path}"}]})
         user = self._user(options)
         try:
-            with path.open("rb") as handle:
+            with _upload_file(path, options["labels"]) as handle:
                 version = upload_dataset(
                     user=user, vertical=options["vertical"], problem=options["problem"],
                     file=File(handle, name=path.name), name=path.stem, sep=options["sep"],
@@ -296,6 +304,23 @@ class Command(BaseCommand):
         if membership.organisation_id != organisation.pk:
             raise CommandError(f"user {username!r} belongs to another organisation")
         return user
+
+
+@contextlib.contextmanager
+def _upload_file(path: Path, labels: Path | None):
+    """The file to upload: ``path`` itself, or a ZIP of images with ``labels`` inside."""
+    if labels is None:
+        with path.open("rb") as handle:
+            yield handle
+        return
+    if not labels.is_file():
+        raise PipelineFailed({"errors": [{"code": "not_found",
+                                          "message": f"no such file: {labels}"}]})
+    try:
+        combined = with_labels(path.read_bytes(), labels.read_bytes())
+    except zipfile.BadZipFile:
+        raise _refused(f"--labels goes with a ZIP of images; {path.name} is not a ZIP") from None
+    yield io.BytesIO(combined)
 
 
 def _privacy_enabled(version: DatasetVersion, options: dict) -> bool:
