@@ -15,6 +15,7 @@ from types import ModuleType
 GROUPS: tuple[str, ...] = (
     "bench.groups.dp_mlp",
     "bench.groups.dp_text",
+    "bench.groups.dp_cnn",
     "bench.groups.clip_error",
     "bench.groups.audit",
     "bench.groups.train_epoch",
