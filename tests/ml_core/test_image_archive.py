@@ -122,3 +122,11 @@ def test_corrupt_truncated_and_bomb_images_are_left_out_and_listed() -> None:
     assert set(reasons) == {"ok/truncated.png", "ok/garbage.jpg", "ok/bomb.png"}
     assert "decompression bomb" in reasons["ok/bomb.png"]
     assert "truncated" in reasons["ok/truncated.png"] or "corrupt" in reasons["ok/truncated.png"]
+
+
+def test_the_csv_image_column_is_found_when_not_named() -> None:
+    members = {f"img/{i}.png": _png(seed=i) for i in range(3)}
+    labels = b"label,picture,camera\na,img/0.png,C1\nb,1.png,C2\na,./img/2.png,C1\n"
+    result = read_image_archive(_zip(members), labels=labels)
+    assert result.path_column == "picture" and result.label_column == "label"
+    assert list(result.frame["picture"]) == ["img/0.png", "img/1.png", "img/2.png"]

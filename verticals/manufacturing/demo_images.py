@@ -44,14 +44,16 @@ def encoded(image, fmt: str = "PNG") -> bytes:
     return buffer.getvalue()
 
 
-def image_frame(per_class: int, *, seed: int = 0, lines: tuple[str, ...] = ("L1", "L2")
-                ) -> pd.DataFrame:
-    """``per_class`` images of each class as the table the family takes: ``file``,
-    ``label``, ``line``, ``camera`` and the encoded bytes."""
+def image_frame(per_class: int | tuple[int, ...], *, seed: int = 0,
+                lines: tuple[str, ...] = ("L1", "L2")) -> pd.DataFrame:
+    """``per_class`` images of each class (one count, or one per class in ``CLASSES``
+    order) as the table the family takes: ``file``, ``label``, ``line``, ``camera`` and the
+    encoded bytes."""
+    counts = per_class if isinstance(per_class, tuple) else (per_class,) * len(CLASSES)
     rng = np.random.default_rng(seed)
     rows = []
-    for label in CLASSES:
-        for i in range(per_class):
+    for label, count in zip(CLASSES, counts, strict=True):
+        for i in range(count):
             rows.append({"file": f"{label}/{label}_{i}.png", "label": label,
                          "line": lines[i % len(lines)], "camera": f"C{i % 3 + 1}",
                          IMAGE_BYTES_COLUMN: encoded(surface(label, rng))})
@@ -59,5 +61,6 @@ def image_frame(per_class: int, *, seed: int = 0, lines: tuple[str, ...] = ("L1"
 
 
 def surface_images(n_rows: int, seed: int) -> pd.DataFrame:
-    """About ``n_rows`` images, a third per class (the vertical's ``sample_data``)."""
-    return image_frame(max(1, n_rows // len(CLASSES)), seed=seed)
+    """``n_rows`` images, a third per class (the vertical's ``sample_data``)."""
+    base, extra = divmod(n_rows, len(CLASSES))
+    return image_frame(tuple(base + (k < extra) for k in range(len(CLASSES))), seed=seed)

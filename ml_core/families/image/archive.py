@@ -63,7 +63,7 @@ class ImageArchive:
     frame: pd.DataFrame
     layout: str  # "folders" or "csv"
     path_column: str  # the member path of each image (the CSV's own column name, or "file")
-    label_column: str
+    label_column: str | None  # None: a CSV whose label column is chosen when mapping
     skipped_non_image: int
     skipped_names: tuple[str, ...]  # the first few
     unreadable: tuple[tuple[str, str], ...]  # (member, reason)
@@ -80,7 +80,8 @@ class ImageArchive:
                   if column not in (self.path_column, self.label_column, IMAGE_BYTES_COLUMN)}
         return {
             "layout": self.layout, "images": int(len(frame)),
-            "classes": frame[self.label_column].astype(str).value_counts().to_dict(),
+            "classes": frame[self.label_column].astype(str).value_counts().to_dict()
+            if self.label_column else {},
             "groups": groups, "sizes": self.sizes, "modes": self.modes,
             "skipped_non_image": self.skipped_non_image,
             "skipped_names": list(self.skipped_names),
@@ -182,9 +183,14 @@ def read_image_archive(data: bytes, *, labels: bytes | None = None,
         raise ArchiveError("no_images", "The ZIP holds no images (JPEG, PNG, BMP, TIFF, WebP).")
     readable, unreadable, sizes, modes = _decode_all(images)
     if labels is not None:
-        path_column, label_column = image_column or PATH_COLUMN, target or LABEL_COLUMN
-        frame, unlabelled, missing = _with_csv(readable, labels, image_column=path_column,
-                                               target=label_column)
+        frame, path_column, unlabelled, missing = _with_csv(readable, labels,
+                                                            image_column=image_column)
+        label_column = target or LABEL_COLUMN
+        if label_column not in frame.columns:
+            if target:
+                raise ArchiveError("labels_column_missing",
+                                   f"The labels CSV has no column '{target}'.")
+            label_column = None
         layout = "csv"
     else:
         path_column, label_column = PATH_COLUMN, LABEL_COLUMN
@@ -240,32 +246,40 @@ def _with_folders(images: dict[str, bytes]) -> pd.DataFrame:
     })
 
 
-def _with_csv(images: dict[str, bytes], labels: bytes, *, image_column: str,
-              target: str) -> tuple[pd.DataFrame, int, list[str]]:
+def _with_csv(images: dict[str, bytes], labels: bytes, *, image_column: str | None
+              ) -> tuple[pd.DataFrame, str, int, list[str]]:
+    """(table, its image column, images the CSV does not name, CSV files naming no image).
+    Without ``image_column``, the column whose values name the most images is taken."""
     try:
         table = pd.read_csv(io.BytesIO(labels), dtype=str, keep_default_na=False,
                             encoding="utf-8-sig")
     except (ValueError, UnicodeDecodeError) as exc:
         raise ArchiveError("bad_labels", f"The labels CSV cannot be read: {exc}") from None
-    for column in (image_column, target):
-        if column not in table.columns:
-            raise ArchiveError("labels_column_missing",
-                               f"The labels CSV has no column '{column}' (columns: "
-                               f"{', '.join(map(str, table.columns))}).")
     by_base: dict[str, list[str]] = {}
     for name in images:
         by_base.setdefault(PurePosixPath(name).name, []).append(name)
 
     def member(value: str) -> str | None:
-        value = value.strip().replace("\\", "/").lstrip("./")
+        value = value.strip().replace("\\", "/").removeprefix("./")
         if value in images:
             return value
         found = by_base.get(PurePosixPath(value).name, [])
         return found[0] if len(found) == 1 else None
 
+    if image_column is None:
+        matches = {column: sum(member(v) is not None for v in table[column])
+                   for column in table.columns}
+        image_column = max(matches, key=matches.get) if matches else None
+        if image_column is None or matches[image_column] == 0:
+            raise ArchiveError("labels_column_missing",
+                               "No column of the labels CSV names the images in the ZIP.")
+    elif image_column not in table.columns:
+        raise ArchiveError("labels_column_missing",
+                           f"The labels CSV has no column '{image_column}' (columns: "
+                           f"{', '.join(map(str, table.columns))}).")
     names = [member(v) for v in table[image_column]]
     missing = [v for v, n in zip(table[image_column], names, strict=True) if n is None]
     frame = table.assign(**{image_column: names}).loc[[n is not None for n in names]]
     frame = frame.drop_duplicates(subset=[image_column]).reset_index(drop=True)
     frame[IMAGE_BYTES_COLUMN] = [images[n] for n in frame[image_column]]
-    return frame, len(images) - len(frame), missing
+    return frame, image_column, len(images) - len(frame), missing
