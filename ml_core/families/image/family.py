@@ -5,15 +5,18 @@ build, fit, evaluate, save, load, predict), so that the family can be registered
 run skeleton of the model-family refactor without being rewritten.
 
 Model: ImageNet-pretrained EfficientNet-Lite0 (:mod:`ml_core.families.image.backbone`). The
-trunk is frozen (BatchNorm statistics frozen, eval mode); its 320 x 7 x 7 output is computed
-once per image and cached, so every epoch trains only :class:`ImageTop` (the last block's 1x1
-projection with its BatchNorm folded in, and the classifier: both ``nn.Linear``).
+network up to its pooled 1280 features is frozen (BatchNorm statistics frozen, eval mode; the
+head's BatchNorm folded into its 1x1 projection); those features are computed once per image
+(and cached across runs with ``feature_cache``), so every epoch trains only the classifier
+of :class:`ImageTop` (an ``nn.Linear``). The backbone docstring says why the last block is
+not fine-tuned.
 
-* Private model: the top, trained with DP-SGD through :func:`fit_module` (Poisson sampling,
-  book-keeping clipping on both Linear layers, one accountant). Privacy unit: the image.
-* Non-private twin (and the model of a non-private run): the same top trained on the images
-  plus :data:`AUGMENT_VIEWS` augmented views of each training image (flips, 90-degree
-  rotations, small crops, brightness), whose features are extracted once too.
+* Private model: the classifier, trained with DP-SGD through :func:`fit_module` (Poisson
+  sampling, book-keeping clipping, one accountant) on the images' features. Privacy unit:
+  the image. Nothing data-dependent scales the features (they are the pretrained network's).
+* Non-private twin (and the model of a non-private run): the same classifier trained on the
+  images plus :data:`AUGMENT_VIEWS` augmented views of each training image (flips,
+  90-degree rotations, small crops, brightness), whose features are extracted once too.
 * References: logistic regression on the frozen pretrained features (pooled 1280), and the
   majority class.
 """
@@ -129,26 +132,27 @@ def extract(trunk: Trunk, prepared: Prepared, *, augment_rows: np.ndarray, views
     return Features(rows=rows, views=view_features, view_rows=view_rows)
 
 
-def positions(features: torch.Tensor) -> torch.Tensor:
-    """(n, 49, 320): the 7 x 7 positions as a sequence, the input the fast clipping path
-    reads for a Linear over positions."""
-    return features.flatten(2).transpose(1, 2).contiguous()
+@torch.no_grad()
+def pooled_features(backbone: nn.Module, features: torch.Tensor, *, batch: int = 256
+                    ) -> torch.Tensor:
+    """(n, 1280): trunk features through the frozen projection, ReLU6 and mean pooling."""
+    top = pretrained_top(backbone, n_classes=1, seed=0).eval()
+    parts = [top.pooled(features[start:start + batch])
+             for start in range(0, len(features), batch)]
+    return torch.cat(parts) if parts else torch.zeros((0, top.classifier.in_features))
 
 
 # --- references ----------------------------------------------------------------------------
 
 
-def reference_predictions(*, backbone: nn.Module, features: torch.Tensor, labels: np.ndarray,
-                          split: Split, n_classes: int, seed: int) -> dict[str, np.ndarray]:
+def reference_predictions(*, pooled: np.ndarray, labels: np.ndarray, split: Split,
+                          n_classes: int) -> dict[str, np.ndarray]:
     """Test predictions of the two references: logistic regression on the pretrained pooled
     features (standardised on the training rows), and the majority training class."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    with torch.no_grad():
-        pooled = pretrained_top(backbone, n_classes=n_classes, seed=seed).pooled(
-            features).numpy()
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=REFERENCE_C, max_iter=3000))
     probe.fit(pooled[split.train], labels[split.train])
     majority = int(np.bincount(labels[split.train], minlength=n_classes).argmax())
@@ -166,7 +170,7 @@ def build_top(backbone: nn.Module, *, n_classes: int, seed: int):
 
 def predict_probabilities(top: nn.Module, inputs: torch.Tensor, *, batch: int = 512
                           ) -> np.ndarray:
-    """Softmax probabilities (n, classes) of ``top`` on trunk features or positions."""
+    """Softmax probabilities (n, classes) of ``top`` on pooled or trunk features."""
     top = top.eval()
     parts = []
     with torch.no_grad():
@@ -181,7 +185,7 @@ def fit(*, backbone: nn.Module, inputs: torch.Tensor, labels: np.ndarray,
         val_inputs: torch.Tensor, val_labels: np.ndarray, n_classes: int, train: TrainConfig,
         privacy: PrivacyConfig | None, stage: str, progress: ProgressSink | None,
         should_stop: StopCheck | None, checkpoint_dir: Path | None) -> FittedModule:
-    """Train the top on cached ``inputs`` (positions) with cross-entropy (mean-reduced, as
+    """Train the classifier on cached pooled ``inputs`` with cross-entropy (mean-reduced, as
     the private loop's ``loss_reduction="mean"`` needs); early stopping on validation macro
     F1. Private when ``privacy`` is enabled."""
     y = torch.as_tensor(labels, dtype=torch.long)
@@ -231,25 +235,25 @@ def run(
     features = extract(trunk, prepared, augment_rows=split.train, views=AUGMENT_VIEWS,
                        seed=train.seed, cache_dir=feature_cache,
                        backbone=backbone_identity(pretrained=pretrained))
-    seq = positions(features.rows)
+    pooled = pooled_features(backbone, features.rows)
 
     report_stage(progress, "baseline", train.epochs)
-    references = reference_predictions(backbone=backbone, features=features.rows,
-                                       labels=labels, split=split, n_classes=n_classes,
-                                       seed=train.seed)
+    references = reference_predictions(pooled=pooled.numpy(), labels=labels, split=split,
+                                       n_classes=n_classes)
     y_test = labels[split.test]
     reference_metrics = {name: report.classification_metrics(y_test, predicted, n_classes)
                          for name, predicted in references.items()}
 
-    common = {"backbone": backbone, "val_inputs": seq[split.val],
+    common = {"backbone": backbone, "val_inputs": pooled[split.val],
               "val_labels": labels[split.val], "n_classes": n_classes, "train": train,
               "progress": progress, "should_stop": should_stop,
               "checkpoint_dir": checkpoint_dir}
-    augmented_inputs = torch.cat([seq[split.train], positions(features.views)])
+    augmented_inputs = torch.cat([pooled[split.train],
+                                  pooled_features(backbone, features.views)])
     augmented_labels = np.concatenate([labels[split.train], labels[features.view_rows]])
     twin = None
     if privacy.enabled:
-        main = fit(inputs=seq[split.train], labels=labels[split.train], privacy=privacy,
+        main = fit(inputs=pooled[split.train], labels=labels[split.train], privacy=privacy,
                    stage="training", **common)
         try:
             twin = fit(inputs=augmented_inputs, labels=augmented_labels, privacy=None,
@@ -261,7 +265,7 @@ def run(
                    stage="training", **common)
 
     report_stage(progress, "auditing", train.epochs)
-    probabilities = predict_probabilities(main.module, seq[split.test])
+    probabilities = predict_probabilities(main.module, pooled[split.test])
     predicted = probabilities.argmax(axis=1)
     metrics = report.classification_metrics(y_test, predicted, n_classes)
     test_frame = frame.iloc[split.test]
@@ -270,7 +274,7 @@ def run(
                                    classes=classes, spec=spec)
     twin_metrics = twin_audit = None
     if twin is not None:
-        twin_predicted = predict_probabilities(twin.module, seq[split.test]).argmax(axis=1)
+        twin_predicted = predict_probabilities(twin.module, pooled[split.test]).argmax(axis=1)
         twin_metrics = report.classification_metrics(y_test, twin_predicted, n_classes)
         twin_audit = report.recall_by_group(y_true=y_test, y_pred=twin_predicted,
                                             groups=groups, classes=classes, spec=spec)
@@ -336,14 +340,14 @@ def _notes(*, privacy: PrivacyConfig, split: Split, main: FittedModule,
     notes = [f"Stratified split by image: {s['train']} images for training, {s['val']} for "
              f"validation, {s['test']} for test, every class in the same share.",
              "Backbone: EfficientNet-Lite0 pretrained on ImageNet (loaded from a package), "
-             "frozen with its BatchNorm statistics; only the last 1x1 projection (its "
-             "BatchNorm folded in) and the classifier are trained, on cached features.",
+             "frozen with its BatchNorm statistics (the head's BatchNorm folded into its 1x1 "
+             "projection); only the classifier is trained, on features computed once.",
              "References (for the curator's eyes, not released): logistic regression on the "
              "frozen pretrained features, and the majority class."]
     if privacy.enabled:
         notes.append("Differential privacy is on; its unit is one image (when several images "
                      "show one part, the guarantee is per image, not per part). Everything "
-                     "data-dependent in the model (the trained layers) comes from DP-SGD; the "
+                     "data-dependent in the model (the classifier) comes from DP-SGD; the "
                      "class names are taken as declared by the analyst. The non-private twin "
                      f"also trains on {AUGMENT_VIEWS} augmented views per image.")
     else:
