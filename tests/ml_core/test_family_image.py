@@ -59,7 +59,7 @@ def test_private_run_spends_its_budget_as_dp_accounting_counts(private_run) -> N
     privacy = result.privacy
     assert privacy["enabled"] and 0 < privacy["epsilon"] <= 8.0 + 1e-6
     assert privacy["clipping"]["fast_path"] is True
-    assert privacy["clipping"]["layers"] == ["project", "classifier"]
+    assert privacy["clipping"]["layers"] == ["classifier"]  # the projection is frozen
     event = dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(
         privacy["sample_rate"], dp_event.GaussianDpEvent(privacy["noise_multiplier"])),
         privacy["steps"])
