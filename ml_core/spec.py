@@ -17,6 +17,7 @@ class TaskType(StrEnum):
     RANKING = "ranking"
     SEQUENCE_PREDICTION = "sequence_prediction"
     SEQUENCE_REGRESSION = "sequence_regression"
+    IMAGE_CLASSIFICATION = "image_classification"
 
 
 class ColumnRole(StrEnum):

@@ -22,13 +22,13 @@ from bench.timing import interleaved, median, round_ratio, synchronizer, torch_t
 
 # Every registered model family (tests/test_privacy_rules.py checks this list is complete).
 FAMILIES = ("tabular_mlp", "text_encoder", "forecaster", "recommender", "knowledge_tracing",
-            "next_exercise", "sequence_regressor")
+            "next_exercise", "sequence_regressor", "image_classifier")
 NAMES = tuple(f"dp_step_ratio_{family}" for family in FAMILIES)
 DEVICES = ("cpu",)
 SINGLE_THREAD = 1
 # Sample rows each family trains on to build its plan (the text family encodes its rows
 # with the frozen encoder first: fewer); sequence regression needs enough units to split.
-ROWS = {"text_encoder": 120, "sequence_regressor": 600}
+ROWS = {"text_encoder": 120, "sequence_regressor": 600, "image_classifier": 120}
 DEFAULT_ROWS = 600
 
 

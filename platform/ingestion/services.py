@@ -19,7 +19,7 @@ from accounts.permissions import require_role
 from accounts.scoping import member_of, membership_for, organisation_id_of
 from audits.services import log_action
 from catalog.families import family_of
-from ingestion import companions
+from ingestion import companions, image_uploads
 from ingestion.models import CompanionFile, Dataset, DatasetVersion
 from ingestion.storage import UploadTooLarge, read_stored, store_upload
 from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec
@@ -194,6 +194,8 @@ def _read_upload(data: bytes, *, spec: ProblemSpec, sep: str | None, header: boo
     """Model fields for a fresh version: pending with columns, or rejected with errors."""
     from ml_core.tables import TableReadError
 
+    if image_uploads.reads_archives(spec):
+        return _read_image_upload(data, spec=spec)
     try:
         frame, options = read_upload_table(data, sep=sep, header=header, reuse=False)
     except TableReadError as exc:
@@ -215,6 +217,29 @@ def _read_upload(data: bytes, *, spec: ProblemSpec, sep: str | None, header: boo
         "columns": [str(c) for c in frame.columns],
         "warnings": _read_warnings(options.to_dict()),
         **_suggestions(frame, spec),
+    }
+
+
+def _read_image_upload(data: bytes, *, spec: ProblemSpec) -> dict:
+    """Model fields for a fresh image ZIP (see :mod:`ingestion.image_uploads`)."""
+    try:
+        frame, options = image_uploads.read_archive(data, spec)
+    except image_uploads.ArchiveRefused as exc:
+        return {"status": DatasetVersion.Status.REJECTED,
+                "errors": [_issue(exc.code, exc.message)],
+                "read_options": {"format": image_uploads.ARCHIVE_FORMAT}}
+    visible = companions.visible_columns(frame)
+    # The bytes column is internal: no person maps it, and no table check reads it.
+    fields = _suggestions(frame[visible], spec)
+    internal = [str(c) for c in frame.columns if str(c) not in visible]
+    fields["suggested_mapping"]["exclude"] = [
+        *fields["suggested_mapping"]["exclude"], *internal]
+    return {
+        "status": DatasetVersion.Status.PENDING,
+        "read_options": options,
+        "columns": visible,
+        "warnings": _read_warnings(options),
+        **fields,
     }
 
 
@@ -343,8 +368,12 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
     return version
 
 
-def _read_stored(stored_path: str, options: dict | None) -> pd.DataFrame:
+def _read_stored(stored_path: str, options: dict | None, spec: ProblemSpec | None = None
+                 ) -> pd.DataFrame:
     options = options or {}
+    if image_uploads.is_archive_options(options) and spec is not None:
+        frame, _ = image_uploads.read_archive(read_stored(stored_path), spec)
+        return frame
     frame, _ = read_upload_table(
         read_stored(stored_path),
         sep=options.get("delimiter"),
@@ -363,11 +392,11 @@ def load_frame(version: DatasetVersion, *, mapping: ColumnMapping | None = None)
     companions do not fit the mapping (a test set without unit and cycle columns, true
     values for another number of units).
     """
-    frame = _read_stored(version.stored_path, version.read_options)
+    spec = problem_spec(version.dataset.vertical, version.dataset.problem)
+    frame = _read_stored(version.stored_path, version.read_options, spec)
     stored = {companion.kind: companion for companion in version.companions.all()}
     if not stored:
         return frame
-    spec = problem_spec(version.dataset.vertical, version.dataset.problem)
     if mapping is None:
         mapping = ColumnMapping.from_dict(
             version.mapping or version.suggested_mapping or {"target": ""})

@@ -40,6 +40,7 @@ TASK_LABELS = {
     "ranking": "Ranking",
     "sequence_prediction": "Sequence prediction (knowledge tracing)",
     "sequence_regression": "Sequence regression (remaining useful life)",
+    "image_classification": "Image classification",
 }
 MAX_SERIES_CHARTS = 4
 MAX_STUDENT_CHARTS = 3

@@ -17,7 +17,8 @@ def test_pr_legend_shows_pr_auc_not_the_last_point(client, analyst, validated_ve
         organisation=validated_version.dataset.organisation, dataset_version=validated_version,
         vertical="finance", problem="credit_risk", status=TrainingRun.Status.SUCCEEDED,
         metrics={"pr_auc": 0.647, "roc_auc": 0.78},
-        result={"task_type": "binary_classification", "charts": {"pr_curve": curve}},
+        result={"task_type": "binary_classification",
+                "charts": {"kind": "precision_recall", "pr_curve": curve}},
         created_by=analyst)
     client.force_login(analyst)
     page = client.get(f"/runs/{run.pk}/").content.decode()

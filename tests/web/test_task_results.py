@@ -33,6 +33,7 @@ CASES = {
     ("education", "knowledge_tracing"): (400, {}, False),
     ("education", "next_exercise"): (400, {}, False),
     ("manufacturing", "remaining_useful_life"): (400, {}, False),
+    ("manufacturing", "visual_inspection"): (60, {}, False),
 }
 _RESULTS: dict = {}
 
@@ -192,6 +193,15 @@ def test_rul_shows_predicted_vs_true_per_unit(render):
     assert "NASA score (lower is better)" in _metrics_table(page)
     assert "Mean absolute error by line" in report
     assert "Operational disparity" in report
+
+
+def test_image_classification_pages_render_with_the_common_sections(render):
+    # The image report's own pictures (mistakes, saliency) are in the result's charts; the
+    # pages draw the sections every task has.
+    result, page, report = render("manufacturing", "visual_inspection")
+    _common(page, result)
+    assert "Image classification" in page
+    assert "Macro F1" in _metrics_table(page)
 
 
 def test_binary_report_keeps_its_columns(client, reviewer, pending_model):

@@ -120,3 +120,41 @@ means late warnings) is reported as an **operational** disparity: a line with la
 errors (older instruments, different duty) gets less reliable maintenance warnings. A
 check flags a line whose MAE is more than 1.25 times the best line's.
 """
+
+VISUAL_INSPECTION_GUIDE = """\
+## Visual inspection
+
+Classifies inspection images (surfaces, parts) into the classes you give: `ok` and each
+defect type. Built on an ImageNet-pretrained network (EfficientNet-Lite0, shipped with
+Tessera, never downloaded): a few hundred images per class are enough.
+
+### What to upload
+- A **ZIP with one folder per class** (`crazing/`, `scratches/`, `ok/`, ...), or
+- a **ZIP of images plus a CSV** naming each image's file and label, with any grouping
+  columns (production line, camera, shift, supplier).
+- JPEG, PNG, BMP, TIFF or WebP; 16-bit, CMYK, palette and transparent images are
+  converted, and EXIF rotation is applied. Other files are skipped and counted.
+- At least 10 images per class; the same image under two labels is refused.
+
+### Reading the report
+All numbers come from a held-out test split, stratified by class.
+- **Macro F1** (primary): every class counts the same, so a rare defect class weighs as
+  much as `ok`. **Accuracy** beside it.
+- **Per-class precision and recall** and the **confusion matrix**: which defects are
+  missed, and what they are mistaken for.
+- **Most confident mistakes**: the wrong answers the model was surest of, as thumbnails;
+  often a labelling error.
+- **Saliency maps** (Grad-CAM): where the model looked. A map on the background, not the
+  defect, means it learnt something else.
+- **References**: logistic regression on the frozen pretrained features, and the
+  majority class. The model should beat both.
+
+### Privacy
+Off by default (images of parts are not personal); switch it on when images could show
+people or when a customer's parts must stay private. The unit is one image. Only the
+network's last layers are trained, privately, on features of the frozen pretrained trunk.
+
+### Group audit (operational)
+Per-class recall by line or camera: a camera that misses defects is the disparity that
+matters here. Groups with fewer than 20 test images are shown, not judged.
+"""

@@ -7,6 +7,7 @@ disparities (does the model serve every tier and line equally well?), not person
 
 from __future__ import annotations
 
+from ml_core.families.image.columns import IMAGE_BYTES_COLUMN
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
@@ -21,7 +22,12 @@ from ml_core.spec import (
 )
 from verticals.base import Problem, Vertical
 from verticals.manufacturing.demo_data import machine_readings, run_to_failure
-from verticals.manufacturing.guide import FAILURE_PREDICTION_GUIDE, REMAINING_USEFUL_LIFE_GUIDE
+from verticals.manufacturing.demo_images import surface_images
+from verticals.manufacturing.guide import (
+    FAILURE_PREDICTION_GUIDE,
+    REMAINING_USEFUL_LIFE_GUIDE,
+    VISUAL_INSPECTION_GUIDE,
+)
 
 # What the privacy guarantee protects for this vertical, said plainly on every page.
 MACHINE_NOTE = (
@@ -148,12 +154,56 @@ RUL_SAMPLE_MAPPING = ColumnMapping(
     roles=(("unit", "unit"), ("cycle", "cycle")),
 )
 
+VISUAL_INSPECTION = ProblemSpec(
+    key="visual_inspection",
+    name="Visual inspection",
+    description=(
+        "Classifies inspection images (surfaces, parts) into ok and defect classes by "
+        "transfer learning from an ImageNet-pretrained network; judged by macro F1, with "
+        "per-class recall compared across lines and cameras as an operational audit."
+    ),
+    task_type=TaskType.IMAGE_CLASSIFICATION,
+    hints=(
+        RoleHint(role=ColumnRole.TARGET, names=("label", "class", "defect", "category",
+                                                "target"), required=True),
+        # Task role of the image_classifier family (ml_core.families.image): the image's
+        # path in the ZIP, the row id of predictions. The bytes travel in an internal column.
+        RoleHint(role="image", names=("file", "image", "path", "filename",  # type: ignore[arg-type]
+                                      "image_path", "file_name")),
+        # Excluded so that the table checks do not read bytes as text; the family reads it.
+        RoleHint(role=ColumnRole.EXCLUDE, names=(IMAGE_BYTES_COLUMN,)),
+    ),
+    sensitive_hints=("line", "production_line", "camera", "station", "shift", "supplier",
+                     "plant", "site"),
+    metrics=("macro_f1", "accuracy"),
+    primary_metric="macro_f1",
+    baseline="frozen_logistic",
+    model_family="image_classifier",
+    # Images of parts are not personal: off by default, available at epsilon 8 (the level
+    # measured on NEU in docs/images.md).
+    privacy=PrivacyConfig(enabled=False, target_epsilon=8.0),
+    fairness=FairnessPolicy(kind="operational", min_group_size=20),
+    # Only the top trains, on cached features: epochs are cheap. Batch 128 gives DP-SGD a
+    # sampling rate near 0.1 on a thousand training images.
+    train=TrainConfig(epochs=30, batch_size=128, learning_rate=1e-3, patience=8),
+    retrain_cron="0 4 1 * *",  # monthly: labelled images accumulate slowly
+    min_rows=30,
+)
+
+VISUAL_INSPECTION_SAMPLE_MAPPING = ColumnMapping(
+    target="label",
+    sensitive=("line",),
+    exclude=("camera", IMAGE_BYTES_COLUMN),
+    roles=(("image", "file"),),
+)
+
 VERTICAL = Vertical(
     key="manufacturing",
     name="Manufacturing",
     description=(
-        "Predictive maintenance: which machines will fail, and how long they have left, "
-        "with performance compared across machine types and production lines."
+        "Predictive maintenance and inspection: which machines will fail, how long they "
+        "have left, and which parts are defective (from images), with performance compared "
+        "across machine types, production lines and cameras."
     ),
     problems=(
         Problem(
@@ -167,6 +217,12 @@ VERTICAL = Vertical(
             sample_data=run_to_failure,
             sample_mapping=RUL_SAMPLE_MAPPING,
             guide=REMAINING_USEFUL_LIFE_GUIDE,
+        ),
+        Problem(
+            spec=VISUAL_INSPECTION,
+            sample_data=surface_images,
+            sample_mapping=VISUAL_INSPECTION_SAMPLE_MAPPING,
+            guide=VISUAL_INSPECTION_GUIDE,
         ),
     ),
 )

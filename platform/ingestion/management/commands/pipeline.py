@@ -3,7 +3,7 @@
     python manage.py pipeline FILE --vertical V --problem P [--target COL] \\
         [--column ROLE=COL]... [--sensitive COL]... [--exclude COL]... \\
         [--horizon N] [--epochs N] [--set KEY=VALUE]... \\
-        [--attributes FILE] [--test-file FILE [--test-truth FILE]] \\
+        [--attributes FILE] [--test-file FILE [--test-truth FILE]] [--labels FILE] \\
         [--column-type COL=KIND]... [--positive-label LABEL]... [--target-rule RULE] \\
         [--epsilon E | --privacy | --no-privacy] [--sep S] [--no-header] [--inline] --json \\
         [--predictions-out PATH] [--allow-identifier COL]... [--validate-only]
@@ -23,6 +23,8 @@ text) overrides an inferred column type; ``--positive-label`` names the positive
 (repeat it to group several labels of a multi-class outcome); ``--target-rule '<10'`` (or
 ``'>=10'``, or ``none``) confirms or edits the threshold a numeric target is cut at (the
 problem suggests one).
+``--labels`` gives the CSV of labels (and group columns) of a ZIP of images (visual
+inspection; a ZIP of class folders needs none).
 Columns flagged as direct identifiers (names, e-mail, phone, national ids) are kept out of
 training; ``--allow-identifier COL`` allows one (the user must be an admin; audited).
 ``--validate-only`` stops after validation: nothing is trained.
@@ -35,9 +37,11 @@ version. Exit code 1 when a file is refused or the run does not succeed.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
@@ -49,6 +53,7 @@ from django.utils.text import slugify
 
 from accounts.models import Membership, Organisation, Role
 from ingestion import companions
+from ingestion.image_uploads import with_labels
 from ingestion.models import CompanionFile, DatasetVersion
 from ingestion.services import (
     UploadError,
@@ -70,10 +75,10 @@ PRIVACY_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps", 
 # --column ROLE=COL: "label" is the text problems' word for the target.
 ROLE_ALIASES = {"label": "target"}
 TASK_ROLES = ("series", "time", "covariate", "user", "item", "student", "skill", "unit",
-              "cycle", "text", "privacy_unit")
+              "cycle", "text", "privacy_unit", "image")
 ROLES = (*sorted(r.value for r in TABULAR_ROLES), *TASK_ROLES)
 SINGLE_ROLES = ("target", "id", "time", "user", "item", "student", "skill", "unit", "cycle",
-                "text", "privacy_unit")
+                "text", "privacy_unit", "image")
 
 
 class PipelineFailed(Exception):
@@ -122,6 +127,9 @@ class Command(BaseCommand):
                                  "(remaining useful life: with --test-truth)")
         parser.add_argument("--test-truth", dest="test_truth", type=Path, default=None,
                             help="true values for --test-file, one per test unit")
+        parser.add_argument("--labels", type=Path, default=None,
+                            help="a CSV naming each image's file, label and groups (a ZIP of "
+                                 "images)")
         parser.add_argument("--horizon", type=int, default=None,
                             help="forecast steps ahead (demand forecasting)")
         parser.add_argument("--set", dest="train_options", action="append", default=[],
@@ -209,7 +217,7 @@ class Command(BaseCommand):
                                               "message": f"no such file: {path}"}]})
         user = self._user(options)
         try:
-            with path.open("rb") as handle:
+            with _upload_file(path, options["labels"]) as handle:
                 version = upload_dataset(
                     user=user, vertical=options["vertical"], problem=options["problem"],
                     file=File(handle, name=path.name), name=path.stem, sep=options["sep"],
@@ -341,6 +349,23 @@ class Command(BaseCommand):
         if membership.organisation_id != organisation.pk:
             raise CommandError(f"user {username!r} belongs to another organisation")
         return user
+
+
+@contextlib.contextmanager
+def _upload_file(path: Path, labels: Path | None):
+    """The file to upload: ``path`` itself, or a ZIP of images with ``labels`` inside."""
+    if labels is None:
+        with path.open("rb") as handle:
+            yield handle
+        return
+    if not labels.is_file():
+        raise PipelineFailed({"errors": [{"code": "not_found",
+                                          "message": f"no such file: {labels}"}]})
+    try:
+        combined = with_labels(path.read_bytes(), labels.read_bytes())
+    except zipfile.BadZipFile:
+        raise _refused(f"--labels goes with a ZIP of images; {path.name} is not a ZIP") from None
+    yield io.BytesIO(combined)
 
 
 def _privacy_enabled(version: DatasetVersion, options: dict) -> bool:

@@ -1,0 +1,74 @@
+"""Image classification by transfer learning (family ``image_classifier``).
+
+The family contract of :mod:`ml_core.families`: ``run`` and ``validate``; ``load`` and
+``predict`` score saved models; ``read_archive`` reads an uploaded ZIP into the table
+``run`` takes (:mod:`.archive`). See :mod:`.family` for the model, :mod:`.backbone` for
+BatchNorm.
+
+The hooks are imported on first use, so that a vertical naming a constant of :mod:`.data`
+does not load torch, Opacus and scikit-learn when Django starts.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+_HOOKS = {"run": "family", "load": "family", "predict": "family", "MODEL_FAMILY": "family",
+          "validate": "checks", "read_archive": "archive"}
+
+__all__ = sorted(_HOOKS)
+
+
+def __getattr__(name: str):
+    if name not in _HOOKS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = import_module(f"{__name__}.{_HOOKS[name]}")
+    return getattr(module, "read_image_archive" if name == "read_archive" else name)
+
+
+# --- the registration (light: the hooks above import torch only when called) ----------------
+
+from ml_core.families.base import (  # noqa: E402
+    MetricDeclaration,
+    ModelFamily,
+    Supports,
+    register_family,
+)
+from ml_core.families.image.columns import IMAGE_ROLE  # noqa: E402
+from ml_core.spec import ColumnRole, TaskType  # noqa: E402
+
+
+@register_family
+class ImageClassifierFamily(ModelFamily):
+    name = "image_classifier"
+    task_types = (TaskType.IMAGE_CLASSIFICATION,)
+    # The image's path in the ZIP (the row id of predictions), and its class label.
+    required_roles = (ColumnRole.TARGET.value, IMAGE_ROLE)
+    optional_roles = (ColumnRole.ID.value,)
+    metrics = (
+        MetricDeclaration("macro_f1", higher_is_better=True),
+        MetricDeclaration("accuracy", higher_is_better=True),
+    )
+    primary_metric = "macro_f1"
+    # Confusion matrix, per-class precision and recall (the text family's drawing), plus
+    # mistakes and saliency maps stored beside them.
+    chart_kinds = ("confusion_matrix",)
+    # Images are scored through the command today; the prediction API and batch scoring of
+    # ZIPs are not built yet (issue 17, item 6).
+    supports = Supports()
+
+    def _run(self, **inputs):
+        return import_module(f"{__name__}.family").run(**inputs)
+
+    def validate(self, frame, mapping, spec):
+        return import_module(f"{__name__}.checks").validate(frame, mapping, spec)
+
+    def load(self, path):
+        return import_module(f"{__name__}.family").load(path)
+
+    def predict(self, loaded, frame):
+        return import_module(f"{__name__}.family").predict(loaded, frame)
+
+    def read_archive(self, data, **options):
+        """An uploaded ZIP as the image table (:func:`.archive.read_image_archive`)."""
+        return import_module(f"{__name__}.archive").read_image_archive(data, **options)

@@ -1,0 +1,91 @@
+"""Image uploads: a ZIP of class folders, or of images with a CSV of labels.
+
+A problem whose model family reads archives (its ``read_archive`` method; the platform
+asks the family, never compares its name) takes a ZIP instead of a table. The ZIP is stored
+like every upload (:mod:`ingestion.storage`: encrypted at rest, hashed) and read by the
+family into a table: the image paths, labels, group columns, and the bytes in an internal
+column no person maps. What reading skipped or could not decode becomes warnings;
+archives refused as a whole (path traversal, links, ZIP bombs) become errors.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pandas as pd
+
+from ml_core.spec import ProblemSpec
+
+ARCHIVE_FORMAT = "image_zip"
+LABELS_MEMBER = "labels.csv"
+LISTED = 5
+
+
+class ArchiveRefused(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def _reader(spec: ProblemSpec):
+    """The family's archive reader, for a family that takes uploads as archives."""
+    from catalog.families import family_of
+
+    return getattr(family_of(spec), "read_archive", None)
+
+
+def reads_archives(spec: ProblemSpec) -> bool:
+    """True when ``spec``'s family takes an uploaded ZIP of images."""
+    return _reader(spec) is not None
+
+
+def is_archive_options(read_options: dict | None) -> bool:
+    return (read_options or {}).get("format") == ARCHIVE_FORMAT
+
+
+def read_archive(data: bytes, spec: ProblemSpec) -> tuple[pd.DataFrame, dict]:
+    """(table, read options with the archive's profile) of a stored ZIP. ArchiveRefused
+    when the family refuses the archive as a whole."""
+    from ml_core.families.image.archive import ArchiveError
+
+    try:
+        archive = _reader(spec)(data)
+    except ArchiveError as exc:
+        raise ArchiveRefused(exc.code, exc.message) from None
+    return archive.frame, {"format": ARCHIVE_FORMAT, "archive": archive.profile(),
+                           "notes": notes(archive.profile())}
+
+
+def notes(profile: dict) -> list[str]:
+    """Plain-language warnings about what reading the ZIP skipped or could not read."""
+    found = []
+    if profile.get("skipped_non_image"):
+        names = ", ".join(profile["skipped_names"][:LISTED])
+        found.append(f"{profile['skipped_non_image']} files in the ZIP are not images and were "
+                     f"skipped (e.g. {names}).")
+    unreadable = profile.get("unreadable") or []
+    if unreadable:
+        shown = "; ".join(f"{item['file']}: {item['reason']}" for item in unreadable[:LISTED])
+        found.append(f"{len(unreadable)} images could not be read and were left out ({shown}).")
+    if profile.get("unlabelled"):
+        found.append(f"{profile['unlabelled']} images are not named in the labels CSV and "
+                     "were left out.")
+    if profile.get("missing_files"):
+        found.append(f"{len(profile['missing_files'])} rows of the labels CSV name no image "
+                     f"in the ZIP (e.g. {', '.join(profile['missing_files'][:LISTED])}).")
+    return found
+
+
+def with_labels(archive: bytes, labels: bytes) -> bytes:
+    """The ZIP with ``labels`` added as ``labels.csv`` (a CSV given beside the ZIP travels
+    inside it, so the one stored, encrypted upload holds everything a run reads)."""
+    source = zipfile.ZipFile(io.BytesIO(archive))
+    buffer = io.BytesIO()
+    with source, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            if info.filename.lower().endswith(".csv"):
+                continue  # the given CSV replaces any inside
+            target.writestr(info, source.read(info.filename))
+        target.writestr(LABELS_MEMBER, labels)
+    return buffer.getvalue()
