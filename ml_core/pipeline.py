@@ -89,8 +89,7 @@ class TabularHooks(FamilyHooks):
             progress=call.progress, should_stop=call.should_stop,
             checkpoint_path=call.checkpoint_path,
         )
-        return Fitted(model=trained.model, privacy=trained.privacy, history=trained.history,
-                      best_epoch=trained.best_epoch, device=trained.device, trained=trained)
+        return Fitted.of(trained, model=trained.model)
 
     def evaluate(self, inputs: RunInputs, prepared: Prepared, fitted: Fitted) -> Evaluation:
         split, cpu = prepared.split, torch.device("cpu")

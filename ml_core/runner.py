@@ -164,6 +164,14 @@ class Fitted:
     device: str
     trained: Any = None  # the family trainer's own result, for its notes and artifact
 
+    @classmethod
+    def of(cls, trained: Any, *, model: nn.Module, device: str | None = None) -> Fitted:
+        """Read a trainer's result (anything with ``privacy``, ``history``, ``best_epoch``
+        and, unless ``device`` is given, ``device``) whose best model is ``model``."""
+        return cls(model=model, privacy=trained.privacy, history=trained.history,
+                   best_epoch=trained.best_epoch,
+                   device=device if device is not None else trained.device, trained=trained)
+
 
 @dataclass(frozen=True)
 class Baseline:
