@@ -41,12 +41,24 @@ from torch.utils.data import DataLoader, TensorDataset
 from ml_core import fairness, group_metrics
 from ml_core import fast_clipping as fc
 from ml_core import privacy as dp
-from ml_core.artifacts import file_sha256, library_versions
-from ml_core.checkpoints import EpochCheckpoint, checkpoint_path
+from ml_core.artifacts import file_sha256
+from ml_core.checkpoints import EpochCheckpoint
 from ml_core.data import label_text
 from ml_core.models import text_encoder as te
-from ml_core.pipeline import TrainingResult, json_ready, resolve_inputs
-from ml_core.progress import EpochLog, report_stage
+from ml_core.progress import EpochLog
+from ml_core.runner import (
+    Baseline,
+    Evaluation,
+    FamilyHooks,
+    FitCall,
+    Fitted,
+    RunInputs,
+    Saved,
+    TrainingResult,
+    json_ready,
+    resolve_inputs,
+    run_family,
+)
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
@@ -706,70 +718,207 @@ def _charts(*, y_true: np.ndarray, y_pred: np.ndarray, baseline_pred: np.ndarray
     }
 
 
-def run(
-    *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
-    privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
-    artifact_dir: Path, progress: ProgressSink | None = None,
-    should_stop: StopCheck | None = None, encoder: TextEncoderOptions | None = None,
-    checkpoint_dir: Path | None = None,
-) -> TrainingResult:
-    """Fine-tune the text encoder's top layers and a head to predict ``mapping.target``.
+@dataclass(frozen=True)
+class Labelled:
+    """The labelled rows, their classes and split (stage ``preparing``)."""
 
-    Same contract as :func:`ml_core.pipeline.run_training` (``checkpoint_dir`` included:
-    each training stage resumes from its last epoch checkpoint; the frozen encoder's
-    states are computed again, not checkpointed); ``encoder`` chooses the encoder and how
-    many of its top layers train (default: MiniLM, last layer + head).
-    """
-    frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
-    encoder = encoder or TextEncoderOptions()
+    column: str
+    labelled: pd.DataFrame
+    classes: list[str]
+    y: np.ndarray
+    texts: list[str]
+    fit: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    method: str
+    positive: int | None  # the positive class of a two-label problem (the decision audit)
+    groups: pd.DataFrame  # banded sensitive attributes of the test rows, by position
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """What both trainings start from (stage ``encoding``): the classifier with its frozen
+    lower part run once over every row, and the model's and twin's starts and schedules."""
+
+    labelled: Labelled
+    classifier: te.TextClassifier
+    device: torch.device
+    rows: EncodedRows
+    tuned_start: te.TrainableTop
+    tuned: Schedule
+    private_top: te.TrainableTop
+    private_rows: EncodedRows
+    private_schedule: Schedule
+    head_only: bool
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FittedTop:
+    trained: TrainedTop
+    rows: EncodedRows  # what this model reads (sentence embeddings for a head-only model)
+
+
+class TextHooks(FamilyHooks):
+    """The text encoder's hooks (see the module docstring); ``options`` choose the encoder
+    and how it trains."""
+
+    setup_stage = "encoding"
+
+    def __init__(self, options: TextEncoderOptions) -> None:
+        self.options = options
+
+    def prepare(self, inputs: RunInputs) -> Labelled:
+        frame, mapping, spec, train = inputs.frame, inputs.mapping, inputs.spec, inputs.train
+        column, labelled, classes, y, texts = _labelled_texts(frame, mapping, spec)
+        index_of = {label: i for i, label in enumerate(classes)}
+        fit, val, test, method = _split_positions(y, train)
+        positive = None
+        if len(classes) == 2:
+            counts = np.bincount(y, minlength=2)
+            positive = int(np.argmin(counts)) if counts[0] != counts[1] else 1
+            if (mapping.positive_label is not None
+                    and label_text(mapping.positive_label) in index_of):
+                positive = index_of[label_text(mapping.positive_label)]
+        groups = fairness.sensitive_frame(labelled.iloc[test], mapping, spec)
+        return Labelled(
+            column=column, labelled=labelled, classes=classes, y=y, texts=texts, fit=fit,
+            val=val, test=test, method=method, positive=positive,
+            groups=groups.reset_index(drop=True),
+            notes=(f"Split: {method} on the label ({len(fit)} training, {len(val)} validation, "
+                   f"{len(test)} test rows, seed {train.seed}); TF-IDF vocabulary and model "
+                   "weights are learnt from the training rows only.",))
+
+    def baseline(self, inputs: RunInputs, prepared: Labelled) -> Baseline:
+        y, texts, fit, test = prepared.y, prepared.texts, prepared.fit, prepared.test
+        predicted = tfidf_baseline(
+            texts_train=[texts[i] for i in fit], y_train=y[fit],
+            texts_eval=[texts[i] for i in test], seed=inputs.train.seed)
+        return Baseline(report={"name": inputs.spec.baseline,
+                                "metrics": text_metrics(y[test], predicted,
+                                                        len(prepared.classes))},
+                        detail=predicted)
+
+    def setup(self, inputs: RunInputs, prepared: Labelled) -> Encoded:
+        return _encoded(prepared, options=self.options, train=inputs.train,
+                        privacy=inputs.privacy)
+
+    def fit(self, inputs: RunInputs, prepared: Encoded, call: FitCall) -> Fitted:
+        labelled = prepared.labelled
+        initial, rows, schedule = (
+            (prepared.tuned_start, prepared.rows, prepared.tuned) if call.twin else
+            (prepared.private_top, prepared.private_rows, prepared.private_schedule))
+        trained = train_top(initial=initial, rows=rows, y=labelled.y, fit=labelled.fit,
+                            val=labelled.val, n_classes=len(labelled.classes),
+                            train=inputs.train, privacy=call.privacy, stage=call.stage,
+                            progress=call.progress, should_stop=call.should_stop,
+                            schedule=schedule, checkpoint_path=call.checkpoint_path)
+        return Fitted(model=trained.top, privacy=trained.privacy, history=trained.history,
+                      best_epoch=trained.best_epoch, device=str(prepared.device),
+                      trained=FittedTop(trained=trained, rows=rows))
+
+    def evaluate(self, inputs: RunInputs, prepared: Encoded, fitted: Fitted) -> Evaluation:
+        labelled = prepared.labelled
+        y_true = labelled.y[labelled.test]
+        probabilities = predict_probabilities(fitted.model, fitted.trained.rows, labelled.test)
+        y_pred = probabilities.argmax(axis=1)
+        return Evaluation(
+            metrics=text_metrics(y_true, y_pred, len(labelled.classes)),
+            fairness=audit_text(y_true=y_true, y_pred=y_pred, groups=labelled.groups,
+                                classes=labelled.classes, positive=labelled.positive,
+                                spec=inputs.spec),
+            detail=probabilities)
+
+    def split(self, inputs: RunInputs, prepared: Encoded) -> dict:
+        labelled = prepared.labelled
+        return {"method": labelled.method, "train": int(len(labelled.fit)),
+                "val": int(len(labelled.val)), "test": int(len(labelled.test)),
+                "seed": int(inputs.train.seed), "classes": labelled.classes,
+                "dropped_missing_target": int(len(inputs.frame) - len(labelled.labelled))}
+
+    def save(self, inputs: RunInputs, prepared: Encoded, model: Fitted,
+             evaluation: Evaluation, *, directory: Path, metadata: dict) -> Saved:
+        labelled, classifier = prepared.labelled, prepared.classifier
+        if prepared.head_only:
+            # The released model: every pretrained layer frozen, and the private head.
+            classifier = te.TextClassifier(
+                te.FrozenLower(classifier.lower.embeddings,
+                               [*classifier.lower.layers,
+                                *copy.deepcopy(list(classifier.top.layers))]),
+                model.model)
+        else:
+            classifier.top = model.model
+        positive = labelled.positive
+        path, sha256 = save(classifier=classifier, directory=directory, metadata={
+            "model_family": MODEL_FAMILY, **metadata, "text_column": labelled.column,
+            "classes": labelled.classes,
+            "positive_label": labelled.classes[positive] if positive is not None else None,
+            "max_length": inputs.train.max_length, "encoder": self.options.source.to_dict(),
+            "trainable_layers": len(classifier.top.layers),
+            "dropout": float(classifier.top.dropout.p),
+            "private_head_only": prepared.head_only,
+            "train_layer_norms": self.options.train_layer_norms,
+        })
+        return Saved(path=path, sha256=sha256)
+
+    def predictions(self, inputs: RunInputs, prepared: Encoded, baseline: Baseline,
+                    evaluation: Evaluation) -> pd.DataFrame:
+        labelled = prepared.labelled
+        return _prediction_table(
+            row_ids=labelled.labelled.iloc[labelled.test].index.to_numpy(),
+            y_true=labelled.y[labelled.test], probabilities=evaluation.detail,
+            classes=labelled.classes, groups=labelled.groups)
+
+    def charts(self, inputs: RunInputs, prepared: Encoded, baseline: Baseline, model: Fitted,
+               evaluation: Evaluation) -> dict:
+        labelled = prepared.labelled
+        return json_ready(_charts(y_true=labelled.y[labelled.test],
+                                  y_pred=evaluation.detail.argmax(axis=1),
+                                  baseline_pred=baseline.detail, classes=labelled.classes))
+
+    def notes(self, inputs: RunInputs, prepared: Encoded, model: Fitted, twin: Fitted | None,
+              evaluation: Evaluation) -> list[str]:
+        main = model.trained.trained
+        notes = [*prepared.labelled.notes, *prepared.notes]
+        if main.clipping:
+            notes.append(f"DP-SGD clipping: {main.clipping}.")
+        notes.append(f"Training took {main.seconds:.1f} s"
+                     + (f" (non-private twin {twin.trained.trained.seconds:.1f} s)"
+                        if twin else "")
+                     + f" on {prepared.device}.")
+        return notes
+
+
+def _encoded(prepared: Labelled, *, options: TextEncoderOptions, train: TrainConfig,
+             privacy: PrivacyConfig) -> Encoded:
+    """Build the classifier, run its frozen part once over every row, and choose what the
+    model and its twin start from (the private model: the head alone over the whole frozen
+    encoder's embeddings, unless ``options`` say otherwise)."""
+    y, fit, classes = prepared.y, prepared.fit, prepared.classes
     device = resolve_device(train.device)
     notes: list[str] = []
-
-    report_stage(progress, "preparing", train.epochs)
-    column, labelled, classes, y, texts = _labelled_texts(frame, mapping, spec)
-    index_of = {label: i for i, label in enumerate(classes)}
-    fit, val, test, method = _split_positions(y, train)
-    notes.append(
-        f"Split: {method} on the label ({len(fit)} training, {len(val)} validation, "
-        f"{len(test)} test rows, seed {train.seed}); TF-IDF vocabulary and model weights are "
-        "learnt from the training rows only."
-    )
-    positive = None
-    if len(classes) == 2:
-        counts = np.bincount(y, minlength=2)
-        positive = int(np.argmin(counts)) if counts[0] != counts[1] else 1
-        if mapping.positive_label is not None and label_text(mapping.positive_label) in index_of:
-            positive = index_of[label_text(mapping.positive_label)]
-
-    report_stage(progress, "baseline", train.epochs)
-    baseline_pred = tfidf_baseline(
-        texts_train=[texts[i] for i in fit], y_train=y[fit],
-        texts_eval=[texts[i] for i in test], seed=train.seed)
-    baseline = {"name": spec.baseline,
-                "metrics": text_metrics(y[test], baseline_pred, len(classes))}
-
-    report_stage(progress, "encoding", train.epochs)
     seed_everything(train.seed)
-    classifier = te.build_classifier(encoder.source, trainable_layers=encoder.trainable_layers,
-                                     n_classes=len(classes), dropout=encoder.dropout,
-                                     train_layer_norms=encoder.train_layer_norms)
+    classifier = te.build_classifier(options.source, trainable_layers=options.trainable_layers,
+                                     n_classes=len(classes), dropout=options.dropout,
+                                     train_layer_norms=options.train_layer_norms)
     depth = len(classifier.lower.layers) + len(classifier.top.layers)
     tokenizer = te.load_tokenizer()
-    centre = _centre(encoder.source, classifier, tokenizer)
+    centre = _centre(options.source, classifier, tokenizer)
     classifier.top.centre.copy_(centre)
-    ids, mask = te.tokenize(tokenizer, texts, max_length=train.max_length)
+    ids, mask = te.tokenize(tokenizer, prepared.texts, max_length=train.max_length)
     truncated = int((mask.sum(dim=1) >= train.max_length).sum())
     width = max(int(mask.sum(dim=1).max()), 1)
     ids, mask = ids[:, :width].contiguous(), mask[:, :width].contiguous()
     started = time.perf_counter()
-    origin = _cache_key(encoder, ids, mask)
-    states = cached_lower_states(classifier.lower, ids, mask, options=encoder, device=device,
+    origin = _cache_key(options, ids, mask)
+    states = cached_lower_states(classifier.lower, ids, mask, options=options, device=device,
                                  key=origin)
     encode_seconds = time.perf_counter() - started
     rows = EncodedRows(ids=ids, mask=mask, states=states, lower=classifier.lower.to(device),
                        device=device, origin=origin)
     notes.append(
-        f"Encoder: {_source_name(encoder.source)} ({depth} transformer layers), read as "
+        f"Encoder: {_source_name(options.source)} ({depth} transformer layers), read as "
         "sentence-transformers does: mean pooling over the real tokens, then L2 "
         "normalisation; the embedding is centred on the encoder's mean over public "
         "reference text (no user data). Frozen: token embeddings and the first "
@@ -778,29 +927,29 @@ def run(
     if truncated:
         notes.append(f"{truncated} texts were longer than {train.max_length} tokens and were "
                      "cut to their first tokens.")
-    weights = class_weights(y[fit], len(classes)) if encoder.class_weighting else None
+    weights = class_weights(y[fit], len(classes)) if options.class_weighting else None
     if weights is not None:
         notes.append("Class weights (training rows, n / (k n_class)): " + ", ".join(
             f"{label} {w:.2f}" for label, w in zip(classes, weights, strict=True))
             + "; every label counts the same in the loss however rare.")
-    tuned = Schedule(batch_size=train.batch_size, head_learning_rate=encoder.head_learning_rate,
+    tuned = Schedule(batch_size=train.batch_size, head_learning_rate=options.head_learning_rate,
                      layer_learning_rate=train.learning_rate, class_weights=weights)
     tuned_note = (
         f"Fine-tuned: the last {len(classifier.top.layers)} layer(s) (learning rate "
         f"{train.learning_rate:g}) and a linear head (learning rate "
-        f"{encoder.head_learning_rate:g}), batches of {train.batch_size}"
-        + ("." if encoder.train_layer_norms else
+        f"{options.head_learning_rate:g}), batches of {train.batch_size}"
+        + ("." if options.train_layer_norms else
            "; the layers' Linear weights train, their LayerNorm gains and biases keep "
            "their pretrained values.")
     )
 
-    head_only = privacy.enabled and encoder.private_head_only
+    head_only = privacy.enabled and options.private_head_only
     # Whole-encoder sentence embeddings: only a head-only private model or a linear-probe
     # start reads them (another pass of the top layers over every row otherwise).
     embedded = (_embedding_rows(classifier, rows)
-                if head_only or encoder.linear_probe_start else None)
+                if head_only or options.linear_probe_start else None)
     tuned_start = (linear_probe(classifier.top, embedded, y, fit, weights, train.seed)
-                   if encoder.linear_probe_start else classifier.top)
+                   if options.linear_probe_start else classifier.top)
     private_top, private_rows, private_schedule = tuned_start, rows, tuned
     if privacy.enabled and not head_only:
         private_top = classifier.top  # a probe fitted on the raw rows is not private
@@ -811,14 +960,14 @@ def run(
                                       n_classes=len(classes), dropout=0.0)
         private_top.centre.copy_(centre)
         private_schedule = Schedule(
-            batch_size=max(MIN_PRIVATE_BATCH, len(fit) // encoder.private_batches_per_epoch),
-            head_learning_rate=encoder.private_learning_rate, layer_learning_rate=0.0,
+            batch_size=max(MIN_PRIVATE_BATCH, len(fit) // options.private_batches_per_epoch),
+            head_learning_rate=options.private_learning_rate, layer_learning_rate=0.0,
             class_weights=weights)
         notes.append(
             "Private model: DP-SGD trains the linear head only, on the frozen encoder's "
             f"sentence embeddings (all {depth} layers pretrained), in Poisson batches of about "
             f"{private_schedule.batch_size} rows with learning rate "
-            f"{encoder.private_learning_rate:g}. Why: under per-sample clipping and noise, "
+            f"{options.private_learning_rate:g}. Why: under per-sample clipping and noise, "
             "fine-tuning a transformer layer (about 1.8 million weights) on a few hundred or "
             "thousand texts drowns in noise (on the sample data at epsilon 8 it stayed near "
             "chance: macro F1 0.30 for note triage, 0.43 for complaints), while a head of "
@@ -843,84 +992,30 @@ def run(
                          + ("" if head_only else " and LayerNorm layers with eager attention")
                          + ", no BatchNorm); every trained layer has a per-sample gradient "
                          "rule.")
+    return Encoded(labelled=prepared, classifier=classifier, device=device, rows=rows,
+                   tuned_start=tuned_start, tuned=tuned, private_top=private_top,
+                   private_rows=private_rows, private_schedule=private_schedule,
+                   head_only=head_only, notes=tuple(notes))
 
-    main = train_top(initial=private_top, rows=private_rows, y=y, fit=fit, val=val,
-                     n_classes=len(classes), train=train, privacy=privacy, stage="training",
-                     progress=progress, should_stop=should_stop, schedule=private_schedule,
-                     checkpoint_path=checkpoint_path(checkpoint_dir, "training"))
-    twin = None
-    if privacy.enabled:
-        try:
-            twin = train_top(initial=tuned_start, rows=rows, y=y, fit=fit, val=val,
-                             n_classes=len(classes), train=train, privacy=None,
-                             stage="training_twin", progress=progress, should_stop=should_stop,
-                             schedule=tuned,
-                             checkpoint_path=checkpoint_path(checkpoint_dir, "training_twin"))
-        except TrainingCancelled as cancelled:
-            raise TrainingCancelled(privacy=main.privacy) from cancelled
 
-    report_stage(progress, "auditing", train.epochs)
-    probabilities = predict_probabilities(main.top, private_rows, test)
-    y_pred = probabilities.argmax(axis=1)
-    metrics = text_metrics(y[test], y_pred, len(classes))
-    test_frame = labelled.iloc[test]
-    groups = fairness.sensitive_frame(test_frame, mapping, spec).reset_index(drop=True)
-    fairness_report = audit_text(y_true=y[test], y_pred=y_pred, groups=groups, classes=classes,
-                                 positive=positive, spec=spec)
-    twin_metrics = twin_fairness = None
-    if twin is not None:
-        twin_pred = predict_probabilities(twin.top, rows, test).argmax(axis=1)
-        twin_metrics = text_metrics(y[test], twin_pred, len(classes))
-        twin_fairness = audit_text(y_true=y[test], y_pred=twin_pred, groups=groups,
-                                   classes=classes, positive=positive, spec=spec)
-    predictions = _prediction_table(row_ids=test_frame.index.to_numpy(), y_true=y[test],
-                                    probabilities=probabilities, classes=classes, groups=groups)
-    if main.clipping:
-        notes.append(f"DP-SGD clipping: {main.clipping}.")
-    notes.append(f"Training took {main.seconds:.1f} s"
-                 + (f" (non-private twin {twin.seconds:.1f} s)" if twin else "")
-                 + f" on {device}.")
+def run(
+    *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
+    privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
+    artifact_dir: Path, progress: ProgressSink | None = None,
+    should_stop: StopCheck | None = None, encoder: TextEncoderOptions | None = None,
+    checkpoint_dir: Path | None = None,
+) -> TrainingResult:
+    """Fine-tune the text encoder's top layers and a head to predict ``mapping.target``.
 
-    report_stage(progress, "saving", train.epochs)
-    versions = library_versions()
-    if head_only:
-        # The released model: every pretrained layer frozen, and the private head.
-        classifier = te.TextClassifier(
-            te.FrozenLower(classifier.lower.embeddings,
-                           [*classifier.lower.layers, *copy.deepcopy(list(classifier.top.layers))]),
-            main.top)
-    else:
-        classifier.top = main.top
-    artifact = save(
-        classifier=classifier, directory=Path(artifact_dir),
-        metadata={
-            "model_family": MODEL_FAMILY, "spec_key": spec.key,
-            "task_type": spec.task_type.value, "seed": train.seed, "privacy": main.privacy,
-            "epsilon": main.privacy.get("epsilon"), "delta": main.privacy.get("delta"),
-            "mapping": mapping.to_dict(), "text_column": column, "classes": classes,
-            "positive_label": classes[positive] if positive is not None else None,
-            "max_length": train.max_length, "encoder": encoder.source.to_dict(),
-            "trainable_layers": len(classifier.top.layers),
-            "dropout": float(classifier.top.dropout.p),
-            "private_head_only": head_only,
-            "train_layer_norms": encoder.train_layer_norms,
-            "best_epoch": main.best_epoch, "versions": versions,
-        },
-    )
-    return TrainingResult(
-        metrics=metrics, baseline=baseline, nonprivate_metrics=twin_metrics,
-        privacy=main.privacy, fairness=fairness_report, nonprivate_fairness=twin_fairness,
-        fairness_passed=all(a["passed"] for a in fairness_report.values()),
-        split={"method": method, "train": int(len(fit)), "val": int(len(val)),
-               "test": int(len(test)), "seed": int(train.seed), "classes": classes,
-               "dropped_missing_target": int(len(frame) - len(labelled))},
-        history=main.history, device=str(device), seed=train.seed,
-        artifact_path=artifact[0], artifact_sha256=artifact[1], versions=versions,
-        predictions=predictions, task_type=spec.task_type.value,
-        charts=json_ready(_charts(y_true=y[test], y_pred=y_pred, baseline_pred=baseline_pred,
-                                  classes=classes)),
-        notes=notes,
-    )
+    Same contract as :func:`ml_core.pipeline.run_training` (``checkpoint_dir`` included:
+    each training stage resumes from its last epoch checkpoint; the frozen encoder's
+    states are computed again, not checkpointed); ``encoder`` chooses the encoder and how
+    many of its top layers train (default: MiniLM, last layer + head).
+    """
+    return run_family(TextHooks(encoder or TextEncoderOptions()), frame=frame, mapping=mapping,
+                      spec=spec, privacy=privacy, train=train, artifact_dir=artifact_dir,
+                      progress=progress, should_stop=should_stop,
+                      checkpoint_dir=checkpoint_dir)
 
 
 def _source_name(source: te.EncoderSource) -> str:
