@@ -4,8 +4,10 @@ Parametrised over ``verticals.registry.all_problems()``, so a new vertical is ch
 soon as its AppConfig registers it: a well-formed spec, sample data that fit the sample
 mapping and pass validation, a model trained with and without differential privacy that
 beats the naive level and (non-private) stays close to the logistic-regression baseline,
-a fairness audit of every sensitive attribute, and an artifact that reloads to the same
-scores.
+a fairness audit of every sensitive attribute, a primary metric better than a naive level
+computed here (in the metric's direction), epsilon checked against dp-accounting, and an
+artifact that, reloaded through the family's own load and predict, gives the scores the
+run recorded when it trained. Each problem trains once per privacy setting per module.
 """
 
 from __future__ import annotations
