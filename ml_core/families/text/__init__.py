@@ -12,11 +12,12 @@ for comparison -> macro F1 and accuracy on the test split -> fairness per sensit
 Progress stages: ``preparing``, ``baseline``, ``encoding``, ``training``,
 ``training_twin`` (private runs), ``auditing``, ``saving``.
 
-The package, by concern: :mod:`.family` (columns, validation, split, metrics, the run's
-hooks, save/load/predict), :mod:`.options` (:class:`TextEncoderOptions`), :mod:`.caches`
-(the frozen encoder's states, computed once), :mod:`.training` (the loop glue and
-``train_top``), :mod:`.audit` (the multi-class fairness audit), :mod:`.fresh_rows` (the
-seed-study helper). Everything other modules use is importable from here.
+The package, by concern: :mod:`.family` (columns, validation, the split, the run's hooks,
+save/load/predict), :mod:`.options` (:class:`TextEncoderOptions`), :mod:`.caches` (the
+frozen encoder's states, computed once), :mod:`.training` (the loop glue and
+``train_top``), :mod:`.audit` (the metrics and the multi-class fairness audit),
+:mod:`.fresh_rows` (the seed-study helper). Everything other modules use is importable
+from here.
 """
 
 from ml_core.families.text.audit import audit_text

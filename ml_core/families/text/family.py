@@ -1,5 +1,5 @@
-"""The text encoder family: columns and validation, the split and metrics, the run's
-hooks, and the artifact (save, load, predict). See the package docstring."""
+"""The text encoder family: columns and validation, the split, the TF-IDF baseline, the
+run's hooks, and the artifact (save, load, predict). See the package docstring."""
 
 from __future__ import annotations
 
