@@ -10,8 +10,7 @@ test metrics -> predictions with banded sensitive groups -> fairness audit of bo
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +18,7 @@ import pandas as pd
 import torch
 
 from ml_core import fairness
-from ml_core.artifacts import library_versions, save_model, schema_fingerprint
-from ml_core.checkpoints import checkpoint_path
+from ml_core.artifacts import save_model, schema_fingerprint
 from ml_core.data import EncodedSplit, encode_and_split, feature_columns
 from ml_core.metrics import (
     binary_metrics,
@@ -32,7 +30,20 @@ from ml_core.metrics import (
 )
 from ml_core.person_privacy import PrivatePlan
 from ml_core.privacy_statement import privacy_notes
-from ml_core.progress import report_stage
+from ml_core.runner import (
+    Baseline,
+    Evaluation,
+    FamilyHooks,
+    FitCall,
+    Fitted,
+    RunInputs,
+    Saved,
+    TrainingResult,
+    family_runner,
+    json_ready,
+    resolve_inputs,
+    with_groups,
+)
 from ml_core.spec import (
     ColumnMapping,
     PrivacyConfig,
@@ -44,109 +55,164 @@ from ml_core.spec import (
 )
 from ml_core.trainer import TrainedModel, TrainingCancelled, predict_scores, train_model
 
-__all__ = ["TrainingCancelled", "TrainingResult", "run_tabular", "run_training"]
+# TrainingResult, json_ready and resolve_inputs live in ml_core.runner; imported from here too.
+__all__ = ["TrainingCancelled", "TrainingResult", "json_ready", "resolve_inputs", "run_tabular",
+           "run_training"]
 
+
+class TabularHooks(FamilyHooks):
+    """The tabular MLP's hooks: binary classification from an encoded feature matrix."""
+
+    def prepare(self, inputs: RunInputs) -> Prepared:
+        frame, mapping, spec = inputs.frame, inputs.mapping, inputs.spec
+        unit_column = spec.privacy_unit.column(mapping)
+        # A private run fits its preprocessing under DP, charged with its SGD steps.
+        plan = (_private_plan(frame=frame, mapping=mapping, privacy=inputs.privacy,
+                              unit_column=unit_column)
+                if inputs.privacy.enabled else None)
+        # A numeric target (a grade) becomes two classes by the problem's declared rule.
+        split = encode_and_split(frame, mapping, inputs.train, target_rule=spec.target_rule,
+                                 person_column=unit_column,
+                                 private_noise=plan.noise if plan is not None else None)
+        if inputs.train.reweigh_attribute:
+            split = _reweighed(split=split, frame=frame, mapping=mapping, spec=spec,
+                               attribute=inputs.train.reweigh_attribute)
+        # Banded over the whole table, as the dataset profile and mitigation band it (an
+        # undeclared numeric attribute's quartile edges would otherwise differ between pages),
+        # then the test rows by position (aligned with split.y_test).
+        groups = fairness.sensitive_frame(frame, mapping, spec).loc[split.ids_test]
+        return Prepared(split=split, groups=groups.reset_index(drop=True), plan=plan)
+
+    def baseline(self, inputs: RunInputs, prepared: Prepared) -> Baseline:
+        split = prepared.split
+        baseline_val, baseline_scores = logistic_regression_baseline(
+            x_train=split.x_train, y_train=split.y_train, x_eval=(split.x_val, split.x_test),
+            seed=inputs.train.seed,
+        )
+        threshold = choose_threshold(split.y_val, baseline_val)
+        return Baseline(report={
+            "name": "logistic_regression", "threshold": threshold,
+            "metrics": binary_metrics(split.y_test, baseline_scores, threshold=threshold,
+                                      metrics=inputs.spec.metrics)})
+
+    def fit(self, inputs: RunInputs, prepared: Prepared, call: FitCall) -> Fitted:
+        plan = prepared.plan if call.privacy is not None else None
+        try:
+            trained: TrainedModel = train_model(
+                split=prepared.split, train=inputs.train,
+                privacy=(plan.sgd(split=prepared.split, train=inputs.train)
+                         if plan is not None else call.privacy),
+                primary_metric=inputs.spec.primary_metric, stage=call.stage,
+                progress=call.progress, should_stop=call.should_stop,
+                checkpoint_path=call.checkpoint_path,
+                # A private model is released as its last DP-SGD step left it (train_model).
+                select_on_validation=plan is None,
+            )
+        except TrainingCancelled as cancelled:
+            # The preprocessing statistics were released to the training: their cost is spent.
+            if plan is None:
+                raise
+            raise TrainingCancelled(privacy=plan.report(
+                cancelled.privacy, spec=inputs.spec, mapping=inputs.mapping)) from cancelled
+        fitted = Fitted.of(trained, model=trained.model)
+        if plan is None:
+            return fitted
+        # One composed epsilon: the preprocessing mechanisms and the SGD steps.
+        return dataclasses.replace(fitted, privacy=plan.report(
+            trained.privacy, spec=inputs.spec, mapping=inputs.mapping))
+
+    def evaluate(self, inputs: RunInputs, prepared: Prepared, fitted: Fitted) -> Evaluation:
+        split, cpu = prepared.split, torch.device("cpu")
+        # Each model decides at its own threshold, chosen on the validation split (never test);
+        # the released private model's from a noisy histogram of those scores.
+        val_scores = predict_scores(fitted.model, split.x_val, device=cpu)
+        private = prepared.plan is not None and bool(fitted.privacy.get("enabled"))
+        threshold = (prepared.plan.threshold(split=split, scores=val_scores,
+                                             seed=inputs.train.seed)
+                     if private else choose_threshold(split.y_val, val_scores))
+        scores = predict_scores(fitted.model, split.x_test, device=cpu)
+        report = fairness.audit(
+            y_true=split.y_test, y_pred=(scores >= threshold).astype(int),
+            sensitive=prepared.groups, policy=inputs.spec.fairness,
+        )
+        metrics = binary_metrics(split.y_test, scores, threshold=threshold,
+                                 metrics=inputs.spec.metrics)
+        return Evaluation(metrics=metrics, fairness=report,
+                          detail=Scored(scores=scores, threshold=threshold))
+
+    def split(self, inputs: RunInputs, prepared: Prepared) -> dict:
+        return prepared.split.summary()
+
+    def save(self, inputs: RunInputs, prepared: Prepared, model: Fitted,
+             evaluation: Evaluation, *, directory: Path, metadata: dict) -> Saved:
+        frame, mapping, spec, train = inputs.frame, inputs.mapping, inputs.spec, inputs.train
+        split = prepared.split
+        used_columns = feature_columns(frame, mapping)
+        saved = save_model(
+            model=model.model, encoder=split.encoder, directory=directory,
+            metadata=json_ready({
+                **metadata,
+                "feature_columns": list(used_columns),
+                "schema_fingerprint": schema_fingerprint(frame, used_columns),
+                "positive_label": split.positive_label,
+                "target_rule": (None if spec.target_rule is None
+                                else dataclasses.asdict(spec.target_rule)),
+                "threshold": evaluation.detail.threshold,
+                "train_config": {
+                    "epochs": train.epochs, "batch_size": train.batch_size,
+                    "learning_rate": train.learning_rate,
+                    "hidden_sizes": list(train.hidden_sizes), "patience": train.patience,
+                    "test_fraction": train.test_fraction, "val_fraction": train.val_fraction,
+                    "class_weighting": train.class_weighting,
+                    "reweigh_attribute": train.reweigh_attribute,
+                },
+                "split": split.summary(),
+                "device": model.device,
+            }),
+        )
+        return Saved(path=saved.path, sha256=saved.sha256)
+
+    def predictions(self, inputs: RunInputs, prepared: Prepared, baseline: Baseline,
+                    evaluation: Evaluation) -> pd.DataFrame:
+        """One row per test row: original row id, truth, score, decision, banded groups."""
+        split, scored = prepared.split, evaluation.detail
+        table = pd.DataFrame({
+            "row_id": split.ids_test,
+            "y_true": split.y_test.astype(int),
+            "y_score": scored.scores.astype(float),
+            "y_pred": (scored.scores >= scored.threshold).astype(int),
+        })
+        return with_groups(table, prepared.groups)
+
+    def charts(self, inputs: RunInputs, prepared: Prepared, baseline: Baseline, model: Fitted,
+               evaluation: Evaluation) -> dict:
+        scored = evaluation.detail
+        return classification_charts(prepared.split.y_test, scored.scores,
+                                     threshold=scored.threshold)
+
+    def notes(self, inputs: RunInputs, prepared: Prepared, model: Fitted, twin: Fitted | None,
+              evaluation: Evaluation) -> list[str]:
+        return _notes(split=prepared.split, train=inputs.train, privacy=model.privacy)
+
+    def references(self, inputs: RunInputs, prepared: Prepared) -> dict:
+        return _references(split=prepared.split, spec=inputs.spec, seed=inputs.train.seed)
 
 
 @dataclass(frozen=True)
-class TrainingResult:
-    """JSON-serialisable outcome of one run (``predictions`` aside, which is a DataFrame)."""
-
-    # private (or only) model on the held-out test split: roc_auc, pr_auc, accuracy, f1, brier, ks
-    metrics: dict
-    baseline: dict  # {"name": "logistic_regression", "metrics": {...}}
-    # the non-private twin on the same split; None for a non-private run
-    nonprivate_metrics: dict | None
-    # enabled, epsilon, delta, noise_multiplier, sample_rate, steps, planned_steps, accountant,
-    # target_epsilon, max_grad_norm, poisson_sampling
-    privacy: dict
-    fairness: dict  # attribute -> {by_group, disparities, checks, passed}
-    nonprivate_fairness: dict | None
-    fairness_passed: bool
-    split: dict  # {"method": "stratified", "train": n, "val": n, "test": n, "seed": s}
-    history: list[dict]  # per epoch: epoch, loss, val_metric, epsilon
-    device: str
-    seed: int
-    artifact_path: str
-    artifact_sha256: str
-    versions: dict  # torch, opacus, sklearn, python
-    # row_id, y_true, y_score, y_pred, then one banded column per sensitive attribute
-    predictions: pd.DataFrame = field(repr=False, compare=False)
-    task_type: str = "binary_classification"
-    # Task-specific data the results page draws (forecast vs actual, top-k lists, PR curve...).
-    charts: dict = field(default_factory=dict)
-    # Plain-language notes for the report: split method, leakage warnings, model fixes.
-    notes: list = field(default_factory=list)
-    # Stronger non-private references beside the baseline (gradient-boosted trees), by name.
-    references: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """Everything but the predictions, JSON-ready (plain floats, NaN as None)."""
-        return {
-            item.name: json_ready(getattr(self, item.name))
-            for item in fields(self)
-            if item.name != "predictions"
-        }
+class Prepared:
+    split: EncodedSplit
+    groups: pd.DataFrame  # banded sensitive attributes of the test rows, by position
+    plan: PrivatePlan | None = None  # a private run's preprocessing and SGD budget
 
 
-def json_ready(value: object) -> object:
-    """Plain Python containers and scalars; NaN and infinities become None."""
-    if isinstance(value, dict):
-        return {str(key): json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return [json_ready(item) for item in value.tolist()]
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
+@dataclass(frozen=True)
+class Scored:
+    scores: np.ndarray  # test rows
+    threshold: float  # chosen on the validation rows
 
 
-
-def _predictions(
-    *, split: EncodedSplit, scores: np.ndarray, threshold: float, groups: pd.DataFrame
-) -> pd.DataFrame:
-    """One row per test row: original row id, truth, score, decision, banded groups."""
-    table = pd.DataFrame({
-        "row_id": split.ids_test,
-        "y_true": split.y_test.astype(int),
-        "y_score": scores.astype(float),
-        "y_pred": (scores >= threshold).astype(int),
-    })
-    for column in groups.columns:
-        # A sensitive column named like a fixed one must not overwrite it.
-        name = column if column not in table.columns else f"sensitive_{column}"
-        table[name] = groups[column].to_numpy()
-    return table
-
-
-def _audit(
-    *, split: EncodedSplit, scores: np.ndarray, groups: pd.DataFrame, threshold: float,
-    spec: ProblemSpec,
-) -> dict:
-    return fairness.audit(
-        y_true=split.y_test, y_pred=(scores >= threshold).astype(int), sensitive=groups,
-        policy=spec.fairness,
-    )
-
-
-def resolve_inputs(
-    *, frame: pd.DataFrame, spec: ProblemSpec, privacy: PrivacyConfig | None,
-    train: TrainConfig | None,
-) -> tuple[pd.DataFrame, PrivacyConfig, TrainConfig]:
-    """The spec's privacy and training defaults where none were given, and a frame whose
-    index names one row each (row ids fall back to positions, the file's row order)."""
-    if not frame.index.is_unique:
-        frame = frame.reset_index(drop=True)
-    return (frame, privacy if privacy is not None else spec.privacy,
-            train if train is not None else spec.train)
+_run_tabular_hooks = family_runner(TabularHooks(), doc="""The tabular MLP's hooks through the
+run skeleton (:mod:`ml_core.runner`).""")
 
 
 def _private_plan(*, frame: pd.DataFrame, mapping: ColumnMapping, privacy: PrivacyConfig,
@@ -183,7 +249,8 @@ def run_training(
     the result equals an uninterrupted run's (:mod:`ml_core.checkpoints`). Every family's
     runner takes ``checkpoint_dir`` (the family resume tests check each one).
     """
-    # Imported here: the family modules import this one (TrainingResult, json_ready).
+    # Imported here: the registry imports every family module, and the tabular family's
+    # run is this module's run_tabular.
     from ml_core.families import get_family
 
     return get_family(spec.model_family).run(
@@ -206,145 +273,14 @@ def run_tabular(
     checkpoint_dir: Path | None = None,
 ) -> TrainingResult:
     """The ``tabular_mlp`` family's run (:mod:`ml_core.families.tabular`): the contract of
-    :func:`run_training` for binary classification with a private MLP."""
+    :func:`run_training` for binary classification with a private MLP, through the run
+    skeleton (:class:`TabularHooks`)."""
     if spec.task_type is not TaskType.BINARY_CLASSIFICATION:
         raise ValueError(f"the tabular_mlp family trains binary classification, "
                          f"not {spec.task_type.value}")
-    frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
-    cpu = torch.device("cpu")
-
-    report_stage(progress, "preparing", train.epochs)
-    unit_column = spec.privacy_unit.column(mapping)
-    plan = (_private_plan(frame=frame, mapping=mapping, privacy=privacy, unit_column=unit_column)
-            if privacy.enabled else None)
-    # A numeric target (a grade) becomes two classes by the problem's declared rule.
-    split = encode_and_split(frame, mapping, train, target_rule=spec.target_rule,
-                             person_column=unit_column,
-                             private_noise=plan.noise if plan is not None else None)
-    if train.reweigh_attribute:
-        split = _reweighed(split=split, frame=frame, mapping=mapping, spec=spec,
-                           attribute=train.reweigh_attribute)
-
-    report_stage(progress, "baseline", train.epochs)
-    baseline_val, baseline_scores = logistic_regression_baseline(
-        x_train=split.x_train, y_train=split.y_train, x_eval=(split.x_val, split.x_test),
-        seed=train.seed,
-    )
-    baseline_threshold = choose_threshold(split.y_val, baseline_val)
-    baseline = {"name": "logistic_regression", "threshold": baseline_threshold,
-                "metrics": binary_metrics(split.y_test, baseline_scores,
-                                          threshold=baseline_threshold, metrics=spec.metrics)}
-
-    try:
-        main: TrainedModel = train_model(
-            split=split, train=train,
-            privacy=plan.sgd(split=split, train=train) if plan is not None else privacy,
-            primary_metric=spec.primary_metric, stage="training", progress=progress,
-            should_stop=should_stop, checkpoint_path=checkpoint_path(checkpoint_dir, "training"),
-            # A private model is released as its last DP-SGD step left it (see train_model).
-            select_on_validation=plan is None,
-        )
-    except TrainingCancelled as cancelled:
-        # The preprocessing statistics were released to the training: their cost is spent.
-        if plan is None:
-            raise
-        raise TrainingCancelled(privacy=plan.report(cancelled.privacy, spec=spec,
-                                                    mapping=mapping)) from cancelled
-    privacy_report = (plan.report(main.privacy, spec=spec, mapping=mapping)
-                      if plan is not None else main.privacy)
-    twin: TrainedModel | None = None
-    if privacy.enabled:
-        try:
-            twin = train_model(
-                split=split, train=train, privacy=None, primary_metric=spec.primary_metric,
-                stage="training_twin", progress=progress, should_stop=should_stop,
-                checkpoint_path=checkpoint_path(checkpoint_dir, "training_twin"),
-            )
-        except TrainingCancelled as cancelled:
-            # The private model was already trained: its whole privacy cost was spent.
-            raise TrainingCancelled(privacy=privacy_report) from cancelled
-
-    report_stage(progress, "auditing", train.epochs)
-    # Each model decides at its own threshold, chosen on the validation split (never test);
-    # the released model's threshold under DP from a noisy histogram of those scores.
-    val_scores = predict_scores(main.model, split.x_val, device=cpu)
-    threshold = (plan.threshold(split=split, scores=val_scores, seed=train.seed)
-                 if plan is not None else choose_threshold(split.y_val, val_scores))
-    scores = predict_scores(main.model, split.x_test, device=cpu)
-    # Banded over the whole table, as the dataset profile and mitigation band it (an
-    # undeclared numeric attribute's quartile edges would otherwise differ between pages),
-    # then the test rows by position (aligned with split.y_test).
-    groups = fairness.sensitive_frame(frame, mapping, spec).loc[split.ids_test]
-    groups = groups.reset_index(drop=True)
-    predictions = _predictions(split=split, scores=scores, threshold=threshold, groups=groups)
-    fairness_report = _audit(split=split, scores=scores, groups=groups, threshold=threshold,
-                             spec=spec)
-    twin_metrics = twin_fairness = None
-    if twin is not None:
-        twin_threshold = choose_threshold(
-            split.y_val, predict_scores(twin.model, split.x_val, device=cpu))
-        twin_scores = predict_scores(twin.model, split.x_test, device=cpu)
-        twin_metrics = binary_metrics(split.y_test, twin_scores, threshold=twin_threshold,
-                                      metrics=spec.metrics)
-        twin_fairness = _audit(split=split, scores=twin_scores, groups=groups,
-                               threshold=twin_threshold, spec=spec)
-
-    report_stage(progress, "saving", train.epochs)
-    versions = library_versions()
-    used_columns = feature_columns(frame, mapping)
-    saved = save_model(
-        model=main.model,
-        encoder=split.encoder,
-        directory=Path(artifact_dir),
-        metadata=json_ready({
-            "spec_key": spec.key,
-            "task_type": spec.task_type.value,
-            "mapping": mapping.to_dict(),
-            "feature_columns": list(used_columns),
-            "schema_fingerprint": schema_fingerprint(frame, used_columns),
-            "positive_label": split.positive_label,
-            "target_rule": (None if spec.target_rule is None
-                            else dataclasses.asdict(spec.target_rule)),
-            "threshold": threshold,
-            "seed": train.seed,
-            "train_config": {
-                "epochs": train.epochs, "batch_size": train.batch_size,
-                "learning_rate": train.learning_rate, "hidden_sizes": list(train.hidden_sizes),
-                "patience": train.patience, "test_fraction": train.test_fraction,
-                "val_fraction": train.val_fraction, "class_weighting": train.class_weighting,
-                "reweigh_attribute": train.reweigh_attribute,
-            },
-            "privacy": privacy_report,
-            "epsilon": privacy_report.get("epsilon"),
-            "delta": privacy_report.get("delta"),
-            "split": split.summary(),
-            "best_epoch": main.best_epoch,
-            "device": main.device,
-            "versions": versions,
-        }),
-    )
-
-    return TrainingResult(
-        metrics=binary_metrics(split.y_test, scores, threshold=threshold, metrics=spec.metrics),
-        baseline=baseline,
-        nonprivate_metrics=twin_metrics,
-        privacy=privacy_report,
-        fairness=fairness_report,
-        nonprivate_fairness=twin_fairness,
-        fairness_passed=fairness.passed(fairness_report),
-        split=split.summary(),
-        history=main.history,
-        device=main.device,
-        seed=train.seed,
-        artifact_path=saved.path,
-        artifact_sha256=saved.sha256,
-        versions=versions,
-        predictions=predictions,
-        task_type=spec.task_type.value,
-        charts=classification_charts(split.y_test, scores, threshold=threshold),
-        notes=_notes(split=split, train=train, privacy=privacy_report),
-        references=_references(split=split, spec=spec, seed=train.seed),
-    )
+    return _run_tabular_hooks(frame=frame, mapping=mapping, spec=spec, privacy=privacy,
+                              train=train, artifact_dir=artifact_dir, progress=progress,
+                              should_stop=should_stop, checkpoint_dir=checkpoint_dir)
 
 
 def _reweighed(*, split: EncodedSplit, frame: pd.DataFrame, mapping: ColumnMapping,

@@ -34,8 +34,6 @@ import torch
 from torch import nn
 
 from ml_core import fairness, group_metrics
-from ml_core.artifacts import library_versions
-from ml_core.checkpoints import checkpoint_path
 from ml_core.families.base import MetricDeclaration, ModelFamily, register_family
 from ml_core.families.forecast_windows import (
     CovariateEncoding,
@@ -54,18 +52,26 @@ from ml_core.families.forecast_windows import (
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.forecaster import GlobalForecaster
-from ml_core.progress import report_stage
+from ml_core.runner import (
+    Baseline,
+    Evaluation,
+    FamilyHooks,
+    FitCall,
+    Fitted,
+    RunInputs,
+    Saved,
+    family_runner,
+    json_ready,
+    with_groups,
+)
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
     PrivacyConfig,
     ProblemSpec,
-    ProgressSink,
-    StopCheck,
     TaskType,
     TrainConfig,
 )
-from ml_core.trainer import TrainingCancelled
 from ml_core.validation import ValidationIssue
 
 MODEL_FAMILY = "forecaster"
@@ -355,10 +361,7 @@ def _wape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.abs(y_pred - y_true).sum() / total) if total > 0 else 0.0
 
 
-def _fit(*, data: SplitData, n_series: int, train: TrainConfig, privacy: PrivacyConfig | None,
-         stage: str, progress: ProgressSink | None, should_stop: StopCheck | None,
-         checkpoint_dir: Path | None,
-         ) -> FittedModule:
+def _fit(*, data: SplitData, n_series: int, train: TrainConfig, call: FitCall) -> FittedModule:
     n_features = data.train.features.shape[1]
 
     def build() -> nn.Module:
@@ -377,9 +380,9 @@ def _fit(*, data: SplitData, n_series: int, train: TrainConfig, privacy: Privacy
     tensors = (_standardised(data.train, data), torch.from_numpy(data.train.series_index),
                torch.from_numpy(data.train.scaled_target))
     return fit_module(build=build, tensors=tensors, loss_fn=loss_fn, val_score=val_score,
-                      train=train, privacy=privacy, stage=stage, progress=progress,
-                      should_stop=should_stop,
-                      checkpoint_path=checkpoint_path(checkpoint_dir, stage))
+                      train=train, privacy=call.privacy, stage=call.stage,
+                      progress=call.progress, should_stop=call.should_stop,
+                      checkpoint_path=call.checkpoint_path)
 
 
 
@@ -449,13 +452,10 @@ def _predictions(*, prepared: Prepared, block: Block, forecast: np.ndarray,
         "series_scale": block.scale,
         "mase_scale": block.mase_scale,
     })
-    for column in groups.columns:
-        name = column if column not in table.columns else f"sensitive_{column}"
-        table[name] = groups[column].to_numpy()
-    return table
+    return with_groups(table, groups)
 
 
-def _notes(*, prepared: Prepared, data: SplitData, privacy: PrivacyConfig, spec: ProblemSpec,
+def _notes(*, prepared: Prepared, data: SplitData, privacy: PrivacyConfig,
            mapping: ColumnMapping, fitted: FittedModule) -> list[str]:
     summary = data.summary
     notes = [
@@ -507,97 +507,95 @@ def _notes(*, prepared: Prepared, data: SplitData, privacy: PrivacyConfig, spec:
     return notes
 
 
-def run(
-    *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
-    privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
-    artifact_dir: Path, progress: ProgressSink | None = None,
-    should_stop: StopCheck | None = None, checkpoint_dir: Path | None = None,
-):
-    """Train, evaluate against naive baselines, audit errors by group, and save a forecaster.
+@dataclass(frozen=True)
+class RunData:
+    """What the forecaster's hooks share: the series, the split by time and the groups."""
 
-    Same contract as :func:`ml_core.pipeline.run_training`; see the module docstring.
-    """
-    from ml_core.pipeline import TrainingResult, json_ready, resolve_inputs
+    prepared: Prepared
+    data: SplitData
+    groups: pd.DataFrame  # banded sensitive attributes per test point, by position
 
-    frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
-    horizon = int(train.horizon)
-    report_stage(progress, "preparing", train.epochs)
-    prepared = prepare(frame, mapping, horizon=horizon)
-    data = split_by_time(prepared, horizon=horizon)
-    n_series = len(prepared.series)
 
-    report_stage(progress, "baseline", train.epochs)
-    test = data.test
-    baselines = {name: forecast_metrics(y_true=test.target, y_pred=values,
-                                        scales=test.mase_scale)
-                 for name, values in test.baselines.items()}
-    primary = spec.primary_metric if spec.primary_metric in METRICS else "mase"
-    best_name = min(baselines, key=lambda name: _sort_key(baselines[name][primary]))
+class ForecastHooks(FamilyHooks):
+    """The forecaster's hooks (see the module docstring)."""
 
-    main = _fit(data=data, n_series=n_series, train=train,
-                privacy=privacy if privacy.enabled else None, stage="training",
-                progress=progress, should_stop=should_stop,
-                checkpoint_dir=checkpoint_dir)
-    twin = None
-    if privacy.enabled:
-        try:
-            twin = _fit(data=data, n_series=n_series, train=train, privacy=None,
-                        stage="training_twin", progress=progress, should_stop=should_stop,
-                        checkpoint_dir=checkpoint_dir)
-        except TrainingCancelled as cancelled:
-            raise TrainingCancelled(privacy=main.privacy) from cancelled
+    def prepare(self, inputs: RunInputs) -> RunData:
+        horizon = int(inputs.train.horizon)
+        prepared = prepare(inputs.frame, inputs.mapping, horizon=horizon)
+        data = split_by_time(prepared, horizon=horizon)
+        test = data.test
+        groups = (_sensitive_groups(prepared, test, inputs.mapping, inputs.spec)
+                  if inputs.mapping.sensitive else pd.DataFrame(index=range(len(test.target))))
+        return RunData(prepared=prepared, data=data, groups=groups)
 
-    report_stage(progress, "auditing", train.epochs)
-    forecast = _forecast(main.module, test, data)
-    groups = _sensitive_groups(prepared, test, mapping, spec) if mapping.sensitive \
-        else pd.DataFrame(index=range(len(test.target)))
-    fairness_report = _fairness(block=test, forecast=forecast, groups=groups, spec=spec)
-    twin_metrics = twin_fairness = None
-    if twin is not None:
-        twin_forecast = _forecast(twin.module, test, data)
-        twin_metrics = forecast_metrics(y_true=test.target, y_pred=twin_forecast,
-                                        scales=test.mase_scale)
-        twin_fairness = _fairness(block=test, forecast=twin_forecast, groups=groups, spec=spec)
-    baseline_values = test.baselines[best_name]
+    def baseline(self, inputs: RunInputs, prepared: RunData) -> Baseline:
+        test = prepared.data.test
+        baselines = {name: forecast_metrics(y_true=test.target, y_pred=values,
+                                            scales=test.mase_scale)
+                     for name, values in test.baselines.items()}
+        spec = inputs.spec
+        primary = spec.primary_metric if spec.primary_metric in METRICS else "mase"
+        best_name = min(baselines, key=lambda name: _sort_key(baselines[name][primary]))
+        return Baseline(report={"name": best_name, "metrics": baselines[best_name],
+                                "baselines": baselines}, detail=best_name)
 
-    report_stage(progress, "saving", train.epochs)
-    versions = library_versions()
-    saved = save_module(module=main.module, directory=Path(artifact_dir), metadata=json_ready({
-        "model_family": MODEL_FAMILY, "spec_key": spec.key, "task_type": spec.task_type.value,
-        "seed": train.seed, "privacy": main.privacy, "epsilon": main.privacy.get("epsilon"),
-        "delta": main.privacy.get("delta"), "mapping": mapping.to_dict(),
-        "window": prepared.config.to_dict(), "frequency": prepared.frequency,
-        "step_days": prepared.step_days, "date_format": prepared.date_format,
-        "covariates": [e.to_dict() for e in prepared.encodings],
-        "covariate_fill": data.covariate_fill.tolist(),
-        "feature_mean": data.feature_mean.tolist(), "feature_std": data.feature_std.tolist(),
-        "series_index": {s.key: i + 1 for i, s in enumerate(prepared.series)},
-        "scales": data.scales, "split": data.summary, "best_epoch": main.best_epoch,
-        "device": main.device, "versions": versions,
-    }))
-    return TrainingResult(
-        metrics=forecast_metrics(y_true=test.target, y_pred=forecast, scales=test.mase_scale),
-        baseline={"name": best_name, "metrics": baselines[best_name], "baselines": baselines},
-        nonprivate_metrics=twin_metrics,
-        privacy=main.privacy,
-        fairness=fairness_report,
-        nonprivate_fairness=twin_fairness,
-        fairness_passed=group_metrics.passed(fairness_report),
-        split=data.summary,
-        history=main.history,
-        device=main.device,
-        seed=train.seed,
-        artifact_path=saved.path,
-        artifact_sha256=saved.sha256,
-        versions=versions,
-        predictions=_predictions(prepared=prepared, block=test, forecast=forecast,
-                                 baseline=baseline_values, groups=groups),
-        task_type=spec.task_type.value,
-        charts=_charts(prepared=prepared, block=test, forecast=forecast,
-                       baseline=baseline_values, baseline_name=best_name, horizon=horizon),
-        notes=_notes(prepared=prepared, data=data, privacy=privacy, spec=spec, mapping=mapping,
-                     fitted=main),
-    )
+    def fit(self, inputs: RunInputs, prepared: RunData, call: FitCall) -> Fitted:
+        fitted = _fit(data=prepared.data, n_series=len(prepared.prepared.series),
+                      train=inputs.train, call=call)
+        return Fitted.of(fitted, model=fitted.module)
+
+    def evaluate(self, inputs: RunInputs, prepared: RunData, fitted: Fitted) -> Evaluation:
+        test = prepared.data.test
+        forecast = _forecast(fitted.model, test, prepared.data)
+        return Evaluation(
+            metrics=forecast_metrics(y_true=test.target, y_pred=forecast,
+                                     scales=test.mase_scale),
+            fairness=_fairness(block=test, forecast=forecast, groups=prepared.groups,
+                               spec=inputs.spec),
+            detail=forecast)
+
+    def split(self, inputs: RunInputs, prepared: RunData) -> dict:
+        return prepared.data.summary
+
+    def save(self, inputs: RunInputs, prepared: RunData, model: Fitted,
+             evaluation: Evaluation, *, directory: Path, metadata: dict) -> Saved:
+        series, data = prepared.prepared, prepared.data
+        saved = save_module(module=model.model, directory=directory, metadata=json_ready({
+            "model_family": MODEL_FAMILY, **metadata,
+            "window": series.config.to_dict(), "frequency": series.frequency,
+            "step_days": series.step_days, "date_format": series.date_format,
+            "covariates": [e.to_dict() for e in series.encodings],
+            "covariate_fill": data.covariate_fill.tolist(),
+            "feature_mean": data.feature_mean.tolist(), "feature_std": data.feature_std.tolist(),
+            "series_index": {s.key: i + 1 for i, s in enumerate(series.series)},
+            "scales": data.scales, "split": data.summary, "device": model.device,
+        }))
+        return Saved(path=saved.path, sha256=saved.sha256)
+
+    def predictions(self, inputs: RunInputs, prepared: RunData, baseline: Baseline,
+                    evaluation: Evaluation) -> pd.DataFrame:
+        test = prepared.data.test
+        return _predictions(prepared=prepared.prepared, block=test, forecast=evaluation.detail,
+                            baseline=test.baselines[baseline.detail], groups=prepared.groups)
+
+    def charts(self, inputs: RunInputs, prepared: RunData, baseline: Baseline, model: Fitted,
+               evaluation: Evaluation) -> dict:
+        test = prepared.data.test
+        return _charts(prepared=prepared.prepared, block=test, forecast=evaluation.detail,
+                       baseline=test.baselines[baseline.detail], baseline_name=baseline.detail,
+                       horizon=int(inputs.train.horizon))
+
+    def notes(self, inputs: RunInputs, prepared: RunData, model: Fitted, twin: Fitted | None,
+              evaluation: Evaluation) -> list[str]:
+        return _notes(prepared=prepared.prepared, data=prepared.data, privacy=inputs.privacy,
+                      mapping=inputs.mapping, fitted=model.trained)
+
+
+run = family_runner(ForecastHooks(), doc="""Train, evaluate against naive baselines, audit
+errors by group, and save a forecaster.
+
+Same contract as :func:`ml_core.pipeline.run_training`; see the module docstring.
+""")
 
 
 def _sort_key(value: float) -> float:

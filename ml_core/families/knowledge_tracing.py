@@ -34,8 +34,7 @@ from torch.utils.data import TensorDataset
 
 from ml_core import fairness, group_metrics
 from ml_core import privacy as dp
-from ml_core.artifacts import file_sha256, library_versions
-from ml_core.checkpoints import checkpoint_path
+from ml_core.artifacts import file_sha256
 from ml_core.families.base import MetricDeclaration, ModelFamily, register_family
 from ml_core.families.knowledge_tracing_data import (
     ResponseColumns,
@@ -52,8 +51,18 @@ from ml_core.models.sequence import (
     plain_state_dict,
     shifted_inputs,
 )
-from ml_core.pipeline import TrainingCancelled, TrainingResult, json_ready, resolve_inputs
-from ml_core.progress import report_stage
+from ml_core.runner import (
+    Baseline,
+    Evaluation,
+    FamilyHooks,
+    FitCall,
+    Fitted,
+    RunInputs,
+    Saved,
+    family_runner,
+    json_ready,
+    with_groups,
+)
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
@@ -330,28 +339,43 @@ class SkillMeanBaseline:
         return skills.map(self.means).fillna(self.overall).to_numpy(dtype=float)
 
 
-def _trained_pair(
-    prepared: Prepared, *, privacy: PrivacyConfig, train: TrainConfig,
-    progress: ProgressSink | None, should_stop: StopCheck | None,
-    checkpoint_dir: Path | None,
-) -> tuple[TrainedTracer, TrainedTracer | None]:
-    main = train_tracer(train_items=prepared.train_items, val_items=prepared.val_items,
-                        vocabulary=prepared.vocabulary, train=train, privacy=privacy,
-                        stage="training", progress=progress, should_stop=should_stop,
-                        checkpoint_path=checkpoint_path(checkpoint_dir, "training"))
-    twin = None
-    if privacy.enabled:
-        try:
-            twin = train_tracer(train_items=prepared.train_items, val_items=prepared.val_items,
-                                vocabulary=prepared.vocabulary, train=train, privacy=None,
-                                stage="training_twin", progress=progress,
-                                should_stop=should_stop,
-                                checkpoint_path=checkpoint_path(checkpoint_dir,
-                                                                "training_twin"))
-        except TrainingCancelled as cancelled:
-            # The private model was trained already: its whole privacy cost was spent.
-            raise TrainingCancelled(privacy=main.privacy) from cancelled
-    return main, twin
+@dataclass(frozen=True)
+class TracerRun:
+    """What both problems' hooks share: the prepared students, and (knowledge tracing) the
+    test answers in the order the model scores them."""
+
+    tracer: Prepared
+    test_rows: pd.DataFrame | None = None
+    y_true: np.ndarray | None = None
+    groups: pd.DataFrame | None = None  # banded sensitive attributes per test answer
+
+
+class TracerHooks(FamilyHooks):
+    """The hooks both problems share: one DKT model trained the same way."""
+
+    model_family: str
+
+    def prepare(self, inputs: RunInputs) -> TracerRun:
+        return TracerRun(tracer=prepare(inputs.frame, inputs.mapping, inputs.spec,
+                                        inputs.train))
+
+    def fit(self, inputs: RunInputs, prepared: TracerRun, call: FitCall) -> Fitted:
+        tracer = prepared.tracer
+        trained = train_tracer(train_items=tracer.train_items, val_items=tracer.val_items,
+                               vocabulary=tracer.vocabulary, train=inputs.train,
+                               privacy=call.privacy, stage=call.stage, progress=call.progress,
+                               should_stop=call.should_stop,
+                               checkpoint_path=call.checkpoint_path)
+        return Fitted.of(trained, model=trained.model)
+
+    def split(self, inputs: RunInputs, prepared: TracerRun) -> dict:
+        return prepared.tracer.split.summary(prepared.tracer.responses.table)
+
+    def save(self, inputs: RunInputs, prepared: TracerRun, model: Fitted,
+             evaluation: Evaluation, *, directory: Path, metadata: dict) -> Saved:
+        return _save(directory=directory, trained=model.trained, prepared=prepared.tracer,
+                     model_family=self.model_family, train=inputs.train,
+                     split=self.split(inputs, prepared), metadata=metadata)
 
 
 def _common_notes(prepared: Prepared, main: TrainedTracer, privacy: PrivacyConfig) -> list[str]:
@@ -435,77 +459,67 @@ def _mastery_chart(model: KnowledgeTracingGRU, items: list[History],
     return charts
 
 
-def run(
-    *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
-    privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
-    artifact_dir: Path, progress: ProgressSink | None = None,
-    should_stop: StopCheck | None = None, checkpoint_dir: Path | None = None,
-) -> TrainingResult:
-    """Train and judge a knowledge tracing model; same contract as ``run_training``.
+class KnowledgeTracingHooks(TracerHooks):
+    """Knowledge tracing: every test answer predicted from the student's earlier ones."""
 
-    ``predictions``: one row per test answer: ``row_id``, ``student``, ``skill``,
-    ``y_true``, ``y_score`` (predicted chance of a correct answer), ``y_pred`` (at 0.5),
-    ``baseline_score``, then the banded sensitive attributes.
-    """
-    frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
-    report_stage(progress, "preparing", train.epochs)
-    prepared = prepare(frame, mapping, spec, train)
-    table = prepared.responses.table
+    model_family = "knowledge_tracing"
 
-    report_stage(progress, "baseline", train.epochs)
-    baseline_model = SkillMeanBaseline.fit(table[table["student"].isin(prepared.split.train)])
-    test_rows = pd.concat([table[table["student"] == h.student] for h in prepared.test_items])
-    y_true = _answer_truth(prepared.test_items)
-    baseline_scores = baseline_model.score(test_rows["skill"])
-    baseline = {"name": spec.baseline, "description": "per-skill mean correctness of the "
-                "training students", "threshold": DECISION_THRESHOLD,
-                "metrics": binary_metrics(y_true, baseline_scores, threshold=DECISION_THRESHOLD,
-                                          metrics=KT_METRICS)}
+    def prepare(self, inputs: RunInputs) -> TracerRun:
+        tracer = super().prepare(inputs).tracer
+        table = tracer.responses.table
+        test_rows = pd.concat([table[table["student"] == h.student] for h in tracer.test_items])
+        groups = tracer.groups.reindex(test_rows["student"].to_numpy()).reset_index(drop=True)
+        return TracerRun(tracer=tracer, test_rows=test_rows,
+                         y_true=_answer_truth(tracer.test_items), groups=groups)
 
-    main, twin = _trained_pair(prepared, privacy=privacy, train=train, progress=progress,
-                               should_stop=should_stop, checkpoint_dir=checkpoint_dir)
+    def baseline(self, inputs: RunInputs, prepared: TracerRun) -> Baseline:
+        tracer, table = prepared.tracer, prepared.tracer.responses.table
+        baseline_model = SkillMeanBaseline.fit(table[table["student"].isin(tracer.split.train)])
+        scores = baseline_model.score(prepared.test_rows["skill"])
+        return Baseline(report={
+            "name": inputs.spec.baseline, "description": "per-skill mean correctness of the "
+            "training students", "threshold": DECISION_THRESHOLD,
+            "metrics": binary_metrics(prepared.y_true, scores, threshold=DECISION_THRESHOLD,
+                                      metrics=KT_METRICS)}, detail=scores)
 
-    report_stage(progress, "auditing", train.epochs)
-    cpu = torch.device("cpu")
-    scores = answer_scores(main.model, prepared.test_items, cpu)
-    groups = prepared.groups.reindex(test_rows["student"].to_numpy()).reset_index(drop=True)
-    predictions = pd.DataFrame({
-        "row_id": test_rows["row_id"].to_numpy(), "student": test_rows["student"].to_numpy(),
-        "skill": test_rows["skill"].to_numpy(), "y_true": y_true, "y_score": scores,
-        "y_pred": (scores >= DECISION_THRESHOLD).astype(int), "baseline_score": baseline_scores,
-    })
-    for column in groups.columns:
-        name = column if column not in predictions.columns else f"sensitive_{column}"
-        predictions[name] = groups[column].to_numpy()
-    fairness_report = _kt_fairness(y_true=y_true, y_score=scores, groups=groups, spec=spec)
-    twin_metrics = twin_fairness = None
-    if twin is not None:
-        twin_scores = answer_scores(twin.model, prepared.test_items, cpu)
-        twin_metrics = binary_metrics(y_true, twin_scores, threshold=DECISION_THRESHOLD,
-                                      metrics=KT_METRICS)
-        twin_fairness = _kt_fairness(y_true=y_true, y_score=twin_scores, groups=groups,
-                                     spec=spec)
+    def evaluate(self, inputs: RunInputs, prepared: TracerRun, fitted: Fitted) -> Evaluation:
+        scores = answer_scores(fitted.model, prepared.tracer.test_items, torch.device("cpu"))
+        return Evaluation(
+            metrics=binary_metrics(prepared.y_true, scores, threshold=DECISION_THRESHOLD,
+                                   metrics=KT_METRICS),
+            fairness=_kt_fairness(y_true=prepared.y_true, y_score=scores,
+                                  groups=prepared.groups, spec=inputs.spec),
+            detail=scores)
 
-    report_stage(progress, "saving", train.epochs)
-    split = prepared.split.summary(table)
-    saved_path, sha256, versions = _save(
-        directory=Path(artifact_dir), trained=main, prepared=prepared, mapping=mapping,
-        spec=spec, model_family="knowledge_tracing", train=train, split=split,
-    )
-    notes = _common_notes(prepared, main, privacy)
-    notes.append("Baseline: each skill's mean correctness over the training students' answers "
-                 "(the same number for every student).")
-    return TrainingResult(
-        metrics=binary_metrics(y_true, scores, threshold=DECISION_THRESHOLD, metrics=KT_METRICS),
-        baseline=baseline, nonprivate_metrics=twin_metrics, privacy=main.privacy,
-        fairness=fairness_report, nonprivate_fairness=twin_fairness,
-        fairness_passed=group_metrics.passed(fairness_report), split=split,
-        history=main.history, device=main.device, seed=train.seed, artifact_path=saved_path,
-        artifact_sha256=sha256, versions=versions, predictions=predictions,
-        task_type=spec.task_type.value,
-        charts={"mastery": _mastery_chart(main.model, prepared.test_items, prepared.vocabulary)},
-        notes=notes,
-    )
+    def predictions(self, inputs: RunInputs, prepared: TracerRun, baseline: Baseline,
+                    evaluation: Evaluation) -> pd.DataFrame:
+        test_rows, scores = prepared.test_rows, evaluation.detail
+        return with_groups(pd.DataFrame({
+            "row_id": test_rows["row_id"].to_numpy(), "student": test_rows["student"].to_numpy(),
+            "skill": test_rows["skill"].to_numpy(), "y_true": prepared.y_true, "y_score": scores,
+            "y_pred": (scores >= DECISION_THRESHOLD).astype(int),
+            "baseline_score": baseline.detail,
+        }), prepared.groups)
+
+    def charts(self, inputs: RunInputs, prepared: TracerRun, baseline: Baseline, model: Fitted,
+               evaluation: Evaluation) -> dict:
+        tracer = prepared.tracer
+        return {"mastery": _mastery_chart(model.model, tracer.test_items, tracer.vocabulary)}
+
+    def notes(self, inputs: RunInputs, prepared: TracerRun, model: Fitted, twin: Fitted | None,
+              evaluation: Evaluation) -> list[str]:
+        return [*_common_notes(prepared.tracer, model.trained, inputs.privacy),
+                "Baseline: each skill's mean correctness over the training students' answers "
+                "(the same number for every student)."]
+
+
+run = family_runner(KnowledgeTracingHooks(), doc="""Train and judge a knowledge tracing model;
+same contract as ``run_training``.
+
+``predictions``: one row per test answer: ``row_id``, ``student``, ``skill``, ``y_true``,
+``y_score`` (predicted chance of a correct answer), ``y_pred`` (at 0.5),
+``baseline_score``, then the banded sensitive attributes.
+""")
 
 
 # --- next exercise ------------------------------------------------------------------------
@@ -602,114 +616,103 @@ def _zpd_fairness(table: pd.DataFrame, groups: pd.DataFrame, spec: ProblemSpec) 
     )
 
 
-def run_next_exercise(
-    *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
-    privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
-    artifact_dir: Path, progress: ProgressSink | None = None,
-    should_stop: StopCheck | None = None, checkpoint_dir: Path | None = None,
-) -> TrainingResult:
-    """Train the knowledge tracing model, then recommend each test student's next skill.
+@dataclass(frozen=True)
+class Recommended:
+    table: pd.DataFrame  # _recommendations' rows, one per test student
+    groups: pd.DataFrame  # banded sensitive attributes per row of ``table``
 
-    ``predictions``: one row per test student: ``row_id`` (the last answer read),
-    ``student``, ``recommended_skill``, ``predicted_success``, ``in_zpd``,
-    ``observed_success``, the random choice's columns (``random_*``), ``y_score`` (=
-    predicted success), ``y_pred`` (= in the zone, 0/1), then the banded sensitive attributes.
-    """
-    frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
-    report_stage(progress, "preparing", train.epochs)
-    prepared = prepare(frame, mapping, spec, train)
-    report_stage(progress, "baseline", train.epochs)
-    main, twin = _trained_pair(prepared, privacy=privacy, train=train, progress=progress,
-                               should_stop=should_stop, checkpoint_dir=checkpoint_dir)
 
-    report_stage(progress, "auditing", train.epochs)
-    vocabulary = prepared.vocabulary
-    n_skills = len(vocabulary.skills)
-    table = _recommendations(main.model, prepared.test_items, vocabulary, seed=train.seed)
-    groups = prepared.groups.reindex(table["student"].to_numpy()).reset_index(drop=True)
-    fairness_report = _zpd_fairness(table, groups, spec)
-    metrics = _recommendation_metrics(table, prefix="", n_skills=n_skills)
-    baseline = {"name": spec.baseline, "description": "a skill drawn uniformly at random, "
-                "judged by the same predicted mastery",
-                "metrics": _recommendation_metrics(table, prefix="random_", n_skills=n_skills)}
-    twin_metrics = twin_fairness = None
-    if twin is not None:
-        twin_table = _recommendations(twin.model, prepared.test_items, vocabulary,
-                                      seed=train.seed)
-        twin_metrics = _recommendation_metrics(twin_table, prefix="", n_skills=n_skills)
-        twin_fairness = _zpd_fairness(twin_table, groups, spec)
+class NextExerciseHooks(TracerHooks):
+    """Next exercise: the knowledge tracing model's mastery picks each student's next skill.
+    The random-skill baseline is judged through the trained model's predicted mastery, so
+    its figures come with the model's evaluation."""
 
-    predictions = table.drop(columns=["success_by_skill"]).copy()
-    predictions["y_score"] = predictions["predicted_success"]
-    predictions["y_pred"] = predictions["in_zpd"].astype(int)
-    for column in groups.columns:
-        name = column if column not in predictions.columns else f"sensitive_{column}"
-        predictions[name] = groups[column].to_numpy()
+    model_family = "next_exercise"
 
-    report_stage(progress, "saving", train.epochs)
-    split = prepared.split.summary(prepared.responses.table)
-    saved_path, sha256, versions = _save(
-        directory=Path(artifact_dir), trained=main, prepared=prepared, mapping=mapping,
-        spec=spec, model_family="next_exercise", train=train, split=split,
-    )
-    notes = _common_notes(prepared, main, privacy)
-    notes.append(
-        f"Recommendations read each test student's first {int(HISTORY_SHARE * 100)} % of "
-        f"answers and pick the skill with predicted success in the zone of proximal "
-        f"development ({ZPD_LOW}-{ZPD_HIGH}) closest to {ZPD_TARGET}. The baseline draws a "
-        "skill at random; both are judged by the same predicted mastery, and by the success "
-        "the students actually had on that skill in their remaining answers, where they "
-        "practised it."
-    )
-    charts = {
-        "recommendations": [
-            {"student": row["student"], "recommended_skill": row["recommended_skill"],
-             "random_skill": row["random_skill"], "predicted_success": row["success_by_skill"],
-             "in_zpd": bool(row["in_zpd"])}
-            for row in table.head(RECOMMENDATION_CHART_STUDENTS).to_dict("records")
-        ],
-        "zpd": {"low": ZPD_LOW, "high": ZPD_HIGH, "target": ZPD_TARGET},
-        "zpd_share": {"model": metrics["zpd_share"],
-                      "random": baseline["metrics"]["zpd_share"]},
-    }
-    return TrainingResult(
-        metrics=metrics, baseline=baseline, nonprivate_metrics=twin_metrics,
-        privacy=main.privacy, fairness=fairness_report, nonprivate_fairness=twin_fairness,
-        fairness_passed=group_metrics.passed(fairness_report), split=split,
-        history=main.history, device=main.device, seed=train.seed, artifact_path=saved_path,
-        artifact_sha256=sha256, versions=versions, predictions=predictions,
-        task_type=spec.task_type.value, charts=charts, notes=notes,
-    )
+    def baseline(self, inputs: RunInputs, prepared: TracerRun) -> Baseline:
+        return Baseline(report=None)
+
+    def evaluate(self, inputs: RunInputs, prepared: TracerRun, fitted: Fitted) -> Evaluation:
+        tracer = prepared.tracer
+        n_skills = len(tracer.vocabulary.skills)
+        table = _recommendations(fitted.model, tracer.test_items, tracer.vocabulary,
+                                 seed=inputs.train.seed)
+        groups = tracer.groups.reindex(table["student"].to_numpy()).reset_index(drop=True)
+        return Evaluation(
+            metrics=_recommendation_metrics(table, prefix="", n_skills=n_skills),
+            fairness=_zpd_fairness(table, groups, inputs.spec),
+            detail=Recommended(table=table, groups=groups),
+            baseline={"name": inputs.spec.baseline, "description": "a skill drawn uniformly "
+                      "at random, judged by the same predicted mastery",
+                      "metrics": _recommendation_metrics(table, prefix="random_",
+                                                         n_skills=n_skills)})
+
+    def predictions(self, inputs: RunInputs, prepared: TracerRun, baseline: Baseline,
+                    evaluation: Evaluation) -> pd.DataFrame:
+        recommended = evaluation.detail
+        predictions = recommended.table.drop(columns=["success_by_skill"]).copy()
+        predictions["y_score"] = predictions["predicted_success"]
+        predictions["y_pred"] = predictions["in_zpd"].astype(int)
+        return with_groups(predictions, recommended.groups)
+
+    def charts(self, inputs: RunInputs, prepared: TracerRun, baseline: Baseline, model: Fitted,
+               evaluation: Evaluation) -> dict:
+        table = evaluation.detail.table
+        return {
+            "recommendations": [
+                {"student": row["student"], "recommended_skill": row["recommended_skill"],
+                 "random_skill": row["random_skill"],
+                 "predicted_success": row["success_by_skill"], "in_zpd": bool(row["in_zpd"])}
+                for row in table.head(RECOMMENDATION_CHART_STUDENTS).to_dict("records")
+            ],
+            "zpd": {"low": ZPD_LOW, "high": ZPD_HIGH, "target": ZPD_TARGET},
+            "zpd_share": {"model": evaluation.metrics["zpd_share"],
+                          "random": evaluation.baseline["metrics"]["zpd_share"]},
+        }
+
+    def notes(self, inputs: RunInputs, prepared: TracerRun, model: Fitted, twin: Fitted | None,
+              evaluation: Evaluation) -> list[str]:
+        return [*_common_notes(prepared.tracer, model.trained, inputs.privacy),
+                f"Recommendations read each test student's first {int(HISTORY_SHARE * 100)} % "
+                "of answers and pick the skill with predicted success in the zone of proximal "
+                f"development ({ZPD_LOW}-{ZPD_HIGH}) closest to {ZPD_TARGET}. The baseline "
+                "draws a skill at random; both are judged by the same predicted mastery, and "
+                "by the success the students actually had on that skill in their remaining "
+                "answers, where they practised it."]
+
+
+run_next_exercise = family_runner(NextExerciseHooks(), doc="""Train the knowledge tracing
+model, then recommend each test student's next skill.
+
+``predictions``: one row per test student: ``row_id`` (the last answer read), ``student``,
+``recommended_skill``, ``predicted_success``, ``in_zpd``, ``observed_success``, the random
+choice's columns (``random_*``), ``y_score`` (= predicted success), ``y_pred`` (= in the
+zone, 0/1), then the banded sensitive attributes.
+""")
 
 
 # --- artifacts ------------------------------------------------------------------------------
 
 
-def _save(*, directory: Path, trained: TrainedTracer, prepared: Prepared,
-          mapping: ColumnMapping, spec: ProblemSpec, model_family: str, train: TrainConfig,
-          split: dict) -> tuple[str, str, dict]:
+def _save(*, directory: Path, trained: TrainedTracer, prepared: Prepared, model_family: str,
+          train: TrainConfig, split: dict, metadata: dict) -> Saved:
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / WEIGHTS_FILE
     torch.save(plain_state_dict(trained.model, trained.model), weights)
     sha256 = file_sha256(weights)
-    versions = library_versions()
     metadata = json_ready({
-        "model_family": model_family, "spec_key": spec.key,
-        "task_type": spec.task_type.value, "seed": train.seed,
-        "privacy": trained.privacy, "epsilon": trained.privacy.get("epsilon"),
-        "delta": trained.privacy.get("delta"),
+        "model_family": model_family, **metadata,
         "architecture": trained.model.architecture(), "skills": list(prepared.vocabulary.skills),
-        "mapping": mapping.to_dict(), "split": split, "best_epoch": trained.best_epoch,
-        "opacus_fixes": list(trained.fixes), "threshold": DECISION_THRESHOLD,
+        "split": split, "opacus_fixes": list(trained.fixes), "threshold": DECISION_THRESHOLD,
         "zpd": {"low": ZPD_LOW, "high": ZPD_HIGH, "target": ZPD_TARGET},
         "train_config": {"epochs": train.epochs, "batch_size": train.batch_size,
                          "learning_rate": train.learning_rate, "patience": train.patience,
                          "test_fraction": train.test_fraction,
                          "val_fraction": train.val_fraction},
-        "device": trained.device, "weights_sha256": sha256, "versions": versions,
+        "device": trained.device, "weights_sha256": sha256,
     })
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True))
-    return str(directory), sha256, versions
+    return Saved(path=str(directory), sha256=sha256)
 
 
 @dataclass(frozen=True)

@@ -35,25 +35,31 @@ import torch
 from torch import nn
 
 from ml_core import fairness, group_metrics
-from ml_core.artifacts import library_versions
-from ml_core.checkpoints import checkpoint_path
 from ml_core.families.base import MetricDeclaration, ModelFamily, register_family
 from ml_core.families.forecast_windows import parse_dates
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.recommender import MatrixFactorisation
-from ml_core.progress import report_stage
+from ml_core.runner import (
+    Baseline,
+    Evaluation,
+    FamilyHooks,
+    FitCall,
+    Fitted,
+    RunInputs,
+    Saved,
+    family_runner,
+    json_ready,
+    with_groups,
+)
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
     PrivacyConfig,
     ProblemSpec,
-    ProgressSink,
-    StopCheck,
     TaskType,
     TrainConfig,
 )
-from ml_core.trainer import TrainingCancelled
 from ml_core.validation import ValidationIssue
 
 MODEL_FAMILY = "recommender"
@@ -247,8 +253,7 @@ def _model_top(model: MatrixFactorisation, users: np.ndarray, seen: list[set[int
 
 
 def _fit(*, data: Interactions, split: UserSplit, val: EvalSet, train: TrainConfig,
-         privacy: PrivacyConfig | None, stage: str, progress: ProgressSink | None,
-         should_stop: StopCheck | None, checkpoint_dir: Path | None) -> FittedModule:
+         call: FitCall) -> FittedModule:
     n_users, n_items, k = len(data.user_names), len(data.item_names), train.top_k
 
     def build() -> nn.Module:
@@ -274,9 +279,9 @@ def _fit(*, data: Interactions, split: UserSplit, val: EvalSet, train: TrainConf
     tensors = (torch.from_numpy(data.users[split.train]),
                torch.from_numpy(data.items[split.train]))
     return fit_module(build=build, tensors=tensors, loss_fn=loss_fn, val_score=val_score,
-                      train=train, privacy=privacy, stage=stage, progress=progress,
-                      should_stop=should_stop,
-                      checkpoint_path=checkpoint_path(checkpoint_dir, stage))
+                      train=train, privacy=call.privacy, stage=call.stage,
+                      progress=call.progress, should_stop=call.should_stop,
+                      checkpoint_path=call.checkpoint_path)
 
 
 
@@ -306,114 +311,126 @@ def _fairness(per_user_ndcg: np.ndarray, groups: pd.DataFrame, spec: ProblemSpec
     )
 
 
-def run(
-    *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
-    privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
-    artifact_dir: Path, progress: ProgressSink | None = None,
-    should_stop: StopCheck | None = None, checkpoint_dir: Path | None = None,
-):
-    """Train, evaluate against popularity, audit NDCG by user group and item exposure, save.
+@dataclass(frozen=True)
+class RunData:
+    """What the recommender's hooks share: the interactions, their split, the evaluated
+    users (validation and test) and the test users' groups."""
 
-    Same contract as :func:`ml_core.pipeline.run_training`; see the module docstring.
-    """
-    from ml_core.pipeline import TrainingResult, json_ready, resolve_inputs
+    data: Interactions
+    split: UserSplit
+    val: EvalSet
+    test: EvalSet
+    groups: pd.DataFrame  # banded sensitive attributes per test user, by position
+    popularity: np.ndarray  # training positives per item (the baseline's scores)
 
-    frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
-    k = int(train.top_k)
-    report_stage(progress, "preparing", train.epochs)
-    data = interactions(frame, mapping)
-    split = split_by_user_time(data)
-    if split.summary["test_users"] == 0:
-        raise ValueError("no user has the 3 positive interactions a time hold-out needs")
-    val, test = _eval_set(data, split, "val"), _eval_set(data, split, "test")
 
-    report_stage(progress, "baseline", train.epochs)
-    popularity = np.bincount(data.items[split.train], minlength=len(data.item_names) + 1)[1:]
-    popular_scores = np.tile(popularity.astype(float), (len(test.users), 1))
-    popular_top = rank_top_k(popular_scores, test.seen, k)
-    baseline_metrics = summarise(user_ranking_metrics(popular_top, test.relevant, k), k)
+@dataclass(frozen=True)
+class Ranked:
+    per_user: dict[str, np.ndarray]
+    top: np.ndarray
+    top_scores: np.ndarray
 
-    main = _fit(data=data, split=split, val=val, train=train,
-                privacy=privacy if privacy.enabled else None, stage="training",
-                progress=progress, should_stop=should_stop,
-                checkpoint_dir=checkpoint_dir)
-    twin = None
-    if privacy.enabled:
-        try:
-            twin = _fit(data=data, split=split, val=val, train=train, privacy=None,
-                        stage="training_twin", progress=progress, should_stop=should_stop,
-                        checkpoint_dir=checkpoint_dir)
-        except TrainingCancelled as cancelled:
-            raise TrainingCancelled(privacy=main.privacy) from cancelled
 
-    report_stage(progress, "auditing", train.epochs)
-    top, top_scores = _model_top(main.module, test.users, test.seen, k)
-    per_user = user_ranking_metrics(top, test.relevant, k)
-    groups = _user_groups(frame, mapping, spec, data, test.users)
-    fairness_report = _fairness(per_user["ndcg"], groups, spec, k)
-    twin_metrics = twin_fairness = None
-    if twin is not None:
-        twin_top, _ = _model_top(twin.module, test.users, test.seen, k)
-        twin_per_user = user_ranking_metrics(twin_top, test.relevant, k)
-        twin_metrics = summarise(twin_per_user, k)
-        twin_fairness = _fairness(twin_per_user["ndcg"], groups, spec, k)
-    exposure = exposure_by_decile(top, popularity)
-    for row, popular_row in zip(exposure, exposure_by_decile(popular_top, popularity),
+class RecommenderHooks(FamilyHooks):
+    """The recommender's hooks (see the module docstring)."""
+
+    def prepare(self, inputs: RunInputs) -> RunData:
+        data = interactions(inputs.frame, inputs.mapping)
+        split = split_by_user_time(data)
+        if split.summary["test_users"] == 0:
+            raise ValueError("no user has the 3 positive interactions a time hold-out needs")
+        val, test = _eval_set(data, split, "val"), _eval_set(data, split, "test")
+        popularity = np.bincount(data.items[split.train],
+                                 minlength=len(data.item_names) + 1)[1:]
+        groups = _user_groups(inputs.frame, inputs.mapping, inputs.spec, data, test.users)
+        return RunData(data=data, split=split, val=val, test=test, groups=groups,
+                       popularity=popularity)
+
+    def baseline(self, inputs: RunInputs, prepared: RunData) -> Baseline:
+        k, test = int(inputs.train.top_k), prepared.test
+        popular_scores = np.tile(prepared.popularity.astype(float), (len(test.users), 1))
+        popular_top = rank_top_k(popular_scores, test.seen, k)
+        metrics = summarise(user_ranking_metrics(popular_top, test.relevant, k), k)
+        return Baseline(report={"name": "popularity", "metrics": metrics}, detail=popular_top)
+
+    def fit(self, inputs: RunInputs, prepared: RunData, call: FitCall) -> Fitted:
+        fitted = _fit(data=prepared.data, split=prepared.split, val=prepared.val,
+                      train=inputs.train, call=call)
+        return Fitted.of(fitted, model=fitted.module)
+
+    def evaluate(self, inputs: RunInputs, prepared: RunData, fitted: Fitted) -> Evaluation:
+        k, test = int(inputs.train.top_k), prepared.test
+        top, top_scores = _model_top(fitted.model, test.users, test.seen, k)
+        per_user = user_ranking_metrics(top, test.relevant, k)
+        return Evaluation(metrics=summarise(per_user, k),
+                          fairness=_fairness(per_user["ndcg"], prepared.groups, inputs.spec, k),
+                          detail=Ranked(per_user=per_user, top=top, top_scores=top_scores))
+
+    def split(self, inputs: RunInputs, prepared: RunData) -> dict:
+        return prepared.split.summary
+
+    def save(self, inputs: RunInputs, prepared: RunData, model: Fitted,
+             evaluation: Evaluation, *, directory: Path, metadata: dict) -> Saved:
+        data = prepared.data
+        saved = save_module(module=model.model, directory=directory, metadata=json_ready({
+            "model_family": MODEL_FAMILY, **metadata, "top_k": int(inputs.train.top_k),
+            "users": data.user_names, "items": data.item_names,
+            "popularity": prepared.popularity.tolist(), "positives": data.how_positive,
+            "split": prepared.split.summary, "device": model.device,
+        }))
+        return Saved(path=saved.path, sha256=saved.sha256)
+
+    def predictions(self, inputs: RunInputs, prepared: RunData, baseline: Baseline,
+                    evaluation: Evaluation) -> pd.DataFrame:
+        k, data, test, ranked = int(inputs.train.top_k), prepared.data, prepared.test, \
+            evaluation.detail
+        last_test_row = _last_rows(data, prepared.split.test)
+        predictions = pd.DataFrame({
+            "row_id": [last_test_row[int(u)] for u in test.users],
+            "user": [data.user_names[u - 1] for u in test.users],
+            "top_k": ["|".join(data.item_names[i - 1] for i in row) for row in ranked.top],
+            "held_out": ["|".join(sorted(data.item_names[i - 1] for i in wanted))
+                         for wanted in test.relevant],
+            f"ndcg@{k}": ranked.per_user["ndcg"], f"recall@{k}": ranked.per_user["recall"],
+            f"hit_rate@{k}": ranked.per_user["hit_rate"], "top_score": ranked.top_scores[:, 0],
+        })
+        return with_groups(predictions, prepared.groups)
+
+    def charts(self, inputs: RunInputs, prepared: RunData, baseline: Baseline, model: Fitted,
+               evaluation: Evaluation) -> dict:
+        data, test, top = prepared.data, prepared.test, evaluation.detail.top
+        return {
+            "top_k": [{"user": data.user_names[u - 1],
+                       "items": [data.item_names[i - 1] for i in top[row]],
+                       "held_out": sorted(data.item_names[i - 1] for i in test.relevant[row])}
+                      for row, u in enumerate(test.users[:CHART_USERS])],
+            "exposure": _exposure(prepared, baseline, evaluation),
+        }
+
+    def notes(self, inputs: RunInputs, prepared: RunData, model: Fitted, twin: Fitted | None,
+              evaluation: Evaluation) -> list[str]:
+        return _notes(data=prepared.data, privacy=inputs.privacy,
+                      exposure=exposure_by_decile(evaluation.detail.top,
+                                                  prepared.popularity),
+                      fitted=model.trained)
+
+
+def _exposure(prepared: RunData, baseline: Baseline, evaluation: Evaluation) -> list[dict]:
+    """Recommended slots per popularity decile of the catalogue, the model's and the
+    popularity baseline's."""
+    exposure = exposure_by_decile(evaluation.detail.top, prepared.popularity)
+    for row, popular_row in zip(exposure,
+                                exposure_by_decile(baseline.detail, prepared.popularity),
                                 strict=True):
         row["popularity_baseline_share"] = popular_row["recommended_share"]
+    return exposure
 
-    report_stage(progress, "saving", train.epochs)
-    versions = library_versions()
-    saved = save_module(module=main.module, directory=Path(artifact_dir), metadata=json_ready({
-        "model_family": MODEL_FAMILY, "spec_key": spec.key, "task_type": spec.task_type.value,
-        "seed": train.seed, "privacy": main.privacy, "epsilon": main.privacy.get("epsilon"),
-        "delta": main.privacy.get("delta"), "mapping": mapping.to_dict(), "top_k": k,
-        "users": data.user_names, "items": data.item_names,
-        "popularity": popularity.tolist(), "positives": data.how_positive,
-        "split": split.summary, "best_epoch": main.best_epoch, "device": main.device,
-        "versions": versions,
-    }))
-    last_test_row = _last_rows(data, split.test)
-    predictions = pd.DataFrame({
-        "row_id": [last_test_row[int(u)] for u in test.users],
-        "user": [data.user_names[u - 1] for u in test.users],
-        "top_k": ["|".join(data.item_names[i - 1] for i in row) for row in top],
-        "held_out": ["|".join(sorted(data.item_names[i - 1] for i in wanted))
-                     for wanted in test.relevant],
-        f"ndcg@{k}": per_user["ndcg"], f"recall@{k}": per_user["recall"],
-        f"hit_rate@{k}": per_user["hit_rate"], "top_score": top_scores[:, 0],
-    })
-    for column in groups.columns:
-        name = column if column not in predictions.columns else f"sensitive_{column}"
-        predictions[name] = groups[column].to_numpy()
-    charts = {
-        "top_k": [{"user": data.user_names[u - 1],
-                   "items": [data.item_names[i - 1] for i in top[row]],
-                   "held_out": sorted(data.item_names[i - 1] for i in test.relevant[row])}
-                  for row, u in enumerate(test.users[:CHART_USERS])],
-        "exposure": exposure,
-    }
-    return TrainingResult(
-        metrics=summarise(per_user, k),
-        baseline={"name": "popularity", "metrics": baseline_metrics},
-        nonprivate_metrics=twin_metrics,
-        privacy=main.privacy,
-        fairness=fairness_report,
-        nonprivate_fairness=twin_fairness,
-        fairness_passed=group_metrics.passed(fairness_report),
-        split=split.summary,
-        history=main.history,
-        device=main.device,
-        seed=train.seed,
-        artifact_path=saved.path,
-        artifact_sha256=saved.sha256,
-        versions=versions,
-        predictions=predictions,
-        task_type=spec.task_type.value,
-        charts=charts,
-        notes=_notes(data=data, split=split, privacy=privacy, exposure=exposure, k=k,
-                     fitted=main),
-    )
+
+run = family_runner(RecommenderHooks(), doc="""Train, evaluate against popularity, audit NDCG
+by user group and item exposure, save.
+
+Same contract as :func:`ml_core.pipeline.run_training`; see the module docstring.
+""")
 
 
 def _last_rows(data: Interactions, mask: np.ndarray) -> dict[int, object]:
@@ -423,8 +440,8 @@ def _last_rows(data: Interactions, mask: np.ndarray) -> dict[int, object]:
     return rows
 
 
-def _notes(*, data: Interactions, split: UserSplit, privacy: PrivacyConfig,
-           exposure: list[dict], k: int, fitted: FittedModule) -> list[str]:
+def _notes(*, data: Interactions, privacy: PrivacyConfig, exposure: list[dict],
+           fitted: FittedModule) -> list[str]:
     top_share = sum(row["recommended_share"] for row in exposure[-1:])
     notes = [
         "Split per user by time (leave-last-out): each user's last positive interactions "

@@ -60,8 +60,6 @@ import torch
 from torch import nn
 
 from ml_core import fairness, group_metrics
-from ml_core.artifacts import library_versions
-from ml_core.checkpoints import checkpoint_path
 from ml_core.families.base import (
     MetricDeclaration,
     ModelFamily,
@@ -71,18 +69,26 @@ from ml_core.families.base import (
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.sequence_regressor import SequenceRegressor
-from ml_core.progress import report_stage
+from ml_core.runner import (
+    Baseline,
+    Evaluation,
+    FamilyHooks,
+    FitCall,
+    Fitted,
+    RunInputs,
+    Saved,
+    family_runner,
+    json_ready,
+    with_groups,
+)
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
     PrivacyConfig,
     ProblemSpec,
-    ProgressSink,
-    StopCheck,
     TaskType,
     TrainConfig,
 )
-from ml_core.trainer import TrainingCancelled
 from ml_core.validation import ValidationIssue
 
 MODEL_FAMILY = "sequence_regressor"
@@ -404,8 +410,7 @@ def _predict(model: nn.Module, x: torch.Tensor, cap: float) -> np.ndarray:
 
 
 def _fit(*, tensors: Tensors, n_channels: int, train: TrainConfig, cap: float,
-         privacy: PrivacyConfig | None, stage: str, progress: ProgressSink | None,
-         should_stop: StopCheck | None, checkpoint_dir: Path | None) -> FittedModule:
+         call: FitCall) -> FittedModule:
     hidden = tuple(train.hidden_sizes) or (32,)
     channels, head = int(hidden[0]), int(hidden[-1])
 
@@ -423,9 +428,9 @@ def _fit(*, tensors: Tensors, n_channels: int, train: TrainConfig, cap: float,
         return -float(np.sqrt(np.mean((predicted - tensors.y_val) ** 2)))
 
     return fit_module(build=build, tensors=(tensors.x_train, tensors.y_train), loss_fn=loss_fn,
-                      val_score=val_score, train=train, privacy=privacy, stage=stage,
-                      progress=progress, should_stop=should_stop,
-                      checkpoint_path=checkpoint_path(checkpoint_dir, stage))
+                      val_score=val_score, train=train, privacy=call.privacy,
+                      stage=call.stage, progress=call.progress, should_stop=call.should_stop,
+                      checkpoint_path=call.checkpoint_path)
 
 
 # --- reporting -----------------------------------------------------------------------------
@@ -487,10 +492,7 @@ def _predictions(*, prepared: Prepared, rows: np.ndarray, predicted: np.ndarray,
         "baseline": baselines[baseline_name],
         **{name: values for name, values in baselines.items()},
     })
-    for column in groups.columns:
-        name = column if column not in table.columns else f"sensitive_{column}"
-        table[name] = groups[column].to_numpy()
-    return table
+    return with_groups(table, groups)
 
 
 def _notes(*, prepared: Prepared, split: UnitSplit, privacy: PrivacyConfig, train: TrainConfig,
@@ -533,113 +535,128 @@ def _notes(*, prepared: Prepared, split: UnitSplit, privacy: PrivacyConfig, trai
 # --- the entry point -----------------------------------------------------------------------
 
 
-def run(
-    *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
-    privacy: PrivacyConfig | None = None, train: TrainConfig | None = None,
-    artifact_dir: Path, progress: ProgressSink | None = None,
-    should_stop: StopCheck | None = None, checkpoint_dir: Path | None = None,
-):
-    """Train, evaluate against the baselines, audit error by group, and save an RUL model.
+@dataclass(frozen=True)
+class RunData:
+    """What the RUL model's hooks share: the cycles, the split by unit, the windows."""
 
-    Same contract as :func:`ml_core.pipeline.run_training`; see the module docstring.
-    """
-    from ml_core.pipeline import TrainingResult, json_ready, resolve_inputs
+    prepared: Prepared
+    split: UnitSplit
+    scaler: Scaler
+    tensors: Tensors
+    x_test: torch.Tensor
+    x_chart: torch.Tensor  # every cycle of the test units (the chart's curves)
+    y_test: np.ndarray
+    groups: pd.DataFrame  # banded sensitive attributes per test row, by position
 
-    frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
-    cap = float(train.rul_cap)
-    report_stage(progress, "preparing", train.epochs)
-    prepared = prepare(frame, mapping, cap=cap)
-    if np.isnan(prepared.target).any():
-        raise ValueError("the RUL target has missing or non-numeric values")
-    split = split_by_unit(prepared, train)
-    scaler = Scaler.fit(prepared, split.train_rows)
-    channels = scaler.channels(prepared)
-    tensors = Tensors(
-        x_train=torch.from_numpy(windows(channels, prepared, split.train_rows, train.window)),
-        y_train=torch.from_numpy((prepared.target[split.train_rows] / cap).astype(np.float32)),
-        x_val=torch.from_numpy(windows(channels, prepared, split.val_rows, train.window)),
-        y_val=prepared.target[split.val_rows],
-    )
-    x_test = torch.from_numpy(windows(channels, prepared, split.test_rows, train.window))
-    x_chart = torch.from_numpy(windows(channels, prepared, split.test_unit_rows, train.window))
-    y_test = prepared.target[split.test_rows]
 
-    report_stage(progress, "baseline", train.epochs)
-    baselines = baseline_predictions(prepared, split, split.test_rows)
-    baseline_metrics = {name: rul_metrics(y_test, values) for name, values in baselines.items()}
-    baseline_name = spec.baseline if spec.baseline in BASELINES else "last_value"
+@dataclass(frozen=True)
+class Baselines:
+    name: str  # the one the result reports
+    test: dict[str, np.ndarray]  # every baseline's predictions on the test rows
 
-    n_channels = channels.shape[1]
-    main = _fit(tensors=tensors, n_channels=n_channels, train=train, cap=cap,
-                privacy=privacy if privacy.enabled else None, stage="training",
-                progress=progress, should_stop=should_stop,
-                checkpoint_dir=checkpoint_dir)
-    twin = None
-    if privacy.enabled:
-        try:
-            twin = _fit(tensors=tensors, n_channels=n_channels, train=train, cap=cap,
-                        privacy=None, stage="training_twin", progress=progress,
-                        should_stop=should_stop,
-                        checkpoint_dir=checkpoint_dir)
-        except TrainingCancelled as cancelled:
-            raise TrainingCancelled(privacy=main.privacy) from cancelled
 
-    report_stage(progress, "auditing", train.epochs)
-    predicted = _predict(main.module, x_test, cap)
-    groups = _groups(prepared, split.test_rows, mapping, spec)
-    fairness_report = _fairness(y_true=y_test, y_pred=predicted, groups=groups, spec=spec)
-    twin_metrics = twin_fairness = None
-    if twin is not None:
-        twin_predicted = _predict(twin.module, x_test, cap)
-        twin_metrics = rul_metrics(y_test, twin_predicted)
-        twin_fairness = _fairness(y_true=y_test, y_pred=twin_predicted, groups=groups,
-                                  spec=spec)
-    chart_baseline = baseline_predictions(prepared, split, split.test_unit_rows)[baseline_name]
+class SequenceRegressorHooks(FamilyHooks):
+    """The remaining-useful-life model's hooks (see the module docstring)."""
 
-    report_stage(progress, "saving", train.epochs)
-    versions = library_versions()
-    dropped_text = [str(c) for c in frame.columns
-                    if not mapping.features and str(c) not in prepared.feature_columns
-                    and str(c) not in {mapping.target, *mapping.exclude, *mapping.sensitive,
-                                       SPLIT_COLUMN, mapping.id or "",
-                                       *(col for _, col in mapping.roles)}]
-    saved = save_module(module=main.module, directory=Path(artifact_dir), metadata=json_ready({
-        "model_family": MODEL_FAMILY, "spec_key": spec.key, "task_type": spec.task_type.value,
-        "seed": train.seed, "privacy": main.privacy, "epsilon": main.privacy.get("epsilon"),
-        "delta": main.privacy.get("delta"), "mapping": mapping.to_dict(),
-        "feature_columns": list(prepared.feature_columns), "scaler": scaler.to_dict(),
-        "window": train.window, "rul_cap": cap, "target_source": prepared.target_source,
-        "split": split.summary, "best_epoch": main.best_epoch, "device": main.device,
-        "versions": versions,
-    }))
-    metrics = rul_metrics(y_test, predicted)
-    return TrainingResult(
-        metrics={name: metrics[name] for name in _metric_names(spec)},
-        baseline={"name": baseline_name,
-                  "metrics": {n: baseline_metrics[baseline_name][n] for n in _metric_names(spec)},
-                  "baselines": baseline_metrics},
-        nonprivate_metrics=twin_metrics and {n: twin_metrics[n] for n in _metric_names(spec)},
-        privacy=main.privacy,
-        fairness=fairness_report,
-        nonprivate_fairness=twin_fairness,
-        fairness_passed=group_metrics.passed(fairness_report),
-        split=split.summary,
-        history=main.history,
-        device=main.device,
-        seed=train.seed,
-        artifact_path=saved.path,
-        artifact_sha256=saved.sha256,
-        versions=versions,
-        predictions=_predictions(prepared=prepared, rows=split.test_rows, predicted=predicted,
-                                 baselines=baselines, baseline_name=baseline_name,
-                                 groups=groups),
-        task_type=spec.task_type.value,
-        charts=_charts(prepared=prepared, split=split,
-                       predicted=_predict(main.module, x_chart, cap),
-                       baseline=chart_baseline, baseline_name=baseline_name),
-        notes=_notes(prepared=prepared, split=split, privacy=privacy, train=train,
-                     mapping=mapping, fitted=main, dropped_text=dropped_text),
-    )
+    def prepare(self, inputs: RunInputs) -> RunData:
+        train, cap = inputs.train, float(inputs.train.rul_cap)
+        prepared = prepare(inputs.frame, inputs.mapping, cap=cap)
+        if np.isnan(prepared.target).any():
+            raise ValueError("the RUL target has missing or non-numeric values")
+        split = split_by_unit(prepared, train)
+        scaler = Scaler.fit(prepared, split.train_rows)
+        channels = scaler.channels(prepared)
+        tensors = Tensors(
+            x_train=torch.from_numpy(windows(channels, prepared, split.train_rows,
+                                             train.window)),
+            y_train=torch.from_numpy((prepared.target[split.train_rows] / cap)
+                                     .astype(np.float32)),
+            x_val=torch.from_numpy(windows(channels, prepared, split.val_rows, train.window)),
+            y_val=prepared.target[split.val_rows],
+        )
+        return RunData(
+            prepared=prepared, split=split, scaler=scaler, tensors=tensors,
+            x_test=torch.from_numpy(windows(channels, prepared, split.test_rows, train.window)),
+            x_chart=torch.from_numpy(windows(channels, prepared, split.test_unit_rows,
+                                             train.window)),
+            y_test=prepared.target[split.test_rows],
+            groups=_groups(prepared, split.test_rows, inputs.mapping, inputs.spec),
+        )
+
+    def baseline(self, inputs: RunInputs, prepared: RunData) -> Baseline:
+        spec, names = inputs.spec, _metric_names(inputs.spec)
+        baselines = baseline_predictions(prepared.prepared, prepared.split,
+                                         prepared.split.test_rows)
+        metrics = {name: rul_metrics(prepared.y_test, values)
+                   for name, values in baselines.items()}
+        name = spec.baseline if spec.baseline in BASELINES else "last_value"
+        return Baseline(report={"name": name, "metrics": {n: metrics[name][n] for n in names},
+                                "baselines": metrics},
+                        detail=Baselines(name=name, test=baselines))
+
+    def fit(self, inputs: RunInputs, prepared: RunData, call: FitCall) -> Fitted:
+        fitted = _fit(tensors=prepared.tensors, n_channels=prepared.tensors.x_train.shape[2],
+                      train=inputs.train, cap=float(inputs.train.rul_cap), call=call)
+        return Fitted.of(fitted, model=fitted.module)
+
+    def evaluate(self, inputs: RunInputs, prepared: RunData, fitted: Fitted) -> Evaluation:
+        predicted = _predict(fitted.model, prepared.x_test, float(inputs.train.rul_cap))
+        metrics = rul_metrics(prepared.y_test, predicted)
+        return Evaluation(
+            metrics={name: metrics[name] for name in _metric_names(inputs.spec)},
+            fairness=_fairness(y_true=prepared.y_test, y_pred=predicted,
+                               groups=prepared.groups, spec=inputs.spec),
+            detail=predicted)
+
+    def split(self, inputs: RunInputs, prepared: RunData) -> dict:
+        return prepared.split.summary
+
+    def save(self, inputs: RunInputs, prepared: RunData, model: Fitted,
+             evaluation: Evaluation, *, directory: Path, metadata: dict) -> Saved:
+        cycles = prepared.prepared
+        saved = save_module(module=model.model, directory=directory, metadata=json_ready({
+            "model_family": MODEL_FAMILY, **metadata,
+            "feature_columns": list(cycles.feature_columns),
+            "scaler": prepared.scaler.to_dict(), "window": inputs.train.window,
+            "rul_cap": float(inputs.train.rul_cap), "target_source": cycles.target_source,
+            "split": prepared.split.summary, "device": model.device,
+        }))
+        return Saved(path=saved.path, sha256=saved.sha256)
+
+    def predictions(self, inputs: RunInputs, prepared: RunData, baseline: Baseline,
+                    evaluation: Evaluation) -> pd.DataFrame:
+        return _predictions(prepared=prepared.prepared, rows=prepared.split.test_rows,
+                            predicted=evaluation.detail, baselines=baseline.detail.test,
+                            baseline_name=baseline.detail.name, groups=prepared.groups)
+
+    def charts(self, inputs: RunInputs, prepared: RunData, baseline: Baseline, model: Fitted,
+               evaluation: Evaluation) -> dict:
+        split, name = prepared.split, baseline.detail.name
+        return _charts(
+            prepared=prepared.prepared, split=split,
+            predicted=_predict(model.model, prepared.x_chart, float(inputs.train.rul_cap)),
+            baseline=baseline_predictions(prepared.prepared, split,
+                                          split.test_unit_rows)[name],
+            baseline_name=name)
+
+    def notes(self, inputs: RunInputs, prepared: RunData, model: Fitted, twin: Fitted | None,
+              evaluation: Evaluation) -> list[str]:
+        mapping, cycles = inputs.mapping, prepared.prepared
+        dropped_text = [str(c) for c in inputs.frame.columns
+                        if not mapping.features and str(c) not in cycles.feature_columns
+                        and str(c) not in {mapping.target, *mapping.exclude,
+                                           *mapping.sensitive, SPLIT_COLUMN, mapping.id or "",
+                                           *(col for _, col in mapping.roles)}]
+        return _notes(prepared=cycles, split=prepared.split, privacy=inputs.privacy,
+                      train=inputs.train, mapping=mapping, fitted=model.trained,
+                      dropped_text=dropped_text)
+
+
+run = family_runner(SequenceRegressorHooks(), doc="""Train, evaluate against the baselines,
+audit error by group, and save an RUL model.
+
+Same contract as :func:`ml_core.pipeline.run_training`; see the module docstring.
+""")
 
 
 def _metric_names(spec: ProblemSpec) -> tuple[str, ...]:

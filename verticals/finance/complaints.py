@@ -229,7 +229,7 @@ COMPLAINT_SENTIMENT_SPEC = ProblemSpec(
     fairness=FairnessPolicy(min_group_size=20, favourable=FavourableOutcome(
         positive=True, text="routed as the predicted class")),
     # Non-private: the last 2 MiniLM layers (lr 3e-4) + head; private: DP-SGD on the head
-    # over frozen sentence embeddings (ml_core/families/text.py says why).
+    # over frozen sentence embeddings (ml_core/families/text/ says why).
     train=TrainConfig(epochs=8, batch_size=16, learning_rate=3e-4, patience=3, max_length=64),
     retrain_cron="0 4 * * 1",
     min_rows=60,
