@@ -111,6 +111,10 @@ class ModelFamily:
     primary_metric: ClassVar[str]
     chart_kinds: ClassVar[tuple[str, ...]]
     supports: ClassVar[Supports] = Supports()
+    # The module whose functions ``run``, ``validate``, ``load``, ``predict`` and
+    # ``attach_test_set`` implement the entry points below, where it defines them (a family
+    # module registers with ``implementation = __name__``); a family may override any.
+    implementation: ClassVar[str | None] = None
 
     # --- declarations, read by the platform ---------------------------------------------
 
@@ -156,21 +160,37 @@ class ModelFamily:
                 result, charts={"kind": self.chart_kinds[0], **result.charts})
         return result
 
+    def _implemented(self, function: str) -> Any:
+        """``function`` of the family's :attr:`implementation` module, or None."""
+        if self.implementation is None:
+            return None
+        return getattr(import_module(self.implementation), function, None)
+
     def _run(self, **inputs: Any) -> TrainingResult:
-        raise NotImplementedError(f"family {self.name!r} does not implement _run")
+        run = self._implemented("run")
+        if run is None:
+            raise NotImplementedError(f"family {self.name!r} does not implement _run")
+        return run(**inputs)
 
     def validate(self, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
                  ) -> list[ValidationIssue]:
         """Task-specific problems with ``frame`` beyond the shared checks; none by default."""
-        return []
+        validate = self._implemented("validate")
+        return validate(frame, mapping, spec) if validate is not None else []
 
     def load(self, path: Path | str) -> Any:
         """The saved model at ``path``, ready for :meth:`predict`."""
-        raise NotImplementedError(f"family {self.name!r} cannot load its models")
+        load = self._implemented("load")
+        if load is None:
+            raise NotImplementedError(f"family {self.name!r} cannot load its models")
+        return load(path)
 
     def predict(self, loaded: Any, frame: pd.DataFrame) -> pd.DataFrame:
         """Predictions of a loaded model for ``frame``'s rows."""
-        raise NotImplementedError(f"family {self.name!r} cannot predict")
+        predict = self._implemented("predict")
+        if predict is None:
+            raise NotImplementedError(f"family {self.name!r} cannot predict")
+        return predict(loaded, frame)
 
     def attach_test_set(
         self, frame: pd.DataFrame, test_frame: pd.DataFrame, truth: Sequence[float], *,
@@ -178,7 +198,10 @@ class ModelFamily:
     ) -> pd.DataFrame:
         """One frame of the training table and a given test set whose entities (``unit``)
         end at ``truth`` (``supports.test_file``); the test rows are marked for the split."""
-        raise NotImplementedError(f"family {self.name!r} takes no given test set")
+        attach = self._implemented("attach_test_set")
+        if attach is None:
+            raise NotImplementedError(f"family {self.name!r} takes no given test set")
+        return attach(frame, test_frame, truth, unit=unit, cycle=cycle, target=target)
 
     def __repr__(self) -> str:
         return f"<model family {self.name}>"

@@ -762,15 +762,4 @@ class ForecasterFamily(ModelFamily):
     )
     primary_metric = "mase"
     chart_kinds = ("forecast_vs_actual",)
-
-    def _run(self, **inputs):
-        return run(**inputs)
-
-    def validate(self, frame, mapping, spec):
-        return validate(frame, mapping, spec)
-
-    def load(self, path):
-        return load(path)
-
-    def predict(self, loaded, frame):
-        return predict(loaded, frame)
+    implementation = __name__

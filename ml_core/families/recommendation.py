@@ -588,15 +588,4 @@ class RecommenderFamily(ModelFamily):
     )
     primary_metric = "ndcg@10"
     chart_kinds = ("top_k",)
-
-    def _run(self, **inputs):
-        return run(**inputs)
-
-    def validate(self, frame, mapping, spec):
-        return validate(frame, mapping, spec)
-
-    def load(self, path):
-        return load(path)
-
-    def predict(self, loaded, frame):
-        return predict(loaded, frame)
+    implementation = __name__

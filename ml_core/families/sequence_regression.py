@@ -809,18 +809,4 @@ class SequenceRegressorFamily(ModelFamily):
     primary_metric = "rmse"
     chart_kinds = ("rul_curve",)
     supports = Supports(test_file=True)
-
-    def _run(self, **inputs):
-        return run(**inputs)
-
-    def validate(self, frame, mapping, spec):
-        return validate(frame, mapping, spec)
-
-    def load(self, path):
-        return load(path)
-
-    def predict(self, loaded, frame):
-        return predict(loaded, frame)
-
-    def attach_test_set(self, frame, test_frame, truth, *, unit, cycle, target=None):
-        return attach_test_set(frame, test_frame, truth, unit=unit, cycle=cycle, target=target)
+    implementation = __name__
