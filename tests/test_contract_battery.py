@@ -405,6 +405,17 @@ def _rescored_text(problem: Problem, path: Path, frame: pd.DataFrame, prediction
     return table["y_score"].to_numpy(dtype=float), predictions["y_score"].to_numpy(dtype=float)
 
 
+def _rescored_image(problem: Problem, path: Path, frame: pd.DataFrame, predictions: pd.DataFrame
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    # The run's row ids are the images' paths (the mapped image column), not frame labels.
+    family, loaded = _loaded_family(problem, path)
+    image_column = problem.sample_mapping.role("image")
+    rows = frame.set_index(image_column, drop=False).loc[predictions["row_id"].to_numpy()]
+    table = family.predict(loaded, rows.reset_index(drop=True))
+    assert table["y_pred"].tolist() == predictions["y_pred"].tolist()
+    return table["y_score"].to_numpy(dtype=float), predictions["y_score"].to_numpy(dtype=float)
+
+
 def _rescored_next_exercise(problem: Problem, path: Path, frame: pd.DataFrame,
                             predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     # Each test student's answers up to the last one the run read (its row_id), in the
@@ -434,6 +445,7 @@ RESCORED: dict[str, Callable] = {
     "knowledge_tracing": _rescored_by_row("y_score"),
     "next_exercise": _rescored_next_exercise,
     "text_encoder": _rescored_text,
+    "image_classifier": _rescored_image,
 }
 
 

@@ -133,6 +133,13 @@ def flagged(w: World) -> str:
     return found[0]["column"]
 
 
+def audited_attribute(w: World) -> str:
+    """A sensitive attribute of the serving model's report (any name where the persona's
+    world has no such model)."""
+    run = getattr(w.model_serving, "run", None)
+    return next(iter(getattr(run, "fairness", None) or {"sex": None}))
+
+
 MODEL = "model_version_id"
 PK = "pk"
 GATE_POLICY = {"require_fairness": "on", "require_privacy": "on", "max_epsilon": "9",
@@ -200,9 +207,12 @@ MATRIX: dict[str, list[Case]] = {
     ],
     "governance:retire": [post(REVIEWER, kwargs=obj("model_approved", MODEL),
                                data=lambda w: {"reason": "old"})],
+    # The attribute is named: the fixture's report may have no judged failing attribute
+    # (small groups read "Not judged"), and this walk checks who may mitigate, not which.
     "governance:mitigate": [post(REVIEWER, kwargs=obj("model_serving", MODEL),
                                  data=lambda w: {"method": "threshold_optimizer",
-                                                 "constraint": "demographic_parity"})],
+                                                 "constraint": "demographic_parity",
+                                                 "attribute": audited_attribute(w)})],
     # The empirical privacy audit: reviewers and admins queue it.
     "governance:privacy_audit": [post(REVIEWER, kwargs=obj("model_serving", MODEL),
                                       data=lambda w: {"confirm": "yes"})],
@@ -248,6 +258,11 @@ MATRIX: dict[str, list[Case]] = {
     "api:dataset-version-detail": [get(kwargs=obj("version", PK), shows_own=True)],
     "api:dataset-version-mapping": [api_post(MEMBER, kwargs=obj("version_pending", PK),
                                              ok=(200,))],
+    # A given test file (same columns, target included) for a version awaiting its mapping.
+    "api:dataset-version-companions": [
+        api_post(MEMBER, kwargs=obj("version_pending", PK), fmt="multipart",
+                 data=lambda w: {"kind": "test_set", "file": csv_file("test.csv")}),
+    ],
     "api:dataset-version-identifiers": [
         api_post(ADMIN, kwargs=obj("version_pending", PK), ok=(200,),
                  data=lambda w: {"column": flagged(w), "allowed": True,

@@ -182,7 +182,10 @@ VISUAL_INSPECTION = ProblemSpec(
     # Images of parts are not personal: off by default, available at epsilon 8 (the level
     # measured on NEU in docs/images.md).
     privacy=PrivacyConfig(enabled=False, target_epsilon=8.0),
-    fairness=FairnessPolicy(kind="operational", min_group_size=20),
+    # A part classified as its true class (a defect found, a sound part passed): the audit
+    # compares per-class recall across lines and cameras.
+    fairness=FairnessPolicy(kind="operational", min_group_size=20, favourable=FavourableOutcome(
+        positive=True, text="classified as its true class")),
     # Only the top trains, on cached features: epochs are cheap. Batch 128 gives DP-SGD a
     # sampling rate near 0.1 on a thousand training images.
     train=TrainConfig(epochs=30, batch_size=128, learning_rate=1e-3, patience=8),
