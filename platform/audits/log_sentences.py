@@ -40,7 +40,8 @@ def number(value: object) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(number(v) for v in value) or "none"
     if isinstance(value, dict):
-        return "; ".join(f"{_name(k)} {number(v)}" for k, v in value.items()) or "nothing"
+        return "; ".join(f"{_name(k)} {number(v)}" for k, v in sorted(value.items())) \
+            or "nothing"
     return str(value)
 
 
@@ -49,14 +50,15 @@ def _name(key: str) -> str:
 
 
 def _details(detail: dict) -> str:
+    # Keys in a fixed order: PostgreSQL's jsonb does not keep the order they were written in.
     before, after = detail.get("before"), detail.get("after")
     if isinstance(before, dict) and isinstance(after, dict):
         changed = [f"{_name(k)} {number(before.get(k))} → {number(after.get(k))}"
-                   for k in after if before.get(k) != after.get(k)]
+                   for k in sorted(after) if before.get(k) != after.get(k)]
         rest = {k: v for k, v in detail.items() if k not in ("before", "after")}
         return ", ".join(changed or ["nothing changed"]) + (
             f"; {_details(rest)}" if rest else "")
-    return "; ".join(f"{_name(k)} {number(v)}" for k, v in detail.items())
+    return "; ".join(f"{_name(k)} {number(v)}" for k, v in sorted(detail.items()))
 
 
 def sentence(entry: AuditLogEntry) -> str:
