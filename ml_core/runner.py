@@ -16,7 +16,7 @@ model's whole spend, since that model was already trained.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -119,14 +119,33 @@ def resolve_inputs(
             train if train is not None else spec.train)
 
 
-def with_groups(table: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
+def with_groups(table: pd.DataFrame, groups: pd.DataFrame, *, prefix: str = "sensitive_"
+                ) -> pd.DataFrame:
     """``table`` with one column per banded sensitive attribute of ``groups`` (by position);
-    a sensitive column named like one of the table's is added as ``sensitive_<name>`` so
+    a sensitive column named like one of the table's is added as ``<prefix><name>`` so
     it never overwrites it. Changes ``table`` in place and returns it."""
     for column in groups.columns:
-        name = column if column not in table.columns else f"sensitive_{column}"
+        name = column if column not in table.columns else f"{prefix}{column}"
         table[name] = groups[column].to_numpy()
     return table
+
+
+def class_predictions(*, row_ids: np.ndarray, y_true: np.ndarray | None,
+                      probabilities: np.ndarray, classes: Sequence[str],
+                      groups: pd.DataFrame | None = None, prefix: str = "sensitive_"
+                      ) -> pd.DataFrame:
+    """A multi-class model's predictions: ``row_id``, ``y_true`` (when known), ``y_pred``,
+    ``y_score`` (the top probability), one ``prob_<class>`` column per class, then the
+    group columns (:func:`with_groups`)."""
+    chosen = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, dtype=int)
+    table = pd.DataFrame({"row_id": row_ids})
+    if y_true is not None:
+        table["y_true"] = [classes[i] for i in y_true]
+    table["y_pred"] = [classes[i] for i in chosen]
+    table["y_score"] = probabilities.max(axis=1) if len(probabilities) else np.zeros(0)
+    for k, label in enumerate(classes):
+        table[f"prob_{label}"] = probabilities[:, k] if len(probabilities) else np.zeros(0)
+    return with_groups(table, groups, prefix=prefix) if groups is not None else table
 
 
 # --- what the skeleton hands the hooks, and what they hand back ------------------------

@@ -57,6 +57,7 @@ from ml_core.families.image.data import (
 from ml_core.families.module_artifacts import load_state, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.progress import report_stage
+from ml_core.runner import class_predictions
 from ml_core.spec import (
     ColumnMapping,
     PrivacyConfig,
@@ -366,19 +367,8 @@ def prediction_table(*, row_ids: np.ndarray, y_true: np.ndarray | None,
                      groups: pd.DataFrame | None = None) -> pd.DataFrame:
     """``row_id`` (the image path), ``y_true``, ``y_pred``, ``y_score`` (the top
     probability), one ``prob_<class>`` column per class, then the group columns."""
-    chosen = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, dtype=int)
-    table = pd.DataFrame({"row_id": row_ids})
-    if y_true is not None:
-        table["y_true"] = [classes[i] for i in y_true]
-    table["y_pred"] = [classes[i] for i in chosen]
-    table["y_score"] = probabilities.max(axis=1) if len(probabilities) else np.zeros(0)
-    for k, label in enumerate(classes):
-        table[f"prob_{label}"] = probabilities[:, k] if len(probabilities) else np.zeros(0)
-    if groups is not None:
-        for name in groups.columns:
-            table[name if name not in table.columns else f"group_{name}"] = \
-                groups[name].to_numpy()
-    return table
+    return class_predictions(row_ids=row_ids, y_true=y_true, probabilities=probabilities,
+                             classes=classes, groups=groups, prefix="group_")
 
 
 # --- saving, loading, scoring --------------------------------------------------------------

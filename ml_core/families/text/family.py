@@ -53,6 +53,7 @@ from ml_core.runner import (
     RunInputs,
     Saved,
     TrainingResult,
+    class_predictions,
     json_ready,
     run_family,
 )
@@ -365,7 +366,7 @@ class TextHooks(FamilyHooks):
     def predictions(self, inputs: RunInputs, prepared: Encoded, baseline: Baseline,
                     evaluation: Evaluation) -> pd.DataFrame:
         labelled = prepared.labelled
-        return _prediction_table(
+        return class_predictions(
             row_ids=labelled.labelled.iloc[labelled.test].index.to_numpy(),
             y_true=labelled.y[labelled.test], probabilities=evaluation.detail,
             classes=labelled.classes, groups=labelled.groups)
@@ -524,24 +525,6 @@ def _source_name(source: te.EncoderSource) -> str:
     return "a tiny randomly initialised BERT (tests only)"
 
 
-def _prediction_table(*, row_ids: np.ndarray, y_true: np.ndarray | None,
-                      probabilities: np.ndarray, classes: list[str],
-                      groups: pd.DataFrame | None = None) -> pd.DataFrame:
-    chosen = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, dtype=int)
-    table = pd.DataFrame({"row_id": row_ids})
-    if y_true is not None:
-        table["y_true"] = [classes[i] for i in y_true]
-    table["y_pred"] = [classes[i] for i in chosen]
-    table["y_score"] = probabilities.max(axis=1) if len(probabilities) else np.zeros(0)
-    for k, label in enumerate(classes):
-        table[f"prob_{label}"] = probabilities[:, k] if len(probabilities) else np.zeros(0)
-    if groups is not None:
-        for name in groups.columns:
-            target = name if name not in table.columns else f"sensitive_{name}"
-            table[target] = groups[name].to_numpy()
-    return table
-
-
 # --- artifacts -------------------------------------------------------------------------------
 
 
@@ -617,7 +600,7 @@ def predict(loaded: LoadedTextModel, frame: pd.DataFrame) -> pd.DataFrame:
     probabilities = predict_probabilities(loaded.classifier.top, rows, np.arange(len(frame)))
     if len(frame) == 0:
         probabilities = np.zeros((0, len(metadata["classes"])))
-    return _prediction_table(row_ids=frame.index.to_numpy(), y_true=None,
+    return class_predictions(row_ids=frame.index.to_numpy(), y_true=None,
                              probabilities=probabilities, classes=list(metadata["classes"]))
 
 
