@@ -10,15 +10,15 @@ from django.db import migrations
 
 
 def install(apps, schema_editor):
-    from audits.append_only import install_guard
+    from audits.append_only import AUDIT_TABLES, install_guard
 
-    install_guard(schema_editor.connection)
+    install_guard(schema_editor.connection, AUDIT_TABLES)
 
 
 def remove(apps, schema_editor):
-    from audits.append_only import remove_guard
+    from audits.append_only import AUDIT_TABLES, remove_guard
 
-    remove_guard(schema_editor.connection)
+    remove_guard(schema_editor.connection, AUDIT_TABLES)
 
 
 class Migration(migrations.Migration):
