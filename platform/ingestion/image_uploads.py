@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import PurePosixPath
 
 import pandas as pd
 
@@ -55,6 +56,32 @@ def read_archive(data: bytes, spec: ProblemSpec) -> tuple[pd.DataFrame, dict]:
         raise ArchiveRefused(exc.code, exc.message) from None
     return archive.frame, {"format": ARCHIVE_FORMAT, "archive": archive.profile(),
                            "notes": notes(archive.profile())}
+
+
+def read_images_to_score(data: bytes, spec: ProblemSpec) -> pd.DataFrame:
+    """The images of a ZIP sent to an approved model, unlabelled (each under its path in
+    the ZIP), through the same safe reader as uploads. ArchiveRefused for a hostile or empty
+    archive, or when no image in it can be read (the reasons named)."""
+    from ml_core.families.image.archive import ArchiveError
+
+    try:
+        archive = _reader(spec)(data, labelled=False)
+    except ArchiveError as exc:
+        raise ArchiveRefused(exc.code, exc.message) from None
+    if archive.frame.empty:
+        shown = "; ".join(f"{name}: {reason}" for name, reason in archive.unreadable[:LISTED])
+        raise ArchiveRefused("unreadable_images", f"No image could be read ({shown}).")
+    return archive.frame
+
+
+def single_image_archive(name: str, data: bytes) -> bytes:
+    """One uploaded image as a ZIP of one member, so that a single image is read by the same
+    safe reader (and decoder) as an archive. The member keeps the file's base name."""
+    base = PurePosixPath(str(name).replace("\\", "/")).name.lstrip(".") or "image"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(base, data)
+    return buffer.getvalue()
 
 
 def notes(profile: dict) -> list[str]:

@@ -392,7 +392,8 @@ def reencrypt(path: Path) -> str:
 # result (every input column) are encrypted like uploads, with the same keys and rotation,
 # and decrypted only for an authorised reader (the download views check the organisation).
 
-OUTPUT_PATTERNS = ("run_*/predictions.csv", "scoring/job_*.csv")
+OUTPUT_PATTERNS = ("run_*/predictions.csv", "run_*/pictures/*.png", "scoring/job_*.csv",
+                   "contact_sheets/version_*/*.png")
 
 
 def artifact_root() -> Path:

@@ -102,6 +102,23 @@ def run_detail(request, run_id: int):
 
 
 @require_GET
+def run_picture(request, run_id: int, name: str):
+    """One picture of a run's report (a test image's thumbnail, a saliency overlay): the
+    run's organisation only, decrypted for this answer, never cached."""
+    from training.pictures import read_picture
+
+    run = _run_or_404(request.user, run_id)
+    try:
+        png = read_picture(run, name)
+    except FileNotFoundError:
+        raise Http404("no such picture") from None
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@require_GET
 def run_progress(request, run_id: int):
     run = _run_or_404(request.user, run_id)
     return JsonResponse(progress_payload(run))

@@ -146,11 +146,13 @@ def _skipped(name: str) -> bool:
 
 
 def read_image_archive(data: bytes, *, labels: bytes | None = None,
-                       image_column: str | None = None, target: str | None = None
-                       ) -> ImageArchive:
+                       image_column: str | None = None, target: str | None = None,
+                       labelled: bool = True) -> ImageArchive:
     """The image table of a ZIP (see the module docstring). ``labels``: a CSV beside the
     ZIP; ``image_column`` and ``target`` name its file and label columns (default ``file``
-    and ``label``). Raises :class:`ArchiveError` for an archive refused as a whole."""
+    and ``label``). ``labelled=False`` reads images to score: every image under its path,
+    folders and CSVs not read as labels (layout ``"unlabelled"``). Raises
+    :class:`ArchiveError` for an archive refused as a whole."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -175,14 +177,19 @@ def read_image_archive(data: bytes, *, labels: bytes | None = None,
             if total > MAX_TOTAL_BYTES:
                 raise ArchiveError("zip_bomb", "The ZIP expands beyond "
                                                f"{MAX_TOTAL_BYTES:,} bytes.")
-        if labels is None and len(csv_members) == 1:
+        if labelled and labels is None and len(csv_members) == 1:
             labels = _read(archive, csv_members[0])
         else:
             skipped.extend(info.filename for info in csv_members)
     if not images:
         raise ArchiveError("no_images", "The ZIP holds no images (JPEG, PNG, BMP, TIFF, WebP).")
     readable, unreadable, sizes, modes = _decode_all(images)
-    if labels is not None:
+    if not labelled:
+        path_column, label_column, layout, unlabelled, missing = (
+            PATH_COLUMN, None, "unlabelled", 0, [])
+        frame = pd.DataFrame({PATH_COLUMN: list(readable),
+                              IMAGE_BYTES_COLUMN: list(readable.values())})
+    elif labels is not None:
         frame, path_column, unlabelled, missing = _with_csv(readable, labels,
                                                             image_column=image_column)
         label_column = target or LABEL_COLUMN
