@@ -74,6 +74,26 @@ def read_images_to_score(data: bytes, spec: ProblemSpec) -> pd.DataFrame:
     return archive.frame
 
 
+def samples_by_class(data: bytes, spec: ProblemSpec, *, label: str | None, per_class: int
+                     ) -> list[tuple[str, list[tuple[str, bytes]]]]:
+    """The first ``per_class`` images (by path) of each class of a stored ZIP: (class,
+    [(path, bytes)]), classes sorted. ``label`` names the label column (the mapping's
+    target); without one in the table, every image is one class, "all images"."""
+    from ml_core.families.image.archive import ArchiveError
+    from ml_core.families.image.columns import IMAGE_BYTES_COLUMN
+
+    try:
+        archive = _reader(spec)(data)
+    except ArchiveError as exc:
+        raise ArchiveRefused(exc.code, exc.message) from None
+    frame = archive.frame.sort_values(archive.path_column, kind="stable")
+    label = label if label in frame.columns else archive.label_column
+    keys = frame[label].astype(str) if label else pd.Series("all images", index=frame.index)
+    return [(str(value), [(str(row[archive.path_column]), bytes(row[IMAGE_BYTES_COLUMN]))
+                          for _, row in group.head(per_class).iterrows()])
+            for value, group in frame.groupby(keys, sort=True)]
+
+
 def single_image_archive(name: str, data: bytes) -> bytes:
     """One uploaded image as a ZIP of one member, so that a single image is read by the same
     safe reader (and decoder) as an archive. The member keeps the file's base name."""

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts import scoping
 from accounts.models import Role
 from accounts.permissions import has_role
 from catalog.families import family_of
-from ingestion import services
+from ingestion import contact_sheets, services
 from ingestion.forms import (
     TASK_ROLE_LABELS,
     MappingForm,
@@ -242,6 +242,7 @@ def version_detail(request, version_id: int):
         })
     profile = version.profile or {}
     return render(request, "ingestion/version.html", {
+        "image_profile": contact_sheets.image_profile(version),
         "version": version, "dataset": dataset, "problem": problem, "profile": profile,
         "train_form": train_form, "read_options": _read_option_rows(version.read_options),
         "min_group_size": problem.spec.fairness.min_group_size if problem else None,
@@ -249,3 +250,18 @@ def version_detail(request, version_id: int):
         "runs": version.runs.all()[:10],
         "other_versions": dataset.versions.exclude(pk=version.pk)[:10],
     })
+
+
+@require_GET
+def version_sample(request, version_id: int, name: str):
+    """One thumbnail of an image version's contact sheet: the organisation only, decrypted
+    for this answer, never cached."""
+    version = _version_or_404(request.user, version_id)
+    try:
+        png = contact_sheets.sample_png(version, name)
+    except FileNotFoundError:
+        raise Http404("no such sample") from None
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -70,6 +70,11 @@ class ImageClassifierFamily(ModelFamily):
     def predict(self, loaded, frame):
         return import_module(f"{__name__}.family").predict(loaded, frame)
 
+    def thumbnail(self, data: bytes, *, size: int = 96) -> bytes | None:
+        """A small PNG of one uploaded image (the upload's contact sheet); None when the
+        image cannot be read (:func:`.report.thumbnail`)."""
+        return import_module(f"{__name__}.report").thumbnail(data, size=size)
+
     def read_archive(self, data, **options):
         """An uploaded ZIP as the image table (:func:`.archive.read_image_archive`)."""
         return import_module(f"{__name__}.archive").read_image_archive(data, **options)

@@ -24,6 +24,7 @@ modes, what was skipped.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import stat
 import zipfile
@@ -87,7 +88,26 @@ class ImageArchive:
             "skipped_names": list(self.skipped_names),
             "unreadable": [{"file": name, "reason": reason} for name, reason in self.unreadable],
             "unlabelled": self.unlabelled, "missing_files": list(self.missing_files),
+            "duplicates": self.duplicates(),
         }
+
+    def duplicates(self) -> dict:
+        """Byte-identical images: ``copies`` (images that repeat an earlier one),
+        ``conflicting`` (images whose copies carry another label: the same picture under two
+        classes) and a few ``examples`` (the paths of one set of copies each)."""
+        frame = self.frame
+        digests = pd.Series([hashlib.sha256(bytes(b)).hexdigest()
+                             for b in frame[IMAGE_BYTES_COLUMN]], index=frame.index)
+        repeated = digests[digests.duplicated(keep=False)]
+        conflicting = 0
+        if self.label_column and len(repeated):
+            labels = frame.loc[repeated.index, self.label_column].astype(str)
+            per_digest = labels.groupby(repeated).nunique()
+            conflicting = int(repeated.isin(per_digest[per_digest > 1].index).sum())
+        examples = [frame.loc[group.index, self.path_column].astype(str).tolist()
+                    for _, group in list(repeated.groupby(repeated, sort=False))[:LISTED // 4]]
+        return {"copies": int(digests.duplicated().sum()), "conflicting": conflicting,
+                "examples": examples}
 
 
 def _check_name(name: str) -> None:
