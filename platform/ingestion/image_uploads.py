@@ -104,6 +104,20 @@ def single_image_archive(name: str, data: bytes) -> bytes:
     return buffer.getvalue()
 
 
+def with_internal_excluded(mapping, suggested: dict | None):
+    """``mapping`` with the archive's internal columns (the image bytes) excluded as the
+    suggested mapping excluded them: the mapping page and API clients list only the visible
+    columns, and the table checks must not read bytes as text."""
+    from dataclasses import replace
+
+    from ingestion.companions import INTERNAL_PREFIX
+
+    internal = [column for column in (suggested or {}).get("exclude") or ()
+                if str(column).startswith(INTERNAL_PREFIX) and column not in mapping.exclude
+                and column not in {column for _, column in mapping.roles}]
+    return replace(mapping, exclude=(*mapping.exclude, *internal)) if internal else mapping
+
+
 def notes(profile: dict) -> list[str]:
     """Plain-language warnings about what reading the ZIP skipped or could not read."""
     found = []

@@ -59,6 +59,8 @@ def _read_option_rows(options: dict) -> list[tuple[str, str]]:
     names = {"\t": "tab", " ": "spaces", ",": "comma", ";": "semicolon", "|": "pipe"}
     rows = []
     for key, value in (options or {}).items():
+        if key == "archive":  # an image ZIP's profile: the page's Images section shows it
+            continue
         if key == "delimiter":
             value = names.get(value, repr(value))
         elif isinstance(value, bool):

@@ -100,3 +100,16 @@ def test_a_table_upload_has_no_image_profile(validated_version, client, analyst)
     client.force_login(analyst)
     page = client.get(f"/datasets/versions/{validated_version.pk}/").content.decode()
     assert "Contact sheet" not in page and "image-profile-heading" not in page
+
+
+def test_a_mapping_that_lists_only_the_visible_columns_validates(analyst):
+    """The mapping page and API clients name only the columns a person sees: the image
+    bytes stay excluded as suggested (else the table checks read bytes as text)."""
+    from ingestion.services import confirm_mapping
+    from ml_core.spec import ColumnMapping
+
+    version = uploaded_version(analyst, inspection_zip(12, seed=7), confirm=False)
+    version = confirm_mapping(version=version, user=analyst, mapping=ColumnMapping(
+        target="label", sensitive=("line",), exclude=("camera",), roles=(("image", "file"),)))
+    assert version.status == "validated", version.errors
+    assert "__image_bytes__" in version.mapping["exclude"]
