@@ -51,6 +51,9 @@ def test_quality_engineer_uploads_images_trains_and_reads_the_pictures(journey, 
         page.get_by_role("button", name="Upload").click()
 
         page.get_by_role("heading", name=re.compile("Map the columns")).wait_for()
+        # Suggested from the problem's hints: the label, the image file, the group columns.
+        assert page.get_by_label("file", exact=True).input_value() == "image"
+        assert page.get_by_label("label", exact=True).input_value() == "target"
         journey.shot("mapping")
         page.get_by_role("button", name="Confirm mapping and validate").click()
         page.get_by_text("Mapping confirmed: the data is valid for training.").wait_for()
@@ -95,6 +98,8 @@ def test_quality_engineer_uploads_images_trains_and_reads_the_pictures(journey, 
         saliency = results.locator("section.picture-gallery",
                                    has=page.get_by_role("heading", name=re.compile("Grad-CAM")))
         assert saliency.locator("img").count() == len(run.result["charts"]["saliency"]) >= 1
+        # Each picture is named by its image's path in the ZIP (the mapping's image role).
+        assert re.search(r"(ok|scratches|spots)/\w+\.png", saliency.inner_text())
         page.wait_for_function(ALL_LOADED, arg="section.picture-gallery img")
         journey.shot("run-report-pictures")
         if problems := journey.accessibility_violations():

@@ -113,3 +113,11 @@ def test_a_mapping_that_lists_only_the_visible_columns_validates(analyst):
         target="label", sensitive=("line",), exclude=("camera",), roles=(("image", "file"),)))
     assert version.status == "validated", version.errors
     assert "__image_bytes__" in version.mapping["exclude"]
+
+
+def test_the_mapping_page_offers_and_suggests_the_image_role(analyst, client):
+    version = uploaded_version(analyst, inspection_zip(12, seed=8), confirm=False)
+    client.force_login(analyst)
+    page = client.get(f"/datasets/versions/{version.pk}/mapping/").content.decode()
+    assert page.count('<option value="image" selected>') == 1
+    assert "__image_bytes__" not in page
