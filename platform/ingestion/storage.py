@@ -425,6 +425,17 @@ def read_encrypted(path: Path) -> bytes:
     return blob
 
 
+def decrypted_png_response(png: bytes):
+    """An authorised view's answer with a picture decrypted for it (a thumbnail, a
+    saliency overlay: they show data): never cached, never sniffed as another type."""
+    from django.http import HttpResponse
+
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 def output_paths() -> Iterator[Path]:
     """Every encrypted-at-rest output under the artifact folder."""
     root = artifact_root()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -20,6 +20,7 @@ from ingestion.forms import (
     roles_from_mapping,
 )
 from ingestion.models import Dataset, DatasetVersion
+from ingestion.storage import decrypted_png_response
 from ml_core.column_types import infer_column_type
 from ml_core.data import label_text
 from ml_core.spec import ColumnRole
@@ -263,7 +264,4 @@ def version_sample(request, version_id: int, name: str):
         png = contact_sheets.sample_png(version, name)
     except FileNotFoundError:
         raise Http404("no such sample") from None
-    response = HttpResponse(png, content_type="image/png")
-    response["Cache-Control"] = "no-store"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return decrypted_png_response(png)

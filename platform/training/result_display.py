@@ -68,16 +68,17 @@ class Table:
 
 @dataclass(frozen=True)
 class Picture:
-    """One stored picture of a run (training.pictures), with what it shows."""
+    """One stored picture of a run (training.pictures): the run's picture view serves it."""
 
-    name: str  # the stored file's name; the page asks the run's picture view for it
+    url: str
     alt: str
     lines: list[str]
-    url: str = ""
 
 
 @dataclass(frozen=True)
 class Gallery:
+    """Pictures under one caption; ``css_class`` sizes them (thumbnails, large overlays)."""
+
     caption: str
     note: str
     pictures: list[Picture]
@@ -180,12 +181,8 @@ def task_results(run) -> TaskResults:
     if builder is None:
         return TaskResults(task_type=task_type, task_label=label, heading="", notes=notes)
     heading, figures, tables = builder(stored, result)
-    galleries = [
-        Gallery(caption=gallery.caption, note=gallery.note, css_class=gallery.css_class,
-                pictures=[Picture(name=p.name, alt=p.alt, lines=p.lines,
-                                  url=reverse("run_picture", args=[run.pk, p.name]))
-                          for p in gallery.pictures])
-        for gallery in GALLERIES.get(str(stored.get("kind")), _no_pictures)(stored)]
+    galleries = GALLERIES.get(str(stored.get("kind")), _no_pictures)(
+        stored, lambda name: reverse("run_picture", args=[run.pk, name]))
     return TaskResults(task_type=task_type, task_label=label, heading=heading,
                        figures=figures, tables=tables, notes=notes, galleries=galleries)
 
@@ -278,10 +275,10 @@ def _stored_name(entry: dict, key: str) -> str | None:
     return value.get("picture") if isinstance(value, dict) else None
 
 
-def _image_galleries(stored: dict) -> list[Gallery]:
+def _image_galleries(stored: dict, url: Callable[[str], str]) -> list[Gallery]:
     galleries = []
     mistakes = [Picture(
-        name=name, alt=f"{entry.get('image')}: {entry.get('true')} taken for "
+        url=url(name), alt=f"{entry.get('image')}: {entry.get('true')} taken for "
                        f"{entry.get('predicted')}",
         lines=[str(entry.get("image")), f"true: {entry.get('true')}",
                f"predicted: {entry.get('predicted')} ({_number(entry.get('confidence'))})"])
@@ -294,7 +291,7 @@ def _image_galleries(stored: dict) -> list[Gallery]:
                  "probability. Test images: for the curator's eyes, not part of the "
                  "released model." if mistakes else "No mistakes on the test split."))
     saliency = [Picture(
-        name=name, alt=f"Saliency map of {entry.get('image')} ({entry.get('true')}, "
+        url=url(name), alt=f"Saliency map of {entry.get('image')} ({entry.get('true')}, "
                        f"predicted {entry.get('predicted')})",
         lines=[str(entry.get("image")), f"true: {entry.get('true')}",
                f"predicted: {entry.get('predicted')}"])
@@ -308,7 +305,7 @@ def _image_galleries(stored: dict) -> list[Gallery]:
     return galleries
 
 
-def _no_pictures(stored: dict) -> list[Gallery]:
+def _no_pictures(stored: dict, url: Callable[[str], str]) -> list[Gallery]:
     return []
 
 
@@ -456,7 +453,7 @@ RENDERERS: dict[str, Callable[[dict, dict], Shown]] = {
 
 
 # Chart kind -> the pictures its results carry (training.pictures), drawn below the charts.
-GALLERIES: dict[str, Callable[[dict], list[Gallery]]] = {
+GALLERIES: dict[str, Callable[[dict, Callable[[str], str]], list[Gallery]]] = {
     "confusion_with_images": _image_galleries,
 }
 

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts import scoping
 from ingestion.models import DatasetVersion
+from ingestion.storage import decrypted_png_response
 from ml_core.privacy_statement import guarantee
 from training import result_display, services
 from training.forms import TrainForm
@@ -112,10 +113,7 @@ def run_picture(request, run_id: int, name: str):
         png = read_picture(run, name)
     except FileNotFoundError:
         raise Http404("no such picture") from None
-    response = HttpResponse(png, content_type="image/png")
-    response["Cache-Control"] = "no-store"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
+    return decrypted_png_response(png)
 
 
 @require_GET
