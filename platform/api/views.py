@@ -328,7 +328,7 @@ class ModelVersionViewSet(
         request={"application/json": s.PredictRequestSerializer,
                  "multipart/form-data": s.ImagePredictRequestSerializer},
         responses={200: PolymorphicProxySerializer(
-            component_name="Prediction", serializers=[s.PredictResponseSerializer,
+            component_name="PredictAnswer", serializers=[s.PredictResponseSerializer,
                                                       s.ImagePredictResponseSerializer],
             resource_type_field_name=None), 400: ERROR, 409: ERROR},
         description="Score with an approved or champion model. A model that scores rows takes "

@@ -202,3 +202,17 @@ def test_a_hostile_zip_is_refused_before_it_is_stored(image_model, approve, anal
             start_scoring_job(model_version=image_model, user=analyst,
                               file=SimpleUploadedFile("x.zip", archive))
     assert not ScoringJob.objects.exists()
+
+
+def test_the_model_page_takes_a_zip_of_images(image_model, approve, analyst, client):
+    approve(image_model)
+    client.force_login(analyst)
+    page = client.get(f"/governance/models/{image_model.pk}/").content.decode()
+    assert "A ZIP of images" in page
+    archive = images_zip({"a/1.png": png("ok", 1), "a/2.png": png("spots", 2)})
+    response = client.post(f"/governance/models/{image_model.pk}/score/",
+                           {"file": SimpleUploadedFile("two.zip", archive)})
+    job = ScoringJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == (
+        f"/governance/scoring/{job.pk}/")
+    assert job.rows_total == 2 and job.original_filename == "two.zip"
