@@ -13,6 +13,7 @@ import pytest
 
 from ingestion.contact_sheets import SAMPLES_PER_CLASS, sheet_dir
 from ingestion.storage import is_encrypted
+from tests.conftest import SHARED_DATA
 from tests.support.image_zips import inspection_zip, uploaded_version
 
 pytestmark = pytest.mark.django_db
@@ -121,3 +122,26 @@ def test_the_mapping_page_offers_and_suggests_the_image_role(analyst, client):
     page = client.get(f"/datasets/versions/{version.pk}/mapping/").content.decode()
     assert page.count('<option value="image" selected>') == 1
     assert "__image_bytes__" not in page
+
+
+NEU = SHARED_DATA / "images" / "neu_surface"
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+@pytest.mark.skipif(not NEU.is_dir(), reason="the NEU surface set is not in ../shared/data")
+def test_the_neu_set_profile_finds_its_known_copy():
+    """The data README says two `patches` files of NEU are byte-identical: the profile
+    finds exactly that pair, and no copy across classes."""
+    from ml_core.families.image.archive import read_image_archive
+
+    buffer = BytesIO()
+    with zipfile.ZipFile(buffer, "w") as handle:
+        for path in sorted(NEU.rglob("*.jpg")):
+            handle.write(path, path.relative_to(NEU.parent).as_posix())
+    profile = read_image_archive(buffer.getvalue()).profile()
+    assert profile["images"] == 1800 and set(profile["classes"].values()) == {300}
+    duplicates = profile["duplicates"]
+    assert duplicates["copies"] == 1 and duplicates["conflicting"] == 0
+    (pair,) = duplicates["examples"]
+    assert all(name.startswith("neu_surface/patches/") for name in pair)
