@@ -379,6 +379,27 @@ class PredictResponseSerializer(serializers.Serializer):
     predictions = PredictionSerializer(many=True)
 
 
+class ImagePredictRequestSerializer(serializers.Serializer):
+    image = serializers.FileField(help_text="One image (JPEG, PNG, BMP, TIFF, WebP or GIF), "
+                                  "for a model that scores images. A ZIP of images is scored "
+                                  "as a batch job.")
+
+
+class ImagePredictionSerializer(serializers.Serializer):
+    row = serializers.IntegerField()
+    image = serializers.CharField(help_text="The image's file name: the row id.")
+    prediction = serializers.CharField(help_text="The class with the highest probability.")
+    score = serializers.FloatField(help_text="That class's probability.")
+    scores = serializers.DictField(child=serializers.FloatField(),
+                                   help_text="Class -> probability, every class.")
+
+
+class ImagePredictResponseSerializer(serializers.Serializer):
+    model_version = serializers.IntegerField()
+    classes = serializers.ListField(child=serializers.CharField())
+    predictions = ImagePredictionSerializer(many=True)
+
+
 class GateSerializer(serializers.Serializer):
     name = serializers.CharField()
     passed = serializers.BooleanField()

@@ -6,7 +6,7 @@ import dataclasses
 
 from django.core.exceptions import PermissionDenied
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -325,23 +325,36 @@ class ModelVersionViewSet(
     # --- governance: predictions, model card, gates, promotion ------------------------
 
     @extend_schema(
-        request=s.PredictRequestSerializer,
-        responses={200: s.PredictResponseSerializer, 400: ERROR, 409: ERROR},
-        description="Score rows with an approved or champion model. Rows are checked against "
-        "the model's input schema; a bad row is a 400 naming the row and column.",
+        request={"application/json": s.PredictRequestSerializer,
+                 "multipart/form-data": s.ImagePredictRequestSerializer},
+        responses={200: PolymorphicProxySerializer(
+            component_name="PredictAnswer", serializers=[s.PredictResponseSerializer,
+                                                      s.ImagePredictResponseSerializer],
+            resource_type_field_name=None), 400: ERROR, 409: ERROR},
+        description="Score with an approved or champion model. A model that scores rows takes "
+        "JSON rows, checked against its input schema (a bad row is a 400 naming the row and "
+        "column); a model that scores images takes one image as the multipart field "
+        "'image' and answers with its class and a probability per class.",
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"],
+            parser_classes=[JSONParser, MultiPartParser, FormParser])
     def predict(self, request, pk=None):
         model_version = self.get_object()
-        rows = request.data.get("rows") if isinstance(request.data, dict) else None
+        multipart = request.content_type.startswith(("multipart/", "application/x-www-form"))
         try:
-            body = scoring.predict_rows(model_version=model_version, user=request.user,
-                                        rows=rows)
+            if multipart:
+                body = s.ImagePredictResponseSerializer(scoring.predict_image(
+                    model_version=model_version, user=request.user,
+                    file=request.FILES.get("image"))).data
+            else:
+                rows = request.data.get("rows") if isinstance(request.data, dict) else None
+                body = s.PredictResponseSerializer(scoring.predict_rows(
+                    model_version=model_version, user=request.user, rows=rows)).data
         except scoring.NotServing as exc:
             return _error(str(exc), code=status.HTTP_409_CONFLICT)
         except scoring.PredictionInputError as exc:
             return _error(str(exc), errors=exc.errors)
-        return Response(s.PredictResponseSerializer(body).data)
+        return Response(body)
 
     @extend_schema(responses=OpenApiTypes.OBJECT,
                    description="The model card: intended use, data, metrics beside the "

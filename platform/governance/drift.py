@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 
 def _predictions(model_version: ModelVersion, frame: pd.DataFrame) -> np.ndarray | None:
+    if scoring.takes_images(model_version):
+        return None  # an image model scores images, not the table's rows
     try:
         loaded = scoring.loaded_model(model_version)
         if scoring.validate_frame(loaded, frame):

@@ -34,6 +34,12 @@ class GatePolicyForm(forms.ModelForm):
 class ScoringUploadForm(forms.Form):
     file = forms.FileField(help_text="A CSV with the model's input columns.")
 
+    def __init__(self, *args, images: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if images:  # a model whose family scores images (governance.scoring.takes_images)
+            self.fields["file"].help_text = ("A ZIP of images (JPEG, PNG, BMP, TIFF, WebP); "
+                                             "each is scored under its path in the ZIP.")
+
 
 class ScheduleForm(forms.Form):
     cron = forms.CharField(required=False, help_text="Five fields: minute hour day month "

@@ -1,7 +1,11 @@
-"""Predictions from approved and champion models: online rows and batch CSV files.
+"""Predictions from approved and champion models: online rows and batch CSV files, or, for a
+family that takes its uploads as archives of images, one image (multipart) and batch ZIPs.
 
 Input is checked against the model's own schema (the columns its saved encoder was fitted
 on, numeric or categorical) before any scoring; a bad row is named, never silently imputed.
+Images go through the same safe archive reader as uploads (ingestion.image_uploads) and are
+scored by the family's ``predict`` hook: class, top score and one score per class, the image
+path as the row id. Which input a model takes is its family's declaration, never its name.
 Exported CSV cells that a spreadsheet would run as a formula are escaped.
 """
 
@@ -25,11 +29,13 @@ from accounts.scoping import member_of
 from audits.services import log_action
 from catalog.families import family_of_model
 from governance.models import ScoringJob
+from ingestion import image_uploads
 from ingestion.storage import read_encrypted, read_stored, store_upload, write_encrypted
 from ml_core.artifacts import LoadedModel, predict_decisions
 from ml_core.families import get_family
 from ml_core.tables import TableReadError, read_table
 from training.models import ModelVersion
+from verticals.registry import get_problem
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +43,9 @@ MAX_ONLINE_ROWS = 1000
 # Rows encoded and scored at a time in batch jobs: large enough that per-batch overhead
 # (pandas calls, one progress write) is negligible, small enough to keep memory flat.
 BATCH_ROWS = 100_000
+# Images decoded and scored at a time (the family batches its network within): one progress
+# write per batch, a bounded share of the images in memory as pixels.
+BATCH_IMAGES = 256
 # OWASP's CSV-injection list: a leading = + - @ tab or CR makes a spreadsheet cell a formula.
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 MAX_ERRORS = 20
@@ -78,14 +87,40 @@ def _load(family: str, path: str, sha256: str) -> LoadedModel:
     return loaded
 
 
-def loaded_model(model_version: ModelVersion) -> LoadedModel:
+def loaded_model(model_version: ModelVersion, *, mode: str | None = None) -> LoadedModel:
     """The model's artifact, loaded by its family; NotServing unless the family serves
-    predictions (its artifact is then ml_core.artifacts' binary-score format)."""
+    predictions (``mode``: "online" or "batch" asks for that one; None for either)."""
     family = family_of_model(model_version)
-    if not (family.supports.online_prediction or family.supports.batch_scoring) \
+    serves = {"online": family.supports.online_prediction,
+              "batch": family.supports.batch_scoring}
+    if not (serves[mode] if mode else any(serves.values())) \
             or not model_version.run.artifact_path:
-        raise NotServing(f"models of the {family.name} family serve no predictions here")
+        raise NotServing(f"models of the {family.name} family serve no "
+                         f"{'' if mode is None else mode + ' '}predictions here")
     return _load(family.name, model_version.run.artifact_path, model_version.artifact_sha256)
+
+
+def takes_images(model_version: ModelVersion) -> bool:
+    """True when the model's family takes its input as images in an archive (its uploads are
+    ZIPs), False when it takes rows of a table."""
+    return image_uploads.reads_archives(
+        get_problem(model_version.vertical, model_version.problem).spec)
+
+
+def read_images(model_version: ModelVersion, data: bytes) -> pd.DataFrame:
+    """The unlabelled image table of a ZIP for ``model_version``'s family (the upload's safe
+    reader); ValueError with the reader's message for an archive it refuses."""
+    spec = get_problem(model_version.vertical, model_version.problem).spec
+    try:
+        return image_uploads.read_images_to_score(data, spec)
+    except image_uploads.ArchiveRefused as exc:
+        raise ValueError(exc.message) from None
+
+
+def score_images(loaded, model_version: ModelVersion, frame: pd.DataFrame) -> pd.DataFrame:
+    """The family's predictions for an image table: ``row_id`` (the image path), ``y_pred``
+    (the class), ``y_score`` (its probability), ``prob_<class>`` per class."""
+    return family_of_model(model_version).predict(loaded, frame)
 
 
 def input_schema(loaded: LoadedModel) -> dict:
@@ -137,14 +172,16 @@ def score_frame(loaded: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
 def score_in_batches(
     loaded: LoadedModel, frame: pd.DataFrame, *, batch_rows: int = BATCH_ROWS,
     progress: Callable[[int], object] | None = None,
+    score: Callable[[LoadedModel, pd.DataFrame], pd.DataFrame] = score_frame,
 ) -> pd.DataFrame:
-    """:func:`score_frame` over ``frame`` in batches of ``batch_rows`` (column-wise
-    encoding and one forward pass each, no per-row Python); ``progress(rows_done)`` after
-    each batch. Batch scoring jobs and the benchmark's ``scoring_ratio`` go through here."""
+    """``score`` (:func:`score_frame` unless given) over ``frame`` in batches of
+    ``batch_rows`` (column-wise encoding and one forward pass each, no per-row Python);
+    ``progress(rows_done)`` after each batch. Batch scoring jobs and the benchmark's
+    ``scoring_ratio`` go through here."""
     parts = []
     for start in range(0, len(frame), batch_rows):
         chunk = frame.iloc[start:start + batch_rows]
-        parts.append(score_frame(loaded, chunk))
+        parts.append(score(loaded, chunk))
         if progress is not None:
             progress(start + len(chunk))
     if not parts:
@@ -153,10 +190,18 @@ def score_in_batches(
     return pd.concat(parts) if len(parts) > 1 else parts[0]
 
 
+def _input_error(code: str, message: str) -> PredictionInputError:
+    return PredictionInputError([{"code": code, "column": None, "rows": [],
+                                  "message": message}])
+
+
 def predict_rows(*, model_version: ModelVersion, user, rows: list[dict]) -> dict:
     """Online scoring of JSON rows. NotServing, PredictionInputError (400 material)."""
     member_of(user, model_version, refusal="this model belongs to another organisation")
     ensure_serving(model_version)
+    if takes_images(model_version):
+        raise _input_error("image_expected", "this model scores images: send one as the "
+                           "multipart field 'image' (a ZIP of images goes to batch scoring)")
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise PredictionInputError([{"code": "no_rows", "column": None, "rows": [],
                                      "message": "send a non-empty list of objects as rows"}])
@@ -180,6 +225,47 @@ def predict_rows(*, model_version: ModelVersion, user, rows: list[dict]) -> dict
     }
 
 
+def predict_image(*, model_version: ModelVersion, user, file) -> dict:
+    """Online scoring of one uploaded image: its class, the class's probability and one
+    probability per class. NotServing, PredictionInputError (400 material)."""
+    member_of(user, model_version, refusal="this model belongs to another organisation")
+    ensure_serving(model_version)
+    if not takes_images(model_version):
+        raise _input_error("rows_expected", "this model scores rows of a table: send JSON "
+                           "{\"rows\": [...]}")
+    if file is None:
+        raise _input_error("no_image", "send one image as the multipart field 'image'")
+    data = file.read()
+    if len(data) > settings.TESSERA_MAX_UPLOAD_BYTES:
+        raise _input_error("too_large", "the image is larger than the upload limit")
+    name = getattr(file, "name", "") or "image"
+    try:
+        frame = image_uploads.read_images_to_score(
+            image_uploads.single_image_archive(name, data),
+            get_problem(model_version.vertical, model_version.problem).spec)
+    except image_uploads.ArchiveRefused as exc:
+        message = ("the file is not an image by its name (JPEG, PNG, BMP, TIFF, WebP or GIF)"
+                   if exc.code == "no_images" else exc.message)
+        raise _input_error("unreadable_image", message) from None
+    loaded = loaded_model(model_version, mode="online")
+    scored = score_images(loaded, model_version, frame)
+    return {"model_version": model_version.pk, "classes": list(score_classes(scored)),
+            "predictions": image_predictions(scored)}
+
+
+def score_classes(scored: pd.DataFrame) -> list[str]:
+    return [str(c)[len("prob_"):] for c in scored.columns if str(c).startswith("prob_")]
+
+
+def image_predictions(scored: pd.DataFrame) -> list[dict]:
+    """The family's prediction table as the API's answer, one entry per image."""
+    classes = score_classes(scored)
+    return [{"row": i + 1, "image": str(row["row_id"]), "prediction": str(row["y_pred"]),
+             "score": float(row["y_score"]),
+             "scores": {c: float(row[f"prob_{c}"]) for c in classes}}
+            for i, (_, row) in enumerate(scored.iterrows())]
+
+
 # --- batch scoring -------------------------------------------------------------------------
 
 
@@ -191,10 +277,7 @@ def start_scoring_job(*, model_version: ModelVersion, user, file) -> ScoringJob:
     data = file.read() if hasattr(file, "read") else bytes(file)
     if len(data) > settings.TESSERA_MAX_UPLOAD_BYTES:
         raise ValueError("the file is larger than the upload limit")
-    try:
-        frame, _ = read_table(data)
-    except TableReadError as exc:
-        raise ValueError(f"the file could not be read: {exc.message}") from None
+    frame = _read_input(model_version, data)
     # Stored encrypted like every upload (ingestion.storage), read back with read_stored.
     stored = store_upload(io.BytesIO(data), organisation_id=membership.organisation_id,
                           max_bytes=settings.TESSERA_MAX_UPLOAD_BYTES)
@@ -208,6 +291,18 @@ def start_scoring_job(*, model_version: ModelVersion, user, file) -> ScoringJob:
                    obj=job, detail={"model_version": model_version.pk, "rows": len(frame)})
         transaction.on_commit(lambda: _enqueue(job.pk))
     return job
+
+
+def _read_input(model_version: ModelVersion, data: bytes) -> pd.DataFrame:
+    """The rows a job scores: the table of a CSV, or the images of a ZIP for a model whose
+    family takes images. ValueError with the reader's message."""
+    if takes_images(model_version):
+        return read_images(model_version, data)
+    try:
+        frame, _ = read_table(data)
+    except TableReadError as exc:
+        raise ValueError(f"the file could not be read: {exc.message}") from None
+    return frame
 
 
 def _enqueue(job_id: int) -> None:
@@ -244,16 +339,25 @@ def execute_scoring_job(job_id: int) -> None:
     job = ScoringJob.objects.select_related("model_version__run").get(pk=job_id)
     try:
         ensure_serving(job.model_version)
-        loaded = loaded_model(job.model_version)
-        frame, _ = read_table(read_stored(job.input_path))
-        errors = validate_frame(loaded, frame)
-        if errors:
-            _fail(job, errors)
-            return
-        scores = score_in_batches(
-            loaded, frame,
-            progress=lambda done: ScoringJob.objects.filter(pk=job.pk).update(rows_done=done))
-        scored = pd.concat([frame, scores], axis=1) if len(frame) else frame
+        loaded = loaded_model(job.model_version, mode="batch")
+        images = takes_images(job.model_version)
+        frame = _read_input(job.model_version, read_stored(job.input_path))
+
+        def progress(done: int) -> None:
+            ScoringJob.objects.filter(pk=job.pk).update(rows_done=done)
+
+        if images:
+            # One row per image: its path, class and scores (never the image's bytes).
+            scored = score_in_batches(
+                loaded, frame, batch_rows=BATCH_IMAGES, progress=progress,
+                score=lambda model, part: score_images(model, job.model_version, part))
+        else:
+            errors = validate_frame(loaded, frame)
+            if errors:
+                _fail(job, errors)
+                return
+            scores = score_in_batches(loaded, frame, progress=progress)
+            scored = pd.concat([frame, scores], axis=1) if len(frame) else frame
         path = output_path(job)
         # Every input column, sensitive ones included: encrypted at rest like the upload.
         write_encrypted(path, scored_csv(scored))
@@ -265,6 +369,8 @@ def execute_scoring_job(job_id: int) -> None:
     ScoringJob.objects.filter(pk=job.pk).update(
         status=ScoringJob.Status.SUCCEEDED, rows_done=len(frame), output_path=str(path),
         finished_at=timezone.now())
+    if images:
+        return  # drift compares table columns with the training table's
     try:
         from governance.drift import check_scoring_job
 

@@ -118,7 +118,7 @@ def model_detail(request, model_version_id: int):
         # Two forms on one page: their fields get distinct ids (both post "reason").
         "promote_form": PromoteForm(auto_id="promote_%s") if reviewer else None,
         "retire_form": RetireForm(auto_id="retire_%s") if reviewer else None,
-        "scoring_form": ScoringUploadForm()
+        "scoring_form": ScoringUploadForm(images=scoring.takes_images(model_version))
         if model_version.status in ModelVersion.SERVING else None,
         "jobs": model_version.scoring_jobs.order_by("-created_at")[:10],
         "drift_views": [drift_view(r) for r in
@@ -312,7 +312,7 @@ def scoring_start(request, model_version_id: int):
     model_version = _model_or_404(request.user, model_version_id)
     form = ScoringUploadForm(request.POST, request.FILES)
     if not form.is_valid():
-        messages.error(request, "Choose a CSV file to score.")
+        messages.error(request, "Choose a file to score.")
         return redirect("governance:model", model_version_id=model_version.pk)
     try:
         job = scoring.start_scoring_job(model_version=model_version, user=request.user,

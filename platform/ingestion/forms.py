@@ -36,6 +36,7 @@ TASK_ROLE_LABELS = {
     "unit": "Unit (engine, machine)",
     "cycle": "Cycle",
     "text": "Text",
+    "image": "Image file (its path in the ZIP)",
     "privacy_unit": "Person (privacy unit)",
 }
 # Roles several columns may share; the others take one column each.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import PurePosixPath
 
 import pandas as pd
 
@@ -55,6 +56,66 @@ def read_archive(data: bytes, spec: ProblemSpec) -> tuple[pd.DataFrame, dict]:
         raise ArchiveRefused(exc.code, exc.message) from None
     return archive.frame, {"format": ARCHIVE_FORMAT, "archive": archive.profile(),
                            "notes": notes(archive.profile())}
+
+
+def read_images_to_score(data: bytes, spec: ProblemSpec) -> pd.DataFrame:
+    """The images of a ZIP sent to an approved model, unlabelled (each under its path in
+    the ZIP), through the same safe reader as uploads. ArchiveRefused for a hostile or empty
+    archive, or when no image in it can be read (the reasons named)."""
+    from ml_core.families.image.archive import ArchiveError
+
+    try:
+        archive = _reader(spec)(data, labelled=False)
+    except ArchiveError as exc:
+        raise ArchiveRefused(exc.code, exc.message) from None
+    if archive.frame.empty:
+        shown = "; ".join(f"{name}: {reason}" for name, reason in archive.unreadable[:LISTED])
+        raise ArchiveRefused("unreadable_images", f"No image could be read ({shown}).")
+    return archive.frame
+
+
+def samples_by_class(data: bytes, spec: ProblemSpec, *, label: str | None, per_class: int
+                     ) -> list[tuple[str, list[tuple[str, bytes]]]]:
+    """The first ``per_class`` images (by path) of each class of a stored ZIP: (class,
+    [(path, bytes)]), classes sorted. ``label`` names the label column (the mapping's
+    target); without one in the table, every image is one class, "all images"."""
+    from ml_core.families.image.archive import ArchiveError
+    from ml_core.families.image.columns import IMAGE_BYTES_COLUMN
+
+    try:
+        archive = _reader(spec)(data)
+    except ArchiveError as exc:
+        raise ArchiveRefused(exc.code, exc.message) from None
+    frame = archive.frame.sort_values(archive.path_column, kind="stable")
+    label = label if label in frame.columns else archive.label_column
+    keys = frame[label].astype(str) if label else pd.Series("all images", index=frame.index)
+    return [(str(value), [(str(row[archive.path_column]), bytes(row[IMAGE_BYTES_COLUMN]))
+                          for _, row in group.head(per_class).iterrows()])
+            for value, group in frame.groupby(keys, sort=True)]
+
+
+def single_image_archive(name: str, data: bytes) -> bytes:
+    """One uploaded image as a ZIP of one member, so that a single image is read by the same
+    safe reader (and decoder) as an archive. The member keeps the file's base name."""
+    base = PurePosixPath(str(name).replace("\\", "/")).name.lstrip(".") or "image"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(base, data)
+    return buffer.getvalue()
+
+
+def with_internal_excluded(mapping, suggested: dict | None):
+    """``mapping`` with the archive's internal columns (the image bytes) excluded as the
+    suggested mapping excluded them: the mapping page and API clients list only the visible
+    columns, and the table checks must not read bytes as text."""
+    from dataclasses import replace
+
+    from ingestion.companions import INTERNAL_PREFIX
+
+    internal = [column for column in (suggested or {}).get("exclude") or ()
+                if str(column).startswith(INTERNAL_PREFIX) and column not in mapping.exclude
+                and column not in {column for _, column in mapping.roles}]
+    return replace(mapping, exclude=(*mapping.exclude, *internal)) if internal else mapping
 
 
 def notes(profile: dict) -> list[str]:

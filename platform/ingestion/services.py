@@ -323,6 +323,8 @@ def confirm_mapping(*, version: DatasetVersion, user, mapping: ColumnMapping) ->
 
     spec = problem_spec(version.dataset.vertical, version.dataset.problem)
     mapping = _with_test_target(mapping, version)
+    if image_uploads.is_archive_options(version.read_options):
+        mapping = image_uploads.with_internal_excluded(mapping, version.suggested_mapping)
     try:
         frame = load_frame(version, mapping=mapping)
     except ValueError as exc:  # companion files that do not fit this mapping

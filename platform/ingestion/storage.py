@@ -392,7 +392,8 @@ def reencrypt(path: Path) -> str:
 # result (every input column) are encrypted like uploads, with the same keys and rotation,
 # and decrypted only for an authorised reader (the download views check the organisation).
 
-OUTPUT_PATTERNS = ("run_*/predictions.csv", "scoring/job_*.csv")
+OUTPUT_PATTERNS = ("run_*/predictions.csv", "run_*/pictures/*.png", "scoring/job_*.csv",
+                   "contact_sheets/version_*/*.png")
 
 
 def artifact_root() -> Path:
@@ -422,6 +423,17 @@ def read_encrypted(path: Path) -> bytes:
         return decrypt(blob, name=f"output {Path(path).name}")
     logger.warning("output %s is not encrypted; run `manage.py rotate_keys`", path)
     return blob
+
+
+def decrypted_png_response(png: bytes):
+    """An authorised view's answer with a picture decrypted for it (a thumbnail, a
+    saliency overlay: they show data): never cached, never sniffed as another type."""
+    from django.http import HttpResponse
+
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def output_paths() -> Iterator[Path]:

@@ -6,13 +6,13 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts import scoping
 from accounts.models import Role
 from accounts.permissions import has_role
 from catalog.families import family_of
-from ingestion import services
+from ingestion import contact_sheets, services
 from ingestion.forms import (
     TASK_ROLE_LABELS,
     MappingForm,
@@ -20,6 +20,7 @@ from ingestion.forms import (
     roles_from_mapping,
 )
 from ingestion.models import Dataset, DatasetVersion
+from ingestion.storage import decrypted_png_response
 from ml_core.column_types import infer_column_type
 from ml_core.data import label_text
 from ml_core.spec import ColumnRole
@@ -59,6 +60,8 @@ def _read_option_rows(options: dict) -> list[tuple[str, str]]:
     names = {"\t": "tab", " ": "spaces", ",": "comma", ";": "semicolon", "|": "pipe"}
     rows = []
     for key, value in (options or {}).items():
+        if key == "archive":  # an image ZIP's profile: the page's Images section shows it
+            continue
         if key == "delimiter":
             value = names.get(value, repr(value))
         elif isinstance(value, bool):
@@ -242,6 +245,7 @@ def version_detail(request, version_id: int):
         })
     profile = version.profile or {}
     return render(request, "ingestion/version.html", {
+        "image_profile": contact_sheets.image_profile(version),
         "version": version, "dataset": dataset, "problem": problem, "profile": profile,
         "train_form": train_form, "read_options": _read_option_rows(version.read_options),
         "min_group_size": problem.spec.fairness.min_group_size if problem else None,
@@ -249,3 +253,15 @@ def version_detail(request, version_id: int):
         "runs": version.runs.all()[:10],
         "other_versions": dataset.versions.exclude(pk=version.pk)[:10],
     })
+
+
+@require_GET
+def version_sample(request, version_id: int, name: str):
+    """One thumbnail of an image version's contact sheet: the organisation only, decrypted
+    for this answer, never cached."""
+    version = _version_or_404(request.user, version_id)
+    try:
+        png = contact_sheets.sample_png(version, name)
+    except FileNotFoundError:
+        raise Http404("no such sample") from None
+    return decrypted_png_response(png)

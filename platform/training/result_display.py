@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.urls import reverse
+
 from audits import charts
 from catalog.families import family_of
 from ml_core.families import ModelFamily
@@ -65,6 +67,25 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Picture:
+    """One stored picture of a run (training.pictures): the run's picture view serves it."""
+
+    url: str
+    alt: str
+    lines: list[str]
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """Pictures under one caption; ``css_class`` sizes them (thumbnails, large overlays)."""
+
+    caption: str
+    note: str
+    pictures: list[Picture]
+    css_class: str = "thumbnails"
+
+
+@dataclass(frozen=True)
 class TaskResults:
     task_type: str
     task_label: str
@@ -72,6 +93,7 @@ class TaskResults:
     figures: list[Figure] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    galleries: list[Gallery] = field(default_factory=list)
 
 
 def metric_higher_is_better(name: str, family: ModelFamily | None = None) -> bool | None:
@@ -159,8 +181,10 @@ def task_results(run) -> TaskResults:
     if builder is None:
         return TaskResults(task_type=task_type, task_label=label, heading="", notes=notes)
     heading, figures, tables = builder(stored, result)
+    galleries = GALLERIES.get(str(stored.get("kind")), _no_pictures)(
+        stored, lambda name: reverse("run_picture", args=[run.pk, name]))
     return TaskResults(task_type=task_type, task_label=label, heading=heading,
-                       figures=figures, tables=tables, notes=notes)
+                       figures=figures, tables=tables, notes=notes, galleries=galleries)
 
 
 # --- one builder per kind of stored chart data ------------------------------------------
@@ -220,6 +244,69 @@ def _text(stored: dict, result: dict) -> Shown:
             y_label="F1", x_label="class", y_max=1.0, frame=WIDE,
         )))
     return "Confusion matrices and F1 per class", figures, []
+
+
+def _images(stored: dict, result: dict) -> Shown:
+    """The text family's drawing (confusion matrices), with per-class precision and recall
+    (the rare defect class a model misses shows as a short bar)."""
+    _, figures, tables = _text(stored, result)
+    per_class = stored.get("per_class") or {}
+    if per_class.get("labels"):
+        labels = [str(c) for c in per_class["labels"]]
+        figures.append(Figure(charts.grouped_bar_chart(
+            title="Precision and recall per class on the test split", categories=labels,
+            series=[("precision", per_class.get("precision") or []),
+                    ("recall", per_class.get("recall") or [])],
+            y_label="share", x_label="class", y_max=1.0, frame=WIDE,
+        ), caption="Recall is the share of a class's images the model finds; precision the "
+                   "share of its calls of that class that are right."))
+        tables.append(Table(
+            caption="Per class on the test split", headers=["Class", "Images", "Precision",
+                                                            "Recall"],
+            rows=[[label, str(support), _number(precision), _number(recall)]
+                  for label, support, precision, recall in zip(
+                      labels, per_class.get("support") or [], per_class.get("precision") or [],
+                      per_class.get("recall") or [], strict=False)]))
+    return "Confusion matrices, precision and recall per class", figures, tables
+
+
+def _stored_name(entry: dict, key: str) -> str | None:
+    value = entry.get(key)
+    return value.get("picture") if isinstance(value, dict) else None
+
+
+def _image_galleries(stored: dict, url: Callable[[str], str]) -> list[Gallery]:
+    galleries = []
+    mistakes = [Picture(
+        url=url(name), alt=f"{entry.get('image')}: {entry.get('true')} taken for "
+                       f"{entry.get('predicted')}",
+        lines=[str(entry.get("image")), f"true: {entry.get('true')}",
+               f"predicted: {entry.get('predicted')} ({_number(entry.get('confidence'))})"])
+        for entry in stored.get("confident_mistakes") or []
+        if (name := _stored_name(entry, "thumbnail"))]
+    if stored.get("confident_mistakes") is not None:
+        galleries.append(Gallery(
+            caption="Most confident mistakes on the test split", pictures=mistakes,
+            note="The wrong calls the model was surest of, surest first, with its "
+                 "probability. Test images: for the curator's eyes, not part of the "
+                 "released model." if mistakes else "No mistakes on the test split."))
+    saliency = [Picture(
+        url=url(name), alt=f"Saliency map of {entry.get('image')} ({entry.get('true')}, "
+                       f"predicted {entry.get('predicted')})",
+        lines=[str(entry.get("image")), f"true: {entry.get('true')}",
+               f"predicted: {entry.get('predicted')}"])
+        for entry in stored.get("saliency") or [] if (name := _stored_name(entry, "overlay"))]
+    if saliency:
+        galleries.append(Gallery(
+            caption="Where the model looked (Grad-CAM)", pictures=saliency,
+            css_class="thumbnails large",
+            note="Red marks the regions that raised the predicted class's score most, one "
+                 "test image per class. Test images: for the curator's eyes."))
+    return galleries
+
+
+def _no_pictures(stored: dict, url: Callable[[str], str]) -> list[Gallery]:
+    return []
 
 
 def _forecast(stored: dict, result: dict) -> Shown:
@@ -356,11 +443,18 @@ def _rul(stored: dict, result: dict) -> Shown:
 RENDERERS: dict[str, Callable[[dict, dict], Shown]] = {
     "precision_recall": _binary,
     "confusion_matrix": _text,
+    "confusion_with_images": _images,
     "forecast_vs_actual": _forecast,
     "top_k": _recommendation,
     "next_skill": _next_exercise,
     "mastery": _mastery,
     "rul_curve": _rul,
+}
+
+
+# Chart kind -> the pictures its results carry (training.pictures), drawn below the charts.
+GALLERIES: dict[str, Callable[[dict, Callable[[str], str]], list[Gallery]]] = {
+    "confusion_with_images": _image_galleries,
 }
 
 

@@ -50,6 +50,7 @@ from training.options import (
     privacy_config,
     train_config,
 )
+from training.pictures import store_pictures
 from training.predictions import predictions_path, save_predictions
 from training.progress import CancelCheck, RunProgress, model_headline
 from training.results import json_safe
@@ -492,6 +493,8 @@ def _record_success(run: TrainingRun, claim: Claim, *, result, spec: ProblemSpec
     if result.predictions is not None and not predictions_path(artifact_dir).exists():
         save_predictions(result.predictions, artifact_dir)  # encrypted: personal data
     summary = json_safe(result.to_dict())
+    if summary.get("charts"):  # pictures show data: files, encrypted, never in the database
+        summary["charts"] = store_pictures(summary["charts"], artifact_dir)
     privacy = summary.get("privacy") or {}
     # The artifact's folder is kept in its own column, never in the result that pages and
     # the API show (a server path tells an attacker the layout).

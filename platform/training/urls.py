@@ -9,4 +9,5 @@ urlpatterns = [
     path("<int:run_id>/progress.json", views.run_progress, name="run_progress"),
     path("<int:run_id>/progress/", views.run_progress_partial, name="run_progress_partial"),
     path("<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path("<int:run_id>/pictures/<str:name>", views.run_picture, name="run_picture"),
 ]

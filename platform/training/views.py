@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts import scoping
 from ingestion.models import DatasetVersion
+from ingestion.storage import decrypted_png_response
 from ml_core.privacy_statement import guarantee
 from training import result_display, services
 from training.forms import TrainForm
@@ -99,6 +100,20 @@ def run_detail(request, run_id: int):
         "model_version": model_version,
         "has_report": hasattr(run, "fairness_report") or bool(run.fairness),
     })
+
+
+@require_GET
+def run_picture(request, run_id: int, name: str):
+    """One picture of a run's report (a test image's thumbnail, a saliency overlay): the
+    run's organisation only, decrypted for this answer, never cached."""
+    from training.pictures import read_picture
+
+    run = _run_or_404(request.user, run_id)
+    try:
+        png = read_picture(run, name)
+    except FileNotFoundError:
+        raise Http404("no such picture") from None
+    return decrypted_png_response(png)
 
 
 @require_GET

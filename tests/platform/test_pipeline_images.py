@@ -77,8 +77,10 @@ def test_private_run_from_a_zip_and_a_labels_csv(tmp_path, admin):
     stored = TrainingRun.objects.get(pk=run["id"])
     charts = stored.result["charts"]
     assert charts["confusion"]["labels"] == list(CLASSES)
-    assert charts["saliency"] and charts["saliency"][0]["overlay"].startswith(
-        "data:image/png;base64,")
+    # The overlays are files of the run, encrypted at rest (training.pictures).
+    overlay = charts["saliency"] and charts["saliency"][0]["overlay"]["picture"]
+    assert overlay and is_encrypted(
+        (Path(stored.artifact_path) / "pictures" / overlay).read_bytes())
     version = DatasetVersion.objects.get(pk=body["dataset"]["version_id"])
     raw = stored_file(version.stored_path).read_bytes()
     assert is_encrypted(raw) and b"PK\x03\x04" not in raw[:64]

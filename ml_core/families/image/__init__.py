@@ -50,12 +50,13 @@ class ImageClassifierFamily(ModelFamily):
         MetricDeclaration("accuracy", higher_is_better=True),
     )
     primary_metric = "macro_f1"
-    # Confusion matrix, per-class precision and recall (the text family's drawing), plus
-    # mistakes and saliency maps stored beside them.
-    chart_kinds = ("confusion_matrix",)
-    # Images are scored through the command today; the prediction API and batch scoring of
-    # ZIPs are not built yet (issue 17, item 6).
-    supports = Supports()
+    # Confusion matrices, per-class precision and recall, and pictures: the most confident
+    # mistakes as thumbnails and Grad-CAM overlays (PNG data URLs in the result, which the
+    # platform moves into the run's artifact folder, encrypted, before storing the result).
+    chart_kinds = ("confusion_with_images",)
+    # One image (multipart) through the prediction API, ZIPs of images as batch jobs, both
+    # read by the upload's safe archive reader and scored by ``predict``.
+    supports = Supports(online_prediction=True, batch_scoring=True)
 
     def _run(self, **inputs):
         return import_module(f"{__name__}.family").run(**inputs)
@@ -68,6 +69,11 @@ class ImageClassifierFamily(ModelFamily):
 
     def predict(self, loaded, frame):
         return import_module(f"{__name__}.family").predict(loaded, frame)
+
+    def thumbnail(self, data: bytes, *, size: int = 96) -> bytes | None:
+        """A small PNG of one uploaded image (the upload's contact sheet); None when the
+        image cannot be read (:func:`.report.thumbnail`)."""
+        return import_module(f"{__name__}.report").thumbnail(data, size=size)
 
     def read_archive(self, data, **options):
         """An uploaded ZIP as the image table (:func:`.archive.read_image_archive`)."""

@@ -24,6 +24,7 @@ modes, what was skipped.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import stat
 import zipfile
@@ -87,7 +88,26 @@ class ImageArchive:
             "skipped_names": list(self.skipped_names),
             "unreadable": [{"file": name, "reason": reason} for name, reason in self.unreadable],
             "unlabelled": self.unlabelled, "missing_files": list(self.missing_files),
+            "duplicates": self.duplicates(),
         }
+
+    def duplicates(self) -> dict:
+        """Byte-identical images: ``copies`` (images that repeat an earlier one),
+        ``conflicting`` (images whose copies carry another label: the same picture under two
+        classes) and a few ``examples`` (the paths of one set of copies each)."""
+        frame = self.frame
+        digests = pd.Series([hashlib.sha256(bytes(b)).hexdigest()
+                             for b in frame[IMAGE_BYTES_COLUMN]], index=frame.index)
+        repeated = digests[digests.duplicated(keep=False)]
+        conflicting = 0
+        if self.label_column and len(repeated):
+            labels = frame.loc[repeated.index, self.label_column].astype(str)
+            per_digest = labels.groupby(repeated).nunique()
+            conflicting = int(repeated.isin(per_digest[per_digest > 1].index).sum())
+        examples = [frame.loc[group.index, self.path_column].astype(str).tolist()
+                    for _, group in list(repeated.groupby(repeated, sort=False))[:LISTED // 4]]
+        return {"copies": int(digests.duplicated().sum()), "conflicting": conflicting,
+                "examples": examples}
 
 
 def _check_name(name: str) -> None:
@@ -146,11 +166,13 @@ def _skipped(name: str) -> bool:
 
 
 def read_image_archive(data: bytes, *, labels: bytes | None = None,
-                       image_column: str | None = None, target: str | None = None
-                       ) -> ImageArchive:
+                       image_column: str | None = None, target: str | None = None,
+                       labelled: bool = True) -> ImageArchive:
     """The image table of a ZIP (see the module docstring). ``labels``: a CSV beside the
     ZIP; ``image_column`` and ``target`` name its file and label columns (default ``file``
-    and ``label``). Raises :class:`ArchiveError` for an archive refused as a whole."""
+    and ``label``). ``labelled=False`` reads images to score: every image under its path,
+    folders and CSVs not read as labels (layout ``"unlabelled"``). Raises
+    :class:`ArchiveError` for an archive refused as a whole."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -175,14 +197,19 @@ def read_image_archive(data: bytes, *, labels: bytes | None = None,
             if total > MAX_TOTAL_BYTES:
                 raise ArchiveError("zip_bomb", "The ZIP expands beyond "
                                                f"{MAX_TOTAL_BYTES:,} bytes.")
-        if labels is None and len(csv_members) == 1:
+        if labelled and labels is None and len(csv_members) == 1:
             labels = _read(archive, csv_members[0])
         else:
             skipped.extend(info.filename for info in csv_members)
     if not images:
         raise ArchiveError("no_images", "The ZIP holds no images (JPEG, PNG, BMP, TIFF, WebP).")
     readable, unreadable, sizes, modes = _decode_all(images)
-    if labels is not None:
+    if not labelled:
+        path_column, label_column, layout, unlabelled, missing = (
+            PATH_COLUMN, None, "unlabelled", 0, [])
+        frame = pd.DataFrame({PATH_COLUMN: list(readable),
+                              IMAGE_BYTES_COLUMN: list(readable.values())})
+    elif labels is not None:
         frame, path_column, unlabelled, missing = _with_csv(readable, labels,
                                                             image_column=image_column)
         label_column = target or LABEL_COLUMN

@@ -37,6 +37,7 @@ from ml_core import fairness
 from ml_core.artifacts import library_versions
 from ml_core.checkpoints import checkpoint_path
 from ml_core.families.image import report
+from ml_core.families.image.archive import PATH_COLUMN
 from ml_core.families.image.backbone import (
     MODEL_NAME,
     ImageTop,
@@ -46,6 +47,7 @@ from ml_core.families.image.backbone import (
     pretrained_top,
     pretrained_weights_path,
 )
+from ml_core.families.image.columns import IMAGE_ROLE
 from ml_core.families.image.data import (
     Prepared,
     Split,
@@ -410,6 +412,10 @@ def predict(loaded: LoadedImageClassifier, frame: pd.DataFrame) -> pd.DataFrame:
     """Predictions for every image of ``frame`` (same columns as training; the label is
     optional): ``row_id`` (the image path), ``y_pred``, ``y_score``, ``prob_<class>``."""
     mapping = ColumnMapping.from_dict(loaded.metadata["mapping"])
+    path = mapping.role(IMAGE_ROLE)
+    if path and path not in frame.columns and PATH_COLUMN in frame.columns:
+        # Images read to score (read_image_archive(labelled=False)) keep their path as "file".
+        frame = frame.rename(columns={PATH_COLUMN: path})
     has_label = bool(mapping.target) and mapping.target in frame.columns
     prepared = prepare(frame, mapping if has_label else ColumnMapping(
         target="", roles=mapping.roles), classes=loaded.classes)

@@ -69,6 +69,13 @@ def _thumbnail(blob: bytes):
         return None
 
 
+def thumbnail(blob: bytes, *, size: int = THUMBNAIL) -> bytes | None:
+    """A PNG of the image in ``blob``, longest side ``size`` (decoded safely: upright, 8-bit
+    RGB); None when it cannot be read."""
+    image = _thumbnail(blob)
+    return thumbnail_png(image, size=size) if image is not None else None
+
+
 def confident_mistakes(*, probabilities: np.ndarray, y_true: np.ndarray, blobs: list[bytes],
                        row_ids: np.ndarray, classes: tuple[str, ...],
                        limit: int = N_MISTAKES) -> list[dict]:
