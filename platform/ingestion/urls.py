@@ -7,6 +7,7 @@ urlpatterns = [
     path("upload/<slug:vertical>/<slug:problem>/", views.upload, name="dataset_upload"),
     path("versions/<int:version_id>/", views.version_detail, name="dataset_version"),
     path("versions/<int:version_id>/mapping/", views.mapping, name="dataset_mapping"),
+    path("versions/<int:version_id>/names/", views.codebook, name="dataset_codebook"),
     path("versions/<int:version_id>/identifiers/", views.identifier_decision,
          name="dataset_identifier"),
 ]

@@ -13,8 +13,12 @@ from accounts.models import Role
 from accounts.permissions import has_role
 from catalog.families import family_of
 from ingestion import services
+from ingestion.codebook import MAX_CODED_VALUES, Codebook, CodebookError, parse_codebook
+from ingestion.codebook import validate as validate_codebook
 from ingestion.forms import (
     TASK_ROLE_LABELS,
+    CodebookForm,
+    CodebookUploadForm,
     MappingForm,
     UploadForm,
     roles_from_mapping,
@@ -167,7 +171,10 @@ def mapping(request, version_id: int):
         else:
             messages.error(request, "The data did not pass validation; see the errors below.")
         return redirect("dataset_version", version_id=version.pk)
-    rows = [{**column, "field": field, "type_field": type_field}
+    shown = Codebook.of(version)
+    rows = [{**column, "field": field, "type_field": type_field,
+             "display": shown.column(column["name"]),
+             "samples": [shown.value(column["name"], v) for v in column["samples"]]}
             for column, field, type_field in zip(columns, form.role_fields(),
                                                  form.type_fields(), strict=True)]
     return render(request, "ingestion/mapping.html", {
@@ -177,6 +184,9 @@ def mapping(request, version_id: int):
         "offers_features": any(value == "feature" for value, _ in form.choices),
         "identifiers": _identifier_rows(version),
         "can_allow_identifiers": has_role(request.user, Role.ADMIN),
+        "codebook_form": _codebook_form(version, columns=columns),
+        "codebook_upload_form": CodebookUploadForm(prefix="codebook"),
+        "can_edit_codebook": _can_edit_codebook(request.user),
     })
 
 
@@ -240,7 +250,8 @@ def version_detail(request, version_id: int):
             "privacy_enabled": spec.privacy.enabled,
             "target_epsilon": spec.privacy.target_epsilon, "seed": spec.train.seed,
         })
-    profile = version.profile or {}
+    shown = Codebook.of(version)
+    profile = shown.profile(version.profile)
     return render(request, "ingestion/version.html", {
         "version": version, "dataset": dataset, "problem": problem, "profile": profile,
         "train_form": train_form, "read_options": _read_option_rows(version.read_options),
@@ -248,4 +259,75 @@ def version_detail(request, version_id: int):
         "identifiers": _identifier_rows(version),
         "runs": version.runs.all()[:10],
         "other_versions": dataset.versions.exclude(pk=version.pk)[:10],
+        "codebook": shown, "can_edit_codebook": _can_edit_codebook(request.user),
+        "renamed": [(c, shown.column(c)) for c in version.columns or [] if c in shown.names],
+        "labelled": [(shown.column(c), shown.labels[c]) for c in version.columns or []
+                     if shown.labels.get(c)],
     })
+
+
+def _codebook_columns(version: DatasetVersion, columns: list[dict] | None = None) -> list[dict]:
+    """Each column with the codes a label box is offered for: its distinct values when it
+    has few (``MAX_CODED_VALUES``), read from the stored file."""
+    rows = columns if columns is not None else _column_rows(version)
+    return [{"name": row["name"],
+             "codes": row["labels"] if len(row["labels"]) <= MAX_CODED_VALUES else []}
+            for row in rows]
+
+
+def _codebook_form(version: DatasetVersion, data=None, columns: list[dict] | None = None
+                   ) -> CodebookForm:
+    return CodebookForm(data, columns=_codebook_columns(version, columns),
+                        codebook=Codebook.of(version), prefix="names")
+
+
+@require_http_methods(["GET", "POST"])
+def codebook(request, version_id: int):
+    """Display names and value labels: typed in the form, or read from a codebook file.
+    Bad input is answered with every problem and saves nothing."""
+    version = _version_or_404(request.user, version_id)
+    back = "dataset_mapping" if (request.POST.get("next") or request.GET.get("next")) \
+        == "mapping" and version.status == DatasetVersion.Status.PENDING else "dataset_version"
+    errors: list[str] = []
+    upload_form = CodebookUploadForm(request.POST or None, request.FILES or None,
+                                     prefix="codebook") \
+        if request.POST.get("action") == "upload" else CodebookUploadForm(prefix="codebook")
+    form = _codebook_form(version, request.POST if request.POST.get("action") == "names"
+                          else None)
+    if request.method == "POST":
+        current = Codebook.of(version)
+        try:
+            if request.POST.get("action") == "upload":
+                if not upload_form.is_valid():
+                    raise CodebookError(["choose a codebook file to upload"])
+                file = upload_form.cleaned_data["file"]
+                new, source = parse_codebook(file.read(), columns=version.columns or [],
+                                             current=current), file.name
+            elif form.is_valid():
+                names, typed = form.codebook_parts()
+                labels = {c: dict(v) for c, v in current.labels.items()}
+                for column, codes in typed.items():
+                    labels[column] = {**labels.get(column, {}), **codes}
+                new = validate_codebook(columns=version.columns or [], names=names,
+                                        labels=labels)
+                source = "the form"
+            else:
+                raise CodebookError([f"{form[key].label}: {' '.join(e)}"
+                                     for key, e in form.errors.items()])
+            services.save_codebook(version=version, user=request.user, codebook=new,
+                                   source=source)
+        except CodebookError as exc:
+            errors = exc.errors
+        else:
+            messages.success(request, "Names and labels saved; every page now shows them.")
+            return redirect(back, version_id=version.pk)
+    return render(request, "ingestion/codebook.html", {
+        "version": version, "dataset": version.dataset, "form": form,
+        "upload_form": upload_form, "errors": errors, "next": "mapping"
+        if back == "dataset_mapping" else "version",
+        "can_edit": _can_edit_codebook(request.user),
+    }, status=400 if errors else 200)
+
+
+def _can_edit_codebook(user) -> bool:
+    return has_role(user, Role.ANALYST, Role.ADMIN)
