@@ -28,8 +28,8 @@ def headerless(analyst) -> DatasetVersion:
 
 
 def test_parse_is_lenient_about_headers_and_merges_over_what_is_set():
-    data = ("Column;CODE;Label;notes\ncolumn_9;A91;male, divorced;x\n"
-            "personal status;A92;female;\n").encode()
+    data = (b"Column;CODE;Label;notes\ncolumn_9;A91;male, divorced;x\n"
+            b"personal status;A92;female;\n")
     current = Codebook(names={"column_9": "personal status"})
     book = parse_codebook(data, columns=COLUMNS, current=current)
     # The second line names the column by its display name; the extra column is ignored.
@@ -94,8 +94,8 @@ def test_the_names_page_renames_inline_and_by_codebook(client, analyst, headerle
 
     entries = AuditLogEntry.objects.filter(action="dataset.codebook_changed").order_by("pk")
     said = [sentence(e) for e in entries]
-    assert said[0] == (f"{analyst.username} renamed columns or labelled codes of ingestion.datasetversion "
-                       f"{headerless.pk}: changes column_13 named 'age in years', column_9 "
+    assert said[0] == (f"{analyst.username} renamed columns or labelled codes of "
+                       f"ingestion.datasetversion {headerless.pk}: changes column_13 named 'age in years', column_9 "
                        "named 'personal status and sex', column_9 code A93 labelled "
                        "'male, single'; source the form.")
     assert "column_21 code 1 labelled 'good'" in said[1] and "source codes.csv" in said[1]
