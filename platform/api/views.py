@@ -233,7 +233,7 @@ class DatasetVersionViewSet(_Scoped, mixins.RetrieveModelMixin, viewsets.Generic
     @extend_schema(
         methods=["PUT"], request=s.CodebookSerializer,
         responses={200: s.CodebookSerializer, 400: ERROR, 403: ERROR},
-        description="Replace the display names and code labels (analysts and admins). "
+        description="Replace the display names and code labels (any member). "
         "Presentation only: the data, the mapping and every result keep the original names. "
         "Refused as a whole, with every problem listed, on an unknown column, a name two "
         "columns would share, or a label two codes of one column would share.")

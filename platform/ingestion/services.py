@@ -581,11 +581,11 @@ def save_codebook(*, version: DatasetVersion, user, codebook, source: str) -> Da
     """Store a version's display names and value labels (an ``ingestion.codebook.Codebook``
     already validated), and say in the audit log what changed, in words.
 
-    Analysts and admins of the version's organisation, at any status: names are
+    Any member of the version's organisation, at any status (as the mapping): names are
     presentation only, so renaming never touches the file, the mapping or a result.
     ``source`` is where the change came from ("the form", a codebook file's name).
     """
-    membership = member_of(user, version.dataset, roles=(Role.ANALYST, Role.ADMIN))
+    membership = member_of(user, version.dataset)
     with transaction.atomic():
         locked = DatasetVersion.objects.select_for_update().get(pk=version.pk)
         said = changes(Codebook.of(locked), codebook)

@@ -186,7 +186,6 @@ def mapping(request, version_id: int):
         "can_allow_identifiers": has_role(request.user, Role.ADMIN),
         "codebook_form": _codebook_form(version, columns=columns),
         "codebook_upload_form": CodebookUploadForm(prefix="codebook"),
-        "can_edit_codebook": _can_edit_codebook(request.user),
     })
 
 
@@ -259,7 +258,7 @@ def version_detail(request, version_id: int):
         "identifiers": _identifier_rows(version),
         "runs": version.runs.all()[:10],
         "other_versions": dataset.versions.exclude(pk=version.pk)[:10],
-        "codebook": shown, "can_edit_codebook": _can_edit_codebook(request.user),
+        "codebook": shown,
         "renamed": [(c, shown.column(c)) for c in version.columns or [] if c in shown.names],
         "labelled": [(shown.column(c), shown.labels[c]) for c in version.columns or []
                      if shown.labels.get(c)],
@@ -325,9 +324,4 @@ def codebook(request, version_id: int):
         "version": version, "dataset": version.dataset, "form": form,
         "upload_form": upload_form, "errors": errors, "next": "mapping"
         if back == "dataset_mapping" else "version",
-        "can_edit": _can_edit_codebook(request.user),
     }, status=400 if errors else 200)
-
-
-def _can_edit_codebook(user) -> bool:
-    return has_role(user, Role.ANALYST, Role.ADMIN)

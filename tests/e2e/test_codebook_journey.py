@@ -20,14 +20,14 @@ RUN_TIMEOUT_MS = 240_000
 TABLET = {"width": 820, "height": 1180}
 LAPTOP = {"width": 1366, "height": 900}
 CODEBOOK = (
-    "Column,Code,Label,Notes\n"
-    "column_9,A91,\"male, divorced or separated\",from german.doc\n"
-    "column_9,A92,\"female, divorced, separated or married\",\n"
-    "column_9,A94,\"male, married or widowed\",\n"
-    "column_9,A95,\"female, single\",\n"
-    "credit outcome,1,good,\n"
-    "credit outcome,2,bad,\n"
-).encode()
+    b"Column,Code,Label,Notes\n"
+    b"column_9,A91,\"male, divorced or separated\",from german.doc\n"
+    b"column_9,A92,\"female, divorced, separated or married\",\n"
+    b"column_9,A94,\"male, married or widowed\",\n"
+    b"column_9,A95,\"female, single\",\n"
+    b"credit outcome,1,good,\n"
+    b"credit outcome,2,bad,\n"
+)
 
 
 def _check_widths(journey, name: str, found: dict) -> None:
