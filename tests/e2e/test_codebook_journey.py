@@ -17,8 +17,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.worker, pytest.mark.slow,
               pytest.mark.django_db(transaction=True)]
 
 RUN_TIMEOUT_MS = 240_000
-TABLET = {"width": 820, "height": 1180}
-LAPTOP = {"width": 1366, "height": 900}
 CODEBOOK = (
     b"Column,Code,Label,Notes\n"
     b"column_9,A91,\"male, divorced or separated\",from german.doc\n"
@@ -28,17 +26,6 @@ CODEBOOK = (
     b"credit outcome,1,good,\n"
     b"credit outcome,2,bad,\n"
 )
-
-
-def _check_widths(journey, name: str, found: dict) -> None:
-    """Screenshots at laptop and tablet widths, with axe-core's verdict at each."""
-    for width, viewport in (("laptop", LAPTOP), ("tablet", TABLET)):
-        journey.page.set_viewport_size(viewport)
-        journey.shot(f"{name}-{width}")
-        problems = journey.accessibility_violations()
-        if problems:
-            found[f"{name} ({width})"] = problems
-    journey.page.set_viewport_size(LAPTOP)
 
 
 def test_analyst_names_columns_labels_codes_and_reads_them_everywhere(journey, analyst,
@@ -77,7 +64,7 @@ def test_analyst_names_columns_labels_codes_and_reads_them_everywhere(journey, a
             "name": "german-codebook.csv", "mimeType": "text/csv", "buffer": CODEBOOK}])
         names.get_by_role("button", name="Upload the codebook").click()
         page.get_by_text("Names and labels saved").wait_for()
-        _check_widths(journey, "mapping-with-names", found)
+        journey.check_widths("mapping-with-names", found)
 
         # The mapping reads the new names; what it stores are the file's.
         page.get_by_label("credit outcome", exact=True).select_option("target")
@@ -88,7 +75,7 @@ def test_analyst_names_columns_labels_codes_and_reads_them_everywhere(journey, a
         page.get_by_text("Mapping confirmed: the data is valid for training.").wait_for()
         page.get_by_role("heading", name="Groups of personal status and sex").wait_for()
         assert "male, single" in page.locator("main").inner_text()
-        _check_widths(journey, "dataset-version", found)
+        journey.check_widths("dataset-version", found)
 
         training = page.locator("section.card", has=page.get_by_role(
             "heading", name="Train a model"))
@@ -110,13 +97,13 @@ def test_analyst_names_columns_labels_codes_and_reads_them_everywhere(journey, a
         report = page.locator("main").inner_text()
         assert "male, single" in report and "female, single" in report
         assert "Sensitive attribute: column_9" not in report
-        _check_widths(journey, "fairness-report", found)
+        journey.check_widths("fairness-report", found)
 
         journey.goto(f"/governance/models/{run.model_version.pk}/card/")
         page.get_by_role("heading", level=1).first.wait_for()
         card = page.locator("main").inner_text()
         assert "personal status and sex" in card and "male, single" in card
-        _check_widths(journey, "model-card", found)
+        journey.check_widths("model-card", found)
 
     # Presentation only: the mapping and the stored report keep the file's names and codes.
     run.refresh_from_db()
