@@ -191,7 +191,9 @@ def mapping(request, version_id: int):
 
 def _identifier_rows(version: DatasetVersion) -> list[dict]:
     allowed = set(version.identifiers_allowed or ())
-    return [{**item, "allowed": item["column"] in allowed} for item in version.identifiers or ()]
+    shown = Codebook.of(version)
+    return [{**item, "allowed": item["column"] in allowed, "display": shown.column(item["column"])}
+            for item in version.identifiers or ()]
 
 
 @require_http_methods(["POST"])
