@@ -12,7 +12,7 @@ from audits.models import AuditLogEntry
 from ingestion.codebook import Codebook, CodebookError, parse_codebook
 from ingestion.models import DatasetVersion
 from ingestion.services import save_codebook, upload_dataset
-from tests.conftest import csv_upload
+from tests.conftest import SHARED_DATA, csv_upload
 from tests.e2e.german_like import german_like_rows
 
 pytestmark = pytest.mark.django_db
@@ -121,3 +121,38 @@ def test_only_members_of_its_organisation_rename(other_analyst, headerless):
     book = Codebook(names={"column_1": "checking account"})
     with pytest.raises(PermissionDenied):
         save_codebook(version=headerless, user=other_analyst, codebook=book, source="the form")
+
+
+GERMAN = SHARED_DATA / "german.data"
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not GERMAN.exists(), reason=f"{GERMAN} is absent")
+def test_the_real_german_file_reads_with_its_documented_codes(client, analyst):
+    """german.data with the codes german.doc gives for attribute 9 and the outcome: the
+    profile's groups carry the labels, with the file's own counts."""
+    from ingestion.services import confirm_mapping
+    from ml_core.spec import ColumnMapping
+
+    version = upload_dataset(user=analyst, vertical="finance", problem="credit_risk",
+                             file=csv_upload(GERMAN.read_bytes(), "german.data"),
+                             name="Statlog German credit")
+    codebook = (b"column,name,code,label\n"
+                b"column_9,personal status and sex,A91,male: divorced/separated\n"
+                b"column_9,,A92,female: divorced/separated/married\n"
+                b"column_9,,A93,male: single\ncolumn_9,,A94,male: married/widowed\n"
+                b"column_9,,A95,female: single\n"
+                b"column_21,credit outcome,1,good\ncolumn_21,,2,bad\n")
+    book = parse_codebook(codebook, columns=version.columns, current=Codebook())
+    save_codebook(version=version, user=analyst, codebook=book, source="german.doc")
+    version = confirm_mapping(version=version, user=analyst, mapping=ColumnMapping(
+        target="column_21", sensitive=("column_9", "column_13"), positive_label="2"))
+    assert version.status == "validated", version.errors
+    client.force_login(analyst)
+    page = client.get(f"/datasets/versions/{version.pk}/")
+    profile = page.context["profile"]
+    assert profile["groups"]["personal status and sex"] == {
+        "male: divorced/separated": 50, "female: divorced/separated/married": 310,
+        "male: single": 548, "male: married/widowed": 92}
+    assert profile["target_balance"] == {"good": 700, "bad": 300}
+    assert version.profile["groups"]["column_9"]["A93"] == 548  # stored as the file says
