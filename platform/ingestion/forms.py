@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from catalog.families import family_of
-from ingestion.codebook import MAX_NAME_LENGTH
+from ingestion.codebook import MAX_NAME_LENGTH, Codebook, CodebookError, validate
 from ml_core.column_types import KINDS
 from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec, TargetRule
 
@@ -314,13 +314,21 @@ class CodebookForm(forms.Form):
                  "codes": [(code, self[key]) for code, key in row["codes"]]}
                 for row in self.rows]
 
-    def codebook_parts(self) -> tuple[dict, dict]:
-        """(names, labels) as typed, for ``ingestion.codebook.validate``."""
+    def codebook(self, *, columns: list[str], current: Codebook) -> Codebook:
+        """The codebook as typed (a blank box removes its name or label); labels of codes
+        without a box here (set by a codebook file) are kept. CodebookError lists every
+        problem, the form's own included."""
+        if not self.is_valid():
+            raise CodebookError([f"{self[key].label}: {' '.join(errors)}"
+                                 for key, errors in self.errors.items()])
         data = self.cleaned_data
         names = {row["name"]: data.get(row["field"]) or "" for row in self.rows}
-        labels = {row["name"]: {code: data.get(key) or "" for code, key in row["codes"]}
-                  for row in self.rows if row["codes"]}
-        return names, labels
+        labels = {c: dict(v) for c, v in current.labels.items()}
+        for row in self.rows:
+            if row["codes"]:
+                labels[row["name"]] = {**labels.get(row["name"], {}), **{
+                    code: data.get(key) or "" for code, key in row["codes"]}}
+        return validate(columns=columns, names=names, labels=labels)
 
 
 class CodebookUploadForm(forms.Form):

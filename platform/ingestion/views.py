@@ -13,8 +13,13 @@ from accounts.models import Role
 from accounts.permissions import has_role
 from catalog.families import family_of
 from ingestion import services
-from ingestion.codebook import MAX_CODED_VALUES, Codebook, CodebookError, parse_codebook
-from ingestion.codebook import validate as validate_codebook
+from ingestion.codebook import (
+    MAX_CODEBOOK_BYTES,
+    MAX_CODED_VALUES,
+    Codebook,
+    CodebookError,
+    parse_codebook,
+)
 from ingestion.forms import (
     TASK_ROLE_LABELS,
     CodebookForm,
@@ -289,32 +294,27 @@ def codebook(request, version_id: int):
     version = _version_or_404(request.user, version_id)
     back = "dataset_mapping" if (request.POST.get("next") or request.GET.get("next")) \
         == "mapping" and version.status == DatasetVersion.Status.PENDING else "dataset_version"
+    action = request.POST.get("action")
     errors: list[str] = []
-    upload_form = CodebookUploadForm(request.POST or None, request.FILES or None,
-                                     prefix="codebook") \
-        if request.POST.get("action") == "upload" else CodebookUploadForm(prefix="codebook")
-    form = _codebook_form(version, request.POST if request.POST.get("action") == "names"
-                          else None)
+    upload_form = CodebookUploadForm(request.POST if action == "upload" else None,
+                                     request.FILES if action == "upload" else None,
+                                     prefix="codebook")
+    form = _codebook_form(version, request.POST if action == "names" else None)
     if request.method == "POST":
-        current = Codebook.of(version)
+        current, columns = Codebook.of(version), version.columns or []
         try:
-            if request.POST.get("action") == "upload":
+            if action == "upload":
                 if not upload_form.is_valid():
-                    raise CodebookError(["choose a codebook file to upload"])
+                    raise CodebookError(["choose a codebook file (CSV) to upload"])
                 file = upload_form.cleaned_data["file"]
-                new, source = parse_codebook(file.read(), columns=version.columns or [],
-                                             current=current), file.name
-            elif form.is_valid():
-                names, typed = form.codebook_parts()
-                labels = {c: dict(v) for c, v in current.labels.items()}
-                for column, codes in typed.items():
-                    labels[column] = {**labels.get(column, {}), **codes}
-                new = validate_codebook(columns=version.columns or [], names=names,
-                                        labels=labels)
-                source = "the form"
+                # One byte more than allowed is enough to refuse a file that is too big.
+                new = parse_codebook(file.read(MAX_CODEBOOK_BYTES + 1), columns=columns,
+                                     current=current)
+                source = file.name
+            elif action == "names":
+                new, source = form.codebook(columns=columns, current=current), "the form"
             else:
-                raise CodebookError([f"{form[key].label}: {' '.join(e)}"
-                                     for key, e in form.errors.items()])
+                raise CodebookError(["nothing to save: send the names form or a codebook"])
             services.save_codebook(version=version, user=request.user, codebook=new,
                                    source=source)
         except CodebookError as exc:

@@ -92,6 +92,18 @@ def test_the_names_page_renames_inline_and_by_codebook(client, analyst, headerle
     mapping = client.get(f"/datasets/versions/{headerless.pk}/mapping/").content.decode()
     assert "personal status and sex" in mapping and "male, single" in mapping
 
+    # The form again as a browser sends it (every box with what it shows), one label
+    # cleared: that label goes, the rest stays.
+    form = client.get(f"/datasets/versions/{headerless.pk}/names/").context["form"]
+    data = {form.add_prefix(key): field.initial or "" for key, field in form.fields.items()}
+    data[f"names-label-8-{nine}"] = ""
+    answer = client.post(f"/datasets/versions/{headerless.pk}/names/",
+                         {**data, "action": "names"})
+    assert answer.status_code == 302
+    headerless.refresh_from_db()
+    assert headerless.value_labels == {"column_21": {"1": "good", "2": "bad"}}
+    assert headerless.column_names["column_9"] == "personal status and sex"
+
     entries = AuditLogEntry.objects.filter(action="dataset.codebook_changed").order_by("pk")
     said = [sentence(e) for e in entries]
     assert said[0] == (f"{analyst.username} renamed columns or labelled codes of "
@@ -100,6 +112,8 @@ def test_the_names_page_renames_inline_and_by_codebook(client, analyst, headerle
                        "code A93 labelled "
                        "'male, single'; source the form.")
     assert "column_21 code 1 labelled 'good'" in said[1] and "source codes.csv" in said[1]
+    assert said[2].endswith(": changes column_9 code A93 unlabelled; source the form.")
+    assert len(said) == 3
 
 
 def test_bad_codebook_upload_saves_nothing_and_lists_each_line(client, analyst, headerless):
