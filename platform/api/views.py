@@ -258,7 +258,7 @@ class DatasetVersionViewSet(_Scoped, mixins.RetrieveModelMixin, viewsets.Generic
 class RunViewSet(
     _Scoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
-    base_queryset = TrainingRun.objects.select_related("model_version")
+    base_queryset = TrainingRun.objects.select_related("model_version", "dataset_version")
 
     def get_queryset(self):
         if self.action == "run_status":  # polled often: only the columns it answers with
@@ -313,7 +313,8 @@ class RunViewSet(
 class ModelVersionViewSet(
     _Scoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
-    base_queryset = ModelVersion.objects.select_related("run", "run__fairness_report")
+    base_queryset = ModelVersion.objects.select_related(
+        "run", "run__fairness_report", "run__dataset_version")
     serializer_class = s.ModelVersionSerializer
 
     @extend_schema(responses=s.ModelReportSerializer)
