@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from audits import verdicts
 from audits.models import FairnessReport, Review
+from ingestion.codebook import Codebook
 from ingestion.models import Dataset, DatasetVersion
 from training.models import ModelVersion, TrainingRun
 from training.options import OPTION_RANGES, PRIVACY_RANGES
@@ -68,9 +69,26 @@ class DatasetVersionSerializer(serializers.ModelSerializer):
             "id", "dataset", "number", "status", "trainable", "original_filename", "sha256",
             "size_bytes", "read_options", "columns", "suggested_mapping", "mapping", "profile",
             "errors", "warnings", "identifiers", "identifiers_allowed", "uploaded_by",
-            "created_at", "validated_at",
+            "created_at", "validated_at", "column_names", "value_labels",
         ]
         read_only_fields = fields
+
+
+class CodebookSerializer(serializers.Serializer):
+    """A version's display names and code labels (presentation only: data, mapping and
+    results keep the original names). A PUT replaces both; blank entries are dropped."""
+
+    column_names = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=True), required=False,
+        default=dict, help_text="Original column name -> display name.")
+    value_labels = serializers.DictField(
+        child=serializers.DictField(child=serializers.CharField(
+            allow_blank=True, trim_whitespace=True)), required=False, default=dict,
+        help_text="Original column name -> {code: label}.")
+
+
+def _codebook_of(run) -> dict:
+    return Codebook.of_run(run).to_dict()
 
 
 class DatasetVersionSummarySerializer(serializers.ModelSerializer):
@@ -236,6 +254,7 @@ class ProgressSerializer(serializers.ModelSerializer):
 class RunSerializer(serializers.ModelSerializer):
     progress = ProgressSerializer(source="*", read_only=True)
     model_version = serializers.SerializerMethodField()
+    codebook = serializers.SerializerMethodField()
 
     class Meta:
         model = TrainingRun
@@ -243,6 +262,7 @@ class RunSerializer(serializers.ModelSerializer):
             "id", "status", "vertical", "problem", "dataset_version", "privacy_requested",
             "config", "cancel_requested", "progress", "metrics", "privacy", "fairness", "result",
             "device", "error", "model_version", "created_at", "started_at", "finished_at",
+            "codebook",
         ]
         read_only_fields = fields
 
@@ -252,6 +272,11 @@ class RunSerializer(serializers.ModelSerializer):
             data["result"] = {key: value for key, value in data["result"].items()
                               if key not in SERVER_PATH_KEYS}
         return data
+
+    @extend_schema_field(CodebookSerializer)
+    def get_codebook(self, run: TrainingRun) -> dict:
+        """The dataset version's names and labels for the columns and groups shown."""
+        return _codebook_of(run)
 
     @extend_schema_field(serializers.IntegerField(allow_null=True))
     def get_model_version(self, run: TrainingRun) -> int | None:
@@ -308,13 +333,19 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     fairness_verdict = serializers.SerializerMethodField()
     metrics = serializers.JSONField(source="run.metrics", read_only=True)
     privacy = serializers.JSONField(source="run.privacy", read_only=True)
+    codebook = serializers.SerializerMethodField()
 
     class Meta:
         model = ModelVersion
         fields = ["id", "run", "vertical", "problem", "status", "artifact_sha256",
                   "fairness_passed", "fairness_verdict", "metrics", "privacy", "created_at",
-                  "decided_at"]
+                  "decided_at", "codebook"]
         read_only_fields = fields
+
+    @extend_schema_field(CodebookSerializer)
+    def get_codebook(self, model_version: ModelVersion) -> dict:
+        """The dataset version's names and labels for the columns and groups shown."""
+        return _codebook_of(model_version.run)
 
     @extend_schema_field(OpenApiTypes.BOOL)
     def get_fairness_passed(self, model_version: ModelVersion) -> bool | None:
@@ -338,9 +369,12 @@ class FairnessReportSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.OBJECT)
     def get_verdict(self, report: FairnessReport) -> dict:
-        """The report's and each attribute's verdict: passed, failed or not_judged."""
+        """The report's and each attribute's verdict: passed, failed or not_judged, with
+        the attribute's display name."""
+        shown = Codebook.of_run(report.run)
         return {**verdicts.for_report(report.report).to_dict(),
-                "attributes": {name: verdicts.for_attribute(part).to_dict()
+                "attributes": {name: {**verdicts.for_attribute(part).to_dict(),
+                                      "display_name": shown.column(name)}
                                for name, part in (report.report or {}).items()
                                if isinstance(part, dict)}}
 

@@ -18,11 +18,14 @@ from api.permissions import CanReview, IsMember
 from audits.services import review_model
 from governance import cards, registry, scoring
 from governance.ledger import ledger_status
+from ingestion.codebook import Codebook, CodebookError
+from ingestion.codebook import validate as validate_codebook
 from ingestion.models import Dataset, DatasetVersion
 from ingestion.services import (
     UploadError,
     attach_companion,
     confirm_mapping,
+    save_codebook,
     set_identifier_allowed,
     upload_dataset,
 )
@@ -225,11 +228,37 @@ class DatasetVersionViewSet(_Scoped, mixins.RetrieveModelMixin, viewsets.Generic
             return _error(str(exc))
         return Response(s.DatasetVersionSerializer(version).data)
 
+    @extend_schema(methods=["GET"], responses={200: s.CodebookSerializer},
+                   description="The version's display names and code labels.")
+    @extend_schema(
+        methods=["PUT"], request=s.CodebookSerializer,
+        responses={200: s.CodebookSerializer, 400: ERROR, 403: ERROR},
+        description="Replace the display names and code labels (any member). "
+        "Presentation only: the data, the mapping and every result keep the original names. "
+        "Refused as a whole, with every problem listed, on an unknown column, a name two "
+        "columns would share, or a label two codes of one column would share.")
+    @action(detail=True, methods=["get", "put"])
+    def codebook(self, request, pk=None):
+        version = self.get_object()
+        if request.method == "GET":
+            return Response(Codebook.of(version).to_dict())
+        form = s.CodebookSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            book = validate_codebook(columns=version.columns or [],
+                                     names=form.validated_data["column_names"],
+                                     labels=form.validated_data["value_labels"])
+        except CodebookError as exc:
+            return _error("the codebook was not saved", errors=exc.errors)
+        version = save_codebook(version=version, user=request.user, codebook=book,
+                                source="the API")
+        return Response(Codebook.of(version).to_dict())
+
 
 class RunViewSet(
     _Scoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
-    base_queryset = TrainingRun.objects.select_related("model_version")
+    base_queryset = TrainingRun.objects.select_related("model_version", "dataset_version")
 
     def get_queryset(self):
         if self.action == "run_status":  # polled often: only the columns it answers with
@@ -284,7 +313,8 @@ class RunViewSet(
 class ModelVersionViewSet(
     _Scoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
 ):
-    base_queryset = ModelVersion.objects.select_related("run", "run__fairness_report")
+    base_queryset = ModelVersion.objects.select_related(
+        "run", "run__fairness_report", "run__dataset_version")
     serializer_class = s.ModelVersionSerializer
 
     @extend_schema(responses=s.ModelReportSerializer)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from audits import verdicts
+from ingestion.codebook import Codebook
 from training.models import ModelVersion
 from training.result_display import metric_higher_is_better, metric_label
 from verticals import registry
@@ -74,6 +75,7 @@ def decision_for(model_version: ModelVersion, *, with_gates: bool = True) -> Dec
     privacy = run.privacy or {}
     report = getattr(run, "fairness_report", None)
     body = report.report if report is not None else None
+    shown = Codebook.of_run(run)
     return Decision(
         model_version=model_version, metric=metric,
         metric_label=metric_label(metric) if metric else "–", metric_value=value,
@@ -85,7 +87,7 @@ def decision_for(model_version: ModelVersion, *, with_gates: bool = True) -> Dec
         privacy_unit=privacy_unit(run.dataset_version.mapping if run.dataset_version_id
                                   else None, privacy),
         verdict=verdicts.for_report(body) if report is not None else None,
-        attributes=tuple((name, verdicts.for_attribute(part)) for name, part in
+        attributes=tuple((shown.column(name), verdicts.for_attribute(part)) for name, part in
                          (body or {}).items() if isinstance(part, dict)),
         gates=tuple(evaluate_gates(model_version)) if with_gates else (),
     )

@@ -12,6 +12,7 @@ VERBS = {
     "dataset.policy_changed": "changed the privacy policy of",
     "dataset.identifier_allowed": "allowed an identifier column in",
     "dataset.companion_attached": "attached a companion file to",
+    "dataset.codebook_changed": "renamed columns or labelled codes of",
     "run.started": "started", "run.succeeded": "finished", "run.failed": "recorded a failure of",
     "run.cancelled": "cancelled", "run.resumed": "resumed",
     "model.created": "registered", "model.reviewed": "reviewed",

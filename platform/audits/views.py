@@ -17,6 +17,7 @@ from audits.forms import ReviewForm
 from audits.log_sentences import sentence
 from audits.models import AuditLogEntry, FairnessReport
 from audits.report_display import attribute_sections, policy_rows
+from ingestion.codebook import Codebook
 from ml_core.privacy_statement import guarantee
 from training.models import ModelVersion, TrainingRun
 from verticals import registry
@@ -32,11 +33,13 @@ def _report_context(run: TrainingRun) -> dict:
             policy = asdict(registry.get_problem(run.vertical, run.problem).spec.fairness)
         except registry.RegistryError:
             policy = {}
+    shown = Codebook.of_run(run)  # attributes and groups as the analyst named them
     return {
         "report_run": run, "report_exists": bool(report),
         "report_verdict": verdicts.for_report(report),
         "privacy_cost": _privacy_cost(run),
-        "sections": attribute_sections(report=report, nonprivate_report=twin, policy=policy),
+        "sections": attribute_sections(report=shown.fairness(report),
+                                       nonprivate_report=shown.fairness(twin), policy=policy),
         "policy_rows": policy_rows(policy),
     }
 

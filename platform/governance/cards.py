@@ -7,9 +7,10 @@ fairness by group, the approval record and the known limitations.
 
 from __future__ import annotations
 
-from audits import verdicts
+from audits import figures, verdicts
 from audits.models import FairnessReport
 from governance.registry import evaluate_gates
+from ingestion.codebook import Codebook
 from ml_core.privacy_statement import guarantee
 from training.models import ModelVersion
 from verticals.registry import get_problem
@@ -31,6 +32,7 @@ def _data_section(model_version: ModelVersion) -> dict:
                 if bins:
                     period = {"column": time_column, "start": bins[0], "end": bins[-1]}
     split = (model_version.run.result or {}).get("split") or {}
+    shown = Codebook.of(version)
     return {
         "dataset": version.dataset.name,
         "dataset_id": version.dataset_id,
@@ -41,11 +43,13 @@ def _data_section(model_version: ModelVersion) -> dict:
         "columns": profile.get("n_columns"),
         "period": period,
         "uploaded_at": version.created_at.isoformat(),
-        "target": mapping.get("target"),
-        "features": mapping.get("features") or [],
-        "sensitive": mapping.get("sensitive") or [],
-        "excluded": mapping.get("exclude") or [],
+        "target": shown.column(mapping["target"]) if mapping.get("target") else None,
+        "features": [shown.column(c) for c in mapping.get("features") or []],
+        "sensitive": [shown.column(c) for c in mapping.get("sensitive") or []],
+        "excluded": [shown.column(c) for c in mapping.get("exclude") or []],
         "split": split,
+        # The analyst's names and labels, keyed by the file's own names and codes.
+        "codebook": shown.to_dict(),
     }
 
 
@@ -71,7 +75,8 @@ def _privacy_section(model_version: ModelVersion) -> dict:
     section = {name: privacy.get(name) for name in PRIVACY_FIELDS}
     if privacy.get("enabled"):
         section["statement"] = (
-            f"({privacy.get('epsilon'):.3f}, {privacy.get('delta'):.2g})-differential privacy "
+            f"({figures.epsilon(privacy.get('epsilon'))}, {privacy.get('delta'):.2g})-"
+            "differential privacy "
             f"for each record of the training data, by DP-SGD with Poisson sampling (rate "
             f"{privacy.get('sample_rate'):.4g}), noise multiplier "
             f"{privacy.get('noise_multiplier'):.4g}, per-sample clipping at "
@@ -110,17 +115,19 @@ def _audit_summary(audit: dict | None, *, refused: dict | None = None,
     # The reader judges this model: the bound is compared with the model's own epsilon; the
     # retraining's accountant (same configuration) is named only when it differs.
     own = float(model_epsilon) if model_epsilon is not None else float(claimed)
-    statement = (f"Empirical epsilon lower bound {bound:.3f} ({confidence:.0%} confidence) vs "
-                 f"this model’s epsilon {own:.3f}, from {audit.get('canaries')} canaries.")
-    if abs(float(claimed) - own) >= 0.0005:
+    statement = (f"Empirical epsilon lower bound {figures.epsilon(bound)} ({confidence:.0%} "
+                 f"confidence) vs this model’s epsilon {figures.epsilon(own)}, from "
+                 f"{audit.get('canaries')} canaries.")
+    if figures.epsilon(claimed) != figures.epsilon(own):
         statement += (f" The audit's retraining (same configuration) was accounted at "
-                      f"epsilon {float(claimed):.3f}.")
+                      f"epsilon {figures.epsilon(claimed)}.")
     statement += (" Consistent with the claim: the audit found no more leakage than claimed."
                   if audit.get("consistent") else
                   " The bound EXCEEDS the claim: this training leaks more than its accountant "
                   "says; do not rely on the stated guarantee.")
     if audit.get("ledger"):
-        statement += (f" Its retraining was charged ε {audit['ledger']['charged_epsilon']:.3f} "
+        statement += (f" Its retraining was charged ε "
+                      f"{figures.epsilon(audit['ledger']['charged_epsilon'])} "
                       "to the dataset's privacy ledger.")
     statement += refusal
     return {"done": True, "epsilon_lower_bound": bound, "claimed_epsilon": claimed,
@@ -135,7 +142,7 @@ def _fairness_section(model_version: ModelVersion) -> dict:
     if report is None:
         return {"passed": None, "attributes": {}}
     attributes = {}
-    for attribute, part in (report.report or {}).items():
+    for attribute, part in Codebook.of_run(model_version.run).fairness(report.report).items():
         attributes[attribute] = {
             "by_group": part.get("by_group") or {},
             "disparities": part.get("disparities") or {},
@@ -177,6 +184,7 @@ def privacy_cost_by_group(model_version: ModelVersion) -> dict:
                            "flag_text": ("lost more than the model overall" if overall > 0
                                          else "lost accuracy") if flagged else ""}
         out["attributes"][attribute] = rows
+    out["attributes"] = Codebook.of_run(run).by_attribute(out["attributes"])
     return out
 
 

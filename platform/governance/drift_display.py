@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from audits import charts
 from governance.models import DriftReport
+from ingestion.codebook import Codebook
 from ml_core.fairness import group_sort_key
 
 MODERATE, MAJOR = 0.1, 0.25
@@ -31,8 +32,9 @@ class DriftView:
 
 def drift_view(report: DriftReport) -> DriftView:
     body = report.report or {}
+    shown = Codebook.of_run(report.model_version.run)
     features = sorted(
-        ({"name": name, "psi": value, "band": psi_band(value)}
+        ({"name": shown.column(name), "psi": value, "band": psi_band(value)}
          for name, value in (body.get("features") or {}).items()),
         key=lambda row: -(row["psi"] if row["psi"] is not None else -1.0))
     chart = charts.bar_chart(
@@ -49,7 +51,7 @@ def drift_view(report: DriftReport) -> DriftView:
         for group in sorted(part.get("by_group") or {}, key=group_sort_key):
             entry = part["by_group"][group]
             groups.append({
-                "attribute": attribute, "group": group,
+                "attribute": shown.column(attribute), "group": shown.value(attribute, group),
                 "rows_reference": entry.get("rows_reference"),
                 "rows_current": entry.get("rows_current"),
                 "share_psi": part.get("share_psi"), "max_psi": entry.get("max_psi"),

@@ -21,6 +21,7 @@ from django.db import transaction
 from accounts.models import Membership, Role
 from accounts.permissions import require_role
 from accounts.scoping import member_of
+from audits import figures
 from audits.services import log_action
 from governance.models import DatasetPolicy, LedgerEntry
 from ingestion.models import Dataset
@@ -196,9 +197,10 @@ def check_budget(*, dataset: Dataset, request: float, what: str) -> None:
     committed = status.spent.epsilon + status.reserved
     if not fits(budget=status.budget, spent=committed, request=request):
         raise BudgetExceeded(
-            f"refused: {what} may spend ε = {request:g}, but only ε = {status.remaining:.3f} "
-            f"of the dataset's privacy budget ε = {status.budget:g} remains (spent "
-            f"{status.spent.epsilon:.3f}, reserved by runs in progress {status.reserved:.3f})"
+            f"refused: {what} may spend ε = {request:g}, but only ε = "
+            f"{figures.epsilon(status.remaining)} of the dataset's privacy budget ε = "
+            f"{status.budget:g} remains (spent {figures.epsilon(status.spent.epsilon)}, "
+            f"reserved by runs in progress {figures.epsilon(status.reserved)})"
         )
 
 

@@ -22,10 +22,11 @@ from django.utils import timezone
 from accounts.models import REVIEWER_ROLES, Role
 from accounts.permissions import require_role
 from accounts.scoping import member_of
-from audits import verdicts
+from audits import figures, verdicts
 from audits.models import FairnessReport, Review
 from audits.services import log_action
 from governance.models import GatePolicy, PromotionEvent
+from ingestion.codebook import Codebook
 from ml_core.spec import ProblemSpec
 from training.models import ModelVersion, TrainingRun
 from verticals.registry import get_problem
@@ -189,9 +190,10 @@ def _fairness_gate(model_version: ModelVersion, policy: GatePolicy) -> dict:
         also = f"; {verdict.why}" if verdict.why else ""
         return _gate("fairness", True, f"fairness: every judged check of the policy passed{also}",
                      required=policy.require_fairness)
+    name = Codebook.of_run(model_version.run).column
     words = ", ".join(
-        f"{f['attribute']} {f['check']} = {f['value']:.3f} vs limit {f['threshold']:g} "
-        f"(off by {f['by']:.3f})" if f["by"] is not None else f"{f['attribute']} {f['check']}"
+        f"{name(f['attribute'])} {f['check']} = {f['value']:.3f} vs limit {f['threshold']:g} "
+        f"(off by {f['by']:.3f})" if f["by"] is not None else f"{name(f['attribute'])} {f['check']}"
         for f in failed
     ) or "the report did not pass"
     return _gate("fairness", False, f"fairness failed: {words}", value=failed,
@@ -207,10 +209,14 @@ def _privacy_gate(model_version: ModelVersion, policy: GatePolicy) -> dict:
                      threshold=limit, required=policy.require_privacy)
     epsilon = float(privacy.get("epsilon"))
     if epsilon <= limit + 1e-9:
-        return _gate("privacy", True, f"privacy: ε = {epsilon:.3f} ≤ {limit:g}", value=epsilon,
-                     threshold=limit, shortfall=0.0, required=policy.require_privacy)
-    return _gate("privacy", False, f"privacy: ε = {epsilon:.3f} exceeds {limit:g} by "
-                 f"{epsilon - limit:.3f}", value=epsilon, threshold=limit,
+        return _gate("privacy", True, f"privacy: ε = {figures.epsilon(epsilon)} ≤ {limit:g}",
+                     value=epsilon, threshold=limit, shortfall=0.0,
+                     required=policy.require_privacy)
+    # Beyond the limit by less than the shown precision still says by how much, in words.
+    over = figures.epsilon(epsilon - limit)
+    over = over if float(over) > 0 else f"less than {10 ** -figures.EPSILON_DECIMALS:g}"
+    return _gate("privacy", False, f"privacy: ε = {figures.epsilon(epsilon)} exceeds {limit:g} "
+                 f"by {over}", value=epsilon, threshold=limit,
                  shortfall=epsilon - limit, required=policy.require_privacy)
 
 

@@ -26,6 +26,7 @@ from governance.forms import (
     ScoringUploadForm,
 )
 from governance.models import ScoringJob
+from ingestion.codebook import Codebook
 from ingestion.models import Dataset
 from training.models import ModelVersion
 
@@ -124,6 +125,7 @@ def model_detail(request, model_version_id: int):
         "drift_views": [drift_view(r) for r in
                         model_version.drift_reports.order_by("-created_at")[:5]],
         "mitigations": mitigations,
+        "codebook": Codebook.of_run(model_version.run),
         "can_mitigate": reviewer and model_version.run.fairness_report.passed is False
         and family_of_model(model_version).supports.mitigation
         if hasattr(model_version.run, "fairness_report") else False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from catalog.families import family_of
+from ingestion.codebook import MAX_NAME_LENGTH, Codebook, CodebookError, validate
 from ml_core.column_types import KINDS
 from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec, TargetRule
 
@@ -280,3 +281,60 @@ class MappingForm(forms.Form):
             target_rule=rule,
             hierarchies=self.suggested.hierarchies,
         )
+
+
+class CodebookForm(forms.Form):
+    """Names and labels typed inline: a name box per column and, for each coded column
+    (few distinct values), a label box per code. Blank boxes keep the original."""
+
+    def __init__(self, *args, columns: list[dict], codebook, **kwargs):
+        """``columns``: [{name, codes}] with the codes of coded columns (else [])."""
+        super().__init__(*args, **kwargs)
+        self.columns = columns
+        self.rows = []
+        for i, column in enumerate(columns):
+            name = column["name"]
+            key = f"name-{i}"
+            self.fields[key] = forms.CharField(
+                required=False, max_length=MAX_NAME_LENGTH,
+                label=f"Display name of {name}", initial=codebook.names.get(name, ""),
+                widget=forms.TextInput(attrs={"placeholder": name, "autocomplete": "off"}))
+            codes = []
+            for j, code in enumerate(column.get("codes") or ()):
+                label_key = f"label-{i}-{j}"
+                self.fields[label_key] = forms.CharField(
+                    required=False, max_length=MAX_NAME_LENGTH,
+                    label=f"Label of {code} in {name}",
+                    initial=(codebook.labels.get(name) or {}).get(str(code), ""),
+                    widget=forms.TextInput(attrs={"autocomplete": "off"}))
+                codes.append((str(code), label_key))
+            self.rows.append({"name": name, "field": key, "codes": codes})
+
+    def bound_rows(self) -> list[dict]:
+        return [{"name": row["name"], "field": self[row["field"]],
+                 "codes": [(code, self[key]) for code, key in row["codes"]]}
+                for row in self.rows]
+
+    def codebook(self, *, columns: list[str], current: Codebook) -> Codebook:
+        """The codebook as typed (a blank box removes its name or label); labels of codes
+        without a box here (set by a codebook file) are kept. CodebookError lists every
+        problem, the form's own included."""
+        if not self.is_valid():
+            raise CodebookError([f"{self[key].label}: {' '.join(errors)}"
+                                 for key, errors in self.errors.items()])
+        data = self.cleaned_data
+        names = {row["name"]: data.get(row["field"]) or "" for row in self.rows}
+        labels = {c: dict(v) for c, v in current.labels.items()}
+        for row in self.rows:
+            if row["codes"]:
+                labels[row["name"]] = {**labels.get(row["name"], {}), **{
+                    code: data.get(key) or "" for code, key in row["codes"]}}
+        return validate(columns=columns, names=names, labels=labels)
+
+
+class CodebookUploadForm(forms.Form):
+    file = forms.FileField(
+        label="Codebook file (CSV)",
+        help_text="Columns column,name to rename and/or column,code,label to label codes; "
+                  "header names in any case, other columns ignored. Merged over the names "
+                  "and labels already set.")

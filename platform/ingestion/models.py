@@ -60,6 +60,11 @@ class DatasetVersion(models.Model):
     # allowed them (ingestion.services.set_identifier_allowed, audited).
     identifiers = models.JSONField(default=list)
     identifiers_allowed = models.JSONField(default=list)  # column names
+    # The analyst's codebook (ingestion.codebook): display names {column: name} and value
+    # labels {column: {code: label}}. Presentation only: the stored file, the mapping and
+    # every result stay keyed by the original column names and codes.
+    column_names = models.JSONField(default=dict, blank=True)
+    value_labels = models.JSONField(default=dict, blank=True)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )

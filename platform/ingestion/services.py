@@ -20,6 +20,7 @@ from accounts.scoping import member_of, membership_for, organisation_id_of
 from audits.services import log_action
 from catalog.families import family_of
 from ingestion import companions, image_uploads
+from ingestion.codebook import Codebook, changes
 from ingestion.models import CompanionFile, Dataset, DatasetVersion
 from ingestion.storage import UploadTooLarge, read_stored, store_upload
 from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec
@@ -575,4 +576,28 @@ def set_identifier_allowed(*, version: DatasetVersion, user, column: str, allowe
         )
     version.identifiers_allowed = locked.identifiers_allowed
     version.suggested_mapping = locked.suggested_mapping
+    return version
+
+
+def save_codebook(*, version: DatasetVersion, user, codebook, source: str) -> DatasetVersion:
+    """Store a version's display names and value labels (an ``ingestion.codebook.Codebook``
+    already validated), and say in the audit log what changed, in words.
+
+    Any member of the version's organisation, at any status (as the mapping): names are
+    presentation only, so renaming never touches the file, the mapping or a result.
+    ``source`` is where the change came from ("the form", a codebook file's name).
+    """
+    membership = member_of(user, version.dataset)
+    with transaction.atomic():
+        locked = DatasetVersion.objects.select_for_update().get(pk=version.pk)
+        said = changes(Codebook.of(locked), codebook)
+        if not said:
+            return locked
+        stored = codebook.to_dict()
+        locked.column_names, locked.value_labels = stored["column_names"], stored["value_labels"]
+        locked.save(update_fields=["column_names", "value_labels"])
+        log_action(organisation=membership.organisation, actor=user,
+                   action="dataset.codebook_changed", obj=locked,
+                   detail={"changes": said, "source": source})
+    version.column_names, version.value_labels = locked.column_names, locked.value_labels
     return version

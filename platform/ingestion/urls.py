@@ -9,6 +9,7 @@ urlpatterns = [
     path("versions/<int:version_id>/mapping/", views.mapping, name="dataset_mapping"),
     path("versions/<int:version_id>/samples/<str:name>", views.version_sample,
          name="dataset_sample"),
+    path("versions/<int:version_id>/names/", views.codebook, name="dataset_codebook"),
     path("versions/<int:version_id>/identifiers/", views.identifier_decision,
          name="dataset_identifier"),
 ]

@@ -13,8 +13,17 @@ from accounts.models import Role
 from accounts.permissions import has_role
 from catalog.families import family_of
 from ingestion import contact_sheets, services
+from ingestion.codebook import (
+    MAX_CODEBOOK_BYTES,
+    MAX_CODED_VALUES,
+    Codebook,
+    CodebookError,
+    parse_codebook,
+)
 from ingestion.forms import (
     TASK_ROLE_LABELS,
+    CodebookForm,
+    CodebookUploadForm,
     MappingForm,
     UploadForm,
     roles_from_mapping,
@@ -170,7 +179,10 @@ def mapping(request, version_id: int):
         else:
             messages.error(request, "The data did not pass validation; see the errors below.")
         return redirect("dataset_version", version_id=version.pk)
-    rows = [{**column, "field": field, "type_field": type_field}
+    shown = Codebook.of(version)
+    rows = [{**column, "field": field, "type_field": type_field,
+             "display": shown.column(column["name"]),
+             "samples": [shown.value(column["name"], v) for v in column["samples"]]}
             for column, field, type_field in zip(columns, form.role_fields(),
                                                  form.type_fields(), strict=True)]
     return render(request, "ingestion/mapping.html", {
@@ -180,12 +192,16 @@ def mapping(request, version_id: int):
         "offers_features": any(value == "feature" for value, _ in form.choices),
         "identifiers": _identifier_rows(version),
         "can_allow_identifiers": has_role(request.user, Role.ADMIN),
+        "codebook_form": _codebook_form(version, columns=columns),
+        "codebook_upload_form": CodebookUploadForm(prefix="codebook"),
     })
 
 
 def _identifier_rows(version: DatasetVersion) -> list[dict]:
     allowed = set(version.identifiers_allowed or ())
-    return [{**item, "allowed": item["column"] in allowed} for item in version.identifiers or ()]
+    shown = Codebook.of(version)
+    return [{**item, "allowed": item["column"] in allowed, "display": shown.column(item["column"])}
+            for item in version.identifiers or ()]
 
 
 @require_http_methods(["POST"])
@@ -243,7 +259,8 @@ def version_detail(request, version_id: int):
             "privacy_enabled": spec.privacy.enabled,
             "target_epsilon": spec.privacy.target_epsilon, "seed": spec.train.seed,
         })
-    profile = version.profile or {}
+    shown = Codebook.of(version)
+    profile = shown.profile(version.profile)
     return render(request, "ingestion/version.html", {
         "image_profile": contact_sheets.image_profile(version),
         "version": version, "dataset": dataset, "problem": problem, "profile": profile,
@@ -252,6 +269,10 @@ def version_detail(request, version_id: int):
         "identifiers": _identifier_rows(version),
         "runs": version.runs.all()[:10],
         "other_versions": dataset.versions.exclude(pk=version.pk)[:10],
+        "codebook": shown,
+        "renamed": [(c, shown.column(c)) for c in version.columns or [] if c in shown.names],
+        "labelled": [(shown.column(c), shown.labels[c]) for c in version.columns or []
+                     if shown.labels.get(c)],
     })
 
 
@@ -265,3 +286,60 @@ def version_sample(request, version_id: int, name: str):
     except FileNotFoundError:
         raise Http404("no such sample") from None
     return decrypted_png_response(png)
+
+
+def _codebook_columns(version: DatasetVersion, columns: list[dict] | None = None) -> list[dict]:
+    """Each column with the codes a label box is offered for: its distinct values when it
+    has few (``MAX_CODED_VALUES``), read from the stored file."""
+    rows = columns if columns is not None else _column_rows(version)
+    return [{"name": row["name"],
+             "codes": row["labels"] if len(row["labels"]) <= MAX_CODED_VALUES else []}
+            for row in rows]
+
+
+def _codebook_form(version: DatasetVersion, data=None, columns: list[dict] | None = None
+                   ) -> CodebookForm:
+    return CodebookForm(data, columns=_codebook_columns(version, columns),
+                        codebook=Codebook.of(version), prefix="names")
+
+
+@require_http_methods(["GET", "POST"])
+def codebook(request, version_id: int):
+    """Display names and value labels: typed in the form, or read from a codebook file.
+    Bad input is answered with every problem and saves nothing."""
+    version = _version_or_404(request.user, version_id)
+    back = "dataset_mapping" if (request.POST.get("next") or request.GET.get("next")) \
+        == "mapping" and version.status == DatasetVersion.Status.PENDING else "dataset_version"
+    action = request.POST.get("action")
+    errors: list[str] = []
+    upload_form = CodebookUploadForm(request.POST if action == "upload" else None,
+                                     request.FILES if action == "upload" else None,
+                                     prefix="codebook")
+    form = _codebook_form(version, request.POST if action == "names" else None)
+    if request.method == "POST":
+        current, columns = Codebook.of(version), version.columns or []
+        try:
+            if action == "upload":
+                if not upload_form.is_valid():
+                    raise CodebookError(["choose a codebook file (CSV) to upload"])
+                file = upload_form.cleaned_data["file"]
+                # One byte more than allowed is enough to refuse a file that is too big.
+                new = parse_codebook(file.read(MAX_CODEBOOK_BYTES + 1), columns=columns,
+                                     current=current)
+                source = file.name
+            elif action == "names":
+                new, source = form.codebook(columns=columns, current=current), "the form"
+            else:
+                raise CodebookError(["nothing to save: send the names form or a codebook"])
+            services.save_codebook(version=version, user=request.user, codebook=new,
+                                   source=source)
+        except CodebookError as exc:
+            errors = exc.errors
+        else:
+            messages.success(request, "Names and labels saved; every page now shows them.")
+            return redirect(back, version_id=version.pk)
+    return render(request, "ingestion/codebook.html", {
+        "version": version, "dataset": version.dataset, "form": form,
+        "upload_form": upload_form, "errors": errors, "next": "mapping"
+        if back == "dataset_mapping" else "version",
+    }, status=400 if errors else 200)

@@ -30,6 +30,7 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 # A laptop screen; the reviewer journey also checks a tablet width.
 VIEWPORT = {"width": 1366, "height": 900}
+TABLET = {"width": 820, "height": 1180}
 # Generous: CI has two cores, shared with a Celery worker that trains while pages load.
 TIMEOUT_MS = 60_000
 
@@ -125,6 +126,17 @@ class Journey:
         return [f"{v['id']} ({v['impact']}): {v['help']} at "
                 f"{[n['target'] for n in v['nodes']][:3]}"
                 for v in violations if v.get("impact") in impacts]
+
+    def check_widths(self, name: str, found: dict[str, list[str]]) -> None:
+        """The current page at laptop and tablet widths: a screenshot of each, and axe-core's
+        serious or critical violations added to ``found`` under "name (width)"."""
+        for width, viewport in (("laptop", VIEWPORT), ("tablet", TABLET)):
+            self.page.set_viewport_size(viewport)
+            self.shot(f"{name}-{width}")
+            problems = self.accessibility_violations()
+            if problems:
+                found[f"{name} ({width})"] = problems
+        self.page.set_viewport_size(VIEWPORT)
 
     def assert_clean(self) -> None:
         assert not self.outside_requests, f"requests left the app: {self.outside_requests}"

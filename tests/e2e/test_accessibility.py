@@ -9,9 +9,6 @@ from tests.web.factories import make_succeeded_run, make_version
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-TABLET = {"width": 820, "height": 1180}
-LAPTOP = {"width": 1366, "height": 900}
-
 
 def test_reviewer_pages_have_no_serious_accessibility_violations(journey, org_a, analyst,
                                                                   reviewer):
@@ -27,11 +24,6 @@ def test_reviewer_pages_have_no_serious_accessibility_violations(journey, org_a,
     for name, path in pages.items():
         journey.goto(path)
         journey.page.get_by_role("heading", level=1).first.wait_for()
-        for width, viewport in (("laptop", LAPTOP), ("tablet", TABLET)):
-            journey.page.set_viewport_size(viewport)
-            journey.shot(f"{name}-{width}")
-            problems = journey.accessibility_violations()
-            if problems:
-                found[f"{name} ({width})"] = problems
+        journey.check_widths(name, found)
     assert not found, found
     journey.assert_clean()

@@ -46,7 +46,7 @@ def test_ledger_page_and_admin_policy(client, analyst, admin, validated_version)
     dataset = validated_version.dataset
     client.force_login(analyst)
     page = client.get(f"/governance/datasets/{dataset.pk}/ledger/")
-    assert page.status_code == 200 and "10.000" in page.content.decode()
+    assert page.status_code == 200 and 'data-field="budget">10.00<' in page.content.decode()
     assert client.post(f"/governance/datasets/{dataset.pk}/ledger/",
                        {"budget_epsilon": 99}).status_code == 403
     client.force_login(admin)

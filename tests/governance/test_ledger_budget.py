@@ -65,7 +65,7 @@ def test_a_run_that_would_exceed_the_budget_is_refused_before_it_starts(
 
     with pytest.raises(BudgetExceeded) as refused:
         start_run(version=validated_version, user=analyst, target_epsilon=1.5, enqueue=False)
-    assert "1.000" in str(refused.value) and "5" in str(refused.value)
+    assert "only ε = 1.00 of" in str(refused.value) and "5" in str(refused.value)
     assert TrainingRun.objects.count() == 2  # nothing was created
 
     allowed = start_run(version=validated_version, user=analyst, target_epsilon=1.0,
@@ -154,7 +154,7 @@ def test_an_audit_that_does_not_fit_is_refused_and_the_earlier_one_kept(
         request_audit(model_version=model, user=reviewer)
     # Refused in the task too (a budget taken between request and task), without training.
     summary = run_audit(model.pk)
-    assert "only ε = 2.000" in summary["refused"]
+    assert "only ε = 2.00" in summary["refused"]
     model.run.refresh_from_db()
     assert model.run.result[RESULT_KEY] == earlier and REFUSED_KEY in model.run.result
     assert LedgerEntry.objects.filter(purpose="privacy_audit").count() == 0

@@ -30,7 +30,7 @@ def test_card_json_holds_every_section(client, analyst, champion, validated_vers
     for name in ("epsilon", "delta", "accountant", "sample_rate", "noise_multiplier",
                  "max_grad_norm", "steps"):
         assert privacy[name] is not None, name
-    assert "(2.900, 1e-05)-differential privacy" in privacy["statement"]
+    assert "(2.90, 1e-05)-differential privacy" in privacy["statement"]
     assert set(card["fairness"]["attributes"]["sex"]["by_group"]) == {"female", "male"}
     approval = card["approval"]
     assert approval["status"] == "champion"
@@ -98,8 +98,8 @@ def test_card_shows_the_empirical_audit_beside_the_claim(client, analyst, champi
     audit = client.get(f"/governance/models/{champion.pk}/card.json").json()["privacy"][
         "empirical_audit"]
     assert audit["epsilon_lower_bound"] == 0.42 and audit["consistent"] is True
-    expected = ("Empirical epsilon lower bound 0.420 (95% confidence) vs this model’s epsilon "
-                "2.900")
+    expected = ("Empirical epsilon lower bound 0.42 (95% confidence) vs this model’s epsilon "
+                "2.90")
     assert audit["statement"].startswith(expected)
     html = client.get(f"/governance/models/{champion.pk}/card/").content.decode()
     assert expected in html and "consistent" in html
@@ -151,7 +151,7 @@ def test_the_audit_asks_before_it_charges_the_budget(client, reviewer, champion,
         # The charge is the configuration's target (3.0 for credit risk); the budget is 10.
         assert 'data-field="charge">ε 3.00<' in html
         assert f"ε {before.spent.epsilon + before.reserved:.2f} spent or reserved of 10.00" in html
-        assert "This model's own ε</dt><dd>2.900" in html
+        assert "This model's own ε</dt><dd>2.90" in html
         assert not AuditLogEntry.objects.filter(action="model.privacy_audit_requested").exists()
         assert ledger_status(dataset).spent.epsilon == before.spent.epsilon
         assert client.post(url, {"confirm": "yes"}).status_code == 302
@@ -166,7 +166,7 @@ def test_the_statement_compares_with_the_models_own_epsilon(client, analyst, cha
     client.force_login(analyst)
     audit = client.get(f"/governance/models/{champion.pk}/card.json").json()["privacy"][
         "empirical_audit"]
-    assert "vs this model’s epsilon 2.900" in audit["statement"]
+    assert "vs this model’s epsilon 2.90" in audit["statement"]
     assert audit["model_epsilon"] == 2.9
 
 

@@ -61,7 +61,7 @@ def test_privacy_gate_compares_epsilon_with_the_limit(make_model, approve, revie
     with pytest.raises(GateFailure) as blocked:
         promote(model_version=model, user=reviewer, reason="ok")
     gate = failing(blocked.value)["privacy"]
-    assert gate["shortfall"] == pytest.approx(0.9) and "exceeds 2 by 0.900" in gate["message"]
+    assert gate["shortfall"] == pytest.approx(0.9) and "exceeds 2 by 0.90" in gate["message"]
 
     nonprivate = approve(make_model(private=False))
     with pytest.raises(GateFailure) as blocked:

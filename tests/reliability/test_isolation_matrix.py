@@ -133,6 +133,11 @@ def flagged(w: World) -> str:
     return found[0]["column"]
 
 
+def first_column(w: World) -> str:
+    """The version's first column (any name for an id no row has)."""
+    return (getattr(w.version, "columns", None) or ["checking"])[0]
+
+
 def audited_attribute(w: World) -> str:
     """A sensitive attribute of the serving model's report (any name where the persona's
     world has no such model)."""
@@ -171,6 +176,12 @@ MATRIX: dict[str, list[Case]] = {
     "dataset_identifier": [post(ADMIN, kwargs=obj("version_pending", "version_id"),
                                 data=lambda w: {"column": flagged(w), "allowed": "1",
                                                 "reason": "needed"})],
+    # Display names and code labels: any member of the version's organisation.
+    "dataset_codebook": [
+        get(kwargs=obj("version", "version_id")),
+        post(MEMBER, kwargs=obj("version", "version_id"),
+             data=lambda w: {"action": "names", "names-name-0": "renamed"}),
+    ],
     "dataset_mapping": [
         get(kwargs=obj("version_pending", "version_id")),
         # An incomplete form is shown again; isolation is what this checks.
@@ -262,6 +273,11 @@ MATRIX: dict[str, list[Case]] = {
     "api:dataset-version-companions": [
         api_post(MEMBER, kwargs=obj("version_pending", PK), fmt="multipart",
                  data=lambda w: {"kind": "test_set", "file": csv_file("test.csv")}),
+    ],
+    "api:dataset-version-codebook": [
+        get(kwargs=obj("version", PK)),
+        Case("PUT", MEMBER, obj("version", PK), fmt="json", ok=(200,), effect=True,
+             data=lambda w: {"column_names": {first_column(w): "renamed"}}),
     ],
     "api:dataset-version-identifiers": [
         api_post(ADMIN, kwargs=obj("version_pending", PK), ok=(200,),
@@ -465,8 +481,9 @@ class Walk:
             try:
                 if method == "GET":
                     response = client.get(path)
-                elif method == "POST" and api:
-                    response = client.post(path, data or {}, format=case.fmt if case else None)
+                elif method in ("POST", "PUT") and api and (method == "POST" or data):
+                    send = client.post if method == "POST" else client.put
+                    response = send(path, data or {}, format=case.fmt if case else None)
                 elif method == "POST":
                     response = client.post(path, data or {})
                 else:

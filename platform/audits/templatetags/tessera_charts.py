@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
-from audits import charts
+from audits import charts, figures
 
 register = template.Library()
 
@@ -99,12 +99,20 @@ def svg(markup: str) -> SafeString:
 @register.filter
 def metric(value, digits: int = 3) -> str:
     """A number to ``digits`` decimals, or an en dash when absent."""
-    if value is None or value == "":
-        return "–"
-    try:
-        return f"{float(value):.{int(digits)}f}"
-    except (TypeError, ValueError):
-        return str(value)
+    return figures.number(value, digits)
+
+
+@register.filter
+def epsilon(value) -> str:
+    """An epsilon at the one precision every page uses (audits.figures)."""
+    return figures.epsilon(value)
+
+
+@register.filter
+def shown_column(name, codebook) -> str:
+    """A column's display name from a dataset version's codebook (ingestion.codebook), for
+    the few places a template names a stored column itself."""
+    return codebook.column(name) if codebook else str(name)
 
 
 @register.filter

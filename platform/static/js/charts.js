@@ -174,7 +174,8 @@
           tooltip: { callbacks: { label: function (item) {
             var p = item.raw.p;
             return ["Run " + p.run + (p.model ? " · model " + p.model + " (" + p.status + ")" : ""),
-                    "ε " + (p.private ? fmt(p.epsilon, 3) : "∞ (no differential privacy)"),
+                    // Two decimals: every page's epsilon precision (audits.figures).
+                    "ε " + (p.private ? fmt(p.epsilon, 2) : "∞ (no differential privacy)"),
                     "largest disparity " + fmt(p.disparity, 3) + " (" + p.where + ")",
                     data.metric_label + " " + fmt(p.utility, 3)];
           } } },
