@@ -26,6 +26,7 @@ from audits.services import log_action
 from catalog.families import family_of_model
 from governance.models import ScoringJob
 from ingestion.storage import read_encrypted, read_stored, store_upload, write_encrypted
+from ml_core import cancellation
 from ml_core.artifacts import LoadedModel, predict_decisions
 from ml_core.families import get_family
 from ml_core.tables import TableReadError, read_table
@@ -140,9 +141,10 @@ def score_in_batches(
 ) -> pd.DataFrame:
     """:func:`score_frame` over ``frame`` in batches of ``batch_rows`` (column-wise
     encoding and one forward pass each, no per-row Python); ``progress(rows_done)`` after
-    each batch. Batch scoring jobs and the benchmark's ``scoring_ratio`` go through here."""
+    each batch. Batch scoring jobs and the benchmark's ``scoring_ratio`` go through here.
+    A cancel (``ml_core.cancellation``) is honoured before each batch."""
     parts = []
-    for start in range(0, len(frame), batch_rows):
+    for start in cancellation.checked(range(0, len(frame), batch_rows)):
         chunk = frame.iloc[start:start + batch_rows]
         parts.append(score_frame(loaded, chunk))
         if progress is not None:
