@@ -55,6 +55,22 @@ class FlipAt:
             self.flag.on = True
 
 
+def flip_inside(monkeypatch, owner: object, name: str, flag: Flag, at: int, *,
+                when=lambda: True) -> FlipAt:
+    """Wrap ``owner.name`` (a function or method): each call while ``when()`` is a chunk,
+    and the ``at``-th one flips ``flag`` before it computes."""
+    chunks = FlipAt(flag, at)
+    original = getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        if when():
+            chunks()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return chunks
+
+
 # --- the mechanism -----------------------------------------------------------------------
 
 
@@ -127,24 +143,13 @@ def test_a_single_call_returns_its_value_and_raises_its_error() -> None:
 # --- encoding and feature extraction ------------------------------------------------------
 
 
-def _counting_lower_forward(monkeypatch, on_batch) -> None:
-    original = te.FrozenLower.forward
-
-    def forward(self, input_ids, mask):
-        on_batch()
-        return original(self, input_ids, mask)
-
-    monkeypatch.setattr(te.FrozenLower, "forward", forward)
-
-
 def test_the_text_encoding_starts_no_batch_after_the_cancel(monkeypatch) -> None:
     classifier = te.build_classifier(te.tiny_source(0), trainable_layers=1, n_classes=2)
     ids, mask = te.tokenize(te.load_tokenizer(), [f"note number {i}" for i in range(200)],
                             max_length=16)
     monkeypatch.setattr(caches, "ENCODE_BATCH", 16)  # 13 batches
     flag = Flag()
-    batches = FlipAt(flag, 2)
-    _counting_lower_forward(monkeypatch, batches)
+    batches = flip_inside(monkeypatch, te.FrozenLower, "forward", flag, 2)
     with cancellation.stop_when(flag), pytest.raises(TrainingCancelled) as cancelled:
         caches.lower_states(classifier.lower, ids, mask, device=torch.device("cpu"))
     assert batches.count == 2
@@ -159,9 +164,8 @@ def test_a_text_run_cancelled_while_encoding_stops_there_having_spent_nothing(
     monkeypatch.setattr(caches, "ENCODE_BATCH", 16)  # 240 notes: 15 batches
     stages: list[str] = []
     flag = Flag()
-    batches = FlipAt(flag, 3)
-    _counting_lower_forward(monkeypatch,
-                            lambda: batches() if stages[-1] == "encoding" else None)
+    batches = flip_inside(monkeypatch, te.FrozenLower, "forward", flag, 3,
+                          when=lambda: stages[-1] == "encoding")
 
     def progress(**update) -> None:
         stages.append(update["stage"])
@@ -220,14 +224,7 @@ def test_boosting_in_slices_grows_the_same_trees_as_one_fit(n) -> None:
 def test_boosting_starts_no_slice_after_the_cancel(monkeypatch) -> None:
     x, y = _rows(600)
     flag = Flag()
-    slices = FlipAt(flag, 2)
-    original = HistGradientBoostingClassifier.fit
-
-    def fit(self, *args, **kwargs):
-        slices()
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", fit)
+    slices = flip_inside(monkeypatch, HistGradientBoostingClassifier, "fit", flag, 2)
     with cancellation.stop_when(flag), pytest.raises(TrainingCancelled):
         metrics.boosted_trees(x, y, seed=0, slice_seconds=0.0, first_slice=5)  # 5, 1, 1, ...
     assert slices.count == 2
@@ -277,14 +274,7 @@ def test_the_private_preprocessing_starts_no_column_after_the_cancel(monkeypatch
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({f"x{i}": rng.normal(size=300) for i in range(6)})
     flag = Flag()
-    columns = FlipAt(flag, 2)
-    original = data.private_numeric
-
-    def private_numeric(*args, **kwargs):
-        columns()
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(data, "private_numeric", private_numeric)
+    columns = flip_inside(monkeypatch, data, "private_numeric", flag, 2)
     noise = PreprocessingNoise.plan(noise_multiplier=2.0, n_categorical=0, n_histograms=6,
                                     threshold_delta=1e-6, max_rows=1)
     with cancellation.stop_when(flag), pytest.raises(TrainingCancelled) as cancelled:
@@ -298,14 +288,7 @@ def test_the_fairness_audit_starts_no_attribute_after_the_cancel(monkeypatch) ->
     rng = np.random.default_rng(0)
     sensitive = pd.DataFrame({f"a{i}": rng.choice(["p", "q"], 200) for i in range(5)})
     flag = Flag()
-    audited = FlipAt(flag, 2)
-    original = fairness._audit_attribute
-
-    def audit_attribute(**kwargs):
-        audited()
-        return original(**kwargs)
-
-    monkeypatch.setattr(fairness, "_audit_attribute", audit_attribute)
+    audited = flip_inside(monkeypatch, fairness, "_audit_attribute", flag, 2)
     with cancellation.stop_when(flag), pytest.raises(TrainingCancelled):
         fairness.audit(y_true=rng.integers(0, 2, 200), y_pred=rng.integers(0, 2, 200),
                        sensitive=sensitive, policy=FairnessPolicy())
@@ -334,14 +317,7 @@ def test_a_drift_report_starts_no_column_after_the_cancel(monkeypatch) -> None:
     reference = pd.DataFrame({f"x{i}": rng.normal(size=500) for i in range(6)})
     current = pd.DataFrame({f"x{i}": rng.normal(size=500) for i in range(6)})
     flag = Flag()
-    compared = FlipAt(flag, 2)
-    original = drift._column_psi
-
-    def column_psi(*args, **kwargs):
-        compared()
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(drift, "_column_psi", column_psi)
+    compared = flip_inside(monkeypatch, drift, "_column_psi", flag, 2)
     with cancellation.stop_when(flag), pytest.raises(TrainingCancelled):
         drift.drift_report(reference=reference, current=current, columns=list(reference))
     assert compared.count == 2
