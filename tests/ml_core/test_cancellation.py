@@ -16,6 +16,7 @@ import pytest
 import torch
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
+from threadpoolctl import threadpool_info
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
@@ -207,46 +208,22 @@ def _rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-@pytest.mark.parametrize("n", [1500, 12_000], ids=["no-early-stopping", "early-stopping"])
-def test_boosting_in_slices_grows_the_same_trees_as_one_fit(n) -> None:
-    x, y = _rows(n)
-    whole = HistGradientBoostingClassifier(random_state=4).fit(x, y)
-    sliced = metrics.boosted_trees(x, y, seed=4, slice_seconds=0.0, first_slice=7)
-    assert sliced.n_iter_ == whole.n_iter_
-    np.testing.assert_array_equal(sliced.predict_proba(x), whole.predict_proba(x))
-    if n > 10_000:  # a slice that ends exactly where early stopping ends the fit
-        assert whole.n_iter_ < whole.max_iter
-        boundary = metrics.boosted_trees(x, y, seed=4, slice_seconds=1e9,
-                                         first_slice=whole.n_iter_)
-        assert boundary.n_iter_ == whole.n_iter_
-
-
-def test_boosting_starts_no_slice_after_the_cancel(monkeypatch) -> None:
-    x, y = _rows(600)
-    flag = Flag()
-    slices = flip_inside(monkeypatch, HistGradientBoostingClassifier, "fit", flag, 2)
-    with cancellation.stop_when(flag), pytest.raises(TrainingCancelled):
-        metrics.boosted_trees(x, y, seed=0, slice_seconds=0.0, first_slice=5)  # 5, 1, 1, ...
-    assert slices.count == 2
-    # The reference beside the tabular baseline grows its trees this way.
-    flag.on, slices.count = True, 0
-    with cancellation.stop_when(flag), pytest.raises(TrainingCancelled):
-        metrics.reference_models(x_train=x, y_train=y, x_val=x, y_val=y, x_test=x, y_test=y,
-                                 metrics=None, seed=0)
-    assert slices.count == 0
-
-
-@pytest.mark.parametrize("baseline", ["logistic_regression", "tfidf"])
-def test_a_logistic_baseline_is_abandoned_while_it_fits(monkeypatch, baseline) -> None:
+@pytest.mark.parametrize("baseline", ["logistic_regression", "tfidf", "gradient_boosting"])
+def test_a_single_call_baseline_is_abandoned_while_it_fits(monkeypatch, baseline) -> None:
     release, fitting, finished = threading.Event(), threading.Event(), threading.Event()
+    openmp_threads: list[int] = []
 
     def long_fit(self, *args, **kwargs):
+        openmp_threads.extend(i["num_threads"] for i in threadpool_info()
+                              if i["user_api"] == "openmp")
         fitting.set()
-        release.wait(120)
+        release.wait(120)  # one call into compiled code, with no chunk boundary to check
         finished.set()
         return self
 
-    monkeypatch.setattr(LogisticRegression, "fit", long_fit)
+    estimator = (HistGradientBoostingClassifier if baseline == "gradient_boosting"
+                 else LogisticRegression)
+    monkeypatch.setattr(estimator, "fit", long_fit)
     x, y = _rows(200)
     run = {
         "logistic_regression": lambda: metrics.logistic_regression_baseline(
@@ -254,6 +231,9 @@ def test_a_logistic_baseline_is_abandoned_while_it_fits(monkeypatch, baseline) -
         "tfidf": lambda: text_family.tfidf_baseline(
             texts_train=["good service", "bad service"] * 5, y_train=np.array([1, 0] * 5),
             texts_eval=["good"], seed=0),
+        "gradient_boosting": lambda: metrics.reference_models(
+            x_train=x, y_train=y, x_val=x, y_val=y, x_test=x, y_test=y, metrics=None,
+            seed=0),
     }[baseline]
     try:
         # The cancel arrives while the fit runs.
@@ -262,6 +242,8 @@ def test_a_logistic_baseline_is_abandoned_while_it_fits(monkeypatch, baseline) -
         assert fitting.is_set() and not finished.is_set()
     finally:
         release.set()
+    if baseline == "gradient_boosting":  # its one-thread limit holds in the fitting thread
+        assert openmp_threads and set(openmp_threads) == {1}
 
 
 # --- private preprocessing, audits, drift -------------------------------------------------
