@@ -1,6 +1,9 @@
-"""A text run cancelled while its encoder runs over the rows stops there: the next batch
-is not encoded, the run ends ``cancelled`` with the stage it was in, and nothing is charged
-to the ledger (no private step was taken).
+"""A run cancelled inside a long stage stops there, and the ledger is charged what it spent.
+
+A text run cancelled while its encoder runs over the rows: the next batch is not encoded,
+the run ends ``cancelled`` with the stage it was in, and nothing is charged (no private
+step was taken). A tabular run cancelled during its fairness audits: charged its model's
+accounted spend, not the whole target.
 
 In process through the cancel service, counting batches; and end to end through the
 API's cancel endpoint with a real Celery worker, whose encoder is slowed (a test-only
@@ -18,7 +21,7 @@ import pytest
 
 from audits.models import AuditLogEntry
 from governance.models import LedgerEntry
-from tests.conftest import ROOT, csv_upload
+from tests.conftest import FAST_TRAINING, ROOT, csv_upload
 from tests.support.worker import celery_worker, wait_for, wait_for_run
 from training.models import TrainingRun
 from training.progress import CancelCheck
@@ -84,6 +87,36 @@ def test_a_run_cancelled_while_encoding_encodes_no_further_batch(analyst, monkey
 
 def encoded(log) -> list[str]:
     return log.read_text().split() if log.exists() else []
+
+
+@pytest.mark.django_db
+def test_a_run_cancelled_during_its_audits_is_charged_what_its_model_spent(
+        validated_version, analyst, monkeypatch):
+    from ml_core import fairness
+
+    run = start_run(version=validated_version, user=analyst, target_epsilon=3.0,
+                    config=dict(FAST_TRAINING), enqueue=False)
+    monkeypatch.setitem(CancelCheck.__init__.__kwdefaults__, "interval_s", 0.0)
+    audited: list[str] = []
+    original = fairness._audit_attribute
+
+    def audit_attribute(**kwargs):
+        audited.append("attribute")
+        if len(audited) == 1:  # the analyst cancels during the first attribute's audit
+            cancel_run(run=run, user=analyst)
+        return original(**kwargs)
+
+    monkeypatch.setattr(fairness, "_audit_attribute", audit_attribute)
+    execute_run(run.pk)
+
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.CANCELLED
+    assert audited == ["attribute"]  # no further attribute was audited
+    assert cancelled_entry(run).detail["stage"] == "auditing"
+    entry = LedgerEntry.objects.get(run=run)
+    assert entry.basis == LedgerEntry.Basis.ACCOUNTED
+    assert entry.epsilon == pytest.approx(run.privacy["epsilon"]) and 0 < entry.epsilon <= 3.0
+    assert entry.steps == run.privacy["steps"] > 0
 
 
 SLOW_ENCODER = '''
