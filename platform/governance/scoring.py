@@ -141,9 +141,9 @@ def score_in_batches(
 ) -> pd.DataFrame:
     """:func:`score_frame` over ``frame`` in batches of ``batch_rows`` (column-wise
     encoding and one forward pass each, no per-row Python); ``progress(rows_done)`` after
-    each batch. Batch scoring jobs and the benchmark's ``scoring_ratio`` go through here.
-    A cancel (``ml_core.cancellation``) is honoured before each batch."""
+    each batch. Batch scoring jobs and the benchmark's ``scoring_ratio`` go through here."""
     parts = []
+    # A cancel (ml_core.cancellation) is honoured before each batch.
     for start in cancellation.checked(range(0, len(frame), batch_rows)):
         chunk = frame.iloc[start:start + batch_rows]
         parts.append(score_frame(loaded, chunk))

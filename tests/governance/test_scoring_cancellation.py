@@ -15,13 +15,15 @@ def test_scoring_starts_no_batch_after_the_cancel(monkeypatch):
     stop = {"on": False}
     scored: list[int] = []
 
-    def score_frame(loaded, chunk: pd.DataFrame) -> pd.DataFrame:
+    def predict_decisions(loaded, chunk: pd.DataFrame) -> pd.DataFrame:
         scored.append(len(chunk))
         if len(scored) == 2:
             stop["on"] = True  # cancelled while the second batch is scored
         return pd.DataFrame({"score": 0.5, "prediction": 0}, index=chunk.index)
 
-    monkeypatch.setattr(scoring, "score_frame", score_frame)
+    # The model's forward pass is the edge replaced here; score_frame itself runs.
+    monkeypatch.setattr(scoring, "input_schema", lambda loaded: {"x": "numeric"})
+    monkeypatch.setattr(scoring, "predict_decisions", predict_decisions)
     frame = pd.DataFrame({"x": range(100)})
     # Outside a cancellable block every batch is scored.
     assert len(scoring.score_in_batches(None, frame, batch_rows=10)) == 100
