@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from ml_core import cancellation
 from ml_core.code_hierarchies import grouped_features
 from ml_core.column_types import typed_column
 from ml_core.private_statistics import (
@@ -467,7 +468,9 @@ def fit_private_encoder(
     numeric, categorical, levels = [], [], {}
     medians, scales, with_indicator = {}, {}, []
     hashed: dict[str, str | None] = {}
-    for column in columns:
+    # A cancel is honoured between columns; a cancelled run releases none of these noisy
+    # statistics (its model is never saved), so it reports nothing spent.
+    for column in cancellation.checked(columns):
         series = typed_column(frame[column], column_types.get(column))
         if column in hierarchies:
             hashed[column] = hierarchies[column]

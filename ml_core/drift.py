@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from ml_core import cancellation
+
 DEFAULT_THRESHOLD = 0.25
 DEFAULT_BINS = 10
 PSEUDO_COUNT = 0.5
@@ -141,7 +143,8 @@ def drift_report(
     features: dict = {}
     judged: list[float] = []
     unjudged: list[str] = []
-    for column in columns:
+    # A cancel (ml_core.cancellation) is honoured between columns and between groups.
+    for column in cancellation.checked(columns):
         if column not in reference.columns or column not in current.columns:
             continue
         value, judge = _column_psi(reference[column], current[column], bins=bins,
@@ -163,7 +166,7 @@ def drift_report(
             if share_psi is not None and judge:
                 judged.append(share_psi)
             by_group = {}
-            for group in sorted(set(ref_groups) | set(cur_groups)):
+            for group in cancellation.checked(sorted(set(ref_groups) | set(cur_groups))):
                 in_ref, in_cur = ref_groups == group, cur_groups == group
                 n_ref, n_cur = int(in_ref.sum()), int(in_cur.sum())
                 group_bins = bins_for(n_reference=n_ref, n_current=n_cur,

@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from ml_core import cancellation
 from ml_core.spec import Banding, ColumnMapping, FairnessPolicy, ProblemSpec
 from ml_core.tables import factorize
 
@@ -295,7 +296,7 @@ def audit(
     report = {}
     if len(truth) == 0:
         return report
-    for column in sensitive.columns:
+    for column in cancellation.checked(sensitive.columns):
         groups = sensitive[column].astype(object).where(sensitive[column].notna(), MISSING_GROUP)
         report[str(column)] = _audit_attribute(
             groups=groups.astype(str).to_numpy(), y_true=truth, y_pred=pred, policy=policy

@@ -20,6 +20,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from ml_core import cancellation
+
 KINDS = ("personal", "operational")
 
 
@@ -228,7 +230,7 @@ def score_by_group(
         order = np.argsort(inverse, kind="stable")
         bounds = np.concatenate([[0], np.cumsum(count)])
         scores: list[float | None] = []
-        for i in range(len(names)):
+        for i in cancellation.checked(range(len(names))):  # a metric per group: cancellable
             rows = order[bounds[i] : bounds[i + 1]]
             scores.append(_safe_metric(metric, y_true[rows], y_score[rows]))
         by_group = {str(g): {"count": int(count[i]), name: scores[i]} for i, g in enumerate(names)}

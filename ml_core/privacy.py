@@ -16,11 +16,8 @@ against ``PRVAccountant`` itself and against Google's dp-accounting.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import math
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +36,7 @@ from scipy.optimize import brentq
 from torch import nn, optim
 from torch.utils.data import DataLoader
 
-from ml_core import fast_clipping
+from ml_core import cancellation, fast_clipping
 from ml_core.spec import PrivacyConfig
 
 ACCOUNTANT = "prv"
@@ -59,7 +56,8 @@ class PrivacyBudgetError(ValueError):
 
 
 class CalibrationCancelled(Exception):
-    """The noise search was stopped by the cancel check of :func:`stop_calibration_when`;
+    """The noise search was stopped by the cancel check (:func:`stop_calibration_when`,
+    which is :func:`ml_core.cancellation.stop_when`);
     no private step was taken, so nothing was spent."""
 
     def __init__(self) -> None:
@@ -67,27 +65,14 @@ class CalibrationCancelled(Exception):
         self.privacy: dict = {}
 
 
-# The caller's cancel check, read between accountant evaluations of the noise search (which
-# can take a while for long schedules). A context variable, so that every family's training
-# loop honours it without passing it through each call.
-_calibration_stop: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
-    "tessera_calibration_stop", default=None)
-
-
-@contextlib.contextmanager
-def stop_calibration_when(should_stop: Callable[[], bool] | None) -> Iterator[None]:
-    """Within this block, the noise search raises :class:`CalibrationCancelled` as soon as
-    ``should_stop()`` returns True (checked before each accountant evaluation)."""
-    token = _calibration_stop.set(should_stop)
-    try:
-        yield
-    finally:
-        _calibration_stop.reset(token)
+# The noise search asks the caller's cancel check (ml_core.cancellation) between accountant
+# evaluations, which can take a while for long schedules: every family's training loop
+# honours it without passing it through each call.
+stop_calibration_when = cancellation.stop_when
 
 
 def _check_calibration_stop() -> None:
-    should_stop = _calibration_stop.get()
-    if should_stop is not None and should_stop():
+    if cancellation.requested():
         raise CalibrationCancelled()
 
 

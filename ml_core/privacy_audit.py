@@ -48,6 +48,7 @@ import torch
 from scipy.optimize import brentq
 from scipy.stats import binom
 
+from ml_core import cancellation
 from ml_core.data import EncodedSplit
 from ml_core.spec import PrivacyConfig, TrainConfig
 
@@ -271,15 +272,23 @@ def audit_tabular(
     ``claimed_epsilon`` defaults to the epsilon the audit run's accountant reports; pass it
     to audit a configuration that claims a budget it does not enforce (a test passes
     ``privacy=None``: no clipping, no noise, while claiming some epsilon).
+
+    Cancellable (:mod:`ml_core.cancellation`): before planting, before every training step
+    and before scoring; the exception carries the audit training's privacy spent so far.
     """
     from ml_core.privacy import resolve_delta
     from ml_core.trainer import train_model
 
     started = time.perf_counter()
+    cancellation.check()
     planted = make_canaries(split, k=canaries, seed=seed, rows_per_canary=rows_per_canary)
     audited = with_canaries(split, planted)
+    # The audit's training asks the caller's cancel check (ml_core.cancellation) before
+    # every step, as a run's training does; its noise search asks it too.
     trained = train_model(split=audited, train=train, privacy=privacy,
-                          primary_metric=primary_metric, stage="privacy_audit")
+                          primary_metric=primary_metric, stage="privacy_audit",
+                          should_stop=cancellation.requested)
+    cancellation.check(trained.privacy)
     report = trained.privacy
     delta = (float(report["delta"]) if report.get("delta") is not None
              else resolve_delta(privacy.delta if privacy else None, len(audited.y_train)))

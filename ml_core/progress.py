@@ -8,12 +8,15 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ml_core import cancellation
 from ml_core.privacy import unwrap
 from ml_core.spec import ProgressSink
 
 
 def report_stage(progress: ProgressSink | None, stage: str, total_epochs: int) -> None:
-    """Tell ``progress`` (if any) that a run entered ``stage`` (preparing, baseline, ...)."""
+    """Tell ``progress`` (if any) that a run entered ``stage`` (preparing, baseline, ...);
+    a cancel is honoured here first (:func:`ml_core.cancellation.check`)."""
+    cancellation.check()
     if progress is not None:
         progress(stage=stage, epoch=0, total_epochs=total_epochs, loss=None, val_metric=None,
                  epsilon=None)

@@ -8,9 +8,11 @@ fairness audits of both models, the metadata every artifact carries and the
 :class:`TrainingResult`. A family fills in :class:`FamilyHooks` and exposes
 ``run = family_runner(its hooks)``; it never writes these steps again.
 
-Cancellation: ``should_stop`` is polled by the training functions (every epoch and every
-few batches); the skeleton adds one rule, that a cancelled twin reports the private
-model's whole spend, since that model was already trained.
+Cancellation: ``should_stop`` is polled by the training functions (before every step) and,
+through :mod:`ml_core.cancellation` (installed here), by every long loop of the hooks
+(encoding, baselines, audits) and at each stage boundary; the skeleton adds one rule, that
+a cancel after the model's training (its twin, the audits) reports that model's whole
+spend, since it was already trained.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from ml_core import group_metrics
+from ml_core import cancellation, group_metrics
 from ml_core.artifacts import library_versions
 from ml_core.checkpoints import checkpoint_path
 from ml_core.progress import report_stage
@@ -280,6 +282,17 @@ def run_family(
     ``artifact_dir``; with ``checkpoint_dir`` each training stage checkpoints every epoch
     there and resumes from it. Raises :class:`TrainingCancelled` with the privacy spent.
     """
+    with cancellation.stop_when(should_stop):
+        return _stages(hooks, frame=frame, mapping=mapping, spec=spec, privacy=privacy,
+                       train=train, artifact_dir=artifact_dir, progress=progress,
+                       should_stop=should_stop, checkpoint_dir=checkpoint_dir)
+
+
+def _stages(
+    hooks: FamilyHooks, *, frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
+    privacy: PrivacyConfig | None, train: TrainConfig | None, artifact_dir: Path,
+    progress: ProgressSink | None, should_stop: StopCheck | None, checkpoint_dir: Path | None,
+) -> TrainingResult:
     frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
     inputs = RunInputs(frame=frame, mapping=mapping, spec=spec, privacy=privacy, train=train)
 
@@ -299,6 +312,7 @@ def run_family(
             checkpoint_path=checkpoint_path(checkpoint_dir, stage)))
 
     main = fit(twin=False)
+    cancellation.record_spent(main.privacy)
     twin = None
     if privacy.enabled:
         try:

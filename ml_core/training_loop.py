@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ml_core import fast_clipping
 from ml_core import privacy as dp
+from ml_core.cancellation import TrainingCancelled
 from ml_core.checkpoints import EpochCheckpoint
 from ml_core.progress import EpochLog
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
@@ -55,14 +56,6 @@ StopReason = Literal["epochs", "early_stop", "budget"]
 
 BatchLoss = Callable[[nn.Module, tuple], tuple[torch.Tensor, int]]
 Validate = Callable[[nn.Module], tuple[float, float]]
-
-
-class TrainingCancelled(Exception):
-    """Raised when ``should_stop`` returned True; carries the privacy spent so far."""
-
-    def __init__(self, privacy: dict | None = None) -> None:
-        super().__init__("training cancelled")
-        self.privacy = privacy or {}
 
 
 def resolve_device(name: str) -> torch.device:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import pandas as pd
 
+from ml_core import cancellation
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
@@ -150,9 +151,11 @@ class ModelFamily:
     ) -> TrainingResult:
         """Train, evaluate, audit and save one model (the contract of
         :func:`ml_core.pipeline.run_training`); the result's charts carry their kind."""
-        result = self._run(frame=frame, mapping=mapping, spec=spec, privacy=privacy,
-                           train=train, artifact_dir=artifact_dir, progress=progress,
-                           should_stop=should_stop, checkpoint_dir=checkpoint_dir)
+        # Every long loop of the family asks this check (ml_core.cancellation).
+        with cancellation.stop_when(should_stop):
+            result = self._run(frame=frame, mapping=mapping, spec=spec, privacy=privacy,
+                               train=train, artifact_dir=artifact_dir, progress=progress,
+                               should_stop=should_stop, checkpoint_dir=checkpoint_dir)
         if result.charts and "kind" not in result.charts:
             # One kind per result: the first declared one. A family whose results differ in
             # kind sets result.charts["kind"] itself.

@@ -31,6 +31,7 @@ from catalog.families import family_of_model
 from governance.models import ScoringJob
 from ingestion import image_uploads
 from ingestion.storage import read_encrypted, read_stored, store_upload, write_encrypted
+from ml_core import cancellation
 from ml_core.artifacts import LoadedModel, predict_decisions
 from ml_core.families import get_family
 from ml_core.tables import TableReadError, read_table
@@ -179,7 +180,8 @@ def score_in_batches(
     ``progress(rows_done)`` after each batch. Batch scoring jobs and the benchmark's
     ``scoring_ratio`` go through here."""
     parts = []
-    for start in range(0, len(frame), batch_rows):
+    # A cancel (ml_core.cancellation) is honoured before each batch.
+    for start in cancellation.checked(range(0, len(frame), batch_rows)):
         chunk = frame.iloc[start:start + batch_rows]
         parts.append(score(loaded, chunk))
         if progress is not None:

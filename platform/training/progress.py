@@ -28,8 +28,8 @@ class RunProgress:
     def __init__(self, run_id: int, *, interval_s: float | None = None, clock=time.monotonic,
                  should_stop=None):
         self.run_id = run_id
-        # Checked at every stage boundary: encoding, baselines and audits have no loop of
-        # their own that asks, so a cancel takes effect when the next stage begins.
+        # Checked at every stage boundary too; within a stage, the long loops (encoding,
+        # baselines, audits) ask the same check between chunks (ml_core.cancellation).
         self.should_stop = should_stop
         self.interval_s = settings.TESSERA_PROGRESS_INTERVAL_S if interval_s is None else interval_s
         self.clock = clock

@@ -388,13 +388,11 @@ def _finish(run: TrainingRun, claim: Claim, status: str, *, action: str, **field
             pk=run.pk, status=TrainingRun.Status.RUNNING, lease_token=claim.token
         ).update(status=status, finished_at=timezone.now(), lease_expires_at=None, **fields)
         if done:
-            log_action(
-                organisation=run.organisation,
-                actor=None,
-                action=action,
-                obj=run,
-                detail={key: value for key, value in fields.items() if key in ("error", "privacy")},
-            )
+            detail = {key: value for key, value in fields.items() if key in ("error", "privacy")}
+            if status == TrainingRun.Status.CANCELLED:
+                detail["stage"] = stage_before or ""  # where the cancel stopped it
+            log_action(organisation=run.organisation, actor=None, action=action, obj=run,
+                       detail=detail)
             charge_run(run.pk, stage_before=stage_before)
     return bool(done)
 

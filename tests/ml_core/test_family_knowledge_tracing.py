@@ -356,16 +356,16 @@ def test_artifact_reloads_to_the_same_scores(private_run, frame):
 
 
 def test_cancelling_raises_with_the_privacy_spent(frame, tmp_path):
-    calls = {"n": 0}
+    epochs: list[int] = []
 
-    def stop() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 1  # let the first epoch run
+    def progress(**update) -> None:
+        if update["stage"] == "training" and update["epoch"]:
+            epochs.append(update["epoch"])
 
     with pytest.raises(TrainingCancelled) as cancelled:
         run_training(frame=frame, mapping=MAPPING, spec=make_spec(),
                      train=dataclasses.replace(FAST, epochs=2), artifact_dir=tmp_path,
-                     should_stop=stop)
+                     progress=progress, should_stop=lambda: bool(epochs))  # after epoch 1
     assert cancelled.value.privacy["enabled"] is True
     assert cancelled.value.privacy["steps"] > 0
 

@@ -227,10 +227,17 @@ def test_binary_labels_get_the_decision_audit(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_cancel_raises_with_privacy_spent(tmp_path) -> None:
+    epochs: list[int] = []
+
+    def progress(**update) -> None:
+        if update["stage"] == "training" and update["epoch"]:
+            epochs.append(update["epoch"])
+
     with pytest.raises(TrainingCancelled) as raised:
         text.run(frame=notes(120), mapping=MAPPING, spec=SPEC, artifact_dir=tmp_path,
-                 should_stop=lambda: True, encoder=TINY)
+                 progress=progress, should_stop=lambda: bool(epochs), encoder=TINY)
     assert raised.value.privacy["enabled"] is True
+    assert raised.value.privacy["steps"] > 0
 
 
 def test_validate_finds_missing_text_and_small_classes() -> None:

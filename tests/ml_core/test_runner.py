@@ -159,16 +159,50 @@ def test_a_baseline_judged_through_the_model_comes_with_its_evaluation(tmp_path:
     assert result.baseline == {"name": "judged", "metrics": {"mae": 1.0}}
 
 
+class CancelledAfter(ConstantHooks):
+    """Asks for a cancel once the ``after``-th training has ended (1: the model, 2: the
+    twin); the skeleton's stage boundaries and the family's own loops then honour it."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after, self.trained, self.stop = after, 0, False
+
+    def fit(self, inputs: runner.RunInputs, prepared: pd.DataFrame,
+            call: runner.FitCall) -> runner.Fitted:
+        fitted = super().fit(inputs, prepared, call)
+        self.trained += 1
+        self.stop = self.trained >= self.after
+        return fitted
+
+
 def test_a_cancelled_twin_reports_the_private_models_whole_spend(tmp_path: Path) -> None:
-    calls = iter([False, True])  # the model trains; the twin is cancelled
+    hooks = CancelledAfter(1)  # the model trains; the twin is cancelled
 
     with pytest.raises(TrainingCancelled) as cancelled:
-        run(ConstantHooks(), tmp_path, private=True, should_stop=lambda: next(calls))
+        run(hooks, tmp_path, private=True, should_stop=lambda: hooks.stop)
+    assert hooks.trained == 1
+    assert cancelled.value.privacy == {"enabled": True, "epsilon": 1.5, "delta": 1e-5}
+    assert not (tmp_path / "artifact").exists()
+
+
+def test_a_cancel_after_training_reports_the_private_models_whole_spend(tmp_path: Path) -> None:
+    hooks = CancelledAfter(2)  # both trained; the cancel lands before the audits
+
+    with pytest.raises(TrainingCancelled) as cancelled:
+        run(hooks, tmp_path, private=True, should_stop=lambda: hooks.stop)
+    assert hooks.trained == 2
+    # Not an empty report (which the ledger would have to charge as the whole target).
     assert cancelled.value.privacy == {"enabled": True, "epsilon": 1.5, "delta": 1e-5}
     assert not (tmp_path / "artifact").exists()
 
 
 def test_a_cancelled_model_reports_what_its_training_spent(tmp_path: Path) -> None:
+    class CancelledInTraining(CancelledAfter):
+        def setup(self, inputs: runner.RunInputs, prepared: pd.DataFrame) -> pd.DataFrame:
+            self.stop = True  # asked next by the model's training
+            return prepared
+
+    hooks = CancelledInTraining(1)
     with pytest.raises(TrainingCancelled) as cancelled:
-        run(ConstantHooks(), tmp_path, private=True, should_stop=lambda: True)
+        run(hooks, tmp_path, private=True, should_stop=lambda: hooks.stop)
     assert cancelled.value.privacy == {"enabled": True, "partial": 1}

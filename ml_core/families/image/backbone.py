@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
+from ml_core import cancellation
+
 MODEL_NAME = "efficientnet-lite0"
 IMAGE_SIZE = 224
 # EfficientNet-Lite was trained on inputs scaled as (x - 127) / 128 (TF's lite preprocessing).
@@ -165,10 +167,11 @@ def extract_features(
 
     ``load_batch(slice)`` returns the preprocessed pixels (B, 3, 224, 224) of those images, so
     that only one batch of pixels is in memory at once. ``on_batch(done)`` reports progress.
+    A cancel is honoured between batches (:mod:`ml_core.cancellation`).
     """
     trunk.eval()
     out = torch.empty((n, TRUNK_CHANNELS, IMAGE_SIZE // 32, IMAGE_SIZE // 32))
-    for part in batches(n, batch_size):
+    for part in cancellation.checked(batches(n, batch_size)):
         out[part] = trunk(load_batch(part))
         if on_batch is not None:
             on_batch(part.stop)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ml_core import cancellation
 from ml_core.families.text.options import TextEncoderOptions
 from ml_core.models import text_encoder as te
 
@@ -39,13 +40,14 @@ def lower_states(lower: te.FrozenLower, ids: torch.Tensor, mask: torch.Tensor, *
 
     Rows are processed in batches of similar length, each cut to its longest text: real
     tokens' outputs do not depend on how much padding follows (padding is masked out of
-    attention), and short notes then cost a fraction of a full-length pass.
+    attention), and short notes then cost a fraction of a full-length pass. A cancel is
+    honoured between batches (:mod:`ml_core.cancellation`).
     """
     lengths = mask.sum(dim=1)
     order = torch.argsort(lengths, stable=True)
     out = torch.zeros(ids.shape[0], ids.shape[1], _hidden_size(lower))
     lower = lower.to(device)
-    for start in range(0, len(order), ENCODE_BATCH):
+    for start in cancellation.checked(range(0, len(order), ENCODE_BATCH)):
         rows = order[start:start + ENCODE_BATCH]
         width = max(int(lengths[rows].max()), 1)
         with encoding_precision(device):
@@ -138,7 +140,7 @@ def _embedding_rows(classifier: te.TextClassifier, rows: EncodedRows) -> Encoded
     top.eval()
     pooled = []
     with torch.no_grad():
-        for start in range(0, len(rows.mask), ENCODE_BATCH):
+        for start in cancellation.checked(range(0, len(rows.mask), ENCODE_BATCH)):
             index = torch.arange(start, min(start + ENCODE_BATCH, len(rows.mask)))
             hidden, mask = rows.batch(index)
             pooled.append(te.mean_pool(top.contextual(hidden, mask), mask).float().cpu())

@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from ml_core import cancellation
 from ml_core import privacy as dp
 from ml_core.families.text.audit import text_metrics
 from ml_core.families.text.caches import EncodedRows
@@ -46,7 +47,7 @@ def linear_probe(top: te.TrainableTop, embedded: EncodedRows, y: np.ndarray, fit
     model = LogisticRegression(C=PROBE_C, max_iter=2000, random_state=seed,
                                class_weight=None if weights is None else
                                {int(c): float(weights[c]) for c in present})
-    model.fit(features.cpu().numpy(), y[fit])
+    cancellation.call(lambda: model.fit(features.cpu().numpy(), y[fit]))
     coef = np.zeros((n_classes, features.shape[1]), dtype=np.float32)
     bias = np.full(n_classes, -10.0, dtype=np.float32)  # labels absent from training
     if len(present) == 2:  # sklearn keeps one weight vector for two classes
@@ -76,7 +77,7 @@ def predict_probabilities(top: nn.Module, rows: EncodedRows, positions: np.ndarr
     top.eval()
     chunks = []
     with torch.no_grad():
-        for start in range(0, len(positions), 256):
+        for start in cancellation.checked(range(0, len(positions), 256)):
             index = torch.as_tensor(positions[start:start + 256], dtype=torch.long)
             states, mask = rows.batch(index)
             chunks.append(torch.softmax(top(states, mask).float(), dim=-1).cpu())
