@@ -63,7 +63,7 @@ from ml_core.privacy_statement import privacy_notes
 from ml_core.private_statistics import (
     PreprocessingNoise,
     contribution_weights,
-    private_vocabulary,
+    private_level_counts,
 )
 from ml_core.runner import (
     Baseline,
@@ -259,22 +259,42 @@ def exposure_by_decile(top: np.ndarray, popularity: np.ndarray) -> list[dict]:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """The items a model knows (its index ``i`` is ``names[i - 1]``; 0 = none), and where
-    each of the run's items (:class:`Interactions` indices) sits in it."""
+    """The items a model knows (its index ``i`` is ``names[i - 1]``; 0 = none) with their
+    user-weighted counts, and where each of the run's items (:class:`Interactions`
+    indices) sits in it."""
 
     names: tuple[str, ...]
+    counts: np.ndarray  # per name: its (noisy, for a private run) user-weighted count
     of_item: np.ndarray  # run item index (1-based; 0 unused) -> model index, 0 = outside
     to_item: np.ndarray  # model index (0 = none) -> run item index (0 = none)
 
     @classmethod
-    def of(cls, names: tuple[str, ...] | list[str], data: Interactions) -> Vocabulary:
-        names = tuple(sorted(names))
+    def of(cls, counts: dict[str, float], data: Interactions) -> Vocabulary:
+        names = tuple(sorted(counts))
         position = {name: i + 1 for i, name in enumerate(names)}
         of_item = np.array([0, *(position.get(name, 0) for name in data.item_names)],
                            dtype=np.int64)
         run_index = {name: i + 1 for i, name in enumerate(data.item_names)}
         to_item = np.array([0, *(run_index[name] for name in names)], dtype=np.int64)
-        return cls(names=names, of_item=of_item, to_item=to_item)
+        return cls(names=names, counts=np.array([counts[name] for name in names]),
+                   of_item=of_item, to_item=to_item)
+
+    def prior(self) -> torch.Tensor:
+        """The model's popularity prior: log of each item's count (index 0: none)."""
+        return torch.from_numpy(np.log(np.r_[1.0, np.maximum(self.counts, 1.0)]))
+
+
+def _user_weights(data: Interactions, mask: np.ndarray, *, max_rows: int, seed: int
+                  ) -> np.ndarray:
+    """Per interaction of ``mask``: ``1 / sqrt(m)`` on up to ``max_rows`` of each user's
+    (distinct) items, a seeded subset, 0 on the rest: one user moves the item histogram by
+    at most 1 in L2 norm, and each item by at most 1. (The tabular weights ``1 / m`` are
+    their square: the same mechanism, more signal for sets of items.)"""
+    return np.sqrt(contribution_weights(data.users[mask], max_rows=max_rows, seed=seed))
+
+
+def _item_names(data: Interactions, mask: np.ndarray) -> np.ndarray:
+    return np.asarray(data.item_names, dtype=object)[data.items[mask] - 1]
 
 
 # What a private recommender releases, how each part is protected, and what is not released.
@@ -314,19 +334,15 @@ class UserLevelPlan:
             max_rows=max_rows)
         return cls(privacy=privacy, shares=shares, noise=noise, max_rows=max_rows)
 
-    def vocabulary(self, data: Interactions, mask: np.ndarray, *, seed: int) -> tuple[str, ...]:
-        """The items of ``mask``'s interactions whose noisy user weight clears the threshold.
-
-        A user's items are distinct (repeats are dropped when reading), and up to
-        ``max_rows`` of them (a seeded subset) weigh ``1 / sqrt(m)`` each: one user moves
-        the histogram by at most 1 in L2 norm, as the Gaussian's accounting assumes, and
-        each item by at most 1, as the threshold's bound assumes. (The tabular weights
-        ``1 / m`` are the square of these: same mechanism, more signal for sets.)"""
-        weights = np.sqrt(contribution_weights(data.users[mask], max_rows=self.max_rows,
-                                               seed=seed))
-        names = np.asarray(data.item_names, dtype=object)[data.items[mask] - 1]
+    def vocabulary(self, data: Interactions, mask: np.ndarray, *, seed: int
+                   ) -> dict[str, float]:
+        """The items of ``mask``'s interactions whose noisy user weight
+        (:func:`_user_weights`) clears the threshold, with those noisy weights."""
         generator = np.random.Generator(np.random.PCG64([seed, 0x5EED]))
-        return private_vocabulary(names, weights, noise=self.noise, generator=generator)
+        return private_level_counts(
+            _item_names(data, mask),
+            _user_weights(data, mask, max_rows=self.max_rows, seed=seed),
+            noise=self.noise, generator=generator)
 
     def sgd(self, *, n_users: int, train: TrainConfig) -> PrivacyConfig:
         """The SGD stage's share for ``n_users`` training users (see
@@ -494,7 +510,8 @@ def _fit(*, data: Interactions, split: UserSplit, val: EvalSet, vocabulary: Voca
 
     privacy = plan.sgd(n_users=len(dataset), train=train) if plan is not None else None
     fitted = fit_module(
-        build=lambda: ItemFactors(n_items, dim=EMBEDDING_DIM), tensors=(
+        build=lambda: ItemFactors(n_items, dim=EMBEDDING_DIM, prior=vocabulary.prior()),
+        tensors=(
             torch.from_numpy(users), torch.from_numpy(items)),
         loss_fn=lambda model, batch: bpr_loss(model, batch, n_items=n_items),
         val_score=val_score, train=train, privacy=privacy, stage=call.stage,
@@ -572,8 +589,10 @@ class RecommenderHooks(FamilyHooks):
         popularity = np.bincount(data.items[split.train],
                                  minlength=len(data.item_names) + 1)[1:]
         groups = _user_groups(inputs.frame, inputs.mapping, inputs.spec, data, test.users)
-        full = Vocabulary.of(sorted({data.item_names[i - 1]
-                                     for i in data.items[split.train]}), data)
+        exact = pd.Series(_user_weights(
+            data, split.train, max_rows=int(inputs.privacy.max_rows_per_person),
+            seed=inputs.train.seed)).groupby(_item_names(data, split.train)).sum()
+        full = Vocabulary.of(exact.to_dict(), data)
         plan, vocabulary = None, full
         if inputs.privacy.enabled:
             plan = UserLevelPlan.for_users(privacy=inputs.privacy,
