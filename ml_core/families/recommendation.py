@@ -488,12 +488,6 @@ def _fit(*, data: Interactions, split: UserSplit, val: EvalSet, vocabulary: Voca
          train: TrainConfig, call: FitCall, plan: UserLevelPlan | None) -> TrainedRecommender:
     n_items, k = len(vocabulary.names), train.top_k
     mask = split.train & (vocabulary.of_item[data.items] > 0)
-    if n_items == 0 or not mask.any():
-        raise ValueError(
-            "no item is held by enough users to enter the private item vocabulary at this "
-            f"epsilon (a user-weighted count above {plan.noise.threshold:.1f} is needed): "
-            "upload more users or raise the privacy budget" if plan is not None else
-            "no training interactions")
     items = vocabulary.of_item[data.items[mask]]
     users = data.users[mask]
     most = int(np.bincount(users).max())
@@ -599,6 +593,13 @@ class RecommenderHooks(FamilyHooks):
                                            n_users=len(data.user_names))
             vocabulary = Vocabulary.of(
                 plan.vocabulary(data, split.train, seed=inputs.train.seed), data)
+            if not vocabulary.names:
+                raise ValueError(
+                    f"No item is held by enough of the {len(data.user_names)} users to enter "
+                    "the private item vocabulary at epsilon "
+                    f"{inputs.privacy.target_epsilon:g} (a user-weighted count above "
+                    f"{plan.noise.threshold:.1f} is needed, each user weighing at most 1): "
+                    "upload more users (a few hundred at least) or raise the budget.")
         return RunData(data=data, split=split, val=val, test=test, groups=groups,
                        popularity=popularity, vocabulary=vocabulary, full_vocabulary=full,
                        plan=plan)

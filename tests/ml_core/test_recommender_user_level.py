@@ -19,7 +19,6 @@ from scipy.stats import norm
 from ml_core.artifacts import METADATA_FILE, WEIGHTS_FILE
 from ml_core.families import recommendation
 from ml_core.pipeline import run_training
-from ml_core.runner import RunInputs
 from ml_core.spec import ColumnMapping
 from verticals.retail.vertical import RECOMMENDATION
 
@@ -124,44 +123,46 @@ def test_users_are_scored_from_their_history_alone(private) -> None:
     assert set(ours["item"].head(len(wanted))) == wanted
 
 
-def _vocabulary(frame: pd.DataFrame, seed: int) -> tuple[str, ...]:
-    """The private vocabulary a run on ``frame`` releases (the family's prepare hook)."""
-    inputs = RunInputs(frame=frame, mapping=MAPPING, spec=RECOMMENDATION,
-                       privacy=RECOMMENDATION.privacy,
-                       train=dataclasses.replace(TRAIN, seed=seed))
-    return recommendation.RecommenderHooks().prepare(inputs).vocabulary.names
+class Released:
+    """The private vocabulary runs on ``frame`` release, over many seeds: the family's own
+    user-level plan (the one its prepare hook uses) on the run's own split."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.data = recommendation.interactions(frame, MAPPING)
+        self.split = recommendation.split_by_user_time(self.data)
+        self.plan = recommendation.UserLevelPlan.for_users(
+            privacy=RECOMMENDATION.privacy, n_users=len(self.data.user_names))
+        self.noise = self.plan.noise
+
+    def rate(self, item: str, runs: int) -> float:
+        return sum(item in self.plan.vocabulary(self.data, self.split.train, seed=seed)
+                   for seed in range(runs)) / runs
 
 
 def canary_frame(holders: int) -> pd.DataFrame:
-    """300 users of a common item, and ``holders`` users holding only the canary item, on
-    three rows each (held out: their first row trains)."""
+    """300 clustered users, and ``holders`` users holding the canary item on their only
+    training row (three rows each: the last two are held out)."""
     crowd = clustered(300, 1)
     canary = pd.DataFrame({"user": [f"k{i}" for i in range(holders) for _ in range(3)],
                            "item": ["canary", "c1", "c2"] * holders})
     return pd.concat([crowd, canary], ignore_index=True)
 
 
-def _noise(frame: pd.DataFrame):  # noqa: ANN202
-    inputs = RunInputs(frame=frame, mapping=MAPPING, spec=RECOMMENDATION,
-                       privacy=RECOMMENDATION.privacy, train=TRAIN)
-    return recommendation.RecommenderHooks().prepare(inputs).plan.noise
-
-
 def test_a_canary_item_held_by_one_user_is_released_as_rarely_as_delta_says() -> None:
-    frame = canary_frame(1)
-    noise = _noise(frame)
+    released = Released(canary_frame(1))
+    noise = released.noise
     bound = norm.sf((noise.threshold - 1.0) / noise.sigma)  # a whole user's weight
     assert bound * noise.max_rows <= noise.threshold_delta * (1 + 1e-9)
-    runs = 200
-    assert sum("canary" in _vocabulary(frame, seed) for seed in range(runs)) == 0
+    assert released.rate("canary", runs=300) == 0.0  # expected 300 * bound, about 1e-4
 
 
 def test_a_canary_item_held_by_threshold_users_appears_as_often_as_the_mechanism_says():
-    noise = _noise(canary_frame(1))
+    noise = Released(canary_frame(1)).noise
     holders = round(noise.threshold)  # each holds one training item: weight 1 each
+    released = Released(canary_frame(holders))
+    assert released.noise == noise  # the same delta, hence the same noise
     expected = norm.sf((noise.threshold - holders) / noise.sigma)
-    frame = canary_frame(holders)
-    runs = 200
-    rate = sum("canary" in _vocabulary(frame, seed) for seed in range(runs)) / runs
+    runs = 300
+    rate = released.rate("canary", runs=runs)
     assert abs(rate - expected) < 4 * math.sqrt(expected * (1 - expected) / runs), (
         rate, expected)
