@@ -36,7 +36,6 @@ against the most-popular-items baseline (for the curator's eyes: not released).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,13 +51,7 @@ from ml_core.families.forecast_windows import parse_dates
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.recommender import ItemFactors
-from ml_core.privacy_composition import (
-    BudgetShares,
-    composed_report,
-    gaussian_noise_multiplier,
-    sgd_target_for,
-    share_budget,
-)
+from ml_core.person_privacy import PrivatePlan
 from ml_core.privacy_statement import privacy_notes
 from ml_core.private_statistics import (
     PreprocessingNoise,
@@ -315,24 +308,26 @@ CURATOR_ONLY = ("the popularity baseline", "the non-private twin",
 @dataclass(frozen=True)
 class UserLevelPlan:
     """How a private recommender spends its budget, per user: the item vocabulary (one
-    Gaussian histogram with thresholds) and the SGD steps, composed in one accountant
-    (the tabular family's mechanisms: :mod:`ml_core.privacy_composition`)."""
+    Gaussian histogram with thresholds) and the SGD steps, composed in one accountant: the
+    tabular family's :class:`ml_core.person_privacy.PrivatePlan` with one histogram."""
 
-    privacy: PrivacyConfig
-    shares: BudgetShares
-    noise: PreprocessingNoise
-    max_rows: int  # interactions per user per step, and distinct items per user counted
+    plan: PrivatePlan
+
+    @property
+    def noise(self) -> PreprocessingNoise:
+        return self.plan.noise
+
+    @property
+    def max_rows(self) -> int:
+        """Interactions per user per step, and distinct items per user counted."""
+        return self.plan.max_rows
 
     @classmethod
-    def for_users(cls, *, privacy: PrivacyConfig, n_users: int) -> UserLevelPlan:
-        shares = share_budget(privacy, n_units=n_users)
-        max_rows = int(privacy.max_rows_per_person)
-        noise = PreprocessingNoise.plan(
-            noise_multiplier=gaussian_noise_multiplier(epsilon=shares.preprocessing_epsilon,
-                                                       delta=shares.gaussian_delta),
-            n_categorical=1, n_histograms=1, threshold_delta=shares.threshold_delta,
-            max_rows=max_rows)
-        return cls(privacy=privacy, shares=shares, noise=noise, max_rows=max_rows)
+    def for_users(cls, *, privacy: PrivacyConfig, n_users: int,
+                  user_column: str | None = None) -> UserLevelPlan:
+        return cls(PrivatePlan.for_units(
+            privacy=privacy, n_units=n_users, n_histograms=1, n_categorical=1,
+            unit_column=user_column, max_rows=int(privacy.max_rows_per_person)))
 
     def vocabulary(self, data: Interactions, mask: np.ndarray, *, seed: int
                    ) -> dict[str, float]:
@@ -345,34 +340,20 @@ class UserLevelPlan:
             noise=self.noise, generator=generator)
 
     def sgd(self, *, n_users: int, train: TrainConfig) -> PrivacyConfig:
-        """The SGD stage's share for ``n_users`` training users (see
-        :func:`ml_core.privacy_composition.sgd_target_for`)."""
-        target = sgd_target_for(shares=self.shares,
-                                preprocessing_noise_multiplier=self.noise.noise_multiplier,
-                                n_units=n_users, batch_size=train.batch_size,
-                                epochs=train.epochs)
-        return dataclasses.replace(self.privacy, target_epsilon=target,
-                                   delta=self.shares.sgd_delta)
+        """The SGD stage's share for ``n_users`` training users."""
+        return self.plan.sgd_for(n_units=n_users, train=train)
 
     def report(self, sgd: dict, *, spec: ProblemSpec, mapping: ColumnMapping) -> dict:
         """The run's one privacy report: composed epsilon per user, the bound, the stages,
         and what is computed at serving time instead of released."""
-        unit = spec.privacy_unit.describe(mapping)
-        unit["note"] = "; ".join(filter(None, (unit.get("note"), SERVING)))
-        contribution = {
-            "max_rows_per_person": self.max_rows,
-            "gradient": ("the mean of the user's drawn interactions' BPR gradients, clipped "
-                         "once as a whole to max_grad_norm"),
-            "max_grad_norm": self.privacy.max_grad_norm,
-            "vocabulary_weight_per_person": "1 in L2 norm (1/sqrt(m) on each of up to "
-                                            f"{self.max_rows} distinct items)",
-        }
-        report = composed_report(
-            sgd=sgd, shares=self.shares,
-            preprocessing=self.noise.report({"estimated_privately": RELEASED,
-                                             "declared_public": list(PUBLIC),
-                                             "curator_only": list(CURATOR_ONLY)}),
-            unit=unit, contribution=contribution)
+        report = self.plan.report(sgd, spec=spec, mapping=mapping, released=RELEASED,
+                                  public=PUBLIC, curator_only=CURATOR_ONLY)
+        report["unit"]["note"] = "; ".join(filter(None, (report["unit"].get("note"), SERVING)))
+        report["contribution_bound"]["gradient"] = (
+            "the mean of the user's drawn interactions' BPR gradients, clipped once as a "
+            "whole to max_grad_norm")
+        report["contribution_bound"]["preprocessing_weight_per_person"] = (
+            f"1 in L2 norm (1/sqrt(m) on each of up to {self.max_rows} distinct items)")
         report["stages"][0]["stage"] = "item vocabulary"
         return {**report, "serving": SERVING}
 
@@ -590,7 +571,8 @@ class RecommenderHooks(FamilyHooks):
         plan, vocabulary = None, full
         if inputs.privacy.enabled:
             plan = UserLevelPlan.for_users(privacy=inputs.privacy,
-                                           n_users=len(data.user_names))
+                                           n_users=len(data.user_names),
+                                           user_column=inputs.mapping.role("user"))
             vocabulary = Vocabulary.of(
                 plan.vocabulary(data, split.train, seed=inputs.train.seed), data)
             if not vocabulary.names:
