@@ -239,8 +239,9 @@ def exposure_by_decile(top: np.ndarray, popularity: np.ndarray) -> list[dict]:
     order = np.argsort(popularity, kind="stable")  # ascending popularity
     decile = np.empty(n_items, dtype=int)
     decile[order] = np.arange(n_items) * 10 // max(n_items, 1) + 1
-    recommended = np.bincount(decile[top.ravel() - 1], minlength=11)[1:] if top.size \
-        else np.zeros(10)
+    slots = top.ravel()
+    slots = slots[slots > 0]  # 0: a slot left empty (the model's vocabulary ran out)
+    recommended = np.bincount(decile[slots - 1], minlength=11)[1:]
     catalogue = np.bincount(decile, minlength=11)[1:]
     total = max(int(recommended.sum()), 1)
     return [{"decile": d + 1, "catalogue_share": float(catalogue[d] / max(n_items, 1)),

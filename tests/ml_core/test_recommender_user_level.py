@@ -166,3 +166,13 @@ def test_a_canary_item_held_by_threshold_users_appears_as_often_as_the_mechanism
     rate = released.rate("canary", runs=runs)
     assert abs(rate - expected) < 4 * math.sqrt(expected * (1 - expected) / runs), (
         rate, expected)
+
+
+def test_empty_slots_are_not_counted_as_exposure() -> None:
+    # A user whose unseen known items run out gets fewer than k items (index 0 slots).
+    exposure = recommendation.exposure_by_decile(np.array([[3, 0, 0]]),
+                                                 np.array([1.0, 2.0, 9.0]))
+    assert sum(row["recommended_share"] for row in exposure) == pytest.approx(1.0)
+    # All of it on item 3's decile, the most popular item's (the highest one in use).
+    assert [row["decile"] for row in exposure if row["recommended_share"]] == \
+        [max(row["decile"] for row in exposure if row["catalogue_share"])]
