@@ -25,7 +25,8 @@ from verticals.retail.vertical import RECOMMENDATION
 pytestmark = pytest.mark.filterwarnings("ignore:Secure RNG turned off",
                                         "ignore:Optimal order is the")
 
-MAPPING = ColumnMapping(target="", roles=(("user", "user"), ("item", "item")))
+MAPPING = ColumnMapping(target="", sensitive=("region",),
+                        roles=(("user", "user"), ("item", "item")))
 CLUSTERS, PER_CLUSTER, ITEMS_EACH = 4, 10, 6
 TRAIN = dataclasses.replace(RECOMMENDATION.train, epochs=6, batch_size=256, seed=0)
 
@@ -38,8 +39,10 @@ def clustered(n_users: int, seed: int) -> pd.DataFrame:
     rows = []
     for user in range(n_users):
         cluster = int(rng.integers(CLUSTERS))
+        region = str(rng.choice(["north", "south"]))
         chosen = rng.choice(PER_CLUSTER, ITEMS_EACH, replace=False) + cluster * PER_CLUSTER
-        rows += [{"user": f"u{user:05d}", "item": f"i{item:03d}"} for item in chosen]
+        rows += [{"user": f"u{user:05d}", "item": f"i{item:03d}", "region": region}
+                 for item in chosen]
     return pd.DataFrame(rows)
 
 
@@ -98,6 +101,7 @@ def test_epsilon_per_user_equals_dp_accounting(private) -> None:
     assert privacy["epsilon"] == pytest.approx(independent, rel=0.02)
     assert privacy["epsilon"] <= RECOMMENDATION.privacy.target_epsilon + 1e-6
     assert any("each user" in note for note in result.notes)
+    assert set(result.fairness) == {"region"}
 
 
 def test_private_ndcg_beats_popularity_on_data_with_structure(private) -> None:
@@ -144,7 +148,7 @@ def canary_frame(holders: int) -> pd.DataFrame:
     training row (three rows each: the last two are held out)."""
     crowd = clustered(300, 1)
     canary = pd.DataFrame({"user": [f"k{i}" for i in range(holders) for _ in range(3)],
-                           "item": ["canary", "c1", "c2"] * holders})
+                           "item": ["canary", "c1", "c2"] * holders, "region": "north"})
     return pd.concat([crowd, canary], ignore_index=True)
 
 
@@ -176,3 +180,13 @@ def test_empty_slots_are_not_counted_as_exposure() -> None:
     # All of it on item 3's decile, the most popular item's (the highest one in use).
     assert [row["decile"] for row in exposure if row["recommended_share"]] == \
         [max(row["decile"] for row in exposure if row["catalogue_share"])]
+
+
+def test_a_run_without_sensitive_columns_has_one_group_row_per_test_user() -> None:
+    # (Today's code built an empty table there, and the audit refused it.)
+    frame = clustered(50, 2).drop(columns="region")
+    mapping = dataclasses.replace(MAPPING, sensitive=())
+    data = recommendation.interactions(frame, mapping)
+    users = np.unique(data.users)
+    groups = recommendation._user_groups(frame, mapping, RECOMMENDATION, data, users)
+    assert len(groups) == len(users) and list(groups.columns) == []
