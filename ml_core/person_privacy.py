@@ -59,6 +59,10 @@ class PrivatePlan:
         takes it: what one composition with the preprocessing leaves of the target."""
         n_units = (len(np.unique(split.persons_train)) if self.unit_column is not None
                    else len(split.y_train))
+        return self.sgd_for(n_units=n_units, train=train)
+
+    def sgd_for(self, *, n_units: int, train: TrainConfig) -> PrivacyConfig:
+        """:meth:`sgd` for ``n_units`` training persons (those the private loop samples)."""
         target = sgd_target_for(shares=self.shares,
                                 preprocessing_noise_multiplier=self.noise.noise_multiplier,
                                 n_units=n_units, batch_size=train.batch_size,
@@ -81,13 +85,23 @@ class PrivatePlan:
             max_rows = int(privacy.max_rows_per_person)
         else:
             n_units, max_rows = len(frame), 1
-        shares = share_budget(privacy, n_units=n_units)
         columns = tuple(column for column in columns if column not in (hierarchies or {}))
         _, n_categorical = column_kinds(frame, columns, column_types=column_types)
+        return cls.for_units(privacy=privacy, n_units=n_units, n_histograms=len(columns),
+                             n_categorical=n_categorical, unit_column=unit_column,
+                             max_rows=max_rows)
+
+    @classmethod
+    def for_units(cls, *, privacy: PrivacyConfig, n_units: int, n_histograms: int,
+                  n_categorical: int, unit_column: str | None, max_rows: int) -> PrivatePlan:
+        """The plan for ``n_units`` persons (delta sized for them) releasing
+        ``n_histograms`` histograms as one Gaussian mechanism, ``n_categorical`` of them
+        thresholded vocabularies, each person bringing at most ``max_rows`` rows."""
+        shares = share_budget(privacy, n_units=n_units)
         noise = PreprocessingNoise.plan(
             noise_multiplier=gaussian_noise_multiplier(epsilon=shares.preprocessing_epsilon,
                                                        delta=shares.gaussian_delta),
-            n_categorical=n_categorical, n_histograms=len(columns),
+            n_categorical=n_categorical, n_histograms=n_histograms,
             threshold_delta=shares.threshold_delta, max_rows=max_rows)
         return cls(privacy=privacy, shares=shares, noise=noise, unit_column=unit_column,
                    max_rows=max_rows)
@@ -100,8 +114,12 @@ class PrivatePlan:
         return private_threshold(scores, split.y_val, weights, noise=self.noise,
                                  generator=generator)
 
-    def report(self, sgd: dict, *, spec: ProblemSpec, mapping: ColumnMapping) -> dict:
-        """The run's one privacy report: composed epsilon and delta, unit, bound, stages."""
+    def report(self, sgd: dict, *, spec: ProblemSpec, mapping: ColumnMapping,
+               released: Mapping[str, str] = RELEASED, public: tuple[str, ...] = PUBLIC,
+               curator_only: tuple[str, ...] = CURATOR_ONLY) -> dict:
+        """The run's one privacy report: composed epsilon and delta, unit, bound, stages.
+        ``released``, ``public`` and ``curator_only`` say what the family ships, what it
+        declares public and what only the curator sees (the tabular family's by default)."""
         contribution = {
             "max_rows_per_person": self.max_rows,
             "gradient": ("the mean of the person's drawn rows' gradients, clipped once as a "
@@ -112,7 +130,7 @@ class PrivatePlan:
         }
         return composed_report(
             sgd=sgd, shares=self.shares,
-            preprocessing=self.noise.report({"estimated_privately": RELEASED,
-                                             "declared_public": list(PUBLIC),
-                                             "curator_only": list(CURATOR_ONLY)}),
+            preprocessing=self.noise.report({"estimated_privately": dict(released),
+                                             "declared_public": list(public),
+                                             "curator_only": list(curator_only)}),
             unit=spec.privacy_unit.describe(mapping), contribution=contribution)

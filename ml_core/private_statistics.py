@@ -185,11 +185,22 @@ def private_vocabulary(levels: list[str], weights: np.ndarray, *, noise: Preproc
     """The levels of ``levels`` (one per row) whose noisy person weight clears the
     threshold, sorted; levels with no weight (rows beyond a person's bound) are not
     counted."""
+    return tuple(sorted(private_level_counts(levels, weights, noise=noise,
+                                             generator=generator)))
+
+
+def private_level_counts(levels: list[str], weights: np.ndarray, *,
+                         noise: PreprocessingNoise, generator: np.random.Generator
+                         ) -> dict[str, float]:
+    """:func:`private_vocabulary`'s released levels with their noisy weights (the same
+    draws: releasing the counts beside the levels is post-processing, at no extra cost)."""
     names, codes = np.unique(np.asarray(levels, dtype=object).astype(str), return_inverse=True)
     counts = np.bincount(codes, weights=weights, minlength=len(names))
     held = counts > 0
     noisy = _noisy(counts[held], sigma=noise.sigma, generator=generator)
-    return tuple(sorted(str(name) for name in names[held][noisy > noise.threshold]))
+    cleared = noisy > noise.threshold
+    return {str(name): float(count)
+            for name, count in zip(names[held][cleared], noisy[cleared], strict=True)}
 
 
 def private_threshold(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray, *,

@@ -47,7 +47,9 @@ TRAIN_EPOCHS = 8
 # catches a model far behind (300 x 8 fell 0.050 below TF-IDF there on data seed 0).
 # Images: each one passes the pretrained trunk at 224 x 224 (about 0.1 s on these cores)
 # before the cached features train the top; 90 images x 8 epochs.
-FAMILY_SIZE = {"text_encoder": (300, 8), "image_classifier": (90, 8)}
+# The recommender protects each user: its private item vocabulary needs items held by a few
+# dozen users each, about 500 shoppers (6,000 rows; 1,000 rows give none at epsilon 3).
+FAMILY_SIZE = {"text_encoder": (300, 8), "image_classifier": (90, 8), "recommender": (6000, 8)}
 # Text models are also scored on rows drawn with another data seed: (rows, data seed).
 TEXT_FRESH_SAMPLE = (1500, 1000)
 # The naive model's level per metric (ranking metrics: 0.5 is guessing).

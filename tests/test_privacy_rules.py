@@ -33,7 +33,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 
 ROWS, EPOCHS = 300, 1
 # 600: enough units to split; text and images are encoded by a frozen network first: fewer.
-FAMILY_ROWS = {"text_encoder": 120, "sequence_regressor": 600, "image_classifier": 120}
+# The recommender's private item vocabulary needs a few hundred users (issue 14).
+FAMILY_ROWS = {"text_encoder": 120, "sequence_regressor": 600, "image_classifier": 120,
+               "recommender": 6000}
 # A batch loss may draw its own randomness (the recommender's sampled negatives): it is then
 # compared in expectation over this many seeds.
 SEEDS = 30

@@ -28,7 +28,9 @@ DEVICES = ("cpu",)
 SINGLE_THREAD = 1
 # Sample rows each family trains on to build its plan (the text family encodes its rows
 # with the frozen encoder first: fewer); sequence regression needs enough units to split.
-ROWS = {"text_encoder": 120, "sequence_regressor": 600, "image_classifier": 120}
+# The recommender's private item vocabulary needs a few hundred users (issue 14).
+ROWS = {"text_encoder": 120, "sequence_regressor": 600, "image_classifier": 120,
+        "recommender": 6000}
 DEFAULT_ROWS = 600
 
 

@@ -2,25 +2,36 @@
 
 Upload: one row per interaction. Roles: ``user``, ``item``, ``time`` (optional: row order
 otherwise); the target is optional: a ``rating``/``clicked``/``purchased`` column when
-present (binary: its positive value counts; ratings: at or above the mean rating count),
-otherwise every row is a positive. User attributes (age, sex, region) sit on the rows:
-the platform merges an ``--attributes`` FILE on the user key before calling :func:`run`,
-so ``mapping.sensitive`` names columns of the interactions table; they must be constant
-per user (the first value is used).
+present (binary: its positive value counts; ratings: at or above that user's own mean
+rating count, a rule that reads one user's rows only), otherwise every row is a positive.
+User attributes (age, sex, region) sit on the rows: the platform merges an
+``--attributes`` FILE on the user key before calling :func:`run`, so ``mapping.sensitive``
+names columns of the interactions table; they must be constant per user (the first value
+is used).
 
-Model: :class:`ml_core.models.recommender.MatrixFactorisation` trained with BPR: for each
-positive (user, item), ``NEGATIVES`` items drawn uniformly at random inside the loss; loss
-``-log sigmoid(s(u, i) - s(u, j))`` averaged (mean-reduced, as Opacus' ``loss_reduction``
-expects). Private runs use DP-SGD (Opacus' Embedding grad sampler); the privacy unit is
-ONE INTERACTION, not one user: a user with n interactions is protected at the level of
-``n`` grouped records (group privacy), which the notes state.
+Model: :class:`ml_core.models.recommender.ItemFactors`, item-side parameters only. A
+user's vector is the mean of the context embeddings of that user's own history, computed
+when they are scored (evaluation, :func:`predict`), never trained as a parameter nor
+stored: the released artifact holds no per-user state (the joint-DP pattern of private
+alternating least squares, Jain et al. 2018, Chien et al. 2021). Trained with BPR: each
+history item is the positive for the mean of the user's other drawn items, against
+``NEGATIVES`` items drawn uniformly at random inside the loss.
+
+Privacy (the unit is the USER, the problem's ``privacy_unit``): a private run samples users
+(Poisson, at the accountant's rate; :class:`ml_core.sampling.PersonRows`), a drawn user
+brings at most ``PrivacyConfig.max_rows_per_person`` of their training interactions, their
+loss is the mean over those and their whole gradient is clipped once, then Gaussian noise
+(DP-SGD). The item vocabulary the artifact carries is the tabular family's noisy
+thresholded histogram (:func:`ml_core.private_statistics.private_vocabulary`) at user
+level: each user weighs 1 in L2 norm (``1 / sqrt(m)`` on each of up to that many distinct
+items). Both are composed in one accountant (:mod:`ml_core.privacy_composition`). Items
+outside the vocabulary are never recommended by the released model.
 
 Split: per-user temporal hold-out ("leave-last-k-out"): each user's last positive(s) by
 time form the test, the one before the validation; all earlier ones train. Every user is
-evaluated on a future they did not train on; whole held-out users would be cold-start
-(no embedding to score), which this model cannot serve and the brief's users are not.
+evaluated on a future they did not train on, scored from their history before it.
 Metrics NDCG@k, Recall@k and HitRate@k over all items not already in the user's history,
-against the most-popular-items baseline.
+against the most-popular-items baseline (for the curator's eyes: not released).
 """
 
 from __future__ import annotations
@@ -39,7 +50,14 @@ from ml_core.families.base import MetricDeclaration, ModelFamily, register_famil
 from ml_core.families.forecast_windows import parse_dates
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
-from ml_core.models.recommender import MatrixFactorisation
+from ml_core.models.recommender import ItemFactors
+from ml_core.person_privacy import PrivatePlan
+from ml_core.privacy_statement import privacy_notes
+from ml_core.private_statistics import (
+    PreprocessingNoise,
+    contribution_weights,
+    private_level_counts,
+)
 from ml_core.runner import (
     Baseline,
     Evaluation,
@@ -52,6 +70,7 @@ from ml_core.runner import (
     json_ready,
     with_groups,
 )
+from ml_core.sampling import PersonRows
 from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
@@ -60,12 +79,18 @@ from ml_core.spec import (
     TaskType,
     TrainConfig,
 )
+from ml_core.trainer import TrainingCancelled
 from ml_core.validation import ValidationIssue
 
 MODEL_FAMILY = "recommender"
 NEGATIVES = 4
 EMBEDDING_DIM = 16
 CHART_USERS = 5
+# The non-private model's per-user examples: up to this many of a user's interactions (the
+# private one draws PrivacyConfig.max_rows_per_person, a fresh subset each step).
+TWIN_MAX_ROWS = 64
+# Users scored at once (a (users x vocabulary) score matrix each time).
+SCORE_CHUNK = 1024
 POSITIVE_WORDS = {"1", "1.0", "true", "yes", "y", "clicked", "purchased", "bought"}
 
 
@@ -88,15 +113,17 @@ class Interactions:
     how_positive: str
 
 
-def _positive_rows(frame: pd.DataFrame, target: str | None) -> tuple[np.ndarray, str]:
+def _positive_rows(frame: pd.DataFrame, target: str | None, users: pd.Series
+                   ) -> tuple[np.ndarray, str]:
     if not target or target not in frame.columns:
         return np.ones(len(frame), bool), "every row is a positive (implicit feedback)"
     values = frame[target]
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.notna().all() and numbers.nunique() > 2:
-        threshold = float(numbers.mean())
-        return (numbers >= threshold).to_numpy(), (
-            f"ratings at or above the mean ({threshold:.2f}) count as positives")
+        # Each user's own mean: a global mean would let one user move everyone's positives.
+        own_mean = numbers.groupby(users.to_numpy()).transform("mean")
+        return (numbers >= own_mean).to_numpy(), (
+            "ratings at or above the user's own mean rating count as positives")
     text = values.astype("string").str.strip().str.lower()
     return text.isin(POSITIVE_WORDS).fillna(False).to_numpy(bool), (
         f"rows whose '{target}' is 1/yes/true count as positives")
@@ -108,7 +135,8 @@ def interactions(frame: pd.DataFrame, mapping: ColumnMapping) -> Interactions:
     user_column, item_column = mapping.role("user"), mapping.role("item")
     if user_column is None or item_column is None:
         raise ValueError("recommendation needs columns with the 'user' and 'item' roles")
-    positive, how = _positive_rows(frame, mapping.target)
+    positive, how = _positive_rows(frame, mapping.target,
+                                   frame[user_column].astype("string").str.strip())
     time_column = mapping.role("time")
     times = (parse_dates(frame[time_column])[0] if time_column
              else pd.Series(np.arange(len(frame)), index=frame.index))
@@ -211,12 +239,171 @@ def exposure_by_decile(top: np.ndarray, popularity: np.ndarray) -> list[dict]:
     order = np.argsort(popularity, kind="stable")  # ascending popularity
     decile = np.empty(n_items, dtype=int)
     decile[order] = np.arange(n_items) * 10 // max(n_items, 1) + 1
-    recommended = np.bincount(decile[top.ravel() - 1], minlength=11)[1:] if top.size \
-        else np.zeros(10)
+    slots = top.ravel()
+    slots = slots[slots > 0]  # 0: a slot left empty (the model's vocabulary ran out)
+    recommended = np.bincount(decile[slots - 1], minlength=11)[1:]
     catalogue = np.bincount(decile, minlength=11)[1:]
     total = max(int(recommended.sum()), 1)
     return [{"decile": d + 1, "catalogue_share": float(catalogue[d] / max(n_items, 1)),
              "recommended_share": float(recommended[d] / total)} for d in range(10)]
+
+
+# --- the item vocabulary and the user-level privacy plan --------------------------------
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The items a model knows (its index ``i`` is ``names[i - 1]``; 0 = none) with their
+    user-weighted counts, and where each of the run's items (:class:`Interactions`
+    indices) sits in it."""
+
+    names: tuple[str, ...]
+    counts: np.ndarray  # per name: its (noisy, for a private run) user-weighted count
+    of_item: np.ndarray  # run item index (1-based; 0 unused) -> model index, 0 = outside
+    to_item: np.ndarray  # model index (0 = none) -> run item index (0 = none)
+
+    @classmethod
+    def of(cls, counts: dict[str, float], data: Interactions) -> Vocabulary:
+        names = tuple(sorted(counts))
+        position = {name: i + 1 for i, name in enumerate(names)}
+        of_item = np.array([0, *(position.get(name, 0) for name in data.item_names)],
+                           dtype=np.int64)
+        run_index = {name: i + 1 for i, name in enumerate(data.item_names)}
+        to_item = np.array([0, *(run_index[name] for name in names)], dtype=np.int64)
+        return cls(names=names, counts=np.array([counts[name] for name in names]),
+                   of_item=of_item, to_item=to_item)
+
+    def prior(self) -> torch.Tensor:
+        """The model's popularity prior: log of each item's count (index 0: none)."""
+        return torch.from_numpy(np.log(np.r_[1.0, np.maximum(self.counts, 1.0)]))
+
+
+def _user_weights(data: Interactions, mask: np.ndarray, *, max_rows: int, seed: int
+                  ) -> np.ndarray:
+    """Per interaction of ``mask``: ``1 / sqrt(m)`` on up to ``max_rows`` of each user's
+    (distinct) items, a seeded subset, 0 on the rest: one user moves the item histogram by
+    at most 1 in L2 norm, and each item by at most 1. (The tabular weights ``1 / m`` are
+    their square: the same mechanism, more signal for sets of items.)"""
+    return np.sqrt(contribution_weights(data.users[mask], max_rows=max_rows, seed=seed))
+
+
+def _item_names(data: Interactions, mask: np.ndarray) -> np.ndarray:
+    return np.asarray(data.item_names, dtype=object)[data.items[mask] - 1]
+
+
+# What a private recommender releases, how each part is protected, and what is not released.
+RELEASED = {
+    "item vocabulary": "items whose noisy user-weighted count clears the threshold "
+                       "(Gaussian histogram, each user weighing 1 in L2 norm)",
+    "item embeddings and item biases": "DP-SGD over users (Poisson-sampled users, each "
+                                       "user's gradient clipped once)",
+}
+SERVING = ("No user vector is released: a user's vector is the mean of the released "
+           "context embeddings of that user's own history, computed when they are scored")
+PUBLIC = ("column names and roles (the confirmed mapping)", "the positive rule",
+          "training settings", "user and interaction counts of the split")
+CURATOR_ONLY = ("the popularity baseline", "the non-private twin",
+                "the audit's NDCG by user group", "test metrics")
+
+
+@dataclass(frozen=True)
+class UserLevelPlan:
+    """How a private recommender spends its budget, per user: the item vocabulary (one
+    Gaussian histogram with thresholds) and the SGD steps, composed in one accountant: the
+    tabular family's :class:`ml_core.person_privacy.PrivatePlan` with one histogram."""
+
+    plan: PrivatePlan
+
+    @property
+    def noise(self) -> PreprocessingNoise:
+        return self.plan.noise
+
+    @property
+    def max_rows(self) -> int:
+        """Interactions per user per step, and distinct items per user counted."""
+        return self.plan.max_rows
+
+    @classmethod
+    def for_users(cls, *, privacy: PrivacyConfig, n_users: int,
+                  user_column: str | None = None) -> UserLevelPlan:
+        return cls(PrivatePlan.for_units(
+            privacy=privacy, n_units=n_users, n_histograms=1, n_categorical=1,
+            unit_column=user_column, max_rows=int(privacy.max_rows_per_person)))
+
+    def vocabulary(self, data: Interactions, mask: np.ndarray, *, seed: int
+                   ) -> dict[str, float]:
+        """The items of ``mask``'s interactions whose noisy user weight
+        (:func:`_user_weights`) clears the threshold, with those noisy weights."""
+        generator = np.random.Generator(np.random.PCG64([seed, 0x5EED]))
+        return private_level_counts(
+            _item_names(data, mask),
+            _user_weights(data, mask, max_rows=self.max_rows, seed=seed),
+            noise=self.noise, generator=generator)
+
+    def sgd(self, *, n_users: int, train: TrainConfig) -> PrivacyConfig:
+        """The SGD stage's share for ``n_users`` training users."""
+        return self.plan.sgd_for(n_units=n_users, train=train)
+
+    def report(self, sgd: dict, *, spec: ProblemSpec, mapping: ColumnMapping) -> dict:
+        """The run's one privacy report: composed epsilon per user, the bound, the stages,
+        and what is computed at serving time instead of released."""
+        report = self.plan.report(sgd, spec=spec, mapping=mapping, released=RELEASED,
+                                  public=PUBLIC, curator_only=CURATOR_ONLY)
+        report["unit"]["note"] = "; ".join(filter(None, (report["unit"].get("note"), SERVING)))
+        report["contribution_bound"]["gradient"] = (
+            "the mean of the user's drawn interactions' BPR gradients, clipped once as a "
+            "whole to max_grad_norm")
+        report["contribution_bound"]["preprocessing_weight_per_person"] = (
+            f"1 in L2 norm (1/sqrt(m) on each of up to {self.max_rows} distinct items)")
+        report["stages"][0]["stage"] = "item vocabulary"
+        return {**report, "serving": SERVING}
+
+
+# --- scoring from a user's own history --------------------------------------------------
+
+
+def _padded(histories: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(items (n, h), weights (n, h)): each history's model indices, weights 1 / length
+    (all 0 for an empty history), padded with item 0."""
+    width = max([len(history) for history in histories] + [1])
+    items = np.zeros((len(histories), width), dtype=np.int64)
+    weights = np.zeros((len(histories), width), dtype=np.float32)
+    for row, history in enumerate(histories):
+        items[row, :len(history)] = history
+        weights[row, :len(history)] = 1.0 / max(len(history), 1)
+    return torch.from_numpy(items), torch.from_numpy(weights)
+
+
+def rank_histories(model: ItemFactors, histories: list[list[int]], k: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` model item indices and their scores for users known only by their
+    histories (sorted lists of model indices, which are also skipped): ``(n, k)`` each,
+    index 0 and score NaN where fewer than ``k`` items are left to recommend."""
+    top = np.zeros((len(histories), k), dtype=np.int64)
+    scores = np.full((len(histories), k), np.nan)
+    width = min(k, model.n_items)
+    for start in range(0, len(histories), SCORE_CHUNK):
+        chunk = histories[start:start + SCORE_CHUNK]
+        items, weights = _padded(chunk)
+        all_scores = model.all_scores(model.user_vectors(items, weights)).double().numpy()
+        for row, history in enumerate(chunk):
+            if history:
+                all_scores[row, np.asarray(history) - 1] = -np.inf
+        order = np.argsort(-all_scores, axis=1, kind="stable")[:, :width]
+        chosen = np.take_along_axis(all_scores, order, axis=1)
+        valid = np.isfinite(chosen)
+        top[start:start + len(chunk), :width] = np.where(valid, order + 1, 0)
+        scores[start:start + len(chunk), :width] = np.where(valid, chosen, np.nan)
+    return top, scores
+
+
+def _model_top(model: ItemFactors, vocabulary: Vocabulary, histories: list[set[int]], k: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` run item indices (0: no item) and scores for run-indexed histories."""
+    known = [sorted({int(vocabulary.of_item[item]) for item in history} - {0})
+             for history in histories]
+    top, scores = rank_histories(model, known, k)
+    return vocabulary.to_item[top], scores
 
 
 # --- training -------------------------------------------------------------------------
@@ -232,7 +419,7 @@ def _history_sets(data: Interactions, mask: np.ndarray, users: np.ndarray) -> li
 @dataclass(frozen=True)
 class EvalSet:
     users: np.ndarray  # 1-based user indices
-    seen: list[set[int]]  # excluded from ranking
+    seen: list[set[int]]  # the user's history: scored from, and excluded from ranking
     relevant: list[set[int]]
 
 
@@ -244,45 +431,72 @@ def _eval_set(data: Interactions, split: UserSplit, part: str) -> EvalSet:
                    relevant=_history_sets(data, mask, users))
 
 
-def _model_top(model: MatrixFactorisation, users: np.ndarray, seen: list[set[int]],
-               k: int) -> tuple[np.ndarray, np.ndarray]:
-    with torch.no_grad():
-        scores = model.all_scores(torch.from_numpy(users.astype(np.int64))).double().numpy()
-    top = rank_top_k(scores, seen, k)
-    return top, np.take_along_axis(scores, top - 1, axis=1)
+def bpr_loss(model: nn.Module, batch: tuple[torch.Tensor, ...], *, n_items: int
+             ) -> torch.Tensor:
+    """Mean over the batch's users of each user's BPR loss on their drawn interactions.
+
+    ``batch`` is :class:`ml_core.sampling.PersonRows`' ``(items (B, k, 1), _, weights
+    (B, k))``: each drawn item is the positive for the mean context of the user's other
+    drawn items (none: the biases alone), against ``NEGATIVES`` items drawn uniformly
+    (independent of the data), and the user's loss is the weighted (mean) sum over their
+    items. So each user's gradient depends on that user's drawn rows only, and DP-SGD
+    clips it once."""
+    features, _, weights = batch
+    items = features[..., 0].long()
+    present = (weights > 0).to(weights.dtype)
+    others = present.sum(dim=1) - 1
+    k = items.shape[1]
+    leave_one_out = 1 - torch.eye(k, dtype=weights.dtype, device=weights.device)
+    mixture = (present[:, None, :] * leave_one_out[None]
+               / others.clamp(min=1)[:, None, None])
+    negatives = torch.randint(1, n_items + 1, (*items.shape, NEGATIVES), device=items.device)
+    scores = model(items, mixture, torch.cat([items[..., None], negatives], dim=-1))
+    per_row = -nn.functional.logsigmoid(scores[..., :1] - scores[..., 1:]).mean(dim=-1)
+    per_user = (per_row * weights).sum(dim=1)
+    # A mean over users (the examples Opacus' loss_reduction="mean" counts); an empty
+    # Poisson batch gives 0, still connected to the weights so that the noise step runs.
+    return per_user.sum() / max(len(per_user), 1)
 
 
-def _fit(*, data: Interactions, split: UserSplit, val: EvalSet, train: TrainConfig,
-         call: FitCall) -> FittedModule:
-    n_users, n_items, k = len(data.user_names), len(data.item_names), train.top_k
+@dataclass(frozen=True)
+class TrainedRecommender:
+    """One training's outcome and the vocabulary its model indexes."""
 
-    def build() -> nn.Module:
-        return MatrixFactorisation(n_users, n_items, dim=EMBEDDING_DIM)
+    fitted: FittedModule
+    vocabulary: Vocabulary
 
-    def loss_fn(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        users, positives = batch
-        # Negatives drawn independently of the data (uniform over the catalogue), so the
-        # per-example gradient still depends on that one interaction only.
-        negatives = torch.randint(1, n_items + 1, (len(users), NEGATIVES),
-                                  device=users.device)
-        scores = model(users, torch.cat([positives[:, None], negatives], dim=1))
-        margin = scores[:, :1] - scores[:, 1:]
-        # Per-example loss = mean over its negatives; batch loss = mean over examples.
-        return -nn.functional.logsigmoid(margin).mean()
+
+def _fit(*, data: Interactions, split: UserSplit, val: EvalSet, vocabulary: Vocabulary,
+         train: TrainConfig, call: FitCall, plan: UserLevelPlan | None) -> TrainedRecommender:
+    n_items, k = len(vocabulary.names), train.top_k
+    mask = split.train & (vocabulary.of_item[data.items] > 0)
+    items = vocabulary.of_item[data.items[mask]]
+    users = data.users[mask]
+    most = int(np.bincount(users).max())
+    dataset = PersonRows(features=items[:, None].astype(np.float32),
+                         labels=np.zeros(len(items), dtype=np.float32), persons=users,
+                         max_rows=plan.max_rows if plan is not None
+                         else min(most, TWIN_MAX_ROWS), seed=train.seed)
 
     def val_score(model: nn.Module) -> float:
         if len(val.users) == 0:
             return 0.0
-        top, _ = _model_top(model, val.users, val.seen, k)
+        top, _ = _model_top(model, vocabulary, val.seen, k)
         return float(user_ranking_metrics(top, val.relevant, k)["ndcg"].mean())
 
-    tensors = (torch.from_numpy(data.users[split.train]),
-               torch.from_numpy(data.items[split.train]))
-    return fit_module(build=build, tensors=tensors, loss_fn=loss_fn, val_score=val_score,
-                      train=train, privacy=call.privacy, stage=call.stage,
-                      progress=call.progress, should_stop=call.should_stop,
-                      checkpoint_path=call.checkpoint_path)
-
+    privacy = plan.sgd(n_users=len(dataset), train=train) if plan is not None else None
+    fitted = fit_module(
+        build=lambda: ItemFactors(n_items, dim=EMBEDDING_DIM, prior=vocabulary.prior()),
+        tensors=(
+            torch.from_numpy(users), torch.from_numpy(items)),
+        loss_fn=lambda model, batch: bpr_loss(model, batch, n_items=n_items),
+        val_score=val_score, train=train, privacy=privacy, stage=call.stage,
+        progress=call.progress, should_stop=call.should_stop,
+        checkpoint_path=call.checkpoint_path, dataset=dataset,
+        # A private model is released as its last DP-SGD step left it: choosing the epoch
+        # on the validation users would be a decision outside the accountant.
+        select_on_validation=plan is None)
+    return TrainedRecommender(fitted=fitted, vocabulary=vocabulary)
 
 
 def _user_groups(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
@@ -296,7 +510,8 @@ def _user_groups(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
     for column in mapping.sensitive:
         values = firsts[column].reindex(names).reset_index(drop=True)
         table[column] = fairness.band(values, spec.banding_for(column)).to_numpy()
-    return pd.DataFrame(table, columns=list(mapping.sensitive))
+    # One row per user even without sensitive columns.
+    return pd.DataFrame(table, columns=list(mapping.sensitive), index=range(len(names)))
 
 
 def _fairness(per_user_ndcg: np.ndarray, groups: pd.DataFrame, spec: ProblemSpec, k: int
@@ -314,7 +529,7 @@ def _fairness(per_user_ndcg: np.ndarray, groups: pd.DataFrame, spec: ProblemSpec
 @dataclass(frozen=True)
 class RunData:
     """What the recommender's hooks share: the interactions, their split, the evaluated
-    users (validation and test) and the test users' groups."""
+    users (validation and test), the test users' groups, and the vocabularies."""
 
     data: Interactions
     split: UserSplit
@@ -322,13 +537,20 @@ class RunData:
     test: EvalSet
     groups: pd.DataFrame  # banded sensitive attributes per test user, by position
     popularity: np.ndarray  # training positives per item (the baseline's scores)
+    vocabulary: Vocabulary  # the released model's: private, or every training item
+    full_vocabulary: Vocabulary  # every training item (the non-private twin's)
+    plan: UserLevelPlan | None = None  # a private run's user-level budget
 
 
 @dataclass(frozen=True)
 class Ranked:
     per_user: dict[str, np.ndarray]
-    top: np.ndarray
+    top: np.ndarray  # run item indices, 0 where no item was left to recommend
     top_scores: np.ndarray
+
+
+def _names(data: Interactions, items: np.ndarray) -> list[str]:
+    return [data.item_names[i - 1] for i in items if i > 0]
 
 
 class RecommenderHooks(FamilyHooks):
@@ -343,8 +565,27 @@ class RecommenderHooks(FamilyHooks):
         popularity = np.bincount(data.items[split.train],
                                  minlength=len(data.item_names) + 1)[1:]
         groups = _user_groups(inputs.frame, inputs.mapping, inputs.spec, data, test.users)
+        exact = pd.Series(_user_weights(
+            data, split.train, max_rows=int(inputs.privacy.max_rows_per_person),
+            seed=inputs.train.seed)).groupby(_item_names(data, split.train)).sum()
+        full = Vocabulary.of(exact.to_dict(), data)
+        plan, vocabulary = None, full
+        if inputs.privacy.enabled:
+            plan = UserLevelPlan.for_users(privacy=inputs.privacy,
+                                           n_users=len(data.user_names),
+                                           user_column=inputs.mapping.role("user"))
+            vocabulary = Vocabulary.of(
+                plan.vocabulary(data, split.train, seed=inputs.train.seed), data)
+            if not vocabulary.names:
+                raise ValueError(
+                    f"No item is held by enough of the {len(data.user_names)} users to enter "
+                    "the private item vocabulary at epsilon "
+                    f"{inputs.privacy.target_epsilon:g} (a user-weighted count above "
+                    f"{plan.noise.threshold:.1f} is needed, each user weighing at most 1): "
+                    "upload more users (a few hundred at least) or raise the budget.")
         return RunData(data=data, split=split, val=val, test=test, groups=groups,
-                       popularity=popularity)
+                       popularity=popularity, vocabulary=vocabulary, full_vocabulary=full,
+                       plan=plan)
 
     def baseline(self, inputs: RunInputs, prepared: RunData) -> Baseline:
         k, test = int(inputs.train.top_k), prepared.test
@@ -354,13 +595,27 @@ class RecommenderHooks(FamilyHooks):
         return Baseline(report={"name": "popularity", "metrics": metrics}, detail=popular_top)
 
     def fit(self, inputs: RunInputs, prepared: RunData, call: FitCall) -> Fitted:
-        fitted = _fit(data=prepared.data, split=prepared.split, val=prepared.val,
-                      train=inputs.train, call=call)
-        return Fitted.of(fitted, model=fitted.module)
+        plan = prepared.plan if call.privacy is not None else None
+        try:
+            trained = _fit(data=prepared.data, split=prepared.split, val=prepared.val,
+                           vocabulary=(prepared.vocabulary if plan is not None
+                                       else prepared.full_vocabulary),
+                           train=inputs.train, call=call, plan=plan)
+        except TrainingCancelled as cancelled:
+            # The vocabulary was released to the training: its cost is spent too.
+            if plan is None:
+                raise
+            raise TrainingCancelled(privacy=plan.report(
+                cancelled.privacy, spec=inputs.spec, mapping=inputs.mapping)) from cancelled
+        fitted = trained.fitted
+        privacy = (plan.report(fitted.privacy, spec=inputs.spec, mapping=inputs.mapping)
+                   if plan is not None else fitted.privacy)
+        return Fitted(model=fitted.module, privacy=privacy, history=fitted.history,
+                      best_epoch=fitted.best_epoch, device=fitted.device, trained=trained)
 
     def evaluate(self, inputs: RunInputs, prepared: RunData, fitted: Fitted) -> Evaluation:
         k, test = int(inputs.train.top_k), prepared.test
-        top, top_scores = _model_top(fitted.model, test.users, test.seen, k)
+        top, top_scores = _model_top(fitted.model, fitted.trained.vocabulary, test.seen, k)
         per_user = user_ranking_metrics(top, test.relevant, k)
         return Evaluation(metrics=summarise(per_user, k),
                           fairness=_fairness(per_user["ndcg"], prepared.groups, inputs.spec, k),
@@ -371,12 +626,15 @@ class RecommenderHooks(FamilyHooks):
 
     def save(self, inputs: RunInputs, prepared: RunData, model: Fitted,
              evaluation: Evaluation, *, directory: Path, metadata: dict) -> Saved:
-        data = prepared.data
+        # No user name, count per item or other raw statistic: the item names are the
+        # (private, for a private run) vocabulary, users are scored from their history.
+        vocabulary = model.trained.vocabulary
         saved = save_module(module=model.model, directory=directory, metadata=json_ready({
             "model_family": MODEL_FAMILY, **metadata, "top_k": int(inputs.train.top_k),
-            "users": data.user_names, "items": data.item_names,
-            "popularity": prepared.popularity.tolist(), "positives": data.how_positive,
-            "split": prepared.split.summary, "device": model.device,
+            "items": list(vocabulary.names), "positives": prepared.data.how_positive,
+            "vocabulary": ("private: a noisy thresholded histogram at user level"
+                           if prepared.plan is not None else "every training item"),
+            "user_vectors": SERVING, "device": model.device,
         }))
         return Saved(path=saved.path, sha256=saved.sha256)
 
@@ -388,7 +646,7 @@ class RecommenderHooks(FamilyHooks):
         predictions = pd.DataFrame({
             "row_id": [last_test_row[int(u)] for u in test.users],
             "user": [data.user_names[u - 1] for u in test.users],
-            "top_k": ["|".join(data.item_names[i - 1] for i in row) for row in ranked.top],
+            "top_k": ["|".join(_names(data, row)) for row in ranked.top],
             "held_out": ["|".join(sorted(data.item_names[i - 1] for i in wanted))
                          for wanted in test.relevant],
             f"ndcg@{k}": ranked.per_user["ndcg"], f"recall@{k}": ranked.per_user["recall"],
@@ -400,8 +658,7 @@ class RecommenderHooks(FamilyHooks):
                evaluation: Evaluation) -> dict:
         data, test, top = prepared.data, prepared.test, evaluation.detail.top
         return {
-            "top_k": [{"user": data.user_names[u - 1],
-                       "items": [data.item_names[i - 1] for i in top[row]],
+            "top_k": [{"user": data.user_names[u - 1], "items": _names(data, top[row]),
                        "held_out": sorted(data.item_names[i - 1] for i in test.relevant[row])}
                       for row, u in enumerate(test.users[:CHART_USERS])],
             "exposure": _exposure(prepared, baseline, evaluation),
@@ -409,10 +666,10 @@ class RecommenderHooks(FamilyHooks):
 
     def notes(self, inputs: RunInputs, prepared: RunData, model: Fitted, twin: Fitted | None,
               evaluation: Evaluation) -> list[str]:
-        return _notes(data=prepared.data, privacy=inputs.privacy,
+        return _notes(data=prepared.data, prepared=prepared, privacy=model.privacy,
                       exposure=exposure_by_decile(evaluation.detail.top,
                                                   prepared.popularity),
-                      fitted=model.trained)
+                      fitted=model.trained.fitted)
 
 
 def _exposure(prepared: RunData, baseline: Baseline, evaluation: Evaluation) -> list[dict]:
@@ -440,28 +697,32 @@ def _last_rows(data: Interactions, mask: np.ndarray) -> dict[int, object]:
     return rows
 
 
-def _notes(*, data: Interactions, privacy: PrivacyConfig, exposure: list[dict],
+def _notes(*, data: Interactions, prepared: RunData, privacy: dict, exposure: list[dict],
            fitted: FittedModule) -> list[str]:
     top_share = sum(row["recommended_share"] for row in exposure[-1:])
     notes = [
         "Split per user by time (leave-last-out): each user's last positive interactions "
         "are the test and the one before is validation, so the model is judged on what "
-        "users did next. Holding out whole users instead would make them cold-start, which "
-        "a matrix-factorisation model cannot rank for.",
+        "users did next, scored from their own earlier history.",
         f"Positives: {data.how_positive}. Repeated (user, item) pairs count once "
         f"({data.duplicates} repeats); {data.dropped_negatives} non-positive rows were "
         "not used.",
-        f"Ranking is over all {len(data.item_names)} items the user has not interacted with "
-        "yet; the baseline recommends the most popular of them.",
+        f"Ranking is over the {len(prepared.vocabulary.names)} items the model knows that "
+        "the user has not interacted with yet; the baseline recommends the most popular of "
+        f"all {len(data.item_names)} items.",
         f"Exposure: {top_share:.0%} of recommended slots go to the most popular tenth of the "
         "catalogue.",
+        "The model holds item factors only: a user's vector is the mean of the item "
+        "context embeddings of that user's own history, computed when they are scored.",
     ]
-    if privacy.enabled:
+    if prepared.plan is not None:
         notes.append(
-            "Differential privacy (DP-SGD) protects each interaction (one user-item event), "
-            "not each user: a user with n interactions gets the guarantee of a group of n "
-            "records (roughly n times epsilon)."
-        )
+            "Differential privacy protects each user (all their interactions): users are "
+            f"sampled, at most {prepared.plan.max_rows} interactions per user per step, each "
+            "user's gradient clipped once; the item vocabulary is a noisy thresholded "
+            f"histogram at user level ({len(prepared.vocabulary.names)} of "
+            f"{len(prepared.full_vocabulary.names)} training items released).")
+        notes.extend(privacy_notes(privacy))
     else:
         notes.append("Differential privacy is off for this run.")
     notes.extend(fitted.notes)
@@ -473,44 +734,65 @@ def _notes(*, data: Interactions, privacy: PrivacyConfig, exposure: list[dict],
 
 @dataclass(frozen=True)
 class LoadedRecommender:
-    model: MatrixFactorisation
+    model: ItemFactors
     metadata: dict
 
 
 def load(path: Path | str) -> LoadedRecommender:
     """Restore a saved recommender (eval mode, CPU); checks the weights' sha256."""
-    model, metadata = load_module(path, MatrixFactorisation)
+    model, metadata = load_module(path, ItemFactors)
     return LoadedRecommender(model=model, metadata=metadata)
 
 
 def predict(loaded: LoadedRecommender, frame: pd.DataFrame) -> pd.DataFrame:
-    """Top-k items for every user in ``frame``'s user column, skipping the items that
-    user already has in ``frame`` (their history). Unknown users get the most popular
-    items. Returns ``user``, ``rank`` (1..k), ``item``, ``score``."""
+    """Top-k items for every user in ``frame``'s user column, computed from that user's
+    rows in ``frame`` (their history) and the released item factors: the user's vector is
+    the mean context of their positive items the model knows (every row is a positive
+    without the target column), and every item they have a row for is skipped. A user
+    with no known history gets the items with the highest biases. Returns ``user``,
+    ``rank`` (1..k, fewer when the vocabulary runs out), ``item``, ``score``."""
     meta = loaded.metadata
     mapping = ColumnMapping.from_dict(meta["mapping"])
     k = int(meta["top_k"])
-    user_index = {name: i + 1 for i, name in enumerate(meta["users"])}
     item_index = {name: i + 1 for i, name in enumerate(meta["items"])}
     users_text = frame[mapping.role("user")].astype("string").str.strip()
     items_text = frame[mapping.role("item")].astype("string").str.strip()
+    positive, _ = _positive_rows(frame, mapping.target, users_text)
     names = list(dict.fromkeys(users_text.dropna().tolist()))
     seen: dict[str, set[int]] = {}
-    for user, item in zip(users_text, items_text, strict=True):
+    history: dict[str, set[int]] = {}
+    for user, item, is_positive in zip(users_text, items_text, positive, strict=True):
         if user is not pd.NA and item in item_index:
             seen.setdefault(user, set()).add(item_index[item])
-    indices = np.array([user_index.get(name, 0) for name in names], dtype=np.int64)
-    with torch.no_grad():
-        scores = loaded.model.all_scores(torch.from_numpy(indices)).double().numpy()
-    popularity = np.asarray(meta["popularity"], dtype=float)
-    scores[indices == 0] = popularity  # unknown users: most popular first
-    top = rank_top_k(scores, [seen.get(name, set()) for name in names], k)
+            if is_positive:
+                history.setdefault(user, set()).add(item_index[item])
+    # Items the user has but does not like are skipped, not read into their vector.
+    known = [sorted(history.get(name, set())) for name in names]
+    skip = [seen.get(name, set()) - set(known[row]) for row, name in enumerate(names)]
+    top, scores = _rank_skipping(loaded.model, known, skip, k)
     rows = []
     for row, name in enumerate(names):
-        for rank, item in enumerate(top[row], start=1):
-            rows.append({"user": name, "rank": rank, "item": meta["items"][item - 1],
-                         "score": float(scores[row, item - 1])})
+        for rank, (item, score) in enumerate(zip(top[row], scores[row], strict=True), 1):
+            if item > 0:
+                rows.append({"user": name, "rank": rank, "item": meta["items"][item - 1],
+                             "score": float(score)})
     return pd.DataFrame(rows, columns=["user", "rank", "item", "score"])
+
+
+def _rank_skipping(model: ItemFactors, known: list[list[int]], skip: list[set[int]], k: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rank_histories`, also skipping each user's ``skip`` items (asking for enough
+    more that ``k`` remain after them)."""
+    extra = max([len(items) for items in skip] + [0])
+    top, scores = rank_histories(model, known, k + extra)
+    kept_top = np.zeros((len(known), k), dtype=np.int64)
+    kept_scores = np.full((len(known), k), np.nan)
+    for row, items in enumerate(skip):
+        keep = [col for col in range(top.shape[1]) if top[row, col] not in items
+                and top[row, col] > 0][:k]
+        kept_top[row, :len(keep)] = top[row, keep]
+        kept_scores[row, :len(keep)] = scores[row, keep]
+    return kept_top, kept_scores
 
 
 # --- validating -----------------------------------------------------------------------

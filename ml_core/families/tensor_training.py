@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from ml_core import privacy as dp
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
@@ -68,6 +68,8 @@ def fit_module(
     should_stop: StopCheck | None,
     weight_decay: float = 0.0,
     checkpoint_path: Path | None = None,
+    dataset: Dataset | None = None,
+    select_on_validation: bool = True,
 ) -> FittedModule:
     """Train ``build()`` on ``tensors`` (one training example per first-axis row).
 
@@ -82,6 +84,12 @@ def fit_module(
     (:mod:`ml_core.checkpoints`). Its signature covers ``tensors``, the schedule, privacy
     and ``weight_decay``; the validation data behind ``val_score`` is taken to come from the
     same inputs (the caller keeps one checkpoint path per run and stage).
+
+    ``dataset`` (default: the rows of ``tensors``) replaces the training examples, e.g.
+    :class:`ml_core.sampling.PersonRows` for person-level DP-SGD (its items are collated by
+    PyTorch's default collate; ``tensors`` then only bind the checkpoints).
+    ``select_on_validation=False`` keeps the last epoch's weights and never stops early
+    (see :class:`ml_core.training_loop.LoopPlan`), as a released private model must.
     """
     device = resolve_device(train.device)
 
@@ -95,13 +103,16 @@ def fit_module(
         return score, score
 
     plan = LoopPlan(
-        build=build, dataset=BatchedTensorDataset(*tensors), batch_size=train.batch_size,
-        collate_fn=_already_batched, batch_loss=batch_loss, validate=evaluate, train=train,
+        build=build, dataset=BatchedTensorDataset(*tensors) if dataset is None else dataset,
+        batch_size=train.batch_size,
+        collate_fn=_already_batched if dataset is None else None, batch_loss=batch_loss,
+        validate=evaluate, train=train,
         privacy=privacy, stage=stage, device=device,
         optimizer=lambda module: torch.optim.Adam(module.parameters(), lr=train.learning_rate,
                                                   weight_decay=weight_decay),
         checkpoint_path=checkpoint_path, checkpoint_inputs=tensors,
         checkpoint_settings={"weight_decay": weight_decay},
+        select_on_validation=select_on_validation,
     )
     result = run_loop(plan, progress=progress, should_stop=should_stop)
     notes = ()

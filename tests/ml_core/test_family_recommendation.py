@@ -133,7 +133,19 @@ def test_implicit_feedback_without_target_and_ratings() -> None:
     rated = frame.assign(rating=np.arange(len(frame)) % 5 + 1)
     mapping = dataclasses.replace(RECOMMENDATION_SAMPLE_MAPPING, target="rating")
     data = recommendation.interactions(rated, mapping)
-    assert data.dropped_negatives == int((rated["rating"] < 3).sum())
+    # At or above the user's own mean: one user's ratings never move another's positives.
+    own_mean = rated.groupby("user_id")["rating"].transform("mean")
+    assert data.dropped_negatives == int((rated["rating"] < own_mean).sum())
+    first = rated["user_id"].iloc[0]
+    shifted = rated.assign(rating=rated["rating"].where(rated["user_id"] != first, 100))
+    again = recommendation.interactions(shifted, mapping)
+
+    def others(found) -> set:  # noqa: ANN001
+        return {(found.user_names[u - 1], found.item_names[i - 1])
+                for u, i in zip(found.users, found.items, strict=True)
+                if found.user_names[u - 1] != first}
+
+    assert others(again) == others(data)
 
 
 def test_validate(shoppers) -> None:
@@ -151,19 +163,22 @@ def test_validate(shoppers) -> None:
 
 @pytest.mark.slow
 def test_private_run_spends_its_budget_by_an_independent_accountant(tmp_path) -> None:
-    frame = shopper_interactions(1000, 3)
+    frame = shopper_interactions(6000, 3)
     result = run_training(frame=frame, mapping=RECOMMENDATION_SAMPLE_MAPPING,
                           spec=RECOMMENDATION, train=dataclasses.replace(FAST, epochs=4),
                           artifact_dir=tmp_path)
     privacy = result.privacy
     assert privacy["enabled"] and 0 < privacy["epsilon"] <= RECOMMENDATION.privacy.target_epsilon
-    event = dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(
-        privacy["sample_rate"], dp_event.GaussianDpEvent(privacy["noise_multiplier"])),
-        privacy["steps"])
+    vocabulary = privacy["stages"][0]
+    event = dp_event.ComposedDpEvent([
+        dp_event.GaussianDpEvent(vocabulary["noise_multiplier"]),
+        dp_event.SelfComposedDpEvent(dp_event.PoissonSampledDpEvent(
+            privacy["sample_rate"], dp_event.GaussianDpEvent(privacy["noise_multiplier"])),
+            privacy["steps"])])
     independent = pld.PLDAccountant(value_discretization_interval=1e-3).compose(
-        event).get_epsilon(privacy["delta"])
+        event).get_epsilon(privacy["delta"] - vocabulary["threshold_delta"])
     assert independent == pytest.approx(privacy["epsilon"], rel=0.05, abs=0.05)
     assert result.nonprivate_metrics is not None and result.nonprivate_fairness is not None
-    assert any("each interaction" in note for note in result.notes)
+    assert any("each user" in note for note in result.notes)
     loaded = recommendation.load(result.artifact_path)
     assert loaded.metadata["privacy"]["epsilon"] == pytest.approx(privacy["epsilon"])

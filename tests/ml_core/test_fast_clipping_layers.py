@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ml_core import fast_clipping as fc
 from ml_core.models.forecaster import GlobalForecaster
-from ml_core.models.recommender import MatrixFactorisation
+from ml_core.models.recommender import ItemFactors
 from ml_core.models.sequence_regressor import SequenceRegressor
 
 pytestmark = pytest.mark.filterwarnings(
@@ -63,13 +63,28 @@ def test_embedding_sequences_match_opacus(max_grad_norm, length):
     assert _compare(Tokens(), (tokens, tag), y, mse, max_grad_norm) <= TOL
 
 
+def _histories(n: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """A user's drawn items (some padding), a leave-one-out mixture, and per drawn item
+    its positive and 4 negatives: the recommender's training inputs."""
+    history = torch.randint(1, 21, (n, 4), generator=gen)
+    history[::3, -1] = 0  # padding
+    present = (history > 0).float()
+    mixture = present[:, None, :] * (1 - torch.eye(4))[None]
+    mixture = mixture / mixture.sum(-1, keepdim=True).clamp(min=1)
+    candidates = torch.cat([history[..., None], torch.randint(1, 21, (n, 4, 4), generator=gen)],
+                           dim=-1)
+    return history, mixture, candidates
+
+
+def user_ranking(scores: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+    return ranking(scores.reshape(-1, scores.shape[-1]), _)
+
+
 def test_the_recommender_matches_opacus():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(2)
-    users = torch.randint(1, 31, (64,), generator=gen)
-    items = torch.randint(1, 21, (64, 5), generator=gen)  # the positive and 4 negatives
-    model = MatrixFactorisation(30, 20, dim=8)
-    assert _compare(model, (users, items), torch.zeros(64), ranking, 0.05) <= TOL
+    model = ItemFactors(20, dim=8)
+    assert _compare(model, _histories(64, gen), torch.zeros(64), user_ranking, 0.05) <= TOL
 
 
 def test_the_forecaster_matches_opacus():
@@ -84,23 +99,22 @@ def test_the_forecaster_matches_opacus():
 
 def test_embedding_models_train_on_the_fast_path_and_step_with_empty_batches():
     torch.manual_seed(0)
-    model = MatrixFactorisation(30, 20, dim=8)
-    users = torch.randint(1, 31, (200,))
-    items = torch.randint(1, 21, (200, 5))
+    model = ItemFactors(20, dim=8)
+    history, mixture, candidates = _histories(200, torch.Generator().manual_seed(4))
     engine = PrivacyEngine()
     module, optimizer, loader, decision = fc.make_private_fast(
         engine, module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        data_loader=DataLoader(TensorDataset(users, items), batch_size=2),
+        data_loader=DataLoader(TensorDataset(history, mixture, candidates), batch_size=2),
         noise_multiplier=1.0, max_grad_norm=1.0)
     assert decision.fast_path and "Embedding" in decision.reason
     assert isinstance(module, fc.BookkeepingModule)
     empty = 0
-    for step, (u, i) in enumerate(loader):
+    for step, (h, m, c) in enumerate(loader):
         if step == 60:
             break
-        empty += len(u) == 0
+        empty += len(h) == 0
         optimizer.zero_grad(set_to_none=True)
-        ranking(module(u, i), None).backward()
+        user_ranking(module(h, m, c), None).backward()
         optimizer.step()
     assert empty > 0  # batch 2 of 200 rows: e^-2 of the Poisson batches are empty
     assert engine.accountant.history[0][2] == 60

@@ -79,7 +79,10 @@ ranks every product the user has not interacted with yet.
   that only shows the top decile starves the long tail.
 
 ### Privacy
-On by default (DP-SGD with Opacus). The unit protected is one interaction (one
-user-product event), not one user: a shopper with many interactions is protected less
-strongly than the epsilon suggests (about n times epsilon for n interactions).
+On by default. The unit protected is one shopper, with all their interactions: shoppers
+are sampled, each brings at most 8 interactions to a training step and their whole
+contribution is clipped once (DP-SGD); the product list the model knows is itself chosen
+privately (a product enters only if enough shoppers hold it, so small uploads of a few
+dozen shoppers are refused). The model holds no shopper's vector: each shopper's
+recommendations are computed from their own history when they are scored.
 """

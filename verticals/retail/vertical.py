@@ -93,7 +93,11 @@ RECOMMENDATION = ProblemSpec(
     baseline="popularity",
     model_family="recommender",
     privacy_unit=PrivacyUnit("user", role="user"),
-    privacy=PrivacyConfig(enabled=True, target_epsilon=3.0),
+    # Clipping bound 0.05: a user's whole BPR gradient (item factors near their small
+    # initial scale) is mostly below 0.1, and a bound far above it only adds noise; on
+    # 1,000 synthetic shoppers NDCG@10 went from 0.19 (bound 1) to 0.29 (0.1), above the
+    # popularity baseline's 0.21 (docs/privacy.md).
+    privacy=PrivacyConfig(enabled=True, target_epsilon=3.0, max_grad_norm=0.05),
     fairness=FairnessPolicy(min_disparate_impact_ratio=0.8, min_group_size=20,
                             favourable=FavourableOutcome(positive=True, text="recommended")),
     train=TrainConfig(epochs=20, batch_size=64, learning_rate=0.02, patience=5, top_k=10),
