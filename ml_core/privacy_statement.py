@@ -14,6 +14,11 @@ def guarantee(report: dict) -> dict:
     breakdown = ", ".join(f"{stage['stage']} ε={stage['epsilon']:.3g}"
                           for stage in report["stages"])
     rows = bound["max_rows_per_person"]
+    over = ("the released preprocessing statistics and the training steps"
+            if len(report["stages"]) > 1 else "the training steps")
+    # Declared public by the analyst (e.g. a recommender's item catalogue): no budget spent.
+    declared = report.get("declared_public") or ()
+    public = f" Declared public, no budget spent: {'; '.join(declared)}." if declared else ""
     return {
         "unit": unit["text"] + (f" ({unit['note']})" if unit.get("note") else ""),
         "bound": (f"at most {rows} row{'s' if rows != 1 else ''} per person per step; "
@@ -21,8 +26,7 @@ def guarantee(report: dict) -> dict:
         "breakdown": (f"{breakdown}, composed with the {report.get('composition', 'pld')} "
                       "accountant"),
         "statement": (f"({report['epsilon']:.3f}, {report['delta']:.2g})-differential privacy "
-                      f"for {unit['text']}, composed over the released preprocessing "
-                      f"statistics and the training steps ({breakdown})."),
+                      f"for {unit['text']}, composed over {over} ({breakdown}).{public}"),
         "curator_only": ("The baseline, the non-private twin, the test metrics and the "
                          "per-group fairness tables are computed for the curator's eyes and "
                          "are not part of the released model."),

@@ -36,6 +36,7 @@ against the most-popular-items baseline (for the curator's eyes: not released).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.recommender import ItemFactors
 from ml_core.person_privacy import PrivatePlan
+from ml_core.privacy import resolve_delta
 from ml_core.privacy_statement import privacy_notes
 from ml_core.private_statistics import (
     PreprocessingNoise,
@@ -94,6 +96,30 @@ SCORE_CHUNK = 1024
 POSITIVE_WORDS = {"1", "1.0", "true", "yes", "y", "clicked", "purchased", "bought"}
 
 
+# The frame attribute (``DataFrame.attrs``) that carries a declared public item catalogue:
+# the platform sets it from a catalogue companion file (ingestion.companions).
+CATALOGUE_ATTR = "item_catalogue"
+
+
+def with_catalogue(frame: pd.DataFrame, items: pd.Series | list) -> pd.DataFrame:
+    """``frame`` (a shallow copy) carrying ``items`` as the declared public catalogue: the
+    ids as text, stripped, blanks dropped, each once. ValueError when none is left."""
+    ids = pd.Series(list(items), dtype="object").astype("string").str.strip()
+    names = tuple(sorted(set(ids[ids.notna() & (ids != "")].tolist())))
+    if not names:
+        raise ValueError("the catalogue file lists no item id")
+    marked = frame.copy(deep=False)
+    marked.attrs[CATALOGUE_ATTR] = names
+    return marked
+
+
+def declared_catalogue(frame: pd.DataFrame) -> tuple[str, ...] | None:
+    """The declared public item catalogue ``frame`` carries, or None (the default: the
+    vocabulary is then estimated, privately for a private run)."""
+    names = frame.attrs.get(CATALOGUE_ATTR)
+    return tuple(names) if names else None
+
+
 # --- preparing ------------------------------------------------------------------------
 
 
@@ -111,6 +137,8 @@ class Interactions:
     dropped_negatives: int
     duplicates: int
     how_positive: str
+    # Positive interactions dropped because their item is outside a declared catalogue.
+    outside_catalogue: int = 0
 
 
 def _positive_rows(frame: pd.DataFrame, target: str | None, users: pd.Series
@@ -131,7 +159,9 @@ def _positive_rows(frame: pd.DataFrame, target: str | None, users: pd.Series
 
 def interactions(frame: pd.DataFrame, mapping: ColumnMapping) -> Interactions:
     """Positives ordered by (user, time, row order); repeated (user, item) pairs keep the
-    first occurrence (a re-purchase is not a new item to recommend)."""
+    first occurrence (a re-purchase is not a new item to recommend). With a declared
+    catalogue (:func:`declared_catalogue`) every catalogue item is an item, interacted
+    with or not, and positives on items outside it are dropped (counted)."""
     user_column, item_column = mapping.role("user"), mapping.role("item")
     if user_column is None or item_column is None:
         raise ValueError("recommendation needs columns with the 'user' and 'item' roles")
@@ -148,11 +178,16 @@ def interactions(frame: pd.DataFrame, mapping: ColumnMapping) -> Interactions:
         "time": times.to_numpy(), "pos": np.arange(len(frame)),
     })[positive]
     work = work.dropna(subset=["user", "item"])
+    catalogue = declared_catalogue(frame)
+    outside = 0
+    if catalogue is not None:
+        inside = work["item"].isin(set(catalogue)).to_numpy(bool)
+        outside, work = int((~inside).sum()), work[inside]
     work = work.sort_values(["user", "time", "pos"], kind="stable", na_position="first")
     duplicated = work.duplicated(["user", "item"])
     work = work[~duplicated]
     user_names = sorted(work["user"].unique().tolist())
-    item_names = sorted(work["item"].unique().tolist())
+    item_names = sorted(set(work["item"].unique().tolist()) | set(catalogue or ()))
     user_index = {name: i + 1 for i, name in enumerate(user_names)}
     item_index = {name: i + 1 for i, name in enumerate(item_names)}
     users = work["user"].map(user_index).to_numpy(dtype=np.int64)
@@ -163,7 +198,7 @@ def interactions(frame: pd.DataFrame, mapping: ColumnMapping) -> Interactions:
         order=order, count=count, row_ids=frame.index.to_numpy()[work["pos"].to_numpy()],
         user_names=user_names, item_names=item_names,
         dropped_negatives=int((~positive).sum()), duplicates=int(duplicated.sum()),
-        how_positive=how,
+        how_positive=how, outside_catalogue=outside,
     )
 
 
@@ -359,6 +394,60 @@ class UserLevelPlan:
         return {**report, "serving": SERVING}
 
 
+CATALOGUE_RELEASED = {
+    "item embeddings and item biases": "DP-SGD over users (Poisson-sampled users, each "
+                                       "user's gradient clipped once)",
+}
+CATALOGUE_PUBLIC = "the item catalogue ({n} items, declared public by the analyst: the model's " \
+                   "vocabulary; no budget spent on it)"
+
+
+@dataclass(frozen=True)
+class CataloguePlan:
+    """A private recommender whose item vocabulary is a declared public catalogue: nothing
+    data-dependent is estimated besides the SGD steps, so the whole budget (epsilon and
+    delta) goes to them; no popularity prior is released (the item biases are trained)."""
+
+    privacy: PrivacyConfig
+    n_items: int
+    user_column: str | None
+
+    @property
+    def max_rows(self) -> int:
+        return int(self.privacy.max_rows_per_person)
+
+    def sgd(self, *, n_users: int, train: TrainConfig) -> PrivacyConfig:
+        """The whole target for the SGD steps over ``n_users`` training users."""
+        return dataclasses.replace(self.privacy,
+                                   delta=resolve_delta(self.privacy.delta, n_users))
+
+    def report(self, sgd: dict, *, spec: ProblemSpec, mapping: ColumnMapping) -> dict:
+        """The run's privacy report: the SGD steps' epsilon is the whole figure (one
+        stage), the catalogue listed as declared public."""
+        public = [CATALOGUE_PUBLIC.format(n=self.n_items), *PUBLIC]
+        unit = spec.privacy_unit.describe(mapping)
+        unit["note"] = "; ".join(filter(None, (unit.get("note"), SERVING)))
+        epsilon = float(sgd["epsilon"] or 0.0)
+        return {
+            **sgd, "epsilon": epsilon, "target_epsilon": float(self.privacy.target_epsilon),
+            # One stage: its own accountant's figure (no preprocessing to compose with).
+            "composition": str(sgd.get("accountant") or "prv"),
+            "unit": unit,
+            "contribution_bound": {
+                "max_rows_per_person": self.max_rows,
+                "gradient": "the mean of the user's drawn interactions' BPR gradients, "
+                            "clipped once as a whole to max_grad_norm",
+                "max_grad_norm": self.privacy.max_grad_norm},
+            "stages": [{"stage": "sgd", "epsilon": epsilon, "delta": sgd["delta"],
+                        "mechanism": "Poisson-subsampled Gaussian (DP-SGD)",
+                        "noise_multiplier": sgd["noise_multiplier"],
+                        "sample_rate": sgd["sample_rate"], "steps": int(sgd.get("steps") or 0)}],
+            "released": {"estimated_privately": dict(CATALOGUE_RELEASED),
+                         "declared_public": public, "curator_only": list(CURATOR_ONLY)},
+            "declared_public": public, "serving": SERVING,
+        }
+
+
 # --- scoring from a user's own history --------------------------------------------------
 
 
@@ -539,7 +628,8 @@ class RunData:
     popularity: np.ndarray  # training positives per item (the baseline's scores)
     vocabulary: Vocabulary  # the released model's: private, or every training item
     full_vocabulary: Vocabulary  # every training item (the non-private twin's)
-    plan: UserLevelPlan | None = None  # a private run's user-level budget
+    plan: UserLevelPlan | CataloguePlan | None = None  # a private run's user-level budget
+    catalogue: tuple[str, ...] | None = None  # the declared public catalogue, if any
 
 
 @dataclass(frozen=True)
@@ -568,9 +658,17 @@ class RecommenderHooks(FamilyHooks):
         exact = pd.Series(_user_weights(
             data, split.train, max_rows=int(inputs.privacy.max_rows_per_person),
             seed=inputs.train.seed)).groupby(_item_names(data, split.train)).sum()
+        catalogue = declared_catalogue(inputs.frame)
+        if catalogue is not None:
+            exact = exact.reindex(list(catalogue), fill_value=0.0)
         full = Vocabulary.of(exact.to_dict(), data)
         plan, vocabulary = None, full
-        if inputs.privacy.enabled:
+        if inputs.privacy.enabled and catalogue is not None:
+            # Public: every catalogue item, no budget spent; no popularity prior released.
+            plan = CataloguePlan(privacy=inputs.privacy, n_items=len(catalogue),
+                                 user_column=inputs.mapping.role("user"))
+            vocabulary = Vocabulary.of(dict.fromkeys(catalogue, 1.0), data)
+        elif inputs.privacy.enabled:
             plan = UserLevelPlan.for_users(privacy=inputs.privacy,
                                            n_users=len(data.user_names),
                                            user_column=inputs.mapping.role("user"))
@@ -585,7 +683,7 @@ class RecommenderHooks(FamilyHooks):
                     "upload more users (a few hundred at least) or raise the budget.")
         return RunData(data=data, split=split, val=val, test=test, groups=groups,
                        popularity=popularity, vocabulary=vocabulary, full_vocabulary=full,
-                       plan=plan)
+                       plan=plan, catalogue=catalogue)
 
     def baseline(self, inputs: RunInputs, prepared: RunData) -> Baseline:
         k, test = int(inputs.train.top_k), prepared.test
@@ -632,8 +730,7 @@ class RecommenderHooks(FamilyHooks):
         saved = save_module(module=model.model, directory=directory, metadata=json_ready({
             "model_family": MODEL_FAMILY, **metadata, "top_k": int(inputs.train.top_k),
             "items": list(vocabulary.names), "positives": prepared.data.how_positive,
-            "vocabulary": ("private: a noisy thresholded histogram at user level"
-                           if prepared.plan is not None else "every training item"),
+            "vocabulary": _vocabulary_origin(prepared),
             "user_vectors": SERVING, "device": model.device,
         }))
         return Saved(path=saved.path, sha256=saved.sha256)
@@ -670,6 +767,14 @@ class RecommenderHooks(FamilyHooks):
                       exposure=exposure_by_decile(evaluation.detail.top,
                                                   prepared.popularity),
                       fitted=model.trained.fitted)
+
+
+def _vocabulary_origin(prepared: RunData) -> str:
+    if prepared.catalogue is not None:
+        return "the declared public item catalogue"
+    if prepared.plan is not None:
+        return "private: a noisy thresholded histogram at user level"
+    return "every training item"
 
 
 def _exposure(prepared: RunData, baseline: Baseline, evaluation: Evaluation) -> list[dict]:
@@ -715,13 +820,22 @@ def _notes(*, data: Interactions, prepared: RunData, privacy: dict, exposure: li
         "The model holds item factors only: a user's vector is the mean of the item "
         "context embeddings of that user's own history, computed when they are scored.",
     ]
+    if prepared.catalogue is not None:
+        notes.append(
+            f"The item vocabulary is the declared public catalogue ({len(prepared.catalogue)} "
+            f"items, uploaded by the analyst): {data.outside_catalogue} positive "
+            "interactions on items outside it were dropped.")
     if prepared.plan is not None:
+        vocabulary = (
+            "the item vocabulary is the declared public catalogue (no budget spent on it; "
+            "no popularity prior is released)" if prepared.catalogue is not None else
+            "the item vocabulary is a noisy thresholded histogram at user level "
+            f"({len(prepared.vocabulary.names)} of {len(prepared.full_vocabulary.names)} "
+            "training items released)")
         notes.append(
             "Differential privacy protects each user (all their interactions): users are "
             f"sampled, at most {prepared.plan.max_rows} interactions per user per step, each "
-            "user's gradient clipped once; the item vocabulary is a noisy thresholded "
-            f"histogram at user level ({len(prepared.vocabulary.names)} of "
-            f"{len(prepared.full_vocabulary.names)} training items released).")
+            f"user's gradient clipped once; {vocabulary}.")
         notes.extend(privacy_notes(privacy))
     else:
         notes.append("Differential privacy is off for this run.")
@@ -832,6 +946,12 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
                         "neither dates nor numbers.",
             ))
     data = interactions(frame, mapping)
+    if data.outside_catalogue:
+        issues.append(ValidationIssue(
+            code="outside_catalogue", column=mapping.role("item"), severity="warning",
+            message=f"{data.outside_catalogue} positive interactions are on items outside "
+                    "the declared catalogue; they are dropped.",
+        ))
     held = int((held_out_count(np.bincount(data.users)[1:]) > 0).sum())
     if held < 10:
         issues.append(ValidationIssue(

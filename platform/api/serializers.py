@@ -202,10 +202,11 @@ class MappingSerializer(serializers.Serializer):
 
 class CompanionUploadSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(
-        choices=["test_set", "test_truth", "attributes"],
+        choices=["test_set", "test_truth", "attributes", "catalogue"],
         help_text="test_set: held-out rows with the same columns, target included (every "
                   "tabular problem; remaining useful life adds test_truth); attributes: one "
-                  "row per user or student.")
+                  "row per user or student; catalogue: one item id per row, declared public "
+                  "(recommendation: the model's item vocabulary, no privacy budget spent).")
     file = serializers.FileField()
     sep = serializers.CharField(required=False, allow_blank=True, max_length=8)
 

@@ -166,7 +166,7 @@ class DatasetVersionViewSet(_Scoped, mixins.RetrieveModelMixin, viewsets.Generic
         responses={201: s.DatasetVersionSerializer, 400: ERROR},
         description="Add a second file to a version awaiting its mapping: a given test set "
         "(same columns, target included) or, where the problem takes them, its true values "
-        "or an attributes file.",
+        "or an attributes file, or a public item catalogue (recommendation).",
     )
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser])
     def companions(self, request, pk=None):

@@ -11,6 +11,11 @@ Two kinds of second file exist because users' data come that way:
   run-to-failure series such as C-MAPSS ``test_FD001.txt`` with their true values
   (``RUL_FD001.txt``), which the family's ``attach_test_set`` combines. Either way the
   test rows are the given ones, not a random draw.
+* **a public item catalogue** (recommendation): one item id per row (a products,
+  restaurants or courses table), declared public by the analyst: a retailer knows its own
+  catalogue, it is not personal data. The model's item vocabulary is then the catalogue,
+  with no privacy budget spent on estimating it
+  (:func:`ml_core.families.recommendation.with_catalogue`).
 """
 
 from __future__ import annotations
@@ -49,6 +54,26 @@ def entity_column(mapping: ColumnMapping, spec: ProblemSpec) -> str | None:
 
 def supports_attributes(spec: ProblemSpec) -> bool:
     return bool(entity_roles(spec))
+
+
+def takes_catalogue(spec: ProblemSpec) -> bool:
+    """Whether ``spec`` ranks items from a catalogue (it declares an ``item`` role)."""
+    return "item" in (_role_name(h.role) for h in spec.hints)
+
+
+def attach_catalogue(frame: pd.DataFrame, catalogue: pd.DataFrame, *, key: str,
+                     mapping: ColumnMapping | None = None) -> pd.DataFrame:
+    """``frame`` carrying the declared public item catalogue: the ids in the catalogue's
+    column named like ``mapping``'s item column, else in ``key`` (chosen at upload).
+    ValueError when the column is missing or lists no id."""
+    item = mapping.role("item") if mapping is not None else None
+    key = item if item in catalogue.columns else key
+    # Imported here: the family module brings torch, which upload pages do not need.
+    from ml_core.families.recommendation import with_catalogue
+
+    if key not in catalogue.columns:
+        raise ValueError(f"the catalogue file has no column {key!r}")
+    return with_catalogue(frame, catalogue[key])
 
 
 def takes_labelled_test(spec: ProblemSpec) -> bool:

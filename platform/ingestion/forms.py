@@ -102,6 +102,15 @@ class UploadForm(forms.Form):
                 help_text="One row per user or student (e.g. sex, age), joined on their id; "
                           "its columns can then be mapped as sensitive attributes.")
             self.companion_names.append("attributes")
+        if companions.takes_catalogue(spec):
+            self.fields["catalogue"] = forms.FileField(
+                required=False, label="Item catalogue (optional, declared public)",
+                help_text="One item id per row (e.g. your products or restaurants table). By "
+                          "uploading it you declare the catalogue public: which items exist is "
+                          "not personal data. The model then knows exactly these items and "
+                          "spends no privacy budget on finding them; interactions on other "
+                          "items are dropped. Without it the items are chosen privately.")
+            self.companion_names.append("catalogue")
         if companions.takes_labelled_test(spec):
             self.fields["test_file"] = forms.FileField(
                 required=False, label="Given test set (optional)",
@@ -132,7 +141,8 @@ class UploadForm(forms.Form):
 
     def companion_files(self) -> list[tuple[str, object]]:
         """(CompanionFile kind, uploaded file) for the second files given, in attach order."""
-        kinds = {"attributes": "attributes", "test_file": "test_set", "test_truth": "test_truth"}
+        kinds = {"attributes": "attributes", "test_file": "test_set", "test_truth": "test_truth",
+                 "catalogue": "catalogue"}
         return [(kinds[name], self.cleaned_data[name]) for name in self.companion_names
                 if self.cleaned_data.get(name)]
 

@@ -97,7 +97,8 @@ class DatasetVersion(models.Model):
 
 class CompanionFile(models.Model):
     """A second file stored with a dataset version: per-person attributes (joined on the
-    user or student key), or a given test set and its true values (remaining useful life).
+    user or student key), a given test set and its true values (remaining useful life), or
+    a public item catalogue (recommendation: one item id per row, declared public).
 
     Stored and hashed like the main file; :func:`ingestion.services.load_frame` combines
     them, so validation, training and reloading all see the same table.
@@ -107,6 +108,7 @@ class CompanionFile(models.Model):
         ATTRIBUTES = "attributes", "Attributes per user or student"
         TEST_SET = "test_set", "Given test set"
         TEST_TRUTH = "test_truth", "True values for the given test set"
+        CATALOGUE = "catalogue", "Public item catalogue"
 
     version = models.ForeignKey(
         DatasetVersion, on_delete=models.CASCADE, related_name="companions"
@@ -118,7 +120,8 @@ class CompanionFile(models.Model):
     size_bytes = models.BigIntegerField()
     read_options = models.JSONField(default=dict)
     columns = models.JSONField(default=list)
-    # The column of this file that joins it to the main table (attributes only).
+    # The column of this file that joins it to the main table (attributes), or that holds
+    # the item ids (catalogue).
     key_column = models.CharField(max_length=255, blank=True)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"

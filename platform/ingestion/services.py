@@ -409,6 +409,11 @@ def load_frame(version: DatasetVersion, *, mapping: ColumnMapping | None = None)
         frame = companions.merge_attributes(
             frame, _read_stored(attributes.stored_path, attributes.read_options),
             on=on, key=attributes.key_column)
+    catalogue = stored.get(CompanionFile.Kind.CATALOGUE)
+    if catalogue is not None:
+        frame = companions.attach_catalogue(
+            frame, _read_stored(catalogue.stored_path, catalogue.read_options),
+            key=catalogue.key_column, mapping=mapping)
     test_set = stored.get(CompanionFile.Kind.TEST_SET)
     truth = stored.get(CompanionFile.Kind.TEST_TRUTH)
     if test_set is not None and truth is not None:
@@ -427,6 +432,7 @@ COMPANION_LABELS = {
     CompanionFile.Kind.ATTRIBUTES: "an attributes file",
     CompanionFile.Kind.TEST_SET: "a given test set",
     CompanionFile.Kind.TEST_TRUTH: "true values for a given test set",
+    CompanionFile.Kind.CATALOGUE: "an item catalogue",
 }
 
 
@@ -436,6 +442,10 @@ def _companion_refusal(kind: str, spec: ProblemSpec, present: set[str]) -> str |
         if not companions.supports_attributes(spec):
             return (f"{spec.name} takes no attributes file: it has no user or student "
                     "column to join one on; put the attributes in the main file instead.")
+        return None
+    if kind == CompanionFile.Kind.CATALOGUE:
+        if not companions.takes_catalogue(spec):
+            return (f"{spec.name} takes no item catalogue: it recommends no items.")
         return None
     if not companions.takes_test_set(spec):
         return (f"{spec.name} takes no given test set: its test split is drawn from the "
@@ -509,6 +519,9 @@ def attach_companion(
     if kind == CompanionFile.Kind.ATTRIBUTES:
         suggested = ColumnMapping.from_dict(version.suggested_mapping or {"target": ""})
         key = companions.attributes_key(columns, companions.entity_column(suggested, spec))
+    elif kind == CompanionFile.Kind.CATALOGUE:
+        suggested = ColumnMapping.from_dict(version.suggested_mapping or {"target": ""})
+        key = companions.attributes_key(columns, suggested.role("item"))
     with transaction.atomic():
         companion = CompanionFile.objects.create(
             version=version, kind=kind, original_filename=filename[:255],

@@ -4,6 +4,7 @@
         [--column ROLE=COL]... [--sensitive COL]... [--exclude COL]... \\
         [--horizon N] [--epochs N] [--set KEY=VALUE]... \\
         [--attributes FILE] [--test-file FILE [--test-truth FILE]] [--labels FILE] \\
+        [--catalogue FILE] \\
         [--column-type COL=KIND]... [--positive-label LABEL]... [--target-rule RULE] \\
         [--epsilon E | --privacy | --no-privacy] [--sep S] [--no-header] [--inline] --json \\
         [--predictions-out PATH] [--allow-identifier COL]... [--validate-only]
@@ -18,7 +19,10 @@ columns that leak the target). ``--attributes`` joins a per-user or per-student 
 that key before validation, so its columns can be mapped as sensitive; ``--test-file`` gives
 a held-out test set: for tabular problems a file with the same columns, target included; for
 remaining useful life with ``--test-truth`` (the true values); refused by problems whose
-test split comes from the data. ``--column-type COL=KIND`` (categorical, numeric, date,
+test split comes from the data. ``--catalogue`` (recommendation) declares the item
+catalogue public: one item id per row (e.g. a products or restaurants table; the column named
+like the item column, else the first); the model's items are then the catalogue's, with no
+privacy budget spent on them, and interactions on other items are dropped. ``--column-type COL=KIND`` (categorical, numeric, date,
 text) overrides an inferred column type; ``--positive-label`` names the positive class
 (repeat it to group several labels of a multi-class outcome); ``--target-rule '<10'`` (or
 ``'>=10'``, or ``none``) confirms or edits the threshold a numeric target is cut at (the
@@ -127,6 +131,10 @@ class Command(BaseCommand):
                                  "(remaining useful life: with --test-truth)")
         parser.add_argument("--test-truth", dest="test_truth", type=Path, default=None,
                             help="true values for --test-file, one per test unit")
+        parser.add_argument("--catalogue", type=Path, default=None,
+                            help="the public item catalogue, one item id per row "
+                                 "(recommendation): declared public, its items are the "
+                                 "model's vocabulary")
         parser.add_argument("--labels", type=Path, default=None,
                             help="a CSV naming each image's file, label and groups (a ZIP of "
                                  "images)")
@@ -294,7 +302,8 @@ class Command(BaseCommand):
                            "test unit at its last cycle")
         files = ((CompanionFile.Kind.ATTRIBUTES, options["attributes"]),
                  (CompanionFile.Kind.TEST_SET, options["test_file"]),
-                 (CompanionFile.Kind.TEST_TRUTH, options["test_truth"]))
+                 (CompanionFile.Kind.TEST_TRUTH, options["test_truth"]),
+                 (CompanionFile.Kind.CATALOGUE, options["catalogue"]))
         for kind, path in files:
             if path is None:
                 continue
