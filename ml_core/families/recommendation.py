@@ -27,6 +27,12 @@ level: each user weighs 1 in L2 norm (``1 / sqrt(m)`` on each of up to that many
 items). Both are composed in one accountant (:mod:`ml_core.privacy_composition`). Items
 outside the vocabulary are never recommended by the released model.
 
+A declared public item catalogue (:func:`with_catalogue`: the platform's catalogue
+companion file, one item id per row) replaces the private vocabulary: the model knows
+exactly the catalogue's items, no budget is spent on them and the whole target goes to the
+SGD steps (:class:`CataloguePlan`: one stage); positives on items outside it are dropped and
+counted; no popularity prior is released (the item biases are trained under DP-SGD).
+
 Split: per-user temporal hold-out ("leave-last-k-out"): each user's last positive(s) by
 time form the test, the one before the validation; all earlier ones train. Every user is
 evaluated on a future they did not train on, scored from their history before it.
@@ -398,8 +404,8 @@ CATALOGUE_RELEASED = {
     "item embeddings and item biases": "DP-SGD over users (Poisson-sampled users, each "
                                        "user's gradient clipped once)",
 }
-CATALOGUE_PUBLIC = "the item catalogue ({n} items, declared public by the analyst: the model's " \
-                   "vocabulary; no budget spent on it)"
+CATALOGUE_PUBLIC = ("the item catalogue ({n} items, declared public by the analyst: the "
+                    "model's vocabulary)")
 
 
 @dataclass(frozen=True)
