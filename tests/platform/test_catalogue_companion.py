@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 
 from audits.models import AuditLogEntry
 from ingestion.models import CompanionFile, DatasetVersion
@@ -78,6 +79,19 @@ def test_the_api_refuses_a_catalogue_where_nothing_is_recommended(api_client, an
         format="multipart")
     assert response.status_code == 400
     assert "takes no item catalogue" in response.json()["detail"]
+
+
+def test_the_web_upload_offers_the_catalogue_and_says_it_is_declared_public(client, analyst):
+    client.force_login(analyst)
+    url = reverse("dataset_upload", args=["retail", "recommendation"])
+    page = client.get(url).content.decode()
+    assert "Item catalogue" in page and "declare the catalogue public" in page
+    frame = shoppers()
+    client.post(url, {
+        "file": csv_upload(frame.to_csv(index=False).encode(), "interactions.csv"),
+        "catalogue": csv_upload(products(frame).to_csv(index=False).encode(), "products.csv")})
+    version = DatasetVersion.objects.get()
+    assert [c.kind for c in version.companions.all()] == ["catalogue"]
 
 
 def pipeline(*args) -> tuple[int, dict]:
