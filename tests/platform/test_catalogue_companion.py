@@ -4,13 +4,11 @@ the private run, whose vocabulary it is (no budget spent on it)."""
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from django.core.management import call_command
 from django.urls import reverse
 
 from audits.models import AuditLogEntry
@@ -18,6 +16,7 @@ from ingestion.models import CompanionFile, DatasetVersion
 from ingestion.services import load_frame
 from ml_core.families.recommendation import declared_catalogue
 from tests.conftest import csv_upload, finance_frame
+from tests.platform.test_pipeline_command_tasks import pipeline
 from training.models import TrainingRun
 from verticals.registry import get_problem
 
@@ -92,16 +91,6 @@ def test_the_web_upload_offers_the_catalogue_and_says_it_is_declared_public(clie
         "catalogue": csv_upload(products(frame).to_csv(index=False).encode(), "products.csv")})
     version = DatasetVersion.objects.get()
     assert [c.kind for c in version.companions.all()] == ["catalogue"]
-
-
-def pipeline(*args) -> tuple[int, dict]:
-    out = io.StringIO()
-    code = 0
-    try:
-        call_command("pipeline", *map(str, args), stdout=out)
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, json.loads(out.getvalue())
 
 
 @pytest.mark.slow

@@ -22,11 +22,11 @@ remaining useful life with ``--test-truth`` (the true values); refused by proble
 test split comes from the data. ``--catalogue`` (recommendation) declares the item
 catalogue public: one item id per row (e.g. a products or restaurants table; the column named
 like the item column, else the first); the model's items are then the catalogue's, with no
-privacy budget spent on them, and interactions on other items are dropped. ``--column-type COL=KIND`` (categorical, numeric, date,
-text) overrides an inferred column type; ``--positive-label`` names the positive class
-(repeat it to group several labels of a multi-class outcome); ``--target-rule '<10'`` (or
-``'>=10'``, or ``none``) confirms or edits the threshold a numeric target is cut at (the
-problem suggests one).
+privacy budget spent on them, and interactions on other items are dropped.
+``--column-type COL=KIND`` (categorical, numeric, date, text) overrides an inferred column
+type; ``--positive-label`` names the positive class (repeat it to group several labels of a
+multi-class outcome); ``--target-rule '<10'`` (or ``'>=10'``, or ``none``) confirms or edits
+the threshold a numeric target is cut at (the problem suggests one).
 ``--labels`` gives the CSV of labels (and group columns) of a ZIP of images (visual
 inspection; a ZIP of class folders needs none).
 Columns flagged as direct identifiers (names, e-mail, phone, national ids) are kept out of
