@@ -433,7 +433,8 @@ class CataloguePlan:
         public = [CATALOGUE_PUBLIC.format(n=self.n_items), *PUBLIC]
         unit = spec.privacy_unit.describe(mapping)
         unit["note"] = "; ".join(filter(None, (unit.get("note"), SERVING)))
-        epsilon = float(sgd["epsilon"] or 0.0)
+        sgd = dict(sgd or {})  # a run cancelled before its first step reports no steps
+        epsilon = float(sgd.get("epsilon") or 0.0)
         return {
             **sgd, "epsilon": epsilon, "target_epsilon": float(self.privacy.target_epsilon),
             # One stage: its own accountant's figure (no preprocessing to compose with).
@@ -444,10 +445,11 @@ class CataloguePlan:
                 "gradient": "the mean of the user's drawn interactions' BPR gradients, "
                             "clipped once as a whole to max_grad_norm",
                 "max_grad_norm": self.privacy.max_grad_norm},
-            "stages": [{"stage": "sgd", "epsilon": epsilon, "delta": sgd["delta"],
+            "stages": [{"stage": "sgd", "epsilon": epsilon, "delta": sgd.get("delta"),
                         "mechanism": "Poisson-subsampled Gaussian (DP-SGD)",
-                        "noise_multiplier": sgd["noise_multiplier"],
-                        "sample_rate": sgd["sample_rate"], "steps": int(sgd.get("steps") or 0)}],
+                        "noise_multiplier": sgd.get("noise_multiplier"),
+                        "sample_rate": sgd.get("sample_rate"),
+                        "steps": int(sgd.get("steps") or 0)}],
             "released": {"estimated_privately": dict(CATALOGUE_RELEASED),
                          "declared_public": public, "curator_only": list(CURATOR_ONLY)},
             "declared_public": public, "serving": SERVING,

@@ -91,6 +91,8 @@ def test_the_web_upload_offers_the_catalogue_and_says_it_is_declared_public(clie
         "catalogue": csv_upload(products(frame).to_csv(index=False).encode(), "products.csv")})
     version = DatasetVersion.objects.get()
     assert [c.kind for c in version.companions.all()] == ["catalogue"]
+    page = client.get(reverse("dataset_version", args=[version.pk])).content.decode()
+    assert "item ids in product_id, declared public" in page
 
 
 @pytest.mark.slow
