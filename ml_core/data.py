@@ -527,6 +527,13 @@ class EncodedSplit:
     def n_features(self) -> int:
         return self.x_train.shape[1]
 
+    @property
+    def n_train_units(self) -> int:
+        """The training persons (rows, when each row is a person): what DP-SGD samples."""
+        if self.person_column is None or self.persons_train is None:
+            return int(len(self.y_train))
+        return int(len(np.unique(self.persons_train)))
+
     def summary(self) -> dict:
         """The split as it goes into the training result."""
         return {

@@ -57,8 +57,7 @@ class PrivatePlan:
     def sgd(self, *, split, train: TrainConfig) -> PrivacyConfig:  # noqa: ANN001
         """The SGD stage's share for ``split``'s training persons, as the private loop
         takes it: what one composition with the preprocessing leaves of the target."""
-        n_units = (len(np.unique(split.persons_train)) if self.unit_column is not None
-                   else len(split.y_train))
+        n_units = split.n_train_units
         target = sgd_target_for(shares=self.shares,
                                 preprocessing_noise_multiplier=self.noise.noise_multiplier,
                                 n_units=n_units, batch_size=train.batch_size,

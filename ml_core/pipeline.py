@@ -53,7 +53,13 @@ from ml_core.spec import (
     TaskType,
     TrainConfig,
 )
-from ml_core.trainer import TrainedModel, TrainingCancelled, predict_scores, train_model
+from ml_core.trainer import (
+    TrainedModel,
+    TrainingCancelled,
+    predict_scores,
+    private_schedule,
+    train_model,
+)
 
 # TrainingResult, json_ready and resolve_inputs live in ml_core.runner; imported from here too.
 __all__ = ["TrainingCancelled", "TrainingResult", "json_ready", "resolve_inputs", "run_tabular",
@@ -97,10 +103,13 @@ class TabularHooks(FamilyHooks):
 
     def fit(self, inputs: RunInputs, prepared: Prepared, call: FitCall) -> Fitted:
         plan = prepared.plan if call.privacy is not None else None
+        train = inputs.train
+        if call.privacy is not None:  # larger batches on large tables (trainer.private_schedule)
+            train = private_schedule(train, n_units=prepared.split.n_train_units)
         try:
             trained: TrainedModel = train_model(
-                split=prepared.split, train=inputs.train,
-                privacy=(plan.sgd(split=prepared.split, train=inputs.train)
+                split=prepared.split, train=train,
+                privacy=(plan.sgd(split=prepared.split, train=train)
                          if plan is not None else call.privacy),
                 primary_metric=inputs.spec.primary_metric, stage=call.stage,
                 progress=call.progress, should_stop=call.should_stop,
