@@ -82,11 +82,12 @@ class PrivatePlan:
             n_units, max_rows = len(frame), 1
         shares = share_budget(privacy, n_units=n_units)
         columns = tuple(column for column in columns if column not in (hierarchies or {}))
-        _, n_categorical = column_kinds(frame, columns, column_types=column_types)
+        n_numeric, n_categorical = column_kinds(frame, columns, column_types=column_types)
         noise = PreprocessingNoise.plan(
             noise_multiplier=gaussian_noise_multiplier(epsilon=shares.preprocessing_epsilon,
                                                        delta=shares.gaussian_delta),
-            n_categorical=n_categorical, n_histograms=len(columns),
+            # A numeric column releases two histograms (coarse, then refined around its median).
+            n_categorical=n_categorical, n_histograms=len(columns) + n_numeric,
             threshold_delta=shares.threshold_delta, max_rows=max_rows)
         return cls(privacy=privacy, shares=shares, noise=noise, unit_column=unit_column,
                    max_rows=max_rows)

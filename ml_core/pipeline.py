@@ -56,6 +56,7 @@ from ml_core.spec import (
 from ml_core.trainer import (
     TrainedModel,
     TrainingCancelled,
+    nonprivate_schedule,
     predict_scores,
     private_schedule,
     train_model,
@@ -103,9 +104,10 @@ class TabularHooks(FamilyHooks):
 
     def fit(self, inputs: RunInputs, prepared: Prepared, call: FitCall) -> Fitted:
         plan = prepared.plan if call.privacy is not None else None
-        train = inputs.train
-        if call.privacy is not None:  # larger batches on large tables (trainer.private_schedule)
-            train = private_schedule(train, n_units=prepared.split.n_train_units)
+        # Larger batches on large private tables; longer non-private trainings, ended by early
+        # stopping (trainer.private_schedule, trainer.nonprivate_schedule).
+        train = (private_schedule(inputs.train, n_units=prepared.split.n_train_units)
+                 if call.privacy is not None else nonprivate_schedule(inputs.train))
         try:
             trained: TrainedModel = train_model(
                 split=prepared.split, train=train,
