@@ -479,8 +479,8 @@ def fit_private_encoder(
             raw = _float_values(series)
             stats = private_numeric(np.arcsinh(raw), weights, noise=noise,
                                     generator=generator)
-            fine = private_refined(raw, weights, coarse=stats, noise=noise,
-                                   generator=generator)
+            fine = (private_refined(raw, weights, coarse=stats, noise=noise,
+                                    generator=generator) if noise.refine_numeric else None)
             numeric.append(column)
             if fine is not None:  # a narrow band far from 0: read linearly, finely scaled
                 linear.append(column)

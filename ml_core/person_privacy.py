@@ -23,6 +23,7 @@ from ml_core.privacy_composition import (
     share_budget,
 )
 from ml_core.private_statistics import (
+    REFINE_MIN_PERSONS,
     PreprocessingNoise,
     contribution_weights,
     person_codes,
@@ -83,11 +84,14 @@ class PrivatePlan:
         shares = share_budget(privacy, n_units=n_units)
         columns = tuple(column for column in columns if column not in (hierarchies or {}))
         n_numeric, n_categorical = column_kinds(frame, columns, column_types=column_types)
+        refine = n_units >= REFINE_MIN_PERSONS
         noise = PreprocessingNoise.plan(
             noise_multiplier=gaussian_noise_multiplier(epsilon=shares.preprocessing_epsilon,
                                                        delta=shares.gaussian_delta),
-            # A numeric column releases two histograms (coarse, then refined around its median).
-            n_categorical=n_categorical, n_histograms=len(columns) + n_numeric,
+            # On a large table a numeric column releases two histograms (coarse, then
+            # refined around its median: ml_core.private_statistics.private_refined).
+            n_categorical=n_categorical, refine_numeric=refine,
+            n_histograms=len(columns) + (n_numeric if refine else 0),
             threshold_delta=shares.threshold_delta, max_rows=max_rows)
         return cls(privacy=privacy, shares=shares, noise=noise, unit_column=unit_column,
                    max_rows=max_rows)

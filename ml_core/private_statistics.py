@@ -98,6 +98,9 @@ class PreprocessingNoise:
     threshold: float  # a level is released when its noisy weight exceeds this
     threshold_delta: float
     max_rows: int
+    # Whether numeric columns release their fine histogram too (private_refined): only on
+    # tables with persons enough to fill its cells, so small tables keep their budget.
+    refine_numeric: bool = False
 
     @property
     def noise_multiplier(self) -> float:
@@ -107,7 +110,8 @@ class PreprocessingNoise:
 
     @classmethod
     def plan(cls, *, noise_multiplier: float, n_categorical: int, n_histograms: int,
-             threshold_delta: float, max_rows: int) -> PreprocessingNoise:
+             threshold_delta: float, max_rows: int,
+             refine_numeric: bool = False) -> PreprocessingNoise:
         """Noise for ``n_histograms`` histograms released as one Gaussian mechanism with
         ``noise_multiplier``, and the vocabulary threshold for ``threshold_delta``.
 
@@ -121,7 +125,8 @@ class PreprocessingNoise:
         per_level = threshold_delta / (max_rows * max(int(n_categorical), 1))
         threshold = 1.0 + sigma * float(norm.isf(per_level))
         return cls(sigma=sigma, n_histograms=n_histograms, threshold=threshold,
-                   threshold_delta=float(threshold_delta), max_rows=int(max_rows))
+                   threshold_delta=float(threshold_delta), max_rows=int(max_rows),
+                   refine_numeric=bool(refine_numeric))
 
     def level_release_probability(self, weight: float) -> float:
         """Probability that a level of total weight ``weight`` (1 = one whole person) clears
@@ -191,6 +196,9 @@ def private_numeric(values: np.ndarray, weights: np.ndarray, *, noise: Preproces
 # band lose their resolution in the 0.5-wide asinh cells (298 K and 302 K share a cell).
 REFINED_CELLS = 2000
 REFINED_MIN_CELLS = 8
+# Below this many persons (a count the run already treats as public, like the split sizes)
+# the fine cells hold too few persons to clear the noise: no fine histogram is released.
+REFINE_MIN_PERSONS = 2000
 
 
 def private_refined(values: np.ndarray, weights: np.ndarray, *, coarse: NumericStatistics,

@@ -4,6 +4,8 @@ and counted in the budget (docs/real-data.md: the AI4I machine file)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -11,6 +13,7 @@ from ml_core.data import fit_private_encoder
 from ml_core.person_privacy import PrivatePlan
 from ml_core.private_statistics import (
     NUMERIC_VALUES,
+    REFINE_MIN_PERSONS,
     PreprocessingNoise,
     private_numeric,
     private_refined,
@@ -18,7 +21,7 @@ from ml_core.private_statistics import (
 from ml_core.spec import PrivacyConfig
 
 NOISE = PreprocessingNoise.plan(noise_multiplier=2.0, n_categorical=1, n_histograms=4,
-                                threshold_delta=1e-6, max_rows=1)
+                                threshold_delta=1e-6, max_rows=1, refine_numeric=True)
 
 
 def _kelvin(n: int, seed: int = 0) -> np.ndarray:
@@ -62,9 +65,19 @@ def test_the_encoder_reads_such_a_column_linearly_and_standardised():
     assert abs(float(np.std(column)) - 1.0) < 0.1 and abs(float(np.median(column))) < 0.1
 
 
-def test_a_numeric_column_is_charged_two_histograms():
-    frame = pd.DataFrame({"air_k": _kelvin(500), "rpm": _kelvin(500) * 5,
-                          "type": np.random.default_rng(5).choice(["L", "M", "H"], 500)})
-    plan = PrivatePlan.for_frame(frame=frame, columns=("air_k", "rpm", "type"),
-                                 privacy=PrivacyConfig(), unit_column=None)
-    assert plan.noise.n_histograms == 3 + 2
+def test_a_numeric_column_of_a_large_table_is_charged_two_histograms():
+    def plan(n: int) -> PreprocessingNoise:
+        frame = pd.DataFrame({"air_k": _kelvin(n), "rpm": _kelvin(n) * 5,
+                              "type": np.random.default_rng(5).choice(["L", "M", "H"], n)})
+        return PrivatePlan.for_frame(frame=frame, columns=("air_k", "rpm", "type"),
+                                     privacy=PrivacyConfig(), unit_column=None).noise
+
+    large, small = plan(REFINE_MIN_PERSONS), plan(REFINE_MIN_PERSONS - 1)
+    assert (large.n_histograms, large.refine_numeric) == (3 + 2, True)
+    # A small table releases no fine histogram and pays for none.
+    assert (small.n_histograms, small.refine_numeric) == (3, False)
+    frame = pd.DataFrame({"air_k": _kelvin(10_000)})
+    coarse_only = fit_private_encoder(frame, ("air_k",), persons=np.arange(10_000),
+                                      noise=dataclasses.replace(NOISE, refine_numeric=False),
+                                      seed=0)
+    assert coarse_only.asinh == ("air_k",)
