@@ -12,7 +12,12 @@ import torch
 from ml_core.models import TabularMLP, build_model
 from ml_core.privacy import noise_multiplier_for
 from ml_core.spec import TrainConfig
-from ml_core.trainer import PRIVATE_LARGE_BATCH_LEARNING_RATE, private_schedule
+from ml_core.trainer import (
+    NONPRIVATE_EPOCH_FACTOR,
+    PRIVATE_LARGE_BATCH_LEARNING_RATE,
+    nonprivate_schedule,
+    private_schedule,
+)
 
 
 def test_the_linear_path_adds_a_logistic_term_and_scores_alike():
@@ -59,3 +64,10 @@ def test_the_private_batch_is_never_below_the_configured_one(n_units):
     assert private_schedule(train, n_units=n_units).batch_size >= 128
     assert np.isclose(private_schedule(train, n_units=n_units).batch_size,
                       max(128, int(0.04 * n_units)))
+
+
+def test_only_rare_event_nonprivate_trainings_run_longer():
+    balanced = TrainConfig(epochs=30, patience=5)
+    assert nonprivate_schedule(balanced) is balanced
+    rare = nonprivate_schedule(dataclasses.replace(balanced, class_weighting=True))
+    assert (rare.epochs, rare.patience) == (30 * NONPRIVATE_EPOCH_FACTOR, 10)
