@@ -27,6 +27,7 @@ from ml_core.private_statistics import (
     contribution_weights,
     person_codes,
     private_numeric,
+    private_refined,
     private_vocabulary,
 )
 from ml_core.spec import ColumnMapping, TargetRule, TrainConfig
@@ -450,7 +451,9 @@ def fit_private_encoder(
     """:meth:`TabularEncoder.fit` with differential privacy: every statistic from noisy,
     person-weighted histograms (:mod:`ml_core.private_statistics`), nothing exact.
     Numeric columns are read as ``asinh(value)`` (public; linear near 0, logarithmic far
-    out), so the public grid and a coarse DP scale fit any column's units.
+    out), so the public grid and a coarse DP scale fit any column's units; a column in a
+    narrow band far from 0 (kelvin, rpm) is read on its own scale from a second, fine DP
+    histogram (:func:`ml_core.private_statistics.private_refined`).
 
     ``persons`` holds one person code per row of ``frame`` (the training rows). Numeric
     columns: the DP median imputes and centres, the DP interquartile range scales, and an
@@ -467,6 +470,7 @@ def fit_private_encoder(
     generator = np.random.Generator(np.random.PCG64([seed, 0x5EED]))
     numeric, categorical, levels = [], [], {}
     medians, scales, with_indicator = {}, {}, []
+    linear: list[str] = []
     hashed: dict[str, str | None] = {}
     # A cancel is honoured between columns; a cancelled run releases none of these noisy
     # statistics (its model is never saved), so it reports nothing spent.
@@ -475,9 +479,15 @@ def fit_private_encoder(
         if column in hierarchies:
             hashed[column] = hierarchies[column]
         elif _is_numeric(series):
-            stats = private_numeric(np.arcsinh(_float_values(series)), weights, noise=noise,
+            raw = _float_values(series)
+            stats = private_numeric(np.arcsinh(raw), weights, noise=noise,
                                     generator=generator)
+            fine = (private_refined(raw, weights, coarse=stats, noise=noise,
+                                    generator=generator) if noise.refine_numeric else None)
             numeric.append(column)
+            if fine is not None:  # a narrow band far from 0: read linearly, finely scaled
+                linear.append(column)
+                stats = fine
             medians[column], scales[column] = stats.median, stats.scale
             if stats.missing_indicator:
                 with_indicator.append(column)
@@ -493,7 +503,7 @@ def fit_private_encoder(
     return TabularEncoder.from_statistics(
         numeric=tuple(numeric), categorical=tuple(categorical), medians=medians,
         means=dict(medians), scales=scales, with_missing_indicator=tuple(with_indicator),
-        levels=levels, asinh=tuple(numeric),
+        levels=levels, asinh=tuple(c for c in numeric if c not in linear),
         column_types={c: k for c, k in column_types.items() if c in columns}, hashed=hashed)
 
 
@@ -529,6 +539,13 @@ class EncodedSplit:
     @property
     def n_features(self) -> int:
         return self.x_train.shape[1]
+
+    @property
+    def n_train_units(self) -> int:
+        """The training persons (rows, when each row is a person): what DP-SGD samples."""
+        if self.person_column is None or self.persons_train is None:
+            return int(len(self.y_train))
+        return int(len(np.unique(self.persons_train)))
 
     def summary(self) -> dict:
         """The split as it goes into the training result."""

@@ -23,6 +23,7 @@ from ml_core.privacy_composition import (
     share_budget,
 )
 from ml_core.private_statistics import (
+    REFINE_MIN_PERSONS,
     PreprocessingNoise,
     contribution_weights,
     person_codes,
@@ -57,9 +58,7 @@ class PrivatePlan:
     def sgd(self, *, split, train: TrainConfig) -> PrivacyConfig:  # noqa: ANN001
         """The SGD stage's share for ``split``'s training persons, as the private loop
         takes it: what one composition with the preprocessing leaves of the target."""
-        n_units = (len(np.unique(split.persons_train)) if self.unit_column is not None
-                   else len(split.y_train))
-        return self.sgd_for(n_units=n_units, train=train)
+        return self.sgd_for(n_units=split.n_train_units, train=train)
 
     def sgd_for(self, *, n_units: int, train: TrainConfig) -> PrivacyConfig:
         """:meth:`sgd` for ``n_units`` training persons (those the private loop samples)."""
@@ -86,22 +85,29 @@ class PrivatePlan:
         else:
             n_units, max_rows = len(frame), 1
         columns = tuple(column for column in columns if column not in (hierarchies or {}))
-        _, n_categorical = column_kinds(frame, columns, column_types=column_types)
-        return cls.for_units(privacy=privacy, n_units=n_units, n_histograms=len(columns),
+        n_numeric, n_categorical = column_kinds(frame, columns, column_types=column_types)
+        # On a large table a numeric column releases two histograms (coarse, then refined
+        # around its median: ml_core.private_statistics.private_refined).
+        refine = n_units >= REFINE_MIN_PERSONS
+        return cls.for_units(privacy=privacy, n_units=n_units,
+                             n_histograms=len(columns) + (n_numeric if refine else 0),
                              n_categorical=n_categorical, unit_column=unit_column,
-                             max_rows=max_rows)
+                             max_rows=max_rows, refine_numeric=refine)
 
     @classmethod
     def for_units(cls, *, privacy: PrivacyConfig, n_units: int, n_histograms: int,
-                  n_categorical: int, unit_column: str | None, max_rows: int) -> PrivatePlan:
+                  n_categorical: int, unit_column: str | None, max_rows: int,
+                  refine_numeric: bool = False) -> PrivatePlan:
         """The plan for ``n_units`` persons (delta sized for them) releasing
         ``n_histograms`` histograms as one Gaussian mechanism, ``n_categorical`` of them
-        thresholded vocabularies, each person bringing at most ``max_rows`` rows."""
+        thresholded vocabularies, each person bringing at most ``max_rows`` rows
+        (``refine_numeric``: numeric columns also release a refined histogram)."""
         shares = share_budget(privacy, n_units=n_units)
         noise = PreprocessingNoise.plan(
             noise_multiplier=gaussian_noise_multiplier(epsilon=shares.preprocessing_epsilon,
                                                        delta=shares.gaussian_delta),
-            n_categorical=n_categorical, n_histograms=n_histograms,
+            n_categorical=n_categorical, refine_numeric=refine_numeric,
+            n_histograms=n_histograms,
             threshold_delta=shares.threshold_delta, max_rows=max_rows)
         return cls(privacy=privacy, shares=shares, noise=noise, unit_column=unit_column,
                    max_rows=max_rows)

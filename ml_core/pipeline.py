@@ -53,7 +53,14 @@ from ml_core.spec import (
     TaskType,
     TrainConfig,
 )
-from ml_core.trainer import TrainedModel, TrainingCancelled, predict_scores, train_model
+from ml_core.trainer import (
+    TrainedModel,
+    TrainingCancelled,
+    nonprivate_schedule,
+    predict_scores,
+    private_schedule,
+    train_model,
+)
 
 # TrainingResult, json_ready and resolve_inputs live in ml_core.runner; imported from here too.
 __all__ = ["TrainingCancelled", "TrainingResult", "json_ready", "resolve_inputs", "run_tabular",
@@ -97,10 +104,14 @@ class TabularHooks(FamilyHooks):
 
     def fit(self, inputs: RunInputs, prepared: Prepared, call: FitCall) -> Fitted:
         plan = prepared.plan if call.privacy is not None else None
+        # Larger batches on large private tables; longer non-private trainings, ended by early
+        # stopping (trainer.private_schedule, trainer.nonprivate_schedule).
+        train = (private_schedule(inputs.train, n_units=prepared.split.n_train_units)
+                 if call.privacy is not None else nonprivate_schedule(inputs.train))
         try:
             trained: TrainedModel = train_model(
-                split=prepared.split, train=inputs.train,
-                privacy=(plan.sgd(split=prepared.split, train=inputs.train)
+                split=prepared.split, train=train,
+                privacy=(plan.sgd(split=prepared.split, train=train)
                          if plan is not None else call.privacy),
                 primary_metric=inputs.spec.primary_metric, stage=call.stage,
                 progress=call.progress, should_stop=call.should_stop,

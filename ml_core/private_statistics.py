@@ -11,7 +11,10 @@ person-weighted histograms:
 * numeric columns (read as asinh(value)): a histogram over a fixed, public grid (cells 0.5
   wide, up to asinh(+-1e9), and a cell for missing values), with Gaussian noise; the median
   (imputation value and centre), the interquartile scale and whether gaps are common enough
-  for an indicator are read from the noisy histogram (post-processing);
+  for an indicator are read from the noisy histogram (post-processing); then a second,
+  fine histogram on the column's own scale around that median (:func:`private_refined`),
+  whose statistics replace the coarse ones where they resolve the spread (two histograms
+  per numeric column, both counted in ``n_histograms``);
 * categorical columns: a noisy histogram over the levels present, of which only the levels
   whose noisy weight clears ``threshold`` are released (a level held by one person alone
   enters with probability at most ``threshold_delta`` / (levels it could be));
@@ -95,6 +98,9 @@ class PreprocessingNoise:
     threshold: float  # a level is released when its noisy weight exceeds this
     threshold_delta: float
     max_rows: int
+    # Whether numeric columns release their fine histogram too (private_refined): only on
+    # tables with persons enough to fill its cells, so small tables keep their budget.
+    refine_numeric: bool = False
 
     @property
     def noise_multiplier(self) -> float:
@@ -104,7 +110,8 @@ class PreprocessingNoise:
 
     @classmethod
     def plan(cls, *, noise_multiplier: float, n_categorical: int, n_histograms: int,
-             threshold_delta: float, max_rows: int) -> PreprocessingNoise:
+             threshold_delta: float, max_rows: int,
+             refine_numeric: bool = False) -> PreprocessingNoise:
         """Noise for ``n_histograms`` histograms released as one Gaussian mechanism with
         ``noise_multiplier``, and the vocabulary threshold for ``threshold_delta``.
 
@@ -118,7 +125,8 @@ class PreprocessingNoise:
         per_level = threshold_delta / (max_rows * max(int(n_categorical), 1))
         threshold = 1.0 + sigma * float(norm.isf(per_level))
         return cls(sigma=sigma, n_histograms=n_histograms, threshold=threshold,
-                   threshold_delta=float(threshold_delta), max_rows=int(max_rows))
+                   threshold_delta=float(threshold_delta), max_rows=int(max_rows),
+                   refine_numeric=bool(refine_numeric))
 
     def level_release_probability(self, weight: float) -> float:
         """Probability that a level of total weight ``weight`` (1 = one whole person) clears
@@ -178,6 +186,51 @@ def private_numeric(values: np.ndarray, weights: np.ndarray, *, noise: Preproces
     scale = spread if spread > 1e-12 else 1.0
     return NumericStatistics(median=median, scale=scale,
                              missing_indicator=bool(noisy[0] > noise.threshold))
+
+
+# The refinement of a numeric column (a second histogram, always released, so the budget
+# does not depend on the data): the coarse median's cell and its two neighbours, back on
+# the column's own scale, cut into this many equal cells. A column whose interquartile
+# range spans at least REFINED_MIN_CELLS of them, inside the window, is encoded linearly
+# from the fine statistics: temperatures in kelvin, speeds in rpm, lab values in a narrow
+# band lose their resolution in the 0.5-wide asinh cells (298 K and 302 K share a cell).
+REFINED_CELLS = 2000
+REFINED_MIN_CELLS = 8
+# Below this many persons (a count the run already treats as public, like the split sizes)
+# the fine cells hold too few persons to clear the noise: no fine histogram is released.
+REFINE_MIN_PERSONS = 2000
+
+
+def private_refined(values: np.ndarray, weights: np.ndarray, *, coarse: NumericStatistics,
+                    noise: PreprocessingNoise, generator: np.random.Generator
+                    ) -> NumericStatistics | None:
+    """Median and scale of ``values`` (the column's own scale, NaN = missing) from a noisy
+    histogram over the window around ``coarse.median`` (asinh scale, released), or None when
+    that histogram does not resolve the column's spread (too few persons for the noise, or
+    a spread wider than the window: the coarse statistics then stand). The histogram is
+    always drawn and noised, so what is spent never depends on the data."""
+    values = np.asarray(values, dtype=np.float64)
+    low, high = np.sinh(coarse.median - 0.75), np.sinh(coarse.median + 0.75)
+    edges = np.linspace(low, high, REFINED_CELLS + 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    present_rows = ~np.isnan(values)
+    cells = np.clip(np.searchsorted(edges, values[present_rows], side="right") - 1, 0,
+                    REFINED_CELLS - 1)
+    counts = np.bincount(cells, weights=weights[present_rows], minlength=REFINED_CELLS)
+    noisy = _noisy(counts, sigma=noise.sigma, generator=generator)
+    # Among 2,000 cells, 3 noise deviations let about 3 empty cells through: here a cell
+    # counts when an empty one would pass once in a hundred histograms.
+    floor = float(norm.isf(0.01 / REFINED_CELLS)) * noise.sigma
+    present = np.where(noisy > floor, noisy, 0.0)
+    if np.count_nonzero(present) < REFINED_MIN_CELLS:
+        return None
+    q1, median, q3 = (_quantile(present, centres, q) for q in (0.25, 0.5, 0.75))
+    width = (high - low) / REFINED_CELLS
+    inside = centres[0] < q1 and q3 < centres[-1]
+    if not inside or q3 - q1 < REFINED_MIN_CELLS * width:
+        return None
+    return NumericStatistics(median=float(median), scale=float((q3 - q1) / IQR_PER_STD),
+                             missing_indicator=coarse.missing_indicator)
 
 
 def private_vocabulary(levels: list[str], weights: np.ndarray, *, noise: PreprocessingNoise,

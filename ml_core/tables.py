@@ -8,12 +8,17 @@ the pyarrow engine) and refuses what it cannot read with a :class:`TableReadErro
 whose ``code`` a program can act on and whose ``message`` a person can.
 
 Hostile files get a precise refusal, never a half-read table: spreadsheets, archives and
-compressed files are named from their signature (and never unpacked), NUL bytes, mixed
+other compressed files are named from their signature (and never unpacked), NUL bytes, mixed
 encodings, runaway lines and over-wide tables are refused naming the line, and column
 names that look alike (``age`` and Cyrillic ``аge``) are refused. What can be read
 safely is read and noted in :attr:`TableReadOptions.notes`: numbers with thousands
 separators or decimal commas, dates written several ways, names with invisible
 direction marks.
+
+A gzip-compressed table (``.csv.gz``, as MIMIC-IV ships) is the one compressed form read:
+it is decompressed in bounded chunks, and refused as soon as it grows past the caller's
+byte limit or compresses more than :data:`MAX_COMPRESSION_RATIO` to one (a gzip bomb
+costs no more than that limit); a gzip inside a gzip is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import io
 import re
 import unicodedata
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,7 +75,16 @@ _SIGNATURES = (
     (b"PAR1", "a Parquet file"),
     (b"SQLite format 3\x00", "an SQLite database"),
 )
-_NEVER_UNPACKED = "Compressed files are never unpacked on the server."
+_NEVER_UNPACKED = ("Compressed files other than gzip are never unpacked on the server.")
+_GZIP = b"\x1f\x8b"
+# A table larger than this once decompressed is refused (the platform passes its upload
+# limit); tables compress 3-20x, a gzip bomb 1000x and more (the image archives' limit).
+MAX_UNCOMPRESSED_BYTES = 200 * 2**20
+MAX_COMPRESSION_RATIO = 200
+_GZIP_CHUNK = 2**20
+# Below this many decompressed bytes no ratio is held against a file (a column of zeros
+# compresses past 200x, and 16 MiB is no bomb).
+_RATIO_FREE_BYTES = 16 * 2**20
 
 
 class TableReadError(ValueError):
@@ -114,6 +129,7 @@ def read_table(
     header: bool | None = None,
     encoding: str | None = None,
     max_columns: int = MAX_COLUMNS,
+    max_uncompressed_bytes: int = MAX_UNCOMPRESSED_BYTES,
 ) -> tuple[pd.DataFrame, TableReadOptions]:
     """Read a delimited text table into a DataFrame, working out how it is written.
 
@@ -128,9 +144,13 @@ def read_table(
     Raises :class:`TableReadError` with code ``empty``, ``binary``, ``undecodable``,
     ``mixed_encoding``, ``bad_option``, ``wrong_delimiter``, ``ragged``,
     ``too_many_columns``, ``cell_too_long``, ``duplicate_columns``, ``no_rows``,
-    ``unclosed_quote`` or ``unparseable``.
+    ``unclosed_quote``, ``unparseable`` or ``compressed_too_large`` (a gzip-compressed
+    table past ``max_uncompressed_bytes`` or :data:`MAX_COMPRESSION_RATIO`).
     """
     data = Path(source).read_bytes() if isinstance(source, (str, Path)) else bytes(source)
+    gzipped = data.startswith(_GZIP)
+    if gzipped:
+        data = gunzip_table(data, max_bytes=max_uncompressed_bytes)
     text, used_encoding = _decode(data, encoding)
     # What the parser reads: the text as UTF-8, which a UTF-8 file already is.
     encoded = data if used_encoding == "utf-8" else None
@@ -151,10 +171,58 @@ def read_table(
             _check_shape(text, delimiter, max_columns=max_columns, thorough=True)
         raise
     frame.index = pd.RangeIndex(len(frame))
+    if gzipped:
+        notes = [f"The file was gzip-compressed ({len(data):,} bytes decompressed).", *notes]
     options = TableReadOptions(
         delimiter=delimiter, encoding=used_encoding, header=bool(header), notes=tuple(notes)
     )
     return frame, options
+
+
+def gunzip_table(data: bytes, *, max_bytes: int = MAX_UNCOMPRESSED_BYTES) -> bytes:
+    """The bytes inside gzip-compressed ``data`` (every member, as ``gzip`` reads them),
+    decompressed at most :data:`_GZIP_CHUNK` bytes at a time and refused (``TableReadError``
+    ``compressed_too_large``) once past ``max_bytes`` or :data:`MAX_COMPRESSION_RATIO`
+    times ``data``'s size, so a bomb never grows in memory beyond that; ``binary`` when the
+    stream is corrupt or holds another compressed file."""
+    limit = _gzip_limit(len(data), max_bytes)
+    out = bytearray()
+    rest = data
+    while rest:
+        stream = zlib.decompressobj(wbits=31)
+        pending = rest
+        try:
+            while pending:
+                out += stream.decompress(pending, _GZIP_CHUNK)
+                pending = stream.unconsumed_tail
+                if len(out) > limit:
+                    _refuse_gzip_size(len(data), max_bytes=max_bytes)
+            if not stream.eof:
+                raise TableReadError("binary", "The gzip file is truncated: its end is "
+                                     "missing. Compress the table again and upload it.")
+        except zlib.error as exc:
+            raise TableReadError("binary", f"The gzip file is corrupt ({exc}). Compress the "
+                                 "table again and upload it.") from None
+        rest = stream.unused_data.lstrip(b"\x00")  # members one after another, as gzip writes
+        if rest and not rest.startswith(_GZIP):
+            break  # trailing garbage after the last member: ignored, as gzip does
+    if bytes(out[:2]) == _GZIP:
+        raise TableReadError("binary", "This gzip file holds another gzip file. Decompress "
+                             "it once and upload the table inside.")
+    return bytes(out)
+
+
+def _refuse_gzip_size(size: int, *, max_bytes: int) -> None:
+    raise TableReadError(
+        "compressed_too_large",
+        f"This gzip-compressed file of {size:,} bytes decompresses to more than "
+        f"{_gzip_limit(size, max_bytes):,} bytes (at most {max_bytes:,} bytes, and "
+        f"{MAX_COMPRESSION_RATIO} times its compressed size past {_RATIO_FREE_BYTES:,}, are "
+        "read). Upload a smaller table, or split it.")
+
+
+def _gzip_limit(size: int, max_bytes: int) -> int:
+    return min(int(max_bytes), max(MAX_COMPRESSION_RATIO * size, _RATIO_FREE_BYTES))
 
 
 def _read_rows(text: str, delimiter: str, header: bool | None, encoded: bytes | None = None

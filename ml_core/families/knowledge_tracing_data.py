@@ -210,11 +210,25 @@ class StudentSplit:
 
 
 def split_students(
-    students: list[str], *, test_fraction: float, val_fraction: float, seed: int
+    students: list[str], *, test_fraction: float, val_fraction: float, seed: int,
+    given_test: frozenset[str] | None = None,
 ) -> StudentSplit:
     """A seeded random split of the students: every answer of a student lands in one part,
-    so the test measures how the model does on learners it has never seen."""
+    so the test measures how the model does on learners it has never seen.
+
+    ``given_test``: the students of a given test file (a published benchmark split), who
+    are exactly the test part; validation and training students are drawn from the rest."""
     ordered = sorted(set(students))
+    if given_test:
+        test = tuple(student for student in ordered if student in given_test)
+        rest = [student for student in ordered if student not in given_test]
+        if not test or len(rest) < 2:
+            raise ValueError("a given test file needs students of its own and at least 2 "
+                             "other students in the training file")
+        shuffled = [rest[i] for i in np.random.default_rng(seed).permutation(len(rest))]
+        n_val = min(max(1, round(val_fraction * len(ordered))), len(shuffled) - 1)
+        return StudentSplit(test=test, val=tuple(shuffled[:n_val]),
+                            train=tuple(shuffled[n_val:]), seed=seed)
     if len(ordered) < 3:
         raise ValueError(f"knowledge tracing needs at least 3 students, got {len(ordered)}")
     shuffled = [ordered[i] for i in np.random.default_rng(seed).permutation(len(ordered))]

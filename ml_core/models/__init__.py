@@ -14,6 +14,8 @@ def build_model(architecture: dict) -> nn.Module:
     family = architecture.get("family")
     if family == "tabular_mlp":
         return TabularMLP(
-            int(architecture["n_features"]), tuple(architecture.get("hidden_sizes", ()))
+            int(architecture["n_features"]), tuple(architecture.get("hidden_sizes", ())),
+            # Artifacts saved before the linear path existed have none.
+            linear_skip=bool(architecture.get("linear_skip", False)),
         )
     raise ValueError(f"unknown model family: {family!r}")

@@ -145,7 +145,9 @@ def read_upload_table(data: bytes, *, sep: str | None = None, header: bool | Non
     if last and key in last["keys"] and last["data"] == data:
         return last["frame"].copy(deep=False), last["options"]
     frame, options = read_table(data, sep=sep, header=header, encoding=encoding,
-                                max_columns=limit)
+                                max_columns=limit,
+                                # A gzip-compressed upload may grow to what a plain one may be.
+                                max_uncompressed_bytes=settings.TESSERA_MAX_UPLOAD_BYTES)
     check_header(frame.columns)
     found = (options.delimiter, options.header, options.encoding, limit)
     with _LAST_READ_LOCK:

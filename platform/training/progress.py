@@ -131,19 +131,67 @@ def model_headline(history: list[dict]) -> dict:
             "val_metric": _number(last.get("val_metric"))}
 
 
+# A private run that leaves more than this share of its target epsilon unspent says why
+# (issue 13); below it the page still states what was spent and what was left.
+UNSPENT_SHARE = 0.10
+
+
+def epsilon_left(privacy: dict | None) -> tuple[float, float] | None:
+    """(spent, target) of a private run's stored privacy report; None when not private or
+    not known."""
+    privacy = privacy or {}
+    try:
+        spent, target = float(privacy["epsilon"]), float(privacy["target_epsilon"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not privacy.get("enabled") or not math.isfinite(spent) or not target > 0:
+        return None
+    return spent, target
+
+
+def _budget_sentence(privacy: dict | None, *, why_left: str) -> str:
+    budget = epsilon_left(privacy)
+    if budget is None:
+        return ""
+    spent, target = budget
+    left = max(0.0, target - spent)
+    if left <= UNSPENT_SHARE * target:
+        return f" ε spent: {spent:.2f} of the target {target:g} ({left:.2f} left)."
+    return (f" ε spent: {spent:.2f} of the target {target:g}; {left:.2f} ({left / target:.0%}) "
+            f"was left unspent {why_left}.")
+
+
 def stop_reason(run: TrainingRun, *, patience: int | None) -> str:
-    """Why training ended before its planned epochs, in words; "" when it ran them all."""
+    """Why training ended and, for a private run, how much of its target epsilon it spent
+    and left, in words; "" for a run still going, or a non-private run that ran every
+    planned epoch. More than :data:`UNSPENT_SHARE` of the target left unspent is always
+    explained (stopped early, cancelled, the budget cap, or the accountant's bound)."""
+    privacy = run.privacy or {}
     if run.status == TrainingRun.Status.CANCELLED:
-        return (f"Cancelled at epoch {run.epoch} of {run.total_epochs}." if run.epoch
-                else "Cancelled before the first epoch ended.")
+        return ((f"Cancelled at epoch {run.epoch} of {run.total_epochs}." if run.epoch
+                 else "Cancelled before the first epoch ended.")
+                + _budget_sentence(privacy, why_left="because the run was cancelled"))
     if run.status != TrainingRun.Status.SUCCEEDED or not run.total_epochs:
         return ""
+    steps, planned = privacy.get("steps"), privacy.get("planned_steps")
     if 0 < run.epoch < run.total_epochs:
         why = (f"the validation metric had not improved for {patience} epochs in a row "
                "(early stopping)" if patience else "early stopping")
         return (f"Stopped early at epoch {run.epoch} of {run.total_epochs}: {why}; the model "
-                "kept is its best epoch on the validation split.")
-    return ""
+                "kept is its best epoch on the validation split."
+                + _budget_sentence(privacy, why_left="because training stopped before the "
+                                   "steps its noise was set for"))
+    if epsilon_left(privacy) is None:
+        return ""
+    if isinstance(steps, int) and isinstance(planned, int) and steps < planned:
+        return (f"Stopped at the budget cap after {steps} of {planned} planned steps: one more "
+                "epoch would have taken more steps than the noise was set for."
+                + _budget_sentence(privacy, why_left="because a whole further epoch did not "
+                                   "fit in the budget"))
+    return (f"Ran every planned epoch ({run.total_epochs})."
+            + _budget_sentence(privacy, why_left="because the accountant's bound for the "
+                               "planned steps, with the noise searched for them, came out "
+                               "below the target"))
 
 
 def curve_data(history: list[dict]) -> dict:

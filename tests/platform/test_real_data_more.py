@@ -183,3 +183,14 @@ def test_real_file_row_of_the_table(admin, name, vertical, problem, extra):
         f"{run['baseline']['metrics'][metric]:.3f}", f"{trees:.3f}",
         f"{run['nonprivate_metrics'][metric]:.3f}", f"{run['metrics'][metric]:.3f}",
         f"{run['privacy']['epsilon']:.2f} of 3.0"]) + f" | {metric}")
+
+
+def test_mimic4_gzip_admissions_upload_as_they_are(admin):
+    """MIMIC-IV's demo ships .csv.gz: read as it is, with a read note (no edit needed)."""
+    body = pipeline(MORE / "mimic4_demo" / "hosp" / "admissions.csv.gz", "--vertical",
+                    "healthcare", "--problem", "readmission_risk", "--target",
+                    "hospital_expire_flag", "--validate-only", "--user", admin.username,
+                    expect_success=False)
+    dataset = body.get("dataset") or {}
+    assert dataset.get("status") == "validated", body.get("errors")
+    assert "gzip-compressed" in json.dumps(dataset), sorted(dataset)

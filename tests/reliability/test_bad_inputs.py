@@ -360,7 +360,17 @@ def _check_identifiers_excluded(version, web, outcome):
     assert not {"contact", "mobile"} & set(version.mapping["features"])
 
 
+def _check_same_as_plain(version, web, outcome):
+    """A gzip-compressed upload reads as the plain table it holds."""
+    from ml_core.tables import read_table
+
+    plain, _ = read_table(make_corpus.table(make_corpus.base_rows()))
+    load_frame(version).equals(plain) or pytest.fail("the .csv.gz read differently")
+    assert version.original_filename.endswith(".csv.gz")
+
+
 CHECKS = {
+    "same_as_plain": _check_same_as_plain,
     "numbers_parsed": _check_numbers_parsed,
     "dates_iso": _check_dates_iso,
     "html_escaped": _check_html_escaped,

@@ -36,13 +36,15 @@ import pandas as pd
 
 from ml_core.families.image.columns import IMAGE_BYTES_COLUMN
 from ml_core.families.image.decoding import ImageDecodeError, open_image
+from ml_core.tables import MAX_COMPRESSION_RATIO
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 MAX_MEMBERS = 200_000
 MAX_TOTAL_BYTES = 4 * 2**30
 MAX_MEMBER_BYTES = 256 * 2**20
 # Photographs compress 1-10x, flat PNGs up to ~100x; a ZIP bomb compresses 1000x and more.
-MAX_RATIO = 200
+# The same limit as a gzip-compressed table's (ml_core.tables).
+MAX_RATIO = MAX_COMPRESSION_RATIO
 PATH_COLUMN = "file"
 LABEL_COLUMN = "label"
 LISTED = 20

@@ -117,8 +117,19 @@ def zip_bomb(inflated: int = 64 * 1024 * 1024) -> bytes:
     return out.getvalue()
 
 
+def gzip_table() -> bytes:
+    """The plain table, gzip-compressed (as MIMIC-IV ships its .csv.gz files)."""
+    return gzip.compress(table(base_rows()), mtime=0)
+
+
+def gzip_truncated() -> bytes:
+    """A gzip-compressed table cut off before its end."""
+    whole = gzip_table()
+    return whole[: len(whole) // 2]
+
+
 GENERATORS = {"over_size_limit", "one_megabyte_line", "too_many_columns", "gzip_bomb",
-              "zip_bomb"}
+              "zip_bomb", "gzip_table", "gzip_truncated"}
 
 
 # --- small files, committed -------------------------------------------------------------
@@ -310,8 +321,16 @@ CASES: list[tuple[str, bytes | None, dict]] = [
         "message": "This is a PDF document, not a text table"}),
     ("gzip_bomb.csv", None, {
         "what": "a gzip compression bomb (64 MB of zeros) renamed .csv", "stage": "read",
-        "code": "binary", "generated": "gzip_bomb",
-        "message": "This is a gzip-compressed file, not a text table"}),
+        "code": "compressed_too_large", "generated": "gzip_bomb",
+        "message": "gzip-compressed file of 65,250 bytes decompresses to more than"}),
+    ("gzip_table.csv.gz", None, {
+        "what": "a gzip-compressed table (.csv.gz)", "stage": "accepted", "code": "read_note",
+        "generated": "gzip_table", "check": "same_as_plain",
+        "message": "The file was gzip-compressed"}),
+    ("gzip_truncated.csv.gz", None, {
+        "what": "a gzip-compressed table cut off before its end", "stage": "read",
+        "code": "binary", "generated": "gzip_truncated",
+        "message": "The gzip file is truncated"}),
     ("zip_bomb.csv", None, {
         "what": "a zip compression bomb (64 MB of zeros) renamed .csv", "stage": "read",
         "code": "binary", "generated": "zip_bomb",
