@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -633,7 +634,8 @@ def _stack_records(state: _LayerState, wanted: set[int] | None
         # A layer used several times in one forward pass: its per-sample gradient is the sum
         # over uses, which is exactly a longer "sequence" (B, T1 + T2 + ..., d).
         def as_sequence(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(t.shape[0], -1, t.shape[-1])
+            # (an explicit step count: an empty batch has no -1 to infer)
+            return t.reshape(t.shape[0], math.prod(t.shape[1:-1]), t.shape[-1])
 
         a = torch.cat([as_sequence(r.activations) for r in records], dim=1)
         g = torch.cat([as_sequence(r.backprops) for r in records], dim=1)

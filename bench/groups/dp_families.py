@@ -18,7 +18,14 @@ import warnings
 
 from bench.family_plans import batch_of, train_privately
 from bench.registry import Result, Settings, Target
-from bench.timing import interleaved, median, round_ratio, synchronizer, torch_threads
+from bench.timing import (
+    interleaved,
+    median,
+    round_ratio,
+    step_clock,
+    synchronizer,
+    torch_threads,
+)
 
 # Every registered model family (tests/test_privacy_rules.py checks this list is complete).
 FAMILIES = ("tabular_mlp", "text_encoder", "forecaster", "recommender", "knowledge_tracing",
@@ -65,7 +72,8 @@ def _family(family: str, *, settings: Settings, rounds: int) -> Result:
         times = interleaved({"plain": _stepper(plan, plain, batch),
                              "private": _stepper(plan, private, batch)},
                             rounds=rounds, inner=1, warmup=2,
-                            sync=synchronizer(settings.device))
+                            sync=synchronizer(settings.device),
+                            clock=step_clock(settings.device, threads))
     ms = {kind: median(values) * 1e3 for kind, values in times.items()}
     clipping = private.wrapped.clipping
     return Result(

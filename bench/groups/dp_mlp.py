@@ -23,7 +23,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench.memory import peak_bytes
 from bench.registry import Result, Settings, Target
-from bench.timing import interleaved, median, round_ratio, synchronizer, torch_threads
+from bench.timing import (
+    interleaved,
+    median,
+    round_ratio,
+    step_clock,
+    synchronizer,
+    torch_threads,
+)
 from ml_core import fast_clipping
 
 NAMES = (
@@ -139,7 +146,7 @@ def run(settings: Settings) -> list[Result]:
             times = interleaved(
                 {kind: v.step for kind, v in variants.items()}, rounds=s["rounds"], inner=1,
                 rounds_for={"hooks": s["slow_rounds"], "ghost": s["ghost_rounds"]}, sync=sync,
-                warmup=3,
+                warmup=3, clock=step_clock(device, threads),
             )
         peaks = {}
         for kind in ("plain", "fast", "ghost", "hooks"):

@@ -130,3 +130,19 @@ def test_the_fused_step_gives_opacus_steps_bits():
     opacus = _private_step(copy.deepcopy(model), (x, y), fused=False)
     for got, expected in zip(fused, opacus, strict=True):
         assert torch.equal(got, expected)
+
+
+def test_the_gru_steps_on_an_empty_batch():
+    model, (inputs, skills), correct = _tracer(seed=5)
+    engine = PrivacyEngine()
+    module, optimizer, _, decision = fc.make_private_fast(
+        engine, module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        data_loader=DataLoader(TensorDataset(inputs, skills, correct), batch_size=4),
+        noise_multiplier=1.0, max_grad_norm=1.0)
+    assert decision.fast_path
+    optimizer.zero_grad(set_to_none=True)
+    _tracer_loss(module(inputs[:0], skills[:0]), correct[:0]).backward()
+    optimizer.step()
+    assert engine.accountant.history[0][2] == 1
+    assert all(torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+               for p in model.parameters())
