@@ -245,6 +245,8 @@ class _LayerState:
         self.weight: nn.Parameter = layer.weight
         self.bias: nn.Parameter | None = getattr(layer, "bias", None)
         self.uses = 0  # calls in the owner's current forward pass
+        self.sequence_dims = 2 if isinstance(layer, nn.Embedding) else 3
+        self.time_first = not owner.batch_first and not isinstance(layer, nn.Conv1d)
         self._uses_of = -1
 
     def count_use(self) -> int:
@@ -261,11 +263,11 @@ class _LayerState:
     ) -> None:
         # A Linear's input has a feature axis, an Embedding's indices have none; a Conv1d's
         # input is (batch, channels, length) whatever the model's batch_first.
-        sequence_dims = 2 if isinstance(self.layer, nn.Embedding) else 3
-        if (not self.owner.batch_first and activations.dim() >= sequence_dims
-                and not isinstance(self.layer, nn.Conv1d)):
+        if self.time_first and activations.dim() >= self.sequence_dims:
             activations, backprops = activations.movedim(1, 0), backprops.movedim(1, 0)
-        self.records.append(_Record(forward_id, activations.detach(), backprops.detach(),
+        if activations.requires_grad:
+            activations = activations.detach()
+        self.records.append(_Record(forward_id, activations, backprops.detach(),
                                     activation_sq, backprop_sq))
 
 
@@ -489,13 +491,17 @@ class BookkeepingModule(nn.Module):
         scale = float(batch) if self.loss_reduction == "mean" else 1.0
         sq_norms = None
         for layer in layers:
-            part = layer.sq_norms().to(torch.float32)
+            part = layer.sq_norms()
+            if part.dtype is not torch.float32:
+                part = part.to(torch.float32)
             sq_norms = part if sq_norms is None else sq_norms + part
         if sq_norms is None:
             sq_norms = torch.zeros(batch, device=device, dtype=torch.float32)
         norms = sq_norms.sqrt() * scale
-        clip = (max_grad_norm / (norms + CLIP_EPSILON)).clamp(max=1.0)
-        factor = clip * scale
+        # Opacus' (max_grad_norm / (norms + 1e-6)).clamp(max=1.0), op for op (the Python
+        # division of a number by a tensor is reciprocal, then multiply), without temporaries.
+        clip = torch.add(norms, CLIP_EPSILON).reciprocal_().mul_(max_grad_norm).clamp_(max=1.0)
+        factor = clip.mul_(scale)
         # Autograd can hand one gradient tensor to several layers (``a(x) + b(x)``): only a
         # gradient no other record shares may be scaled in place.
         storages = Counter(
@@ -585,8 +591,10 @@ def _storage(tensor: torch.Tensor) -> int:
 
 def _row_sq_norms(x: torch.Tensor) -> torch.Tensor:
     # One fused reduction, no (B, d) temporary; float32 at least.
+    if x.dtype is torch.float32:
+        return torch.linalg.vector_norm(x, dim=1).square_()
     dtype = torch.promote_types(x.dtype, torch.float32)
-    return torch.linalg.vector_norm(x, dim=1, dtype=dtype).square()
+    return torch.linalg.vector_norm(x, dim=1, dtype=dtype).square_()
 
 
 def _sequence_weight_sq_norms(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -727,6 +735,7 @@ class BookkeepingDPOptimizer(DPOptimizer):
         self.module = module
         self.last_per_sample_norms: torch.Tensor | None = None
         self._fixed_params: list[nn.Parameter] | None = None
+        self._summed_grads_set = False  # whether Opacus' summed_grad path ran since zero_grad
 
     @property
     def params(self) -> list[nn.Parameter]:
@@ -743,6 +752,7 @@ class BookkeepingDPOptimizer(DPOptimizer):
         return 1
 
     def clip_and_accumulate(self) -> None:
+        self._summed_grads_set = True
         sums, norms = self.module.clipped_sum(max_grad_norm=self.max_grad_norm, params=self.params)
         self.last_per_sample_norms = norms
         for p in self.params:
@@ -800,7 +810,11 @@ class BookkeepingDPOptimizer(DPOptimizer):
 
     def zero_grad(self, set_to_none: bool = False) -> None:
         self.module.clear_records()
-        super().zero_grad(set_to_none)
+        if self._summed_grads_set:  # Opacus' per-parameter state exists only after its path
+            super().zero_grad(set_to_none)
+            self._summed_grads_set = self._is_last_step_skipped
+        else:
+            self.original_optimizer.zero_grad(set_to_none)
 
 
 class FastPrivate(NamedTuple):
