@@ -672,8 +672,10 @@ class _StackedEmbedding:
         if steps == 1:  # one lookup per sample: the output gradient's norm
             return _row_sq_norms(g[:, 0])
         if steps <= GRAM_MAX_LOOKUPS:
-            same_row = (a.unsqueeze(2) == a.unsqueeze(1)).to(g.dtype)
-            return (same_row * torch.bmm(g, g.transpose(1, 2))).sum((1, 2)).to(torch.float32)
+            same_row = a.unsqueeze(2) == a.unsqueeze(1)
+            # (a product with 0 or 1: exactly the masked Gram matrix)
+            sq = torch.bmm(g, g.transpose(1, 2)).mul_(same_row).sum((1, 2))
+            return sq if sq.dtype is torch.float32 else sq.to(torch.float32)
         # Long sequences: sum each sample's gradients per distinct row, then take norms.
         batch, vocab = a.shape[0], self.weight.shape[0]
         samples = torch.arange(batch, device=a.device).repeat_interleave(steps)
@@ -690,11 +692,15 @@ class _StackedEmbedding:
         """``sum_i factor_i * grad_i``: every lookup's output gradient, scaled by its
         sample's factor, added to its row."""
         g = self.g
-        factor = factor.to(g.dtype).reshape(-1, 1, 1)
+        if factor.dtype is not g.dtype:
+            factor = factor.to(g.dtype)
+        factor = factor.reshape(-1, 1, 1)
         g = g.mul_(factor) if in_place and g.is_contiguous() else g * factor
         weight_sum = torch.zeros_like(self.weight, dtype=g.dtype).index_add_(
             0, self.a.reshape(-1), g.reshape(-1, g.shape[-1]))
-        return {self.weight: weight_sum.to(self.weight.dtype)}
+        if weight_sum.dtype is not self.weight.dtype:
+            weight_sum = weight_sum.to(self.weight.dtype)
+        return {self.weight: weight_sum}
 
 
 def _stack_embedding_records(state: _LayerState, wanted: set[int] | None
@@ -706,10 +712,12 @@ def _stack_embedding_records(state: _LayerState, wanted: set[int] | None
         return None
     # Lookups of one sample (a sequence, or several uses of the layer) are its "steps".
     # (flatten/unsqueeze, not reshape(B, -1): an empty batch has no -1 to infer.)
-    a = torch.cat([r.activations.flatten(1) if r.activations.dim() > 1
-                   else r.activations.unsqueeze(1) for r in state.records], dim=1)
-    g = torch.cat([r.backprops.flatten(1, -2) if r.backprops.dim() > 2
-                   else r.backprops.unsqueeze(1) for r in state.records], dim=1)
+    a_parts = [r.activations.flatten(1) if r.activations.dim() > 1
+               else r.activations.unsqueeze(1) for r in state.records]
+    g_parts = [r.backprops.flatten(1, -2) if r.backprops.dim() > 2
+               else r.backprops.unsqueeze(1) for r in state.records]
+    a = a_parts[0] if len(a_parts) == 1 else torch.cat(a_parts, dim=1)
+    g = g_parts[0] if len(g_parts) == 1 else torch.cat(g_parts, dim=1)
     return _StackedEmbedding(a=a, g=g, weight=weight,
                              forward_ids=frozenset(r.forward_id for r in state.records))
 
