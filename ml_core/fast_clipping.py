@@ -22,9 +22,16 @@ small cost", 2023). This module:
 
 The same book-keeping covers ``nn.Embedding`` (a row lookup: each sample's gradient is
 its output gradients added to the rows it looked up; the norm groups a sample's repeated
-rows) and ``nn.Conv1d`` (a Linear over the unfolded input windows, one "step" per output
-position). Models with any trainable parameter outside these plain layers fall back to
-Opacus' hooks mode; :class:`FastPathDecision` says which path was taken and why.
+rows), ``nn.Conv1d`` (a Linear over the unfolded input windows, one "step" per output
+position) and Opacus' recurrent layers (DPGRU, DPLSTM, DPRNN: their cells' Linear layers,
+used once per time step, are a longer "sequence"; DPGRU's input projection is taken once
+over the whole sequence). Models with any trainable parameter outside these plain layers
+fall back to Opacus' hooks mode; :class:`FastPathDecision` says which path was taken and why.
+
+The optimiser's step fuses Opacus' clip_and_accumulate, add_noise and scale_grad with the
+same arithmetic in the same order (the same Gaussian draws, the same bits), without
+Opacus' per-parameter bookkeeping; on a CPU with one thread a small model's step is mostly
+such fixed Python cost, so it is kept to a few tensor operations per layer and parameter.
 """
 
 from __future__ import annotations
