@@ -613,10 +613,9 @@ def _sequence_weight_sq_norms(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
     if t * (d_in + d_out) <= d_in * d_out:
         gram_a = torch.bmm(a, a.transpose(1, 2))
-        gram_g = torch.bmm(g, g.transpose(1, 2))
-        return (gram_a * gram_g).sum((1, 2))
+        return gram_a.mul_(torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
     per_sample = torch.bmm(g.transpose(1, 2), a)
-    return per_sample.pow(2).sum((1, 2))
+    return _row_sq_norms(per_sample.flatten(1))
 
 
 def _stack_records(state: _LayerState, wanted: set[int] | None
