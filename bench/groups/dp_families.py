@@ -18,14 +18,7 @@ import warnings
 
 from bench.family_plans import batch_of, train_privately
 from bench.registry import Result, Settings, Target
-from bench.timing import (
-    interleaved,
-    median,
-    round_ratio,
-    step_clock,
-    synchronizer,
-    torch_threads,
-)
+from bench.timing import interleaved, median, round_ratio, step_clock, synchronizer, torch_threads
 
 # Every registered model family (tests/test_privacy_rules.py checks this list is complete).
 FAMILIES = ("tabular_mlp", "text_encoder", "forecaster", "recommender", "knowledge_tracing",

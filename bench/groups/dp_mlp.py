@@ -23,14 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench.memory import peak_bytes
 from bench.registry import Result, Settings, Target
-from bench.timing import (
-    interleaved,
-    median,
-    round_ratio,
-    step_clock,
-    synchronizer,
-    torch_threads,
-)
+from bench.timing import interleaved, median, round_ratio, step_clock, synchronizer, torch_threads
 from ml_core import fast_clipping
 
 NAMES = (

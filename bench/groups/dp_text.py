@@ -25,14 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench.groups.clip_error import text_case
 from bench.registry import Result, Settings, Target
-from bench.timing import (
-    interleaved,
-    median,
-    round_ratio,
-    step_clock,
-    synchronizer,
-    torch_threads,
-)
+from bench.timing import interleaved, median, round_ratio, step_clock, synchronizer, torch_threads
 from ml_core import fast_clipping
 from ml_core import privacy as dp
 
