@@ -7,7 +7,8 @@ Both variants are that plan started by the one training loop
 clipping where every trainable layer has it, Opacus' hooks otherwise: ``details`` say
 which) and non-privately; same trainable layers, same batch of the family's own batch
 size. A "step" is zero_grad + batch loss + backward + optimizer.step. Timing as in
-:mod:`bench.groups.dp_mlp`: one torch thread, alternating single steps, median of the
+:mod:`bench.groups.dp_mlp`: one torch thread, the two sides alternating in rounds of a few
+steps, each timed by the thread's CPU time (:func:`bench.timing.step_clock`), median of the
 within-round ratios.
 """
 

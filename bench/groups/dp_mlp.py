@@ -6,7 +6,8 @@ ghost clipping. A "step" is zero_grad + forward + loss + backward + optimizer.st
 
 Robust on a shared machine: one torch thread (``SINGLE_THREAD``), one step per variant
 per round in alternating order (A B, B A, ...), and the ratio is the median over many
-rounds of the ratio within each round, so a busy spell slows both sides of a ratio.
+rounds of the ratio within each round, so a busy spell slows both sides of a ratio; on
+the CPU each step is timed by the thread's CPU time (``bench.timing.step_clock``).
 """
 
 from __future__ import annotations
