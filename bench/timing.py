@@ -25,13 +25,15 @@ def interleaved(
     variants: Mapping[str, Callable[[], object]], *, rounds: int, inner: Mapping[str, int] | int,
     warmup: int = 2, sync: Callable[[], None] = lambda: None,
     rounds_for: Mapping[str, int] | None = None, alternate: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
     """Seconds per call of each variant, one figure per round (``inner`` calls per round).
 
     ``rounds_for`` lets slow variants sit out the later rounds (they take part in the first
     ``rounds_for[name]`` ones). With ``alternate`` every other round runs the variants in
     reverse order (A B, B A, ...), so a slow spell that starts or ends within a round
-    does not always land on the same variant.
+    does not always land on the same variant. ``clock`` is the timer (see
+    :func:`step_clock`).
     """
     counts = inner if isinstance(inner, Mapping) else {name: inner for name in variants}
     for fn in variants.values():
@@ -47,12 +49,21 @@ def interleaved(
                 continue
             n = counts[name]
             sync()
-            start = time.perf_counter()
+            start = clock()
             for _ in range(n):
                 fn()
             sync()
-            times[name].append((time.perf_counter() - start) / n)
+            times[name].append((clock() - start) / n)
     return times
+
+
+def step_clock(device: str, threads: int) -> Callable[[], float]:
+    """The timer for step ratios: on the CPU with one torch thread, this thread's CPU time
+    (every op of a step runs on it, autograd's backward included), which a busy shared
+    machine does not stretch by the time other jobs hold the cores; otherwise wall time."""
+    if device.startswith("cuda") or threads != 1:
+        return time.perf_counter
+    return time.thread_time
 
 
 def round_ratio(times: Mapping[str, list[float]], numerator: str, denominator: str) -> float:

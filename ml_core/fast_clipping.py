@@ -22,15 +22,23 @@ small cost", 2023). This module:
 
 The same book-keeping covers ``nn.Embedding`` (a row lookup: each sample's gradient is
 its output gradients added to the rows it looked up; the norm groups a sample's repeated
-rows) and ``nn.Conv1d`` (a Linear over the unfolded input windows, one "step" per output
-position). Models with any trainable parameter outside these plain layers fall back to
-Opacus' hooks mode; :class:`FastPathDecision` says which path was taken and why.
+rows), ``nn.Conv1d`` (a Linear over the unfolded input windows, one "step" per output
+position) and Opacus' recurrent layers (DPGRU, DPLSTM, DPRNN: their cells' Linear layers,
+used once per time step, are a longer "sequence"; DPGRU's input projection is taken once
+over the whole sequence). Models with any trainable parameter outside these plain layers
+fall back to Opacus' hooks mode; :class:`FastPathDecision` says which path was taken and why.
+
+The optimiser's step fuses Opacus' clip_and_accumulate, add_noise and scale_grad with the
+same arithmetic in the same order (the same Gaussian draws, the same bits), without
+Opacus' per-parameter bookkeeping; on a CPU with one thread a small model's step is mostly
+such fixed Python cost, so it is kept to a few tensor operations per layer and parameter.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -42,10 +50,13 @@ from opacus import PrivacyEngine
 from opacus.accountants.utils import get_noise_multiplier
 from opacus.data_loader import DPDataLoader
 from opacus.grad_sample import GradSampleModule
+from opacus.layers import DPGRU
+from opacus.layers.param_rename import RenameParamsMixin
 from opacus.optimizers import DPOptimizer
 from opacus.version import __version__ as OPACUS_VERSION
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils.rnn import PackedSequence
 from torch.utils.data import DataLoader
 
 from ml_core.sampling import PoissonLoader
@@ -128,10 +139,7 @@ def fast_path_support(
     clipped on the book-keeping path, i.e. is the weight or bias of a plain ``nn.Linear``
     or the weight of a plain ``nn.Embedding``."""
     wanted = None if params is None else {id(p) for p in params}
-    owners: dict[int, tuple[str, nn.Module]] = {}
-    for name, sub in module.named_modules():
-        for param in sub.parameters(recurse=False):
-            owners.setdefault(id(param), (name, sub))
+    owners = _parameter_owners(module)
     fast_layers: list[str] = []
     kinds: set[str] = set()
     for name, param in module.named_parameters():
@@ -159,10 +167,32 @@ def fast_path_support(
     )
 
 
+def _parameter_owners(module: nn.Module) -> dict[int, tuple[str, nn.Module]]:
+    """id(parameter) -> (name, module) of the module whose forward uses it.
+
+    Opacus' recurrent layers (DPRNN, DPGRU, DPLSTM) register each cell's Linear weights a
+    second time under nn.RNN's names (``weight_ih_l0``...; RenameParamsMixin) and never use
+    those aliases themselves: the owner is the cell's Linear (``l0.ih``), whose forward the
+    recurrence calls once per time step, a use the book-keeping path records like any other.
+    """
+    owners: dict[int, tuple[str, nn.Module]] = {}
+    for name, sub in module.named_modules():
+        aliases = set(getattr(sub, "new_to_old", ())) if isinstance(sub, RenameParamsMixin) else ()
+        for param_name, param in sub.named_parameters(recurse=False):
+            if param_name not in aliases:
+                owners.setdefault(id(param), (name, sub))
+    return owners
+
+
 class _Record(NamedTuple):
     forward_id: int
     activations: torch.Tensor  # (B, in) or (B, T, in), batch first
     backprops: torch.Tensor  # (B, out) or (B, T, out): d loss / d output, as the loss reduced it
+    # A 2-D Linear's squared row norms of each, taken while the rows are still in the CPU's
+    # cache (the input in the forward pass, the output gradient in the backward pass): the
+    # ghost norm then costs no second pass over memory.
+    activation_sq: torch.Tensor | None = None
+    backprop_sq: torch.Tensor | None = None
 
 
 class _LinearCapture(torch.autograd.Function):
@@ -172,13 +202,20 @@ class _LinearCapture(torch.autograd.Function):
     def forward(ctx, x, weight, bias, layer_state):  # noqa: ANN001 - autograd signature
         ctx.save_for_backward(x, weight)
         ctx.layer_state = layer_state
-        ctx.forward_id = layer_state.owner.forward_id
+        ctx.forward_id = layer_state.count_use()
+        # Only a layer's first use in a forward pass: the norms of a layer used several
+        # times (a recurrence's steps) come from all its records together.
+        first = layer_state.uses == 1
+        ctx.activation_sq = _row_sq_norms(x.detach()) if first and x.dim() == 2 else None
         return F.linear(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad_output):  # noqa: ANN001
         x, weight = ctx.saved_tensors
-        ctx.layer_state.record(forward_id=ctx.forward_id, activations=x, backprops=grad_output)
+        backprop_sq = (_row_sq_norms(grad_output)
+                       if ctx.activation_sq is not None and ctx.layer_state.uses == 1 else None)
+        ctx.layer_state.record(forward_id=ctx.forward_id, activations=x, backprops=grad_output,
+                               activation_sq=ctx.activation_sq, backprop_sq=backprop_sq)
         grad_input = grad_output.matmul(weight) if ctx.needs_input_grad[0] else None
         # No weight or bias gradient: the optimiser builds the clipped sum from the record.
         return grad_input, None, None, None
@@ -211,17 +248,34 @@ class _LayerState:
         self.layer = layer
         self.name = name
         self.records: list[_Record] = []
+        # Looked up once: nn.Module's attribute lookup of a parameter costs a Python call.
+        self.weight: nn.Parameter = layer.weight
+        self.bias: nn.Parameter | None = getattr(layer, "bias", None)
+        self.uses = 0  # calls in the owner's current forward pass
+        self.sequence_dims = 2 if isinstance(layer, nn.Embedding) else 3
+        self.time_first = not owner.batch_first and not isinstance(layer, nn.Conv1d)
+        self._uses_of = -1
+
+    def count_use(self) -> int:
+        """Count one call of the layer in the owner's current forward pass; its id."""
+        forward_id = self.owner.forward_id
+        if forward_id != self._uses_of:
+            self._uses_of, self.uses = forward_id, 0
+        self.uses += 1
+        return forward_id
 
     def record(
-        self, *, forward_id: int, activations: torch.Tensor, backprops: torch.Tensor
+        self, *, forward_id: int, activations: torch.Tensor, backprops: torch.Tensor,
+        activation_sq: torch.Tensor | None = None, backprop_sq: torch.Tensor | None = None,
     ) -> None:
         # A Linear's input has a feature axis, an Embedding's indices have none; a Conv1d's
         # input is (batch, channels, length) whatever the model's batch_first.
-        sequence_dims = 2 if isinstance(self.layer, nn.Embedding) else 3
-        if (not self.owner.batch_first and activations.dim() >= sequence_dims
-                and not isinstance(self.layer, nn.Conv1d)):
+        if self.time_first and activations.dim() >= self.sequence_dims:
             activations, backprops = activations.movedim(1, 0), backprops.movedim(1, 0)
-        self.records.append(_Record(forward_id, activations.detach(), backprops.detach()))
+        if activations.requires_grad:
+            activations = activations.detach()
+        self.records.append(_Record(forward_id, activations, backprops.detach(),
+                                    activation_sq, backprop_sq))
 
 
 class _Conv1dCapture(torch.autograd.Function):
@@ -263,10 +317,18 @@ def _conv1d_windows(layer: nn.Conv1d, x: torch.Tensor, g: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, C_in, L) inputs and (B, C_out, L_out) output gradients as the sequences of a
     Linear: (B, L_out, C_in k) input windows and (B, L_out, C_out) gradients."""
-    windows = F.unfold(x.unsqueeze(2), kernel_size=(1, layer.kernel_size[0]),
-                       dilation=(1, layer.dilation[0]), padding=(0, layer.padding[0]),
-                       stride=(1, layer.stride[0]))
-    return windows.transpose(1, 2), g.transpose(1, 2)
+    # Zero padding, then each output position's window as a strided view (Tensor.unfold),
+    # copied once into (B, L_out, C_in, k) order: several times faster than F.unfold's
+    # im2col on the CPU.
+    kernel, dilation, stride = layer.kernel_size[0], layer.dilation[0], layer.stride[0]
+    padded = F.pad(x, (layer.padding[0], layer.padding[0])) if layer.padding[0] else x
+    span = dilation * (kernel - 1) + 1
+    windows = padded.unfold(2, span, stride)  # (B, C_in, L_out, span)
+    if dilation > 1:
+        windows = windows[..., ::dilation]
+    batch, channels, steps, taps = windows.shape
+    windows = windows.permute(0, 2, 1, 3).reshape(batch, steps, channels * taps)
+    return windows, g.transpose(1, 2)
 
 
 def _captured_forward(state: _LayerState):
@@ -296,6 +358,49 @@ def _captured_embedding_forward(state: _LayerState):
     return forward
 
 
+def _gru_forward(gru: DPGRU, *, owner: BookkeepingModule):
+    """Opacus' DPGRU forward with each layer's input projection taken once over the whole
+    sequence (one ``ih`` call on ``(B, T, D)``, one record) instead of once per time step.
+
+    Same cell arithmetic as ``DPGRUCell`` (r, z, n gates; ``h = (1 - z) n + z h_prev``);
+    only the recurrent ``hh`` Linear runs step by step. Packed sequences, two directions,
+    dropout between layers, eval mode and no-grad calls keep Opacus' own forward.
+    """
+    original = type(gru).forward.__get__(gru)
+
+    def forward(input, state_init=None):  # noqa: A002, ANN001, ANN202 - DPGRU's signature
+        if (isinstance(input, PackedSequence) or gru.bidirectional or gru.dropout
+                or not (gru.training and torch.is_grad_enabled())):
+            return original(input, state_init)
+        x = input if gru.batch_first else input.transpose(0, 1)  # (B, T, D)
+        batch, size = x.shape[0], gru.hidden_size
+        if state_init is None:
+            state_init = torch.zeros(gru.num_layers, batch, size, dtype=x.dtype,
+                                     device=x.device)
+        last = []
+        for layer, cell in enumerate(gru.cells):
+            # The captured Linear reads its records in the owner's batch order.
+            projected = cell.ih(x if owner.batch_first else x.transpose(0, 1))
+            if not owner.batch_first:
+                projected = projected.transpose(0, 1)
+            h = state_init[layer]
+            steps = []
+            for gates_x in projected.unbind(1):
+                r_x, z_x, n_x = torch.split(gates_x, size, 1)
+                r_h, z_h, n_h = torch.split(cell.hh(h), size, 1)
+                r = torch.sigmoid(r_x + r_h)
+                z = torch.sigmoid(z_x + z_h)
+                n = torch.tanh(n_x + r * n_h)
+                h = (1 - z) * n + z * h
+                steps.append(h)
+            x = torch.stack(steps, dim=1)
+            last.append(h)
+        output = x if gru.batch_first else x.transpose(0, 1)
+        return output, torch.stack(last, dim=0)
+
+    return forward
+
+
 class BookkeepingModule(nn.Module):
     """Wraps ``module`` (kept as ``_module``, like Opacus' ``GradSampleModule``) so that its
     Linear layers record activations and output gradients instead of computing gradients.
@@ -317,6 +422,7 @@ class BookkeepingModule(nn.Module):
         self.loss_reduction = loss_reduction
         self.forward_id = 0
         self._states: list[_LayerState] = []
+        self._recurrences: list[nn.Module] = []
         for name, sub in module.named_modules():
             trainable = any(p.requires_grad for p in sub.parameters(recurse=False))
             if _has_fast_path(sub) and trainable:
@@ -324,6 +430,9 @@ class BookkeepingModule(nn.Module):
                 # An instance attribute shadows the class's forward; cleanup() deletes it.
                 sub.forward = _captured_forward(state)
                 self._states.append(state)
+            elif type(sub) is DPGRU:
+                sub.forward = _gru_forward(sub, owner=self)
+                self._recurrences.append(sub)
 
     def forward(self, *args, **kwargs):
         self.forward_id += 1
@@ -346,9 +455,9 @@ class BookkeepingModule(nn.Module):
     def cleanup(self) -> None:
         """Restore the wrapped module's Linear layers to their own forward."""
         self.clear_records()
-        for state in self._states:
-            state.layer.__dict__.pop("forward", None)
-        self._states = []
+        for layer in [state.layer for state in self._states] + self._recurrences:
+            layer.__dict__.pop("forward", None)
+        self._states, self._recurrences = [], []
 
     def clipped_sum(
         self, *, max_grad_norm: float, params: Iterable[nn.Parameter] | None = None
@@ -360,40 +469,64 @@ class BookkeepingModule(nn.Module):
         output gradients carry a ``1/B`` factor, which is undone here (Opacus multiplies its
         backprops by the batch size). Parameters without records get zeros.
         """
+        by_id, norms = self.clipped_sums_by_id(max_grad_norm=max_grad_norm, params=params)
+        named = {id(p): p for state in self._states for p in (state.weight, state.bias)
+                 if p is not None}
+        return {named[key]: grad for key, grad in by_id.items()}, norms
+
+    def clipped_sums_by_id(
+        self, *, max_grad_norm: float, params: Iterable[nn.Parameter] | None = None
+    ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+        """:meth:`clipped_sum` keyed by ``id(parameter)`` (what the optimiser's step uses:
+        a parameter's own hash is a Python call)."""
         wanted = None if params is None else {id(p) for p in params}
-        layers = [_stack_records(state, wanted) for state in self._states]
-        layers = [layer for layer in layers if layer is not None]
-        forward_ids = {fid for layer in layers for fid in layer.forward_ids}
+        layers = []
+        forward_ids: set[int] = set()
+        for state in self._states:
+            if state.records:
+                layer = _stack_records(state, wanted)
+                if layer is not None:
+                    layers.append(layer)
+                    forward_ids |= layer.forward_ids
         if len(forward_ids) > 1:
             raise RuntimeError(
                 "more than one backward pass between optimiser steps: accumulating batches is "
                 "not supported with Poisson sampling; call optimizer.step() after each backward"
             )
-        batch = next((layer.a.shape[0] for layer in layers), 0)
-        device = next((layer.a.device for layer in layers), None)
+        batch = layers[0].a.shape[0] if layers else 0
+        device = layers[0].a.device if layers else None
         scale = float(batch) if self.loss_reduction == "mean" else 1.0
-        sq_norms = torch.zeros(batch, device=device, dtype=torch.float32)
+        sq_norms = None
         for layer in layers:
-            sq_norms += layer.sq_norms().to(torch.float32)
+            part = layer.sq_norms()
+            if part.dtype is not torch.float32:
+                part = part.to(torch.float32)
+            sq_norms = part if sq_norms is None else sq_norms + part
+        if sq_norms is None:
+            sq_norms = torch.zeros(batch, device=device, dtype=torch.float32)
         norms = sq_norms.sqrt() * scale
-        clip = (max_grad_norm / (norms + CLIP_EPSILON)).clamp(max=1.0)
+        # Opacus' (max_grad_norm / (norms + 1e-6)).clamp(max=1.0), op for op (the Python
+        # division of a number by a tensor is reciprocal, then multiply), without temporaries.
+        clip = torch.add(norms, CLIP_EPSILON).reciprocal_().mul_(max_grad_norm).clamp_(max=1.0)
+        factor = clip.mul_(scale)
         # Autograd can hand one gradient tensor to several layers (``a(x) + b(x)``): only a
         # gradient no other record shares may be scaled in place.
         storages = Counter(
             _storage(t) for layer in layers for t in (layer.a, layer.g)
-        )
-        sums: dict[nn.Parameter, torch.Tensor] = {}
+        ) if len(layers) > 1 else None
+        sums: dict[int, torch.Tensor] = {}
         self.clear_records()
         while layers:
             # Drop each layer's (a, g) as soon as its sum is taken: a lower peak memory.
             layer = layers.pop(0)
-            in_place = storages[_storage(layer.g)] == 1
-            sums.update(layer.clipped_sum(clip * scale, in_place=in_place))
+            in_place = storages is None or storages[_storage(layer.g)] == 1
+            for param, grad in layer.clipped_sum(factor, in_place=in_place).items():
+                sums[id(param)] = grad
         for state in self._states:
-            for param in (state.layer.weight, getattr(state.layer, "bias", None)):
-                if param is not None and param.requires_grad and param not in sums:
-                    if wanted is None or id(param) in wanted:
-                        sums[param] = torch.zeros_like(param)
+            for param in (state.weight, state.bias):
+                if (param is not None and param.requires_grad and id(param) not in sums
+                        and (wanted is None or id(param) in wanted)):
+                    sums[id(param)] = torch.zeros_like(param)
         return sums, norms
 
 
@@ -404,16 +537,18 @@ class _StackedLayer:
     weight: nn.Parameter | None
     bias: nn.Parameter | None
     forward_ids: frozenset[int]
+    a_sq: torch.Tensor | None = None  # (B,) squared row norms of a 2-D a, when recorded
+    g_sq: torch.Tensor | None = None
 
     def sq_norms(self) -> torch.Tensor:
         """Squared per-sample gradient norm of this layer's (wanted) parameters, shape (B,)."""
         a, g = self.a, self.g
         if a.dim() == 2:
-            g_sq = _row_sq_norms(g)
+            g_sq = self.g_sq if self.g_sq is not None else _row_sq_norms(g)
             if self.weight is None:
                 return g_sq
             # weight: ||g_i||^2 ||a_i||^2; bias: ||g_i||^2
-            a_sq = _row_sq_norms(a)
+            a_sq = self.a_sq if self.a_sq is not None else _row_sq_norms(a)
             return g_sq * (a_sq + 1) if self.bias is not None else g_sq * a_sq
         total = torch.zeros(a.shape[0], device=a.device, dtype=torch.float32)
         if self.weight is not None:
@@ -433,6 +568,17 @@ class _StackedLayer:
         a, g = self.a, self.g
         out: dict[nn.Parameter, torch.Tensor] = {}
         shape = (-1,) + (1,) * (g.dim() - 1)
+        if self.weight is not None and a.shape[-1] < g.shape[-1]:
+            # Scale the narrower side: (c g)^T a = g^T (c a), and the bias's sum is one
+            # matrix-vector product, so no (B, out) pass over g is written.
+            factor = factor.to(g.dtype)
+            scaled = a * factor.reshape(shape).to(a.dtype)
+            weight_sum = g.reshape(-1, g.shape[-1]).t().mm(scaled.reshape(-1, a.shape[-1]))
+            out[self.weight] = weight_sum.reshape(self.weight.shape).to(self.weight.dtype)
+            if self.bias is not None:
+                per_step = torch.mv(g.flatten(1).t(), factor)  # (T * out,) or (out,)
+                out[self.bias] = per_step.view(-1, g.shape[-1]).sum(0).to(self.bias.dtype)
+            return out
         factor = factor.to(g.dtype).reshape(shape)
         # An expanded gradient (e.g. of ``out.sum()``) is not contiguous and must not be
         # written to.
@@ -452,8 +598,10 @@ def _storage(tensor: torch.Tensor) -> int:
 
 def _row_sq_norms(x: torch.Tensor) -> torch.Tensor:
     # One fused reduction, no (B, d) temporary; float32 at least.
+    if x.dtype is torch.float32:
+        return torch.linalg.vector_norm(x, dim=1).square_()
     dtype = torch.promote_types(x.dtype, torch.float32)
-    return torch.linalg.vector_norm(x, dim=1, dtype=dtype).square()
+    return torch.linalg.vector_norm(x, dim=1, dtype=dtype).square_()
 
 
 def _sequence_weight_sq_norms(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -465,10 +613,9 @@ def _sequence_weight_sq_norms(a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     t, d_in, d_out = a.shape[1], a.shape[2], g.shape[2]
     if t * (d_in + d_out) <= d_in * d_out:
         gram_a = torch.bmm(a, a.transpose(1, 2))
-        gram_g = torch.bmm(g, g.transpose(1, 2))
-        return (gram_a * gram_g).sum((1, 2))
+        return gram_a.mul_(torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
     per_sample = torch.bmm(g.transpose(1, 2), a)
-    return per_sample.pow(2).sum((1, 2))
+    return _row_sq_norms(per_sample.flatten(1))
 
 
 def _stack_records(state: _LayerState, wanted: set[int] | None
@@ -476,8 +623,8 @@ def _stack_records(state: _LayerState, wanted: set[int] | None
     layer = state.layer
     if isinstance(layer, nn.Embedding):
         return _stack_embedding_records(state, wanted)
-    weight = layer.weight if layer.weight.requires_grad else None
-    bias = layer.bias if layer.bias is not None and layer.bias.requires_grad else None
+    weight = state.weight if state.weight.requires_grad else None
+    bias = state.bias if state.bias is not None and state.bias.requires_grad else None
     if wanted is not None:
         weight = weight if weight is not None and id(weight) in wanted else None
         bias = bias if bias is not None and id(bias) in wanted else None
@@ -491,13 +638,18 @@ def _stack_records(state: _LayerState, wanted: set[int] | None
                    for r in records]
     if len(records) == 1:
         a, g = records[0].activations, records[0].backprops
+        if a.dim() == 2:
+            return _StackedLayer(a=a, g=g, weight=weight, bias=bias,
+                                 forward_ids=frozenset((records[0].forward_id,)),
+                                 a_sq=records[0].activation_sq, g_sq=records[0].backprop_sq)
         if a.dim() > 3:
             a, g = a.flatten(1, -2), g.flatten(1, -2)
     else:
         # A layer used several times in one forward pass: its per-sample gradient is the sum
         # over uses, which is exactly a longer "sequence" (B, T1 + T2 + ..., d).
         def as_sequence(t: torch.Tensor) -> torch.Tensor:
-            return t.reshape(t.shape[0], -1, t.shape[-1])
+            # (an explicit step count: an empty batch has no -1 to infer)
+            return t.reshape(t.shape[0], math.prod(t.shape[1:-1]), t.shape[-1])
 
         a = torch.cat([as_sequence(r.activations) for r in records], dim=1)
         g = torch.cat([as_sequence(r.backprops) for r in records], dim=1)
@@ -526,8 +678,10 @@ class _StackedEmbedding:
         if steps == 1:  # one lookup per sample: the output gradient's norm
             return _row_sq_norms(g[:, 0])
         if steps <= GRAM_MAX_LOOKUPS:
-            same_row = (a.unsqueeze(2) == a.unsqueeze(1)).to(g.dtype)
-            return (same_row * torch.bmm(g, g.transpose(1, 2))).sum((1, 2)).to(torch.float32)
+            same_row = a.unsqueeze(2) == a.unsqueeze(1)
+            # (a product with 0 or 1: exactly the masked Gram matrix)
+            sq = torch.bmm(g, g.transpose(1, 2)).mul_(same_row).sum((1, 2))
+            return sq if sq.dtype is torch.float32 else sq.to(torch.float32)
         # Long sequences: sum each sample's gradients per distinct row, then take norms.
         batch, vocab = a.shape[0], self.weight.shape[0]
         samples = torch.arange(batch, device=a.device).repeat_interleave(steps)
@@ -544,26 +698,32 @@ class _StackedEmbedding:
         """``sum_i factor_i * grad_i``: every lookup's output gradient, scaled by its
         sample's factor, added to its row."""
         g = self.g
-        factor = factor.to(g.dtype).reshape(-1, 1, 1)
+        if factor.dtype is not g.dtype:
+            factor = factor.to(g.dtype)
+        factor = factor.reshape(-1, 1, 1)
         g = g.mul_(factor) if in_place and g.is_contiguous() else g * factor
         weight_sum = torch.zeros_like(self.weight, dtype=g.dtype).index_add_(
             0, self.a.reshape(-1), g.reshape(-1, g.shape[-1]))
-        return {self.weight: weight_sum.to(self.weight.dtype)}
+        if weight_sum.dtype is not self.weight.dtype:
+            weight_sum = weight_sum.to(self.weight.dtype)
+        return {self.weight: weight_sum}
 
 
 def _stack_embedding_records(state: _LayerState, wanted: set[int] | None
                              ) -> _StackedEmbedding | None:
-    weight = state.layer.weight
+    weight = state.weight
     if not weight.requires_grad or (wanted is not None and id(weight) not in wanted):
         return None
     if not state.records:
         return None
     # Lookups of one sample (a sequence, or several uses of the layer) are its "steps".
     # (flatten/unsqueeze, not reshape(B, -1): an empty batch has no -1 to infer.)
-    a = torch.cat([r.activations.flatten(1) if r.activations.dim() > 1
-                   else r.activations.unsqueeze(1) for r in state.records], dim=1)
-    g = torch.cat([r.backprops.flatten(1, -2) if r.backprops.dim() > 2
-                   else r.backprops.unsqueeze(1) for r in state.records], dim=1)
+    a_parts = [r.activations.flatten(1) if r.activations.dim() > 1
+               else r.activations.unsqueeze(1) for r in state.records]
+    g_parts = [r.backprops.flatten(1, -2) if r.backprops.dim() > 2
+               else r.backprops.unsqueeze(1) for r in state.records]
+    a = a_parts[0] if len(a_parts) == 1 else torch.cat(a_parts, dim=1)
+    g = g_parts[0] if len(g_parts) == 1 else torch.cat(g_parts, dim=1)
     return _StackedEmbedding(a=a, g=g, weight=weight,
                              forward_ids=frozenset(r.forward_id for r in state.records))
 
@@ -589,6 +749,7 @@ class BookkeepingDPOptimizer(DPOptimizer):
         self.module = module
         self.last_per_sample_norms: torch.Tensor | None = None
         self._fixed_params: list[nn.Parameter] | None = None
+        self._summed_grads_set = False  # whether Opacus' summed_grad path ran since zero_grad
 
     @property
     def params(self) -> list[nn.Parameter]:
@@ -605,6 +766,7 @@ class BookkeepingDPOptimizer(DPOptimizer):
         return 1
 
     def clip_and_accumulate(self) -> None:
+        self._summed_grads_set = True
         sums, norms = self.module.clipped_sum(max_grad_norm=self.max_grad_norm, params=self.params)
         self.last_per_sample_norms = norms
         for p in self.params:
@@ -618,6 +780,37 @@ class BookkeepingDPOptimizer(DPOptimizer):
     def pre_step(self, closure=None) -> bool:  # noqa: ANN001 - Opacus' signature
         if not self.params:
             return True
+        if self.secure_mode or self._step_skip_queue or self._is_last_step_skipped:
+            return self._opacus_pre_step()
+        # Opacus' clip_and_accumulate, add_noise and scale_grad fused, with the same
+        # arithmetic in the same order (so the same bits): per parameter, a Gaussian draw
+        # of Opacus' shape from the same generator in the same parameter order, plus the
+        # clipped sum, divided by the expected batch size. What it skips is Opacus' per-step
+        # bookkeeping (summed_grad, processed flags, a zeros tensor per parameter).
+        sums, norms = self.module.clipped_sums_by_id(max_grad_norm=self.max_grad_norm,
+                                                     params=self.params)
+        self.last_per_sample_norms = norms
+        std = self.noise_multiplier * self.max_grad_norm
+        divisor = self.expected_batch_size if self.loss_reduction == "mean" else None
+        for p in self.params:
+            if std == 0:
+                grad = torch.zeros(p.shape, device=p.device, dtype=p.dtype)
+            else:  # opacus.optimizers.optimizer._generate_noise, outside secure mode
+                grad = torch.normal(mean=0, std=std, size=p.shape, device=p.device,
+                                    generator=self.generator)
+            summed = sums.get(id(p))
+            if summed is not None:
+                grad.add_(summed)  # == summed + noise, bit for bit
+            if divisor is not None:
+                grad.div_(divisor)
+            p.grad = grad
+        if self.step_hook:
+            self.step_hook(self)
+        self._is_last_step_skipped = False
+        return True
+
+    def _opacus_pre_step(self) -> bool:
+        """Opacus' own sequence (secure noise, or a step after a skipped one)."""
         self.clip_and_accumulate()
         if self._check_skip_next_step():
             self._is_last_step_skipped = True
@@ -631,7 +824,11 @@ class BookkeepingDPOptimizer(DPOptimizer):
 
     def zero_grad(self, set_to_none: bool = False) -> None:
         self.module.clear_records()
-        super().zero_grad(set_to_none)
+        if self._summed_grads_set:  # Opacus' per-parameter state exists only after its path
+            super().zero_grad(set_to_none)
+            self._summed_grads_set = self._is_last_step_skipped
+        else:
+            self.original_optimizer.zero_grad(set_to_none)
 
 
 class FastPrivate(NamedTuple):

@@ -6,7 +6,8 @@ ghost clipping. A "step" is zero_grad + forward + loss + backward + optimizer.st
 
 Robust on a shared machine: one torch thread (``SINGLE_THREAD``), one step per variant
 per round in alternating order (A B, B A, ...), and the ratio is the median over many
-rounds of the ratio within each round, so a busy spell slows both sides of a ratio.
+rounds of the ratio within each round, so a busy spell slows both sides of a ratio; on
+the CPU each step is timed by the thread's CPU time (``bench.timing.step_clock``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench.memory import peak_bytes
 from bench.registry import Result, Settings, Target
-from bench.timing import interleaved, median, round_ratio, synchronizer, torch_threads
+from bench.timing import interleaved, median, round_ratio, step_clock, synchronizer, torch_threads
 from ml_core import fast_clipping
 
 NAMES = (
@@ -139,7 +140,7 @@ def run(settings: Settings) -> list[Result]:
             times = interleaved(
                 {kind: v.step for kind, v in variants.items()}, rounds=s["rounds"], inner=1,
                 rounds_for={"hooks": s["slow_rounds"], "ghost": s["ghost_rounds"]}, sync=sync,
-                warmup=3,
+                warmup=3, clock=step_clock(device, threads),
             )
         peaks = {}
         for kind in ("plain", "fast", "ghost", "hooks"):

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bench.groups.clip_error import text_case
 from bench.registry import Result, Settings, Target
-from bench.timing import interleaved, median, round_ratio, synchronizer, torch_threads
+from bench.timing import interleaved, median, round_ratio, step_clock, synchronizer, torch_threads
 from ml_core import fast_clipping
 from ml_core import privacy as dp
 
@@ -86,7 +86,7 @@ def run(settings: Settings) -> list[Result]:
         with torch_threads(SINGLE_THREAD, device) as threads:
             times = interleaved(steps, rounds=s["rounds"], inner=1, warmup=1,
                                 rounds_for={"hooks": s["slow_rounds"]},
-                                sync=synchronizer(device))
+                                sync=synchronizer(device), clock=step_clock(device, threads))
     ms = {kind: median(values) * 1e3 for kind, values in times.items()}
     reference = (f"non-private step of the same layers and batch (median {ms['plain']:.3g} ms)")
     details = {"batch": s["batch"], "sequence": s["sequence"], "encoder": s["encoder"],
