@@ -1,15 +1,19 @@
-"""A private tabular run's plan: who the person is, what each stage may spend, one report.
+"""A private run's plan: who the person is, what each stage may spend, one report.
 
 The run skeleton asks this plan three things: the noise for the released preprocessing
 statistics (before encoding), the SGD share of the budget (for the private loop), and,
 after training, the released decision threshold and the run's one composed privacy report.
+Every family plans the same way (:meth:`PrivatePlan.for_frame` for tables,
+:meth:`PrivatePlan.for_units` for the others, which name what they release) and charges
+its training through :meth:`PrivatePlan.charged`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +33,7 @@ from ml_core.private_statistics import (
     private_threshold,
 )
 from ml_core.spec import ColumnMapping, PrivacyConfig, ProblemSpec, TrainConfig
+from ml_core.training_loop import TrainingCancelled
 
 # What is released besides the model's weights, and how each is protected (for the report).
 RELEASED = {
@@ -46,25 +51,72 @@ CURATOR_ONLY = ("the logistic-regression baseline", "the non-private twin",
 
 @dataclass(frozen=True)
 class PrivatePlan:
-    """How one private tabular run spends its budget (see :mod:`ml_core.privacy_composition`)."""
+    """How one private run spends its budget (see :mod:`ml_core.privacy_composition`)."""
 
     privacy: PrivacyConfig  # the run's whole target
     shares: BudgetShares
     noise: PreprocessingNoise
     unit_column: str | None
     max_rows: int  # rows per person per step and per histogram (1 when rows are persons)
+    # What the report lists as released (with how), declared public and curator-only.
+    released: Mapping[str, str] = field(default_factory=lambda: dict(RELEASED))
+    public: tuple[str, ...] = PUBLIC
+    curator_only: tuple[str, ...] = CURATOR_ONLY
+    # Examples a person brings to one SGD step and how their gradient is bounded, where
+    # they differ from the tabular rows (None: max_rows rows, the mean clipped as a whole).
+    examples_per_step: int | None = None
+    gradient: str | None = None
 
     def sgd(self, *, split, train: TrainConfig) -> PrivacyConfig:  # noqa: ANN001
         """The SGD stage's share for ``split``'s training persons, as the private loop
         takes it: what one composition with the preprocessing leaves of the target."""
         n_units = (len(np.unique(split.persons_train)) if self.unit_column is not None
                    else len(split.y_train))
+        return self.sgd_for(n_units=n_units, batch_size=train.batch_size, epochs=train.epochs)
+
+    def sgd_for(self, *, n_units: int, batch_size: int, epochs: int) -> PrivacyConfig:
+        """The SGD stage's share for ``n_units`` training persons sampled ``batch_size`` a
+        batch over ``epochs`` (as the private loop will): what one composition with the
+        preprocessing leaves of the target."""
         target = sgd_target_for(shares=self.shares,
                                 preprocessing_noise_multiplier=self.noise.noise_multiplier,
-                                n_units=n_units, batch_size=train.batch_size,
-                                epochs=train.epochs)
+                                n_units=n_units, batch_size=batch_size, epochs=epochs)
         return dataclasses.replace(self.privacy, target_epsilon=target,
                                    delta=self.shares.sgd_delta)
+
+    def charged(self, fit: Callable[[PrivacyConfig], Any], *, sgd: PrivacyConfig,
+                spec: ProblemSpec, mapping: ColumnMapping) -> Any:
+        """``fit(sgd)`` (a trained model with a ``privacy`` report) with its report replaced
+        by the run's one composed report. A cancelled training still spent the released
+        statistics: its :class:`TrainingCancelled` carries the composed cost."""
+        try:
+            fitted = fit(sgd)
+        except TrainingCancelled as cancelled:
+            raise TrainingCancelled(privacy=self.report(
+                cancelled.privacy, spec=spec, mapping=mapping)) from cancelled
+        return dataclasses.replace(fitted, privacy=self.report(fitted.privacy, spec=spec,
+                                                               mapping=mapping))
+
+    @classmethod
+    def for_units(cls, *, privacy: PrivacyConfig, unit_column: str | None, n_units: int,
+                  n_histograms: int, n_categorical: int, max_rows: int,
+                  released: Mapping[str, str], public: tuple[str, ...],
+                  curator_only: tuple[str, ...] = CURATOR_ONLY,
+                  examples_per_step: int | None = None,
+                  gradient: str | None = None) -> PrivatePlan:
+        """The plan of a run over ``n_units`` persons (all of them: delta is sized for
+        these) releasing ``n_histograms`` noisy histograms, ``n_categorical`` of them
+        thresholded vocabularies, each person weighing at most ``max_rows`` rows in each."""
+        shares = share_budget(privacy, n_units=n_units)
+        noise = PreprocessingNoise.plan(
+            noise_multiplier=gaussian_noise_multiplier(epsilon=shares.preprocessing_epsilon,
+                                                       delta=shares.gaussian_delta),
+            n_categorical=n_categorical, n_histograms=n_histograms,
+            threshold_delta=shares.threshold_delta, max_rows=max_rows)
+        return cls(privacy=privacy, shares=shares, noise=noise, unit_column=unit_column,
+                   max_rows=max_rows, released=dict(released), public=tuple(public),
+                   curator_only=tuple(curator_only), examples_per_step=examples_per_step,
+                   gradient=gradient)
 
     @classmethod
     def for_frame(cls, *, frame: pd.DataFrame, columns: tuple[str, ...],
@@ -81,16 +133,11 @@ class PrivatePlan:
             max_rows = int(privacy.max_rows_per_person)
         else:
             n_units, max_rows = len(frame), 1
-        shares = share_budget(privacy, n_units=n_units)
         columns = tuple(column for column in columns if column not in (hierarchies or {}))
         _, n_categorical = column_kinds(frame, columns, column_types=column_types)
-        noise = PreprocessingNoise.plan(
-            noise_multiplier=gaussian_noise_multiplier(epsilon=shares.preprocessing_epsilon,
-                                                       delta=shares.gaussian_delta),
-            n_categorical=n_categorical, n_histograms=len(columns),
-            threshold_delta=shares.threshold_delta, max_rows=max_rows)
-        return cls(privacy=privacy, shares=shares, noise=noise, unit_column=unit_column,
-                   max_rows=max_rows)
+        return cls.for_units(privacy=privacy, unit_column=unit_column, n_units=n_units,
+                             n_histograms=len(columns), n_categorical=n_categorical,
+                             max_rows=max_rows, released=RELEASED, public=PUBLIC)
 
     def threshold(self, *, split, scores: np.ndarray, seed: int) -> float:  # noqa: ANN001
         """The released decision threshold from the validation persons' scores, under DP
@@ -103,16 +150,19 @@ class PrivatePlan:
     def report(self, sgd: dict, *, spec: ProblemSpec, mapping: ColumnMapping) -> dict:
         """The run's one privacy report: composed epsilon and delta, unit, bound, stages."""
         contribution = {
-            "max_rows_per_person": self.max_rows,
-            "gradient": ("the mean of the person's drawn rows' gradients, clipped once as a "
-                         "whole to max_grad_norm" if self.unit_column else
-                         "each row's gradient clipped to max_grad_norm"),
+            "max_rows_per_person": (self.max_rows if self.examples_per_step is None
+                                    else self.examples_per_step),
+            "gradient": self.gradient or (
+                "the mean of the person's drawn rows' gradients, clipped once as a whole to "
+                "max_grad_norm" if self.unit_column else
+                "each row's gradient clipped to max_grad_norm"),
             "max_grad_norm": self.privacy.max_grad_norm,
             "preprocessing_weight_per_person": 1.0,
+            "preprocessing_rows_per_person": self.max_rows,
         }
         return composed_report(
             sgd=sgd, shares=self.shares,
-            preprocessing=self.noise.report({"estimated_privately": RELEASED,
-                                             "declared_public": list(PUBLIC),
-                                             "curator_only": list(CURATOR_ONLY)}),
+            preprocessing=self.noise.report({"estimated_privately": dict(self.released),
+                                             "declared_public": list(self.public),
+                                             "curator_only": list(self.curator_only)}),
             unit=spec.privacy_unit.describe(mapping), contribution=contribution)

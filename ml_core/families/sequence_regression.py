@@ -18,6 +18,13 @@ earlier rows; a shorter history is left-padded with its first row). Channels: th
 filled with training medians and standardised with training statistics, plus the row's
 position in its unit's series (1, 2, ...; the unit's age in readings).
 
+Privacy. The unit (machine) is the privacy unit. A private run standardises with DP
+statistics (:func:`ml_core.private_statistics.private_refined`: median and interquartile
+scale of each channel from noisy histograms in which each training unit weighs 1) charged
+to the run's one composed epsilon (:class:`ml_core.person_privacy.PrivatePlan`), samples
+units (not windows) at the accountant's rate, one window of a drawn unit per step
+(:class:`ml_core.sampling.PersonExamples`), and releases the last epoch's weights.
+
 Split by unit (no unit has rows on both sides): test and validation units are drawn with
 the seed (``train.test_fraction``, ``train.val_fraction`` of the units, at least one each);
 every window of a test unit is judged. **A given test set**: a frame may carry a column
@@ -69,6 +76,14 @@ from ml_core.families.base import (
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.sequence_regressor import SequenceRegressor
+from ml_core.person_privacy import PrivatePlan
+from ml_core.private_statistics import (
+    REFINED_HISTOGRAMS,
+    PreprocessingNoise,
+    contribution_weights,
+    person_codes,
+    private_refined,
+)
 from ml_core.runner import (
     Baseline,
     Evaluation,
@@ -263,6 +278,23 @@ class Scaler:
     position_scale: float
 
     @classmethod
+    def fit_private(cls, prepared: Prepared, rows: np.ndarray, *, noise: PreprocessingNoise,
+                    seed: int) -> Scaler:
+        """The statistics from noisy histograms in which each unit of ``rows`` weighs 1
+        (spread over up to ``noise.max_rows`` of its rows): per channel the DP median
+        (imputation value and centre) and interquartile scale; the position channel too."""
+        codes, _ = person_codes(prepared.units[rows])
+        weights = contribution_weights(codes, max_rows=noise.max_rows, seed=seed)
+        generator = np.random.Generator(np.random.PCG64([seed, 0x5CA1E]))
+        columns = [*prepared.features[rows].T, prepared.positions[rows].astype(float)]
+        stats = [private_refined(values, weights, noise=noise, generator=generator)
+                 for values in columns]
+        centres = np.array([s.median for s in stats[:-1]], dtype=float)
+        scales = np.array([s.scale for s in stats[:-1]], dtype=float)
+        return cls(medians=centres, means=centres, scales=scales,
+                   position_mean=stats[-1].median, position_scale=stats[-1].scale)
+
+    @classmethod
     def fit(cls, prepared: Prepared, rows: np.ndarray) -> Scaler:
         values = prepared.features[rows]
         medians = np.nan_to_num(np.nanmedian(values, axis=0)) if len(values) else \
@@ -410,7 +442,8 @@ def _predict(model: nn.Module, x: torch.Tensor, cap: float) -> np.ndarray:
 
 
 def _fit(*, tensors: Tensors, n_channels: int, train: TrainConfig, cap: float,
-         call: FitCall) -> FittedModule:
+         call: FitCall, privacy: PrivacyConfig | None, persons: np.ndarray | None
+         ) -> FittedModule:
     hidden = tuple(train.hidden_sizes) or (32,)
     channels, head = int(hidden[0]), int(hidden[-1])
 
@@ -428,9 +461,12 @@ def _fit(*, tensors: Tensors, n_channels: int, train: TrainConfig, cap: float,
         return -float(np.sqrt(np.mean((predicted - tensors.y_val) ** 2)))
 
     return fit_module(build=build, tensors=(tensors.x_train, tensors.y_train), loss_fn=loss_fn,
-                      val_score=val_score, train=train, privacy=call.privacy,
+                      val_score=val_score, train=train, privacy=privacy,
                       stage=call.stage, progress=call.progress, should_stop=call.should_stop,
-                      checkpoint_path=call.checkpoint_path)
+                      checkpoint_path=call.checkpoint_path, persons=persons,
+                      # A private model is its last DP-SGD step's (no epoch chosen on
+                      # private validation units).
+                      select_on_validation=privacy is None)
 
 
 # --- reporting -----------------------------------------------------------------------------
@@ -519,9 +555,10 @@ def _notes(*, prepared: Prepared, split: UnitSplit, privacy: PrivacyConfig, trai
     if dropped_text:
         notes.append(f"Text columns left out of the features: {', '.join(dropped_text)}.")
     if privacy.enabled:
-        notes.append("Differential privacy is on. Its unit is one window: a machine "
-                     "contributes many windows, so the guarantee is per window, not per "
-                     "machine. The 1-D CNN needed no Opacus fix (Conv1d, ReLU, Linear).")
+        notes.append("Differential privacy is on, per machine: machines (not windows) are "
+                     "sampled, a drawn machine brings one of its windows to a step, and the "
+                     "channels' centres and scales are DP statistics charged to the same "
+                     "epsilon. The 1-D CNN needed no Opacus fix (Conv1d, ReLU, Linear).")
     else:
         notes.append("Differential privacy is off by default: machine sensor data are not "
                      "personal. It can be switched on.")
@@ -547,6 +584,7 @@ class RunData:
     x_chart: torch.Tensor  # every cycle of the test units (the chart's curves)
     y_test: np.ndarray
     groups: pd.DataFrame  # banded sensitive attributes per test row, by position
+    plan: PrivatePlan | None = None  # a private run's preprocessing and SGD budget
 
 
 @dataclass(frozen=True)
@@ -564,7 +602,11 @@ class SequenceRegressorHooks(FamilyHooks):
         if np.isnan(prepared.target).any():
             raise ValueError("the RUL target has missing or non-numeric values")
         split = split_by_unit(prepared, train)
-        scaler = Scaler.fit(prepared, split.train_rows)
+        plan = (_private_plan(inputs, prepared, n_units=len(set(prepared.units)))
+                if inputs.privacy.enabled else None)
+        scaler = (Scaler.fit_private(prepared, split.train_rows, noise=plan.noise,
+                                     seed=train.seed) if plan is not None
+                  else Scaler.fit(prepared, split.train_rows))
         channels = scaler.channels(prepared)
         tensors = Tensors(
             x_train=torch.from_numpy(windows(channels, prepared, split.train_rows,
@@ -581,6 +623,7 @@ class SequenceRegressorHooks(FamilyHooks):
                                              train.window)),
             y_test=prepared.target[split.test_rows],
             groups=_groups(prepared, split.test_rows, inputs.mapping, inputs.spec),
+            plan=plan,
         )
 
     def baseline(self, inputs: RunInputs, prepared: RunData) -> Baseline:
@@ -595,9 +638,21 @@ class SequenceRegressorHooks(FamilyHooks):
                         detail=Baselines(name=name, test=baselines))
 
     def fit(self, inputs: RunInputs, prepared: RunData, call: FitCall) -> Fitted:
-        fitted = _fit(tensors=prepared.tensors, n_channels=prepared.tensors.x_train.shape[2],
-                      train=inputs.train, cap=float(inputs.train.rul_cap), call=call)
-        return Fitted.of(fitted, model=fitted.module)
+        plan = prepared.plan if call.privacy is not None else None
+        units = prepared.prepared.units[prepared.split.train_rows]
+
+        def fit(privacy: PrivacyConfig | None) -> Fitted:
+            fitted = _fit(tensors=prepared.tensors,
+                          n_channels=prepared.tensors.x_train.shape[2], train=inputs.train,
+                          cap=float(inputs.train.rul_cap), call=call, privacy=privacy,
+                          persons=units if privacy is not None else None)
+            return Fitted.of(fitted, model=fitted.module)
+
+        if plan is None:
+            return fit(call.privacy)
+        sgd = plan.sgd_for(n_units=len(set(units)), batch_size=inputs.train.batch_size,
+                           epochs=inputs.train.epochs)
+        return plan.charged(fit, sgd=sgd, spec=inputs.spec, mapping=inputs.mapping)
 
     def evaluate(self, inputs: RunInputs, prepared: RunData, fitted: Fitted) -> Evaluation:
         predicted = _predict(fitted.model, prepared.x_test, float(inputs.train.rul_cap))
@@ -619,7 +674,10 @@ class SequenceRegressorHooks(FamilyHooks):
             "feature_columns": list(cycles.feature_columns),
             "scaler": prepared.scaler.to_dict(), "window": inputs.train.window,
             "rul_cap": float(inputs.train.rul_cap), "target_source": cycles.target_source,
-            "split": prepared.split.summary, "device": model.device,
+            # Counts only: the test machines' ids stay in the run's result (curator's eyes).
+            "split": {key: value for key, value in prepared.split.summary.items()
+                      if key != "test_unit_ids"},
+            "device": model.device,
         }))
         return Saved(path=saved.path, sha256=saved.sha256)
 
@@ -650,6 +708,26 @@ class SequenceRegressorHooks(FamilyHooks):
         return _notes(prepared=cycles, split=prepared.split, privacy=inputs.privacy,
                       train=inputs.train, mapping=mapping, fitted=model.trained,
                       dropped_text=dropped_text)
+
+
+# What a private run releases besides the weights, and what it declares public.
+RELEASED = {"scaler": "each channel's DP median (centre, imputation value) and "
+                      "interquartile scale from two noisy histograms per channel"}
+PUBLIC = ("the confirmed mapping and feature columns", "window, RUL cap and training settings",
+          "whether the target was computed", "unit, row and window counts of the split")
+CURATOR_ONLY = ("the baselines (life curve, mean RUL)", "the non-private twin",
+                "error by group", "test metrics and the test units' ids")
+
+
+def _private_plan(inputs: RunInputs, prepared: Prepared, *, n_units: int) -> PrivatePlan:
+    unit_column, _ = _roles(inputs.mapping)
+    return PrivatePlan.for_units(
+        privacy=inputs.privacy, unit_column=unit_column, n_units=n_units,
+        n_histograms=REFINED_HISTOGRAMS * (len(prepared.feature_columns) + 1),
+        n_categorical=0, max_rows=int(inputs.privacy.max_rows_per_person),
+        released=RELEASED, public=PUBLIC, curator_only=CURATOR_ONLY, examples_per_step=1,
+        gradient="one of the machine's windows per step, its gradient clipped to "
+                 "max_grad_norm: the machine's whole contribution to the step")
 
 
 run = family_runner(SequenceRegressorHooks(), doc="""Train, evaluate against the baselines,

@@ -18,9 +18,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
+
+import numpy as np
 
 from ml_core import privacy as dp
+from ml_core.sampling import PersonExamples
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
 from ml_core.training_loop import LoopPlan, StopReason, resolve_device, run_loop
 
@@ -68,6 +71,8 @@ def fit_module(
     should_stop: StopCheck | None,
     weight_decay: float = 0.0,
     checkpoint_path: Path | None = None,
+    persons: np.ndarray | None = None,
+    select_on_validation: bool = True,
 ) -> FittedModule:
     """Train ``build()`` on ``tensors`` (one training example per first-axis row).
 
@@ -82,6 +87,11 @@ def fit_module(
     (:mod:`ml_core.checkpoints`). Its signature covers ``tensors``, the schedule, privacy
     and ``weight_decay``; the validation data behind ``val_score`` is taken to come from the
     same inputs (the caller keeps one checkpoint path per run and stage).
+
+    ``persons`` (one privacy-unit value per example) makes a private training person-level:
+    persons are Poisson-sampled and each brings one of their examples per step
+    (:class:`ml_core.sampling.PersonExamples`). ``select_on_validation=False`` keeps the last
+    epoch: no epoch is chosen on the (private) validation rows (:class:`LoopPlan`).
     """
     device = resolve_device(train.device)
 
@@ -94,14 +104,19 @@ def fit_module(
         score = float(val_score(copy_on_cpu))
         return score, score
 
+    private = privacy is not None and privacy.enabled
+    dataset: Dataset = (PersonExamples(tensors=tensors, persons=persons, seed=train.seed)
+                        if private and persons is not None else BatchedTensorDataset(*tensors))
     plan = LoopPlan(
-        build=build, dataset=BatchedTensorDataset(*tensors), batch_size=train.batch_size,
+        build=build, dataset=dataset, batch_size=train.batch_size,
         collate_fn=_already_batched, batch_loss=batch_loss, validate=evaluate, train=train,
         privacy=privacy, stage=stage, device=device,
         optimizer=lambda module: torch.optim.Adam(module.parameters(), lr=train.learning_rate,
                                                   weight_decay=weight_decay),
-        checkpoint_path=checkpoint_path, checkpoint_inputs=tensors,
+        checkpoint_path=checkpoint_path,
+        checkpoint_inputs=tensors if persons is None else (*tensors, persons),
         checkpoint_settings={"weight_decay": weight_decay},
+        select_on_validation=select_on_validation,
     )
     result = run_loop(plan, progress=progress, should_stop=should_stop)
     notes = ()
