@@ -12,7 +12,10 @@ recommendations in that zone beside a random choice of skill.
 
 Privacy: one training example is one student's whole history (capped at
 :data:`MAX_TRAIN_STEPS` answers), so DP-SGD bounds each *student's* influence, not each
-answer's. Progress stages: ``preparing``, ``baseline``, ``training``, ``training_twin``
+answer's. A private run's skill vocabulary is a noisy, thresholded histogram of the training
+students' skills (each student weighs at most 1 in L2 norm over up to
+:data:`SKILLS_PER_STUDENT` of their skills), charged to the run's one composed epsilon
+(:class:`ml_core.person_privacy.PrivatePlan`); the released weights are the last epoch's. Progress stages: ``preparing``, ``baseline``, ``training``, ``training_twin``
 (private runs), ``auditing``, ``saving``.
 """
 
@@ -45,6 +48,8 @@ from ml_core.families.knowledge_tracing_data import (
     validate_responses,
 )
 from ml_core.metrics import binary_metrics
+from ml_core.person_privacy import PrivatePlan
+from ml_core.private_statistics import contribution_weights, person_codes, private_vocabulary
 from ml_core.models.sequence import (
     KnowledgeTracingGRU,
     build_sequence_model,
@@ -103,6 +108,16 @@ MASTERY_CHART_STUDENTS = 5
 MASTERY_CHART_SKILLS = 8
 RECOMMENDATION_CHART_STUDENTS = 10
 UNKNOWN_SKILL = "__unknown__"
+# A student's weight in the private skill histogram is spread over at most this many of
+# their distinct skills (1 / sqrt(k) each: L2 norm 1).
+SKILLS_PER_STUDENT = 32
+RELEASED = {"skills": "skills whose noisy student count (each student at most 1 in L2 "
+                      "norm) clears the threshold; the rest share the unknown slot"}
+PUBLIC = ("the confirmed mapping", "decision threshold 0.5 and the zone of proximal "
+          "development (constants)", "training settings",
+          "student and answer counts of the split")
+CURATOR_ONLY = ("the per-skill mean baseline", "the non-private twin",
+                "the audit's per-group tables", "test metrics")
 WEIGHTS_FILE = "model.pt"
 METADATA_FILE = "metadata.json"
 
@@ -232,6 +247,11 @@ def _val_auc(model: nn.Module, template: KnowledgeTracingGRU, val: list[History]
     return float(roc_auc_score(truth, scores))
 
 
+def batch_size_for(train: TrainConfig, n_students: int) -> int:
+    """Students per batch: at most ``len / MIN_BATCHES_PER_EPOCH`` (see there)."""
+    return max(1, min(train.batch_size, n_students // MIN_BATCHES_PER_EPOCH))
+
+
 def train_tracer(
     *, train_items: list[History], val_items: list[History], vocabulary: SkillVocabulary,
     train: TrainConfig, privacy: PrivacyConfig | None, stage: str,
@@ -272,12 +292,14 @@ def train_tracer(
 
     plan = LoopPlan(
         build=lambda: _new_model(vocabulary), dataset=TensorDataset(skills, correct, mask),
-        batch_size=max(1, min(train.batch_size, len(train_items) // MIN_BATCHES_PER_EPOCH)),
+        batch_size=batch_size_for(train, len(train_items)),
         batch_loss=batch_loss, validate=validate, train=train, privacy=privacy, stage=stage,
         device=device,
         # The best weights are kept in the plain nn.GRU layout (DPGRU's aside).
         snapshot=lambda module: plain_state_dict(module, template()),
         checkpoint_path=checkpoint_path, checkpoint_inputs=(skills, correct, mask),
+        # A private model is its last DP-SGD step's: no epoch chosen on private students.
+        select_on_validation=privacy is None or not privacy.enabled,
     )
     result = run_loop(plan, progress=progress, should_stop=should_stop)
     return TrainedTracer(model=result.module, history=result.history,
@@ -298,24 +320,49 @@ class Prepared:
     val_items: list[History]
     test_items: list[History]
     groups: pd.DataFrame  # banded sensitive attributes per student (index: student)
+    plan: PrivatePlan | None = None  # a private run's preprocessing and SGD budget
+
+
+def private_skills(train_rows: pd.DataFrame, *, plan: PrivatePlan, seed: int
+                   ) -> tuple[str, ...]:
+    """The skills of ``train_rows`` whose noisy student count clears the plan's threshold:
+    each student's distinct skills (up to ``plan.max_rows``, a seeded subset beyond) weigh
+    ``1 / sqrt(count)`` each, so a student moves the histogram by at most 1 in L2 norm."""
+    pairs = train_rows[["student", "skill"]].drop_duplicates()
+    codes, _ = person_codes(pairs["student"].to_numpy())
+    weights = contribution_weights(codes, max_rows=plan.max_rows, seed=seed, norm="l2")
+    generator = np.random.Generator(np.random.PCG64([seed, 0x5C111]))
+    return private_vocabulary(pairs["skill"].astype(str).tolist(), weights, noise=plan.noise,
+                              generator=generator)
 
 
 def prepare(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
-            train: TrainConfig) -> Prepared:
-    """Responses cleaned and merged, students split, skills indexed (training students)."""
+            train: TrainConfig, privacy: PrivacyConfig | None = None) -> Prepared:
+    """Responses cleaned and merged, students split, skills indexed (training students;
+    under ``privacy``, the DP vocabulary of :func:`private_skills`)."""
     columns = ResponseColumns.from_mapping(mapping)
     responses = prepare_responses(frame, columns, spec)
     table = responses.table
     split = split_students(list(table["student"].unique()), test_fraction=train.test_fraction,
                            val_fraction=train.val_fraction, seed=train.seed)
     train_rows = table[table["student"].isin(split.train)]
-    vocabulary = SkillVocabulary(tuple(sorted(train_rows["skill"].unique())))
+    plan = None
+    if privacy is not None and privacy.enabled:
+        plan = PrivatePlan.for_units(
+            privacy=privacy, unit_column=columns.student, n_units=table["student"].nunique(),
+            n_histograms=1, n_categorical=1, max_rows=SKILLS_PER_STUDENT, released=RELEASED,
+            public=PUBLIC, curator_only=CURATOR_ONLY, examples_per_step=1,
+            gradient="the student's whole history (one sequence, its first "
+                     f"{MAX_TRAIN_STEPS} answers): one gradient clipped to max_grad_norm")
+        vocabulary = SkillVocabulary(private_skills(train_rows, plan=plan, seed=train.seed))
+    else:
+        vocabulary = SkillVocabulary(tuple(sorted(train_rows["skill"].unique())))
     groups = table.groupby("student")[list(columns.sensitive)].first()
     return Prepared(
         columns=columns, responses=responses, split=split, vocabulary=vocabulary,
         train_items=histories(table, vocabulary, split.train),
         val_items=histories(table, vocabulary, split.val),
-        test_items=histories(table, vocabulary, split.test), groups=groups,
+        test_items=histories(table, vocabulary, split.test), groups=groups, plan=plan,
     )
 
 
@@ -357,16 +404,27 @@ class TracerHooks(FamilyHooks):
 
     def prepare(self, inputs: RunInputs) -> TracerRun:
         return TracerRun(tracer=prepare(inputs.frame, inputs.mapping, inputs.spec,
-                                        inputs.train))
+                                        inputs.train, privacy=inputs.privacy))
 
     def fit(self, inputs: RunInputs, prepared: TracerRun, call: FitCall) -> Fitted:
         tracer = prepared.tracer
-        trained = train_tracer(train_items=tracer.train_items, val_items=tracer.val_items,
-                               vocabulary=tracer.vocabulary, train=inputs.train,
-                               privacy=call.privacy, stage=call.stage, progress=call.progress,
-                               should_stop=call.should_stop,
-                               checkpoint_path=call.checkpoint_path)
-        return Fitted.of(trained, model=trained.model)
+        plan = tracer.plan if call.privacy is not None else None
+
+        def fit(privacy: PrivacyConfig | None) -> Fitted:
+            trained = train_tracer(train_items=tracer.train_items, val_items=tracer.val_items,
+                                   vocabulary=tracer.vocabulary, train=inputs.train,
+                                   privacy=privacy, stage=call.stage, progress=call.progress,
+                                   should_stop=call.should_stop,
+                                   checkpoint_path=call.checkpoint_path)
+            return Fitted.of(trained, model=trained.model)
+
+        if plan is None:
+            return fit(call.privacy)
+        n_students = len(tracer.train_items)
+        sgd = plan.sgd_for(n_units=n_students,
+                           batch_size=batch_size_for(inputs.train, n_students),
+                           epochs=inputs.train.epochs)
+        return plan.charged(fit, sgd=sgd, spec=inputs.spec, mapping=inputs.mapping)
 
     def split(self, inputs: RunInputs, prepared: TracerRun) -> dict:
         return prepared.tracer.split.summary(prepared.tracer.responses.table)
@@ -394,7 +452,9 @@ def _common_notes(prepared: Prepared, main: TrainedTracer, privacy: PrivacyConfi
     if privacy.enabled:
         notes.append(
             "Differential privacy protects students, not single answers: one training "
-            "example is a student's whole history."
+            "example is a student's whole history, and the skill vocabulary is a noisy, "
+            f"thresholded count of students ({len(prepared.vocabulary.skills)} skills "
+            "released; the others share the unknown slot)."
         )
         if main.fixes:
             notes.append(
@@ -628,6 +688,15 @@ class NextExerciseHooks(TracerHooks):
     its figures come with the model's evaluation."""
 
     model_family = "next_exercise"
+
+    def prepare(self, inputs: RunInputs) -> TracerRun:
+        prepared = super().prepare(inputs)
+        if not prepared.tracer.vocabulary.skills:
+            raise ValueError(
+                "No skill was held by enough students to clear the privacy threshold, so "
+                "there is no skill to recommend: upload more students, raise epsilon, or "
+                "train without differential privacy.")
+        return prepared
 
     def baseline(self, inputs: RunInputs, prepared: TracerRun) -> Baseline:
         return Baseline(report=None)
