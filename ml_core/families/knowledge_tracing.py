@@ -872,6 +872,9 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
 class _ResponseLogFamily(ModelFamily):
     """What both families over response logs (student, skill, time, correct) share."""
 
+    artifact_public = frozenset({"split", "opacus_fixes", "threshold", "zpd", "train_config"})
+    artifact_private = {"skills": "skills"}
+
     required_roles = (ColumnRole.TARGET.value, ColumnRole.STUDENT.value,
                       ColumnRole.SKILL.value, ColumnRole.TIME.value)
 

@@ -888,3 +888,6 @@ class SequenceRegressorFamily(ModelFamily):
     chart_kinds = ("rul_curve",)
     supports = Supports(test_file=True)
     implementation = __name__
+    artifact_public = frozenset({"feature_columns", "window", "rul_cap", "target_source",
+                                 "split"})
+    artifact_private = {"scaler": "scaler"}
