@@ -1,0 +1,166 @@
+"""Person-level privacy for the sequence families: a unit with many windows is sampled,
+bounded and accounted as ONE unit, and the run's epsilon is one composition of its DP
+preprocessing and its SGD steps, equal to an independent dp-accounting computation."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from unittest import mock
+
+import dp_accounting
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from dp_accounting import pld
+
+from ml_core import training_loop
+from ml_core.families import sequence_regression as rul
+from ml_core.private_statistics import (
+    FINE_CELLS,
+    PreprocessingNoise,
+    contribution_weights,
+    private_refined,
+)
+from ml_core.sampling import PersonBatchSampler, PersonExamples
+from ml_core.spec import ColumnMapping, PrivacyConfig
+from verticals.manufacturing.vertical import REMAINING_USEFUL_LIFE
+
+pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+
+MAPPING = ColumnMapping(target="", roles=(("unit", "machine"), ("cycle", "cycle")))
+TRAIN = dataclasses.replace(REMAINING_USEFUL_LIFE.train, epochs=2, batch_size=32, window=5)
+
+
+def machines(n_machines: int = 240, seed: int = 0) -> pd.DataFrame:
+    """Machines of 8-20 cycles each (several windows per machine); two sensors drift as
+    the machine wears, around levels a coarse grid cannot resolve (642 +- 0.5)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for m in range(n_machines):
+        life = int(rng.integers(8, 21))
+        cycles = np.arange(1, life + 1)
+        wear = cycles / life
+        frames.append(pd.DataFrame({
+            "machine": f"m{m:03d}", "cycle": cycles,
+            "temperature": 642.0 + 0.8 * wear + rng.normal(0, 0.1, life),
+            "vibration": 0.02 + 0.05 * wear + rng.normal(0, 0.005, life),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def private_rul(tmp_path_factory):
+    frame = machines()
+    captured = []
+    real_start = training_loop.start
+
+    def observed(plan):  # noqa: ANN001, ANN202
+        started = real_start(plan)
+        if plan.private:
+            captured.append(plan)
+        return started
+
+    with mock.patch.object(training_loop, "start", observed):
+        result = rul.run(frame=frame, mapping=MAPPING, spec=REMAINING_USEFUL_LIFE,
+                         privacy=PrivacyConfig(enabled=True, target_epsilon=3.0), train=TRAIN,
+                         artifact_dir=tmp_path_factory.mktemp("rul"))
+    return frame, result, captured[0]
+
+
+def test_machines_not_windows_are_sampled_one_window_each(private_rul):
+    frame, result, plan = private_rul
+    dataset = plan.dataset
+    assert isinstance(dataset, PersonExamples)
+    assert len(dataset) == result.split["train_units"] < result.split["train"]
+    # A drawn machine brings one of its own windows; over steps, each of them.
+    units = np.array([rows for rows in dataset.rows], dtype=object)
+    largest = int(np.argmax(dataset.rows_per_person))
+    drawn = {int(dataset.rows_drawn(salt * len(dataset) + largest)[0]) for salt in range(300)}
+    assert drawn == set(units[largest].tolist())
+    keys = PersonBatchSampler(num_samples=len(dataset), sample_rate=0.5, seed=1).draw()
+    x, y = dataset.__getitems__(keys.tolist())
+    assert len(x) == len(keys) == len(set(keys % len(dataset)))
+    first = int(dataset.rows_drawn(int(keys[0]))[0])
+    torch.testing.assert_close(x[0], dataset.tensors[0][first])
+
+
+def test_the_report_states_the_machine_the_bound_and_the_stages(private_rul):
+    _, result, _ = private_rul
+    privacy = result.privacy
+    assert privacy["unit"]["name"] == "machine" and privacy["unit"]["column"] == "machine"
+    assert privacy["contribution_bound"]["max_rows_per_person"] == 1
+    assert [stage["stage"] for stage in privacy["stages"]] == ["preprocessing", "sgd"]
+    released = privacy["stages"][0]["released"]["estimated_privately"]
+    assert set(released) == {"scaler"}
+    assert result.history and len(result.history) == TRAIN.epochs
+    assert any("per machine" in note for note in result.notes)
+
+
+def test_machine_epsilon_matches_an_independent_accountant(private_rul):
+    """Rate from the number of training MACHINES (not windows), steps from the schedule,
+    and the preprocessing Gaussian composed with those steps in dp-accounting's PLD."""
+    frame, result, _ = private_rul
+    privacy = result.privacy
+    machines_train = result.split["train_units"]
+    batches = math.ceil(machines_train / TRAIN.batch_size)
+    assert privacy["sample_rate"] == pytest.approx(1 / batches)
+    assert privacy["steps"] == TRAIN.epochs * batches
+    assert privacy["delta"] <= 1 / (10 * frame["machine"].nunique())
+    pre = privacy["stages"][0]
+    # Two histograms per channel (two sensors and the position), one Gaussian over all.
+    assert pre["n_histograms"] == 2 * 3
+    fraction = PrivacyConfig().preprocessing_fraction
+    alone = pld.PLDAccountant(value_discretization_interval=1e-4)
+    alone.compose(dp_accounting.GaussianDpEvent(pre["noise_multiplier"]))
+    assert alone.get_epsilon(privacy["delta"] * fraction / 2) == pytest.approx(
+        fraction * 3.0, rel=0.02)
+    accountant = pld.PLDAccountant(value_discretization_interval=1e-4)
+    accountant.compose(dp_accounting.ComposedDpEvent([
+        dp_accounting.GaussianDpEvent(pre["noise_multiplier"]),
+        dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+            1 / batches, dp_accounting.GaussianDpEvent(privacy["noise_multiplier"])),
+            TRAIN.epochs * batches)]))
+    independent = accountant.get_epsilon(privacy["delta"] - pre["threshold_delta"])
+    assert privacy["epsilon"] == pytest.approx(independent, rel=0.02)
+    assert privacy["epsilon"] <= 3.0 + 1e-6
+
+
+def test_the_released_scales_are_dp_and_close_to_the_truth(private_rul):
+    frame, result, _ = private_rul
+    scaler = rul.load(result.artifact_path).metadata["scaler"]
+    temperature = frame["temperature"]
+    # Not the exact median or standard deviation (one machine would move them) ...
+    assert scaler["medians"][0] != pytest.approx(float(temperature.median()), abs=1e-9)
+    assert scaler["scales"][0] != pytest.approx(float(temperature.std(ddof=0)), abs=1e-9)
+    # ... yet resolved well below the coarse grid's cell: the centre within a standard
+    # deviation, the scale within a factor of 3.
+    assert abs(scaler["medians"][0] - float(temperature.median())) < temperature.std()
+    assert temperature.std() / 3 < scaler["scales"][0] < 3 * temperature.std()
+
+
+def test_refined_statistics_resolve_a_narrow_column_and_fall_back_when_thin():
+    rng = np.random.default_rng(0)
+    values = 642.4 + rng.normal(0, 0.5, 4000)
+    persons = np.repeat(np.arange(1000), 4)
+    weights = contribution_weights(persons, max_rows=8, seed=0)
+    noise = PreprocessingNoise.plan(noise_multiplier=2.0, n_categorical=0, n_histograms=2,
+                                    threshold_delta=1e-6, max_rows=8)
+    stats = private_refined(values, weights, noise=noise, generator=np.random.default_rng(1))
+    cell = 2 * 642.4 / FINE_CELLS  # the fine grid's cell is at most about this wide
+    assert abs(stats.median - 642.4) < 0.2 + cell
+    assert 0.25 < stats.scale < 1.0
+    few = private_refined(values[:8], np.full(8, 0.5), noise=noise,
+                          generator=np.random.default_rng(1))
+    assert (few.median, few.scale) == (0.0, 1.0)
+
+
+def test_l2_weights_bound_a_persons_distinct_levels_by_one():
+    persons = np.repeat(np.arange(5), [1, 3, 9, 40, 2])
+    weights = contribution_weights(persons, max_rows=16, seed=0, norm="l2")
+    for person in range(5):
+        mine = weights[persons == person]
+        assert float(np.sqrt((mine ** 2).sum())) == pytest.approx(1.0)
+        assert mine.max() <= 1.0
+    assert np.count_nonzero(weights[persons == 3]) == 16
