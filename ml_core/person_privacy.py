@@ -55,7 +55,7 @@ class PrivatePlan:
 
     privacy: PrivacyConfig  # the run's whole target
     shares: BudgetShares
-    noise: PreprocessingNoise
+    noise: PreprocessingNoise | None  # None: no statistic of the rows is released
     unit_column: str | None
     max_rows: int  # rows per person per step and per histogram (1 when rows are persons)
     # What the report lists as released (with how), declared public and curator-only.
@@ -78,9 +78,9 @@ class PrivatePlan:
         """The SGD stage's share for ``n_units`` training persons sampled ``batch_size`` a
         batch over ``epochs`` (as the private loop will): what one composition with the
         preprocessing leaves of the target."""
-        target = sgd_target_for(shares=self.shares,
-                                preprocessing_noise_multiplier=self.noise.noise_multiplier,
-                                n_units=n_units, batch_size=batch_size, epochs=epochs)
+        target = (self.shares.sgd_epsilon if self.noise is None else sgd_target_for(
+            shares=self.shares, preprocessing_noise_multiplier=self.noise.noise_multiplier,
+            n_units=n_units, batch_size=batch_size, epochs=epochs))
         return dataclasses.replace(self.privacy, target_epsilon=target,
                                    delta=self.shares.sgd_delta)
 
@@ -106,9 +106,10 @@ class PrivatePlan:
                   gradient: str | None = None) -> PrivatePlan:
         """The plan of a run over ``n_units`` persons (all of them: delta is sized for
         these) releasing ``n_histograms`` noisy histograms, ``n_categorical`` of them
-        thresholded vocabularies, each person weighing at most ``max_rows`` rows in each."""
-        shares = share_budget(privacy, n_units=n_units)
-        noise = PreprocessingNoise.plan(
+        thresholded vocabularies, each person weighing at most ``max_rows`` rows in each.
+        ``n_histograms=0``: nothing but the weights is released; SGD gets the whole target."""
+        shares = share_budget(privacy, n_units=n_units, preprocessing=n_histograms > 0)
+        noise = None if n_histograms <= 0 else PreprocessingNoise.plan(
             noise_multiplier=gaussian_noise_multiplier(epsilon=shares.preprocessing_epsilon,
                                                        delta=shares.gaussian_delta),
             n_categorical=n_categorical, n_histograms=n_histograms,
@@ -162,7 +163,14 @@ class PrivatePlan:
         }
         return composed_report(
             sgd=sgd, shares=self.shares,
-            preprocessing=self.noise.report({"estimated_privately": dict(self.released),
-                                             "declared_public": list(self.public),
-                                             "curator_only": list(self.curator_only)}),
+            preprocessing=self._preprocessing_report(),
             unit=spec.privacy_unit.describe(mapping), contribution=contribution)
+
+    def _preprocessing_report(self) -> dict:
+        released = {"estimated_privately": dict(self.released),
+                    "declared_public": list(self.public),
+                    "curator_only": list(self.curator_only)}
+        if self.noise is not None:
+            return self.noise.report(released)
+        return {"sigma": None, "noise_multiplier": None, "n_histograms": 0, "threshold": None,
+                "threshold_delta": 0.0, "max_rows": self.max_rows, "released": released}

@@ -161,6 +161,8 @@ class NumericStatistics:
     median: float
     scale: float
     missing_indicator: bool
+    # False: too few persons for the noise; median and scale are placeholders (0, 1).
+    resolved: bool = True
 
 
 def _grid_histogram(values: np.ndarray, weights: np.ndarray, *, noise: PreprocessingNoise,
@@ -227,7 +229,8 @@ def private_refined(values: np.ndarray, weights: np.ndarray, *, noise: Preproces
     if present.sum() <= 0:
         # Too few persons for this noise: nothing is read from the data (centre 0, scale
         # 1, the channel as it comes), rather than a cell picked out of pure noise.
-        return NumericStatistics(median=0.0, scale=1.0, missing_indicator=missing)
+        return NumericStatistics(median=0.0, scale=1.0, missing_indicator=missing,
+                                 resolved=False)
     lower_edges = np.concatenate([[NUMERIC_EDGES[0]], NUMERIC_EDGES])
     upper_edges = np.concatenate([NUMERIC_EDGES, [NUMERIC_EDGES[-1]]])
     low = float(np.sinh(_quantile(present, lower_edges, RANGE_QUANTILES[0])))

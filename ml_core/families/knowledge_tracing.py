@@ -12,18 +12,24 @@ recommendations in that zone beside a random choice of skill.
 
 Privacy: one training example is one student's whole history (capped at
 :data:`MAX_TRAIN_STEPS` answers), so DP-SGD bounds each *student's* influence, not each
-answer's. A private run's skill vocabulary is a noisy, thresholded histogram of the training
-students' skills (each student weighs at most 1 in L2 norm over up to
-:data:`SKILLS_PER_STUDENT` of their skills), charged to the run's one composed epsilon
-(:class:`ml_core.person_privacy.PrivatePlan`); the released weights are the last epoch's. Progress stages: ``preparing``, ``baseline``, ``training``, ``training_twin``
-(private runs), ``auditing``, ``saving``.
+answer's. A private run learns no skill vocabulary from the rows: skills are hashed into
+:data:`SKILL_BUCKETS` slots by a public hash of their name, so the artifact holds nothing
+but DP-SGD weights, and a skill is named at serving time from the request's own answers
+(the recommendations choose among the skills of the students being scored). The released
+weights are the last epoch's; the report states the student as the unit
+(:class:`ml_core.person_privacy.PrivatePlan`).
+
+Progress stages: ``preparing``, ``baseline``, ``training``, ``training_twin`` (private
+runs), ``auditing``, ``saving``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +55,6 @@ from ml_core.families.knowledge_tracing_data import (
 )
 from ml_core.metrics import binary_metrics
 from ml_core.person_privacy import PrivatePlan
-from ml_core.private_statistics import contribution_weights, person_codes, private_vocabulary
 from ml_core.models.sequence import (
     KnowledgeTracingGRU,
     build_sequence_model,
@@ -108,14 +113,13 @@ MASTERY_CHART_STUDENTS = 5
 MASTERY_CHART_SKILLS = 8
 RECOMMENDATION_CHART_STUDENTS = 10
 UNKNOWN_SKILL = "__unknown__"
-# A student's weight in the private skill histogram is spread over at most this many of
-# their distinct skills (1 / sqrt(k) each: L2 norm 1).
-SKILLS_PER_STUDENT = 32
-RELEASED = {"skills": "skills whose noisy student count (each student at most 1 in L2 "
-                      "norm) clears the threshold; the rest share the unknown slot"}
-PUBLIC = ("the confirmed mapping", "decision threshold 0.5 and the zone of proximal "
-          "development (constants)", "training settings",
-          "student and answer counts of the split")
+# A private model's skill slots: skills are hashed by name into this many (public; two
+# skills share a slot with probability about skills / SKILL_BUCKETS).
+SKILL_BUCKETS = 1024
+RELEASED: dict[str, str] = {}  # nothing estimated from the rows besides the weights
+PUBLIC = ("the confirmed mapping", f"the skill hash ({SKILL_BUCKETS} slots; no vocabulary)",
+          "decision threshold 0.5 and the zone of proximal development (constants)",
+          "training settings", "student and answer counts of the split")
 CURATOR_ONLY = ("the per-skill mean baseline", "the non-private twin",
                 "the audit's per-group tables", "test metrics")
 WEIGHTS_FILE = "model.pt"
@@ -125,19 +129,53 @@ METADATA_FILE = "metadata.json"
 # --- data -> tensors ---------------------------------------------------------------------
 
 
+def skill_bucket(skill: str, buckets: int) -> int:
+    """A skill's slot among ``buckets``: a public hash of its name (stable across runs and
+    processes, unlike Python's ``hash``)."""
+    digest = hashlib.blake2b(str(skill).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % buckets
+
+
 @dataclass(frozen=True)
 class SkillVocabulary:
-    """Skills seen in the training students; anything else maps to one "unknown" slot."""
+    """Skills seen in the training students; anything else maps to one "unknown" slot.
+
+    ``buckets`` > 0 (private runs): no vocabulary is learnt; every skill's slot is
+    :func:`skill_bucket` and ``skills`` only names the skills of the data at hand
+    (:meth:`named`)."""
 
     skills: tuple[str, ...]
+    buckets: int = 0
 
     @property
     def size(self) -> int:
-        return len(self.skills) + 1  # + the unknown slot
+        return self.buckets or len(self.skills) + 1  # + the unknown slot
 
     def indices(self, skills: pd.Series) -> np.ndarray:
+        if self.buckets:
+            return skills.astype(str).map(
+                lambda skill: skill_bucket(skill, self.buckets)).to_numpy(dtype=np.int64)
         position = {skill: i for i, skill in enumerate(self.skills)}
         return skills.map(position).fillna(len(self.skills)).to_numpy(dtype=np.int64)
+
+    def named(self, skills: Iterable[str]) -> SkillVocabulary:
+        """The vocabulary naming ``skills`` (the data being scored) when hashed; itself
+        otherwise."""
+        if not self.buckets:
+            return self
+        return SkillVocabulary(tuple(sorted({str(s) for s in skills})), buckets=self.buckets)
+
+    @property
+    def columns(self) -> np.ndarray:
+        """The model's output column of each of ``skills``."""
+        return self.indices(pd.Series(self.skills, dtype=object))
+
+    def names(self) -> dict[int, str]:
+        """Slot -> skill name for ``skills`` (the first name, when two share a slot)."""
+        found: dict[int, str] = {}
+        for column, skill in zip(self.columns.tolist(), self.skills, strict=True):
+            found.setdefault(int(column), skill)
+        return found
 
 
 @dataclass(frozen=True)
@@ -323,23 +361,10 @@ class Prepared:
     plan: PrivatePlan | None = None  # a private run's preprocessing and SGD budget
 
 
-def private_skills(train_rows: pd.DataFrame, *, plan: PrivatePlan, seed: int
-                   ) -> tuple[str, ...]:
-    """The skills of ``train_rows`` whose noisy student count clears the plan's threshold:
-    each student's distinct skills (up to ``plan.max_rows``, a seeded subset beyond) weigh
-    ``1 / sqrt(count)`` each, so a student moves the histogram by at most 1 in L2 norm."""
-    pairs = train_rows[["student", "skill"]].drop_duplicates()
-    codes, _ = person_codes(pairs["student"].to_numpy())
-    weights = contribution_weights(codes, max_rows=plan.max_rows, seed=seed, norm="l2")
-    generator = np.random.Generator(np.random.PCG64([seed, 0x5C111]))
-    return private_vocabulary(pairs["skill"].astype(str).tolist(), weights, noise=plan.noise,
-                              generator=generator)
-
-
 def prepare(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
             train: TrainConfig, privacy: PrivacyConfig | None = None) -> Prepared:
     """Responses cleaned and merged, students split, skills indexed (training students;
-    under ``privacy``, the DP vocabulary of :func:`private_skills`)."""
+    under ``privacy``, hashed: no vocabulary is learnt from the rows)."""
     columns = ResponseColumns.from_mapping(mapping)
     responses = prepare_responses(frame, columns, spec)
     table = responses.table
@@ -350,11 +375,11 @@ def prepare(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
     if privacy is not None and privacy.enabled:
         plan = PrivatePlan.for_units(
             privacy=privacy, unit_column=columns.student, n_units=table["student"].nunique(),
-            n_histograms=1, n_categorical=1, max_rows=SKILLS_PER_STUDENT, released=RELEASED,
+            n_histograms=0, n_categorical=0, max_rows=1, released=RELEASED,
             public=PUBLIC, curator_only=CURATOR_ONLY, examples_per_step=1,
             gradient="the student's whole history (one sequence, its first "
                      f"{MAX_TRAIN_STEPS} answers): one gradient clipped to max_grad_norm")
-        vocabulary = SkillVocabulary(private_skills(train_rows, plan=plan, seed=train.seed))
+        vocabulary = SkillVocabulary((), buckets=SKILL_BUCKETS)
     else:
         vocabulary = SkillVocabulary(tuple(sorted(train_rows["skill"].unique())))
     groups = table.groupby("student")[list(columns.sensitive)].first()
@@ -452,9 +477,9 @@ def _common_notes(prepared: Prepared, main: TrainedTracer, privacy: PrivacyConfi
     if privacy.enabled:
         notes.append(
             "Differential privacy protects students, not single answers: one training "
-            "example is a student's whole history, and the skill vocabulary is a noisy, "
-            f"thresholded count of students ({len(prepared.vocabulary.skills)} skills "
-            "released; the others share the unknown slot)."
+            "example is a student's whole history. No skill vocabulary is learnt from the "
+            f"rows: skills are hashed by name into {SKILL_BUCKETS} slots, and named from "
+            "the answers being scored."
         )
         if main.fixes:
             notes.append(
@@ -502,10 +527,11 @@ def _mastery_chart(model: KnowledgeTracingGRU, items: list[History],
                    vocabulary: SkillVocabulary) -> list[dict]:
     chosen = sorted(items, key=lambda h: (-len(h.skills), h.student))[:MASTERY_CHART_STUDENTS]
     charts = []
+    slots = vocabulary.names()
+    column = {name: slot for slot, name in slots.items()}
     for history, probs in zip(chosen, _probabilities(model, chosen, torch.device("cpu")),
                               strict=True):
-        names = [vocabulary.skills[i] if i < len(vocabulary.skills) else UNKNOWN_SKILL
-                 for i in history.skills]
+        names = [slots.get(int(i), UNKNOWN_SKILL) for i in history.skills]
         practised = pd.Series(names).value_counts()
         shown = [s for s in practised.index if s != UNKNOWN_SKILL][:MASTERY_CHART_SKILLS]
         charts.append({
@@ -514,7 +540,7 @@ def _mastery_chart(model: KnowledgeTracingGRU, items: list[History],
             "answers": [{"step": i + 1, "skill": name, "correct": int(c)}
                         for i, (name, c) in enumerate(zip(names, history.correct, strict=True))],
             "skills": {skill: [round(float(p), 4) for p in
-                               probs[:, vocabulary.skills.index(skill)]] for skill in shown},
+                               probs[:, column[skill]]] for skill in shown},
         })
     return charts
 
@@ -564,7 +590,8 @@ class KnowledgeTracingHooks(TracerHooks):
     def charts(self, inputs: RunInputs, prepared: TracerRun, baseline: Baseline, model: Fitted,
                evaluation: Evaluation) -> dict:
         tracer = prepared.tracer
-        return {"mastery": _mastery_chart(model.model, tracer.test_items, tracer.vocabulary)}
+        vocabulary = tracer.vocabulary.named(prepared.test_rows["skill"])
+        return {"mastery": _mastery_chart(model.model, tracer.test_items, vocabulary)}
 
     def notes(self, inputs: RunInputs, prepared: TracerRun, model: Fitted, twin: Fitted | None,
               evaluation: Evaluation) -> list[str]:
@@ -610,6 +637,7 @@ def _recommendations(model: KnowledgeTracingGRU, items: list[History],
     """One row per student: model's and random choice's skill, predicted success, in-zone
     flag, and the observed success on that skill in the answers after the cut."""
     known = len(vocabulary.skills)  # the unknown slot is never recommended
+    columns = vocabulary.columns
     rng = np.random.default_rng(seed)
     cuts = [_cut(len(h.skills)) for h in items]
     prefixes = [History(student=h.student, row_ids=h.row_ids[:k], skills=h.skills[:k],
@@ -617,7 +645,7 @@ def _recommendations(model: KnowledgeTracingGRU, items: list[History],
     rows = []
     for history, k, probs in zip(items, cuts, _probabilities(model, prefixes,
                                                              torch.device("cpu")), strict=True):
-        success = probs[-1][:known]
+        success = probs[-1][columns]
         chosen = choose_skill(success)
         random_choice = int(rng.integers(known))
         later_skills, later_correct = history.skills[k:], history.correct[k:]
@@ -691,11 +719,8 @@ class NextExerciseHooks(TracerHooks):
 
     def prepare(self, inputs: RunInputs) -> TracerRun:
         prepared = super().prepare(inputs)
-        if not prepared.tracer.vocabulary.skills:
-            raise ValueError(
-                "No skill was held by enough students to clear the privacy threshold, so "
-                "there is no skill to recommend: upload more students, raise epsilon, or "
-                "train without differential privacy.")
+        if not (prepared.tracer.vocabulary.skills or prepared.tracer.vocabulary.buckets):
+            raise ValueError("No skill in the training students: nothing to recommend.")
         return prepared
 
     def baseline(self, inputs: RunInputs, prepared: TracerRun) -> Baseline:
@@ -703,8 +728,11 @@ class NextExerciseHooks(TracerHooks):
 
     def evaluate(self, inputs: RunInputs, prepared: TracerRun, fitted: Fitted) -> Evaluation:
         tracer = prepared.tracer
-        n_skills = len(tracer.vocabulary.skills)
-        table = _recommendations(fitted.model, tracer.test_items, tracer.vocabulary,
+        table = tracer.responses.table
+        vocabulary = tracer.vocabulary.named(
+            table.loc[table["student"].isin(tracer.split.test), "skill"])
+        n_skills = len(vocabulary.skills)
+        table = _recommendations(fitted.model, tracer.test_items, vocabulary,
                                  seed=inputs.train.seed)
         groups = tracer.groups.reindex(table["student"].to_numpy()).reset_index(drop=True)
         return Evaluation(
@@ -772,6 +800,7 @@ def _save(*, directory: Path, trained: TrainedTracer, prepared: Prepared, model_
     metadata = json_ready({
         "model_family": model_family, **metadata,
         "architecture": trained.model.architecture(), "skills": list(prepared.vocabulary.skills),
+        "skill_buckets": prepared.vocabulary.buckets,
         "split": split, "opacus_fixes": list(trained.fixes), "threshold": DECISION_THRESHOLD,
         "zpd": {"low": ZPD_LOW, "high": ZPD_HIGH, "target": ZPD_TARGET},
         "train_config": {"epochs": train.epochs, "batch_size": train.batch_size,
@@ -806,7 +835,9 @@ def load(path: Path | str) -> LoadedTracer:
                                      weights_only=True))
     model.eval()
     return LoadedTracer(model=model, metadata=metadata,
-                        vocabulary=SkillVocabulary(tuple(metadata["skills"])))
+                        vocabulary=SkillVocabulary(tuple(metadata["skills"]),
+                                                   buckets=int(metadata.get("skill_buckets")
+                                                               or 0)))
 
 
 def _loaded_items(loaded: LoadedTracer, frame: pd.DataFrame) -> tuple[Responses, list[History]]:
@@ -834,17 +865,18 @@ def predict_answers(loaded: LoadedTracer, frame: pd.DataFrame) -> pd.DataFrame:
 def recommend(loaded: LoadedTracer, frame: pd.DataFrame) -> pd.DataFrame:
     """Each student's next skill after ALL their answers in ``frame``: ``student``,
     ``recommended_skill``, ``predicted_success``, ``in_zpd`` and ``success_by_skill``."""
-    _, items = _loaded_items(loaded, frame)
-    known = len(loaded.vocabulary.skills)
+    responses, items = _loaded_items(loaded, frame)
+    # A hashed (private) model names the skills of the answers it is given.
+    vocabulary = loaded.vocabulary.named(responses.table["skill"])
     rows = []
     for history, probs in zip(items, _probabilities(loaded.model, items, torch.device("cpu")),
                               strict=True):
-        success = probs[-1][:known]
+        success = probs[-1][vocabulary.columns]
         chosen = choose_skill(success)
         rows.append({
-            "student": history.student, "recommended_skill": loaded.vocabulary.skills[chosen],
+            "student": history.student, "recommended_skill": vocabulary.skills[chosen],
             "predicted_success": float(success[chosen]), "in_zpd": in_zpd(float(success[chosen])),
-            "success_by_skill": {s: float(p) for s, p in zip(loaded.vocabulary.skills, success,
+            "success_by_skill": {s: float(p) for s, p in zip(vocabulary.skills, success,
                                                              strict=True)},
         })
     return pd.DataFrame(rows)
@@ -872,8 +904,10 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
 class _ResponseLogFamily(ModelFamily):
     """What both families over response logs (student, skill, time, correct) share."""
 
-    artifact_public = frozenset({"split", "opacus_fixes", "threshold", "zpd", "train_config"})
-    artifact_private = {"skills": "skills"}
+    # "skills" is empty in a private model (hashed slots); only a non-private model, which
+    # promises nothing, holds the training students' exact vocabulary.
+    artifact_public = frozenset({"split", "opacus_fixes", "threshold", "zpd", "train_config",
+                                 "skill_buckets", "skills"})
 
     required_roles = (ColumnRole.TARGET.value, ColumnRole.STUDENT.value,
                       ColumnRole.SKILL.value, ColumnRole.TIME.value)

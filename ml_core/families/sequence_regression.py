@@ -276,23 +276,27 @@ class Scaler:
     scales: np.ndarray
     position_mean: float
     position_scale: float
+    # Channels fed to the model (False: left out as zeros); None: all of them.
+    used: np.ndarray | None = None
 
     @classmethod
     def fit_private(cls, prepared: Prepared, rows: np.ndarray, *, noise: PreprocessingNoise,
                     seed: int) -> Scaler:
         """The statistics from noisy histograms in which each unit of ``rows`` weighs 1
         (spread over up to ``noise.max_rows`` of its rows): per channel the DP median
-        (imputation value and centre) and interquartile scale; the position channel too."""
+        (imputation value and centre) and interquartile scale. A channel too thin for the
+        noise (few units) is left out (zero), never scaled by a guess; the position channel
+        is scaled by the declared RUL cap (public)."""
         codes, _ = person_codes(prepared.units[rows])
         weights = contribution_weights(codes, max_rows=noise.max_rows, seed=seed)
         generator = np.random.Generator(np.random.PCG64([seed, 0x5CA1E]))
-        columns = [*prepared.features[rows].T, prepared.positions[rows].astype(float)]
         stats = [private_refined(values, weights, noise=noise, generator=generator)
-                 for values in columns]
-        centres = np.array([s.median for s in stats[:-1]], dtype=float)
-        scales = np.array([s.scale for s in stats[:-1]], dtype=float)
-        return cls(medians=centres, means=centres, scales=scales,
-                   position_mean=stats[-1].median, position_scale=stats[-1].scale)
+                 for values in prepared.features[rows].T]
+        centres = np.array([s.median for s in stats], dtype=float)
+        return cls(medians=centres, means=centres,
+                   scales=np.array([s.scale for s in stats], dtype=float),
+                   position_mean=0.0, position_scale=float(prepared.cap),
+                   used=np.array([s.resolved for s in stats], dtype=bool))
 
     @classmethod
     def fit(cls, prepared: Prepared, rows: np.ndarray) -> Scaler:
@@ -310,13 +314,16 @@ class Scaler:
     def channels(self, prepared: Prepared) -> np.ndarray:
         filled = np.where(np.isnan(prepared.features), self.medians, prepared.features)
         scaled = (filled - self.means) / self.scales
+        if self.used is not None:
+            scaled[:, ~self.used] = 0.0
         position = (prepared.positions - self.position_mean) / self.position_scale
         return np.column_stack([scaled, position]).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {"medians": self.medians.tolist(), "means": self.means.tolist(),
                 "scales": self.scales.tolist(), "position_mean": self.position_mean,
-                "position_scale": self.position_scale}
+                "position_scale": self.position_scale,
+                **({"used": self.used.tolist()} if self.used is not None else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> Scaler:
@@ -324,7 +331,9 @@ class Scaler:
                    means=np.asarray(data["means"], float),
                    scales=np.asarray(data["scales"], float),
                    position_mean=float(data["position_mean"]),
-                   position_scale=float(data["position_scale"]))
+                   position_scale=float(data["position_scale"]),
+                   used=(np.asarray(data["used"], dtype=bool) if data.get("used") is not None
+                         else None))
 
 
 def windows(channels: np.ndarray, prepared: Prepared, rows: np.ndarray, window: int
@@ -711,8 +720,10 @@ class SequenceRegressorHooks(FamilyHooks):
 
 
 # What a private run releases besides the weights, and what it declares public.
-RELEASED = {"scaler": "each channel's DP median (centre, imputation value) and "
-                      "interquartile scale from two noisy histograms per channel"}
+RELEASED = {"scaler": "each sensor channel's DP median (centre, imputation value) and "
+                      "interquartile scale from two noisy histograms per channel (a channel "
+                      "too thin for the noise is left out); the position is scaled by the "
+                      "declared RUL cap"}
 PUBLIC = ("the confirmed mapping and feature columns", "window, RUL cap and training settings",
           "whether the target was computed", "unit, row and window counts of the split")
 CURATOR_ONLY = ("the baselines (life curve, mean RUL)", "the non-private twin",
@@ -723,7 +734,7 @@ def _private_plan(inputs: RunInputs, prepared: Prepared, *, n_units: int) -> Pri
     unit_column, _ = _roles(inputs.mapping)
     return PrivatePlan.for_units(
         privacy=inputs.privacy, unit_column=unit_column, n_units=n_units,
-        n_histograms=REFINED_HISTOGRAMS * (len(prepared.feature_columns) + 1),
+        n_histograms=REFINED_HISTOGRAMS * len(prepared.feature_columns),
         n_categorical=0, max_rows=int(inputs.privacy.max_rows_per_person),
         released=RELEASED, public=PUBLIC, curator_only=CURATOR_ONLY, examples_per_step=1,
         gradient="one of the machine's windows per step, its gradient clipped to "

@@ -109,8 +109,8 @@ def test_machine_epsilon_matches_an_independent_accountant(private_rul):
     assert privacy["steps"] == TRAIN.epochs * batches
     assert privacy["delta"] <= 1 / (10 * frame["machine"].nunique())
     pre = privacy["stages"][0]
-    # Two histograms per channel (two sensors and the position), one Gaussian over all.
-    assert pre["n_histograms"] == 2 * 3
+    # Two histograms per sensor channel, one Gaussian over all; the position is public.
+    assert pre["n_histograms"] == 2 * 2
     fraction = PrivacyConfig().preprocessing_fraction
     alone = pld.PLDAccountant(value_discretization_interval=1e-4)
     alone.compose(dp_accounting.GaussianDpEvent(pre["noise_multiplier"]))
@@ -153,7 +153,7 @@ def test_refined_statistics_resolve_a_narrow_column_and_fall_back_when_thin():
     assert 0.25 < stats.scale < 1.0
     few = private_refined(values[:8], np.full(8, 0.5), noise=noise,
                           generator=np.random.default_rng(1))
-    assert (few.median, few.scale) == (0.0, 1.0)
+    assert (few.median, few.scale, few.resolved) == (0.0, 1.0, False)
 
 
 def test_l2_weights_bound_a_persons_distinct_levels_by_one():
