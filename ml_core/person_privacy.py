@@ -45,6 +45,16 @@ RELEASED = {
 }
 PUBLIC = ("column names and types (the confirmed mapping)", "the numeric grid and score bins",
           "the target's two labels", "training settings", "row and person counts of the split")
+# At least this many batches per epoch in a person-level run over few persons: one batch
+# would sample every person at every step (rate 1), which gets no privacy amplification.
+MIN_BATCHES_PER_EPOCH = 4
+
+
+def person_batch_size(batch_size: int, n_units: int) -> int:
+    """Persons per batch: ``batch_size``, but at most ``n_units / MIN_BATCHES_PER_EPOCH``."""
+    return max(1, min(int(batch_size), int(n_units) // MIN_BATCHES_PER_EPOCH))
+
+
 CURATOR_ONLY = ("the logistic-regression baseline", "the non-private twin",
                 "the fairness audit's per-group tables", "test metrics")
 

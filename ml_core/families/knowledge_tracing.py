@@ -54,7 +54,7 @@ from ml_core.families.knowledge_tracing_data import (
     validate_responses,
 )
 from ml_core.metrics import binary_metrics
-from ml_core.person_privacy import PrivatePlan
+from ml_core.person_privacy import PrivatePlan, person_batch_size
 from ml_core.models.sequence import (
     KnowledgeTracingGRU,
     build_sequence_model,
@@ -91,9 +91,6 @@ __all__ = ["load", "predict", "recommend", "run", "run_next_exercise", "validate
 # One example per student; longer histories are cut to their first answers in training
 # (Opacus' DPGRU steps through time in Python: cost grows with the padded length).
 MAX_TRAIN_STEPS = 200
-# At least this many batches per epoch: one batch would make every student sampled at
-# every step (sample rate 1), which gets no privacy amplification at all.
-MIN_BATCHES_PER_EPOCH = 4
 EMBED_DIM = 32
 HIDDEN_SIZE = 64
 EVAL_BATCH = 256
@@ -285,11 +282,6 @@ def _val_auc(model: nn.Module, template: KnowledgeTracingGRU, val: list[History]
     return float(roc_auc_score(truth, scores))
 
 
-def batch_size_for(train: TrainConfig, n_students: int) -> int:
-    """Students per batch: at most ``len / MIN_BATCHES_PER_EPOCH`` (see there)."""
-    return max(1, min(train.batch_size, n_students // MIN_BATCHES_PER_EPOCH))
-
-
 def train_tracer(
     *, train_items: list[History], val_items: list[History], vocabulary: SkillVocabulary,
     train: TrainConfig, privacy: PrivacyConfig | None, stage: str,
@@ -330,7 +322,7 @@ def train_tracer(
 
     plan = LoopPlan(
         build=lambda: _new_model(vocabulary), dataset=TensorDataset(skills, correct, mask),
-        batch_size=batch_size_for(train, len(train_items)),
+        batch_size=person_batch_size(train.batch_size, len(train_items)),
         batch_loss=batch_loss, validate=validate, train=train, privacy=privacy, stage=stage,
         device=device,
         # The best weights are kept in the plain nn.GRU layout (DPGRU's aside).
@@ -447,7 +439,7 @@ class TracerHooks(FamilyHooks):
             return fit(call.privacy)
         n_students = len(tracer.train_items)
         sgd = plan.sgd_for(n_units=n_students,
-                           batch_size=batch_size_for(inputs.train, n_students),
+                           batch_size=person_batch_size(inputs.train.batch_size, n_students),
                            epochs=inputs.train.epochs)
         return plan.charged(fit, sgd=sgd, spec=inputs.spec, mapping=inputs.mapping)
 

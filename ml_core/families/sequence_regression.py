@@ -35,7 +35,8 @@ training and validation. :func:`attach_test_set` builds such a frame from a trai
 frame, a test frame and the true RUL per test unit (``RUL_FD00x``).
 
 Model: :class:`ml_core.models.sequence_regressor.SequenceRegressor` (1-D CNN; Opacus-ready),
-trained on ``RUL / rul_cap`` with mean squared error (mean-reduced, matching Opacus'
+trained on ``RUL / rul_cap - 0.5`` (a public centring, so that an untrained or heavily
+noised model starts at half the cap, not at 0) with mean squared error (mean-reduced, matching Opacus'
 ``loss_reduction="mean"``), early stopping on validation RMSE. Predictions are clipped to
 ``[0, rul_cap]``.
 
@@ -56,6 +57,7 @@ type) via :func:`ml_core.group_metrics.regression_by_group`, labelled operationa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,7 +78,7 @@ from ml_core.families.base import (
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.sequence_regressor import SequenceRegressor
-from ml_core.person_privacy import PrivatePlan
+from ml_core.person_privacy import PrivatePlan, person_batch_size
 from ml_core.private_statistics import (
     REFINED_HISTOGRAMS,
     PreprocessingNoise,
@@ -442,12 +444,17 @@ class Tensors:
     y_val: np.ndarray
 
 
-def _predict(model: nn.Module, x: torch.Tensor, cap: float) -> np.ndarray:
+# The training target is RUL / cap minus this (public) offset; added back when predicting.
+TARGET_OFFSET = 0.5
+
+
+def _predict(model: nn.Module, x: torch.Tensor, cap: float,
+             offset: float = TARGET_OFFSET) -> np.ndarray:
     model.eval()
     with torch.no_grad():
         scaled = torch.cat([model(part) for part in torch.split(x, 4096)]) if len(x) else \
             torch.zeros(0)
-    return np.clip(scaled.double().numpy() * cap, 0.0, cap)
+    return np.clip((scaled.double().numpy() + offset) * cap, 0.0, cap)
 
 
 def _fit(*, tensors: Tensors, n_channels: int, train: TrainConfig, cap: float,
@@ -620,7 +627,7 @@ class SequenceRegressorHooks(FamilyHooks):
         tensors = Tensors(
             x_train=torch.from_numpy(windows(channels, prepared, split.train_rows,
                                              train.window)),
-            y_train=torch.from_numpy((prepared.target[split.train_rows] / cap)
+            y_train=torch.from_numpy((prepared.target[split.train_rows] / cap - TARGET_OFFSET)
                                      .astype(np.float32)),
             x_val=torch.from_numpy(windows(channels, prepared, split.val_rows, train.window)),
             y_val=prepared.target[split.val_rows],
@@ -650,17 +657,22 @@ class SequenceRegressorHooks(FamilyHooks):
         plan = prepared.plan if call.privacy is not None else None
         units = prepared.prepared.units[prepared.split.train_rows]
 
+        # Machines per batch: few machines still get several batches (amplification).
+        train = (inputs.train if plan is None else dataclasses.replace(
+            inputs.train, batch_size=person_batch_size(inputs.train.batch_size,
+                                                       len(set(units)))))
+
         def fit(privacy: PrivacyConfig | None) -> Fitted:
             fitted = _fit(tensors=prepared.tensors,
-                          n_channels=prepared.tensors.x_train.shape[2], train=inputs.train,
+                          n_channels=prepared.tensors.x_train.shape[2], train=train,
                           cap=float(inputs.train.rul_cap), call=call, privacy=privacy,
                           persons=units if privacy is not None else None)
             return Fitted.of(fitted, model=fitted.module)
 
         if plan is None:
             return fit(call.privacy)
-        sgd = plan.sgd_for(n_units=len(set(units)), batch_size=inputs.train.batch_size,
-                           epochs=inputs.train.epochs)
+        sgd = plan.sgd_for(n_units=len(set(units)), batch_size=train.batch_size,
+                           epochs=train.epochs)
         return plan.charged(fit, sgd=sgd, spec=inputs.spec, mapping=inputs.mapping)
 
     def evaluate(self, inputs: RunInputs, prepared: RunData, fitted: Fitted) -> Evaluation:
@@ -683,6 +695,7 @@ class SequenceRegressorHooks(FamilyHooks):
             "feature_columns": list(cycles.feature_columns),
             "scaler": prepared.scaler.to_dict(), "window": inputs.train.window,
             "rul_cap": float(inputs.train.rul_cap), "target_source": cycles.target_source,
+            "target_offset": TARGET_OFFSET,
             # Counts only: the test machines' ids stay in the run's result (curator's eyes).
             "split": {key: value for key, value in prepared.split.summary.items()
                       if key != "test_unit_ids"},
@@ -788,7 +801,8 @@ def predict(loaded: LoadedSequenceRegressor, frame: pd.DataFrame) -> pd.DataFram
         "row_id": prepared.frame.index.to_numpy(),
         "unit": prepared.units,
         "cycle": prepared.cycles,
-        "y_pred": _predict(loaded.model, x, cap),
+        # Models saved before the offset was introduced were trained on RUL / cap.
+        "y_pred": _predict(loaded.model, x, cap, float(meta.get("target_offset", 0.0))),
     })
 
 
@@ -900,5 +914,6 @@ class SequenceRegressorFamily(ModelFamily):
     supports = Supports(test_file=True)
     implementation = __name__
     artifact_public = frozenset({"feature_columns", "window", "rul_cap", "target_source",
+                                 "target_offset",
                                  "split"})
     artifact_private = {"scaler": "scaler"}
