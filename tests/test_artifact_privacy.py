@@ -12,8 +12,8 @@ buffers of its saved module, which are not DP-SGD parameters):
   preprocessing stage's released statistics;
 * no number stored outside the declared-public entries equals an exact statistic of the
   training file (mean, median, standard deviation, quartiles, extremes of each numeric
-  column, raw and through asinh, over all rows and per person/series/unit): one person would
-  move such a number deterministically.
+  column, raw and through asinh, over all rows and per person/series/unit) unless it is a
+  declared public setting: one person would move such a number deterministically.
 
 A family that does not keep these rules yet is an expected failure (strict: it fails the
 suite as soon as it does, so that the mark is removed).
@@ -167,6 +167,11 @@ def test_the_artifact_holds_only_declared_public_or_dp_statistics(family, tmp_pa
         if isinstance(module, torch.nn.Module):
             for name, buffer in module.named_buffers():
                 entries[name] = buffer.detach().double().reshape(-1).tolist()
+    # A number equal to a declared public setting (the RUL cap as the position's scale) is
+    # that setting, even where the data happen to reach it.
+    settings = {n for key in model_family.artifact_public if key in entries
+                for n in _numbers(entries[key])}
+    stats = np.array([v for v in stats if v not in settings])
     for key, value in entries.items():
         if key in public:
             continue
