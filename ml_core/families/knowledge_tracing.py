@@ -54,13 +54,13 @@ from ml_core.families.knowledge_tracing_data import (
     validate_responses,
 )
 from ml_core.metrics import binary_metrics
-from ml_core.person_privacy import PrivatePlan, person_batch_size
 from ml_core.models.sequence import (
     KnowledgeTracingGRU,
     build_sequence_model,
     plain_state_dict,
     shifted_inputs,
 )
+from ml_core.person_privacy import PrivatePlan, person_batch_size
 from ml_core.runner import (
     Baseline,
     Evaluation,

@@ -36,9 +36,9 @@ frame, a test frame and the true RUL per test unit (``RUL_FD00x``).
 
 Model: :class:`ml_core.models.sequence_regressor.SequenceRegressor` (1-D CNN; Opacus-ready),
 trained on ``RUL / rul_cap - 0.5`` (a public centring, so that an untrained or heavily
-noised model starts at half the cap, not at 0) with mean squared error (mean-reduced, matching Opacus'
-``loss_reduction="mean"``), early stopping on validation RMSE. Predictions are clipped to
-``[0, rul_cap]``.
+noised model starts at half the cap, not at 0) with mean squared error (mean-reduced,
+matching Opacus' ``loss_reduction="mean"``), early stopping on validation RMSE (non-private
+runs). Predictions are clipped to ``[0, rul_cap]``.
 
 Metrics: RMSE (primary), MAE and the NASA asymmetric score ``sum(exp(-d/13) - 1 if d < 0
 else exp(d/10) - 1)`` with ``d = predicted - true`` (late predictions cost more), on the

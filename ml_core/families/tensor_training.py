@@ -16,11 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
-
-import numpy as np
 
 from ml_core import privacy as dp
 from ml_core.sampling import PersonExamples
