@@ -8,12 +8,10 @@ import dataclasses
 import math
 from unittest import mock
 
-import dp_accounting
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from dp_accounting import pld
 
 from ml_core import training_loop
 from ml_core.families import sequence_regression as rul
@@ -25,6 +23,7 @@ from ml_core.private_statistics import (
 )
 from ml_core.sampling import PersonBatchSampler, PersonExamples
 from ml_core.spec import ColumnMapping, PrivacyConfig
+from tests.support.person_accounting import assert_composed_epsilon
 from verticals.manufacturing.vertical import REMAINING_USEFUL_LIFE
 
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
@@ -111,20 +110,7 @@ def test_machine_epsilon_matches_an_independent_accountant(private_rul):
     pre = privacy["stages"][0]
     # Two histograms per sensor channel, one Gaussian over all; the position is public.
     assert pre["n_histograms"] == 2 * 2
-    fraction = PrivacyConfig().preprocessing_fraction
-    alone = pld.PLDAccountant(value_discretization_interval=1e-4)
-    alone.compose(dp_accounting.GaussianDpEvent(pre["noise_multiplier"]))
-    assert alone.get_epsilon(privacy["delta"] * fraction / 2) == pytest.approx(
-        fraction * 3.0, rel=0.02)
-    accountant = pld.PLDAccountant(value_discretization_interval=1e-4)
-    accountant.compose(dp_accounting.ComposedDpEvent([
-        dp_accounting.GaussianDpEvent(pre["noise_multiplier"]),
-        dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
-            1 / batches, dp_accounting.GaussianDpEvent(privacy["noise_multiplier"])),
-            TRAIN.epochs * batches)]))
-    independent = accountant.get_epsilon(privacy["delta"] - pre["threshold_delta"])
-    assert privacy["epsilon"] == pytest.approx(independent, rel=0.02)
-    assert privacy["epsilon"] <= 3.0 + 1e-6
+    assert_composed_epsilon(privacy, batches=batches, epochs=TRAIN.epochs)
 
 
 def test_the_released_scales_are_dp_and_close_to_the_truth(private_rul):
