@@ -8,10 +8,12 @@ import dataclasses
 import math
 from unittest import mock
 
+import dp_accounting
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from dp_accounting import pld
 
 from ml_core import training_loop
 from ml_core.families import sequence_regression as rul
@@ -150,3 +152,59 @@ def test_l2_weights_bound_a_persons_distinct_levels_by_one():
         assert float(np.sqrt((mine ** 2).sum())) == pytest.approx(1.0)
         assert mine.max() <= 1.0
     assert np.count_nonzero(weights[persons == 3]) == 16
+
+
+@pytest.mark.slow
+def test_images_of_one_person_share_a_split_and_are_sampled_as_one(tmp_path):
+    """With the privacy unit mapped, a person's images stay on one side of the split, the
+    private classifier samples persons (one image each per step), and the run's epsilon is
+    the person-level SGD figure (no preprocessing statistic: the stage costs nothing)."""
+    from ml_core.families.image import run as run_images
+    from ml_core.families.image.data import person_split
+    from verticals.manufacturing.demo_images import image_frame
+    from verticals.manufacturing.vertical import VISUAL_INSPECTION
+
+    frame = image_frame(14, seed=3)
+    frame["operator"] = [f"op{i // 3}" for i in range(len(frame))]  # 3 images a person
+    mapping = ColumnMapping(target="label", roles=(("image", "file"),
+                                                   ("privacy_unit", "operator")))
+    spec = dataclasses.replace(
+        VISUAL_INSPECTION, train=dataclasses.replace(VISUAL_INSPECTION.train, epochs=2,
+                                                     batch_size=8))
+    captured = []
+    real_start = training_loop.start
+
+    def observed(plan):  # noqa: ANN001, ANN202
+        started = real_start(plan)
+        if plan.private:
+            captured.append(plan)
+        return started
+
+    with mock.patch.object(training_loop, "start", observed):
+        result = run_images(frame=frame, mapping=mapping, spec=spec, pretrained=False,
+                            privacy=PrivacyConfig(enabled=True, target_epsilon=8.0),
+                            artifact_dir=tmp_path)
+    persons = frame["operator"].to_numpy()
+    split = person_split(np.zeros(len(frame), dtype=np.int64), persons, spec.train)
+    sides = [set(persons[rows]) for rows in (split.train, split.val, split.test)]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert {k: result.split[k] for k in ("train", "val", "test")} == {
+        "train": len(split.train), "val": len(split.val), "test": len(split.test)}
+    assert set(frame.set_index("file").loc[result.predictions["row_id"], "operator"]) \
+        == sides[2]
+    assert result.split["method"] == "by_person" and result.split["unit"] == "person"
+    dataset = captured[0].dataset
+    assert isinstance(dataset, PersonExamples)
+    assert len(dataset) == result.split["persons_train"] == len(sides[0])
+    assert len(dataset) < result.split["train"]
+    privacy = result.privacy
+    assert privacy["unit"]["column"] == "operator"
+    assert privacy["contribution_bound"]["max_rows_per_person"] == 1
+    assert privacy["stages"][0]["epsilon"] == 0.0
+    batches = math.ceil(result.split["persons_train"] / 8)
+    assert privacy["sample_rate"] == pytest.approx(1 / batches)
+    independent = pld.PLDAccountant(value_discretization_interval=1e-4).compose(
+        dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+            1 / batches, dp_accounting.GaussianDpEvent(privacy["noise_multiplier"])),
+            privacy["steps"])).get_epsilon(privacy["delta"])
+    assert privacy["epsilon"] == pytest.approx(independent, rel=0.02)
