@@ -46,8 +46,6 @@ NOT_YET = {
     "forecaster": "per-series scales, covariate statistics and series embeddings are fitted "
                   "exactly and released",
     "recommender": "user-level privacy of the recommender is another change",
-    "text_encoder": "the split is by row and the positive label is the training rows' "
-                    "minority class, chosen exactly",
 }
 # Values any mechanism may legitimately land on (a fallback centre 0, a scale 1).
 TRIVIAL = {0.0, 1.0, -1.0}
