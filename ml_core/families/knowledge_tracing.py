@@ -61,6 +61,7 @@ from ml_core.models.sequence import (
     shifted_inputs,
 )
 from ml_core.person_privacy import PrivatePlan, person_batch_size
+from ml_core.privacy_statement import privacy_notes
 from ml_core.runner import (
     Baseline,
     Evaluation,
@@ -587,7 +588,8 @@ class KnowledgeTracingHooks(TracerHooks):
 
     def notes(self, inputs: RunInputs, prepared: TracerRun, model: Fitted, twin: Fitted | None,
               evaluation: Evaluation) -> list[str]:
-        return [*_common_notes(prepared.tracer, model.trained, inputs.privacy),
+        return [*privacy_notes(model.privacy),
+                *_common_notes(prepared.tracer, model.trained, inputs.privacy),
                 "Baseline: each skill's mean correctness over the training students' answers "
                 "(the same number for every student)."]
 
@@ -761,7 +763,8 @@ class NextExerciseHooks(TracerHooks):
 
     def notes(self, inputs: RunInputs, prepared: TracerRun, model: Fitted, twin: Fitted | None,
               evaluation: Evaluation) -> list[str]:
-        return [*_common_notes(prepared.tracer, model.trained, inputs.privacy),
+        return [*privacy_notes(model.privacy),
+                *_common_notes(prepared.tracer, model.trained, inputs.privacy),
                 f"Recommendations read each test student's first {int(HISTORY_SHARE * 100)} % "
                 "of answers and pick the skill with predicted success in the zone of proximal "
                 f"development ({ZPD_LOW}-{ZPD_HIGH}) closest to {ZPD_TARGET}. The baseline "

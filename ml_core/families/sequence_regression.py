@@ -79,6 +79,7 @@ from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.sequence_regressor import SequenceRegressor
 from ml_core.person_privacy import PrivatePlan, person_batch_size
+from ml_core.privacy_statement import privacy_notes
 from ml_core.private_statistics import (
     REFINED_HISTOGRAMS,
     PreprocessingNoise,
@@ -727,9 +728,10 @@ class SequenceRegressorHooks(FamilyHooks):
                         and str(c) not in {mapping.target, *mapping.exclude,
                                            *mapping.sensitive, SPLIT_COLUMN, mapping.id or "",
                                            *(col for _, col in mapping.roles)}]
-        return _notes(prepared=cycles, split=prepared.split, privacy=inputs.privacy,
-                      train=inputs.train, mapping=mapping, fitted=model.trained,
-                      dropped_text=dropped_text)
+        return [*privacy_notes(model.privacy),
+                *_notes(prepared=cycles, split=prepared.split, privacy=inputs.privacy,
+                        train=inputs.train, mapping=mapping, fitted=model.trained,
+                        dropped_text=dropped_text)]
 
 
 # What a private run releases besides the weights, and what it declares public.

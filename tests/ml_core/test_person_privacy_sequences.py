@@ -208,3 +208,54 @@ def test_images_of_one_person_share_a_split_and_are_sampled_as_one(tmp_path):
             1 / batches, dp_accounting.GaussianDpEvent(privacy["noise_multiplier"])),
             privacy["steps"])).get_epsilon(privacy["delta"])
     assert privacy["epsilon"] == pytest.approx(independent, rel=0.02)
+
+
+def test_texts_of_one_person_share_a_split_and_are_sampled_as_one(tmp_path):
+    """Text: with the privacy unit mapped, a patient's notes stay on one side, the private
+    model samples patients (one note each per step) and the run's epsilon is the
+    person-level SGD figure; without it, each note is a person and the report says so."""
+    from ml_core.families import text
+    from tests.ml_core.test_family_text import MAPPING as NOTES_MAPPING
+    from tests.ml_core.test_family_text import SPEC as NOTES_SPEC
+    from tests.ml_core.test_family_text import TINY, notes
+
+    frame = notes(240, seed=0)
+    frame["patient"] = [f"p{i // 4}" for i in range(len(frame))]  # 4 notes a patient
+    mapping = dataclasses.replace(NOTES_MAPPING,
+                                  roles=(*NOTES_MAPPING.roles, ("privacy_unit", "patient")))
+    captured = []
+    real_start = training_loop.start
+
+    def observed(plan):  # noqa: ANN001, ANN202
+        started = real_start(plan)
+        if plan.private:
+            captured.append(plan)
+        return started
+
+    train = dataclasses.replace(NOTES_SPEC.train, epochs=2)
+    with mock.patch.object(training_loop, "start", observed):
+        result = text.run(frame=frame, mapping=mapping, spec=NOTES_SPEC, train=train,
+                          privacy=PrivacyConfig(enabled=True, target_epsilon=3.0),
+                          artifact_dir=tmp_path / "person", encoder=TINY)
+    test_patients = set(frame.loc[result.predictions["row_id"], "patient"])
+    dataset = captured[0].dataset
+    assert isinstance(dataset, PersonExamples)
+    train_rows = dataset.tensors[0].numpy()  # positions of the training notes
+    train_patients = set(frame["patient"].to_numpy()[train_rows])
+    assert not train_patients & test_patients
+    assert len(dataset) == len(train_patients) < len(train_rows)
+    privacy = result.privacy
+    assert privacy["unit"]["column"] == "patient" and privacy["unit"]["rows_are_persons"] is False
+    assert privacy["contribution_bound"]["max_rows_per_person"] == 1
+    assert privacy["stages"][0]["epsilon"] == 0.0  # nothing but the weights is released
+    independent = pld.PLDAccountant(value_discretization_interval=1e-4).compose(
+        dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
+            privacy["sample_rate"], dp_accounting.GaussianDpEvent(privacy["noise_multiplier"])),
+            privacy["steps"])).get_epsilon(privacy["delta"])
+    assert privacy["epsilon"] == pytest.approx(independent, rel=0.02)
+    assert any("'patient'" in note and "Privacy:" in note for note in result.notes)
+
+    rows_only = text.run(frame=frame, mapping=NOTES_MAPPING, spec=NOTES_SPEC, train=train,
+                         privacy=PrivacyConfig(enabled=True, target_epsilon=3.0),
+                         artifact_dir=tmp_path / "rows", encoder=TINY)
+    assert rows_only.privacy["unit"]["rows_are_persons"] is True

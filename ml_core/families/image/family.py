@@ -58,6 +58,7 @@ from ml_core.families.image.data import (
 from ml_core.families.module_artifacts import load_state, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.person_privacy import PrivatePlan
+from ml_core.privacy_statement import privacy_notes
 from ml_core.progress import report_stage
 from ml_core.runner import class_predictions
 from ml_core.spec import (
@@ -375,7 +376,8 @@ def _private_plan(*, privacy: PrivacyConfig, unit_column: str | None,
 def _notes(*, privacy: PrivacyConfig, split: Split, main: FittedModule,
            mapping: ColumnMapping) -> list[str]:
     s = split.summary
-    notes = [f"Stratified split by image: {s['train']} images for training, {s['val']} for "
+    notes = [*privacy_notes(main.privacy),
+             f"Stratified split by image: {s['train']} images for training, {s['val']} for "
              f"validation, {s['test']} for test, every class in the same share."
              if s["unit"] == "image" else
              f"Split by person: every person's images on one side ({s['train']} images "

@@ -45,6 +45,7 @@ from ml_core.families.text.training import (
 )
 from ml_core.models import text_encoder as te
 from ml_core.person_privacy import PrivatePlan
+from ml_core.privacy_statement import privacy_notes
 from ml_core.runner import (
     Baseline,
     Evaluation,
@@ -431,7 +432,7 @@ class TextHooks(FamilyHooks):
     def notes(self, inputs: RunInputs, prepared: Encoded, model: Fitted, twin: Fitted | None,
               evaluation: Evaluation) -> list[str]:
         main = model.trained.trained
-        notes = [*prepared.labelled.notes, *prepared.notes]
+        notes = [*privacy_notes(model.privacy), *prepared.labelled.notes, *prepared.notes]
         if main.clipping:
             notes.append(f"DP-SGD clipping: {main.clipping}.")
         notes.append(f"Training took {main.seconds:.1f} s"
