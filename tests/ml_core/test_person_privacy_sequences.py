@@ -4,8 +4,10 @@ preprocessing and its SGD steps, equal to an independent dp-accounting computati
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Iterator
 from unittest import mock
 
 import dp_accounting
@@ -34,6 +36,22 @@ MAPPING = ColumnMapping(target="", roles=(("unit", "machine"), ("cycle", "cycle"
 TRAIN = dataclasses.replace(REMAINING_USEFUL_LIFE.train, epochs=2, batch_size=32, window=5)
 
 
+@contextlib.contextmanager
+def private_plans(captured: list) -> Iterator[None]:
+    """Within this block, every private plan the one training loop starts is appended to
+    ``captured`` (what the family trained on, as the loop saw it)."""
+    real_start = training_loop.start
+
+    def observed(plan):  # noqa: ANN001, ANN202
+        started = real_start(plan)
+        if plan.private:
+            captured.append(plan)
+        return started
+
+    with mock.patch.object(training_loop, "start", observed):
+        yield
+
+
 def machines(n_machines: int = 240, seed: int = 0) -> pd.DataFrame:
     """Machines of 8-20 cycles each (several windows per machine); two sensors drift as
     the machine wears, around levels a coarse grid cannot resolve (642 +- 0.5)."""
@@ -54,16 +72,8 @@ def machines(n_machines: int = 240, seed: int = 0) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def private_rul(tmp_path_factory):
     frame = machines()
-    captured = []
-    real_start = training_loop.start
-
-    def observed(plan):  # noqa: ANN001, ANN202
-        started = real_start(plan)
-        if plan.private:
-            captured.append(plan)
-        return started
-
-    with mock.patch.object(training_loop, "start", observed):
+    captured: list = []
+    with private_plans(captured):
         result = rul.run(frame=frame, mapping=MAPPING, spec=REMAINING_USEFUL_LIFE,
                          privacy=PrivacyConfig(enabled=True, target_epsilon=3.0), train=TRAIN,
                          artifact_dir=tmp_path_factory.mktemp("rul"))
@@ -171,16 +181,8 @@ def test_images_of_one_person_share_a_split_and_are_sampled_as_one(tmp_path):
     spec = dataclasses.replace(
         VISUAL_INSPECTION, train=dataclasses.replace(VISUAL_INSPECTION.train, epochs=2,
                                                      batch_size=8))
-    captured = []
-    real_start = training_loop.start
-
-    def observed(plan):  # noqa: ANN001, ANN202
-        started = real_start(plan)
-        if plan.private:
-            captured.append(plan)
-        return started
-
-    with mock.patch.object(training_loop, "start", observed):
+    captured: list = []
+    with private_plans(captured):
         result = run_images(frame=frame, mapping=mapping, spec=spec, pretrained=False,
                             privacy=PrivacyConfig(enabled=True, target_epsilon=8.0),
                             artifact_dir=tmp_path)
@@ -223,17 +225,9 @@ def test_texts_of_one_person_share_a_split_and_are_sampled_as_one(tmp_path):
     frame["patient"] = [f"p{i // 4}" for i in range(len(frame))]  # 4 notes a patient
     mapping = dataclasses.replace(NOTES_MAPPING,
                                   roles=(*NOTES_MAPPING.roles, ("privacy_unit", "patient")))
-    captured = []
-    real_start = training_loop.start
-
-    def observed(plan):  # noqa: ANN001, ANN202
-        started = real_start(plan)
-        if plan.private:
-            captured.append(plan)
-        return started
-
+    captured: list = []
     train = dataclasses.replace(NOTES_SPEC.train, epochs=2)
-    with mock.patch.object(training_loop, "start", observed):
+    with private_plans(captured):
         result = text.run(frame=frame, mapping=mapping, spec=NOTES_SPEC, train=train,
                           privacy=PrivacyConfig(enabled=True, target_epsilon=3.0),
                           artifact_dir=tmp_path / "person", encoder=TINY)
