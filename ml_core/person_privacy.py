@@ -82,15 +82,17 @@ class PrivatePlan:
         takes it: what one composition with the preprocessing leaves of the target."""
         n_units = (len(np.unique(split.persons_train)) if self.unit_column is not None
                    else len(split.y_train))
-        return self.sgd_for(n_units=n_units, batch_size=train.batch_size, epochs=train.epochs)
+        return self.sgd_for(n_units=n_units, train=train)
 
-    def sgd_for(self, *, n_units: int, batch_size: int, epochs: int) -> PrivacyConfig:
-        """The SGD stage's share for ``n_units`` training persons sampled ``batch_size`` a
-        batch over ``epochs`` (as the private loop will): what one composition with the
-        preprocessing leaves of the target."""
+    def sgd_for(self, *, n_units: int, train: TrainConfig,
+                batch_size: int | None = None) -> PrivacyConfig:
+        """The SGD stage's share for ``n_units`` training persons sampled ``batch_size``
+        (default ``train.batch_size``) a batch over ``train.epochs``, as the private loop
+        will: what one composition with the preprocessing leaves of the target."""
+        batch_size = train.batch_size if batch_size is None else int(batch_size)
         target = (self.shares.sgd_epsilon if self.noise is None else sgd_target_for(
             shares=self.shares, preprocessing_noise_multiplier=self.noise.noise_multiplier,
-            n_units=n_units, batch_size=batch_size, epochs=epochs))
+            n_units=n_units, batch_size=batch_size, epochs=train.epochs))
         return dataclasses.replace(self.privacy, target_epsilon=target,
                                    delta=self.shares.sgd_delta)
 
@@ -110,7 +112,7 @@ class PrivatePlan:
     @classmethod
     def for_units(cls, *, privacy: PrivacyConfig, unit_column: str | None, n_units: int,
                   n_histograms: int, n_categorical: int, max_rows: int,
-                  released: Mapping[str, str], public: tuple[str, ...],
+                  released: Mapping[str, str] = RELEASED, public: tuple[str, ...] = PUBLIC,
                   curator_only: tuple[str, ...] = CURATOR_ONLY,
                   examples_per_step: int | None = None,
                   gradient: str | None = None) -> PrivatePlan:
@@ -158,8 +160,18 @@ class PrivatePlan:
         return private_threshold(scores, split.y_val, weights, noise=self.noise,
                                  generator=generator)
 
-    def report(self, sgd: dict, *, spec: ProblemSpec, mapping: ColumnMapping) -> dict:
-        """The run's one privacy report: composed epsilon and delta, unit, bound, stages."""
+    def report(self, sgd: dict, *, spec: ProblemSpec, mapping: ColumnMapping,
+               released: Mapping[str, str] | None = None,
+               public: tuple[str, ...] | None = None,
+               curator_only: tuple[str, ...] | None = None) -> dict:
+        """The run's one privacy report: composed epsilon and delta, unit, bound, stages.
+        ``released``, ``public`` and ``curator_only`` override the plan's own lists."""
+        if released is not None or public is not None or curator_only is not None:
+            return dataclasses.replace(
+                self, released=dict(self.released if released is None else released),
+                public=tuple(self.public if public is None else public),
+                curator_only=tuple(self.curator_only if curator_only is None
+                                   else curator_only)).report(sgd, spec=spec, mapping=mapping)
         contribution = {
             "max_rows_per_person": (self.max_rows if self.examples_per_step is None
                                     else self.examples_per_step),

@@ -439,9 +439,8 @@ class TracerHooks(FamilyHooks):
         if plan is None:
             return fit(call.privacy)
         n_students = len(tracer.train_items)
-        sgd = plan.sgd_for(n_units=n_students,
-                           batch_size=person_batch_size(inputs.train.batch_size, n_students),
-                           epochs=inputs.train.epochs)
+        sgd = plan.sgd_for(n_units=n_students, train=inputs.train,
+                           batch_size=person_batch_size(inputs.train.batch_size, n_students))
         return plan.charged(fit, sgd=sgd, spec=inputs.spec, mapping=inputs.mapping)
 
     def split(self, inputs: RunInputs, prepared: TracerRun) -> dict:

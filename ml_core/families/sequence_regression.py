@@ -672,8 +672,7 @@ class SequenceRegressorHooks(FamilyHooks):
 
         if plan is None:
             return fit(call.privacy)
-        sgd = plan.sgd_for(n_units=len(set(units)), batch_size=train.batch_size,
-                           epochs=train.epochs)
+        sgd = plan.sgd_for(n_units=len(set(units)), train=train)
         return plan.charged(fit, sgd=sgd, spec=inputs.spec, mapping=inputs.mapping)
 
     def evaluate(self, inputs: RunInputs, prepared: RunData, fitted: Fitted) -> Evaluation:

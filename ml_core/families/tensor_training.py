@@ -70,8 +70,9 @@ def fit_module(
     should_stop: StopCheck | None,
     weight_decay: float = 0.0,
     checkpoint_path: Path | None = None,
-    persons: np.ndarray | None = None,
+    dataset: Dataset | None = None,
     select_on_validation: bool = True,
+    persons: np.ndarray | None = None,
 ) -> FittedModule:
     """Train ``build()`` on ``tensors`` (one training example per first-axis row).
 
@@ -87,6 +88,9 @@ def fit_module(
     and ``weight_decay``; the validation data behind ``val_score`` is taken to come from the
     same inputs (the caller keeps one checkpoint path per run and stage).
 
+    ``dataset`` (default: the rows of ``tensors``) replaces the training examples, e.g.
+    :class:`ml_core.sampling.PersonRows` (collated by PyTorch's default collate; ``tensors``
+    then only bind the checkpoints).
     ``persons`` (one privacy-unit value per example) makes a private training person-level:
     persons are Poisson-sampled and each brings one of their examples per step
     (:class:`ml_core.sampling.PersonExamples`). ``select_on_validation=False`` keeps the last
@@ -104,11 +108,13 @@ def fit_module(
         return score, score
 
     private = privacy is not None and privacy.enabled
-    dataset: Dataset = (PersonExamples(tensors=tensors, persons=persons, seed=train.seed)
-                        if private and persons is not None else BatchedTensorDataset(*tensors))
+    collate = None if dataset is not None else _already_batched
+    if dataset is None:
+        dataset = (PersonExamples(tensors=tensors, persons=persons, seed=train.seed)
+                   if private and persons is not None else BatchedTensorDataset(*tensors))
     plan = LoopPlan(
         build=build, dataset=dataset, batch_size=train.batch_size,
-        collate_fn=_already_batched, batch_loss=batch_loss, validate=evaluate, train=train,
+        collate_fn=collate, batch_loss=batch_loss, validate=evaluate, train=train,
         privacy=privacy, stage=stage, device=device,
         optimizer=lambda module: torch.optim.Adam(module.parameters(), lr=train.learning_rate,
                                                   weight_decay=weight_decay),

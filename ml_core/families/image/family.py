@@ -269,8 +269,7 @@ def run(
         plan = _private_plan(privacy=privacy, unit_column=unit_column,
                              n_units=len(set(persons)) if persons is not None else len(labels))
         sgd = plan.sgd_for(n_units=(len(set(train_persons)) if train_persons is not None
-                                    else len(split.train)),
-                           batch_size=train.batch_size, epochs=train.epochs)
+                                    else len(split.train)), train=train)
         main = plan.charged(
             lambda sgd: fit(inputs=pooled[split.train], labels=labels[split.train],
                             privacy=sgd, stage="training", persons=train_persons, **common),

@@ -365,9 +365,8 @@ class TextHooks(FamilyHooks):
         plan = _private_plan(inputs, labelled)
         n_train = (len(set(persons[labelled.fit])) if persons is not None
                    else len(labelled.fit))
-        return plan.charged(fit, sgd=plan.sgd_for(n_units=n_train,
-                                                  batch_size=schedule.batch_size,
-                                                  epochs=inputs.train.epochs),
+        return plan.charged(fit, sgd=plan.sgd_for(n_units=n_train, train=inputs.train,
+                                                  batch_size=schedule.batch_size),
                             spec=inputs.spec, mapping=inputs.mapping)
 
     def evaluate(self, inputs: RunInputs, prepared: Encoded, fitted: Fitted) -> Evaluation:
