@@ -67,18 +67,10 @@ def person_codes(persons: np.ndarray) -> tuple[np.ndarray, int]:
     return codes, len(uniques) + int(gaps.sum())
 
 
-def contribution_weights(person_codes: np.ndarray, *, max_rows: int, seed: int,
-                         norm: str = "l1") -> np.ndarray:
+def contribution_weights(person_codes: np.ndarray, *, max_rows: int, seed: int) -> np.ndarray:
     """One weight per row: ``1 / min(n, max_rows)`` on up to ``max_rows`` rows of each person
     (a seeded uniform subset when they have more), 0 on the rest; each person's weights sum
-    to 1.
-
-    ``norm="l2"``: ``1 / sqrt(min(n, max_rows))`` instead, so each person's weights have L2
-    norm 1. Only for a histogram in which each of a person's rows falls in a different cell
-    (their distinct levels: a student's skills), where the person's L2 sensitivity is that
-    norm; each weight is still at most 1, as the vocabulary threshold assumes."""
-    if norm not in ("l1", "l2"):
-        raise ValueError(f"norm must be 'l1' or 'l2', not {norm!r}")
+    to 1."""
     codes = np.asarray(person_codes, dtype=np.int64)
     generator = np.random.Generator(np.random.PCG64(seed))
     # A random rank per row within its person: rows ranked below max_rows are kept.
@@ -90,8 +82,7 @@ def contribution_weights(person_codes: np.ndarray, *, max_rows: int, seed: int,
     rank = np.arange(len(codes)) - np.repeat(starts, sizes)
     kept = np.minimum(np.repeat(sizes, sizes), max_rows)
     weights = np.zeros(len(codes))
-    share = 1.0 / (kept if norm == "l1" else np.sqrt(kept))
-    weights[order] = np.where(rank < max_rows, share, 0.0)
+    weights[order] = np.where(rank < max_rows, 1.0 / kept, 0.0)
     return weights
 
 

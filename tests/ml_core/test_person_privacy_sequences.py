@@ -154,16 +154,6 @@ def test_refined_statistics_resolve_a_narrow_column_and_fall_back_when_thin():
     assert (few.median, few.scale, few.resolved) == (0.0, 1.0, False)
 
 
-def test_l2_weights_bound_a_persons_distinct_levels_by_one():
-    persons = np.repeat(np.arange(5), [1, 3, 9, 40, 2])
-    weights = contribution_weights(persons, max_rows=16, seed=0, norm="l2")
-    for person in range(5):
-        mine = weights[persons == person]
-        assert float(np.sqrt((mine ** 2).sum())) == pytest.approx(1.0)
-        assert mine.max() <= 1.0
-    assert np.count_nonzero(weights[persons == 3]) == 16
-
-
 @pytest.mark.slow
 def test_images_of_one_person_share_a_split_and_are_sampled_as_one(tmp_path):
     """With the privacy unit mapped, a person's images stay on one side of the split, the
