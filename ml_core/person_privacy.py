@@ -1,15 +1,19 @@
-"""A private tabular run's plan: who the person is, what each stage may spend, one report.
+"""A private run's plan: who the person is, what each stage may spend, one report.
 
 The run skeleton asks this plan three things: the noise for the released preprocessing
 statistics (before encoding), the SGD share of the budget (for the private loop), and,
 after training, the released decision threshold and the run's one composed privacy report.
+Every family plans the same way (:meth:`PrivatePlan.for_frame` for tables,
+:meth:`PrivatePlan.for_units` for the others, which name what they release) and charges
+its training through :meth:`PrivatePlan.charged`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +34,7 @@ from ml_core.private_statistics import (
     private_threshold,
 )
 from ml_core.spec import ColumnMapping, PrivacyConfig, ProblemSpec, TrainConfig
+from ml_core.training_loop import TrainingCancelled
 
 # What is released besides the model's weights, and how each is protected (for the report).
 RELEASED = {
@@ -41,33 +46,92 @@ RELEASED = {
 }
 PUBLIC = ("column names and types (the confirmed mapping)", "the numeric grid and score bins",
           "the target's two labels", "training settings", "row and person counts of the split")
+# At least this many batches per epoch in a person-level run over few persons: one batch
+# would sample every person at every step (rate 1), which gets no privacy amplification.
+MIN_BATCHES_PER_EPOCH = 4
+
+
+def person_batch_size(batch_size: int, n_units: int) -> int:
+    """Persons per batch: ``batch_size``, but at most ``n_units / MIN_BATCHES_PER_EPOCH``."""
+    return max(1, min(int(batch_size), int(n_units) // MIN_BATCHES_PER_EPOCH))
+
+
 CURATOR_ONLY = ("the logistic-regression baseline", "the non-private twin",
                 "the fairness audit's per-group tables", "test metrics")
 
 
 @dataclass(frozen=True)
 class PrivatePlan:
-    """How one private tabular run spends its budget (see :mod:`ml_core.privacy_composition`)."""
+    """How one private run spends its budget (see :mod:`ml_core.privacy_composition`)."""
 
     privacy: PrivacyConfig  # the run's whole target
     shares: BudgetShares
-    noise: PreprocessingNoise
+    noise: PreprocessingNoise | None  # None: no statistic of the rows is released
     unit_column: str | None
     max_rows: int  # rows per person per step and per histogram (1 when rows are persons)
+    # What the report lists as released (with how), declared public and curator-only.
+    released: Mapping[str, str] = field(default_factory=lambda: dict(RELEASED))
+    public: tuple[str, ...] = PUBLIC
+    curator_only: tuple[str, ...] = CURATOR_ONLY
+    # Examples a person brings to one SGD step and how their gradient is bounded, where
+    # they differ from the tabular rows (None: max_rows rows, the mean clipped as a whole).
+    examples_per_step: int | None = None
+    gradient: str | None = None
 
     def sgd(self, *, split, train: TrainConfig) -> PrivacyConfig:  # noqa: ANN001
         """The SGD stage's share for ``split``'s training persons, as the private loop
         takes it: what one composition with the preprocessing leaves of the target."""
         return self.sgd_for(n_units=split.n_train_units, train=train)
 
-    def sgd_for(self, *, n_units: int, train: TrainConfig) -> PrivacyConfig:
-        """:meth:`sgd` for ``n_units`` training persons (those the private loop samples)."""
-        target = sgd_target_for(shares=self.shares,
-                                preprocessing_noise_multiplier=self.noise.noise_multiplier,
-                                n_units=n_units, batch_size=train.batch_size,
-                                epochs=train.epochs)
+    def sgd_for(self, *, n_units: int, train: TrainConfig,
+                batch_size: int | None = None) -> PrivacyConfig:
+        """The SGD stage's share for ``n_units`` training persons sampled ``batch_size``
+        (default ``train.batch_size``) a batch over ``train.epochs``, as the private loop
+        will: what one composition with the preprocessing leaves of the target."""
+        batch_size = train.batch_size if batch_size is None else int(batch_size)
+        target = (self.shares.sgd_epsilon if self.noise is None else sgd_target_for(
+            shares=self.shares, preprocessing_noise_multiplier=self.noise.noise_multiplier,
+            n_units=n_units, batch_size=batch_size, epochs=train.epochs))
         return dataclasses.replace(self.privacy, target_epsilon=target,
                                    delta=self.shares.sgd_delta)
+
+    def charged(self, fit: Callable[[PrivacyConfig], Any], *, sgd: PrivacyConfig,
+                spec: ProblemSpec, mapping: ColumnMapping) -> Any:
+        """``fit(sgd)`` (a trained model with a ``privacy`` report) with its report replaced
+        by the run's one composed report. A cancelled training still spent the released
+        statistics: its :class:`TrainingCancelled` carries the composed cost."""
+        try:
+            fitted = fit(sgd)
+        except TrainingCancelled as cancelled:
+            raise TrainingCancelled(privacy=self.report(
+                cancelled.privacy, spec=spec, mapping=mapping)) from cancelled
+        return dataclasses.replace(fitted, privacy=self.report(fitted.privacy, spec=spec,
+                                                               mapping=mapping))
+
+    @classmethod
+    def for_units(cls, *, privacy: PrivacyConfig, unit_column: str | None, n_units: int,
+                  n_histograms: int, n_categorical: int, max_rows: int,
+                  released: Mapping[str, str] = RELEASED, public: tuple[str, ...] = PUBLIC,
+                  curator_only: tuple[str, ...] = CURATOR_ONLY,
+                  examples_per_step: int | None = None,
+                  gradient: str | None = None, refine_numeric: bool = False) -> PrivatePlan:
+        """The plan of a run over ``n_units`` persons (all of them: delta is sized for
+        these) releasing ``n_histograms`` noisy histograms, ``n_categorical`` of them
+        thresholded vocabularies, each person weighing at most ``max_rows`` rows in each.
+        ``n_histograms=0``: nothing but the weights is released; SGD gets the whole target.
+        ``refine_numeric``: numeric columns also release a refined histogram (counted in
+        ``n_histograms``)."""
+        shares = share_budget(privacy, n_units=n_units, preprocessing=n_histograms > 0)
+        noise = None if n_histograms <= 0 else PreprocessingNoise.plan(
+            noise_multiplier=gaussian_noise_multiplier(epsilon=shares.preprocessing_epsilon,
+                                                       delta=shares.gaussian_delta),
+            n_categorical=n_categorical, n_histograms=n_histograms,
+            refine_numeric=refine_numeric,
+            threshold_delta=shares.threshold_delta, max_rows=max_rows)
+        return cls(privacy=privacy, shares=shares, noise=noise, unit_column=unit_column,
+                   max_rows=max_rows, released=dict(released), public=tuple(public),
+                   curator_only=tuple(curator_only), examples_per_step=examples_per_step,
+                   gradient=gradient)
 
     @classmethod
     def for_frame(cls, *, frame: pd.DataFrame, columns: tuple[str, ...],
@@ -89,28 +153,10 @@ class PrivatePlan:
         # On a large table a numeric column releases two histograms (coarse, then refined
         # around its median: ml_core.private_statistics.private_refined).
         refine = n_units >= REFINE_MIN_PERSONS
-        return cls.for_units(privacy=privacy, n_units=n_units,
+        return cls.for_units(privacy=privacy, unit_column=unit_column, n_units=n_units,
                              n_histograms=len(columns) + (n_numeric if refine else 0),
-                             n_categorical=n_categorical, unit_column=unit_column,
-                             max_rows=max_rows, refine_numeric=refine)
-
-    @classmethod
-    def for_units(cls, *, privacy: PrivacyConfig, n_units: int, n_histograms: int,
-                  n_categorical: int, unit_column: str | None, max_rows: int,
-                  refine_numeric: bool = False) -> PrivatePlan:
-        """The plan for ``n_units`` persons (delta sized for them) releasing
-        ``n_histograms`` histograms as one Gaussian mechanism, ``n_categorical`` of them
-        thresholded vocabularies, each person bringing at most ``max_rows`` rows
-        (``refine_numeric``: numeric columns also release a refined histogram)."""
-        shares = share_budget(privacy, n_units=n_units)
-        noise = PreprocessingNoise.plan(
-            noise_multiplier=gaussian_noise_multiplier(epsilon=shares.preprocessing_epsilon,
-                                                       delta=shares.gaussian_delta),
-            n_categorical=n_categorical, refine_numeric=refine_numeric,
-            n_histograms=n_histograms,
-            threshold_delta=shares.threshold_delta, max_rows=max_rows)
-        return cls(privacy=privacy, shares=shares, noise=noise, unit_column=unit_column,
-                   max_rows=max_rows)
+                             n_categorical=n_categorical, max_rows=max_rows,
+                             released=RELEASED, public=PUBLIC, refine_numeric=refine)
 
     def threshold(self, *, split, scores: np.ndarray, seed: int) -> float:  # noqa: ANN001
         """The released decision threshold from the validation persons' scores, under DP
@@ -121,22 +167,38 @@ class PrivatePlan:
                                  generator=generator)
 
     def report(self, sgd: dict, *, spec: ProblemSpec, mapping: ColumnMapping,
-               released: Mapping[str, str] = RELEASED, public: tuple[str, ...] = PUBLIC,
-               curator_only: tuple[str, ...] = CURATOR_ONLY) -> dict:
+               released: Mapping[str, str] | None = None,
+               public: tuple[str, ...] | None = None,
+               curator_only: tuple[str, ...] | None = None) -> dict:
         """The run's one privacy report: composed epsilon and delta, unit, bound, stages.
-        ``released``, ``public`` and ``curator_only`` say what the family ships, what it
-        declares public and what only the curator sees (the tabular family's by default)."""
+        ``released``, ``public`` and ``curator_only`` override the plan's own lists."""
+        if released is not None or public is not None or curator_only is not None:
+            return dataclasses.replace(
+                self, released=dict(self.released if released is None else released),
+                public=tuple(self.public if public is None else public),
+                curator_only=tuple(self.curator_only if curator_only is None
+                                   else curator_only)).report(sgd, spec=spec, mapping=mapping)
         contribution = {
-            "max_rows_per_person": self.max_rows,
-            "gradient": ("the mean of the person's drawn rows' gradients, clipped once as a "
-                         "whole to max_grad_norm" if self.unit_column else
-                         "each row's gradient clipped to max_grad_norm"),
+            "max_rows_per_person": (self.max_rows if self.examples_per_step is None
+                                    else self.examples_per_step),
+            "gradient": self.gradient or (
+                "the mean of the person's drawn rows' gradients, clipped once as a whole to "
+                "max_grad_norm" if self.unit_column else
+                "each row's gradient clipped to max_grad_norm"),
             "max_grad_norm": self.privacy.max_grad_norm,
             "preprocessing_weight_per_person": 1.0,
+            "preprocessing_rows_per_person": self.max_rows,
         }
         return composed_report(
             sgd=sgd, shares=self.shares,
-            preprocessing=self.noise.report({"estimated_privately": dict(released),
-                                             "declared_public": list(public),
-                                             "curator_only": list(curator_only)}),
+            preprocessing=self._preprocessing_report(),
             unit=spec.privacy_unit.describe(mapping), contribution=contribution)
+
+    def _preprocessing_report(self) -> dict:
+        released = {"estimated_privately": dict(self.released),
+                    "declared_public": list(self.public),
+                    "curator_only": list(self.curator_only)}
+        if self.noise is not None:
+            return self.noise.report(released)
+        return {"sigma": None, "noise_multiplier": None, "n_histograms": 0, "threshold": None,
+                "threshold_delta": 0.0, "max_rows": self.max_rows, "released": released}

@@ -108,29 +108,23 @@ class TabularHooks(FamilyHooks):
         # stopping (trainer.private_schedule, trainer.nonprivate_schedule).
         train = (private_schedule(inputs.train, n_units=prepared.split.n_train_units)
                  if call.privacy is not None else nonprivate_schedule(inputs.train))
-        try:
+
+        def fit(privacy: PrivacyConfig | None) -> Fitted:
             trained: TrainedModel = train_model(
-                split=prepared.split, train=train,
-                privacy=(plan.sgd(split=prepared.split, train=train)
-                         if plan is not None else call.privacy),
+                split=prepared.split, train=train, privacy=privacy,
                 primary_metric=inputs.spec.primary_metric, stage=call.stage,
                 progress=call.progress, should_stop=call.should_stop,
                 checkpoint_path=call.checkpoint_path,
                 # A private model is released as its last DP-SGD step left it (train_model).
                 select_on_validation=plan is None,
             )
-        except TrainingCancelled as cancelled:
-            # The preprocessing statistics were released to the training: their cost is spent.
-            if plan is None:
-                raise
-            raise TrainingCancelled(privacy=plan.report(
-                cancelled.privacy, spec=inputs.spec, mapping=inputs.mapping)) from cancelled
-        fitted = Fitted.of(trained, model=trained.model)
+            return Fitted.of(trained, model=trained.model)
+
         if plan is None:
-            return fitted
+            return fit(call.privacy)
         # One composed epsilon: the preprocessing mechanisms and the SGD steps.
-        return dataclasses.replace(fitted, privacy=plan.report(
-            trained.privacy, spec=inputs.spec, mapping=inputs.mapping))
+        return plan.charged(fit, sgd=plan.sgd(split=prepared.split, train=train),
+                            spec=inputs.spec, mapping=inputs.mapping)
 
     def evaluate(self, inputs: RunInputs, prepared: Prepared, fitted: Fitted) -> Evaluation:
         split, cpu = prepared.split, torch.device("cpu")

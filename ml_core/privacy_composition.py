@@ -57,12 +57,17 @@ class BudgetShares:
         return asdict(self)
 
 
-def share_budget(config: PrivacyConfig, *, n_units: int) -> BudgetShares:
+def share_budget(config: PrivacyConfig, *, n_units: int,
+                 preprocessing: bool = True) -> BudgetShares:
     """Divide ``config``'s target between preprocessing and SGD for ``n_units`` training
-    persons (delta as :func:`ml_core.privacy.resolve_delta` gives it for that many)."""
+    persons (delta as :func:`ml_core.privacy.resolve_delta` gives it for that many).
+    ``preprocessing=False``: a run that releases no statistic of the rows; the SGD steps
+    get the whole target."""
     fraction = float(config.preprocessing_fraction)
     if not 0.0 < fraction < 1.0:
         raise ValueError("preprocessing_fraction must be strictly between 0 and 1")
+    if not preprocessing:
+        fraction = 0.0
     delta = resolve_delta(config.delta, n_units)
     target = float(config.target_epsilon)
     return BudgetShares(
@@ -159,7 +164,9 @@ def composed_report(*, sgd: dict, shares: BudgetShares, preprocessing: dict,
 
     ``preprocessing`` is :meth:`ml_core.private_statistics.PreprocessingNoise.report`."""
     steps = int(sgd.get("steps") or 0)
-    z_pre = float(preprocessing["noise_multiplier"])
+    # None: the run releases no preprocessing statistic (its stage costs nothing).
+    z_pre = (None if preprocessing["noise_multiplier"] is None
+             else float(preprocessing["noise_multiplier"]))
     pld_delta = shares.gaussian_delta + shares.sgd_delta
     pld_eps = composed_epsilon(
         preprocessing_noise_multiplier=z_pre,
@@ -185,8 +192,9 @@ def composed_report(*, sgd: dict, shares: BudgetShares, preprocessing: dict,
         "stages": [
             {"stage": "preprocessing", "epsilon": shares.preprocessing_epsilon,
              "delta": shares.gaussian_delta + shares.threshold_delta,
-             "mechanism": "Gaussian histograms (noise multiplier "
-                          f"{z_pre:.3g}) with thresholded vocabularies",
+             "mechanism": ("Gaussian histograms (noise multiplier "
+                           f"{z_pre:.3g}) with thresholded vocabularies" if z_pre is not None
+                           else "none: no statistic of the rows is released"),
              **{key: preprocessing[key] for key in ("noise_multiplier", "sigma", "threshold",
                                                      "threshold_delta", "n_histograms",
                                                      "released")}},

@@ -160,12 +160,14 @@ class NumericStatistics:
     median: float
     scale: float
     missing_indicator: bool
+    # False: too few persons for the noise; median and scale are placeholders (0, 1).
+    resolved: bool = True
 
 
-def private_numeric(values: np.ndarray, weights: np.ndarray, *, noise: PreprocessingNoise,
-                    generator: np.random.Generator) -> NumericStatistics:
-    """Median, robust scale and missing-indicator choice of ``values`` (NaN = missing) from a
-    noisy person-weighted histogram on the public grid."""
+def _grid_histogram(values: np.ndarray, weights: np.ndarray, *, noise: PreprocessingNoise,
+                    generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(noisy histogram on the public grid, cell 0 the missing values; its non-missing cells
+    that clearly hold data, the rest 0)."""
     values = np.asarray(values, dtype=np.float64)
     gaps = np.isnan(values)
     # Cell 0: missing; cells 1..: the grid's len(edges) + 1 intervals.
@@ -175,7 +177,14 @@ def private_numeric(values: np.ndarray, weights: np.ndarray, *, noise: Preproces
     noisy = _noisy(counts, sigma=noise.sigma, generator=generator)
     # Only cells that clearly hold data count towards the quantiles: the many empty cells of
     # the wide grid would otherwise add their positive noise to the tails (post-processing).
-    present = np.where(noisy[1:] > NOISE_FLOOR * noise.sigma, noisy[1:], 0.0)
+    return noisy, np.where(noisy[1:] > NOISE_FLOOR * noise.sigma, noisy[1:], 0.0)
+
+
+def private_numeric(values: np.ndarray, weights: np.ndarray, *, noise: PreprocessingNoise,
+                    generator: np.random.Generator) -> NumericStatistics:
+    """Median, robust scale and missing-indicator choice of ``values`` (NaN = missing) from a
+    noisy person-weighted histogram on the public grid."""
+    noisy, present = _grid_histogram(values, weights, noise=noise, generator=generator)
     if present.sum() <= 0:  # too few persons for this noise: the likeliest cell, scale 1
         return NumericStatistics(median=float(NUMERIC_VALUES[int(np.argmax(noisy[1:]))]),
                                  scale=1.0, missing_indicator=bool(noisy[0] > noise.threshold))
@@ -231,6 +240,62 @@ def private_refined(values: np.ndarray, weights: np.ndarray, *, coarse: NumericS
         return None
     return NumericStatistics(median=float(median), scale=float((q3 - q1) / IQR_PER_STD),
                              missing_indicator=coarse.missing_indicator)
+
+
+# The fine grid of :func:`private_two_stage`: cells over the range the coarse grid located.
+FINE_CELLS = 1024
+# The coarse grid's cells between these quantiles bound the fine grid.
+RANGE_QUANTILES = (0.01, 0.99)
+REFINED_HISTOGRAMS = 2  # histograms :func:`private_two_stage` releases per column
+
+
+def private_two_stage(values: np.ndarray, weights: np.ndarray, *, noise: PreprocessingNoise,
+                    generator: np.random.Generator) -> NumericStatistics:
+    """Median and robust scale of raw ``values`` (NaN = missing) at a resolution the public
+    asinh grid alone lacks (a sensor reading 642.4 +- 0.5 sits in one of its cells): two
+    noisy person-weighted histograms, so it counts ``REFINED_HISTOGRAMS`` towards
+    ``noise.n_histograms``.
+
+    1. The public grid on asinh(value) locates the bulk: the cells holding its 1 % and
+       99 % noisy quantiles bound a range (post-processing of a DP output).
+    2. A histogram of ``FINE_CELLS`` equal cells over that range (values beyond it fall in
+       the end cells) gives the median and the interquartile scale.
+
+    The second grid depends on the data only through the first's noisy output, so the two
+    are one adaptively composed Gaussian mechanism with the same noise (the accountant's
+    sensitivity ``sqrt(n_histograms)`` covers both). Too thin a first histogram gives
+    centre 0 and scale 1 (no statistic); too thin a second, the range's middle and a
+    quarter of its width."""
+    values = np.asarray(values, dtype=np.float64)
+    noisy, present = _grid_histogram(np.arcsinh(values), weights, noise=noise,
+                                     generator=generator)
+    missing = bool(noisy[0] > noise.threshold)
+    if present.sum() <= 0:
+        # Too few persons for this noise: nothing is read from the data (centre 0, scale
+        # 1, the channel as it comes), rather than a cell picked out of pure noise.
+        return NumericStatistics(median=0.0, scale=1.0, missing_indicator=missing,
+                                 resolved=False)
+    lower_edges = np.concatenate([[NUMERIC_EDGES[0]], NUMERIC_EDGES])
+    upper_edges = np.concatenate([NUMERIC_EDGES, [NUMERIC_EDGES[-1]]])
+    low = float(np.sinh(_quantile(present, lower_edges, RANGE_QUANTILES[0])))
+    high = float(np.sinh(_quantile(present, upper_edges, RANGE_QUANTILES[1])))
+    if not high > low:
+        high = low + 1.0
+    edges = np.linspace(low, high, FINE_CELLS + 1)
+    known = ~np.isnan(values)
+    cells = np.clip(np.searchsorted(edges, values[known], side="right") - 1, 0, FINE_CELLS - 1)
+    counts = np.bincount(cells, weights=np.asarray(weights)[known], minlength=FINE_CELLS)
+    fine = _noisy(counts, sigma=noise.sigma, generator=generator)
+    fine = np.where(fine > NOISE_FLOOR * noise.sigma, fine, 0.0)
+    middles = (edges[:-1] + edges[1:]) / 2
+    if fine.sum() <= 0:
+        return NumericStatistics(median=(low + high) / 2, scale=(high - low) / 4,
+                                 missing_indicator=missing)
+    spread = (_quantile(fine, middles, 0.75) - _quantile(fine, middles, 0.25)) / IQR_PER_STD
+    # A spread within one cell is read as one cell wide: dividing by ~0 would blow up.
+    scale = max(spread, (high - low) / FINE_CELLS)
+    return NumericStatistics(median=_quantile(fine, middles, 0.5), scale=scale,
+                             missing_indicator=missing)
 
 
 def private_vocabulary(levels: list[str], weights: np.ndarray, *, noise: PreprocessingNoise,

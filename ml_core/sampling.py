@@ -26,7 +26,9 @@ weight that is 0 for padding and ``1 / rows drawn`` otherwise. The training loss
 example is the weighted sum of its rows' losses, i.e. the mean over the person's drawn
 rows, so DP-SGD clips the person's whole gradient once: adding or removing a person (all
 their rows) changes the sum of clipped gradients by at most the clipping norm, which is
-what the accountant assumes of one example.
+what the accountant assumes of one example. Models that take one example per batch row (a
+1-D CNN over windows, a GRU over sequences) use :class:`PersonExamples`: the same person
+sampling with k = 1 example per person per step.
 """
 
 from __future__ import annotations
@@ -98,30 +100,20 @@ class PersonBatchSampler(PoissonBatchSampler):
         return salts * self.num_samples + persons.astype(np.int64)
 
 
-class PersonRows(Dataset):
-    """Training rows grouped by person: item ``key`` (a :class:`PersonBatchSampler` key)
-    is ``(features (k, d), labels (k,), weights (k,))`` for at most ``k = max_rows`` of that
-    person's rows; weights are ``row_weight / rows drawn`` and 0 on padding rows.
-
-    ``persons`` holds one person code per row (any hashable values); ``row_weights`` (e.g.
-    reweighing) default to 1.
-    """
+class PersonIndex(Dataset):
+    """Rows grouped by person for person-level DP-SGD: ``len`` is the number of persons, and
+    a :class:`PersonBatchSampler` key names one person and the step's draw of at most
+    ``max_rows`` of their rows (:meth:`rows_drawn`). Subclasses say what an item is."""
 
     poisson_sampler = PersonBatchSampler  # read by PoissonLoader
 
-    def __init__(self, *, features: np.ndarray, labels: np.ndarray, persons: np.ndarray,
-                 max_rows: int, seed: int, row_weights: np.ndarray | None = None) -> None:
+    def __init__(self, *, persons: np.ndarray, max_rows: int, seed: int) -> None:
         if max_rows < 1:
             raise ValueError("max_rows must be at least 1")
         codes, _ = person_codes(persons)
         order = np.argsort(codes, kind="stable")
         bounds = np.flatnonzero(np.diff(codes[order])) + 1
         self.rows = np.split(order, bounds) if len(order) else []
-        self.features = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.float32))
-        self.row_weights = torch.from_numpy(
-            np.ones(len(labels), dtype=np.float32) if row_weights is None
-            else np.asarray(row_weights, dtype=np.float32))
         self.max_rows, self.seed = int(max_rows), int(seed)
 
     def __len__(self) -> int:
@@ -136,6 +128,29 @@ class PersonRows(Dataset):
         generator = np.random.Generator(np.random.PCG64([self.seed, person, salt]))
         return np.sort(generator.choice(rows, self.max_rows, replace=False))
 
+    @property
+    def rows_per_person(self) -> np.ndarray:
+        return np.array([len(rows) for rows in self.rows], dtype=np.int64)
+
+
+class PersonRows(PersonIndex):
+    """Training rows grouped by person: item ``key`` (a :class:`PersonBatchSampler` key)
+    is ``(features (k, d), labels (k,), weights (k,))`` for at most ``k = max_rows`` of that
+    person's rows; weights are ``row_weight / rows drawn`` and 0 on padding rows.
+
+    ``persons`` holds one person code per row (any hashable values); ``row_weights`` (e.g.
+    reweighing) default to 1.
+    """
+
+    def __init__(self, *, features: np.ndarray, labels: np.ndarray, persons: np.ndarray,
+                 max_rows: int, seed: int, row_weights: np.ndarray | None = None) -> None:
+        super().__init__(persons=persons, max_rows=max_rows, seed=seed)
+        self.features = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+        self.row_weights = torch.from_numpy(
+            np.ones(len(labels), dtype=np.float32) if row_weights is None
+            else np.asarray(row_weights, dtype=np.float32))
+
     def __getitem__(self, key: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rows = torch.from_numpy(self.rows_drawn(key))
         k, width = self.max_rows, self.features.shape[1]
@@ -144,9 +159,34 @@ class PersonRows(Dataset):
         w[:len(rows)] = self.row_weights[rows] / len(rows)
         return x, y, w
 
-    @property
-    def rows_per_person(self) -> np.ndarray:
-        return np.array([len(rows) for rows in self.rows], dtype=np.int64)
+
+class PersonExamples(PersonIndex):
+    """Training examples (windows, sequences: the first axis of each of ``tensors``) grouped
+    by person, for models that take one example per batch row (a 1-D CNN, a GRU): item
+    ``key`` is ONE of the person's examples, a fresh uniform draw every step. The person
+    bound is then k = 1 example per step, whose gradient is clipped as the person's whole
+    contribution: adding or removing a person (all their examples) changes a step by at most
+    the clipping norm, as the accountant assumes. Every example is used over the epochs."""
+
+    def __init__(self, *, tensors: tuple[torch.Tensor, ...], persons: np.ndarray,
+                 seed: int) -> None:
+        super().__init__(persons=persons, max_rows=1, seed=seed)
+        if any(len(tensor) != len(persons) for tensor in tensors):
+            raise ValueError("every tensor needs one example per person code")
+        self.tensors = tuple(tensors)
+
+    def _drawn(self, keys: list[int]) -> torch.Tensor:
+        return torch.as_tensor(np.array([self.rows_drawn(key)[0] for key in keys],
+                                        dtype=np.int64))
+
+    def __getitem__(self, key: int) -> tuple[torch.Tensor, ...]:
+        row = int(self.rows_drawn(key)[0])
+        return tuple(tensor[row] for tensor in self.tensors)
+
+    def __getitems__(self, keys: list[int]) -> tuple[torch.Tensor, ...]:
+        """A whole batch with one indexing per tensor (as ``BatchedTensorDataset``)."""
+        rows = self._drawn(keys)
+        return tuple(tensor[rows] for tensor in self.tensors)
 
 
 class PoissonLoader(DPDataLoader):
@@ -165,7 +205,7 @@ class PoissonLoader(DPDataLoader):
         first = dataset[0]
         DataLoader.__init__(
             self, dataset=dataset,
-            # PersonRows asks for its person sampler; row datasets get the plain one.
+            # Person datasets ask for their person sampler; row datasets get the plain one.
             batch_sampler=getattr(dataset, "poisson_sampler", PoissonBatchSampler)(
                 num_samples=len(dataset), sample_rate=sample_rate,  # type: ignore[arg-type]
                 seed=seed),

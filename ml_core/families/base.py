@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import pkgutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -53,6 +53,14 @@ if TYPE_CHECKING:  # the pipeline imports torch; declarations must stay light
 # Roles the platform handles for every family: sensitive columns are audited, excluded
 # ones dropped; no family needs to declare them.
 UNIVERSAL_ROLES = frozenset({ColumnRole.SENSITIVE.value, ColumnRole.EXCLUDE.value})
+# Artifact entries every family's metadata holds, none of them a statistic of the rows: the
+# run's settings and confirmed mapping, the privacy report, the weights' shape and hash (of
+# DP-SGD weights), library versions.
+COMMON_ARTIFACT_KEYS = frozenset({
+    "model_family", "spec_key", "task_type", "seed", "mapping", "privacy", "epsilon",
+    "delta", "best_epoch", "versions", "format_version", "architecture", "weights_sha256",
+    "device",
+})
 
 
 class FamilyError(LookupError):
@@ -112,6 +120,14 @@ class ModelFamily:
     primary_metric: ClassVar[str]
     chart_kinds: ClassVar[tuple[str, ...]]
     supports: ClassVar[Supports] = Supports()
+    # What a private run's artifact holds besides COMMON_ARTIFACT_KEYS, entry by entry (the
+    # top-level keys of its JSON files): ``artifact_public`` names entries declared public
+    # (settings, column names, counts); ``artifact_private`` maps each entry estimated with
+    # a DP mechanism to the name the run's privacy report lists it under (its preprocessing
+    # stage's "estimated_privately"). Anything else computed from the rows is a leak; the
+    # artifact test holds every family to these declarations.
+    artifact_public: ClassVar[frozenset[str]] = frozenset()
+    artifact_private: ClassVar[Mapping[str, str]] = {}
     # The module whose functions ``run``, ``validate``, ``load``, ``predict`` and
     # ``attach_test_set`` implement the entry points below, where it defines them (a family
     # module registers with ``implementation = __name__``); a family may override any.

@@ -12,15 +12,24 @@ recommendations in that zone beside a random choice of skill.
 
 Privacy: one training example is one student's whole history (capped at
 :data:`MAX_TRAIN_STEPS` answers), so DP-SGD bounds each *student's* influence, not each
-answer's. Progress stages: ``preparing``, ``baseline``, ``training``, ``training_twin``
-(private runs), ``auditing``, ``saving``.
+answer's. A private run learns no skill vocabulary from the rows: skills are hashed into
+:data:`SKILL_BUCKETS` slots by a public hash of their name, so the artifact holds nothing
+but DP-SGD weights, and a skill is named at serving time from the request's own answers
+(the recommendations choose among the skills of the students being scored). The released
+weights are the last epoch's; the report states the student as the unit
+(:class:`ml_core.person_privacy.PrivatePlan`).
+
+Progress stages: ``preparing``, ``baseline``, ``training``, ``training_twin`` (private
+runs), ``auditing``, ``saving``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +61,8 @@ from ml_core.models.sequence import (
     plain_state_dict,
     shifted_inputs,
 )
+from ml_core.person_privacy import PrivatePlan, person_batch_size
+from ml_core.privacy_statement import privacy_notes
 from ml_core.runner import (
     Baseline,
     Evaluation,
@@ -82,9 +93,6 @@ __all__ = ["load", "predict", "recommend", "run", "run_next_exercise", "validate
 # One example per student; longer histories are cut to their first answers in training
 # (Opacus' DPGRU steps through time in Python: cost grows with the padded length).
 MAX_TRAIN_STEPS = 200
-# At least this many batches per epoch: one batch would make every student sampled at
-# every step (sample rate 1), which gets no privacy amplification at all.
-MIN_BATCHES_PER_EPOCH = 4
 EMBED_DIM = 32
 HIDDEN_SIZE = 64
 EVAL_BATCH = 256
@@ -104,6 +112,15 @@ MASTERY_CHART_STUDENTS = 5
 MASTERY_CHART_SKILLS = 8
 RECOMMENDATION_CHART_STUDENTS = 10
 UNKNOWN_SKILL = "__unknown__"
+# A private model's skill slots: skills are hashed by name into this many (public; two
+# skills share a slot with probability about skills / SKILL_BUCKETS).
+SKILL_BUCKETS = 1024
+RELEASED: dict[str, str] = {}  # nothing estimated from the rows besides the weights
+PUBLIC = ("the confirmed mapping", f"the skill hash ({SKILL_BUCKETS} slots; no vocabulary)",
+          "decision threshold 0.5 and the zone of proximal development (constants)",
+          "training settings", "student and answer counts of the split")
+CURATOR_ONLY = ("the per-skill mean baseline", "the non-private twin",
+                "the audit's per-group tables", "test metrics")
 WEIGHTS_FILE = "model.pt"
 METADATA_FILE = "metadata.json"
 
@@ -111,19 +128,53 @@ METADATA_FILE = "metadata.json"
 # --- data -> tensors ---------------------------------------------------------------------
 
 
+def skill_bucket(skill: str, buckets: int) -> int:
+    """A skill's slot among ``buckets``: a public hash of its name (stable across runs and
+    processes, unlike Python's ``hash``)."""
+    digest = hashlib.blake2b(str(skill).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % buckets
+
+
 @dataclass(frozen=True)
 class SkillVocabulary:
-    """Skills seen in the training students; anything else maps to one "unknown" slot."""
+    """Skills seen in the training students; anything else maps to one "unknown" slot.
+
+    ``buckets`` > 0 (private runs): no vocabulary is learnt; every skill's slot is
+    :func:`skill_bucket` and ``skills`` only names the skills of the data at hand
+    (:meth:`named`)."""
 
     skills: tuple[str, ...]
+    buckets: int = 0
 
     @property
     def size(self) -> int:
-        return len(self.skills) + 1  # + the unknown slot
+        return self.buckets or len(self.skills) + 1  # + the unknown slot
 
     def indices(self, skills: pd.Series) -> np.ndarray:
+        if self.buckets:
+            return skills.astype(str).map(
+                lambda skill: skill_bucket(skill, self.buckets)).to_numpy(dtype=np.int64)
         position = {skill: i for i, skill in enumerate(self.skills)}
         return skills.map(position).fillna(len(self.skills)).to_numpy(dtype=np.int64)
+
+    def named(self, skills: Iterable[str]) -> SkillVocabulary:
+        """The vocabulary naming ``skills`` (the data being scored) when hashed; itself
+        otherwise."""
+        if not self.buckets:
+            return self
+        return SkillVocabulary(tuple(sorted({str(s) for s in skills})), buckets=self.buckets)
+
+    @property
+    def columns(self) -> np.ndarray:
+        """The model's output column of each of ``skills``."""
+        return self.indices(pd.Series(self.skills, dtype=object))
+
+    def names(self) -> dict[int, str]:
+        """Slot -> skill name for ``skills`` (the first name, when two share a slot)."""
+        found: dict[int, str] = {}
+        for column, skill in zip(self.columns.tolist(), self.skills, strict=True):
+            found.setdefault(int(column), skill)
+        return found
 
 
 @dataclass(frozen=True)
@@ -273,12 +324,14 @@ def train_tracer(
 
     plan = LoopPlan(
         build=lambda: _new_model(vocabulary), dataset=TensorDataset(skills, correct, mask),
-        batch_size=max(1, min(train.batch_size, len(train_items) // MIN_BATCHES_PER_EPOCH)),
+        batch_size=person_batch_size(train.batch_size, len(train_items)),
         batch_loss=batch_loss, validate=validate, train=train, privacy=privacy, stage=stage,
         device=device,
         # The best weights are kept in the plain nn.GRU layout (DPGRU's aside).
         snapshot=lambda module: plain_state_dict(module, template()),
         checkpoint_path=checkpoint_path, checkpoint_inputs=(skills, correct, mask),
+        # A private model is its last DP-SGD step's: no epoch chosen on private students.
+        select_on_validation=privacy is None or not privacy.enabled,
     )
     result = run_loop(plan, progress=progress, should_stop=should_stop)
     return TrainedTracer(model=result.module, history=result.history,
@@ -299,6 +352,7 @@ class Prepared:
     val_items: list[History]
     test_items: list[History]
     groups: pd.DataFrame  # banded sensitive attributes per student (index: student)
+    plan: PrivatePlan | None = None  # a private run's preprocessing and SGD budget
 
 
 def given_test_students(frame: pd.DataFrame, student: str) -> frozenset[str] | None:
@@ -319,8 +373,9 @@ def given_test_students(frame: pd.DataFrame, student: str) -> frozenset[str] | N
 
 
 def prepare(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
-            train: TrainConfig) -> Prepared:
-    """Responses cleaned and merged, students split, skills indexed (training students)."""
+            train: TrainConfig, privacy: PrivacyConfig | None = None) -> Prepared:
+    """Responses cleaned and merged, students split, skills indexed (training students;
+    under ``privacy``, hashed: no vocabulary is learnt from the rows)."""
     columns = ResponseColumns.from_mapping(mapping)
     responses = prepare_responses(frame, columns, spec)
     table = responses.table
@@ -328,13 +383,23 @@ def prepare(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
                            val_fraction=train.val_fraction, seed=train.seed,
                            given_test=given_test_students(frame, columns.student))
     train_rows = table[table["student"].isin(split.train)]
-    vocabulary = SkillVocabulary(tuple(sorted(train_rows["skill"].unique())))
+    plan = None
+    if privacy is not None and privacy.enabled:
+        plan = PrivatePlan.for_units(
+            privacy=privacy, unit_column=columns.student, n_units=table["student"].nunique(),
+            n_histograms=0, n_categorical=0, max_rows=1, released=RELEASED,
+            public=PUBLIC, curator_only=CURATOR_ONLY, examples_per_step=1,
+            gradient="the student's whole history (one sequence, its first "
+                     f"{MAX_TRAIN_STEPS} answers): one gradient clipped to max_grad_norm")
+        vocabulary = SkillVocabulary((), buckets=SKILL_BUCKETS)
+    else:
+        vocabulary = SkillVocabulary(tuple(sorted(train_rows["skill"].unique())))
     groups = table.groupby("student")[list(columns.sensitive)].first()
     return Prepared(
         columns=columns, responses=responses, split=split, vocabulary=vocabulary,
         train_items=histories(table, vocabulary, split.train),
         val_items=histories(table, vocabulary, split.val),
-        test_items=histories(table, vocabulary, split.test), groups=groups,
+        test_items=histories(table, vocabulary, split.test), groups=groups, plan=plan,
     )
 
 
@@ -376,16 +441,26 @@ class TracerHooks(FamilyHooks):
 
     def prepare(self, inputs: RunInputs) -> TracerRun:
         return TracerRun(tracer=prepare(inputs.frame, inputs.mapping, inputs.spec,
-                                        inputs.train))
+                                        inputs.train, privacy=inputs.privacy))
 
     def fit(self, inputs: RunInputs, prepared: TracerRun, call: FitCall) -> Fitted:
         tracer = prepared.tracer
-        trained = train_tracer(train_items=tracer.train_items, val_items=tracer.val_items,
-                               vocabulary=tracer.vocabulary, train=inputs.train,
-                               privacy=call.privacy, stage=call.stage, progress=call.progress,
-                               should_stop=call.should_stop,
-                               checkpoint_path=call.checkpoint_path)
-        return Fitted.of(trained, model=trained.model)
+        plan = tracer.plan if call.privacy is not None else None
+
+        def fit(privacy: PrivacyConfig | None) -> Fitted:
+            trained = train_tracer(train_items=tracer.train_items, val_items=tracer.val_items,
+                                   vocabulary=tracer.vocabulary, train=inputs.train,
+                                   privacy=privacy, stage=call.stage, progress=call.progress,
+                                   should_stop=call.should_stop,
+                                   checkpoint_path=call.checkpoint_path)
+            return Fitted.of(trained, model=trained.model)
+
+        if plan is None:
+            return fit(call.privacy)
+        n_students = len(tracer.train_items)
+        sgd = plan.sgd_for(n_units=n_students, train=inputs.train,
+                           batch_size=person_batch_size(inputs.train.batch_size, n_students))
+        return plan.charged(fit, sgd=sgd, spec=inputs.spec, mapping=inputs.mapping)
 
     def split(self, inputs: RunInputs, prepared: TracerRun) -> dict:
         return prepared.tracer.split.summary(prepared.tracer.responses.table)
@@ -413,7 +488,9 @@ def _common_notes(prepared: Prepared, main: TrainedTracer, privacy: PrivacyConfi
     if privacy.enabled:
         notes.append(
             "Differential privacy protects students, not single answers: one training "
-            "example is a student's whole history."
+            "example is a student's whole history. No skill vocabulary is learnt from the "
+            f"rows: skills are hashed by name into {SKILL_BUCKETS} slots, and named from "
+            "the answers being scored."
         )
         if main.fixes:
             notes.append(
@@ -461,10 +538,11 @@ def _mastery_chart(model: KnowledgeTracingGRU, items: list[History],
                    vocabulary: SkillVocabulary) -> list[dict]:
     chosen = sorted(items, key=lambda h: (-len(h.skills), h.student))[:MASTERY_CHART_STUDENTS]
     charts = []
+    slots = vocabulary.names()
+    column = {name: slot for slot, name in slots.items()}
     for history, probs in zip(chosen, _probabilities(model, chosen, torch.device("cpu")),
                               strict=True):
-        names = [vocabulary.skills[i] if i < len(vocabulary.skills) else UNKNOWN_SKILL
-                 for i in history.skills]
+        names = [slots.get(int(i), UNKNOWN_SKILL) for i in history.skills]
         practised = pd.Series(names).value_counts()
         shown = [s for s in practised.index if s != UNKNOWN_SKILL][:MASTERY_CHART_SKILLS]
         charts.append({
@@ -473,7 +551,7 @@ def _mastery_chart(model: KnowledgeTracingGRU, items: list[History],
             "answers": [{"step": i + 1, "skill": name, "correct": int(c)}
                         for i, (name, c) in enumerate(zip(names, history.correct, strict=True))],
             "skills": {skill: [round(float(p), 4) for p in
-                               probs[:, vocabulary.skills.index(skill)]] for skill in shown},
+                               probs[:, column[skill]]] for skill in shown},
         })
     return charts
 
@@ -523,11 +601,13 @@ class KnowledgeTracingHooks(TracerHooks):
     def charts(self, inputs: RunInputs, prepared: TracerRun, baseline: Baseline, model: Fitted,
                evaluation: Evaluation) -> dict:
         tracer = prepared.tracer
-        return {"mastery": _mastery_chart(model.model, tracer.test_items, tracer.vocabulary)}
+        vocabulary = tracer.vocabulary.named(prepared.test_rows["skill"])
+        return {"mastery": _mastery_chart(model.model, tracer.test_items, vocabulary)}
 
     def notes(self, inputs: RunInputs, prepared: TracerRun, model: Fitted, twin: Fitted | None,
               evaluation: Evaluation) -> list[str]:
-        return [*_common_notes(prepared.tracer, model.trained, inputs.privacy),
+        return [*privacy_notes(model.privacy),
+                *_common_notes(prepared.tracer, model.trained, inputs.privacy),
                 "Baseline: each skill's mean correctness over the training students' answers "
                 "(the same number for every student)."]
 
@@ -569,6 +649,7 @@ def _recommendations(model: KnowledgeTracingGRU, items: list[History],
     """One row per student: model's and random choice's skill, predicted success, in-zone
     flag, and the observed success on that skill in the answers after the cut."""
     known = len(vocabulary.skills)  # the unknown slot is never recommended
+    columns = vocabulary.columns
     rng = np.random.default_rng(seed)
     cuts = [_cut(len(h.skills)) for h in items]
     prefixes = [History(student=h.student, row_ids=h.row_ids[:k], skills=h.skills[:k],
@@ -576,7 +657,7 @@ def _recommendations(model: KnowledgeTracingGRU, items: list[History],
     rows = []
     for history, k, probs in zip(items, cuts, _probabilities(model, prefixes,
                                                              torch.device("cpu")), strict=True):
-        success = probs[-1][:known]
+        success = probs[-1][columns]
         chosen = choose_skill(success)
         random_choice = int(rng.integers(known))
         later_skills, later_correct = history.skills[k:], history.correct[k:]
@@ -648,13 +729,22 @@ class NextExerciseHooks(TracerHooks):
 
     model_family = "next_exercise"
 
+    def prepare(self, inputs: RunInputs) -> TracerRun:
+        prepared = super().prepare(inputs)
+        if not (prepared.tracer.vocabulary.skills or prepared.tracer.vocabulary.buckets):
+            raise ValueError("No skill in the training students: nothing to recommend.")
+        return prepared
+
     def baseline(self, inputs: RunInputs, prepared: TracerRun) -> Baseline:
         return Baseline(report=None)
 
     def evaluate(self, inputs: RunInputs, prepared: TracerRun, fitted: Fitted) -> Evaluation:
         tracer = prepared.tracer
-        n_skills = len(tracer.vocabulary.skills)
-        table = _recommendations(fitted.model, tracer.test_items, tracer.vocabulary,
+        table = tracer.responses.table
+        vocabulary = tracer.vocabulary.named(
+            table.loc[table["student"].isin(tracer.split.test), "skill"])
+        n_skills = len(vocabulary.skills)
+        table = _recommendations(fitted.model, tracer.test_items, vocabulary,
                                  seed=inputs.train.seed)
         groups = tracer.groups.reindex(table["student"].to_numpy()).reset_index(drop=True)
         return Evaluation(
@@ -691,7 +781,8 @@ class NextExerciseHooks(TracerHooks):
 
     def notes(self, inputs: RunInputs, prepared: TracerRun, model: Fitted, twin: Fitted | None,
               evaluation: Evaluation) -> list[str]:
-        return [*_common_notes(prepared.tracer, model.trained, inputs.privacy),
+        return [*privacy_notes(model.privacy),
+                *_common_notes(prepared.tracer, model.trained, inputs.privacy),
                 f"Recommendations read each test student's first {int(HISTORY_SHARE * 100)} % "
                 "of answers and pick the skill with predicted success in the zone of proximal "
                 f"development ({ZPD_LOW}-{ZPD_HIGH}) closest to {ZPD_TARGET}. The baseline "
@@ -722,6 +813,7 @@ def _save(*, directory: Path, trained: TrainedTracer, prepared: Prepared, model_
     metadata = json_ready({
         "model_family": model_family, **metadata,
         "architecture": trained.model.architecture(), "skills": list(prepared.vocabulary.skills),
+        "skill_buckets": prepared.vocabulary.buckets,
         "split": split, "opacus_fixes": list(trained.fixes), "threshold": DECISION_THRESHOLD,
         "zpd": {"low": ZPD_LOW, "high": ZPD_HIGH, "target": ZPD_TARGET},
         "train_config": {"epochs": train.epochs, "batch_size": train.batch_size,
@@ -756,7 +848,9 @@ def load(path: Path | str) -> LoadedTracer:
                                      weights_only=True))
     model.eval()
     return LoadedTracer(model=model, metadata=metadata,
-                        vocabulary=SkillVocabulary(tuple(metadata["skills"])))
+                        vocabulary=SkillVocabulary(tuple(metadata["skills"]),
+                                                   buckets=int(metadata.get("skill_buckets")
+                                                               or 0)))
 
 
 def _loaded_items(loaded: LoadedTracer, frame: pd.DataFrame) -> tuple[Responses, list[History]]:
@@ -784,17 +878,18 @@ def predict_answers(loaded: LoadedTracer, frame: pd.DataFrame) -> pd.DataFrame:
 def recommend(loaded: LoadedTracer, frame: pd.DataFrame) -> pd.DataFrame:
     """Each student's next skill after ALL their answers in ``frame``: ``student``,
     ``recommended_skill``, ``predicted_success``, ``in_zpd`` and ``success_by_skill``."""
-    _, items = _loaded_items(loaded, frame)
-    known = len(loaded.vocabulary.skills)
+    responses, items = _loaded_items(loaded, frame)
+    # A hashed (private) model names the skills of the answers it is given.
+    vocabulary = loaded.vocabulary.named(responses.table["skill"])
     rows = []
     for history, probs in zip(items, _probabilities(loaded.model, items, torch.device("cpu")),
                               strict=True):
-        success = probs[-1][:known]
+        success = probs[-1][vocabulary.columns]
         chosen = choose_skill(success)
         rows.append({
-            "student": history.student, "recommended_skill": loaded.vocabulary.skills[chosen],
+            "student": history.student, "recommended_skill": vocabulary.skills[chosen],
             "predicted_success": float(success[chosen]), "in_zpd": in_zpd(float(success[chosen])),
-            "success_by_skill": {s: float(p) for s, p in zip(loaded.vocabulary.skills, success,
+            "success_by_skill": {s: float(p) for s, p in zip(vocabulary.skills, success,
                                                              strict=True)},
         })
     return pd.DataFrame(rows)
@@ -821,6 +916,11 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
 
 class _ResponseLogFamily(ModelFamily):
     """What both families over response logs (student, skill, time, correct) share."""
+
+    # "skills" is empty in a private model (hashed slots); only a non-private model, which
+    # promises nothing, holds the training students' exact vocabulary.
+    artifact_public = frozenset({"split", "opacus_fixes", "threshold", "zpd", "train_config",
+                                 "skill_buckets", "skills"})
 
     required_roles = (ColumnRole.TARGET.value, ColumnRole.STUDENT.value,
                       ColumnRole.SKILL.value, ColumnRole.TIME.value)

@@ -18,6 +18,13 @@ earlier rows; a shorter history is left-padded with its first row). Channels: th
 filled with training medians and standardised with training statistics, plus the row's
 position in its unit's series (1, 2, ...; the unit's age in readings).
 
+Privacy. The unit (machine) is the privacy unit. A private run standardises with DP
+statistics (:func:`ml_core.private_statistics.private_two_stage`: median and interquartile
+scale of each channel from noisy histograms in which each training unit weighs 1) charged
+to the run's one composed epsilon (:class:`ml_core.person_privacy.PrivatePlan`), samples
+units (not windows) at the accountant's rate, one window of a drawn unit per step
+(:class:`ml_core.sampling.PersonExamples`), and releases the last epoch's weights.
+
 Split by unit (no unit has rows on both sides): test and validation units are drawn with
 the seed (``train.test_fraction``, ``train.val_fraction`` of the units, at least one each);
 every window of a test unit is judged. **A given test set**: a frame may carry a column
@@ -28,9 +35,10 @@ training and validation. :func:`attach_test_set` builds such a frame from a trai
 frame, a test frame and the true RUL per test unit (``RUL_FD00x``).
 
 Model: :class:`ml_core.models.sequence_regressor.SequenceRegressor` (1-D CNN; Opacus-ready),
-trained on ``RUL / rul_cap`` with mean squared error (mean-reduced, matching Opacus'
-``loss_reduction="mean"``), early stopping on validation RMSE. Predictions are clipped to
-``[0, rul_cap]``.
+trained on ``RUL / rul_cap - 0.5`` (a public centring, so that an untrained or heavily
+noised model starts at half the cap, not at 0) with mean squared error (mean-reduced,
+matching Opacus' ``loss_reduction="mean"``), early stopping on validation RMSE (non-private
+runs). Predictions are clipped to ``[0, rul_cap]``.
 
 Metrics: RMSE (primary), MAE and the NASA asymmetric score ``sum(exp(-d/13) - 1 if d < 0
 else exp(d/10) - 1)`` with ``d = predicted - true`` (late predictions cost more), on the
@@ -49,6 +57,7 @@ type) via :func:`ml_core.group_metrics.regression_by_group`, labelled operationa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,6 +78,15 @@ from ml_core.families.base import (
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.sequence_regressor import SequenceRegressor
+from ml_core.person_privacy import PrivatePlan, person_batch_size
+from ml_core.privacy_statement import privacy_notes
+from ml_core.private_statistics import (
+    REFINED_HISTOGRAMS,
+    PreprocessingNoise,
+    contribution_weights,
+    person_codes,
+    private_two_stage,
+)
 from ml_core.runner import (
     Baseline,
     Evaluation,
@@ -261,6 +279,27 @@ class Scaler:
     scales: np.ndarray
     position_mean: float
     position_scale: float
+    # Channels fed to the model (False: left out as zeros); None: all of them.
+    used: np.ndarray | None = None
+
+    @classmethod
+    def fit_private(cls, prepared: Prepared, rows: np.ndarray, *, noise: PreprocessingNoise,
+                    seed: int) -> Scaler:
+        """The statistics from noisy histograms in which each unit of ``rows`` weighs 1
+        (spread over up to ``noise.max_rows`` of its rows): per channel the DP median
+        (imputation value and centre) and interquartile scale. A channel too thin for the
+        noise (few units) is left out (zero), never scaled by a guess; the position channel
+        is scaled by the declared RUL cap (public)."""
+        codes, _ = person_codes(prepared.units[rows])
+        weights = contribution_weights(codes, max_rows=noise.max_rows, seed=seed)
+        generator = np.random.Generator(np.random.PCG64([seed, 0x5CA1E]))
+        stats = [private_two_stage(values, weights, noise=noise, generator=generator)
+                 for values in prepared.features[rows].T]
+        centres = np.array([s.median for s in stats], dtype=float)
+        return cls(medians=centres, means=centres,
+                   scales=np.array([s.scale for s in stats], dtype=float),
+                   position_mean=0.0, position_scale=float(prepared.cap),
+                   used=np.array([s.resolved for s in stats], dtype=bool))
 
     @classmethod
     def fit(cls, prepared: Prepared, rows: np.ndarray) -> Scaler:
@@ -278,13 +317,16 @@ class Scaler:
     def channels(self, prepared: Prepared) -> np.ndarray:
         filled = np.where(np.isnan(prepared.features), self.medians, prepared.features)
         scaled = (filled - self.means) / self.scales
+        if self.used is not None:
+            scaled[:, ~self.used] = 0.0
         position = (prepared.positions - self.position_mean) / self.position_scale
         return np.column_stack([scaled, position]).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {"medians": self.medians.tolist(), "means": self.means.tolist(),
                 "scales": self.scales.tolist(), "position_mean": self.position_mean,
-                "position_scale": self.position_scale}
+                "position_scale": self.position_scale,
+                **({"used": self.used.tolist()} if self.used is not None else {})}
 
     @classmethod
     def from_dict(cls, data: dict) -> Scaler:
@@ -292,7 +334,9 @@ class Scaler:
                    means=np.asarray(data["means"], float),
                    scales=np.asarray(data["scales"], float),
                    position_mean=float(data["position_mean"]),
-                   position_scale=float(data["position_scale"]))
+                   position_scale=float(data["position_scale"]),
+                   used=(np.asarray(data["used"], dtype=bool) if data.get("used") is not None
+                         else None))
 
 
 def windows(channels: np.ndarray, prepared: Prepared, rows: np.ndarray, window: int
@@ -401,16 +445,22 @@ class Tensors:
     y_val: np.ndarray
 
 
-def _predict(model: nn.Module, x: torch.Tensor, cap: float) -> np.ndarray:
+# The training target is RUL / cap minus this (public) offset; added back when predicting.
+TARGET_OFFSET = 0.5
+
+
+def _predict(model: nn.Module, x: torch.Tensor, cap: float,
+             offset: float = TARGET_OFFSET) -> np.ndarray:
     model.eval()
     with torch.no_grad():
         scaled = torch.cat([model(part) for part in torch.split(x, 4096)]) if len(x) else \
             torch.zeros(0)
-    return np.clip(scaled.double().numpy() * cap, 0.0, cap)
+    return np.clip((scaled.double().numpy() + offset) * cap, 0.0, cap)
 
 
 def _fit(*, tensors: Tensors, n_channels: int, train: TrainConfig, cap: float,
-         call: FitCall) -> FittedModule:
+         call: FitCall, privacy: PrivacyConfig | None, persons: np.ndarray | None
+         ) -> FittedModule:
     hidden = tuple(train.hidden_sizes) or (32,)
     channels, head = int(hidden[0]), int(hidden[-1])
 
@@ -428,9 +478,12 @@ def _fit(*, tensors: Tensors, n_channels: int, train: TrainConfig, cap: float,
         return -float(np.sqrt(np.mean((predicted - tensors.y_val) ** 2)))
 
     return fit_module(build=build, tensors=(tensors.x_train, tensors.y_train), loss_fn=loss_fn,
-                      val_score=val_score, train=train, privacy=call.privacy,
+                      val_score=val_score, train=train, privacy=privacy,
                       stage=call.stage, progress=call.progress, should_stop=call.should_stop,
-                      checkpoint_path=call.checkpoint_path)
+                      checkpoint_path=call.checkpoint_path, persons=persons,
+                      # A private model is its last DP-SGD step's (no epoch chosen on
+                      # private validation units).
+                      select_on_validation=privacy is None)
 
 
 # --- reporting -----------------------------------------------------------------------------
@@ -519,9 +572,10 @@ def _notes(*, prepared: Prepared, split: UnitSplit, privacy: PrivacyConfig, trai
     if dropped_text:
         notes.append(f"Text columns left out of the features: {', '.join(dropped_text)}.")
     if privacy.enabled:
-        notes.append("Differential privacy is on. Its unit is one window: a machine "
-                     "contributes many windows, so the guarantee is per window, not per "
-                     "machine. The 1-D CNN needed no Opacus fix (Conv1d, ReLU, Linear).")
+        notes.append("Differential privacy is on, per machine: machines (not windows) are "
+                     "sampled, a drawn machine brings one of its windows to a step, and the "
+                     "channels' centres and scales are DP statistics charged to the same "
+                     "epsilon. The 1-D CNN needed no Opacus fix (Conv1d, ReLU, Linear).")
     else:
         notes.append("Differential privacy is off by default: machine sensor data are not "
                      "personal. It can be switched on.")
@@ -547,6 +601,7 @@ class RunData:
     x_chart: torch.Tensor  # every cycle of the test units (the chart's curves)
     y_test: np.ndarray
     groups: pd.DataFrame  # banded sensitive attributes per test row, by position
+    plan: PrivatePlan | None = None  # a private run's preprocessing and SGD budget
 
 
 @dataclass(frozen=True)
@@ -564,12 +619,16 @@ class SequenceRegressorHooks(FamilyHooks):
         if np.isnan(prepared.target).any():
             raise ValueError("the RUL target has missing or non-numeric values")
         split = split_by_unit(prepared, train)
-        scaler = Scaler.fit(prepared, split.train_rows)
+        plan = (_private_plan(inputs, prepared, n_units=len(set(prepared.units)))
+                if inputs.privacy.enabled else None)
+        scaler = (Scaler.fit_private(prepared, split.train_rows, noise=plan.noise,
+                                     seed=train.seed) if plan is not None
+                  else Scaler.fit(prepared, split.train_rows))
         channels = scaler.channels(prepared)
         tensors = Tensors(
             x_train=torch.from_numpy(windows(channels, prepared, split.train_rows,
                                              train.window)),
-            y_train=torch.from_numpy((prepared.target[split.train_rows] / cap)
+            y_train=torch.from_numpy((prepared.target[split.train_rows] / cap - TARGET_OFFSET)
                                      .astype(np.float32)),
             x_val=torch.from_numpy(windows(channels, prepared, split.val_rows, train.window)),
             y_val=prepared.target[split.val_rows],
@@ -581,6 +640,7 @@ class SequenceRegressorHooks(FamilyHooks):
                                              train.window)),
             y_test=prepared.target[split.test_rows],
             groups=_groups(prepared, split.test_rows, inputs.mapping, inputs.spec),
+            plan=plan,
         )
 
     def baseline(self, inputs: RunInputs, prepared: RunData) -> Baseline:
@@ -595,9 +655,25 @@ class SequenceRegressorHooks(FamilyHooks):
                         detail=Baselines(name=name, test=baselines))
 
     def fit(self, inputs: RunInputs, prepared: RunData, call: FitCall) -> Fitted:
-        fitted = _fit(tensors=prepared.tensors, n_channels=prepared.tensors.x_train.shape[2],
-                      train=inputs.train, cap=float(inputs.train.rul_cap), call=call)
-        return Fitted.of(fitted, model=fitted.module)
+        plan = prepared.plan if call.privacy is not None else None
+        units = prepared.prepared.units[prepared.split.train_rows]
+
+        # Machines per batch: few machines still get several batches (amplification).
+        train = (inputs.train if plan is None else dataclasses.replace(
+            inputs.train, batch_size=person_batch_size(inputs.train.batch_size,
+                                                       len(set(units)))))
+
+        def fit(privacy: PrivacyConfig | None) -> Fitted:
+            fitted = _fit(tensors=prepared.tensors,
+                          n_channels=prepared.tensors.x_train.shape[2], train=train,
+                          cap=float(inputs.train.rul_cap), call=call, privacy=privacy,
+                          persons=units if privacy is not None else None)
+            return Fitted.of(fitted, model=fitted.module)
+
+        if plan is None:
+            return fit(call.privacy)
+        sgd = plan.sgd_for(n_units=len(set(units)), train=train)
+        return plan.charged(fit, sgd=sgd, spec=inputs.spec, mapping=inputs.mapping)
 
     def evaluate(self, inputs: RunInputs, prepared: RunData, fitted: Fitted) -> Evaluation:
         predicted = _predict(fitted.model, prepared.x_test, float(inputs.train.rul_cap))
@@ -619,7 +695,11 @@ class SequenceRegressorHooks(FamilyHooks):
             "feature_columns": list(cycles.feature_columns),
             "scaler": prepared.scaler.to_dict(), "window": inputs.train.window,
             "rul_cap": float(inputs.train.rul_cap), "target_source": cycles.target_source,
-            "split": prepared.split.summary, "device": model.device,
+            "target_offset": TARGET_OFFSET,
+            # Counts only: the test machines' ids stay in the run's result (curator's eyes).
+            "split": {key: value for key, value in prepared.split.summary.items()
+                      if key != "test_unit_ids"},
+            "device": model.device,
         }))
         return Saved(path=saved.path, sha256=saved.sha256)
 
@@ -647,9 +727,32 @@ class SequenceRegressorHooks(FamilyHooks):
                         and str(c) not in {mapping.target, *mapping.exclude,
                                            *mapping.sensitive, SPLIT_COLUMN, mapping.id or "",
                                            *(col for _, col in mapping.roles)}]
-        return _notes(prepared=cycles, split=prepared.split, privacy=inputs.privacy,
-                      train=inputs.train, mapping=mapping, fitted=model.trained,
-                      dropped_text=dropped_text)
+        return [*privacy_notes(model.privacy),
+                *_notes(prepared=cycles, split=prepared.split, privacy=inputs.privacy,
+                        train=inputs.train, mapping=mapping, fitted=model.trained,
+                        dropped_text=dropped_text)]
+
+
+# What a private run releases besides the weights, and what it declares public.
+RELEASED = {"scaler": "each sensor channel's DP median (centre, imputation value) and "
+                      "interquartile scale from two noisy histograms per channel (a channel "
+                      "too thin for the noise is left out); the position is scaled by the "
+                      "declared RUL cap"}
+PUBLIC = ("the confirmed mapping and feature columns", "window, RUL cap and training settings",
+          "whether the target was computed", "unit, row and window counts of the split")
+CURATOR_ONLY = ("the baselines (life curve, mean RUL)", "the non-private twin",
+                "error by group", "test metrics and the test units' ids")
+
+
+def _private_plan(inputs: RunInputs, prepared: Prepared, *, n_units: int) -> PrivatePlan:
+    unit_column, _ = _roles(inputs.mapping)
+    return PrivatePlan.for_units(
+        privacy=inputs.privacy, unit_column=unit_column, n_units=n_units,
+        n_histograms=REFINED_HISTOGRAMS * len(prepared.feature_columns),
+        n_categorical=0, max_rows=int(inputs.privacy.max_rows_per_person),
+        released=RELEASED, public=PUBLIC, curator_only=CURATOR_ONLY, examples_per_step=1,
+        gradient="one of the machine's windows per step, its gradient clipped to "
+                 "max_grad_norm: the machine's whole contribution to the step")
 
 
 run = family_runner(SequenceRegressorHooks(), doc="""Train, evaluate against the baselines,
@@ -699,7 +802,8 @@ def predict(loaded: LoadedSequenceRegressor, frame: pd.DataFrame) -> pd.DataFram
         "row_id": prepared.frame.index.to_numpy(),
         "unit": prepared.units,
         "cycle": prepared.cycles,
-        "y_pred": _predict(loaded.model, x, cap),
+        # Models saved before the offset was introduced were trained on RUL / cap.
+        "y_pred": _predict(loaded.model, x, cap, float(meta.get("target_offset", 0.0))),
     })
 
 
@@ -810,3 +914,7 @@ class SequenceRegressorFamily(ModelFamily):
     chart_kinds = ("rul_curve",)
     supports = Supports(test_file=True)
     implementation = __name__
+    artifact_public = frozenset({"feature_columns", "window", "rul_cap", "target_source",
+                                 "target_offset",
+                                 "split"})
+    artifact_private = {"scaler": "scaler"}

@@ -43,6 +43,14 @@ class TabularMLPFamily(ModelFamily):
     chart_kinds = ("precision_recall",)
     supports = Supports(online_prediction=True, batch_scoring=True, privacy_audit=True,
                         mitigation=True, labelled_test_file=True)
+    artifact_public = frozenset({
+        "feature_columns", "schema_fingerprint", "positive_label", "target_rule",
+        "train_config", "split", "numeric", "categorical", "asinh", "column_types", "hashed"})
+    artifact_private = {
+        "medians": "imputation values and centres", "means": "imputation values and centres",
+        "scales": "scales", "with_missing_indicator": "missing-value indicators",
+        "levels": "category vocabularies", "feature_names": "category vocabularies",
+        "threshold": "decision threshold"}
 
     def _run(self, **inputs: Any):
         from ml_core.pipeline import run_tabular

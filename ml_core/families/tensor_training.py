@@ -16,11 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 from ml_core import privacy as dp
+from ml_core.sampling import PersonExamples
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
 from ml_core.training_loop import LoopPlan, StopReason, resolve_device, run_loop
 
@@ -70,6 +72,7 @@ def fit_module(
     checkpoint_path: Path | None = None,
     dataset: Dataset | None = None,
     select_on_validation: bool = True,
+    persons: np.ndarray | None = None,
 ) -> FittedModule:
     """Train ``build()`` on ``tensors`` (one training example per first-axis row).
 
@@ -86,10 +89,12 @@ def fit_module(
     same inputs (the caller keeps one checkpoint path per run and stage).
 
     ``dataset`` (default: the rows of ``tensors``) replaces the training examples, e.g.
-    :class:`ml_core.sampling.PersonRows` for person-level DP-SGD (its items are collated by
-    PyTorch's default collate; ``tensors`` then only bind the checkpoints).
-    ``select_on_validation=False`` keeps the last epoch's weights and never stops early
-    (see :class:`ml_core.training_loop.LoopPlan`), as a released private model must.
+    :class:`ml_core.sampling.PersonRows` (collated by PyTorch's default collate; ``tensors``
+    then only bind the checkpoints).
+    ``persons`` (one privacy-unit value per example) makes a private training person-level:
+    persons are Poisson-sampled and each brings one of their examples per step
+    (:class:`ml_core.sampling.PersonExamples`). ``select_on_validation=False`` keeps the last
+    epoch: no epoch is chosen on the (private) validation rows (:class:`LoopPlan`).
     """
     device = resolve_device(train.device)
 
@@ -102,15 +107,19 @@ def fit_module(
         score = float(val_score(copy_on_cpu))
         return score, score
 
+    private = privacy is not None and privacy.enabled
+    collate = None if dataset is not None else _already_batched
+    if dataset is None:
+        dataset = (PersonExamples(tensors=tensors, persons=persons, seed=train.seed)
+                   if private and persons is not None else BatchedTensorDataset(*tensors))
     plan = LoopPlan(
-        build=build, dataset=BatchedTensorDataset(*tensors) if dataset is None else dataset,
-        batch_size=train.batch_size,
-        collate_fn=_already_batched if dataset is None else None, batch_loss=batch_loss,
-        validate=evaluate, train=train,
+        build=build, dataset=dataset, batch_size=train.batch_size,
+        collate_fn=collate, batch_loss=batch_loss, validate=evaluate, train=train,
         privacy=privacy, stage=stage, device=device,
         optimizer=lambda module: torch.optim.Adam(module.parameters(), lr=train.learning_rate,
                                                   weight_decay=weight_decay),
-        checkpoint_path=checkpoint_path, checkpoint_inputs=tensors,
+        checkpoint_path=checkpoint_path,
+        checkpoint_inputs=tensors if persons is None else (*tensors, persons),
         checkpoint_settings={"weight_decay": weight_decay},
         select_on_validation=select_on_validation,
     )

@@ -11,11 +11,9 @@ import json
 import math
 from pathlib import Path
 
-import dp_accounting
 import numpy as np
 import pandas as pd
 import pytest
-from dp_accounting import pld
 from scipy.stats import norm
 
 from ml_core.artifacts import ENCODER_FILE, METADATA_FILE
@@ -37,6 +35,7 @@ from ml_core.spec import (
     TaskType,
     TrainConfig,
 )
+from tests.support.person_accounting import assert_composed_epsilon
 
 SPEC = ProblemSpec(
     key="person_test", name="Person test", description="", task_type=TaskType.BINARY_CLASSIFICATION,
@@ -96,22 +95,8 @@ def test_person_epsilon_matches_an_independent_accountant(person_run):
     assert privacy["steps"] == TRAIN.epochs * batches
     # Delta is sized for persons, never above 1 / (10 * persons).
     assert privacy["delta"] <= 1 / (10 * frame["patient"].nunique())
-    stages = {stage["stage"]: stage for stage in privacy["stages"]}
-    pre = stages["preprocessing"]
-    # The preprocessing Gaussian is calibrated to its share: (f * 3, f * delta / 2).
-    fraction = PrivacyConfig().preprocessing_fraction
-    alone = pld.PLDAccountant(value_discretization_interval=1e-4)
-    alone.compose(dp_accounting.GaussianDpEvent(pre["noise_multiplier"]))
-    assert alone.get_epsilon(privacy["delta"] * fraction / 2) == pytest.approx(
-        fraction * 3.0, rel=0.02)
-    accountant = pld.PLDAccountant(value_discretization_interval=1e-4)
-    accountant.compose(dp_accounting.ComposedDpEvent([
-        dp_accounting.GaussianDpEvent(pre["noise_multiplier"]),
-        dp_accounting.SelfComposedDpEvent(dp_accounting.PoissonSampledDpEvent(
-            1 / batches, dp_accounting.GaussianDpEvent(privacy["noise_multiplier"])),
-            TRAIN.epochs * batches)]))
-    independent = accountant.get_epsilon(privacy["delta"] - pre["threshold_delta"])
-    assert privacy["epsilon"] == pytest.approx(independent, rel=0.02)
+    # The preprocessing Gaussian at its share (f * 3, f * delta / 2), composed with the steps.
+    assert_composed_epsilon(privacy, batches=batches, epochs=TRAIN.epochs)
 
 
 def test_the_artifact_holds_only_declared_or_private_statistics(person_run):

@@ -44,7 +44,9 @@ class ImageClassifierFamily(ModelFamily):
     task_types = (TaskType.IMAGE_CLASSIFICATION,)
     # The image's path in the ZIP (the row id of predictions), and its class label.
     required_roles = (ColumnRole.TARGET.value, IMAGE_ROLE)
-    optional_roles = (ColumnRole.ID.value,)
+    optional_roles = (ColumnRole.ID.value, ColumnRole.PRIVACY_UNIT.value)
+    # Nothing computed from the images is released but the DP-SGD classifier.
+    artifact_public = frozenset({"backbone", "classes", "split"})
     metrics = (
         MetricDeclaration("macro_f1", higher_is_better=True),
         MetricDeclaration("accuracy", higher_is_better=True),

@@ -90,6 +90,22 @@ def stratified_split(labels: np.ndarray, train: TrainConfig) -> Split:
     })
 
 
+def person_split(labels: np.ndarray, persons: np.ndarray, train: TrainConfig) -> Split:
+    """Training, validation and test rows with every person's (the privacy unit's) images on
+    one side only, each person placed by a seeded hash of their id alone
+    (:func:`ml_core.data.split_by_person`)."""
+    from ml_core.data import split_by_person
+
+    fit, val, test, method = split_by_person(
+        pd.Series(persons), test_fraction=train.test_fraction, val_fraction=train.val_fraction,
+        seed=train.seed)
+    return Split(train=fit, val=val, test=test, summary={
+        "method": method, "unit": "person", "train": int(len(fit)), "val": int(len(val)),
+        "test": int(len(test)), "persons_train": int(pd.Series(persons[fit]).nunique()),
+        "seed": int(train.seed),
+    })
+
+
 def batch_pixels(blobs: list[bytes], rows: np.ndarray,
                  transform=None) -> torch.Tensor:
     """(len(rows), 3, 224, 224) pixels of the images ``rows`` (decoded now, one batch at a

@@ -53,11 +53,14 @@ from ml_core.families.image.data import (
     Split,
     augmented,
     batch_pixels,
+    person_split,
     prepare,
     stratified_split,
 )
 from ml_core.families.module_artifacts import load_state, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
+from ml_core.person_privacy import PrivatePlan
+from ml_core.privacy_statement import privacy_notes
 from ml_core.progress import report_stage
 from ml_core.runner import class_predictions
 from ml_core.spec import (
@@ -187,7 +190,8 @@ def predict_probabilities(top: nn.Module, inputs: torch.Tensor, *, batch: int = 
 def fit(*, backbone: nn.Module, inputs: torch.Tensor, labels: np.ndarray,
         val_inputs: torch.Tensor, val_labels: np.ndarray, n_classes: int, train: TrainConfig,
         privacy: PrivacyConfig | None, stage: str, progress: ProgressSink | None,
-        should_stop: StopCheck | None, checkpoint_dir: Path | None) -> FittedModule:
+        should_stop: StopCheck | None, checkpoint_dir: Path | None,
+        persons: np.ndarray | None = None) -> FittedModule:
     """Train the classifier on cached pooled ``inputs`` with cross-entropy (mean-reduced, as
     the private loop's ``loss_reduction="mean"`` needs); early stopping on validation macro
     F1. Private when ``privacy`` is enabled."""
@@ -204,7 +208,9 @@ def fit(*, backbone: nn.Module, inputs: torch.Tensor, labels: np.ndarray,
         build=build_top(backbone, n_classes=n_classes, seed=train.seed),
         tensors=(inputs, y), loss_fn=loss_fn, val_score=val_score, train=train,
         privacy=privacy, stage=stage, progress=progress, should_stop=should_stop,
-        checkpoint_path=checkpoint_path(checkpoint_dir, stage))
+        checkpoint_path=checkpoint_path(checkpoint_dir, stage), persons=persons,
+        # A private classifier is its last DP-SGD step's: no epoch chosen on private images.
+        select_on_validation=privacy is None or not privacy.enabled)
 
 
 # --- the entry point -----------------------------------------------------------------------
@@ -230,7 +236,12 @@ def run(
     if labels is None:
         raise ValueError(f"the label column {mapping.target!r} is not in the table")
     n_classes = len(classes)
-    split = stratified_split(labels, train)
+    # The privacy unit's images stay on one side and are sampled together; without a
+    # person column each image is a person (the notes say so).
+    unit_column = spec.privacy_unit.column(mapping)
+    persons = frame[unit_column].to_numpy() if unit_column in frame.columns else None
+    split = (person_split(labels, persons, train) if persons is not None
+             else stratified_split(labels, train))
     backbone = load_backbone(pretrained=pretrained)
     trunk = Trunk(backbone)
 
@@ -256,8 +267,15 @@ def run(
     augmented_labels = np.concatenate([labels[split.train], labels[features.view_rows]])
     twin = None
     if privacy.enabled:
-        main = fit(inputs=pooled[split.train], labels=labels[split.train], privacy=privacy,
-                   stage="training", **common)
+        train_persons = persons[split.train] if persons is not None else None
+        plan = _private_plan(privacy=privacy, unit_column=unit_column,
+                             n_units=len(set(persons)) if persons is not None else len(labels))
+        sgd = plan.sgd_for(n_units=(len(set(train_persons)) if train_persons is not None
+                                    else len(split.train)), train=train)
+        main = plan.charged(
+            lambda sgd: fit(inputs=pooled[split.train], labels=labels[split.train],
+                            privacy=sgd, stage="training", persons=train_persons, **common),
+            sgd=sgd, spec=spec, mapping=mapping)
         try:
             twin = fit(inputs=augmented_inputs, labels=augmented_labels, privacy=None,
                        stage="training_twin", **common)
@@ -337,19 +355,45 @@ def _metric_names(spec: ProblemSpec) -> tuple[str, ...]:
     return named or METRICS
 
 
+# A private run releases nothing computed from the images but the classifier's weights.
+PUBLIC = ("the pretrained backbone (a package's ImageNet weights)",
+          "class names as the analyst declared them", "training settings",
+          "image and person counts of the split")
+CURATOR_ONLY = ("the frozen-feature logistic regression and majority references",
+                "the non-private twin", "the per-group recall tables", "test metrics")
+
+
+def _private_plan(*, privacy: PrivacyConfig, unit_column: str | None,
+                  n_units: int) -> PrivatePlan:
+    return PrivatePlan.for_units(
+        privacy=privacy, unit_column=unit_column, n_units=n_units, n_histograms=0,
+        n_categorical=0, max_rows=1, released={}, public=PUBLIC, curator_only=CURATOR_ONLY,
+        examples_per_step=1,
+        gradient=("one of the person's images per step, its gradient clipped to "
+                  "max_grad_norm" if unit_column else
+                  "each image's gradient clipped to max_grad_norm"))
+
+
 def _notes(*, privacy: PrivacyConfig, split: Split, main: FittedModule,
            mapping: ColumnMapping) -> list[str]:
     s = split.summary
-    notes = [f"Stratified split by image: {s['train']} images for training, {s['val']} for "
-             f"validation, {s['test']} for test, every class in the same share.",
+    notes = [*privacy_notes(main.privacy),
+             f"Stratified split by image: {s['train']} images for training, {s['val']} for "
+             f"validation, {s['test']} for test, every class in the same share."
+             if s["unit"] == "image" else
+             f"Split by person: every person's images on one side ({s['train']} images "
+             f"for training, {s['val']} for validation, {s['test']} for test).",
              "Backbone: EfficientNet-Lite0 pretrained on ImageNet (loaded from a package), "
              "frozen with its BatchNorm statistics (the head's BatchNorm folded into its 1x1 "
              "projection); only the classifier is trained, on features computed once.",
              "References (for the curator's eyes, not released): logistic regression on the "
              "frozen pretrained features, and the majority class."]
     if privacy.enabled:
-        notes.append("Differential privacy is on; its unit is one image (when several images "
-                     "show one part, the guarantee is per image, not per part). Everything "
+        notes.append(("Differential privacy is on, per person: persons are sampled, one of "
+                      "their images per step. " if s["unit"] == "person" else
+                      "Differential privacy is on; its unit is one image (no person column "
+                      "was mapped: when several images show one part or person, the "
+                      "guarantee is per image, not per part). ") + "Everything "
                      "data-dependent in the model (the classifier) comes from DP-SGD; the "
                      "class names are taken as declared by the analyst. The non-private twin "
                      f"also trains on {AUGMENT_VIEWS} augmented views per image.")

@@ -22,7 +22,7 @@ from sklearn.model_selection import train_test_split
 from ml_core import cancellation, fairness
 from ml_core import privacy as dp
 from ml_core.artifacts import file_sha256
-from ml_core.data import label_text
+from ml_core.data import label_text, split_by_person
 from ml_core.families.base import MetricDeclaration, ModelFamily, register_family
 from ml_core.families.text.audit import audit_text, text_metrics
 from ml_core.families.text.caches import (
@@ -44,6 +44,8 @@ from ml_core.families.text.training import (
     train_top,
 )
 from ml_core.models import text_encoder as te
+from ml_core.person_privacy import PrivatePlan
+from ml_core.privacy_statement import privacy_notes
 from ml_core.runner import (
     Baseline,
     Evaluation,
@@ -148,6 +150,27 @@ def validate(
     return issues
 
 
+# --- privacy ---------------------------------------------------------------------------------
+
+# A private run releases nothing computed from the rows but the DP-SGD weights.
+PUBLIC = ("the pretrained encoder (a package's weights) and its centre over public reference "
+          "text", "the label names and the positive label (the analyst's, else the second in "
+          "sorted order)", "training settings", "row counts of the split")
+CURATOR_ONLY = ("the TF-IDF baseline", "the non-private twin", "the audit's per-group tables",
+                "test metrics")
+
+
+def _private_plan(inputs: RunInputs, labelled: Labelled) -> PrivatePlan:
+    persons = labelled.persons
+    return PrivatePlan.for_units(
+        privacy=inputs.privacy, unit_column=labelled.unit_column,
+        n_units=len(set(persons)) if persons is not None else len(labelled.y),
+        n_histograms=0, n_categorical=0, max_rows=1, released={}, public=PUBLIC,
+        curator_only=CURATOR_ONLY, examples_per_step=1,
+        gradient=("one of the person's texts per step, its gradient clipped to max_grad_norm"
+                  if persons is not None else "each text's gradient clipped to max_grad_norm"))
+
+
 # --- splitting and metrics -------------------------------------------------------------------
 
 
@@ -236,6 +259,8 @@ class Labelled:
     positive: int | None  # the positive class of a two-label problem (the decision audit)
     groups: pd.DataFrame  # banded sensitive attributes of the test rows, by position
     notes: tuple[str, ...]
+    persons: np.ndarray | None = None  # the privacy unit per labelled row, when mapped
+    unit_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -275,11 +300,22 @@ class TextHooks(FamilyHooks):
         frame, mapping, spec, train = inputs.frame, inputs.mapping, inputs.spec, inputs.train
         column, labelled, classes, y, texts = _labelled_texts(frame, mapping, spec)
         index_of = {label: i for i, label in enumerate(classes)}
-        fit, val, test, method = _split_positions(y, train)
+        # A person's rows stay on one side (by a hash of their id alone); without a person
+        # column each row is a person.
+        unit_column = spec.privacy_unit.column(mapping)
+        persons = (labelled[unit_column].to_numpy() if unit_column in labelled.columns
+                   else None)
+        fit, val, test, method = (
+            split_by_person(pd.Series(persons), test_fraction=train.test_fraction,
+                            val_fraction=train.val_fraction, seed=train.seed)
+            if persons is not None else _split_positions(y, train))
         positive = None
         if len(classes) == 2:
             counts = np.bincount(y, minlength=2)
-            positive = int(np.argmin(counts)) if counts[0] != counts[1] else 1
+            # A private run releases no choice read from the labels' counts: the second
+            # label in sorted order, unless the analyst names one.
+            positive = (1 if inputs.privacy.enabled or counts[0] == counts[1]
+                        else int(np.argmin(counts)))
             if (mapping.positive_label is not None
                     and label_text(mapping.positive_label) in index_of):
                 positive = index_of[label_text(mapping.positive_label)]
@@ -287,10 +323,12 @@ class TextHooks(FamilyHooks):
         return Labelled(
             column=column, labelled=labelled, classes=classes, y=y, texts=texts, fit=fit,
             val=val, test=test, method=method, positive=positive,
-            groups=groups.reset_index(drop=True),
-            notes=(f"Split: {method} on the label ({len(fit)} training, {len(val)} validation, "
-                   f"{len(test)} test rows, seed {train.seed}); TF-IDF vocabulary and model "
-                   "weights are learnt from the training rows only.",))
+            groups=groups.reset_index(drop=True), persons=persons, unit_column=unit_column,
+            notes=(f"Split: {method}" + (f" (every {spec.privacy_unit.name}'s rows on one "
+                                         "side)" if persons is not None else " on the label")
+                   + f" ({len(fit)} training, {len(val)} validation, {len(test)} test rows, "
+                   f"seed {train.seed}); TF-IDF vocabulary and model weights are learnt from "
+                   "the training rows only.",))
 
     def baseline(self, inputs: RunInputs, prepared: Labelled) -> Baseline:
         y, texts, fit, test = prepared.y, prepared.texts, prepared.fit, prepared.test
@@ -311,14 +349,26 @@ class TextHooks(FamilyHooks):
         initial, rows, schedule = (
             (prepared.tuned_start, prepared.rows, prepared.tuned) if call.twin else
             (prepared.private_top, prepared.private_rows, prepared.private_schedule))
-        trained = train_top(initial=initial, rows=rows, y=labelled.y, fit=labelled.fit,
-                            val=labelled.val, n_classes=len(labelled.classes),
-                            train=inputs.train, privacy=call.privacy, stage=call.stage,
-                            progress=call.progress, should_stop=call.should_stop,
-                            schedule=schedule, checkpoint_path=call.checkpoint_path)
-        return Fitted(model=trained.top, privacy=trained.privacy, history=trained.history,
-                      best_epoch=trained.best_epoch, device=str(prepared.device),
-                      trained=FittedTop(trained=trained, rows=rows))
+        def fit(privacy: PrivacyConfig | None) -> Fitted:
+            trained = train_top(initial=initial, rows=rows, y=labelled.y, fit=labelled.fit,
+                                val=labelled.val, n_classes=len(labelled.classes),
+                                train=inputs.train, privacy=privacy, stage=call.stage,
+                                progress=call.progress, should_stop=call.should_stop,
+                                schedule=schedule, checkpoint_path=call.checkpoint_path,
+                                persons=labelled.persons)
+            return Fitted(model=trained.top, privacy=trained.privacy, history=trained.history,
+                          best_epoch=trained.best_epoch, device=str(prepared.device),
+                          trained=FittedTop(trained=trained, rows=rows))
+
+        if call.privacy is None:
+            return fit(None)
+        persons = labelled.persons
+        plan = _private_plan(inputs, labelled)
+        n_train = (len(set(persons[labelled.fit])) if persons is not None
+                   else len(labelled.fit))
+        return plan.charged(fit, sgd=plan.sgd_for(n_units=n_train, train=inputs.train,
+                                                  batch_size=schedule.batch_size),
+                            spec=inputs.spec, mapping=inputs.mapping)
 
     def evaluate(self, inputs: RunInputs, prepared: Encoded, fitted: Fitted) -> Evaluation:
         labelled = prepared.labelled
@@ -382,7 +432,7 @@ class TextHooks(FamilyHooks):
     def notes(self, inputs: RunInputs, prepared: Encoded, model: Fitted, twin: Fitted | None,
               evaluation: Evaluation) -> list[str]:
         main = model.trained.trained
-        notes = [*prepared.labelled.notes, *prepared.notes]
+        notes = [*privacy_notes(model.privacy), *prepared.labelled.notes, *prepared.notes]
         if main.clipping:
             notes.append(f"DP-SGD clipping: {main.clipping}.")
         notes.append(f"Training took {main.seconds:.1f} s"
@@ -613,7 +663,14 @@ class TextEncoderFamily(ModelFamily):
     name = MODEL_FAMILY
     task_types = (TaskType.TEXT_CLASSIFICATION,)
     # The text column is found from the hints when none is mapped (text_column).
-    optional_roles = (ColumnRole.TEXT.value, ColumnRole.ID.value)
+    optional_roles = (ColumnRole.TEXT.value, ColumnRole.ID.value,
+                      ColumnRole.PRIVACY_UNIT.value)
+    # Nothing computed from the rows is released but the DP-SGD weights ("centre" is the
+    # encoder's mean over public reference text).
+    artifact_public = frozenset({
+        "text_column", "classes", "positive_label", "max_length", "encoder",
+        "trainable_layers", "dropout", "private_head_only", "train_layer_norms",
+        "lower_fingerprint", "split", "centre", "top.centre"})
     options_type = TextEncoderOptions
     # A constant prediction of the majority class has macro F1 below 1 / classes: the level
     # depends on the number of classes.

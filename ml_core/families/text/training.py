@@ -22,6 +22,7 @@ from ml_core import privacy as dp
 from ml_core.families.text.audit import text_metrics
 from ml_core.families.text.caches import EncodedRows
 from ml_core.models import text_encoder as te
+from ml_core.sampling import PersonExamples
 from ml_core.spec import PrivacyConfig, ProgressSink, StopCheck, TrainConfig
 from ml_core.training_loop import LoopPlan, run_loop
 
@@ -137,6 +138,7 @@ def train_top(
     val: np.ndarray, n_classes: int, train: TrainConfig, privacy: PrivacyConfig | None,
     stage: str, progress: ProgressSink | None, should_stop: StopCheck | None,
     schedule: Schedule | None = None, checkpoint_path: Path | None = None,
+    persons: np.ndarray | None = None,
 ) -> TrainedTop:
     """Fine-tune a copy of ``initial`` on the ``fit`` rows; keep the epoch with the best
     validation macro F1. DP-SGD (Poisson sampling, PRV accountant) when ``privacy`` is on.
@@ -144,8 +146,13 @@ def train_top(
     ``schedule`` defaults to ``train``'s batch size and learning rate for every part. With
     ``checkpoint_path`` a checkpoint is written there every epoch, and one found there (an
     earlier attempt that died) is resumed: the result equals an uninterrupted run's
-    (:mod:`ml_core.checkpoints`)."""
+    (:mod:`ml_core.checkpoints`).
+
+    ``persons`` (one privacy-unit value per row of ``y``) makes a private training sample
+    persons, one of their ``fit`` rows each per step (:class:`PersonExamples`); a private
+    training keeps its last epoch (no epoch chosen on private validation rows)."""
     started = time.perf_counter()
+    private = privacy is not None and privacy.enabled
     schedule = schedule or Schedule(batch_size=train.batch_size,
                                     head_learning_rate=train.learning_rate,
                                     layer_learning_rate=train.learning_rate)
@@ -176,10 +183,11 @@ def train_top(
         score = macro_f1(model)
         return score, score
 
+    examples = (torch.as_tensor(fit, dtype=torch.long), torch.as_tensor(y[fit], dtype=torch.long))
     plan = LoopPlan(
         build=lambda: copy.deepcopy(initial).to(rows.device), fresh=lambda: copy.deepcopy(initial),
-        dataset=TensorDataset(torch.as_tensor(fit, dtype=torch.long),
-                              torch.as_tensor(y[fit], dtype=torch.long)),
+        dataset=(PersonExamples(tensors=examples, persons=persons[fit], seed=train.seed)
+                 if private and persons is not None else TensorDataset(*examples)),
         batch_size=schedule.batch_size, batch_loss=batch_loss, validate=validate,
         optimizer=optimizer, train=train, privacy=privacy, stage=stage, device=rows.device,
         # The starting point competes too (a linear-probe head may already be the best).
@@ -187,7 +195,8 @@ def train_top(
         # The frozen-encoder states are derived data: the signature names where they came
         # from (rows.origin) instead of holding them; the start weights cover the top.
         checkpoint_path=checkpoint_path,
-        checkpoint_inputs=(fit, y[fit], val, y[val], *initial.state_dict().values()),
+        checkpoint_inputs=(fit, y[fit], val, y[val], *initial.state_dict().values(),
+                           *(() if persons is None else (persons[fit],))),
         checkpoint_settings=lambda top: {
             "rows": rows.origin, "batch_size": schedule.batch_size,
             "head_learning_rate": schedule.head_learning_rate,
@@ -198,6 +207,7 @@ def train_top(
             "dropout": float(initial.dropout.p)},
         # The text top never limited its threads (a transformer layer is not small).
         limit_threads=False,
+        select_on_validation=not private,
     )
     result = run_loop(plan, progress=progress, should_stop=should_stop)
     clipping = str(result.privacy.get("clipping", {}).get("reason", "")) if result.privacy[
