@@ -998,4 +998,8 @@ class RecommenderFamily(ModelFamily):
     )
     primary_metric = "ndcg@10"
     chart_kinds = ("top_k",)
+    # No user state, user name or raw count: the item names are the private vocabulary (or
+    # the declared catalogue), the prior buffer its noisy counts (post-processing).
+    artifact_public = frozenset({"top_k", "positives", "vocabulary", "user_vectors"})
+    artifact_private = {"items": "item vocabulary", "prior": "item vocabulary"}
     implementation = __name__
