@@ -142,7 +142,7 @@ def read_table(
     noted). The index is ``0..n-1`` in file order.
 
     Raises :class:`TableReadError` with code ``empty``, ``binary``, ``undecodable``,
-    ``mixed_encoding``, ``bad_option``, ``wrong_delimiter``, ``ragged``,
+    ``bad_option``, ``wrong_delimiter``, ``ragged``,
     ``too_many_columns``, ``cell_too_long``, ``duplicate_columns``, ``no_rows``,
     ``unclosed_quote``, ``unparseable`` or ``compressed_too_large`` (a gzip-compressed
     table past ``max_uncompressed_bytes`` or :data:`MAX_COMPRESSION_RATIO`).
@@ -171,6 +171,8 @@ def read_table(
             _check_shape(text, delimiter, max_columns=max_columns, thorough=True)
         raise
     frame.index = pd.RangeIndex(len(frame))
+    if used_encoding == MIXED_ENCODING:
+        notes = [_mixed_note(_mixed_lines(data)[1]), *notes]
     if gzipped:
         notes = [f"The file was gzip-compressed ({len(data):,} bytes decompressed).", *notes]
     options = TableReadOptions(
@@ -298,6 +300,8 @@ def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
     if _blank(data):
         raise TableReadError("empty", "The file is empty.")
     _refuse_other_formats(data)
+    if encoding == MIXED_ENCODING and (mixed := _mixed_lines(data)) is not None:
+        return mixed[0], MIXED_ENCODING
     if encoding is not None:
         name = encoding.lower().replace("_", "-")
         if name in ("utf-8", "utf8") and data.startswith(b"\xef\xbb\xbf"):
@@ -333,9 +337,10 @@ def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
         try:
             text = data.decode(candidate)
             break
-        except UnicodeDecodeError as exc:
-            if candidate.startswith("utf-8"):
-                _refuse_mixed_encoding(data, exc)
+        except UnicodeDecodeError:
+            if candidate.startswith("utf-8") and (mixed := _mixed_lines(data)) is not None:
+                _refuse_binary_text(mixed[0])
+                return mixed[0], MIXED_ENCODING
             continue
     else:
         # Latin-1 maps every byte, so this always succeeds.
@@ -382,16 +387,40 @@ _UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}
                              rb"|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
-def _refuse_mixed_encoding(data: bytes, exc: UnicodeDecodeError) -> None:
+# The encoding a file mixing UTF-8 lines with Windows-1252 ones is read in (and re-read
+# in from its stored read options): each line in whichever of the two it is valid in.
+MIXED_ENCODING = "utf-8, else windows-1252, by line"
+
+
+def _mixed_lines(data: bytes) -> tuple[str, list[int]] | None:
+    """``data`` decoded line by line, UTF-8 where a line is valid UTF-8 and Windows-1252
+    (Latin-1 for its five undefined bytes) elsewhere, with the numbers of the lines read
+    the second way; None for a plain single-byte file (no UTF-8 text at all), which the
+    code page fallback reads whole."""
     if not _UTF8_MULTIBYTE.search(data):
-        return  # a plain single-byte file: the code page fallback reads it
-    line = data.count(b"\n", 0, exc.start) + 1
-    raise TableReadError(
-        "mixed_encoding",
-        f"The file mixes text encodings: it holds UTF-8 text, but line {line} (byte "
-        f"{exc.start + 1}, 0x{data[exc.start]:02x}) is not UTF-8, as if rows from a Windows "
-        "export were pasted in. Save the whole file as UTF-8 and upload it again.",
-    )
+        return None
+    parts, single_byte = [], []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            parts.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            single_byte.append(number)
+            parts.append("".join(chr(b) if 0x80 <= b < 0xA0 and bytes([b]) in _CP1252_UNDEFINED
+                                 else bytes([b]).decode("cp1252") for b in line))
+    text = "\n".join(parts)
+    return text.removeprefix("\ufeff"), single_byte
+
+
+_CP1252_UNDEFINED = {b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d"}
+
+
+def _mixed_note(lines: list[int]) -> str:
+    shown = ", ".join(str(n) for n in lines[:5]) + (f" and {len(lines) - 5:,} more"
+                                                    if len(lines) > 5 else "")
+    return (f"The file mixes text encodings: it is UTF-8, but {len(lines):,} line"
+            f"{'s' if len(lines) != 1 else ''} ({shown}) {'are' if len(lines) != 1 else 'is'} "
+            "not, as if rows from a Windows export were pasted in; those lines were read as "
+            "Windows-1252. Check their accented letters.")
 
 
 def _refuse_binary_text(text: str) -> None:

@@ -369,7 +369,14 @@ def _check_same_as_plain(version, web, outcome):
     assert version.original_filename.endswith(".csv.gz")
 
 
+def _check_accents_kept(version, web, outcome):
+    """A file mixing UTF-8 and Windows-1252 lines reads each line in its own encoding."""
+    ids = set(load_frame(version)["applicant_id"])
+    assert {"A0004-Zoë", "A0009-Müller"} <= ids
+
+
 CHECKS = {
+    "accents_kept": _check_accents_kept,
     "same_as_plain": _check_same_as_plain,
     "numbers_parsed": _check_numbers_parsed,
     "dates_iso": _check_dates_iso,

@@ -336,8 +336,9 @@ CASES: list[tuple[str, bytes | None, dict]] = [
         "code": "binary", "generated": "zip_bomb",
         "message": "This is a zip archive (1 file inside)"}),
     ("mixed_encodings.csv", _mixed_encodings(), {
-        "what": "UTF-8 rows and one Windows-1252 row", "stage": "read",
-        "code": "mixed_encoding", "message": "line 10 (byte"}),
+        "what": "UTF-8 rows and one Windows-1252 row", "stage": "accepted",
+        "code": "read_note", "check": "accents_kept",
+        "message": "1 line (10) is not, as if rows from a Windows export were pasted in"}),
     ("wrong_delimiter.csv", table(base_rows(), sep=";"), {
         "what": "a ';' file uploaded with ',' chosen as the separator", "stage": "read",
         "code": "wrong_delimiter", "options": {"sep": ","},
