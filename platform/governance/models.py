@@ -226,6 +226,7 @@ class ScoringJob(models.Model):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     organisation = models.ForeignKey(
         Organisation, on_delete=models.CASCADE, related_name="scoring_jobs"
@@ -241,6 +242,9 @@ class ScoringJob(models.Model):
     rows_done = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list)
     drift = models.JSONField(default=dict)
+    # Set by governance.scoring.cancel_scoring_job; the worker reads it between batches
+    # (training.progress.CancelCheck), as a run's training does.
+    cancel_requested = models.BooleanField(default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -257,6 +261,50 @@ class ScoringJob(models.Model):
         if not self.rows_total:
             return 0
         return min(99, int(100 * self.rows_done / self.rows_total))
+
+
+class PrivacyAudit(models.Model):
+    """One empirical privacy audit of a model (governance.privacy_audit), queued by a reviewer
+    and run by a worker. While queued or running it reserves its configuration's target
+    epsilon on the dataset's ledger (governance.ledger); when it ends it is charged what its
+    retraining spent (its accountant's numbers, also for a cancel mid-way), once."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        REFUSED = "refused", "Refused (budget)"
+
+    IN_FLIGHT = (Status.QUEUED, Status.RUNNING)
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="privacy_audits"
+    )
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="privacy_audits"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    target_epsilon = models.FloatField()  # reserved while in flight
+    cancel_requested = models.BooleanField(default=False)
+    ledger_entry = models.OneToOneField(
+        LedgerEntry, on_delete=models.PROTECT, related_name="privacy_audit", null=True,
+        blank=True,
+    )
+    message = models.TextField(blank=True)  # why it failed or was refused
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status not in self.IN_FLIGHT
 
 
 class DriftReport(models.Model):
