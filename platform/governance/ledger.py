@@ -203,13 +203,15 @@ def check_budget(*, dataset: Dataset, request: float, what: str,
     (spent plus what runs and audits in flight have reserved, less ``reserved_by_it``: the
     request's own reservation, when it already holds one)."""
     status = ledger_status(dataset)
-    committed = status.spent.epsilon + status.reserved - reserved_by_it
+    others = status.reserved - reserved_by_it
+    committed = status.spent.epsilon + others
     if not fits(budget=status.budget, spent=committed, request=request):
         raise BudgetExceeded(
             f"refused: {what} may spend ε = {request:g}, but only ε = "
-            f"{figures.epsilon(status.remaining)} of the dataset's privacy budget ε = "
-            f"{status.budget:g} remains (spent {figures.epsilon(status.spent.epsilon)}, "
-            f"reserved by runs in progress {figures.epsilon(status.reserved)})"
+            f"{figures.epsilon(remaining(budget=status.budget, spent=committed))} of the "
+            f"dataset's privacy budget ε = {status.budget:g} remains (spent "
+            f"{figures.epsilon(status.spent.epsilon)}, reserved by runs and audits in "
+            f"progress {figures.epsilon(others)})"
         )
 
 
