@@ -171,7 +171,7 @@ def run_audit(audit_id: int, *, canaries: int = DEFAULT_CANARIES) -> dict | None
         check_budget(dataset=run.dataset_version.dataset, request=audit.target_epsilon,
                      what="the privacy audit's retraining", reserved_by_it=audit.target_epsilon)
     except (BudgetExceeded, ValueError) as exc:
-        _finish(audit, PrivacyAudit.Status.REFUSED, privacy={}, message=str(exc))  # no step
+        _finish(audit, PrivacyAudit.Status.FAILED, privacy={}, message=str(exc))  # no step taken
         log_action(organisation=model_version.organisation, actor=None,
                    action="model.privacy_audit_refused", obj=model_version,
                    detail={"reason": str(exc)})

@@ -176,7 +176,7 @@ def test_an_audit_that_does_not_fit_is_refused_and_the_earlier_one_kept(
     summary = run_audit(queued.pk)
     assert "only ε = 2.00" in summary["refused"]
     queued.refresh_from_db()
-    assert queued.status == PrivacyAudit.Status.REFUSED and "only ε = 2.00" in queued.message
+    assert queued.status == PrivacyAudit.Status.FAILED and "only ε = 2.00" in queued.message
     model.run.refresh_from_db()
     assert model.run.result[RESULT_KEY] == earlier and REFUSED_KEY in model.run.result
     assert LedgerEntry.objects.filter(purpose="privacy_audit").count() == 0
