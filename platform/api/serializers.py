@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from audits import verdicts
 from audits.models import FairnessReport, Review
+from governance.models import ScoringJob
 from ingestion.codebook import Codebook
 from ingestion.models import Dataset, DatasetVersion
 from training.models import ModelVersion, TrainingRun
@@ -310,6 +311,20 @@ class RunStatusSerializer(serializers.Serializer):
     COLUMNS = ("id", "organisation_id", "status", "stage", "epoch", "total_epochs", "loss",
                "val_metric", "epsilon_spent", "cancel_requested", "error", "started_at",
                "finished_at")
+
+
+# --- batch scoring --------------------------------------------------------------------
+
+
+class ScoringJobSerializer(serializers.ModelSerializer):
+    percent = serializers.IntegerField(source="progress_percent", read_only=True)
+
+    class Meta:
+        model = ScoringJob
+        fields = ["id", "model_version", "status", "original_filename", "rows_total",
+                  "rows_done", "percent", "cancel_requested", "errors", "created_at",
+                  "finished_at"]
+        read_only_fields = fields
 
 
 # --- models and reviews -------------------------------------------------------------

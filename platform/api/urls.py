@@ -26,6 +26,7 @@ router.register("datasets", views.DatasetViewSet, basename="dataset")
 router.register("dataset-versions", views.DatasetVersionViewSet, basename="dataset-version")
 router.register("runs", views.RunViewSet, basename="run")
 router.register("models", views.ModelVersionViewSet, basename="model-version")
+router.register("scoring-jobs", views.ScoringJobViewSet, basename="scoring-job")
 
 app_name = "api"
 

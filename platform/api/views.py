@@ -18,6 +18,7 @@ from api.permissions import CanReview, IsMember
 from audits.services import review_model
 from governance import cards, registry, scoring
 from governance.ledger import ledger_status
+from governance.models import ScoringJob
 from ingestion.codebook import Codebook, CodebookError
 from ingestion.codebook import validate as validate_codebook
 from ingestion.models import Dataset, DatasetVersion
@@ -308,6 +309,24 @@ class RunViewSet(
         except ValueError as exc:
             return _error(str(exc))
         return Response(s.RunSerializer(run).data)
+
+
+class ScoringJobViewSet(_Scoped, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Batch scoring jobs (started from a model's page): their progress, and their cancel."""
+
+    base_queryset = ScoringJob.objects.all()
+    serializer_class = s.ScoringJobSerializer
+
+    @extend_schema(request=None, responses={200: s.ScoringJobSerializer, 400: ERROR})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Cancel a queued job at once, or ask a running one to stop before its next batch
+        (what it scored is discarded). 400 when it has already finished."""
+        try:
+            job = scoring.cancel_scoring_job(job=self.get_object(), user=request.user)
+        except ValueError as exc:
+            return _error(str(exc))
+        return Response(s.ScoringJobSerializer(job).data)
 
 
 class ModelVersionViewSet(

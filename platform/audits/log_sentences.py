@@ -14,7 +14,11 @@ VERBS = {
     "dataset.companion_attached": "attached a companion file to",
     "dataset.codebook_changed": "renamed columns or labelled codes of",
     "run.started": "started", "run.succeeded": "finished", "run.failed": "recorded a failure of",
-    "run.cancelled": "cancelled", "run.resumed": "resumed",
+    "run.cancelled": "cancelled", "run.cancel_requested": "asked to cancel",
+    "run.resumed": "resumed", "scoring.cancelled": "cancelled",
+    "scoring.cancel_requested": "asked to cancel", "privacy_audit.cancelled": "cancelled",
+    "privacy_audit.cancel_requested": "asked to cancel",
+    "model.privacy_audit_cancelled": "stopped, as asked, the empirical privacy audit of",
     "model.created": "registered", "model.reviewed": "reviewed",
     "model.mitigated": "mitigated", "model.privacy_audit_requested":
     "asked for an empirical privacy audit of", "model.privacy_audited":

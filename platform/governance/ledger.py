@@ -23,7 +23,7 @@ from accounts.permissions import require_role
 from accounts.scoping import member_of
 from audits import figures
 from audits.services import log_action
-from governance.models import DatasetPolicy, LedgerEntry
+from governance.models import DatasetPolicy, LedgerEntry, PrivacyAudit
 from ingestion.models import Dataset
 from ml_core.privacy import DEFAULT_DELTA
 from ml_core.privacy_ledger import (
@@ -150,6 +150,10 @@ def _reserved(dataset: Dataset, *, exclude_run: int | None = None) -> float:
     for requested in runs.values_list("privacy_requested", flat=True):
         if requested.get("enabled", True):
             total += float(requested.get("target_epsilon") or 0.0)
+    # Empirical privacy audits in flight reserve their retraining's target the same way.
+    total += sum(PrivacyAudit.objects.filter(
+        model_version__run__dataset_version__dataset=dataset,
+        status__in=PrivacyAudit.IN_FLIGHT).values_list("target_epsilon", flat=True))
     return total
 
 
@@ -193,17 +197,21 @@ def check_run_allowed(*, dataset: Dataset, membership: Membership, privacy_reque
                  what="this run")
 
 
-def check_budget(*, dataset: Dataset, request: float, what: str) -> None:
+def check_budget(*, dataset: Dataset, request: float, what: str,
+                 reserved_by_it: float = 0.0) -> None:
     """BudgetExceeded unless ``request`` more epsilon fits the dataset's remaining budget
-    (spent plus what runs in flight have reserved)."""
+    (spent plus what runs and audits in flight have reserved, less ``reserved_by_it``: the
+    request's own reservation, when it already holds one)."""
     status = ledger_status(dataset)
-    committed = status.spent.epsilon + status.reserved
+    others = status.reserved - reserved_by_it
+    committed = status.spent.epsilon + others
     if not fits(budget=status.budget, spent=committed, request=request):
         raise BudgetExceeded(
             f"refused: {what} may spend ε = {request:g}, but only ε = "
-            f"{figures.epsilon(status.remaining)} of the dataset's privacy budget ε = "
-            f"{status.budget:g} remains (spent {figures.epsilon(status.spent.epsilon)}, "
-            f"reserved by runs in progress {figures.epsilon(status.reserved)})"
+            f"{figures.epsilon(remaining(budget=status.budget, spent=committed))} of the "
+            f"dataset's privacy budget ε = {status.budget:g} remains (spent "
+            f"{figures.epsilon(status.spent.epsilon)}, reserved by runs and audits in "
+            f"progress {figures.epsilon(others)})"
         )
 
 
@@ -268,21 +276,42 @@ def upper_bound_charge(requested: dict) -> dict:
             "noise_multiplier": None, "sample_rate": None, "steps": 0}
 
 
-def charge_privacy_audit(model_version, *, target_epsilon: float,
-                         delta: float | None) -> LedgerEntry:
-    """Charge an empirical privacy audit's retraining to the audited model's dataset, before
-    it trains: the audit trains on the same records, and what it publishes (the canaries'
-    scores and the bound) is computed from that training. The charge is the configuration's
-    whole target (an upper bound on what its accountant will report), checked against the
-    budget and appended in one locked transaction, so two audits cannot both slip in.
-    BudgetExceeded when it does not fit."""
+def reserve_privacy_audit(*, model_version, user, target_epsilon: float) -> PrivacyAudit:
+    """Queue an empirical privacy audit, reserving its retraining's target epsilon on the
+    dataset's ledger (checked against the budget and recorded under the policy's lock, so
+    two requests cannot both slip in). BudgetExceeded when it does not fit."""
     dataset = model_version.run.dataset_version.dataset
-    values = upper_bound_charge({"target_epsilon": target_epsilon, "delta": delta})
-    entry = _append(dataset, values, over_budget="the privacy audit's retraining",
-                    purpose=LedgerEntry.Purpose.PRIVACY_AUDIT, audited_model=model_version,
-                    run_status="privacy_audit")
-    logger.info("privacy audit of model %s charged ε=%.4f to dataset %s (total %.4f)",
-                model_version.pk, values["epsilon"], dataset.pk, entry.total_epsilon_after)
+    with transaction.atomic():
+        policy_for(dataset)
+        DatasetPolicy.objects.select_for_update().get(dataset=dataset)
+        check_budget(dataset=dataset, request=target_epsilon,
+                     what="the privacy audit's retraining")
+        return PrivacyAudit.objects.create(
+            organisation=model_version.organisation, model_version=model_version,
+            target_epsilon=float(target_epsilon), created_by=user)
+
+
+def charge_privacy_audit(audit: PrivacyAudit, *, privacy: dict | None,
+                         delta: float | None = None) -> LedgerEntry | None:
+    """Charge an empirical privacy audit's retraining to the audited model's dataset when it
+    ends (the audit trains on the same records, and what it publishes is computed from that
+    training): ``privacy``, its training's own report (also a cancelled one's: the steps it
+    took), or None for a failure after it began training, charged its whole target (the
+    steps taken are not known). A training that took no private step is charged nothing.
+    Its reservation held the budget meanwhile, so nothing is refused here: the spend
+    happened. Links the entry to the audit."""
+    model_version = audit.model_version
+    dataset = model_version.run.dataset_version.dataset
+    values = (upper_bound_charge({"target_epsilon": audit.target_epsilon, "delta": delta})
+              if privacy is None else accounted_charge(privacy))
+    if values is None or values["epsilon"] <= 0:
+        return None
+    entry = _append(dataset, values, purpose=LedgerEntry.Purpose.PRIVACY_AUDIT,
+                    audited_model=model_version, run_status=audit.status)
+    PrivacyAudit.objects.filter(pk=audit.pk).update(ledger_entry=entry)
+    logger.info("privacy audit %s of model %s charged ε=%.4f to dataset %s (total %.4f)",
+                audit.pk, model_version.pk, values["epsilon"], dataset.pk,
+                entry.total_epsilon_after)
     return entry
 
 

@@ -218,29 +218,23 @@ class ScheduledRetrain(models.Model):
         ]
 
 
-class ScoringJob(models.Model):
-    """A batch of rows scored by one model (a Celery job on the default queue)."""
+class CancellableJob(models.Model):
+    """A job a worker runs off the default queue and a user may cancel, as a run: the
+    status machine the worker moves with compare-and-set updates (a second delivery finds
+    it no longer queued and does nothing), and the flag that
+    ``training.progress.request_cancel`` sets and ``CancelCheck`` reads between chunks."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
-    organisation = models.ForeignKey(
-        Organisation, on_delete=models.CASCADE, related_name="scoring_jobs"
-    )
-    model_version = models.ForeignKey(
-        ModelVersion, on_delete=models.PROTECT, related_name="scoring_jobs"
-    )
+    IN_FLIGHT = (Status.QUEUED, Status.RUNNING)
+
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    original_filename = models.CharField(max_length=255)
-    input_path = models.CharField(max_length=500)  # relative to TESSERA_UPLOAD_DIR
-    output_path = models.CharField(max_length=500, blank=True)
-    rows_total = models.PositiveIntegerField(default=0)
-    rows_done = models.PositiveIntegerField(default=0)
-    errors = models.JSONField(default=list)
-    drift = models.JSONField(default=dict)
+    cancel_requested = models.BooleanField(default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -248,7 +242,30 @@ class ScoringJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status not in self.IN_FLIGHT
+
+
+class ScoringJob(CancellableJob):
+    """A batch of rows scored by one model (a Celery job on the default queue)."""
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="scoring_jobs"
+    )
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="scoring_jobs"
+    )
+    original_filename = models.CharField(max_length=255)
+    input_path = models.CharField(max_length=500)  # relative to TESSERA_UPLOAD_DIR
+    output_path = models.CharField(max_length=500, blank=True)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list)
+    drift = models.JSONField(default=dict)
 
     @property
     def progress_percent(self) -> int:
@@ -257,6 +274,26 @@ class ScoringJob(models.Model):
         if not self.rows_total:
             return 0
         return min(99, int(100 * self.rows_done / self.rows_total))
+
+
+class PrivacyAudit(CancellableJob):
+    """One empirical privacy audit of a model (governance.privacy_audit), queued by a reviewer
+    and run by a worker. While queued or running it reserves its configuration's target
+    epsilon on the dataset's ledger (governance.ledger); when it ends it is charged what its
+    retraining spent (its accountant's numbers, also for a cancel mid-way), once."""
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="privacy_audits"
+    )
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="privacy_audits"
+    )
+    target_epsilon = models.FloatField()  # reserved while in flight
+    ledger_entry = models.OneToOneField(
+        LedgerEntry, on_delete=models.PROTECT, related_name="privacy_audit", null=True,
+        blank=True,
+    )
+    message = models.TextField(blank=True)  # why it failed (or was refused: the budget)
 
 
 class DriftReport(models.Model):

@@ -36,6 +36,7 @@ from ml_core.artifacts import LoadedModel, predict_decisions
 from ml_core.families import get_family
 from ml_core.tables import TableReadError, read_table
 from training.models import ModelVersion
+from training.progress import CancelCheck, request_cancel
 from verticals.registry import get_problem
 
 logger = logging.getLogger(__name__)
@@ -333,41 +334,39 @@ def scored_file(job: ScoringJob) -> bytes:
     return read_encrypted(Path(job.output_path))
 
 
+def cancel_scoring_job(*, job: ScoringJob, user) -> ScoringJob:
+    """Cancel a queued job at once; ask a running one to stop before its next batch (what it
+    scored is discarded: no file is written). Any member of the job's organisation, as for
+    starting one. ValueError when it has already finished."""
+    membership = member_of(user, job, refusal="this scoring job belongs to another "
+                                              "organisation")
+    request_cancel(job, organisation=membership.organisation, user=user, action="scoring",
+                   what=f"scoring job {job.pk}")
+    return job
+
+
 def execute_scoring_job(job_id: int) -> None:
-    """Score one job; what the Celery task calls. A job not queued any more is left alone."""
+    """Score one job; what the Celery task calls. A job not queued any more is left alone.
+    A cancel (:func:`cancel_scoring_job`) is honoured before each batch: the job ends
+    ``cancelled`` with the rows scored so far counted and nothing written."""
     if not ScoringJob.objects.filter(pk=job_id, status=ScoringJob.Status.QUEUED).update(
             status=ScoringJob.Status.RUNNING):
         return
     job = ScoringJob.objects.select_related("model_version__run").get(pk=job_id)
     try:
-        ensure_serving(job.model_version)
-        loaded = loaded_model(job.model_version, mode="batch")
-        images = takes_images(job.model_version)
-        frame = _read_input(job.model_version, read_stored(job.input_path))
-
-        def progress(done: int) -> None:
-            ScoringJob.objects.filter(pk=job.pk).update(rows_done=done)
-
-        if images:
-            # One row per image: its path, class and scores (never the image's bytes).
-            scored = score_in_batches(
-                loaded, frame, batch_rows=BATCH_IMAGES, progress=progress,
-                score=lambda model, part: score_images(model, job.model_version, part))
-        else:
-            errors = validate_frame(loaded, frame)
-            if errors:
-                _fail(job, errors)
-                return
-            scores = score_in_batches(loaded, frame, progress=progress)
-            scored = pd.concat([frame, scores], axis=1) if len(frame) else frame
-        path = output_path(job)
-        # Every input column, sensitive ones included: encrypted at rest like the upload.
-        write_encrypted(path, scored_csv(scored))
+        with cancellation.stop_when(CancelCheck(job.pk, model=ScoringJob)):
+            path, frame, images = _score_job(job)
+    except cancellation.TrainingCancelled:
+        ScoringJob.objects.filter(pk=job.pk).update(status=ScoringJob.Status.CANCELLED,
+                                                    finished_at=timezone.now())
+        return
     except Exception as exc:  # the job records why; the worker stays up
         logger.exception("scoring job %s failed", job_id)
         _fail(job, [{"code": "failed", "column": None, "rows": [],
                      "message": f"{type(exc).__name__}: {exc}"[:2000]}])
         return
+    if path is None:
+        return  # failed on its rows (_fail recorded which)
     ScoringJob.objects.filter(pk=job.pk).update(
         status=ScoringJob.Status.SUCCEEDED, rows_done=len(frame), output_path=str(path),
         finished_at=timezone.now())
@@ -379,6 +378,35 @@ def execute_scoring_job(job_id: int) -> None:
         check_scoring_job(job.pk, frame=frame)
     except Exception:  # drift is advisory: a failed check never fails the scored file
         logger.exception("drift check of scoring job %s failed", job.pk)
+
+
+def _score_job(job: ScoringJob) -> tuple[Path | None, pd.DataFrame, bool]:
+    """Score the job's rows and write the encrypted result: (its path, the input rows,
+    whether they were images); no path when the rows do not fit the model (job failed)."""
+    ensure_serving(job.model_version)
+    loaded = loaded_model(job.model_version, mode="batch")
+    images = takes_images(job.model_version)
+    frame = _read_input(job.model_version, read_stored(job.input_path))
+
+    def progress(done: int) -> None:
+        ScoringJob.objects.filter(pk=job.pk).update(rows_done=done)
+
+    if images:
+        # One row per image: its path, class and scores (never the image's bytes).
+        scored = score_in_batches(
+            loaded, frame, batch_rows=BATCH_IMAGES, progress=progress,
+            score=lambda model, part: score_images(model, job.model_version, part))
+    else:
+        errors = validate_frame(loaded, frame)
+        if errors:
+            _fail(job, errors)
+            return None, frame, images
+        scores = score_in_batches(loaded, frame, progress=progress)
+        scored = pd.concat([frame, scores], axis=1) if len(frame) else frame
+    path = output_path(job)
+    # Every input column, sensitive ones included: encrypted at rest like the upload.
+    write_encrypted(path, scored_csv(scored))
+    return path, frame, images
 
 
 def _fail(job: ScoringJob, errors: list[dict]) -> None:

@@ -25,7 +25,7 @@ def check_drift(dataset_version_id: int) -> None:
 
 
 @shared_task(acks_late=True)
-def audit_privacy(model_version_id: int) -> None:
+def audit_privacy(privacy_audit_id: int) -> None:
     from governance.privacy_audit import run_audit
 
-    run_audit(model_version_id)
+    run_audit(privacy_audit_id)

@@ -25,7 +25,7 @@ from governance.forms import (
     ScheduleForm,
     ScoringUploadForm,
 )
-from governance.models import ScoringJob
+from governance.models import PrivacyAudit, ScoringJob
 from ingestion.codebook import Codebook
 from ingestion.models import Dataset
 from training.models import ModelVersion
@@ -219,13 +219,39 @@ def model_privacy_audit(request, model_version_id: int):
     return redirect("governance:card", model_version_id=model_version.pk)
 
 
+@require_POST
+def privacy_audit_cancel(request, audit_id: int):
+    from governance.privacy_audit import cancel_privacy_audit
+
+    audit = scoping.get_scoped_or_404(PrivacyAudit, request.user, pk=audit_id)
+    if not can_review(request.user):
+        raise PermissionDenied("only a reviewer or admin of this organisation can cancel an "
+                               "audit")
+    _cancel(request, lambda: cancel_privacy_audit(audit=audit, user=request.user),
+            done="Privacy audit cancelled before it trained: nothing was charged.",
+            asked="Cancellation requested: the audit stops at its training's next step and "
+                  "is charged the steps it took.")
+    return redirect("governance:card", model_version_id=audit.model_version_id)
+
+
+def _cancel(request, cancel, *, done: str, asked: str) -> None:
+    """Call a cancel service and say what happened (the run page's words for a cancel)."""
+    try:
+        cancelled = cancel()
+    except ValueError as exc:  # it finished between the page load and the click
+        messages.info(request, str(exc))
+    else:
+        messages.success(request, done if cancelled.status == "cancelled" else asked)
+
+
 def model_card(request, model_version_id: int):
-    from governance.privacy_audit import auditable
+    from governance.privacy_audit import auditable, in_flight
 
     model_version = _model_or_404(request.user, model_version_id)
     return render(request, "governance/card.html", {
         "model_version": model_version, "card": cards.model_card(model_version),
-        "can_audit": can_review(request.user) and auditable(model_version)})
+        "can_audit": can_review(request.user) and auditable(model_version),
+        "can_review": can_review(request.user), "audit_in_flight": in_flight(model_version)})
 
 
 def model_card_json(request, model_version_id: int):
@@ -332,6 +358,16 @@ def scoring_job(request, job_id: int):
         return JsonResponse({"status": job.status, "percent": job.progress_percent,
                              "rows_done": job.rows_done, "rows_total": job.rows_total})
     return render(request, "governance/job.html", {"job": job})
+
+
+@require_POST
+def scoring_cancel(request, job_id: int):
+    job = scoping.get_scoped_or_404(ScoringJob, request.user, pk=job_id)
+    _cancel(request, lambda: scoring.cancel_scoring_job(job=job, user=request.user),
+            done="Scoring job cancelled.",
+            asked="Cancellation requested: the job stops before its next batch; what it "
+                  "scored is discarded.")
+    return redirect("governance:job", job_id=job.pk)
 
 
 def scoring_download(request, job_id: int):

@@ -6,7 +6,10 @@ import math
 import time
 
 from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
 
+from audits.services import log_action
 from training.models import TrainingRun
 
 
@@ -93,10 +96,13 @@ class RunProgress:
 
 
 class CancelCheck:
-    """A ``ml_core.spec.StopCheck`` reading ``cancel_requested`` at most every ``interval_s``."""
+    """A ``ml_core.spec.StopCheck`` reading ``cancel_requested`` at most every ``interval_s``:
+    a run's, or another long job's (``model``: a scoring job, a privacy audit)."""
 
-    def __init__(self, run_id: int, *, interval_s: float = 0.5, clock=time.monotonic):
+    def __init__(self, run_id: int, *, interval_s: float = 0.5, clock=time.monotonic,
+                 model: type[models.Model] = TrainingRun):
         self.run_id = run_id
+        self.model = model
         self.interval_s = interval_s
         self.clock = clock
         self._last_check = -math.inf
@@ -108,10 +114,31 @@ class CancelCheck:
         now = self.clock()
         if now - self._last_check >= self.interval_s:
             self._last_check = now
-            self._cancelled = TrainingRun.objects.filter(
+            self._cancelled = self.model.objects.filter(
                 pk=self.run_id, cancel_requested=True
             ).exists()
         return self._cancelled
+
+
+def request_cancel(obj: models.Model, *, organisation, user, action: str, what: str,
+                   **when_queued) -> None:
+    """The one cancel request of runs, scoring jobs and privacy audits (rows with ``status``,
+    ``cancel_requested`` and ``finished_at``): a queued one is cancelled at once (with
+    ``when_queued`` set too), a running one is asked to stop at its worker's next check
+    (:class:`CancelCheck`). Logs ``<action>.cancelled`` or ``<action>.cancel_requested``;
+    ValueError naming ``what`` when it has already finished. The caller checks who asks."""
+    rows = type(obj).objects.filter(pk=obj.pk)
+    with transaction.atomic():
+        if rows.filter(status="queued").update(status="cancelled", cancel_requested=True,
+                                               finished_at=timezone.now(), **when_queued):
+            verb = "cancelled"
+        elif rows.filter(status="running").update(cancel_requested=True):
+            verb = "cancel_requested"
+        else:
+            obj.refresh_from_db()
+            raise ValueError(f"{what} has already {obj.get_status_display().lower()}")
+        log_action(organisation=organisation, actor=user, action=f"{action}.{verb}", obj=obj)
+    obj.refresh_from_db()
 
 
 STAGE_LABELS = {"training": "model", "training_twin": "non-private twin"}

@@ -52,7 +52,7 @@ from training.options import (
 )
 from training.pictures import store_pictures
 from training.predictions import predictions_path, save_predictions
-from training.progress import CancelCheck, RunProgress, model_headline
+from training.progress import CancelCheck, RunProgress, model_headline, request_cancel
 from training.results import json_safe
 from verticals.registry import get_problem
 
@@ -153,24 +153,8 @@ def cancel_run(*, run: TrainingRun, user) -> TrainingRun:
     ValueError when the run has already finished.
     """
     membership = member_of(user, run, refusal="this run belongs to another organisation")
-    now = timezone.now()
-    with transaction.atomic():
-        if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-            status=TrainingRun.Status.CANCELLED,
-            cancel_requested=True,
-            finished_at=now,
-            stage="cancelled",
-        ):
-            action = "run.cancelled"
-        elif TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
-            cancel_requested=True
-        ):
-            action = "run.cancel_requested"
-        else:
-            run.refresh_from_db()
-            raise ValueError(f"run {run.pk} has already {run.get_status_display().lower()}")
-        log_action(organisation=membership.organisation, actor=user, action=action, obj=run)
-    run.refresh_from_db()
+    request_cancel(run, organisation=membership.organisation, user=user, action="run",
+                   what=f"run {run.pk}", stage="cancelled")
     return run
 
 

@@ -120,16 +120,31 @@ def _private_model(version, user, *, target: float):
                                        artifact_sha256="0" * 64)
 
 
-def test_the_privacy_audit_is_charged_before_it_retrains(validated_version, analyst, client):
-    from governance.ledger import charge_privacy_audit
+def test_a_privacy_audit_reserves_its_target_and_is_charged_when_it_ends(
+    validated_version, analyst, client
+):
+    from governance.ledger import charge_privacy_audit, reserve_privacy_audit
+    from governance.models import PrivacyAudit
 
     model = _private_model(validated_version, analyst, target=3.0)
-    entry = charge_privacy_audit(model, target_epsilon=3.0, delta=None)
+    audit = reserve_privacy_audit(model_version=model, user=analyst, target_epsilon=3.0)
+    # Queued: its target is reserved (nothing charged yet), so no second request slips in.
+    status = ledger_status(validated_version.dataset)
+    assert status.reserved == pytest.approx(3.0) and status.remaining == pytest.approx(4.0)
+    with pytest.raises(BudgetExceeded, match="reserved by runs and audits in progress 3.00"):
+        reserve_privacy_audit(model_version=model, user=analyst, target_epsilon=4.5)
+    # A failure after its training began: charged its whole target, reservation freed.
+    PrivacyAudit.objects.filter(pk=audit.pk).update(status=PrivacyAudit.Status.FAILED)
+    audit.status = PrivacyAudit.Status.FAILED
+    entry = charge_privacy_audit(audit, privacy=None)
     assert entry.purpose == LedgerEntry.Purpose.PRIVACY_AUDIT and entry.run is None
     assert entry.audited_model == model and entry.basis == LedgerEntry.Basis.UPPER_BOUND
-    assert entry.epsilon == 3.0 and entry.delta == 1e-5
+    assert entry.epsilon == 3.0 and entry.delta == 1e-5 and entry.run_status == "failed"
+    audit.refresh_from_db()
+    assert audit.ledger_entry == entry
     status = ledger_status(validated_version.dataset)
     # Two charges of 3.0 without noise parameters compose by the basic theorem.
+    assert status.reserved == 0.0
     assert status.spent.epsilon == pytest.approx(6.0) and status.remaining == pytest.approx(4.0)
     rows = status.to_dict()["entries"]
     assert [r["purpose"] for r in rows] == ["training", "privacy_audit"]
@@ -152,9 +167,16 @@ def test_an_audit_that_does_not_fit_is_refused_and_the_earlier_one_kept(
     model.run.save(update_fields=["result"])
     with pytest.raises(BudgetExceeded, match="privacy audit"):
         request_audit(model_version=model, user=reviewer)
-    # Refused in the task too (a budget taken between request and task), without training.
-    summary = run_audit(model.pk)
+    # Refused in the task too (the budget lowered between request and task: here an audit
+    # queued before the run was charged), without training.
+    from governance.models import PrivacyAudit
+
+    queued = PrivacyAudit.objects.create(organisation=model.organisation, model_version=model,
+                                         target_epsilon=8.0, created_by=reviewer)
+    summary = run_audit(queued.pk)
     assert "only ε = 2.00" in summary["refused"]
+    queued.refresh_from_db()
+    assert queued.status == PrivacyAudit.Status.FAILED and "only ε = 2.00" in queued.message
     model.run.refresh_from_db()
     assert model.run.result[RESULT_KEY] == earlier and REFUSED_KEY in model.run.result
     assert LedgerEntry.objects.filter(purpose="privacy_audit").count() == 0

@@ -88,6 +88,8 @@ class World:
     model_approved: object  # approved, every gate passes
     model_serving: object  # the champion, a real artifact: predicts, scores, mitigates
     job: object  # a finished scoring job with its output file
+    job_queued: object  # a scoring job waiting for a worker (cancellable)
+    audit_queued: object  # an empirical privacy audit of the serving model, queued
     schedule: object
 
     @property
@@ -112,7 +114,7 @@ def build_world(*, org, analyst, reviewer, admin, artifact: dict, upload_dir: Pa
     from audits.models import FairnessReport
     from audits.services import review_model
     from governance import ledger, registry
-    from governance.models import ScoringJob
+    from governance.models import PrivacyAudit, ScoringJob
     from governance.schedules import set_schedule
     from ingestion.models import DatasetVersion
     from ingestion.services import confirm_mapping, upload_dataset
@@ -188,6 +190,11 @@ def build_world(*, org, analyst, reviewer, admin, artifact: dict, upload_dir: Pa
         original_filename=f"{mark.lower()}-batch.csv", input_path="scoring/none.csv",
         output_path=str(output), rows_total=1, rows_done=1, created_by=analyst,
     )
+    job_queued = ScoringJob.objects.create(
+        organisation=org, model_version=model_serving, original_filename="queued.csv",
+        input_path="scoring/none.csv", rows_total=1, created_by=analyst)
+    audit_queued = PrivacyAudit.objects.create(
+        organisation=org, model_version=model_serving, target_epsilon=0.5, created_by=reviewer)
     schedule = set_schedule(user=admin, vertical="finance", problem="credit_risk",
                             interval_hours=24)
     # Pages create these on first view; made here, reading a page writes nothing.
@@ -199,7 +206,8 @@ def build_world(*, org, analyst, reviewer, admin, artifact: dict, upload_dir: Pa
         org=org, mark=mark, analyst=analyst, reviewer=reviewer, admin=admin, dataset=dataset,
         version=version, version_pending=pending, run_queued=queued, run_done=done,
         model_pending=model_pending, model_approved=model_approved,
-        model_serving=model_serving, job=job, schedule=schedule,
+        model_serving=model_serving, job=job, job_queued=job_queued,
+        audit_queued=audit_queued, schedule=schedule,
     )
 
 

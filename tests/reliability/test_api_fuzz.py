@@ -83,7 +83,8 @@ def test_api_answers_as_its_schema_says(worlds, wsgi_app):
     # must be a 404 like any id no row has).
     rows = {"datasets": ("dataset",), "dataset-versions": ("version", "version_pending"),
             "runs": ("run_queued", "run_done"),
-            "models": ("model_pending", "model_approved", "model_serving")}
+            "models": ("model_pending", "model_approved", "model_serving"),
+            "scoring-jobs": ("job", "job_queued")}
     ids = {collection: [getattr(world, name).pk for world in worlds.values() for name in names]
            for collection, names in rows.items()}
     sent: Counter = Counter()

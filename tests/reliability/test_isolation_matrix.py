@@ -227,12 +227,16 @@ MATRIX: dict[str, list[Case]] = {
     # The empirical privacy audit: reviewers and admins queue it.
     "governance:privacy_audit": [post(REVIEWER, kwargs=obj("model_serving", MODEL),
                                       data=lambda w: {"confirm": "yes"})],
+    # Its cancel: the same roles, on the audit's id.
+    "governance:privacy_audit_cancel": [post(REVIEWER, kwargs=obj("audit_queued",
+                                                                  "audit_id"))],
     "governance:card": [get(kwargs=obj("model_serving", MODEL), shows_own=True)],
     "governance:card_json": [get(kwargs=obj("model_serving", MODEL))],
     "governance:score": [post(MEMBER, kwargs=obj("model_serving", MODEL),
                               data=lambda w: {"file": csv_file("batch.csv", scoring_csv())})],
     "governance:job": [get(kwargs=obj("job", "job_id"), shows_own=True)],
     "governance:download": [get(kwargs=obj("job", "job_id"), shows_own=True)],
+    "governance:job_cancel": [post(MEMBER, kwargs=obj("job_queued", "job_id"))],
     "governance:ledger": [
         get(kwargs=obj("dataset", "dataset_id"), shows_own=True),
         # The privacy budget: admins only.
@@ -293,6 +297,8 @@ MATRIX: dict[str, list[Case]] = {
     "api:run-detail": [get(kwargs=obj("run_done", PK))],
     "api:run-status": [get(kwargs=obj("run_done", PK))],
     "api:run-cancel": [api_post(MEMBER, kwargs=obj("run_queued", PK), ok=(200,))],
+    "api:scoring-job-detail": [get(kwargs=obj("job", PK))],
+    "api:scoring-job-cancel": [api_post(MEMBER, kwargs=obj("job_queued", PK), ok=(200,))],
     "api:model-version-list": [get(lists=ModelVersion)],
     "api:model-version-detail": [get(kwargs=obj("model_serving", PK))],
     "api:model-version-card": [get(kwargs=obj("model_serving", PK), shows_own=True)],
@@ -394,6 +400,8 @@ def test_every_endpoint_has_an_entry():
 WATCHED_FIELDS = {
     "training.ModelVersion": ("status",),
     "training.TrainingRun": ("status", "cancel_requested"),
+    "governance.ScoringJob": ("status", "cancel_requested"),
+    "governance.PrivacyAudit": ("status", "cancel_requested"),
     "ingestion.DatasetVersion": ("status", "mapping"),
     "governance.DatasetPolicy": ("budget_epsilon", "personal_data", "nonprivate_allowed"),
     "governance.GatePolicy": ("require_fairness", "require_privacy", "max_epsilon",
