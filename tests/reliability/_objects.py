@@ -91,6 +91,7 @@ class World:
     job_queued: object  # a scoring job waiting for a worker (cancellable)
     audit_queued: object  # an empirical privacy audit of the serving model, queued
     schedule: object
+    run_pictured: object  # a succeeded run whose report holds a picture (PICTURE)
 
     @property
     def users(self) -> dict:
@@ -202,13 +203,39 @@ def build_world(*, org, analyst, reviewer, admin, artifact: dict, upload_dir: Pa
     registry.gate_policy_for(organisation=org, vertical="finance", problem="credit_risk")
     for obj in (model_pending, model_approved):
         obj.refresh_from_db()
+    run_pictured = _run_with_picture(org=org, version=version, analyst=analyst,
+                                     directory=upload_dir / f"{mark.lower()}-pictured")
     return World(
         org=org, mark=mark, analyst=analyst, reviewer=reviewer, admin=admin, dataset=dataset,
         version=version, version_pending=pending, run_queued=queued, run_done=done,
         model_pending=model_pending, model_approved=model_approved,
         model_serving=model_serving, job=job, job_queued=job_queued,
-        audit_queued=audit_queued, schedule=schedule,
+        audit_queued=audit_queued, schedule=schedule, run_pictured=run_pictured,
     )
+
+
+# The one picture of World.run_pictured's report (training.pictures names it by its place).
+PICTURE = "pictures-0.png"
+
+
+def _run_with_picture(*, org, version, analyst, directory: Path):
+    """A succeeded run whose report holds one picture, stored as runs store them."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from training.models import TrainingRun
+    from training.pictures import DATA_URL, store_pictures
+
+    png = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(png, format="PNG")
+    charts = store_pictures({"pictures": [DATA_URL + base64.b64encode(png.getvalue()).decode()]},
+                            directory)
+    return TrainingRun.objects.create(
+        organisation=org, dataset_version=version, vertical="finance", problem="credit_risk",
+        status=TrainingRun.Status.SUCCEEDED, created_by=analyst, stage="done",
+        result={"charts": charts}, artifact_path=str(directory))
 
 
 @pytest.fixture(name="worlds")

@@ -43,6 +43,7 @@ from rest_framework.test import APIClient
 
 from ingestion.models import Dataset
 from tests.reliability._objects import (  # noqa: F401 - fixtures
+    PICTURE,
     ROWS,
     MissingWorld,
     World,
@@ -182,6 +183,10 @@ MATRIX: dict[str, list[Case]] = {
         post(MEMBER, kwargs=obj("version", "version_id"),
              data=lambda w: {"action": "names", "names-name-0": "renamed"}),
     ],
+    # A contact-sheet thumbnail of an image version: this tabular version has none, so its
+    # own organisation is answered 404 too; what is checked is that the other's is the same.
+    "dataset_sample": [get(kwargs=lambda w: {"version_id": w.version.pk, "name": "x.png"},
+                           ok=(404,))],
     "dataset_mapping": [
         get(kwargs=obj("version_pending", "version_id")),
         # An incomplete form is shown again; isolation is what this checks.
@@ -197,6 +202,8 @@ MATRIX: dict[str, list[Case]] = {
     "run_progress": [get(kwargs=obj("run_done", "run_id"))],
     "run_progress_partial": [get(kwargs=obj("run_done", "run_id"))],
     "run_cancel": [post(MEMBER, kwargs=obj("run_queued", "run_id"))],
+    # A picture of a run's report (decrypted, never cached): the run's organisation only.
+    "run_picture": [get(kwargs=lambda w: {"run_id": w.run_pictured.pk, "name": PICTURE})],
     # --- reviews ---------------------------------------------------------------------------
     "review_queue": [get(REVIEWER, shows_own=True)],
     "review_detail": [
