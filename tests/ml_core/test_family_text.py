@@ -262,17 +262,37 @@ def test_text_column_is_found_without_a_role() -> None:
 
 @pytest.mark.slow
 def test_predict_is_the_same_with_or_without_the_state_memo(private_result) -> None:
-    # Scoring the training rows in the same process reuses run()'s frozen-encoder states;
-    # a cold process (empty memo) computes them again and must give the same scores.
+    # Scoring inside a run's memo may reuse its frozen-encoder states; a cold process
+    # computes them again and must give the same scores. Scoring never fills the memo.
     frame, result, _ = private_result
     loaded = text.load(result.artifact_path)
-    warm = text.predict(loaded, frame)
-    kept = dict(text._STATE_CACHE)
-    text._STATE_CACHE.clear()
-    try:
-        cold = text.predict(loaded, frame)
-        assert not text._STATE_CACHE  # scoring reads the memo but never fills it
-    finally:
-        text._STATE_CACHE.update(kept)
+    cold = text.predict(loaded, frame)
+    with text.encoder_memo():
+        warm = text.predict(loaded, frame)
+        assert not text._STATE_CACHE
     np.testing.assert_array_equal(warm["y_pred"], cold["y_pred"])
     np.testing.assert_allclose(warm["y_score"], cold["y_score"], atol=1e-5)
+
+
+def test_encoder_states_of_the_rows_do_not_outlive_the_run(tmp_path, monkeypatch) -> None:
+    # The private model and its twin read one encoding of the rows; once run() returns (or
+    # raises), no state derived from the rows' text is left in the process.
+    from ml_core.families.text import caches
+
+    encoded: list[int] = []
+    real = caches.lower_states
+
+    def counting(lower, ids, mask, *, device):
+        encoded.append(int(ids.shape[0]))
+        return real(lower, ids, mask, device=device)
+
+    monkeypatch.setattr(caches, "lower_states", counting)
+    frame = notes(120)
+    text.run(frame=frame, mapping=MAPPING, spec=SPEC, artifact_dir=tmp_path / "ok",
+             encoder=TINY)
+    assert encoded.count(len(frame)) == 1  # the twin reused the private model's encoding
+    assert not text._STATE_CACHE
+    with pytest.raises(TrainingCancelled):
+        text.run(frame=frame, mapping=MAPPING, spec=SPEC, artifact_dir=tmp_path / "stop",
+                 encoder=TINY, should_stop=lambda: bool(text._STATE_CACHE))
+    assert not text._STATE_CACHE

@@ -26,6 +26,7 @@ from ml_core.families.text.caches import (
     EncodedRows,
     _embedding_rows,
     cached_lower_states,
+    encoder_memo,
     encoding_precision,
     lower_states,
 )
@@ -62,7 +63,8 @@ __all__ = [
     "METADATA_FILE", "MODEL_FAMILY", "TEXT_METRICS", "WEIGHTS_FILE", "_STATE_CACHE",
     "EncodedRows", "LoadedTextModel", "Schedule", "TextEncoderFamily", "TextEncoderOptions",
     "TextHooks", "TrainedTop", "WeightedCrossEntropy", "_embedding_rows", "audit_text",
-    "cached_lower_states", "class_weights", "compare_on_fresh_rows", "encoding_precision",
+    "cached_lower_states", "class_weights", "compare_on_fresh_rows", "encoder_memo",
+    "encoding_precision",
     "linear_probe", "load", "lower_states", "predict", "predict_probabilities", "run", "save",
     "text_column", "text_metrics", "tfidf_baseline", "train_top", "validate",
 ]

@@ -1,7 +1,7 @@
-"""The frozen encoder's outputs, computed once per run and kept in bounded in-process
-caches: lower-layer token states (keyed by the encoder and the exact token ids), the
-reference centre per encoder, and the whole-encoder sentence embeddings a head-only
-model reads."""
+"""The frozen encoder's outputs, computed once per run: lower-layer token states (keyed by
+the encoder and the exact token ids, kept only while the run lasts: :func:`encoder_memo`),
+the reference centre per encoder (public text), and the whole-encoder sentence embeddings a
+head-only model reads."""
 
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ from ml_core.families.text.options import TextEncoderOptions
 from ml_core.models import text_encoder as te
 
 ENCODE_BATCH = 64
-# Frozen-encoder outputs kept in memory across runs (a private run and its twin, or a
-# rerun on the same file); keyed by the encoder and the exact token ids.
+# Frozen-encoder outputs of the rows of the run under way (its private model and its twin
+# read the same states); keyed by the encoder and the exact token ids. They derive from
+# the rows' text, so they live only inside :func:`encoder_memo` (one run) and are dropped
+# when it ends: no decrypted personal text outlives the task that needed it.
 _STATE_CACHE: OrderedDict[str, torch.Tensor] = OrderedDict()
 STATE_CACHE_ENTRIES = 2
+_memo_depth = 0
 # Above this many cached floats, lower states are recomputed per batch instead of cached.
 MAX_CACHED_FLOATS = 400_000_000  # 1.6 GB of float32
 
@@ -85,7 +88,7 @@ def cached_lower_states(lower: te.FrozenLower, ids: torch.Tensor, mask: torch.Te
         _STATE_CACHE.move_to_end(key)
         return _STATE_CACHE[key]
     states = lower_states(lower, ids, mask, device=device)
-    if not store:
+    if not store or _memo_depth == 0:  # outside a run: computed, never kept
         return states
     _STATE_CACHE[key] = states
     while len(_STATE_CACHE) > STATE_CACHE_ENTRIES:
@@ -93,6 +96,22 @@ def cached_lower_states(lower: te.FrozenLower, ids: torch.Tensor, mask: torch.Te
     return states
 
 
+@contextlib.contextmanager
+def encoder_memo():
+    """Keep the frozen encoder's states of the rows for the block (one run: the private
+    model and its twin encode the same rows once) and drop them when the outermost block
+    ends, however it ends."""
+    global _memo_depth
+    _memo_depth += 1
+    try:
+        yield
+    finally:
+        _memo_depth -= 1
+        if _memo_depth == 0:
+            _STATE_CACHE.clear()
+
+
+# Per encoder source, the centre of its embeddings over public reference text (no row's).
 _CENTRES: dict[str, torch.Tensor] = {}
 
 

@@ -32,6 +32,7 @@ from ml_core.families.text.caches import (
     _embedding_rows,
     _hidden_size,
     cached_lower_states,
+    encoder_memo,
 )
 from ml_core.families.text.options import TextEncoderOptions
 from ml_core.families.text.training import (
@@ -564,10 +565,11 @@ def run(
     states are computed again, not checkpointed); ``encoder`` chooses the encoder and how
     many of its top layers train (default: MiniLM, last layer + head).
     """
-    return run_family(TextHooks(encoder or TextEncoderOptions()), frame=frame, mapping=mapping,
-                      spec=spec, privacy=privacy, train=train, artifact_dir=artifact_dir,
-                      progress=progress, should_stop=should_stop,
-                      checkpoint_dir=checkpoint_dir)
+    with encoder_memo():
+        return run_family(TextHooks(encoder or TextEncoderOptions()), frame=frame,
+                          mapping=mapping, spec=spec, privacy=privacy, train=train,
+                          artifact_dir=artifact_dir, progress=progress,
+                          should_stop=should_stop, checkpoint_dir=checkpoint_dir)
 
 
 def _source_name(source: te.EncoderSource) -> str:
