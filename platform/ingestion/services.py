@@ -120,10 +120,11 @@ def upload_dataset(
     return version
 
 
-# The last table read in this process: an upload is read when it arrives and again, with
-# the options found then, when its mapping is confirmed (and when a model is trained); one
-# parse serves them all. Keyed by the bytes themselves (compared in full, which costs a
-# memcmp), so a changed file is never answered from here; one entry bounds the memory.
+# The last table read in this request or task: an upload is read when it arrives and again,
+# with the options found then, by the checks and the profile of that request; one parse
+# serves them all, and it is dropped when the request or task ends (forget_plaintext).
+# Keyed by the bytes themselves (compared in full, which costs a memcmp), so a changed file
+# is never answered from here; one entry bounds the memory.
 _LAST_READ: dict = {}
 _LAST_READ_LOCK = threading.Lock()
 
@@ -154,6 +155,17 @@ def read_upload_table(data: bytes, *, sep: str | None = None, header: bool | Non
         _LAST_READ.clear()
         _LAST_READ.update(data=bytes(data), keys={key, found}, frame=frame, options=options)
     return frame.copy(deep=False), options
+
+
+def forget_plaintext(**_signal) -> None:
+    """Drop the last parse and the last decrypted upload (:mod:`ingestion.storage`): called
+    when each request and each Celery task ends, so decrypted personal data never outlives
+    the request or task that needed it."""
+    from ingestion.storage import forget_plaintext as forget_stored
+
+    with _LAST_READ_LOCK:
+        _LAST_READ.clear()
+    forget_stored()
 
 
 def check_header(columns) -> None:

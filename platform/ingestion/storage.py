@@ -271,7 +271,7 @@ def store_upload(file, *, organisation_id: int, max_bytes: int) -> StoredUpload:
     if plain_chunks is not None:
         _remember(relative_path, stored_pieces, b"".join(plain_chunks))
     else:
-        _forget()
+        forget_plaintext()
     return StoredUpload(relative_path=relative_path, sha256=sha256, size_bytes=size)
 
 
@@ -343,9 +343,11 @@ def _remember(relative_path: str, ciphertext: list[bytes], plain: bytes) -> None
                                size=sum(map(len, ciphertext)), plain=plain)
 
 
-def _forget() -> None:
+def forget_plaintext() -> None:
+    """Drop the remembered plaintext (at the end of each request and task)."""
     with _LAST_PLAIN_LOCK:
         _LAST_PLAIN.clear()
+
 
 
 def _remembered(relative_path: str, path: Path) -> bytes | None:

@@ -47,3 +47,22 @@ def test_a_remembered_upload_altered_on_disk_is_refused(analyst, finance_csv):
     with pytest.raises(storage.StoredFileError):
         read_stored(version.stored_path)
     services._LAST_READ.clear()
+
+
+def test_no_decrypted_upload_outlives_its_request_or_task(client, analyst, finance_csv):
+    """The web upload parses and decrypts its file within its own request; once the
+    request ends, neither the plaintext nor the parse is left in the process, and the same
+    holds when a Celery task ends."""
+    from celery import signals
+
+    client.force_login(analyst)
+    response = client.post("/datasets/upload/finance/credit_risk/",
+                           {"file": csv_upload(finance_csv), "name": "applications"})
+    assert response.status_code == 302
+    assert not services._LAST_READ and not storage._LAST_PLAIN
+
+    read_upload_table(finance_csv)
+    assert services._LAST_READ
+    signals.task_postrun.send(sender=None, task_id="t", task=None, args=(), kwargs={},
+                              retval=None, state="SUCCESS")
+    assert not services._LAST_READ
