@@ -63,7 +63,7 @@ class SessionLifetimeMiddleware:
 def set_session_lifetime(*, user, minutes: int | None) -> Organisation:
     """An organisation admin sets their users' sign-in lifetime (None: the default);
     audited. ValueError outside the allowed range."""
-    from audits.services import log_action
+    from observability.audit_trail import log_action
 
     membership = require_role(user, Role.ADMIN)
     if minutes is not None and not MIN_MINUTES <= int(minutes) <= MAX_MINUTES:

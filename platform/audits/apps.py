@@ -17,4 +17,12 @@ class AuditsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from audits.services import log_action, record_fairness_report
+        from observability import audit_trail
+        from training import lifecycle
+
         post_migrate.connect(_install_append_only_guards, dispatch_uid="tessera_append_only")
+        # The apps below this one (accounts, ingestion, training) log through the port.
+        audit_trail.register_writer(log_action)
+        # A new model's fairness report is written here, on training's behalf.
+        lifecycle.register_fairness_reports(record_fairness_report)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audits import charts, verdicts
+from audits import verdicts
 from ml_core import fairness
+from training import charts
 
 _CHECK_NAMES = {
     "four_fifths_rule": "Disparate impact ratio (four-fifths rule)",

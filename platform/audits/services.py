@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import REVIEWER_ROLES, Organisation
 from accounts.scoping import member_of
-from audits.models import AuditLogEntry, Review
+from audits.models import AuditLogEntry, FairnessReport, Review
 from training.models import ModelVersion
 
 _DECISION_STATUS = {
@@ -34,6 +34,13 @@ def log_action(
         object_id=str(obj.pk) if obj is not None else "",
         detail=detail or {},
     )
+
+
+def record_fairness_report(*, run, passed: bool, report: dict, nonprivate_report: dict,
+                           policy: dict) -> FairnessReport:
+    """Store a new model's fairness report (training calls it through training.lifecycle)."""
+    return FairnessReport.objects.create(run=run, passed=passed, report=report,
+                                         nonprivate_report=nonprivate_report, policy=policy)
 
 
 def review_model(*, model_version: ModelVersion, user, decision: str, comment: str) -> Review:

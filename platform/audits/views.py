@@ -12,11 +12,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from accounts import scoping
 from accounts.permissions import can_review, reviewer_required
 from audits import services, verdicts
-from audits.decision import decision_for
 from audits.forms import ReviewForm
 from audits.log_sentences import sentence
 from audits.models import AuditLogEntry, FairnessReport
 from audits.report_display import attribute_sections, policy_rows
+from governance.decision import decision_for
 from ingestion.codebook import Codebook
 from ml_core.privacy_statement import guarantee
 from training.models import ModelVersion, TrainingRun

@@ -8,8 +8,8 @@ from django.http import Http404
 from django.shortcuts import render
 
 from catalog.guide import render_guide
-from catalog.tradeoff import tradeoff
 from governance.schedule_words import schedule_status
+from training.tradeoff import tradeoff
 from verticals import registry
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from audits import charts
 from governance.models import DriftReport
 from ingestion.codebook import Codebook
 from ml_core.fairness import group_sort_key
+from training import charts
 
 MODERATE, MAJOR = 0.1, 0.25
 
@@ -25,7 +25,7 @@ def psi_band(value: float | None) -> str:
 @dataclass(frozen=True)
 class DriftView:
     report: DriftReport
-    chart: str  # SVG, escaped by audits.charts
+    chart: str  # SVG, escaped by training.charts
     features: list[dict]  # name, psi, band
     groups: list[dict]  # attribute, group, rows, share_psi, max_psi, band, rate shift
 

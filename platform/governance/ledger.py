@@ -36,16 +36,12 @@ from ml_core.privacy_ledger import (
     remaining,
 )
 from ml_core.spec import ProblemSpec
+from training.lifecycle import PRE_TRAINING_STAGES
 from training.models import TrainingRun
 from verticals.registry import get_problem
 
 logger = logging.getLogger(__name__)
 
-# Stages a run passes before any private training step: a failure there spent nothing.
-# ``encoding`` (the text encoder) and ``extracting_features`` (the image trunk) run the
-# frozen pretrained part over the rows before training, and a cancel stops them now.
-PRE_TRAINING_STAGES = frozenset({"", "queued", "starting", "preparing", "baseline",
-                                 "encoding", "extracting_features"})
 IN_FLIGHT = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
 
 

@@ -10,11 +10,6 @@ reason, which is logged. Every change of standing is a PromotionEvent (append-on
 
 from __future__ import annotations
 
-import functools
-import os
-from pathlib import Path
-
-from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
@@ -28,7 +23,7 @@ from audits.services import log_action
 from governance.models import GatePolicy, PromotionEvent
 from ingestion.codebook import Codebook
 from ml_core.spec import ProblemSpec
-from training.models import ModelVersion, TrainingRun
+from training.models import ModelVersion
 from verticals.registry import get_problem
 
 # Metrics where a smaller value is better; every other metric is "higher is better".
@@ -43,48 +38,6 @@ class GateFailure(ValueError):
     def __init__(self, failures: list[dict]):
         self.failures = failures
         super().__init__("promotion blocked: " + "; ".join(f["message"] for f in failures))
-
-
-# --- registry fields ----------------------------------------------------------------------
-
-
-@functools.cache
-def code_version() -> str:
-    """The git commit the code runs from: TESSERA_CODE_VERSION, else read from .git."""
-    configured = os.environ.get("TESSERA_CODE_VERSION", "").strip()
-    if configured:
-        return configured[:64]
-    git = Path(settings.ROOT_DIR) / ".git"
-    try:
-        if git.is_file():  # a worktree or submodule: ".git" names the real folder
-            git = (git.parent / git.read_text().split(":", 1)[1].strip()).resolve()
-        common = git / "commondir"
-        shared = (git / common.read_text().strip()).resolve() if common.is_file() else git
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref:"):
-            return head[:64]
-        ref = head.split(" ", 1)[1]
-        for folder in (git, shared):
-            if (folder / ref).is_file():
-                return (folder / ref).read_text().strip()[:64]
-        packed = shared / "packed-refs"
-        if packed.is_file():
-            for line in packed.read_text().splitlines():
-                if line.endswith(" " + ref):
-                    return line.split(" ", 1)[0][:64]
-    except (OSError, IndexError):
-        pass
-    return ""
-
-
-def registry_fields(run: TrainingRun, *, seed: int | None) -> dict:
-    """What a new ModelVersion records beyond its run: code, data checksum, seed, config."""
-    return {
-        "code_version": code_version(),
-        "dataset_sha256": run.dataset_version.sha256,
-        "seed": seed if seed is not None else run.config.get("seed"),
-        "config": dict(run.config or {}),
-    }
 
 
 # --- gates ------------------------------------------------------------------------------
@@ -445,7 +398,7 @@ def gate_summary(model_version: ModelVersion) -> dict:
 
 
 __all__ = [
-    "GATE_NAMES", "GateFailure", "champion_of", "code_version", "evaluate_gates",
+    "GATE_NAMES", "GateFailure", "champion_of", "evaluate_gates",
     "gate_policy_for", "gate_summary", "history", "on_model_created", "promote",
-    "registry_fields", "retire", "update_gate_policy",
+    "retire", "update_gate_policy",
 ]

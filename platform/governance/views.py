@@ -51,7 +51,7 @@ SORTS = {
 def models_index(request):
     """Per problem, every model version with its primary metric, epsilon, fairness verdict,
     status and gates, sortable by any of them (``?sort=metric&dir=asc``)."""
-    from audits.decision import decision_for
+    from governance.decision import decision_for
 
     sort = request.GET.get("sort", "created")
     sort = sort if sort in SORTS else "created"
@@ -78,7 +78,7 @@ def models_index(request):
 def models_compare(request):
     """Two model versions side by side (``?a=ID&b=ID``): metrics, privacy, fairness per
     attribute, gates and the training configuration."""
-    from audits.decision import decision_for
+    from governance.decision import decision_for
 
     picked = request.GET.getlist("pick") or [request.GET.get("a"), request.GET.get("b")]
     try:

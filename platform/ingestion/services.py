@@ -17,13 +17,13 @@ from django.utils import timezone
 from accounts.models import Role
 from accounts.permissions import require_role
 from accounts.scoping import member_of, membership_for, organisation_id_of
-from audits.services import log_action
 from catalog.families import family_of
 from ingestion import companions, image_uploads
 from ingestion.codebook import Codebook, changes
 from ingestion.models import CompanionFile, Dataset, DatasetVersion
 from ingestion.storage import UploadTooLarge, read_stored, store_upload
 from ml_core.spec import ColumnMapping, ColumnRole, ProblemSpec
+from observability.audit_trail import log_action
 from verticals.registry import RegistryError, get_problem
 
 logger = logging.getLogger(__name__)

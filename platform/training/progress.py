@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from audits.services import log_action
+from observability.audit_trail import log_action
 from training.models import TrainingRun
 
 

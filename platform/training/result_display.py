@@ -3,7 +3,7 @@ charts that task's users expect, small tables (top-k lists, recommendations) and
 plain-language notes.
 
 Drawn from the run's stored result (``TrainingRun.result["charts"]``, written by the task
-family in ``ml_core``) with the one chart module, :mod:`audits.charts`. Presentation only:
+family in ``ml_core``) with the one chart module, :mod:`training.charts`. Presentation only:
 every number comes from the stored result. Which drawing applies is the charts' ``kind``
 (``charts["kind"]``, one of the kinds the family declares), not the task type, since two
 problems may share a task type (recommendation and next exercise are both rankings) but
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 from django.urls import reverse
 
-from audits import charts
 from catalog.families import family_of
 from ml_core.families import ModelFamily
 from ml_core.metrics import higher_is_better
+from training import charts
 from verticals.registry import RegistryError, get_problem
 
 METRIC_LABELS = {
@@ -55,7 +55,7 @@ WIDE = charts.Frame(width=560, height=260)
 
 @dataclass(frozen=True)
 class Figure:
-    markup: str  # escaped by audits.charts
+    markup: str  # escaped by training.charts
     caption: str = ""
 
 

@@ -33,16 +33,15 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.scoping import member_of
-from audits.models import FairnessReport
-from audits.services import log_action
-from governance.ledger import PRE_TRAINING_STAGES, charge_run, check_run_allowed
-from governance.registry import on_model_created, registry_fields
 from ingestion.models import DatasetVersion
 from ingestion.services import load_frame
 from ml_core.spec import ColumnMapping, ProblemSpec, TrainConfig
+from observability.audit_trail import log_action
 from observability.outage import is_database_outage
 from observability.repeating import RepeatingThread
+from training import lifecycle
 from training.budgets import check_work, plan_work
+from training.lifecycle import PRE_TRAINING_STAGES
 from training.models import ModelVersion, TrainingRun
 from training.options import (
     clean_privacy_options,
@@ -53,6 +52,7 @@ from training.options import (
 from training.pictures import store_pictures
 from training.predictions import predictions_path, save_predictions
 from training.progress import CancelCheck, RunProgress, model_headline, request_cancel
+from training.provenance import provenance_fields
 from training.results import json_safe
 from verticals.registry import get_problem
 
@@ -109,7 +109,7 @@ def start_run(
     task_id = str(uuid.uuid4()) if enqueue else ""
     with transaction.atomic():
         # Budget and personal-data rules (governance): refused before the run exists.
-        check_run_allowed(
+        lifecycle.ledger().check_run_allowed(
             dataset=dataset, membership=membership, privacy_requested=privacy_requested
         )
         run = TrainingRun.objects.create(
@@ -377,7 +377,7 @@ def _finish(run: TrainingRun, claim: Claim, status: str, *, action: str, **field
                 detail["stage"] = stage_before or ""  # where the cancel stopped it
             log_action(organisation=run.organisation, actor=None, action=action, obj=run,
                        detail=detail)
-            charge_run(run.pk, stage_before=stage_before)
+            lifecycle.ledger().charge_run(run.pk, stage_before=stage_before)
     return bool(done)
 
 
@@ -510,9 +510,10 @@ def _record_success(run: TrainingRun, claim: Claim, *, result, spec: ProblemSpec
             vertical=run.vertical,
             problem=run.problem,
             artifact_sha256=result.artifact_sha256,
-            **registry_fields(run, seed=result.seed),
+            **provenance_fields(run, seed=result.seed),
         )
-        FairnessReport.objects.create(
+        hooks = lifecycle.model_hooks()
+        hooks.record_fairness(
             run=run,
             passed=bool(result.fairness_passed),
             report=summary.get("fairness") or {},
@@ -526,5 +527,5 @@ def _record_success(run: TrainingRun, claim: Claim, *, result, spec: ProblemSpec
             obj=model_version,
             detail={"run": run.pk, "fairness_passed": bool(result.fairness_passed)},
         )
-        on_model_created(model_version)
+        hooks.on_model_created(model_version)
     return True

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, transaction
 
-from governance.registry import code_version
 from training.models import ModelVersion
+from training.provenance import code_version
 
 pytestmark = pytest.mark.django_db
 

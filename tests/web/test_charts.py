@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from audits import charts
 from audits.report_display import attribute_sections
+from training import charts
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -9,10 +9,10 @@ import re
 import pytest
 from django.urls import reverse
 
-from catalog.tradeoff import largest_disparity
 from tests.web.factories import make_succeeded_run, make_version
 from training.models import TrainingRun
 from training.progress import curve_data
+from training.tradeoff import largest_disparity
 
 pytestmark = pytest.mark.django_db
 

@@ -1,11 +1,12 @@
-"""Template tags that draw the shared SVG charts (audits.charts) from stored JSON."""
+"""Template tags that draw the shared SVG charts (training.charts) from stored JSON."""
 
 from __future__ import annotations
 
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
-from audits import charts, figures
+from audits import figures
+from training import charts
 
 register = template.Library()
 
@@ -92,7 +93,7 @@ def target_balance(balance: dict) -> SafeString:
 
 @register.filter
 def svg(markup: str) -> SafeString:
-    """Marks chart markup built in Python (already escaped by audits.charts) safe."""
+    """Marks chart markup built in Python (already escaped by training.charts) safe."""
     return mark_safe(markup)  # noqa: S308
 
 
