@@ -22,7 +22,7 @@ from ml_core.families.image.backbone import (
     pretrained_top,
 )
 from ml_core.families.image.data import batch_pixels, prepare
-from ml_core.families.image.family import TRAINABLE_BLOCKS, fit
+from ml_core.families.image.family import TRAINABLE_BLOCKS, extract, fit
 from ml_core.spec import ColumnMapping, PrivacyConfig, TrainConfig
 from verticals.manufacturing.demo_images import image_frame
 
@@ -153,3 +153,21 @@ def test_private_fine_tuning_moves_the_block_and_keeps_batchnorm_statistics(
                                getattr(pretrained.blocks[0], name).weight)
     assert not torch.equal(trained.project.weight, pretrained.project.weight)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in trained.modules())
+
+
+def test_a_cache_taken_at_an_earlier_block_serves_a_later_cut(backbone, tmp_path) -> None:
+    frame = image_frame(2, seed=8)
+    prepared = prepare(frame, ColumnMapping(target="label", roles=(("image", "file"),)))
+    trunk = Trunk(backbone)
+    common = {"augment_rows": np.array([0, 3]), "views": 1, "seed": 0, "backbone": {"x": 1}}
+    earlier = extract(trunk, prepared, upto=14, cache_dir=tmp_path, **common)
+    assert [p.name.rsplit("-", 1)[1] for p in tmp_path.iterdir()] == ["b14.pt"]
+    served = extract(trunk, prepared, upto=15, cache_dir=tmp_path, **common)
+    direct = extract(trunk, prepared, upto=15, cache_dir=None, **common)
+    assert earlier.rows.shape == served.rows.shape == (6, 192, 7, 7)
+    assert torch.allclose(served.rows, direct.rows, atol=1e-5)
+    assert torch.allclose(served.views, direct.views, atol=1e-5)
+    assert (served.view_rows == direct.view_rows).all()
+    # A later cut is no cache for an earlier one: block 13's input is extracted afresh.
+    extract(trunk, prepared, upto=13, cache_dir=tmp_path, **common)
+    assert sorted(p.name.rsplit("-", 1)[1] for p in tmp_path.iterdir()) == ["b13.pt", "b14.pt"]
