@@ -44,6 +44,10 @@ def _log(*parts) -> None:
     print(time.strftime("%H:%M:%S"), *parts, file=sys.stderr, flush=True)
 
 
+def _progress(*, stage: str, epoch: int, val_metric=None, epsilon=None, **_) -> None:  # noqa: ANN001, ANN003
+    _log(stage, "epoch", epoch, "val", val_metric, "epsilon", epsilon)
+
+
 def _evaluate(module, inputs, labels, classes) -> dict:
     predicted = family.predict_probabilities(module, inputs).argmax(axis=1)
     metrics = report.classification_metrics(labels, predicted, len(classes))
@@ -63,7 +67,7 @@ def _fit(*, backbone, features, labels, split: Split, classes, train, privacy, b
     fitted = family.fit(backbone=backbone, inputs=inputs, labels=y,
                         val_inputs=features[split.val], val_labels=labels[split.val],
                         n_classes=len(classes), train=train, privacy=privacy,
-                        stage="training", progress=None, should_stop=None,
+                        stage="training", progress=_progress, should_stop=None,
                         checkpoint_dir=None, trainable_blocks=blocks)
     seconds = time.perf_counter() - started
     out = _evaluate(fitted.module, features[split.test], labels[split.test], classes)
