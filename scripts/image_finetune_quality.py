@@ -15,7 +15,6 @@ through the frozen blocks to each later cut.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -33,7 +32,7 @@ from ml_core.families.image.columns import IMAGE_BYTES_COLUMN  # noqa: E402
 from ml_core.families.image.data import Split, prepare, stratified_split  # noqa: E402
 from ml_core.pipeline import resolve_inputs  # noqa: E402
 from ml_core.spec import ColumnMapping  # noqa: E402
-from scripts.image_quality import folder_frame  # noqa: E402
+from scripts.image_quality import emit, folder_frame  # noqa: E402
 from verticals.manufacturing.vertical import VISUAL_INSPECTION  # noqa: E402
 
 # Imbalanced variant: every image of the majority class, this many of each other class.
@@ -176,10 +175,7 @@ def main() -> None:
         body.setdefault("imbalanced", []).append(entry)
         _log("imbalanced", entry)
 
-    text = json.dumps(body, indent=2, default=str)
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+    emit(body, args.out)
 
 
 if __name__ == "__main__":
