@@ -271,9 +271,12 @@ def extract_features(
     that only one batch of pixels is in memory at once. ``on_batch(done)`` reports progress.
     """
     trunk.eval()
-    out = torch.empty((n, *trunk.activation_shape(upto)))
+    shape = (TRUNK_CHANNELS, IMAGE_SIZE // 32, IMAGE_SIZE // 32)
+    if upto is not None:
+        shape = trunk.activation_shape(upto)
+    out = torch.empty((n, *shape))
     for part in batches(n, batch_size):
-        out[part] = trunk(load_batch(part), upto)
+        out[part] = trunk(load_batch(part)) if upto is None else trunk(load_batch(part), upto)
         if on_batch is not None:
             on_batch(part.stop)
     return out
