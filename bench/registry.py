@@ -17,6 +17,7 @@ GROUPS: tuple[str, ...] = (
     "bench.groups.dp_text",
     "bench.groups.dp_families",
     "bench.groups.dp_cnn",
+    "bench.groups.image_run",
     "bench.groups.clip_error",
     "bench.groups.audit",
     "bench.groups.train_epoch",

