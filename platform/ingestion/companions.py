@@ -92,6 +92,19 @@ def takes_test_set(spec: ProblemSpec) -> bool:
     return takes_labelled_test(spec) or needs_truth(spec)
 
 
+def attach_labelled(frame: pd.DataFrame, test_frame: pd.DataFrame, *, spec: ProblemSpec
+                    ) -> pd.DataFrame:
+    """``frame`` with a given test file that carries its own target, its rows marked as test
+    (:func:`ml_core.data.attach_labelled_test`). A remaining-useful-life test file that
+    lacks a column of the training file (its RUL) is cut series awaiting their true values
+    (:func:`attach_test`): ``frame`` is returned as it is until they come."""
+    from ml_core.data import attach_labelled_test
+
+    if needs_truth(spec) and not set(frame.columns) <= set(test_frame.columns):
+        return frame
+    return attach_labelled_test(frame, test_frame)
+
+
 def attributes_key(columns: list[str], preferred: str | None) -> str:
     """The attributes file's join column: one named like the main table's key, else its first."""
     if preferred and preferred in columns:

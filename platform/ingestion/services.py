@@ -299,10 +299,11 @@ def complete_mapping(
 
 
 def _with_test_target(mapping: ColumnMapping, version: DatasetVersion) -> ColumnMapping:
-    """A given test set fills a target column: name it when the mapping names none."""
+    """A given test set with true values fills a target column: name it when the mapping
+    names none."""
     spec = problem_spec(version.dataset.vertical, version.dataset.problem)
     if mapping.target or not companions.needs_truth(spec) or not version.companions.filter(
-            kind=CompanionFile.Kind.TEST_SET).exists():
+            kind=CompanionFile.Kind.TEST_TRUTH).exists():
         return mapping
     return replace(mapping, target=companions.DEFAULT_TEST_TARGET)
 
@@ -423,10 +424,8 @@ def load_frame(version: DatasetVersion, *, mapping: ColumnMapping | None = None)
             frame, _read_stored(test_set.stored_path, test_set.read_options),
             _read_stored(truth.stored_path, truth.read_options), mapping=mapping, spec=spec)
     elif test_set is not None and companions.takes_labelled_test(spec):
-        from ml_core.data import attach_labelled_test
-
-        frame = attach_labelled_test(
-            frame, _read_stored(test_set.stored_path, test_set.read_options))
+        frame = companions.attach_labelled(
+            frame, _read_stored(test_set.stored_path, test_set.read_options), spec=spec)
     return frame
 
 
