@@ -16,6 +16,10 @@ Split by time, over the dates of the whole table: test = the last ``horizon`` pe
 validation = the ``horizon`` periods before, training = everything earlier (asserted:
 every test date is later than every training and validation date). Validation picks the
 epoch; the test forecasts start from the last validation period, as they would in use.
+**A given test file** (:func:`ml_core.data.attach_labelled_test`, a published split) holds
+the horizon's actuals for series of the training file: the test is exactly its periods and
+validation the ``horizon`` periods before them (:func:`given_test_periods` refuses unknown
+series and dates not after the training file's last one).
 
 Metrics: MAE, RMSE, WAPE, MASE (scaled by each series' in-sample seasonal-naive MAE; the
 season is inferred from the dates: 52 weekly, 7 daily, 12 monthly) against the naive and

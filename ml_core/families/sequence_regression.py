@@ -30,9 +30,12 @@ the seed (``train.test_fraction``, ``train.val_fraction`` of the units, at least
 every window of a test unit is judged. **A given test set**: a frame may carry a column
 ``__split__`` (:data:`SPLIT_COLUMN`) whose value ``"test"`` marks the rows of held-out
 units (truncated series, C-MAPSS ``test_FD00x``): those units form the test set and are
-judged on their **last** row only (the NASA protocol); the other units are split into
-training and validation. :func:`attach_test_set` builds such a frame from a training
-frame, a test frame and the true RUL per test unit (``RUL_FD00x``).
+judged on their **last** row only (the NASA protocol) when :func:`attach_test_set` built the
+frame from a training frame, a test frame and the true RUL per test unit (``RUL_FD00x``;
+such units are renamed ``test:...``), on **every** row when a labelled test file of whole
+held-out units came with its own RUL column or ran to failure
+(:func:`ml_core.data.attach_labelled_test`; a unit in both files is refused). The other
+units are split into training and validation.
 
 Model: :class:`ml_core.models.sequence_regressor.SequenceRegressor` (1-D CNN; Opacus-ready),
 trained on ``RUL / rul_cap - 0.5`` (a public centring, so that an untrained or heavily

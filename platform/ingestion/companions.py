@@ -5,9 +5,10 @@ Two kinds of second file exist because users' data come that way:
 * **attributes**: one row per user or student (sex, age band, ...), kept apart from the
   interactions or responses. Joined on the main table's ``user`` or ``student`` column, so
   the attributes become columns the analyst can map as sensitive (or exclude).
-* **a given test set**: for tabular problems a file with the training file's columns,
-  target included (a published benchmark split), marked by
-  :func:`ml_core.data.attach_labelled_test`; for remaining useful life held-out
+* **a given test set**: a file with the training file's columns, target included (a
+  published benchmark split: other rows, students or machines, or a forecast's later
+  periods), marked by :func:`ml_core.data.attach_labelled_test`; for remaining useful life
+  also held-out
   run-to-failure series such as C-MAPSS ``test_FD001.txt`` with their true values
   (``RUL_FD001.txt``), which the family's ``attach_test_set`` combines. Either way the
   test rows are the given ones, not a random draw.
