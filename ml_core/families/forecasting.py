@@ -179,6 +179,8 @@ def given_test_periods(frame: pd.DataFrame, *, times: pd.Series, keys: pd.Series
                          "; a given test file holds the later periods of the training file's "
                          "series")
     tested, trained = times[marked].to_numpy(), times[~marked].to_numpy()
+    if not len(trained):
+        raise ValueError("the training file has no rows with a readable date")
     last = trained.max()
     overlap = np.unique(tested[tested <= last])
     if len(overlap):
@@ -741,7 +743,8 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
              ) -> list[ValidationIssue]:
     """Forecasting checks beyond the generic ones: the time role is mapped and parses,
     the target is numeric, covariates exist, enough periods for the horizon, and no
-    repeated (series, date) rows (a warning: they are summed)."""
+    repeated (series, date) rows (a warning: they are summed); a given test file's series
+    and dates fit the training file's (``test_file_mismatch``)."""
     issues: list[ValidationIssue] = []
     present = set(map(str, frame.columns))
     time_column = mapping.role("time")
@@ -777,6 +780,13 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
                 message=f"The target '{mapping.target}' must be numbers; "
                         f"{int(text.sum())} values are not.",
             ))
+    dated = times.notna().to_numpy()
+    try:
+        given_test_periods(frame[dated], times=times[dated],
+                           keys=series_keys(frame[dated], mapping.role_columns("series")))
+    except ValueError as exc:
+        issues.append(ValidationIssue(code="test_file_mismatch", column=time_column,
+                                      message=f"The given test file does not fit: {exc}."))
     horizon = spec.train.horizon
     periods = times.dropna().nunique()
     if periods < 2 * horizon + 10:

@@ -824,7 +824,8 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
     """RUL checks beyond the generic ones (which this family does not need for the target:
     it is optional). Errors: ``unit_required``/``cycle_required``, ``unknown_column``,
     ``cycle_not_numeric``, ``target_not_numeric``, ``negative_target``,
-    ``missing_target_values``, ``too_few_units``, ``no_features``. Warnings:
+    ``missing_target_values``, ``too_few_units``, ``no_features``, ``test_file_mismatch``
+    (a unit in both the training and a given test file). Warnings:
     ``duplicate_cycles``, ``target_computed``."""
     issues: list[ValidationIssue] = []
     present = set(map(str, frame.columns))
@@ -878,6 +879,11 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
             code="target_computed", severity="warning",
             message="No RUL column: RUL will be computed as last cycle - cycle per unit, "
                     "which assumes every unit ran until it failed."))
+    try:
+        given_test_units(frame, unit, noun="units")
+    except ValueError as exc:
+        issues.append(ValidationIssue(code="test_file_mismatch", column=unit,
+                                      message=f"The given test file does not fit: {exc}."))
     units = frame[unit].astype(str)
     n_units = units.nunique()
     if SPLIT_COLUMN not in present and n_units < MIN_UNITS:

@@ -99,10 +99,14 @@ def test_forecasting_refuses_unknown_series_and_overlapping_dates():
         forecasting.prepare(attach_labelled_test(train, unknown), FORECAST_SAMPLE_MAPPING,
                             horizon=HORIZON)
     last = max(train["week"])
-    overlapping = pd.concat([test, train[train["week"] == last]])
+    overlapping = attach_labelled_test(train, pd.concat([test, train[train["week"] == last]]))
     with pytest.raises(ValueError, match=rf"dates '{last}' are not after the training file"):
-        forecasting.prepare(attach_labelled_test(train, overlapping), FORECAST_SAMPLE_MAPPING,
-                            horizon=HORIZON)
+        forecasting.prepare(overlapping, FORECAST_SAMPLE_MAPPING, horizon=HORIZON)
+    # Validation says so before any run (the upload's mapping step).
+    (issue,) = [i for i in forecasting.validate(overlapping, FORECAST_SAMPLE_MAPPING,
+                                                DEMAND_FORECAST)
+                if i.code == "test_file_mismatch"]
+    assert f"'{last}'" in issue.message and issue.severity == "error"
     weeks = sorted(train["week"].unique())
     longer = attach_labelled_test(train[train["week"] < weeks[-4]],
                                   pd.concat([train[train["week"] >= weeks[-4]], test]))
@@ -180,6 +184,10 @@ def test_a_machine_in_both_files_is_refused_by_name():
     with pytest.raises(ValueError, match=r"1 units have rows in both the training and the "
                                          r"test file \('U002'\)"):
         rul.prepare(attach_labelled_test(train, both), RUL_SAMPLE_MAPPING, cap=125)
+    (issue,) = [i for i in rul.validate(attach_labelled_test(train, both), RUL_SAMPLE_MAPPING,
+                                        REMAINING_USEFUL_LIFE)
+                if i.code == "test_file_mismatch"]
+    assert "'U002'" in issue.message and issue.severity == "error"
 
 
 @pytest.mark.slow
@@ -205,3 +213,25 @@ def test_the_web_upload_takes_either_test_file_alone(client, analyst):
         assert response.status_code == 302, response.content.decode()[:2000]
         version = DatasetVersion.objects.get(dataset__problem=problem)
         assert [c.kind for c in version.companions.all()] == ["test_set"]
+
+
+def test_the_api_refuses_a_machine_in_both_files_at_the_mapping(api_client, analyst):
+    train, test = _machines()
+    client = api_client(analyst)
+    upload = client.post("/api/v1/datasets/", {
+        "vertical": "manufacturing", "problem": "remaining_useful_life",
+        "file": csv_upload(train.to_csv(index=False).encode(), "machines.csv")},
+        format="multipart")
+    assert upload.status_code == 201, upload.json()
+    version = upload.json()["id"]
+    both = pd.concat([test, train[train["unit"] == "U003"]])
+    attached = client.post(
+        f"/api/v1/dataset-versions/{version}/companions/",
+        {"kind": "test_set", "file": csv_upload(both.to_csv(index=False).encode(), "t.csv")},
+        format="multipart")
+    assert attached.status_code == 201, attached.json()
+    refused = client.post(f"/api/v1/dataset-versions/{version}/mapping/",
+                          {"target": "rul"}, format="json")
+    assert refused.status_code == 400
+    (error,) = [e for e in refused.json()["errors"] if e["code"] == "test_file_mismatch"]
+    assert "'U003'" in error["message"]
