@@ -67,6 +67,21 @@ def _command(tmp_path, admin, train, test, *, vertical, problem, extra=()):
     return body["run"]
 
 
+def _api_test_file(client, train, test, *, vertical, problem):
+    """Upload ``train`` through the API and attach ``test`` as its given test file; returns
+    the version id and the companion response."""
+    upload = client.post("/api/v1/datasets/", {
+        "vertical": vertical, "problem": problem,
+        "file": csv_upload(train.to_csv(index=False).encode(), "train.csv")},
+        format="multipart")
+    assert upload.status_code == 201, upload.json()
+    version = upload.json()["id"]
+    return version, client.post(
+        f"/api/v1/dataset-versions/{version}/companions/",
+        {"kind": "test_set", "file": csv_upload(test.to_csv(index=False).encode(), "t.csv")},
+        format="multipart")
+
+
 # --- forecasting ----------------------------------------------------------------------
 
 
@@ -126,16 +141,8 @@ def test_the_command_tests_a_forecast_on_the_given_file(tmp_path, admin):
 
 def test_the_api_takes_a_forecasting_test_file(api_client, analyst):
     train, test = _sales()
-    client = api_client(analyst)
-    upload = client.post("/api/v1/datasets/", {
-        "vertical": "retail", "problem": "demand_forecast",
-        "file": csv_upload(train.to_csv(index=False).encode(), "sales.csv")},
-        format="multipart")
-    assert upload.status_code == 201, upload.json()
-    response = client.post(
-        f"/api/v1/dataset-versions/{upload.json()['id']}/companions/",
-        {"kind": "test_set", "file": csv_upload(test.to_csv(index=False).encode(), "t.csv")},
-        format="multipart")
+    _, response = _api_test_file(api_client(analyst), train, test, vertical="retail",
+                                 problem="demand_forecast")
     assert response.status_code == 201, response.json()
 
 
@@ -218,17 +225,9 @@ def test_the_web_upload_takes_either_test_file_alone(client, analyst):
 def test_the_api_refuses_a_machine_in_both_files_at_the_mapping(api_client, analyst):
     train, test = _machines()
     client = api_client(analyst)
-    upload = client.post("/api/v1/datasets/", {
-        "vertical": "manufacturing", "problem": "remaining_useful_life",
-        "file": csv_upload(train.to_csv(index=False).encode(), "machines.csv")},
-        format="multipart")
-    assert upload.status_code == 201, upload.json()
-    version = upload.json()["id"]
-    both = pd.concat([test, train[train["unit"] == "U003"]])
-    attached = client.post(
-        f"/api/v1/dataset-versions/{version}/companions/",
-        {"kind": "test_set", "file": csv_upload(both.to_csv(index=False).encode(), "t.csv")},
-        format="multipart")
+    version, attached = _api_test_file(
+        client, train, pd.concat([test, train[train["unit"] == "U003"]]),
+        vertical="manufacturing", problem="remaining_useful_life")
     assert attached.status_code == 201, attached.json()
     refused = client.post(f"/api/v1/dataset-versions/{version}/mapping/",
                           {"target": "rul"}, format="json")
