@@ -93,16 +93,23 @@ def takes_test_set(spec: ProblemSpec) -> bool:
     return takes_labelled_test(spec) or needs_truth(spec)
 
 
-def attach_labelled(frame: pd.DataFrame, test_frame: pd.DataFrame, *, spec: ProblemSpec
-                    ) -> pd.DataFrame:
+def attach_labelled(frame: pd.DataFrame, test_frame: pd.DataFrame, *, spec: ProblemSpec,
+                    truth_may_follow: bool = False) -> pd.DataFrame:
     """``frame`` with a given test file that carries its own target, its rows marked as test
-    (:func:`ml_core.data.attach_labelled_test`). A remaining-useful-life test file that
-    lacks a column of the training file (its RUL) is cut series awaiting their true values
-    (:func:`attach_test`): ``frame`` is returned as it is until they come."""
+    (:func:`ml_core.data.attach_labelled_test`). ValueError when the test file lacks a
+    column of the training file. With ``truth_may_follow`` (files are still being added), a
+    remaining-useful-life test file that lacks one (its RUL) is cut series awaiting their
+    true values (:func:`attach_test`): ``frame`` is returned as it is until they come."""
     from ml_core.data import attach_labelled_test
 
     if needs_truth(spec) and not set(frame.columns) <= set(test_frame.columns):
-        return frame
+        if truth_may_follow:
+            return frame
+        try:
+            return attach_labelled_test(frame, test_frame)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; or give the test units' true remaining life "
+                             "(test_truth) with series cut before failure") from None
     return attach_labelled_test(frame, test_frame)
 
 

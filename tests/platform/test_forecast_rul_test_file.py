@@ -234,3 +234,19 @@ def test_the_api_refuses_a_machine_in_both_files_at_the_mapping(api_client, anal
     assert refused.status_code == 400
     (error,) = [e for e in refused.json()["errors"] if e["code"] == "test_file_mismatch"]
     assert "'U003'" in error["message"]
+
+
+def test_cut_series_without_their_true_values_are_refused_at_the_mapping(api_client, analyst):
+    train, test = _machines()
+    client = api_client(analyst)
+    # A test file without the RUL column: series cut before failure, whose true values may
+    # still follow, so attaching it is accepted; confirming the mapping without them is not.
+    version, attached = _api_test_file(client, train, test.drop(columns=["rul"]),
+                                       vertical="manufacturing",
+                                       problem="remaining_useful_life")
+    assert attached.status_code == 201, attached.json()
+    refused = client.post(f"/api/v1/dataset-versions/{version}/mapping/",
+                          {"target": "rul"}, format="json")
+    assert refused.status_code == 400
+    (error,) = [e for e in refused.json()["errors"] if e["code"] == "companion_mismatch"]
+    assert "no column 'rul'" in error["message"] and "test_truth" in error["message"]
