@@ -86,6 +86,41 @@ def attach_labelled_test(frame: pd.DataFrame, test_frame: pd.DataFrame) -> pd.Da
     return pd.concat([train_part, test_part], ignore_index=True)
 
 
+def given_test_rows(frame: pd.DataFrame) -> np.ndarray | None:
+    """Which rows of ``frame`` came from a given test file (:func:`attach_labelled_test`
+    marks them); None when it has none."""
+    if SPLIT_COLUMN not in frame.columns:
+        return None
+    marked = frame[SPLIT_COLUMN].astype(str).str.lower().eq(TEST_SPLIT).to_numpy()
+    return marked if marked.any() else None
+
+
+def listed(values: list, limit: int = 5) -> str:
+    """``values`` quoted for a message, the first ``limit`` of them."""
+    shown = ", ".join(repr(value) for value in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def given_test_units(frame: pd.DataFrame, column: str, *, noun: str = "units"
+                     ) -> frozenset[str] | None:
+    """The units (students, machines, ...) of a given test file's rows, as ``column`` names
+    them (text); None without one. The sequence families' split hooks take these as their
+    test part. ValueError naming the units that have rows in both files: a given test file
+    holds other units, so that the test measures the model on units it has never seen."""
+    marked = given_test_rows(frame)
+    if marked is None:
+        return None
+    names = frame[column].astype("object").map(str).to_numpy()
+    present = frame[column].notna().to_numpy()
+    tested, trained = set(names[marked & present]), set(names[~marked])
+    both = sorted(tested & trained)
+    if both:
+        raise ValueError(f"{len(both)} {noun} have rows in both the training and the test "
+                         f"file ({listed(both)}); a given test file holds other {noun}, "
+                         "so remove them from one of the files")
+    return frozenset(tested)
+
+
 def positive_label(target: pd.Series, mapping: ColumnMapping) -> str:
     """``mapping.positive_label`` when set, else the minority class of ``target``.
 

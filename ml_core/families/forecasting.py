@@ -16,6 +16,10 @@ Split by time, over the dates of the whole table: test = the last ``horizon`` pe
 validation = the ``horizon`` periods before, training = everything earlier (asserted:
 every test date is later than every training and validation date). Validation picks the
 epoch; the test forecasts start from the last validation period, as they would in use.
+**A given test file** (:func:`ml_core.data.attach_labelled_test`, a published split) holds
+the horizon's actuals for series of the training file: the test is exactly its periods and
+validation the ``horizon`` periods before them (:func:`given_test_periods` refuses unknown
+series and dates not after the training file's last one).
 
 Metrics: MAE, RMSE, WAPE, MASE (scaled by each series' in-sample seasonal-naive MAE; the
 season is inferred from the dates: 52 weekly, 7 daily, 12 monthly) against the naive and
@@ -34,7 +38,8 @@ import torch
 from torch import nn
 
 from ml_core import fairness, group_metrics
-from ml_core.families.base import MetricDeclaration, ModelFamily, register_family
+from ml_core.data import given_test_rows, listed
+from ml_core.families.base import MetricDeclaration, ModelFamily, Supports, register_family
 from ml_core.families.forecast_windows import (
     CovariateEncoding,
     Series,
@@ -95,6 +100,8 @@ class Prepared:
     encodings: tuple[CovariateEncoding, ...]
     merged_rows: int
     dropped_rows: int
+    # The periods of a given test file (the forecast horizon's actuals), sorted; None: none.
+    given_test: np.ndarray | None = None
 
 
 def covariate_columns(mapping: ColumnMapping) -> tuple[str, ...]:
@@ -129,6 +136,8 @@ def prepare(
     keep = times.notna().to_numpy()
     dropped = int((~keep).sum())
     frame, times = frame[keep], times[keep]
+    keys = series_keys(frame, mapping.role_columns("series"))
+    given_test = given_test_periods(frame, times=times, keys=keys)
     columns = covariate_columns(mapping)
     if encodings is None:
         encodings = tuple(CovariateEncoding.fit(c, frame[c]) for c in columns)
@@ -136,7 +145,7 @@ def prepare(
                   if encodings else np.zeros((len(frame), 0)))
     series, merged = split_series(
         frame=frame, times=times, target=frame[mapping.target],
-        keys=series_keys(frame, mapping.role_columns("series")), covariates=covariates,
+        keys=keys, covariates=covariates,
     )
     gaps = [np.diff(s.times) for s in series if len(s.times) > 1]
     if dated:
@@ -151,7 +160,34 @@ def prepare(
                           n_covariates=int(covariates.shape[1]), dated=dated)
     return Prepared(series=series, config=config, frequency=frequency, step_days=step,
                     date_format=fmt, encodings=encodings, merged_rows=merged,
-                    dropped_rows=dropped)
+                    dropped_rows=dropped, given_test=given_test)
+
+
+def given_test_periods(frame: pd.DataFrame, *, times: pd.Series, keys: pd.Series
+                       ) -> np.ndarray | None:
+    """The sorted periods of a given test file's rows (``ml_core.data.attach_labelled_test``
+    marks them): the actuals of the forecast horizon for series of the training file, as a
+    published forecasting split holds them. None without one. ValueError naming the series
+    the training file lacks (no history to forecast from) or the test dates that are not
+    later than the training file's last date (the test would overlap what was learnt)."""
+    marked = given_test_rows(frame)
+    if marked is None:
+        return None
+    unknown = sorted(set(keys[marked]) - set(keys[~marked]))
+    if unknown:
+        raise ValueError(f"the test file has series the training file lacks ({listed(unknown)})"
+                         "; a given test file holds the later periods of the training file's "
+                         "series")
+    tested, trained = times[marked].to_numpy(), times[~marked].to_numpy()
+    if not len(trained):
+        raise ValueError("the training file has no rows with a readable date")
+    last = trained.max()
+    overlap = np.unique(tested[tested <= last])
+    if len(overlap):
+        raise ValueError(f"the test file's dates {listed([_time_text(t) for t in overlap])} "
+                         f"are not after the training file's last date ({_time_text(last)}); "
+                         "a given test file holds the periods after the training data")
+    return np.unique(tested)
 
 
 def _raw_features(series: Series, origins: np.ndarray, steps: np.ndarray, *, scale: float,
@@ -191,8 +227,23 @@ class Block:
     steps: np.ndarray
 
 
-def _time_cutoffs(prepared: Prepared, horizon: int) -> tuple[np.ndarray, np.ndarray, object]:
+def _time_cutoffs(prepared: Prepared, horizon: int, given_test: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, object]:
     times = np.unique(np.concatenate([s.times for s in prepared.series]))
+    if given_test is not None:
+        if len(given_test) > horizon:
+            raise ValueError(
+                f"the test file covers {len(given_test)} periods, more than the forecast "
+                f"horizon ({horizon}): set the horizon to {len(given_test)} or give fewer "
+                "periods")
+        # Validation: the last horizon periods of the training file; test: the given ones.
+        times = times[times < given_test[0]]
+        needed = horizon + prepared.config.n_lags + 2
+        if len(times) < needed:
+            raise ValueError(f"the training file has {len(times)} distinct periods; "
+                             f"forecasting {horizon} ahead needs at least {needed} "
+                             "(training and validation windows) before the test file's")
+        return times[-horizon:], given_test, times[-horizon - 1]
     needed = 2 * horizon + prepared.config.n_lags + 2
     if len(times) < needed:
         raise ValueError(
@@ -263,11 +314,14 @@ class SplitData:
     skipped_series: list[str]
 
 
-def split_by_time(prepared: Prepared, *, horizon: int) -> SplitData:
+def split_by_time(prepared: Prepared, *, horizon: int,
+                  given_test: np.ndarray | None = None) -> SplitData:
     """Training windows end by the cutoff; validation and test forecast the next two
-    ``horizon``-period blocks. Feature standardisation and scales use training data only."""
+    ``horizon``-period blocks. With ``given_test`` (the periods of a given test file) the
+    test block is those periods and validation the ``horizon`` periods before them.
+    Feature standardisation and scales use training data only."""
     config = prepared.config
-    val_times, test_times, train_end = _time_cutoffs(prepared, horizon)
+    val_times, test_times, train_end = _time_cutoffs(prepared, horizon, given_test)
     train, val, test = (_empty_block(config) for _ in range(3))
     scales: dict[str, float] = {}
     train_covariates = [s.covariates[s.times <= train_end] for s in prepared.series]
@@ -320,7 +374,7 @@ def split_by_time(prepared: Prepared, *, horizon: int) -> SplitData:
     std = parts[0].features.std(axis=0)
     std = np.where(std > 1e-8, std, 1.0)
     summary = {
-        "method": "time",
+        "method": "time" if given_test is None else "given_test_file",
         "train": int(len(parts[0].target)), "val": int(len(parts[1].target)),
         "test": int(len(parts[2].target)),
         "unit": "forecast points (series x period x step)",
@@ -458,11 +512,12 @@ def _predictions(*, prepared: Prepared, block: Block, forecast: np.ndarray,
 def _notes(*, prepared: Prepared, data: SplitData, privacy: PrivacyConfig,
            mapping: ColumnMapping, fitted: FittedModule) -> list[str]:
     summary = data.summary
+    test_part = ("the given test file's periods" if summary["method"] == "given_test_file"
+                 else f"the last {summary['horizon']} periods of every series")
     notes = [
         f"Split by time: training up to {summary['train_end']}, validation from "
-        f"{summary['val_start']}, test {summary['test_start']} to {summary['test_end']} (the "
-        f"last {summary['horizon']} periods of every series). Every test date is later than "
-        "all training and validation data.",
+        f"{summary['val_start']}, test {summary['test_start']} to {summary['test_end']} "
+        f"({test_part}). Every test date is later than all training and validation data.",
         "Direct multi-horizon forecasting: one global model for all series predicts each "
         f"step 1..{summary['horizon']} ahead from the values known at the forecast origin "
         "(no recursion, so errors do not compound).",
@@ -522,7 +577,7 @@ class ForecastHooks(FamilyHooks):
     def prepare(self, inputs: RunInputs) -> RunData:
         horizon = int(inputs.train.horizon)
         prepared = prepare(inputs.frame, inputs.mapping, horizon=horizon)
-        data = split_by_time(prepared, horizon=horizon)
+        data = split_by_time(prepared, horizon=horizon, given_test=prepared.given_test)
         test = data.test
         groups = (_sensitive_groups(prepared, test, inputs.mapping, inputs.spec)
                   if inputs.mapping.sensitive else pd.DataFrame(index=range(len(test.target))))
@@ -688,7 +743,8 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
              ) -> list[ValidationIssue]:
     """Forecasting checks beyond the generic ones: the time role is mapped and parses,
     the target is numeric, covariates exist, enough periods for the horizon, and no
-    repeated (series, date) rows (a warning: they are summed)."""
+    repeated (series, date) rows (a warning: they are summed); a given test file's series
+    and dates fit the training file's (``test_file_mismatch``)."""
     issues: list[ValidationIssue] = []
     present = set(map(str, frame.columns))
     time_column = mapping.role("time")
@@ -724,6 +780,13 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
                 message=f"The target '{mapping.target}' must be numbers; "
                         f"{int(text.sum())} values are not.",
             ))
+    dated = times.notna().to_numpy()
+    try:
+        given_test_periods(frame[dated], times=times[dated],
+                           keys=series_keys(frame[dated], mapping.role_columns("series")))
+    except ValueError as exc:
+        issues.append(ValidationIssue(code="test_file_mismatch", column=time_column,
+                                      message=f"The given test file does not fit: {exc}."))
     horizon = spec.train.horizon
     periods = times.dropna().nunique()
     if periods < 2 * horizon + 10:
@@ -762,4 +825,7 @@ class ForecasterFamily(ModelFamily):
     )
     primary_metric = "mase"
     chart_kinds = ("forecast_vs_actual",)
+    # A given test file: the later periods of the training file's series
+    # (given_test_periods), tested on exactly those rows.
+    supports = Supports(labelled_test_file=True)
     implementation = __name__

@@ -44,7 +44,7 @@ from torch.utils.data import TensorDataset
 from ml_core import fairness, group_metrics
 from ml_core import privacy as dp
 from ml_core.artifacts import file_sha256
-from ml_core.data import SPLIT_COLUMN, TEST_SPLIT
+from ml_core.data import given_test_units
 from ml_core.families.base import MetricDeclaration, ModelFamily, Supports, register_family
 from ml_core.families.knowledge_tracing_data import (
     ResponseColumns,
@@ -355,23 +355,6 @@ class Prepared:
     plan: PrivatePlan | None = None  # a private run's preprocessing and SGD budget
 
 
-def given_test_students(frame: pd.DataFrame, student: str) -> frozenset[str] | None:
-    """The students of a given test file's rows (``ml_core.data.attach_labelled_test``
-    marks them), as the response table names them; None without one. ValueError when a
-    student has rows in both files: a student is tested on unseen learners' answers."""
-    if SPLIT_COLUMN not in frame.columns:
-        return None
-    marked = frame[SPLIT_COLUMN].astype(str).eq(TEST_SPLIT)
-    names = frame[student].astype("object").map(str)
-    tested, trained = set(names[marked & frame[student].notna()]), set(names[~marked])
-    both = sorted(tested & trained)
-    if both:
-        raise ValueError(f"{len(both)} students have answers in both the training and the "
-                         f"test file (e.g. {both[0]!r}); a given test file holds other "
-                         "students")
-    return frozenset(tested)
-
-
 def prepare(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
             train: TrainConfig, privacy: PrivacyConfig | None = None) -> Prepared:
     """Responses cleaned and merged, students split, skills indexed (training students;
@@ -381,7 +364,8 @@ def prepare(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec,
     table = responses.table
     split = split_students(list(table["student"].unique()), test_fraction=train.test_fraction,
                            val_fraction=train.val_fraction, seed=train.seed,
-                           given_test=given_test_students(frame, columns.student))
+                           given_test=given_test_units(frame, columns.student,
+                                                              noun="students"))
     train_rows = table[table["student"].isin(split.train)]
     plan = None
     if privacy is not None and privacy.enabled:
@@ -924,7 +908,7 @@ class _ResponseLogFamily(ModelFamily):
 
     required_roles = (ColumnRole.TARGET.value, ColumnRole.STUDENT.value,
                       ColumnRole.SKILL.value, ColumnRole.TIME.value)
-    # A given test file holds other students' answers (given_test_students).
+    # A given test file holds other students' answers (ml_core.data.given_test_units).
     supports = Supports(labelled_test_file=True)
 
     def validate(self, frame, mapping, spec):

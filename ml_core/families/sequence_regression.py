@@ -30,9 +30,12 @@ the seed (``train.test_fraction``, ``train.val_fraction`` of the units, at least
 every window of a test unit is judged. **A given test set**: a frame may carry a column
 ``__split__`` (:data:`SPLIT_COLUMN`) whose value ``"test"`` marks the rows of held-out
 units (truncated series, C-MAPSS ``test_FD00x``): those units form the test set and are
-judged on their **last** row only (the NASA protocol); the other units are split into
-training and validation. :func:`attach_test_set` builds such a frame from a training
-frame, a test frame and the true RUL per test unit (``RUL_FD00x``).
+judged on their **last** row only (the NASA protocol) when :func:`attach_test_set` built the
+frame from a training frame, a test frame and the true RUL per test unit (``RUL_FD00x``;
+such units are renamed ``test:...``), on **every** row when a labelled test file of whole
+held-out units came with its own RUL column or ran to failure
+(:func:`ml_core.data.attach_labelled_test`; a unit in both files is refused). The other
+units are split into training and validation.
 
 Model: :class:`ml_core.models.sequence_regressor.SequenceRegressor` (1-D CNN; Opacus-ready),
 trained on ``RUL / rul_cap - 0.5`` (a public centring, so that an untrained or heavily
@@ -69,6 +72,7 @@ import torch
 from torch import nn
 
 from ml_core import fairness, group_metrics
+from ml_core.data import SPLIT_COLUMN, TEST_SPLIT, given_test_units
 from ml_core.families.base import (
     MetricDeclaration,
     ModelFamily,
@@ -112,8 +116,6 @@ from ml_core.validation import ValidationIssue
 MODEL_FAMILY = "sequence_regressor"
 METRICS = ("rmse", "nasa_score", "mae")
 BASELINES = ("last_value", "mean_rul")
-SPLIT_COLUMN = "__split__"
-TEST_SPLIT = "test"
 # Test units are renamed so that C-MAPSS' test unit 1 is not training unit 1.
 TEST_UNIT_PREFIX = "test:"
 MIN_UNITS = 3
@@ -222,7 +224,7 @@ class Prepared:
     feature_columns: tuple[str, ...]
     target: np.ndarray  # capped RUL
     target_source: str  # "column" or "computed"
-    is_test: np.ndarray  # rows of a given test set
+    given_test: frozenset[str] | None  # the units of a given test set
     cap: float
 
 
@@ -261,12 +263,12 @@ def prepare(frame: pd.DataFrame, mapping: ColumnMapping, *, cap: float,
         else:
             raw = table.groupby("__unit")["__cycle"].transform("max").to_numpy() - cycles
         source = "computed"
-    is_test = (table[SPLIT_COLUMN].astype(str).str.lower() == TEST_SPLIT).to_numpy() \
-        if SPLIT_COLUMN in table.columns else np.zeros(n, bool)
+    given_test = given_test_units(table, "__unit", noun="units")
     return Prepared(
         frame=table.drop(columns=["__unit", "__cycle"]), units=units, cycles=cycles,
         positions=positions, starts=starts, features=features, feature_columns=tuple(columns),
-        target=np.minimum(raw, cap), target_source=source, is_test=is_test, cap=float(cap),
+        target=np.minimum(raw, cap), target_source=source, given_test=given_test,
+        cap=float(cap),
     )
 
 
@@ -361,14 +363,16 @@ class UnitSplit:
     summary: dict
 
 
-def split_by_unit(prepared: Prepared, train: TrainConfig) -> UnitSplit:
-    """Units drawn into training, validation and test with ``train.seed`` (or test = the
-    units of a given test set); see the module docstring."""
+def split_by_unit(prepared: Prepared, train: TrainConfig, *,
+                  given_test: frozenset[str] | None = None) -> UnitSplit:
+    """Units drawn into training, validation and test with ``train.seed``; with
+    ``given_test`` (the units of a given test set) those are the test part and the other
+    units are drawn into training and validation. See the module docstring."""
     all_units = np.array(sorted(set(prepared.units), key=_unit_sort_key), dtype=object)
     rng = np.random.default_rng(train.seed)
-    given = bool(prepared.is_test.any())
+    given = bool(given_test)
     if given:
-        test_units = np.array(sorted(set(prepared.units[prepared.is_test])), dtype=object)
+        test_units = np.array(sorted(given_test), dtype=object)
         rest = np.array([u for u in all_units if u not in set(test_units)], dtype=object)
         if len(rest) < 2:
             raise ValueError("need at least 2 training units besides the test set")
@@ -392,7 +396,10 @@ def split_by_unit(prepared: Prepared, train: TrainConfig) -> UnitSplit:
         return np.flatnonzero(np.isin(prepared.units, units))
 
     test_unit_rows = rows_of(test_units)
-    if given:
+    # Units attached with their true values at the last cycle (attach_test_set renames
+    # them) are judged there, as in the NASA protocol; a labelled test file's units on every
+    # row, each of which carries its own target.
+    if given and all(str(u).startswith(TEST_UNIT_PREFIX) for u in test_units):
         last = np.r_[prepared.units[1:] != prepared.units[:-1], True]
         test_rows = test_unit_rows[last[test_unit_rows]]
         evaluation = "last_cycle_per_unit"
@@ -552,9 +559,11 @@ def _notes(*, prepared: Prepared, split: UnitSplit, privacy: PrivacyConfig, trai
            mapping: ColumnMapping, fitted: FittedModule, dropped_text: list[str]) -> list[str]:
     s = split.summary
     if s["method"] == "given_test_set":
-        notes = [f"Split: the given test set ({s['test_units']} units, each judged on its "
-                 f"last cycle, as in the NASA benchmark); the other units were split into "
-                 f"{s['train_units']} for training and {s['val_units']} for validation."]
+        judged = ("each judged on its last cycle, as in the NASA benchmark"
+                  if s["evaluation"] == "last_cycle_per_unit" else "every row judged")
+        notes = [f"Split: the given test set ({s['test_units']} units, {judged}); the other "
+                 f"units were split into {s['train_units']} for training and "
+                 f"{s['val_units']} for validation."]
     else:
         notes = [f"Split by unit: {s['train_units']} units for training, {s['val_units']} "
                  f"for validation, {s['test_units']} for test; no unit has cycles on both "
@@ -618,7 +627,7 @@ class SequenceRegressorHooks(FamilyHooks):
         prepared = prepare(inputs.frame, inputs.mapping, cap=cap)
         if np.isnan(prepared.target).any():
             raise ValueError("the RUL target has missing or non-numeric values")
-        split = split_by_unit(prepared, train)
+        split = split_by_unit(prepared, train, given_test=prepared.given_test)
         plan = (_private_plan(inputs, prepared, n_units=len(set(prepared.units)))
                 if inputs.privacy.enabled else None)
         scaler = (Scaler.fit_private(prepared, split.train_rows, noise=plan.noise,
@@ -815,7 +824,8 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
     """RUL checks beyond the generic ones (which this family does not need for the target:
     it is optional). Errors: ``unit_required``/``cycle_required``, ``unknown_column``,
     ``cycle_not_numeric``, ``target_not_numeric``, ``negative_target``,
-    ``missing_target_values``, ``too_few_units``, ``no_features``. Warnings:
+    ``missing_target_values``, ``too_few_units``, ``no_features``, ``test_file_mismatch``
+    (a unit in both the training and a given test file). Warnings:
     ``duplicate_cycles``, ``target_computed``."""
     issues: list[ValidationIssue] = []
     present = set(map(str, frame.columns))
@@ -869,6 +879,11 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
             code="target_computed", severity="warning",
             message="No RUL column: RUL will be computed as last cycle - cycle per unit, "
                     "which assumes every unit ran until it failed."))
+    try:
+        given_test_units(frame, unit, noun="units")
+    except ValueError as exc:
+        issues.append(ValidationIssue(code="test_file_mismatch", column=unit,
+                                      message=f"The given test file does not fit: {exc}."))
     units = frame[unit].astype(str)
     n_units = units.nunique()
     if SPLIT_COLUMN not in present and n_units < MIN_UNITS:
@@ -912,7 +927,10 @@ class SequenceRegressorFamily(ModelFamily):
     )
     primary_metric = "rmse"
     chart_kinds = ("rul_curve",)
-    supports = Supports(test_file=True)
+    # A given test set: held-out units with true values at their last cycle
+    # (attach_test_set), or a labelled test file of other units (their own RUL column, or
+    # run to failure); a unit in both files is refused (ml_core.data.given_test_units).
+    supports = Supports(test_file=True, labelled_test_file=True)
     implementation = __name__
     artifact_public = frozenset({"feature_columns", "window", "rul_cap", "target_source",
                                  "target_offset",

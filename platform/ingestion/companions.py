@@ -5,9 +5,10 @@ Two kinds of second file exist because users' data come that way:
 * **attributes**: one row per user or student (sex, age band, ...), kept apart from the
   interactions or responses. Joined on the main table's ``user`` or ``student`` column, so
   the attributes become columns the analyst can map as sensitive (or exclude).
-* **a given test set**: for tabular problems a file with the training file's columns,
-  target included (a published benchmark split), marked by
-  :func:`ml_core.data.attach_labelled_test`; for remaining useful life held-out
+* **a given test set**: a file with the training file's columns, target included (a
+  published benchmark split: other rows, students or machines, or a forecast's later
+  periods), marked by :func:`ml_core.data.attach_labelled_test`; for remaining useful life
+  also held-out
   run-to-failure series such as C-MAPSS ``test_FD001.txt`` with their true values
   (``RUL_FD001.txt``), which the family's ``attach_test_set`` combines. Either way the
   test rows are the given ones, not a random draw.
@@ -90,6 +91,26 @@ def needs_truth(spec: ProblemSpec) -> bool:
 def takes_test_set(spec: ProblemSpec) -> bool:
     """Whether ``spec``'s family takes a given test set of either kind."""
     return takes_labelled_test(spec) or needs_truth(spec)
+
+
+def attach_labelled(frame: pd.DataFrame, test_frame: pd.DataFrame, *, spec: ProblemSpec,
+                    truth_may_follow: bool = False) -> pd.DataFrame:
+    """``frame`` with a given test file that carries its own target, its rows marked as test
+    (:func:`ml_core.data.attach_labelled_test`). ValueError when the test file lacks a
+    column of the training file. With ``truth_may_follow`` (files are still being added), a
+    remaining-useful-life test file that lacks one (its RUL) is cut series awaiting their
+    true values (:func:`attach_test`): ``frame`` is returned as it is until they come."""
+    from ml_core.data import attach_labelled_test
+
+    if needs_truth(spec) and not set(frame.columns) <= set(test_frame.columns):
+        if truth_may_follow:
+            return frame
+        try:
+            return attach_labelled_test(frame, test_frame)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; or give the test units' true remaining life "
+                             "(test_truth) with series cut before failure") from None
+    return attach_labelled_test(frame, test_frame)
 
 
 def attributes_key(columns: list[str], preferred: str | None) -> str:

@@ -120,20 +120,23 @@ class UploadForm(forms.Form):
         if companions.needs_truth(spec):
             self.fields["test_file"] = forms.FileField(
                 required=False, label="Given test set (optional)",
-                help_text="Held-out series of other units, cut before failure "
-                          "(e.g. C-MAPSS test_FD001.txt), judged on their last cycle.")
+                help_text="Whole series of other units with their remaining life column "
+                          "(or run to failure), every row judged; or series cut before "
+                          "failure (e.g. C-MAPSS test_FD001.txt) with their true values "
+                          "below, judged on their last cycle.")
             self.fields["test_truth"] = forms.FileField(
-                required=False, label="True remaining life of the test units",
+                required=False, label="True remaining life of the test units (optional)",
                 help_text="One number per test unit in unit order (e.g. RUL_FD001.txt), or "
                           "two columns: unit, remaining life.")
-            self.companion_names += ["test_file", "test_truth"]
+            if "test_file" not in self.companion_names:
+                self.companion_names.append("test_file")
+            self.companion_names.append("test_truth")
 
     def clean(self):
         cleaned = super().clean()
-        if "test_truth" in self.fields and \
-                bool(cleaned.get("test_file")) != bool(cleaned.get("test_truth")):
+        if cleaned.get("test_truth") and not cleaned.get("test_file"):
             raise forms.ValidationError(
-                "A given test set needs both files: the test series and their true values.")
+                "True values belong to a given test set: add the test series too.")
         return cleaned
 
     def companion_fields(self):

@@ -311,10 +311,11 @@ def complete_mapping(
 
 
 def _with_test_target(mapping: ColumnMapping, version: DatasetVersion) -> ColumnMapping:
-    """A given test set fills a target column: name it when the mapping names none."""
+    """A given test set with true values fills a target column: name it when the mapping
+    names none."""
     spec = problem_spec(version.dataset.vertical, version.dataset.problem)
     if mapping.target or not companions.needs_truth(spec) or not version.companions.filter(
-            kind=CompanionFile.Kind.TEST_SET).exists():
+            kind=CompanionFile.Kind.TEST_TRUTH).exists():
         return mapping
     return replace(mapping, target=companions.DEFAULT_TEST_TARGET)
 
@@ -400,14 +401,17 @@ def _read_stored(stored_path: str, options: dict | None, spec: ProblemSpec | Non
     return frame
 
 
-def load_frame(version: DatasetVersion, *, mapping: ColumnMapping | None = None) -> pd.DataFrame:
+def load_frame(version: DatasetVersion, *, mapping: ColumnMapping | None = None,
+               files_pending: bool = False) -> pd.DataFrame:
     """Re-read a stored version exactly as it was read at upload, with its companion files.
 
     Attributes are joined on the mapping's user or student (or unit) column; a given test
     set with its true values is attached by the problem's family (rows marked as test).
     ``mapping`` defaults to the confirmed one, else the suggested one. ValueError when the
     companions do not fit the mapping (a test set without unit and cycle columns, true
-    values for another number of units).
+    values for another number of units, a test file without the training file's columns).
+    ``files_pending``: more files may still come, so series cut before failure wait for
+    their true values instead of being refused.
     """
     spec = problem_spec(version.dataset.vertical, version.dataset.problem)
     frame = _read_stored(version.stored_path, version.read_options, spec)
@@ -435,10 +439,9 @@ def load_frame(version: DatasetVersion, *, mapping: ColumnMapping | None = None)
             frame, _read_stored(test_set.stored_path, test_set.read_options),
             _read_stored(truth.stored_path, truth.read_options), mapping=mapping, spec=spec)
     elif test_set is not None and companions.takes_labelled_test(spec):
-        from ml_core.data import attach_labelled_test
-
-        frame = attach_labelled_test(
-            frame, _read_stored(test_set.stored_path, test_set.read_options))
+        frame = companions.attach_labelled(
+            frame, _read_stored(test_set.stored_path, test_set.read_options), spec=spec,
+            truth_may_follow=files_pending)
     return frame
 
 
@@ -544,7 +547,7 @@ def attach_companion(
             key_column=key, uploaded_by=user,
         )
         try:
-            frame = load_frame(version)
+            frame = load_frame(version, files_pending=True)
         except ValueError as exc:  # raised inside atomic(): the companion row is rolled back
             message = f"{filename} does not fit the uploaded table: {exc}"
             raise UploadError(message, [{"code": "companion_mismatch",

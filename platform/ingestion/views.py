@@ -89,7 +89,7 @@ def _column_rows(version: DatasetVersion) -> list[dict]:
     frame = None
     if version.size_bytes <= SAMPLE_READ_MAX_BYTES:
         try:
-            frame = services.load_frame(version)
+            frame = services.load_frame(version, files_pending=True)
         except Exception:  # samples are a convenience: the mapping works without them
             frame = None
     rows = []

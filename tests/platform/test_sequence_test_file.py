@@ -10,9 +10,9 @@ import json
 import pytest
 from django.core.management import call_command
 
-from ml_core.data import attach_labelled_test
+from ml_core.data import attach_labelled_test, given_test_units
 from ml_core.families import get_family
-from ml_core.families.knowledge_tracing import given_test_students, prepare
+from ml_core.families.knowledge_tracing import prepare
 from verticals.registry import get_problem
 
 pytestmark = pytest.mark.django_db
@@ -32,7 +32,7 @@ def _files(n_students: int = 60, seed: int = 0):
 def test_the_given_students_are_the_test_part():
     train, test, tested, student = _files()
     combined = attach_labelled_test(train, test)
-    assert given_test_students(combined, student) == tested
+    assert given_test_units(combined, student) == tested
     prepared = prepare(combined, PROBLEM.sample_mapping, PROBLEM.spec, PROBLEM.spec.train)
     assert set(prepared.split.test) == tested
     assert not tested & (set(prepared.split.train) | set(prepared.split.val))
@@ -46,7 +46,7 @@ def test_a_student_in_both_files_is_refused():
     overlap = train[train[student].astype(str) == sorted(set(train[student].astype(str)))[0]]
     combined = attach_labelled_test(train, test.assign(**{student: overlap[student].iloc[0]}))
     with pytest.raises(ValueError, match="both the training and the test file"):
-        given_test_students(combined, student)
+        given_test_units(combined, student)
 
 
 @pytest.mark.slow

@@ -17,9 +17,10 @@ sensitive and exclude repeat. Roles not given keep the suggested mapping (from t
 column-name hints); excluded columns add to the suggested ones (which hold, e.g., the
 columns that leak the target). ``--attributes`` joins a per-user or per-student table on
 that key before validation, so its columns can be mapped as sensitive; ``--test-file`` gives
-a held-out test set: for tabular problems a file with the same columns, target included; for
-remaining useful life with ``--test-truth`` (the true values); refused by problems whose
-test split comes from the data. ``--catalogue`` (recommendation) declares the item
+a held-out test set with the same columns, target included (forecasting: the later periods
+of the same series; sequence problems: other students or units); for remaining useful life
+also held-out series cut before failure with ``--test-truth`` (the true values); refused by
+problems whose test split comes from the data. ``--catalogue`` (recommendation) declares the item
 catalogue public: one item id per row (e.g. a products or restaurants table; the column named
 like the item column, else the first); the model's items are then the catalogue's, with no
 privacy budget spent on them, and interactions on other items are dropped.
@@ -56,7 +57,6 @@ from django.db import transaction
 from django.utils.text import slugify
 
 from accounts.models import Membership, Organisation, Role
-from ingestion import companions
 from ingestion.image_uploads import with_labels
 from ingestion.models import CompanionFile, DatasetVersion
 from ingestion.services import (
@@ -128,7 +128,7 @@ class Command(BaseCommand):
                             help="per-user or per-student attributes, joined on that key")
         parser.add_argument("--test-file", dest="test_file", type=Path, default=None,
                             help="a given test set: the same columns, target included "
-                                 "(remaining useful life: with --test-truth)")
+                                 "(remaining useful life: or cut series with --test-truth)")
         parser.add_argument("--test-truth", dest="test_truth", type=Path, default=None,
                             help="true values for --test-file, one per test unit")
         parser.add_argument("--catalogue", type=Path, default=None,
@@ -295,11 +295,6 @@ class Command(BaseCommand):
         if options["test_truth"] is not None and options["test_file"] is None:
             raise _refused("--test-truth needs --test-file: the true values belong to a "
                            "given test set")
-        spec = get_problem(version.dataset.vertical, version.dataset.problem).spec
-        if options["test_file"] is not None and options["test_truth"] is None \
-                and companions.needs_truth(spec):
-            raise _refused("--test-file needs --test-truth: the true remaining life of each "
-                           "test unit at its last cycle")
         files = ((CompanionFile.Kind.ATTRIBUTES, options["attributes"]),
                  (CompanionFile.Kind.TEST_SET, options["test_file"]),
                  (CompanionFile.Kind.TEST_TRUTH, options["test_truth"]),
