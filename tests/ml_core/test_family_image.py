@@ -109,3 +109,23 @@ def test_the_saved_model_reloads_and_scores_the_same(private_run) -> None:
     assert (scored["y_pred"] == expected["y_pred"]).all()
     columns = [f"prob_{c}" for c in CLASSES]
     assert np.allclose(scored[columns].to_numpy(), expected[columns].to_numpy(), atol=1e-5)
+
+
+def test_the_twin_fine_tunes_one_block_more_than_the_private_model(tmp_path, monkeypatch):
+    """The non-private twin fine-tunes further (issue 17): one more block, and augmented
+    views; the private model trains the default part, from the same single extraction."""
+    from ml_core.families.image import family
+
+    trained: dict[str, tuple[int, int]] = {}
+    real_fit = family.fit
+
+    def recording_fit(**kwargs):
+        fitted = real_fit(**kwargs)
+        trained[kwargs["stage"]] = (kwargs["trainable_blocks"], len(fitted.module.blocks))
+        return fitted
+
+    monkeypatch.setattr(family, "fit", recording_fit)
+    run(frame=image_frame(14, seed=3), mapping=MAPPING, spec=SPEC,
+        privacy=PrivacyConfig(enabled=True, target_epsilon=8.0), artifact_dir=tmp_path)
+    blocks = family.TRAINABLE_BLOCKS
+    assert trained == {"training": (blocks, blocks), "training_twin": (blocks + 1, blocks + 1)}

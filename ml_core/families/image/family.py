@@ -41,6 +41,7 @@ from ml_core.checkpoints import checkpoint_path
 from ml_core.families.image import report
 from ml_core.families.image.archive import PATH_COLUMN
 from ml_core.families.image.backbone import (
+    MAX_TRAINABLE_BLOCKS,
     MODEL_NAME,
     ImageTop,
     Trunk,
@@ -285,12 +286,20 @@ def run(
     backbone = load_backbone(pretrained=pretrained)
     trunk = Trunk(backbone)
     upto = first_trainable(backbone, trainable_blocks)
+    # The non-private twin fine-tunes further: one block more than the private model (and
+    # augmented views). Extraction stops at the twin's cut; the private model's inputs are
+    # those carried through the one frozen block between.
+    twin_blocks = (min(trainable_blocks + 1, MAX_TRAINABLE_BLOCKS) if privacy.enabled
+                   else trainable_blocks)
+    twin_upto = first_trainable(backbone, twin_blocks)
 
     report_stage(progress, "extracting_features", train.epochs)
     features = extract(trunk, prepared, augment_rows=split.train, views=AUGMENT_VIEWS,
-                       seed=train.seed, upto=upto, cache_dir=feature_cache,
+                       seed=train.seed, upto=twin_upto, cache_dir=feature_cache,
                        backbone=backbone_identity(pretrained=pretrained))
-    pooled = pooled_features(backbone, features.rows, trainable_blocks=trainable_blocks)
+    rows = (features.rows if twin_upto == upto
+            else advance(trunk, features.rows, twin_upto, upto))
+    pooled = pooled_features(backbone, rows, trainable_blocks=trainable_blocks)
 
     report_stage(progress, "baseline", train.epochs)
     references = reference_predictions(pooled=pooled.numpy(), labels=labels, split=split,
@@ -299,10 +308,11 @@ def run(
     reference_metrics = {name: report.classification_metrics(y_test, predicted, n_classes)
                          for name, predicted in references.items()}
 
-    common = {"backbone": backbone, "val_inputs": features.rows[split.val],
-              "val_labels": labels[split.val], "n_classes": n_classes, "train": train,
-              "progress": progress, "should_stop": should_stop,
-              "checkpoint_dir": checkpoint_dir, "trainable_blocks": trainable_blocks}
+    common = {"backbone": backbone, "val_labels": labels[split.val], "n_classes": n_classes,
+              "train": train, "progress": progress, "should_stop": should_stop,
+              "checkpoint_dir": checkpoint_dir}
+    at_model_cut = {"val_inputs": rows[split.val], "trainable_blocks": trainable_blocks}
+    at_twin_cut = {"val_inputs": features.rows[split.val], "trainable_blocks": twin_blocks}
     augmented_inputs = torch.cat([features.rows[split.train], features.views])
     augmented_labels = np.concatenate([labels[split.train], labels[features.view_rows]])
     twin = None
@@ -313,22 +323,23 @@ def run(
         sgd = plan.sgd_for(n_units=(len(set(train_persons)) if train_persons is not None
                                     else len(split.train)), train=train)
         main = plan.charged(
-            lambda sgd: fit(inputs=features.rows[split.train], labels=labels[split.train],
-                            privacy=sgd, stage="training", persons=train_persons, **common),
+            lambda sgd: fit(inputs=rows[split.train], labels=labels[split.train],
+                            privacy=sgd, stage="training", persons=train_persons,
+                            **common, **at_model_cut),
             sgd=sgd, spec=spec, mapping=mapping)
         # A cancel from here on (the twin, the audit) reports what the model spent.
         cancellation.record_spent(main.privacy)
         try:
             twin = fit(inputs=augmented_inputs, labels=augmented_labels, privacy=None,
-                       stage="training_twin", **common)
+                       stage="training_twin", **common, **at_twin_cut)
         except TrainingCancelled as cancelled:
             raise TrainingCancelled(privacy=main.privacy) from cancelled
     else:
         main = fit(inputs=augmented_inputs, labels=augmented_labels, privacy=None,
-                   stage="training", **common)
+                   stage="training", **common, **at_twin_cut)
 
     report_stage(progress, "auditing", train.epochs)
-    probabilities = predict_probabilities(main.module, features.rows[split.test])
+    probabilities = predict_probabilities(main.module, rows[split.test])
     predicted = probabilities.argmax(axis=1)
     metrics = report.classification_metrics(y_test, predicted, n_classes)
     test_frame = frame.iloc[split.test]
@@ -352,7 +363,7 @@ def run(
             probabilities=probabilities, y_true=y_test, blobs=test_blobs, row_ids=test_ids,
             classes=classes),
         "saliency": report.saliency_maps(
-            top=main.module, features=features.rows[split.test], rows=np.arange(len(y_test)),
+            top=main.module, features=rows[split.test], rows=np.arange(len(y_test)),
             y_true=y_test, blobs=test_blobs, row_ids=test_ids, classes=classes),
     }
 
@@ -390,7 +401,7 @@ def run(
         task_type=spec.task_type.value,
         charts=json_ready(charts),
         notes=_notes(privacy=privacy, split=split, main=main, mapping=mapping,
-                     trainable_blocks=trainable_blocks),
+                     trainable_blocks=trainable_blocks, twin_blocks=twin_blocks),
     )
 
 
@@ -419,7 +430,7 @@ def _private_plan(*, privacy: PrivacyConfig, unit_column: str | None,
 
 
 def _notes(*, privacy: PrivacyConfig, split: Split, main: FittedModule,
-           mapping: ColumnMapping, trainable_blocks: int) -> list[str]:
+           mapping: ColumnMapping, trainable_blocks: int, twin_blocks: int) -> list[str]:
     s = split.summary
     notes = [*privacy_notes(main.privacy),
              f"Stratified split by image: {s['train']} images for training, {s['val']} for "
@@ -442,7 +453,8 @@ def _notes(*, privacy: PrivacyConfig, split: Split, main: FittedModule,
                      "data-dependent in the model (the fine-tuned layers) comes from DP-SGD; "
                      "the rest is the pretrained network's; the "
                      "class names are taken as declared by the analyst. The non-private twin "
-                     f"also trains on {AUGMENT_VIEWS} augmented views per image.")
+                     f"fine-tunes {_trained_part(twin_blocks)} and also trains on "
+                     f"{AUGMENT_VIEWS} augmented views per image.")
     else:
         notes.append(f"Trained on the images plus {AUGMENT_VIEWS} augmented views of each "
                      "(flips, 90-degree rotations, small crops, brightness).")
