@@ -285,9 +285,11 @@ def audit_tabular(
     audited = with_canaries(split, planted)
     # The audit's training asks the caller's cancel check (ml_core.cancellation) before
     # every step, as a run's training does; its noise search asks it too.
+    # The model as a private run releases it: its last DP-SGD step, never an epoch chosen
+    # on validation rows (which could pick an early epoch that memorised little).
     trained = train_model(split=audited, train=train, privacy=privacy,
                           primary_metric=primary_metric, stage="privacy_audit",
-                          should_stop=cancellation.requested)
+                          should_stop=cancellation.requested, select_on_validation=False)
     cancellation.check(trained.privacy)
     report = trained.privacy
     delta = (float(report["delta"]) if report.get("delta") is not None

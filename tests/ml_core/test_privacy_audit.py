@@ -101,8 +101,7 @@ def test_private_training_stays_below_its_claimed_epsilon() -> None:
 def test_a_broken_configuration_is_caught() -> None:
     # No clipping and no noise (plain training), many epochs, little data: the model
     # memorises its canaries. Claimed as epsilon 1, the audit proves it leaks more.
-    # (Training keeps its best-validation epoch; on other seeds that can be an early epoch
-    # that memorised little, and the audit then rightly finds less: seeded here.)
+    # (The audit trains the model as a run releases it, its last epoch: seeded here.)
     frame, mapping = _tabular(200)
     train = TrainConfig(epochs=100, batch_size=32, learning_rate=1e-3, patience=1000, seed=2)
     split = encode_and_split(frame, mapping, train)
