@@ -21,6 +21,20 @@ the horizon's actuals for series of the training file: the test is exactly its p
 validation the ``horizon`` periods before them (:func:`given_test_periods` refuses unknown
 series and dates not after the training file's last one).
 
+Privacy. The unit is one series (a store-department history), or the mapped
+``privacy_unit`` column's value (a customer holding several series). A private run samples
+units, not windows, at the accountant's rate, one window of a drawn unit per step
+(:class:`ml_core.sampling.PersonExamples`), clipped as the unit's whole contribution, and
+releases the last epoch's weights. Its model holds nothing per series: no series embedding,
+and every window is divided by its own recent level (:func:`window_scales`, recomputed from
+the series' history when forecasting) instead of a fitted per-series scale; numeric
+covariates are centred and scaled by DP medians and interquartile scales
+(:func:`ml_core.private_statistics.private_two_stage`), a categorical covariate's levels
+come from a noisy thresholded histogram, all charged to the run's one composed epsilon
+(:class:`ml_core.person_privacy.PrivatePlan`). The split stays by time: what is protected
+is each series' training history; its validation and test periods (its last ones) are the
+curator's evaluation. The non-private twin keeps the embeddings (it is not released).
+
 Metrics: MAE, RMSE, WAPE, MASE (scaled by each series' in-sample seasonal-naive MAE; the
 season is inferred from the dates: 52 weekly, 7 daily, 12 monthly) against the naive and
 seasonal-naive forecasts; the better one by the primary metric is the baseline.
