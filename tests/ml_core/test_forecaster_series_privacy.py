@@ -17,8 +17,7 @@ import pytest
 from ml_core.families import forecasting
 from ml_core.person_privacy import person_batch_size
 from ml_core.sampling import PersonExamples
-from ml_core.spec import PrivacyConfig
-from tests.ml_core.test_person_privacy_sequences import private_plans
+from tests.ml_core.test_person_privacy_sequences import run_privately
 from tests.support.person_accounting import assert_composed_epsilon
 from verticals.retail.demo_data import weekly_sales
 from verticals.retail.vertical import DEMAND_FORECAST, FORECAST_SAMPLE_MAPPING
@@ -33,13 +32,10 @@ N_SERIES = 40
 @pytest.fixture(scope="module")
 def private_forecast(tmp_path_factory):
     frame = weekly_sales(N_SERIES * 120, 0)  # 40 series of 120 weeks: many windows each
-    captured: list = []
-    with private_plans(captured):
-        result = forecasting.run(frame=frame, mapping=FORECAST_SAMPLE_MAPPING,
-                                 spec=DEMAND_FORECAST, train=TRAIN,
-                                 privacy=PrivacyConfig(enabled=True, target_epsilon=3.0),
-                                 artifact_dir=tmp_path_factory.mktemp("forecast"))
-    return frame, result, captured[0]
+    result, plan = run_privately(forecasting.run, frame=frame,
+                                 mapping=FORECAST_SAMPLE_MAPPING, spec=DEMAND_FORECAST,
+                                 train=TRAIN, artifact_dir=tmp_path_factory.mktemp("forecast"))
+    return frame, result, plan
 
 
 def test_series_not_windows_are_sampled_one_window_each(private_forecast):
@@ -110,11 +106,8 @@ def test_a_mapped_privacy_unit_groups_series(tmp_path):
     mapping = dataclasses.replace(FORECAST_SAMPLE_MAPPING,
                                   roles=(*FORECAST_SAMPLE_MAPPING.roles,
                                          ("privacy_unit", "owner")))
-    captured: list = []
-    with private_plans(captured):
-        forecasting.run(frame=frame, mapping=mapping, spec=DEMAND_FORECAST,
-                        train=dataclasses.replace(TRAIN, epochs=1),
-                        privacy=PrivacyConfig(enabled=True, target_epsilon=3.0),
-                        artifact_dir=tmp_path)
+    _, plan = run_privately(forecasting.run, frame=frame, mapping=mapping,
+                            spec=DEMAND_FORECAST, train=dataclasses.replace(TRAIN, epochs=1),
+                            artifact_dir=tmp_path)
     owners = frame.groupby(["store", "item"])["owner"].first()
-    assert len(captured[0].dataset) == owners.nunique() < len(owners)
+    assert len(plan.dataset) == owners.nunique() < len(owners)
