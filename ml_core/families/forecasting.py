@@ -100,6 +100,7 @@ from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
     PrivacyConfig,
+    PrivacyUnit,
     ProblemSpec,
     TaskType,
     TrainConfig,
@@ -732,7 +733,8 @@ class ForecastHooks(FamilyHooks):
             return Fitted.of(fitted, model=fitted.module)
 
         sgd = plan.sgd_for(n_units=n_units, train=train)
-        return plan.charged(fit, sgd=sgd, spec=inputs.spec, mapping=inputs.mapping)
+        return plan.charged(fit, sgd=sgd, spec=_unit_spec(inputs.spec, inputs.mapping),
+                            mapping=inputs.mapping)
 
     def evaluate(self, inputs: RunInputs, prepared: RunData, fitted: Fitted) -> Evaluation:
         test = prepared.data.test
@@ -803,6 +805,29 @@ CURATOR_ONLY = ("the naive and seasonal-naive baselines", "the non-private twin 
                 "test metrics (each series' last periods)")
 
 
+@dataclass(frozen=True)
+class SeriesUnit(PrivacyUnit):
+    """The forecaster's unit as the report states it: a series is named by all its series
+    columns together (store and department), or the mapped ``privacy_unit`` column."""
+
+    def describe(self, mapping: ColumnMapping) -> dict:
+        described = super().describe(mapping)
+        columns = mapping.role_columns(self.role)
+        if len(columns) > 1:
+            named = " and ".join(repr(column) for column in columns)
+            described["text"] = f"one {self.name} (all rows sharing values of {named})"
+        return described
+
+
+def _unit_spec(spec: ProblemSpec, mapping: ColumnMapping) -> ProblemSpec:
+    """``spec`` whose privacy unit is what a private run samples (:func:`_unit_values`)."""
+    unit = spec.privacy_unit
+    if mapping.role("privacy_unit") is not None:
+        return replace(spec, privacy_unit=SeriesUnit("person", role="privacy_unit",
+                                                     note=unit.note))
+    return replace(spec, privacy_unit=SeriesUnit(unit.name, role=unit.role, note=unit.note))
+
+
 def _unit_values(frame: pd.DataFrame, mapping: ColumnMapping) -> pd.Series:
     """The privacy unit of each row: the mapped ``privacy_unit`` column, else its series."""
     column = mapping.role("privacy_unit")
@@ -831,7 +856,8 @@ def _private_plan(inputs: RunInputs) -> tuple[PrivatePlan, tuple[CovariateEncodi
     n_categorical = len(kinds) - n_numeric
     max_rows = int(privacy.max_rows_per_person)
     plan = PrivatePlan.for_units(
-        privacy=privacy, unit_column=inputs.spec.privacy_unit.column(mapping),
+        privacy=privacy,
+        unit_column=_unit_spec(inputs.spec, mapping).privacy_unit.column(mapping),
         n_units=n_units, n_histograms=REFINED_HISTOGRAMS * n_numeric + n_categorical,
         n_categorical=n_categorical, max_rows=max_rows, released=RELEASED, public=PUBLIC,
         curator_only=CURATOR_ONLY, examples_per_step=1,

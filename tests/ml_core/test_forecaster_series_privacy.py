@@ -53,6 +53,7 @@ def test_series_epsilon_matches_an_independent_accountant(private_forecast):
     _, result, _ = private_forecast
     privacy = result.privacy
     assert privacy["unit"]["name"] == "series"
+    assert "'store' and 'item'" in privacy["unit"]["text"]  # the series, not the store
     assert privacy["contribution_bound"]["max_rows_per_person"] == 1
     assert [stage["stage"] for stage in privacy["stages"]] == ["preprocessing", "sgd"]
     # Two histograms per numeric covariate (price, promo, holiday), one Gaussian over all.
@@ -106,8 +107,9 @@ def test_a_mapped_privacy_unit_groups_series(tmp_path):
     mapping = dataclasses.replace(FORECAST_SAMPLE_MAPPING,
                                   roles=(*FORECAST_SAMPLE_MAPPING.roles,
                                          ("privacy_unit", "owner")))
-    _, plan = run_privately(forecasting.run, frame=frame, mapping=mapping,
+    result, plan = run_privately(forecasting.run, frame=frame, mapping=mapping,
                             spec=DEMAND_FORECAST, train=dataclasses.replace(TRAIN, epochs=1),
                             artifact_dir=tmp_path)
     owners = frame.groupby(["store", "item"])["owner"].first()
     assert len(plan.dataset) == owners.nunique() < len(owners)
+    assert result.privacy["unit"]["column"] == "owner"
