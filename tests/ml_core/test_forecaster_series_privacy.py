@@ -113,3 +113,25 @@ def test_a_mapped_privacy_unit_groups_series(tmp_path):
     owners = frame.groupby(["store", "item"])["owner"].first()
     assert len(plan.dataset) == owners.nunique() < len(owners)
     assert result.privacy["unit"]["column"] == "owner"
+
+
+def test_a_categorical_covariate_releases_only_levels_many_series_hold(tmp_path):
+    """A level held by one series (a canary) stays out of the released levels; a level
+    every series holds clears the noisy threshold. Non-private runs keep every level."""
+    # 160 series (the threshold at epsilon 3 is about 75 series), their last 40 weeks.
+    frame = weekly_sales(160 * 120, 2)
+    frame = frame[frame["week"] >= sorted(frame["week"].unique())[-40]]
+    frame["event"] = np.where(frame["promo"] == 1, "sale", "none")
+    first = frame["store"].eq(frame["store"].iloc[0]) & frame["item"].eq(frame["item"].iloc[0])
+    frame.loc[first & (frame["promo"] == 0), "event"] = "canary"
+    mapping = dataclasses.replace(FORECAST_SAMPLE_MAPPING,
+                                  roles=(*FORECAST_SAMPLE_MAPPING.roles, ("covariate", "event")))
+    result, _ = run_privately(forecasting.run, frame=frame, mapping=mapping,
+                              spec=DEMAND_FORECAST, train=dataclasses.replace(TRAIN, epochs=1),
+                              artifact_dir=tmp_path)
+    levels = {c["column"]: c["levels"] for c in
+              forecasting.load(result.artifact_path).metadata["covariates"]}
+    assert "none" in levels["event"] and "canary" not in levels["event"]
+    assert result.privacy["stages"][0]["n_histograms"] == 2 * 3 + 1
+    prepared = forecasting.prepare(frame, mapping, horizon=HORIZON)
+    assert "canary" in {e.column: e.levels for e in prepared.encodings}["event"]
