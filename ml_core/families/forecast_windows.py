@@ -169,6 +169,18 @@ class WindowConfig:
         # availability flag, calendar, covariates, one-hot step
         return self.n_lags + 4 + 4 + 4 + self.n_covariates + self.horizon
 
+    @property
+    def n_value_features(self) -> int:
+        """The leading features read from the series' values (lags, rolling means, seasonal
+        values): linear in them, so dividing the values by a scale divides these."""
+        return self.n_lags + 4 + 3
+
+    @property
+    def covariate_offset(self) -> int:
+        """Where the covariates start: after the values, the availability flag, the
+        calendar."""
+        return self.n_value_features + 1 + 4
+
     def to_dict(self) -> dict:
         return {"horizon": self.horizon, "season": self.season, "n_lags": self.n_lags,
                 "n_covariates": self.n_covariates, "dated": self.dated}
@@ -178,6 +190,27 @@ def _trailing_mean(values: np.ndarray, origins: np.ndarray, width: int) -> np.nd
     cumulative = np.concatenate([[0.0], np.cumsum(values)])
     start = np.maximum(origins + 1 - width, 0)
     return (cumulative[origins + 1] - cumulative[start]) / (origins + 1 - start)
+
+
+# Periods a window's own scale averages over (a quarter of weekly data).
+WINDOW_SCALE_WIDTH = 13
+
+
+def window_scales(values: np.ndarray, origins: np.ndarray,
+                  width: int = WINDOW_SCALE_WIDTH) -> np.ndarray:
+    """Per origin ``t``: the mean absolute known value of ``values[t - width + 1 : t + 1]``,
+    the window's own level (DeepAR-style mean scaling); 1 where none is known or it is 0.
+    Computed from the input window alone, so a model scaled this way releases no
+    per-series statistic: the scale is recomputed from the series' history when serving."""
+    known = np.isfinite(values)
+    totals = np.concatenate([[0.0], np.cumsum(np.where(known, np.abs(values), 0.0))])
+    counts = np.concatenate([[0], np.cumsum(known)])
+    origins = np.asarray(origins, dtype=np.int64)
+    start = np.maximum(origins + 1 - width, 0)
+    n = counts[origins + 1] - counts[start]
+    level = np.divide(totals[origins + 1] - totals[start], n, out=np.zeros(len(origins)),
+                      where=n > 0)
+    return np.where(level > 0, level, 1.0)
 
 
 def window_features(

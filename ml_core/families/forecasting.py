@@ -21,6 +21,20 @@ the horizon's actuals for series of the training file: the test is exactly its p
 validation the ``horizon`` periods before them (:func:`given_test_periods` refuses unknown
 series and dates not after the training file's last one).
 
+Privacy. The unit is one series (a store-department history), or the mapped
+``privacy_unit`` column's value (a customer holding several series). A private run samples
+units, not windows, at the accountant's rate, one window of a drawn unit per step
+(:class:`ml_core.sampling.PersonExamples`), clipped as the unit's whole contribution, and
+releases the last epoch's weights. Its model holds nothing per series: no series embedding,
+and every window is divided by its own recent level (:func:`window_scales`, recomputed from
+the series' history when forecasting) instead of a fitted per-series scale; numeric
+covariates are centred and scaled by DP medians and interquartile scales
+(:func:`ml_core.private_statistics.private_two_stage`), a categorical covariate's levels
+come from a noisy thresholded histogram, all charged to the run's one composed epsilon
+(:class:`ml_core.person_privacy.PrivatePlan`). The split stays by time: what is protected
+is each series' training history; its validation and test periods (its last ones) are the
+curator's evaluation. The non-private twin keeps the embeddings (it is not released).
+
 Metrics: MAE, RMSE, WAPE, MASE (scaled by each series' in-sample seasonal-naive MAE; the
 season is inferred from the dates: 52 weekly, 7 daily, 12 monthly) against the naive and
 seasonal-naive forecasts; the better one by the primary metric is the baseline.
@@ -28,6 +42,7 @@ seasonal-naive forecasts; the better one by the primary metric is the baseline.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +56,7 @@ from ml_core import fairness, group_metrics
 from ml_core.data import given_test_rows, listed
 from ml_core.families.base import MetricDeclaration, ModelFamily, Supports, register_family
 from ml_core.families.forecast_windows import (
+    MAX_COVARIATE_LEVELS,
     CovariateEncoding,
     Series,
     WindowConfig,
@@ -53,10 +69,21 @@ from ml_core.families.forecast_windows import (
     series_keys,
     split_series,
     window_features,
+    window_scales,
 )
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.forecaster import GlobalForecaster
+from ml_core.person_privacy import PrivatePlan, person_batch_size
+from ml_core.privacy_statement import privacy_notes
+from ml_core.private_statistics import (
+    REFINED_HISTOGRAMS,
+    PreprocessingNoise,
+    contribution_weights,
+    person_codes,
+    private_level_counts,
+    private_two_stage,
+)
 from ml_core.runner import (
     Baseline,
     Evaluation,
@@ -73,6 +100,7 @@ from ml_core.spec import (
     ColumnMapping,
     ColumnRole,
     PrivacyConfig,
+    PrivacyUnit,
     ProblemSpec,
     TaskType,
     TrainConfig,
@@ -190,21 +218,27 @@ def given_test_periods(frame: pd.DataFrame, *, times: pd.Series, keys: pd.Series
     return np.unique(tested)
 
 
-def _raw_features(series: Series, origins: np.ndarray, steps: np.ndarray, *, scale: float,
-                  config: WindowConfig, covariate_fill: np.ndarray,
+def _raw_features(series: Series, origins: np.ndarray, steps: np.ndarray, *,
+                  scale: float | np.ndarray, config: WindowConfig, covariate_fill: np.ndarray,
                   target_times: np.ndarray | None = None,
                   target_covariates: np.ndarray | None = None) -> np.ndarray:
+    """The pairs' features, the values divided by ``scale``: the series' one scale, or one
+    per pair (its window's own, :func:`window_scales`)."""
     targets = origins + steps
     if target_times is None:
         target_times = series.times[targets]
     if target_covariates is None:
         target_covariates = series.covariates[targets]
     covariates = np.where(np.isnan(target_covariates), covariate_fill[None, :], target_covariates)
-    return window_features(
-        scaled=series.values / scale, origins=origins, steps=steps,
+    per_pair = np.ndim(scale) > 0
+    features = window_features(
+        scaled=series.values / (1.0 if per_pair else scale), origins=origins, steps=steps,
         target_calendar=calendar_features(target_times, dated=config.dated),
         target_covariates=covariates, config=config,
     )
+    if per_pair:
+        features[:, :config.n_value_features] /= np.asarray(scale, dtype=np.float32)[:, None]
+    return features
 
 
 # --- splitting ------------------------------------------------------------------------
@@ -261,11 +295,14 @@ def _empty_block(config: WindowConfig) -> dict:
 
 
 def _add_pairs(block: dict, *, number: int, series: Series, origins: np.ndarray,
-               steps: np.ndarray, scale: float, mase: float, config: WindowConfig,
+               steps: np.ndarray, scale: float | None, mase: float, config: WindowConfig,
                fill: np.ndarray) -> None:
+    """``scale`` None: each pair is scaled by its window's own level (private runs)."""
     if len(origins) == 0:
         return
     targets = origins + steps
+    if scale is None:
+        scale = window_scales(series.values, origins)
     block["features"].append(_raw_features(series, origins, steps, scale=scale, config=config,
                                            covariate_fill=fill))
     block["series_index"].append(np.full(len(origins), number + 1))
@@ -275,7 +312,7 @@ def _add_pairs(block: dict, *, number: int, series: Series, origins: np.ndarray,
     block["base"].append(baselines["seasonal_naive"])
     block["scaled_target"].append((series.values[targets] - baselines["seasonal_naive"]) / scale)
     block["target"].append(series.values[targets])
-    block["scale"].append(np.full(len(origins), scale))
+    block["scale"].append(np.broadcast_to(scale, len(origins)).astype(float))
     block["mase_scale"].append(np.full(len(origins), mase))
     block["naive"].append(baselines["naive"])
     block["seasonal_naive"].append(baselines["seasonal_naive"])
@@ -314,12 +351,54 @@ class SplitData:
     skipped_series: list[str]
 
 
+@dataclass(frozen=True)
+class PrivateScaling:
+    """A private run's scaling: each window by its own level, covariates by DP statistics
+    from noisy histograms in which each person (``persons``: one per series) weighs 1."""
+
+    noise: PreprocessingNoise
+    persons: np.ndarray
+    seed: int
+
+
+# A numeric covariate too thin for the noise is left out: divided by this (public) scale it
+# reads as about 0, never scaled by a guess.
+UNRESOLVED_SCALE = 1e6
+
+
+def _private_covariates(prepared: Prepared, train_covariates: list[np.ndarray],
+                        private: PrivateScaling) -> tuple[np.ndarray, np.ndarray]:
+    """``(centres, scales)`` per covariate feature: a numeric covariate's DP median and
+    interquartile scale (:func:`private_two_stage`), a one-hot level's public 0 and 1."""
+    counts = [len(part) for part in train_covariates]
+    codes, _ = person_codes(np.repeat(private.persons, counts))
+    weights = contribution_weights(codes, max_rows=private.noise.max_rows, seed=private.seed)
+    generator = np.random.Generator(np.random.PCG64([private.seed, 0xF0CA]))
+    stacked = np.concatenate(train_covariates)
+    centres, scales, column = [], [], 0
+    for encoding in prepared.encodings:
+        width = len(encoding.names())
+        if encoding.levels:
+            centres += [0.0] * width
+            scales += [1.0] * width
+        else:
+            stats = private_two_stage(stacked[:, column], weights, noise=private.noise,
+                                      generator=generator)
+            centres.append(stats.median if stats.resolved else 0.0)
+            scales.append(stats.scale if stats.resolved else UNRESOLVED_SCALE)
+        column += width
+    return np.asarray(centres, dtype=float), np.asarray(scales, dtype=float)
+
+
 def split_by_time(prepared: Prepared, *, horizon: int,
-                  given_test: np.ndarray | None = None) -> SplitData:
+                  given_test: np.ndarray | None = None,
+                  private: PrivateScaling | None = None) -> SplitData:
     """Training windows end by the cutoff; validation and test forecast the next two
     ``horizon``-period blocks. With ``given_test`` (the periods of a given test file) the
     test block is those periods and validation the ``horizon`` periods before them.
-    Feature standardisation and scales use training data only."""
+    Feature standardisation and scales use training data only: exact per-series scales and
+    feature statistics, or with ``private`` each window's own level (nothing per series)
+    and DP covariate statistics."""
     config = prepared.config
     val_times, test_times, train_end = _time_cutoffs(prepared, horizon, given_test)
     train, val, test = (_empty_block(config) for _ in range(3))
@@ -327,8 +406,11 @@ def split_by_time(prepared: Prepared, *, horizon: int,
     train_covariates = [s.covariates[s.times <= train_end] for s in prepared.series]
     stacked = (np.concatenate(train_covariates) if train_covariates
                else np.zeros((0, config.n_covariates)))
-    fill = (np.nan_to_num(np.nanmean(stacked, axis=0)) if len(stacked) and stacked.shape[1]
-            else np.zeros(config.n_covariates))
+    if private is not None:
+        fill, covariate_scales = _private_covariates(prepared, train_covariates, private)
+    else:
+        fill = (np.nan_to_num(np.nanmean(stacked, axis=0)) if len(stacked) and stacked.shape[1]
+                else np.zeros(config.n_covariates))
     skipped: list[str] = []
     for number, series in enumerate(prepared.series):
         in_train = series.times <= train_end
@@ -340,6 +422,8 @@ def split_by_time(prepared: Prepared, *, horizon: int,
         level = float(np.nanmean(np.abs(known)))
         scale = level if math.isfinite(level) and level > 0 else 1.0
         scales[series.key] = scale
+        if private is not None:
+            scale = None  # each window's own level: see _add_pairs
         mase = mase_scale(known, config.season)
         for h in range(1, horizon + 1):
             origins = np.arange(0, n_train - h)
@@ -370,9 +454,16 @@ def split_by_time(prepared: Prepared, *, horizon: int,
     # The leakage guard: the test lies strictly after everything the model learnt from
     # or was selected on.
     assert first_test > last_train and first_test > last_val, "test overlaps training"
-    mean = parts[0].features.mean(axis=0)
-    std = parts[0].features.std(axis=0)
-    std = np.where(std > 1e-8, std, 1.0)
+    if private is None:
+        mean = parts[0].features.mean(axis=0)
+        std = parts[0].features.std(axis=0)
+        std = np.where(std > 1e-8, std, 1.0)
+    else:
+        # Window-scaled values, calendar and one-hot steps are on public scales already.
+        mean, std = np.zeros(config.n_features), np.ones(config.n_features)
+        covariates = slice(config.covariate_offset, config.covariate_offset
+                           + config.n_covariates)
+        mean[covariates], std[covariates] = fill, covariate_scales
     summary = {
         "method": "time" if given_test is None else "given_test_file",
         "train": int(len(parts[0].target)), "val": int(len(parts[1].target)),
@@ -382,7 +473,8 @@ def split_by_time(prepared: Prepared, *, horizon: int,
         "test_start": _time_text(test_times[0]), "test_end": _time_text(test_times[-1]),
         "horizon": int(horizon), "series": len(scales),
     }
-    return SplitData(train=parts[0], val=parts[1], test=parts[2], scales=scales,
+    return SplitData(train=parts[0], val=parts[1], test=parts[2],
+                     scales=scales if private is None else {},
                      covariate_fill=fill, feature_mean=mean.astype(np.float32),
                      feature_std=std.astype(np.float32), summary=summary,
                      skipped_series=skipped)
@@ -415,11 +507,18 @@ def _wape(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.abs(y_pred - y_true).sum() / total) if total > 0 else 0.0
 
 
-def _fit(*, data: SplitData, n_series: int, train: TrainConfig, call: FitCall) -> FittedModule:
+def _fit(*, data: SplitData, n_series: int, train: TrainConfig, call: FitCall,
+         privacy: PrivacyConfig | None = None, persons: np.ndarray | None = None
+         ) -> FittedModule:
+    """``persons`` (one privacy unit per training pair) with ``privacy``: person-level
+    DP-SGD (a drawn series brings one window per step), no series embedding, the last
+    epoch's weights."""
     n_features = data.train.features.shape[1]
+    private = privacy is not None
 
     def build() -> nn.Module:
-        return GlobalForecaster(n_features, n_series, embedding_dim=EMBEDDING_DIM,
+        return GlobalForecaster(n_features, 0 if private else n_series,
+                                embedding_dim=0 if private else EMBEDDING_DIM,
                                 hidden_sizes=train.hidden_sizes)
 
     def loss_fn(model: nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -434,9 +533,12 @@ def _fit(*, data: SplitData, n_series: int, train: TrainConfig, call: FitCall) -
     tensors = (_standardised(data.train, data), torch.from_numpy(data.train.series_index),
                torch.from_numpy(data.train.scaled_target))
     return fit_module(build=build, tensors=tensors, loss_fn=loss_fn, val_score=val_score,
-                      train=train, privacy=call.privacy, stage=call.stage,
+                      train=train, privacy=privacy, stage=call.stage,
                       progress=call.progress, should_stop=call.should_stop,
-                      checkpoint_path=call.checkpoint_path)
+                      checkpoint_path=call.checkpoint_path, persons=persons,
+                      # A private model is its last DP-SGD step's (no epoch chosen on
+                      # private validation periods).
+                      select_on_validation=not private)
 
 
 
@@ -547,9 +649,12 @@ def _notes(*, prepared: Prepared, data: SplitData, privacy: PrivacyConfig,
                      "cutoff to train on and were left out.")
     if privacy.enabled:
         notes.append(
-            "Differential privacy is on. Its unit is one training window (series, origin, "
-            "step): one store's whole history appears in many windows, so the guarantee "
-            "is per window, not per store."
+            "Differential privacy is on, per series: series (not windows) are sampled, a "
+            "drawn series brings one of its windows to a step, every window is scaled by its "
+            "own recent level (no per-series scale or embedding is released) and numeric "
+            "covariates are normalised with DP statistics charged to the same epsilon. What "
+            "is protected is each series' training history; its validation and test "
+            "periods are the curator's evaluation."
         )
     else:
         notes.append("Differential privacy is off by default: store-level sales are "
@@ -569,6 +674,8 @@ class RunData:
     prepared: Prepared
     data: SplitData
     groups: pd.DataFrame  # banded sensitive attributes per test point, by position
+    plan: PrivatePlan | None = None  # a private run's preprocessing and SGD budget
+    persons: np.ndarray | None = None  # a private run's privacy unit per series
 
 
 class ForecastHooks(FamilyHooks):
@@ -576,12 +683,23 @@ class ForecastHooks(FamilyHooks):
 
     def prepare(self, inputs: RunInputs) -> RunData:
         horizon = int(inputs.train.horizon)
-        prepared = prepare(inputs.frame, inputs.mapping, horizon=horizon)
-        data = split_by_time(prepared, horizon=horizon, given_test=prepared.given_test)
+        plan = persons = private = None
+        if inputs.privacy.enabled:
+            plan, encodings = _private_plan(inputs)
+            prepared = prepare(inputs.frame, inputs.mapping, horizon=horizon,
+                               encodings=encodings)
+            persons = _series_persons(prepared, inputs.mapping)
+            private = PrivateScaling(noise=plan.noise, persons=persons,
+                                     seed=int(inputs.train.seed))
+        else:
+            prepared = prepare(inputs.frame, inputs.mapping, horizon=horizon)
+        data = split_by_time(prepared, horizon=horizon, given_test=prepared.given_test,
+                             private=private)
         test = data.test
         groups = (_sensitive_groups(prepared, test, inputs.mapping, inputs.spec)
                   if inputs.mapping.sensitive else pd.DataFrame(index=range(len(test.target))))
-        return RunData(prepared=prepared, data=data, groups=groups)
+        return RunData(prepared=prepared, data=data, groups=groups, plan=plan,
+                       persons=persons)
 
     def baseline(self, inputs: RunInputs, prepared: RunData) -> Baseline:
         test = prepared.data.test
@@ -595,9 +713,28 @@ class ForecastHooks(FamilyHooks):
                                 "baselines": baselines}, detail=best_name)
 
     def fit(self, inputs: RunInputs, prepared: RunData, call: FitCall) -> Fitted:
-        fitted = _fit(data=prepared.data, n_series=len(prepared.prepared.series),
-                      train=inputs.train, call=call)
-        return Fitted.of(fitted, model=fitted.module)
+        plan = prepared.plan if call.privacy is not None else None
+        n_series = len(prepared.prepared.series)
+        if plan is None:
+            fitted = _fit(data=prepared.data, n_series=n_series, train=inputs.train,
+                          call=call, privacy=call.privacy)
+            return Fitted.of(fitted, model=fitted.module)
+        # Integer codes: the checkpoint's signature hashes the array's bytes.
+        codes, _ = person_codes(prepared.persons)
+        persons = codes[[n for n, _ in prepared.data.train.positions]]
+        n_units = len(set(persons))
+        # Series per batch: few series still get several batches (amplification).
+        train = dataclasses.replace(
+            inputs.train, batch_size=person_batch_size(inputs.train.batch_size, n_units))
+
+        def fit(privacy: PrivacyConfig) -> Fitted:
+            fitted = _fit(data=prepared.data, n_series=n_series, train=train, call=call,
+                          privacy=privacy, persons=persons)
+            return Fitted.of(fitted, model=fitted.module)
+
+        sgd = plan.sgd_for(n_units=n_units, train=train)
+        return plan.charged(fit, sgd=sgd, spec=_unit_spec(inputs.spec, inputs.mapping),
+                            mapping=inputs.mapping)
 
     def evaluate(self, inputs: RunInputs, prepared: RunData, fitted: Fitted) -> Evaluation:
         test = prepared.data.test
@@ -615,6 +752,10 @@ class ForecastHooks(FamilyHooks):
     def save(self, inputs: RunInputs, prepared: RunData, model: Fitted,
              evaluation: Evaluation, *, directory: Path, metadata: dict) -> Saved:
         series, data = prepared.prepared, prepared.data
+        # A private model keeps nothing per series: windows scale themselves when serving.
+        per_series = ({"series_index": {s.key: i + 1 for i, s in enumerate(series.series)},
+                       "scales": data.scales} if prepared.plan is None
+                      else {"scaling": WINDOW_SCALING})
         saved = save_module(module=model.model, directory=directory, metadata=json_ready({
             "model_family": MODEL_FAMILY, **metadata,
             "window": series.config.to_dict(), "frequency": series.frequency,
@@ -622,8 +763,7 @@ class ForecastHooks(FamilyHooks):
             "covariates": [e.to_dict() for e in series.encodings],
             "covariate_fill": data.covariate_fill.tolist(),
             "feature_mean": data.feature_mean.tolist(), "feature_std": data.feature_std.tolist(),
-            "series_index": {s.key: i + 1 for i, s in enumerate(series.series)},
-            "scales": data.scales, "split": data.summary, "device": model.device,
+            **per_series, "split": data.summary, "device": model.device,
         }))
         return Saved(path=saved.path, sha256=saved.sha256)
 
@@ -642,8 +782,107 @@ class ForecastHooks(FamilyHooks):
 
     def notes(self, inputs: RunInputs, prepared: RunData, model: Fitted, twin: Fitted | None,
               evaluation: Evaluation) -> list[str]:
-        return _notes(prepared=prepared.prepared, data=prepared.data, privacy=inputs.privacy,
-                      mapping=inputs.mapping, fitted=model.trained)
+        return [*privacy_notes(model.privacy),
+                *_notes(prepared=prepared.prepared, data=prepared.data,
+                        privacy=inputs.privacy, mapping=inputs.mapping, fitted=model.trained)]
+
+
+# The saved "scaling" of a private model: each window by its own level (window_scales).
+WINDOW_SCALING = "window"
+# What a private run releases besides the weights, and what it declares public.
+RELEASED = {"covariate statistics": "each numeric covariate's DP median (centre, fill "
+                                    "value) and interquartile scale from two noisy "
+                                    "histograms (a covariate too thin for the noise is left "
+                                    "out)",
+            "covariate levels": "a categorical covariate's levels whose noisy series count "
+                                "clears the threshold"}
+PUBLIC = ("the confirmed mapping and covariate columns", "horizon, season, lags and training "
+          "settings", "the calendar: date format and period spacing",
+          "series, period and window counts of the split and its dates",
+          "each window's scale: computed from the window itself when forecasting")
+CURATOR_ONLY = ("the naive and seasonal-naive baselines", "the non-private twin (with its "
+                "series embeddings and per-series scales)", "error by group",
+                "test metrics (each series' last periods)")
+
+
+@dataclass(frozen=True)
+class SeriesUnit(PrivacyUnit):
+    """The forecaster's unit as the report states it: a series is named by all its series
+    columns together (store and department), or the mapped ``privacy_unit`` column."""
+
+    def describe(self, mapping: ColumnMapping) -> dict:
+        described = super().describe(mapping)
+        columns = mapping.role_columns(self.role)
+        if len(columns) > 1:
+            named = " and ".join(repr(column) for column in columns)
+            described["text"] = f"one {self.name} (all rows sharing values of {named})"
+        return described
+
+
+def _unit_spec(spec: ProblemSpec, mapping: ColumnMapping) -> ProblemSpec:
+    """``spec`` whose privacy unit is what a private run samples (:func:`_unit_values`)."""
+    unit = spec.privacy_unit
+    if mapping.role("privacy_unit") is not None:
+        return replace(spec, privacy_unit=SeriesUnit("person", role="privacy_unit",
+                                                     note=unit.note))
+    return replace(spec, privacy_unit=SeriesUnit(unit.name, role=unit.role, note=unit.note))
+
+
+def _unit_values(frame: pd.DataFrame, mapping: ColumnMapping) -> pd.Series:
+    """The privacy unit of each row: the mapped ``privacy_unit`` column, else its series."""
+    column = mapping.role("privacy_unit")
+    if column is not None:
+        return frame[column].astype("string").fillna("missing").astype(object)
+    return series_keys(frame, mapping.role_columns("series"))
+
+
+def _series_persons(prepared: Prepared, mapping: ColumnMapping) -> np.ndarray:
+    """One privacy unit per series (its first row's: a series belongs to one person)."""
+    return np.array([_unit_values(s.first_rows.iloc[:1], mapping).iloc[0]
+                     for s in prepared.series], dtype=object)
+
+
+def _private_plan(inputs: RunInputs) -> tuple[PrivatePlan, tuple[CovariateEncoding, ...]]:
+    """The run's plan (persons: the privacy units of all series) and its covariate
+    encodings, a categorical covariate's levels from a noisy histogram (the plan's)."""
+    frame, mapping, privacy = inputs.frame, inputs.mapping, inputs.privacy
+    units = _unit_values(frame, mapping).to_numpy()
+    codes, n_units = person_codes(units)
+    # Numeric or categorical: the column's type (public); a categorical one's levels are
+    # chosen below, from the noisy histogram.
+    kinds = [CovariateEncoding(c) if _is_numeric(frame[c]) else CovariateEncoding(c, ("?",))
+             for c in covariate_columns(mapping)]
+    n_numeric = sum(not k.levels for k in kinds)
+    n_categorical = len(kinds) - n_numeric
+    max_rows = int(privacy.max_rows_per_person)
+    plan = PrivatePlan.for_units(
+        privacy=privacy,
+        unit_column=_unit_spec(inputs.spec, mapping).privacy_unit.column(mapping),
+        n_units=n_units, n_histograms=REFINED_HISTOGRAMS * n_numeric + n_categorical,
+        n_categorical=n_categorical, max_rows=max_rows, released=RELEASED, public=PUBLIC,
+        curator_only=CURATOR_ONLY, examples_per_step=1,
+        gradient="one of the series' windows per step, its gradient clipped to "
+                 "max_grad_norm: the series' whole contribution to the step")
+    if plan.noise is None:
+        return plan, tuple(kinds)
+    weights = contribution_weights(codes, max_rows=max_rows, seed=int(inputs.train.seed))
+    generator = np.random.Generator(np.random.PCG64([int(inputs.train.seed), 0x1E7E1]))
+    encodings = []
+    for kind in kinds:
+        if kind.levels:
+            text = frame[kind.column].astype("string").str.strip().fillna("")
+            counts = private_level_counts(list(text), weights, noise=plan.noise,
+                                          generator=generator)
+            top = sorted(counts, key=lambda level: (-counts[level], level))
+            kind = CovariateEncoding(kind.column, tuple(
+                level for level in top if level)[:MAX_COVARIATE_LEVELS])
+        encodings.append(kind)
+    return plan, tuple(encodings)
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    """Whether :meth:`CovariateEncoding.fit` reads ``values`` as numbers (a column type)."""
+    return not CovariateEncoding.fit("_", values).levels
 
 
 run = family_runner(ForecastHooks(), doc="""Train, evaluate against naive baselines, audit
@@ -698,7 +937,10 @@ def predict(loaded: LoadedForecaster, frame: pd.DataFrame) -> pd.DataFrame:
         if len(known) == 0:
             continue
         origin = int(known[-1])
-        scale = meta["scales"].get(series.key)
+        if meta.get("scaling") == WINDOW_SCALING:
+            scale = float(window_scales(series.values, np.array([origin]))[0])
+        else:
+            scale = meta["scales"].get(series.key)
         if scale is None:
             level = float(np.nanmean(np.abs(series.values[known])))
             scale = level if level > 0 else 1.0
@@ -715,7 +957,8 @@ def predict(loaded: LoadedForecaster, frame: pd.DataFrame) -> pd.DataFrame:
         features = _raw_features(series, np.full(len(steps), origin), steps, scale=scale,
                                  config=config, covariate_fill=fill, target_times=times,
                                  target_covariates=covariates)
-        index = torch.full((len(steps),), int(meta["series_index"].get(series.key, 0)))
+        index = torch.full((len(steps),),
+                           int(meta.get("series_index", {}).get(series.key, 0)))
         with torch.no_grad():
             scaled = loaded.model(torch.from_numpy((features - mean) / std), index)
         base = baseline_forecasts(series.values, np.full(len(steps), origin), steps,
@@ -829,3 +1072,11 @@ class ForecasterFamily(ModelFamily):
     # (given_test_periods), tested on exactly those rows.
     supports = Supports(labelled_test_file=True)
     implementation = __name__
+    # A private model: no series embedding, no per-series scale (each window scales itself),
+    # covariate centres and scales from DP statistics (see PrivateScaling).
+    artifact_public = frozenset({"window", "frequency", "step_days", "date_format", "split",
+                                 "scaling"})
+    artifact_private = {"covariate_fill": "covariate statistics",
+                        "feature_mean": "covariate statistics",
+                        "feature_std": "covariate statistics",
+                        "covariates": "covariate levels"}

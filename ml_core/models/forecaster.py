@@ -1,4 +1,6 @@
-"""A global forecaster: one MLP shared by every series, with a learnt series embedding.
+"""A global forecaster: one MLP shared by every series, with a learnt series embedding
+(``embedding_dim=0``: none, the series index is ignored; a private model releases no
+per-series parameter).
 
 Input per example: a row of numeric window features (scaled lags, rolling means, seasonal
 lags, calendar of the target date, covariates, one-hot horizon step) and the series'
@@ -26,7 +28,8 @@ class GlobalForecaster(nn.Module):
         self.embedding_dim = int(embedding_dim)
         self.hidden_sizes = tuple(int(size) for size in hidden_sizes)
         # Row 0 stands for "a series not seen in training".
-        self.series_embedding = nn.Embedding(self.n_series + 1, self.embedding_dim)
+        self.series_embedding = (nn.Embedding(self.n_series + 1, self.embedding_dim)
+                                 if self.embedding_dim else None)
         layers: list[nn.Module] = []
         width = self.n_features + self.embedding_dim
         for size in self.hidden_sizes:
@@ -37,6 +40,8 @@ class GlobalForecaster(nn.Module):
 
     def forward(self, features: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
         """Forecasts of shape ``(batch,)``."""
+        if self.series_embedding is None:
+            return self.layers(features).squeeze(-1)
         joined = torch.cat([features, self.series_embedding(series)], dim=-1)
         return self.layers(joined).squeeze(-1)
 

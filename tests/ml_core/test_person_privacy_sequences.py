@@ -52,6 +52,14 @@ def private_plans(captured: list) -> Iterator[None]:
         yield
 
 
+def run_privately(run, **arguments) -> tuple:  # noqa: ANN001
+    """``run(**arguments)`` at epsilon 3 per unit: ``(result, the private loop's plan)``."""
+    captured: list = []
+    with private_plans(captured):
+        result = run(privacy=PrivacyConfig(enabled=True, target_epsilon=3.0), **arguments)
+    return result, captured[0]
+
+
 def machines(n_machines: int = 240, seed: int = 0) -> pd.DataFrame:
     """Machines of 8-20 cycles each (several windows per machine); two sensors drift as
     the machine wears, around levels a coarse grid cannot resolve (642 +- 0.5)."""
@@ -72,12 +80,10 @@ def machines(n_machines: int = 240, seed: int = 0) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def private_rul(tmp_path_factory):
     frame = machines()
-    captured: list = []
-    with private_plans(captured):
-        result = rul.run(frame=frame, mapping=MAPPING, spec=REMAINING_USEFUL_LIFE,
-                         privacy=PrivacyConfig(enabled=True, target_epsilon=3.0), train=TRAIN,
-                         artifact_dir=tmp_path_factory.mktemp("rul"))
-    return frame, result, captured[0]
+    result, plan = run_privately(rul.run, frame=frame, mapping=MAPPING,
+                                 spec=REMAINING_USEFUL_LIFE, train=TRAIN,
+                                 artifact_dir=tmp_path_factory.mktemp("rul"))
+    return frame, result, plan
 
 
 def test_machines_not_windows_are_sampled_one_window_each(private_rul):

@@ -38,7 +38,7 @@ week, as it would in use.
 
 ### Privacy
 Store-level sales are business data, so differential privacy is off by default; you can
-switch it on (the unit it protects is one training window, not one store).
+switch it on (it then protects one whole series: its windows are sampled as one unit).
 """
 
 RECOMMENDATION_GUIDE = """\
