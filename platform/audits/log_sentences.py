@@ -4,6 +4,8 @@ complete; this only says it."""
 
 from __future__ import annotations
 
+from django.apps import apps
+
 from audits.models import AuditLogEntry
 
 # action -> (verb phrase, whether the object is named after it)
@@ -66,10 +68,21 @@ def _details(detail: dict) -> str:
     return "; ".join(f"{_name(k)} {number(v)}" for k, v in sorted(detail.items()))
 
 
+def _noun(object_type: str) -> str:
+    """What the entry is about, as people say it: the model's verbose name ("dataset
+    version", "training run") for its ``app.model`` label; the label itself if unknown."""
+    if not object_type:
+        return ""
+    try:
+        return str(apps.get_model(object_type)._meta.verbose_name)
+    except (LookupError, ValueError):
+        return object_type.replace("_", " ")
+
+
 def sentence(entry: AuditLogEntry) -> str:
     who = entry.actor.get_username() if entry.actor_id else "The system"
     verb = VERBS.get(entry.action, entry.action.replace(".", " ").replace("_", " "))
-    obj = f"{entry.object_type.replace('_', ' ')} {entry.object_id}".strip()
+    obj = f"{_noun(entry.object_type)} {entry.object_id}".strip()
     text = f"{who} {verb} {obj}"
     detail = _details(entry.detail or {}) if isinstance(entry.detail, dict) else ""
     return f"{text}: {detail}." if detail else f"{text}."

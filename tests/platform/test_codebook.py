@@ -107,7 +107,7 @@ def test_the_names_page_renames_inline_and_by_codebook(client, analyst, headerle
     entries = AuditLogEntry.objects.filter(action="dataset.codebook_changed").order_by("pk")
     said = [sentence(e) for e in entries]
     assert said[0] == (f"{analyst.username} renamed columns or labelled codes of "
-                       f"ingestion.datasetversion {headerless.pk}: changes column_13 named "
+                       f"dataset version {headerless.pk}: changes column_13 named "
                        "'age in years', column_9 named 'personal status and sex', column_9 "
                        "code A93 labelled "
                        "'male, single'; source the form.")

@@ -27,3 +27,14 @@ def test_entries_read_as_sentences(client, admin, org_a):
     assert any(s.startswith(f"{admin.username} changed the gates of")
                and "maximum ε 3 → 2.5." in s for s in sentences), sentences
     assert "{" not in " ".join(sentences) and "2.91234567" not in page
+
+
+@pytest.mark.django_db
+def test_entries_name_their_object_as_people_say_it(admin, org_a):
+    from audits.log_sentences import sentence
+    from audits.services import log_action
+
+    entry = log_action(organisation=org_a, actor=admin, action="organisation.changed",
+                       obj=org_a)
+    assert sentence(entry).endswith(f"organisation {org_a.pk}.")
+    assert "accounts.organisation" not in sentence(entry)
