@@ -151,7 +151,7 @@ def read_table(
     gzipped = data.startswith(_GZIP)
     if gzipped:
         data = gunzip_table(data, max_bytes=max_uncompressed_bytes)
-    text, used_encoding = _decode(data, encoding)
+    text, used_encoding, decode_notes = _decode(data, encoding)
     # What the parser reads: the text as UTF-8, which a UTF-8 file already is.
     encoded = data if used_encoding == "utf-8" else None
     # One line convention from here on, so that reported line numbers are the file's.
@@ -171,8 +171,7 @@ def read_table(
             _check_shape(text, delimiter, max_columns=max_columns, thorough=True)
         raise
     frame.index = pd.RangeIndex(len(frame))
-    if used_encoding == MIXED_ENCODING:
-        notes = [_mixed_note(_mixed_lines(data)[1]), *notes]
+    notes = [*decode_notes, *notes]
     if gzipped:
         notes = [f"The file was gzip-compressed ({len(data):,} bytes decompressed).", *notes]
     options = TableReadOptions(
@@ -296,12 +295,13 @@ def _first_lines(text: str, n: int) -> list[str]:
     return lines
 
 
-def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
+def _decode(data: bytes, encoding: str | None) -> tuple[str, str, list[str]]:
+    """(text, the encoding read, notes on how: the lines of a mixed file)."""
     if _blank(data):
         raise TableReadError("empty", "The file is empty.")
     _refuse_other_formats(data)
     if encoding == MIXED_ENCODING and (mixed := _mixed_lines(data)) is not None:
-        return mixed[0], MIXED_ENCODING
+        return mixed[0], MIXED_ENCODING, [_mixed_note(mixed[1])]
     if encoding is not None:
         name = encoding.lower().replace("_", "-")
         if name in ("utf-8", "utf8") and data.startswith(b"\xef\xbb\xbf"):
@@ -317,14 +317,14 @@ def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
                 "Choose another encoding or save the file as UTF-8.",
             ) from exc
         _refuse_binary_text(text)
-        return text, encoding
+        return text, encoding, []
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             text = data.decode("utf-16")
         except UnicodeDecodeError as exc:
             raise TableReadError("undecodable", "The file starts like UTF-16 but is not.") from exc
         _refuse_binary_text(text)
-        return text, "utf-16"
+        return text, "utf-16", []
     if b"\x00" in data:
         position = data.index(b"\x00")
         line = data.count(b"\n", 0, position) + 1
@@ -340,13 +340,13 @@ def _decode(data: bytes, encoding: str | None) -> tuple[str, str]:
         except UnicodeDecodeError:
             if candidate.startswith("utf-8") and (mixed := _mixed_lines(data)) is not None:
                 _refuse_binary_text(mixed[0])
-                return mixed[0], MIXED_ENCODING
+                return mixed[0], MIXED_ENCODING, [_mixed_note(mixed[1])]
             continue
     else:
         # Latin-1 maps every byte, so this always succeeds.
         candidate, text = "latin-1", data.decode("latin-1")
     _refuse_binary_text(text)
-    return text, candidate
+    return text, candidate, []
 
 
 def _refuse_other_formats(data: bytes) -> None:
