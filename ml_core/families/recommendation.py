@@ -32,6 +32,12 @@ companion file, one item id per row) replaces the private vocabulary: the model 
 exactly the catalogue's items, no budget is spent on them and the whole target goes to the
 SGD steps (:class:`CataloguePlan`: one stage); positives on items outside it are dropped and
 counted; no popularity prior is released (the item biases are trained under DP-SGD).
+The catalogue file's other columns are public item attributes
+(:mod:`ml_core.families.catalogue_features`): for each usable one, the share of the user's
+own history sharing the candidate's value (numbers: lying near it) is a feature computed at
+serving time like the user's vector, and the model adds them with one weight per attribute
+trained in the same DP-SGD steps; the artifact holds the catalogue's level tables (public)
+and those weights.
 
 Split: per-user temporal hold-out ("leave-last-k-out"): each user's last positive(s) by
 time form the test, the one before the validation; all earlier ones train. Every user is
@@ -54,6 +60,11 @@ from torch import nn
 
 from ml_core import fairness, group_metrics
 from ml_core.families.base import MetricDeclaration, ModelFamily, register_family
+from ml_core.families.catalogue_features import (
+    CatalogueAttributes,
+    ContentColumns,
+    content_columns,
+)
 from ml_core.families.forecast_windows import parse_dates
 from ml_core.families.module_artifacts import load_module, save_module
 from ml_core.families.tensor_training import FittedModule, fit_module
@@ -105,17 +116,28 @@ POSITIVE_WORDS = {"1", "1.0", "true", "yes", "y", "clicked", "purchased", "bough
 # The frame attribute (``DataFrame.attrs``) that carries a declared public item catalogue:
 # the platform sets it from a catalogue companion file (ingestion.companions).
 CATALOGUE_ATTR = "item_catalogue"
+# The catalogue's other columns (public item attributes), when the file has any.
+ATTRIBUTES_ATTR = "item_catalogue_attributes"
 
 
-def with_catalogue(frame: pd.DataFrame, items: pd.Series | list) -> pd.DataFrame:
+def with_catalogue(frame: pd.DataFrame, items: pd.Series | list,
+                   attributes: pd.DataFrame | None = None) -> pd.DataFrame:
     """``frame`` (a shallow copy) carrying ``items`` as the declared public catalogue: the
-    ids as text, stripped, blanks dropped, each once. ValueError when none is left."""
+    ids as text, stripped, blanks dropped, each once. ``attributes`` (the catalogue file,
+    rows aligned with ``items``): its other columns are the items' public attributes
+    (:mod:`ml_core.families.catalogue_features`). ValueError when no id is left."""
     ids = pd.Series(list(items), dtype="object").astype("string").str.strip()
     names = tuple(sorted(set(ids[ids.notna() & (ids != "")].tolist())))
     if not names:
         raise ValueError("the catalogue file lists no item id")
     marked = frame.copy(deep=False)
     marked.attrs[CATALOGUE_ATTR] = names
+    marked.attrs.pop(ATTRIBUTES_ATTR, None)
+    if attributes is not None:
+        described = CatalogueAttributes.of(pd.Series(list(items), name=getattr(
+            items, "name", None)), attributes)
+        if described is not None:
+            marked.attrs[ATTRIBUTES_ATTR] = described
     return marked
 
 
@@ -124,6 +146,11 @@ def declared_catalogue(frame: pd.DataFrame) -> tuple[str, ...] | None:
     vocabulary is then estimated, privately for a private run)."""
     names = frame.attrs.get(CATALOGUE_ATTR)
     return tuple(names) if names else None
+
+
+def catalogue_attributes(frame: pd.DataFrame) -> CatalogueAttributes | None:
+    """The declared catalogue's public item attributes ``frame`` carries, or None."""
+    return frame.attrs.get(ATTRIBUTES_ATTR)
 
 
 # --- preparing ------------------------------------------------------------------------
@@ -406,6 +433,10 @@ CATALOGUE_RELEASED = {
 }
 CATALOGUE_PUBLIC = ("the item catalogue ({n} items, declared public by the analyst: the "
                     "model's vocabulary)")
+ATTRIBUTES_PUBLIC = ("the catalogue's item attributes {columns} (declared public with it: "
+                     "the model's per-item attribute levels)")
+ATTRIBUTES_RELEASED = ("one weight per catalogue attribute", "DP-SGD over users, with the "
+                       "item factors (the same steps and clipping)")
 
 
 @dataclass(frozen=True)
@@ -417,6 +448,8 @@ class CataloguePlan:
     privacy: PrivacyConfig
     n_items: int
     user_column: str | None
+    # The catalogue attribute columns the model scores with (declared public with it).
+    attribute_columns: tuple[str, ...] = ()
 
     @property
     def max_rows(self) -> int:
@@ -431,6 +464,11 @@ class CataloguePlan:
         """The run's privacy report: the SGD steps' epsilon is the whole figure (one
         stage), the catalogue listed as declared public."""
         public = [CATALOGUE_PUBLIC.format(n=self.n_items), *PUBLIC]
+        released = dict(CATALOGUE_RELEASED)
+        if self.attribute_columns:
+            public.insert(1, ATTRIBUTES_PUBLIC.format(
+                columns=", ".join(repr(c) for c in self.attribute_columns)))
+            released[ATTRIBUTES_RELEASED[0]] = ATTRIBUTES_RELEASED[1]
         unit = spec.privacy_unit.describe(mapping)
         unit["note"] = "; ".join(filter(None, (unit.get("note"), SERVING)))
         sgd = dict(sgd or {})  # a run cancelled before its first step reports no steps
@@ -450,7 +488,7 @@ class CataloguePlan:
                         "noise_multiplier": sgd.get("noise_multiplier"),
                         "sample_rate": sgd.get("sample_rate"),
                         "steps": int(sgd.get("steps") or 0)}],
-            "released": {"estimated_privately": dict(CATALOGUE_RELEASED),
+            "released": {"estimated_privately": released,
                          "declared_public": public, "curator_only": list(CURATOR_ONLY)},
             "declared_public": public, "serving": SERVING,
         }
@@ -482,7 +520,8 @@ def rank_histories(model: ItemFactors, histories: list[list[int]], k: int
     for start in range(0, len(histories), SCORE_CHUNK):
         chunk = histories[start:start + SCORE_CHUNK]
         items, weights = _padded(chunk)
-        all_scores = model.all_scores(model.user_vectors(items, weights)).double().numpy()
+        all_scores = model.all_scores(model.user_vectors(items, weights),
+                                      model.user_profiles(items, weights)).double().numpy()
         for row, history in enumerate(chunk):
             if history:
                 all_scores[row, np.asarray(history) - 1] = -np.inf
@@ -563,8 +602,20 @@ class TrainedRecommender:
     vocabulary: Vocabulary
 
 
+def _build(vocabulary: Vocabulary, content: ContentColumns | None) -> ItemFactors:
+    """The module for ``vocabulary``, with the catalogue's public attribute levels."""
+    if content is None:
+        return ItemFactors(len(vocabulary.names), dim=EMBEDDING_DIM, prior=vocabulary.prior())
+    return ItemFactors(
+        len(vocabulary.names), dim=EMBEDDING_DIM, prior=vocabulary.prior(),
+        n_levels=content.n_levels, n_columns=len(content.names),
+        profile=torch.from_numpy(content.profile), match=torch.from_numpy(content.match),
+        level_column=torch.from_numpy(content.level_column))
+
+
 def _fit(*, data: Interactions, split: UserSplit, val: EvalSet, vocabulary: Vocabulary,
-         train: TrainConfig, call: FitCall, plan: UserLevelPlan | None) -> TrainedRecommender:
+         train: TrainConfig, call: FitCall, plan: UserLevelPlan | None,
+         content: ContentColumns | None = None) -> TrainedRecommender:
     n_items, k = len(vocabulary.names), train.top_k
     mask = split.train & (vocabulary.of_item[data.items] > 0)
     items = vocabulary.of_item[data.items[mask]]
@@ -583,7 +634,7 @@ def _fit(*, data: Interactions, split: UserSplit, val: EvalSet, vocabulary: Voca
 
     privacy = plan.sgd(n_users=len(dataset), train=train) if plan is not None else None
     fitted = fit_module(
-        build=lambda: ItemFactors(n_items, dim=EMBEDDING_DIM, prior=vocabulary.prior()),
+        build=lambda: _build(vocabulary, content),
         tensors=(
             torch.from_numpy(users), torch.from_numpy(items)),
         loss_fn=lambda model, batch: bpr_loss(model, batch, n_items=n_items),
@@ -638,6 +689,9 @@ class RunData:
     full_vocabulary: Vocabulary  # every training item (the non-private twin's)
     plan: UserLevelPlan | CataloguePlan | None = None  # a private run's user-level budget
     catalogue: tuple[str, ...] | None = None  # the declared public catalogue, if any
+    # The catalogue's public attribute levels, indexed like ``vocabulary`` (= the
+    # catalogue), when it has attribute columns that qualify.
+    content: ContentColumns | None = None
 
 
 @dataclass(frozen=True)
@@ -671,10 +725,15 @@ class RecommenderHooks(FamilyHooks):
             exact = exact.reindex(list(catalogue), fill_value=0.0)
         full = Vocabulary.of(exact.to_dict(), data)
         plan, vocabulary = None, full
+        # Public item features, from the catalogue file alone (indexed like its items).
+        attributes = catalogue_attributes(inputs.frame)
+        content = (content_columns(attributes, full.names)
+                   if catalogue is not None and attributes is not None else None)
         if inputs.privacy.enabled and catalogue is not None:
             # Public: every catalogue item, no budget spent; no popularity prior released.
             plan = CataloguePlan(privacy=inputs.privacy, n_items=len(catalogue),
-                                 user_column=inputs.mapping.role("user"))
+                                 user_column=inputs.mapping.role("user"),
+                                 attribute_columns=content.names if content else ())
             vocabulary = Vocabulary.of(dict.fromkeys(catalogue, 1.0), data)
         elif inputs.privacy.enabled:
             plan = UserLevelPlan.for_users(privacy=inputs.privacy,
@@ -691,7 +750,7 @@ class RecommenderHooks(FamilyHooks):
                     "upload more users (a few hundred at least) or raise the budget.")
         return RunData(data=data, split=split, val=val, test=test, groups=groups,
                        popularity=popularity, vocabulary=vocabulary, full_vocabulary=full,
-                       plan=plan, catalogue=catalogue)
+                       plan=plan, catalogue=catalogue, content=content)
 
     def baseline(self, inputs: RunInputs, prepared: RunData) -> Baseline:
         k, test = int(inputs.train.top_k), prepared.test
@@ -706,7 +765,8 @@ class RecommenderHooks(FamilyHooks):
             trained = _fit(data=prepared.data, split=prepared.split, val=prepared.val,
                            vocabulary=(prepared.vocabulary if plan is not None
                                        else prepared.full_vocabulary),
-                           train=inputs.train, call=call, plan=plan)
+                           train=inputs.train, call=call, plan=plan,
+                           content=prepared.content)
         except TrainingCancelled as cancelled:
             # The vocabulary was released to the training: its cost is spent too.
             if plan is None:
@@ -739,6 +799,7 @@ class RecommenderHooks(FamilyHooks):
             "model_family": MODEL_FAMILY, **metadata, "top_k": int(inputs.train.top_k),
             "items": list(vocabulary.names), "positives": prepared.data.how_positive,
             "vocabulary": _vocabulary_origin(prepared),
+            "catalogue_attributes": list(prepared.content.names) if prepared.content else [],
             "user_vectors": SERVING, "device": model.device,
         }))
         return Saved(path=saved.path, sha256=saved.sha256)
@@ -833,6 +894,12 @@ def _notes(*, data: Interactions, prepared: RunData, privacy: dict, exposure: li
             f"The item vocabulary is the declared public catalogue ({len(prepared.catalogue)} "
             f"items, uploaded by the analyst): {data.outside_catalogue} positive "
             "interactions on items outside it were dropped.")
+    if prepared.content is not None:
+        notes.append(
+            f"The catalogue's public attributes ({', '.join(prepared.content.names)}) score "
+            "items too: for each, the share of the user's own history sharing the item's "
+            "value (numbers: lying near it), computed when they are scored, weighed by one "
+            "trained weight per attribute.")
     if prepared.plan is not None:
         vocabulary = (
             "the item vocabulary is the declared public catalogue (no budget spent on it; "
@@ -1000,6 +1067,9 @@ class RecommenderFamily(ModelFamily):
     chart_kinds = ("top_k",)
     # No user state, user name or raw count: the item names are the private vocabulary (or
     # the declared catalogue), the prior buffer its noisy counts (post-processing).
-    artifact_public = frozenset({"top_k", "positives", "vocabulary", "user_vectors"})
+    # With a catalogue's attributes: the attribute columns used and the per-item level
+    # tables (profile, match, level_column), read from the declared public catalogue alone.
+    artifact_public = frozenset({"top_k", "positives", "vocabulary", "user_vectors",
+                                 "catalogue_attributes", "profile", "match", "level_column"})
     artifact_private = {"items": "item vocabulary", "prior": "item vocabulary"}
     implementation = __name__

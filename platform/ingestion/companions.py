@@ -15,7 +15,8 @@ Two kinds of second file exist because users' data come that way:
 * **a public item catalogue** (recommendation): one item id per row (a products,
   restaurants or courses table), declared public by the analyst: a retailer knows its own
   catalogue, it is not personal data. The model's item vocabulary is then the catalogue,
-  with no privacy budget spent on estimating it
+  with no privacy budget spent on estimating it, and its other columns (city, price band,
+  cuisine, latitude, ...) are public item attributes the model scores with
   (:func:`ml_core.families.recommendation.with_catalogue`).
 """
 
@@ -74,7 +75,7 @@ def attach_catalogue(frame: pd.DataFrame, catalogue: pd.DataFrame, *, key: str,
 
     if key not in catalogue.columns:
         raise ValueError(f"the catalogue file has no column {key!r}")
-    return with_catalogue(frame, catalogue[key])
+    return with_catalogue(frame, catalogue[key], attributes=catalogue)
 
 
 def takes_labelled_test(spec: ProblemSpec) -> bool:

@@ -95,6 +95,19 @@ def test_the_recommender_matches_opacus():
     assert _compare(model, _histories(64, gen), torch.zeros(64), user_ranking, 0.05) <= TOL
 
 
+def test_the_recommender_with_catalogue_attributes_matches_opacus():
+    # The public attribute levels (buffers) feed a bias-free Linear of one weight per
+    # attribute column over (users, draws, candidates, columns) features.
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(5)
+    levels = torch.randint(0, 6, (21, 2), generator=gen) + torch.tensor([0, 6])
+    profile = torch.zeros(21, 12).scatter_(1, levels, 1.0)
+    profile[0] = 0
+    model = ItemFactors(20, dim=8, n_levels=12, n_columns=2, profile=profile,
+                        match=profile.clone(), level_column=torch.tensor([0] * 6 + [1] * 6))
+    assert _compare(model, _histories(64, gen), torch.zeros(64), user_ranking, 0.05) <= TOL
+
+
 def test_the_forecaster_matches_opacus():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(3)
