@@ -118,13 +118,14 @@ class TrainedArtifact:
     privacy: dict
 
 
-def train_and_save(family: str, directory: Path) -> TrainedArtifact:
+def train_and_save(family: str, directory: Path, *, prepare=None) -> TrainedArtifact:
+    """``prepare(frame)``: the frame the run trains on (e.g. with a declared catalogue)."""
     from ml_core.pipeline import run_training
 
     _, problem = families_with_problems()[family]
     spec, mapping = problem.spec, problem.sample_mapping
     frame = problem.sample_data(FAMILY_ROWS.get(family, ROWS), 3)
-    result = run_training(frame=frame, mapping=mapping, spec=spec,
+    result = run_training(frame=prepare(frame) if prepare else frame, mapping=mapping, spec=spec,
                           privacy=dataclasses.replace(spec.privacy, enabled=True),
                           train=dataclasses.replace(spec.train, epochs=1),
                           artifact_dir=directory)
@@ -147,9 +148,16 @@ def _families() -> list:
 
 @pytest.mark.parametrize("family", _families())
 def test_the_artifact_holds_only_declared_public_or_dp_statistics(family, tmp_path):
-    trained = train_and_save(family, tmp_path / family)
-    model_family = get_family(family)
-    public = COMMON_ARTIFACT_KEYS | model_family.artifact_public
+    problems, _ = artifact_problems(train_and_save(family, tmp_path / family))
+    assert not problems, "\n".join(problems)
+
+
+def artifact_problems(trained: TrainedArtifact, also_public: frozenset[str] = frozenset()
+                      ) -> tuple[list[str], dict[str, object]]:
+    """What in ``trained``'s artifact breaks the rules (empty: nothing), and its entries.
+    ``also_public``: entries this run declared public (a catalogue's item list)."""
+    model_family = get_family(trained.family)
+    public = COMMON_ARTIFACT_KEYS | model_family.artifact_public | also_public
     private = dict(model_family.artifact_private)
     released = _released_names(trained.privacy)
     stats = exact_statistics(trained.frame, trained.groups)
@@ -181,7 +189,54 @@ def test_the_artifact_holds_only_declared_public_or_dp_statistics(family, tmp_pa
         leaked = _leaks(_numbers(value), stats)
         if leaked:
             problems.append(f"{key!r} holds exact statistics of the rows: {leaked[:5]}")
+    return problems, entries
+
+
+def _shop_catalogue(frame: pd.DataFrame) -> pd.DataFrame:
+    """The sample's items with public attributes drawn independently of the interactions
+    (an aisle, a price, a brand unique per item), plus items nobody bought."""
+    items = sorted(set(frame["product_id"].astype(str))) + ["unsold-1", "unsold-2"]
+    rng = np.random.default_rng(11)
+    return pd.DataFrame({"product_id": items, "aisle": rng.choice(["dairy", "bakery", "toys"],
+                                                            len(items)),
+                         "price": rng.uniform(1, 50, len(items)).round(2),
+                         "brand": [f"b{n}" for n in range(len(items))]})
+
+
+def test_catalogue_attributes_enter_the_artifact_as_public_levels_only(tmp_path):
+    """A declared catalogue's attribute columns: the artifact's level tables are computed
+    from the catalogue alone (the same for other interactions), everything else in it is
+    DP or declared public, and the privacy report names the attributes as declared public
+    and their weights as DP-SGD outputs."""
+    from ml_core.families import recommendation
+    from ml_core.families.catalogue_features import CatalogueAttributes, content_columns
+
+    catalogue = {}
+
+    def with_attributes(frame: pd.DataFrame) -> pd.DataFrame:
+        catalogue["table"] = _shop_catalogue(frame)
+        return recommendation.with_catalogue(frame, catalogue["table"]["product_id"],
+                                             attributes=catalogue["table"])
+
+    trained = train_and_save("recommender", tmp_path / "a", prepare=with_attributes)
+    table = catalogue["table"]
+    # The item list is the declared catalogue's; the prior is all zeros (none released).
+    problems, entries = artifact_problems(trained, also_public=frozenset({"items", "prior"}))
     assert not problems, "\n".join(problems)
+    assert entries["items"] == sorted(table["product_id"])
+    assert not any(entries["prior"])
+    # The brand names one item each: not a feature. Aisle and price are.
+    assert entries["catalogue_attributes"] == ["aisle", "price"]
+    expected = content_columns(CatalogueAttributes.of(table["product_id"], table),
+                               tuple(sorted(table["product_id"])))
+    np.testing.assert_array_equal(np.reshape(entries["profile"], expected.profile.shape),
+                                  expected.profile)
+    np.testing.assert_array_equal(np.reshape(entries["match"], expected.match.shape),
+                                  expected.match)
+    declared = " ".join(trained.privacy["declared_public"])
+    assert "'aisle', 'price'" in declared
+    assert "one weight per catalogue attribute" in \
+        trained.privacy["released"]["estimated_privately"]
 
 
 def test_the_check_catches_an_exact_statistic():
