@@ -83,7 +83,10 @@ def attach_labelled_test(frame: pd.DataFrame, test_frame: pd.DataFrame) -> pd.Da
     train_part[SPLIT_COLUMN] = "train"
     test_part = test_frame[list(frame.columns)].copy()
     test_part[SPLIT_COLUMN] = TEST_SPLIT
-    return pd.concat([train_part, test_part], ignore_index=True)
+    combined = pd.concat([train_part, test_part], ignore_index=True)
+    # What the training frame declares (a public item catalogue) holds for both parts.
+    combined.attrs.update(frame.attrs)
+    return combined
 
 
 def given_test_rows(frame: pd.DataFrame) -> np.ndarray | None:

@@ -41,7 +41,11 @@ and those weights.
 
 Split: per-user temporal hold-out ("leave-last-k-out"): each user's last positive(s) by
 time form the test, the one before the validation; all earlier ones train. Every user is
-evaluated on a future they did not train on, scored from their history before it.
+evaluated on a future they did not train on, scored from their history before it. A given
+test file (:func:`ml_core.data.attach_labelled_test`: the interactions' columns, a
+published split) replaces the hold-out (:func:`split_given_test`): its positives are the
+test, judged for users who have positives in the training file (their history; a test user
+without one is refused by name), and each user's last training positive is validation.
 Metrics NDCG@k, Recall@k and HitRate@k over all items not already in the user's history,
 against the most-popular-items baseline (for the curator's eyes: not released).
 """
@@ -59,7 +63,13 @@ import torch
 from torch import nn
 
 from ml_core import fairness, group_metrics
-from ml_core.families.base import MetricDeclaration, ModelFamily, register_family
+from ml_core.data import given_test_rows, listed
+from ml_core.families.base import (
+    MetricDeclaration,
+    ModelFamily,
+    Supports,
+    register_family,
+)
 from ml_core.families.catalogue_features import (
     CatalogueAttributes,
     ContentColumns,
@@ -172,17 +182,26 @@ class Interactions:
     how_positive: str
     # Positive interactions dropped because their item is outside a declared catalogue.
     outside_catalogue: int = 0
+    # Per positive: whether it came from a given test file (None: no such file).
+    given_test: np.ndarray | None = None
 
 
-def _positive_rows(frame: pd.DataFrame, target: str | None, users: pd.Series
-                   ) -> tuple[np.ndarray, str]:
+def _positive_rows(frame: pd.DataFrame, target: str | None, users: pd.Series,
+                   known: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """Which rows are positives, and the rule in words. ``known`` (rows of the training
+    file, when a given test file follows it): a user's mean rating is taken over those,
+    so the test file's ratings do not move which training rows are positives."""
     if not target or target not in frame.columns:
         return np.ones(len(frame), bool), "every row is a positive (implicit feedback)"
     values = frame[target]
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.notna().all() and numbers.nunique() > 2:
         # Each user's own mean: a global mean would let one user move everyone's positives.
-        own_mean = numbers.groupby(users.to_numpy()).transform("mean")
+        keys = users.to_numpy()
+        own_mean = numbers.groupby(keys).transform("mean")
+        if known is not None:
+            means = numbers[known].groupby(keys[known]).mean()
+            own_mean = pd.Series(keys, index=numbers.index).map(means).fillna(own_mean)
         return (numbers >= own_mean).to_numpy(), (
             "ratings at or above the user's own mean rating count as positives")
     text = values.astype("string").str.strip().str.lower()
@@ -198,8 +217,10 @@ def interactions(frame: pd.DataFrame, mapping: ColumnMapping) -> Interactions:
     user_column, item_column = mapping.role("user"), mapping.role("item")
     if user_column is None or item_column is None:
         raise ValueError("recommendation needs columns with the 'user' and 'item' roles")
+    given = given_test_rows(frame)
     positive, how = _positive_rows(frame, mapping.target,
-                                   frame[user_column].astype("string").str.strip())
+                                   frame[user_column].astype("string").str.strip(),
+                                   known=None if given is None else ~given)
     time_column = mapping.role("time")
     times = (parse_dates(frame[time_column])[0] if time_column
              else pd.Series(np.arange(len(frame)), index=frame.index))
@@ -209,6 +230,8 @@ def interactions(frame: pd.DataFrame, mapping: ColumnMapping) -> Interactions:
         "user": frame[user_column].astype("string").str.strip().to_numpy(),
         "item": frame[item_column].astype("string").str.strip().to_numpy(),
         "time": times.to_numpy(), "pos": np.arange(len(frame)),
+        # A given test file's rows follow each user's training rows, whatever their time.
+        "given": np.zeros(len(frame), bool) if given is None else given,
     })[positive]
     work = work.dropna(subset=["user", "item"])
     catalogue = declared_catalogue(frame)
@@ -216,7 +239,8 @@ def interactions(frame: pd.DataFrame, mapping: ColumnMapping) -> Interactions:
     if catalogue is not None:
         inside = work["item"].isin(set(catalogue)).to_numpy(bool)
         outside, work = int((~inside).sum()), work[inside]
-    work = work.sort_values(["user", "time", "pos"], kind="stable", na_position="first")
+    work = work.sort_values(["user", "given", "time", "pos"], kind="stable",
+                            na_position="first")
     duplicated = work.duplicated(["user", "item"])
     work = work[~duplicated]
     user_names = sorted(work["user"].unique().tolist())
@@ -232,6 +256,7 @@ def interactions(frame: pd.DataFrame, mapping: ColumnMapping) -> Interactions:
         user_names=user_names, item_names=item_names,
         dropped_negatives=int((~positive).sum()), duplicates=int(duplicated.sum()),
         how_positive=how, outside_catalogue=outside,
+        given_test=None if given is None else work["given"].to_numpy(bool),
     )
 
 
@@ -259,6 +284,58 @@ def split_by_user_time(data: Interactions) -> UserSplit:
         "method": "per_user_time",
         "description": "each user's last positive interactions (by time) are the test, the "
                        "one before is validation",
+        "train": int(train.sum()), "val": int(val.sum()), "test": int(test.sum()),
+        "unit": "interactions",
+        "test_users": int(len(np.unique(data.users[test]))),
+        "users": len(data.user_names), "items": len(data.item_names),
+    }
+    return UserSplit(train=train, val=val, test=test, summary=summary)
+
+
+def users_without_history(data: Interactions) -> list[str]:
+    """The users with positives in a given test file but none in the training file."""
+    if data.given_test is None:
+        return []
+    tested = set(data.users[data.given_test].tolist())
+    trained = set(data.users[~data.given_test].tolist())
+    return [data.user_names[u - 1] for u in sorted(tested - trained)]
+
+
+def given_test_refusal(data: Interactions) -> str | None:
+    """Why a given test file cannot be judged (None: it can): it has no positive
+    interaction, or some of its users have no positive interaction in the training file."""
+    if data.given_test is None:
+        return None
+    if not data.given_test.any():
+        return ("the test file has no positive interaction on a known item to judge "
+                f"({data.how_positive})")
+    lacking = users_without_history(data)
+    if lacking:
+        return (f"{len(lacking)} users of the test file have no positive interaction in the "
+                f"training file ({listed(lacking)}); a user's recommendations are computed "
+                "from their training history, so each test user needs one there: remove "
+                "them from the test file or add their history to the training file")
+    return None
+
+
+def split_given_test(data: Interactions) -> UserSplit:
+    """A given test file's positives -> test (each test user's held-out items); in the
+    training file, each user's last positive -> validation when they have 3 or more there,
+    the earlier ones train. ValueError (:func:`given_test_refusal`) when it cannot be
+    judged."""
+    refusal = given_test_refusal(data)
+    if refusal:
+        raise ValueError(refusal)
+    test = data.given_test
+    trained = np.bincount(data.users[~test], minlength=len(data.user_names) + 1)[data.users]
+    # Training positives come first in each user's order (interactions sorts them so).
+    val = ~test & (trained >= 3) & (data.order == trained - 1)
+    train = ~(test | val)
+    summary = {
+        "method": "given_test_file",
+        "description": "the given test file's positive interactions are the test (each "
+                       "test user's history is their training-file positives); each "
+                       "user's last training positive is validation",
         "train": int(train.sum()), "val": int(val.sum()), "test": int(test.sum()),
         "unit": "interactions",
         "test_users": int(len(np.unique(data.users[test]))),
@@ -710,7 +787,8 @@ class RecommenderHooks(FamilyHooks):
 
     def prepare(self, inputs: RunInputs) -> RunData:
         data = interactions(inputs.frame, inputs.mapping)
-        split = split_by_user_time(data)
+        split = (split_by_user_time(data) if data.given_test is None
+                 else split_given_test(data))
         if split.summary["test_users"] == 0:
             raise ValueError("no user has the 3 positive interactions a time hold-out needs")
         val, test = _eval_set(data, split, "val"), _eval_set(data, split, "test")
@@ -874,10 +952,16 @@ def _last_rows(data: Interactions, mask: np.ndarray) -> dict[int, object]:
 def _notes(*, data: Interactions, prepared: RunData, privacy: dict, exposure: list[dict],
            fitted: FittedModule) -> list[str]:
     top_share = sum(row["recommended_share"] for row in exposure[-1:])
-    notes = [
+    split = (
         "Split per user by time (leave-last-out): each user's last positive interactions "
         "are the test and the one before is validation, so the model is judged on what "
-        "users did next, scored from their own earlier history.",
+        "users did next, scored from their own earlier history."
+        if data.given_test is None else
+        f"Test: the given test file's {int(data.given_test.sum())} positive interactions "
+        f"({prepared.split.summary['test_users']} users), each user scored from their "
+        "positives in the training file; validation is each user's last training positive.")
+    notes = [
+        split,
         f"Positives: {data.how_positive}. Repeated (user, item) pairs count once "
         f"({data.duplicates} repeats); {data.dropped_negatives} non-positive rows were "
         "not used.",
@@ -1021,6 +1105,10 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
                         "neither dates nor numbers.",
             ))
     data = interactions(frame, mapping)
+    refusal = given_test_refusal(data)
+    if refusal:
+        issues.append(ValidationIssue(code="test_file_mismatch", column=mapping.role("user"),
+                                      message=refusal[0].upper() + refusal[1:] + "."))
     if data.outside_catalogue:
         issues.append(ValidationIssue(
             code="outside_catalogue", column=mapping.role("item"), severity="warning",
@@ -1028,7 +1116,7 @@ def validate(frame: pd.DataFrame, mapping: ColumnMapping, spec: ProblemSpec
                     "the declared catalogue; they are dropped.",
         ))
     held = int((held_out_count(np.bincount(data.users)[1:]) > 0).sum())
-    if held < 10:
+    if held < 10 and data.given_test is None:
         issues.append(ValidationIssue(
             code="too_few_histories",
             message=f"Only {held} users have the 3 or more positive interactions a time "
@@ -1065,6 +1153,9 @@ class RecommenderFamily(ModelFamily):
     )
     primary_metric = "ndcg@10"
     chart_kinds = ("top_k",)
+    # A given test file with the interactions' columns: its users' held-out interactions
+    # are the test, each user scored from their training-file history (split_given_test).
+    supports = Supports(labelled_test_file=True)
     # No user state, user name or raw count: the item names are the private vocabulary (or
     # the declared catalogue), the prior buffer its noisy counts (post-processing).
     # With a catalogue's attributes: the attribute columns used and the per-item level
