@@ -14,7 +14,7 @@ from django.urls import reverse
 from audits.models import AuditLogEntry
 from ingestion.models import CompanionFile, DatasetVersion
 from ingestion.services import load_frame
-from ml_core.families.recommendation import declared_catalogue
+from ml_core.families.recommendation import catalogue_attributes, declared_catalogue
 from tests.conftest import csv_upload, finance_frame
 from tests.platform.test_pipeline_command_tasks import pipeline
 from training.models import TrainingRun
@@ -32,9 +32,11 @@ def shoppers(rows: int = 600) -> pd.DataFrame:
 
 
 def products(frame: pd.DataFrame, *, extra: int = 2, leave_out: int = 3) -> pd.DataFrame:
-    """The shop's products: those bought but the ``leave_out`` last ids, and ``extra`` new."""
+    """The shop's products: those bought but the ``leave_out`` last ids, and ``extra`` new,
+    with a name (one per product) and an aisle (public attributes)."""
     ids = sorted(frame["product_id"].unique())[:-leave_out] + [f"NEW{n}" for n in range(extra)]
-    return pd.DataFrame({"product_id": ids, "name": [f"product {i}" for i in ids]})
+    return pd.DataFrame({"product_id": ids, "name": [f"product {i}" for i in ids],
+                         "aisle": [f"aisle {n % 4}" for n in range(len(ids))]})
 
 
 def _upload(client, frame: pd.DataFrame, *, vertical: str, problem: str) -> dict:
@@ -61,7 +63,10 @@ def test_the_api_accepts_a_catalogue_and_the_table_carries_it(api_client, analys
     companion = stored.companions.get()
     assert companion.kind == CompanionFile.Kind.CATALOGUE
     assert companion.key_column == "product_id"  # named like the item column
-    assert declared_catalogue(load_frame(stored)) == tuple(sorted(catalogue["product_id"]))
+    loaded = load_frame(stored)
+    assert declared_catalogue(loaded) == tuple(sorted(catalogue["product_id"]))
+    # Its other columns are the items' public attributes.
+    assert list(catalogue_attributes(loaded).table.columns) == ["name", "aisle"]
     # The declaration is on the audit log.
     entry = AuditLogEntry.objects.filter(action="dataset.companion_attached").latest("pk")
     assert entry.detail["kind"] == "catalogue" and entry.detail["filename"] == "products.csv"
@@ -113,6 +118,9 @@ def test_the_command_trains_privately_on_the_declared_catalogue(tmp_path, admin)
     assert any("catalogue" in item for item in run.privacy["declared_public"])
     metadata = json.loads((Path(run.artifact_path) / "metadata.json").read_text())
     assert metadata["items"] == sorted(catalogue["product_id"])
+    # The aisle scores items (the name, one per product, does not), declared public.
+    assert metadata["catalogue_attributes"] == ["aisle"]
+    assert any("'aisle'" in item for item in run.privacy["declared_public"])
     left_out = frame["product_id"].isin(set(frame["product_id"]) - set(catalogue["product_id"]))
     assert left_out.any()
     assert any("positive interactions on items outside it were dropped" in note
