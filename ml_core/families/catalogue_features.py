@@ -43,11 +43,12 @@ KERNEL_BINS = 2
 MISSING_TOKENS = frozenset({"", "?", "-", "na", "n/a", "nan", "null", "none given"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CatalogueAttributes:
     """A declared catalogue's attribute columns, one row per item id (text), kept as the
     analyst uploaded them. Carried on the interactions frame's ``attrs`` (pandas copies
-    ``attrs`` deeply on every operation: this one is immutable, so it is shared)."""
+    ``attrs`` deeply on every operation and compares them when concatenating: this one is
+    immutable, so it is shared, and equal only to itself)."""
 
     table: pd.DataFrame  # indexed by item id (text), one column per attribute
 
