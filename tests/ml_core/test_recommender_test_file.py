@@ -109,3 +109,14 @@ def test_ratings_in_the_test_file_do_not_move_training_positives():
     assert train_pairs[0] == train_pairs[1]
     # The test rows are judged against each user's training mean: all 1s are below it.
     assert not base.given_test.any() and other.given_test.sum() > 0
+
+
+def test_a_declared_catalogue_holds_for_the_test_file_too():
+    train, test = published_split()
+    products = pd.DataFrame({ITEM: sorted(set(train[ITEM]) | set(test[ITEM]))})
+    products["aisle"] = [f"aisle {n % 3}" for n in range(len(products))]
+    declared = recommendation.with_catalogue(train, products[ITEM], attributes=products)
+    combined = attach_labelled_test(declared, test)
+    assert recommendation.declared_catalogue(combined) == tuple(products[ITEM])
+    assert recommendation.catalogue_attributes(combined) is \
+        recommendation.catalogue_attributes(declared)
