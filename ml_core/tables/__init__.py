@@ -28,7 +28,7 @@ refused), :mod:`~ml_core.tables.cells` (cell normalisation), :mod:`~ml_core.tabl
 and the profile). Their public names are imported from here.
 """
 
-from ml_core.tables.cells import HEADER_SAMPLE_ROWS, MAX_CELL_CHARS, MISSING_MARKERS
+from ml_core.tables.cells import HEADER_SAMPLE_ROWS, MAX_CELL_CHARS, MISSING_MARKERS, is_number
 from ml_core.tables.columns import (
     ColumnCodes,
     distinct_mean,
@@ -75,6 +75,7 @@ __all__ = [
     "factorize",
     "first_present",
     "gunzip_table",
+    "is_number",
     "name_scripts",
     "name_skeleton",
     "name_words",

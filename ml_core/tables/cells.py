@@ -21,7 +21,8 @@ HEADER_SAMPLE_ROWS = 1000
 MAX_CELL_CHARS = 100_000
 
 
-def _is_number(cell: str) -> bool:
+def is_number(cell: str) -> bool:
+    """Whether ``cell`` reads as a number (``float`` takes it)."""
     try:
         float(cell)
     except ValueError:
@@ -64,7 +65,7 @@ def _clean_column(column: pd.Series, delimiter: str = ",", *, as_codes: bool = F
         first = _first_value(text)
         if first is None:
             return pd.Series(np.nan, index=column.index, dtype=float, name=column.name), None
-        if not (_is_number(first) or _LOCAL_NUMBER.fullmatch(first) or _date_like(first)):
+        if not (is_number(first) or _LOCAL_NUMBER.fullmatch(first) or _date_like(first)):
             return _clean_rows(column, text), None
     codes, raw = factorize(text)
     raw = np.asarray(raw, dtype=object)
@@ -93,7 +94,7 @@ def _clean_column(column: pd.Series, delimiter: str = ",", *, as_codes: bool = F
         example = next((v for v in present if _LEADING_ZERO.fullmatch(v)), first)
         return values, (f"codes with leading zeros (e.g. '{example}'); read as text so that "
                         "the zeros are kept.")
-    if _is_number(first):
+    if is_number(first):
         numbers = _spread(pd.to_numeric(present, errors="coerce"), codes, values)
     elif _LOCAL_NUMBER.fullmatch(first):
         numbers, note = _localised_numbers(codes, values, present, delimiter)

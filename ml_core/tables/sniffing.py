@@ -11,7 +11,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from ml_core.tables.cells import HEADER_SAMPLE_ROWS, MISSING_MARKERS, _is_number
+from ml_core.tables.cells import HEADER_SAMPLE_ROWS, MISSING_MARKERS, is_number
 from ml_core.tables.columns import distinct_mean
 from ml_core.tables.errors import TableReadError
 
@@ -252,7 +252,7 @@ def _looks_like_header(raw: pd.DataFrame) -> bool:
     """
     if len(raw) < 2:
         first = [c.strip() for c in raw.iloc[0].tolist()]
-        return not any(_is_number(c) for c in first if c not in MISSING_MARKERS)
+        return not any(is_number(c) for c in first if c not in MISSING_MARKERS)
     # Plain lists of stripped cells, column by column, and every column's share of numbers
     # from one conversion: a thousand rows do not need thirty rounds of pandas calls.
     cells = raw.iloc[: HEADER_SAMPLE_ROWS + 1].to_numpy(dtype=object)
@@ -267,7 +267,7 @@ def _looks_like_header(raw: pd.DataFrame) -> bool:
         if cell in MISSING_MARKERS:
             continue
         if share >= 0.8:
-            if _is_number(cell):
+            if is_number(cell):
                 data_votes += 1
             else:
                 header_votes += 1
