@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ml_core.tables import distinct_means, first_present
+from ml_core.tables import distinct_means, first_present, is_number
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -55,14 +55,6 @@ class ColumnKind:
         return {"kind": self.kind, "reason": self.reason, "overridden": self.overridden}
 
 
-def _is_number(value: str) -> bool:
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
 def infer_column_type(values: pd.Series) -> ColumnKind:
     """The kind of ``values`` (one column), judged on its first present values.
 
@@ -85,9 +77,9 @@ def infer_column_type(values: pd.Series) -> ColumnKind:
         return ColumnKind(CATEGORICAL, "no values")
     text = sample.astype(str).str.strip()
     dates, words, numbers, leading_zero, codes = distinct_means(text, (
-        lambda v: bool(DATE_PATTERN.match(v)), lambda v: len(v.split()), _is_number,
+        lambda v: bool(DATE_PATTERN.match(v)), lambda v: len(v.split()), is_number,
         lambda v: bool(_LEADING_ZERO.fullmatch(v)),
-        lambda v: not _is_number(v) and bool(_CODE.fullmatch(v)),
+        lambda v: not is_number(v) and bool(_CODE.fullmatch(v)),
     ))
     if dates >= DATE_SHARE:
         return ColumnKind(DATE, "dates")
@@ -96,7 +88,7 @@ def infer_column_type(values: pd.Series) -> ColumnKind:
                                        "that the zeros are kept)")
     if numbers >= NUMERIC_SHARE:
         if codes > 0 and numbers + codes >= 0.999:
-            example = next(v for v in text if not _is_number(v))
+            example = next(v for v in text if not is_number(v))
             return ColumnKind(CATEGORICAL, f"codes: {codes:.0%} of values carry letters "
                                            f"(e.g. '{example}') among numeric codes")
         return ColumnKind(NUMERIC, "numbers, with some text")

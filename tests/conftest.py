@@ -168,6 +168,21 @@ def csv_upload(data: bytes, name: str = "applications.csv"):
     return SimpleUploadedFile(name, data, content_type="text/csv")
 
 
+def call_pipeline(*args) -> tuple[int, dict]:
+    """``manage.py pipeline`` with ``args``: (exit code, the JSON it printed)."""
+    import json
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    code = 0
+    try:
+        call_command("pipeline", *map(str, args), stdout=out)
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, json.loads(out.getvalue())
+
+
 @pytest.fixture
 def finance_csv() -> bytes:
     """The finance demo table (400 rows) as CSV bytes."""

@@ -120,6 +120,11 @@ class ModelFamily:
     primary_metric: ClassVar[str]
     chart_kinds: ClassVar[tuple[str, ...]]
     supports: ClassVar[Supports] = Supports()
+    # The role naming what a given test file holds apart from the training file (its
+    # students): a value with rows in both files is refused when the test file is attached
+    # and when the mapping is confirmed, not only at training. None: the files may share
+    # them (forecasting's later periods of the same series).
+    given_test_role: ClassVar[str | None] = None
     # What a private run's artifact holds besides COMMON_ARTIFACT_KEYS, entry by entry (the
     # top-level keys of its JSON files): ``artifact_public`` names entries declared public
     # (settings, column names, counts); ``artifact_private`` maps each entry estimated with

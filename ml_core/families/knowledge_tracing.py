@@ -910,6 +910,7 @@ class _ResponseLogFamily(ModelFamily):
                       ColumnRole.SKILL.value, ColumnRole.TIME.value)
     # A given test file holds other students' answers (ml_core.data.given_test_units).
     supports = Supports(labelled_test_file=True)
+    given_test_role = ColumnRole.STUDENT.value
 
     def validate(self, frame, mapping, spec):
         return validate(frame, mapping, spec)

@@ -95,10 +95,12 @@ def takes_test_set(spec: ProblemSpec) -> bool:
 
 
 def attach_labelled(frame: pd.DataFrame, test_frame: pd.DataFrame, *, spec: ProblemSpec,
+                    mapping: ColumnMapping | None = None,
                     truth_may_follow: bool = False) -> pd.DataFrame:
     """``frame`` with a given test file that carries its own target, its rows marked as test
     (:func:`ml_core.data.attach_labelled_test`). ValueError when the test file lacks a
-    column of the training file. With ``truth_may_follow`` (files are still being added), a
+    column of the training file, or shares units with it (:func:`refuse_shared_units`,
+    under ``mapping``). With ``truth_may_follow`` (files are still being added), a
     remaining-useful-life test file that lacks one (its RUL) is cut series awaiting their
     true values (:func:`attach_test`): ``frame`` is returned as it is until they come."""
     from ml_core.data import attach_labelled_test
@@ -111,7 +113,30 @@ def attach_labelled(frame: pd.DataFrame, test_frame: pd.DataFrame, *, spec: Prob
         except ValueError as exc:
             raise ValueError(f"{exc}; or give the test units' true remaining life "
                              "(test_truth) with series cut before failure") from None
-    return attach_labelled_test(frame, test_frame)
+    combined = attach_labelled_test(frame, test_frame)
+    refuse_shared_units(combined, mapping=mapping, spec=spec)
+    return combined
+
+
+UNIT_NOUNS = {"student": "students", "unit": "units", "user": "users"}
+
+
+def refuse_shared_units(combined: pd.DataFrame, *, mapping: ColumnMapping | None,
+                        spec: ProblemSpec) -> None:
+    """ValueError naming the first few units (students) with rows in both the training file
+    and the given test file of ``combined``, in the column ``mapping`` gives the family's
+    ``given_test_role``, and the fix; nothing for a family whose test file may share them
+    or while that column is not mapped."""
+    from ml_core.data import given_test_units
+
+    role = family_of(spec).given_test_role
+    column = mapping.role(role) if role and mapping is not None else None
+    if not column or column not in combined.columns:
+        return
+    try:
+        given_test_units(combined, column, noun=UNIT_NOUNS.get(role, "units"))
+    except ValueError as exc:
+        raise ValueError(f"{exc} (the {role} column is '{column}')") from None
 
 
 def attributes_key(columns: list[str], preferred: str | None) -> str:

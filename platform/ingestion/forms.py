@@ -78,6 +78,13 @@ def target_required(spec: ProblemSpec | None) -> bool:
     return not targets or any(h.required for h in targets)
 
 
+LABELLED_TEST_HELP = ("Held-out rows with the same columns, target included (e.g. a published "
+                      "benchmark split): the model is tested on exactly these.")
+TRUTH_TEST_HELP = ("Whole series of other units with their remaining life column (or run to "
+                   "failure), every row judged; or series cut before failure (e.g. C-MAPSS "
+                   "test_FD001.txt) with their true values below, judged on their last cycle.")
+
+
 class UploadForm(forms.Form):
     name = forms.CharField(
         max_length=200, required=False,
@@ -111,25 +118,18 @@ class UploadForm(forms.Form):
                           "spends no privacy budget on finding them; interactions on other "
                           "items are dropped. Without it the items are chosen privately.")
             self.companion_names.append("catalogue")
-        if companions.takes_labelled_test(spec):
+        if companions.takes_test_set(spec):
+            # One field for every family; what the file holds is the family's.
             self.fields["test_file"] = forms.FileField(
                 required=False, label="Given test set (optional)",
-                help_text="Held-out rows with the same columns, target included (e.g. a "
-                          "published benchmark split): the model is tested on exactly these.")
+                help_text=TRUTH_TEST_HELP if companions.needs_truth(spec)
+                else LABELLED_TEST_HELP)
             self.companion_names.append("test_file")
         if companions.needs_truth(spec):
-            self.fields["test_file"] = forms.FileField(
-                required=False, label="Given test set (optional)",
-                help_text="Whole series of other units with their remaining life column "
-                          "(or run to failure), every row judged; or series cut before "
-                          "failure (e.g. C-MAPSS test_FD001.txt) with their true values "
-                          "below, judged on their last cycle.")
             self.fields["test_truth"] = forms.FileField(
                 required=False, label="True remaining life of the test units (optional)",
                 help_text="One number per test unit in unit order (e.g. RUL_FD001.txt), or "
                           "two columns: unit, remaining life.")
-            if "test_file" not in self.companion_names:
-                self.companion_names.append("test_file")
             self.companion_names.append("test_truth")
 
     def clean(self):

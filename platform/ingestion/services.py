@@ -441,7 +441,7 @@ def load_frame(version: DatasetVersion, *, mapping: ColumnMapping | None = None,
     elif test_set is not None and companions.takes_labelled_test(spec):
         frame = companions.attach_labelled(
             frame, _read_stored(test_set.stored_path, test_set.read_options), spec=spec,
-            truth_may_follow=files_pending)
+            mapping=mapping, truth_may_follow=files_pending)
     return frame
 
 

@@ -7,7 +7,8 @@ from django.conf import settings
 
 from observability.context import log_context
 from observability.repeating import RepeatingThread
-from training.services import RunRecovery, execute_run
+from training.recovery import RunRecovery
+from training.services import execute_run
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ def test_the_second_read_reuses_the_parse_and_gives_its_own_frame(analyst, finan
                              file=csv_upload(finance_csv))
     options = version.read_options
     calls = []
-    monkeypatch.setattr("ml_core.tables._read_rows", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr("ml_core.tables.reading._read_rows", lambda *a, **k: calls.append(a))
     first, _ = read_upload_table(read_stored(version.stored_path), sep=options["delimiter"],
                                  header=options["header"], encoding=options["encoding"])
     assert calls == []  # the upload's parse, under the options it found

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -12,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
 from ingestion.models import DatasetVersion
 from tests.conftest import ROOT, SHARED_DATA, database_url, finance_frame
+from tests.conftest import call_pipeline as pipeline
 from training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db
@@ -31,16 +30,6 @@ def demo_file(tmp_path) -> Path:
     path = tmp_path / "applications.csv"
     finance_frame(300, seed=3).to_csv(path, index=False)
     return path
-
-
-def pipeline(*args) -> tuple[int, dict]:
-    out = io.StringIO()
-    code = 0
-    try:
-        call_command("pipeline", *map(str, args), stdout=out)
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, json.loads(out.getvalue())
 
 
 @pytest.mark.slow

@@ -10,28 +10,17 @@ under DP-SGD) and the others non-private.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
 from ingestion.models import CompanionFile, DatasetVersion
+from tests.conftest import call_pipeline as pipeline
 from training.models import TrainingRun
 from verticals.registry import all_problems, get_problem
 
 pytestmark = pytest.mark.django_db
-
-
-def pipeline(*args) -> tuple[int, dict]:
-    out = io.StringIO()
-    code = 0
-    try:
-        call_command("pipeline", *map(str, args), stdout=out)
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, json.loads(out.getvalue())
 
 
 def sample_csv(tmp_path: Path, vertical: str, problem: str, n_rows: int, *, drop=()) -> Path:
@@ -259,7 +248,7 @@ def test_two_columns_for_a_single_role_are_refused(tmp_path):
 
 
 def test_given_roles_lay_over_the_suggestion():
-    from ingestion.management.commands.pipeline import mapping_from
+    from training.pipeline import mapping_from
 
     suggested = {"target": "units_sold", "sensitive": ["region"], "exclude": ["note"],
                  "id": "row", "roles": [["time", "week"], ["series", "store"],
@@ -278,16 +267,16 @@ def test_given_roles_lay_over_the_suggestion():
 
 
 def test_training_options_are_typed_and_checked(tmp_path):
-    from ingestion.management.commands.pipeline import PipelineFailed, _train_options
     from training.options import clean_training_options
+    from training.pipeline import PipelineFailed, parse_train_options
 
     # The command passes raw values on; the one validation of the web and the API types them.
-    assert clean_training_options(_train_options([
+    assert clean_training_options(parse_train_options([
         "hidden_sizes=16,8", "learning_rate=0.01", "class_weighting=yes", "top_k=5",
     ])) == {"hidden_sizes": [16, 8], "learning_rate": 0.01, "class_weighting": True, "top_k": 5}
     with pytest.raises(PipelineFailed):
-        _train_options(["device=cuda"])
+        parse_train_options(["device=cuda"])
     from training.options import InvalidRunOptions
 
     with pytest.raises(InvalidRunOptions, match="epochs"):
-        clean_training_options(_train_options(["epochs=many"]))
+        clean_training_options(parse_train_options(["epochs=many"]))

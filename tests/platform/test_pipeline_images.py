@@ -6,30 +6,18 @@ clear message. Images are generated here (Pillow)."""
 from __future__ import annotations
 
 import csv
-import io
-import json
 import zipfile
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
 from ingestion.models import DatasetVersion
 from ingestion.storage import is_encrypted, stored_file
+from tests.conftest import call_pipeline as pipeline
 from training.models import TrainingRun
 from verticals.manufacturing.demo_images import CLASSES, image_frame
 
 pytestmark = pytest.mark.django_db
-
-
-def pipeline(*args) -> tuple[int, dict]:
-    out = io.StringIO()
-    code = 0
-    try:
-        call_command("pipeline", *map(str, args), stdout=out)
-    except SystemExit as exit_:
-        code = exit_.code
-    return code, json.loads(out.getvalue())
 
 
 def images_zip_and_labels(tmp_path: Path, per_class: int) -> tuple[Path, Path]:

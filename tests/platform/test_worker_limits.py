@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 
 from tests.conftest import FAST_TRAINING
+from training.leases import claim_run
 from training.models import TrainingRun
-from training.services import claim_run, start_run
+from training.services import start_run
 
 pytestmark = pytest.mark.django_db
 

@@ -1,5 +1,5 @@
 """The database, not the broker, says what still has to run: runs whose message the broker
-lost are sent again by the recovery every worker runs (training.services.RunRecovery).
+lost are sent again by the recovery every worker runs (training.recovery.RunRecovery).
 
 Brokers lose messages in two ways here: kombu's filesystem transport deletes a message
 when a consumer takes it (a worker killed with it has taken it for good), and a Redis
@@ -37,7 +37,8 @@ from tests.support.worker import (
     worker_env,
 )
 from training.models import TrainingRun
-from training.services import RunRecovery, start_run, training_queue_size
+from training.recovery import RunRecovery, training_queue_size
+from training.services import start_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,8 +16,9 @@ from governance.models import LedgerEntry
 from observability.models import WorkerHeartbeat
 from tests.conftest import FAST_TRAINING
 from tests.support.worker import FAST_RECOVERY, celery_worker, wait_for, wait_for_run
+from training.leases import claim_run, finish_run
 from training.models import ModelVersion, TrainingRun
-from training.services import _finish, claim_run, execute_run, start_run
+from training.services import execute_run, start_run
 
 WAIT_S = 240
 
@@ -56,7 +57,7 @@ def test_a_live_attempt_keeps_its_run_and_a_dead_one_is_taken_over(validated_ver
 
     # The presumed-dead attempt, should it wake up, can no longer end the run.
     run.refresh_from_db()
-    assert not _finish(run, first, TrainingRun.Status.FAILED, action="run.failed", error="x")
+    assert not finish_run(run, first, TrainingRun.Status.FAILED, action="run.failed", error="x")
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.RUNNING and run.lease_token == second.token
 

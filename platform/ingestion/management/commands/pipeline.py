@@ -42,53 +42,23 @@ version. Exit code 1 when a file is refused or the run does not succeed.
 from __future__ import annotations
 
 import contextlib
-import io
+import dataclasses
 import json
 import sys
-import time
-import zipfile
 from pathlib import Path
 
-from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
-from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
-from django.utils.text import slugify
 
-from accounts.models import Membership, Organisation, Role
-from ingestion.image_uploads import with_labels
-from ingestion.models import CompanionFile, DatasetVersion
-from ingestion.services import (
-    UploadError,
-    attach_companion,
-    confirm_mapping,
-    set_identifier_allowed,
-    upload_dataset,
-)
-from ml_core.spec import TABULAR_ROLES, ColumnMapping, TargetRule
 from training.models import TrainingRun
-from training.options import OPTION_RANGES, OVERRIDABLE
-from training.predictions import predictions_csv
-from training.services import execute_run, start_run
-from verticals.registry import get_problem
-
-SYSTEM_USER = "pipeline"
-SYSTEM_ORGANISATION = "cli"
-PRIVACY_KEYS = ("epsilon", "delta", "noise_multiplier", "sample_rate", "steps", "accountant")
-# --column ROLE=COL: "label" is the text problems' word for the target.
-ROLE_ALIASES = {"label": "target"}
-TASK_ROLES = ("series", "time", "covariate", "user", "item", "student", "skill", "unit",
-              "cycle", "text", "privacy_unit", "image")
-ROLES = (*sorted(r.value for r in TABULAR_ROLES), *TASK_ROLES)
-SINGLE_ROLES = ("target", "id", "time", "user", "item", "student", "skill", "unit", "cycle",
-                "text", "privacy_unit", "image")
-
-
-class PipelineFailed(Exception):
-    def __init__(self, body: dict) -> None:
-        super().__init__(body.get("errors"))
-        self.body = body
+from training.options import OVERRIDABLE
+from training.pipeline import (
+    ROLES,
+    SYSTEM_ORGANISATION,
+    PipelineFailed,
+    PipelineRequest,
+    UnknownUser,
+    run_pipeline,
+)
 
 
 def _require_migrated_database() -> None:
@@ -189,10 +159,12 @@ class Command(BaseCommand):
         # Libraries that print (progress bars, warnings) must not pollute the JSON on stdout.
         try:
             with contextlib.redirect_stdout(sys.stderr):
-                body = self._pipeline(options)
+                body = run_pipeline(_request(options))
             failed = "run" in body and body["run"]["status"] != TrainingRun.Status.SUCCEEDED
         except PipelineFailed as exc:
             body, failed = exc.body, True
+        except UnknownUser as exc:
+            raise CommandError(str(exc)) from None
         self._emit(body, as_json=options["json"])
         if failed:
             sys.exit(1)
@@ -218,353 +190,14 @@ class Command(BaseCommand):
         if run.get("privacy", {}).get("epsilon") is not None:
             self.stdout.write(f"  epsilon: {run['privacy']['epsilon']}")
 
-    def _pipeline(self, options: dict) -> dict:
-        path: Path = options["file"]
-        if not path.is_file():
-            raise PipelineFailed({"errors": [{"code": "not_found",
-                                              "message": f"no such file: {path}"}]})
-        user = self._user(options)
-        try:
-            with _upload_file(path, options["labels"]) as handle:
-                version = upload_dataset(
-                    user=user, vertical=options["vertical"], problem=options["problem"],
-                    file=File(handle, name=path.name), name=path.stem, sep=options["sep"],
-                    header=False if options["no_header"] else None,
-                )
-        except UploadError as exc:
-            raise PipelineFailed({"errors": exc.errors}) from None
-        if version.status == DatasetVersion.Status.REJECTED:
-            raise PipelineFailed({"errors": version.errors, "dataset": _dataset(version)})
-        given = _given_roles(options)
-        self._attach_companions(version, user=user, options=options)
-        version.refresh_from_db()
-        for column in options["allow_identifiers"]:
-            try:
-                version = set_identifier_allowed(
-                    version=version, user=user, column=column, allowed=True,
-                    reason="allowed with manage.py pipeline --allow-identifier")
-            except (ValueError, PermissionDenied) as exc:
-                raise PipelineFailed({"errors": [{"code": "identifier_refused",
-                                                  "message": f"--allow-identifier {column}: "
-                                                             f"{exc}"}],
-                                      "dataset": _dataset(version)}) from None
-        mapping = mapping_from(version.suggested_mapping or {}, given,
-                               positive_labels=options["positive_labels"],
-                               column_types=_column_types(options["column_types"]),
-                               target_rule=_target_rule(options["target_rule"], version))
-        version = confirm_mapping(version=version, user=user, mapping=mapping)
-        if version.status == DatasetVersion.Status.REJECTED:
-            raise PipelineFailed({"errors": version.errors, "dataset": _dataset(version)})
-        if options["validate_only"]:
-            return {"dataset": _dataset(version)}
 
-        config = {**_train_options(options["train_options"]), "seed": options["seed"]}
-        if options["epochs"] is not None:
-            config["epochs"] = options["epochs"]
-        if options["horizon"] is not None:
-            config["horizon"] = options["horizon"]
-        try:
-            with transaction.atomic():
-                run = start_run(
-                    version=version, user=user, privacy_enabled=_privacy_enabled(version, options),
-                    target_epsilon=options["epsilon"], delta=options["delta"], config=config,
-                    enqueue=not options["inline"],
-                )
-        except (ValueError, PermissionDenied) as exc:
-            # Refused before any run exists: a bad option, the dataset's privacy budget, or
-            # a non-private run on personal data without an admin.
-            raise PipelineFailed({"errors": [{"code": "run_refused", "message": str(exc)}],
-                                  "dataset": _dataset(version)}) from None
-        if options["inline"]:
-            execute_run(run.pk)
-        else:
-            self._wait(run, timeout=options["timeout"])
-        run.refresh_from_db()
-        if options["predictions_out"] is not None and run.status == TrainingRun.Status.SUCCEEDED:
-            # Decrypted for the operator who asked for them (the stored copy stays encrypted).
-            options["predictions_out"].parent.mkdir(parents=True, exist_ok=True)
-            options["predictions_out"].write_bytes(predictions_csv(run.artifact_path))
-        return {
-            "dataset": _dataset(version),
-            "run": _run(run),
-            "model_version": _model_version(run),
-        }
-
-    def _attach_companions(self, version: DatasetVersion, *, user, options: dict) -> None:
-        """The second files, through the same service as the UI; refusals end the command."""
-        if options["test_truth"] is not None and options["test_file"] is None:
-            raise _refused("--test-truth needs --test-file: the true values belong to a "
-                           "given test set")
-        files = ((CompanionFile.Kind.ATTRIBUTES, options["attributes"]),
-                 (CompanionFile.Kind.TEST_SET, options["test_file"]),
-                 (CompanionFile.Kind.TEST_TRUTH, options["test_truth"]),
-                 (CompanionFile.Kind.CATALOGUE, options["catalogue"]))
-        for kind, path in files:
-            if path is None:
-                continue
-            if not path.is_file():
-                raise PipelineFailed({"errors": [{"code": "not_found",
-                                                  "message": f"no such file: {path}"}]})
-            try:
-                with path.open("rb") as handle:
-                    attach_companion(version=version, user=user, kind=kind,
-                                     file=File(handle, name=path.name))
-            except UploadError as exc:
-                raise PipelineFailed({"errors": exc.errors, "dataset": _dataset(version)}
-                                     ) from None
-
-    def _wait(self, run: TrainingRun, *, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            run.refresh_from_db(fields=["status"])
-            if run.is_terminal:
-                return
-            time.sleep(1.0)
-        message = (f"run {run.pk} did not finish within {timeout:.0f} s: is a worker consuming "
-                   "the 'training' queue?")
-        raise PipelineFailed({"errors": [{"code": "timeout", "message": message}],
-                              "run": {"id": run.pk, "status": run.status}})
-
-    def _user(self, options: dict):
-        users = get_user_model()
-        if options["user"]:
-            try:
-                user = users.objects.get(username=options["user"])
-            except users.DoesNotExist:
-                raise CommandError(f"no user {options['user']!r}") from None
-            if not Membership.objects.filter(user=user).exists():
-                raise CommandError(f"user {options['user']!r} belongs to no organisation")
-            return user
-        slug = slugify(options["organisation"] or SYSTEM_ORGANISATION)
-        organisation, _ = Organisation.objects.get_or_create(
-            slug=slug, defaults={"name": options["organisation"] or SYSTEM_ORGANISATION}
-        )
-        username = SYSTEM_USER if slug == SYSTEM_ORGANISATION else f"{SYSTEM_USER}@{slug}"
-        user, created = users.objects.get_or_create(username=username)
-        if created:
-            user.set_unusable_password()
-            user.save(update_fields=["password"])
-        membership, _ = Membership.objects.get_or_create(
-            # Whoever runs manage.py operates the deployment: the system user administers
-            # its own organisation, so an explicit --no-privacy is allowed on personal data
-            # (governance asks an admin for that). --user runs under that user's own role.
-            user=user, defaults={"organisation": organisation, "role": Role.ADMIN}
-        )
-        if membership.organisation_id != organisation.pk:
-            raise CommandError(f"user {username!r} belongs to another organisation")
-        return user
-
-
-@contextlib.contextmanager
-def _upload_file(path: Path, labels: Path | None):
-    """The file to upload: ``path`` itself, or a ZIP of images with ``labels`` inside."""
-    if labels is None:
-        with path.open("rb") as handle:
-            yield handle
-        return
-    if not labels.is_file():
-        raise PipelineFailed({"errors": [{"code": "not_found",
-                                          "message": f"no such file: {labels}"}]})
-    try:
-        combined = with_labels(path.read_bytes(), labels.read_bytes())
-    except zipfile.BadZipFile:
-        raise _refused(f"--labels goes with a ZIP of images; {path.name} is not a ZIP") from None
-    yield io.BytesIO(combined)
-
-
-def _privacy_enabled(version: DatasetVersion, options: dict) -> bool:
-    """--no-privacy off, --privacy or --epsilon on; else the problem's default (on for data
-    about people, off for machine sensors and store-level sales)."""
-    if options["no_privacy"]:
-        return False
-    if options["privacy"] or options["epsilon"] is not None:
-        return True
-    return get_problem(version.dataset.vertical, version.dataset.problem).spec.privacy.enabled
-
-
-def _refused(message: str) -> PipelineFailed:
-    return PipelineFailed({"errors": [{"code": "bad_arguments", "message": message}]})
-
-
-def _given_roles(options: dict) -> list[tuple[str, str]]:
-    """(role, column) pairs from --target, --id-column, --sensitive, --exclude, --column."""
-    given: list[tuple[str, str]] = []
-    if options["target"]:
-        given.append(("target", options["target"]))
-    if options["id_column"]:
-        given.append(("id", options["id_column"]))
-    given += [("sensitive", c) for c in options["sensitive"]]
-    given += [("exclude", c) for c in options["exclude"]]
-    for item in options["column"]:
-        role, sep, column = item.partition("=")
-        role = ROLE_ALIASES.get(role.strip().lower(), role.strip().lower())
-        if not sep or not column.strip():
-            raise _refused(f"--column {item!r}: write ROLE=COLUMN, e.g. --column time=Date")
-        if role not in ROLES:
-            raise _refused(f"--column {item!r}: unknown role {role!r}; roles: "
-                           f"{', '.join(ROLES)}, label")
-        given.append((role, column.strip()))
-    for role in SINGLE_ROLES:
-        columns = [c for r, c in given if r == role]
-        if len(set(columns)) > 1:
-            raise _refused(f"the {role} role was given {len(set(columns))} columns "
-                           f"({', '.join(columns)}); it takes one")
-    return given
-
-
-def mapping_from(suggested: dict, given: list[tuple[str, str]], *,
-                 positive_labels: list[str] | tuple[str, ...] = (),
-                 column_types: tuple[tuple[str, str], ...] = (),
-                 target_rule: TargetRule | None | str = "suggested") -> ColumnMapping:
-    """The suggested mapping with the command line's roles laid over it.
-
-    A role given on the command line replaces the suggestion for that role, except
-    ``exclude``, which adds to it (suggested exclusions keep target leaks out). A column
-    given a role loses any other role the suggestion gave it, so no column has two roles.
-    One positive label names the positive class; several group the labels of a
-    multi-class target. ``column_types`` add to the suggested ones. ``target_rule``:
-    ``"suggested"`` keeps the suggested rule unless another target is given, None uses
-    the target as it is.
-    """
-    base = ColumnMapping.from_dict({"target": "", **suggested})
-    named = {column for _, column in given}
-    given_roles = {role for role, _ in given}
-
-    def suggestion(role: str) -> list[str]:
-        if role == "target":
-            columns = [base.target] if base.target else []
-        elif role == "id":
-            columns = [base.id] if base.id else []
-        elif role in ("sensitive", "exclude", "feature"):
-            columns = list({"sensitive": base.sensitive, "exclude": base.exclude,
-                            "feature": base.features}[role])
-        else:
-            columns = list(base.role_columns(role))
-        return [c for c in columns if c not in named]
-
-    def columns_for(role: str) -> list[str]:
-        mine = list(dict.fromkeys(c for r, c in given if r == role))
-        if role == "exclude":
-            return suggestion(role) + [c for c in mine if c not in suggestion(role)]
-        return mine if role in given_roles else suggestion(role)
-
-    task_roles = [role for role, _ in base.roles] + [r for r, _ in given if r in TASK_ROLES]
-    roles = tuple((role, column) for role in dict.fromkeys(task_roles)
-                  for column in columns_for(role))
-    target, ids = columns_for("target"), columns_for("id")
-    if target_rule == "suggested":
-        # The suggestion's rule was made for the suggested target, not for another one.
-        target_rule = base.target_rule if (target[:1] or [""])[0] == base.target else None
-    labels = tuple(dict.fromkeys(str(label) for label in positive_labels))
-    return ColumnMapping(
-        target=target[0] if target else "",
-        features=tuple(columns_for("feature")),
-        sensitive=tuple(columns_for("sensitive")),
-        exclude=tuple(columns_for("exclude")),
-        id=ids[0] if ids else None,
-        positive_label=labels[0] if len(labels) == 1 else base.positive_label,
-        positive_labels=labels if len(labels) > 1 else base.positive_labels or labels,
-        roles=roles,
-        column_types=tuple({**dict(base.column_types), **dict(column_types)}.items()),
-        target_rule=target_rule,
-        hierarchies=base.hierarchies,
-    )
-
-
-def _column_types(items: list[str]) -> tuple[tuple[str, str], ...]:
-    """--column-type COL=KIND pairs; refused naming the kinds when one is not."""
-    from ml_core.column_types import parse_override
-
-    try:
-        return tuple(parse_override(item) for item in items)
-    except ValueError as exc:
-        raise _refused(f"--column-type: {exc}") from None
-
-
-def _target_rule(text: str | None, version: DatasetVersion) -> TargetRule | None | str:
-    """--target-rule '<10', '>=10' or 'none' as a rule (labels from the problem's own
-    rule); "suggested" when it is not given."""
-    if text is None:
-        return "suggested"
-    text = text.strip().replace(" ", "")
-    if text.lower() == "none":
-        return None
-    for sign, below in (("<", True), (">=", False)):
-        if text.startswith(sign) and not (sign == "<" and text.startswith("<=")):
-            try:
-                threshold = float(text[len(sign):])
-            except ValueError:
-                break
-            problem = get_problem(version.dataset.vertical, version.dataset.problem).spec
-            rule = problem.target_rule or TargetRule(threshold=threshold)
-            return TargetRule(threshold=threshold, positive_below=below,
-                              positive_text=rule.positive_text, negative_text=rule.negative_text)
-    raise _refused(f"--target-rule {text!r}: write '<10' (positive below 10), '>=10' "
-                   "(positive at or above 10) or 'none'")
-
-
-def _train_options(items: list[str]) -> dict:
-    """--set KEY=VALUE pairs as raw training overrides: the service parses and range-checks
-    them with the web's and the API's validation (training.options); a list option
-    (hidden_sizes) is comma-separated."""
-    config: dict = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or key not in OVERRIDABLE:
-            raise _refused(f"--set {item!r}: write KEY=VALUE with KEY one of "
-                           f"{', '.join(OVERRIDABLE)}")
-        if OPTION_RANGES[key].kind == "sizes":
-            config[key] = [v for v in raw.replace(" ", "").split(",") if v]
-        else:
-            config[key] = raw.strip()
-    return config
-
-
-def _dataset(version: DatasetVersion) -> dict:
-    return {
-        "id": version.dataset_id,
-        "version_id": version.pk,
-        "version": version.number,
-        "status": version.status,
-        "sha256": version.sha256,
-        "read_options": version.read_options,
-        "profile": version.profile,
-        "warnings": version.warnings,
-        "identifiers": version.identifiers,
-        "identifiers_allowed": version.identifiers_allowed,
-        "mapping": version.mapping,
-    }
-
-
-def _run(run: TrainingRun) -> dict:
-    privacy = run.privacy or {}
-    result = run.result or {}
-    return {
-        "id": run.pk,
-        "status": run.status,
-        "error": run.error or None,
-        "device": run.device,
-        "task_type": result.get("task_type"),
-        "metrics": run.metrics,
-        "baseline": result.get("baseline"),
-        "references": result.get("references") or {},
-        "nonprivate_metrics": result.get("nonprivate_metrics"),
-        "split": result.get("split"),
-        "notes": result.get("notes") or [],
-        "privacy": {key: privacy.get(key) for key in PRIVACY_KEYS} | {
-            "enabled": privacy.get("enabled", run.privacy_requested.get("enabled")),
-        },
-        "fairness": {
-            attribute: {key: report.get(key) for key in ("by_group", "disparities", "passed")}
-            for attribute, report in (run.fairness or {}).items()
-        },
-        "artifact_path": run.artifact_path,
-    }
-
-
-def _model_version(run: TrainingRun) -> dict | None:
-    model_version = getattr(run, "model_version", None)
-    if model_version is None:
-        return None
-    return {"id": model_version.pk, "status": model_version.status}
+def _request(options: dict) -> PipelineRequest:
+    """The parsed command line as the service's request: --no-privacy, --privacy and
+    --epsilon as one choice (None: the problem's default)."""
+    privacy = (False if options["no_privacy"]
+               else True if options["privacy"] or options["epsilon"] is not None else None)
+    given = {field.name: options[field.name] for field in dataclasses.fields(PipelineRequest)
+             if field.name in options and field.name != "privacy"}
+    return PipelineRequest(**{
+        key: tuple(value) if isinstance(value, list) else value for key, value in given.items()
+    }, privacy=privacy)
