@@ -64,9 +64,6 @@ BASELINE_SLACK = 0.05
 # dozen noisy steps over 5 examples, and no DP scale survives the noise.
 CANNOT_LEARN_PRIVATELY = {
     "remaining_useful_life": "machine-level DP over 5 training machines (sample data)",
-    # Series-level DP (a series' whole history is one unit): the sample's 8 series give
-    # 32 noisy steps over 8 examples; the model stays near its seasonal-naive start.
-    "demand_forecast": "series-level DP over 8 training series (sample data)",
 }
 
 PROBLEMS = [pytest.param(v, p, id=f"{v.key}-{p.key}") for v, p in all_problems()]

@@ -196,21 +196,47 @@ def _trailing_mean(values: np.ndarray, origins: np.ndarray, width: int) -> np.nd
 WINDOW_SCALE_WIDTH = 13
 
 
+def _trailing_known_mean(values: np.ndarray, origins: np.ndarray, width: int) -> np.ndarray:
+    """Per origin ``t``: the mean of the finite values of ``values[t - width + 1 : t + 1]``,
+    NaN where none is finite."""
+    known = np.isfinite(values)
+    totals = np.concatenate([[0.0], np.cumsum(np.where(known, values, 0.0))])
+    counts = np.concatenate([[0], np.cumsum(known)])
+    origins = np.asarray(origins, dtype=np.int64)
+    start = np.maximum(origins + 1 - width, 0)
+    n = counts[origins + 1] - counts[start]
+    return np.divide(totals[origins + 1] - totals[start], n,
+                     out=np.full(len(origins), np.nan), where=n > 0)
+
+
 def window_scales(values: np.ndarray, origins: np.ndarray,
                   width: int = WINDOW_SCALE_WIDTH) -> np.ndarray:
     """Per origin ``t``: the mean absolute known value of ``values[t - width + 1 : t + 1]``,
     the window's own level (DeepAR-style mean scaling); 1 where none is known or it is 0.
     Computed from the input window alone, so a model scaled this way releases no
     per-series statistic: the scale is recomputed from the series' history when serving."""
-    known = np.isfinite(values)
-    totals = np.concatenate([[0.0], np.cumsum(np.where(known, np.abs(values), 0.0))])
-    counts = np.concatenate([[0], np.cumsum(known)])
-    origins = np.asarray(origins, dtype=np.int64)
-    start = np.maximum(origins + 1 - width, 0)
-    n = counts[origins + 1] - counts[start]
-    level = np.divide(totals[origins + 1] - totals[start], n, out=np.zeros(len(origins)),
-                      where=n > 0)
+    level = np.nan_to_num(_trailing_known_mean(np.abs(values), origins, width))
     return np.where(level > 0, level, 1.0)
+
+
+def window_covariates(history: np.ndarray, origins: np.ndarray, at_target: np.ndarray, *,
+                      numeric: np.ndarray, width: int = WINDOW_SCALE_WIDTH) -> np.ndarray:
+    """Each pair's covariates at its target date (``at_target``, one row per pair) read
+    against the series' own recent values (``history``: the series' covariates by
+    position, read at positions ``<= origin`` only): a numeric column (``numeric`` True) as
+    ``asinh(x)`` at the target minus the mean of ``asinh(x)`` over the known values of
+    ``[origin - width + 1, origin]`` (a change from the window's level on a public log-like
+    scale: a holiday flag reads about 0.9, a price 10 % above its recent level about 0.1,
+    whatever the column's units); the others (one-hot levels) as they are. Unknown values
+    read 0. Like :func:`window_scales`, nothing here is fitted: a model reading covariates
+    this way releases no statistic of them."""
+    out = np.nan_to_num(np.asarray(at_target, dtype=float), nan=0.0)
+    for column in np.flatnonzero(numeric):
+        level = _trailing_known_mean(np.arcsinh(np.asarray(history[:, column], dtype=float)),
+                                     origins, width)
+        change = np.arcsinh(np.asarray(at_target[:, column], dtype=float)) - level
+        out[:, column] = np.nan_to_num(change, nan=0.0)
+    return out
 
 
 def window_features(
@@ -257,13 +283,25 @@ def window_features(
 def baseline_forecasts(
     values: np.ndarray, origins: np.ndarray, steps: np.ndarray, season: int
 ) -> dict[str, np.ndarray]:
-    """Naive (last known value) and seasonal naive (same period last season, falling back
-    to naive when that is not yet known) forecasts of ``values[origin + step]``."""
+    """Forecasts of ``values[origin + step]``: ``naive`` (last known value),
+    ``seasonal_naive`` (same period last season, falling back to naive when that is not
+    yet known) and ``seasonal_drift`` (the seasonal naive forecast plus the change of the
+    series' mean over its last ``WINDOW_SCALE_WIDTH`` known periods since the same time
+    last season: last year's week, shifted by this year's growth; the seasonal naive
+    forecast where a season earlier is not known). Each reads the series' own values up to
+    its origin only."""
     naive = values[origins]
     index = origins + steps - season
     valid = (season > 1) & (index >= 0) & (index <= origins)
     seasonal = np.where(valid, values[np.clip(index, 0, None)], naive)
-    return {"naive": naive.astype(float), "seasonal_naive": seasonal.astype(float)}
+    # The change of the series' level (its mean over the last WINDOW_SCALE_WIDTH periods)
+    # since the same time last season.
+    earlier = origins - season
+    change = (_trailing_known_mean(values, origins, WINDOW_SCALE_WIDTH)
+              - _trailing_known_mean(values, np.clip(earlier, 0, None), WINDOW_SCALE_WIDTH))
+    change = np.where(valid & (earlier >= 0) & np.isfinite(change), change, 0.0)
+    return {"naive": naive.astype(float), "seasonal_naive": seasonal.astype(float),
+            "seasonal_drift": (seasonal + change).astype(float)}
 
 
 def mase_scale(train_values: np.ndarray, season: int) -> float:

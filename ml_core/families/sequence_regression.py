@@ -18,11 +18,12 @@ earlier rows; a shorter history is left-padded with its first row). Channels: th
 filled with training medians and standardised with training statistics, plus the row's
 position in its unit's series (1, 2, ...; the unit's age in readings).
 
-Privacy. The unit (machine) is the privacy unit. A private run standardises with DP
-statistics (:func:`ml_core.private_statistics.private_two_stage`: median and interquartile
-scale of each channel from noisy histograms in which each training unit weighs 1) charged
-to the run's one composed epsilon (:class:`ml_core.person_privacy.PrivatePlan`), samples
-units (not windows) at the accountant's rate, one window of a drawn unit per step
+Privacy. The unit (machine) is the privacy unit. A private run fits nothing on the rows:
+each machine's channels are centred and scaled by that machine's own first ``window``
+readings (:class:`MachineBaseline`, recomputed from the machine's history when
+predicting; the joint-DP pattern), so the SGD steps get the whole budget
+(:class:`ml_core.person_privacy.PrivatePlan`). It samples units (not windows) at the
+accountant's rate, one window of a drawn unit per step
 (:class:`ml_core.sampling.PersonExamples`), and releases the last epoch's weights.
 
 Split by unit (no unit has rows on both sides): test and validation units are drawn with
@@ -84,13 +85,6 @@ from ml_core.families.tensor_training import FittedModule, fit_module
 from ml_core.models.sequence_regressor import SequenceRegressor
 from ml_core.person_privacy import PrivatePlan, person_batch_size
 from ml_core.privacy_statement import privacy_notes
-from ml_core.private_statistics import (
-    REFINED_HISTOGRAMS,
-    PreprocessingNoise,
-    contribution_weights,
-    person_codes,
-    private_two_stage,
-)
 from ml_core.runner import (
     Baseline,
     Evaluation,
@@ -285,25 +279,6 @@ class Scaler:
     used: np.ndarray | None = None
 
     @classmethod
-    def fit_private(cls, prepared: Prepared, rows: np.ndarray, *, noise: PreprocessingNoise,
-                    seed: int) -> Scaler:
-        """The statistics from noisy histograms in which each unit of ``rows`` weighs 1
-        (spread over up to ``noise.max_rows`` of its rows): per channel the DP median
-        (imputation value and centre) and interquartile scale. A channel too thin for the
-        noise (few units) is left out (zero), never scaled by a guess; the position channel
-        is scaled by the declared RUL cap (public)."""
-        codes, _ = person_codes(prepared.units[rows])
-        weights = contribution_weights(codes, max_rows=noise.max_rows, seed=seed)
-        generator = np.random.Generator(np.random.PCG64([seed, 0x5CA1E]))
-        stats = [private_two_stage(values, weights, noise=noise, generator=generator)
-                 for values in prepared.features[rows].T]
-        centres = np.array([s.median for s in stats], dtype=float)
-        return cls(medians=centres, means=centres,
-                   scales=np.array([s.scale for s in stats], dtype=float),
-                   position_mean=0.0, position_scale=float(prepared.cap),
-                   used=np.array([s.resolved for s in stats], dtype=bool))
-
-    @classmethod
     def fit(cls, prepared: Prepared, rows: np.ndarray) -> Scaler:
         values = prepared.features[rows]
         medians = np.nan_to_num(np.nanmedian(values, axis=0)) if len(values) else \
@@ -339,6 +314,55 @@ class Scaler:
                    position_scale=float(data["position_scale"]),
                    used=(np.asarray(data["used"], dtype=bool) if data.get("used") is not None
                          else None))
+
+
+@dataclass(frozen=True)
+class MachineBaseline:
+    """A private model's channels, computed from each machine's own readings only (the
+    joint-DP pattern: nothing fitted on the rows is released). Each reading is centred by
+    the mean of its machine's first ``readings`` readings (fewer while the machine has
+    not had them yet: only readings up to the row itself are read) and divided by their
+    standard deviation: how far the machine has drifted from its own early, healthy state,
+    in units of its own early spread. Clipped to ``clip``; a channel with no spread yet, or
+    missing, reads 0. The position is divided by ``position_scale`` (the declared RUL cap).
+    All three settings are public."""
+
+    readings: int
+    position_scale: float
+    clip: float = 10.0
+
+    def channels(self, prepared: Prepared) -> np.ndarray:
+        x = prepared.features
+        known = np.isfinite(x)
+        # Differences from the machine's first reading keep the running sums small (raw
+        # sensor values near 8,000 would lose the variance to rounding).
+        first = np.nan_to_num(x[prepared.starts])
+        d = np.where(known, x - first, 0.0)
+        zero = np.zeros((1, x.shape[1]))
+        sums = np.concatenate([zero, np.cumsum(d, axis=0)])
+        squares = np.concatenate([zero, np.cumsum(d * d, axis=0)])
+        counts = np.concatenate([zero, np.cumsum(known, axis=0)])
+        start = prepared.starts
+        end = start + np.minimum(prepared.positions, self.readings)
+        n = counts[end] - counts[start]
+        mean = np.divide(sums[end] - sums[start], n, out=np.zeros_like(d), where=n > 0)
+        variance = np.divide(squares[end] - squares[start], n, out=np.zeros_like(d),
+                             where=n > 0) - mean ** 2
+        std = np.sqrt(np.maximum(variance, 0.0))
+        spread = std > 1e-9 * (1.0 + np.abs(first + mean))
+        scaled = np.divide(d - mean, std, out=np.zeros_like(d), where=spread & known)
+        scaled = np.clip(scaled, -self.clip, self.clip)
+        position = prepared.positions / self.position_scale
+        return np.column_stack([scaled, position]).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"readings": self.readings, "position_scale": self.position_scale,
+                "clip": self.clip}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> MachineBaseline:
+        return cls(readings=int(data["readings"]),
+                   position_scale=float(data["position_scale"]), clip=float(data["clip"]))
 
 
 def windows(channels: np.ndarray, prepared: Prepared, rows: np.ndarray, window: int
@@ -573,8 +597,9 @@ def _notes(*, prepared: Prepared, split: UnitSplit, privacy: PrivacyConfig, trai
         notes.append("No RUL column: RUL was computed per unit as last cycle - cycle, which "
                      "assumes every unit ran until it failed.")
     notes.append(f"RUL capped at {train.rul_cap:g} cycles; windows of {train.window} cycles "
-                 "(shorter histories padded with their first reading); features "
-                 "standardised with training-unit statistics.")
+                 "(shorter histories padded with their first reading)"
+                 + ("." if privacy.enabled else
+                    "; features standardised with training-unit statistics."))
     notes.append("Baselines: 'last_value' predicts the mean RUL the training units had at "
                  "the same age (position in their series); 'mean_rul' predicts the mean "
                  "training RUL everywhere.")
@@ -582,9 +607,10 @@ def _notes(*, prepared: Prepared, split: UnitSplit, privacy: PrivacyConfig, trai
         notes.append(f"Text columns left out of the features: {', '.join(dropped_text)}.")
     if privacy.enabled:
         notes.append("Differential privacy is on, per machine: machines (not windows) are "
-                     "sampled, a drawn machine brings one of its windows to a step, and the "
-                     "channels' centres and scales are DP statistics charged to the same "
-                     "epsilon. The 1-D CNN needed no Opacus fix (Conv1d, ReLU, Linear).")
+                     "sampled, a drawn machine brings one of its windows to a step, and each "
+                     "machine's channels are centred and scaled by its own first "
+                     f"{train.window} readings (nothing fitted on the rows is released). "
+                     "The 1-D CNN needed no Opacus fix (Conv1d, ReLU, Linear).")
     else:
         notes.append("Differential privacy is off by default: machine sensor data are not "
                      "personal. It can be switched on.")
@@ -604,13 +630,17 @@ class RunData:
 
     prepared: Prepared
     split: UnitSplit
-    scaler: Scaler
+    scaler: Scaler | MachineBaseline  # MachineBaseline: a private run's
     tensors: Tensors
     x_test: torch.Tensor
     x_chart: torch.Tensor  # every cycle of the test units (the chart's curves)
     y_test: np.ndarray
     groups: pd.DataFrame  # banded sensitive attributes per test row, by position
     plan: PrivatePlan | None = None  # a private run's preprocessing and SGD budget
+
+
+# The artifact key of each kind of channel scaling (a private model's: public settings).
+SCALING_KEY = {Scaler: "scaler", MachineBaseline: "baseline"}
 
 
 @dataclass(frozen=True)
@@ -630,9 +660,10 @@ class SequenceRegressorHooks(FamilyHooks):
         split = split_by_unit(prepared, train, given_test=prepared.given_test)
         plan = (_private_plan(inputs, prepared, n_units=len(set(prepared.units)))
                 if inputs.privacy.enabled else None)
-        scaler = (Scaler.fit_private(prepared, split.train_rows, noise=plan.noise,
-                                     seed=train.seed) if plan is not None
-                  else Scaler.fit(prepared, split.train_rows))
+        # A private model's channels come from each machine's own readings: no statistic
+        # of the rows is released, so the SGD steps get the whole budget.
+        scaler = (MachineBaseline(readings=int(train.window), position_scale=cap)
+                  if plan is not None else Scaler.fit(prepared, split.train_rows))
         channels = scaler.channels(prepared)
         tensors = Tensors(
             x_train=torch.from_numpy(windows(channels, prepared, split.train_rows,
@@ -702,7 +733,8 @@ class SequenceRegressorHooks(FamilyHooks):
         saved = save_module(module=model.model, directory=directory, metadata=json_ready({
             "model_family": MODEL_FAMILY, **metadata,
             "feature_columns": list(cycles.feature_columns),
-            "scaler": prepared.scaler.to_dict(), "window": inputs.train.window,
+            SCALING_KEY[type(prepared.scaler)]: prepared.scaler.to_dict(),
+            "window": inputs.train.window,
             "rul_cap": float(inputs.train.rul_cap), "target_source": cycles.target_source,
             "target_offset": TARGET_OFFSET,
             # Counts only: the test machines' ids stay in the run's result (curator's eyes).
@@ -743,12 +775,11 @@ class SequenceRegressorHooks(FamilyHooks):
 
 
 # What a private run releases besides the weights, and what it declares public.
-RELEASED = {"scaler": "each sensor channel's DP median (centre, imputation value) and "
-                      "interquartile scale from two noisy histograms per channel (a channel "
-                      "too thin for the noise is left out); the position is scaled by the "
-                      "declared RUL cap"}
 PUBLIC = ("the confirmed mapping and feature columns", "window, RUL cap and training settings",
-          "whether the target was computed", "unit, row and window counts of the split")
+          "whether the target was computed", "unit, row and window counts of the split",
+          "each channel's centre and scale: computed from the machine's own first readings "
+          "when predicting (nothing fitted on the rows); the position scaled by the "
+          "declared RUL cap")
 CURATOR_ONLY = ("the baselines (life curve, mean RUL)", "the non-private twin",
                 "error by group", "test metrics and the test units' ids")
 
@@ -757,9 +788,8 @@ def _private_plan(inputs: RunInputs, prepared: Prepared, *, n_units: int) -> Pri
     unit_column, _ = _roles(inputs.mapping)
     return PrivatePlan.for_units(
         privacy=inputs.privacy, unit_column=unit_column, n_units=n_units,
-        n_histograms=REFINED_HISTOGRAMS * len(prepared.feature_columns),
-        n_categorical=0, max_rows=int(inputs.privacy.max_rows_per_person),
-        released=RELEASED, public=PUBLIC, curator_only=CURATOR_ONLY, examples_per_step=1,
+        n_histograms=0, n_categorical=0, max_rows=int(inputs.privacy.max_rows_per_person),
+        released={}, public=PUBLIC, curator_only=CURATOR_ONLY, examples_per_step=1,
         gradient="one of the machine's windows per step, its gradient clipped to "
                  "max_grad_norm: the machine's whole contribution to the step")
 
@@ -804,7 +834,9 @@ def predict(loaded: LoadedSequenceRegressor, frame: pd.DataFrame) -> pd.DataFram
     cap = float(meta["rul_cap"])
     prepared = prepare(frame, mapping, cap=cap,
                        feature_columns=tuple(meta["feature_columns"]), need_target=False)
-    channels = Scaler.from_dict(meta["scaler"]).channels(prepared)
+    scaler = (MachineBaseline.from_dict(meta["baseline"]) if "baseline" in meta
+              else Scaler.from_dict(meta["scaler"]))
+    channels = scaler.channels(prepared)
     rows = np.arange(len(prepared.units))
     x = torch.from_numpy(windows(channels, prepared, rows, int(meta["window"])))
     return pd.DataFrame({
@@ -933,6 +965,7 @@ class SequenceRegressorFamily(ModelFamily):
     supports = Supports(test_file=True, labelled_test_file=True)
     implementation = __name__
     artifact_public = frozenset({"feature_columns", "window", "rul_cap", "target_source",
-                                 "target_offset",
-                                 "split"})
-    artifact_private = {"scaler": "scaler"}
+                                 "target_offset", "baseline", "split"})
+    # A private artifact's channels are each machine's own (MachineBaseline: "baseline",
+    # public settings); "scaler" is the non-private twin's and a non-private model's.
+    artifact_private = {}

@@ -20,7 +20,7 @@ class GlobalForecaster(nn.Module):
 
     def __init__(
         self, n_features: int, n_series: int, *, embedding_dim: int = 4,
-        hidden_sizes: tuple[int, ...] = (64, 32),
+        hidden_sizes: tuple[int, ...] = (64, 32), zero_output: bool = False,
     ) -> None:
         super().__init__()
         self.n_features = int(n_features)
@@ -36,6 +36,10 @@ class GlobalForecaster(nn.Module):
             layers += [nn.Linear(width, size), nn.ReLU()]
             width = size
         layers.append(nn.Linear(width, 1))
+        if zero_output:
+            # Forecasts 0 until trained: a residual model starts at its base forecast.
+            nn.init.zeros_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
         self.layers = nn.Sequential(*layers)
 
     def forward(self, features: torch.Tensor, series: torch.Tensor) -> torch.Tensor:

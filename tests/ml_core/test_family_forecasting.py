@@ -82,9 +82,25 @@ def test_metrics_match_an_independent_computation(sales, result) -> None:
     expected_mase = np.mean(np.abs(p.y_pred - p.y_true) / p.series.map(scales))
     assert result.metrics["mase"] == pytest.approx(expected_mase)
     baselines = result.baseline["baselines"]
-    assert set(baselines) == {"naive", "seasonal_naive"}
+    assert set(baselines) == {"naive", "seasonal_naive", "seasonal_drift"}
     assert baselines["seasonal_naive"]["mae"] == pytest.approx(
         mean_absolute_error(p.y_true, p.seasonal_naive))
+    # Seasonal drift: last year's value plus the change of the 13-week mean between the
+    # origin and a year before it.
+    mean13 = ordered.groupby(["store", "item"])["units_sold"].transform(
+        lambda s: s.rolling(13, min_periods=1).mean())
+    position = ordered.groupby(["store", "item"]).cumcount()
+    frame = ordered.assign(mean13=mean13, position=position)
+    by_series = {key: part.set_index("position") for key, part in
+                 frame.groupby(["store", "item"])}
+    drift = []
+    for row_id, step in zip(p.row_id, p.step, strict=True):
+        row = frame.loc[row_id]
+        part = by_series[(row["store"], row["item"])]
+        origin = row["position"] - step
+        drift.append(lookup[row_id] + part.loc[origin, "mean13"]
+                     - part.loc[origin - 52, "mean13"])
+    np.testing.assert_allclose(p["seasonal_drift"], drift)
     assert result.baseline["name"] == min(baselines, key=lambda n: baselines[n]["mase"])
     assert set(result.baseline["metrics"]) == set(result.metrics)
     json.dumps(result.to_dict())

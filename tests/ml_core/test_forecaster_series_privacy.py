@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from ml_core.families import forecasting
+from ml_core.families.forecast_windows import window_covariates
 from ml_core.person_privacy import person_batch_size
 from ml_core.sampling import PersonExamples
 from tests.ml_core.test_person_privacy_sequences import run_privately
@@ -48,16 +49,20 @@ def test_series_not_windows_are_sampled_one_window_each(private_forecast):
 
 
 def test_series_epsilon_matches_an_independent_accountant(private_forecast):
-    """Rate from the number of training SERIES (not windows), steps from the schedule, and
-    the covariate statistics' Gaussian composed with those steps in dp-accounting's PLD."""
+    """Rate from the number of training SERIES (not windows), steps from the schedule, in
+    dp-accounting's PLD. Numeric covariates (price, promo, holiday) release no statistic
+    (each window reads them against its own level), so the SGD steps get the whole
+    budget."""
     _, result, _ = private_forecast
     privacy = result.privacy
     assert privacy["unit"]["name"] == "series"
     assert "'store' and 'item'" in privacy["unit"]["text"]  # the series, not the store
     assert privacy["contribution_bound"]["max_rows_per_person"] == 1
     assert [stage["stage"] for stage in privacy["stages"]] == ["preprocessing", "sgd"]
-    # Two histograms per numeric covariate (price, promo, holiday), one Gaussian over all.
-    assert privacy["stages"][0]["n_histograms"] == 2 * 3
+    preprocessing, sgd = privacy["stages"]
+    assert preprocessing["n_histograms"] == 0 and preprocessing["noise_multiplier"] is None
+    assert preprocessing["released"]["estimated_privately"] == {}
+    assert privacy["epsilon"] <= sgd["epsilon"] + 1e-9
     assert privacy["delta"] <= 1 / (10 * N_SERIES)
     batches = math.ceil(N_SERIES / person_batch_size(TRAIN.batch_size, N_SERIES))
     assert privacy["sample_rate"] == pytest.approx(1 / batches)
@@ -129,9 +134,28 @@ def test_a_categorical_covariate_releases_only_levels_many_series_hold(tmp_path)
     result, _ = run_privately(forecasting.run, frame=frame, mapping=mapping,
                               spec=DEMAND_FORECAST, train=dataclasses.replace(TRAIN, epochs=1),
                               artifact_dir=tmp_path)
-    levels = {c["column"]: c["levels"] for c in
-              forecasting.load(result.artifact_path).metadata["covariates"]}
+    metadata = forecasting.load(result.artifact_path).metadata
+    levels = metadata["covariate_levels"]
+    assert set(levels) == {"event"}  # numeric covariates keep no level nor statistic
+    assert metadata["covariate_columns"] == ["price", "promo", "holiday", "event"]
     assert "none" in levels["event"] and "canary" not in levels["event"]
-    assert result.privacy["stages"][0]["n_histograms"] == 2 * 3 + 1
+    # One noisy histogram: the categorical covariate's levels (numeric ones release none),
+    # composed with the SGD steps in one accountant.
+    assert result.privacy["stages"][0]["n_histograms"] == 1
+    batches = math.ceil(160 / person_batch_size(TRAIN.batch_size, 160))
+    assert_composed_epsilon(result.privacy, batches=batches, epochs=1)
     prepared = forecasting.prepare(frame, mapping, horizon=HORIZON)
     assert "canary" in {e.column: e.levels for e in prepared.encodings}["event"]
+
+
+def test_window_covariates_read_the_window_and_the_target_date_only():
+    """A numeric covariate is its change at the target date from its mean over the window
+    (on asinh's scale); a one-hot level is as it is; unknown values read 0; positions after
+    the origin other than the target are never read."""
+    history = np.array([[1.0, 0.0], [3.0, 1.0], [np.nan, 0.0], [1e9, 1.0]])
+    origins = np.array([1, 2])
+    at_target = np.array([[2.0, 1.0], [np.nan, np.nan]])
+    got = window_covariates(history, origins, at_target, numeric=np.array([True, False]),
+                            width=2)
+    expected_first = np.arcsinh(2.0) - (np.arcsinh(1.0) + np.arcsinh(3.0)) / 2
+    np.testing.assert_allclose(got, [[expected_first, 1.0], [0.0, 0.0]])

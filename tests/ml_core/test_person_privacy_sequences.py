@@ -109,15 +109,16 @@ def test_the_report_states_the_machine_the_bound_and_the_stages(private_rul):
     assert privacy["unit"]["name"] == "machine" and privacy["unit"]["column"] == "machine"
     assert privacy["contribution_bound"]["max_rows_per_person"] == 1
     assert [stage["stage"] for stage in privacy["stages"]] == ["preprocessing", "sgd"]
+    # Nothing but the weights: each machine's channels scale by its own first readings.
     released = privacy["stages"][0]["released"]["estimated_privately"]
-    assert set(released) == {"scaler"}
+    assert released == {}
     assert result.history and len(result.history) == TRAIN.epochs
     assert any("per machine" in note for note in result.notes)
 
 
 def test_machine_epsilon_matches_an_independent_accountant(private_rul):
-    """Rate from the number of training MACHINES (not windows), steps from the schedule,
-    and the preprocessing Gaussian composed with those steps in dp-accounting's PLD."""
+    """Rate from the number of training MACHINES (not windows), steps from the schedule, in
+    dp-accounting's PLD (no preprocessing statistic: the SGD steps get the whole budget)."""
     frame, result, _ = private_rul
     privacy = result.privacy
     machines_train = result.split["train_units"]
@@ -126,22 +127,38 @@ def test_machine_epsilon_matches_an_independent_accountant(private_rul):
     assert privacy["steps"] == TRAIN.epochs * batches
     assert privacy["delta"] <= 1 / (10 * frame["machine"].nunique())
     pre = privacy["stages"][0]
-    # Two histograms per sensor channel, one Gaussian over all; the position is public.
-    assert pre["n_histograms"] == 2 * 2
+    assert pre["n_histograms"] == 0 and pre["noise_multiplier"] is None
     assert_composed_epsilon(privacy, batches=batches, epochs=TRAIN.epochs)
 
 
-def test_the_released_scales_are_dp_and_close_to_the_truth(private_rul):
+def test_the_artifact_scales_each_machine_by_its_own_first_readings(private_rul):
+    """The private artifact holds public settings only ("baseline"), no fitted scaler; a
+    machine's channels read its drift from its own first readings, only readings up to the
+    row itself count, and shifting or stretching one machine's sensor leaves its channels
+    as they were (nothing global is read)."""
     frame, result, _ = private_rul
-    scaler = rul.load(result.artifact_path).metadata["scaler"]
-    temperature = frame["temperature"]
-    # Not the exact median or standard deviation (one machine would move them) ...
-    assert scaler["medians"][0] != pytest.approx(float(temperature.median()), abs=1e-9)
-    assert scaler["scales"][0] != pytest.approx(float(temperature.std(ddof=0)), abs=1e-9)
-    # ... yet resolved well below the coarse grid's cell: the centre within a standard
-    # deviation, the scale within a factor of 3.
-    assert abs(scaler["medians"][0] - float(temperature.median())) < temperature.std()
-    assert temperature.std() / 3 < scaler["scales"][0] < 3 * temperature.std()
+    loaded = rul.load(result.artifact_path)
+    assert "scaler" not in loaded.metadata
+    assert loaded.metadata["baseline"] == {"readings": TRAIN.window,
+                                          "position_scale": TRAIN.rul_cap, "clip": 10.0}
+    baseline = rul.MachineBaseline.from_dict(loaded.metadata["baseline"])
+    one = frame[frame["machine"] == frame["machine"].iloc[0]]
+    prepared = rul.prepare(one, MAPPING, cap=TRAIN.rul_cap, need_target=False)
+    channels = baseline.channels(prepared)
+    temperature = prepared.features[:, 0]
+    early = temperature[:TRAIN.window]
+    last = len(temperature) - 1
+    assert channels[last, 0] == pytest.approx(
+        np.clip((temperature[last] - early.mean()) / early.std(), -10, 10), rel=1e-5)
+    # Row 3 reads rows 1-3 only (a later reading cannot reach back).
+    assert channels[2, 0] == pytest.approx(
+        (temperature[2] - temperature[:3].mean()) / temperature[:3].std(), rel=1e-5)
+    assert channels[0, 0] == 0.0  # one reading: no spread yet
+    np.testing.assert_allclose(channels[:, -1], prepared.positions / TRAIN.rul_cap)
+    moved = one.assign(temperature=one["temperature"] * 3 + 100)
+    np.testing.assert_allclose(
+        baseline.channels(rul.prepare(moved, MAPPING, cap=TRAIN.rul_cap,
+                                      need_target=False)), channels, rtol=1e-4, atol=1e-5)
 
 
 def test_refined_statistics_resolve_a_narrow_column_and_fall_back_when_thin():

@@ -30,8 +30,9 @@ week, as it would in use.
 - **MASE** (primary): error relative to last season's same-period value on the training
   history. Below 1 beats that rule of thumb.
 - **MAE / RMSE**: average error in units; RMSE weighs big misses more.
-- The **baseline** is the better of *naive* (repeat the last week) and *seasonal naive*
-  (repeat the same week last year); both are listed.
+- The **baseline** is the best of *naive* (repeat the last week), *seasonal naive*
+  (repeat the same week last year) and *seasonal drift* (the same week last year, shifted
+  by how much the 13-week average has changed since); all are listed.
 - **Error by group** (if you mark store attributes such as region as sensitive) compares
   each group's error relative to its series' typical level. These are operational groups,
   not people.
