@@ -61,7 +61,7 @@ BASELINE_SLACK = 0.05
 # Problems whose private model cannot be held to the naive level on the battery's sample,
 # and why (docs/privacy.md): remaining useful life protects a whole MACHINE (its windows
 # sampled and bounded as one unit); the sample's 5 training machines give DP-SGD a few
-# dozen noisy steps over 5 examples, and no DP scale survives the noise.
+# dozen noisy steps over 5 examples, too few to beat the mean remaining life.
 CANNOT_LEARN_PRIVATELY = {
     "remaining_useful_life": "machine-level DP over 5 training machines (sample data)",
 }
