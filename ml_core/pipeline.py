@@ -115,8 +115,9 @@ class TabularHooks(FamilyHooks):
                 primary_metric=inputs.spec.primary_metric, stage=call.stage,
                 progress=call.progress, should_stop=call.should_stop,
                 checkpoint_path=call.checkpoint_path,
-                # A private model is released as its last DP-SGD step left it (train_model).
-                select_on_validation=plan is None,
+                # A private model is released as its last DP-SGD step left it (train_model);
+                # a non-private one (the twin) is chosen on validation, its linear path too.
+                select_on_validation=plan is None, choose_linear_path=plan is None,
             )
             return Fitted.of(trained, model=trained.model)
 

@@ -234,14 +234,23 @@ def train_model(
     primary_metric: str = "roc_auc", stage: str = "training",
     progress: ProgressSink | None = None, should_stop: StopCheck | None = None,
     checkpoint_path: Path | None = None, sample_weight: np.ndarray | None = None,
-    select_on_validation: bool = True,
+    select_on_validation: bool = True, choose_linear_path: bool = False,
+    linear_path: bool | None = None,
 ) -> TrainedModel:
     """Train one MLP on ``split`` (privately when ``privacy`` is given and enabled).
+
+    ``choose_linear_path`` (a non-private training selected on validation: the twin, a run
+    without privacy) trains the MLP with and without its linear path
+    (:func:`wide_and_deep`) and keeps the one with the better validation metric; a private
+    training keeps the rule, since choosing on the validation rows is not covered by its
+    epsilon.
 
     ``select_on_validation=False`` runs every epoch and keeps the last one's weights:
     choosing the epoch (and when to stop) by the validation rows' metric is a decision
     computed from private rows that DP-SGD's epsilon does not cover, so a released private
     model is the plain output of its DP-SGD steps. The validation metric is still reported.
+
+    ``linear_path`` forces the linear path on or off (None: :func:`wide_and_deep`).
 
     ``sample_weight`` (one per training row; default ``split.w_train``) weights each row's
     loss, e.g. the reweighing of :func:`ml_core.mitigation.reweighing_weights`.
@@ -257,8 +266,13 @@ def train_model(
             raise ValueError("sample_weight needs one weight per training row")
         if not np.all(np.isfinite(sample_weight)) or np.any(sample_weight < 0):
             raise ValueError("sample weights must be finite and non-negative")
-    device = resolve_device(train.device)
     private = privacy is not None and privacy.enabled
+    if choose_linear_path and select_on_validation and not private:
+        return _with_better_linear_path(
+            split=split, train=train, primary_metric=primary_metric, stage=stage,
+            progress=progress, should_stop=should_stop, checkpoint_path=checkpoint_path,
+            sample_weight=sample_weight)
+    device = resolve_device(train.device)
     person_level = private and split.person_column is not None
     loss_fn = make_loss(split, train, device=device,
                         per_row=sample_weight is not None or person_level)
@@ -277,9 +291,10 @@ def train_model(
     else:
         dataset = tabular_dataset(split.x_train, split.y_train, sample_weight)
         inputs = (split.x_train, split.y_train, split.x_val, split.y_val, sample_weight)
+    linear_skip = wide_and_deep(split) if linear_path is None else linear_path
     plan = LoopPlan(
         build=lambda: TabularMLP(split.n_features, train.hidden_sizes,
-                                 linear_skip=wide_and_deep(split)),
+                                 linear_skip=linear_skip),
         dataset=dataset,
         batch_size=train.batch_size, batch_loss=tabular_batch_loss(loss_fn, device),
         validate=validate, train=train, privacy=privacy, stage=stage, device=device,
@@ -293,3 +308,25 @@ def train_model(
         privacy=result.privacy, device=result.device, val_metric_name=primary_metric,
         stop_reason=result.stop_reason,
     )
+
+
+def _with_better_linear_path(*, split: EncodedSplit, train: TrainConfig, primary_metric: str,
+                             checkpoint_path: Path | None, **common) -> TrainedModel:
+    """:func:`train_model` without privacy, with and then without the MLP's linear path
+    (each with its own checkpoint), the better on the validation rows kept (the first on a
+    tie). Measured on the real files of docs/real-data.md (seed 0, twin ROC AUC): German
+    credit 0.750 -> 0.763 and MIMIC-III admissions 0.569 -> 0.743 with it, student-por
+    0.885 without it."""
+    best, best_value = None, -math.inf
+    for linear_path in (True, False):
+        path = (None if checkpoint_path is None else checkpoint_path.with_name(
+            f"{checkpoint_path.stem}-{'linear' if linear_path else 'deep'}"
+            f"{checkpoint_path.suffix}"))
+        trained = train_model(split=split, train=train, privacy=None,
+                              primary_metric=primary_metric, checkpoint_path=path,
+                              linear_path=linear_path, **common)
+        value = validation_score(trained.model, split, metric=primary_metric,
+                                 device=torch.device("cpu"))[1]
+        if best is None or value > best_value:
+            best, best_value = trained, value
+    return best
