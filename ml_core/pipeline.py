@@ -106,7 +106,8 @@ class TabularHooks(FamilyHooks):
         plan = prepared.plan if call.privacy is not None else None
         # Larger batches on large private tables; longer non-private trainings, ended by early
         # stopping (trainer.private_schedule, trainer.nonprivate_schedule).
-        train = (private_schedule(inputs.train, n_units=prepared.split.n_train_units)
+        train = (private_schedule(inputs.train, n_units=prepared.split.n_train_units,
+                                  n_features=prepared.split.n_features)
                  if call.privacy is not None else nonprivate_schedule(inputs.train))
 
         def fit(privacy: PrivacyConfig | None) -> Fitted:
@@ -317,9 +318,12 @@ def _notes(*, split: EncodedSplit, train: TrainConfig, privacy: dict) -> list[st
     notes += [f"Split: {split.method} train/validation/test ({len(split.y_train)}/"
              f"{len(split.y_val)}/{len(split.y_test)} rows); the decision threshold was "
              "chosen on the validation rows (best F1), never on the test rows."]
-    if train.class_weighting:
+    if train.class_weighting and privacy.get("enabled"):
+        # Only DP-SGD weights them (ml_core.trainer.nonprivate_schedule).
         notes.append("Rare positives were weighted by negatives/positives of the training "
-                     f"rows ({positive_class_weight(split.y_train):.1f}) in the loss.")
+                     f"rows ({positive_class_weight(split.y_train):.1f}) in the private "
+                     "model's loss; a non-private training leaves them unweighted, its "
+                     "threshold chosen on the validation rows.")
     if train.reweigh_attribute and split.w_train is not None:
         notes.append(
             f"Mitigation by reweighing on {train.reweigh_attribute}: each training row's loss "
