@@ -318,12 +318,16 @@ def _notes(*, split: EncodedSplit, train: TrainConfig, privacy: dict) -> list[st
     notes += [f"Split: {split.method} train/validation/test ({len(split.y_train)}/"
              f"{len(split.y_val)}/{len(split.y_test)} rows); the decision threshold was "
              "chosen on the validation rows (best F1), never on the test rows."]
+    # Only DP-SGD weights them (ml_core.trainer.nonprivate_schedule).
     if train.class_weighting and privacy.get("enabled"):
-        # Only DP-SGD weights them (ml_core.trainer.nonprivate_schedule).
         notes.append("Rare positives were weighted by negatives/positives of the training "
                      f"rows ({positive_class_weight(split.y_train):.1f}) in the private "
-                     "model's loss; a non-private training leaves them unweighted, its "
+                     "model's loss; the non-private twin leaves them unweighted, its "
                      "threshold chosen on the validation rows.")
+    elif train.class_weighting:
+        notes.append("Rare positives were not weighted in the loss (the problem weights them "
+                     "under privacy only): the decision threshold, chosen on the validation "
+                     "rows, sets the alarm rate.")
     if train.reweigh_attribute and split.w_train is not None:
         notes.append(
             f"Mitigation by reweighing on {train.reweigh_attribute}: each training row's loss "
