@@ -106,7 +106,8 @@ class TabularHooks(FamilyHooks):
         plan = prepared.plan if call.privacy is not None else None
         # Larger batches on large private tables; longer non-private trainings, ended by early
         # stopping (trainer.private_schedule, trainer.nonprivate_schedule).
-        train = (private_schedule(inputs.train, n_units=prepared.split.n_train_units)
+        train = (private_schedule(inputs.train, n_units=prepared.split.n_train_units,
+                                  n_features=prepared.split.n_features)
                  if call.privacy is not None else nonprivate_schedule(inputs.train))
 
         def fit(privacy: PrivacyConfig | None) -> Fitted:
@@ -115,8 +116,9 @@ class TabularHooks(FamilyHooks):
                 primary_metric=inputs.spec.primary_metric, stage=call.stage,
                 progress=call.progress, should_stop=call.should_stop,
                 checkpoint_path=call.checkpoint_path,
-                # A private model is released as its last DP-SGD step left it (train_model).
-                select_on_validation=plan is None,
+                # A private model is released as its last DP-SGD step left it (train_model);
+                # a non-private one (the twin) is chosen on validation, its linear path too.
+                select_on_validation=plan is None, choose_linear_path=plan is None,
             )
             return Fitted.of(trained, model=trained.model)
 
@@ -316,9 +318,16 @@ def _notes(*, split: EncodedSplit, train: TrainConfig, privacy: dict) -> list[st
     notes += [f"Split: {split.method} train/validation/test ({len(split.y_train)}/"
              f"{len(split.y_val)}/{len(split.y_test)} rows); the decision threshold was "
              "chosen on the validation rows (best F1), never on the test rows."]
-    if train.class_weighting:
+    # Only DP-SGD weights them (ml_core.trainer.nonprivate_schedule).
+    if train.class_weighting and privacy.get("enabled"):
         notes.append("Rare positives were weighted by negatives/positives of the training "
-                     f"rows ({positive_class_weight(split.y_train):.1f}) in the loss.")
+                     f"rows ({positive_class_weight(split.y_train):.1f}) in the private "
+                     "model's loss; the non-private twin leaves them unweighted, its "
+                     "threshold chosen on the validation rows.")
+    elif train.class_weighting:
+        notes.append("Rare positives were not weighted in the loss (the problem weights them "
+                     "under privacy only): the decision threshold, chosen on the validation "
+                     "rows, sets the alarm rate.")
     if train.reweigh_attribute and split.w_train is not None:
         notes.append(
             f"Mitigation by reweighing on {train.reweigh_attribute}: each training row's loss "

@@ -51,6 +51,10 @@ def test_small_tables_keep_their_schedule_large_ones_take_larger_private_batches
     large = private_schedule(train, n_units=13_000)
     assert (large.batch_size, large.learning_rate) == (520, PRIVATE_LARGE_BATCH_LEARNING_RATE)
     assert dataclasses.replace(large, batch_size=64, learning_rate=1e-2) == train
+    # A narrow table keeps its learning rate; a wide one is capped.
+    assert private_schedule(train, n_units=13_000, n_features=5).learning_rate == 1e-2
+    assert private_schedule(train, n_units=13_000, n_features=252).learning_rate == (
+        PRIVATE_LARGE_BATCH_LEARNING_RATE)
     # Fewer, larger batches: more noise per step, less per example of the batch's mean.
     sigma = {batch: noise_multiplier_for(target_epsilon=3.0, delta=1e-5,
                                          sample_rate=batch / 13_000,
@@ -71,3 +75,5 @@ def test_only_rare_event_nonprivate_trainings_run_longer():
     assert nonprivate_schedule(balanced) is balanced
     rare = nonprivate_schedule(dataclasses.replace(balanced, class_weighting=True))
     assert (rare.epochs, rare.patience) == (30 * NONPRIVATE_EPOCH_FACTOR, 10)
+    # Without privacy the threshold (chosen on validation) sets the alarm rate: no weight.
+    assert not rare.class_weighting
