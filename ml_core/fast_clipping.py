@@ -575,21 +575,20 @@ class BookkeepingModule(nn.Module):
         is taken unscaled, the sample's norm is the norm of all of them together
         (``torch._foreach_norm``), and one ``torch._foreach_mul_`` clips them: the same
         clipped sum as the ghost norms give, in a few operations whatever the layers."""
-        device = (flat[0][1].activations if flat else layers[0].a).device
-        in_place = _InPlace([t for _, r in flat for t in (r.activations, r.backprops)]
-                            + [t for layer in layers for t in (layer.a, layer.g)])
         sums: dict[int, torch.Tensor] = {}
         self.clear_records()
         if flat:
-            _flat_clipped_sums(flat, None, in_place, sums)
-        one = torch.ones(1, device=device, dtype=torch.float32)
-        for layer in layers:
-            for param, grad in layer.clipped_sum(one, in_place=False).items():
-                sums[id(param)] = grad
+            _flat_clipped_sums(flat, None, None, sums)
+        if layers:
+            one = torch.ones(1, device=layers[0].a.device, dtype=torch.float32)
+            for layer in layers:
+                for param, grad in layer.clipped_sum(one, in_place=False).items():
+                    sums[id(param)] = grad
         grads = list(sums.values())
-        norms = torch.linalg.vector_norm(
-            torch.stack([n.to(torch.float32) for n in torch._foreach_norm(grads)])
-        ).reshape(1).mul_(scale)
+        parts = torch._foreach_norm(grads)
+        if any(part.dtype is not torch.float32 for part in parts):
+            parts = [part.to(torch.float32) for part in parts]
+        norms = torch.linalg.vector_norm(torch.stack(parts)).reshape(1).mul_(scale)
         # Opacus' formula, as in clipped_sums_by_id.
         clip = torch.add(norms, CLIP_EPSILON).reciprocal_().mul_(max_grad_norm).clamp_(max=1.0)
         torch._foreach_mul_(grads, clip.mul_(scale).reshape(()))
@@ -689,7 +688,7 @@ class _InPlace:
 
 
 def _flat_clipped_sums(flat: Sequence[tuple[_Entry, _Record]], factor: torch.Tensor | None,
-                       in_place: _InPlace, sums: dict[int, torch.Tensor]) -> None:
+                       in_place: _InPlace | None, sums: dict[int, torch.Tensor]) -> None:
     """``sum_i factor_i g_i^T a_i`` (and ``sum_i factor_i g_i`` for a bias) of 2-D layers:
     the narrower side scaled, one matmul (as :meth:`_StackedLayer.clipped_sum`); plain
     sums when ``factor`` is None."""
