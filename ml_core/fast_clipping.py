@@ -31,7 +31,10 @@ fall back to Opacus' hooks mode; :class:`FastPathDecision` says which path was t
 The optimiser's step fuses Opacus' clip_and_accumulate, add_noise and scale_grad with the
 same arithmetic in the same order (the same Gaussian draws, the same bits), without
 Opacus' per-parameter bookkeeping; on a CPU with one thread a small model's step is mostly
-such fixed Python cost, so it is kept to a few tensor operations per layer and parameter.
+such fixed Python cost, so it is kept to a few tensor operations per layer and parameter:
+2-D Linear layers' norms are squared and combined in one stacked tensor, the noise is
+added and scaled by one ``torch._foreach_*`` call each, and a batch of one sample (whose
+gradient is the batch's) is clipped as a whole with one ``torch._foreach_norm``.
 """
 
 from __future__ import annotations
@@ -204,11 +207,12 @@ class _LinearCapture(torch.autograd.Function):
         ctx.layer_state = layer_state
         ctx.forward_id = layer_state.count_use()
         # Only a layer's first use in a forward pass: the norms of a layer used several
-        # times (a recurrence's steps) come from all its records together. (A Function's
+        # times (a recurrence's steps) come from all its records together; and not for a
+        # batch of one sample, which needs no norms (see _single_sample_sums). (A Function's
         # forward runs without autograd: no detach needed.)
         ctx.activation_norm = (
             (torch.linalg.vector_norm(x, dim=1) if x.dtype is torch.float32 else _row_norms(x))
-            if layer_state.uses == 1 and x.dim() == 2 else None)
+            if layer_state.uses == 1 and x.dim() == 2 and x.shape[0] != 1 else None)
         return F.linear(x, weight, bias)
 
     @staticmethod
@@ -512,8 +516,9 @@ class BookkeepingModule(nn.Module):
             if not records:
                 continue
             record = records[0]
-            if (len(records) == 1 and record.backprop_norm is not None
-                    and entry.weight is not None and record.activations.dtype is torch.float32
+            if (len(records) == 1 and record.activations.dim() == 2
+                    and isinstance(entry.state.layer, nn.Linear) and entry.weight is not None
+                    and record.activations.dtype is torch.float32
                     and record.backprops.dtype is torch.float32):
                 flat.append((entry, record))
                 forward_ids.add(record.forward_id)
@@ -645,10 +650,10 @@ def _flat_sq_norms(flat: Sequence[tuple[_Entry, _Record]]) -> torch.Tensor:
     count = len(flat)
     if count == 1:
         entry, record = flat[0]
-        g_sq, a_sq = record.backprop_norm.square(), record.activation_norm.square()
+        g_sq, a_sq = (norm.square() for norm in _flat_norms(record))
         return torch.addcmul(g_sq, g_sq, a_sq) if entry.bias is not None else g_sq.mul_(a_sq)
-    stacked = torch.stack([r.backprop_norm for _, r in flat]
-                          + [r.activation_norm for _, r in flat]).square_()
+    norms = [_flat_norms(record) for _, record in flat]
+    stacked = torch.stack([g for g, _ in norms] + [a for _, a in norms]).square_()
     g_sq, a_sq = stacked[:count], stacked[count:]
     biases = [entry.bias is not None for entry, _ in flat]
     if all(biases):
@@ -685,6 +690,14 @@ class _InPlace:
         if self._storages is None:
             self._storages = Counter(_storage(t) for t in self._recorded)
         return self._storages[_storage(g)] == 1
+
+
+def _flat_norms(record: _Record) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 2-D record's output-gradient and input row norms (taken in the forward and
+    backward passes, or now where they were not)."""
+    g_norm, a_norm = record.backprop_norm, record.activation_norm
+    return (_row_norms(record.backprops) if g_norm is None else g_norm,
+            _row_norms(record.activations) if a_norm is None else a_norm)
 
 
 def _flat_clipped_sums(flat: Sequence[tuple[_Entry, _Record]], factor: torch.Tensor | None,
