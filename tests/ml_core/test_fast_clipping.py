@@ -422,21 +422,38 @@ class ParallelBranches(nn.Module):
     """Two Linear layers whose outputs are added: autograd hands both the *same* output
     gradient tensor, so neither may be scaled in place."""
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 6, hidden: int = 5) -> None:
         super().__init__()
-        self.left = nn.Linear(6, 5)
-        self.right = nn.Linear(6, 5)
-        self.head = nn.Linear(5, 1)
+        self.left = nn.Linear(width, hidden)
+        self.right = nn.Linear(width, hidden)
+        self.head = nn.Linear(hidden, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.tanh(self.left(x) + self.right(x))).squeeze(-1)
 
 
-def test_layers_sharing_one_output_gradient_match_per_sample_loop():
+@pytest.mark.parametrize(("rows", "width"), [(30, 6), (520, 64)], ids=["small", "in-place size"])
+def test_layers_sharing_one_output_gradient_match_per_sample_loop(rows, width):
+    # Small gradients are always scaled into new tensors; from IN_PLACE_MIN_ELEMENTS on,
+    # in place unless another record shares the memory (as here).
+    assert (rows * width >= fc.IN_PLACE_MIN_ELEMENTS) == (width == 64)
     torch.manual_seed(5)
-    model = ParallelBranches()
-    x, y = batch(30, (6,), seed=10)
+    model = ParallelBranches(width, width)
+    x, y = batch(rows, (width,), seed=10)
     clip = median_norm(model, x, y)
     loop, _ = per_sample_loop(copy.deepcopy(model), x, y, clip)
     got = fc.fast_clipped_sum(model=model, loss_fn=bce, inputs=x, targets=y, max_grad_norm=clip)
     assert fc.max_relative_error(got, loop) <= TOL
+
+
+def test_linear_layers_with_and_without_bias_match_opacus():
+    # The 2-D path stacks every layer's norms: layers with a bias add ||g||^2, the
+    # bias-free skip layer does not.
+    torch.manual_seed(3)
+    model = TabularMLP(9, (7, 5), linear_skip=True)
+    x, y = batch(40, (9,), seed=12)
+    clip = median_norm(model, x, y)
+    got = fc.fast_clipped_sum(model=model, loss_fn=bce, inputs=x, targets=y, max_grad_norm=clip)
+    ref = fc.reference_clipped_sum(model=model, loss_fn=bce, inputs=x, targets=y,
+                                   max_grad_norm=clip)
+    assert fc.max_relative_error(got, ref) <= TOL

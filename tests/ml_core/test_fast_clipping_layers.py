@@ -271,7 +271,10 @@ def test_the_fast_gru_forward_equals_opacus_dpgru():
     assert "forward" not in model.gru.__dict__
 
 
-def _private_step(model: nn.Module, batch: tuple, *, fused: bool) -> list[torch.Tensor]:
+def _private_step(model: nn.Module, batch: tuple, *, fused: bool,
+                  rows: int | None = None) -> list[torch.Tensor]:
+    """One private step on ``batch`` (the first ``rows`` of it; all by default), the loader
+    over all of it at batch size 8."""
     engine = PrivacyEngine()
     x, y = batch
     module, optimizer, _, decision = fc.make_private_fast(
@@ -280,7 +283,7 @@ def _private_step(model: nn.Module, batch: tuple, *, fused: bool) -> list[torch.
         max_grad_norm=0.7, noise_generator=torch.Generator().manual_seed(11))
     assert decision.fast_path
     optimizer.zero_grad(set_to_none=True)
-    bce(module(x), y).backward()
+    bce(module(x[:rows]), y[:rows]).backward()
     if fused:
         assert optimizer.pre_step()
     else:
@@ -315,3 +318,60 @@ def test_the_gru_steps_on_an_empty_batch():
     assert engine.accountant.history[0][2] == 1
     assert all(torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
                for p in model.parameters())
+
+
+def _first(inputs, count: int = 1):  # noqa: ANN001, ANN202 - a tensor or a tuple of them
+    return (tuple(t[:count] for t in inputs) if isinstance(inputs, tuple)
+            else inputs[:count])
+
+
+@pytest.mark.parametrize("max_grad_norm", [1e-3, 1e3], ids=["clipped", "not-clipped"])
+def test_a_batch_of_one_sample_matches_opacus(max_grad_norm):
+    # One sample: its gradient is the batch's, clipped as a whole (one norm over every
+    # layer's sum) -- Linear, sequence Linear, Conv1d, Embedding and DPGRU layers.
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(8)
+    tracer, tracer_inputs, correct = _tracer(seed=2)
+    cases = [
+        (TabularMLP(9, (7, 5)), torch.randn(1, 9, generator=gen),
+         torch.randint(0, 2, (1,), generator=gen).float(), bce),
+        (Convolutions(), torch.randn(1, 3, 17, generator=gen), torch.randn(1, generator=gen),
+         mse),
+        (SequenceRegressor(4, window=20), torch.randn(1, 20, 4, generator=gen),
+         torch.randn(1, generator=gen), mse),
+        (Tokens(), (torch.randint(0, 12, (1, 6), generator=gen),
+                    torch.randint(0, 12, (1,), generator=gen)), torch.randn(1, generator=gen),
+         mse),
+        (tracer, _first(tracer_inputs), correct[:1], _tracer_loss),
+    ]
+    for model, inputs, targets, loss_fn in cases:
+        assert _compare(model, inputs, targets, loss_fn, max_grad_norm) <= TOL, type(model)
+
+
+def test_a_batch_of_one_sample_steps_like_opacus():
+    # The fused step (noise, scaling) on the one-sample path gives Opacus' step's bits.
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 9), torch.randint(0, 2, (64,)).float()
+    model = TabularMLP(9, (7, 5))
+    fused = _private_step(copy.deepcopy(model), (x, y), fused=True, rows=1)
+    opacus = _private_step(copy.deepcopy(model), (x, y), fused=False, rows=1)
+    for got, expected in zip(fused, opacus, strict=True):
+        assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("length", [2, 40], ids=["gram", "per-sample"])
+def test_sequence_linear_layers_match_opacus_on_both_norm_strategies(length):
+    # A Linear over (batch, steps, features): the Gram form for short sequences, per-sample
+    # gradients (reused for the clipped sum) for long ones.
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(9)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0))
+    x = torch.randn(16, length, 6, generator=gen)
+
+    def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return mse(output.view(16, length).mean(1), target)
+
+    # The first layer's strategy (the head, 8 -> 1, is per-sample at both lengths).
+    assert fc._gram_is_cheaper(torch.empty(1, length, 6), torch.empty(1, length, 8)) == (
+        length == 2)
+    assert _compare(model, x, torch.randn(16, generator=gen), loss, 0.05) <= TOL
