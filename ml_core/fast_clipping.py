@@ -565,11 +565,7 @@ class BookkeepingModule(nn.Module):
             in_place_ok = in_place(layer.g)
             for param, grad in layer.clipped_sum(factor, in_place=in_place_ok).items():
                 sums[id(param)] = grad
-        if len(sums) < param_count:
-            for entry in entries:
-                for param in (entry.weight, entry.bias):
-                    if param is not None and id(param) not in sums:
-                        sums[id(param)] = torch.zeros_like(param)
+        _zeros_for_unused(sums, entries, param_count)
         return sums, norms
 
     def _single_sample_sums(
@@ -597,11 +593,7 @@ class BookkeepingModule(nn.Module):
         # Opacus' formula, as in clipped_sums_by_id.
         clip = torch.add(norms, CLIP_EPSILON).reciprocal_().mul_(max_grad_norm).clamp_(max=1.0)
         torch._foreach_mul_(grads, clip.mul_(scale).reshape(()))
-        if len(sums) < param_count:
-            for entry in entries:
-                for param in (entry.weight, entry.bias):
-                    if param is not None and id(param) not in sums:
-                        sums[id(param)] = torch.zeros_like(param)
+        _zeros_for_unused(sums, entries, param_count)
         return sums, norms
 
     def _entries(self, params: Iterable[nn.Parameter] | None
@@ -698,6 +690,17 @@ def _flat_norms(record: _Record) -> tuple[torch.Tensor, torch.Tensor]:
     g_norm, a_norm = record.backprop_norm, record.activation_norm
     return (_row_norms(record.backprops) if g_norm is None else g_norm,
             _row_norms(record.activations) if a_norm is None else a_norm)
+
+
+def _zeros_for_unused(sums: dict[int, torch.Tensor], entries: Sequence[_Entry],
+                      param_count: int) -> None:
+    """A zero sum for each wanted parameter no recorded pass reached (a layer unused by
+    this batch), so every parameter gets its noise."""
+    if len(sums) < param_count:
+        for entry in entries:
+            for param in (entry.weight, entry.bias):
+                if param is not None and id(param) not in sums:
+                    sums[id(param)] = torch.zeros_like(param)
 
 
 def _flat_clipped_sums(flat: Sequence[tuple[_Entry, _Record]], factor: torch.Tensor | None,

@@ -168,6 +168,21 @@ def csv_upload(data: bytes, name: str = "applications.csv"):
     return SimpleUploadedFile(name, data, content_type="text/csv")
 
 
+def api_test_file(client, train, test, *, vertical: str, problem: str):
+    """Upload ``train`` through the API and attach ``test`` as its given test file; returns
+    the version id and the companion response."""
+    upload = client.post("/api/v1/datasets/", {
+        "vertical": vertical, "problem": problem,
+        "file": csv_upload(train.to_csv(index=False).encode(), "train.csv")},
+        format="multipart")
+    assert upload.status_code == 201, upload.json()
+    version = upload.json()["id"]
+    return version, client.post(
+        f"/api/v1/dataset-versions/{version}/companions/",
+        {"kind": "test_set", "file": csv_upload(test.to_csv(index=False).encode(), "t.csv")},
+        format="multipart")
+
+
 def call_pipeline(*args) -> tuple[int, dict]:
     """``manage.py pipeline`` with ``args``: (exit code, the JSON it printed)."""
     import json

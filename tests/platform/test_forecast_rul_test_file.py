@@ -23,7 +23,7 @@ from ml_core.families import forecasting, get_family
 from ml_core.families import sequence_regression as rul
 from ml_core.pipeline import run_training
 from ml_core.spec import PrivacyConfig
-from tests.conftest import csv_upload
+from tests.conftest import api_test_file, csv_upload
 from verticals.manufacturing.demo_data import run_to_failure
 from verticals.manufacturing.vertical import REMAINING_USEFUL_LIFE, RUL_SAMPLE_MAPPING
 from verticals.retail.demo_data import weekly_sales
@@ -65,21 +65,6 @@ def _command(tmp_path, admin, train, test, *, vertical, problem, extra=()):
     body = json.loads(out.getvalue())
     assert code == 0, body.get("errors") or body["run"]["error"]
     return body["run"]
-
-
-def _api_test_file(client, train, test, *, vertical, problem):
-    """Upload ``train`` through the API and attach ``test`` as its given test file; returns
-    the version id and the companion response."""
-    upload = client.post("/api/v1/datasets/", {
-        "vertical": vertical, "problem": problem,
-        "file": csv_upload(train.to_csv(index=False).encode(), "train.csv")},
-        format="multipart")
-    assert upload.status_code == 201, upload.json()
-    version = upload.json()["id"]
-    return version, client.post(
-        f"/api/v1/dataset-versions/{version}/companions/",
-        {"kind": "test_set", "file": csv_upload(test.to_csv(index=False).encode(), "t.csv")},
-        format="multipart")
 
 
 # --- forecasting ----------------------------------------------------------------------
@@ -141,7 +126,7 @@ def test_the_command_tests_a_forecast_on_the_given_file(tmp_path, admin):
 
 def test_the_api_takes_a_forecasting_test_file(api_client, analyst):
     train, test = _sales()
-    _, response = _api_test_file(api_client(analyst), train, test, vertical="retail",
+    _, response = api_test_file(api_client(analyst), train, test, vertical="retail",
                                  problem="demand_forecast")
     assert response.status_code == 201, response.json()
 
@@ -225,7 +210,7 @@ def test_the_web_upload_takes_either_test_file_alone(client, analyst):
 def test_the_api_refuses_a_machine_in_both_files_at_the_mapping(api_client, analyst):
     train, test = _machines()
     client = api_client(analyst)
-    version, attached = _api_test_file(
+    version, attached = api_test_file(
         client, train, pd.concat([test, train[train["unit"] == "U003"]]),
         vertical="manufacturing", problem="remaining_useful_life")
     assert attached.status_code == 201, attached.json()
@@ -241,7 +226,7 @@ def test_cut_series_without_their_true_values_are_refused_at_the_mapping(api_cli
     client = api_client(analyst)
     # A test file without the RUL column: series cut before failure, whose true values may
     # still follow, so attaching it is accepted; confirming the mapping without them is not.
-    version, attached = _api_test_file(client, train, test.drop(columns=["rul"]),
+    version, attached = api_test_file(client, train, test.drop(columns=["rul"]),
                                        vertical="manufacturing",
                                        problem="remaining_useful_life")
     assert attached.status_code == 201, attached.json()

@@ -13,25 +13,12 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from ingestion.models import DatasetVersion
-from tests.conftest import csv_upload
+from tests.conftest import api_test_file, csv_upload
 from tests.ml_core.test_recommender_test_file import USER, published_split
 
 pytestmark = pytest.mark.django_db
 
 ROLES = [["user", "user_id"], ["item", "product_id"], ["time", "timestamp"]]
-
-
-def _api_test_file(client, train: pd.DataFrame, test: pd.DataFrame):
-    upload = client.post("/api/v1/datasets/", {
-        "vertical": "retail", "problem": "recommendation",
-        "file": csv_upload(train.to_csv(index=False).encode(), "interactions.csv")},
-        format="multipart")
-    assert upload.status_code == 201, upload.json()
-    version = upload.json()["id"]
-    return version, client.post(
-        f"/api/v1/dataset-versions/{version}/companions/",
-        {"kind": "test_set", "file": csv_upload(test.to_csv(index=False).encode(), "t.csv")},
-        format="multipart")
 
 
 def test_the_web_upload_takes_a_recommendation_test_file(client, analyst):
@@ -48,14 +35,16 @@ def test_the_web_upload_takes_a_recommendation_test_file(client, analyst):
 def test_the_api_takes_it_and_refuses_a_test_user_without_history(api_client, analyst):
     train, test = published_split(1500)
     client = api_client(analyst)
-    version, attached = _api_test_file(client, train, test)
+    version, attached = api_test_file(client, train, test,
+                                      vertical="retail", problem="recommendation")
     assert attached.status_code == 201, attached.json()
     mapping = {"target": "purchased", "roles": ROLES}
     confirmed = client.post(f"/api/v1/dataset-versions/{version}/mapping/", mapping,
                             format="json")
     assert confirmed.status_code == 200, confirmed.json()
     stranger = test.iloc[:2].assign(**{USER: "U9999"})
-    version, attached = _api_test_file(client, train, pd.concat([test, stranger]))
+    version, attached = api_test_file(client, train, pd.concat([test, stranger]),
+                                      vertical="retail", problem="recommendation")
     assert attached.status_code == 201, attached.json()
     refused = client.post(f"/api/v1/dataset-versions/{version}/mapping/", mapping,
                           format="json")
