@@ -242,62 +242,6 @@ def private_refined(values: np.ndarray, weights: np.ndarray, *, coarse: NumericS
                              missing_indicator=coarse.missing_indicator)
 
 
-# The fine grid of :func:`private_two_stage`: cells over the range the coarse grid located.
-FINE_CELLS = 1024
-# The coarse grid's cells between these quantiles bound the fine grid.
-RANGE_QUANTILES = (0.01, 0.99)
-REFINED_HISTOGRAMS = 2  # histograms :func:`private_two_stage` releases per column
-
-
-def private_two_stage(values: np.ndarray, weights: np.ndarray, *, noise: PreprocessingNoise,
-                    generator: np.random.Generator) -> NumericStatistics:
-    """Median and robust scale of raw ``values`` (NaN = missing) at a resolution the public
-    asinh grid alone lacks (a sensor reading 642.4 +- 0.5 sits in one of its cells): two
-    noisy person-weighted histograms, so it counts ``REFINED_HISTOGRAMS`` towards
-    ``noise.n_histograms``.
-
-    1. The public grid on asinh(value) locates the bulk: the cells holding its 1 % and
-       99 % noisy quantiles bound a range (post-processing of a DP output).
-    2. A histogram of ``FINE_CELLS`` equal cells over that range (values beyond it fall in
-       the end cells) gives the median and the interquartile scale.
-
-    The second grid depends on the data only through the first's noisy output, so the two
-    are one adaptively composed Gaussian mechanism with the same noise (the accountant's
-    sensitivity ``sqrt(n_histograms)`` covers both). Too thin a first histogram gives
-    centre 0 and scale 1 (no statistic); too thin a second, the range's middle and a
-    quarter of its width."""
-    values = np.asarray(values, dtype=np.float64)
-    noisy, present = _grid_histogram(np.arcsinh(values), weights, noise=noise,
-                                     generator=generator)
-    missing = bool(noisy[0] > noise.threshold)
-    if present.sum() <= 0:
-        # Too few persons for this noise: nothing is read from the data (centre 0, scale
-        # 1, the channel as it comes), rather than a cell picked out of pure noise.
-        return NumericStatistics(median=0.0, scale=1.0, missing_indicator=missing,
-                                 resolved=False)
-    lower_edges = np.concatenate([[NUMERIC_EDGES[0]], NUMERIC_EDGES])
-    upper_edges = np.concatenate([NUMERIC_EDGES, [NUMERIC_EDGES[-1]]])
-    low = float(np.sinh(_quantile(present, lower_edges, RANGE_QUANTILES[0])))
-    high = float(np.sinh(_quantile(present, upper_edges, RANGE_QUANTILES[1])))
-    if not high > low:
-        high = low + 1.0
-    edges = np.linspace(low, high, FINE_CELLS + 1)
-    known = ~np.isnan(values)
-    cells = np.clip(np.searchsorted(edges, values[known], side="right") - 1, 0, FINE_CELLS - 1)
-    counts = np.bincount(cells, weights=np.asarray(weights)[known], minlength=FINE_CELLS)
-    fine = _noisy(counts, sigma=noise.sigma, generator=generator)
-    fine = np.where(fine > NOISE_FLOOR * noise.sigma, fine, 0.0)
-    middles = (edges[:-1] + edges[1:]) / 2
-    if fine.sum() <= 0:
-        return NumericStatistics(median=(low + high) / 2, scale=(high - low) / 4,
-                                 missing_indicator=missing)
-    spread = (_quantile(fine, middles, 0.75) - _quantile(fine, middles, 0.25)) / IQR_PER_STD
-    # A spread within one cell is read as one cell wide: dividing by ~0 would blow up.
-    scale = max(spread, (high - low) / FINE_CELLS)
-    return NumericStatistics(median=_quantile(fine, middles, 0.5), scale=scale,
-                             missing_indicator=missing)
-
-
 def private_vocabulary(levels: list[str], weights: np.ndarray, *, noise: PreprocessingNoise,
                        generator: np.random.Generator) -> tuple[str, ...]:
     """The levels of ``levels`` (one per row) whose noisy person weight clears the

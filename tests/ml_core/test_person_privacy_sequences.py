@@ -19,12 +19,6 @@ from dp_accounting import pld
 
 from ml_core import training_loop
 from ml_core.families import sequence_regression as rul
-from ml_core.private_statistics import (
-    FINE_CELLS,
-    PreprocessingNoise,
-    contribution_weights,
-    private_two_stage,
-)
 from ml_core.sampling import PersonBatchSampler, PersonExamples
 from ml_core.spec import ColumnMapping, PrivacyConfig
 from tests.support.person_accounting import assert_composed_epsilon
@@ -159,22 +153,6 @@ def test_the_artifact_scales_each_machine_by_its_own_first_readings(private_rul)
     np.testing.assert_allclose(
         baseline.channels(rul.prepare(moved, MAPPING, cap=TRAIN.rul_cap,
                                       need_target=False)), channels, rtol=1e-4, atol=1e-5)
-
-
-def test_refined_statistics_resolve_a_narrow_column_and_fall_back_when_thin():
-    rng = np.random.default_rng(0)
-    values = 642.4 + rng.normal(0, 0.5, 4000)
-    persons = np.repeat(np.arange(1000), 4)
-    weights = contribution_weights(persons, max_rows=8, seed=0)
-    noise = PreprocessingNoise.plan(noise_multiplier=2.0, n_categorical=0, n_histograms=2,
-                                    threshold_delta=1e-6, max_rows=8)
-    stats = private_two_stage(values, weights, noise=noise, generator=np.random.default_rng(1))
-    cell = 2 * 642.4 / FINE_CELLS  # the fine grid's cell is at most about this wide
-    assert abs(stats.median - 642.4) < 0.2 + cell
-    assert 0.25 < stats.scale < 1.0
-    few = private_two_stage(values[:8], np.full(8, 0.5), noise=noise,
-                          generator=np.random.default_rng(1))
-    assert (few.median, few.scale, few.resolved) == (0.0, 1.0, False)
 
 
 @pytest.mark.slow
