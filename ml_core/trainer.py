@@ -325,6 +325,19 @@ def train_model(
     )
 
 
+def _one_of_passes(progress: ProgressSink | None, done: int, *, passes: int
+                   ) -> ProgressSink | None:
+    """``progress`` for the training after ``done`` of ``passes`` equal ones: its epochs
+    counted on from theirs, out of all of theirs, so one stage's bar never runs back."""
+    if progress is None:
+        return None
+
+    def report(*, epoch: int, total_epochs: int, **rest) -> None:
+        progress(epoch=done * total_epochs + epoch, total_epochs=passes * total_epochs, **rest)
+
+    return report
+
+
 def _with_better_linear_path(*, split: EncodedSplit, train: TrainConfig, primary_metric: str,
                              checkpoint_path: Path | None, **common) -> TrainedModel:
     """:func:`train_model` without privacy, with and then without the MLP's linear path
@@ -333,13 +346,15 @@ def _with_better_linear_path(*, split: EncodedSplit, train: TrainConfig, primary
     credit 0.750 -> 0.763 and MIMIC-III admissions 0.569 -> 0.743 with it, student-por
     0.885 without it."""
     best, best_value = None, -math.inf
-    for linear_path in (True, False):
+    progress = common.pop("progress", None)
+    for done, linear_path in enumerate((True, False)):
         path = (None if checkpoint_path is None else checkpoint_path.with_name(
             f"{checkpoint_path.stem}-{'linear' if linear_path else 'deep'}"
             f"{checkpoint_path.suffix}"))
         trained = train_model(split=split, train=train, privacy=None,
                               primary_metric=primary_metric, checkpoint_path=path,
-                              linear_path=linear_path, **common)
+                              linear_path=linear_path,
+                              progress=_one_of_passes(progress, done, passes=2), **common)
         value = validation_score(trained.model, split, metric=primary_metric,
                                  device=torch.device("cpu"))[1]
         if best is None or value > best_value:

@@ -40,6 +40,15 @@ def test_progress_is_reported_every_epoch(spec, split, recorder):
     assert trained.privacy["enabled"] is False
 
 
+def test_choosing_the_linear_path_reports_one_bar_that_never_runs_back(spec, split, recorder):
+    train_model(split=split, train=spec.train, privacy=None, progress=recorder,
+                stage="training_twin", choose_linear_path=True)
+    epochs = [call["epoch"] for call in recorder.calls]
+    assert epochs == sorted(epochs) and len(set(epochs)) == len(epochs)
+    assert {call["total_epochs"] for call in recorder.calls} == {2 * spec.train.epochs}
+    assert epochs[-1] > spec.train.epochs  # the second training counted on from the first
+
+
 def test_best_weights_are_kept(spec, split):
     # Long enough, with a high learning rate, for the validation AUC to move around.
     config = dataclasses.replace(spec.train, epochs=12, learning_rate=0.1, patience=3)
