@@ -185,7 +185,9 @@ class PrivatePlan:
                 "the mean of the person's drawn rows' gradients, clipped once as a whole to "
                 "max_grad_norm" if self.unit_column else
                 "each row's gradient clipped to max_grad_norm"),
-            "max_grad_norm": self.privacy.max_grad_norm,
+            # The bound the SGD steps clipped at (a class-weighted tabular training
+            # clips at a multiple of the configured one: ml_core.trainer.private_clipping).
+            "max_grad_norm": sgd.get("max_grad_norm") or self.privacy.max_grad_norm,
             "preprocessing_weight_per_person": 1.0,
             "preprocessing_rows_per_person": self.max_rows,
         }

@@ -11,11 +11,13 @@ import torch
 
 from ml_core.models import TabularMLP, build_model
 from ml_core.privacy import noise_multiplier_for
-from ml_core.spec import TrainConfig
+from ml_core.spec import PrivacyConfig, TrainConfig
 from ml_core.trainer import (
     NONPRIVATE_EPOCH_FACTOR,
     PRIVATE_LARGE_BATCH_LEARNING_RATE,
+    WEIGHTED_CLIPPING_FACTOR,
     nonprivate_schedule,
+    private_clipping,
     private_schedule,
 )
 
@@ -77,3 +79,36 @@ def test_only_rare_event_nonprivate_trainings_run_longer():
     assert (rare.epochs, rare.patience) == (30 * NONPRIVATE_EPOCH_FACTOR, 10)
     # Without privacy the threshold (chosen on validation) sets the alarm rate: no weight.
     assert not rare.class_weighting
+
+
+def test_a_private_training_that_weights_its_positives_clips_at_a_larger_bound(tmp_path):
+    """At the configured bound every row's gradient was clipped, so the positives' weight
+    did nothing; a class-weighted private training clips at WEIGHTED_CLIPPING_FACTOR times
+    it, and the run's report states that bound. Only the bound (and with it the noise's
+    scale) moves: the noise multiplier, the sampling and the steps, hence epsilon, are those
+    of the unweighted training."""
+    from ml_core.pipeline import run_training
+    from verticals.manufacturing.demo_data import machine_readings
+    from verticals.registry import get_problem
+
+    privacy = PrivacyConfig(enabled=True, target_epsilon=3.0, max_grad_norm=0.5)
+    problem = get_problem("manufacturing", "failure_prediction")
+    weighted_train = dataclasses.replace(problem.spec.train, epochs=2, seed=0, device="cpu")
+    plain_train = dataclasses.replace(weighted_train, class_weighting=False)
+    assert weighted_train.class_weighting
+    assert private_clipping(privacy, plain_train) is privacy
+    assert private_clipping(privacy, weighted_train).max_grad_norm == (
+        0.5 * WEIGHTED_CLIPPING_FACTOR)
+
+    frame = machine_readings(1500, 0)
+    reports = {}
+    for name, train in (("plain", plain_train), ("weighted", weighted_train)):
+        reports[name] = run_training(frame=frame, mapping=problem.sample_mapping,
+                                     spec=problem.spec, privacy=privacy, train=train,
+                                     artifact_dir=tmp_path / name).privacy
+    plain, weighted = reports["plain"], reports["weighted"]
+    assert plain["max_grad_norm"] == plain["contribution_bound"]["max_grad_norm"] == 0.5
+    assert weighted["max_grad_norm"] == 0.5 * WEIGHTED_CLIPPING_FACTOR
+    assert weighted["contribution_bound"]["max_grad_norm"] == weighted["max_grad_norm"]
+    for key in ("epsilon", "noise_multiplier", "sample_rate", "steps"):
+        assert weighted[key] == pytest.approx(plain[key]), key
