@@ -4,16 +4,12 @@ history in the training file is refused by name at the mapping."""
 
 from __future__ import annotations
 
-import io
-import json
-
 import pandas as pd
 import pytest
-from django.core.management import call_command
 from django.urls import reverse
 
 from ingestion.models import DatasetVersion
-from tests.conftest import api_test_file, csv_upload
+from tests.conftest import api_test_file, call_pipeline, csv_upload
 from tests.ml_core.test_recommender_test_file import USER, published_split
 
 pytestmark = pytest.mark.django_db
@@ -60,14 +56,9 @@ def test_the_command_tests_recommendations_on_the_given_file(tmp_path, admin):
     paths = tmp_path / "train.csv", tmp_path / "test.csv"
     train.to_csv(paths[0], index=False)
     test.to_csv(paths[1], index=False)
-    out, code = io.StringIO(), 0
-    try:
-        call_command("pipeline", str(paths[0]), "--vertical", "retail", "--problem",
-                     "recommendation", "--test-file", str(paths[1]), "--epochs", "1",
-                     "--inline", "--json", "--user", admin.username, stdout=out)
-    except SystemExit as exit_:
-        code = exit_.code
-    body = json.loads(out.getvalue())
+    code, body = call_pipeline(paths[0], "--vertical", "retail", "--problem", "recommendation",
+                               "--test-file", paths[1], "--epochs", "1", "--inline",
+                               "--json", "--user", admin.username)
     assert code == 0, body.get("errors") or body["run"]["error"]
     split = body["run"]["split"]
     assert split["method"] == "given_test_file"

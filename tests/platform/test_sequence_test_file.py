@@ -4,15 +4,12 @@ students come from the training file (issue 13)."""
 
 from __future__ import annotations
 
-import io
-import json
-
 import pytest
-from django.core.management import call_command
 
 from ml_core.data import attach_labelled_test, given_test_units
 from ml_core.families import get_family
 from ml_core.families.knowledge_tracing import prepare
+from tests.conftest import call_pipeline
 from verticals.registry import get_problem
 
 pytestmark = pytest.mark.django_db
@@ -55,13 +52,8 @@ def test_the_command_tests_knowledge_tracing_on_the_given_file(tmp_path, admin):
     paths = tmp_path / "train.csv", tmp_path / "test.csv"
     train.to_csv(paths[0], index=False)
     test.to_csv(paths[1], index=False)
-    out, code = io.StringIO(), 0
-    try:
-        call_command("pipeline", str(paths[0]), "--vertical", "education", "--problem",
-                     "knowledge_tracing", "--test-file", str(paths[1]), "--epochs", "2",
-                     "--inline", "--json", "--user", admin.username, stdout=out)
-    except SystemExit as exit_:
-        code = exit_.code
-    body = json.loads(out.getvalue())
+    code, body = call_pipeline(paths[0], "--vertical", "education", "--problem",
+                               "knowledge_tracing", "--test-file", paths[1], "--epochs", "2",
+                               "--inline", "--json", "--user", admin.username)
     assert code == 0, body.get("errors") or body["run"]["error"]
     assert body["run"]["split"]["test"] == len(tested)
