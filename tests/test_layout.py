@@ -90,3 +90,15 @@ def test_platform_app_does_not_shadow_installed_distribution(name: str) -> None:
 )
 def test_required_top_level_entry_exists(entry: str) -> None:
     assert (ROOT / entry).exists(), f"{entry} is missing from the repository root"
+
+
+def test_test_modules_have_unique_basenames() -> None:
+    # tests/ has no __init__.py: pytest imports each test module by its basename, so two
+    # files of one name in different folders stop the whole collection.
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, "rename one of: " + "; ".join(clashes)
