@@ -9,7 +9,8 @@ small cost", 2023). This module:
 
 * replaces each trainable ``nn.Linear``'s forward (on the instance, reversibly) by an
   autograd function whose backward computes only the input gradient and records ``(a, g)``;
-  autograd therefore never computes the unclipped weight gradient it would throw away;
+  autograd therefore never computes the unclipped weight gradient it would throw away (a
+  batch of one sample runs the layer's own forward: its gradient is the sample's);
 * computes per-sample norms with the ghost-norm identity (``||g_i||^2 ||a_i||^2`` for 2-D
   inputs, the Gram form ``<a_i a_i^T, g_i g_i^T>`` for sequences, or per-sample gradients
   when those are cheaper), clips with Opacus' exact formula and sums with one matmul;
@@ -207,12 +208,12 @@ class _LinearCapture(torch.autograd.Function):
         ctx.layer_state = layer_state
         ctx.forward_id = layer_state.count_use()
         # Only a layer's first use in a forward pass: the norms of a layer used several
-        # times (a recurrence's steps) come from all its records together; and not for a
-        # batch of one sample, which needs no norms (see _single_sample_sums). (A Function's
-        # forward runs without autograd: no detach needed.)
+        # times (a recurrence's steps) come from all its records together. (A batch of one
+        # sample never gets here: see _LayerState.plain_use. A Function's forward runs
+        # without autograd: no detach needed.)
         ctx.activation_norm = (
             (torch.linalg.vector_norm(x, dim=1) if x.dtype is torch.float32 else _row_norms(x))
-            if layer_state.uses == 1 and x.dim() == 2 and x.shape[0] != 1 else None)
+            if layer_state.uses == 1 and x.dim() == 2 else None)
         return F.linear(x, weight, bias)
 
     @staticmethod
@@ -267,7 +268,24 @@ class _LayerState:
         self.uses = 0  # calls in the owner's current forward pass
         self.sequence_dims = 2 if isinstance(layer, nn.Embedding) else 3
         self.time_first = not owner.batch_first and not isinstance(layer, nn.Conv1d)
+        # Inputs with fewer axes have no batch axis to read (an unbatched call).
+        self.min_dims = 3 if isinstance(layer, nn.Conv1d) else (
+            1 if isinstance(layer, nn.Embedding) else 2)
         self._uses_of = -1
+
+    def plain_use(self, x: torch.Tensor) -> bool:
+        """Whether this call sees a batch of one sample (on its batch axis), and if so note
+        the plain pass on the owner: the layer then runs its own forward and autograd
+        accumulates its ordinary gradient, which for one sample *is* the per-sample gradient
+        (the optimiser clips it whole, see ``BookkeepingModule._plain_sums``)."""
+        dims = x.dim()
+        if dims < self.min_dims:
+            return False
+        axis = 1 if self.time_first and dims >= self.sequence_dims else 0
+        if x.shape[axis] != 1:
+            return False
+        self.owner.plain_pass()
+        return True
 
     def count_use(self) -> int:
         """Count one call of the layer in the owner's current forward pass; its id."""
@@ -316,7 +334,7 @@ def _captured_conv1d_forward(state: _LayerState):
     layer = state.layer
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        if not (layer.training and torch.is_grad_enabled()):
+        if not (layer.training and torch.is_grad_enabled()) or state.plain_use(x):
             return F.conv1d(x, layer.weight, layer.bias, layer.stride, layer.padding,
                             layer.dilation)
         return _Conv1dCapture.apply(x, layer.weight, layer.bias, state)
@@ -352,8 +370,9 @@ def _captured_forward(state: _LayerState):
     weight, bias = state.weight, state.bias
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        if not (attributes["training"] and torch.is_grad_enabled()):
-            # Like Opacus: nothing is recorded in eval mode or without gradients.
+        # Like Opacus: nothing is recorded in eval mode or without gradients; a batch of
+        # one sample records nothing either (its gradient is the sample's).
+        if not (attributes["training"] and torch.is_grad_enabled()) or state.plain_use(x):
             return F.linear(x, weight, bias)
         return _LinearCapture.apply(x, weight, bias, state)
 
@@ -364,7 +383,7 @@ def _captured_embedding_forward(state: _LayerState):
     layer = state.layer
 
     def forward(indices: torch.Tensor) -> torch.Tensor:
-        if not (layer.training and torch.is_grad_enabled()):
+        if not (layer.training and torch.is_grad_enabled()) or state.plain_use(indices):
             return F.embedding(indices, layer.weight)
         return _EmbeddingCapture.apply(indices, layer.weight, state)
 
@@ -435,6 +454,9 @@ class BookkeepingModule(nn.Module):
         self.batch_first = batch_first
         self.loss_reduction = loss_reduction
         self.forward_id = 0
+        # Forward passes that ran a batch of one sample through plain layers (see
+        # _LayerState.plain_use), since the last optimiser step.
+        self._plain_ids: set[int] = set()
         self._states: list[_LayerState] = []
         self._recurrences: list[nn.Module] = []
         self._entry_cache: dict = {}
@@ -471,6 +493,17 @@ class BookkeepingModule(nn.Module):
     def clear_records(self) -> None:
         for state in self._states:
             state.records.clear()
+        self._plain_ids.clear()
+
+    def plain_pass(self) -> None:
+        """A layer runs plainly on a batch of one sample in this forward pass: at its first
+        such call, the layers' gradients are reset, so that autograd's accumulated gradient
+        is this pass's alone."""
+        forward_id = self.forward_id
+        if forward_id not in self._plain_ids:
+            self._plain_ids.add(forward_id)
+            for param in self._layer_params:
+                param.grad = None
 
     def cleanup(self) -> None:
         """Restore the wrapped module's Linear layers to their own forward."""
@@ -508,6 +541,8 @@ class BookkeepingModule(nn.Module):
         a matrix-vector product for its bias).
         """
         entries, wanted, param_count = self._entries(params)
+        if self._plain_ids:
+            return self._plain_sums(entries, param_count, max_grad_norm=max_grad_norm)
         flat: list[tuple[_Entry, _Record]] = []  # 2-D layers used once, norms recorded
         layers: list[_StackedLayer | _StackedEmbedding] = []
         forward_ids: set[int] = set()
@@ -565,6 +600,42 @@ class BookkeepingModule(nn.Module):
             in_place_ok = in_place(layer.g)
             for param, grad in layer.clipped_sum(factor, in_place=in_place_ok).items():
                 sums[id(param)] = grad
+        _zeros_for_unused(sums, entries, param_count)
+        return sums, norms
+
+    def _plain_sums(self, entries: Sequence[_Entry], param_count: int, *,
+                    max_grad_norm: float) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+        """A batch of one sample that ran through the layers' own forward (no records):
+        autograd's gradients are that sample's gradient; its norm is the norm of all of
+        them together and one ``torch._foreach_mul_`` clips them (Opacus' formula; with one
+        sample a mean-reduced loss is its sum)."""
+        plain_ids = self._plain_ids
+        recorded = any(state.records for state in self._states)
+        if len(plain_ids) > 1 or recorded:
+            self.clear_records()
+            raise RuntimeError(
+                "more than one forward pass, or batches of different sizes, between "
+                "optimiser steps: accumulating batches is not supported with Poisson "
+                "sampling; call optimizer.step() after each backward")
+        sums: dict[int, torch.Tensor] = {}
+        for entry in entries:
+            for param in (entry.weight, entry.bias):
+                if param is not None and param.grad is not None:
+                    sums[id(param)] = param.grad
+                    param.grad = None
+        self.clear_records()
+        if sums:
+            grads = list(sums.values())
+            parts = torch._foreach_norm(grads)
+            if any(part.dtype is not torch.float32 for part in parts):
+                parts = [part.to(torch.float32) for part in parts]
+            norms = torch.linalg.vector_norm(torch.stack(parts)).reshape(1)
+            clip = torch.add(norms, CLIP_EPSILON).reciprocal_().mul_(max_grad_norm).clamp_(
+                max=1.0)
+            torch._foreach_mul_(grads, clip.reshape(()))
+        else:
+            device = self._layer_params[0].device if self._layer_params else None
+            norms = torch.zeros(1, device=device, dtype=torch.float32)
         _zeros_for_unused(sums, entries, param_count)
         return sums, norms
 
@@ -906,12 +977,28 @@ def _stack_records(state: _LayerState, wanted: set[int] | None
 GRAM_MAX_LOOKUPS = 64
 
 
+# A sample's per-row gradients (B, rows, dim) are materialised, when that is cheaper than
+# the Gram form, up to this many elements.
+PER_SAMPLE_MAX_ELEMENTS = 1 << 22
+
+
+def _embedding_per_sample_is_cheaper(batch: int, steps: int, rows: int, dim: int) -> bool:
+    """Whether a small table's per-sample gradients, ``rows dim`` written and read per
+    sample (plus a scatter of ``steps dim``), cost less than the Gram form's ``steps^2
+    (dim + 2)``; within a memory cap."""
+    return (batch * rows * dim <= PER_SAMPLE_MAX_ELEMENTS
+            and 2 * rows * dim + steps * dim < steps * steps * (dim + 2))
+
+
 @dataclass
 class _StackedEmbedding:
     a: torch.Tensor  # (B, T) row indices (T = 1 for one lookup per sample)
     g: torch.Tensor  # (B, T, dim): d loss / d output
     weight: nn.Parameter
     forward_ids: frozenset[int]
+    # (B, rows, dim) per-sample gradients of a small table, when they were the cheaper way
+    # to its norms: the clipped sum is then one matrix-vector product.
+    per_sample: torch.Tensor | None = None
 
     def sq_norms(self) -> torch.Tensor:
         """Squared norm of each sample's weight gradient: a row looked up several times by
@@ -921,6 +1008,13 @@ class _StackedEmbedding:
         steps = a.shape[1]
         if steps == 1:  # one lookup per sample: the output gradient's norm
             return _row_sq_norms(g[:, 0])
+        batch, (rows, dim) = a.shape[0], self.weight.shape
+        if _embedding_per_sample_is_cheaper(batch, steps, rows, dim):
+            # Each sample's lookups scattered to their rows: its gradient, then its norm.
+            per_sample = torch.zeros(batch, rows, dim, device=g.device, dtype=g.dtype)
+            per_sample.scatter_add_(1, a.unsqueeze(-1).expand(-1, -1, dim), g)
+            self.per_sample = per_sample
+            return _row_sq_norms(per_sample.flatten(1))
         if steps <= GRAM_MAX_LOOKUPS:
             same_row = a.unsqueeze(2) == a.unsqueeze(1)
             # (a product with 0 or 1: exactly the masked Gram matrix)
@@ -944,6 +1038,11 @@ class _StackedEmbedding:
         g = self.g
         if factor.dtype is not g.dtype:
             factor = factor.to(g.dtype)
+        if self.per_sample is not None:
+            weight_sum = torch.mv(self.per_sample.flatten(1).t(), factor).view(
+                self.weight.shape)
+            return {self.weight: weight_sum if weight_sum.dtype is self.weight.dtype
+                    else weight_sum.to(self.weight.dtype)}
         factor = factor.reshape(-1, 1, 1)
         g = g.mul_(factor) if in_place and g.is_contiguous() else g * factor
         weight_sum = torch.zeros_like(self.weight, dtype=g.dtype).index_add_(

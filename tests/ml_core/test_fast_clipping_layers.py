@@ -60,9 +60,16 @@ def _compare(model: nn.Module, inputs, targets, loss_fn, max_grad_norm: float) -
     return fc.max_relative_error(got, ref)
 
 
-@pytest.mark.parametrize("length", [7, 80], ids=["gram", "sorted"])
+@pytest.mark.parametrize("length", [7, 80], ids=["short", "sorted"])
+@pytest.mark.parametrize("per_sample", [True, False], ids=["per-sample", "gram"])
 @pytest.mark.parametrize("max_grad_norm", [1e-3, 1.0, 1e3], ids=["all-clipped", "some", "none"])
-def test_embedding_sequences_match_opacus(max_grad_norm, length):
+def test_embedding_sequences_match_opacus(max_grad_norm, per_sample, length, monkeypatch):
+    # A small table's per-sample gradients, or (no room for them) the Gram form up to 64
+    # lookups a sample and a sort beyond.
+    if per_sample:  # (the tag is a second use: one more lookup a sample)
+        assert fc._embedding_per_sample_is_cheaper(40, length + 1, 12, 5)
+    else:
+        monkeypatch.setattr(fc, "PER_SAMPLE_MAX_ELEMENTS", 0)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
     tokens = torch.randint(0, 6, (40, length), generator=gen)  # few rows: many repeats
@@ -88,7 +95,10 @@ def user_ranking(scores: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
     return ranking(scores.reshape(-1, scores.shape[-1]), _)
 
 
-def test_the_recommender_matches_opacus():
+@pytest.mark.parametrize("per_sample", [True, False], ids=["per-sample", "gram"])
+def test_the_recommender_matches_opacus(per_sample, monkeypatch):
+    if not per_sample:
+        monkeypatch.setattr(fc, "PER_SAMPLE_MAX_ELEMENTS", 0)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(2)
     model = ItemFactors(20, dim=8)
@@ -357,6 +367,34 @@ def test_a_batch_of_one_sample_steps_like_opacus():
     opacus = _private_step(copy.deepcopy(model), (x, y), fused=False, rows=1)
     for got, expected in zip(fused, opacus, strict=True):
         assert torch.equal(got, expected)
+
+
+def test_a_batch_of_one_sample_runs_the_layers_own_forward_and_records_nothing():
+    # Its gradient is the sample's: autograd computes it, nothing is recorded, and the step
+    # clips it whole.
+    torch.manual_seed(0)
+    model = TabularMLP(9, (7, 5))
+    module = fc.BookkeepingModule(model)
+    bce(module(torch.randn(1, 9)), torch.ones(1)).backward()
+    assert not any(state.records for state in module.layer_states)
+    assert all(p.grad is not None for p in model.parameters())
+    sums, norms = module.clipped_sum(max_grad_norm=1e-3)
+    assert norms.shape == (1,) and float(norms) > 1e-3
+    total = torch.linalg.vector_norm(torch.stack([g.norm() for g in sums.values()]))
+    assert float(total) == pytest.approx(1e-3, rel=1e-4)
+    assert all(p.grad is None for p in model.parameters())  # taken by the sum
+
+
+@pytest.mark.parametrize("second", [1, 3], ids=["one-sample", "three-samples"])
+def test_a_second_pass_after_a_batch_of_one_sample_is_refused(second):
+    # Two passes between steps would be clipped as one sample: refused, like two recorded
+    # passes.
+    torch.manual_seed(0)
+    module = fc.BookkeepingModule(TabularMLP(9, (7, 5)))
+    bce(module(torch.randn(1, 9)), torch.ones(1)).backward()
+    bce(module(torch.randn(second, 9)), torch.ones(second)).backward()
+    with pytest.raises(RuntimeError, match="optimiser steps"):
+        module.clipped_sum(max_grad_norm=1.0)
 
 
 @pytest.mark.parametrize("length", [2, 40], ids=["gram", "per-sample"])
