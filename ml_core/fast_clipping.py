@@ -392,11 +392,12 @@ def _captured_embedding_forward(state: _LayerState):
 
 def _gru_forward(gru: DPGRU, *, owner: BookkeepingModule):
     """Opacus' DPGRU forward with each layer's input projection taken once over the whole
-    sequence (one ``ih`` call on ``(B, T, D)``, one record) instead of once per time step.
+    sequence (one ``ih`` call on ``(B, T, D)``, one record) instead of once per time step,
+    and the recurrent ``hh`` Linear recorded once per layer too (:func:`_recurrence`).
 
-    Same cell arithmetic as ``DPGRUCell`` (r, z, n gates; ``h = (1 - z) n + z h_prev``);
-    only the recurrent ``hh`` Linear runs step by step. Packed sequences, two directions,
-    dropout between layers, eval mode and no-grad calls keep Opacus' own forward.
+    Same cell arithmetic as ``DPGRUCell`` (r, z, n gates; ``h = (1 - z) n + z h_prev``,
+    taken as one ``lerp``). Packed sequences, two directions, dropout between layers, eval
+    mode and no-grad calls keep Opacus' own forward.
     """
     original = type(gru).forward.__get__(gru)
 
@@ -415,22 +416,80 @@ def _gru_forward(gru: DPGRU, *, owner: BookkeepingModule):
             projected = cell.ih(x if owner.batch_first else x.transpose(0, 1))
             if not owner.batch_first:
                 projected = projected.transpose(0, 1)
-            h = state_init[layer]
-            steps = []
-            for gates_x in projected.unbind(1):
-                r_x, z_x, n_x = torch.split(gates_x, size, 1)
-                r_h, z_h, n_h = torch.split(cell.hh(h), size, 1)
-                r = torch.sigmoid(r_x + r_h)
-                z = torch.sigmoid(z_x + z_h)
-                n = torch.tanh(n_x + r * n_h)
-                h = (1 - z) * n + z * h
+            h0 = state_init[layer]
+            recurrent = _recurrence(owner, cell.hh, h0, steps=projected.shape[1])
+            gates_rz = projected[..., :2 * size].unbind(1)
+            gates_n = projected[..., 2 * size:].unbind(1)
+            h, steps = h0, []
+            for step in range(len(gates_rz)):
+                hh = recurrent(h, step)
+                rz = torch.sigmoid(gates_rz[step] + hh[:, :2 * size])
+                n = torch.tanh(torch.addcmul(gates_n[step], rz[:, :size], hh[:, 2 * size:]))
+                h = torch.lerp(n, h, rz[:, size:])  # (1 - z) n + z h
                 steps.append(h)
             x = torch.stack(steps, dim=1)
+            recurrent.done(h0, x)
             last.append(h)
         output = x if gru.batch_first else x.transpose(0, 1)
         return output, torch.stack(last, dim=0)
 
     return forward
+
+
+class _Recurrence:
+    """A recurrent Linear (a GRU's ``hh``) called once per time step, recorded as *one*
+    sequence: each step's output gets a zero "tap", a view of one ``(T, B, out)`` leaf,
+    so that one hook on the leaf receives every step's output gradient at once. The steps
+    run over the detached weights (autograd computes only the hidden state's gradient); the
+    record is the ``(B, T, in)`` hidden states fed in and the ``(B, T, out)`` gradients, the
+    same as the step-by-step records joined into a sequence, at a fraction of the calls."""
+
+    def __init__(self, state: _LayerState, h0: torch.Tensor, steps: int) -> None:
+        layer = state.layer
+        self.state, self.forward_id = state, state.owner.forward_id
+        self.weight = layer.weight.detach()
+        self.bias = None if layer.bias is None else layer.bias.detach()
+        self.steps = steps
+        self.taps: torch.Tensor | None = None
+        self.tap: tuple[torch.Tensor, ...] = ()
+
+    def __call__(self, h: torch.Tensor, step: int) -> torch.Tensor:
+        out = F.linear(h, self.weight, self.bias)
+        if self.taps is None:  # in the output's dtype (autocast may have changed it)
+            self.taps = torch.zeros((self.steps, *out.shape), dtype=out.dtype,
+                                    device=out.device, requires_grad=True)
+            self.tap = self.taps.unbind(0)
+        return out + self.tap[step]
+
+    def done(self, h0: torch.Tensor, outputs: torch.Tensor) -> None:
+        """Record the hidden states fed in (``h0``, then every output but the last) with
+        the taps' gradient, when it arrives."""
+        inputs = torch.cat([h0.detach().unsqueeze(1), outputs.detach()[:, :-1]], dim=1)
+        state, forward_id = self.state, self.forward_id
+        self.taps.register_hook(lambda g: state.records.append(
+            _Record(forward_id, inputs, g.transpose(0, 1))))
+
+
+class _LayerCalls:
+    """A recurrent Linear called through its own forward at every step (frozen, or a batch
+    of one sample: see :meth:`_LayerState.plain_use`)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        self.layer = layer
+
+    def __call__(self, h: torch.Tensor, step: int) -> torch.Tensor:
+        return self.layer(h)
+
+    def done(self, h0: torch.Tensor, outputs: torch.Tensor) -> None:
+        pass
+
+
+def _recurrence(owner: BookkeepingModule, layer: nn.Module, h0: torch.Tensor, *, steps: int
+                ) -> _Recurrence | _LayerCalls:
+    state = owner.state_of(layer)
+    if state is None or h0.shape[0] == 1 or steps == 0:
+        return _LayerCalls(layer)
+    return _Recurrence(state, h0, steps)
 
 
 class BookkeepingModule(nn.Module):
@@ -485,6 +544,13 @@ class BookkeepingModule(nn.Module):
             return super().__getattr__(name)
         except AttributeError:
             return getattr(super().__getattr__("_module"), name)
+
+    def state_of(self, layer: nn.Module) -> _LayerState | None:
+        """The recording state of ``layer`` (None: not one of the recorded layers)."""
+        for state in self._states:
+            if state.layer is layer:
+                return state
+        return None
 
     @property
     def layer_states(self) -> Sequence[_LayerState]:
