@@ -26,7 +26,9 @@ its output gradients added to the rows it looked up; the norm groups a sample's 
 rows), ``nn.Conv1d`` (a Linear over the unfolded input windows, one "step" per output
 position) and Opacus' recurrent layers (DPGRU, DPLSTM, DPRNN: their cells' Linear layers,
 used once per time step, are a longer "sequence"; DPGRU's input projection is taken once
-over the whole sequence). Models with any trainable parameter outside these plain layers
+over the whole sequence, and its recurrent Linear is recorded once per layer through zero
+"taps" on one leaf). A table of few rows clips from its per-sample gradients when those
+cost less than the Gram form. Models with any trainable parameter outside these plain layers
 fall back to Opacus' hooks mode; :class:`FastPathDecision` says which path was taken and why.
 
 The optimiser's step fuses Opacus' clip_and_accumulate, add_noise and scale_grad with the
