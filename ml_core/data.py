@@ -490,8 +490,8 @@ def fit_private_encoder(
     person-weighted histograms (:mod:`ml_core.private_statistics`), nothing exact.
     Numeric columns are read as ``asinh(value)`` (public; linear near 0, logarithmic far
     out), so the public grid and a coarse DP scale fit any column's units; a column in a
-    narrow band far from 0 (kelvin, rpm) is read on its own scale from a second, fine DP
-    histogram (:func:`ml_core.private_statistics.private_refined`).
+    narrow band far from 0 (kelvin, rpm) is read on its own scale from a second, fine and
+    hierarchical DP histogram (:func:`ml_core.private_statistics.private_refined`).
 
     ``persons`` holds one person code per row of ``frame`` (the training rows). Numeric
     columns: the DP median imputes and centres, the DP interquartile range scales, and an

@@ -28,6 +28,7 @@ from ml_core.privacy_composition import (
 )
 from ml_core.private_statistics import (
     REFINE_MIN_PERSONS,
+    TREE_LEVELS,
     PreprocessingNoise,
     contribution_weights,
     person_codes,
@@ -150,11 +151,13 @@ class PrivatePlan:
             n_units, max_rows = len(frame), 1
         columns = tuple(column for column in columns if column not in (hierarchies or {}))
         n_numeric, n_categorical = column_kinds(frame, columns, column_types=column_types)
-        # On a large table a numeric column releases two histograms (coarse, then refined
-        # around its median: ml_core.private_statistics.private_refined).
+        # On a large table a numeric column releases its coarse histogram and a refined,
+        # hierarchical one around its median of TREE_LEVELS levels, each charged as a
+        # histogram (ml_core.private_statistics.private_refined).
         refine = n_units >= REFINE_MIN_PERSONS
         return cls.for_units(privacy=privacy, unit_column=unit_column, n_units=n_units,
-                             n_histograms=len(columns) + (n_numeric if refine else 0),
+                             n_histograms=len(columns) + (n_numeric * TREE_LEVELS
+                                                          if refine else 0),
                              n_categorical=n_categorical, max_rows=max_rows,
                              released=RELEASED, public=PUBLIC, refine_numeric=refine)
 

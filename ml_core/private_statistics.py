@@ -11,10 +11,11 @@ person-weighted histograms:
 * numeric columns (read as asinh(value)): a histogram over a fixed, public grid (cells 0.5
   wide, up to asinh(+-1e9), and a cell for missing values), with Gaussian noise; the median
   (imputation value and centre), the interquartile scale and whether gaps are common enough
-  for an indicator are read from the noisy histogram (post-processing); then a second,
-  fine histogram on the column's own scale around that median (:func:`private_refined`),
-  whose statistics replace the coarse ones where they resolve the spread (two histograms
-  per numeric column, both counted in ``n_histograms``);
+  for an indicator are read from the noisy histogram (post-processing); then, on a large
+  table, a fine hierarchical histogram on the column's own scale around that median
+  (:func:`private_refined`: a noisy tree of ``TREE_LEVELS`` levels), whose statistics
+  replace the coarse ones where they resolve the spread (``1 + TREE_LEVELS`` histograms per
+  numeric column, all counted in ``n_histograms``);
 * categorical columns: a noisy histogram over the levels present, of which only the levels
   whose noisy weight clears ``threshold`` are released (a level held by one person alone
   enters with probability at most ``threshold_delta`` / (levels it could be));
@@ -197,46 +198,92 @@ def private_numeric(values: np.ndarray, weights: np.ndarray, *, noise: Preproces
                              missing_indicator=bool(noisy[0] > noise.threshold))
 
 
-# The refinement of a numeric column (a second histogram, always released, so the budget
-# does not depend on the data): the coarse median's cell and its two neighbours, back on
-# the column's own scale, cut into this many equal cells. A column whose interquartile
-# range spans at least REFINED_MIN_CELLS of them, inside the window, is encoded linearly
-# from the fine statistics: temperatures in kelvin, speeds in rpm, lab values in a narrow
-# band lose their resolution in the 0.5-wide asinh cells (298 K and 302 K share a cell).
-REFINED_CELLS = 2000
+# The refinement of a numeric column (always released, so the budget does not depend on
+# the data): the coarse median's cell and its two neighbours, back on the column's own
+# scale, cut into REFINED_CELLS equal cells, released as a noisy hierarchical histogram: the
+# leaf cells and their sums in blocks of TREE_BRANCHING, TREE_BRANCHING ** 2, ... (one
+# noisy histogram per level; a person adds 1 to one node of each level, so the tree is
+# charged TREE_LEVELS histograms). A quantile is found top-down, a few nodes per level, so a
+# range count carries the noise of about TREE_LEVELS * (TREE_BRANCHING - 1) nodes instead of
+# that of every fine cell it covers: columns whose fine cells each hold a handful of persons
+# (speeds in rpm, torques, tool wear on a machine table) are resolved too. A column whose
+# interquartile range spans at least REFINED_MIN_CELLS leaves, inside the window, is
+# encoded linearly from the fine statistics: temperatures in kelvin, speeds in rpm, lab
+# values in a narrow band lose their resolution in the 0.5-wide asinh cells (298 K and
+# 302 K share a cell).
+TREE_BRANCHING = 8
+TREE_LEVELS = 4
+REFINED_CELLS = TREE_BRANCHING ** TREE_LEVELS
 REFINED_MIN_CELLS = 8
+# The fine statistics stand only where a quantile's rank noise is at most this share of the
+# persons (noisy total of the tree).
+REFINED_MAX_RANK_NOISE = 0.05
 # Below this many persons (a count the run already treats as public, like the split sizes)
 # the fine cells hold too few persons to clear the noise: no fine histogram is released.
 REFINE_MIN_PERSONS = 2000
+
+
+def tree_levels(counts: np.ndarray) -> list[np.ndarray]:
+    """The levels of the hierarchical histogram over ``counts`` (REFINED_CELLS leaves),
+    coarsest first: TREE_BRANCHING nodes, then TREE_BRANCHING ** 2, ..., the leaves."""
+    levels = [np.asarray(counts, dtype=np.float64)]
+    while len(levels[0]) > TREE_BRANCHING:
+        levels.insert(0, levels[0].reshape(-1, TREE_BRANCHING).sum(axis=1))
+    return levels
+
+
+def tree_quantile(levels: list[np.ndarray], q: float) -> float:
+    """The ``q``-quantile of a noisy hierarchical histogram (:func:`tree_levels`' layout),
+    as a position in leaf cells (0 to the number of leaves), found top-down: at each level
+    the node holding the quantile among its parent's children (negative noisy counts read
+    as 0), the share of the way into it carried down to its children (post-processing)."""
+    nodes = np.clip(levels[0], 0.0, None)
+    target, start = q * nodes.sum(), 0
+    for depth, level in enumerate(levels):
+        nodes = np.clip(level[start:start + TREE_BRANCHING], 0.0, None) if depth else nodes
+        total = nodes.sum()
+        if total <= 0:  # nothing left under this node: its middle
+            return (start + len(nodes) / 2) * TREE_BRANCHING ** (len(levels) - 1 - depth)
+        target = min(max(target, 0.0), total)
+        cumulative = np.cumsum(nodes)
+        index = min(int(np.searchsorted(cumulative, target, side="left")), len(nodes) - 1)
+        before = cumulative[index] - nodes[index]
+        share = (target - before) / nodes[index] if nodes[index] > 0 else 0.5
+        if depth == len(levels) - 1:
+            return start + index + share
+        start = (start + index) * TREE_BRANCHING
+        # The share of the way into this node, applied to its children's own total.
+        next_nodes = np.clip(levels[depth + 1][start:start + TREE_BRANCHING], 0.0, None)
+        target = share * next_nodes.sum()
+    raise AssertionError("unreachable")
 
 
 def private_refined(values: np.ndarray, weights: np.ndarray, *, coarse: NumericStatistics,
                     noise: PreprocessingNoise, generator: np.random.Generator
                     ) -> NumericStatistics | None:
     """Median and scale of ``values`` (the column's own scale, NaN = missing) from a noisy
-    histogram over the window around ``coarse.median`` (asinh scale, released), or None when
-    that histogram does not resolve the column's spread (too few persons for the noise, or
-    a spread wider than the window: the coarse statistics then stand). The histogram is
-    always drawn and noised, so what is spent never depends on the data."""
+    hierarchical histogram over the window around ``coarse.median`` (asinh scale,
+    released), or None when it does not resolve the column's spread (a spread wider than
+    the window or too narrow for its leaves, or too few persons for the noise: the coarse
+    statistics then stand). The histogram is always drawn and noised, so what is spent
+    never depends on the data."""
     values = np.asarray(values, dtype=np.float64)
     low, high = np.sinh(coarse.median - 0.75), np.sinh(coarse.median + 0.75)
     edges = np.linspace(low, high, REFINED_CELLS + 1)
-    centres = (edges[:-1] + edges[1:]) / 2
     present_rows = ~np.isnan(values)
+    # Values beyond the window count in its outer leaves: a quantile there is unresolved.
     cells = np.clip(np.searchsorted(edges, values[present_rows], side="right") - 1, 0,
                     REFINED_CELLS - 1)
     counts = np.bincount(cells, weights=weights[present_rows], minlength=REFINED_CELLS)
-    noisy = _noisy(counts, sigma=noise.sigma, generator=generator)
-    # Among 2,000 cells, 3 noise deviations let about 3 empty cells through: here a cell
-    # counts when an empty one would pass once in a hundred histograms.
-    floor = float(norm.isf(0.01 / REFINED_CELLS)) * noise.sigma
-    present = np.where(noisy > floor, noisy, 0.0)
-    if np.count_nonzero(present) < REFINED_MIN_CELLS:
+    levels = [_noisy(level, sigma=noise.sigma, generator=generator)
+              for level in tree_levels(counts)]
+    # A quantile's rank carries the noise of up to TREE_LEVELS * (TREE_BRANCHING - 1) nodes.
+    rank_noise = noise.sigma * math.sqrt(TREE_LEVELS * (TREE_BRANCHING - 1))
+    if rank_noise > REFINED_MAX_RANK_NOISE * max(float(levels[0].sum()), 0.0):
         return None
-    q1, median, q3 = (_quantile(present, centres, q) for q in (0.25, 0.5, 0.75))
     width = (high - low) / REFINED_CELLS
-    inside = centres[0] < q1 and q3 < centres[-1]
-    if not inside or q3 - q1 < REFINED_MIN_CELLS * width:
+    q1, median, q3 = (low + tree_quantile(levels, q) * width for q in (0.25, 0.5, 0.75))
+    if not (low + width < q1 and q3 < high - width) or q3 - q1 < REFINED_MIN_CELLS * width:
         return None
     return NumericStatistics(median=float(median), scale=float((q3 - q1) / IQR_PER_STD),
                              missing_indicator=coarse.missing_indicator)
