@@ -22,12 +22,17 @@ from ml_core.private_statistics import (
     REFINED_CELLS,
     TREE_BRANCHING,
     TREE_LEVELS,
+    WHITENING_HISTOGRAMS,
+    WHITENING_MAX_NOISE,
+    WHITENING_ROW_NORM,
     PreprocessingNoise,
     contribution_weights,
     private_numeric,
     private_refined,
+    private_whitening,
     tree_levels,
     tree_quantile,
+    whitening_noise,
 )
 from ml_core.spec import PrivacyConfig
 from tests.support.person_accounting import assert_composed_epsilon
@@ -127,9 +132,9 @@ def test_one_person_moves_the_tree_by_one_per_level():
 
 
 def test_a_private_run_on_a_large_table_spends_what_the_accountant_says(tmp_path):
-    """A run on 5,000 persons (numeric columns refined) reports the noise of its
-    3 + 2 * TREE_LEVELS histograms at its preprocessing share, and an epsilon that an
-    independent dp-accounting composition confirms."""
+    """A run on 5,000 persons (numeric columns refined and decorrelated) reports the noise
+    of its 3 + 2 * TREE_LEVELS + WHITENING_HISTOGRAMS histograms at its preprocessing share,
+    and an epsilon that an independent dp-accounting composition confirms."""
     from ml_core.pipeline import run_training
     from ml_core.spec import (
         ColumnMapping,
@@ -156,8 +161,11 @@ def test_a_private_run_on_a_large_table_spends_what_the_accountant_says(tmp_path
                           train=train, artifact_dir=tmp_path)
     privacy = result.privacy
     pre = {stage["stage"]: stage for stage in privacy["stages"]}["preprocessing"]
-    assert pre["n_histograms"] == 3 + 2 * TREE_LEVELS
-    assert pre["sigma"] == pytest.approx(pre["noise_multiplier"] * np.sqrt(3 + 2 * TREE_LEVELS))
+    # 5,000 persons, 2 numeric columns: the second-moment matrix is released too.
+    charged = 3 + 2 * TREE_LEVELS + WHITENING_HISTOGRAMS
+    assert pre["n_histograms"] == charged
+    assert pre["sigma"] == pytest.approx(pre["noise_multiplier"] * np.sqrt(charged))
+    assert "numeric decorrelation" in pre["released"]["estimated_privately"]
     encoder = json.loads((Path(result.artifact_path) / ENCODER_FILE).read_text())
     assert encoder["numeric"] == ["air_k", "rpm"] and not encoder.get("asinh")  # refined
     batches = int(round(1 / privacy["sample_rate"]))
@@ -181,3 +189,74 @@ def test_a_numeric_column_of_a_large_table_is_charged_its_tree():
                                       noise=dataclasses.replace(NOISE, refine_numeric=False),
                                       seed=0)
     assert coarse_only.asinh == ("air_k",)
+
+
+# --- decorrelation of the numeric columns -----------------------------------------------------
+
+def _machines(n: int, seed: int = 12) -> pd.DataFrame:
+    """Air and process temperatures that move together, and a speed."""
+    rng = np.random.default_rng(seed)
+    air = rng.normal(300.0, 2.0, n)
+    return pd.DataFrame({"air_k": air, "process_k": air + 10.0 + rng.normal(0.0, 1.2, n),
+                         "rpm": rng.normal(1540.0, 180.0, n)})
+
+
+def test_correlated_columns_are_whitened_by_the_dp_second_moments():
+    """At the noise of a 10,000-machine table the private encoder's numeric features come
+    out nearly uncorrelated with unit variance (the temperatures' correlation is 0.86:
+    their difference, 0.6 of a standard deviation of either, becomes a whole one)."""
+    frame = _machines(10_000)
+    noise = PreprocessingNoise.plan(noise_multiplier=5.46, n_categorical=1,
+                                    n_histograms=3 * (1 + TREE_LEVELS) + WHITENING_HISTOGRAMS,
+                                    threshold_delta=1e-6, max_rows=1, refine_numeric=True,
+                                    whiten_numeric=True)
+    encoder = fit_private_encoder(frame, tuple(frame.columns), persons=np.arange(len(frame)),
+                                  noise=noise, seed=0)
+    assert len(encoder.whitening) == 3
+    x = encoder.transform(frame)
+    covariance = np.cov(x.T)
+    assert np.abs(covariance - np.eye(3)).max() < 0.15
+    # The encoder travels with the artifact as JSON, whitening included.
+    again = type(encoder).from_dict(json.loads(json.dumps(encoder.to_dict())))
+    assert np.array_equal(again.transform(frame), x)
+
+
+def test_one_person_moves_the_second_moments_by_at_most_the_charged_bound():
+    """The privacy cross-check of the decorrelation: with the noise off, the released sums
+    (scaled as private_whitening scales them) move by at most sqrt(WHITENING_HISTOGRAMS) in
+    L2 norm when one person, however extreme their rows, is added."""
+    rng = np.random.default_rng(13)
+    crowd = rng.normal(0.0, 1.0, (500, 4))
+    silent = PreprocessingNoise(sigma=0.0, n_histograms=1, threshold=1.0, threshold_delta=0.0,
+                                max_rows=8)
+
+    def sums(z: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        # The released vector is (moments * scale * total weight) on the upper triangle.
+        whitened = private_whitening(z, weights, noise=silent, generator=rng)
+        moments = np.linalg.inv(whitened @ whitened)  # the floored moments, recovered
+        bound = WHITENING_ROW_NORM * z.shape[1]
+        return (moments[np.triu_indices(z.shape[1])] * np.sqrt(WHITENING_HISTOGRAMS) / bound
+                * weights.sum())
+
+    base = sums(crowd, np.ones(500))
+    for scale in (1.0, 10.0, 1e4):
+        person = rng.normal(0.0, scale, (3, 4))  # three rows of one person
+        z = np.vstack([crowd, person])
+        weights = np.r_[np.ones(500), np.full(3, 1 / 3)]
+        change = np.linalg.norm(sums(z, weights) - base)
+        assert change <= np.sqrt(WHITENING_HISTOGRAMS) * (1 + 1e-6)
+
+
+def test_the_decorrelation_is_charged_only_where_its_noise_is_small():
+    def plan(frame: pd.DataFrame) -> PreprocessingNoise:
+        return PrivatePlan.for_frame(frame=frame, columns=tuple(frame.columns),
+                                     privacy=PrivacyConfig(), unit_column=None).noise
+
+    large, small = plan(_machines(10_000)), plan(_machines(2_500))
+    assert large.whiten_numeric and large.n_histograms == 3 * (1 + TREE_LEVELS) + 16
+    # 2,500 persons: refined, but an entry's noise would be above the bound.
+    assert small.refine_numeric and not small.whiten_numeric
+    assert small.n_histograms == 3 * (1 + TREE_LEVELS)
+    assert whitening_noise(noise_multiplier=large.noise_multiplier,
+                           n_histograms=3 * (1 + TREE_LEVELS), n_numeric=3,
+                           n_units=10_000) <= WHITENING_MAX_NOISE
