@@ -621,6 +621,28 @@ class EncodedSplit:
         }
 
 
+def without_whitening(split: EncodedSplit) -> EncodedSplit | None:
+    """``split`` with its standardised numeric columns as they were before its encoder's
+    decorrelation (``TabularEncoder.whitening`` solved back: what the encoder without it
+    gives, to float32 rounding), and that encoder; None where the encoder has none. For a
+    non-private model chosen on the validation rows (the twin,
+    :func:`ml_core.trainer.train_model`); the private model keeps the decorrelation."""
+    if not split.encoder.whitening:
+        return None
+    whitening = np.asarray(split.encoder.whitening, dtype=np.float64)
+    d = len(split.encoder.numeric)
+
+    def unwhitened(x: np.ndarray) -> np.ndarray:
+        # Feature-major, as TabularEncoder.transform writes it; (rows, features) view.
+        out = np.array(x.T, dtype=np.float32, order="C")
+        out[:d] = np.linalg.solve(whitening, out[:d].astype(np.float64))
+        return out.T
+
+    return replace(split, x_train=unwhitened(split.x_train), x_val=unwhitened(split.x_val),
+                   x_test=unwhitened(split.x_test),
+                   encoder=replace(split.encoder, whitening=()))
+
+
 def _split_positions(
     y: np.ndarray, *, test_fraction: float, val_fraction: float, seed: int,
     given_test: np.ndarray | None = None,

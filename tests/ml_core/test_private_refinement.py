@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from ml_core.artifacts import ENCODER_FILE
-from ml_core.data import fit_private_encoder
+from ml_core.data import encode_and_split, fit_private_encoder, without_whitening
 from ml_core.person_privacy import PrivatePlan
 from ml_core.private_statistics import (
     NUMERIC_VALUES,
@@ -34,7 +35,7 @@ from ml_core.private_statistics import (
     tree_quantile,
     whitening_noise,
 )
-from ml_core.spec import PrivacyConfig
+from ml_core.spec import ColumnMapping, PrivacyConfig, TrainConfig
 from tests.support.person_accounting import assert_composed_epsilon
 
 NOISE = PreprocessingNoise.plan(noise_multiplier=2.0, n_categorical=1, n_histograms=4,
@@ -260,3 +261,54 @@ def test_the_decorrelation_is_charged_only_where_its_noise_is_small():
     assert whitening_noise(noise_multiplier=large.noise_multiplier,
                            n_histograms=3 * (1 + TREE_LEVELS), n_numeric=3,
                            n_units=10_000) <= WHITENING_MAX_NOISE
+
+
+def test_the_twin_also_tries_the_inputs_without_the_decorrelation_chosen_on_validation(
+        recorder):
+    """Where the private encoder whitens the numeric columns, a training chosen on
+    validation (the twin) also trains on them without it: four candidates (linear path on
+    and off, whitened or not), the better on the validation rows kept and recorded, the
+    test rows never read, one progress bar over all four, and the kept model's inputs the
+    encoder's own reading of the rows (without the whitening where it chose so)."""
+    from ml_core.trainer import train_model, validation_score
+
+    frame = _machines(10_000, seed=21)
+    # The temperatures' difference decides: correlated inputs, a direction of small variance.
+    frame["failed"] = np.where(frame["process_k"] - frame["air_k"] > 10.4, "yes", "no")
+    noise = PreprocessingNoise.plan(noise_multiplier=5.46, n_categorical=1,
+                                    n_histograms=3 * (1 + TREE_LEVELS) + WHITENING_HISTOGRAMS,
+                                    threshold_delta=1e-6, max_rows=1, refine_numeric=True,
+                                    whiten_numeric=True)
+    train = TrainConfig(epochs=2, batch_size=256, learning_rate=1e-2, hidden_sizes=(8,),
+                        patience=2, seed=3)
+    split = encode_and_split(frame, ColumnMapping(target="failed"), train, private_noise=noise)
+    assert split.encoder.whitening
+    plain = without_whitening(split)
+    # The same rows through the encoder without the whitening, to float32 rounding.
+    unwhitened = dataclasses.replace(split.encoder, whitening=())
+    assert plain.encoder == unwhitened
+    for x, ids in ((plain.x_val, split.ids_val), (plain.x_test, split.ids_test)):
+        np.testing.assert_allclose(x, unwhitened.transform(frame.loc[ids]), atol=1e-4)
+
+    trained = train_model(split=split, train=train, privacy=None, progress=recorder,
+                          stage="training_twin", choose_linear_path=True)
+    candidates = trained.candidates
+    assert [(c["whitened"], c["linear_path"]) for c in candidates] == [
+        (True, True), (True, False), (False, True), (False, False)]
+    (kept,) = [c for c in candidates if c["chosen"]]
+    assert kept["val_metric"] == max(c["val_metric"] for c in candidates)
+    # Chosen on the validation rows of the inputs it reads.
+    inputs = trained.inputs(split)
+    assert inputs is (split if kept["whitened"] else trained.split)
+    assert validation_score(trained.model, inputs, metric="roc_auc",
+                            device=torch.device("cpu"))[1] == pytest.approx(kept["val_metric"])
+    # One bar over the four trainings, never running back.
+    epochs = [call["epoch"] for call in recorder.calls]
+    assert epochs == sorted(epochs) and len(set(epochs)) == len(epochs)
+    assert {call["total_epochs"] for call in recorder.calls} == {4 * train.epochs}
+    # The test rows are never read: scrambled, the same choice on the same numbers.
+    rng = np.random.default_rng(0)
+    scrambled = dataclasses.replace(split, y_test=1 - split.y_test,
+                                    x_test=rng.normal(size=split.x_test.shape).astype(np.float32))
+    again = train_model(split=scrambled, train=train, privacy=None, choose_linear_path=True)
+    assert again.candidates == candidates
