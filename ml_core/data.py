@@ -29,6 +29,7 @@ from ml_core.private_statistics import (
     private_numeric,
     private_refined,
     private_vocabulary,
+    private_whitening,
 )
 from ml_core.spec import ColumnMapping, TargetRule, TrainConfig
 from ml_core.tables import factorize
@@ -301,6 +302,10 @@ class TabularEncoder:
     # transform): private encoders use it, so coarse DP statistics still give inputs of a
     # sane size, whatever the column's units.
     asinh: tuple[str, ...] = ()
+    # The standardised numeric columns (in ``numeric``'s order) multiplied by this matrix
+    # (rows: output features), a DP decorrelation (private_statistics.private_whitening);
+    # empty: as they are.
+    whitening: tuple[tuple[float, ...], ...] = ()
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -362,6 +367,7 @@ class TabularEncoder:
         with_missing_indicator: tuple[str, ...], levels: Mapping[str, tuple[str, ...]],
         asinh: tuple[str, ...] = (), column_types: Mapping[str, str] | None = None,
         hashed: Mapping[str, str | None] | None = None,
+        whitening: tuple[tuple[float, ...], ...] = (),
     ) -> TabularEncoder:
         """The encoder for statistics fitted elsewhere (exactly, or privately), with its
         feature names in the encoder's order."""
@@ -376,7 +382,8 @@ class TabularEncoder:
         return cls(numeric=numeric, categorical=categorical, medians=medians, means=means,
                    scales=scales, with_missing_indicator=with_missing_indicator,
                    levels=levels, feature_names=tuple(names),
-                   column_types=dict(column_types or {}), hashed=hashed, asinh=asinh)
+                   column_types=dict(column_types or {}), hashed=hashed, asinh=asinh,
+                   whitening=tuple(tuple(float(v) for v in row) for row in whitening))
 
     def _typed(self, frame: pd.DataFrame, column: str) -> pd.Series:
         return typed_column(frame[column], self.column_types.get(column))
@@ -410,6 +417,9 @@ class TabularEncoder:
                 out[indicator_rows[column]] = gaps
             if gaps.any():
                 out[row][gaps] = (self.medians[column] - mean) / scale
+        if self.whitening:
+            d = len(self.numeric)
+            out[:d] = np.asarray(self.whitening) @ out[:d].astype(np.float64)
         row = len(self.numeric) + len(self.with_missing_indicator)
         for column in self.categorical:
             kept = self.levels[column]
@@ -442,6 +452,7 @@ class TabularEncoder:
             "column_types": dict(self.column_types),
             "hashed": dict(self.hashed),
             **({"asinh": list(self.asinh)} if self.asinh else {}),
+            **({"whitening": [list(r) for r in self.whitening]} if self.whitening else {}),
         }
 
     @classmethod
@@ -458,6 +469,7 @@ class TabularEncoder:
             column_types=dict(data.get("column_types") or {}),
             hashed=dict(data.get("hashed") or {}),
             asinh=tuple(data.get("asinh") or ()),
+            whitening=tuple(tuple(float(v) for v in r) for r in data.get("whitening") or ()),
         )
 
 
@@ -490,8 +502,8 @@ def fit_private_encoder(
     person-weighted histograms (:mod:`ml_core.private_statistics`), nothing exact.
     Numeric columns are read as ``asinh(value)`` (public; linear near 0, logarithmic far
     out), so the public grid and a coarse DP scale fit any column's units; a column in a
-    narrow band far from 0 (kelvin, rpm) is read on its own scale from a second, fine DP
-    histogram (:func:`ml_core.private_statistics.private_refined`).
+    narrow band far from 0 (kelvin, rpm) is read on its own scale from a second, fine and
+    hierarchical DP histogram (:func:`ml_core.private_statistics.private_refined`).
 
     ``persons`` holds one person code per row of ``frame`` (the training rows). Numeric
     columns: the DP median imputes and centres, the DP interquartile range scales, and an
@@ -538,11 +550,17 @@ def fit_private_encoder(
             levels[column] = tuple(level for level in kept if level != OTHER_LEVEL)
     # The DP median is also the centre: a released mean would be one more statistic to
     # noise for little gain in a standardised input. All on the asinh scale.
-    return TabularEncoder.from_statistics(
+    encoder = TabularEncoder.from_statistics(
         numeric=tuple(numeric), categorical=tuple(categorical), medians=medians,
         means=dict(medians), scales=scales, with_missing_indicator=tuple(with_indicator),
         levels=levels, asinh=tuple(c for c in numeric if c not in linear),
         column_types={c: k for c, k in column_types.items() if c in columns}, hashed=hashed)
+    if not noise.whiten_numeric or not numeric:
+        return encoder
+    # The plan charged the second-moment matrix: it is always drawn (private_whitening).
+    standardised = encoder.transform(frame)[:, :len(numeric)]
+    whitening = private_whitening(standardised, weights, noise=noise, generator=generator)
+    return replace(encoder, whitening=tuple(map(tuple, whitening.tolist())))
 
 
 @dataclass(frozen=True)
@@ -601,6 +619,28 @@ class EncodedSplit:
                 "by_person": self.person_column,
                 "persons_train": int(len(np.unique(self.persons_train)))}),
         }
+
+
+def without_whitening(split: EncodedSplit) -> EncodedSplit | None:
+    """``split`` with its standardised numeric columns as they were before its encoder's
+    decorrelation (``TabularEncoder.whitening`` solved back: what the encoder without it
+    gives, to float32 rounding), and that encoder; None where the encoder has none. For a
+    non-private model chosen on the validation rows (the twin,
+    :func:`ml_core.trainer.train_model`); the private model keeps the decorrelation."""
+    if not split.encoder.whitening:
+        return None
+    whitening = np.asarray(split.encoder.whitening, dtype=np.float64)
+    d = len(split.encoder.numeric)
+
+    def unwhitened(x: np.ndarray) -> np.ndarray:
+        # Feature-major, as TabularEncoder.transform writes it; (rows, features) view.
+        out = np.array(x.T, dtype=np.float32, order="C")
+        out[:d] = np.linalg.solve(whitening, out[:d].astype(np.float64))
+        return out.T
+
+    return replace(split, x_train=unwhitened(split.x_train), x_val=unwhitened(split.x_val),
+                   x_test=unwhitened(split.x_test),
+                   encoder=replace(split.encoder, whitening=()))
 
 
 def _split_positions(

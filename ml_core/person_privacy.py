@@ -28,10 +28,14 @@ from ml_core.privacy_composition import (
 )
 from ml_core.private_statistics import (
     REFINE_MIN_PERSONS,
+    TREE_LEVELS,
+    WHITENING_HISTOGRAMS,
+    WHITENING_MAX_NOISE,
     PreprocessingNoise,
     contribution_weights,
     person_codes,
     private_threshold,
+    whitening_noise,
 )
 from ml_core.spec import ColumnMapping, PrivacyConfig, ProblemSpec, TrainConfig
 from ml_core.training_loop import TrainingCancelled
@@ -43,6 +47,11 @@ RELEASED = {
     "missing-value indicators": "chosen where the noisy count of gaps clears the threshold",
     "category vocabularies": "levels whose noisy person count clears the threshold",
     "decision threshold": "best F1 on a noisy histogram of validation scores by label",
+}
+# Released besides, on a large table whose numeric columns are decorrelated.
+RELEASED_WHITENING = {
+    "numeric decorrelation": "whitening from a noisy second-moment matrix of the clipped, "
+                             "standardised numeric columns",
 }
 PUBLIC = ("column names and types (the confirmed mapping)", "the numeric grid and score bins",
           "the target's two labels", "training settings", "row and person counts of the split")
@@ -114,19 +123,20 @@ class PrivatePlan:
                   released: Mapping[str, str] = RELEASED, public: tuple[str, ...] = PUBLIC,
                   curator_only: tuple[str, ...] = CURATOR_ONLY,
                   examples_per_step: int | None = None,
-                  gradient: str | None = None, refine_numeric: bool = False) -> PrivatePlan:
+                  gradient: str | None = None, refine_numeric: bool = False,
+                  whiten_numeric: bool = False) -> PrivatePlan:
         """The plan of a run over ``n_units`` persons (all of them: delta is sized for
         these) releasing ``n_histograms`` noisy histograms, ``n_categorical`` of them
         thresholded vocabularies, each person weighing at most ``max_rows`` rows in each.
         ``n_histograms=0``: nothing but the weights is released; SGD gets the whole target.
         ``refine_numeric``: numeric columns also release a refined histogram (counted in
-        ``n_histograms``)."""
+        ``n_histograms``); ``whiten_numeric``: and their second-moment matrix (also counted)."""
         shares = share_budget(privacy, n_units=n_units, preprocessing=n_histograms > 0)
         noise = None if n_histograms <= 0 else PreprocessingNoise.plan(
             noise_multiplier=gaussian_noise_multiplier(epsilon=shares.preprocessing_epsilon,
                                                        delta=shares.gaussian_delta),
             n_categorical=n_categorical, n_histograms=n_histograms,
-            refine_numeric=refine_numeric,
+            refine_numeric=refine_numeric, whiten_numeric=whiten_numeric,
             threshold_delta=shares.threshold_delta, max_rows=max_rows)
         return cls(privacy=privacy, shares=shares, noise=noise, unit_column=unit_column,
                    max_rows=max_rows, released=dict(released), public=tuple(public),
@@ -150,13 +160,25 @@ class PrivatePlan:
             n_units, max_rows = len(frame), 1
         columns = tuple(column for column in columns if column not in (hierarchies or {}))
         n_numeric, n_categorical = column_kinds(frame, columns, column_types=column_types)
-        # On a large table a numeric column releases two histograms (coarse, then refined
-        # around its median: ml_core.private_statistics.private_refined).
+        # On a large table a numeric column releases its coarse histogram and a refined,
+        # hierarchical one around its median of TREE_LEVELS levels, each charged as a
+        # histogram (ml_core.private_statistics.private_refined).
         refine = n_units >= REFINE_MIN_PERSONS
+        n_histograms = len(columns) + (n_numeric * TREE_LEVELS if refine else 0)
+        # And, where its noise is small enough (public counts only), the numeric columns'
+        # second-moment matrix, for their decorrelation (private_whitening).
+        shares = share_budget(privacy, n_units=n_units, preprocessing=n_histograms > 0)
+        whiten = refine and n_numeric >= 2 and whitening_noise(
+            noise_multiplier=gaussian_noise_multiplier(
+                epsilon=shares.preprocessing_epsilon, delta=shares.gaussian_delta),
+            n_histograms=n_histograms, n_numeric=n_numeric,
+            n_units=n_units) <= WHITENING_MAX_NOISE
         return cls.for_units(privacy=privacy, unit_column=unit_column, n_units=n_units,
-                             n_histograms=len(columns) + (n_numeric if refine else 0),
+                             n_histograms=n_histograms + (WHITENING_HISTOGRAMS if whiten
+                                                          else 0),
                              n_categorical=n_categorical, max_rows=max_rows,
-                             released=RELEASED, public=PUBLIC, refine_numeric=refine)
+                             released={**RELEASED, **(RELEASED_WHITENING if whiten else {})},
+                             public=PUBLIC, refine_numeric=refine, whiten_numeric=whiten)
 
     def threshold(self, *, split, scores: np.ndarray, seed: int) -> float:  # noqa: ANN001
         """The released decision threshold from the validation persons' scores, under DP

@@ -117,7 +117,8 @@ class TabularHooks(FamilyHooks):
                 progress=call.progress, should_stop=call.should_stop,
                 checkpoint_path=call.checkpoint_path,
                 # A private model is released as its last DP-SGD step left it (train_model);
-                # a non-private one (the twin) is chosen on validation, its linear path too.
+                # a non-private one (the twin) is chosen on validation, its linear path and
+                # (where the numeric columns are decorrelated) its inputs too.
                 select_on_validation=plan is None, choose_linear_path=plan is None,
             )
             return Fitted.of(trained, model=trained.model)
@@ -129,7 +130,9 @@ class TabularHooks(FamilyHooks):
                             spec=inputs.spec, mapping=inputs.mapping)
 
     def evaluate(self, inputs: RunInputs, prepared: Prepared, fitted: Fitted) -> Evaluation:
-        split, cpu = prepared.split, torch.device("cpu")
+        # The twin may have chosen the numeric columns without their decorrelation
+        # (trainer.train_model): it is scored on the inputs it chose.
+        split, cpu = fitted.trained.inputs(prepared.split), torch.device("cpu")
         # Each model decides at its own threshold, chosen on the validation split (never test);
         # the released private model's from a noisy histogram of those scores.
         val_scores = predict_scores(fitted.model, split.x_val, device=cpu)

@@ -11,10 +11,11 @@ person-weighted histograms:
 * numeric columns (read as asinh(value)): a histogram over a fixed, public grid (cells 0.5
   wide, up to asinh(+-1e9), and a cell for missing values), with Gaussian noise; the median
   (imputation value and centre), the interquartile scale and whether gaps are common enough
-  for an indicator are read from the noisy histogram (post-processing); then a second,
-  fine histogram on the column's own scale around that median (:func:`private_refined`),
-  whose statistics replace the coarse ones where they resolve the spread (two histograms
-  per numeric column, both counted in ``n_histograms``);
+  for an indicator are read from the noisy histogram (post-processing); then, on a large
+  table, a fine hierarchical histogram on the column's own scale around that median
+  (:func:`private_refined`: a noisy tree of ``TREE_LEVELS`` levels), whose statistics
+  replace the coarse ones where they resolve the spread (``1 + TREE_LEVELS`` histograms per
+  numeric column, all counted in ``n_histograms``);
 * categorical columns: a noisy histogram over the levels present, of which only the levels
   whose noisy weight clears ``threshold`` are released (a level held by one person alone
   enters with probability at most ``threshold_delta`` / (levels it could be));
@@ -101,6 +102,9 @@ class PreprocessingNoise:
     # Whether numeric columns release their fine histogram too (private_refined): only on
     # tables with persons enough to fill its cells, so small tables keep their budget.
     refine_numeric: bool = False
+    # Whether the numeric columns also release their second-moment matrix, to decorrelate
+    # them (private_whitening): only where its noise is small (whitening_noise).
+    whiten_numeric: bool = False
 
     @property
     def noise_multiplier(self) -> float:
@@ -111,7 +115,8 @@ class PreprocessingNoise:
     @classmethod
     def plan(cls, *, noise_multiplier: float, n_categorical: int, n_histograms: int,
              threshold_delta: float, max_rows: int,
-             refine_numeric: bool = False) -> PreprocessingNoise:
+             refine_numeric: bool = False,
+             whiten_numeric: bool = False) -> PreprocessingNoise:
         """Noise for ``n_histograms`` histograms released as one Gaussian mechanism with
         ``noise_multiplier``, and the vocabulary threshold for ``threshold_delta``.
 
@@ -126,7 +131,8 @@ class PreprocessingNoise:
         threshold = 1.0 + sigma * float(norm.isf(per_level))
         return cls(sigma=sigma, n_histograms=n_histograms, threshold=threshold,
                    threshold_delta=float(threshold_delta), max_rows=int(max_rows),
-                   refine_numeric=bool(refine_numeric))
+                   refine_numeric=bool(refine_numeric),
+                   whiten_numeric=bool(whiten_numeric))
 
     def level_release_probability(self, weight: float) -> float:
         """Probability that a level of total weight ``weight`` (1 = one whole person) clears
@@ -197,49 +203,149 @@ def private_numeric(values: np.ndarray, weights: np.ndarray, *, noise: Preproces
                              missing_indicator=bool(noisy[0] > noise.threshold))
 
 
-# The refinement of a numeric column (a second histogram, always released, so the budget
-# does not depend on the data): the coarse median's cell and its two neighbours, back on
-# the column's own scale, cut into this many equal cells. A column whose interquartile
-# range spans at least REFINED_MIN_CELLS of them, inside the window, is encoded linearly
-# from the fine statistics: temperatures in kelvin, speeds in rpm, lab values in a narrow
-# band lose their resolution in the 0.5-wide asinh cells (298 K and 302 K share a cell).
-REFINED_CELLS = 2000
+# The refinement of a numeric column (always released, so the budget does not depend on
+# the data): the coarse median's cell and its two neighbours, back on the column's own
+# scale, cut into REFINED_CELLS equal cells, released as a noisy hierarchical histogram: the
+# leaf cells and their sums in blocks of TREE_BRANCHING, TREE_BRANCHING ** 2, ... (one
+# noisy histogram per level; a person adds 1 to one node of each level, so the tree is
+# charged TREE_LEVELS histograms). A quantile is found top-down, a few nodes per level, so a
+# range count carries the noise of about TREE_LEVELS * (TREE_BRANCHING - 1) nodes instead of
+# that of every fine cell it covers: columns whose fine cells each hold a handful of persons
+# (speeds in rpm, torques, tool wear on a machine table) are resolved too. A column whose
+# interquartile range spans at least REFINED_MIN_CELLS leaves, inside the window, is
+# encoded linearly from the fine statistics: temperatures in kelvin, speeds in rpm, lab
+# values in a narrow band lose their resolution in the 0.5-wide asinh cells (298 K and
+# 302 K share a cell).
+TREE_BRANCHING = 8
+TREE_LEVELS = 4
+REFINED_CELLS = TREE_BRANCHING ** TREE_LEVELS
 REFINED_MIN_CELLS = 8
+# The fine statistics stand only where a quantile's rank noise is at most this share of the
+# persons (noisy total of the tree).
+REFINED_MAX_RANK_NOISE = 0.05
 # Below this many persons (a count the run already treats as public, like the split sizes)
 # the fine cells hold too few persons to clear the noise: no fine histogram is released.
 REFINE_MIN_PERSONS = 2000
+
+
+def tree_levels(counts: np.ndarray) -> list[np.ndarray]:
+    """The levels of the hierarchical histogram over ``counts`` (REFINED_CELLS leaves),
+    coarsest first: TREE_BRANCHING nodes, then TREE_BRANCHING ** 2, ..., the leaves."""
+    levels = [np.asarray(counts, dtype=np.float64)]
+    while len(levels[0]) > TREE_BRANCHING:
+        levels.insert(0, levels[0].reshape(-1, TREE_BRANCHING).sum(axis=1))
+    return levels
+
+
+def tree_quantile(levels: list[np.ndarray], q: float) -> float:
+    """The ``q``-quantile of a noisy hierarchical histogram (:func:`tree_levels`' layout),
+    as a position in leaf cells (0 to the number of leaves), found top-down: at each level
+    the node holding the quantile among its parent's children (negative noisy counts read
+    as 0), the share of the way into it carried down to its children (post-processing)."""
+    nodes = np.clip(levels[0], 0.0, None)
+    target, start = q * nodes.sum(), 0
+    for depth, level in enumerate(levels):
+        nodes = np.clip(level[start:start + TREE_BRANCHING], 0.0, None) if depth else nodes
+        total = nodes.sum()
+        if total <= 0:  # nothing left under this node: its middle
+            return (start + len(nodes) / 2) * TREE_BRANCHING ** (len(levels) - 1 - depth)
+        target = min(max(target, 0.0), total)
+        cumulative = np.cumsum(nodes)
+        index = min(int(np.searchsorted(cumulative, target, side="left")), len(nodes) - 1)
+        before = cumulative[index] - nodes[index]
+        share = (target - before) / nodes[index] if nodes[index] > 0 else 0.5
+        if depth == len(levels) - 1:
+            return start + index + share
+        start = (start + index) * TREE_BRANCHING
+        # The share of the way into this node, applied to its children's own total.
+        next_nodes = np.clip(levels[depth + 1][start:start + TREE_BRANCHING], 0.0, None)
+        target = share * next_nodes.sum()
+    raise AssertionError("unreachable")
 
 
 def private_refined(values: np.ndarray, weights: np.ndarray, *, coarse: NumericStatistics,
                     noise: PreprocessingNoise, generator: np.random.Generator
                     ) -> NumericStatistics | None:
     """Median and scale of ``values`` (the column's own scale, NaN = missing) from a noisy
-    histogram over the window around ``coarse.median`` (asinh scale, released), or None when
-    that histogram does not resolve the column's spread (too few persons for the noise, or
-    a spread wider than the window: the coarse statistics then stand). The histogram is
-    always drawn and noised, so what is spent never depends on the data."""
+    hierarchical histogram over the window around ``coarse.median`` (asinh scale,
+    released), or None when it does not resolve the column's spread (a spread wider than
+    the window or too narrow for its leaves, or too few persons for the noise: the coarse
+    statistics then stand). The histogram is always drawn and noised, so what is spent
+    never depends on the data."""
     values = np.asarray(values, dtype=np.float64)
     low, high = np.sinh(coarse.median - 0.75), np.sinh(coarse.median + 0.75)
     edges = np.linspace(low, high, REFINED_CELLS + 1)
-    centres = (edges[:-1] + edges[1:]) / 2
     present_rows = ~np.isnan(values)
+    # Values beyond the window count in its outer leaves: a quantile there is unresolved.
     cells = np.clip(np.searchsorted(edges, values[present_rows], side="right") - 1, 0,
                     REFINED_CELLS - 1)
     counts = np.bincount(cells, weights=weights[present_rows], minlength=REFINED_CELLS)
-    noisy = _noisy(counts, sigma=noise.sigma, generator=generator)
-    # Among 2,000 cells, 3 noise deviations let about 3 empty cells through: here a cell
-    # counts when an empty one would pass once in a hundred histograms.
-    floor = float(norm.isf(0.01 / REFINED_CELLS)) * noise.sigma
-    present = np.where(noisy > floor, noisy, 0.0)
-    if np.count_nonzero(present) < REFINED_MIN_CELLS:
+    levels = [_noisy(level, sigma=noise.sigma, generator=generator)
+              for level in tree_levels(counts)]
+    # A quantile's rank carries the noise of up to TREE_LEVELS * (TREE_BRANCHING - 1) nodes.
+    rank_noise = noise.sigma * math.sqrt(TREE_LEVELS * (TREE_BRANCHING - 1))
+    if rank_noise > REFINED_MAX_RANK_NOISE * max(float(levels[0].sum()), 0.0):
         return None
-    q1, median, q3 = (_quantile(present, centres, q) for q in (0.25, 0.5, 0.75))
     width = (high - low) / REFINED_CELLS
-    inside = centres[0] < q1 and q3 < centres[-1]
-    if not inside or q3 - q1 < REFINED_MIN_CELLS * width:
+    q1, median, q3 = (low + tree_quantile(levels, q) * width for q in (0.25, 0.5, 0.75))
+    if not (low + width < q1 and q3 < high - width) or q3 - q1 < REFINED_MIN_CELLS * width:
         return None
     return NumericStatistics(median=float(median), scale=float((q3 - q1) / IQR_PER_STD),
                              missing_indicator=coarse.missing_indicator)
+
+
+# The decorrelation of a large table's numeric columns: columns that move together (a process
+# temperature and the air temperature it follows, a torque and the speed it trades against)
+# leave the directions that decide rare events (their difference, their product) with a
+# small share of the variance, which DP-SGD's noise then swamps. The standardised numeric
+# columns are whitened (ZCA: W = V diag(1 / sqrt(lambda)) V^T, eigenvalues lambda floored at
+# WHITENING_MIN_EIGENVALUE) with a DP second-moment matrix: each row's standardised vector
+# clipped to a squared norm of WHITENING_ROW_NORM per column, the upper triangle of its outer
+# product scaled to L2 norm sqrt(WHITENING_HISTOGRAMS) and summed with the rows' person
+# weights, so one person moves the sum by at most sqrt(WHITENING_HISTOGRAMS): charged as that
+# many histograms of the one Gaussian mechanism. Released only where an entry's noise,
+# computed from public counts, is at most WHITENING_MAX_NOISE (AI4I: 5 columns, 10,000
+# machines, about 0.009); elsewhere it is neither released nor charged.
+WHITENING_HISTOGRAMS = 16
+WHITENING_ROW_NORM = 2.0
+WHITENING_MIN_EIGENVALUE = 0.1
+WHITENING_MAX_NOISE = 0.01
+
+
+def whitening_noise(*, noise_multiplier: float, n_histograms: int, n_numeric: int,
+                    n_units: int) -> float:
+    """The noise (standard deviation) of one second-moment entry of ``n_numeric``
+    standardised columns over ``n_units`` persons, when the release of ``n_histograms``
+    histograms at ``noise_multiplier`` also holds the matrix (WHITENING_HISTOGRAMS more)."""
+    sigma = noise_multiplier * math.sqrt(n_histograms + WHITENING_HISTOGRAMS)
+    return (sigma / math.sqrt(WHITENING_HISTOGRAMS) * WHITENING_ROW_NORM * n_numeric
+            / max(n_units, 1))
+
+
+def private_whitening(standardised: np.ndarray, weights: np.ndarray, *,
+                      noise: PreprocessingNoise, generator: np.random.Generator) -> np.ndarray:
+    """The ZCA whitening matrix (columns x columns) of ``standardised`` (rows x numeric
+    columns, centred and scaled by their DP statistics, gaps imputed) from a noisy,
+    person-weighted second-moment matrix (see above)."""
+    z = np.asarray(standardised, dtype=np.float64)
+    d = z.shape[1]
+    bound = WHITENING_ROW_NORM * d
+    norms = np.maximum((z ** 2).sum(axis=1), 1e-12)
+    z = z * np.minimum(1.0, np.sqrt(bound / norms))[:, None]
+    upper = np.triu_indices(d)
+    # Each row's products, scaled so that a row (and so a person, weights summing to 1)
+    # moves the sums by at most sqrt(WHITENING_HISTOGRAMS) in L2 norm.
+    scale = math.sqrt(WHITENING_HISTOGRAMS) / bound
+    sums = np.zeros(len(upper[0]))
+    for entry, (i, j) in enumerate(zip(*upper, strict=True)):
+        sums[entry] = float(np.dot(weights, z[:, i] * z[:, j])) * scale
+    noisy = _noisy(sums, sigma=noise.sigma, generator=generator)
+    moments = np.zeros((d, d))
+    moments[upper] = noisy / scale / max(float(np.sum(weights)), 1.0)
+    moments = moments + np.triu(moments, 1).T
+    values, vectors = np.linalg.eigh(moments)
+    values = np.maximum(values, WHITENING_MIN_EIGENVALUE)
+    return (vectors / np.sqrt(values)) @ vectors.T
 
 
 def private_vocabulary(levels: list[str], weights: np.ndarray, *, noise: PreprocessingNoise,

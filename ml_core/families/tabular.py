@@ -50,7 +50,7 @@ class TabularMLPFamily(ModelFamily):
         "medians": "imputation values and centres", "means": "imputation values and centres",
         "scales": "scales", "with_missing_indicator": "missing-value indicators",
         "levels": "category vocabularies", "feature_names": "category vocabularies",
-        "threshold": "decision threshold"}
+        "threshold": "decision threshold", "whitening": "numeric decorrelation"}
 
     def _run(self, **inputs: Any):
         from ml_core.pipeline import run_tabular

@@ -41,8 +41,12 @@ def test_progress_is_reported_every_epoch(spec, split, recorder):
 
 
 def test_choosing_the_linear_path_reports_one_bar_that_never_runs_back(spec, split, recorder):
-    train_model(split=split, train=spec.train, privacy=None, progress=recorder,
-                stage="training_twin", choose_linear_path=True)
+    trained = train_model(split=split, train=spec.train, privacy=None, progress=recorder,
+                          stage="training_twin", choose_linear_path=True)
+    # No decorrelated numeric columns: the two candidates on the split as it is.
+    assert [(c["linear_path"], c["whitened"]) for c in trained.candidates] == [
+        (True, False), (False, False)]
+    assert sum(c["chosen"] for c in trained.candidates) == 1 and trained.split is None
     epochs = [call["epoch"] for call in recorder.calls]
     assert epochs == sorted(epochs) and len(set(epochs)) == len(epochs)
     assert {call["total_epochs"] for call in recorder.calls} == {2 * spec.train.epochs}
