@@ -19,7 +19,7 @@ import torch
 
 from ml_core import fairness
 from ml_core.artifacts import save_model, schema_fingerprint
-from ml_core.data import EncodedSplit, encode_and_split, feature_columns
+from ml_core.data import EncodedSplit, encode_and_split, feature_columns, without_whitening
 from ml_core.metrics import (
     binary_metrics,
     choose_threshold,
@@ -91,7 +91,7 @@ class TabularHooks(FamilyHooks):
         return Prepared(split=split, groups=groups.reset_index(drop=True), plan=plan)
 
     def baseline(self, inputs: RunInputs, prepared: Prepared) -> Baseline:
-        split = prepared.split
+        split = _reference_inputs(prepared.split)
         baseline_val, baseline_scores = logistic_regression_baseline(
             x_train=split.x_train, y_train=split.y_train, x_eval=(split.x_val, split.x_test),
             seed=inputs.train.seed,
@@ -307,8 +307,18 @@ def _reweighed(*, split: EncodedSplit, frame: pd.DataFrame, mapping: ColumnMappi
     return dataclasses.replace(split, w_train=weights)
 
 
+def _reference_inputs(split: EncodedSplit) -> EncodedSplit:
+    """The columns the non-private references read: the split's, without the numeric
+    columns' decorrelation where the encoder has one (a device for DP-SGD's noise, not the
+    data: rotated columns would hide thresholds from the trees and lower the bar the private
+    model is held to)."""
+    return without_whitening(split) or split
+
+
 def _references(*, split: EncodedSplit, spec: ProblemSpec, seed: int) -> dict:
-    """Gradient-boosted trees on the same split (ml_core.metrics.reference_models)."""
+    """Gradient-boosted trees on the same split (ml_core.metrics.reference_models), on the
+    columns :func:`_reference_inputs` gives."""
+    split = _reference_inputs(split)
     return reference_models(x_train=split.x_train, y_train=split.y_train, x_val=split.x_val,
                             y_val=split.y_val, x_test=split.x_test, y_test=split.y_test,
                             metrics=spec.metrics, seed=seed)

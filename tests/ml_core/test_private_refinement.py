@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -312,3 +313,33 @@ def test_the_twin_also_tries_the_inputs_without_the_decorrelation_chosen_on_vali
                                     x_test=rng.normal(size=split.x_test.shape).astype(np.float32))
     again = train_model(split=scrambled, train=train, privacy=None, choose_linear_path=True)
     assert again.candidates == candidates
+
+
+def test_the_references_read_the_columns_without_the_decorrelation():
+    """Logistic regression and the trees are non-private references: they read the numeric
+    columns as the data has them (the decorrelation is a device for DP-SGD's noise, and
+    rotated columns would hide thresholds from the trees, lowering the private model's
+    bar); a table without it is read as it is."""
+    from ml_core.metrics import reference_models
+    from ml_core.pipeline import _reference_inputs, _references
+
+    frame = _machines(10_000, seed=21)
+    frame["failed"] = np.where(frame["process_k"] - frame["air_k"] > 10.4, "yes", "no")
+    noise = PreprocessingNoise.plan(noise_multiplier=5.46, n_categorical=1,
+                                    n_histograms=3 * (1 + TREE_LEVELS) + WHITENING_HISTOGRAMS,
+                                    threshold_delta=1e-6, max_rows=1, refine_numeric=True,
+                                    whiten_numeric=True)
+    train = TrainConfig(epochs=1, seed=3)
+    split = encode_and_split(frame, ColumnMapping(target="failed"), train, private_noise=noise)
+    assert split.encoder.whitening
+    read = _reference_inputs(split)
+    assert not read.encoder.whitening
+    np.testing.assert_array_equal(read.x_test, without_whitening(split).x_test)
+    spec = SimpleNamespace(metrics=("roc_auc", "pr_auc"))  # all _references reads of it
+    got = _references(split=split, spec=spec, seed=0)
+    expected = reference_models(x_train=read.x_train, y_train=read.y_train, x_val=read.x_val,
+                                y_val=read.y_val, x_test=read.x_test, y_test=read.y_test,
+                                metrics=spec.metrics, seed=0)
+    assert got == expected
+    plain = encode_and_split(frame, ColumnMapping(target="failed"), train)
+    assert _reference_inputs(plain) is plain
