@@ -195,6 +195,23 @@ def test_a_numeric_column_of_a_large_table_is_charged_its_tree():
 
 # --- decorrelation of the numeric columns -----------------------------------------------------
 
+def _whitening_noise() -> PreprocessingNoise:
+    """The preprocessing noise of a 10,000-machine table with three numeric columns, each
+    refined by its tree, and their decorrelation."""
+    return PreprocessingNoise.plan(noise_multiplier=5.46, n_categorical=1,
+                                   n_histograms=3 * (1 + TREE_LEVELS) + WHITENING_HISTOGRAMS,
+                                   threshold_delta=1e-6, max_rows=1, refine_numeric=True,
+                                   whiten_numeric=True)
+
+
+def _failing_machines(seed: int) -> pd.DataFrame:
+    """The temperatures' difference decides: correlated inputs, a direction of small
+    variance."""
+    frame = _machines(10_000, seed=seed)
+    frame["failed"] = np.where(frame["process_k"] - frame["air_k"] > 10.4, "yes", "no")
+    return frame
+
+
 def _machines(n: int, seed: int = 12) -> pd.DataFrame:
     """Air and process temperatures that move together, and a speed."""
     rng = np.random.default_rng(seed)
@@ -208,10 +225,7 @@ def test_correlated_columns_are_whitened_by_the_dp_second_moments():
     out nearly uncorrelated with unit variance (the temperatures' correlation is 0.86:
     their difference, 0.6 of a standard deviation of either, becomes a whole one)."""
     frame = _machines(10_000)
-    noise = PreprocessingNoise.plan(noise_multiplier=5.46, n_categorical=1,
-                                    n_histograms=3 * (1 + TREE_LEVELS) + WHITENING_HISTOGRAMS,
-                                    threshold_delta=1e-6, max_rows=1, refine_numeric=True,
-                                    whiten_numeric=True)
+    noise = _whitening_noise()
     encoder = fit_private_encoder(frame, tuple(frame.columns), persons=np.arange(len(frame)),
                                   noise=noise, seed=0)
     assert len(encoder.whitening) == 3
@@ -273,13 +287,8 @@ def test_the_twin_also_tries_the_inputs_without_the_decorrelation_chosen_on_vali
     encoder's own reading of the rows (without the whitening where it chose so)."""
     from ml_core.trainer import train_model, validation_score
 
-    frame = _machines(10_000, seed=21)
-    # The temperatures' difference decides: correlated inputs, a direction of small variance.
-    frame["failed"] = np.where(frame["process_k"] - frame["air_k"] > 10.4, "yes", "no")
-    noise = PreprocessingNoise.plan(noise_multiplier=5.46, n_categorical=1,
-                                    n_histograms=3 * (1 + TREE_LEVELS) + WHITENING_HISTOGRAMS,
-                                    threshold_delta=1e-6, max_rows=1, refine_numeric=True,
-                                    whiten_numeric=True)
+    frame = _failing_machines(seed=21)
+    noise = _whitening_noise()
     train = TrainConfig(epochs=2, batch_size=256, learning_rate=1e-2, hidden_sizes=(8,),
                         patience=2, seed=3)
     split = encode_and_split(frame, ColumnMapping(target="failed"), train, private_noise=noise)
@@ -323,12 +332,8 @@ def test_the_references_read_the_columns_without_the_decorrelation():
     from ml_core.metrics import reference_models
     from ml_core.pipeline import _reference_inputs, _references
 
-    frame = _machines(10_000, seed=21)
-    frame["failed"] = np.where(frame["process_k"] - frame["air_k"] > 10.4, "yes", "no")
-    noise = PreprocessingNoise.plan(noise_multiplier=5.46, n_categorical=1,
-                                    n_histograms=3 * (1 + TREE_LEVELS) + WHITENING_HISTOGRAMS,
-                                    threshold_delta=1e-6, max_rows=1, refine_numeric=True,
-                                    whiten_numeric=True)
+    frame = _failing_machines(seed=21)
+    noise = _whitening_noise()
     train = TrainConfig(epochs=1, seed=3)
     split = encode_and_split(frame, ColumnMapping(target="failed"), train, private_noise=noise)
     assert split.encoder.whitening
