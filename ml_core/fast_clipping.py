@@ -639,9 +639,6 @@ class BookkeepingModule(nn.Module):
         batch = first.shape[0] if first is not None else 0
         device = first.device if first is not None else None
         scale = float(batch) if self.loss_reduction == "mean" else 1.0
-        if batch == 1 and (flat or layers):
-            return self._single_sample_sums(flat, layers, entries, param_count,
-                                            max_grad_norm=max_grad_norm, scale=scale)
         sq_norms = _flat_sq_norms(flat) if flat else None
         for layer in layers:
             part = layer.sq_norms()
@@ -704,34 +701,6 @@ class BookkeepingModule(nn.Module):
         else:
             device = self._layer_params[0].device if self._layer_params else None
             norms = torch.zeros(1, device=device, dtype=torch.float32)
-        _zeros_for_unused(sums, entries, param_count)
-        return sums, norms
-
-    def _single_sample_sums(
-        self, flat: list[tuple[_Entry, _Record]], layers: list, entries: Sequence[_Entry],
-        param_count: int, *, max_grad_norm: float, scale: float,
-    ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
-        """A batch of one sample: its gradient is the batch's gradient, so each layer's sum
-        is taken unscaled, the sample's norm is the norm of all of them together
-        (``torch._foreach_norm``), and one ``torch._foreach_mul_`` clips them: the same
-        clipped sum as the ghost norms give, in a few operations whatever the layers."""
-        sums: dict[int, torch.Tensor] = {}
-        self.clear_records()
-        if flat:
-            _flat_clipped_sums(flat, None, None, sums)
-        if layers:
-            one = torch.ones(1, device=layers[0].a.device, dtype=torch.float32)
-            for layer in layers:
-                for param, grad in layer.clipped_sum(one, in_place=False).items():
-                    sums[id(param)] = grad
-        grads = list(sums.values())
-        parts = torch._foreach_norm(grads)
-        if any(part.dtype is not torch.float32 for part in parts):
-            parts = [part.to(torch.float32) for part in parts]
-        norms = torch.linalg.vector_norm(torch.stack(parts)).reshape(1).mul_(scale)
-        # Opacus' formula, as in clipped_sums_by_id.
-        clip = torch.add(norms, CLIP_EPSILON).reciprocal_().mul_(max_grad_norm).clamp_(max=1.0)
-        torch._foreach_mul_(grads, clip.mul_(scale).reshape(()))
         _zeros_for_unused(sums, entries, param_count)
         return sums, norms
 

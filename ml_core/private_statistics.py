@@ -336,9 +336,7 @@ def private_whitening(standardised: np.ndarray, weights: np.ndarray, *,
     # Each row's products, scaled so that a row (and so a person, weights summing to 1)
     # moves the sums by at most sqrt(WHITENING_HISTOGRAMS) in L2 norm.
     scale = math.sqrt(WHITENING_HISTOGRAMS) / bound
-    sums = np.zeros(len(upper[0]))
-    for entry, (i, j) in enumerate(zip(*upper, strict=True)):
-        sums[entry] = float(np.dot(weights, z[:, i] * z[:, j])) * scale
+    sums = ((z * np.asarray(weights, dtype=np.float64)[:, None]).T @ z)[upper] * scale
     noisy = _noisy(sums, sigma=noise.sigma, generator=generator)
     moments = np.zeros((d, d))
     moments[upper] = noisy / scale / max(float(np.sum(weights)), 1.0)
