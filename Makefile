@@ -60,6 +60,8 @@ $(STAMP): | $(PY)
 	@TORCH_SPEC='$(TORCH_SPEC)' TORCH_INDEX_URL='$(TORCH_INDEX_URL)' bash scripts/install_torch.sh $(PY)
 	@echo "==> installing Tessera's dependencies (pyproject.toml, with dev extras)"
 	$(PIP) install --quiet -r <($(PY) scripts/pyproject_requirements.py --extra dev)
+	@echo "==> compiling the DP-SGD clipped sum (ml_core.native; without a C++ compiler the Python path runs)"
+	-@$(PY) -m ml_core.native
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

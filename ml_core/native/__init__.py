@@ -1,0 +1,80 @@
+"""Compiled helpers of the model core, built from source on this machine.
+
+One C++ operator today, ``torch.ops.tessera.flat_clipped_sums`` (``flat_clip.cpp``): the
+book-keeping clipped sum of 2-D Linear layers, bit for bit the Python path's arithmetic
+without its per-operation Python cost (a small model's private step on the CPU is mostly
+that cost). It is compiled with PyTorch's own extension builder (a C++ compiler and ninja,
+no download) the first time it is asked for, or ahead of time by ``python -m ml_core.native``
+(``make install`` does), into PyTorch's extension cache (``TORCH_EXTENSIONS_DIR``, else
+``~/.cache/torch_extensions``). Where it cannot be built (no compiler, a read-only cache),
+:func:`flat_clipped_sums` answers None, the reason is logged once and the Python path runs:
+same numbers, slower steps. ``TESSERA_NATIVE=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("flat_clip.cpp")
+# IEEE operations exactly as written: no contraction of a * b + c into a fused multiply-add
+# where the Python path's kernels round twice.
+CFLAGS = ("-O2", "-ffp-contract=off")
+
+_lock = threading.Lock()
+_state: dict[str, object] = {}
+
+
+def _name() -> str:
+    # One build per PyTorch version (an extension is tied to the ABI it was compiled with).
+    return "tessera_native_" + re.sub(r"[^0-9A-Za-z]+", "_", torch.__version__)
+
+
+def disabled_reason() -> str | None:
+    """Why the compiled path is off (None: it is on, or has not been tried yet)."""
+    if os.environ.get("TESSERA_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return "TESSERA_NATIVE=0"
+    reason = _state.get("failed")
+    return str(reason) if reason else None
+
+
+def build(*, verbose: bool = False) -> Callable | None:
+    """Compile (or load the cached build of) the operators; the clipped-sum operator, or
+    None with the reason logged once."""
+    reason = disabled_reason()
+    if reason:
+        return None
+    with _lock:
+        op = _state.get("op")
+        if op is not None or _state.get("failed"):
+            return op  # type: ignore[return-value]
+        try:
+            from torch.utils import cpp_extension
+
+            cpp_extension.load(name=_name(), sources=[str(SOURCE)], extra_cflags=list(CFLAGS),
+                               is_python_module=False, verbose=verbose)
+            op = torch.ops.tessera.flat_clipped_sums
+        except Exception as error:  # noqa: BLE001 - any build failure means: Python path
+            message = f"{type(error).__name__}: {str(error).strip().splitlines()[-1:]}"
+            _state["failed"] = f"the compiled clipped sum could not be built ({message})"
+            logger.warning("%s; the Python path runs (same numbers, slower small steps)",
+                           _state["failed"])
+            return None
+        _state["op"] = op
+        return op
+
+
+def flat_clipped_sums() -> Callable | None:
+    """``torch.ops.tessera.flat_clipped_sums``, built on first use; None where it cannot be."""
+    op = _state.get("op")
+    if op is not None:
+        return op  # type: ignore[return-value]
+    return build()
