@@ -1220,9 +1220,14 @@ class BookkeepingDPOptimizer(DPOptimizer):
                                                      params=params)
         self.last_per_sample_norms = norms
         std = self.noise_multiplier * self.max_grad_norm
-        grads, noisy, summed = [], [], []
         generator = self.generator
         buffers = self._noise_buffers
+        if std != 0 and self.module._native_flat and self._native_noise(params, sums):
+            if self.step_hook:
+                self.step_hook(self)
+            self._is_last_step_skipped = False
+            return True
+        grads, noisy, summed = [], [], []
         for p, shape in self._shapes():
             parameter_sum = sums.get(id(p))
             if std != 0 and parameter_sum is not None and _owns_noise_buffer(parameter_sum):
@@ -1254,6 +1259,30 @@ class BookkeepingDPOptimizer(DPOptimizer):
         if self.step_hook:
             self.step_hook(self)
         self._is_last_step_skipped = False
+        return True
+
+    def _native_noise(self, params: list[nn.Parameter], sums: dict[int, torch.Tensor]) -> bool:
+        """The loop below by the compiled operator (:mod:`ml_core.native`), where every
+        parameter has a clipped sum that takes its noise in place: the same draws, sums and
+        divisions. False (nothing done) where it does not apply."""
+        ordered = [sums.get(id(p)) for p in params]
+        if not all(s is not None and _owns_noise_buffer(s) and s.device.type == "cpu"
+                   for s in ordered):
+            return False
+        op = native.noisy_mean()
+        if op is None:
+            return False
+        buffers = self._noise_buffers
+        noise = []
+        for p, shape in self._shapes():
+            buffer = buffers.get(id(p))
+            if buffer is None:
+                buffer = buffers[id(p)] = torch.empty(shape, device=p.device)
+            noise.append(buffer)
+        op(ordered, noise, self.noise_multiplier * self.max_grad_norm, self.generator,
+           self.expected_batch_size, self.loss_reduction == "mean")
+        for p, grad in zip(params, ordered, strict=True):
+            p.grad = grad
         return True
 
     def _opacus_pre_step(self) -> bool:

@@ -1,14 +1,16 @@
 """Compiled helpers of the model core, built from source on this machine.
 
-One C++ operator today, ``torch.ops.tessera.flat_clipped_sums`` (``flat_clip.cpp``): the
-book-keeping clipped sum of 2-D Linear layers, bit for bit the Python path's arithmetic
-without its per-operation Python cost (a small model's private step on the CPU is mostly
-that cost). It is compiled with PyTorch's own extension builder (a C++ compiler and ninja,
-no download) the first time it is asked for, or ahead of time by ``python -m ml_core.native``
-(``make install`` does), into PyTorch's extension cache (``TORCH_EXTENSIONS_DIR``, else
-``~/.cache/torch_extensions``). Where it cannot be built (no compiler, a read-only cache),
-:func:`flat_clipped_sums` answers None, the reason is logged once and the Python path runs:
-same numbers, slower steps. ``TESSERA_NATIVE=0`` turns it off.
+Two C++ operators today (``flat_clip.cpp``): ``torch.ops.tessera.flat_clipped_sums``, the
+book-keeping clipped sum of 2-D Linear layers, and ``torch.ops.tessera.noisy_mean_``, the
+step's Gaussian noise added to those sums and their division by the expected batch size;
+bit for bit the Python path's arithmetic without its per-operation Python cost (a small
+model's private step on the CPU is mostly that cost). They are compiled with PyTorch's own
+extension builder (a C++ compiler and ninja, no download) the first time they are asked for,
+or ahead of time by ``python -m ml_core.native`` (``make install`` does), into PyTorch's
+extension cache (``TORCH_EXTENSIONS_DIR``, else ``~/.cache/torch_extensions``). Where they
+cannot be built (no compiler, a read-only cache), :func:`flat_clipped_sums` and
+:func:`noisy_mean` answer None, the reason is logged once and the Python path runs: same
+numbers, slower steps. ``TESSERA_NATIVE=0`` turns them off.
 """
 
 from __future__ import annotations
@@ -68,8 +70,16 @@ def build(*, verbose: bool = False) -> Callable | None:
             logger.warning("%s; the Python path runs (same numbers, slower small steps)",
                            _state["failed"])
             return None
-        _state["op"] = op
+        _state["op"], _state["noise"] = op, torch.ops.tessera.noisy_mean_
         return op
+
+
+def noisy_mean() -> Callable | None:
+    """``torch.ops.tessera.noisy_mean_``, built on first use; None where it cannot be."""
+    op = _state.get("noise")
+    if op is not None:
+        return op  # type: ignore[return-value]
+    return _state.get("noise") if build() is not None else None
 
 
 def flat_clipped_sums() -> Callable | None:

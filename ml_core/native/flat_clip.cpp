@@ -11,6 +11,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -126,9 +127,31 @@ std::vector<at::Tensor> flat_clipped_sums(at::TensorList activations, at::Tensor
   return out;
 }
 
+// BookkeepingDPOptimizer.pre_step's noise: per parameter, in the parameters' order, a
+// Gaussian draw of the parameter's shape from the generator into its own buffer (the same
+// kernel and draws as torch.normal(0, std, shape, generator=, out=)), added to the clipped
+// sum, which is then divided by the expected batch size (a mean-reduced loss).
+void noisy_mean_(at::TensorList sums, at::TensorList noise, double std,
+                 std::optional<at::Generator> generator, const at::Scalar& divisor,
+                 bool divide) {
+  TORCH_CHECK(sums.size() == noise.size(), "noisy_mean_: one noise buffer per sum");
+  for (size_t k = 0; k < sums.size(); ++k) {
+    at::Tensor buffer = noise[k];
+    at::normal_out(buffer, 0.0, std, buffer.sizes(), generator);
+  }
+  for (size_t k = 0; k < sums.size(); ++k) sums[k].add_(noise[k]);
+  if (divide) {
+    for (const at::Tensor& sum : sums) sum.div_(divisor);
+  }
+}
+
 }  // namespace
 
 TORCH_LIBRARY(tessera, m) {
+  m.def(
+      "noisy_mean_(Tensor(a!)[] sums, Tensor(b!)[] noise, float std, Generator? generator, "
+      "Scalar divisor, bool divide) -> ()",
+      &noisy_mean_);
   m.def(
       "flat_clipped_sums(Tensor[] activations, Tensor[] backprops, Tensor[] activation_norms, "
       "Tensor[] backprop_norms, int[] bias, float scale, float max_grad_norm, float epsilon) "

@@ -1,4 +1,5 @@
-"""The compiled clipped sum (ml_core.native) gives the Python path's numbers, bit for bit.
+"""The compiled clipped sum and noise (ml_core.native) give the Python path's numbers, bit
+for bit.
 
 Every flat form the Python path has (one layer or several; all, none or some with a bias;
 a weight wider or narrower than its input; an output gradient shared by two layers, which
@@ -99,15 +100,20 @@ def test_the_compiled_sum_is_the_python_sum_bit_for_bit(op, name, reduction, max
 
 
 def test_the_compiled_sum_runs_in_the_step(op, monkeypatch):
+    noise_op = native.noisy_mean()
     calls = []
 
-    def counted(*args):  # noqa: ANN002, ANN202
-        calls.append(len(args[0]))
-        return op(*args)
+    def counted(name, function):  # noqa: ANN001, ANN202
+        def call(*args):  # noqa: ANN002, ANN202
+            calls.append((name, len(args[0])))
+            return function(*args)
+        return call
 
-    monkeypatch.setitem(native._state, "op", counted)
+    monkeypatch.setitem(native._state, "op", counted("sums", op))
+    monkeypatch.setitem(native._state, "noise", counted("noise", noise_op))
     grads = _private_steps(compiled=True)
-    assert calls == [3, 3, 3]
+    # three layers' sums, then noise for five parameters (one layer has no bias), per step
+    assert calls == [("sums", 3), ("noise", 5)] * 3
     assert grads == _private_steps(compiled=False)
 
 
@@ -135,7 +141,8 @@ def _private_steps(*, compiled: bool) -> list[list[float]]:
 def test_switched_off_the_python_path_runs(monkeypatch):
     monkeypatch.setenv("TESSERA_NATIVE", "0")
     monkeypatch.setitem(native._state, "op", None)
-    assert native.flat_clipped_sums() is None
+    monkeypatch.setitem(native._state, "noise", None)
+    assert native.flat_clipped_sums() is None and native.noisy_mean() is None
     assert native.disabled_reason() == "TESSERA_NATIVE=0"
     grads = _private_steps(compiled=True)  # asks for the operator, gets None: Python path
     monkeypatch.delenv("TESSERA_NATIVE")
