@@ -7,7 +7,9 @@ bit for bit the Python path's arithmetic without its per-operation Python cost (
 model's private step on the CPU is mostly that cost). They are compiled with PyTorch's own
 extension builder (a C++ compiler and ninja, no download) the first time they are asked for,
 or ahead of time by ``python -m ml_core.native`` (``make install`` does), into PyTorch's
-extension cache (``TORCH_EXTENSIONS_DIR``, else ``~/.cache/torch_extensions``). Where they
+extension cache (``TORCH_EXTENSIONS_DIR``, else ``~/.cache/torch_extensions``), one folder
+per source and PyTorch version; a finished build is loaded as it is (no compiler needed to
+run, so an image can ship one built at its build time). Where they
 cannot be built (no compiler, a read-only cache), :func:`flat_clipped_sums` and
 :func:`noisy_mean` answer None, the reason is logged once and the Python path runs: same
 numbers, slower steps. ``TESSERA_NATIVE=0`` turns them off.
@@ -15,9 +17,9 @@ numbers, slower steps. ``TESSERA_NATIVE=0`` turns them off.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -35,9 +37,35 @@ _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
-def _name() -> str:
-    # One build per PyTorch version (an extension is tied to the ABI it was compiled with).
-    return "tessera_native_" + re.sub(r"[^0-9A-Za-z]+", "_", torch.__version__)
+NAME = "tessera_native"
+
+
+def _build_directory() -> Path:
+    """One folder per source, flags and PyTorch version (an extension is tied to the ABI it
+    was compiled with): a finished build there is loaded as it is, without a compiler."""
+    from torch.utils import cpp_extension
+
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()
+                         + torch.__version__.encode()).hexdigest()[:16]
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()
+    return Path(root) / f"{NAME}_{key}"
+
+
+def _load() -> None:
+    directory = _build_directory()
+    library = directory / f"{NAME}.so"
+    if library.is_file():
+        try:
+            torch.ops.load_library(str(library))
+            return
+        except OSError:  # a build being written by another process: wait for it below
+            pass
+    from torch.utils import cpp_extension
+
+    directory.mkdir(parents=True, exist_ok=True)
+    cpp_extension.load(name=NAME, sources=[str(SOURCE)], extra_cflags=list(CFLAGS),
+                       build_directory=str(directory), is_python_module=False,
+                       verbose=False)
 
 
 def disabled_reason() -> str | None:
@@ -48,7 +76,7 @@ def disabled_reason() -> str | None:
     return str(reason) if reason else None
 
 
-def build(*, verbose: bool = False) -> Callable | None:
+def build() -> Callable | None:
     """Compile (or load the cached build of) the operators; the clipped-sum operator, or
     None with the reason logged once."""
     reason = disabled_reason()
@@ -59,10 +87,7 @@ def build(*, verbose: bool = False) -> Callable | None:
         if op is not None or _state.get("failed"):
             return op  # type: ignore[return-value]
         try:
-            from torch.utils import cpp_extension
-
-            cpp_extension.load(name=_name(), sources=[str(SOURCE)], extra_cflags=list(CFLAGS),
-                               is_python_module=False, verbose=verbose)
+            _load()
             op = torch.ops.tessera.flat_clipped_sums
         except Exception as error:  # noqa: BLE001 - any build failure means: Python path
             message = f"{type(error).__name__}: {str(error).strip().splitlines()[-1:]}"
