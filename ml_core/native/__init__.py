@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,9 @@ SOURCE = Path(__file__).with_name("flat_clip.cpp")
 # IEEE operations exactly as written: no contraction of a * b + c into a fused multiply-add
 # where the Python path's kernels round twice.
 CFLAGS = ("-O2", "-ffp-contract=off")
+
+# A build takes about 11 s; a lock older than this belongs to a build that died.
+STALE_LOCK_SECONDS = 300
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
@@ -51,6 +55,21 @@ def _build_directory() -> Path:
     return Path(root) / f"{NAME}_{key}"
 
 
+def clear_stale_lock(directory: Path) -> bool:
+    """Remove the build lock of a build that died (PyTorch's builder waits for another
+    process's lock file without end, and a build killed half-way, by a cancelled or killed
+    worker, leaves it behind); whether there was one."""
+    lock = directory / "lock"
+    try:
+        if time.time() - lock.stat().st_mtime <= STALE_LOCK_SECONDS:
+            return False
+        lock.unlink()
+    except FileNotFoundError:
+        return False
+    logger.warning("removed a stale build lock (%s)", lock)
+    return True
+
+
 def _load() -> None:
     directory = _build_directory()
     library = directory / f"{NAME}.so"
@@ -63,6 +82,7 @@ def _load() -> None:
     from torch.utils import cpp_extension
 
     directory.mkdir(parents=True, exist_ok=True)
+    clear_stale_lock(directory)
     cpp_extension.load(name=NAME, sources=[str(SOURCE)], extra_cflags=list(CFLAGS),
                        build_directory=str(directory), is_python_module=False,
                        verbose=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import time
 
 import pytest
 import torch
@@ -147,3 +148,16 @@ def test_switched_off_the_python_path_runs(monkeypatch):
     grads = _private_steps(compiled=True)  # asks for the operator, gets None: Python path
     monkeypatch.delenv("TESSERA_NATIVE")
     assert grads == _private_steps(compiled=False)
+
+
+
+def test_a_build_killed_half_way_does_not_hang_the_next(tmp_path):
+    # PyTorch's builder waits for another build's lock file without end: one left by a
+    # build that died (older than STALE_LOCK_SECONDS) is removed, a fresh one is not.
+    lock = tmp_path / "lock"
+    assert not native.clear_stale_lock(tmp_path)
+    lock.write_text("")
+    assert not native.clear_stale_lock(tmp_path) and lock.exists()
+    old = time.time() - native.STALE_LOCK_SECONDS - 60
+    os.utime(lock, (old, old))
+    assert native.clear_stale_lock(tmp_path) and not lock.exists()
