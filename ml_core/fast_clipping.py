@@ -534,8 +534,9 @@ class BookkeepingModule(nn.Module):
                 self._recurrences.append(sub)
         self._layer_params = [p for state in self._states for p in (state.weight, state.bias)
                               if p is not None]
-        # The compiled clipped sum (ml_core.native) takes float32 parameters' records.
-        self._native_flat = all(p.dtype is torch.float32 for p in self._layer_params)
+        # Whether the compiled clipped sum and noise (ml_core.native) may run: they take
+        # float32 parameters (False: the Python path, e.g. to compare the two).
+        self._native = all(p.dtype is torch.float32 for p in self._layer_params)
 
     def forward(self, *args, **kwargs):
         # Plain attribute access (nn.Module's __setattr__ and __getattr__ cost a Python call
@@ -642,7 +643,7 @@ class BookkeepingModule(nn.Module):
         batch = first.shape[0] if first is not None else 0
         device = first.device if first is not None else None
         scale = float(batch) if self.loss_reduction == "mean" else 1.0
-        if flat and not layers and self._native_flat and device.type == "cpu":
+        if flat and not layers and self._native and device.type == "cpu":
             op = native.flat_clipped_sums()
             if op is not None:
                 return self._native_flat_sums(op, flat, entries, param_count, scale=scale,
@@ -1221,8 +1222,7 @@ class BookkeepingDPOptimizer(DPOptimizer):
         self.last_per_sample_norms = norms
         std = self.noise_multiplier * self.max_grad_norm
         generator = self.generator
-        buffers = self._noise_buffers
-        if std != 0 and self.module._native_flat and self._native_noise(params, sums):
+        if std != 0 and self.module._native and self._native_noise(params, sums):
             if self.step_hook:
                 self.step_hook(self)
             self._is_last_step_skipped = False
@@ -1234,9 +1234,7 @@ class BookkeepingDPOptimizer(DPOptimizer):
                 # The draw goes into this parameter's own buffer, kept from step to step,
                 # and is added to the clipped sum (a new tensor of this step's): the same
                 # bits as Opacus' ``summed + noise`` without a new tensor for the noise.
-                noise = buffers.get(id(p))
-                if noise is None:
-                    noise = buffers[id(p)] = torch.empty(shape, device=p.device)
+                noise = self._noise_buffer(p, shape)
                 torch.normal(0, std, shape, generator=generator, out=noise)
                 p.grad = parameter_sum
                 grads.append(parameter_sum)
@@ -1272,18 +1270,19 @@ class BookkeepingDPOptimizer(DPOptimizer):
         op = native.noisy_mean()
         if op is None:
             return False
-        buffers = self._noise_buffers
-        noise = []
-        for p, shape in self._shapes():
-            buffer = buffers.get(id(p))
-            if buffer is None:
-                buffer = buffers[id(p)] = torch.empty(shape, device=p.device)
-            noise.append(buffer)
+        noise = [self._noise_buffer(p, shape) for p, shape in self._shapes()]
         op(ordered, noise, self.noise_multiplier * self.max_grad_norm, self.generator,
            self.expected_batch_size, self.loss_reduction == "mean")
         for p, grad in zip(params, ordered, strict=True):
             p.grad = grad
         return True
+
+    def _noise_buffer(self, p: nn.Parameter, shape: torch.Size) -> torch.Tensor:
+        """The parameter's noise buffer (Opacus' draw's dtype and shape), made once."""
+        buffer = self._noise_buffers.get(id(p))
+        if buffer is None:
+            buffer = self._noise_buffers[id(p)] = torch.empty(shape, device=p.device)
+        return buffer
 
     def _opacus_pre_step(self) -> bool:
         """Opacus' own sequence (secure noise, or a step after a skipped one)."""
@@ -1309,8 +1308,8 @@ class BookkeepingDPOptimizer(DPOptimizer):
 
 def _owns_noise_buffer(parameter_sum: torch.Tensor) -> bool:
     """Whether a clipped sum (a tensor of this step's own) can take its noise in place: a
-    float32 contiguous tensor (a parameter's gradient keeps its parameter's layout; the
-    one transposed weight sum takes a new noise tensor instead)."""
+    float32 contiguous tensor (a gradient keeps its parameter's layout; any other sum
+    takes a new noise tensor instead)."""
     return parameter_sum.dtype is torch.float32 and parameter_sum.is_contiguous()
 
 

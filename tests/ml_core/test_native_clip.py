@@ -73,7 +73,7 @@ MODELS = {
 def _sums(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, compiled: bool,
           reduction: str, max_grad_norm: float) -> tuple[list[torch.Tensor], torch.Tensor]:
     wrapped = fc.BookkeepingModule(copy.deepcopy(model).train(), loss_reduction=reduction)
-    wrapped._native_flat = compiled
+    wrapped._native = compiled
     loss = nn.functional.cross_entropy(wrapped(x), y, reduction=reduction)
     loss.backward()
     sums, norms = wrapped.clipped_sum(max_grad_norm=max_grad_norm)
@@ -128,7 +128,7 @@ def _private_steps(*, compiled: bool) -> list[list[float]]:
         data_loader=DataLoader(TensorDataset(x, y), batch_size=32), noise_multiplier=1.1,
         max_grad_norm=0.7, noise_generator=torch.Generator().manual_seed(7))
     assert decision.fast_path
-    module._native_flat = compiled
+    module._native = compiled
     after = []
     for start in (0, 32, 64):
         optimizer.zero_grad(set_to_none=True)
